@@ -1,0 +1,36 @@
+/*
+ * util.h - small helpers every part of rotor uses: allocation that cannot
+ * fail silently, randomness, clocks, fd flags.
+ */
+#ifndef ROTOR_UTIL_H
+#define ROTOR_UTIL_H
+
+#include "rotor.h"
+#include <stdbool.h>
+
+/* Allocation failure is handled in one place: these log and abort the
+ * process (the master restarts a worker that dies). */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) ROTOR_PRINTF(1, 2);
+
+/* Fills BUF with N bytes from the kernel's CSPRNG (getrandom). Returns R_OK
+ * or R_ERR (logged). */
+int util_random(void *buf, size_t n);
+
+/* Wall clock in milliseconds and seconds since the epoch; monotonic clock in
+ * milliseconds. */
+int64_t util_wall_ms(void);
+int64_t util_mono_ms(void);
+
+/* Sets O_NONBLOCK / FD_CLOEXEC on FD. Return R_OK or R_ERR (logged). */
+int util_set_nonblock(int fd);
+int util_set_cloexec(int fd);
+
+/* Parses a whole decimal integer in [min, max]. Returns R_OK or R_INVAL. */
+int util_parse_int(const char *s, long long min, long long max, long long *out);
+
+#endif

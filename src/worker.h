@@ -1,0 +1,62 @@
+/*
+ * worker.h - one worker process: a libev loop that owns its client
+ * connections completely. The master forks it with a listening socket and a
+ * control socket; everything else the worker builds itself after fork.
+ */
+#ifndef ROTOR_WORKER_H
+#define ROTOR_WORKER_H
+
+#include "rotor.h"
+#include "conf.h"
+#include "wheel.h"
+#include <ev.h>
+#include <stdbool.h>
+
+struct conn;
+struct seg;
+
+struct worker {
+	struct ev_loop *loop;
+	int slot;             /* 0..workers-1 */
+	unsigned gen;         /* master generation that started this worker */
+	int listen_fd;        /* this worker's SO_REUSEPORT listener */
+	int ctl_fd;           /* socketpair end to the master; EOF = master gone */
+	int spare_fd;         /* /dev/null, given up to accept-and-close on EMFILE */
+	struct conf *conf;    /* current config; replaced on reload */
+
+	ev_io accept_w;
+	ev_io ctl_w;
+	ev_prepare flush_w;   /* the one flush point per loop iteration */
+	ev_timer tick_w;      /* drives the timer wheel */
+	ev_timer accept_pause_w; /* restarts accept after EMFILE/ENFILE */
+	ev_signal sig_w[4];
+
+	struct wheel wheel;   /* connection timeouts */
+	int64_t now_ms;       /* monotonic ms, cached once per loop iteration */
+
+	/* Connection bookkeeping; conn.c owns these. */
+	struct conn *conns;   /* every open connection */
+	struct conn *dirty;   /* connections with output queued this iteration */
+	size_t nconns;
+
+	bool draining;        /* graceful stop: no accept; idle conns closed */
+	bool stopping;        /* fast stop */
+	int64_t drain_deadline_ms;
+
+	char ctl_buf_hdr[8];  /* control message assembly (see worker.c) */
+	char *ctl_buf;
+	size_t ctl_len, ctl_have;
+
+	struct seg *counters_seg;
+	struct worker_counters *ctr;
+};
+
+/* The one worker of this process (NULL in the master and in rotorctl). */
+extern struct worker *worker_self;
+
+/* Runs the worker until it stops; never returns. Called in the child after
+ * fork with the listener and control fds to keep; CONF becomes the worker's. */
+ROTOR_NORETURN void worker_main(int slot, unsigned gen, int listen_fd, int ctl_fd,
+				struct conf *conf, struct seg *counters);
+
+#endif

@@ -1,0 +1,216 @@
+'use strict';
+// Starts and drives the real rotord for integration tests: a config in a
+// fresh temporary directory, a free loopback port, the daemon in the
+// foreground as a child of the test, and helpers to talk to it and to look
+// at its process tree. Every daemon started here is stopped by its pid.
+
+const { spawn, spawnSync } = require('node:child_process');
+const fs = require('node:fs');
+const net = require('node:net');
+const os = require('node:os');
+const path = require('node:path');
+
+const builddir = process.env.ROTOR_BUILDDIR || path.resolve(__dirname, '../../..');
+const ROTORD = path.join(builddir, 'src/rotord');
+const ROTORCTL = path.join(builddir, 'src/rotorctl');
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// A port that was free a moment ago on 127.0.0.1.
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+// Polls fn() every `every` ms until it returns a truthy value or `ms` pass.
+async function waitFor(fn, ms = 5000, every = 25, what = 'condition') {
+  const end = Date.now() + ms;
+  let last;
+  while (Date.now() < end) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    await sleep(every);
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what}` +
+    (last instanceof Error ? `: ${last.message}` : ''));
+}
+
+// One raw HTTP exchange on a new connection: writes `data` (string or
+// Buffer) and resolves with everything the server sent until it closed the
+// connection or `ms` passed.
+function rawExchange(port, data, ms = 3000) {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1');
+    const chunks = [];
+    const timer = setTimeout(() => { sock.destroy(); resolve(Buffer.concat(chunks).toString('latin1')); }, ms);
+    sock.on('connect', () => sock.write(data));
+    sock.on('data', (d) => chunks.push(d));
+    sock.on('error', (e) => { if (e.code === 'ECONNRESET') return; clearTimeout(timer); reject(e); });
+    sock.on('close', () => { clearTimeout(timer); resolve(Buffer.concat(chunks).toString('latin1')); });
+  });
+}
+
+// A minimal HTTP/1.1 request with node's http module: resolves with
+// {status, headers, body}.
+function request(port, { method = 'GET', path: p = '/', headers = {}, body, agent } = {}) {
+  const http = require('node:http');
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, method, path: p, headers, agent }, (res) => {
+      const chunks = [];
+      res.on('data', (d) => chunks.push(d));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers,
+        body: Buffer.concat(chunks).toString() }));
+    });
+    req.on('error', reject);
+    if (body !== undefined) req.write(body);
+    req.end();
+  });
+}
+
+// The pids whose parent is `ppid`.
+function childrenOf(ppid) {
+  const out = [];
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[1]) === ppid && fields[0] !== 'Z') out.push(Number(d));
+    } catch (_) { /* gone */ }
+  }
+  return out.sort((a, b) => a - b);
+}
+
+function alive(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch (_) {
+    return false;
+  }
+}
+
+function mkTmp(prefix = 'rotor-test-') {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+// Runs rotorctl or rotord synchronously: {status, stdout, stderr}.
+function run(bin, args, opts = {}) {
+  const r = spawnSync(bin, args, { encoding: 'utf8', timeout: 15000, ...opts });
+  return { status: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
+}
+
+class Rotord {
+  // config: object merged over a small test config; opts.workers sets
+  // `workers`; opts.env adds environment variables; opts.args adds options.
+  constructor(config = {}, opts = {}) {
+    this.config = config;
+    this.opts = opts;
+    this.dir = mkTmp();
+    this.configPath = path.join(this.dir, 'config.json');
+    this.logPath = path.join(this.dir, 'rotord.log');
+    this.stderr = '';
+  }
+
+  writeConfig(config) {
+    fs.writeFileSync(this.configPath, JSON.stringify(config, null, 2));
+  }
+
+  baseConfig() {
+    return {
+      workers: this.opts.workers || 2,
+      http_server: { address: '127.0.0.1', port: this.port },
+      log: { level: 'info', file: this.logPath },
+      shm: { dir: this.dir },
+      pid_file: path.join(this.dir, 'rotord.pid'),
+      client: { token: { hmac_secret_key: 'test-secret' } },
+      http_api: { key: 'test-api-key' },
+    };
+  }
+
+  async start() {
+    this.port = this.opts.port || await freePort();
+    this.fullConfig = deepMerge(this.baseConfig(), this.config);
+    this.writeConfig(this.fullConfig);
+    this.proc = spawn(ROTORD, ['-c', this.configPath, ...(this.opts.args || [])], {
+      env: { ...process.env, ...(this.opts.env || {}) },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    this.pid = this.proc.pid;
+    this.exited = new Promise((resolve) => {
+      this.proc.on('exit', (code, signal) => resolve({ code, signal }));
+    });
+    this.proc.stderr.on('data', (d) => { this.stderr += d; });
+    const want = this.fullConfig.workers;
+    await waitFor(async () => {
+      if (this.proc.exitCode !== null) throw new Error(`rotord exited: ${this.log()}`);
+      if (this.workers().length !== want) return false;
+      const r = await request(this.port, { path: '/health' });
+      return r.status === 200;
+    }, 10000, 25, 'rotord to serve /health');
+    return this;
+  }
+
+  log() {
+    let s = this.stderr;
+    try { s += fs.readFileSync(this.logPath, 'utf8'); } catch (_) { /* none yet */ }
+    return s;
+  }
+
+  workers() { return childrenOf(this.pid); }
+
+  signal(sig) { process.kill(this.pid, sig); }
+
+  // Waits for the master to exit; resolves {code, signal}.
+  async waitExit(ms = 15000) {
+    let timer;
+    const t = new Promise((_, rej) => { timer = setTimeout(() => rej(new Error('rotord did not exit')), ms); });
+    try {
+      return await Promise.race([this.exited, t]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  // Stops the daemon (TERM, then KILL) and removes its directory.
+  async stop() {
+    if (this.proc && this.proc.exitCode === null && this.proc.signalCode === null) {
+      const kids = this.workers();
+      try { this.signal('SIGTERM'); } catch (_) { /* gone */ }
+      try {
+        await this.waitExit(10000);
+      } catch (_) {
+        try { process.kill(this.pid, 'SIGKILL'); } catch (e) { /* gone */ }
+        for (const k of kids) { try { process.kill(k, 'SIGKILL'); } catch (e) { /* gone */ } }
+      }
+    }
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+function deepMerge(a, b) {
+  const out = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    if (v && typeof v === 'object' && !Array.isArray(v) && a[k] && typeof a[k] === 'object') {
+      out[k] = deepMerge(a[k], v);
+    } else {
+      out[k] = v;
+    }
+  }
+  return out;
+}
+
+module.exports = {
+  ROTORD, ROTORCTL, Rotord, freePort, waitFor, sleep, rawExchange, request,
+  childrenOf, alive, mkTmp, run, deepMerge,
+};
