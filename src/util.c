@@ -1,0 +1,143 @@
+/*
+ * util.c - allocation that never returns NULL, randomness, clocks, fd flags
+ * and number parsing. Allocation failure is handled here and only here: the
+ * process logs and aborts, and the master restarts a worker that died.
+ */
+#include "config.h"
+#include "util.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+static ROTOR_NORETURN void out_of_memory(size_t n)
+{
+	log_error("out of memory allocating %zu bytes", n);
+	abort();
+}
+
+void *xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (p == NULL)
+		out_of_memory(n);
+	return p;
+}
+
+void *xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size ? size : 1);
+	if (p == NULL)
+		out_of_memory(n * size);
+	return p;
+}
+
+void *xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+	if (q == NULL)
+		out_of_memory(n);
+	return q;
+}
+
+char *xstrdup(const char *s)
+{
+	return xstrndup(s, strlen(s));
+}
+
+char *xstrndup(const char *s, size_t n)
+{
+	size_t len = strnlen(s, n);
+	char *p = xmalloc(len + 1);
+	memcpy(p, s, len);
+	p[len] = '\0';
+	return p;
+}
+
+char *xasprintf(const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+	va_start(ap, fmt);
+	int n = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		out_of_memory(strlen(fmt));
+	return s;
+}
+
+int util_random(void *buf, size_t n)
+{
+	unsigned char *p = buf;
+	while (n > 0) {
+		ssize_t k = getrandom(p, n, 0);
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			log_syscall("getrandom(%zu)", n);
+			return R_ERR;
+		}
+		p += k;
+		n -= (size_t)k;
+	}
+	return R_OK;
+}
+
+static int64_t clock_ms(clockid_t id)
+{
+	struct timespec ts;
+	clock_gettime(id, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t util_wall_ms(void)
+{
+	return clock_ms(CLOCK_REALTIME);
+}
+
+int64_t util_mono_ms(void)
+{
+	return clock_ms(CLOCK_MONOTONIC);
+}
+
+/* Adds FLAG to the fd's flags through GET/SET (F_GETFL/F_SETFL or F_GETFD/F_SETFD). */
+static int add_fd_flag(int fd, int get, int set, int flag, const char *what)
+{
+	int fl = fcntl(fd, get);
+	if (fl == -1 || fcntl(fd, set, fl | flag) == -1) {
+		log_syscall("fcntl(%d, %s)", fd, what);
+		return R_ERR;
+	}
+	return R_OK;
+}
+
+int util_set_nonblock(int fd)
+{
+	return add_fd_flag(fd, F_GETFL, F_SETFL, O_NONBLOCK, "O_NONBLOCK");
+}
+
+int util_set_cloexec(int fd)
+{
+	return add_fd_flag(fd, F_GETFD, F_SETFD, FD_CLOEXEC, "FD_CLOEXEC");
+}
+
+int util_parse_int(const char *s, long long min, long long max, long long *out)
+{
+	char *end;
+	long long v;
+
+	if (s == NULL || *s == '\0')
+		return R_INVAL;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v < min || v > max)
+		return R_INVAL;
+	*out = v;
+	return R_OK;
+}
