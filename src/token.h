@@ -1,0 +1,108 @@
+/*
+ * token.h - Centrifugo connection and subscription tokens (JWT): verifying
+ * them with the configured keys, reading their claims the way Centrifugo
+ * does, and signing HMAC tokens for rotorctl and the tests.
+ */
+#ifndef ROTOR_TOKEN_H
+#define ROTOR_TOKEN_H
+
+#include "rotor.h"
+#include <jansson.h>
+#include <regex.h>
+#include <stdbool.h>
+
+struct conf;
+struct conf_report;
+struct evp_pkey_st; /* OpenSSL's EVP_PKEY */
+
+/* Longest token accepted; a longer one is invalid before any parsing. */
+#define TOK_MAX_LEN 8192
+
+/* Results of tok_verify*. How the caller reports them (server-api.md 2.4):
+ * on connect, TOK_EXPIRED is error 109 "token expired" and TOK_INVALID is
+ * disconnect 3500 "invalid token"; on subscribe, 109 and 103. */
+enum {
+	TOK_OK = 0,
+	TOK_EXPIRED = 1, /* exp passed or nbf in the future; a fresh token will do */
+	TOK_INVALID = 2, /* anything else: format, algorithm, signature, claims */
+};
+
+/* Verifier state for one token configuration (client.token.*, or
+ * client.subscription_token.* when that is enabled). Built by tok_keys_init
+ * or tok_keys_from_conf, read-only afterwards, released by tok_keys_free. A
+ * reload builds a new one and frees the old. */
+struct tok_keys {
+	/* Settings, named as in the config; owned copies, "" when unset. */
+	char *hmac_secret_key;
+	char *rsa_public_key;   /* as configured (SPKI or PKCS#1 PEM) */
+	char *ecdsa_public_key; /* as configured (SPKI PEM) */
+	char *audience;
+	char *audience_regex;
+	char *issuer;
+	char *issuer_regex;
+	char *user_id_claim;
+	/* client.insecure_skip_token_signature_verify: the caller sets it after
+	 * init; when true no signature and no algorithm is checked at all. */
+	bool insecure_skip_verify;
+
+	/* Derived by init; private to token.c. */
+	unsigned algs;              /* accepted algorithms, one bit each */
+	char *rsa_pem, *ec_pem;     /* keys re-encoded as SPKI PEM for libjwt */
+	struct evp_pkey_st *rsa, *ec;
+	regex_t *audience_re, *issuer_re;
+};
+
+/* Builds K from SETTINGS, a JSON object whose members are named like the
+ * keys of client.token (hmac_secret_key, rsa_public_key, ecdsa_public_key,
+ * audience, audience_regex, issuer, issuer_regex, user_id_claim; others are
+ * ignored, missing or null means unset). SECTION ("client.token") prefixes
+ * the key names in problems added to REP: a PEM that is not a public key of
+ * the right type, an ECDSA curve other than P-256/384/521, audience together
+ * with audience_regex (likewise issuer), a regex that does not compile, a
+ * user_id_claim not matching ^[a-zA-Z_]+$. Returns R_OK, or R_INVAL with
+ * every problem reported and K left empty (tok_keys_free is still safe). A
+ * configuration without any key is valid: every token is then invalid. */
+int tok_keys_init(struct tok_keys *k, const json_t *settings, const char *section,
+		  struct conf_report *rep);
+
+/* Same, reading SECTION.* from C ("client.token" or
+ * "client.subscription_token"), plus client.insecure_skip_token_signature_verify. */
+int tok_keys_from_conf(struct tok_keys *k, const struct conf *c, const char *section,
+		       struct conf_report *rep);
+
+void tok_keys_free(struct tok_keys *k);
+
+/* Verifies the LEN bytes of TOKEN (no NUL needed) at NOW_S (unix seconds)
+ * following Centrifugo's rules, in its order: format, claim types, aud/iss,
+ * algorithm and signature, then exp/nbf. On TOK_OK, *CLAIMS is the payload
+ * object (the caller owns a reference). Otherwise *CLAIMS is NULL and *WHY
+ * a static text for logs and rotorctl ("token expired", "invalid token:
+ * bad signature", ...). On TOK_OK *WHY is "ok". */
+int tok_verify(const struct tok_keys *k, const char *token, size_t len, int64_t now_s,
+	       json_t **claims, const char **why);
+/* As tok_verify, plus the connection-token rule: a non-empty `channel`
+ * claim makes the token invalid (checked before exp). */
+int tok_verify_connect(const struct tok_keys *k, const char *token, size_t len,
+		       int64_t now_s, json_t **claims, const char **why);
+/* As tok_verify, plus the subscription-token rule: `channel` must be a
+ * non-empty string (checked after exp). The caller still compares it with
+ * the channel asked for, and `sub` with the connection's user. */
+int tok_verify_subscribe(const struct tok_keys *k, const char *token, size_t len,
+			 int64_t now_s, json_t **claims, const char **why);
+
+/* The user ID of verified CLAIMS: the user_id_claim of K when set (a number
+ * or boolean turned into its JSON text, as Centrifugo's gjson does), else
+ * `sub`. "" means anonymous. K may be NULL. The caller frees the result. */
+char *tok_claim_sub(const struct tok_keys *k, const json_t *claims);
+
+/* The `exp` of verified CLAIMS in unix seconds (a fraction dropped), or 0
+ * when the token has none. */
+int64_t tok_claim_exp(const json_t *claims);
+
+/* Signs CLAIMS (an object) with ALG "HS256", "HS384" or "HS512" and the
+ * bytes of SECRET. Returns the token, which the caller frees with free(),
+ * or NULL when SECRET is NULL or empty, ALG is not one of those, or CLAIMS
+ * is not an object. */
+char *tok_sign_hmac(const char *secret, const char *alg, json_t *claims);
+
+#endif
