@@ -134,4 +134,8 @@ void conf_free(struct conf *c);
 /* The value of a key in C's effective document (NULL if the key is unknown). */
 const json_t *conf_get(const struct conf *c, const char *key);
 
+/* Prints one line per key of the table: name, type, default, reload|restart,
+ * supported|ignored and the doc line, separated by tabs (rotorctl configdoc). */
+void conf_keys_print(FILE *out);
+
 #endif
