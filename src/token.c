@@ -352,6 +352,21 @@ int tok_keys_from_conf(struct tok_keys *k, const struct conf *c, const char *sec
 	}
 	rc = tok_keys_init(k, settings, section, rep);
 	json_decref(settings);
+	{
+		/* Refused rather than ignored: with a JWKS endpoint Centrifugo uses
+		 * no other key, so carrying on would verify with the wrong keys. */
+		char name[128];
+		const char *jwks;
+
+		snprintf(name, sizeof(name), "%s.jwks_public_endpoint", section);
+		jwks = json_string_value(conf_get(c, name));
+		if (jwks != NULL && *jwks != '\0') {
+			conf_report_error(rep, "%s: JWKS is not supported by rotor yet", name);
+			if (rc == R_OK)
+				tok_keys_free(k);
+			rc = R_INVAL;
+		}
+	}
 	skip = conf_get(c, "client.insecure_skip_token_signature_verify");
 	if (rc == R_OK && json_is_true(skip))
 		k->insecure_skip_verify = true;

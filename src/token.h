@@ -66,7 +66,9 @@ int tok_keys_init(struct tok_keys *k, const json_t *settings, const char *sectio
 		  struct conf_report *rep);
 
 /* Same, reading SECTION.* from C ("client.token" or
- * "client.subscription_token"), plus client.insecure_skip_token_signature_verify. */
+ * "client.subscription_token"), plus client.insecure_skip_token_signature_verify.
+ * A non-empty SECTION.jwks_public_endpoint is a problem: JWKS is not
+ * supported, and verifying with the other keys instead would be wrong. */
 int tok_keys_from_conf(struct tok_keys *k, const struct conf *c, const char *section,
 		       struct conf_report *rep);
 

@@ -1,0 +1,719 @@
+/*
+ * rotorctl.c - the control and helper tool: Centrifugo's helper commands
+ * (genconfig, checkconfig, gentoken, gensubtoken, checktoken, checksubtoken,
+ * version) with its names, flags and output, plus configdoc.
+ *
+ * Model: one table of commands; each entry parses its own options with
+ * getopt_long and returns the exit status: 0 done, 1 failed (the reason on
+ * stderr), 2 bad command line (usage on stderr). Commands that read a config
+ * build it the way rotord does (file, then environment, then checks), so
+ * what rotorctl accepts rotord accepts. New commands (stats, signals by pid
+ * file) are one function and one table line.
+ */
+#include "config.h"
+#include "b64.h"
+#include "conf.h"
+#include "log.h"
+#include "token.h"
+#include "util.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* <unistd.h> and <fcntl.h> define R_OK (access(2)'s "readable", 4) over
+ * rotor.h's R_OK (0); ours is the one meant here. Files that include them
+ * may return 4 for success, so results from other files are tested with
+ * < 0, which holds under either meaning. */
+#undef R_OK
+
+#define EXIT_USAGE 2
+#define DEFAULT_CONFIG "config.json"
+#define DEFAULT_TTL 604800 /* one week, like Centrifugo */
+#define MAX_TTL 9223372036LL /* what Go's time.Duration holds, in seconds */
+
+struct command {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *synopsis; /* options and arguments */
+	const char *summary;
+	const char *options;  /* one line per option, for -h */
+};
+
+static const struct command *find_command(const char *name);
+static void usage(FILE *out);
+
+/* Prints the help of CMD to OUT. */
+static void command_help(const struct command *cmd, FILE *out)
+{
+	fprintf(out, "usage: rotorctl %s %s\n\n%s.\n", cmd->name, cmd->synopsis, cmd->summary);
+	if (cmd->options && *cmd->options)
+		fprintf(out, "\noptions:\n%s", cmd->options);
+}
+
+/* Reports a command-line mistake in CMD and returns EXIT_USAGE. */
+static int bad_usage(const struct command *cmd, const char *fmt, ...) ROTOR_PRINTF(2, 3);
+static int bad_usage(const struct command *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (fmt != NULL) {
+		fprintf(stderr, "rotorctl %s: ", cmd->name);
+		va_start(ap, fmt);
+		vfprintf(stderr, fmt, ap);
+		va_end(ap);
+		fputc('\n', stderr);
+	}
+	command_help(cmd, stderr);
+	return EXIT_USAGE;
+}
+
+/* Options shared by the commands; each command accepts a subset, named by
+ * a mask of OPT_* bits. -s is --channel for gensubtoken and --strict for
+ * checkconfig, as in Centrifugo. */
+enum {
+	OPT_CONFIG = 1 << 0,  /* -c, --config FILE */
+	OPT_USER = 1 << 1,    /* -u, --user USER */
+	OPT_TTL = 1 << 2,     /* -t, --ttl SECONDS */
+	OPT_QUIET = 1 << 3,   /* -q, --quiet */
+	OPT_CHANNEL = 1 << 4, /* -s, --channel NAME */
+	OPT_STRICT = 1 << 5,  /* -s, --strict */
+};
+
+struct opts {
+	const char *config;
+	const char *user;
+	const char *channel;
+	long long ttl;
+	bool quiet;
+	bool strict;
+	char **args; /* positional arguments */
+	int nargs;
+};
+
+/* Parses ARGV (ARGV[0] is the command name) for CMD, accepting the options
+ * in MASK. Returns -1 when parsed, else the exit status (0 after -h,
+ * EXIT_USAGE after a mistake). */
+static int parse_opts(const struct command *cmd, int argc, char **argv, unsigned mask,
+		      struct opts *o)
+{
+	enum { L_CHANNEL = 256, L_STRICT };
+	static const struct option longs[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "user", required_argument, NULL, 'u' },
+		{ "ttl", required_argument, NULL, 't' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "channel", required_argument, NULL, L_CHANNEL },
+		{ "strict", no_argument, NULL, L_STRICT },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	char optstring[32];
+	int ch, idx;
+
+	memset(o, 0, sizeof(*o));
+	o->config = DEFAULT_CONFIG;
+	o->user = "";
+	o->ttl = DEFAULT_TTL;
+	/* A leading ':' lets us word the missing-argument message ourselves. */
+	snprintf(optstring, sizeof(optstring), ":%s%s%s%s%sh", mask & OPT_CONFIG ? "c:" : "",
+		 mask & OPT_USER ? "u:" : "", mask & OPT_TTL ? "t:" : "",
+		 mask & OPT_QUIET ? "q" : "",
+		 mask & OPT_CHANNEL ? "s:" : mask & OPT_STRICT ? "s" : "");
+	opterr = 0;
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, optstring, longs, &idx)) != -1) {
+		if (ch == 's')
+			ch = mask & OPT_CHANNEL ? L_CHANNEL : L_STRICT;
+		/* Long options are all known to getopt; refuse those CMD lacks. */
+		if ((ch == 'c' && !(mask & OPT_CONFIG)) || (ch == 'u' && !(mask & OPT_USER)) ||
+		    (ch == 't' && !(mask & OPT_TTL)) || (ch == 'q' && !(mask & OPT_QUIET)) ||
+		    (ch == L_CHANNEL && !(mask & OPT_CHANNEL)) || (ch == L_STRICT && !(mask & OPT_STRICT)))
+			return bad_usage(cmd, "option --%s is not accepted here", longs[idx].name);
+		switch (ch) {
+		case 'c':
+			o->config = optarg;
+			break;
+		case 'u':
+			o->user = optarg;
+			break;
+		case L_CHANNEL:
+			o->channel = optarg;
+			break;
+		case 't':
+			if (util_parse_int(optarg, -MAX_TTL, MAX_TTL, &o->ttl) < 0)
+				return bad_usage(cmd, "-t/--ttl: \"%s\" is not a number of seconds", optarg);
+			break;
+		case 'q':
+			o->quiet = true;
+			break;
+		case L_STRICT:
+			o->strict = true;
+			break;
+		case 'h':
+			command_help(cmd, stdout);
+			return 0;
+		case ':':
+			return bad_usage(cmd, "%s needs an argument", argv[optind - 1]);
+		default:
+			if (optopt > 0 && optopt < 256)
+				return bad_usage(cmd, "unknown option -%c", optopt);
+			return bad_usage(cmd, "unknown option %s", argv[optind - 1]);
+		}
+	}
+	o->args = argv + optind;
+	o->nargs = argc - optind;
+	return -1;
+}
+
+/* Builds the effective config from PATH and the environment, as rotord
+ * does. Problems go to stderr. Returns R_OK or R_INVAL; C is to be freed
+ * with conf_free in both cases. */
+static int load_conf(struct conf *c, const char *path)
+{
+	struct conf_report rep = { 0 };
+	int rc;
+
+	conf_init(c);
+	conf_apply_file(c, path, &rep);
+	conf_apply_env(c, NULL, &rep);
+	rc = conf_check(c, &rep);
+	for (size_t i = 0; i < rep.nerrors; i++)
+		fprintf(stderr, "config error: %s\n", rep.errors[i]);
+	conf_report_free(&rep);
+	return rc;
+}
+
+/* The token section that verifies subscription tokens: its own when
+ * client.subscription_token.enabled, else the connection one. */
+static const char *sub_token_section(const struct conf *c)
+{
+	return json_is_true(conf_get(c, "client.subscription_token.enabled"))
+		       ? "client.subscription_token" : "client.token";
+}
+
+/* Loads the verifier of SECTION; problems go to stderr. */
+static int load_keys(struct tok_keys *k, const struct conf *c, const char *section)
+{
+	struct conf_report rep = { 0 };
+	int rc = tok_keys_from_conf(k, c, section, &rep);
+
+	for (size_t i = 0; i < rep.nerrors; i++)
+		fprintf(stderr, "config error: %s\n", rep.errors[i]);
+	conf_report_free(&rep);
+	return rc;
+}
+
+/* ---- genconfig ----------------------------------------------------------- */
+
+enum gen_value { GEN_SECRET64, GEN_SECRET16, GEN_EMPTY_LIST, GEN_FALSE };
+
+/* What genconfig writes, as Centrifugo's does. Every key must exist in the
+ * config table, which is checked before anything is written. */
+static const struct {
+	const char *key;
+	enum gen_value value;
+} gen_keys[] = {
+	{ "client.token.hmac_secret_key", GEN_SECRET64 },
+	{ "client.allowed_origins", GEN_EMPTY_LIST },
+	{ "admin.enabled", GEN_FALSE },
+	{ "admin.password", GEN_SECRET16 },
+	{ "admin.secret", GEN_SECRET64 },
+	{ "http_api.key", GEN_SECRET64 },
+};
+
+/* N random bytes as base64url without padding; NULL if the kernel's
+ * generator failed (logged). */
+static char *random_secret(size_t n)
+{
+	unsigned char buf[64];
+
+	if (n > sizeof(buf) || util_random(buf, n) < 0)
+		return NULL;
+	return b64_encode_alloc(buf, n, B64_URL | B64_NOPAD);
+}
+
+/* Sets the dotted KEY in the nested object ROOT to V (reference stolen). */
+static void set_path(json_t *root, const char *key, json_t *v)
+{
+	char *path = xstrdup(key), *dot, *name = path;
+	json_t *o = root;
+
+	while ((dot = strchr(name, '.')) != NULL) {
+		json_t *child;
+		*dot = '\0';
+		child = json_object_get(o, name);
+		if (child == NULL) {
+			child = json_object();
+			json_object_set_new(o, name, child);
+		}
+		o = child;
+		name = dot + 1;
+	}
+	json_object_set_new(o, name, v);
+	free(path);
+}
+
+/* Writes TEXT to a new file PATH (mode 0600: it holds secrets); refuses to
+ * replace an existing file. Returns R_OK, or R_ERR with the reason on stderr. */
+static int write_new_file(const char *path, const char *text)
+{
+	size_t len = strlen(text), off = 0;
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+
+	if (fd == -1) {
+		if (errno == EEXIST)
+			fprintf(stderr, "genconfig: %s already exists; not overwriting it\n", path);
+		else
+			fprintf(stderr, "genconfig: open(%s) failed: %s\n", path, strerror(errno));
+		return R_ERR;
+	}
+	while (off < len) {
+		ssize_t n = write(fd, text + off, len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			fprintf(stderr, "genconfig: write(%s) failed: %s\n", path, strerror(errno));
+			close(fd);
+			unlink(path);
+			return R_ERR;
+		}
+		off += (size_t)n;
+	}
+	if (close(fd) == -1) {
+		fprintf(stderr, "genconfig: close(%s) failed: %s\n", path, strerror(errno));
+		unlink(path);
+		return R_ERR;
+	}
+	return R_OK;
+}
+
+static int cmd_genconfig(int argc, char **argv)
+{
+	const struct command *cmd = find_command("genconfig");
+	struct opts o;
+	struct conf c;
+	json_t *root;
+	char *text;
+	const char *ext;
+	int rc;
+
+	if ((rc = parse_opts(cmd, argc, argv, OPT_CONFIG, &o)) >= 0)
+		return rc;
+	if (o.nargs > 0)
+		return bad_usage(cmd, "unexpected argument %s", o.args[0]);
+	ext = strrchr(o.config, '.');
+	if (ext && (!strcmp(ext, ".yaml") || !strcmp(ext, ".yml") || !strcmp(ext, ".toml"))) {
+		fprintf(stderr, "genconfig: %s: rotor reads JSON configuration only\n", o.config);
+		return 1;
+	}
+
+	root = json_object();
+	for (size_t i = 0; i < ROTOR_ARRAY_LEN(gen_keys); i++) {
+		json_t *v;
+		char *secret;
+
+		if (conf_key_find(gen_keys[i].key) == NULL) {
+			fprintf(stderr, "genconfig: %s is not a key of the config table\n", gen_keys[i].key);
+			json_decref(root);
+			return 1;
+		}
+		switch (gen_keys[i].value) {
+		case GEN_SECRET64:
+		case GEN_SECRET16:
+			secret = random_secret(gen_keys[i].value == GEN_SECRET64 ? 64 : 16);
+			if (secret == NULL) {
+				fprintf(stderr, "genconfig: no random bytes from the kernel\n");
+				json_decref(root);
+				return 1;
+			}
+			v = json_string(secret);
+			free(secret);
+			break;
+		case GEN_EMPTY_LIST:
+			v = json_array();
+			break;
+		default:
+			v = json_false();
+			break;
+		}
+		set_path(root, gen_keys[i].key, v);
+	}
+	text = json_dumps(root, JSON_INDENT(2));
+	json_decref(root);
+	if (text == NULL) {
+		fprintf(stderr, "genconfig: out of memory\n");
+		return 1;
+	}
+	{
+		char *withnl = xasprintf("%s\n", text);
+		free(text);
+		text = withnl;
+	}
+	rc = write_new_file(o.config, text);
+	free(text);
+	if (rc < 0)
+		return 1;
+
+	/* What was written must load, as Centrifugo checks after writing. */
+	rc = load_conf(&c, o.config);
+	conf_free(&c);
+	if (rc < 0) {
+		unlink(o.config);
+		fprintf(stderr, "genconfig: the generated config did not validate; removed %s\n", o.config);
+		return 1;
+	}
+	printf("%s written with fresh secrets:", o.config);
+	for (size_t i = 0; i < ROTOR_ARRAY_LEN(gen_keys); i++)
+		printf("%s %s", i ? "," : "", gen_keys[i].key);
+	printf("\n");
+	return 0;
+}
+
+/* ---- checkconfig --------------------------------------------------------- */
+
+static int cmd_checkconfig(int argc, char **argv)
+{
+	const struct command *cmd = find_command("checkconfig");
+	struct conf_report rep = { 0 };
+	struct tok_keys k;
+	struct conf c;
+	struct opts o;
+	int rc;
+
+	if ((rc = parse_opts(cmd, argc, argv, OPT_CONFIG | OPT_STRICT, &o)) >= 0)
+		return rc;
+	if (o.nargs > 0)
+		return bad_usage(cmd, "unexpected argument %s", o.args[0]);
+
+	conf_init(&c);
+	conf_apply_file(&c, o.config, &rep);
+	conf_apply_env(&c, NULL, &rep);
+	/* Keys, regexes and claim names are checked by the code that uses them,
+	 * once the config is otherwise valid (conf_check reports some of the
+	 * same conflicts, which would then be listed twice). */
+	if (conf_check(&c, &rep) >= 0) {
+		if (tok_keys_from_conf(&k, &c, "client.token", &rep) >= 0)
+			tok_keys_free(&k);
+		if (json_is_true(conf_get(&c, "client.subscription_token.enabled")) &&
+		    tok_keys_from_conf(&k, &c, "client.subscription_token", &rep) >= 0)
+			tok_keys_free(&k);
+	}
+	conf_free(&c);
+
+	for (size_t i = 0; i < rep.nerrors; i++)
+		fprintf(stderr, "%s\n", rep.errors[i]);
+	for (size_t i = 0; i < rep.nwarnings; i++)
+		fprintf(stderr, "warning: %s\n", rep.warnings[i]);
+	if (rep.nerrors > 0 || (o.strict && rep.nwarnings > 0)) {
+		fprintf(stderr, "%s: invalid (%zu error%s, %zu warning%s%s)\n", o.config,
+			rep.nerrors, rep.nerrors == 1 ? "" : "s", rep.nwarnings,
+			rep.nwarnings == 1 ? "" : "s", o.strict ? ", strict" : "");
+		rc = 1;
+	} else {
+		printf("%s: valid%s\n", o.config, rep.nwarnings ? " (with warnings)" : "");
+		rc = 0;
+	}
+	conf_report_free(&rep);
+	return rc;
+}
+
+/* ---- gentoken, gensubtoken ----------------------------------------------- */
+
+/* Go's time.Duration.String() for whole seconds >= 0: 168h0m0s, 1m30s, 30s. */
+static void format_ttl(char *buf, size_t n, long long s)
+{
+	if (s >= 3600)
+		snprintf(buf, n, "%lldh%lldm%llds", s / 3600, s / 60 % 60, s % 60);
+	else if (s >= 60)
+		snprintf(buf, n, "%lldm%llds", s / 60, s % 60);
+	else
+		snprintf(buf, n, "%llds", s);
+}
+
+/* gentoken when CHANNEL is NULL, else gensubtoken. */
+static int gen_token(const struct command *cmd, int argc, char **argv, bool sub)
+{
+	struct tok_keys k;
+	struct conf c;
+	struct opts o;
+	json_t *claims;
+	char *token, ttl[96], who[512];
+	const char *section;
+	int64_t now = util_wall_ms() / 1000;
+	int rc;
+
+	if ((rc = parse_opts(cmd, argc, argv,
+			     OPT_CONFIG | OPT_USER | OPT_TTL | OPT_QUIET | (sub ? OPT_CHANNEL : 0), &o)) >= 0)
+		return rc;
+	if (o.nargs > 0)
+		return bad_usage(cmd, "unexpected argument %s", o.args[0]);
+	if (sub && (o.channel == NULL || *o.channel == '\0'))
+		return bad_usage(cmd, "-s/--channel is required");
+
+	rc = load_conf(&c, o.config);
+	section = sub ? sub_token_section(&c) : "client.token";
+	if (rc >= 0)
+		rc = load_keys(&k, &c, section);
+	conf_free(&c);
+	if (rc < 0)
+		return 1;
+	if (*k.hmac_secret_key == '\0') {
+		fprintf(stderr, "%s: no HMAC secret key set (%s.hmac_secret_key)\n", cmd->name, section);
+		tok_keys_free(&k);
+		return 1;
+	}
+
+	/* Claims in the order Centrifugo writes them. */
+	claims = json_object();
+	if (*o.user)
+		json_object_set_new(claims, "sub", json_string(o.user));
+	if (o.ttl > 0)
+		json_object_set_new(claims, "exp", json_integer(now + o.ttl));
+	json_object_set_new(claims, "iat", json_integer(now));
+	if (sub)
+		json_object_set_new(claims, "channel", json_string(o.channel));
+	if (*k.user_id_claim)
+		json_object_set_new(claims, k.user_id_claim, json_string(o.user));
+	token = tok_sign_hmac(k.hmac_secret_key, "HS256", claims);
+	json_decref(claims);
+	tok_keys_free(&k);
+	if (token == NULL) {
+		fprintf(stderr, "%s: signing failed\n", cmd->name);
+		return 1;
+	}
+
+	if (o.quiet) {
+		printf("%s\n", token);
+	} else {
+		if (*o.user)
+			snprintf(who, sizeof(who), "user \"%s\"", o.user);
+		else
+			snprintf(who, sizeof(who), "anonymous user");
+		if (o.ttl > 0) {
+			char d[48];
+			format_ttl(d, sizeof(d), o.ttl);
+			snprintf(ttl, sizeof(ttl), "with expiration TTL %s", d);
+		} else {
+			snprintf(ttl, sizeof(ttl), "without expiration");
+		}
+		if (sub)
+			printf("HMAC SHA-256 JWT for %s and channel \"%s\" %s:\n%s\n", who, o.channel, ttl, token);
+		else
+			printf("HMAC SHA-256 JWT for %s %s:\n%s\n", who, ttl, token);
+	}
+	free(token);
+	return 0;
+}
+
+static int cmd_gentoken(int argc, char **argv)
+{
+	return gen_token(find_command("gentoken"), argc, argv, false);
+}
+
+static int cmd_gensubtoken(int argc, char **argv)
+{
+	return gen_token(find_command("gensubtoken"), argc, argv, true);
+}
+
+/* ---- checktoken, checksubtoken ------------------------------------------- */
+
+static int check_token(const struct command *cmd, int argc, char **argv, bool sub)
+{
+	struct tok_keys k;
+	struct conf c;
+	struct opts o;
+	json_t *claims = NULL;
+	const char *why, *token;
+	char *user, *payload, when[64];
+	int64_t exp;
+	int rc;
+
+	if ((rc = parse_opts(cmd, argc, argv, OPT_CONFIG, &o)) >= 0)
+		return rc;
+	if (o.nargs != 1)
+		return bad_usage(cmd, o.nargs ? "only one token, please" : "the token to check is missing");
+	token = o.args[0];
+
+	rc = load_conf(&c, o.config);
+	if (rc >= 0)
+		rc = load_keys(&k, &c, sub ? sub_token_section(&c) : "client.token");
+	conf_free(&c);
+	if (rc < 0)
+		return 1;
+	/* Centrifugo's checktoken verifies even when the server is told not to. */
+	k.insecure_skip_verify = false;
+	if (sub)
+		rc = tok_verify_subscribe(&k, token, strlen(token), util_wall_ms() / 1000, &claims, &why);
+	else
+		rc = tok_verify_connect(&k, token, strlen(token), util_wall_ms() / 1000, &claims, &why);
+	if (rc != TOK_OK) {
+		fprintf(stderr, "token error: %s\n", why);
+		tok_keys_free(&k);
+		return 1;
+	}
+
+	user = tok_claim_sub(&k, claims);
+	exp = tok_claim_exp(claims);
+	if (exp > 0) {
+		time_t t = (time_t)exp;
+		struct tm tm;
+		gmtime_r(&t, &tm);
+		strftime(when, sizeof(when), "with expiration at %Y-%m-%dT%H:%M:%SZ", &tm);
+	} else {
+		snprintf(when, sizeof(when), "without expiration");
+	}
+	if (*user)
+		printf("valid %stoken for user \"%s\"", sub ? "subscription " : "", user);
+	else
+		printf("valid %stoken for anonymous user", sub ? "subscription " : "");
+	if (sub)
+		printf(" and channel \"%s\"", json_string_value(json_object_get(claims, "channel")));
+	payload = json_dumps(claims, JSON_COMPACT);
+	printf(" %s\npayload: %s\n", when, payload ? payload : "?");
+	free(payload);
+	free(user);
+	json_decref(claims);
+	tok_keys_free(&k);
+	return 0;
+}
+
+static int cmd_checktoken(int argc, char **argv)
+{
+	return check_token(find_command("checktoken"), argc, argv, false);
+}
+
+static int cmd_checksubtoken(int argc, char **argv)
+{
+	return check_token(find_command("checksubtoken"), argc, argv, true);
+}
+
+/* ---- version, configdoc, help -------------------------------------------- */
+
+static int cmd_version(int argc, char **argv)
+{
+	const struct command *cmd = find_command("version");
+	struct opts o;
+	int rc;
+
+	if ((rc = parse_opts(cmd, argc, argv, 0, &o)) >= 0)
+		return rc;
+	if (o.nargs > 0)
+		return bad_usage(cmd, "unexpected argument %s", o.args[0]);
+	printf("%s v%s\n", ROTOR_NAME, PACKAGE_VERSION);
+	return 0;
+}
+
+static int cmd_configdoc(int argc, char **argv)
+{
+	const struct command *cmd = find_command("configdoc");
+	struct opts o;
+	int rc;
+
+	if ((rc = parse_opts(cmd, argc, argv, 0, &o)) >= 0)
+		return rc;
+	if (o.nargs > 0)
+		return bad_usage(cmd, "unexpected argument %s", o.args[0]);
+	conf_keys_print(stdout);
+	return 0;
+}
+
+static int cmd_help(int argc, char **argv)
+{
+	const struct command *cmd;
+
+	if (argc < 2) {
+		usage(stdout);
+		return 0;
+	}
+	cmd = find_command(argv[1]);
+	if (cmd == NULL) {
+		fprintf(stderr, "rotorctl: unknown command \"%s\"\n", argv[1]);
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	command_help(cmd, stdout);
+	return 0;
+}
+
+#define HELP_CONFIG "  -c, --config FILE    config file (default " DEFAULT_CONFIG ")\n"
+#define HELP_HELP   "  -h, --help           this help\n"
+
+static const struct command commands[] = {
+	{ "genconfig", cmd_genconfig, "[-c FILE]",
+	  "Write a new JSON config file with fresh random secrets; an existing file is never replaced",
+	  "  -c, --config FILE    file to create (default " DEFAULT_CONFIG ")\n" HELP_HELP },
+	{ "checkconfig", cmd_checkconfig, "[-c FILE] [-s]",
+	  "Check a config file (and the ROTOR_*/CENTRIFUGO_* environment) as rotord would read it",
+	  HELP_CONFIG "  -s, --strict         fail on warnings too (unknown keys)\n" HELP_HELP },
+	{ "gentoken", cmd_gentoken, "[-c FILE] [-u USER] [-t TTL] [-q]",
+	  "Generate a connection token signed with client.token.hmac_secret_key (HS256)",
+	  HELP_CONFIG "  -u, --user USER      user ID, the sub claim (default: anonymous)\n"
+	  "  -t, --ttl SECONDS    lifetime; 0 or less: no exp claim (default 604800)\n"
+	  "  -q, --quiet          print the token only\n" HELP_HELP },
+	{ "gensubtoken", cmd_gensubtoken, "[-c FILE] [-u USER] -s CHANNEL [-t TTL] [-q]",
+	  "Generate a subscription token for a channel (HS256)",
+	  HELP_CONFIG "  -u, --user USER      user ID, the sub claim (default: anonymous)\n"
+	  "  -s, --channel NAME   channel, the channel claim (required)\n"
+	  "  -t, --ttl SECONDS    lifetime; 0 or less: no exp claim (default 604800)\n"
+	  "  -q, --quiet          print the token only\n" HELP_HELP },
+	{ "checktoken", cmd_checktoken, "[-c FILE] TOKEN",
+	  "Verify a connection token with the configured keys and print its user and claims",
+	  HELP_CONFIG HELP_HELP },
+	{ "checksubtoken", cmd_checksubtoken, "[-c FILE] TOKEN",
+	  "Verify a subscription token with the configured keys and print its user, channel and claims",
+	  HELP_CONFIG HELP_HELP },
+	{ "configdoc", cmd_configdoc, "",
+	  "List every config key: name, type, default, reload or restart, supported or ignored, description",
+	  HELP_HELP },
+	{ "version", cmd_version, "", "Print the version", HELP_HELP },
+	{ "help", cmd_help, "[COMMAND]", "Print the list of commands, or the help of one", "" },
+};
+
+static const struct command *find_command(const char *name)
+{
+	for (size_t i = 0; i < ROTOR_ARRAY_LEN(commands); i++) {
+		if (strcmp(commands[i].name, name) == 0)
+			return &commands[i];
+	}
+	return NULL;
+}
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: rotorctl COMMAND [options]\n\ncommands:\n");
+	for (size_t i = 0; i < ROTOR_ARRAY_LEN(commands); i++)
+		fprintf(out, "  %-14s %s\n", commands[i].name, commands[i].summary);
+	fprintf(out, "\nRun 'rotorctl COMMAND -h' for the options of a command.\n");
+}
+
+int main(int argc, char **argv)
+{
+	const struct command *cmd;
+
+	log_set_role("rotorctl");
+	if (argc < 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-v") == 0)
+		return cmd_version(1, argv + 1);
+	cmd = find_command(argv[1]);
+	if (cmd == NULL) {
+		fprintf(stderr, "rotorctl: unknown command \"%s\"\n", argv[1]);
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	return cmd->run(argc - 1, argv + 1);
+}
