@@ -998,10 +998,43 @@ static bool env_is_ours(const char *name)
 	return false;
 }
 
+/* Applies the unused CENTRIFUGO_<V5NAME> variables of E (Centrifugo v5 named
+ * them after its flat keys: CENTRIFUGO_API_KEY) to keys that no v6-named
+ * variable set (SET, by key index), with a warning. */
+static void env_v5(struct conf *c, struct env *e, const bool *set, struct conf_report *rep)
+{
+	const size_t plen = sizeof "CENTRIFUGO_" - 1;
+
+	for (size_t i = 0; i < e->n; i++) {
+		size_t len = strcspn(e->vars[i], "=");
+		const struct conf_key *k;
+		char *name, *var, *v6;
+
+		if (e->used[i] || strncmp(e->vars[i], "CENTRIFUGO_", plen) != 0 || len == plen)
+			continue;
+		name = xstrndup(e->vars[i] + plen, len - plen);
+		for (char *p = name; *p; p++)
+			*p = (char)tolower((unsigned char)*p);
+		k = v5_key(name);
+		free(name);
+		if (k == NULL)
+			continue;
+		e->used[i] = true;
+		var = xstrndup(e->vars[i], len);
+		v6 = env_name(k->name);
+		conf_report_warn(rep, "%s is a Centrifugo v5 name; use CENTRIFUGO_%s", var, v6);
+		if (!set[k - conf_keys] && e->vars[i][len + 1] != '\0')
+			env_set(c, k, var, e->vars[i] + len + 1, rep);
+		free(v6);
+		free(var);
+	}
+}
+
 int conf_apply_env(struct conf *c, char **envp, struct conf_report *rep)
 {
 	size_t n0 = rep->nerrors;
 	struct env e = { .vars = envp ? envp : environ };
+	bool *set = xcalloc(conf_nkeys, sizeof *set);
 	char opts[128];
 
 	while (e.vars[e.n])
@@ -1013,12 +1046,15 @@ int conf_apply_env(struct conf *c, char **envp, struct conf_report *rep)
 		const char *text = env_pick(&e, suffix, &var);
 		if (text) {
 			env_set(c, k, var, text, rep);
+			set[i] = true;
 			free(var);
 		}
 		free(suffix);
 		if (item_options(k, opts, sizeof opts))
 			env_items(c, &e, k, opts, rep);
 	}
+	env_v5(c, &e, set, rep);
+	free(set);
 	for (size_t i = 0; i < e.n; i++) {
 		for (size_t p = 0; p < ROTOR_ARRAY_LEN(env_prefixes); p++) {
 			size_t len = strlen(env_prefixes[p]);

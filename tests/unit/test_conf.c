@@ -630,6 +630,25 @@ static void test_env(void)
 	conf_report_free(&rep);
 	conf_free(&c);
 
+	char *env_v5[] = {
+		"CENTRIFUGO_API_KEY=v5-key",
+		"CENTRIFUGO_TOKEN_HMAC_SECRET_KEY=v5-secret",
+		"CENTRIFUGO_HTTP_API_KEY=v6-key",
+		"CENTRIFUGO_PORT=8123",
+		NULL,
+	};
+	is_int(build(&c, NULL, env_v5, &rep), R_OK, "v5 environment names are accepted");
+	has_warning(&rep, "CENTRIFUGO_API_KEY is a Centrifugo v5 name; use CENTRIFUGO_HTTP_API_KEY");
+	has_warning(&rep, "CENTRIFUGO_TOKEN_HMAC_SECRET_KEY is a Centrifugo v5 name; use "
+		    "CENTRIFUGO_CLIENT_TOKEN_HMAC_SECRET_KEY");
+	has_warning(&rep, "CENTRIFUGO_PORT is a Centrifugo v5 name; use CENTRIFUGO_HTTP_SERVER_PORT");
+	is_int(rep.nwarnings, 3, "no other warnings");
+	is_str(c.token_hmac_secret, "v5-secret", "v5 variable applied");
+	is_str(c.api_key, "v6-key", "the v6 name wins over the v5 name");
+	is_int(c.port, 8123, "CENTRIFUGO_PORT");
+	conf_report_free(&rep);
+	conf_free(&c);
+
 	char *env3[] = { "ROTOR_LOG_LEVEL=debug", NULL };
 	setenv("ROTOR_LOG_LEVEL", "trace", 1);
 	conf_init(&c);
