@@ -19,6 +19,7 @@
  *    next advance, and its cancellations unlink from whichever list holds the
  *    timer.
  */
+#include "config.h"
 #include "wheel.h"
 #include <assert.h>
 

@@ -1,0 +1,705 @@
+/*
+ * conn.c - client connections of one worker: input, batched output, close.
+ *
+ * Model:
+ *  - Input: when the socket is readable, a CONN_BUF_SIZE buffer is taken from
+ *    a small per-worker pool, filled by one read(2) and handed to
+ *    ops->on_read. Bytes the layer leaves unconsumed are held in that buffer
+ *    (c->in); otherwise it goes straight back to the pool, so an idle conn
+ *    holds no input memory. One read per readiness event keeps one busy peer
+ *    from starving the others (the watcher is level-triggered).
+ *  - Output: conn_queue appends (rbuf, off, len) segments to c->out and puts
+ *    the conn on w->dirty. conn_flush_all, run once per loop iteration before
+ *    the loop sleeps, writes each dirty conn's segments with one
+ *    sendmsg(MSG_NOSIGNAL) of up to IOV_MAX iovecs. Only if the kernel does
+ *    not take everything is EV_WRITE added to the conn's watcher; the write
+ *    callback then continues, and the watcher drops EV_WRITE once drained.
+ *    When the queue is empty c->out is freed: an idle conn holds no output
+ *    memory either.
+ *  - Timers: one wheel timer per conn, armed at the earlier of the layer's
+ *    deadline and the write deadline (set when output first blocks).
+ *  - Close: conn_close releases everything at once but leaves the struct on
+ *    w->dirty with CONN_CLOSED set; conn_flush_all frees it. Code that still
+ *    holds the pointer inside the current callback can test the flag, and no
+ *    watcher or timer can reach a closed conn (both are stopped).
+ *
+ * Invariants: CONN_DIRTY <=> the conn is on w->dirty; CONN_WANT_WRITE =>
+ * c->out != NULL; c->out == NULL <=> out_bytes == 0; a closed conn has no
+ * buffers, no fd, no active watcher, no pending timer.
+ */
+#include "config.h"
+#include "conn.h"
+#include "worker.h"
+#include "log.h"
+#include "util.h"
+#include <assert.h>
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+enum {
+	CONN_CLOSED = 0x01,      /* conn_close ran; freed by conn_flush_all */
+	CONN_DIRTY = 0x02,       /* on w->dirty */
+	CONN_PAUSED = 0x04,      /* conn_read_pause: no input delivered */
+	CONN_WANT_WRITE = 0x08,  /* output blocked: EV_WRITE armed */
+	CONN_SHUTDOWN = 0x10,    /* conn_shutdown: close once written */
+	CONN_LINGER = 0x20,      /* written, write side shut, draining input */
+	CONN_OVER_LIMIT = 0x40,  /* on_over_limit told; reset when drained */
+	CONN_EOF = 0x80,         /* the peer closed its side */
+	CONN_IN_READ = 0x100,    /* inside on_read: c->in must stay put */
+};
+
+#define RBUF_PRIVATE 0x1 /* a conn_queue_copy buffer: may grow in place */
+#define COPY_BUF_MIN 2048
+
+struct conn_seg {
+	struct rbuf *b;
+	size_t off, len;
+};
+
+/* Segments seg[head..n) are queued; seg[head] may be partly written. */
+struct conn_out {
+	size_t head, n, cap;
+	struct conn_seg seg[];
+};
+
+/* ---- rbuf -------------------------------------------------------------- */
+
+static struct rbuf *rbuf_alloc(size_t cap)
+{
+	struct rbuf *b = xmalloc(sizeof(*b) + cap);
+
+	b->refs = 1;
+	b->flags = 0;
+	b->len = 0;
+	b->cap = cap;
+	return b;
+}
+
+struct rbuf *rbuf_new(size_t len)
+{
+	struct rbuf *b = rbuf_alloc(len);
+
+	b->len = len;
+	return b;
+}
+
+struct rbuf *rbuf_ref(struct rbuf *b)
+{
+	assert(b->refs > 0 && b->refs < UINT32_MAX);
+	b->refs++;
+	return b;
+}
+
+void rbuf_unref(struct rbuf *b)
+{
+	if (!b)
+		return;
+	assert(b->refs > 0);
+	if (--b->refs == 0)
+		free(b);
+}
+
+/* ---- input buffer pool ------------------------------------------------- */
+
+/* A worker is a process, so the pool is this process's. Free buffers are
+ * chained through their first bytes; a few are kept for the next reads, the
+ * rest go back to malloc. */
+#define POOL_KEEP 64
+
+static struct {
+	void *free;
+	size_t nfree;
+} pool;
+
+static char *pool_get(void)
+{
+	void *p = pool.free;
+
+	if (!p)
+		return xmalloc(CONN_BUF_SIZE);
+	memcpy(&pool.free, p, sizeof(void *));
+	pool.nfree--;
+	return p;
+}
+
+static void pool_put(char *p)
+{
+	if (pool.nfree >= POOL_KEEP) {
+		free(p);
+		return;
+	}
+	memcpy(p, &pool.free, sizeof(void *));
+	pool.free = p;
+	pool.nfree++;
+}
+
+/* Gives the input buffer back, unless on_read is still looking at it (then
+ * deliver gives it back when on_read returns). */
+static void in_release(struct conn *c)
+{
+	if (c->flags & CONN_IN_READ)
+		return;
+	if (c->in) {
+		pool_put(c->in);
+		c->in = NULL;
+	}
+	c->in_len = 0;
+}
+
+/* ---- watcher and timer ----------------------------------------------- */
+
+/* Sets the watcher's events from the flags: EV_READ unless paused or
+ * waiting to close, EV_WRITE while output is blocked. */
+static void io_update(struct conn *c)
+{
+	int ev = 0;
+
+	if (c->flags & CONN_CLOSED)
+		return;
+	if (!(c->flags & CONN_PAUSED) && (!(c->flags & CONN_SHUTDOWN) || (c->flags & CONN_LINGER)))
+		ev |= EV_READ;
+	if (c->flags & CONN_WANT_WRITE)
+		ev |= EV_WRITE;
+	if (ev == (c->io.events & (EV_READ | EV_WRITE)) && ev_is_active(&c->io))
+		return;
+	ev_io_stop(c->w->loop, &c->io);
+	ev_io_set(&c->io, c->fd, ev);
+	if (ev)
+		ev_io_start(c->w->loop, &c->io);
+}
+
+static void timer_arm(struct conn *c)
+{
+	int64_t when = c->deadline < c->wdeadline ? c->deadline : c->wdeadline;
+
+	if (when == CONN_NEVER)
+		wheel_cancel(&c->w->wheel, &c->timer);
+	else if (!wheel_pending(&c->timer) || c->timer.when != when)
+		wheel_add(&c->w->wheel, &c->timer, when);
+}
+
+static void mark_dirty(struct conn *c)
+{
+	if (c->flags & CONN_DIRTY)
+		return;
+	c->flags |= CONN_DIRTY;
+	c->dirty_next = c->w->dirty;
+	c->w->dirty = c;
+}
+
+/* ---- output ------------------------------------------------------------ */
+
+static void out_free(struct conn *c)
+{
+	struct conn_out *o = c->out;
+	size_t i;
+
+	if (!o)
+		return;
+	for (i = o->head; i < o->n; i++)
+		rbuf_unref(o->seg[i].b);
+	free(o);
+	c->out = NULL;
+	c->out_bytes = 0;
+}
+
+/* Room for one more segment at the end. */
+static struct conn_seg *out_push(struct conn *c)
+{
+	struct conn_out *o = c->out;
+
+	if (!o) {
+		o = xmalloc(sizeof(*o) + 8 * sizeof(o->seg[0]));
+		o->head = o->n = 0;
+		o->cap = 8;
+		c->out = o;
+	} else if (o->n == o->cap) {
+		if (o->head > o->cap / 2) {
+			memmove(o->seg, o->seg + o->head, (o->n - o->head) * sizeof(o->seg[0]));
+			o->n -= o->head;
+			o->head = 0;
+		} else {
+			o->cap *= 2;
+			o = xrealloc(o, sizeof(*o) + o->cap * sizeof(o->seg[0]));
+			c->out = o;
+		}
+	}
+	return &o->seg[o->n++];
+}
+
+/* Whether LEN more bytes may be queued; tells the layer once if not. */
+static int queue_check(struct conn *c, size_t len)
+{
+	if (c->flags & (CONN_CLOSED | CONN_SHUTDOWN))
+		return R_CLOSED;
+	if (c->out_limit && c->out_bytes + len > c->out_limit) {
+		if (!(c->flags & CONN_OVER_LIMIT)) {
+			c->flags |= CONN_OVER_LIMIT;
+			log_debug("conn fd %d (%s): output queue over %zu bytes", c->fd,
+				  c->ops->name, c->out_limit);
+			if (c->ops->on_over_limit)
+				c->ops->on_over_limit(c);
+			else
+				conn_close(c);
+		}
+		return R_AGAIN;
+	}
+	return R_OK;
+}
+
+/* Queued output goes out at the flush point, or by the write watcher when
+ * the socket is blocked. */
+static void queued(struct conn *c, size_t len)
+{
+	c->out_bytes += len;
+	if (!(c->flags & CONN_WANT_WRITE))
+		mark_dirty(c);
+}
+
+int conn_queue(struct conn *c, struct rbuf *b, size_t off, size_t len)
+{
+	struct conn_seg *s;
+	int rc;
+
+	assert(off <= b->len && len <= b->len - off);
+	if ((rc = queue_check(c, len)) != R_OK || len == 0)
+		return rc;
+	s = out_push(c);
+	s->b = rbuf_ref(b);
+	s->off = off;
+	s->len = len;
+	queued(c, len);
+	return R_OK;
+}
+
+int conn_queue_copy(struct conn *c, const void *data, size_t len)
+{
+	struct conn_seg *s = NULL;
+	struct rbuf *b;
+	int rc;
+
+	if ((rc = queue_check(c, len)) != R_OK || len == 0)
+		return rc;
+	/* Append to our own copy buffer at the tail when it has room, so that
+	 * many small writes make few segments. */
+	if (c->out && c->out->n > c->out->head) {
+		s = &c->out->seg[c->out->n - 1];
+		b = s->b;
+		if (!(b->flags & RBUF_PRIVATE) || b->refs != 1 ||
+		    s->off + s->len != b->len || b->cap - b->len < len)
+			s = NULL;
+	}
+	if (!s) {
+		b = rbuf_alloc(len > COPY_BUF_MIN ? len : COPY_BUF_MIN);
+		b->flags |= RBUF_PRIVATE;
+		s = out_push(c);
+		s->b = b;
+		s->off = 0;
+		s->len = 0;
+	}
+	b = s->b;
+	memcpy(b->data + b->len, data, len);
+	b->len += len;
+	s->len += len;
+	queued(c, len);
+	return R_OK;
+}
+
+/* Drops N written bytes from the front of the queue. */
+static void out_consume(struct conn *c, size_t n)
+{
+	struct conn_out *o = c->out;
+
+	assert(n <= c->out_bytes);
+	c->out_bytes -= n;
+	while (n > 0) {
+		struct conn_seg *s = &o->seg[o->head];
+
+		if (n < s->len) {
+			s->off += n;
+			s->len -= n;
+			return;
+		}
+		n -= s->len;
+		rbuf_unref(s->b);
+		o->head++;
+	}
+	if (o->head == o->n) {
+		free(o);
+		c->out = NULL;
+	}
+}
+
+static void linger_start(struct conn *c);
+
+/* Writes as much of C's queue as the kernel takes. */
+static void conn_write(struct conn *c)
+{
+	struct iovec iov[IOV_MAX];
+
+	while (c->out) {
+		struct conn_out *o = c->out;
+		struct msghdr mh = { .msg_iov = iov };
+		size_t i, want = 0;
+		ssize_t n;
+
+		for (i = o->head; i < o->n && mh.msg_iovlen < IOV_MAX; i++) {
+			iov[mh.msg_iovlen].iov_base = o->seg[i].b->data + o->seg[i].off;
+			iov[mh.msg_iovlen].iov_len = o->seg[i].len;
+			want += o->seg[i].len;
+			mh.msg_iovlen++;
+		}
+		n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			if (errno == EPIPE || errno == ECONNRESET)
+				log_debug("conn fd %d (%s): peer gone while writing", c->fd, c->ops->name);
+			else
+				log_syscall("sendmsg(fd %d)", c->fd);
+			conn_close(c);
+			return;
+		}
+		out_consume(c, (size_t)n);
+		if ((size_t)n < want)
+			break; /* the socket buffer is full: wait for EV_WRITE */
+	}
+
+	if (c->out) {
+		if (!(c->flags & CONN_WANT_WRITE)) {
+			c->flags |= CONN_WANT_WRITE;
+			if (c->write_timeout_ms > 0 && c->wdeadline == CONN_NEVER) {
+				c->wdeadline = c->w->now_ms + c->write_timeout_ms;
+				timer_arm(c);
+			}
+			io_update(c);
+		}
+		return;
+	}
+	c->flags &= ~(CONN_OVER_LIMIT | CONN_WANT_WRITE);
+	if (c->wdeadline != CONN_NEVER) {
+		c->wdeadline = CONN_NEVER;
+		timer_arm(c);
+	}
+	io_update(c);
+	if (c->flags & CONN_SHUTDOWN)
+		linger_start(c);
+	else if (c->ops->on_flushed)
+		c->ops->on_flushed(c);
+}
+
+/* ---- input ------------------------------------------------------------- */
+
+/* Hands held input to the layer until it is consumed, the layer pauses or
+ * waits for more, or the conn closes. */
+static void deliver(struct conn *c)
+{
+	while (c->in_len && !(c->flags & (CONN_CLOSED | CONN_PAUSED | CONN_SHUTDOWN))) {
+		const struct conn_ops *ops = c->ops;
+		size_t used;
+
+		c->flags |= CONN_IN_READ;
+		used = ops->on_read(c, c->in, c->in_len);
+		c->flags &= ~CONN_IN_READ;
+		if (c->flags & (CONN_CLOSED | CONN_SHUTDOWN))
+			break;
+		assert(used <= c->in_len);
+		c->in_len -= used;
+		if (c->in_len && used)
+			memmove(c->in, c->in + used, c->in_len);
+		if (c->ops == ops)
+			break; /* same layer: it has what it can use for now */
+	}
+	if (c->flags & (CONN_SHUTDOWN | CONN_CLOSED))
+		c->in_len = 0; /* no one will read it any more */
+	if (c->in_len == 0) {
+		in_release(c);
+	} else if (c->in_len == CONN_BUF_SIZE && !(c->flags & CONN_PAUSED)) {
+		log_warn("conn fd %d (%s): %d bytes of input held unconsumed; closing",
+			 c->fd, c->ops->name, CONN_BUF_SIZE);
+		conn_close(c);
+	}
+}
+
+static void on_eof(struct conn *c)
+{
+	c->flags |= CONN_EOF;
+	if (c->flags & (CONN_SHUTDOWN | CONN_LINGER))
+		conn_close(c); /* nothing more to wait for from the peer */
+	else if (c->ops->on_eof)
+		c->ops->on_eof(c);
+	else
+		conn_close(c);
+}
+
+static void conn_read(struct conn *c)
+{
+	ssize_t n;
+
+	/* A fed event can arrive after a pause, or after a shutdown. */
+	if ((c->flags & CONN_PAUSED) || (c->flags & (CONN_SHUTDOWN | CONN_LINGER)) == CONN_SHUTDOWN)
+		return;
+	if (c->in_len) {
+		deliver(c); /* held input first (after conn_read_resume) */
+		if (c->flags & (CONN_CLOSED | CONN_PAUSED))
+			return;
+	}
+	if (!c->in)
+		c->in = pool_get();
+	do
+		n = read(c->fd, c->in + c->in_len, CONN_BUF_SIZE - c->in_len);
+	while (n < 0 && errno == EINTR);
+	if (n > 0 && (c->flags & CONN_LINGER)) {
+		in_release(c); /* discarded: the response is out */
+		return;
+	}
+	if (n > 0) {
+		c->in_len += (size_t)n;
+		deliver(c);
+		return;
+	}
+	if (c->in_len == 0)
+		in_release(c);
+	if (n == 0) {
+		on_eof(c);
+	} else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+		if (errno == ECONNRESET)
+			log_debug("conn fd %d (%s): reset by peer", c->fd, c->ops->name);
+		else
+			log_syscall("read(fd %d)", c->fd);
+		conn_close(c);
+	}
+}
+
+static void io_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct conn *c = io->data;
+
+	if ((revents & EV_WRITE) && (c->flags & CONN_WANT_WRITE))
+		conn_write(c);
+	if ((revents & EV_READ) && !(c->flags & CONN_CLOSED))
+		conn_read(c);
+}
+
+/* ---- deadlines ---------------------------------------------------------- */
+
+static void timer_cb(struct wheel_timer *t)
+{
+	struct conn *c = (struct conn *)((char *)t - offsetof(struct conn, timer));
+	int64_t now = c->w->now_ms;
+
+	if (now >= c->wdeadline) {
+		c->wdeadline = CONN_NEVER;
+		log_debug("conn fd %d (%s): write timeout", c->fd, c->ops->name);
+		if (c->ops->on_write_timeout && !(c->flags & CONN_SHUTDOWN))
+			c->ops->on_write_timeout(c);
+		else
+			conn_close(c);
+	} else if (now >= c->deadline) {
+		c->deadline = CONN_NEVER;
+		if (c->flags & CONN_SHUTDOWN)
+			conn_close(c); /* lingered, or never drained */
+		else if (c->ops->on_timeout)
+			c->ops->on_timeout(c);
+		else
+			conn_close(c);
+	}
+	if (!(c->flags & CONN_CLOSED))
+		timer_arm(c);
+}
+
+void conn_set_deadline(struct conn *c, int64_t when_ms)
+{
+	if (c->flags & (CONN_CLOSED | CONN_SHUTDOWN))
+		return;
+	c->deadline = when_ms;
+	timer_arm(c);
+}
+
+void conn_set_write_timeout(struct conn *c, int64_t ms)
+{
+	c->write_timeout_ms = ms > 0 ? ms : 0;
+}
+
+void conn_set_queue_limit(struct conn *c, size_t max_bytes)
+{
+	c->out_limit = max_bytes;
+}
+
+/* ---- life cycle ------------------------------------------------------- */
+
+void conn_init(struct worker *w)
+{
+	w->conns = NULL;
+	w->dirty = NULL;
+	w->nconns = 0;
+}
+
+struct conn *conn_new(struct worker *w, int fd, const struct conn_ops *ops, void *ud)
+{
+	struct conn *c = xcalloc(1, sizeof(*c));
+	int one = 1;
+
+	c->w = w;
+	c->fd = fd;
+	c->ops = ops;
+	c->ud = ud;
+	c->deadline = c->wdeadline = CONN_NEVER;
+	wheel_timer_init(&c->timer, timer_cb);
+	/* Output is batched by the flush point; Nagle would only add latency.
+	 * Fails harmlessly on non-TCP sockets. */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	ev_io_init(&c->io, io_cb, fd, EV_READ);
+	c->io.data = c;
+	ev_io_start(w->loop, &c->io);
+
+	c->next = w->conns;
+	if (c->next)
+		c->next->prev = c;
+	w->conns = c;
+	w->nconns++;
+	return c;
+}
+
+bool conn_closing(const struct conn *c)
+{
+	return (c->flags & (CONN_CLOSED | CONN_SHUTDOWN)) != 0;
+}
+
+bool conn_write_blocked(const struct conn *c)
+{
+	return (c->flags & CONN_WANT_WRITE) != 0;
+}
+
+void conn_set_ops(struct conn *c, const struct conn_ops *ops, void *ud)
+{
+	c->ops = ops;
+	c->ud = ud;
+}
+
+void conn_read_pause(struct conn *c)
+{
+	if (c->flags & CONN_PAUSED)
+		return;
+	c->flags |= CONN_PAUSED;
+	io_update(c);
+}
+
+void conn_read_resume(struct conn *c)
+{
+	if (!(c->flags & CONN_PAUSED))
+		return;
+	c->flags &= ~CONN_PAUSED;
+	io_update(c);
+	if (c->in_len && !(c->flags & (CONN_CLOSED | CONN_SHUTDOWN)))
+		ev_feed_event(c->w->loop, &c->io, EV_READ);
+}
+
+/* Everything is written: shut the write side and drain what the peer still
+ * sends, for a short while. */
+static void linger_start(struct conn *c)
+{
+	if (c->flags & CONN_EOF) {
+		conn_close(c);
+		return;
+	}
+	if (shutdown(c->fd, SHUT_WR) < 0) {
+		conn_close(c); /* ENOTCONN: the peer is gone already */
+		return;
+	}
+	c->flags |= CONN_LINGER;
+	c->flags &= ~CONN_PAUSED;
+	c->deadline = c->w->now_ms + CONN_LINGER_MS;
+	timer_arm(c);
+	io_update(c);
+}
+
+void conn_shutdown(struct conn *c)
+{
+	if (c->flags & (CONN_CLOSED | CONN_SHUTDOWN))
+		return;
+	c->flags |= CONN_SHUTDOWN;
+	in_release(c);
+	/* Bound the wait for a blocked queue even without a write timeout. */
+	c->deadline = c->write_timeout_ms ? CONN_NEVER : c->w->now_ms + 10 * CONN_LINGER_MS;
+	timer_arm(c);
+	if (!c->out)
+		linger_start(c);
+	else
+		io_update(c);
+}
+
+void conn_close(struct conn *c)
+{
+	struct worker *w = c->w;
+
+	if (c->flags & CONN_CLOSED)
+		return;
+	c->flags |= CONN_CLOSED;
+	ev_io_stop(w->loop, &c->io);
+	wheel_cancel(&w->wheel, &c->timer);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		w->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->next = c->prev = NULL;
+	assert(w->nconns > 0);
+	w->nconns--;
+	out_free(c);
+	in_release(c);
+	if (close(c->fd) < 0)
+		log_debug("close(fd %d) failed: %s", c->fd, strerror(errno));
+	if (c->ops->on_close)
+		c->ops->on_close(c);
+	c->ud = NULL;
+	c->fd = -1;
+	mark_dirty(c); /* freed by conn_flush_all */
+}
+
+void conn_drain_all(struct worker *w)
+{
+	struct conn *c, *next;
+
+	/* A callback closes at most its own conn, which leaves NEXT valid. */
+	for (c = w->conns; c; c = next) {
+		next = c->next;
+		if (c->ops->on_drain)
+			c->ops->on_drain(c);
+		else
+			conn_shutdown(c);
+	}
+}
+
+void conn_close_all(struct worker *w)
+{
+	while (w->conns)
+		conn_close(w->conns);
+}
+
+void conn_flush_all(struct worker *w)
+{
+	struct conn *c;
+
+	/* Conns dirtied or closed by callbacks run from here join the list
+	 * and are handled before it is empty. */
+	while ((c = w->dirty) != NULL) {
+		w->dirty = c->dirty_next;
+		c->dirty_next = NULL;
+		c->flags &= ~CONN_DIRTY;
+		if (c->flags & CONN_CLOSED)
+			free(c);
+		else if (c->out && !(c->flags & CONN_WANT_WRITE))
+			conn_write(c);
+	}
+}
