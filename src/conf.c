@@ -31,6 +31,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,15 +86,22 @@ void conf_report_free(struct conf_report *rep)
 	memset(rep, 0, sizeof *rep);
 }
 
-/* Prefixes the messages LIST[from..to) with "WHO: " (the environment
- * variable a value came from). */
-static void report_prefix(char **list, size_t from, size_t to, const char *who)
+/* Prefixes the messages LIST[from..to) with "WHO: ". */
+static void prefix_list(char **list, size_t from, size_t to, const char *who)
 {
 	for (size_t i = from; i < to; i++) {
 		char *s = xasprintf("%s: %s", who, list[i]);
 		free(list[i]);
 		list[i] = s;
 	}
+}
+
+/* Prefixes the errors from NE on and the warnings from NW on with "WHO: "
+ * (the environment variable a value came from). */
+static void report_prefix(struct conf_report *rep, size_t ne, size_t nw, const char *who)
+{
+	prefix_list(rep->errors, ne, rep->nerrors, who);
+	prefix_list(rep->warnings, nw, rep->nwarnings, who);
 }
 
 /* ---- durations ---------------------------------------------------------- */
@@ -303,7 +311,7 @@ static bool item_options(const struct conf_key *k, char *buf, size_t size)
 	const size_t tail = sizeof "namespaces" - 1;
 
 	if (k->type != CONF_JSON || len <= tail || strcmp(k->name + len - tail, "namespaces") != 0 ||
-	    (len > tail && k->name[len - tail - 1] != '.'))
+	    k->name[len - tail - 1] != '.')
 		return false;
 	snprintf(buf, size, "%.*swithout_namespace", (int)(len - tail), k->name);
 	if (!is_section(buf))
@@ -408,7 +416,8 @@ static json_t *normalize(const struct conf_key *k, const json_t *in, struct conf
 	case CONF_INT:
 		if (json_is_integer(in))
 			v = json_integer_value(in);
-		else if (json_is_real(in) && json_real_value(in) == (double)(long long)json_real_value(in))
+		else if (json_is_real(in) && fabs(json_real_value(in)) < 9.2e18 &&
+			 json_real_value(in) == (double)(long long)json_real_value(in))
 			v = (long long)json_real_value(in);
 		else if (!json_is_string(in) ||
 			 util_parse_int(json_string_value(in), LLONG_MIN, LLONG_MAX, &v) < 0)
@@ -468,37 +477,8 @@ bad:
 	return NULL;
 }
 
-/* The default of K, in canonical form. The table's defaults are part of the
- * program: one that does not convert is a bug, and aborts. */
-static json_t *key_default(const struct conf_key *k)
-{
-	struct conf_report rep = { 0 };
-	json_error_t e;
-	json_t *raw = json_loads(k->def, JSON_DECODE_ANY, &e);
-	json_t *v = raw ? normalize(k, raw, &rep) : NULL;
-
-	if (v && k->check)
-		k->check(k, v, &rep);
-	if (v == NULL || rep.nerrors > 0) {
-		log_error("conf: bad default for %s: %s", k->name, rep.nerrors ? rep.errors[0] : e.text);
-		abort();
-	}
-	json_decref(raw);
-	conf_report_free(&rep);
-	return v;
-}
-
-/* Checks one value for K through the key's type, bounds and check function.
- * Returns the canonical value (new reference) or NULL, having reported. */
-static json_t *validate(const struct conf_key *k, const json_t *in, struct conf_report *rep)
-{
-	json_t *v = normalize(k, in, rep);
-	if (v && k->check && k->check(k, v, rep) != R_OK) {
-		json_decref(v);
-		return NULL;
-	}
-	return v;
-}
+static json_t *validate(const struct conf_key *k, const json_t *in, struct conf_report *rep);
+static json_t *key_default(const struct conf_key *k);
 
 /* Rebuilds every object item of ITEMS (an S.namespaces array) from its
  * "name" and the options under OPTS ("S.without_namespace."): each option
@@ -524,13 +504,14 @@ static void normalize_items(const struct conf_key *k, json_t *items, const char 
 		if (json_object_get(item, "name"))
 			json_object_set(out, "name", json_object_get(item, "name"));
 		for (size_t j = 0; j < conf_nkeys; j++) {
-			struct conf_key opt = conf_keys[j];
+			const char *oname = conf_keys[j].name + plen;
 			json_t *v = NULL;
-			if (strncmp(opt.name, opts, plen) != 0)
+			if (strncmp(conf_keys[j].name, opts, plen) != 0)
 				continue;
-			const char *oname = opt.name + plen;
 			fv = json_object_get(item, oname);
 			if (fv && !json_is_null(fv)) {
+				/* The option's key, named as this item's option. */
+				struct conf_key opt = conf_keys[j];
 				char *olabel = xasprintf("%s.%s", label, oname);
 				opt.name = olabel;
 				v = validate(&opt, fv, rep);
@@ -547,28 +528,58 @@ static void normalize_items(const struct conf_key *k, json_t *items, const char 
 	}
 }
 
-/* The one door into the document: validates IN for K and stores it, or
- * reports and leaves the current value. Returns R_OK or R_INVAL. */
-static int set_value(struct conf *c, const struct conf_key *k, const json_t *in,
-		     struct conf_report *rep)
+/* Checks IN as a value of K: type and bounds, the key's check function and,
+ * for S.namespaces, every item. Returns the canonical value (a new
+ * reference), or NULL having reported every problem found. */
+static json_t *validate(const struct conf_key *k, const json_t *in, struct conf_report *rep)
 {
 	size_t n0 = rep->nerrors;
 	char opts[128];
-	json_t *v;
+	json_t *v = normalize(k, in, rep);
 
-	if (json_is_null(in))
-		return R_OK; /* null leaves the value as it is */
-	v = normalize(k, in, rep);
 	if (v == NULL)
-		return R_INVAL;
+		return NULL;
 	if (k->check)
 		k->check(k, v, rep);
 	if (json_is_array(v) && item_options(k, opts, sizeof opts))
 		normalize_items(k, v, opts, rep);
 	if (rep->nerrors != n0) {
 		json_decref(v);
-		return R_INVAL;
+		return NULL;
 	}
+	return v;
+}
+
+/* The default of K, in canonical form. The table's defaults are part of the
+ * program: one that does not validate is a bug, and aborts. */
+static json_t *key_default(const struct conf_key *k)
+{
+	struct conf_report rep = { 0 };
+	json_error_t e;
+	json_t *raw = json_loads(k->def, JSON_DECODE_ANY, &e);
+	json_t *v = raw ? validate(k, raw, &rep) : NULL;
+
+	if (v == NULL) {
+		log_error("conf: bad default for %s: %s", k->name, rep.nerrors ? rep.errors[0] : e.text);
+		abort();
+	}
+	json_decref(raw);
+	conf_report_free(&rep);
+	return v;
+}
+
+/* The one door into the document: validates IN for K and stores it, or
+ * reports and leaves the current value. Returns R_OK or R_INVAL. */
+static int set_value(struct conf *c, const struct conf_key *k, const json_t *in,
+		     struct conf_report *rep)
+{
+	json_t *v;
+
+	if (json_is_null(in))
+		return R_OK; /* null leaves the value as it is */
+	v = validate(k, in, rep);
+	if (v == NULL)
+		return R_INVAL;
 	doc_set(c->doc, k->name, v);
 	return R_OK;
 }
@@ -924,8 +935,7 @@ static void env_set(struct conf *c, const struct conf_key *k, const char *var, c
 {
 	size_t ne = rep->nerrors, nw = rep->nwarnings;
 	set_text(c, k, text, rep);
-	report_prefix(rep->errors, ne, rep->nerrors, var);
-	report_prefix(rep->warnings, nw, rep->nwarnings, var);
+	report_prefix(rep, ne, nw, var);
 }
 
 /* Per-item overrides of an S.namespaces key K:
@@ -957,15 +967,15 @@ static void env_items(struct conf *c, struct env *e, const struct conf_key *k, c
 			if (text) {
 				size_t ne = rep->nerrors, nw = rep->nwarnings;
 				char *label = xasprintf("%s[%s].%s", k->name, name, opt.name + plen);
-				json_t *raw = text_value(&opt, text, rep), *v;
+				json_t *raw, *v;
 				opt.name = label;
+				raw = text_value(&opt, text, rep);
 				v = raw ? validate(&opt, raw, rep) : NULL;
 				if (v) {
 					json_object_set_new(item, conf_keys[j].name + plen, v);
 					changed = true;
 				}
-				report_prefix(rep->errors, ne, rep->nerrors, var);
-				report_prefix(rep->warnings, nw, rep->nwarnings, var);
+				report_prefix(rep, ne, nw, var);
 				json_decref(raw);
 				free(label);
 				free(var);
