@@ -43,6 +43,10 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+/* <unistd.h> defines R_OK (access(2)'s "readable", 4) over rotor.h's R_OK
+ * (0); this file means rotor's. */
+#undef R_OK
+
 enum {
 	CONN_CLOSED = 0x01,      /* conn_close ran; freed by conn_flush_all */
 	CONN_DIRTY = 0x02,       /* on w->dirty */

@@ -46,6 +46,10 @@
 #include <string.h>
 #include <strings.h>
 
+/* <unistd.h> defines R_OK (access(2)'s "readable", 4) over rotor.h's R_OK
+ * (0); this file means rotor's. */
+#undef R_OK
+
 #define CONTINUE "HTTP/1.1 100 Continue\r\n\r\n"
 
 /* Header section limit when the config says 0 (Go's DefaultMaxHeaderBytes). */

@@ -18,6 +18,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+/* <unistd.h> defines R_OK (access(2)'s "readable", 4) over rotor.h's R_OK
+ * (0); this file means rotor's. */
+#undef R_OK
+
 static struct worker w;
 static struct conf k;
 static ev_prepare flush_w;
