@@ -711,11 +711,13 @@ void conf_free(struct conf *c)
 	memset(c, 0, sizeof *c);
 }
 
+struct v5_map {
+	const char *v5, *v6;
+};
+
 /* Centrifugo v5 flat names that differ from "v6 with the section dropped".
  * A v5 name is looked up here first, then through the prefix rules below. */
-static const struct {
-	const char *v5, *v6;
-} v5_names[] = {
+static const struct v5_map v5_names[] = {
 	{ "address", "http_server.address" },
 	{ "port", "http_server.port" },
 	{ "internal_address", "http_server.internal_address" },
@@ -776,9 +778,7 @@ static const struct {
 
 /* v5 prefixes that became sections: token_hmac_secret_key ->
  * client.token.hmac_secret_key, client_channel_limit -> client.channel_limit. */
-static const struct {
-	const char *v5, *v6;
-} v5_prefixes[] = {
+static const struct v5_map v5_prefixes[] = {
 	{ "token_", "client.token." },
 	{ "subscription_token_", "client.subscription_token." },
 	{ "client_", "client." },

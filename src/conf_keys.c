@@ -139,24 +139,26 @@ static int check_claim_name(const struct conf_key *k, const json_t *v, struct co
 	return R_INVAL;
 }
 
-static int check_object(const struct conf_key *k, const json_t *v, struct conf_report *rep)
+/* Refuses V unless GOOD, saying "KEY: must be WHAT, got V". */
+static int must_be(const struct conf_key *k, const json_t *v, struct conf_report *rep, bool good,
+		   const char *what)
 {
-	if (json_is_object(v))
+	if (good)
 		return R_OK;
 	char *t = check_text(v);
-	conf_report_error(rep, "%s: must be an object, got %s", k->name, t);
+	conf_report_error(rep, "%s: must be %s, got %s", k->name, what, t);
 	free(t);
 	return R_INVAL;
 }
 
+static int check_object(const struct conf_key *k, const json_t *v, struct conf_report *rep)
+{
+	return must_be(k, v, rep, json_is_object(v), "an object");
+}
+
 static int check_array(const struct conf_key *k, const json_t *v, struct conf_report *rep)
 {
-	if (json_is_array(v))
-		return R_OK;
-	char *t = check_text(v);
-	conf_report_error(rep, "%s: must be an array, got %s", k->name, t);
-	free(t);
-	return R_INVAL;
+	return must_be(k, v, rep, json_is_array(v), "an array");
 }
 
 /* A map of strings to strings (static headers, channel replacements). */
@@ -190,12 +192,8 @@ static int check_items(const struct conf_key *k, const json_t *v, struct conf_re
 	size_t i, j, n0 = rep->nerrors;
 	json_t *item;
 
-	if (!json_is_array(v)) {
-		char *t = check_text(v);
-		conf_report_error(rep, "%s: must be an array of objects, got %s", k->name, t);
-		free(t);
+	if (must_be(k, v, rep, json_is_array(v), "an array of objects") != R_OK)
 		return R_INVAL;
-	}
 	json_array_foreach(v, i, item) {
 		const json_t *name = json_object_get(item, "name");
 		const char *s = json_string_value(name);
