@@ -6,7 +6,7 @@
 #include "config.h"
 #include "conf.h"
 #include "log.h"
-#include "tap.h"
+#include "../tap.h"
 #include "util.h"
 
 #include <ctype.h>
