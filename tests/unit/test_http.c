@@ -5,11 +5,12 @@
  * answers, hijacking, draining; and conn.c's shared buffers, partial writes,
  * queue limit, write timeout and close from callbacks.
  */
+#include "config.h"
 #include "http.h"
 #include "conn.h"
 #include "worker.h"
 #include "conf.h"
-#include "tap.h"
+#include "../tap.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>

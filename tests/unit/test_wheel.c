@@ -2,8 +2,9 @@
  * test_wheel.c - the timer wheel: ordering, cancel, re-add from a callback,
  * deadlines beyond one revolution, clock jumps and many timers.
  */
+#include "config.h"
 #include "wheel.h"
-#include "tap.h"
+#include "../tap.h"
 #include <stdlib.h>
 #include <stddef.h>
 
