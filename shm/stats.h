@@ -1,0 +1,61 @@
+/*
+ * stats.h - the counters segment: one block of counters per worker process,
+ * written only by that worker with relaxed atomic stores and read by anyone
+ * (the master, /metrics and the info API, rotorctl stats).
+ *
+ *   seg_hdr | stats_hdr | stats_block[STATS_SLOTS]
+ *
+ * A block belongs to one worker process at a time: the master assigns a free
+ * block before fork (writing pid, slot, gen) and zeroes it after the worker
+ * is reaped, so a dead worker's counts vanish with it.
+ */
+#ifndef ROTOR_STATS_H
+#define ROTOR_STATS_H
+
+#include <stdint.h>
+
+#define SEG_KIND_STATS 0x53544154u /* "STAT" */
+#define STATS_VERSION 1
+#define STATS_SLOTS 512            /* 256 workers, twice over during a rolling restart */
+
+struct stats_hdr {
+	uint32_t magic;            /* SEG_KIND_STATS */
+	uint32_t nslots;
+	int32_t master_pid;
+	uint32_t pad;
+	int64_t master_start_ms;
+	uint8_t pad2[40];
+};
+_Static_assert(sizeof(struct stats_hdr) == 64, "stats_hdr is one cache line");
+
+/* One worker's counters. pid == 0 means the block is free. */
+struct stats_block {
+	int32_t pid;
+	int32_t slot;              /* listener slot */
+	uint32_t gen;              /* master generation */
+	uint32_t state;            /* 1 running, 2 draining */
+	int64_t start_ms;
+	uint64_t conns_current;    /* open client connections */
+	uint64_t conns_accepted;
+	uint64_t http_requests;
+	uint64_t http_errors;      /* 4xx/5xx answered */
+	uint64_t bytes_in;
+	uint64_t bytes_out;
+	uint64_t accept_errors;
+	uint8_t pad[48];
+};
+_Static_assert(sizeof(struct stats_block) == 128, "stats_block is two cache lines");
+
+#define STATS_SEG_SIZE (64 + sizeof(struct stats_hdr) + STATS_SLOTS * sizeof(struct stats_block))
+
+static inline struct stats_block *stats_blocks(void *payload)
+{
+	return (struct stats_block *)((char *)payload + sizeof(struct stats_hdr));
+}
+
+/* Counter updates: the owner is the only writer, readers tolerate staleness. */
+#define STATS_ADD(b, field, n) __atomic_fetch_add(&(b)->field, (n), __ATOMIC_RELAXED)
+#define STATS_SUB(b, field, n) __atomic_fetch_sub(&(b)->field, (n), __ATOMIC_RELAXED)
+#define STATS_GET(b, field) __atomic_load_n(&(b)->field, __ATOMIC_RELAXED)
+
+#endif
