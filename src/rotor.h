@@ -8,15 +8,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The small shared set of result codes. Functions return R_OK (0) on success
+/* The small shared set of result codes. Functions return RT_OK (0) on success
  * and a negative code on failure; details go to the log or to a report. */
+/* (Not R_OK: <unistd.h> owns that name for access(2).) */
 enum {
-	R_OK = 0,
-	R_ERR = -1,    /* failed; the reason was logged or reported */
-	R_AGAIN = -2,  /* would block: try again when ready */
-	R_NOMEM = -3,  /* allocation failed */
-	R_INVAL = -4,  /* the input was refused */
-	R_CLOSED = -5, /* the peer or the object is gone */
+	RT_OK = 0,
+	RT_ERR = -1,    /* failed; the reason was logged or reported */
+	RT_AGAIN = -2,  /* would block: try again when ready */
+	RT_NOMEM = -3,  /* allocation failed */
+	RT_INVAL = -4,  /* the input was refused */
+	RT_CLOSED = -5, /* the peer or the object is gone */
 };
 
 #define ROTOR_NAME "rotor"

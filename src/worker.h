@@ -13,7 +13,7 @@
 #include <stdbool.h>
 
 struct conn;
-struct seg;
+struct stats_block;
 
 struct worker {
 	struct ev_loop *loop;
@@ -47,8 +47,7 @@ struct worker {
 	char *ctl_buf;
 	size_t ctl_len, ctl_have;
 
-	struct seg *counters_seg;
-	struct worker_counters *ctr;
+	struct stats_block *ctr; /* this worker's counters in the stats segment */
 };
 
 /* The one worker of this process (NULL in the master and in rotorctl). */
@@ -57,6 +56,6 @@ extern struct worker *worker_self;
 /* Runs the worker until it stops; never returns. Called in the child after
  * fork with the listener and control fds to keep; CONF becomes the worker's. */
 ROTOR_NORETURN void worker_main(int slot, unsigned gen, int listen_fd, int ctl_fd,
-				struct conf *conf, struct seg *counters);
+				struct conf *conf, struct stats_block *ctr);
 
 #endif

@@ -1,0 +1,790 @@
+/*
+ * master.c - the master process. It parses and validates the config, opens
+ * the listening sockets (one SO_REUSEPORT socket per worker slot), creates
+ * the shared-memory segments, forks the workers and supervises them. It
+ * never touches a client.
+ *
+ * Model:
+ *   - Signal handlers only set flags. Signals are blocked except while the
+ *     master sleeps in ppoll (sigsuspend with a timeout), so every flag is
+ *     handled in the main loop, in order, never inside a handler.
+ *   - Each worker process has a slot (which listener it accepts on) and the
+ *     generation of the config it was started with. A worker of the current
+ *     generation that dies is restarted, at once the first time and with a
+ *     growing back-off while it keeps dying young; a worker of an older
+ *     generation is retiring and is not replaced.
+ *   - Reload (HUP) builds a new config from scratch and keeps the old one if
+ *     it has any error. Keys that can change in place go to every worker over
+ *     its control socket; any other change starts a new generation: new
+ *     workers start (on the same listening sockets when the address did not
+ *     change, so no connection is refused) and then the old ones drain.
+ *   - Listeners, the stats segment and the pid file belong to the master;
+ *     workers get copies of what they need at fork and close the rest.
+ */
+#include "config.h"
+#include "master.h"
+#include "log.h"
+#include "seg.h"
+#include "stats.h"
+#include "util.h"
+#include "worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MAX_SLOTS 256
+#define MAX_CHILDREN (2 * MAX_SLOTS)
+#define YOUNG_MS 5000          /* a worker dying younger than this is "failing" */
+#define BACKOFF_MAX_MS 10000
+#define FAST_STOP_MS 5000      /* TERM/INT: hard deadline */
+#define KILL_GRACE_MS 2000     /* past shutdown.timeout before SIGKILL */
+
+pid_t master_pid;
+
+static volatile sig_atomic_t got_hup, got_quit, got_term, got_chld, got_usr1, got_usr2;
+
+struct child {
+	pid_t pid;             /* 0: free entry */
+	int slot;
+	unsigned gen;
+	int ctl_fd;            /* master's end of the control socket */
+	struct stats_block *ctr;
+	int64_t started_ms;
+	bool retiring;
+};
+
+struct slot {
+	int fd;                /* listening socket, -1 when none */
+	int fails;             /* consecutive young deaths */
+	int64_t spawn_at_ms;   /* when to (re)start its worker; 0: not pending */
+};
+
+static struct {
+	const struct master_args *args;
+	struct conf *conf;
+	unsigned gen;
+	struct child children[MAX_CHILDREN];
+	struct slot slots[MAX_SLOTS];
+	int nslots;
+	struct seg stats;
+	char *pid_path;
+	int pid_fd;
+	enum { RUNNING, GRACEFUL, FAST } stopping;
+	int64_t stop_deadline_ms;
+} M;
+
+static void on_signal(int sig)
+{
+	switch (sig) {
+	case SIGHUP: got_hup = 1; break;
+	case SIGQUIT: got_quit = 1; break;
+	case SIGTERM:
+	case SIGINT: got_term = 1; break;
+	case SIGCHLD: got_chld = 1; break;
+	case SIGUSR1: got_usr1 = 1; break;
+	case SIGUSR2: got_usr2 = 1; break;
+	}
+}
+
+const char *master_default_config(void)
+{
+	return ROTOR_SYSCONFDIR "/rotor/config.json";
+}
+
+char *master_pid_path(const struct conf *c)
+{
+	if (c->pid_file[0] != '\0')
+		return xstrdup(c->pid_file);
+	return xasprintf("%s/rotor-%lld.pid", c->shm_dir, c->port);
+}
+
+/* Prints a config report line through the log, or to stderr for -t. */
+static void report(const struct conf_report *rep, int to_stderr)
+{
+	for (size_t i = 0; i < rep->nwarnings; i++) {
+		if (to_stderr)
+			fprintf(stderr, "rotord: warning: %s\n", rep->warnings[i]);
+		else
+			log_warn("config: %s", rep->warnings[i]);
+	}
+	for (size_t i = 0; i < rep->nerrors; i++) {
+		if (to_stderr)
+			fprintf(stderr, "rotord: error: %s\n", rep->errors[i]);
+		else
+			log_error("config: %s", rep->errors[i]);
+	}
+}
+
+int master_load_config(const struct master_args *args, struct conf *c, int to_stderr)
+{
+	struct conf_report rep = {0};
+	const char *path = args->config_path;
+
+	conf_init(c);
+	if (path == NULL) {
+		path = master_default_config();
+		if (access(path, F_OK) != 0) {
+			conf_report_warn(&rep, "no config file at %s; running on built-in defaults", path);
+			path = NULL;
+		}
+	}
+	if (path != NULL)
+		conf_apply_file(c, path, &rep);
+	conf_apply_env(c, NULL, &rep);
+	if (args->port != NULL)
+		conf_set(c, "http_server.port", args->port, &rep);
+	if (args->address != NULL)
+		conf_set(c, "http_server.address", args->address, &rep);
+	int rc = conf_check(c, &rep);
+	report(&rep, to_stderr);
+	conf_report_free(&rep);
+	return rc;
+}
+
+/* ---- listening sockets ------------------------------------------------ */
+
+/* Resolves the configured address for listening. */
+static struct addrinfo *resolve(const struct conf *c)
+{
+	struct addrinfo hints = {0}, *res = NULL;
+	char port[16];
+	const char *host = c->address[0] ? c->address : NULL;
+
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	snprintf(port, sizeof(port), "%lld", c->port);
+	int rc = getaddrinfo(host, port, &hints, &res);
+	if (rc != 0) {
+		log_error("http_server.address: cannot resolve \"%s\": %s", c->address, gai_strerror(rc));
+		return NULL;
+	}
+	/* With no address, prefer one dual-stack IPv6 socket (all interfaces,
+	 * both families), as Centrifugo's ":8000" does. */
+	if (host == NULL) {
+		for (struct addrinfo *a = res; a; a = a->ai_next) {
+			if (a->ai_family == AF_INET6) {
+				int s = socket(AF_INET6, SOCK_STREAM, 0);
+				if (s >= 0) {
+					close(s);
+					struct addrinfo *first = res;
+					if (a != first) { /* swap payloads so a comes first */
+						struct addrinfo tmp = *first;
+						first->ai_family = a->ai_family;
+						first->ai_addr = a->ai_addr;
+						first->ai_addrlen = a->ai_addrlen;
+						a->ai_family = tmp.ai_family;
+						a->ai_addr = tmp.ai_addr;
+						a->ai_addrlen = tmp.ai_addrlen;
+					}
+				}
+				break;
+			}
+		}
+	}
+	return res;
+}
+
+/* Opens one listening socket on A; REUSEPORT joins the slot group. */
+static int open_listener(const struct addrinfo *a, bool reuseport, const char *what)
+{
+	int one = 1, zero = 0;
+	int fd = socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		log_syscall("socket(%s)", what);
+		return -1;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
+		log_syscall("setsockopt(%s, SO_REUSEPORT)", what);
+		close(fd);
+		return -1;
+	}
+	if (a->ai_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+	if (bind(fd, a->ai_addr, a->ai_addrlen) < 0) {
+		if (errno == EADDRINUSE)
+			log_error("http_server.port: %s is already in use", what);
+		else
+			log_syscall("bind(%s)", what);
+		close(fd);
+		return -1;
+	}
+	if (reuseport && listen(fd, 4096) < 0) {
+		log_syscall("listen(%s)", what);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Opens N listening sockets on the config's address into FDS. With PROBE,
+ * first checks with a plain bind that nobody (another rotord included)
+ * listens there, since SO_REUSEPORT would otherwise share the port with
+ * it. Returns RT_OK or RT_ERR (logged; nothing left open). */
+static int open_listeners(const struct conf *c, int *fds, int from, int n, bool probe)
+{
+	struct addrinfo *res = resolve(c);
+	char what[128];
+	if (res == NULL)
+		return RT_ERR;
+	snprintf(what, sizeof(what), "%s:%lld", c->address[0] ? c->address : "*", c->port);
+	if (probe) {
+		int fd = open_listener(res, false, what);
+		if (fd < 0) {
+			freeaddrinfo(res);
+			return RT_ERR;
+		}
+		close(fd);
+	}
+	for (int i = from; i < n; i++) {
+		fds[i] = open_listener(res, true, what);
+		if (fds[i] < 0) {
+			while (--i >= from)
+				close(fds[i]);
+			freeaddrinfo(res);
+			return RT_ERR;
+		}
+	}
+	freeaddrinfo(res);
+	log_info("listening on %s with %d socket(s)", what, n - from);
+	return RT_OK;
+}
+
+/* ---- shared memory ------------------------------------------------------ */
+
+static int open_stats(const struct conf *c)
+{
+	char *path = xasprintf("%s/rotor-%lld.stats", c->shm_dir, c->port);
+	int rc = seg_create(&M.stats, path, SEG_KIND_STATS, STATS_VERSION, STATS_SEG_SIZE);
+	if (rc < 0) {
+		log_syscall("creating the stats segment %s", path);
+		free(path);
+		return RT_ERR;
+	}
+	free(path);
+	struct stats_hdr *h = seg_payload(&M.stats);
+	h->magic = SEG_KIND_STATS;
+	h->nslots = STATS_SLOTS;
+	h->master_pid = (int32_t)getpid();
+	h->master_start_ms = util_wall_ms();
+	return RT_OK;
+}
+
+static struct stats_block *stats_take(void)
+{
+	struct stats_block *b = stats_blocks(seg_payload(&M.stats));
+	for (int i = 0; i < STATS_SLOTS; i++) {
+		if (b[i].pid == 0) {
+			memset(&b[i], 0, sizeof(b[i]));
+			b[i].pid = -1; /* taken; the real pid follows fork */
+			return &b[i];
+		}
+	}
+	return NULL;
+}
+
+/* ---- workers ------------------------------------------------------------ */
+
+static int live_children(void)
+{
+	int n = 0;
+	for (int i = 0; i < MAX_CHILDREN; i++)
+		n += M.children[i].pid != 0;
+	return n;
+}
+
+static int spawn(int slot)
+{
+	struct child *ch = NULL;
+	int sv[2];
+	sigset_t all, old;
+
+	for (int i = 0; i < MAX_CHILDREN && ch == NULL; i++)
+		if (M.children[i].pid == 0)
+			ch = &M.children[i];
+	if (ch == NULL) {
+		log_error("too many worker processes; not starting slot %d", slot);
+		return RT_ERR;
+	}
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+		log_syscall("socketpair(worker %d)", slot);
+		return RT_ERR;
+	}
+	struct stats_block *ctr = stats_take();
+	if (ctr != NULL) {
+		ctr->slot = slot;
+		ctr->gen = M.gen;
+		ctr->state = 1;
+		ctr->start_ms = util_wall_ms();
+	}
+
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, &old);
+	pid_t pid = fork();
+	if (pid < 0) {
+		log_syscall("fork(worker %d)", slot);
+		sigprocmask(SIG_SETMASK, &old, NULL);
+		close(sv[0]);
+		close(sv[1]);
+		if (ctr != NULL)
+			memset(ctr, 0, sizeof(*ctr));
+		return RT_ERR;
+	}
+	if (pid == 0) {
+		/* No exec follows, so CLOEXEC does not help: close by hand
+		 * what belongs to the master and the other workers. */
+		for (int i = 0; i < MAX_SLOTS; i++)
+			if (i != slot && M.slots[i].fd >= 0)
+				close(M.slots[i].fd);
+		for (int i = 0; i < MAX_CHILDREN; i++)
+			if (M.children[i].pid != 0)
+				close(M.children[i].ctl_fd);
+		if (M.pid_fd >= 0)
+			close(M.pid_fd);
+		close(sv[0]);
+		struct sigaction dfl = { .sa_handler = SIG_DFL };
+		static const int sigs[] = { SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGCHLD, SIGUSR1, SIGUSR2 };
+		for (size_t i = 0; i < ROTOR_ARRAY_LEN(sigs); i++)
+			sigaction(sigs[i], &dfl, NULL);
+		if (ctr != NULL)
+			ctr->pid = (int32_t)getpid();
+		worker_main(slot, M.gen, M.slots[slot].fd, sv[1], M.conf, ctr);
+	}
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	close(sv[1]);
+	if (ctr != NULL)
+		ctr->pid = (int32_t)pid;
+	ch->pid = pid;
+	ch->slot = slot;
+	ch->gen = M.gen;
+	ch->ctl_fd = sv[0];
+	ch->ctr = ctr;
+	ch->started_ms = util_mono_ms();
+	ch->retiring = false;
+	M.slots[slot].spawn_at_ms = 0;
+	log_info("started worker %d (pid %ld, generation %u)", slot, (long)pid, M.gen);
+	return RT_OK;
+}
+
+/* Does slot SLOT have a live worker of the current generation? */
+static bool slot_served(int slot)
+{
+	for (int i = 0; i < MAX_CHILDREN; i++)
+		if (M.children[i].pid != 0 && M.children[i].slot == slot && !M.children[i].retiring)
+			return true;
+	return false;
+}
+
+static void describe_exit(int status, char *buf, size_t n)
+{
+	if (WIFEXITED(status))
+		snprintf(buf, n, "exited with status %d", WEXITSTATUS(status));
+	else if (WIFSIGNALED(status))
+		snprintf(buf, n, "was killed by signal %d (%s)%s", WTERMSIG(status),
+			 strsignal(WTERMSIG(status)), WCOREDUMP(status) ? ", core dumped" : "");
+	else
+		snprintf(buf, n, "stopped (status 0x%x)", status);
+}
+
+static void reap(void)
+{
+	int status;
+	pid_t pid;
+	char why[128];
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		struct child *ch = NULL;
+		for (int i = 0; i < MAX_CHILDREN && ch == NULL; i++)
+			if (M.children[i].pid == pid)
+				ch = &M.children[i];
+		if (ch == NULL)
+			continue;
+		describe_exit(status, why, sizeof(why));
+		close(ch->ctl_fd);
+		if (ch->ctr != NULL)
+			memset(ch->ctr, 0, sizeof(*ch->ctr));
+		bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+		int64_t lived = util_mono_ms() - ch->started_ms;
+		int slot = ch->slot;
+		bool replace = !ch->retiring && M.stopping == RUNNING && ch->gen == M.gen;
+		ch->pid = 0;
+		if (!replace) {
+			if (clean || M.stopping != RUNNING)
+				log_info("worker %d (pid %ld) %s", slot, (long)pid, why);
+			else
+				log_warn("retiring worker %d (pid %ld) %s", slot, (long)pid, why);
+			continue;
+		}
+		struct slot *s = &M.slots[slot];
+		s->fails = lived < YOUNG_MS ? s->fails + 1 : 1;
+		int64_t delay = 0;
+		if (s->fails > 1) {
+			delay = 250LL << (s->fails - 2 < 6 ? s->fails - 2 : 6);
+			if (delay > BACKOFF_MAX_MS)
+				delay = BACKOFF_MAX_MS;
+		}
+		s->spawn_at_ms = util_mono_ms() + delay;
+		log_error("worker %d (pid %ld) %s after %lld ms; restarting it%s", slot, (long)pid, why,
+			  (long long)lived, delay ? " after a back-off" : "");
+		if (delay)
+			log_warn("worker %d keeps dying (%d times in a row); next start in %lld ms", slot,
+				 s->fails, (long long)delay);
+	}
+}
+
+static void signal_children(int sig, bool old_only)
+{
+	for (int i = 0; i < MAX_CHILDREN; i++) {
+		struct child *ch = &M.children[i];
+		if (ch->pid != 0 && (!old_only || ch->gen != M.gen))
+			kill(ch->pid, sig);
+	}
+}
+
+/* Sends the config dump to one worker's control socket. The socket is
+ * blocking on our side; a worker that does not read is stuck or dying,
+ * and the master's write then fails with the reset once it dies. */
+static int send_config(struct child *ch, const char *dump, size_t len)
+{
+	struct ctl_hdr h = { .type = CTL_CONFIG, .len = (uint32_t)len };
+	struct iovec iov[2] = { { &h, sizeof(h) }, { (void *)dump, len } };
+	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = 2 };
+	size_t left = sizeof(h) + len;
+
+	while (left > 0) {
+		ssize_t n = sendmsg(ch->ctl_fd, &msg, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			log_syscall("sendmsg(worker %d control)", ch->slot);
+			return RT_ERR;
+		}
+		left -= (size_t)n;
+		while (n > 0 && msg.msg_iovlen > 0) {
+			if ((size_t)n >= msg.msg_iov[0].iov_len) {
+				n -= (ssize_t)msg.msg_iov[0].iov_len;
+				msg.msg_iov++;
+				msg.msg_iovlen--;
+			} else {
+				msg.msg_iov[0].iov_base = (char *)msg.msg_iov[0].iov_base + n;
+				msg.msg_iov[0].iov_len -= (size_t)n;
+				n = 0;
+			}
+		}
+	}
+	return RT_OK;
+}
+
+/* ---- reload --------------------------------------------------------------- */
+
+struct diff_state {
+	bool restart;
+	int changed;
+};
+
+static void log_change(const struct conf_key *k, const json_t *old, const json_t *nw, void *arg)
+{
+	struct diff_state *d = arg;
+	d->changed++;
+	if (!(k->flags & CONF_RELOAD))
+		d->restart = true;
+	if (k->flags & CONF_SECRET) {
+		log_info("reload: %s changed", k->name);
+		return;
+	}
+	char *a = json_dumps(old, JSON_ENCODE_ANY | JSON_COMPACT);
+	char *b = json_dumps(nw, JSON_ENCODE_ANY | JSON_COMPACT);
+	log_info("reload: %s changed from %s to %s%s", k->name, a ? a : "?", b ? b : "?",
+		 k->flags & CONF_RELOAD ? "" : " (restarts the workers)");
+	free(a);
+	free(b);
+}
+
+static void apply_log_settings(const struct conf *old, const struct conf *nw)
+{
+	if (old == NULL || strcmp(old->log_file, nw->log_file) != 0)
+		log_open(nw->log_file);
+	log_set_level((enum log_level)nw->log_level_num);
+}
+
+static void reload(void)
+{
+	struct conf *nc = xcalloc(1, sizeof(*nc));
+	struct diff_state d = {0};
+
+	log_info("reload: reading the configuration again");
+	if (master_load_config(M.args, nc, 0) != RT_OK) {
+		log_error("reload: the new configuration is invalid; keeping the running one unchanged");
+		conf_free(nc);
+		free(nc);
+		return;
+	}
+	conf_diff(M.conf, nc, log_change, &d);
+	if (d.changed == 0) {
+		log_info("reload: nothing changed");
+		conf_free(nc);
+		free(nc);
+		return;
+	}
+	if (strcmp(M.conf->shm_dir, nc->shm_dir) != 0 || strcmp(M.conf->pid_file, nc->pid_file) != 0)
+		log_warn("reload: shm.dir and pid_file changes take effect at the next start");
+
+	if (!d.restart) {
+		char *dump = conf_dump(nc, false);
+		size_t len = strlen(dump);
+		apply_log_settings(M.conf, nc);
+		for (int i = 0; i < MAX_CHILDREN; i++)
+			if (M.children[i].pid != 0 && !M.children[i].retiring)
+				send_config(&M.children[i], dump, len);
+		free(dump);
+		conf_free(M.conf);
+		free(M.conf);
+		M.conf = nc;
+		log_info("reload: %d change(s) applied in place by every worker", d.changed);
+		return;
+	}
+
+	/* A new generation. New listening sockets when the address changed;
+	 * otherwise the same ones, plus or minus the slots the count changed. */
+	int n = (int)nc->workers;
+	int fds[MAX_SLOTS];
+	bool moved = strcmp(M.conf->address, nc->address) != 0 || M.conf->port != nc->port;
+	for (int i = 0; i < MAX_SLOTS; i++)
+		fds[i] = -1;
+	if (moved) {
+		if (open_listeners(nc, fds, 0, n, true) != RT_OK) {
+			log_error("reload: cannot listen on the new address; keeping the running configuration");
+			conf_free(nc);
+			free(nc);
+			return;
+		}
+	} else {
+		for (int i = 0; i < n && i < M.nslots; i++)
+			fds[i] = M.slots[i].fd;
+		if (n > M.nslots && open_listeners(nc, fds, M.nslots, n, false) != RT_OK) {
+			log_error("reload: cannot open more listening sockets; keeping the running configuration");
+			conf_free(nc);
+			free(nc);
+			return;
+		}
+	}
+	/* Sockets no longer used: the retiring workers hold their own copies
+	 * until they stop accepting. */
+	for (int i = 0; i < M.nslots; i++)
+		if (moved || i >= n)
+			close(M.slots[i].fd);
+	for (int i = 0; i < MAX_SLOTS; i++) {
+		M.slots[i].fd = fds[i];
+		M.slots[i].fails = 0;
+		M.slots[i].spawn_at_ms = 0;
+	}
+	M.nslots = n;
+
+	apply_log_settings(M.conf, nc);
+	conf_free(M.conf);
+	free(M.conf);
+	M.conf = nc;
+	M.gen++;
+	for (int i = 0; i < MAX_CHILDREN; i++)
+		if (M.children[i].pid != 0)
+			M.children[i].retiring = true;
+	for (int i = 0; i < n; i++)
+		spawn(i);
+	signal_children(SIGQUIT, true);
+	log_info("reload: generation %u started with %d worker(s); the old workers drain", M.gen, n);
+}
+
+/* ---- pid file ------------------------------------------------------------ */
+
+/* Creates and locks the pid file. A lock held by another process means a
+ * rotord already runs with this pid file. */
+static int pidfile_open(void)
+{
+	char buf[32];
+	M.pid_fd = open(M.pid_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (M.pid_fd < 0) {
+		log_syscall("open(%s)", M.pid_path);
+		return RT_ERR;
+	}
+	if (flock(M.pid_fd, LOCK_EX | LOCK_NB) < 0) {
+		ssize_t k = pread(M.pid_fd, buf, sizeof(buf) - 1, 0);
+		buf[k > 0 ? k : 0] = '\0';
+		buf[strcspn(buf, "\n")] = '\0';
+		log_error("pid_file: %s is locked: rotord is already running (pid %s)", M.pid_path, buf);
+		close(M.pid_fd);
+		M.pid_fd = -1;
+		return RT_ERR;
+	}
+	int n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+	if (ftruncate(M.pid_fd, 0) < 0 || pwrite(M.pid_fd, buf, (size_t)n, 0) != n) {
+		log_syscall("write(%s)", M.pid_path);
+		return RT_ERR;
+	}
+	return RT_OK;
+}
+
+static void pidfile_remove(void)
+{
+	if (M.pid_fd >= 0) {
+		unlink(M.pid_path);
+		close(M.pid_fd);
+		M.pid_fd = -1;
+	}
+}
+
+/* ---- the loop -------------------------------------------------------------- */
+
+static void begin_stop(bool graceful)
+{
+	if (M.stopping == FAST || (M.stopping == GRACEFUL && graceful))
+		return;
+	M.stopping = graceful ? GRACEFUL : FAST;
+	int64_t budget = graceful ? M.conf->shutdown_timeout_ms + KILL_GRACE_MS : FAST_STOP_MS;
+	M.stop_deadline_ms = util_mono_ms() + budget;
+	log_info("%s shutdown: %d worker(s) to stop", graceful ? "graceful" : "fast", live_children());
+	for (int i = 0; i < M.nslots; i++) {
+		close(M.slots[i].fd);
+		M.slots[i].fd = -1;
+	}
+	signal_children(graceful ? SIGQUIT : SIGTERM, false);
+}
+
+static void install_signals(void)
+{
+	struct sigaction sa = { .sa_handler = on_signal };
+	static const int sigs[] = { SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGCHLD, SIGUSR1, SIGUSR2 };
+	sigset_t block;
+
+	sigemptyset(&sa.sa_mask);
+	sigemptyset(&block);
+	for (size_t i = 0; i < ROTOR_ARRAY_LEN(sigs); i++) {
+		sigaction(sigs[i], &sa, NULL);
+		sigaddset(&block, sigs[i]);
+	}
+	signal(SIGPIPE, SIG_IGN);
+	sigprocmask(SIG_BLOCK, &block, NULL);
+}
+
+int master_run(const struct master_args *args, struct conf *conf)
+{
+	sigset_t waitmask;
+
+	M.args = args;
+	M.conf = conf;
+	M.gen = 1;
+	M.pid_fd = -1;
+	master_pid = getpid();
+	for (int i = 0; i < MAX_SLOTS; i++)
+		M.slots[i].fd = -1;
+	log_set_role("master");
+	apply_log_settings(NULL, conf);
+	install_signals();
+	sigprocmask(SIG_BLOCK, NULL, &waitmask);
+	sigdelset(&waitmask, SIGHUP);
+	sigdelset(&waitmask, SIGQUIT);
+	sigdelset(&waitmask, SIGTERM);
+	sigdelset(&waitmask, SIGINT);
+	sigdelset(&waitmask, SIGCHLD);
+	sigdelset(&waitmask, SIGUSR1);
+	sigdelset(&waitmask, SIGUSR2);
+
+	M.pid_path = master_pid_path(conf);
+	M.nslots = (int)conf->workers;
+	if (pidfile_open() != RT_OK)
+		return 1;
+	int fds[MAX_SLOTS];
+	if (open_listeners(conf, fds, 0, M.nslots, true) != RT_OK || open_stats(conf) != RT_OK) {
+		pidfile_remove();
+		return 1;
+	}
+	for (int i = 0; i < M.nslots; i++)
+		M.slots[i].fd = fds[i];
+	log_info("rotor %s starting %d worker(s) (master pid %ld)", PACKAGE_VERSION, M.nslots,
+		 (long)getpid());
+	for (int i = 0; i < M.nslots; i++)
+		spawn(i);
+	if (args->ready_fd >= 0) {
+		/* rotord -d: the waiting parent exits 0 now; had we failed
+		 * before this, the pipe's EOF would have made it exit 1. */
+		if (write(args->ready_fd, "0", 1) != 1)
+			log_syscall("write(readiness pipe)");
+		close(args->ready_fd);
+	}
+
+	for (;;) {
+		int64_t now = util_mono_ms();
+		int64_t wake = now + 1000;
+
+		for (int i = 0; i < M.nslots && M.stopping == RUNNING; i++) {
+			if (M.slots[i].spawn_at_ms && !slot_served(i)) {
+				if (M.slots[i].spawn_at_ms <= now)
+					spawn(i);
+				else if (M.slots[i].spawn_at_ms < wake)
+					wake = M.slots[i].spawn_at_ms;
+			}
+		}
+		if (M.stopping != RUNNING) {
+			if (live_children() == 0)
+				break;
+			if (now >= M.stop_deadline_ms) {
+				log_error("workers did not stop in time; killing %d", live_children());
+				signal_children(SIGKILL, false);
+				M.stop_deadline_ms = now + 1000;
+			}
+			if (M.stop_deadline_ms < wake)
+				wake = M.stop_deadline_ms;
+		}
+
+		int64_t ms = wake > now ? wake - now : 0;
+		struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
+		if (!(got_chld | got_hup | got_quit | got_term | got_usr1 | got_usr2))
+			ppoll(NULL, 0, &ts, &waitmask);
+
+		if (got_chld) {
+			got_chld = 0;
+			reap();
+		}
+		if (got_term) {
+			got_term = 0;
+			begin_stop(false);
+		}
+		if (got_quit) {
+			got_quit = 0;
+			begin_stop(true);
+		}
+		if (got_hup) {
+			got_hup = 0;
+			if (M.stopping == RUNNING)
+				reload();
+		}
+		if (got_usr1) {
+			got_usr1 = 0;
+			log_reopen();
+			log_info("log reopened");
+			signal_children(SIGUSR1, false);
+		}
+		if (got_usr2) {
+			got_usr2 = 0;
+			log_warn("SIGUSR2 (binary upgrade) is not supported yet; ignored");
+		}
+	}
+	log_info("all workers stopped; exiting");
+	seg_unlink(&M.stats);
+	seg_detach(&M.stats);
+	pidfile_remove();
+	conf_free(M.conf);
+	return 0;
+}

@@ -1,0 +1,343 @@
+/*
+ * worker.c - a worker process: one libev loop that accepts client
+ * connections on its own listening socket and serves them until told to
+ * stop. Model:
+ *
+ *   - The loop is created after fork; nothing libev-related crosses fork.
+ *   - Time is read once per loop iteration (w->now_ms, monotonic), in a
+ *     highest-priority check watcher; timeouts go through one timer wheel.
+ *   - Output is queued during the iteration and written in one ev_prepare
+ *     step (conn_flush_all): one flush point per iteration.
+ *   - The control socket brings new configs from the master; its EOF means
+ *     the master is gone, and the worker exits at once (as it does on the
+ *     parent-death signal).
+ *   - SIGQUIT: graceful stop (stop accepting, finish in-flight requests,
+ *     close idle connections, exit when none is left or at shutdown.timeout);
+ *     SIGTERM: fast stop; SIGUSR1: reopen the log. INT and HUP belong to
+ *     the master and are ignored here.
+ */
+#include "config.h"
+#include "worker.h"
+#include "conn.h"
+#include "http.h"
+#include "log.h"
+#include "master.h"
+#include "stats.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+struct worker *worker_self;
+
+#define ACCEPT_BATCH 64      /* connections taken per readiness callback */
+#define ACCEPT_PAUSE 0.1     /* seconds accept stays off after EMFILE */
+#define TICK_S 0.1           /* timer wheel resolution */
+
+static struct stats_block *my_stats(struct worker *w)
+{
+	return w->ctr;
+}
+
+static ROTOR_NORETURN void worker_exit(struct worker *w, int status)
+{
+	log_info("exiting");
+	if (w->ctr != NULL) {
+		__atomic_store_n(&w->ctr->state, 0, __ATOMIC_RELAXED);
+		STATS_SUB(w->ctr, conns_current, STATS_GET(w->ctr, conns_current));
+	}
+	_exit(status);
+}
+
+/* Stops the loop once a stopping worker has no connection left. */
+static void maybe_finish(struct worker *w)
+{
+	if ((w->draining || w->stopping) && w->nconns == 0)
+		worker_exit(w, 0);
+}
+
+static void stop_accepting(struct worker *w)
+{
+	ev_io_stop(w->loop, &w->accept_w);
+	ev_timer_stop(w->loop, &w->accept_pause_w);
+	if (w->listen_fd >= 0) {
+		close(w->listen_fd);
+		w->listen_fd = -1;
+	}
+}
+
+static void begin_drain(struct worker *w)
+{
+	if (w->draining || w->stopping)
+		return;
+	w->draining = true;
+	w->drain_deadline_ms = w->now_ms + w->conf->shutdown_timeout_ms;
+	log_info("graceful stop: %zu connection(s) to finish within %lld ms", w->nconns,
+		 w->conf->shutdown_timeout_ms);
+	if (w->ctr != NULL)
+		__atomic_store_n(&w->ctr->state, 2, __ATOMIC_RELAXED);
+	stop_accepting(w);
+	http_drain(w);
+	maybe_finish(w);
+}
+
+static void begin_stop(struct worker *w)
+{
+	w->stopping = true;
+	log_info("fast stop: closing %zu connection(s)", w->nconns);
+	stop_accepting(w);
+	conn_close_all(w);
+	worker_exit(w, 0);
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct worker *w = io->data;
+
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
+		int fd = accept4(w->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd >= 0) {
+			STATS_ADD(my_stats(w), conns_accepted, 1);
+			http_accept(w, fd);
+			continue;
+		}
+		switch (errno) {
+		case EAGAIN:
+		case EINTR:
+		case ECONNABORTED:
+		case EPROTO:
+			return;
+		case EMFILE:
+		case ENFILE:
+			/* Out of descriptors: take the pending connection with
+			 * the spare fd and close it, so the peer learns at once
+			 * instead of waiting, then rest the watcher a moment
+			 * (a level-triggered watcher would spin otherwise). */
+			STATS_ADD(my_stats(w), accept_errors, 1);
+			log_syscall("accept4(fd %d)", w->listen_fd);
+			if (w->spare_fd >= 0) {
+				close(w->spare_fd);
+				fd = accept(w->listen_fd, NULL, NULL);
+				if (fd >= 0)
+					close(fd);
+				w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+			}
+			ev_io_stop(loop, &w->accept_w);
+			ev_timer_set(&w->accept_pause_w, ACCEPT_PAUSE, 0.);
+			ev_timer_start(loop, &w->accept_pause_w);
+			return;
+		default:
+			STATS_ADD(my_stats(w), accept_errors, 1);
+			log_syscall("accept4(fd %d)", w->listen_fd);
+			return;
+		}
+	}
+}
+
+static void on_accept_pause_end(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct worker *w = t->data;
+	if (w->listen_fd >= 0 && !w->draining && !w->stopping)
+		ev_io_start(loop, &w->accept_w);
+}
+
+/* Applies a new config pushed by the master (already validated there). */
+static void apply_config(struct worker *w, const char *text, size_t len)
+{
+	struct conf_report rep = {0};
+	struct conf *c = xcalloc(1, sizeof(*c));
+
+	if (conf_load_dump(c, text, len, &rep) != RT_OK) {
+		/* Cannot happen with a master-validated dump; keep the old one. */
+		for (size_t i = 0; i < rep.nerrors; i++)
+			log_error("reload: %s", rep.errors[i]);
+		conf_report_free(&rep);
+		conf_free(c);
+		free(c);
+		return;
+	}
+	conf_report_free(&rep);
+	struct conf *old = w->conf;
+	if (strcmp(old->log_file, c->log_file) != 0)
+		log_open(c->log_file);
+	log_set_level((enum log_level)c->log_level_num);
+	w->conf = c;
+	http_reconfigure(w);
+	conf_free(old);
+	free(old);
+	log_info("configuration reloaded in place");
+}
+
+/* Reads control messages: an 8-byte header then the payload. */
+static void on_ctl(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct worker *w = io->data;
+
+	for (;;) {
+		ssize_t n;
+		if (w->ctl_buf == NULL) {
+			n = read(w->ctl_fd, w->ctl_buf_hdr + w->ctl_have, sizeof(struct ctl_hdr) - w->ctl_have);
+		} else {
+			n = read(w->ctl_fd, w->ctl_buf + w->ctl_have, w->ctl_len - w->ctl_have);
+		}
+		if (n == 0) {
+			log_warn("master is gone; stopping");
+			begin_stop(w);
+		}
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				return;
+			log_syscall("read(control fd %d)", w->ctl_fd);
+			begin_stop(w);
+		}
+		w->ctl_have += (size_t)n;
+		if (w->ctl_buf == NULL) {
+			if (w->ctl_have < sizeof(struct ctl_hdr))
+				continue;
+			struct ctl_hdr h;
+			memcpy(&h, w->ctl_buf_hdr, sizeof(h));
+			if (h.len > CTL_MAX_LEN || h.type != CTL_CONFIG) {
+				log_error("bad control message (type %u, %u bytes); stopping", h.type, h.len);
+				begin_stop(w);
+			}
+			w->ctl_len = h.len;
+			w->ctl_buf = xmalloc(h.len + 1);
+			w->ctl_have = 0;
+		}
+		if (w->ctl_have < w->ctl_len)
+			continue;
+		w->ctl_buf[w->ctl_len] = '\0';
+		apply_config(w, w->ctl_buf, w->ctl_len);
+		free(w->ctl_buf);
+		w->ctl_buf = NULL;
+		w->ctl_have = w->ctl_len = 0;
+	}
+}
+
+static void on_check(struct ev_loop *loop, ev_check *c, int revents)
+{
+	struct worker *w = c->data;
+	w->now_ms = util_mono_ms();
+}
+
+static void on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
+{
+	struct worker *w = p->data;
+	conn_flush_all(w);
+	maybe_finish(w);
+}
+
+static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct worker *w = t->data;
+	wheel_advance(&w->wheel, w->now_ms);
+	if (w->draining && w->now_ms >= w->drain_deadline_ms) {
+		log_warn("shutdown.timeout reached with %zu connection(s) open; closing them", w->nconns);
+		conn_close_all(w);
+		worker_exit(w, 0);
+	}
+	if (w->ctr != NULL)
+		__atomic_store_n(&w->ctr->conns_current, (uint64_t)w->nconns, __ATOMIC_RELAXED);
+}
+
+static void on_signal(struct ev_loop *loop, ev_signal *s, int revents)
+{
+	struct worker *w = s->data;
+	switch (s->signum) {
+	case SIGQUIT:
+		begin_drain(w);
+		break;
+	case SIGTERM:
+		begin_stop(w);
+		break;
+	case SIGUSR1:
+		log_reopen();
+		break;
+	}
+}
+
+void worker_main(int slot, unsigned gen, int listen_fd, int ctl_fd, struct conf *conf,
+		 struct stats_block *ctr)
+{
+	static struct worker wk;
+	static ev_check check_w;
+	struct worker *w = &wk;
+	sigset_t none;
+	static const int sigs[] = { SIGQUIT, SIGTERM, SIGUSR1 };
+
+	log_set_role("worker %d", slot);
+	/* Die with the master, even if it is killed: the ctl EOF covers the
+	 * same case, this one also covers a worker stuck in a long callback. */
+	if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0)
+		log_syscall("prctl(PR_SET_PDEATHSIG)");
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGCHLD, SIG_DFL);
+
+	w->slot = slot;
+	w->gen = gen;
+	w->listen_fd = listen_fd;
+	w->ctl_fd = ctl_fd;
+	w->conf = conf;
+	w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOENV);
+	if (w->loop == NULL) {
+		log_error("ev_loop_new failed");
+		_exit(1);
+	}
+	w->now_ms = util_mono_ms();
+	worker_self = w;
+	w->ctr = ctr;
+	if (w->ctr == NULL) {
+		static struct stats_block local;
+		w->ctr = &local; /* counting still works; nobody else sees it */
+	}
+
+	wheel_init(&w->wheel, w->now_ms, (int64_t)(TICK_S * 1000));
+	conn_init(w);
+	http_init(w);
+
+	util_set_nonblock(listen_fd);
+	util_set_nonblock(ctl_fd);
+	ev_io_init(&w->accept_w, on_accept, listen_fd, EV_READ);
+	w->accept_w.data = w;
+	ev_io_start(w->loop, &w->accept_w);
+	ev_timer_init(&w->accept_pause_w, on_accept_pause_end, ACCEPT_PAUSE, 0.);
+	w->accept_pause_w.data = w;
+	ev_io_init(&w->ctl_w, on_ctl, ctl_fd, EV_READ);
+	w->ctl_w.data = w;
+	ev_io_start(w->loop, &w->ctl_w);
+	ev_check_init(&check_w, on_check);
+	ev_set_priority(&check_w, EV_MAXPRI);
+	check_w.data = w;
+	ev_check_start(w->loop, &check_w);
+	ev_prepare_init(&w->flush_w, on_prepare);
+	ev_set_priority(&w->flush_w, EV_MINPRI);
+	w->flush_w.data = w;
+	ev_prepare_start(w->loop, &w->flush_w);
+	ev_timer_init(&w->tick_w, on_tick, TICK_S, TICK_S);
+	w->tick_w.data = w;
+	ev_timer_start(w->loop, &w->tick_w);
+	for (size_t i = 0; i < ROTOR_ARRAY_LEN(sigs); i++) {
+		ev_signal_init(&w->sig_w[i], on_signal, sigs[i]);
+		w->sig_w[i].data = w;
+		ev_signal_start(w->loop, &w->sig_w[i]);
+	}
+
+	/* The master blocked every signal around fork; libev now owns them. */
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	if (getppid() != master_pid) /* the master died before PDEATHSIG was set */
+		_exit(1);
+
+	log_info("serving (generation %u, pid %ld)", gen, (long)getpid());
+	ev_run(w->loop, 0);
+	worker_exit(w, 0);
+}
