@@ -108,20 +108,20 @@ int b64_decode(void *dst, size_t *outlen, const char *src, size_t n, unsigned fl
 		pad++;
 	}
 	if (data % 4 == 1)
-		return R_INVAL;
+		return RT_INVAL;
 	if (pad > 0) {
 		if (flags & B64_NOPAD)
-			return R_INVAL;
+			return RT_INVAL;
 		if (pad != (4 - data % 4) % 4)
-			return R_INVAL; /* exactly the padding that completes a quantum */
+			return RT_INVAL; /* exactly the padding that completes a quantum */
 	} else if (!(flags & (B64_URL | B64_NOPAD)) && data % 4 != 0) {
-		return R_INVAL; /* standard base64 requires its padding */
+		return RT_INVAL; /* standard base64 requires its padding */
 	}
 
 	for (i = 0; i < data; i++) {
 		int v = sextet((unsigned char)src[i], flags);
 		if (v < 0)
-			return R_INVAL;
+			return RT_INVAL;
 		acc = acc << 6 | (uint32_t)v;
 		bits += 6;
 		if (bits >= 8) {
@@ -131,5 +131,5 @@ int b64_decode(void *dst, size_t *outlen, const char *src, size_t n, unsigned fl
 		}
 	}
 	*outlen = (size_t)(d - (unsigned char *)dst);
-	return R_OK;
+	return RT_OK;
 }

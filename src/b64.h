@@ -29,7 +29,7 @@ char *b64_encode_alloc(const void *src, size_t n, unsigned flags);
 size_t b64_decoded_max(size_t n);
 
 /* Decodes N characters of SRC into DST (room for b64_decoded_max(n) bytes)
- * and stores the decoded length in *OUTLEN. Returns R_OK, or R_INVAL when
+ * and stores the decoded length in *OUTLEN. Returns RT_OK, or RT_INVAL when
  * SRC is not valid for FLAGS; DST then holds garbage.
  *
  * Refused always: a character outside the alphabet (whitespace included),

@@ -38,11 +38,6 @@
 #include <string.h>
 #include <unistd.h>
 
-/* <unistd.h> defines R_OK (access(2)'s "readable", 4) over rotor.h's R_OK
- * (0); this file means rotor's. Calls into other files are tested with < 0,
- * which holds under either meaning. */
-#undef R_OK
-
 extern char **environ;
 
 /* ---- report ------------------------------------------------------------- */
@@ -138,7 +133,7 @@ static long long ns_to_ms(unsigned long long ns, bool neg)
 
 /* Parses a Go duration ("300ms", "-1.5h", "2h45m", "0") exactly as Go's
  * time.ParseDuration accepts it, including its int64-nanosecond range, into
- * milliseconds. Returns R_OK or R_INVAL. */
+ * milliseconds. Returns RT_OK or RT_INVAL. */
 static int dur_parse(const char *s, long long *ms)
 {
 	unsigned long long total = 0;
@@ -148,10 +143,10 @@ static int dur_parse(const char *s, long long *ms)
 		neg = *s++ == '-';
 	if (strcmp(s, "0") == 0) {
 		*ms = 0;
-		return R_OK;
+		return RT_OK;
 	}
 	if (*s == '\0')
-		return R_INVAL;
+		return RT_INVAL;
 	while (*s) {
 		unsigned long long v = 0, f = 0, scale = 1, unit = 0;
 		bool vdigits = false, fdigits = false, fover = false;
@@ -159,10 +154,10 @@ static int dur_parse(const char *s, long long *ms)
 
 		for (; *s >= '0' && *s <= '9'; s++, vdigits = true) {
 			if (v > NS_LIMIT / 10)
-				return R_INVAL;
+				return RT_INVAL;
 			v = v * 10 + (unsigned long long)(*s - '0');
 			if (v > NS_LIMIT)
-				return R_INVAL;
+				return RT_INVAL;
 		}
 		if (*s == '.') {
 			for (s++; *s >= '0' && *s <= '9'; s++, fdigits = true) {
@@ -176,30 +171,30 @@ static int dur_parse(const char *s, long long *ms)
 			}
 		}
 		if (!vdigits && !fdigits)
-			return R_INVAL;
+			return RT_INVAL;
 		ulen = strcspn(s, "0123456789.");
 		for (size_t i = 0; i < ROTOR_ARRAY_LEN(dur_units); i++)
 			if (strlen(dur_units[i].name) == ulen && strncmp(s, dur_units[i].name, ulen) == 0)
 				unit = dur_units[i].ns;
 		if (unit == 0)
-			return R_INVAL; /* missing or unknown unit */
+			return RT_INVAL; /* missing or unknown unit */
 		s += ulen;
 		if (v > NS_LIMIT / unit)
-			return R_INVAL;
+			return RT_INVAL;
 		v *= unit;
 		if (f > 0) {
 			v += (unsigned long long)((double)f * ((double)unit / (double)scale));
 			if (v > NS_LIMIT)
-				return R_INVAL;
+				return RT_INVAL;
 		}
 		total += v;
 		if (total > NS_LIMIT)
-			return R_INVAL;
+			return RT_INVAL;
 	}
 	if (!neg && total > NS_LIMIT - 1)
-		return R_INVAL;
+		return RT_INVAL;
 	*ms = ns_to_ms(total, neg);
-	return R_OK;
+	return RT_OK;
 }
 
 /* Writes MS the way Go's Duration.String does ("0s", "500ms", "1.5s",
@@ -344,14 +339,14 @@ static int parse_bool(const char *s, bool *out)
 	for (size_t i = 0; i < ROTOR_ARRAY_LEN(yes); i++) {
 		if (strcmp(s, yes[i]) == 0) {
 			*out = true;
-			return R_OK;
+			return RT_OK;
 		}
 		if (strcmp(s, no[i]) == 0) {
 			*out = false;
-			return R_OK;
+			return RT_OK;
 		}
 	}
-	return R_INVAL;
+	return RT_INVAL;
 }
 
 static void bad_value(const struct conf_key *k, const json_t *in, struct conf_report *rep)
@@ -410,7 +405,7 @@ static json_t *normalize(const struct conf_key *k, const json_t *in, struct conf
 			return json_boolean(json_is_true(in));
 		if (json_is_integer(in))
 			return json_boolean(json_integer_value(in) != 0);
-		if (json_is_string(in) && parse_bool(json_string_value(in), &b) == R_OK)
+		if (json_is_string(in) && parse_bool(json_string_value(in), &b) == RT_OK)
 			return json_boolean(b);
 		break;
 	case CONF_INT:
@@ -427,7 +422,7 @@ static json_t *normalize(const struct conf_key *k, const json_t *in, struct conf
 		return json_integer(v);
 	case CONF_DURATION:
 		if (json_is_string(in)) {
-			if (dur_parse(json_string_value(in), &v) != R_OK)
+			if (dur_parse(json_string_value(in), &v) != RT_OK)
 				break;
 		} else if (json_is_integer(in) || json_is_real(in)) {
 			/* Centrifugo decodes a JSON number into its Duration (int64
@@ -569,19 +564,19 @@ static json_t *key_default(const struct conf_key *k)
 }
 
 /* The one door into the document: validates IN for K and stores it, or
- * reports and leaves the current value. Returns R_OK or R_INVAL. */
+ * reports and leaves the current value. Returns RT_OK or RT_INVAL. */
 static int set_value(struct conf *c, const struct conf_key *k, const json_t *in,
 		     struct conf_report *rep)
 {
 	json_t *v;
 
 	if (json_is_null(in))
-		return R_OK; /* null leaves the value as it is */
+		return RT_OK; /* null leaves the value as it is */
 	v = validate(k, in, rep);
 	if (v == NULL)
-		return R_INVAL;
+		return RT_INVAL;
 	doc_set(c->doc, k->name, v);
-	return R_OK;
+	return RT_OK;
 }
 
 /* Converts command-line or environment TEXT to a JSON value for K: strings
@@ -643,7 +638,7 @@ static int set_text(struct conf *c, const struct conf_key *k, const char *text,
 		    struct conf_report *rep)
 {
 	json_t *v = text_value(k, text, rep);
-	int r = v ? set_value(c, k, v, rep) : R_INVAL;
+	int r = v ? set_value(c, k, v, rep) : RT_INVAL;
 	json_decref(v);
 	return r;
 }
@@ -653,7 +648,7 @@ int conf_set(struct conf *c, const char *key, const char *text, struct conf_repo
 	const struct conf_key *k = conf_key_find(key);
 	if (k == NULL) {
 		conf_report_error(rep, "%s: unknown key", key);
-		return R_INVAL;
+		return RT_INVAL;
 	}
 	return set_text(c, k, text, rep);
 }
@@ -861,20 +856,20 @@ int conf_apply_file(struct conf *c, const char *path, struct conf_report *rep)
 
 	if (f == NULL) {
 		conf_report_error(rep, "%s: cannot open: %s", path, strerror(errno));
-		return R_INVAL;
+		return RT_INVAL;
 	}
 	root = json_loadf(f, 0, &e);
 	fclose(f);
 	if (root == NULL) {
 		conf_report_error(rep, "%s:%d:%d: invalid JSON: %s", path, e.line, e.column, e.text);
-		return R_INVAL;
+		return RT_INVAL;
 	}
 	if (json_is_object(root))
 		apply_object(c, root, NULL, rep);
 	else
 		conf_report_error(rep, "%s: must hold a JSON object", path);
 	json_decref(root);
-	return rep->nerrors == n0 ? R_OK : R_INVAL;
+	return rep->nerrors == n0 ? RT_OK : RT_INVAL;
 }
 
 /* ---- environment -------------------------------------------------------- */
@@ -1076,7 +1071,7 @@ int conf_apply_env(struct conf *c, char **envp, struct conf_report *rep)
 		}
 	}
 	free(e.used);
-	return rep->nerrors == n0 ? R_OK : R_INVAL;
+	return rep->nerrors == n0 ? RT_OK : RT_INVAL;
 }
 
 /* ---- cross-key rules ---------------------------------------------------- */
@@ -1262,7 +1257,7 @@ int conf_check(struct conf *c, struct conf_report *rep)
 	}
 	warn_ignored(c, rep);
 	fill_fields(c);
-	return rep->nerrors == 0 ? R_OK : R_INVAL;
+	return rep->nerrors == 0 ? RT_OK : RT_INVAL;
 }
 
 /* ---- dump, reload, diff ------------------------------------------------- */
@@ -1298,7 +1293,7 @@ int conf_load_dump(struct conf *c, const char *text, size_t len, struct conf_rep
 	conf_init(c);
 	if (root == NULL) {
 		conf_report_error(rep, "configuration dump:%d:%d: invalid JSON: %s", e.line, e.column, e.text);
-		return R_INVAL;
+		return RT_INVAL;
 	}
 	if (json_is_object(root))
 		apply_object(c, root, NULL, rep);

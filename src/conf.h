@@ -47,7 +47,7 @@ struct conf_key {
 	unsigned flags;
 	ptrdiff_t off;      /* offset of the typed field in struct conf, or CONF_NO_FIELD */
 	/* Extra validation of a value that already has the right type; adds
-	 * "name: problem" to REP and returns R_INVAL when it refuses. May be NULL. */
+	 * "name: problem" to REP and returns RT_INVAL when it refuses. May be NULL. */
 	int (*check)(const struct conf_key *k, const json_t *v, struct conf_report *rep);
 	const char *doc;    /* one line for rotor.conf(5), genconfig and -T */
 };
@@ -113,14 +113,14 @@ int conf_apply_file(struct conf *c, const char *path, struct conf_report *rep);
 int conf_apply_env(struct conf *c, char **envp, struct conf_report *rep);
 /* Sets one key from text, as the environment would (used for -p, -a). */
 int conf_set(struct conf *c, const char *key, const char *text, struct conf_report *rep);
-/* Applies cross-key rules and fills the typed fields. Returns R_OK when the
- * report has no errors (from any layer), else R_INVAL. */
+/* Applies cross-key rules and fills the typed fields. Returns RT_OK when the
+ * report has no errors (from any layer), else RT_INVAL. */
 int conf_check(struct conf *c, struct conf_report *rep);
 
 /* The effective document as JSON text, nested, every key present; caller
  * frees. With REDACT, CONF_SECRET values print as "<hidden>" (for logs). */
 char *conf_dump(const struct conf *c, bool redact);
-/* Rebuilds a config from conf_dump output (no environment). R_OK or R_INVAL. */
+/* Rebuilds a config from conf_dump output (no environment). RT_OK or RT_INVAL. */
 int conf_load_dump(struct conf *c, const char *text, size_t len, struct conf_report *rep);
 
 /* Calls FN for every key whose effective value differs between A and B. */

@@ -49,24 +49,24 @@ static int one_of(const struct conf_key *k, const json_t *v, struct conf_report 
 
 	for (const char *const *a = allowed; *a; a++) {
 		if (strcmp(s, *a) == 0)
-			return R_OK;
+			return RT_OK;
 		len += (size_t)snprintf(list + len, sizeof list - len, "%s\"%s\"",
 					a == allowed ? "" : ", ", *a);
 		if (len >= sizeof list)
 			len = sizeof list - 1;
 	}
 	conf_report_error(rep, "%s: must be one of %s, got \"%s\"", k->name, list, s);
-	return R_INVAL;
+	return RT_INVAL;
 }
 
 static int check_log_level(const struct conf_key *k, const json_t *v, struct conf_report *rep)
 {
 	enum log_level l;
-	if (log_level_parse(json_string_value(v), &l) >= 0) /* R_OK; see conf.c on R_OK */
-		return R_OK;
+	if (log_level_parse(json_string_value(v), &l) >= 0) /* RT_OK; see conf.c on RT_OK */
+		return RT_OK;
 	conf_report_error(rep, "%s: must be one of none, trace, debug, info, warn, error, got \"%s\"",
 			  k->name, json_string_value(v));
-	return R_INVAL;
+	return RT_INVAL;
 }
 
 static int check_engine_type(const struct conf_key *k, const json_t *v, struct conf_report *rep)
@@ -101,10 +101,10 @@ static int check_delta_types(const struct conf_key *k, const json_t *v, struct c
 		if (strcmp(json_string_value(e), "fossil") != 0) {
 			conf_report_error(rep, "%s: the only delta type is \"fossil\", got \"%s\"",
 					  k->name, json_string_value(e));
-			return R_INVAL;
+			return RT_INVAL;
 		}
 	}
-	return R_OK;
+	return RT_OK;
 }
 
 /* Centrifugo keeps history TTLs in whole seconds. A canonical duration has a
@@ -113,9 +113,9 @@ static int check_whole_seconds(const struct conf_key *k, const json_t *v, struct
 {
 	const char *s = json_string_value(v);
 	if (strchr(s, '.') == NULL && strstr(s, "ms") == NULL)
-		return R_OK;
+		return RT_OK;
 	conf_report_error(rep, "%s: must be a whole number of seconds, got \"%s\"", k->name, s);
-	return R_INVAL;
+	return RT_INVAL;
 }
 
 /* http_server.internal_port is a string in Centrifugo: empty, or a port. */
@@ -124,9 +124,9 @@ static int check_port_text(const struct conf_key *k, const json_t *v, struct con
 	const char *s = json_string_value(v);
 	long long port;
 	if (*s == '\0' || util_parse_int(s, 1, 65535, &port) >= 0)
-		return R_OK;
+		return RT_OK;
 	conf_report_error(rep, "%s: must be empty or a port from 1 to 65535, got \"%s\"", k->name, s);
-	return R_INVAL;
+	return RT_INVAL;
 }
 
 /* user_id_claim must match ^[a-zA-Z_]+$ (a top-level claim name) or be empty. */
@@ -134,9 +134,9 @@ static int check_claim_name(const struct conf_key *k, const json_t *v, struct co
 {
 	const char *s = json_string_value(v);
 	if (strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_") == strlen(s))
-		return R_OK;
+		return RT_OK;
 	conf_report_error(rep, "%s: must match ^[a-zA-Z_]+$, got \"%s\"", k->name, s);
-	return R_INVAL;
+	return RT_INVAL;
 }
 
 /* Refuses V unless GOOD, saying "KEY: must be WHAT, got V". */
@@ -144,11 +144,11 @@ static int must_be(const struct conf_key *k, const json_t *v, struct conf_report
 		   const char *what)
 {
 	if (good)
-		return R_OK;
+		return RT_OK;
 	char *t = check_text(v);
 	conf_report_error(rep, "%s: must be %s, got %s", k->name, what, t);
 	free(t);
-	return R_INVAL;
+	return RT_INVAL;
 }
 
 static int check_object(const struct conf_key *k, const json_t *v, struct conf_report *rep)
@@ -166,15 +166,15 @@ static int check_string_map(const struct conf_key *k, const json_t *v, struct co
 {
 	const char *name;
 	json_t *e;
-	if (check_object(k, v, rep) != R_OK)
-		return R_INVAL;
+	if (check_object(k, v, rep) != RT_OK)
+		return RT_INVAL;
 	json_object_foreach((json_t *)v, name, e) {
 		if (!json_is_string(e)) {
 			conf_report_error(rep, "%s.%s: must be a string", k->name, name);
-			return R_INVAL;
+			return RT_INVAL;
 		}
 	}
-	return R_OK;
+	return RT_OK;
 }
 
 /* Centrifugo's rule for namespace, proxy and consumer names. */
@@ -192,8 +192,8 @@ static int check_items(const struct conf_key *k, const json_t *v, struct conf_re
 	size_t i, j, n0 = rep->nerrors;
 	json_t *item;
 
-	if (must_be(k, v, rep, json_is_array(v), "an array of objects") != R_OK)
-		return R_INVAL;
+	if (must_be(k, v, rep, json_is_array(v), "an array of objects") != RT_OK)
+		return RT_INVAL;
 	json_array_foreach(v, i, item) {
 		const json_t *name = json_object_get(item, "name");
 		const char *s = json_string_value(name);
@@ -220,7 +220,7 @@ static int check_items(const struct conf_key *k, const json_t *v, struct conf_re
 			}
 		}
 	}
-	return rep->nerrors == n0 ? R_OK : R_INVAL;
+	return rep->nerrors == n0 ? RT_OK : RT_INVAL;
 }
 
 static int check_named(const struct conf_key *k, const json_t *v, struct conf_report *rep)

@@ -43,10 +43,6 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-/* <unistd.h> defines R_OK (access(2)'s "readable", 4) over rotor.h's R_OK
- * (0); this file means rotor's. */
-#undef R_OK
-
 enum {
 	CONN_CLOSED = 0x01,      /* conn_close ran; freed by conn_flush_all */
 	CONN_DIRTY = 0x02,       /* on w->dirty */
@@ -242,7 +238,7 @@ static struct conn_seg *out_push(struct conn *c)
 static int queue_check(struct conn *c, size_t len)
 {
 	if (c->flags & (CONN_CLOSED | CONN_SHUTDOWN))
-		return R_CLOSED;
+		return RT_CLOSED;
 	if (c->out_limit && c->out_bytes + len > c->out_limit) {
 		if (!(c->flags & CONN_OVER_LIMIT)) {
 			c->flags |= CONN_OVER_LIMIT;
@@ -253,9 +249,9 @@ static int queue_check(struct conn *c, size_t len)
 			else
 				conn_close(c);
 		}
-		return R_AGAIN;
+		return RT_AGAIN;
 	}
-	return R_OK;
+	return RT_OK;
 }
 
 /* Queued output goes out at the flush point, or by the write watcher when
@@ -273,14 +269,14 @@ int conn_queue(struct conn *c, struct rbuf *b, size_t off, size_t len)
 	int rc;
 
 	assert(off <= b->len && len <= b->len - off);
-	if ((rc = queue_check(c, len)) != R_OK || len == 0)
+	if ((rc = queue_check(c, len)) != RT_OK || len == 0)
 		return rc;
 	s = out_push(c);
 	s->b = rbuf_ref(b);
 	s->off = off;
 	s->len = len;
 	queued(c, len);
-	return R_OK;
+	return RT_OK;
 }
 
 int conn_queue_copy(struct conn *c, const void *data, size_t len)
@@ -289,7 +285,7 @@ int conn_queue_copy(struct conn *c, const void *data, size_t len)
 	struct rbuf *b;
 	int rc;
 
-	if ((rc = queue_check(c, len)) != R_OK || len == 0)
+	if ((rc = queue_check(c, len)) != RT_OK || len == 0)
 		return rc;
 	/* Append to our own copy buffer at the tail when it has room, so that
 	 * many small writes make few segments. */
@@ -313,7 +309,7 @@ int conn_queue_copy(struct conn *c, const void *data, size_t len)
 	b->len += len;
 	s->len += len;
 	queued(c, len);
-	return R_OK;
+	return RT_OK;
 }
 
 /* Drops N written bytes from the front of the queue. */

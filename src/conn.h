@@ -119,8 +119,8 @@ void conn_set_ops(struct conn *c, const struct conn_ops *ops, void *ud);
 
 /* Queues LEN bytes of B from OFF (the queue takes its own reference), or a
  * copy of DATA. Nothing is written now: conn_flush_all writes all of a
- * conn's output in one writev. Returns R_OK; R_CLOSED after conn_close or
- * conn_shutdown (nothing queued); R_AGAIN when the queue limit would be
+ * conn's output in one writev. Returns RT_OK; RT_CLOSED after conn_close or
+ * conn_shutdown (nothing queued); RT_AGAIN when the queue limit would be
  * exceeded (nothing queued; on_over_limit was called). */
 int conn_queue(struct conn *c, struct rbuf *b, size_t off, size_t len);
 int conn_queue_copy(struct conn *c, const void *data, size_t len);

@@ -46,10 +46,6 @@
 #include <string.h>
 #include <strings.h>
 
-/* <unistd.h> defines R_OK (access(2)'s "readable", 4) over rotor.h's R_OK
- * (0); this file means rotor's. */
-#undef R_OK
-
 #define CONTINUE "HTTP/1.1 100 Continue\r\n\r\n"
 
 /* Header section limit when the config says 0 (Go's DefaultMaxHeaderBytes). */
@@ -548,8 +544,11 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
 	if (need > hc->body_cap) {
 		size_t cap = hc->body_cap ? hc->body_cap : 1024;
 
+		/* Announced length: all of it at once (llhttp has already taken
+		 * this span off content_length), but not more than 1 MiB ahead
+		 * of what actually arrived. */
 		if ((p->flags & F_CONTENT_LENGTH) && !hc->body_cap)
-			cap = hc->req.body_len + len + p->content_length + 1; /* all of it */
+			cap = need + (p->content_length < (1u << 20) ? (size_t)p->content_length : (1u << 20));
 		while (cap < need)
 			cap *= 2;
 		hc->body = xrealloc(hc->body, cap);
@@ -661,12 +660,12 @@ int http_respond_hdrs(struct http_req *req, int status, const char *ctype,
 
 	assert(hc->state == H_HANDLER);
 	if (conn_closing(hc->c))
-		return R_CLOSED;
+		return RT_CLOSED;
 	close = hc->closing || !hc->keep_alive || hc->c->w->draining ||
 		(req->upgrade && !hc->hijacked);
 	queue_response(hc, status, ctype, extra, body, len, close, req->method == HTTP_HEAD);
 	request_done(hc, close);
-	return R_OK;
+	return RT_OK;
 }
 
 int http_respond(struct http_req *req, int status, const char *ctype,
@@ -889,7 +888,7 @@ int http_route_add(const char *path, unsigned flags, uint64_t methods,
 
 	for (i = 0; i < H.n; i++)
 		if (H.v[i].flags == flags && strcmp(H.v[i].path, path) == 0)
-			return R_INVAL;
+			return RT_INVAL;
 	if (H.n == H.cap) {
 		H.cap = H.cap ? 2 * H.cap : 8;
 		H.v = xrealloc(H.v, H.cap * sizeof(H.v[0]));
@@ -898,7 +897,7 @@ int http_route_add(const char *path, unsigned flags, uint64_t methods,
 		.path = xstrdup(path), .len = strlen(path), .flags = flags,
 		.methods = methods, .fn = fn, .arg = arg,
 	};
-	return R_OK;
+	return RT_OK;
 }
 
 void http_route_remove(const char *path, unsigned flags)
@@ -945,7 +944,7 @@ static void builtin_routes(struct worker *w)
 	if (k->health_enabled) {
 		const char *path = k->health_prefix && *k->health_prefix ? k->health_prefix : "/health";
 
-		if (http_route_add(path, HTTP_ROUTE_EXACT, HTTP_METHODS_ANY, health_handler, NULL) == R_OK)
+		if (http_route_add(path, HTTP_ROUTE_EXACT, HTTP_METHODS_ANY, health_handler, NULL) == RT_OK)
 			H.health_path = xstrdup(path);
 		else
 			log_warn("health.handler_prefix %s: path already taken by another handler", path);

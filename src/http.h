@@ -59,7 +59,7 @@ void http_init(struct worker *w);
  * pick them up. */
 void http_reconfigure(struct worker *w);
 
-/* Adds a route; PATH is copied. Returns R_OK, or R_INVAL if the same path
+/* Adds a route; PATH is copied. Returns RT_OK, or RT_INVAL if the same path
  * and flags are taken. A request for a known path with a method outside
  * METHODS gets 405 with Allow; an unknown path 404. */
 int http_route_add(const char *path, unsigned flags, uint64_t methods,
@@ -84,7 +84,7 @@ const char *http_req_header(const struct http_req *req, const char *name);
 /* Answers REQ: status line, Content-Type (if CTYPE), Content-Length,
  * Connection, then EXTRA (NULL, or complete "Name: value\r\n" lines) and
  * the body (left out for HEAD). The bytes are queued and go out at the
- * flush point. REQ is gone afterwards. Returns R_OK, or R_CLOSED if the
+ * flush point. REQ is gone afterwards. Returns RT_OK, or RT_CLOSED if the
  * connection is gone (the response is dropped). */
 int http_respond(struct http_req *req, int status, const char *ctype,
 		 const void *body, size_t len);

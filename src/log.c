@@ -34,14 +34,14 @@ int log_level_parse(const char *name, enum log_level *out)
 	for (size_t i = 0; i < ROTOR_ARRAY_LEN(level_names); i++) {
 		if (strcasecmp(name, level_names[i]) == 0) {
 			*out = (enum log_level)i;
-			return R_OK;
+			return RT_OK;
 		}
 	}
 	if (strcasecmp(name, "warning") == 0) {
 		*out = LOG_WARN;
-		return R_OK;
+		return RT_OK;
 	}
-	return R_INVAL;
+	return RT_INVAL;
 }
 
 const char *log_level_name(enum log_level l)
@@ -75,24 +75,24 @@ int log_open(const char *path)
 			close(log_fd);
 		log_fd = STDERR_FILENO;
 		log_path[0] = '\0';
-		return R_OK;
+		return RT_OK;
 	}
 	int fd = open_append(path);
 	if (fd < 0) {
 		log_syscall("open(%s)", path);
-		return R_ERR;
+		return RT_ERR;
 	}
 	if (log_fd != STDERR_FILENO)
 		close(log_fd);
 	log_fd = fd;
 	snprintf(log_path, sizeof(log_path), "%s", path);
-	return R_OK;
+	return RT_OK;
 }
 
 int log_reopen(void)
 {
 	if (log_path[0] == '\0')
-		return R_OK;
+		return RT_OK;
 	char path[sizeof(log_path)];
 	memcpy(path, log_path, sizeof(path));
 	return log_open(path);

@@ -19,7 +19,7 @@ enum log_level {
 extern enum log_level log_level_cur;
 
 /* Parses a Centrifugo level name (none, trace, debug, info, warn, error).
- * Returns R_OK and sets *out, or R_INVAL for an unknown name. */
+ * Returns RT_OK and sets *out, or RT_INVAL for an unknown name. */
 int log_level_parse(const char *name, enum log_level *out);
 const char *log_level_name(enum log_level l);
 
@@ -28,7 +28,7 @@ void log_set_role(const char *fmt, ...) ROTOR_PRINTF(1, 2);
 void log_set_level(enum log_level l);
 
 /* Sends the log to PATH (appending), or to stderr when PATH is NULL or "".
- * Returns R_OK, or R_ERR (logged to the previous destination) if PATH cannot
+ * Returns RT_OK, or RT_ERR (logged to the previous destination) if PATH cannot
  * be opened; the previous destination then stays in use. */
 int log_open(const char *path);
 /* Reopens the current file (after rotation). Same contract as log_open. */

@@ -28,12 +28,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* <unistd.h> and <fcntl.h> define R_OK (access(2)'s "readable", 4) over
- * rotor.h's R_OK (0); ours is the one meant here. Files that include them
- * may return 4 for success, so results from other files are tested with
- * < 0, which holds under either meaning. */
-#undef R_OK
-
 #define EXIT_USAGE 2
 #define DEFAULT_CONFIG "config.json"
 #define DEFAULT_TTL 604800 /* one week, like Centrifugo */
@@ -174,7 +168,7 @@ static int parse_opts(const struct command *cmd, int argc, char **argv, unsigned
 }
 
 /* Builds the effective config from PATH and the environment, as rotord
- * does. Problems go to stderr. Returns R_OK or R_INVAL; C is to be freed
+ * does. Problems go to stderr. Returns RT_OK or RT_INVAL; C is to be freed
  * with conf_free in both cases. */
 static int load_conf(struct conf *c, const char *path)
 {
@@ -262,7 +256,7 @@ static void set_path(json_t *root, const char *key, json_t *v)
 }
 
 /* Writes TEXT to a new file PATH (mode 0600: it holds secrets); refuses to
- * replace an existing file. Returns R_OK, or R_ERR with the reason on stderr. */
+ * replace an existing file. Returns RT_OK, or RT_ERR with the reason on stderr. */
 static int write_new_file(const char *path, const char *text)
 {
 	size_t len = strlen(text), off = 0;
@@ -273,7 +267,7 @@ static int write_new_file(const char *path, const char *text)
 			fprintf(stderr, "genconfig: %s already exists; not overwriting it\n", path);
 		else
 			fprintf(stderr, "genconfig: open(%s) failed: %s\n", path, strerror(errno));
-		return R_ERR;
+		return RT_ERR;
 	}
 	while (off < len) {
 		ssize_t n = write(fd, text + off, len - off);
@@ -283,16 +277,16 @@ static int write_new_file(const char *path, const char *text)
 			fprintf(stderr, "genconfig: write(%s) failed: %s\n", path, strerror(errno));
 			close(fd);
 			unlink(path);
-			return R_ERR;
+			return RT_ERR;
 		}
 		off += (size_t)n;
 	}
 	if (close(fd) == -1) {
 		fprintf(stderr, "genconfig: close(%s) failed: %s\n", path, strerror(errno));
 		unlink(path);
-		return R_ERR;
+		return RT_ERR;
 	}
-	return R_OK;
+	return RT_OK;
 }
 
 static int cmd_genconfig(int argc, char **argv)

@@ -245,7 +245,7 @@ static bool valid_user_id_claim(const char *s)
 /* Loads K's RSA and ECDSA keys and enables their algorithms. */
 static int load_keys(struct tok_keys *k, const char *section, struct conf_report *rep)
 {
-	int rc = R_OK;
+	int rc = RT_OK;
 
 	if (*k->hmac_secret_key)
 		k->algs |= ALG_BIT(0) | ALG_BIT(1) | ALG_BIT(2);
@@ -255,7 +255,7 @@ static int load_keys(struct tok_keys *k, const char *section, struct conf_report
 		if (k->rsa == NULL || (k->rsa_pem = spki_pem(k->rsa)) == NULL) {
 			conf_report_error(rep, "%s.rsa_public_key: not a PEM-encoded RSA public key "
 					  "(\"BEGIN PUBLIC KEY\" or \"BEGIN RSA PUBLIC KEY\")", section);
-			rc = R_INVAL;
+			rc = RT_INVAL;
 		} else {
 			k->algs |= ALG_BIT(3) | ALG_BIT(4) | ALG_BIT(5);
 		}
@@ -269,7 +269,7 @@ static int load_keys(struct tok_keys *k, const char *section, struct conf_report
 		if (k->ec == NULL || (k->ec_pem = spki_pem(k->ec)) == NULL) {
 			conf_report_error(rep, "%s.ecdsa_public_key: not a PEM-encoded ECDSA public key "
 					  "(\"BEGIN PUBLIC KEY\")", section);
-			return R_INVAL;
+			return RT_INVAL;
 		}
 		EVP_PKEY_get_utf8_string_param(k->ec, OSSL_PKEY_PARAM_GROUP_NAME, curve,
 					       sizeof(curve), NULL);
@@ -280,7 +280,7 @@ static int load_keys(struct tok_keys *k, const char *section, struct conf_report
 		if (i == ROTOR_ARRAY_LEN(algs)) {
 			conf_report_error(rep, "%s.ecdsa_public_key: curve \"%s\" is not one of P-256, "
 					  "P-384, P-521 (ES256, ES384, ES512)", section, curve);
-			return R_INVAL;
+			return RT_INVAL;
 		}
 		k->algs |= ALG_BIT(i);
 	}
@@ -290,48 +290,48 @@ static int load_keys(struct tok_keys *k, const char *section, struct conf_report
 int tok_keys_init(struct tok_keys *k, const json_t *settings, const char *section,
 		  struct conf_report *rep)
 {
-	int rc = R_OK;
+	int rc = RT_OK;
 
 	memset(k, 0, sizeof(*k));
 	for (size_t i = 0; i < ROTOR_ARRAY_LEN(setting_names); i++) {
 		const json_t *v = settings ? json_object_get(settings, setting_names[i]) : NULL;
 		if (v != NULL && !json_is_null(v) && !json_is_string(v)) {
 			conf_report_error(rep, "%s.%s: must be a string", section, setting_names[i]);
-			rc = R_INVAL;
+			rc = RT_INVAL;
 		}
 		*setting_field(k, i) = xstrdup(json_is_string(v) ? json_string_value(v) : "");
 	}
-	if (rc != R_OK)
+	if (rc != RT_OK)
 		goto fail;
 
-	if (load_keys(k, section, rep) != R_OK)
-		rc = R_INVAL;
+	if (load_keys(k, section, rep) != RT_OK)
+		rc = RT_INVAL;
 	if (*k->audience && *k->audience_regex) {
 		conf_report_error(rep, "%s.audience_regex: can not be used together with %s.audience",
 				  section, section);
-		rc = R_INVAL;
+		rc = RT_INVAL;
 	}
 	if (*k->issuer && *k->issuer_regex) {
 		conf_report_error(rep, "%s.issuer_regex: can not be used together with %s.issuer",
 				  section, section);
-		rc = R_INVAL;
+		rc = RT_INVAL;
 	}
 	if (*k->audience_regex &&
 	    (k->audience_re = compile_regex(section, "audience_regex", k->audience_regex, rep)) == NULL)
-		rc = R_INVAL;
+		rc = RT_INVAL;
 	if (*k->issuer_regex &&
 	    (k->issuer_re = compile_regex(section, "issuer_regex", k->issuer_regex, rep)) == NULL)
-		rc = R_INVAL;
+		rc = RT_INVAL;
 	if (*k->user_id_claim && !valid_user_id_claim(k->user_id_claim)) {
 		conf_report_error(rep, "%s.user_id_claim: must match ^[a-zA-Z_]+$ (a top-level claim name)",
 				  section);
-		rc = R_INVAL;
+		rc = RT_INVAL;
 	}
-	if (rc == R_OK)
-		return R_OK;
+	if (rc == RT_OK)
+		return RT_OK;
 fail:
 	tok_keys_free(k);
-	return R_INVAL;
+	return RT_INVAL;
 }
 
 int tok_keys_from_conf(struct tok_keys *k, const struct conf *c, const char *section,
@@ -362,13 +362,13 @@ int tok_keys_from_conf(struct tok_keys *k, const struct conf *c, const char *sec
 		jwks = json_string_value(conf_get(c, name));
 		if (jwks != NULL && *jwks != '\0') {
 			conf_report_error(rep, "%s: JWKS is not supported by rotor yet", name);
-			if (rc == R_OK)
+			if (rc == RT_OK)
 				tok_keys_free(k);
-			rc = R_INVAL;
+			rc = RT_INVAL;
 		}
 	}
 	skip = conf_get(c, "client.insecure_skip_token_signature_verify");
-	if (rc == R_OK && json_is_true(skip))
+	if (rc == RT_OK && json_is_true(skip))
 		k->insecure_skip_verify = true;
 	return rc;
 }
@@ -668,6 +668,19 @@ out:
 	return ok;
 }
 
+/* The size in bytes of a signature by A with K's key. */
+static size_t sig_size(const struct tok_keys *k, const struct alg *a)
+{
+	switch (a->fam) {
+	case FAM_HS:
+		return (size_t)EVP_MD_get_size(EVP_get_digestbyname(a->md));
+	case FAM_RS:
+		return (size_t)EVP_PKEY_get_size(k->rsa);
+	default:
+		return 2 * (size_t)a->ec_bytes;
+	}
+}
+
 /* Checks algorithm and signature of TOK (NUL-terminated, LEN bytes, the
  * signature starting at SIG_OFF) whose header is HDR. NULL if verified. */
 static const char *check_signature(const struct tok_keys *k, const json_t *hdr, const char *tok,
@@ -692,7 +705,7 @@ static const char *check_signature(const struct tok_keys *k, const json_t *hdr, 
 	/* Decode the signature and insist on its canonical encoding, so that
 	 * both verification paths below accept exactly the same texts. */
 	sig = xmalloc(b64_decoded_max(slen) + 1);
-	if (b64_decode(sig, &slen, tok + sig_off, len - sig_off, B64_URL | B64_NOPAD) != R_OK) {
+	if (b64_decode(sig, &slen, tok + sig_off, len - sig_off, B64_URL | B64_NOPAD) != RT_OK) {
 		free(sig);
 		return "invalid token: malformed signature";
 	}
@@ -700,6 +713,11 @@ static const char *check_signature(const struct tok_keys *k, const json_t *hdr, 
 	if (strlen(canon) != len - sig_off || memcmp(canon, tok + sig_off, len - sig_off) != 0)
 		why = "invalid token: malformed signature";
 	free(canon);
+	/* A signature of the wrong size can only fail; refusing it here also
+	 * keeps an empty one away from libjwt 1.10.2, whose jwt_b64_decode
+	 * writes past a zero-byte buffer for RS and ES (seen with valgrind). */
+	if (why == NULL && slen != sig_size(k, a))
+		why = "invalid token: bad signature";
 
 	if (why == NULL) {
 		key = a->fam == FAM_HS ? k->hmac_secret_key : a->fam == FAM_RS ? k->rsa_pem : k->ec_pem;
@@ -723,7 +741,7 @@ static json_t *decode_part(const char *p, size_t n, size_t jflags, bool is_heade
 	size_t blen;
 	json_t *v = NULL;
 
-	if (b64_decode(buf, &blen, p, n, B64_URL | B64_NOPAD) == R_OK &&
+	if (b64_decode(buf, &blen, p, n, B64_URL | B64_NOPAD) == RT_OK &&
 	    (!is_header || (blen >= 2 && buf[0] == '{' && buf[1] == '"')))
 		v = json_loadb(buf, blen, jflags, NULL);
 	free(buf);

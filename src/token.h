@@ -59,7 +59,7 @@ struct tok_keys {
  * the key names in problems added to REP: a PEM that is not a public key of
  * the right type, an ECDSA curve other than P-256/384/521, audience together
  * with audience_regex (likewise issuer), a regex that does not compile, a
- * user_id_claim not matching ^[a-zA-Z_]+$. Returns R_OK, or R_INVAL with
+ * user_id_claim not matching ^[a-zA-Z_]+$. Returns RT_OK, or RT_INVAL with
  * every problem reported and K left empty (tok_keys_free is still safe). A
  * configuration without any key is valid: every token is then invalid. */
 int tok_keys_init(struct tok_keys *k, const json_t *settings, const char *section,

@@ -81,12 +81,12 @@ int util_random(void *buf, size_t n)
 			if (errno == EINTR)
 				continue;
 			log_syscall("getrandom(%zu)", n);
-			return R_ERR;
+			return RT_ERR;
 		}
 		p += k;
 		n -= (size_t)k;
 	}
-	return R_OK;
+	return RT_OK;
 }
 
 static int64_t clock_ms(clockid_t id)
@@ -112,9 +112,9 @@ static int add_fd_flag(int fd, int get, int set, int flag, const char *what)
 	int fl = fcntl(fd, get);
 	if (fl == -1 || fcntl(fd, set, fl | flag) == -1) {
 		log_syscall("fcntl(%d, %s)", fd, what);
-		return R_ERR;
+		return RT_ERR;
 	}
-	return R_OK;
+	return RT_OK;
 }
 
 int util_set_nonblock(int fd)
@@ -133,11 +133,11 @@ int util_parse_int(const char *s, long long min, long long max, long long *out)
 	long long v;
 
 	if (s == NULL || *s == '\0')
-		return R_INVAL;
+		return RT_INVAL;
 	errno = 0;
 	v = strtoll(s, &end, 10);
 	if (errno != 0 || *end != '\0' || v < min || v > max)
-		return R_INVAL;
+		return RT_INVAL;
 	*out = v;
-	return R_OK;
+	return RT_OK;
 }

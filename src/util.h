@@ -17,8 +17,8 @@ char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) ROTOR_PRINTF(1, 2);
 
-/* Fills BUF with N bytes from the kernel's CSPRNG (getrandom). Returns R_OK
- * or R_ERR (logged). */
+/* Fills BUF with N bytes from the kernel's CSPRNG (getrandom). Returns RT_OK
+ * or RT_ERR (logged). */
 int util_random(void *buf, size_t n);
 
 /* Wall clock in milliseconds and seconds since the epoch; monotonic clock in
@@ -26,11 +26,11 @@ int util_random(void *buf, size_t n);
 int64_t util_wall_ms(void);
 int64_t util_mono_ms(void);
 
-/* Sets O_NONBLOCK / FD_CLOEXEC on FD. Return R_OK or R_ERR (logged). */
+/* Sets O_NONBLOCK / FD_CLOEXEC on FD. Return RT_OK or RT_ERR (logged). */
 int util_set_nonblock(int fd);
 int util_set_cloexec(int fd);
 
-/* Parses a whole decimal integer in [min, max]. Returns R_OK or R_INVAL. */
+/* Parses a whole decimal integer in [min, max]. Returns RT_OK or RT_INVAL. */
 int util_parse_int(const char *s, long long min, long long max, long long *out);
 
 #endif

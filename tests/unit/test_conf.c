@@ -14,9 +14,6 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-/* <unistd.h> redefines R_OK (access(2)); the tests mean rotor's. */
-#undef R_OK
-
 static const char *srcdir = ".";
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -198,7 +195,7 @@ static void test_defaults(void)
 	       "redis://127.0.0.1:6379", "redis address list");
 	ok(conf_get(&c, "http_server") && json_is_object(conf_get(&c, "http_server")), "sections are objects");
 
-	is_int(conf_check(&c, &rep), R_OK, "defaults pass conf_check");
+	is_int(conf_check(&c, &rep), RT_OK, "defaults pass conf_check");
 	clean(&rep, "defaults");
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 	is_int(c.workers, n < 1 ? 1 : n > 256 ? 256 : n, "workers 0 becomes the CPU count");
@@ -217,8 +214,8 @@ static void test_full_file(void)
 	char *path = config_path("full.json");
 
 	conf_init(&c);
-	is_int(conf_apply_file(&c, path, &rep), R_OK, "full.json applies");
-	is_int(conf_check(&c, &rep), R_OK, "full.json passes conf_check");
+	is_int(conf_apply_file(&c, path, &rep), RT_OK, "full.json applies");
+	is_int(conf_check(&c, &rep), RT_OK, "full.json passes conf_check");
 	clean(&rep, "full.json");
 	is_int(c.port, 9000, "port from file");
 	is_str(c.address, "127.0.0.1", "address from file");
@@ -256,8 +253,8 @@ static void test_bad_file(void)
 	char *path = config_path("bad-types.json");
 
 	conf_init(&c);
-	is_int(conf_apply_file(&c, path, &rep), R_INVAL, "bad-types.json is refused");
-	is_int(conf_check(&c, &rep), R_INVAL, "conf_check fails after file errors");
+	is_int(conf_apply_file(&c, path, &rep), RT_INVAL, "bad-types.json is refused");
+	is_int(conf_check(&c, &rep), RT_INVAL, "conf_check fails after file errors");
 	has_error(&rep, "http_server.port: must be an integer from 1 to 65535, got \"abc\"");
 	has_error(&rep, "http_server.max_header_count: must be an integer from 8 to 1000, got 5000");
 	has_error(&rep, "log.level: must be one of none, trace, debug, info, warn, error, got \"loud\"");
@@ -289,12 +286,12 @@ static void test_file_errors(void)
 	char *msg;
 
 	conf_init(&c);
-	is_int(conf_apply_file(&c, "/nonexistent/rotor.json", &rep), R_INVAL, "missing file refused");
+	is_int(conf_apply_file(&c, "/nonexistent/rotor.json", &rep), RT_INVAL, "missing file refused");
 	has_error(&rep, "/nonexistent/rotor.json: cannot open: No such file or directory");
 	conf_report_free(&rep);
 
 	path = tmp_json("{\n  \"log\": {\n    \"level\": \"info\",\n  }\n}\n");
-	is_int(conf_apply_file(&c, path, &rep), R_INVAL, "bad JSON refused");
+	is_int(conf_apply_file(&c, path, &rep), RT_INVAL, "bad JSON refused");
 	msg = xasprintf("%s:4:", path);
 	ok(rep.nerrors == 1 && strncmp(rep.errors[0], msg, strlen(msg)) == 0 &&
 	   strstr(rep.errors[0], ":4:") != NULL && strstr(rep.errors[0], "invalid JSON") != NULL,
@@ -304,7 +301,7 @@ static void test_file_errors(void)
 	conf_report_free(&rep);
 
 	path = tmp_json("[1, 2]");
-	is_int(conf_apply_file(&c, path, &rep), R_INVAL, "a top-level array is refused");
+	is_int(conf_apply_file(&c, path, &rep), RT_INVAL, "a top-level array is refused");
 	ok(rep.nerrors == 1 && strstr(rep.errors[0], "must hold a JSON object"), "and said so");
 	unlink(path);
 	conf_report_free(&rep);
@@ -352,8 +349,8 @@ static void test_warnings(void)
 	char *path = config_path("unknown-ignored.json");
 
 	conf_init(&c);
-	is_int(conf_apply_file(&c, path, &rep), R_OK, "unknown and ignored keys are not errors");
-	is_int(conf_check(&c, &rep), R_OK, "and pass conf_check");
+	is_int(conf_apply_file(&c, path, &rep), RT_OK, "unknown and ignored keys are not errors");
+	is_int(conf_check(&c, &rep), RT_OK, "and pass conf_check");
 	has_warning(&rep, "client.pingg_interval: unknown key");
 	has_warning(&rep, "totally_unknown: unknown key");
 	has_warning(&rep, "channel.namespaces[chat].colour: unknown key");
@@ -376,7 +373,7 @@ static void test_v5(void)
 
 	conf_init(&c);
 	conf_apply_file(&c, path, &rep);
-	is_int(conf_check(&c, &rep), R_OK, "a v5 file is accepted");
+	is_int(conf_check(&c, &rep), RT_OK, "a v5 file is accepted");
 	has_warning(&rep, "token_hmac_secret_key is a Centrifugo v5 name; use client.token.hmac_secret_key");
 	has_warning(&rep, "api_key is a Centrifugo v5 name; use http_api.key");
 	has_warning(&rep, "port is a Centrifugo v5 name; use http_server.port");
@@ -416,52 +413,52 @@ static void test_types(void)
 		set1(&c, "client.insecure", no[i], &rep);
 		ok(json_is_false(conf_get(&c, "client.insecure")), "bool \"%s\" is false", no[i]);
 	}
-	is_int(set1(&c, "client.insecure", "yes", &rep), R_INVAL, "bool \"yes\" refused");
+	is_int(set1(&c, "client.insecure", "yes", &rep), RT_INVAL, "bool \"yes\" refused");
 	has_error(&rep, "client.insecure: must be true or false, got \"yes\"");
 
-	is_int(set1(&c, "http_server.port", "8080", &rep), R_OK, "int 8080");
+	is_int(set1(&c, "http_server.port", "8080", &rep), RT_OK, "int 8080");
 	is_int(json_integer_value(conf_get(&c, "http_server.port")), 8080, "int stored");
-	is_int(set1(&c, "http_server.port", "0", &rep), R_INVAL, "int below min refused");
+	is_int(set1(&c, "http_server.port", "0", &rep), RT_INVAL, "int below min refused");
 	has_error(&rep, "http_server.port: must be an integer from 1 to 65535, got \"0\"");
-	is_int(set1(&c, "http_server.port", "65536", &rep), R_INVAL, "int above max refused");
-	is_int(set1(&c, "http_server.port", "80x", &rep), R_INVAL, "int with junk refused");
-	is_int(set1(&c, "http_server.port", "", &rep), R_INVAL, "empty int refused");
-	is_int(set1(&c, "client.channel_limit", "-1", &rep), R_INVAL, "negative refused");
+	is_int(set1(&c, "http_server.port", "65536", &rep), RT_INVAL, "int above max refused");
+	is_int(set1(&c, "http_server.port", "80x", &rep), RT_INVAL, "int with junk refused");
+	is_int(set1(&c, "http_server.port", "", &rep), RT_INVAL, "empty int refused");
+	is_int(set1(&c, "client.channel_limit", "-1", &rep), RT_INVAL, "negative refused");
 	has_error(&rep, "client.channel_limit: must be an integer >= 0, got \"-1\"");
 	is_int(json_integer_value(conf_get(&c, "http_server.port")), 8080, "refused values change nothing");
 
-	is_int(set1(&c, "node.name", "node-1", &rep), R_OK, "string");
+	is_int(set1(&c, "node.name", "node-1", &rep), RT_OK, "string");
 	is_str(str_at(&c, "node.name"), "node-1", "string stored");
-	is_int(set1(&c, "node.name", "", &rep), R_OK, "empty string through conf_set");
+	is_int(set1(&c, "node.name", "", &rep), RT_OK, "empty string through conf_set");
 
-	is_int(set1(&c, "client.allowed_origins", "  https://a.example   https://b.example ", &rep), R_OK, "list");
+	is_int(set1(&c, "client.allowed_origins", "  https://a.example   https://b.example ", &rep), RT_OK, "list");
 	is_int(json_array_size(conf_get(&c, "client.allowed_origins")), 2, "list split on spaces");
 	is_str(json_string_value(json_array_get(conf_get(&c, "client.allowed_origins"), 1)),
 	       "https://b.example", "list item");
 
-	is_int(set1(&c, "channel.namespaces", "[{\"name\": \"ns1\", \"presence\": true}]", &rep), R_OK,
+	is_int(set1(&c, "channel.namespaces", "[{\"name\": \"ns1\", \"presence\": true}]", &rep), RT_OK,
 	       "namespaces as JSON");
 	ok(json_is_true(json_object_get(json_array_get(conf_get(&c, "channel.namespaces"), 0), "presence")),
 	   "namespace option from JSON");
-	is_int(set1(&c, "channel.namespaces", "chat news", &rep), R_OK, "namespaces as names");
+	is_int(set1(&c, "channel.namespaces", "chat news", &rep), RT_OK, "namespaces as names");
 	is_str(json_string_value(json_object_get(json_array_get(conf_get(&c, "channel.namespaces"), 1), "name")),
 	       "news", "second name");
-	is_int(set1(&c, "channel.namespaces", "[{\"name\": ", &rep), R_INVAL, "invalid JSON refused");
+	is_int(set1(&c, "channel.namespaces", "[{\"name\": ", &rep), RT_INVAL, "invalid JSON refused");
 	ok(rep.nerrors == 1 && strncmp(rep.errors[0], "channel.namespaces: invalid JSON: ", 34) == 0,
 	   "invalid JSON error names the key");
-	is_int(set1(&c, "broker.nats.raw_mode.channel_replacements", ":.,#:_", &rep), R_OK, "map as k:v pairs");
+	is_int(set1(&c, "broker.nats.raw_mode.channel_replacements", ":.,#:_", &rep), RT_OK, "map as k:v pairs");
 	is_str(json_string_value(json_object_get(conf_get(&c, "broker.nats.raw_mode.channel_replacements"), "#")),
 	       "_", "map value");
-	is_int(set1(&c, "broker.nats.raw_mode.channel_replacements", "nocolon", &rep), R_INVAL, "bad map refused");
-	is_int(set1(&c, "no.such.key", "1", &rep), R_INVAL, "conf_set refuses unknown keys");
+	is_int(set1(&c, "broker.nats.raw_mode.channel_replacements", "nocolon", &rep), RT_INVAL, "bad map refused");
+	is_int(set1(&c, "no.such.key", "1", &rep), RT_INVAL, "conf_set refuses unknown keys");
 	has_error(&rep, "no.such.key: unknown key");
-	is_int(set1(&c, "http_api.error_mode", "loud", &rep), R_INVAL, "one-of check");
+	is_int(set1(&c, "http_api.error_mode", "loud", &rep), RT_INVAL, "one-of check");
 	has_error(&rep, "http_api.error_mode: must be one of \"\", \"transport\", got \"loud\"");
-	is_int(set1(&c, "engine.type", "redis", &rep), R_OK, "engine.type redis accepted");
-	is_int(set1(&c, "engine.type", "tarantool", &rep), R_INVAL, "engine.type tarantool refused");
-	is_int(set1(&c, "client.token.user_id_claim", "user-id", &rep), R_INVAL, "claim name checked");
-	is_int(set1(&c, "channel.without_namespace.allowed_delta_types", "fossil", &rep), R_OK, "fossil");
-	is_int(set1(&c, "channel.without_namespace.allowed_delta_types", "fossil zstd", &rep), R_INVAL, "zstd");
+	is_int(set1(&c, "engine.type", "redis", &rep), RT_OK, "engine.type redis accepted");
+	is_int(set1(&c, "engine.type", "tarantool", &rep), RT_INVAL, "engine.type tarantool refused");
+	is_int(set1(&c, "client.token.user_id_claim", "user-id", &rep), RT_INVAL, "claim name checked");
+	is_int(set1(&c, "channel.without_namespace.allowed_delta_types", "fossil", &rep), RT_OK, "fossil");
+	is_int(set1(&c, "channel.without_namespace.allowed_delta_types", "fossil zstd", &rep), RT_INVAL, "zstd");
 	conf_report_free(&rep);
 	conf_free(&c);
 }
@@ -477,10 +474,10 @@ static long long dur_ms(const char *text)
 	long long ms = LLONG_MIN;
 
 	conf_init(&c);
-	if (conf_set(&c, "client.ping_interval", text, &rep) == R_OK) {
+	if (conf_set(&c, "client.ping_interval", text, &rep) == RT_OK) {
 		const char *canon = str_at(&c, "client.ping_interval");
 		bool neg = canon[0] == '-';
-		if (conf_set(&c, "shutdown.timeout", canon + neg, &rep) == R_OK) {
+		if (conf_set(&c, "shutdown.timeout", canon + neg, &rep) == RT_OK) {
 			conf_check(&c, &rep);
 			ms = neg ? -c.shutdown_timeout_ms : c.shutdown_timeout_ms;
 		}
@@ -496,7 +493,7 @@ static const char *dur_canon(const char *text)
 	struct conf c;
 	struct conf_report rep = { 0 };
 	conf_init(&c);
-	if (conf_set(&c, "client.ping_interval", text, &rep) == R_OK)
+	if (conf_set(&c, "client.ping_interval", text, &rep) == RT_OK)
 		snprintf(buf, sizeof buf, "%s", str_at(&c, "client.ping_interval"));
 	else
 		snprintf(buf, sizeof buf, "(refused)");
@@ -541,15 +538,15 @@ static void test_durations(void)
 	struct conf c;
 	struct conf_report rep = { 0 };
 	conf_init(&c);
-	is_int(conf_set(&c, "http_server.read_header_timeout", "48h", &rep), R_INVAL, "duration above max");
+	is_int(conf_set(&c, "http_server.read_header_timeout", "48h", &rep), RT_INVAL, "duration above max");
 	has_error(&rep, "http_server.read_header_timeout: must be a duration from 1ms to 24h0m0s "
 		  "(such as \"25s\" or \"500ms\"), got \"48h\"");
 	conf_report_free(&rep);
-	is_int(conf_set(&c, "shutdown.timeout", "-5s", &rep), R_INVAL, "negative shutdown refused");
+	is_int(conf_set(&c, "shutdown.timeout", "-5s", &rep), RT_INVAL, "negative shutdown refused");
 	has_error(&rep, "shutdown.timeout: must be a duration of at least 0s (such as \"25s\", "
 		  "\"1m30s\" or \"500ms\"), got \"-5s\"");
 	conf_report_free(&rep);
-	is_int(conf_set(&c, "channel.without_namespace.history_ttl", "1.5s", &rep), R_INVAL,
+	is_int(conf_set(&c, "channel.without_namespace.history_ttl", "1.5s", &rep), RT_INVAL,
 	       "history_ttl must be whole seconds");
 	has_error(&rep, "channel.without_namespace.history_ttl: must be a whole number of seconds, got \"1.5s\"");
 	conf_report_free(&rep);
@@ -582,7 +579,7 @@ static void test_env(void)
 		NULL,
 	};
 	is_int(build(&c, "{\"http_server\": {\"port\": 9300}, \"shutdown\": {\"timeout\": \"5s\"}}", env1, &rep),
-	       R_OK, "environment applies");
+	       RT_OK, "environment applies");
 	clean(&rep, "environment");
 	is_int(c.port, 9100, "ROTOR_ beats CENTRIFUGO_ and the file");
 	is_int(c.shutdown_timeout_ms, 5000, "the file still applies where env is silent");
@@ -614,7 +611,7 @@ static void test_env(void)
 		"ROTOR_SRCDIR=/src",
 		NULL,
 	};
-	is_int(build(&c, NULL, env2, &rep), R_INVAL, "bad environment refused");
+	is_int(build(&c, NULL, env2, &rep), RT_INVAL, "bad environment refused");
 	has_error(&rep, "ROTOR_HTTP_SERVER_PORT: http_server.port: must be an integer from 1 to 65535, got \"abc\"");
 	has_error(&rep, "CENTRIFUGO_CLIENT_INSECURE: client.insecure: must be true or false, got \"maybe\"");
 	has_error(&rep, "ROTOR_CHANNEL_NAMESPACES_CHAT_HISTORY_SIZE: channel.namespaces[chat].history_size: "
@@ -635,7 +632,7 @@ static void test_env(void)
 		"CENTRIFUGO_PORT=8123",
 		NULL,
 	};
-	is_int(build(&c, NULL, env_v5, &rep), R_OK, "v5 environment names are accepted");
+	is_int(build(&c, NULL, env_v5, &rep), RT_OK, "v5 environment names are accepted");
 	has_warning(&rep, "CENTRIFUGO_API_KEY is a Centrifugo v5 name; use CENTRIFUGO_HTTP_API_KEY");
 	has_warning(&rep, "CENTRIFUGO_TOKEN_HMAC_SECRET_KEY is a Centrifugo v5 name; use "
 		    "CENTRIFUGO_CLIENT_TOKEN_HMAC_SECRET_KEY");
@@ -726,21 +723,21 @@ static void test_cross_rules(void)
 	struct conf_report rep = { 0 };
 
 	is_int(build(&c, "{\"client\": {\"ping_interval\": \"10s\", \"pong_timeout\": \"10s\"}}", NULL, &rep),
-	       R_INVAL, "pong_timeout == ping_interval refused");
+	       RT_INVAL, "pong_timeout == ping_interval refused");
 	has_error(&rep, "client.pong_timeout (10s) must be less than client.ping_interval (10s); "
 		  "a negative value disables either");
 	conf_report_free(&rep);
 	conf_free(&c);
 	is_int(build(&c, "{\"client\": {\"ping_interval\": \"-1s\", \"pong_timeout\": \"30s\"}}", NULL, &rep),
-	       R_OK, "pings disabled: any pong_timeout");
+	       RT_OK, "pings disabled: any pong_timeout");
 	conf_report_free(&rep);
 	conf_free(&c);
 	is_int(build(&c, "{\"client\": {\"ping_interval\": \"5s\", \"pong_timeout\": -1}}", NULL, &rep),
-	       R_OK, "pong_timeout disabled (-1 as a number)");
+	       RT_OK, "pong_timeout disabled (-1 as a number)");
 	conf_report_free(&rep);
 	conf_free(&c);
 	is_int(build(&c, "{\"client\": {\"ping_interval\": \"9s\", \"pong_timeout\": \"8s\"}}", NULL, &rep),
-	       R_OK, "pong_timeout below ping_interval");
+	       RT_OK, "pong_timeout below ping_interval");
 	conf_report_free(&rep);
 	conf_free(&c);
 
@@ -749,7 +746,7 @@ static void test_cross_rules(void)
 	conf_report_free(&rep);
 	conf_free(&c);
 
-	is_int(build(&c, "{\"workers\": 300}", NULL, &rep), R_INVAL, "300 workers refused");
+	is_int(build(&c, "{\"workers\": 300}", NULL, &rep), RT_INVAL, "300 workers refused");
 	has_error(&rep, "workers: must be an integer from 0 to 256, got 300");
 	conf_report_free(&rep);
 	conf_free(&c);
@@ -789,7 +786,7 @@ static void test_dump(void)
 	ok(strstr(text, "\"address\"") < strstr(text, "\"idle_timeout\""), "keys are sorted");
 
 	conf_report_free(&rep);
-	is_int(conf_load_dump(&b, text, strlen(text), &rep), R_OK, "load_dump accepts the dump");
+	is_int(conf_load_dump(&b, text, strlen(text), &rep), RT_OK, "load_dump accepts the dump");
 	clean(&rep, "load_dump");
 	conf_diff(&a, &b, collect, &d);
 	is_int(d.n, 0, "load_dump rebuilds an equal config");
@@ -824,7 +821,7 @@ static void test_dump(void)
 
 	conf_report_free(&rep);
 	conf_free(&b);
-	is_int(conf_load_dump(&b, "{\"http_server\": ", 16, &rep), R_INVAL, "a broken dump is refused");
+	is_int(conf_load_dump(&b, "{\"http_server\": ", 16, &rep), RT_INVAL, "a broken dump is refused");
 	ok(rep.nerrors == 1 && strncmp(rep.errors[0], "configuration dump:", 19) == 0, "and said so");
 	free(text);
 	free(text2);

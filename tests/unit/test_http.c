@@ -19,10 +19,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* <unistd.h> defines R_OK (access(2)'s "readable", 4) over rotor.h's R_OK
- * (0); this file means rotor's. */
-#undef R_OK
-
 static struct worker w;
 static struct conf k;
 static ev_prepare flush_w;
@@ -721,7 +717,7 @@ static void test_later_and_hijack(void)
 	ok(pending_req != NULL, "second deferred request pending");
 	close_client(fd);
 	is_int(w.nconns, 1, "conn waits for its handler");
-	ok(http_respond(pending_req, 200, NULL, "x", 1) == R_OK, "late answer accepted");
+	ok(http_respond(pending_req, 200, NULL, "x", 1) == RT_OK, "late answer accepted");
 	pending_req = NULL;
 	spin();
 	is_int(w.nconns, 0, "and the conn closes when writing it fails");
@@ -825,7 +821,7 @@ static size_t closer_read(struct conn *c, const char *data, size_t len)
 {
 	conn_close(c);
 	conn_close(c);
-	ok(conn_queue_copy(c, data, len) == R_CLOSED, "queue after close refused");
+	ok(conn_queue_copy(c, data, len) == RT_CLOSED, "queue after close refused");
 	return len;
 }
 
@@ -862,9 +858,9 @@ static void test_conn(void)
 
 	/* queue limit */
 	conn_set_queue_limit(c[1], 1000);
-	ok(conn_queue_copy(c[1], big, 600) == R_OK, "under the limit: queued");
-	ok(conn_queue_copy(c[1], big, 600) == R_AGAIN, "over the limit: refused");
-	ok(conn_queue_copy(c[1], big, 600) == R_AGAIN, "still refused");
+	ok(conn_queue_copy(c[1], big, 600) == RT_OK, "under the limit: queued");
+	ok(conn_queue_copy(c[1], big, 600) == RT_AGAIN, "over the limit: refused");
+	ok(conn_queue_copy(c[1], big, 600) == RT_AGAIN, "still refused");
 	is_int(over_limit_calls, 1, "owner told once");
 	spin();
 	ok(read(fd[1], got, sizeof(got)) > 0, "the queued part is written");
@@ -937,6 +933,18 @@ static void test_partial_writes(void)
 	ok(len == 0 && !eof, "nothing extra, still open");
 	free(r);
 	free(all);
+	close_client(fd);
+
+	/* A client that never reads the response: closed at write_timeout. */
+	fd = client();
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+	send_str(fd, "GET /big HTTP/1.1\r\n\r\n");
+	spin();
+	is_int(w.nconns, 1, "response blocked on a client that does not read");
+	tick(k.write_timeout_ms - 100);
+	is_int(w.nconns, 1, "open before write_timeout");
+	tick(200);
+	is_int(w.nconns, 0, "closed at write_timeout");
 	close_client(fd);
 }
 
