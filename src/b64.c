@@ -8,6 +8,7 @@
  * whitespace, no stray '=', no impossible lengths. It only tolerates unused
  * low bits in the last character, like Go's decoders.
  */
+#include "config.h"
 #include "b64.h"
 #include "util.h"
 

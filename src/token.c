@@ -30,6 +30,7 @@
  * verification never allocates anything that outlives the call except the
  * returned claims.
  */
+#include "config.h"
 #include "token.h"
 #include "b64.h"
 #include "conf.h"

@@ -6,11 +6,12 @@
  * checked against an independent signer; keys are generated at start-up.
  * The JWT cases follow security-and-faults.md 3.3.
  */
-#include "tap.h"
+#include "config.h"
 #include "b64.h"
 #include "conf.h"
 #include "token.h"
 #include "util.h"
+#include "../tap.h"
 
 #include <openssl/ecdsa.h>
 #include <openssl/encoder.h>
