@@ -275,3 +275,40 @@ test('many slow connections do not stop others being served', async () => {
   await assertHealthy();
   for (const s of socks) s.destroy();
 });
+
+// A client socket that records what it receives and when the server ends.
+function watch(port) {
+  const s = net.connect(port, '127.0.0.1');
+  s.got = '';
+  s.on('data', (d) => { s.got += d.toString('latin1'); });
+  s.on('error', () => {});
+  s.ended = new Promise((resolve) => { s.on('end', resolve); s.on('close', resolve); });
+  s.connected = new Promise((resolve) => s.on('connect', resolve));
+  return s;
+}
+
+test('graceful stop: idle keep-alive closed at once, a request in flight answered, then exit', async () => {
+  const d = await new Rotord({}, { workers: 1 }).start();
+  try {
+    const idle = watch(d.port);
+    const busy = watch(d.port);
+    await Promise.all([idle.connected, busy.connected]);
+    idle.write('GET /health HTTP/1.1\r\nHost: a\r\n\r\n');
+    busy.write('GET /health HTTP/1.1\r\nHost: a\r\n');
+    await sleep(200);
+    assert.match(idle.got, /^HTTP\/1\.1 200 /);
+    d.signal('SIGQUIT');
+    const t0 = Date.now();
+    await idle.ended;
+    assert.ok(Date.now() - t0 < 1000, 'idle connection closed at once');
+    busy.write('\r\n');
+    await busy.ended;
+    const [r] = parseResponses(busy.got);
+    assert.strictEqual(r.status, 200);
+    assert.strictEqual(r.headers.connection, 'close');
+    const { code } = await d.waitExit(10000);
+    assert.strictEqual(code, 0);
+  } finally {
+    await d.stop();
+  }
+});
