@@ -94,15 +94,16 @@ static const struct alg *alg_find(const char *name, size_t *index)
 /* ---- keys ---------------------------------------------------------------- */
 
 static const char *const setting_names[] = {
-	"hmac_secret_key", "rsa_public_key", "ecdsa_public_key", "audience",
-	"audience_regex", "issuer", "issuer_regex", "user_id_claim",
+	"hmac_secret_key", "hmac_previous_secret_key", "rsa_public_key", "ecdsa_public_key",
+	"audience", "audience_regex", "issuer", "issuer_regex", "user_id_claim",
 };
 
 static char **setting_field(struct tok_keys *k, size_t i)
 {
 	char **f[] = {
-		&k->hmac_secret_key, &k->rsa_public_key, &k->ecdsa_public_key, &k->audience,
-		&k->audience_regex, &k->issuer, &k->issuer_regex, &k->user_id_claim,
+		&k->hmac_secret_key, &k->hmac_previous_secret_key, &k->rsa_public_key,
+		&k->ecdsa_public_key, &k->audience, &k->audience_regex, &k->issuer,
+		&k->issuer_regex, &k->user_id_claim,
 	};
 	_Static_assert(ROTOR_ARRAY_LEN(f) == ROTOR_ARRAY_LEN(setting_names), "one field per setting");
 	return f[i];
@@ -302,8 +303,24 @@ int tok_keys_init(struct tok_keys *k, const json_t *settings, const char *sectio
 		}
 		*setting_field(k, i) = xstrdup(json_is_string(v) ? json_string_value(v) : "");
 	}
+	{
+		const json_t *until = settings ? json_object_get(settings,
+							"hmac_previous_secret_key_valid_until") : NULL;
+		if (json_is_integer(until) && json_integer_value(until) >= 0) {
+			k->hmac_previous_secret_key_valid_until = json_integer_value(until);
+		} else if (until != NULL && !json_is_null(until)) {
+			conf_report_error(rep, "%s.hmac_previous_secret_key_valid_until: must be a unix time",
+					  section);
+			rc = RT_INVAL;
+		}
+	}
 	if (rc != RT_OK)
 		goto fail;
+	if (*k->hmac_previous_secret_key && !*k->hmac_secret_key) {
+		conf_report_error(rep, "%s.hmac_previous_secret_key: needs %s.hmac_secret_key", section,
+				  section);
+		rc = RT_INVAL;
+	}
 
 	if (load_keys(k, section, rep) != RT_OK)
 		rc = RT_INVAL;
@@ -350,6 +367,14 @@ int tok_keys_from_conf(struct tok_keys *k, const struct conf *c, const char *sec
 		v = conf_get(c, name);
 		if (v != NULL)
 			json_object_set(settings, setting_names[i], (json_t *)v);
+	}
+	{
+		char name[128];
+		const json_t *v;
+
+		snprintf(name, sizeof(name), "%s.hmac_previous_secret_key_valid_until", section);
+		if ((v = conf_get(c, name)) != NULL)
+			json_object_set(settings, "hmac_previous_secret_key_valid_until", (json_t *)v);
 	}
 	rc = tok_keys_init(k, settings, section, rep);
 	json_decref(settings);
@@ -608,9 +633,10 @@ static bool verify_libjwt(const struct alg *a, const char *tok, const char *key)
 	return ok;
 }
 
-/* OpenSSL's check of SIG over DATA ("header.payload") for A. */
-static bool verify_openssl(const struct tok_keys *k, const struct alg *a, const char *data,
-			   size_t dlen, const unsigned char *sig, size_t slen)
+/* OpenSSL's check of SIG over DATA ("header.payload") for A, with SECRET
+ * for HS* and K's public keys otherwise. */
+static bool verify_openssl(const struct tok_keys *k, const struct alg *a, const char *secret,
+			   const char *data, size_t dlen, const unsigned char *sig, size_t slen)
 {
 	const EVP_MD *md = EVP_get_digestbyname(a->md);
 	unsigned char buf[EVP_MAX_MD_SIZE];
@@ -625,8 +651,8 @@ static bool verify_openssl(const struct tok_keys *k, const struct alg *a, const 
 		return false;
 	if (a->fam == FAM_HS) {
 		unsigned int blen = 0;
-		assert(*k->hmac_secret_key != '\0');
-		if (HMAC(md, k->hmac_secret_key, (int)strlen(k->hmac_secret_key),
+		assert(*secret != '\0');
+		if (HMAC(md, secret, (int)strlen(secret),
 			 (const unsigned char *)data, dlen, buf, &blen) == NULL)
 			goto out;
 		ok = blen == slen && CRYPTO_memcmp(buf, sig, slen) == 0;
@@ -683,9 +709,10 @@ static size_t sig_size(const struct tok_keys *k, const struct alg *a)
 }
 
 /* Checks algorithm and signature of TOK (NUL-terminated, LEN bytes, the
- * signature starting at SIG_OFF) whose header is HDR. NULL if verified. */
+ * signature starting at SIG_OFF) whose header is HDR, at NOW_S (for the
+ * previous HMAC secret). NULL if verified. */
 static const char *check_signature(const struct tok_keys *k, const json_t *hdr, const char *tok,
-				   size_t len, size_t sig_off)
+				   size_t len, size_t sig_off, int64_t now_s)
 {
 	const char *alg_name = json_string_value(json_object_get(hdr, "alg"));
 	const json_t *typ = json_object_get(hdr, "typ");
@@ -694,8 +721,8 @@ static const char *check_signature(const struct tok_keys *k, const json_t *hdr, 
 	unsigned char *sig;
 	char *canon;
 	const char *why = NULL;
-	const char *key;
-	bool ok;
+	const char *keys[2] = { NULL, NULL };
+	bool ok = false, libjwt;
 
 	a = alg_find(alg_name ? alg_name : "", &idx);
 	if (a == NULL)
@@ -721,11 +748,16 @@ static const char *check_signature(const struct tok_keys *k, const json_t *hdr, 
 		why = "invalid token: bad signature";
 
 	if (why == NULL) {
-		key = a->fam == FAM_HS ? k->hmac_secret_key : a->fam == FAM_RS ? k->rsa_pem : k->ec_pem;
-		if (typ == NULL || json_is_null(typ) || strcasecmp(json_string_value(typ), "JWT") == 0)
-			ok = verify_libjwt(a, tok, key);
-		else
-			ok = verify_openssl(k, a, tok, sig_off - 1, sig, slen);
+		keys[0] = a->fam == FAM_HS ? k->hmac_secret_key : a->fam == FAM_RS ? k->rsa_pem : k->ec_pem;
+		if (a->fam == FAM_HS && *k->hmac_previous_secret_key &&
+		    (k->hmac_previous_secret_key_valid_until == 0 ||
+		     now_s < k->hmac_previous_secret_key_valid_until))
+			keys[1] = k->hmac_previous_secret_key;
+		libjwt = typ == NULL || json_is_null(typ) || strcasecmp(json_string_value(typ), "JWT") == 0;
+		for (size_t i = 0; i < 2 && keys[i] != NULL && !ok; i++) {
+			ok = libjwt ? verify_libjwt(a, tok, keys[i])
+				    : verify_openssl(k, a, keys[i], tok, sig_off - 1, sig, slen);
+		}
 		if (!ok)
 			why = "invalid token: bad signature";
 	}
@@ -798,7 +830,7 @@ static int verify(const struct tok_keys *k, enum kind kind, const char *token, s
 		goto out;
 	if (!k->insecure_skip_verify) {
 		tok = xstrndup(token, len);
-		if ((*why = check_signature(k, hdr, tok, len, (size_t)(dot2 + 1 - token))) != NULL)
+		if ((*why = check_signature(k, hdr, tok, len, (size_t)(dot2 + 1 - token), now_s)) != NULL)
 			goto out;
 	}
 	ch = json_string_value(json_object_get(c, "channel"));

@@ -34,6 +34,10 @@ enum {
 struct tok_keys {
 	/* Settings, named as in the config; owned copies, "" when unset. */
 	char *hmac_secret_key;
+	/* Key rotation: HS* tokens signed with the previous secret are still
+	 * accepted until the unix time valid_until (0: no limit). */
+	char *hmac_previous_secret_key;
+	int64_t hmac_previous_secret_key_valid_until;
 	char *rsa_public_key;   /* as configured (SPKI or PKCS#1 PEM) */
 	char *ecdsa_public_key; /* as configured (SPKI PEM) */
 	char *audience;
@@ -53,13 +57,15 @@ struct tok_keys {
 };
 
 /* Builds K from SETTINGS, a JSON object whose members are named like the
- * keys of client.token (hmac_secret_key, rsa_public_key, ecdsa_public_key,
+ * keys of client.token (hmac_secret_key, hmac_previous_secret_key,
+ * hmac_previous_secret_key_valid_until, rsa_public_key, ecdsa_public_key,
  * audience, audience_regex, issuer, issuer_regex, user_id_claim; others are
  * ignored, missing or null means unset). SECTION ("client.token") prefixes
  * the key names in problems added to REP: a PEM that is not a public key of
  * the right type, an ECDSA curve other than P-256/384/521, audience together
  * with audience_regex (likewise issuer), a regex that does not compile, a
- * user_id_claim not matching ^[a-zA-Z_]+$. Returns RT_OK, or RT_INVAL with
+ * user_id_claim not matching ^[a-zA-Z_]+$, a previous HMAC secret without a
+ * current one. Returns RT_OK, or RT_INVAL with
  * every problem reported and K left empty (tok_keys_free is still safe). A
  * configuration without any key is valid: every token is then invalid. */
 int tok_keys_init(struct tok_keys *k, const json_t *settings, const char *section,

@@ -646,6 +646,41 @@ static void test_aud_iss(void)
 	tok_keys_free(&skip);
 }
 
+static void test_rotation(void)
+{
+	struct tok_keys k;
+	struct conf_report r = { 0 };
+	json_t *s;
+
+	keys(&k, json_pack("{s:s, s:s, s:I}", "hmac_secret_key", "new", "hmac_previous_secret_key", "old",
+			   "hmac_previous_secret_key_valid_until", (json_int_t)NOW + 10));
+	is_int(ver(&k, mk("HS256", "new", "{}")), TOK_OK, "rotation: current secret accepted");
+	is_int(ver(&k, mk("HS384", "old", "{}")), TOK_OK, "rotation: previous secret accepted before valid_until");
+	is_int(ver(&k, mk_typ("at+jwt", "HS256", "old", "{}")), TOK_OK, "rotation: previous secret, typ at+jwt");
+	is_int(ver(&k, mk("HS256", "older", "{}")), TOK_INVALID, "rotation: another secret refused");
+	is_int(ver(&k, mk("RS256", rsa, "{}")), TOK_INVALID, "rotation: RS256 still disabled");
+	tok_keys_free(&k);
+
+	keys(&k, json_pack("{s:s, s:s, s:I}", "hmac_secret_key", "new", "hmac_previous_secret_key", "old",
+			   "hmac_previous_secret_key_valid_until", (json_int_t)NOW));
+	is_int(ver(&k, mk("HS256", "old", "{}")), TOK_INVALID, "rotation: previous secret refused from valid_until");
+	is_int(ver(&k, mk_typ("at+jwt", "HS256", "old", "{}")), TOK_INVALID, "  ... on both paths");
+	tok_keys_free(&k);
+
+	keys(&k, json_pack("{s:s, s:s}", "hmac_secret_key", "new", "hmac_previous_secret_key", "old"));
+	is_int(ver(&k, mk("HS256", "old", "{}")), TOK_OK, "rotation: valid_until 0 means no limit");
+	tok_keys_free(&k);
+
+	s = json_pack("{s:s}", "hmac_previous_secret_key", "old");
+	is_int(tok_keys_init(&k, s, "client.token", &r), RT_INVAL, "rotation: previous without current refused");
+	json_decref(s);
+	s = json_pack("{s:s, s:i}", "hmac_secret_key", "new", "hmac_previous_secret_key_valid_until", -5);
+	is_int(tok_keys_init(&k, s, "client.token", &r), RT_INVAL, "rotation: negative valid_until refused");
+	is_int(r.nerrors, 2, "rotation: both problems named");
+	json_decref(s);
+	conf_report_free(&r);
+}
+
 static void test_sign(void)
 {
 	json_t *claims = json_pack("{s:s}", "sub", "a"), *arr = json_array();
@@ -684,6 +719,7 @@ int main(void)
 	test_invalid();
 	test_time();
 	test_aud_iss();
+	test_rotation();
 	test_sign();
 
 	is_int(rep.nerrors, 0, "every test key set loaded");
