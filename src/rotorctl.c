@@ -228,10 +228,13 @@ static const struct {
 static char *random_secret(size_t n)
 {
 	unsigned char buf[64];
+	char *s;
 
 	if (n > sizeof(buf) || util_random(buf, n) < 0)
 		return NULL;
-	return b64_encode_alloc(buf, n, B64_URL | B64_NOPAD);
+	s = b64_encode_alloc(buf, n, B64_URL | B64_NOPAD);
+	explicit_bzero(buf, sizeof(buf));
+	return s;
 }
 
 /* Sets the dotted KEY in the nested object ROOT to V (reference stolen). */
