@@ -830,10 +830,13 @@ static void http_on_drain(struct conn *c)
 	hc->closing = true;
 	if (hc->state != H_IDLE)
 		return; /* answered with Connection: close */
-	if (c->out_bytes == 0 && c->in_len == 0)
-		conn_close(c); /* nothing to finish: no need to linger */
-	else
-		conn_shutdown(c);
+	/* An idle keep-alive connection is not closed at once: its client may
+	 * be sending a request right now, and a close crossing it fails that
+	 * request. For a short grace its next request is still answered (with
+	 * Connection: close); a connection still idle after it is closed. */
+	int64_t grace = c->w->now_ms + HTTP_DRAIN_IDLE_MS;
+	if (c->deadline > grace)
+		conn_set_deadline(c, grace);
 }
 
 static void http_on_close(struct conn *c)

@@ -15,6 +15,10 @@ struct worker;
 struct conn;
 struct conn_ops;
 
+/* Graceful stop: how long an idle keep-alive connection stays open for one
+ * last request (answered with Connection: close) before it is closed. */
+#define HTTP_DRAIN_IDLE_MS 1000
+
 struct http_header {
 	const char *name;  /* as sent; NUL-terminated */
 	const char *value; /* surrounding whitespace removed; NUL-terminated */

@@ -759,11 +759,13 @@ static void test_later_and_hijack(void)
 
 static void test_drain(void)
 {
-	int idle = client(), busy = client(), fresh;
+	int idle = client(), busy = client(), last = client(), fresh;
 	bool eof;
 	char *r;
 
 	r = xchg(idle, "GET /health HTTP/1.1\r\n\r\n", &eof);
+	free(r);
+	r = xchg(last, "GET /health HTTP/1.1\r\n\r\n", &eof);
 	free(r);
 	r = xchg(busy, "GET /later HTTP/1.1\r\n\r\n", &eof);
 	free(r);
@@ -771,7 +773,19 @@ static void test_drain(void)
 	w.draining = true;
 	http_drain(&w);
 	r = recv_avail(idle, &eof, NULL);
-	ok(eof, "drain closes the idle keep-alive connection at once");
+	ok(!eof, "drain leaves an idle keep-alive connection open for its grace");
+	free(r);
+	r = xchg(last, "GET /health HTTP/1.1\r\n\r\n", &eof);
+	is_int(status_of(r), 200, "a last request within the grace is answered");
+	ok(strstr(r, "Connection: close\r\n") && eof, "with Connection: close, then closed");
+	free(r);
+	tick(HTTP_DRAIN_IDLE_MS - 200);
+	r = recv_avail(idle, &eof, NULL);
+	ok(!eof, "still open just before the grace ends");
+	free(r);
+	tick(400);
+	r = recv_avail(idle, &eof, NULL);
+	ok(eof, "closed once the grace has passed");
 	free(r);
 	r = recv_avail(busy, &eof, NULL);
 	ok(!eof, "the busy one stays");
@@ -788,6 +802,7 @@ static void test_drain(void)
 	free(r);
 	close_client(idle);
 	close_client(busy);
+	close_client(last);
 	close_client(fresh);
 	is_int(w.nconns, 0, "worker can exit: no connections");
 	w.draining = false;
