@@ -104,6 +104,7 @@ static int daemonize(int *ready_fd)
 	if (null >= 0) {
 		dup2(null, STDIN_FILENO);
 		dup2(null, STDOUT_FILENO);
+		dup2(null, STDERR_FILENO);
 		if (null > STDERR_FILENO)
 			close(null);
 	}
@@ -174,6 +175,8 @@ int main(int argc, char **argv)
 		return send_signal(sig, c);
 
 	int ready_fd = -1;
+	if (args.daemonize && c->log_file[0] == '\0')
+		fprintf(stderr, "rotord: warning: -d without log.file: the log is discarded\n");
 	if (args.daemonize && daemonize(&ready_fd) < 0)
 		return 1;
 	if (args.daemonize && args.config_path && args.config_path[0] != '/')

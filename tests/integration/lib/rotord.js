@@ -112,7 +112,9 @@ function run(bin, args, opts = {}) {
 
 class Rotord {
   // config: object merged over a small test config; opts.workers sets
-  // `workers`; opts.env adds environment variables; opts.args adds options.
+  // `workers`; opts.env adds environment variables; opts.args adds options;
+  // opts.expectWorkers is the worker count start() waits for when the
+  // environment or the command line overrides the file's.
   constructor(config = {}, opts = {}) {
     this.config = config;
     this.opts = opts;
@@ -151,7 +153,7 @@ class Rotord {
       this.proc.on('exit', (code, signal) => resolve({ code, signal }));
     });
     this.proc.stderr.on('data', (d) => { this.stderr += d; });
-    const want = this.fullConfig.workers;
+    const want = this.opts.expectWorkers || this.fullConfig.workers;
     await waitFor(async () => {
       if (this.proc.exitCode !== null) throw new Error(`rotord exited: ${this.log()}`);
       if (this.workers().length !== want) return false;

@@ -1,0 +1,138 @@
+#!/bin/sh
+# contrib/dev.sh - the README's commands. On a fresh Debian 12 machine each
+# one installs what is missing (apt-get, npm), bootstraps, configures and
+# builds; all are idempotent.
+#
+#   contrib/dev.sh run     build, make a development config (dev/config.json)
+#                          if none exists, print how to connect, and run rotord
+#                          in the foreground on 127.0.0.1:8000
+#   contrib/dev.sh test    build and run the whole test suite; the last line
+#                          is "N passed, N failed"; non-zero exit on failure
+#   contrib/dev.sh build   only set up and build
+set -eu
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+
+# Debian packages: to build, and to test (node runs the real client SDKs,
+# mandoc lints the man pages).
+BUILD_DEBS="build-essential autoconf automake pkg-config libev-dev libwslay-dev libmsgpack-dev
+ libjwt-dev libjansson-dev libssl-dev libhiredis-dev node-llhttp"
+TEST_DEBS="mandoc curl"
+
+say() { printf '==> %s\n' "$*" >&2; }
+
+as_root() {
+	if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# Installs the Debian packages among "$@" that are not installed yet.
+need_debs() {
+	missing=
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+			missing="$missing $p"
+	done
+	[ -z "$missing" ] && return 0
+	say "installing Debian packages:$missing"
+	as_root apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq $missing >/dev/null
+}
+
+need_node() {
+	command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 && return 0
+	need_debs nodejs npm
+}
+
+build() {
+	need_debs $BUILD_DEBS
+	[ -x configure ] || { say "bootstrapping (autogen.sh)"; ./autogen.sh >/dev/null 2>&1; }
+	[ -f Makefile ] || { say "configuring"; ./configure -q; }
+	say "building"
+	make -s -j"$(nproc)" >/dev/null
+}
+
+# The npm packages the integration tests use, pinned by tests/package-lock.json.
+node_deps() {
+	need_node
+	if [ ! -d tests/node_modules ] || [ tests/package-lock.json -nt tests/node_modules/.package-lock.json ]; then
+		say "installing the tests' npm packages"
+		(cd tests && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+	fi
+	NODE_PATH=$top/tests/node_modules
+	export NODE_PATH
+}
+
+run() {
+	build
+	mkdir -p dev
+	if [ ! -f dev/config.json ]; then
+		src/rotorctl genconfig -c dev/config.json >/dev/null
+		say "wrote dev/config.json (rotorctl genconfig)"
+	fi
+	key=$(sed -n 's/.*"key": *"\([^"]*\)".*/\1/p' dev/config.json | head -n 1)
+	token=$(src/rotorctl gentoken -c dev/config.json -u dev-user -q)
+	cat <<EOT
+
+rotord is starting on http://127.0.0.1:8000 (config: dev/config.json).
+
+Connect a client to ws://127.0.0.1:8000/connection/websocket with this
+connection token for user "dev-user":
+
+  $token
+
+Publish through the server API:
+
+  curl -s -X POST -H 'X-API-Key: $key' -H 'Content-Type: application/json' \\
+    -d '{"channel": "news", "data": {"text": "hello"}}' http://127.0.0.1:8000/api/publish
+
+Health: curl -s http://127.0.0.1:8000/health
+Stop with Ctrl-C; reload the config with: src/rotord -c dev/config.json -p 8000 -s reload
+
+EOT
+	exec src/rotord -c dev/config.json -a 127.0.0.1 -p 8000
+}
+
+# Counts the test results automake's TAP driver recorded in the .trs files.
+summarize() {
+	pass=0 fail=0 skip=0
+	for f in $(find . -name '*.trs' -not -path './rotor-*'); do
+		p=$(grep -c '^:test-result: PASS' "$f" || true)
+		x=$(grep -c '^:test-result: XFAIL' "$f" || true)
+		s=$(grep -c '^:test-result: SKIP' "$f" || true)
+		e=$(grep -c '^:test-result: \(FAIL\|XPASS\|ERROR\)' "$f" || true)
+		pass=$((pass + p + x)) skip=$((skip + s)) fail=$((fail + e))
+	done
+	if [ "$skip" -gt 0 ]; then
+		echo "$pass passed, $fail failed, $skip skipped"
+	else
+		echo "$pass passed, $fail failed"
+	fi
+	[ "$fail" -eq 0 ]
+}
+
+test_all() {
+	build
+	need_debs $TEST_DEBS
+	node_deps
+	find . -name '*.trs' -not -path './rotor-*' -delete
+	say "running the test suite (make check)"
+	status=0
+	make -s check -j"$(nproc)" >/tmp/rotor-check.$$ 2>&1 || status=$?
+	grep -E '^(PASS|FAIL|ERROR|SKIP|XPASS|XFAIL):|^# ' /tmp/rotor-check.$$ | grep -v '^PASS' || true
+	if [ "$status" -ne 0 ]; then
+		for log in $(grep -l '^:test-result: \(FAIL\|ERROR\|XPASS\)' $(find . -name '*.trs' -not -path './rotor-*')); do
+			say "failed: ${log%.trs}.log"
+			tail -n 40 "${log%.trs}.log" >&2
+		done
+	fi
+	rm -f /tmp/rotor-check.$$
+	summarize && [ "$status" -eq 0 ]
+}
+
+case "${1:-}" in
+run) run ;;
+test) test_all ;;
+build) build ;;
+*) echo "usage: contrib/dev.sh run|test|build" >&2; exit 2 ;;
+esac
