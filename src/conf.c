@@ -25,6 +25,7 @@
  */
 #include "config.h"
 #include "conf.h"
+#include "token.h"
 #include "log.h"
 #include "util.h"
 
@@ -1179,17 +1180,13 @@ static void check_channels(const struct conf *c, struct conf_report *rep)
 				  "presence in %s%s%s", personal_label, *pns ? " " : "", pns);
 }
 
+/* Builds the token keys of SECTION as connect and subscribe will, so that a
+ * bad PEM, regex or claim name stops rotord at start and on reload. */
 static void check_tokens(const struct conf *c, const char *section, struct conf_report *rep)
 {
-	static const char *const pairs[][2] = { { "audience", "audience_regex" }, { "issuer", "issuer_regex" } };
-	for (size_t i = 0; i < ROTOR_ARRAY_LEN(pairs); i++) {
-		char *a = xasprintf("%s.%s", section, pairs[i][0]);
-		char *b = xasprintf("%s.%s", section, pairs[i][1]);
-		if (*json_string_value(doc_get(c->doc, a)) && *json_string_value(doc_get(c->doc, b)))
-			conf_report_error(rep, "%s and %s cannot both be set", a, b);
-		free(a);
-		free(b);
-	}
+	struct tok_keys k;
+	if (tok_keys_from_conf(&k, c, section, rep) >= 0)
+		tok_keys_free(&k);
 }
 
 static void check_ping_pong(const struct conf *c, struct conf_report *rep)
@@ -1244,7 +1241,8 @@ int conf_check(struct conf *c, struct conf_report *rep)
 
 	check_ping_pong(c, rep);
 	check_tokens(c, "client.token", rep);
-	check_tokens(c, "client.subscription_token", rep);
+	if (json_is_true(doc_get(c->doc, "client.subscription_token.enabled")))
+		check_tokens(c, "client.subscription_token", rep);
 	check_channels(c, rep);
 	if (json_integer_value(w) == 0) {
 		const struct conf_key *k = conf_key_find("workers");

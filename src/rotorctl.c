@@ -380,7 +380,6 @@ static int cmd_checkconfig(int argc, char **argv)
 {
 	const struct command *cmd = find_command("checkconfig");
 	struct conf_report rep = { 0 };
-	struct tok_keys k;
 	struct conf c;
 	struct opts o;
 	int rc;
@@ -393,16 +392,7 @@ static int cmd_checkconfig(int argc, char **argv)
 	conf_init(&c);
 	conf_apply_file(&c, o.config, &rep);
 	conf_apply_env(&c, NULL, &rep);
-	/* Keys, regexes and claim names are checked by the code that uses them,
-	 * once the config is otherwise valid (conf_check reports some of the
-	 * same conflicts, which would then be listed twice). */
-	if (conf_check(&c, &rep) >= 0) {
-		if (tok_keys_from_conf(&k, &c, "client.token", &rep) >= 0)
-			tok_keys_free(&k);
-		if (json_is_true(conf_get(&c, "client.subscription_token.enabled")) &&
-		    tok_keys_from_conf(&k, &c, "client.subscription_token", &rep) >= 0)
-			tok_keys_free(&k);
-	}
+	conf_check(&c, &rep);
 	conf_free(&c);
 
 	for (size_t i = 0; i < rep.nerrors; i++)

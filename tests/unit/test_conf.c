@@ -742,7 +742,7 @@ static void test_cross_rules(void)
 	conf_free(&c);
 
 	build(&c, "{\"client\": {\"token\": {\"audience\": \"a\", \"audience_regex\": \"^a$\"}}}", NULL, &rep);
-	has_error(&rep, "client.token.audience and client.token.audience_regex cannot both be set");
+	has_error(&rep, "client.token.audience_regex: can not be used together with client.token.audience");
 	conf_report_free(&rep);
 	conf_free(&c);
 
