@@ -1,0 +1,93 @@
+/*
+ * node.h - operations on the whole node: every worker of this rotord, not
+ * just the calling one. The server API and client sessions use these; they
+ * travel to the other workers through the shared-memory bus, so a
+ * publication accepted by any worker reaches every subscriber on every
+ * worker, and a disconnect of user X reaches X wherever it is connected.
+ *
+ * The caller validates names and permissions first (channel.h); these
+ * functions only fail for node-level reasons (RT_ERR: the caller answers
+ * 100 internal server error).
+ */
+#ifndef ROTOR_NODE_H
+#define ROTOR_NODE_H
+
+#include "rotor.h"
+#include "proto.h"
+#include <stdint.h>
+
+struct worker;
+
+/* Who a server-side action is for. Empty fields match everything; at least
+ * one of user and client is set by the API. */
+struct node_target {
+	struct pstr user, client, session;
+};
+
+/* Per-subscription overrides of channel options (token `subs[].override`,
+ * API subscribe `override`): -1 = take the namespace's, 0 = off, 1 = on. */
+struct chan_override {
+	int8_t presence, join_leave, force_push_join_leave, force_recovery, force_positioning;
+};
+#define CHAN_OVERRIDE_NONE ((struct chan_override){ -1, -1, -1, -1, -1 })
+
+struct node_pub {
+	struct pstr channel;
+	struct pstr data;                /* raw JSON (or binary from protobuf/b64data) */
+	const struct client_info *info;  /* publisher, for client publishes; NULL from the API */
+	const struct tag *tags;
+	size_t ntags;
+	bool skip_history;
+	struct pstr idempotency_key;
+};
+
+struct node_pub_result {
+	uint64_t offset;   /* 0 when the channel keeps no history */
+	char epoch[16];    /* "" when the channel keeps no history */
+};
+
+int node_publish(struct worker *w, const struct node_pub *p, struct node_pub_result *r);
+
+/* Disconnects the matching connections except those whose client id is in
+ * WHITELIST, with CODE and REASON (close frame / disconnect push). */
+int node_disconnect(struct worker *w, const struct node_target *t, const struct pstr *whitelist,
+		    size_t nwhitelist, uint32_t code, struct pstr reason);
+
+/* Unsubscribes the matching connections from CHANNEL (all channels when
+ * empty) with the server unsubscribe push (code 2000). */
+int node_unsubscribe(struct worker *w, const struct node_target *t, struct pstr channel);
+
+struct node_sub {
+	struct pstr channel, info, data;
+	int64_t expire_at;              /* unix seconds; 0 = no expiry */
+	bool has_since;
+	uint64_t since_offset;
+	struct pstr since_epoch;
+	struct chan_override override;
+};
+
+/* Subscribes the matching connections to a channel server-side (a
+ * `subscribe` push reaches each of them). */
+int node_subscribe(struct worker *w, const struct node_target *t, const struct node_sub *s);
+
+/* Refreshes the matching connections: EXPIRED closes them with 3005;
+ * EXPIRE_AT (unix seconds, 0 = none) moves their expiry; INFO replaces
+ * their connection info when non-empty. */
+int node_refresh(struct worker *w, const struct node_target *t, bool expired, int64_t expire_at,
+		 struct pstr info);
+
+/* Calls FN for every channel with at least one subscriber on any worker,
+ * with the node-wide number of subscribed connections. */
+typedef void (*node_channel_fn)(void *arg, struct pstr channel, uint32_t num_clients);
+int node_channels(struct worker *w, node_channel_fn fn, void *arg);
+
+struct node_info {
+	char uid[37];          /* this rotord's UUID, fixed for its lifetime */
+	const char *name;      /* node.name, or <hostname>_<port> */
+	const char *version;   /* "<version> OSS"-like: "0.1.0 rotor" */
+	uint32_t num_clients, num_users, num_channels, num_subs;
+	int64_t uptime;        /* seconds */
+};
+int node_info(struct worker *w, struct node_info *out);
+
+#endif
