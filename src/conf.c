@@ -281,6 +281,11 @@ const json_t *conf_get(const struct conf *c, const char *key)
 }
 
 /* Milliseconds of a canonical duration value (0 if V is not one). */
+int conf_duration_ms(const char *s, long long *ms)
+{
+	return dur_parse(s, ms) == 0 ? RT_OK : RT_INVAL;
+}
+
 static long long dur_value(const json_t *v)
 {
 	long long ms = 0;

@@ -96,6 +96,22 @@ struct conf {
 	bool api_insecure;         /* http_api.insecure */
 	const char *api_prefix;    /* http_api.handler_prefix */
 
+	/* client.*: read by every session */
+	long long ping_interval_ms;        /* client.ping_interval (negative: no pings) */
+	long long pong_timeout_ms;         /* client.pong_timeout (negative: no pong checks) */
+	long long expired_close_delay_ms;  /* client.expired_close_delay */
+	long long expired_sub_close_delay_ms; /* client.expired_sub_close_delay */
+	long long stale_close_delay_ms;    /* client.stale_close_delay */
+	long long channel_limit;           /* client.channel_limit */
+	long long queue_max_size;          /* client.queue_max_size */
+	long long user_connection_limit;   /* client.user_connection_limit */
+	bool client_insecure;              /* client.insecure */
+	bool allow_anonymous_connect;      /* client.allow_anonymous_connect_without_token */
+	bool disallow_anonymous_tokens;    /* client.disallow_anonymous_connection_tokens */
+	bool skip_token_verify;            /* client.insecure_skip_token_signature_verify */
+	bool include_server_time;          /* client.connect_include_server_time */
+	const char *node_name;             /* node.name */
+
 	int log_level_num;         /* derived from log_level by conf_check (enum log_level) */
 };
 
@@ -130,6 +146,10 @@ void conf_diff(const struct conf *a, const struct conf *b,
 
 /* Frees what C owns; C may be conf_init'ed again. */
 void conf_free(struct conf *c);
+
+/* Parses a Go duration ("25s", "1m30s", "-1s", "0") into milliseconds
+ * (sub-millisecond parts round away from zero). RT_OK or RT_INVAL. */
+int conf_duration_ms(const char *s, long long *ms);
 
 /* The value of a key in C's effective document (NULL if the key is unknown). */
 const json_t *conf_get(const struct conf *c, const char *key);
