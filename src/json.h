@@ -101,4 +101,14 @@ void jw_i64(struct jw *w, int64_t v);
  * reference server does. */
 void jw_json(struct jw *w, const char *p, size_t n);
 
+/* ---- additions -------------------------------------------------------- */
+
+/* Nesting is bounded: depth_limit values above JS_DEPTH_MAX act as it. */
+#define JS_DEPTH_MAX 1024
+
+/* Whether S[0..N) is exactly one valid JSON value (the rules of js_scan,
+ * nesting up to JS_DEPTH_MAX), without recording tokens or allocating.
+ * For checking raw payloads before they are written into a JSON message. */
+bool js_valid(const char *s, size_t n);
+
 #endif
