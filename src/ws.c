@@ -1,0 +1,1195 @@
+/*
+ * ws.c - the WebSocket transport: handshake, frame parser, batched output,
+ * ping/pong and the close handshake, on top of conn.c.
+ *
+ * Why not wslay: wslay_event defaults to a 2 GiB message limit and checks
+ * close reasons per received chunk (wrongly); its frame API
+ * (wslay_frame_context) costs about 4.9 KB per connection (a 4 KiB input
+ * buffer inside) and pulls bytes through a recv callback, while conn.c
+ * pushes them to us. RFC 6455 framing is small, so it is done here, with
+ * every check written out and tested.
+ *
+ * Input: on_read gets what one read(2) brought (at most CONN_BUF_SIZE: that
+ * is the per-callback bound that keeps one flooding client from holding
+ * the worker; conn.c reads once per readiness event). A frame header, or a
+ * whole control frame (at most 139 bytes), that is not complete yet is left
+ * unconsumed in conn's buffer until more arrives, so a connection holds no
+ * memory of its own for them. A data frame whose payload is all there and
+ * which is a whole message is unmasked into one static scratch buffer and
+ * delivered; anything else streams into a per-connection reassembly buffer
+ * that grows with the bytes that actually arrived and is freed when the
+ * message is delivered. UTF-8 of text messages is checked as bytes arrive
+ * (fail fast, across fragments and reads); limits are checked on frame
+ * headers, before anything is allocated.
+ *
+ * Output: ws_send appends (rbuf, off, len) to the connection's pending list
+ * (allocated only while non-empty) and puts it on a file-static dirty
+ * list. ws_flush_all turns each pending list into frames: a small header
+ * rbuf (shared across connections when the bytes match, which they do for
+ * a broadcast), then the messages by reference, with a shared "\n" rbuf
+ * between JSON messages; conn_flush_all then writes it all with one
+ * sendmsg. Control frames (pong, ping, close) are copied into conn's queue
+ * directly; they never split a data frame because data frames are only
+ * queued whole.
+ *
+ * Life cycle: OPEN -> CLOSING (we sent close; reading on, data discarded,
+ * waiting WS_CLOSE_WAIT_MS for the peer's close) -> CLOSED (handshake done
+ * or failed: conn_shutdown writes what is queued, then closes). When the
+ * conn closes, the session's on_close runs from ws_flush_all if the close
+ * happened inside any ws code or session callback (W.nest > 0), else at
+ * once; the struct ws is freed after it. So a session callback never runs
+ * inside a ws_* call the session made.
+ *
+ * Invariants: WS_DIRTY <=> on the dirty list; pend != NULL => WS_DIRTY;
+ * c == NULL <=> WS_GONE; state OPEN => c != NULL.
+ */
+#include "config.h"
+#include "ws.h"
+#include "b64.h"
+#include "conf.h"
+#include "conn.h"
+#include "http.h"
+#include "log.h"
+#include "util.h"
+#include "worker.h"
+#include <assert.h>
+#include <ctype.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#define MSG_LIMIT_DEFAULT 65536
+
+enum { OP_CONT = 0x0, OP_TEXT = 0x1, OP_BINARY = 0x2, OP_CLOSE = 0x8, OP_PING = 0x9, OP_PONG = 0xA };
+
+enum ws_state { WS_OPEN, WS_CLOSING, WS_CLOSED };
+
+enum {
+	WS_PB = 0x01,         /* protobuf: binary frames out */
+	WS_FRAME_PING = 0x02, /* ?cf_ws_frame_ping_pong=true */
+	WS_AWAIT_PONG = 0x04, /* a ping frame is out, no pong yet */
+	WS_FIN = 0x08,        /* the frame being streamed ends its message */
+	WS_DISCARD = 0x10,    /* the frame being streamed is skipped */
+	WS_DIRTY = 0x20,      /* on the dirty list */
+	WS_GONE = 0x40,       /* the conn closed; on_close still due */
+};
+
+struct ws_pend {
+	uint32_t n, cap;
+	struct ws_seg {
+		struct rbuf *b;
+		size_t off, len;
+	} v[];
+};
+
+struct ws {
+	struct conn *c;             /* NULL once the conn closed */
+	const struct ws_handler *h;
+	void *ud;
+	struct ws *dirty_next;
+	struct ws_pend *pend;       /* messages not yet framed */
+	size_t pend_bytes;
+	char *msg;                  /* reassembly buffer, only mid-message */
+	size_t msg_len, msg_cap;
+	uint64_t remain;            /* payload bytes of the current data frame still to come */
+	int64_t ping_at;            /* frame ping mode: last ping sent (awaiting) or next ping due */
+	uint8_t mask[4];
+	uint8_t mask_pos;           /* 0..3: where in the mask the next byte is */
+	uint8_t state;              /* enum ws_state */
+	uint8_t msg_op;             /* opcode of the message being assembled, 0 if none */
+	uint8_t utf8;               /* UTF-8 checker state of that message */
+	uint8_t flags;
+	uint16_t code;              /* close code sent or received */
+};
+
+_Static_assert(sizeof(struct ws) <= 112, "struct ws is per connection: keep it small");
+
+/* This process's WebSocket settings (one worker per process). */
+static struct {
+	ws_open_fn on_open;
+	char *path;              /* the route registered, or NULL */
+	size_t msg_limit;        /* websocket.message_size_limit */
+	size_t queue_max;        /* client.queue_max_size; 0 = unbounded */
+	int64_t write_timeout;   /* websocket.write_timeout, ms */
+	struct rbuf *nl;         /* "\n", shared by every JSON frame */
+	struct rbuf *hdr;        /* the last frame header made, shared while it matches */
+	struct ws *dirty;        /* connections with messages to frame, or on_close due */
+	int nest;                /* > 0 inside ws code or a session callback */
+} W;
+
+static char scratch[CONN_BUF_SIZE]; /* unmasked whole messages on the fast path */
+
+static const struct conn_ops ws_ops;
+
+static void ws_fail(struct ws *ws, uint16_t code, const char *why);
+
+/* ---- config ------------------------------------------------------------ */
+
+static long long conf_int(const struct conf *k, const char *key, long long def)
+{
+	const json_t *v = conf_get(k, key);
+
+	return json_is_integer(v) ? json_integer_value(v) : def;
+}
+
+static long long conf_ms(const struct conf *k, const char *key, long long def)
+{
+	const json_t *v = conf_get(k, key);
+	long long ms;
+
+	if (json_is_string(v) && conf_duration_ms(json_string_value(v), &ms) == RT_OK)
+		return ms;
+	return def;
+}
+
+static void read_settings(const struct conf *k)
+{
+	long long lim = conf_int(k, "websocket.message_size_limit", MSG_LIMIT_DEFAULT);
+
+	/* 0 would mean "no limit" to Go's websocket; here it means the default:
+	 * a message is reassembled in memory. */
+	W.msg_limit = lim > 0 ? (size_t)lim : MSG_LIMIT_DEFAULT;
+	W.queue_max = (size_t)conf_int(k, "client.queue_max_size", 1048576);
+	W.write_timeout = conf_ms(k, "websocket.write_timeout", 1000);
+}
+
+/* ---- UTF-8 -------------------------------------------------------------- */
+
+/* A byte-at-a-time UTF-8 checker (RFC 3629: no overlongs, no surrogates,
+ * nothing above U+10FFFF). State 0 is "between characters". */
+enum { U8_OK = 0, U8_REJECT = 8 };
+
+static unsigned utf8_step(unsigned s, uint8_t b)
+{
+	switch (s) {
+	case 0:
+		if (b < 0x80) return 0;
+		if (b >= 0xC2 && b <= 0xDF) return 1;
+		if (b == 0xE0) return 4;
+		if (b == 0xED) return 5;
+		if (b >= 0xE1 && b <= 0xEF) return 2;
+		if (b == 0xF0) return 6;
+		if (b >= 0xF1 && b <= 0xF3) return 3;
+		if (b == 0xF4) return 7;
+		return U8_REJECT;
+	case 1: return (b & 0xC0) == 0x80 ? 0 : U8_REJECT;
+	case 2: return (b & 0xC0) == 0x80 ? 1 : U8_REJECT;
+	case 3: return (b & 0xC0) == 0x80 ? 2 : U8_REJECT;
+	case 4: return b >= 0xA0 && b <= 0xBF ? 1 : U8_REJECT; /* E0: no overlong */
+	case 5: return b >= 0x80 && b <= 0x9F ? 1 : U8_REJECT; /* ED: no surrogate */
+	case 6: return b >= 0x90 && b <= 0xBF ? 2 : U8_REJECT; /* F0: no overlong */
+	case 7: return b >= 0x80 && b <= 0x8F ? 2 : U8_REJECT; /* F4: <= U+10FFFF */
+	default: return U8_REJECT;
+	}
+}
+
+/* Runs the checker from state S over N bytes; returns the new state
+ * (U8_REJECT as soon as a byte is wrong). */
+static unsigned utf8_check(unsigned s, const uint8_t *p, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		if (s == 0) {
+			uint64_t v;
+
+			/* ASCII runs, 8 bytes at a time */
+			while (i + 8 <= n) {
+				memcpy(&v, p + i, 8);
+				if (v & UINT64_C(0x8080808080808080))
+					break;
+				i += 8;
+			}
+			if (i == n)
+				break;
+		}
+		s = utf8_step(s, p[i++]);
+		if (s == U8_REJECT)
+			break;
+	}
+	return s;
+}
+
+/* ---- frames out --------------------------------------------------------- */
+
+/* Writes an unmasked server frame header (FIN set) into H; returns its size. */
+static size_t frame_header(uint8_t *h, unsigned op, uint64_t len)
+{
+	h[0] = (uint8_t)(0x80 | op);
+	if (len < 126) {
+		h[1] = (uint8_t)len;
+		return 2;
+	}
+	if (len <= 0xFFFF) {
+		h[1] = 126;
+		h[2] = (uint8_t)(len >> 8);
+		h[3] = (uint8_t)len;
+		return 4;
+	}
+	h[1] = 127;
+	for (int i = 0; i < 8; i++)
+		h[2 + i] = (uint8_t)(len >> (56 - 8 * i));
+	return 10;
+}
+
+/* Queues a data frame header on C, reusing the last header rbuf when the
+ * bytes are the same (a broadcast: the same message to many connections). */
+static void queue_data_header(struct conn *c, unsigned op, uint64_t len)
+{
+	uint8_t h[10];
+	size_t n = frame_header(h, op, len);
+
+	if (!W.hdr || W.hdr->len != n || memcmp(W.hdr->data, h, n) != 0) {
+		rbuf_unref(W.hdr);
+		W.hdr = rbuf_new(n);
+		memcpy(W.hdr->data, h, n);
+	}
+	conn_queue(c, W.hdr, 0, n);
+}
+
+/* Queues a control frame with a copy of its payload (at most 125 bytes). */
+static void queue_control(struct conn *c, unsigned op, const void *payload, size_t len)
+{
+	uint8_t f[2 + 125];
+
+	assert(len <= 125);
+	f[0] = (uint8_t)(0x80 | op);
+	f[1] = (uint8_t)len;
+	if (len)
+		memcpy(f + 2, payload, len);
+	conn_queue_copy(c, f, 2 + len);
+}
+
+/* Queues a close frame with CODE and REASON cut to 123 bytes, not inside a
+ * UTF-8 sequence. */
+static void queue_close(struct conn *c, uint16_t code, const char *reason)
+{
+	uint8_t p[125];
+	size_t n = reason ? strlen(reason) : 0;
+
+	if (n > 123) {
+		n = 123;
+		while (n > 0 && ((uint8_t)reason[n] & 0xC0) == 0x80)
+			n--;
+	}
+	p[0] = (uint8_t)(code >> 8);
+	p[1] = (uint8_t)code;
+	if (n)
+		memcpy(p + 2, reason, n);
+	queue_control(c, OP_CLOSE, p, 2 + n);
+}
+
+static void pend_free(struct ws *ws)
+{
+	struct ws_pend *p = ws->pend;
+
+	if (!p)
+		return;
+	for (uint32_t i = 0; i < p->n; i++)
+		rbuf_unref(p->v[i].b);
+	free(p);
+	ws->pend = NULL;
+	ws->pend_bytes = 0;
+}
+
+/* Turns WS's pending messages into frames on its conn (each message's
+ * reference moves from the pending list to conn's queue). */
+static void frame_pending(struct ws *ws)
+{
+	struct ws_pend *p = ws->pend;
+	struct conn *c = ws->c;
+	bool text = !(ws->flags & WS_PB);
+	uint32_t i = 0;
+
+	if (!p)
+		return;
+	if (!c || conn_closing(c)) {
+		pend_free(ws);
+		return;
+	}
+	conn_set_write_timeout(c, W.write_timeout); /* follows reloads */
+	while (i < p->n) {
+		uint32_t j = i;
+		uint64_t payload = 0;
+
+		while (j < p->n && j - i < WS_FRAME_MAX_MSGS) {
+			uint64_t add = p->v[j].len + (text && j > i);
+
+			if (j > i && payload + add > WS_FRAME_MAX_BYTES)
+				break;
+			payload += add;
+			j++;
+		}
+		queue_data_header(c, text ? OP_TEXT : OP_BINARY, payload);
+		for (uint32_t m = i; m < j; m++) {
+			if (text && m > i)
+				conn_queue(c, W.nl, 0, 1);
+			conn_queue(c, p->v[m].b, p->v[m].off, p->v[m].len);
+		}
+		i = j;
+	}
+	pend_free(ws);
+}
+
+static void mark_dirty(struct ws *ws)
+{
+	if (ws->flags & WS_DIRTY)
+		return;
+	ws->flags |= WS_DIRTY;
+	ws->dirty_next = W.dirty;
+	W.dirty = ws;
+}
+
+/* ---- closing ----------------------------------------------------------- */
+
+/* Valid in a close frame from a peer: 1000-1003, 1007-1014 (IANA registry;
+ * 1004-1006 and 1015 must never be sent), 3000-4999. */
+static bool close_code_ok(unsigned code)
+{
+	return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+	       (code >= 3000 && code <= 4999);
+}
+
+/* Drops the message being assembled; the rest of the current frame, if
+ * any, is skipped. */
+static void msg_drop(struct ws *ws)
+{
+	free(ws->msg);
+	ws->msg = NULL;
+	ws->msg_len = ws->msg_cap = 0;
+	ws->msg_op = 0;
+	if (ws->remain)
+		ws->flags |= WS_DISCARD;
+}
+
+/* Ends the connection after a close handshake (or a failure): what is
+ * queued is written, then TCP is closed. */
+static void ws_finish(struct ws *ws)
+{
+	ws->state = WS_CLOSED;
+	msg_drop(ws);
+	if (ws->c)
+		conn_shutdown(ws->c);
+}
+
+/* Fails the connection (RFC 6455 7.1.7): a close frame with CODE unless one
+ * was sent already, then TCP is closed. */
+static void ws_fail(struct ws *ws, uint16_t code, const char *why)
+{
+	if (!ws->c || ws->state == WS_CLOSED)
+		return;
+	log_debug("ws fd %d: %s; closing with %u", ws->c->fd, why, code);
+	if (ws->state == WS_OPEN) {
+		frame_pending(ws);
+		queue_close(ws->c, code, why);
+		ws->code = code;
+	}
+	ws_finish(ws);
+}
+
+void ws_close(struct ws *ws, uint16_t code, const char *reason)
+{
+	assert(close_code_ok(code));
+	if (!ws->c || ws->state != WS_OPEN)
+		return;
+	W.nest++;
+	frame_pending(ws);
+	queue_close(ws->c, code, reason);
+	ws->code = code;
+	ws->state = WS_CLOSING;
+	ws->flags &= ~WS_AWAIT_PONG;
+	msg_drop(ws);
+	conn_set_deadline(ws->c, ws->c->w->now_ms + WS_CLOSE_WAIT_MS);
+	W.nest--;
+}
+
+void ws_close_now(struct ws *ws)
+{
+	if (!ws->c)
+		return;
+	W.nest++;
+	conn_close(ws->c);
+	W.nest--;
+}
+
+bool ws_closing(const struct ws *ws)
+{
+	return !ws->c || ws->state != WS_OPEN || conn_closing(ws->c);
+}
+
+uint16_t ws_close_code(const struct ws *ws)
+{
+	return ws->code;
+}
+
+/* ---- sending ------------------------------------------------------------ */
+
+/* Closes WS as slow: what is not framed yet is dropped; the close frame
+ * follows what conn already holds. */
+static void ws_slow(struct ws *ws)
+{
+	log_debug("ws fd %d: %zu bytes queued, over client.queue_max_size %zu; closing as slow",
+		  ws->c->fd, ws->pend_bytes + ws->c->out_bytes, W.queue_max);
+	pend_free(ws);
+	ws_close(ws, WS_CLOSE_SLOW, "slow");
+}
+
+/* Whether LEN more bytes fit under the queue limit. */
+static bool room_for(const struct ws *ws, size_t len)
+{
+	return !W.queue_max || ws->pend_bytes + ws->c->out_bytes + len <= W.queue_max;
+}
+
+int ws_send(struct ws *ws, struct rbuf *b, size_t off, size_t len)
+{
+	struct ws_pend *p = ws->pend;
+
+	assert(off <= b->len && len <= b->len - off);
+	if (ws_closing(ws))
+		return RT_CLOSED;
+	if (len == 0)
+		return RT_OK;
+	if (!room_for(ws, len)) {
+		W.nest++;
+		ws_slow(ws);
+		W.nest--;
+		return RT_CLOSED;
+	}
+	if (!p || p->n == p->cap) {
+		uint32_t cap = p ? 2 * p->cap : 4;
+
+		p = xrealloc(p, sizeof(*p) + cap * sizeof(p->v[0]));
+		if (!ws->pend)
+			p->n = 0;
+		p->cap = cap;
+		ws->pend = p;
+	}
+	p->v[p->n++] = (struct ws_seg){ rbuf_ref(b), off, len };
+	ws->pend_bytes += len;
+	mark_dirty(ws);
+	return RT_OK;
+}
+
+int ws_send_copy(struct ws *ws, const void *data, size_t len)
+{
+	struct rbuf *b;
+	int rc;
+
+	if (ws_closing(ws))
+		return RT_CLOSED;
+	b = rbuf_new(len);
+	memcpy(b->data, data, len);
+	rc = ws_send(ws, b, 0, len);
+	rbuf_unref(b);
+	return rc;
+}
+
+/* The session's on_close, then WS is freed. */
+static void ws_free(struct ws *ws)
+{
+	if (ws->h && ws->h->on_close) {
+		W.nest++;
+		ws->h->on_close(ws, ws->ud);
+		W.nest--;
+	}
+	pend_free(ws);
+	free(ws->msg);
+	free(ws);
+}
+
+void ws_flush_all(struct worker *w)
+{
+	struct ws *ws;
+
+	W.nest++;
+	/* Connections dirtied by callbacks run from here join the list and are
+	 * handled before it is empty. */
+	while ((ws = W.dirty) != NULL) {
+		W.dirty = ws->dirty_next;
+		ws->dirty_next = NULL;
+		ws->flags &= ~WS_DIRTY;
+		if (ws->flags & WS_GONE)
+			ws_free(ws);
+		else
+			frame_pending(ws);
+	}
+	W.nest--;
+}
+
+/* ---- frames in ---------------------------------------------------------- */
+
+/* Unmasks N bytes from SRC into DST, the mask starting at byte PHASE. */
+static void unmask(uint8_t *dst, const uint8_t *src, size_t n, const uint8_t mask[4], unsigned phase)
+{
+	uint8_t m[8];
+	uint64_t m64, v;
+	size_t i = 0;
+
+	for (int k = 0; k < 8; k++)
+		m[k] = mask[(phase + (unsigned)k) & 3];
+	memcpy(&m64, m, 8);
+	for (; i + 8 <= n; i += 8) {
+		memcpy(&v, src + i, 8);
+		v ^= m64;
+		memcpy(dst + i, &v, 8);
+	}
+	for (; i < n; i++)
+		dst[i] = src[i] ^ m[i & 7];
+}
+
+/* Hands one complete message to the session (while it may still have it). */
+static void deliver(struct ws *ws, const char *data, size_t len)
+{
+	if (ws->state != WS_OPEN || !ws->h || !ws->h->on_message)
+		return;
+	ws->h->on_message(ws, ws->ud, data, len);
+}
+
+static void on_close_frame(struct ws *ws, const uint8_t *p, size_t n)
+{
+	unsigned code = 0;
+
+	if (n == 1) {
+		ws_fail(ws, WS_CLOSE_PROTOCOL, "close frame with a 1-byte payload");
+		return;
+	}
+	if (n >= 2) {
+		code = (unsigned)p[0] << 8 | p[1];
+		if (!close_code_ok(code)) {
+			ws_fail(ws, WS_CLOSE_PROTOCOL, "invalid close code");
+			return;
+		}
+		if (utf8_check(0, p + 2, n - 2) != U8_OK) {
+			ws_fail(ws, WS_CLOSE_INVALID_DATA, "close reason is not UTF-8");
+			return;
+		}
+	}
+	if (ws->state == WS_OPEN) {
+		/* The client closes: echo its code, after what is queued. */
+		ws->code = code ? (uint16_t)code : 1005;
+		frame_pending(ws);
+		queue_close(ws->c, code ? (uint16_t)code : WS_CLOSE_NORMAL, NULL);
+	}
+	ws_finish(ws);
+}
+
+static void on_control(struct ws *ws, unsigned op, const uint8_t *p, size_t n)
+{
+	struct conn *c = ws->c;
+
+	switch (op) {
+	case OP_CLOSE:
+		on_close_frame(ws, p, n);
+		break;
+	case OP_PING:
+		if (ws->state != WS_OPEN)
+			break; /* our close is out: nothing more may follow it */
+		if (!room_for(ws, 2 + n)) {
+			ws_slow(ws);
+			break;
+		}
+		queue_control(c, OP_PONG, p, n);
+		break;
+	case OP_PONG:
+		if ((ws->flags & WS_AWAIT_PONG) && ws->state == WS_OPEN) {
+			ws->flags &= ~WS_AWAIT_PONG;
+			ws->ping_at += WS_PING_INTERVAL_MS;
+			conn_set_deadline(c, ws->ping_at);
+		}
+		break;
+	}
+}
+
+/* Makes room for N more bytes of the message being assembled: the buffer
+ * grows with what arrived, not with what a header announced. */
+static void msg_reserve(struct ws *ws, size_t n)
+{
+	size_t need = ws->msg_len + n, cap = ws->msg_cap ? ws->msg_cap : 256;
+
+	if (need <= ws->msg_cap)
+		return;
+	while (cap < need)
+		cap *= 2;
+	if (cap > W.msg_limit && need <= W.msg_limit)
+		cap = W.msg_limit;
+	ws->msg = xrealloc(ws->msg, cap);
+	ws->msg_cap = cap;
+}
+
+/* The message being assembled is complete. */
+static void msg_done(struct ws *ws)
+{
+	char *m = ws->msg;
+	size_t len = ws->msg_len;
+
+	if (ws->msg_op == OP_TEXT && ws->utf8 != U8_OK) {
+		ws_fail(ws, WS_CLOSE_INVALID_DATA, "text message is not UTF-8");
+		return;
+	}
+	ws->msg = NULL;
+	ws->msg_len = ws->msg_cap = 0;
+	ws->msg_op = 0;
+	deliver(ws, m ? m : "", len);
+	free(m);
+}
+
+/* Takes payload bytes of the data frame being streamed from P (N > 0
+ * available). Returns how many it took. */
+static size_t frame_payload(struct ws *ws, const uint8_t *p, size_t n)
+{
+	size_t k = ws->remain < n ? (size_t)ws->remain : n;
+
+	ws->remain -= k;
+	if (ws->flags & WS_DISCARD) {
+		if (!ws->remain)
+			ws->flags &= ~WS_DISCARD;
+		return k;
+	}
+	msg_reserve(ws, k);
+	unmask((uint8_t *)ws->msg + ws->msg_len, p, k, ws->mask, ws->mask_pos);
+	ws->mask_pos = (uint8_t)((ws->mask_pos + k) & 3);
+	if (ws->msg_op == OP_TEXT) {
+		ws->utf8 = (uint8_t)utf8_check(ws->utf8, (uint8_t *)ws->msg + ws->msg_len, k);
+		if (ws->utf8 == U8_REJECT) {
+			ws_fail(ws, WS_CLOSE_INVALID_DATA, "text message is not UTF-8");
+			return k;
+		}
+	}
+	ws->msg_len += k;
+	if (!ws->remain && (ws->flags & WS_FIN))
+		msg_done(ws);
+	return k;
+}
+
+/* Reads one frame header at P (N bytes available) and handles what can be
+ * handled with the bytes there: a control frame whole, a data frame's
+ * payload on the fast path. Returns the bytes consumed, 0 when more are
+ * needed first. After a failure it returns N (the conn stops reading). */
+static size_t frame_start(struct ws *ws, const uint8_t *p, size_t n)
+{
+	unsigned fin, op, l7;
+	size_t hlen;
+	uint64_t plen;
+	const uint8_t *mask;
+
+	if (n < 2)
+		return 0;
+	fin = p[0] & 0x80;
+	op = p[0] & 0x0F;
+	l7 = p[1] & 0x7F;
+	/* What the first two bytes tell is checked at once: garbage fails
+	 * without waiting for more. */
+	if (p[0] & 0x70)
+		return ws_fail(ws, WS_CLOSE_PROTOCOL, "reserved bits set"), n;
+	if (op != OP_CONT && op != OP_TEXT && op != OP_BINARY && op != OP_CLOSE &&
+	    op != OP_PING && op != OP_PONG)
+		return ws_fail(ws, WS_CLOSE_PROTOCOL, "unknown opcode"), n;
+	if ((op & 0x8) && !fin)
+		return ws_fail(ws, WS_CLOSE_PROTOCOL, "fragmented control frame"), n;
+	if ((op & 0x8) && l7 > 125)
+		return ws_fail(ws, WS_CLOSE_PROTOCOL, "control frame over 125 bytes"), n;
+	if (!(p[1] & 0x80))
+		return ws_fail(ws, WS_CLOSE_PROTOCOL, "unmasked client frame"), n;
+	hlen = 2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0) + 4;
+	if (n < hlen)
+		return 0;
+	if (l7 == 126) {
+		plen = (uint64_t)p[2] << 8 | p[3];
+		if (plen < 126)
+			return ws_fail(ws, WS_CLOSE_PROTOCOL, "length not minimally encoded"), n;
+	} else if (l7 == 127) {
+		plen = 0;
+		for (int i = 0; i < 8; i++)
+			plen = plen << 8 | p[2 + i];
+		if (plen >> 63)
+			return ws_fail(ws, WS_CLOSE_PROTOCOL, "64-bit length with the top bit set"), n;
+		if (plen <= 0xFFFF)
+			return ws_fail(ws, WS_CLOSE_PROTOCOL, "length not minimally encoded"), n;
+	} else {
+		plen = l7;
+	}
+	mask = p + hlen - 4;
+
+	if (op & 0x8) {
+		uint8_t pl[125];
+
+		if (n - hlen < plen)
+			return 0; /* wait for the whole control frame (<= 139 bytes) */
+		unmask(pl, p + hlen, (size_t)plen, mask, 0);
+		on_control(ws, op, pl, (size_t)plen);
+		return hlen + (size_t)plen;
+	}
+
+	if (ws->state != WS_OPEN) {
+		/* Closing: data is skipped, only frame boundaries matter. */
+		ws->remain = plen;
+		if (plen)
+			ws->flags |= WS_DISCARD;
+		return hlen;
+	}
+	if (op == OP_CONT && !ws->msg_op)
+		return ws_fail(ws, WS_CLOSE_PROTOCOL, "continuation frame without a message"), n;
+	if (op != OP_CONT && ws->msg_op)
+		return ws_fail(ws, WS_CLOSE_PROTOCOL, "new message inside a fragmented one"), n;
+	if (plen > W.msg_limit - ws->msg_len)
+		return ws_fail(ws, WS_CLOSE_TOO_BIG, "message too big"), n;
+
+	if (op != OP_CONT) {
+		ws->msg_op = (uint8_t)op;
+		ws->utf8 = U8_OK;
+		if (fin && plen <= n - hlen) {
+			/* A whole message in hand: unmask it into the scratch
+			 * buffer and deliver it, no allocation. */
+			size_t len = (size_t)plen;
+
+			assert(len <= sizeof(scratch));
+			unmask((uint8_t *)scratch, p + hlen, len, mask, 0);
+			ws->msg_op = 0;
+			if (op == OP_TEXT && utf8_check(0, (uint8_t *)scratch, len) != U8_OK)
+				return ws_fail(ws, WS_CLOSE_INVALID_DATA, "text message is not UTF-8"), n;
+			deliver(ws, scratch, len);
+			return hlen + len;
+		}
+	}
+	ws->remain = plen;
+	memcpy(ws->mask, mask, 4);
+	ws->mask_pos = 0;
+	ws->flags = (uint8_t)((ws->flags & ~(WS_FIN | WS_DISCARD)) | (fin ? WS_FIN : 0));
+	if (!plen && fin)
+		msg_done(ws);
+	return hlen;
+}
+
+/* Whether input is still wanted. */
+static bool ws_reading(const struct ws *ws)
+{
+	return ws->c && !conn_closing(ws->c) && ws->state != WS_CLOSED;
+}
+
+static size_t ws_on_read(struct conn *c, const char *data, size_t len)
+{
+	struct ws *ws = c->ud;
+	const uint8_t *p = (const uint8_t *)data, *end = p + len;
+
+	W.nest++;
+	while (p < end && ws_reading(ws)) {
+		size_t used;
+
+		if (ws->remain) {
+			p += frame_payload(ws, p, (size_t)(end - p));
+			continue;
+		}
+		used = frame_start(ws, p, (size_t)(end - p));
+		if (!used)
+			break;
+		p += used;
+	}
+	W.nest--;
+	return (size_t)(p - (const uint8_t *)data);
+}
+
+/* ---- connection callbacks ---------------------------------------------- */
+
+static void ws_on_eof(struct conn *c)
+{
+	struct ws *ws = c->ud;
+
+	log_debug("ws fd %d: peer closed without a close frame", c->fd);
+	W.nest++;
+	if (ws->state == WS_OPEN)
+		frame_pending(ws); /* it may still read */
+	ws_finish(ws);
+	W.nest--;
+}
+
+/* The one conn deadline: the close wait, or the ping frame schedule. */
+static void ws_on_timeout(struct conn *c)
+{
+	struct ws *ws = c->ud;
+	int64_t now = c->w->now_ms;
+
+	W.nest++;
+	if (ws->state != WS_OPEN) {
+		log_debug("ws fd %d: no close frame from the client in time", c->fd);
+		conn_close(c);
+	} else if (ws->flags & WS_AWAIT_PONG) {
+		ws_close(ws, WS_CLOSE_NO_PONG, "no pong");
+	} else if (ws->flags & WS_FRAME_PING) {
+		queue_control(c, OP_PING, NULL, 0);
+		ws->flags |= WS_AWAIT_PONG;
+		ws->ping_at = now;
+		conn_set_deadline(c, now + WS_PONG_TIMEOUT_MS);
+	}
+	W.nest--;
+}
+
+static void ws_on_write_timeout(struct conn *c)
+{
+	log_debug("ws fd %d: write timeout", c->fd);
+	W.nest++;
+	conn_close(c);
+	W.nest--;
+}
+
+static void ws_on_drain(struct conn *c)
+{
+	struct ws *ws = c->ud;
+
+	if (ws->state != WS_OPEN)
+		return;
+	W.nest++;
+	if (ws->h && ws->h->on_drain)
+		ws->h->on_drain(ws, ws->ud);
+	else
+		ws_close(ws, WS_CLOSE_SHUTDOWN, "shutdown");
+	W.nest--;
+}
+
+static void ws_on_conn_close(struct conn *c)
+{
+	struct ws *ws = c->ud;
+
+	ws->c = NULL;
+	ws->state = WS_CLOSED;
+	if (!ws->code)
+		ws->code = 1006;
+	pend_free(ws);
+	free(ws->msg);
+	ws->msg = NULL;
+	ws->msg_len = ws->msg_cap = 0;
+	ws->remain = 0;
+	ws->flags |= WS_GONE;
+	if (W.nest > 0 || (ws->flags & WS_DIRTY))
+		mark_dirty(ws); /* on_close from ws_flush_all */
+	else
+		ws_free(ws);
+}
+
+static const struct conn_ops ws_ops = {
+	.name = "ws",
+	.on_read = ws_on_read,
+	.on_eof = ws_on_eof,
+	.on_timeout = ws_on_timeout,
+	.on_write_timeout = ws_on_write_timeout,
+	.on_drain = ws_on_drain,
+	.on_close = ws_on_conn_close,
+};
+
+void ws_set_handler(struct ws *ws, const struct ws_handler *h, void *ud)
+{
+	ws->h = h;
+	ws->ud = ud;
+}
+
+/* ---- handshake ---------------------------------------------------------- */
+
+void ws_accept_key(const char *key, char out[29])
+{
+	unsigned char md[SHA_DIGEST_LENGTH];
+	char buf[64];
+	size_t n = strlen(key);
+
+	assert(n + sizeof(WS_GUID) <= sizeof(buf));
+	memcpy(buf, key, n);
+	memcpy(buf + n, WS_GUID, sizeof(WS_GUID) - 1);
+	SHA1((const unsigned char *)buf, n + sizeof(WS_GUID) - 1, md);
+	b64_encode(out, md, sizeof(md), B64_STD);
+}
+
+/* Calls FN(token, len, arg) for each comma-separated token (surrounding
+ * whitespace removed, empty ones skipped) of every header named NAME, in
+ * order, until FN returns true. Returns whether one did. */
+static bool each_token(const struct http_req *req, const char *name,
+		       bool (*fn)(const char *t, size_t n, void *arg), void *arg)
+{
+	for (size_t i = 0; i < req->nheaders; i++) {
+		const char *s;
+
+		if (strcasecmp(req->headers[i].name, name) != 0)
+			continue;
+		for (s = req->headers[i].value; *s;) {
+			size_t n = strcspn(s, ",");
+			const char *t = s, *e = s + n;
+
+			while (t < e && (*t == ' ' || *t == '\t'))
+				t++;
+			while (e > t && (e[-1] == ' ' || e[-1] == '\t'))
+				e--;
+			if (e > t && fn(t, (size_t)(e - t), arg))
+				return true;
+			s += n;
+			if (*s == ',')
+				s++;
+		}
+	}
+	return false;
+}
+
+static bool token_is_ci(const char *t, size_t n, void *arg)
+{
+	const char *want = arg;
+
+	return strlen(want) == n && strncasecmp(t, want, n) == 0;
+}
+
+/* The first subprotocol the client lists that we speak (gorilla's rule:
+ * the client's order decides). */
+static bool pick_subprotocol(const char *t, size_t n, void *arg)
+{
+	const char **out = arg;
+
+	if (n == 15 && memcmp(t, "centrifuge-json", 15) == 0)
+		*out = "centrifuge-json";
+	else if (n == 19 && memcmp(t, "centrifuge-protobuf", 19) == 0)
+		*out = "centrifuge-protobuf";
+	return *out != NULL;
+}
+
+static int hexval(int ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	ch = tolower(ch);
+	return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+}
+
+/* Compares S[0..N), form-decoded (%XX, '+' is a space), with WANT: 1 equal,
+ * 0 different, -1 not decodable. */
+static int form_eq(const char *s, size_t n, const char *want)
+{
+	size_t i = 0, j = 0;
+	int eq = 1;
+
+	while (i < n) {
+		int ch = (unsigned char)s[i];
+
+		if (ch == '%') {
+			int hi = i + 2 < n ? hexval(s[i + 1]) : -1;
+			int lo = i + 2 < n ? hexval(s[i + 2]) : -1;
+
+			if (hi < 0 || lo < 0)
+				return -1;
+			ch = hi << 4 | lo;
+			i += 3;
+		} else {
+			if (ch == '+')
+				ch = ' ';
+			i++;
+		}
+		if (eq && (want[j] == '\0' || (unsigned char)want[j] != ch))
+			eq = 0;
+		if (want[j])
+			j++;
+	}
+	return eq && want[j] == '\0';
+}
+
+/* Whether the first value of KEY in QUERY equals VAL, as Go's
+ * url.Query().Get reads it (pairs that do not decode are skipped). */
+static bool query_is(const char *query, const char *key, const char *val)
+{
+	const char *s = query;
+
+	while (*s) {
+		size_t n = strcspn(s, "&"), kn = strcspn(s, "=");
+		const char *v = s + (kn < n ? kn + 1 : n);
+		size_t vn = kn < n ? n - kn - 1 : 0;
+		int keq;
+
+		if (kn > n)
+			kn = n;
+		keq = form_eq(s, kn, key);
+		if (keq >= 0) {
+			int veq = form_eq(v, vn, val);
+
+			if (veq >= 0 && keq == 1)
+				return veq == 1;
+		}
+		s += n;
+		if (*s == '&')
+			s++;
+	}
+	return false;
+}
+
+/* Case-insensitive glob: '*' any run, '?' any one byte. */
+static bool glob_match(const char *pat, const char *s)
+{
+	const char *star = NULL, *resume = NULL;
+
+	while (*s) {
+		if (*pat == '*') {
+			star = pat++;
+			resume = s;
+		} else if (*pat && (*pat == '?' || tolower((unsigned char)*pat) == tolower((unsigned char)*s))) {
+			pat++;
+			s++;
+		} else if (star) {
+			pat = star + 1;
+			s = ++resume;
+		} else {
+			return false;
+		}
+	}
+	while (*pat == '*')
+		pat++;
+	return *pat == '\0';
+}
+
+/* client.allowed_origins (server-api.md §8): no Origin passes; an empty
+ * list lets nothing else pass; "*" lets everything pass; otherwise ORIGIN
+ * must match one of the patterns. */
+static bool origin_ok(const struct conf *k, const char *origin)
+{
+	const json_t *list = conf_get(k, "client.allowed_origins"), *v;
+	size_t i;
+
+	if (!origin)
+		return true;
+	json_array_foreach(list, i, v) {
+		const char *pat = json_string_value(v);
+
+		if (pat && glob_match(pat, origin))
+			return true;
+	}
+	return false;
+}
+
+static void refuse(struct http_req *req, int status, const char *extra, const char *why)
+{
+	char body[64];
+	int n = snprintf(body, sizeof(body), "%s\n", http_reason(status));
+
+	log_debug("ws fd %d: upgrade refused (%d): %s", req->conn->fd, status, why);
+	http_respond_hdrs(req, status, "text/plain; charset=utf-8", extra, body, (size_t)n);
+}
+
+static void ws_handshake(struct http_req *req, void *arg)
+{
+	const struct conf *k = req->conn->w->conf;
+	const char *key = http_req_header(req, "sec-websocket-key");
+	const char *version = http_req_header(req, "sec-websocket-version");
+	const char *origin = http_req_header(req, "origin");
+	const char *subproto = NULL;
+	char accept[29], resp[256], keybuf[24];
+	struct ws_open_info info = { .fmt = PROTO_JSON, .req = req };
+	size_t keylen, nkeys = 0;
+	struct ws *ws;
+	struct conn *c;
+	int n;
+
+	/* The route admits GET only (405 from http.c). */
+	if (req->version_minor < 1) {
+		refuse(req, 400, NULL, "HTTP/1.0");
+		return;
+	}
+	if (!each_token(req, "upgrade", token_is_ci, "websocket")) {
+		refuse(req, 400, NULL, "no Upgrade: websocket");
+		return;
+	}
+	if (!each_token(req, "connection", token_is_ci, "upgrade")) {
+		refuse(req, 400, NULL, "no Connection: upgrade");
+		return;
+	}
+	if (!version || strcmp(version, "13") != 0) {
+		refuse(req, 426, "Sec-WebSocket-Version: 13\r\n", "unsupported version");
+		return;
+	}
+	for (size_t i = 0; i < req->nheaders; i++)
+		nkeys += strcasecmp(req->headers[i].name, "sec-websocket-key") == 0;
+	if (!key || nkeys != 1 || strlen(key) != 24 ||
+	    b64_decode(keybuf, &keylen, key, 24, B64_STD) != RT_OK || keylen != 16) {
+		refuse(req, 400, NULL, "bad Sec-WebSocket-Key");
+		return;
+	}
+	if (!origin_ok(k, origin)) {
+		log_info("ws: request Origin %s is not in client.allowed_origins; refused", origin);
+		refuse(req, 403, NULL, "origin not allowed");
+		return;
+	}
+
+	each_token(req, "sec-websocket-protocol", pick_subprotocol, &subproto);
+	if ((subproto && strcmp(subproto, "centrifuge-protobuf") == 0) ||
+	    query_is(req->query, "format", "protobuf") || query_is(req->query, "cf_protocol", "protobuf"))
+		info.fmt = PROTO_PB;
+	info.frame_ping_pong = query_is(req->query, "cf_ws_frame_ping_pong", "true");
+
+	ws_accept_key(key, accept);
+	n = snprintf(resp, sizeof(resp),
+		     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+		     "Sec-WebSocket-Accept: %s\r\n%s%s%s\r\n", accept,
+		     subproto ? "Sec-WebSocket-Protocol: " : "", subproto ? subproto : "",
+		     subproto ? "\r\n" : "");
+	assert(n > 0 && (size_t)n < sizeof(resp));
+
+	ws = xcalloc(1, sizeof(*ws));
+	ws->state = WS_OPEN;
+	ws->flags = (uint8_t)((info.fmt == PROTO_PB ? WS_PB : 0) | (info.frame_ping_pong ? WS_FRAME_PING : 0));
+	c = http_hijack(req, &ws_ops, ws);
+	ws->c = c;
+	conn_set_queue_limit(c, 0);             /* ws counts its own (client.queue_max_size) */
+	conn_set_write_timeout(c, W.write_timeout);
+	conn_queue_copy(c, resp, (size_t)n);
+	if (info.frame_ping_pong) {
+		ws->ping_at = c->w->now_ms + WS_PING_INTERVAL_MS;
+		conn_set_deadline(c, ws->ping_at);
+	}
+	log_debug("ws fd %d: open (%s%s)", c->fd, info.fmt == PROTO_PB ? "protobuf" : "json",
+		  info.frame_ping_pong ? ", frame ping/pong" : "");
+
+	W.nest++;
+	if (W.on_open)
+		W.on_open(ws, &info);
+	if (!ws->h && ws->state == WS_OPEN && ws->c) {
+		log_error("ws fd %d: no session attached; closing", c->fd);
+		ws_close(ws, WS_CLOSE_INTERNAL, "internal server error");
+	}
+	W.nest--;
+}
+
+/* ---- set-up ------------------------------------------------------------- */
+
+static void routes(struct worker *w)
+{
+	const struct conf *k = w->conf;
+	const json_t *dis = conf_get(k, "websocket.disabled");
+	const char *want = json_string_value(conf_get(k, "websocket.handler_prefix"));
+
+	if (!want || !*want)
+		want = "/connection/websocket";
+	if (json_is_true(dis))
+		want = NULL;
+	if (W.path && (!want || strcmp(W.path, want) != 0)) {
+		http_route_remove(W.path, HTTP_ROUTE_EXACT);
+		free(W.path);
+		W.path = NULL;
+	}
+	if (want && !W.path) {
+		if (http_route_add(want, HTTP_ROUTE_EXACT, HTTP_METHOD_BIT(HTTP_GET), ws_handshake, NULL) == RT_OK)
+			W.path = xstrdup(want);
+		else
+			log_warn("websocket.handler_prefix %s: path already taken by another handler", want);
+	}
+}
+
+void ws_init(struct worker *w, ws_open_fn on_open)
+{
+	W.on_open = on_open;
+	if (!W.nl) {
+		W.nl = rbuf_new(1);
+		W.nl->data[0] = '\n';
+	}
+	free(W.path); /* a new route table (tests) */
+	W.path = NULL;
+	read_settings(w->conf);
+	routes(w);
+}
+
+void ws_reconfigure(struct worker *w)
+{
+	read_settings(w->conf);
+	routes(w);
+}

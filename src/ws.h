@@ -1,0 +1,140 @@
+/*
+ * ws.h - the WebSocket transport (RFC 6455) of a worker: the upgrade on
+ * websocket.handler_prefix, frames in both directions, ping/pong, the close
+ * handshake, and batched output: the messages a session queues during one
+ * loop iteration leave as one frame per connection at the flush point.
+ *
+ * The session sees whole messages in, and queues encoded protocol messages
+ * out (JSON objects, or varint-prefixed protobuf messages); framing, the
+ * '\n' between JSON messages, masking and close codes are this layer's.
+ */
+#ifndef ROTOR_WS_H
+#define ROTOR_WS_H
+
+#include "rotor.h"
+#include "proto.h" /* enum proto_fmt */
+#include <stdbool.h>
+#include <stdint.h>
+
+struct worker;
+struct rbuf;
+struct http_req;
+struct ws;
+
+/* Close codes this layer sends itself. */
+#define WS_CLOSE_NORMAL 1000
+#define WS_CLOSE_PROTOCOL 1002      /* a frame breaks RFC 6455 */
+#define WS_CLOSE_INVALID_DATA 1007  /* invalid UTF-8 in a text message or close reason */
+#define WS_CLOSE_TOO_BIG 1009       /* message over websocket.message_size_limit */
+#define WS_CLOSE_INTERNAL 1011
+#define WS_CLOSE_SHUTDOWN 3001      /* graceful worker stop */
+#define WS_CLOSE_SLOW 3008          /* output queue over client.queue_max_size */
+#define WS_CLOSE_NO_PONG 3012       /* frame ping/pong mode: no pong in time */
+
+/* Timing (ms). */
+#define WS_CLOSE_WAIT_MS 5000       /* after our close frame, for the client's */
+#define WS_PING_INTERVAL_MS 25000   /* ?cf_ws_frame_ping_pong=true: ping frames */
+#define WS_PONG_TIMEOUT_MS 10000    /* ... and the time a pong may take */
+
+/* One outgoing data frame holds at most this many messages, and at most
+ * this many payload bytes unless a single message is larger. */
+#define WS_FRAME_MAX_MSGS 64
+#define WS_FRAME_MAX_BYTES 65536
+
+/* What the session learns when a connection opens. */
+struct ws_open_info {
+	enum proto_fmt fmt;          /* subprotocol centrifuge-protobuf, or ?format= /
+	                              * ?cf_protocol=protobuf: PROTO_PB; else PROTO_JSON */
+	bool frame_ping_pong;        /* ?cf_ws_frame_ping_pong=true: this layer sends
+	                              * ping frames and enforces pongs (3012); the
+	                              * session must send no protocol pings */
+	const struct http_req *req;  /* the upgrade request (headers, query):
+	                              * valid during on_open only */
+};
+
+/* Called once per accepted upgrade, after the 101 response is queued. It
+ * must attach a handler with ws_set_handler, or close the connection (a
+ * connection left without a handler is closed with 1011). */
+typedef void (*ws_open_fn)(struct ws *ws, const struct ws_open_info *info);
+
+/*
+ * The session's callbacks. None of them is ever called from inside another
+ * ws_* call the session makes, so a session may call any ws_* function from
+ * any callback.
+ */
+struct ws_handler {
+	/* One complete data message (text or binary, fragments reassembled,
+	 * text already checked to be UTF-8). DATA lives until the callback
+	 * returns. Not called any more once ws_close was called. */
+	void (*on_message)(struct ws *ws, void *ud, const char *data, size_t len);
+	/* The worker stops gracefully. NULL: ws_close(WS_CLOSE_SHUTDOWN,
+	 * "shutdown"); a session that sets it should end up calling ws_close. */
+	void (*on_drain)(struct ws *ws, void *ud);
+	/* The connection is gone, whatever the reason (close handshake, error,
+	 * timeout, peer vanished): free UD. Called exactly once, from the flush
+	 * point or the event loop; WS is freed when it returns. */
+	void (*on_close)(struct ws *ws, void *ud);
+};
+
+/* Registers websocket.handler_prefix (default /connection/websocket), GET
+ * only, unless websocket.disabled, and reads this layer's settings from
+ * W's config. ON_OPEN serves every new connection. Once per worker, after
+ * http_init. */
+void ws_init(struct worker *w, ws_open_fn on_open);
+/* After a reload: moves or removes the route, and applies
+ * websocket.message_size_limit, websocket.write_timeout and
+ * client.queue_max_size to open connections too. */
+void ws_reconfigure(struct worker *w);
+
+/* Attaches the session: H (static, not copied) and UD. */
+void ws_set_handler(struct ws *ws, const struct ws_handler *h, void *ud);
+
+/*
+ * Queues one encoded message: LEN bytes of B from OFF, by reference (the
+ * same rbuf may be queued on any number of connections; it must not change
+ * any more). Nothing is written now: at the flush point (ws_flush_all) the
+ * messages queued since the last one leave in as few frames as possible
+ * (JSON: one text frame, messages joined by '\n'; protobuf: one binary
+ * frame, messages concatenated), after anything queued before.
+ *
+ * Returns RT_OK; RT_CLOSED when the connection is closing or closed, or when
+ * this message would take the connection's queued bytes (not yet framed plus
+ * not yet written) over client.queue_max_size: the connection is then being
+ * closed with 3008 "slow" (what was not yet framed is dropped) and on_close
+ * follows in due course. Nothing is queued in either case. An empty message
+ * is ignored.
+ */
+int ws_send(struct ws *ws, struct rbuf *b, size_t off, size_t len);
+/* Same with a copy of DATA (for small one-off replies). */
+int ws_send_copy(struct ws *ws, const void *data, size_t len);
+
+/*
+ * Closes gracefully: messages already queued go out, then a close frame
+ * with CODE (1000-4999, one a peer may receive) and REASON (cut to 123
+ * bytes at a UTF-8 boundary; NULL for none). No message is delivered or
+ * accepted for sending afterwards. The client's close frame is awaited for
+ * WS_CLOSE_WAIT_MS, then TCP is closed; on_close follows. Does nothing when
+ * the connection is already closing.
+ */
+void ws_close(struct ws *ws, uint16_t code, const char *reason);
+/* Closes the TCP connection now, dropping queued output; on_close follows
+ * (from the flush point, not from inside this call). */
+void ws_close_now(struct ws *ws);
+
+/* Whether ws_send would refuse (the connection is closing or closed). */
+bool ws_closing(const struct ws *ws);
+/* The close code sent or received in the close handshake (1006 when the
+ * connection ended without one; 0 while open). Meant for on_close. */
+uint16_t ws_close_code(const struct ws *ws);
+
+/* THE WebSocket part of the flush point: frames the messages every
+ * connection queued this iteration and hands them to the conn layer, and
+ * runs the on_close of connections that ended. The worker calls it in its
+ * ev_prepare step right before conn_flush_all. */
+void ws_flush_all(struct worker *w);
+
+/* Sec-WebSocket-Accept for KEY (as sent, 24 base64 characters): writes 28
+ * characters and a NUL into OUT. (Exported for tests.) */
+void ws_accept_key(const char *key, char out[29]);
+
+#endif
