@@ -1,0 +1,880 @@
+/*
+ * bus.c - the broadcast ring in shared memory (see bus.h for the layout).
+ *
+ * Writers: a robust process-shared mutex serialises them. Under it a writer
+ * moves lo past the records it is about to overwrite, publishes its
+ * reservation (w_start, w_pos, w_seq, then resv with release), writes the
+ * pad, header and payload in place, and commits by storing head_seq and head
+ * inside the pub_ver seqlock. After the unlock it takes the sleepers' bits
+ * and wakes them (after a full fence: the sleepers announce, fence, then
+ * look at head, so one of the two always sees the other).
+ *
+ * Readers never lock and never write the ring. They load head (acquire),
+ * copy a chunk of committed records into private memory, fence, and load
+ * resv: if resv has gone more than a ring past the chunk's start, a writer
+ * may have overwritten what was copied and the chunk is discarded; the
+ * reader was lapped and resumes at lo, the oldest intact record, counting
+ * the seqs in between as lost. Only a validated copy reaches a callback.
+ *
+ * A holder killed at any instruction: the next locker gets EOWNERDEAD and
+ * repairs. If pub_ver is odd the record was whole and the commit is
+ * finished; if resv is ahead of head the reservation is turned into a void
+ * record carrying the seq it took; then the ring is walked and, if it does
+ * not verify (which only a stray write can cause), reset so that every
+ * reader sees a lap. Repair is idempotent, so a repairer may die too.
+ *
+ * The ring's payload bytes are read by memcpy while a lapping writer may be
+ * writing them, as seqlocks do; the copy is never trusted before the check.
+ */
+#include "bus.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define LOAD_ACQ(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define STORE_REL(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#define ADD(p, v) __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
+#define BUMP(p, v) STORE((p), LOAD(p) + (v)) /* single writer (the lock holder or the slot owner) */
+
+#define REC ((uint64_t)sizeof(struct bus_rec))
+#define CHUNK ((size_t)64 << 10) /* bytes a reader copies before checking */
+
+/* A record as copied out by a reader: where the next one starts, the header,
+ * then the payload padded to 8 bytes. */
+struct copied {
+	uint64_t next;
+	struct bus_rec rec;
+};
+_Static_assert(sizeof(struct copied) == 24, "copied entries keep payloads 8-aligned");
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static pid_t cached_pid;
+
+static void forget_pid(void)
+{
+	cached_pid = 0;
+}
+
+static void register_forget_pid(void)
+{
+	pthread_atfork(NULL, NULL, forget_pid);
+}
+
+/* getpid() is a system call since glibc 2.25; the lock owner is set on every
+ * append, so cache it, forgetting it in a forked child. */
+static pid_t my_pid(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	if (cached_pid == 0) {
+		pthread_once(&once, register_forget_pid);
+		cached_pid = getpid();
+	}
+	return cached_pid;
+}
+
+static uint64_t span_of(uint64_t len)
+{
+	return REC + ((len + BUS_ALIGN - 1) & ~(uint64_t)(BUS_ALIGN - 1));
+}
+
+static uint16_t rec_check(uint64_t seq, uint32_t len, uint16_t type)
+{
+	uint64_t x = seq * UINT64_C(0x9e3779b97f4a7c15) ^ ((uint64_t)len << 16 | type);
+	x ^= x >> 31;
+	x *= UINT64_C(0xbf58476d1ce4e5b9);
+	x ^= x >> 29;
+	return (uint16_t)(x >> 48);
+}
+
+static uint64_t ring_bytes(const struct bus *b)
+{
+	return b->mask + 1;
+}
+
+static void *at(const struct bus *b, uint64_t pos)
+{
+	return b->ring + (pos & b->mask);
+}
+
+static void put_rec(struct bus *b, uint64_t pos, uint64_t seq, uint32_t len, uint16_t type)
+{
+	struct bus_rec r = { .seq = seq, .len = len, .type = type, .check = rec_check(seq, len, type) };
+	memcpy(at(b, pos), &r, sizeof(r));
+}
+
+static void get_rec(const struct bus *b, uint64_t pos, struct bus_rec *r)
+{
+	memcpy(r, at(b, pos), sizeof(*r));
+}
+
+/* The bytes R spans at POS, or 0 if R cannot be a record there: a bad check,
+ * a pad that does not end at the ring's end, a record too big or crossing
+ * it. */
+static uint64_t rec_span(const struct bus *b, uint64_t pos, const struct bus_rec *r)
+{
+	uint64_t off = pos & b->mask;
+	if (r->check != rec_check(r->seq, r->len, r->type))
+		return 0;
+	if (r->type == BUS_T_PAD)
+		return r->len == ring_bytes(b) - off ? r->len : 0;
+	if (r->len > b->max_record || off + span_of(r->len) > ring_bytes(b))
+		return 0;
+	if (r->type >= BUS_TYPE_MAX && r->type != BUS_T_VOID)
+		return 0;
+	return span_of(r->len);
+}
+
+/* Reads the pair (head, head_seq) as one. While a commit is in flight
+ * (pub_ver odd) the pair it is committing is (resv, w_seq + 1): stable until
+ * the commit ends, and the one a repair would finish it with, so a reader
+ * need not wait for a writer that died there. */
+static void read_head(const struct bus_hdr *h, uint64_t *pos, uint64_t *seq)
+{
+	for (;;) {
+		uint64_t v = LOAD_ACQ(&h->pub_ver), p, s;
+		if (v & 1) {
+			p = LOAD(&h->resv);
+			s = LOAD(&h->w_seq) + 1;
+		} else {
+			p = LOAD(&h->head);
+			s = LOAD(&h->head_seq);
+		}
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (LOAD(&h->pub_ver) == v) {
+			*pos = p;
+			*seq = s;
+			return;
+		}
+	}
+}
+
+/* ---- layout ------------------------------------------------------------- */
+
+static uint64_t slot_off(void)
+{
+	return sizeof(struct bus_hdr);
+}
+
+static uint64_t ring_off(unsigned nslots)
+{
+	return slot_off() + (uint64_t)nslots * sizeof(struct bus_slot);
+}
+
+size_t bus_seg_size(size_t ring, unsigned nslots)
+{
+	return sizeof(struct seg_hdr) + ring_off(nslots) + ring;
+}
+
+static bool ring_ok(uint64_t ring)
+{
+	return ring >= BUS_RING_MIN && ring <= BUS_RING_MAX && (ring & (ring - 1)) == 0;
+}
+
+static void map(struct bus *b)
+{
+	struct bus_hdr *h = seg_payload(&b->seg);
+	b->h = h;
+	b->slots = (struct bus_slot *)((char *)h + h->slot_off);
+	b->ring = (unsigned char *)h + h->ring_off;
+	b->mask = h->ring_bytes - 1;
+	b->max_record = h->max_record;
+	b->nslots = h->nslots;
+	b->readonly = b->seg.readonly;
+	b->defer = false;
+	b->wake_due = false;
+	b->wake = NULL;
+	b->wake_arg = NULL;
+}
+
+int bus_create(struct bus *b, const char *path, size_t ring, unsigned nslots)
+{
+	pthread_mutexattr_t a;
+	int err;
+
+	memset(b, 0, sizeof(*b));
+	if (!ring_ok(ring) || nslots < 1 || nslots > BUS_SLOTS_MAX) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (seg_create(&b->seg, path, SEG_KIND_BUS, BUS_VERSION, bus_seg_size(ring, nslots)) < 0)
+		return -1;
+
+	struct bus_hdr *h = seg_payload(&b->seg);
+	h->version = BUS_VERSION;
+	h->hdr_size = sizeof(struct bus_hdr);
+	h->ring_bytes = ring;
+	h->ring_off = ring_off(nslots);
+	h->slot_off = slot_off();
+	h->nslots = nslots;
+	h->max_record = (uint32_t)(ring / 8 - REC);
+	h->slot_size = sizeof(struct bus_slot);
+	h->rec_size = sizeof(struct bus_rec);
+	h->head_seq = 1;
+
+	err = pthread_mutexattr_init(&a);
+	if (err == 0) {
+		if ((err = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED)) == 0 &&
+		    (err = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST)) == 0 &&
+		    (err = pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK)) == 0)
+			err = pthread_mutex_init(&h->lock, &a);
+		pthread_mutexattr_destroy(&a);
+	}
+	if (err != 0) {
+		seg_unlink(&b->seg);
+		seg_detach(&b->seg);
+		errno = err;
+		return -1;
+	}
+	/* The magic last: a bus header with a magic is complete. */
+	STORE_REL(&h->magic, BUS_MAGIC);
+	map(b);
+	return 0;
+}
+
+/* Whether the header H of a segment of SIZE bytes describes a bus. Positions
+ * are loaded lo, head, resv: each only grows, so the order keeps the checks
+ * true under live writers. */
+static bool hdr_ok(const struct bus_hdr *h, size_t size)
+{
+	if (LOAD_ACQ(&h->magic) != BUS_MAGIC || h->version != BUS_VERSION ||
+	    h->hdr_size != sizeof(struct bus_hdr) || h->slot_size != sizeof(struct bus_slot) ||
+	    h->rec_size != sizeof(struct bus_rec) || !ring_ok(h->ring_bytes) || h->nslots < 1 ||
+	    h->nslots > BUS_SLOTS_MAX || h->slot_off != slot_off() || h->ring_off != ring_off(h->nslots) ||
+	    h->max_record != h->ring_bytes / 8 - REC || size != bus_seg_size(h->ring_bytes, h->nslots))
+		return false;
+	uint64_t lo = LOAD_ACQ(&h->lo), head = LOAD_ACQ(&h->head), resv = LOAD_ACQ(&h->resv);
+	return lo <= head && head <= resv && ((lo | head | resv) & (BUS_ALIGN - 1)) == 0 &&
+	       LOAD(&h->head_seq) >= 1;
+}
+
+int bus_attach(struct bus *b, const char *path, bool readonly)
+{
+	memset(b, 0, sizeof(*b));
+	if (seg_attach(&b->seg, path, SEG_KIND_BUS, BUS_VERSION, readonly) < 0)
+		return -1;
+	if (!hdr_ok(seg_payload(&b->seg), b->seg.size)) {
+		seg_detach(&b->seg);
+		errno = EPROTO;
+		return -1;
+	}
+	map(b);
+	return 0;
+}
+
+void bus_detach(struct bus *b)
+{
+	seg_detach(&b->seg);
+	b->h = NULL;
+}
+
+int bus_unlink(struct bus *b)
+{
+	return seg_unlink(&b->seg);
+}
+
+void bus_set_waker(struct bus *b, bus_wake_fn *fn, void *arg)
+{
+	b->wake = fn;
+	b->wake_arg = arg;
+}
+
+/* ---- writers: everything _locked runs with the bus lock held ------------ */
+
+/* Makes (HEAD, HEAD_SEQ) the committed end, as one pair for readers. */
+static void publish_locked(struct bus *b, uint64_t head, uint64_t head_seq)
+{
+	struct bus_hdr *h = b->h;
+	uint64_t v = LOAD(&h->pub_ver);
+	STORE(&h->pub_ver, v + 1);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	STORE(&h->head_seq, head_seq);
+	STORE_REL(&h->head, head);
+	STORE_REL(&h->pub_ver, v + 2);
+}
+
+/* Walks the committed records from lo to head. Stores their count in *N.
+ * Returns 0, or -1 at the first thing that is not as bus.h says. */
+static int verify_locked(const struct bus *b, uint64_t *n)
+{
+	const struct bus_hdr *h = b->h;
+	uint64_t lo = LOAD(&h->lo), head = LOAD(&h->head), resv = LOAD(&h->resv);
+	uint64_t seq = 0, count = 0, p = lo;
+	struct bus_rec r;
+
+	if (lo > head || head > resv || head - lo > ring_bytes(b) || resv - head > ring_bytes(b) / 4 ||
+	    ((lo | head | resv) & (BUS_ALIGN - 1)) != 0)
+		return -1;
+	while (p < head) {
+		get_rec(b, p, &r);
+		uint64_t sp = rec_span(b, p, &r);
+		if (sp == 0 || sp > head - p)
+			return -1;
+		if (r.type != BUS_T_PAD) {
+			if (count > 0 && r.seq != seq + 1)
+				return -1;
+			seq = r.seq;
+			count++;
+		} else if (p == lo) {
+			return -1; /* lo is never a pad */
+		}
+		p += sp;
+	}
+	if (count > 0 && seq + 1 != LOAD(&h->head_seq))
+		return -1;
+	*n = count;
+	return 0;
+}
+
+/* Throws the ring's contents away when they cannot be trusted: moves every
+ * position more than a ring past anything a reader can hold, so every reader
+ * finds itself lapped and resumes at the new, empty head. Seqs go on. */
+static void reset_locked(struct bus *b)
+{
+	struct bus_hdr *h = b->h;
+	uint64_t R = ring_bytes(b), resv = LOAD(&h->resv);
+	uint64_t p = ((resv + R) & ~b->mask) + R; /* > resv + R, at a ring start */
+	uint64_t seq = LOAD(&h->head_seq);
+
+	if ((LOAD(&h->pub_ver) & 1) || LOAD(&h->w_seq) >= seq)
+		seq = LOAD(&h->w_seq) + 1; /* never reuse a seq a writer took */
+	/* read_head answers (resv, w_seq + 1) while pub_ver is odd. */
+	STORE(&h->w_start, p);
+	STORE(&h->w_pos, p);
+	STORE(&h->w_seq, seq - 1);
+	STORE_REL(&h->resv, p);
+	STORE_REL(&h->lo, p);
+	if (LOAD(&h->pub_ver) & 1)
+		STORE(&h->pub_ver, LOAD(&h->pub_ver) + 1);
+	publish_locked(b, p, seq);
+	ADD(&h->corrupt, 1);
+}
+
+/* Brings the structure back after its last holder died holding the lock. */
+static void repair_locked(struct bus *b)
+{
+	struct bus_hdr *h = b->h;
+	uint64_t R = ring_bytes(b), v = LOAD(&h->pub_ver);
+	uint64_t head = LOAD(&h->head), resv = LOAD(&h->resv);
+	uint64_t start = LOAD(&h->w_start), pos = LOAD(&h->w_pos), seq = LOAD(&h->w_seq);
+	uint64_t n;
+
+	ADD(&h->repairs, 1);
+	STORE(&h->owner, 0);
+	if (v & 1) {
+		/* Died committing: the record is whole, finish the commit. */
+		STORE(&h->head_seq, seq + 1);
+		STORE_REL(&h->head, resv);
+		STORE_REL(&h->pub_ver, v + 1);
+	} else if (resv != head) {
+		/* Died with a reservation: void it, keeping its seq taken. */
+		uint64_t off = start & b->mask;
+		bool sane = start == head && seq == LOAD(&h->head_seq) && pos >= start &&
+			    resv > pos && resv - pos >= REC && resv - start <= R / 4 &&
+			    ((pos | resv) & (BUS_ALIGN - 1)) == 0 &&
+			    (pos == start || pos - start == R - off) &&
+			    (pos & b->mask) + (resv - pos) <= R;
+		if (!sane) {
+			reset_locked(b);
+			return;
+		}
+		if (pos != start)
+			put_rec(b, start, seq, (uint32_t)(pos - start), BUS_T_PAD);
+		put_rec(b, pos, seq, (uint32_t)(resv - pos - REC), BUS_T_VOID);
+		publish_locked(b, resv, seq + 1);
+		ADD(&h->voids, 1);
+	}
+	if (verify_locked(b, &n) < 0)
+		reset_locked(b);
+}
+
+/* Takes the bus lock, repairing after a dead holder. 0, or -1 with errno. */
+static int lock(struct bus *b)
+{
+	int err = pthread_mutex_lock(&b->h->lock);
+	if (err == EOWNERDEAD) {
+		repair_locked(b);
+		err = pthread_mutex_consistent(&b->h->lock);
+		if (err != 0)
+			pthread_mutex_unlock(&b->h->lock);
+	}
+	if (err != 0) {
+		errno = err;
+		return -1;
+	}
+	STORE(&b->h->owner, my_pid());
+	return 0;
+}
+
+static void unlock(struct bus *b)
+{
+	STORE(&b->h->owner, 0);
+	pthread_mutex_unlock(&b->h->lock);
+}
+
+/* Moves lo past every record that writing up to END will overwrite (and past
+ * a pad it would then stand on). Returns 0, or -1 if a record on the way
+ * does not check (the ring is damaged). */
+static int advance_lo_locked(struct bus *b, uint64_t end)
+{
+	struct bus_hdr *h = b->h;
+	uint64_t R = ring_bytes(b), lo = LOAD(&h->lo), head = LOAD(&h->head);
+	struct bus_rec r;
+
+	if (end - lo <= R)
+		return 0;
+	while (lo < head) {
+		get_rec(b, lo, &r);
+		uint64_t sp = rec_span(b, lo, &r);
+		if (sp == 0 || sp > head - lo)
+			return -1;
+		if (end - lo <= R && r.type != BUS_T_PAD)
+			break;
+		lo += sp;
+	}
+	STORE_REL(&h->lo, lo);
+	return 0;
+}
+
+/* Reserves, writes and commits one record. */
+static uint64_t append_locked(struct bus *b, uint16_t type, size_t len, bus_fill_fn *fill, void *arg)
+{
+	struct bus_hdr *h = b->h;
+	uint64_t R = ring_bytes(b), need = span_of(len);
+	uint64_t start, pos, end, seq, off;
+
+	for (;;) {
+		start = LOAD(&h->head);
+		seq = LOAD(&h->head_seq);
+		off = start & b->mask;
+		pos = off + need > R ? start + (R - off) : start;
+		end = pos + need;
+		if (advance_lo_locked(b, end) == 0)
+			break;
+		reset_locked(b);
+	}
+	STORE(&h->w_start, start);
+	STORE(&h->w_pos, pos);
+	STORE(&h->w_seq, seq);
+	/* From here readers must assume [start, end) is being written. */
+	STORE_REL(&h->resv, end);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	if (pos != start)
+		put_rec(b, start, seq, (uint32_t)(pos - start), BUS_T_PAD);
+	put_rec(b, pos, seq, (uint32_t)len, type);
+	unsigned char *dst = (unsigned char *)at(b, pos) + REC;
+	fill(dst, len, seq, arg);
+	memset(dst + len, 0, need - REC - len);
+	publish_locked(b, end, seq + 1);
+	BUMP(&h->appends, 1);
+	BUMP(&h->bytes, len);
+	return seq;
+}
+
+/* Takes the announcements of sleeping readers and wakes them. The full fence
+ * pairs with the one in bus_reader_sleep: either the reader sees the new
+ * head, or this sees its bit. */
+static void wake_sleepers(struct bus *b)
+{
+	struct bus_hdr *h = b->h;
+	unsigned words = (b->nslots + 63) / 64;
+
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	for (unsigned i = 0; i < words; i++) {
+		if (LOAD(&h->sleepers[i]) == 0)
+			continue;
+		uint64_t m = __atomic_exchange_n(&h->sleepers[i], 0, __ATOMIC_ACQ_REL);
+		while (m != 0) {
+			unsigned bit = (unsigned)__builtin_ctzll(m);
+			m &= m - 1;
+			b->wake(i * 64 + bit, b->wake_arg);
+			ADD(&h->wakes, 1);
+		}
+	}
+}
+
+static void copy_fill(void *dst, size_t len, uint64_t seq, void *arg)
+{
+	if (len > 0) /* DATA may be NULL for an empty record */
+		memcpy(dst, arg, len);
+}
+
+int bus_append_fn(struct bus *b, unsigned type, size_t len, bus_fill_fn *fill, void *arg,
+		  uint64_t *seqp)
+{
+	uint64_t seq;
+
+	if (b->readonly) {
+		errno = EROFS;
+		return -1;
+	}
+	if (type >= BUS_TYPE_MAX) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (len > b->max_record) {
+		errno = EMSGSIZE;
+		return -1;
+	}
+	if (lock(b) < 0)
+		return -1;
+	seq = append_locked(b, (uint16_t)type, len, fill, arg);
+	unlock(b);
+	if (seqp != NULL)
+		*seqp = seq;
+	if (b->wake == NULL)
+		return 0;
+	if (b->defer)
+		b->wake_due = true;
+	else
+		wake_sleepers(b);
+	return 0;
+}
+
+int bus_append(struct bus *b, unsigned type, const void *data, size_t len, uint64_t *seq)
+{
+	return bus_append_fn(b, type, len, copy_fill, (void *)data, seq);
+}
+
+void bus_wake_defer(struct bus *b)
+{
+	b->defer = true;
+}
+
+void bus_wake_flush(struct bus *b)
+{
+	b->defer = false;
+	if (b->wake_due && b->wake != NULL)
+		wake_sleepers(b);
+	b->wake_due = false;
+}
+
+void bus_wake_all(struct bus *b)
+{
+	struct bus_hdr *h = b->h;
+
+	if (b->readonly)
+		return;
+	for (unsigned i = 0; i < (b->nslots + 63) / 64; i++)
+		__atomic_exchange_n(&h->sleepers[i], 0, __ATOMIC_ACQ_REL);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (b->wake == NULL)
+		return;
+	for (unsigned i = 0; i < b->nslots; i++)
+		if (LOAD(&b->slots[i].pid) != 0)
+			b->wake(i, b->wake_arg);
+}
+
+int bus_slot_release(struct bus *b, unsigned slot)
+{
+	struct bus_hdr *h = b->h;
+	struct bus_slot *s;
+	int err;
+
+	if (b->readonly) {
+		errno = EROFS;
+		return -1;
+	}
+	if (slot >= b->nslots) {
+		errno = EINVAL;
+		return -1;
+	}
+	s = &b->slots[slot];
+	__atomic_fetch_and(&h->sleepers[slot / 64], ~(UINT64_C(1) << (slot % 64)), __ATOMIC_RELAXED);
+	STORE(&s->pos, 0);
+	STORE(&s->seq, 0);
+	STORE(&s->delivered, 0);
+	STORE(&s->laps, 0);
+	STORE(&s->lost, 0);
+	STORE(&s->voids, 0);
+	STORE(&s->sleeps, 0);
+	STORE_REL(&s->pid, 0);
+
+	/* A dead holder makes trylock answer EOWNERDEAD; EBUSY is a live one. */
+	err = pthread_mutex_trylock(&h->lock);
+	if (err == EOWNERDEAD) {
+		repair_locked(b);
+		pthread_mutex_consistent(&h->lock);
+	}
+	if (err == 0 || err == EOWNERDEAD)
+		pthread_mutex_unlock(&h->lock);
+	bus_wake_all(b);
+	return 0;
+}
+
+/* ---- readers ------------------------------------------------------------ */
+
+int bus_reader_init(struct bus_reader *r, struct bus *b, unsigned slot)
+{
+	memset(r, 0, sizeof(*r));
+	if (slot != BUS_NO_SLOT && (slot >= b->nslots || b->readonly)) {
+		errno = EINVAL;
+		return -1;
+	}
+	r->bufsz = sizeof(struct copied) + ((b->max_record + 7) & ~(size_t)7);
+	if (r->bufsz < CHUNK)
+		r->bufsz = CHUNK;
+	r->buf = malloc(r->bufsz);
+	if (r->buf == NULL) {
+		errno = ENOMEM;
+		return -1;
+	}
+	r->bus = b;
+	r->slot = slot;
+	read_head(b->h, &r->pos, &r->seq);
+	if (slot != BUS_NO_SLOT) {
+		struct bus_slot *s = &b->slots[slot];
+		__atomic_fetch_and(&b->h->sleepers[slot / 64], ~(UINT64_C(1) << (slot % 64)),
+				   __ATOMIC_RELAXED);
+		STORE(&s->pos, r->pos);
+		STORE(&s->seq, r->seq);
+		STORE(&s->delivered, 0);
+		STORE(&s->laps, 0);
+		STORE(&s->lost, 0);
+		STORE(&s->voids, 0);
+		STORE(&s->sleeps, 0);
+		STORE_REL(&s->pid, (int32_t)my_pid());
+	}
+	return 0;
+}
+
+void bus_reader_free(struct bus_reader *r)
+{
+	free(r->buf);
+	r->buf = NULL;
+}
+
+/* Moves R, which lost its place, to the oldest intact record (or, if the
+ * writers keep lapping it there, or the ring was reset, to the head).
+ * Returns how many seqs it skipped, at least 1. */
+static uint64_t resync(struct bus_reader *r, bool at_head)
+{
+	const struct bus *b = r->bus;
+	const struct bus_hdr *h = b->h;
+	uint64_t R = ring_bytes(b), pos, seq;
+	struct bus_rec rec;
+
+	for (int tries = 0; !at_head && tries < 16; tries++) {
+		uint64_t lo = LOAD_ACQ(&h->lo), head = LOAD_ACQ(&h->head);
+		if (lo <= r->pos || lo >= head)
+			break;
+		get_rec(b, lo, &rec);
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (LOAD_ACQ(&h->resv) - lo > R)
+			continue; /* lo itself was overwritten meanwhile */
+		if (rec_span(b, lo, &rec) == 0 || rec.type == BUS_T_PAD || rec.seq <= r->seq)
+			break;
+		uint64_t lost = rec.seq - r->seq;
+		r->pos = lo;
+		r->seq = rec.seq;
+		return lost;
+	}
+	read_head(h, &pos, &seq);
+	uint64_t lost = seq > r->seq ? seq - r->seq : 1;
+	r->pos = pos;
+	r->seq = seq;
+	return lost;
+}
+
+/* Records R's loss of LOST records in R, its slot and the bus counters. */
+static void note_loss(struct bus_reader *r, uint64_t lost, bool corrupt)
+{
+	struct bus_hdr *h = r->bus->h;
+
+	r->lost += lost;
+	if (corrupt) {
+		r->corrupt++;
+	} else {
+		r->laps++;
+		if (!r->bus->readonly)
+			ADD(&h->laps, 1);
+	}
+	if (!r->bus->readonly)
+		ADD(&h->lost, lost);
+}
+
+static void update_slot(struct bus_reader *r)
+{
+	if (r->slot == BUS_NO_SLOT)
+		return;
+	struct bus_slot *s = &r->bus->slots[r->slot];
+	STORE(&s->pos, r->pos);
+	STORE(&s->seq, r->seq);
+	STORE(&s->delivered, r->delivered);
+	STORE(&s->laps, r->laps);
+	STORE(&s->lost, r->lost);
+	STORE(&s->voids, r->voids);
+}
+
+int bus_read(struct bus_reader *r, bus_record_fn *fn, void *arg, unsigned max, uint64_t *lostp)
+{
+	const struct bus *b = r->bus;
+	const struct bus_hdr *h = b->h;
+	const uint64_t R = ring_bytes(b);
+	unsigned n = 0;
+	uint64_t lost = 0;
+
+	if (max == 0)
+		max = UINT_MAX;
+	while (n < max) {
+		uint64_t head = LOAD_ACQ(&h->head), start = r->pos, p = start, seq = r->seq;
+		size_t used = 0;
+		unsigned cnt = 0;
+		bool bad = false;
+
+		if ((int64_t)(head - start) <= 0)
+			break;
+		if (LOAD_ACQ(&h->resv) - start > R) {
+			lost = resync(r, false);
+			note_loss(r, lost, false);
+			break;
+		}
+		/* Copy a chunk out; nothing of it is trusted before the check. */
+		while (p < head && cnt < max - n) {
+			struct bus_rec rec;
+			get_rec(b, p, &rec);
+			uint64_t sp = rec_span(b, p, &rec);
+			if (sp == 0 || sp > head - p || (rec.type != BUS_T_PAD && rec.seq != seq)) {
+				bad = true;
+				break;
+			}
+			if (rec.type == BUS_T_PAD) {
+				p += sp;
+				continue;
+			}
+			size_t len = rec.type == BUS_T_VOID ? 0 : rec.len;
+			size_t esz = sizeof(struct copied) + ((len + 7) & ~(size_t)7);
+			if (used + esz > r->bufsz || (used > 0 && used + esz > CHUNK))
+				break;
+			struct copied *c = (struct copied *)(r->buf + used);
+			p += sp;
+			c->next = p;
+			c->rec = rec;
+			memcpy(c + 1, (unsigned char *)at(b, p - sp) + REC, len);
+			used += esz;
+			seq++;
+			cnt++;
+		}
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (LOAD_ACQ(&h->resv) - start > R) {
+			lost = resync(r, false);
+			note_loss(r, lost, false);
+			break;
+		}
+		if (bad && cnt == 0) {
+			/* A record that fails its check yet was not overwritten:
+			 * a stray write. Skip to the head rather than guess. */
+			lost = resync(r, true);
+			note_loss(r, lost, true);
+			break;
+		}
+		/* The copy is intact: deliver it. */
+		for (size_t off = 0; off < used;) {
+			struct copied *c = (struct copied *)(r->buf + off);
+			size_t len = c->rec.type == BUS_T_VOID ? 0 : c->rec.len;
+			off += sizeof(struct copied) + ((len + 7) & ~(size_t)7);
+			r->pos = c->next;
+			r->seq = c->rec.seq + 1;
+			if (c->rec.type == BUS_T_VOID) {
+				r->voids++;
+				continue;
+			}
+			n++;
+			r->delivered++;
+			if (fn(arg, c->rec.seq, c->rec.type, c + 1, len) != 0)
+				goto out;
+		}
+		if (!bad) {
+			r->pos = p; /* past trailing pads too */
+			r->seq = seq;
+		}
+	}
+out:
+	update_slot(r);
+	*lostp = lost;
+	return (int)n;
+}
+
+bool bus_reader_pending(const struct bus_reader *r)
+{
+	return (int64_t)(LOAD_ACQ(&r->bus->h->head) - r->pos) > 0;
+}
+
+bool bus_reader_sleep(struct bus_reader *r)
+{
+	struct bus_hdr *h = r->bus->h;
+	uint64_t bit = UINT64_C(1) << (r->slot % 64), *w;
+
+	if (r->slot == BUS_NO_SLOT)
+		return !bus_reader_pending(r);
+	w = &h->sleepers[r->slot / 64];
+	__atomic_fetch_or(w, bit, __ATOMIC_SEQ_CST);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (bus_reader_pending(r)) {
+		__atomic_fetch_and(w, ~bit, __ATOMIC_RELAXED);
+		return false;
+	}
+	BUMP(&r->bus->slots[r->slot].sleeps, 1);
+	return true;
+}
+
+void bus_reader_wake_cancel(struct bus_reader *r)
+{
+	uint64_t bit = UINT64_C(1) << (r->slot % 64), *w;
+
+	if (r->slot == BUS_NO_SLOT)
+		return;
+	w = &r->bus->h->sleepers[r->slot / 64];
+	if (LOAD(w) & bit)
+		__atomic_fetch_and(w, ~bit, __ATOMIC_RELAXED);
+}
+
+/* ---- monitoring ---------------------------------------------------------- */
+
+void bus_stats(const struct bus *b, struct bus_stats *st)
+{
+	const struct bus_hdr *h = b->h;
+
+	memset(st, 0, sizeof(*st));
+	st->ring_bytes = h->ring_bytes;
+	st->lo = LOAD(&h->lo);
+	read_head(h, &st->head, &st->head_seq);
+	st->appends = LOAD(&h->appends);
+	st->bytes = LOAD(&h->bytes);
+	st->repairs = LOAD(&h->repairs);
+	st->voids = LOAD(&h->voids);
+	st->laps = LOAD(&h->laps);
+	st->lost = LOAD(&h->lost);
+	st->wakes = LOAD(&h->wakes);
+	st->corrupt = LOAD(&h->corrupt);
+	st->lock_owner = LOAD(&h->owner);
+	st->nslots = b->nslots;
+	for (unsigned i = 0; i < b->nslots; i++)
+		if (LOAD(&b->slots[i].pid) != 0)
+			st->readers++;
+}
+
+int bus_verify(struct bus *b, uint64_t *nrecords)
+{
+	uint64_t n = 0;
+	int rc;
+
+	if (b->readonly) {
+		errno = EROFS;
+		return -1;
+	}
+	if (lock(b) < 0)
+		return -1;
+	rc = verify_locked(b, &n);
+	unlock(b);
+	if (nrecords != NULL)
+		*nrecords = n;
+	if (rc < 0)
+		errno = EPROTO;
+	return rc;
+}
