@@ -116,7 +116,8 @@ struct bus_hdr {
 	/* line 3: a bit per reader slot that announced it is about to sleep */
 	uint64_t sleepers[BUS_SLOTS_MAX / 64];
 
-	/* line 4: counters, relaxed */
+	/* line 4: counters, relaxed, for monitoring: a process killed between
+	 * an event and its count leaves it uncounted (seqs are exact) */
 	uint64_t appends;      /* records appended */
 	uint64_t bytes;        /* payload bytes appended */
 	uint64_t repairs;      /* locks taken over from a dead holder */
