@@ -734,7 +734,8 @@ static size_t frame_start(struct ws *ws, const uint8_t *p, size_t n)
 		return ws_fail(ws, WS_CLOSE_PROTOCOL, "continuation frame without a message"), n;
 	if (op != OP_CONT && ws->msg_op)
 		return ws_fail(ws, WS_CLOSE_PROTOCOL, "new message inside a fragmented one"), n;
-	if (plen > W.msg_limit - ws->msg_len)
+	/* (msg_len may exceed a limit lowered by a reload meanwhile) */
+	if (ws->msg_len > W.msg_limit || plen > W.msg_limit - ws->msg_len)
 		return ws_fail(ws, WS_CLOSE_TOO_BIG, "message too big"), n;
 
 	if (op != OP_CONT) {

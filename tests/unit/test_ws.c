@@ -1067,6 +1067,21 @@ static void test_limits(void)
 		close(fd);
 		spin();
 	}
+	/* ... also to a message half received when the limit drops below it. */
+	{
+		int fd = ws_open(NULL);
+
+		send_frame(fd, OP_TEXT, big, 500);
+		spin();
+		set_conf("websocket.message_size_limit", "100");
+		send_frame(fd, FIN | OP_CONT, big, 1);
+		get_frames(fd, &fs);
+		ok(closed_with(&fs, 1009), "limit lowered below a message in progress: its next fragment is 1009");
+		set_conf("websocket.message_size_limit", "65536");
+		frames_free(&fs);
+		close(fd);
+		spin();
+	}
 	free(big);
 }
 
