@@ -42,7 +42,10 @@ struct stats_block {
 	uint64_t bytes_in;
 	uint64_t bytes_out;
 	uint64_t accept_errors;
-	uint8_t pad[48];
+	uint64_t bus_lost;         /* bus records lost to laps */
+	uint64_t clients;          /* sessions that completed connect */
+	uint64_t subs;             /* their subscriptions */
+	uint8_t pad[24];
 };
 _Static_assert(sizeof(struct stats_block) == 128, "stats_block is two cache lines");
 

@@ -91,6 +91,7 @@ struct conf {
 	bool health_enabled;       /* health.enabled */
 	const char *health_prefix; /* health.handler_prefix */
 	const char *shm_dir;       /* shm.dir */
+	long long bus_size;        /* shm.bus_size */
 	const char *token_hmac_secret; /* client.token.hmac_secret_key */
 	const char *api_key;       /* http_api.key */
 	bool api_insecure;         /* http_api.insecure */

@@ -69,6 +69,15 @@ static int check_log_level(const struct conf_key *k, const json_t *v, struct con
 	return RT_INVAL;
 }
 
+static int check_bus_size(const struct conf_key *k, const json_t *v, struct conf_report *rep)
+{
+	long long n = json_integer_value(v);
+	if ((n & (n - 1)) == 0)
+		return RT_OK;
+	conf_report_error(rep, "%s: must be a power of two, got %lld", k->name, n);
+	return RT_INVAL;
+}
+
 static int check_engine_type(const struct conf_key *k, const json_t *v, struct conf_report *rep)
 {
 	static const char *const allowed[] = { "memory", "redis", NULL };
@@ -343,6 +352,8 @@ const struct conf_key conf_keys[] = {
 	    "worker processes; 0 means one per online CPU"),
 	STR("shm.dir", "/dev/shm", 0, FIELD(shm_dir), NULL,
 	    "directory of rotor's shared-memory segment files"),
+	{ "shm.bus_size", CONF_INT, "16777216", 65536, 1073741824, 0, FIELD(bus_size), check_bus_size,
+	  "bytes of the bus ring that carries publications between workers (a power of two)" },
 	STR("pid_file", "", 0, FIELD(pid_file), NULL, "file the master writes its process ID to"),
 	BOOL("enable_unreleased_features", "false", RLD | IGN, NF,
 	     "enable Centrifugo's unreleased features"),

@@ -24,6 +24,7 @@
 #include "config.h"
 #include "master.h"
 #include "log.h"
+#include "bus.h"
 #include "seg.h"
 #include "stats.h"
 #include "util.h"
@@ -38,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -60,6 +62,8 @@ struct child {
 	int slot;
 	unsigned gen;
 	int ctl_fd;            /* master's end of the control socket */
+	int wake_fd;           /* its eventfd, which other workers write to wake it */
+	unsigned bus_slot;     /* its bus reader slot = its stats block index */
 	struct stats_block *ctr;
 	int64_t started_ms;
 	bool retiring;
@@ -79,6 +83,7 @@ static struct {
 	struct slot slots[MAX_SLOTS];
 	int nslots;
 	struct seg stats;
+	struct bus bus;
 	char *pid_path;
 	int pid_fd;
 	enum { RUNNING, GRACEFUL, FAST } stopping;
@@ -283,17 +288,78 @@ static int open_stats(const struct conf *c)
 	return RT_OK;
 }
 
-static struct stats_block *stats_take(void)
+/* Takes a free stats block; its index is also the worker's bus slot. */
+static struct stats_block *stats_take(unsigned *index)
 {
 	struct stats_block *b = stats_blocks(seg_payload(&M.stats));
-	for (int i = 0; i < STATS_SLOTS; i++) {
+	for (unsigned i = 0; i < STATS_SLOTS && i < BUS_SLOTS_MAX; i++) {
 		if (b[i].pid == 0) {
 			memset(&b[i], 0, sizeof(b[i]));
 			b[i].pid = -1; /* taken; the real pid follows fork */
+			*index = i;
 			return &b[i];
 		}
 	}
 	return NULL;
+}
+
+static int open_bus(const struct conf *c)
+{
+	char *path = xasprintf("%s/rotor-%lld.bus", c->shm_dir, c->port);
+	if (bus_create(&M.bus, path, (size_t)c->bus_size, BUS_SLOTS_MAX) < 0) {
+		log_syscall("creating the bus segment %s (%lld bytes)", path, c->bus_size);
+		free(path);
+		return RT_ERR;
+	}
+	free(path);
+	return RT_OK;
+}
+
+/* Sends a control message of TYPE with PAYLOAD, and FD (unless -1) as
+ * SCM_RIGHTS, to one worker. Small messages: one sendmsg. */
+static int send_ctl(struct child *ch, uint32_t type, const void *payload, uint32_t len, int fd)
+{
+	struct ctl_hdr h = { .type = type, .len = len };
+	char buf[sizeof(h) + 64];
+	union { struct cmsghdr h; char space[CMSG_SPACE(sizeof(int))]; } cm;
+	struct iovec iov = { buf, sizeof(h) + len };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	if (len > sizeof(buf) - sizeof(h))
+		return RT_ERR;
+	memcpy(buf, &h, sizeof(h));
+	memcpy(buf + sizeof(h), payload, len);
+	if (fd >= 0) {
+		memset(&cm, 0, sizeof(cm));
+		msg.msg_control = &cm;
+		msg.msg_controllen = sizeof(cm);
+		struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	}
+	while (sendmsg(ch->ctl_fd, &msg, MSG_NOSIGNAL) < 0) {
+		if (errno == EINTR)
+			continue;
+		/* A worker that is exiting (not reaped yet) has closed its end. */
+		if (errno != EPIPE && errno != ECONNRESET)
+			log_syscall("sendmsg(worker %d control, type %u)", ch->slot, type);
+		return RT_ERR;
+	}
+	return RT_OK;
+}
+
+/* Tells every live worker but EXCEPT about the eventfd of bus slot SLOT
+ * (FD), or that it is gone (FD -1). */
+static void announce_wake_fd(const struct child *except, unsigned slot, int fd)
+{
+	uint32_t s = slot;
+	for (int i = 0; i < MAX_CHILDREN; i++) {
+		struct child *ch = &M.children[i];
+		if (ch->pid != 0 && ch != except)
+			send_ctl(ch, fd >= 0 ? CTL_WAKE_FD : CTL_WAKE_GONE, &s, sizeof(s), fd);
+	}
 }
 
 /* ---- workers ------------------------------------------------------------ */
@@ -323,12 +389,25 @@ static int spawn(int slot)
 		log_syscall("socketpair(worker %d)", slot);
 		return RT_ERR;
 	}
-	struct stats_block *ctr = stats_take();
-	if (ctr != NULL) {
-		ctr->slot = slot;
-		ctr->gen = M.gen;
-		ctr->state = 1;
-		ctr->start_ms = util_wall_ms();
+	unsigned bus_slot;
+	struct stats_block *ctr = stats_take(&bus_slot);
+	if (ctr == NULL) {
+		log_error("no free stats block or bus slot; not starting worker %d", slot);
+		close(sv[0]);
+		close(sv[1]);
+		return RT_ERR;
+	}
+	ctr->slot = slot;
+	ctr->gen = M.gen;
+	ctr->state = 1;
+	ctr->start_ms = util_wall_ms();
+	int wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (wake_fd < 0) {
+		log_syscall("eventfd(worker %d)", slot);
+		memset(ctr, 0, sizeof(*ctr));
+		close(sv[0]);
+		close(sv[1]);
+		return RT_ERR;
 	}
 
 	sigfillset(&all);
@@ -339,8 +418,8 @@ static int spawn(int slot)
 		sigprocmask(SIG_SETMASK, &old, NULL);
 		close(sv[0]);
 		close(sv[1]);
-		if (ctr != NULL)
-			memset(ctr, 0, sizeof(*ctr));
+		close(wake_fd);
+		memset(ctr, 0, sizeof(*ctr));
 		return RT_ERR;
 	}
 	if (pid == 0) {
@@ -349,9 +428,15 @@ static int spawn(int slot)
 		for (int i = 0; i < MAX_SLOTS; i++)
 			if (i != slot && M.slots[i].fd >= 0)
 				close(M.slots[i].fd);
-		for (int i = 0; i < MAX_CHILDREN; i++)
-			if (M.children[i].pid != 0)
+		static int wake_fds[BUS_SLOTS_MAX];
+		for (int i = 0; i < BUS_SLOTS_MAX; i++)
+			wake_fds[i] = -1;
+		for (int i = 0; i < MAX_CHILDREN; i++) {
+			if (M.children[i].pid != 0) {
 				close(M.children[i].ctl_fd);
+				wake_fds[M.children[i].bus_slot] = M.children[i].wake_fd;
+			}
+		}
 		if (M.pid_fd >= 0)
 			close(M.pid_fd);
 		close(sv[0]);
@@ -359,19 +444,25 @@ static int spawn(int slot)
 		static const int sigs[] = { SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGCHLD, SIGUSR1, SIGUSR2 };
 		for (size_t i = 0; i < ROTOR_ARRAY_LEN(sigs); i++)
 			sigaction(sigs[i], &dfl, NULL);
-		if (ctr != NULL)
-			ctr->pid = (int32_t)getpid();
-		worker_main(slot, M.gen, M.slots[slot].fd, sv[1], M.conf, ctr);
+		ctr->pid = (int32_t)getpid();
+		struct worker_boot boot = {
+			.slot = slot, .gen = M.gen, .listen_fd = M.slots[slot].fd, .ctl_fd = sv[1],
+			.conf = M.conf, .ctr = ctr, .bus = &M.bus, .bus_slot = bus_slot,
+			.wake_fd = wake_fd, .wake_fds = wake_fds,
+		};
+		worker_main(&boot);
 	}
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	close(sv[1]);
-	if (ctr != NULL)
-		ctr->pid = (int32_t)pid;
+	ctr->pid = (int32_t)pid;
 	ch->pid = pid;
 	ch->slot = slot;
 	ch->gen = M.gen;
 	ch->ctl_fd = sv[0];
+	ch->wake_fd = wake_fd;
+	ch->bus_slot = bus_slot;
 	ch->ctr = ctr;
+	announce_wake_fd(ch, bus_slot, wake_fd);
 	ch->started_ms = util_mono_ms();
 	ch->retiring = false;
 	M.slots[slot].spawn_at_ms = 0;
@@ -414,13 +505,17 @@ static void reap(void)
 			continue;
 		describe_exit(status, why, sizeof(why));
 		close(ch->ctl_fd);
+		close(ch->wake_fd);
+		ch->pid = 0; /* not among the live ones for what follows */
+		if (bus_slot_release(&M.bus, ch->bus_slot) < 0)
+			log_syscall("bus_slot_release(%u)", ch->bus_slot);
+		announce_wake_fd(NULL, ch->bus_slot, -1);
 		if (ch->ctr != NULL)
 			memset(ch->ctr, 0, sizeof(*ch->ctr));
 		bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
 		int64_t lived = util_mono_ms() - ch->started_ms;
 		int slot = ch->slot;
 		bool replace = !ch->retiring && M.stopping == RUNNING && ch->gen == M.gen;
-		ch->pid = 0;
 		if (!replace) {
 			if (clean || M.stopping != RUNNING)
 				log_info("worker %d (pid %ld) %s", slot, (long)pid, why);
@@ -541,6 +636,8 @@ static void reload(void)
 	}
 	if (strcmp(M.conf->shm_dir, nc->shm_dir) != 0 || strcmp(M.conf->pid_file, nc->pid_file) != 0)
 		log_warn("reload: shm.dir and pid_file changes take effect at the next start");
+	if (M.conf->bus_size != nc->bus_size)
+		log_warn("reload: shm.bus_size takes effect at the next start");
 
 	if (!d.restart) {
 		char *dump = conf_dump(nc, false);
@@ -706,7 +803,8 @@ int master_run(const struct master_args *args, struct conf *conf)
 	if (pidfile_open() != RT_OK)
 		return 1;
 	int fds[MAX_SLOTS];
-	if (open_listeners(conf, fds, 0, M.nslots, true) != RT_OK || open_stats(conf) != RT_OK) {
+	if (open_listeners(conf, fds, 0, M.nslots, true) != RT_OK || open_stats(conf) != RT_OK ||
+	    open_bus(conf) != RT_OK) {
 		pidfile_remove();
 		return 1;
 	}
@@ -784,6 +882,8 @@ int master_run(const struct master_args *args, struct conf *conf)
 	log_info("all workers stopped; exiting");
 	seg_unlink(&M.stats);
 	seg_detach(&M.stats);
+	bus_unlink(&M.bus);
+	bus_detach(&M.bus);
 	pidfile_remove();
 	conf_free(M.conf);
 	return 0;

@@ -16,7 +16,9 @@ extern pid_t master_pid;
 
 /* Master -> worker messages on the control socket: a header, then LEN bytes. */
 enum ctl_type {
-	CTL_CONFIG = 1, /* payload: conf_dump text of the new effective config */
+	CTL_CONFIG = 1,    /* payload: conf_dump text of the new effective config */
+	CTL_WAKE_FD = 2,   /* payload: u32 bus slot; an eventfd travels with it (SCM_RIGHTS) */
+	CTL_WAKE_GONE = 3, /* payload: u32 bus slot whose worker died */
 };
 
 struct ctl_hdr {

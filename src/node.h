@@ -90,4 +90,13 @@ struct node_info {
 };
 int node_info(struct worker *w, struct node_info *out);
 
+/* Publishes a join (JOIN true) or leave of CI in CHANNEL to its subscribers
+ * that receive join/leave pushes. */
+int node_join_leave(struct worker *w, struct pstr channel, const struct client_info *ci, bool join);
+
+/* The worker's side of the bus: applies every record appended since the last
+ * call (publications to the hub, actions to the sessions). Returns whether
+ * there was any. Called at the worker's flush point. */
+bool node_poll(struct worker *w);
+
 #endif

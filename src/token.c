@@ -158,7 +158,7 @@ static char *spki_pem(EVP_PKEY *pkey)
  * syntax: named groups (?P<name>...) and (?<name>...) and non-capturing
  * groups (?:...) become plain groups, \d and \D become [0-9] and [^0-9]
  * outside brackets. Other (? constructs are left for regcomp to refuse. */
-static char *regex_from_go(const char *re)
+char *tok_regex_from_go(const char *re)
 {
 	size_t n = strlen(re);
 	char *out = xmalloc(n * 3 + 1), *o = out; /* \D becomes 6 bytes */
@@ -218,7 +218,7 @@ static regex_t *compile_regex(const char *section, const char *key, const char *
 			      struct conf_report *rep)
 {
 	regex_t *re = xmalloc(sizeof(*re));
-	char *posix = regex_from_go(go_re);
+	char *posix = tok_regex_from_go(go_re);
 	int rc = regcomp(re, posix, REG_EXTENDED);
 
 	free(posix);

@@ -107,6 +107,13 @@ char *tok_claim_sub(const struct tok_keys *k, const json_t *claims);
  * when the token has none. */
 int64_t tok_claim_exp(const json_t *claims);
 
+/* Rewrites a Go (RE2) regular expression as configs write them into POSIX
+ * extended syntax for regcomp: (?P<name>...), (?<name>...) and (?:...)
+ * become plain groups, \d and \D become [0-9] and [^0-9] outside brackets;
+ * other (? constructs are left for regcomp to refuse. Returns a new string
+ * the caller frees. Shared by token audience/issuer and channel_regex. */
+char *tok_regex_from_go(const char *re);
+
 /* Signs CLAIMS (an object) with ALG "HS256", "HS384" or "HS512" and the
  * bytes of SECRET. Returns the token, which the caller frees with free(),
  * or NULL when SECRET is NULL or empty, ALG is not one of those, or CLAIMS

@@ -18,8 +18,13 @@
  */
 #include "config.h"
 #include "worker.h"
+#include "api.h"
+#include "client.h"
 #include "conn.h"
 #include "http.h"
+#include "hub.h"
+#include "node.h"
+#include "ws.h"
 #include "log.h"
 #include "master.h"
 #include "stats.h"
@@ -30,6 +35,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -169,9 +175,62 @@ static void apply_config(struct worker *w, const char *text, size_t len)
 	log_set_level((enum log_level)c->log_level_num);
 	w->conf = c;
 	http_reconfigure(w);
+	ws_reconfigure(w);
+	api_reconfigure(w);
+	client_reconfigure(w);
 	conf_free(old);
 	free(old);
 	log_info("configuration reloaded in place");
+}
+
+/* Reads from the control socket, keeping an fd that came with the bytes. */
+static ssize_t ctl_read(struct worker *w, void *buf, size_t n)
+{
+	union { struct cmsghdr h; char space[CMSG_SPACE(sizeof(int))]; } cm;
+	struct iovec iov = { buf, n };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &cm, .msg_controllen = sizeof(cm) };
+	ssize_t k = recvmsg(w->ctl_fd, &msg, MSG_CMSG_CLOEXEC);
+	if (k > 0) {
+		for (struct cmsghdr *h = CMSG_FIRSTHDR(&msg); h; h = CMSG_NXTHDR(&msg, h)) {
+			if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS) {
+				if (w->ctl_pending_fd >= 0)
+					close(w->ctl_pending_fd);
+				memcpy(&w->ctl_pending_fd, CMSG_DATA(h), sizeof(int));
+			}
+		}
+	}
+	return k;
+}
+
+/* Acts on one complete control message. */
+static void ctl_message(struct worker *w, uint32_t type, const char *p, size_t len)
+{
+	uint32_t slot;
+
+	switch (type) {
+	case CTL_CONFIG:
+		apply_config(w, p, len);
+		break;
+	case CTL_WAKE_FD:
+	case CTL_WAKE_GONE:
+		if (len != sizeof(slot))
+			break;
+		memcpy(&slot, p, sizeof(slot));
+		if (slot >= BUS_SLOTS_MAX || slot == w->bus_slot)
+			break;
+		if (w->wake_fds[slot] >= 0)
+			close(w->wake_fds[slot]);
+		w->wake_fds[slot] = -1;
+		if (type == CTL_WAKE_FD) {
+			w->wake_fds[slot] = w->ctl_pending_fd;
+			w->ctl_pending_fd = -1;
+		}
+		break;
+	}
+	if (w->ctl_pending_fd >= 0) { /* an fd nobody asked for */
+		close(w->ctl_pending_fd);
+		w->ctl_pending_fd = -1;
+	}
 }
 
 /* Reads control messages: an 8-byte header then the payload. */
@@ -181,11 +240,10 @@ static void on_ctl(struct ev_loop *loop, ev_io *io, int revents)
 
 	for (;;) {
 		ssize_t n;
-		if (w->ctl_buf == NULL) {
-			n = read(w->ctl_fd, w->ctl_buf_hdr + w->ctl_have, sizeof(struct ctl_hdr) - w->ctl_have);
-		} else {
-			n = read(w->ctl_fd, w->ctl_buf + w->ctl_have, w->ctl_len - w->ctl_have);
-		}
+		if (w->ctl_buf == NULL)
+			n = ctl_read(w, w->ctl_buf_hdr + w->ctl_have, sizeof(struct ctl_hdr) - w->ctl_have);
+		else
+			n = ctl_read(w, w->ctl_buf + w->ctl_have, w->ctl_len - w->ctl_have);
 		if (n == 0) {
 			log_warn("master is gone; stopping");
 			begin_stop(w);
@@ -193,7 +251,7 @@ static void on_ctl(struct ev_loop *loop, ev_io *io, int revents)
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EINTR)
 				return;
-			log_syscall("read(control fd %d)", w->ctl_fd);
+			log_syscall("recvmsg(control fd %d)", w->ctl_fd);
 			begin_stop(w);
 		}
 		w->ctl_have += (size_t)n;
@@ -202,34 +260,68 @@ static void on_ctl(struct ev_loop *loop, ev_io *io, int revents)
 				continue;
 			struct ctl_hdr h;
 			memcpy(&h, w->ctl_buf_hdr, sizeof(h));
-			if (h.len > CTL_MAX_LEN || h.type != CTL_CONFIG) {
+			if (h.len > CTL_MAX_LEN || h.type < CTL_CONFIG || h.type > CTL_WAKE_GONE) {
 				log_error("bad control message (type %u, %u bytes); stopping", h.type, h.len);
 				begin_stop(w);
 			}
 			w->ctl_len = h.len;
+			w->ctl_type = h.type;
 			w->ctl_buf = xmalloc(h.len + 1);
 			w->ctl_have = 0;
 		}
 		if (w->ctl_have < w->ctl_len)
 			continue;
 		w->ctl_buf[w->ctl_len] = '\0';
-		apply_config(w, w->ctl_buf, w->ctl_len);
+		ctl_message(w, w->ctl_type, w->ctl_buf, w->ctl_len);
 		free(w->ctl_buf);
 		w->ctl_buf = NULL;
 		w->ctl_have = w->ctl_len = 0;
 	}
 }
 
+/* A writer woke us through our eventfd: clear it; the flush point reads. */
+static void on_wake(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct worker *w = io->data;
+	uint64_t v;
+	if (read(w->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		log_syscall("read(eventfd %d)", w->wake_fd);
+}
+
+/* The bus's waker: another worker announced it sleeps; poke its eventfd. */
+static void wake_slot(unsigned slot, void *arg)
+{
+	struct worker *w = arg;
+	uint64_t one = 1;
+	int fd = slot < BUS_SLOTS_MAX ? w->wake_fds[slot] : -1;
+	if (fd >= 0 && write(fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_syscall("write(eventfd of bus slot %u)", slot);
+}
+
 static void on_check(struct ev_loop *loop, ev_check *c, int revents)
 {
 	struct worker *w = c->data;
 	w->now_ms = util_mono_ms();
+	bus_reader_wake_cancel(&w->reader);
 }
 
+/* The flush point, once per loop iteration before the loop sleeps: apply
+ * what the bus brought, frame and write everything queued, then tell the
+ * bus we sleep; if records slipped in meanwhile, go round again. */
 static void on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
 {
 	struct worker *w = p->data;
-	conn_flush_all(w);
+	for (int round = 0;; round++) {
+		node_poll(w);
+		ws_flush_all(w);
+		conn_flush_all(w);
+		if (round >= 16 || bus_reader_sleep(&w->reader))
+			break;
+	}
+	if (w->ctr != NULL) {
+		__atomic_store_n(&w->ctr->clients, (uint64_t)client_count(), __ATOMIC_RELAXED);
+		__atomic_store_n(&w->ctr->subs, (uint64_t)hub_nsubs(), __ATOMIC_RELAXED);
+	}
 	maybe_finish(w);
 }
 
@@ -262,14 +354,17 @@ static void on_signal(struct ev_loop *loop, ev_signal *s, int revents)
 	}
 }
 
-void worker_main(int slot, unsigned gen, int listen_fd, int ctl_fd, struct conf *conf,
-		 struct stats_block *ctr)
+void worker_main(const struct worker_boot *b)
 {
 	static struct worker wk;
 	static ev_check check_w;
 	struct worker *w = &wk;
 	sigset_t none;
 	static const int sigs[] = { SIGQUIT, SIGTERM, SIGUSR1 };
+	int slot = b->slot;
+	unsigned gen = b->gen;
+	int listen_fd = b->listen_fd, ctl_fd = b->ctl_fd;
+	struct stats_block *ctr = b->ctr;
 
 	log_set_role("worker %d", slot);
 	/* Die with the master, even if it is killed: the ctl EOF covers the
@@ -285,7 +380,12 @@ void worker_main(int slot, unsigned gen, int listen_fd, int ctl_fd, struct conf 
 	w->gen = gen;
 	w->listen_fd = listen_fd;
 	w->ctl_fd = ctl_fd;
-	w->conf = conf;
+	w->conf = b->conf;
+	w->ctl_pending_fd = -1;
+	w->bus = b->bus;
+	w->bus_slot = b->bus_slot;
+	w->wake_fd = b->wake_fd;
+	memcpy(w->wake_fds, b->wake_fds, sizeof(w->wake_fds));
 	w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOENV);
 	if (w->loop == NULL) {
@@ -303,6 +403,17 @@ void worker_main(int slot, unsigned gen, int listen_fd, int ctl_fd, struct conf 
 	wheel_init(&w->wheel, w->now_ms, (int64_t)(TICK_S * 1000));
 	conn_init(w);
 	http_init(w);
+	client_init(w);
+	ws_init(w, client_ws_open);
+	api_init(w);
+	if (bus_reader_init(&w->reader, w->bus, w->bus_slot) < 0) {
+		log_syscall("bus_reader_init(slot %u)", w->bus_slot);
+		_exit(1);
+	}
+	bus_set_waker(w->bus, wake_slot, w);
+	ev_io_init(&w->wake_w, on_wake, w->wake_fd, EV_READ);
+	w->wake_w.data = w;
+	ev_io_start(w->loop, &w->wake_w);
 
 	util_set_nonblock(listen_fd);
 	util_set_nonblock(ctl_fd);

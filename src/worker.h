@@ -9,6 +9,7 @@
 #include "rotor.h"
 #include "conf.h"
 #include "wheel.h"
+#include "bus.h"
 #include <ev.h>
 #include <stdbool.h>
 
@@ -44,18 +45,43 @@ struct worker {
 	int64_t drain_deadline_ms;
 
 	char ctl_buf_hdr[8];  /* control message assembly (see worker.c) */
+	uint32_t ctl_type;
 	char *ctl_buf;
 	size_t ctl_len, ctl_have;
 
 	struct stats_block *ctr; /* this worker's counters in the stats segment */
+
+	/* The bus: this worker's reader (its slot is its stats block's index),
+	 * its own eventfd that writers use to wake it, and the eventfds of the
+	 * other workers by slot (-1: unknown), which the master hands over. */
+	struct bus *bus;
+	struct bus_reader reader;
+	unsigned bus_slot;
+	int wake_fd;
+	ev_io wake_w;
+	int wake_fds[BUS_SLOTS_MAX];
+	int ctl_pending_fd;   /* an fd received with a control message */
+};
+
+/* What the master hands a new worker. */
+struct worker_boot {
+	int slot;             /* listener slot, 0..workers-1 */
+	unsigned gen;         /* master generation */
+	int listen_fd;
+	int ctl_fd;           /* the worker's end of its control socket */
+	struct conf *conf;    /* becomes the worker's */
+	struct stats_block *ctr;
+	struct bus *bus;      /* mapped by the master before fork */
+	unsigned bus_slot;
+	int wake_fd;          /* this worker's eventfd */
+	const int *wake_fds;  /* BUS_SLOTS_MAX entries: the other workers' eventfds */
 };
 
 /* The one worker of this process (NULL in the master and in rotorctl). */
 extern struct worker *worker_self;
 
 /* Runs the worker until it stops; never returns. Called in the child after
- * fork with the listener and control fds to keep; CONF becomes the worker's. */
-ROTOR_NORETURN void worker_main(int slot, unsigned gen, int listen_fd, int ctl_fd,
-				struct conf *conf, struct stats_block *ctr);
+ * fork, once every fd that is not in B is closed. */
+ROTOR_NORETURN void worker_main(const struct worker_boot *b);
 
 #endif

@@ -61,8 +61,9 @@ function rawExchange(port, data, ms = 3000) {
 }
 
 // A minimal HTTP/1.1 request with node's http module: resolves with
-// {status, headers, body}.
-function request(port, { method = 'GET', path: p = '/', headers = {}, body, agent } = {}) {
+// {status, headers, body}. Without an agent it opens a connection of its
+// own (node's global agent would reuse kept-alive ones across tests).
+function request(port, { method = 'GET', path: p = '/', headers = {}, body, agent = false } = {}) {
   const http = require('node:http');
   return new Promise((resolve, reject) => {
     const req = http.request({ host: '127.0.0.1', port, method, path: p, headers, agent }, (res) => {

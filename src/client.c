@@ -1,0 +1,1199 @@
+/*
+ * client.c - one client session: Centrifugo's client protocol state machine.
+ *
+ * Model: a session is created by a transport after its handshake, is fed
+ * whole frames (client_frame), and answers through the transport's ops: it
+ * never touches a socket. Commands of a frame are handled in order, each to
+ * completion, so a connect pipelined with subscribes in one frame is done
+ * before they are. States:
+ *
+ *   NEW --connect ok--> CONNECTED --disconnect--> CLOSED
+ *    \--connect error (109, 110)--> FAILED (any further command: 3501)
+ *
+ * Timers: one wheel timer per session, armed at the earliest of its
+ * deadlines (stale before connect; next ping, pong due, expiry after). Time
+ * is the worker's cached monotonic now_ms; token times are wall-clock
+ * seconds.
+ *
+ * Ownership: the session owns its subscriptions (csub, linked into the hub),
+ * its user, info and id. It is freed only when the transport reports that it
+ * is gone (client_transport_closed); client_disconnect just asks the
+ * transport to close and makes the session deaf.
+ */
+#include "config.h"
+#include "client.h"
+#include "b64.h"
+#include "channel.h"
+#include "conn.h"
+#include "hub.h"
+#include "json.h"
+#include "log.h"
+#include "node.h"
+#include "token.h"
+#include "util.h"
+#include "worker.h"
+#include "ws.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_CMDS_PER_FRAME 1024
+
+enum { CS_NEW, CS_CONNECTED, CS_FAILED, CS_CLOSED };
+
+struct client {
+	struct client *next, *prev;   /* the worker's sessions */
+	const struct transport_ops *tops;
+	void *t;
+	uint8_t fmt;                  /* enum proto_fmt */
+	uint8_t state;
+	bool native_ping;
+	bool ping_sent;               /* a ping went out and no pong came back yet */
+	bool closed_by_transport;
+	char id[37];
+	char *user;                   /* "" for anonymous */
+	struct pstr info;             /* conn_info, owned */
+	int64_t expire_at;            /* unix seconds; 0: never */
+	struct wheel_timer timer;
+	int64_t stale_at, ping_at, pong_at, expire_close_at; /* monotonic ms; 0: none */
+	struct csub **subs;
+	uint16_t nsubs, capsubs;
+};
+
+static struct {
+	struct worker *w;
+	struct client *all;
+	size_t n;                     /* sessions that completed connect */
+	struct jw out;                /* scratch encoder for replies */
+	struct tok_keys conn_keys;
+	struct tok_keys sub_keys;
+	bool sub_keys_own;            /* client.subscription_token.enabled */
+	struct chan_cfg *chans;
+	unsigned char rnd[4096];      /* random bytes for client ids */
+	size_t rnd_used;
+} S;
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static int64_t now_s(void)
+{
+	return util_wall_ms() / 1000;
+}
+
+static bool pstr_eq(struct pstr a, const char *s)
+{
+	size_t n = strlen(s);
+	return a.n == n && memcmp(a.p, s, n) == 0;
+}
+
+static struct pstr pstr_dup(struct pstr s)
+{
+	struct pstr r = { NULL, 0 };
+	if (s.n) {
+		char *p = xmalloc(s.n);
+		memcpy(p, s.p, s.n);
+		r.p = p;
+		r.n = s.n;
+	}
+	return r;
+}
+
+static void pstr_free(struct pstr *s)
+{
+	free((void *)s->p);
+	s->p = NULL;
+	s->n = 0;
+}
+
+/* A version 4 UUID in text form, from a pool of kernel randomness. */
+static void make_uuid(char out[37])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char b[16];
+
+	if (S.rnd_used == 0 || S.rnd_used + 16 > sizeof(S.rnd)) {
+		if (util_random(S.rnd, sizeof(S.rnd)) != RT_OK)
+			abort(); /* no randomness: nothing safe to hand out */
+		S.rnd_used = 0;
+	}
+	memcpy(b, S.rnd + S.rnd_used, 16);
+	S.rnd_used += 16;
+	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+	for (int i = 0, j = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			out[j++] = '-';
+		out[j++] = hex[b[i] >> 4];
+		out[j++] = hex[b[i] & 15];
+	}
+	out[36] = '\0';
+}
+
+enum proto_fmt client_fmt(const struct client *c)
+{
+	return (enum proto_fmt)c->fmt;
+}
+
+static struct client_info my_info(const struct client *c)
+{
+	struct client_info ci = { pstr_c(c->user), { c->id, 36 }, c->info, { NULL, 0 } };
+	return ci;
+}
+
+/* ---- output ----------------------------------------------------------- */
+
+/* Sends what the scratch encoder holds, then empties it. */
+static void send_out(struct client *c)
+{
+	if (c->state != CS_CLOSED && S.out.len > 0)
+		c->tops->send_copy(c->t, S.out.buf, S.out.len);
+	S.out.len = 0;
+}
+
+static void reply_error(struct client *c, uint32_t id, uint32_t code)
+{
+	S.out.len = 0;
+	proto_reply_error(&S.out, c->fmt, id, code, proto_error_text(code), proto_error_temporary(code));
+	send_out(c);
+}
+
+void client_push(struct client *c, struct rbuf *b, size_t off, size_t len)
+{
+	if (c->state == CS_CONNECTED)
+		c->tops->send(c->t, b, off, len);
+}
+
+/* ---- timers -------------------------------------------------------------- */
+
+static void arm(struct client *c)
+{
+	int64_t at = 0;
+	const int64_t d[] = { c->stale_at, c->ping_at, c->pong_at, c->expire_close_at };
+	for (size_t i = 0; i < ROTOR_ARRAY_LEN(d); i++)
+		if (d[i] && (at == 0 || d[i] < at))
+			at = d[i];
+	if (at)
+		wheel_add(&S.w->wheel, &c->timer, at);
+	else
+		wheel_cancel(&S.w->wheel, &c->timer);
+}
+
+static void send_ping(struct client *c)
+{
+	const struct conf *k = S.w->conf;
+	S.out.len = 0;
+	proto_ping(&S.out, c->fmt);
+	send_out(c);
+	c->ping_sent = true;
+	c->ping_at = S.w->now_ms + k->ping_interval_ms;
+	if (k->pong_timeout_ms > 0)
+		c->pong_at = S.w->now_ms + k->pong_timeout_ms;
+}
+
+static void on_timer(struct wheel_timer *t)
+{
+	struct client *c = (struct client *)((char *)t - offsetof(struct client, timer));
+	int64_t now = S.w->now_ms;
+
+	if (c->state == CS_CLOSED)
+		return;
+	if (c->stale_at && now >= c->stale_at) {
+		client_disconnect(c, 3502, "stale");
+		return;
+	}
+	if (c->pong_at && now >= c->pong_at) {
+		client_disconnect(c, 3012, "no pong");
+		return;
+	}
+	if (c->expire_close_at && now >= c->expire_close_at) {
+		client_disconnect(c, 3005, "connection expired");
+		return;
+	}
+	if (c->ping_at && now >= c->ping_at)
+		send_ping(c);
+	arm(c);
+}
+
+/* Schedules the first ping at a random moment in [interval/2, interval), so
+ * that a reconnect storm does not ping in lockstep. */
+static void start_pings(struct client *c)
+{
+	long long iv = S.w->conf->ping_interval_ms;
+	if (c->native_ping || iv <= 0)
+		return;
+	uint32_t r;
+	memcpy(&r, c->id, sizeof(r)); /* hex digits of a random id: random enough */
+	c->ping_at = S.w->now_ms + iv / 2 + (int64_t)(r % (uint32_t)(iv / 2 + 1));
+}
+
+/* Sets when an expiring connection is closed unless refreshed. */
+static void set_expiry(struct client *c, int64_t expire_at)
+{
+	c->expire_at = expire_at;
+	c->expire_close_at = 0;
+	if (expire_at > 0) {
+		int64_t left_ms = (expire_at - now_s()) * 1000;
+		c->expire_close_at = S.w->now_ms + (left_ms > 0 ? left_ms : 0) + S.w->conf->expired_close_delay_ms;
+	}
+}
+
+/* ---- subscriptions ----------------------------------------------------- */
+
+static struct csub *find_sub(const struct client *c, struct pstr ch)
+{
+	for (uint16_t i = 0; i < c->nsubs; i++) {
+		struct hub_chan *hc = c->subs[i]->ch;
+		if (hc->len == ch.n && memcmp(hc->name, ch.p, ch.n) == 0)
+			return c->subs[i];
+	}
+	return NULL;
+}
+
+static struct csub *add_sub(struct client *c, struct pstr ch, uint8_t flags, int64_t expire_at,
+			    struct pstr chan_info)
+{
+	struct csub *s = xcalloc(1, sizeof(*s));
+	s->c = c;
+	s->flags = flags;
+	s->expire_at = expire_at;
+	s->chan_info = pstr_dup(chan_info);
+	if (c->nsubs == c->capsubs) {
+		c->capsubs = c->capsubs ? (uint16_t)(c->capsubs * 2) : 2;
+		c->subs = xrealloc(c->subs, c->capsubs * sizeof(*c->subs));
+	}
+	c->subs[c->nsubs++] = s;
+	hub_link(s, ch.p, ch.n, c->fmt);
+	return s;
+}
+
+static void drop_sub(struct client *c, struct csub *s)
+{
+	for (uint16_t i = 0; i < c->nsubs; i++) {
+		if (c->subs[i] == s) {
+			c->subs[i] = c->subs[--c->nsubs];
+			break;
+		}
+	}
+	hub_unlink(s, c->fmt);
+	pstr_free(&s->chan_info);
+	free(s);
+}
+
+static void drop_all_subs(struct client *c)
+{
+	while (c->nsubs > 0)
+		drop_sub(c, c->subs[c->nsubs - 1]);
+	free(c->subs);
+	c->subs = NULL;
+	c->capsubs = 0;
+}
+
+/* ---- tokens ------------------------------------------------------------ */
+
+/* The raw bytes of claim NAME in a verified TOKEN (so `info`, `data` pass
+ * through byte for byte; jansson would re-serialise them), or an empty span.
+ * The result points into *BUF, which the caller frees. */
+static struct pstr claim_raw(struct pstr token, const char *name, char **buf)
+{
+	struct pstr r = { NULL, 0 };
+	const char *p1 = memchr(token.p, '.', token.n);
+	const char *p2 = p1 ? memchr(p1 + 1, '.', token.n - (size_t)(p1 + 1 - token.p)) : NULL;
+	size_t outlen;
+	struct js_doc d = { 0 };
+
+	*buf = NULL;
+	if (p2 == NULL)
+		return r;
+	size_t n = (size_t)(p2 - (p1 + 1));
+	*buf = xmalloc(b64_decoded_max(n) + 1);
+	if (b64_decode(*buf, &outlen, p1 + 1, n, B64_URL) != RT_OK)
+		return r;
+	if (js_scan(&d, *buf, outlen, 0) == RT_OK) {
+		int64_t v = js_get(&d, 0, name, false);
+		if (v >= 0 && js_type(&d, (uint32_t)v) != JS_NULL) {
+			r.p = js_raw(&d, (uint32_t)v);
+			r.n = js_rawlen(&d, (uint32_t)v);
+		}
+	}
+	js_free(&d);
+	return r;
+}
+
+/* The value of `info`/`b64info` (or `data`/`b64data`) of CLAIMS as an owned
+ * span: the base64 form wins when non-empty. */
+static struct pstr claim_bytes(const json_t *claims, struct pstr token, const char *raw_name,
+			       const char *b64_name)
+{
+	struct pstr r = { NULL, 0 };
+	const char *b64 = json_string_value(json_object_get(claims, b64_name));
+	if (b64 && *b64) {
+		size_t n = strlen(b64), outlen;
+		char *p = xmalloc(b64_decoded_max(n) + 1);
+		if (b64_decode(p, &outlen, b64, n, B64_STD) == RT_OK && outlen > 0) {
+			r.p = p;
+			r.n = outlen;
+			return r;
+		}
+		free(p);
+		return r;
+	}
+	char *buf;
+	struct pstr raw = claim_raw(token, raw_name, &buf);
+	r = pstr_dup(raw);
+	free(buf);
+	return r;
+}
+
+/* Centrifugo's expiry rule: expire_at present and > 0 wins; present and 0
+ * means never; absent means exp. */
+static int64_t claim_expire_at(const json_t *claims)
+{
+	const json_t *ea = json_object_get(claims, "expire_at");
+	if (json_is_integer(ea))
+		return json_integer_value(ea) > 0 ? json_integer_value(ea) : 0;
+	if (json_is_real(ea))
+		return json_real_value(ea) > 0 ? (int64_t)json_real_value(ea) : 0;
+	return tok_claim_exp(claims);
+}
+
+/* ---- server-side subscriptions ------------------------------------------ */
+
+/* Subscribes C to CH server-side with options O (already resolved) and the
+ * per-channel override OV; fills R for the connect result or push. */
+static struct csub *subscribe_server_side(struct client *c, struct pstr ch, const struct chan_opts *o,
+					  const struct chan_override *ov, struct pstr chan_info,
+					  int64_t expire_at, struct sub_result *r)
+{
+	struct chan_sub_opts so;
+	uint8_t flags = CSUB_SERVER_SIDE;
+
+	chan_grant(S.chans, o, ov, NULL, pstr_c(c->user), &so);
+	if (so.push_join_leave)
+		flags |= CSUB_JOIN_LEAVE;
+	if (so.emit_presence)
+		flags |= CSUB_PRESENCE;
+	if (so.positioning || so.recovery)
+		flags |= CSUB_POSITIONED;
+	if (so.recovery)
+		flags |= CSUB_RECOVERABLE;
+	memset(r, 0, sizeof(*r));
+	r->positioned = (flags & CSUB_POSITIONED) != 0;
+	r->recoverable = (flags & CSUB_RECOVERABLE) != 0;
+	return add_sub(c, ch, flags, expire_at, chan_info);
+}
+
+/* Reads a token override object ({"presence":{"value":true},...}). */
+static struct chan_override parse_override(const json_t *ov)
+{
+	struct chan_override r = CHAN_OVERRIDE_NONE;
+	static const char *const names[] = { "presence", "join_leave", "force_push_join_leave",
+					     "force_recovery", "force_positioning" };
+	int8_t *fields[] = { &r.presence, &r.join_leave, &r.force_push_join_leave, &r.force_recovery,
+			     &r.force_positioning };
+	for (size_t i = 0; i < ROTOR_ARRAY_LEN(names); i++) {
+		const json_t *v = json_object_get(json_object_get(ov, names[i]), "value");
+		if (json_is_boolean(v))
+			*fields[i] = json_is_true(v) ? 1 : 0;
+	}
+	return r;
+}
+
+/* ---- connect ------------------------------------------------------------- */
+
+struct pending_sub {
+	char *channel;
+	struct pstr info;            /* owned */
+	struct chan_override ov;
+};
+
+static void free_pending(struct pending_sub *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].channel);
+		pstr_free(&v[i].info);
+	}
+	free(v);
+}
+
+/* Collects the server-side channels of a connection token: `subs` (with
+ * per-channel info and override) wins over `channels`. */
+static size_t token_channels(const json_t *claims, struct pstr token, struct pending_sub **out)
+{
+	const json_t *subs = json_object_get(claims, "subs");
+	const json_t *chans = json_object_get(claims, "channels");
+	struct pending_sub *v = NULL;
+	size_t n = 0;
+
+	if (json_is_object(subs) && json_object_size(subs) > 0) {
+		const char *name;
+		const json_t *item;
+		v = xcalloc(json_object_size(subs), sizeof(*v));
+		json_object_foreach((json_t *)subs, name, item) {
+			v[n].channel = xstrdup(name);
+			v[n].ov = parse_override(json_object_get(item, "override"));
+			const char *b64 = json_string_value(json_object_get(item, "b64info"));
+			const json_t *info = json_object_get(item, "info");
+			if (b64 && *b64) {
+				size_t len = strlen(b64), outlen;
+				char *p = xmalloc(b64_decoded_max(len) + 1);
+				if (b64_decode(p, &outlen, b64, len, B64_STD) == RT_OK) {
+					v[n].info.p = p;
+					v[n].info.n = outlen;
+				} else {
+					free(p);
+				}
+			} else if (info != NULL && !json_is_null(info)) {
+				char *s = json_dumps(info, JSON_COMPACT | JSON_ENCODE_ANY);
+				v[n].info = pstr_dup(pstr_c(s));
+				free(s);
+			}
+			n++;
+		}
+	} else if (json_is_array(chans)) {
+		size_t i;
+		const json_t *ch;
+		v = xcalloc(json_array_size(chans) + 1, sizeof(*v));
+		json_array_foreach((json_t *)chans, i, ch) {
+			if (json_is_string(ch) && json_string_length(ch) > 0) {
+				v[n].channel = xstrdup(json_string_value(ch));
+				v[n].ov = CHAN_OVERRIDE_NONE;
+				n++;
+			}
+		}
+	}
+	(void)token;
+	*out = v;
+	return n;
+}
+
+static void cmd_connect(struct client *c, const struct cmd *cmd)
+{
+	const struct connect_req *r = &cmd->connect;
+	const struct conf *k = S.w->conf;
+	json_t *claims = NULL;
+	struct pending_sub *ps = NULL;
+	size_t nps = 0;
+	int64_t expire_at = 0;
+	char *user = NULL;
+	struct pstr info = { NULL, 0 };
+
+	if (r->token.n > 0) {
+		const char *why;
+		int rc = tok_verify_connect(&S.conn_keys, r->token.p, r->token.n, now_s(), &claims, &why);
+		if (rc == TOK_EXPIRED) {
+			reply_error(c, cmd->id, 109);
+			c->state = CS_FAILED;
+			return;
+		}
+		if (rc != TOK_OK) {
+			log_debug("client %s: connect: %s", c->id, why);
+			client_disconnect(c, 3500, "invalid token");
+			return;
+		}
+		user = tok_claim_sub(&S.conn_keys, claims);
+		if (user[0] == '\0' && k->disallow_anonymous_tokens) {
+			free(user);
+			json_decref(claims);
+			client_disconnect(c, 3507, "permission denied");
+			return;
+		}
+		info = claim_bytes(claims, r->token, "info", "b64info");
+		if (!k->client_insecure)
+			expire_at = claim_expire_at(claims);
+		nps = token_channels(claims, r->token, &ps);
+		json_decref(claims);
+	} else if (k->client_insecure || k->allow_anonymous_connect) {
+		user = xstrdup("");
+	} else {
+		client_disconnect(c, 3501, "bad request");
+		return;
+	}
+	if (expire_at > 0 && expire_at <= now_s()) {
+		free(user);
+		pstr_free(&info);
+		free_pending(ps, nps);
+		reply_error(c, cmd->id, 110);
+		c->state = CS_FAILED;
+		return;
+	}
+
+	/* Server-side channels: from the token, the personal channel, and the
+	 * recoverable ones the client lists in its request. */
+	char *personal = chan_personal(S.chans, pstr_c(user));
+	size_t total = nps + (personal != NULL) + r->nsubs;
+	const struct chan_opts **opts = xcalloc(total + 1, sizeof(*opts));
+	struct connect_sub_result *subres = xcalloc(total + 1, sizeof(*subres));
+	size_t nsub = 0;
+	uint32_t fail = 0;
+
+	if (personal != NULL) {
+		ps = xrealloc(ps, (nps + 1) * sizeof(*ps));
+		memset(&ps[nps], 0, sizeof(*ps));
+		ps[nps].channel = personal;
+		ps[nps].ov = CHAN_OVERRIDE_NONE;
+		nps++;
+	}
+	for (size_t i = 0; i < nps && !fail; i++) {
+		opts[i] = chan_lookup(S.chans, pstr_c(ps[i].channel), NULL);
+		if (opts[i] == NULL)
+			fail = 102;
+	}
+	if (fail) {
+		reply_error(c, cmd->id, fail);
+		c->state = CS_FAILED;
+		goto done;
+	}
+	/* Channels the client lists in its request: an unknown namespace there
+	 * is a protocol violation; not permitted ones are skipped. */
+	const struct chan_opts **ropts = opts + nps;
+	for (size_t i = 0; i < r->nsubs; i++) {
+		if (chan_check_connect_sub(S.chans, r->subs[i].channel, pstr_c(user), &ropts[i]) ==
+		    CHAN_ERR_UNKNOWN_CHANNEL) {
+			client_disconnect(c, 3501, "bad request");
+			goto done;
+		}
+	}
+	if (k->channel_limit > 0 && (long long)nps > k->channel_limit) {
+		client_disconnect(c, 3505, "channel limit");
+		goto done;
+	}
+
+	/* The session is on: from here nothing fails. */
+	c->user = user;
+	user = NULL;
+	c->info = info;
+	info.p = NULL;
+	info.n = 0;
+	c->state = CS_CONNECTED;
+	c->stale_at = 0;
+	S.n++;
+	for (size_t i = 0; i < nps; i++) {
+		struct pstr ch = pstr_c(ps[i].channel);
+		if (find_sub(c, ch))
+			continue;
+		subres[nsub].channel = pstr_dup(ch);
+		subscribe_server_side(c, ch, opts[i], &ps[i].ov, ps[i].info, 0, &subres[nsub].res);
+		nsub++;
+	}
+	for (size_t i = 0; i < r->nsubs; i++) {
+		struct pstr ch = r->subs[i].channel;
+		if (ch.n == 0 || find_sub(c, ch) ||
+		    chan_check_connect_sub(S.chans, ch, pstr_c(c->user), &ropts[i]) != CHAN_OK)
+			continue;
+		if (k->channel_limit > 0 && c->nsubs >= k->channel_limit)
+			break;
+		subres[nsub].channel = pstr_dup(ch);
+		struct chan_override none = CHAN_OVERRIDE_NONE;
+		subscribe_server_side(c, ch, ropts[i], &none, (struct pstr){ NULL, 0 }, 0, &subres[nsub].res);
+		nsub++;
+	}
+
+	set_expiry(c, expire_at);
+	start_pings(c);
+	arm(c);
+
+	struct connect_result res = { 0 };
+	res.client = (struct pstr){ c->id, 36 };
+	res.version = PSTR(PACKAGE_VERSION);
+	if (expire_at > 0) {
+		int64_t ttl = expire_at - now_s();
+		res.expires = true;
+		res.ttl = ttl > 0 ? (uint32_t)ttl : 0;
+	}
+	if (!c->native_ping && k->ping_interval_ms > 0) {
+		res.ping = (uint32_t)(k->ping_interval_ms / 1000);
+		res.pong = k->pong_timeout_ms > 0;
+	}
+	if (k->include_server_time)
+		res.time = util_wall_ms();
+	res.subs = subres;
+	res.nsubs = nsub;
+	S.out.len = 0;
+	proto_reply_connect(&S.out, c->fmt, cmd->id, &res);
+	send_out(c);
+	log_debug("client %s connected as user \"%s\" with %zu server-side channel(s)", c->id, c->user, nsub);
+done:
+	for (size_t i = 0; i < nsub; i++)
+		free((void *)subres[i].channel.p);
+	free(subres);
+	free(opts);
+	free(user);
+	pstr_free(&info);
+	free_pending(ps, nps);
+}
+
+/* ---- refresh --------------------------------------------------------------- */
+
+static void cmd_refresh(struct client *c, const struct cmd *cmd)
+{
+	json_t *claims = NULL;
+	const char *why;
+
+	if (cmd->refresh.token.n == 0) {
+		client_disconnect(c, 3501, "bad request");
+		return;
+	}
+	int rc = tok_verify_connect(&S.conn_keys, cmd->refresh.token.p, cmd->refresh.token.n, now_s(),
+				    &claims, &why);
+	if (rc == TOK_EXPIRED) {
+		client_disconnect(c, 3005, "connection expired");
+		return;
+	}
+	if (rc != TOK_OK) {
+		client_disconnect(c, 3500, "invalid token");
+		return;
+	}
+	char *user = tok_claim_sub(&S.conn_keys, claims);
+	if (strcmp(user, c->user) != 0) {
+		free(user);
+		json_decref(claims);
+		client_disconnect(c, 3500, "invalid token");
+		return;
+	}
+	free(user);
+	int64_t expire_at = S.w->conf->client_insecure ? 0 : claim_expire_at(claims);
+	struct pstr info = claim_bytes(claims, cmd->refresh.token, "info", "b64info");
+	if (info.n > 0) {
+		pstr_free(&c->info);
+		c->info = info;
+	}
+	json_decref(claims);
+	if (expire_at > 0 && expire_at <= now_s()) {
+		client_disconnect(c, 3005, "connection expired");
+		return;
+	}
+	set_expiry(c, expire_at);
+	arm(c);
+	int64_t ttl = expire_at > 0 ? expire_at - now_s() : 0;
+	S.out.len = 0;
+	proto_reply_refresh(&S.out, c->fmt, cmd->id, CMD_REFRESH, expire_at > 0, (uint32_t)(ttl > 0 ? ttl : 0));
+	send_out(c);
+}
+
+/* ---- subscribe, unsubscribe, sub_refresh --------------------------------------- */
+
+/* Verifies a subscription token for channel CH; on success fills the
+ * subscription's info, data for the result, expiry and override. Returns
+ * 0, an error code to reply with, or -1 after a disconnect. */
+static int sub_token(struct client *c, struct pstr ch, struct pstr token, struct pstr *info,
+		     struct pstr *data, int64_t *expire_at, struct chan_override *ov, bool refresh)
+{
+	const struct tok_keys *keys = S.sub_keys_own ? &S.sub_keys : &S.conn_keys;
+	json_t *claims = NULL;
+	const char *why;
+	int rc = tok_verify_subscribe(keys, token.p, token.n, now_s(), &claims, &why);
+
+	if (rc == TOK_EXPIRED)
+		return refresh ? 110 : 109;
+	if (rc != TOK_OK) {
+		log_debug("client %s: subscription token: %s", c->id, why);
+		if (refresh) {
+			client_disconnect(c, 3500, "invalid token");
+			return -1;
+		}
+		return 103;
+	}
+	const char *claim_ch = json_string_value(json_object_get(claims, "channel"));
+	const char *claim_client = json_string_value(json_object_get(claims, "client"));
+	char *user = tok_claim_sub(keys, claims);
+	bool ok = claim_ch && strlen(claim_ch) == ch.n && memcmp(claim_ch, ch.p, ch.n) == 0 &&
+		  strcmp(user, c->user) == 0 && (claim_client == NULL || *claim_client == '\0' ||
+						   strcmp(claim_client, c->id) == 0);
+	free(user);
+	if (!ok) {
+		json_decref(claims);
+		client_disconnect(c, 3500, "invalid token");
+		return -1;
+	}
+	*info = claim_bytes(claims, token, "info", "b64info");
+	if (data)
+		*data = claim_bytes(claims, token, "data", "b64data");
+	*expire_at = claim_expire_at(claims);
+	if (ov)
+		*ov = parse_override(json_object_get(claims, "override"));
+	json_decref(claims);
+	if (*expire_at > 0 && *expire_at <= now_s()) {
+		pstr_free(info);
+		if (data)
+			pstr_free(data);
+		return refresh ? 110 : 109;
+	}
+	return 0;
+}
+
+static void cmd_subscribe(struct client *c, const struct cmd *cmd)
+{
+	const struct sub_req *r = &cmd->subscribe;
+	const struct chan_opts *o = NULL;
+	struct pstr info = { NULL, 0 }, data = { NULL, 0 };
+	struct chan_override ov = CHAN_OVERRIDE_NONE;
+	int64_t expire_at = 0;
+
+	if (r->channel.n == 0 || (r->delta.n > 0 && !pstr_eq(r->delta, "fossil"))) {
+		client_disconnect(c, 3501, "bad request");
+		return;
+	}
+	if (r->type != 0) {
+		reply_error(c, cmd->id, 108);
+		return;
+	}
+	if (r->has_tf) {
+		reply_error(c, cmd->id, 107);
+		return;
+	}
+	struct chan_sub_req q = { pstr_c(c->user), r->token.n > 0, find_sub(c, r->channel) != NULL, c->nsubs };
+	int rc = chan_check_subscribe(S.chans, r->channel, &q, &o);
+	if (rc == CHAN_NEED_TOKEN) {
+		rc = sub_token(c, r->channel, r->token, &info, &data, &expire_at, &ov, false);
+		if (rc < 0)
+			return;
+	}
+	if (rc != CHAN_OK) {
+		reply_error(c, cmd->id, (uint32_t)rc);
+		return;
+	}
+
+	struct chan_sub_opts so;
+	struct chan_ask ask = { r->positioned, r->recoverable, r->join_leave };
+	uint8_t flags = 0;
+	chan_grant(S.chans, o, &ov, &ask, pstr_c(c->user), &so);
+	if (so.push_join_leave)
+		flags |= CSUB_JOIN_LEAVE;
+	if (so.emit_presence)
+		flags |= CSUB_PRESENCE;
+	if (so.positioning || so.recovery)
+		flags |= CSUB_POSITIONED;
+	if (so.recovery)
+		flags |= CSUB_RECOVERABLE;
+
+	struct sub_result res = { 0 };
+	res.positioned = (flags & CSUB_POSITIONED) != 0;
+	res.recoverable = (flags & CSUB_RECOVERABLE) != 0;
+	res.was_recovering = r->recover;
+	res.data = data;
+	if (expire_at > 0) {
+		int64_t ttl = expire_at - now_s();
+		res.expires = true;
+		res.ttl = ttl > 0 ? (uint32_t)ttl : 0;
+	}
+	/* The reply goes out before the subscription joins the hub, so no
+	 * publication can overtake it. */
+	S.out.len = 0;
+	proto_reply_subscribe(&S.out, c->fmt, cmd->id, &res);
+	send_out(c);
+	add_sub(c, r->channel, flags, expire_at, info);
+	pstr_free(&info);
+	pstr_free(&data);
+}
+
+static void cmd_unsubscribe(struct client *c, const struct cmd *cmd)
+{
+	struct pstr ch = cmd->unsubscribe.channel;
+	if (ch.n == 0) {
+		client_disconnect(c, 3501, "bad request");
+		return;
+	}
+	struct csub *s = find_sub(c, ch);
+	if (s != NULL && !(s->flags & CSUB_SERVER_SIDE))
+		drop_sub(c, s);
+	S.out.len = 0;
+	proto_reply_empty(&S.out, c->fmt, cmd->id, CMD_UNSUBSCRIBE);
+	send_out(c);
+}
+
+static void cmd_sub_refresh(struct client *c, const struct cmd *cmd)
+{
+	struct pstr ch = cmd->sub_refresh.channel, info = { NULL, 0 };
+	int64_t expire_at = 0;
+
+	if (ch.n == 0) {
+		client_disconnect(c, 3501, "bad request");
+		return;
+	}
+	if (cmd->sub_refresh.type != 0) {
+		reply_error(c, cmd->id, 108);
+		return;
+	}
+	struct csub *s = find_sub(c, ch);
+	if (s == NULL) {
+		reply_error(c, cmd->id, 103);
+		return;
+	}
+	if (s->expire_at == 0 || (s->flags & CSUB_SERVER_SIDE)) {
+		client_disconnect(c, 3501, "bad request");
+		return;
+	}
+	if (cmd->sub_refresh.token.n == 0) {
+		reply_error(c, cmd->id, 107);
+		return;
+	}
+	int rc = sub_token(c, ch, cmd->sub_refresh.token, &info, NULL, &expire_at, NULL, true);
+	if (rc < 0)
+		return;
+	if (rc != 0) {
+		reply_error(c, cmd->id, (uint32_t)rc);
+		return;
+	}
+	if (info.n > 0) {
+		pstr_free(&s->chan_info);
+		s->chan_info = info;
+	} else {
+		pstr_free(&info);
+	}
+	s->expire_at = expire_at;
+	int64_t ttl = expire_at > 0 ? expire_at - now_s() : 0;
+	S.out.len = 0;
+	proto_reply_refresh(&S.out, c->fmt, cmd->id, CMD_SUB_REFRESH, expire_at > 0,
+			    (uint32_t)(ttl > 0 ? ttl : 0));
+	send_out(c);
+}
+
+/* ---- publish, presence, history, rpc, send --------------------------------- */
+
+static void cmd_publish(struct client *c, const struct cmd *cmd)
+{
+	const struct chan_opts *o;
+	struct pstr ch = cmd->publish.channel;
+
+	if (ch.n == 0) {
+		client_disconnect(c, 3501, "bad request");
+		return;
+	}
+	if (cmd->publish.type != 0) {
+		reply_error(c, cmd->id, 108);
+		return;
+	}
+	int rc = chan_check_publish(S.chans, ch, pstr_c(c->user), find_sub(c, ch) != NULL, &o);
+	if (rc != CHAN_OK) {
+		reply_error(c, cmd->id, (uint32_t)rc);
+		return;
+	}
+	struct client_info ci = my_info(c);
+	struct csub *s = find_sub(c, ch);
+	if (s)
+		ci.chan_info = s->chan_info;
+	struct node_pub p = { .channel = ch, .data = cmd->publish.data, .info = &ci };
+	struct node_pub_result pr;
+	if (node_publish(S.w, &p, &pr) != RT_OK) {
+		reply_error(c, cmd->id, 100);
+		return;
+	}
+	S.out.len = 0;
+	proto_reply_empty(&S.out, c->fmt, cmd->id, CMD_PUBLISH);
+	send_out(c);
+}
+
+/* Presence and history arrive with the shared-memory channel table; until
+ * then they are unavailable whatever the channel's options say, after the
+ * same name and permission checks. */
+static void cmd_unavailable(struct client *c, const struct cmd *cmd, struct pstr ch,
+			    int (*check)(const struct chan_cfg *, struct pstr, struct pstr, bool,
+					 const struct chan_opts **))
+{
+	const struct chan_opts *o;
+	if (ch.n == 0) {
+		client_disconnect(c, 3501, "bad request");
+		return;
+	}
+	int rc = check(S.chans, ch, pstr_c(c->user), find_sub(c, ch) != NULL, &o);
+	reply_error(c, cmd->id, rc != CHAN_OK ? (uint32_t)rc : 108);
+}
+
+/* ---- dispatch ------------------------------------------------------------- */
+
+static void handle(struct client *c, const struct cmd *cmd)
+{
+	if (cmd->type == CMD_EMPTY) {
+		/* id 0 and nothing else: a pong, valid only after a ping. */
+		if (cmd->id != 0 || c->state != CS_CONNECTED || !c->ping_sent) {
+			client_disconnect(c, 3501, "bad request");
+			return;
+		}
+		c->ping_sent = false;
+		c->pong_at = 0;
+		arm(c);
+		return;
+	}
+	if (c->state == CS_NEW && cmd->type != CMD_CONNECT) {
+		client_disconnect(c, 3501, "bad request");
+		return;
+	}
+	if (c->state == CS_FAILED || (c->state == CS_CONNECTED && cmd->type == CMD_CONNECT)) {
+		client_disconnect(c, 3501, "bad request");
+		return;
+	}
+	if (cmd->id == 0 && cmd->type != CMD_SEND) {
+		client_disconnect(c, 3501, "bad request");
+		return;
+	}
+	switch (cmd->type) {
+	case CMD_CONNECT: cmd_connect(c, cmd); break;
+	case CMD_SUBSCRIBE: cmd_subscribe(c, cmd); break;
+	case CMD_UNSUBSCRIBE: cmd_unsubscribe(c, cmd); break;
+	case CMD_PUBLISH: cmd_publish(c, cmd); break;
+	case CMD_PRESENCE: cmd_unavailable(c, cmd, cmd->presence.channel, chan_check_presence); break;
+	case CMD_PRESENCE_STATS:
+		cmd_unavailable(c, cmd, cmd->presence_stats.channel, chan_check_presence);
+		break;
+	case CMD_HISTORY: cmd_unavailable(c, cmd, cmd->history.channel, chan_check_history); break;
+	case CMD_RPC: reply_error(c, cmd->id, 108); break;  /* no RPC handler */
+	case CMD_SEND: client_disconnect(c, 3508, "not available"); break; /* no message handler */
+	case CMD_REFRESH: cmd_refresh(c, cmd); break;
+	case CMD_SUB_REFRESH: cmd_sub_refresh(c, cmd); break;
+	case CMD_EMPTY: break;
+	}
+}
+
+void client_frame(struct client *c, const char *data, size_t len)
+{
+	struct cmd_batch b = { 0 };
+
+	if (c->state == CS_CLOSED)
+		return;
+	if (proto_decode(c->fmt, data, len, MAX_CMDS_PER_FRAME, &b) != RT_OK) {
+		proto_batch_free(&b);
+		client_disconnect(c, 3501, "bad request");
+		return;
+	}
+	for (size_t i = 0; i < b.n && c->state != CS_CLOSED; i++)
+		handle(c, &b.v[i]);
+	proto_batch_free(&b);
+}
+
+/* ---- lifecycle ------------------------------------------------------------- */
+
+struct client *client_new(struct worker *w, const struct transport_ops *ops, void *t,
+			  enum proto_fmt fmt, bool native_ping)
+{
+	struct client *c = xcalloc(1, sizeof(*c));
+	c->tops = ops;
+	c->t = t;
+	c->fmt = (uint8_t)fmt;
+	c->native_ping = native_ping;
+	c->state = CS_NEW;
+	make_uuid(c->id);
+	wheel_timer_init(&c->timer, on_timer);
+	c->stale_at = w->now_ms + (w->conf->stale_close_delay_ms > 0 ? w->conf->stale_close_delay_ms : 1);
+	c->next = S.all;
+	if (S.all)
+		S.all->prev = c;
+	S.all = c;
+	arm(c);
+	return c;
+}
+
+/* Makes C deaf: no more commands, pushes or timers; subscriptions end. */
+static void deafen(struct client *c)
+{
+	if (c->state == CS_CONNECTED)
+		S.n--;
+	c->state = CS_CLOSED;
+	wheel_cancel(&S.w->wheel, &c->timer);
+	drop_all_subs(c);
+}
+
+void client_disconnect(struct client *c, uint32_t code, const char *reason)
+{
+	if (c->state == CS_CLOSED)
+		return;
+	log_debug("client %s: disconnect %u %s", c->id, code, reason);
+	deafen(c);
+	if (!c->closed_by_transport)
+		c->tops->close(c->t, code, reason);
+}
+
+void client_shutdown(struct client *c)
+{
+	client_disconnect(c, 3001, "shutdown");
+}
+
+void client_transport_closed(struct client *c)
+{
+	c->closed_by_transport = true;
+	deafen(c);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		S.all = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	free(c->user);
+	pstr_free(&c->info);
+	free(c);
+}
+
+size_t client_count(void)
+{
+	return S.n;
+}
+
+/* ---- per-worker set-up -------------------------------------------------------- */
+
+static void build_keys(struct worker *w)
+{
+	struct conf_report rep = { 0 };
+	tok_keys_free(&S.conn_keys);
+	tok_keys_free(&S.sub_keys);
+	memset(&S.conn_keys, 0, sizeof(S.conn_keys));
+	memset(&S.sub_keys, 0, sizeof(S.sub_keys));
+	/* The master validated both with conf_check: no error expected here. */
+	tok_keys_from_conf(&S.conn_keys, w->conf, "client.token", &rep);
+	S.sub_keys_own = json_is_true(conf_get(w->conf, "client.subscription_token.enabled"));
+	if (S.sub_keys_own)
+		tok_keys_from_conf(&S.sub_keys, w->conf, "client.subscription_token", &rep);
+	for (size_t i = 0; i < rep.nerrors; i++)
+		log_error("token keys: %s", rep.errors[i]);
+	conf_report_free(&rep);
+}
+
+void client_init(struct worker *w)
+{
+	S.w = w;
+	build_keys(w);
+	S.chans = chan_cfg_new(w->conf);
+}
+
+void client_reconfigure(struct worker *w)
+{
+	build_keys(w);
+	chan_cfg_free(S.chans);
+	S.chans = chan_cfg_new(w->conf);
+}
+
+/* ---- server-side actions ------------------------------------------------------ */
+
+static bool target_match(const struct client *c, const struct node_target *t)
+{
+	if (c->state != CS_CONNECTED)
+		return false;
+	if (t->user.n && !pstr_eq(t->user, c->user))
+		return false;
+	if (t->client.n && !(t->client.n == 36 && memcmp(t->client.p, c->id, 36) == 0))
+		return false;
+	/* Sessions (emulation transports) come later; a session filter matches
+	 * no WebSocket connection. */
+	if (t->session.n)
+		return false;
+	return true;
+}
+
+void client_apply_disconnect(const struct node_target *t, const struct pstr *whitelist, size_t n,
+			     uint32_t code, struct pstr reason)
+{
+	char why[128];
+	size_t len = reason.n < sizeof(why) - 1 ? reason.n : sizeof(why) - 1;
+	memcpy(why, reason.p, len);
+	why[len] = '\0';
+	for (struct client *c = S.all, *next; c; c = next) {
+		next = c->next;
+		if (!target_match(c, t))
+			continue;
+		bool spared = false;
+		for (size_t i = 0; i < n && !spared; i++)
+			spared = whitelist[i].n == 36 && memcmp(whitelist[i].p, c->id, 36) == 0;
+		if (!spared)
+			client_disconnect(c, code, why);
+	}
+}
+
+void client_apply_unsubscribe(const struct node_target *t, struct pstr channel)
+{
+	for (struct client *c = S.all; c; c = c->next) {
+		if (!target_match(c, t))
+			continue;
+		for (uint16_t i = c->nsubs; i-- > 0;) {
+			struct csub *s = c->subs[i];
+			struct pstr name = { s->ch->name, s->ch->len };
+			if (channel.n && !(name.n == channel.n && memcmp(name.p, channel.p, channel.n) == 0))
+				continue;
+			S.out.len = 0;
+			proto_push_unsubscribe(&S.out, c->fmt, name, 2000, "server unsubscribe");
+			send_out(c);
+			drop_sub(c, s);
+		}
+	}
+}
+
+void client_apply_subscribe(const struct node_target *t, const struct node_sub *ns)
+{
+	const struct chan_opts *o = chan_lookup(S.chans, ns->channel, NULL);
+	if (o == NULL)
+		return; /* the API checked the namespace; a reload may have removed it */
+	for (struct client *c = S.all; c; c = c->next) {
+		if (!target_match(c, t) || find_sub(c, ns->channel))
+			continue;
+		if (S.w->conf->channel_limit > 0 && c->nsubs >= S.w->conf->channel_limit) {
+			client_disconnect(c, 3505, "channel limit");
+			continue;
+		}
+		struct sub_result r;
+		subscribe_server_side(c, ns->channel, o, &ns->override, ns->info, ns->expire_at, &r);
+		r.data = ns->data;
+		S.out.len = 0;
+		proto_push_subscribe(&S.out, c->fmt, ns->channel, &r);
+		send_out(c);
+	}
+}
+
+void client_apply_refresh(const struct node_target *t, bool expired, int64_t expire_at, struct pstr info)
+{
+	for (struct client *c = S.all, *next; c; c = next) {
+		next = c->next;
+		if (!target_match(c, t))
+			continue;
+		if (expired) {
+			client_disconnect(c, 3005, "connection expired");
+			continue;
+		}
+		if (info.n > 0) {
+			pstr_free(&c->info);
+			c->info = pstr_dup(info);
+		}
+		if (expire_at > 0) {
+			set_expiry(c, expire_at);
+			arm(c);
+		}
+	}
+}
+
+/* ---- the WebSocket transport ------------------------------------------------------ */
+
+static int ws_t_send(void *t, struct rbuf *b, size_t off, size_t len)
+{
+	return ws_send(t, b, off, len);
+}
+
+static int ws_t_send_copy(void *t, const void *p, size_t n)
+{
+	return ws_send_copy(t, p, n);
+}
+
+static void ws_t_close(void *t, uint32_t code, const char *reason)
+{
+	ws_close(t, (uint16_t)code, reason);
+}
+
+static const struct transport_ops ws_transport = { "websocket", ws_t_send, ws_t_send_copy, ws_t_close };
+
+static void ws_on_message(struct ws *ws, void *ud, const char *data, size_t len)
+{
+	client_frame(ud, data, len);
+}
+
+static void ws_on_drain(struct ws *ws, void *ud)
+{
+	client_shutdown(ud);
+}
+
+static void ws_on_close(struct ws *ws, void *ud)
+{
+	client_transport_closed(ud);
+}
+
+static const struct ws_handler ws_session = { ws_on_message, ws_on_drain, ws_on_close };
+
+void client_ws_open(struct ws *ws, const struct ws_open_info *info)
+{
+	struct client *c = client_new(S.w, &ws_transport, ws, info->fmt, info->frame_ping_pong);
+	ws_set_handler(ws, &ws_session, c);
+}

@@ -1,0 +1,82 @@
+/*
+ * client.h - one client session: Centrifugo's client protocol state machine,
+ * the same for every transport and encoding. A transport (WebSocket now;
+ * HTTP-streaming, SSE and SockJS later) hands the session whole frames and
+ * sends what the session queues; the session never touches a socket.
+ */
+#ifndef ROTOR_CLIENT_H
+#define ROTOR_CLIENT_H
+
+#include "rotor.h"
+#include "proto.h"
+#include <stdbool.h>
+
+struct worker;
+struct rbuf;
+struct client;
+
+/* What the session needs from its transport. */
+struct transport_ops {
+	const char *name;  /* "websocket": for logs and the info of proxies */
+	/* Queues one encoded message by reference (the rbuf is shared). Returns
+	 * RT_OK, or RT_CLOSED when the transport is closing (nothing queued).
+	 * Over its queue limit the transport ends the connection with 3008
+	 * itself and later calls client_transport_closed. */
+	int (*send)(void *t, struct rbuf *b, size_t off, size_t len);
+	/* Queues a copy of one encoded message. Same returns. */
+	int (*send_copy)(void *t, const void *p, size_t n);
+	/* Ends the connection with a disconnect CODE and REASON; the transport
+	 * calls client_transport_closed when it is gone. */
+	void (*close)(void *t, uint32_t code, const char *reason);
+};
+
+/* Starts a session on a transport that completed its handshake. With
+ * NATIVE_PING the transport checks liveness itself (WebSocket ping frames)
+ * and the session sends no protocol pings. */
+struct client *client_new(struct worker *w, const struct transport_ops *ops, void *t,
+			  enum proto_fmt fmt, bool native_ping);
+
+/* One frame from the client: one or several commands. */
+void client_frame(struct client *c, const char *data, size_t len);
+
+/* The transport is gone (any reason): the session ends and is freed. */
+void client_transport_closed(struct client *c);
+
+/* The worker stops gracefully: ends the session with 3001 "shutdown". */
+void client_shutdown(struct client *c);
+
+/* Ends the session with a disconnect CODE and REASON. Safe to call more than
+ * once and from fan-out; the session is freed later, by the transport. */
+void client_disconnect(struct client *c, uint32_t code, const char *reason);
+
+/* Queues a shared push (fan-out). */
+void client_push(struct client *c, struct rbuf *b, size_t off, size_t len);
+
+enum proto_fmt client_fmt(const struct client *c);
+
+/* The WebSocket layer's on_open (ws.h): a session on every new connection. */
+struct ws;
+struct ws_open_info;
+void client_ws_open(struct ws *ws, const struct ws_open_info *info);
+
+/* Per-worker set-up, and rebuilding what depends on the config (token keys,
+ * channel rules) after a reload. */
+void client_init(struct worker *w);
+void client_reconfigure(struct worker *w);
+
+/* Applies a server-side action (from the API, through the bus) to every
+ * matching local session. */
+struct node_target;
+struct node_sub;
+void client_apply_disconnect(const struct node_target *t, const struct pstr *whitelist, size_t n,
+			     uint32_t code, struct pstr reason);
+void client_apply_unsubscribe(const struct node_target *t, struct pstr channel);
+void client_apply_subscribe(const struct node_target *t, const struct node_sub *s);
+void client_apply_refresh(const struct node_target *t, bool expired, int64_t expire_at,
+			  struct pstr info);
+
+/* Local counts for info: sessions that completed connect, and distinct users
+ * among them. */
+size_t client_count(void);
+
+#endif

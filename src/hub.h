@@ -1,0 +1,72 @@
+/*
+ * hub.h - the worker's index of its own subscribers: channel name -> the
+ * local subscriptions of that channel. For each bus record the hub looks the
+ * channel up; no local subscriber, nothing to do. A publication is encoded
+ * once per protocol format and the same bytes are queued on every
+ * subscriber of that format.
+ *
+ * One hub per worker process (file-static in hub.c), like the route table.
+ */
+#ifndef ROTOR_HUB_H
+#define ROTOR_HUB_H
+
+#include "rotor.h"
+#include "proto.h"
+#include <stdbool.h>
+#include <stdint.h>
+
+struct client;
+struct hub_chan;
+
+/* Subscription flags. */
+#define CSUB_SERVER_SIDE 0x01  /* from the token, the API or the personal channel */
+#define CSUB_POSITIONED  0x02
+#define CSUB_RECOVERABLE 0x04
+#define CSUB_JOIN_LEAVE  0x08  /* join/leave pushes go to this subscriber */
+#define CSUB_PRESENCE    0x10  /* the channel keeps presence for it */
+
+/* One client's subscription to one channel. Owned by the client (its subs
+ * array), linked into the channel's list while subscribed. */
+struct csub {
+	struct csub *next, *prev;  /* the channel's subscribers */
+	struct hub_chan *ch;
+	struct client *c;
+	uint8_t flags;             /* CSUB_* */
+	int64_t expire_at;         /* unix seconds; 0 = never */
+	struct pstr chan_info;     /* owned copy; may be empty */
+};
+
+struct hub_chan {
+	struct hub_chan *hnext;    /* hash chain */
+	struct csub *subs;
+	uint32_t hash;
+	uint32_t nsubs;
+	uint32_t nfmt[2];          /* subscribers per enum proto_fmt */
+	uint32_t njoin;            /* subscribers with CSUB_JOIN_LEAVE */
+	uint16_t len;
+	char name[];               /* NUL-terminated */
+};
+
+/* The channel's record, or NULL when no local client is subscribed. */
+struct hub_chan *hub_find(const char *name, size_t len);
+
+/* Links S (fields c, flags, expire_at, chan_info set by the caller) into
+ * channel NAME, creating the channel's record on first use. */
+void hub_link(struct csub *s, const char *name, size_t len, enum proto_fmt f);
+/* Unlinks S; the channel's record goes with its last subscriber. */
+void hub_unlink(struct csub *s, enum proto_fmt f);
+
+/* Fan-out of one publication / join / leave / unsubscribe to the local
+ * subscribers of CHANNEL. Encoded once per format; a JSON subscriber that
+ * cannot receive the payload (not valid JSON) is disconnected with 3506. */
+void hub_publication(struct pstr channel, const struct publication *p);
+void hub_join_leave(struct pstr channel, const struct client_info *ci, bool join);
+
+/* Number of channels with local subscribers, and of local subscriptions. */
+size_t hub_nchannels(void);
+size_t hub_nsubs(void);
+
+/* Calls FN for each channel with local subscribers. */
+void hub_each(void (*fn)(void *arg, const struct hub_chan *ch), void *arg);
+
+#endif
