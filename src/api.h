@@ -1,0 +1,29 @@
+/*
+ * api.h - Centrifugo's server HTTP API (server-api.md §1): POST
+ * <prefix>/<method> with the method's request object, POST <prefix> with
+ * the legacy {"method","params","id"} stream, and POST <prefix>/batch.
+ * Requests are authorised by http_api.key and executed through node.h.
+ */
+#ifndef ROTOR_API_H
+#define ROTOR_API_H
+
+#include "rotor.h"
+
+struct worker;
+
+/* Registers the API routes on W's HTTP server from W's config
+ * (http_api.handler_prefix, http_api.disabled) and compiles the channel
+ * options the API checks names against. Once per worker, after http_init.
+ * A path another handler holds already is logged and left to it. */
+void api_init(struct worker *w);
+
+/* Applies W's new config after a reload: the routes move with
+ * http_api.handler_prefix and go away with http_api.disabled; namespaces,
+ * key and error mode are those of the new config from the next request on.
+ * Requests in progress are not affected (they complete before returning). */
+void api_reconfigure(struct worker *w);
+
+/* Removes the API's routes and frees what it holds (worker exit, tests). */
+void api_free(void);
+
+#endif
