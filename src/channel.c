@@ -372,10 +372,10 @@ int chan_check_subscribe(const struct chan_cfg *cfg, struct pstr ch, const struc
 		return CHAN_ERR_UNKNOWN_CHANNEL;
 	if (cfg->max_length > 0 && ch.n > (uint64_t)cfg->max_length)
 		return CHAN_ERR_BAD_REQUEST;
-	if (cfg->channel_limit > 0 && q->nsubs >= (uint64_t)cfg->channel_limit)
-		return CHAN_ERR_LIMIT_EXCEEDED;
 	if (q->subscribed)
 		return CHAN_ERR_ALREADY_SUBSCRIBED;
+	if (cfg->channel_limit > 0 && q->nsubs >= (uint64_t)cfg->channel_limit)
+		return CHAN_ERR_LIMIT_EXCEEDED;
 	if ((rc = chan_check_name(cfg, ch, &o)) != CHAN_OK) {
 		if (opts && rc != CHAN_ERR_UNKNOWN_CHANNEL)
 			*opts = o;

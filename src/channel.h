@@ -107,7 +107,7 @@ int chan_check_name(const struct chan_cfg *cfg, struct pstr ch, const struct cha
 struct chan_sub_req {
 	struct pstr user;        /* "" for anonymous */
 	bool has_token;          /* the request carries a non-empty token */
-	bool subscribed;         /* the connection is subscribed to CH already */
+	bool subscribed;         /* subscribed to CH already, or a subscribe to it is in progress */
 	size_t nsubs;            /* channels the connection is subscribed to now */
 };
 
@@ -115,8 +115,8 @@ struct chan_sub_req {
  * Centrifugo's handler), in their order. The caller has answered an empty
  * channel with disconnect 3501 already (given one, this returns 102).
  *   length > channel.max_length (when > 0)                  107
+ *   already subscribed (or subscribing)                      105
  *   nsubs >= client.channel_limit (when > 0)                 106
- *   already subscribed                                       105
  *   unknown namespace                                        102
  *   channel_regex / ASCII                                    107
  *   private ($) without token                                103
