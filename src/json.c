@@ -754,9 +754,14 @@ static const char hexdig[] = "0123456789abcdef";
 
 void jw_str(struct jw *w, const char *str, size_t n)
 {
-	const unsigned char *s = (const unsigned char *)str, *end = s + n;
+	const unsigned char *s = (const unsigned char *)str, *end;
 	size_t i = 0, start = 0;
 
+	if (n == 0) {           /* STR may then be NULL */
+		jw_raw(w, "\"\"", 2);
+		return;
+	}
+	end = s + n;
 	jw_reserve(w, n + 2);
 	w->buf[w->len++] = '"';
 	while (i < n) {
@@ -827,8 +832,11 @@ void jw_i64(struct jw *w, int64_t v)
 
 void jw_json(struct jw *w, const char *p, size_t n)
 {
-	const char *end = p + n, *nl;
+	const char *end, *nl;
 
+	if (n == 0)
+		return;
+	end = p + n;
 	jw_reserve(w, n);
 	while ((nl = memchr(p, '\n', (size_t)(end - p))) != NULL) {
 		jw_raw(w, p, (size_t)(nl - p));

@@ -186,4 +186,12 @@ bool proto_error_temporary(uint32_t code);
 /* The reason text of disconnect CODE ("bad request"), §5.3. */
 const char *proto_disconnect_text(uint32_t code);
 
+/* ---- additions -------------------------------------------------------- */
+
+/* The reason text of unsubscribe push CODE ("insufficient state"), §5.2.
+ * This and the three functions above answer NULL for a code the protocol
+ * does not define (application codes bring their own text); encoders omit
+ * a NULL message or reason. */
+const char *proto_unsubscribe_text(uint32_t code);
+
 #endif
