@@ -2,26 +2,33 @@
  * bus.c - the broadcast ring in shared memory (see bus.h for the layout).
  *
  * Writers: a robust process-shared mutex serialises them. Under it a writer
- * moves lo past the records it is about to overwrite, publishes its
- * reservation (w_start, w_pos, w_seq, then resv with release), writes the
- * pad, header and payload in place, and commits by storing head_seq and head
- * inside the pub_ver seqlock. After the unlock it takes the sleepers' bits
- * and wakes them (after a full fence: the sleepers announce, fence, then
- * look at head, so one of the two always sees the other).
+ * takes the record's place at tail (after a wrap pad if needed); if that
+ * runs past resv, it first moves lo past what the next R/64 bytes will
+ * overwrite and pushes resv that much further (release). It marks the
+ * record as being written (w_pos, w_end, then w_seq = tail_seq), writes pad,
+ * header and payload in place, then moves tail and tail_seq. At unlock it
+ * publishes (head, head_seq) = (tail, tail_seq) inside the pub_ver seqlock,
+ * then takes the sleepers' bits and wakes them (after a full fence: a
+ * sleeper announces, fences, then looks at head, so one of the two always
+ * sees the other). Readers' line is thus written once per publication and
+ * once per R/64 bytes, not once per record.
  *
  * Readers never lock and never write the ring. They load head (acquire),
- * copy a chunk of committed records into private memory, fence, and load
+ * copy a chunk of published records into private memory, fence, and load
  * resv: if resv has gone more than a ring past the chunk's start, a writer
  * may have overwritten what was copied and the chunk is discarded; the
- * reader was lapped and resumes at lo, the oldest intact record, counting
- * the seqs in between as lost. Only a validated copy reaches a callback.
+ * reader was lapped. It resumes a quarter of a ring past lo, the oldest
+ * intact record, so that it is not where the writers overwrite next, and
+ * counts the seqs in between as lost. Only a validated copy reaches a
+ * callback.
  *
  * A holder killed at any instruction: the next locker gets EOWNERDEAD and
- * repairs. If pub_ver is odd the record was whole and the commit is
- * finished; if resv is ahead of head the reservation is turned into a void
- * record carrying the seq it took; then the ring is walked and, if it does
- * not verify (which only a stray write can cause), reset so that every
- * reader sees a lap. Repair is idempotent, so a repairer may die too.
+ * repairs. An interrupted publication is finished (what it published was
+ * complete); a record being written is kept if it was complete, else
+ * turned into a void record carrying the seq it took; then the ring is
+ * walked and, if it does not verify (which only a stray write can cause),
+ * reset so that every reader sees a lap. Repair is idempotent, so a
+ * repairer may die too.
  *
  * The ring's payload bytes are read by memcpy while a lapping writer may be
  * writing them, as seqlocks do; the copy is never trusted before the check.
@@ -130,17 +137,17 @@ static uint64_t rec_span(const struct bus *b, uint64_t pos, const struct bus_rec
 	return span_of(r->len);
 }
 
-/* Reads the pair (head, head_seq) as one. While a commit is in flight
- * (pub_ver odd) the pair it is committing is (resv, w_seq + 1): stable until
- * the commit ends, and the one a repair would finish it with, so a reader
- * need not wait for a writer that died there. */
+/* Reads the pair (head, head_seq) as one. While a publication is in flight
+ * (pub_ver odd) the pair it publishes is (tail, tail_seq): stable until it
+ * ends, and the one a repair would finish it with, so a reader need not
+ * wait for a writer that died there. */
 static void read_head(const struct bus_hdr *h, uint64_t *pos, uint64_t *seq)
 {
 	for (;;) {
 		uint64_t v = LOAD_ACQ(&h->pub_ver), p, s;
 		if (v & 1) {
-			p = LOAD(&h->resv);
-			s = LOAD(&h->w_seq) + 1;
+			p = LOAD(&h->tail);
+			s = LOAD(&h->tail_seq);
 		} else {
 			p = LOAD(&h->head);
 			s = LOAD(&h->head_seq);
@@ -216,6 +223,7 @@ int bus_create(struct bus *b, const char *path, size_t ring, unsigned nslots)
 	h->slot_size = sizeof(struct bus_slot);
 	h->rec_size = sizeof(struct bus_rec);
 	h->head_seq = 1;
+	h->tail_seq = 1;
 
 	err = pthread_mutexattr_init(&a);
 	if (err == 0) {
@@ -238,8 +246,8 @@ int bus_create(struct bus *b, const char *path, size_t ring, unsigned nslots)
 }
 
 /* Whether the header H of a segment of SIZE bytes describes a bus. Positions
- * are loaded lo, head, resv: each only grows, so the order keeps the checks
- * true under live writers. */
+ * are loaded lo, head, tail, resv: each only grows, so the order keeps the
+ * checks true under live writers. */
 static bool hdr_ok(const struct bus_hdr *h, size_t size)
 {
 	if (LOAD_ACQ(&h->magic) != BUS_MAGIC || h->version != BUS_VERSION ||
@@ -248,9 +256,10 @@ static bool hdr_ok(const struct bus_hdr *h, size_t size)
 	    h->nslots > BUS_SLOTS_MAX || h->slot_off != slot_off() || h->ring_off != ring_off(h->nslots) ||
 	    h->max_record != h->ring_bytes / 8 - REC || size != bus_seg_size(h->ring_bytes, h->nslots))
 		return false;
-	uint64_t lo = LOAD_ACQ(&h->lo), head = LOAD_ACQ(&h->head), resv = LOAD_ACQ(&h->resv);
-	return lo <= head && head <= resv && ((lo | head | resv) & (BUS_ALIGN - 1)) == 0 &&
-	       LOAD(&h->head_seq) >= 1;
+	uint64_t lo = LOAD_ACQ(&h->lo), head = LOAD_ACQ(&h->head), tail = LOAD_ACQ(&h->tail);
+	uint64_t resv = LOAD_ACQ(&h->resv);
+	return lo <= head && head <= tail && tail <= resv &&
+	       ((lo | head | tail | resv) & (BUS_ALIGN - 1)) == 0 && LOAD(&h->head_seq) >= 1;
 }
 
 int bus_attach(struct bus *b, const char *path, bool readonly)
@@ -286,46 +295,71 @@ void bus_set_waker(struct bus *b, bus_wake_fn *fn, void *arg)
 
 /* ---- writers: everything _locked runs with the bus lock held ------------ */
 
-/* Makes (HEAD, HEAD_SEQ) the committed end, as one pair for readers. */
-static void publish_locked(struct bus *b, uint64_t head, uint64_t head_seq)
+/* Ends a publication its writer died in: it was publishing (tail, tail_seq),
+ * complete records, and readers meanwhile took that pair. */
+static void finish_publish_locked(struct bus *b)
 {
 	struct bus_hdr *h = b->h;
 	uint64_t v = LOAD(&h->pub_ver);
+	if ((v & 1) == 0)
+		return;
+	STORE(&h->head_seq, LOAD(&h->tail_seq));
+	STORE_REL(&h->head, LOAD(&h->tail));
+	STORE_REL(&h->pub_ver, v + 1);
+}
+
+/* Publishes the complete records [head, tail) to readers, with their seqs,
+ * as one pair. */
+static void publish_locked(struct bus *b)
+{
+	struct bus_hdr *h = b->h;
+	uint64_t tail = LOAD(&h->tail), v = LOAD(&h->pub_ver);
+
+	if (LOAD(&h->head) == tail)
+		return;
 	STORE(&h->pub_ver, v + 1);
 	__atomic_thread_fence(__ATOMIC_RELEASE);
-	STORE(&h->head_seq, head_seq);
-	STORE_REL(&h->head, head);
+	STORE(&h->head_seq, LOAD(&h->tail_seq));
+	STORE_REL(&h->head, tail);
 	STORE_REL(&h->pub_ver, v + 2);
 }
 
-/* Walks the committed records from lo to head. Stores their count in *N.
+/* Walks the complete records from lo to tail. Stores their count in *N.
  * Returns 0, or -1 at the first thing that is not as bus.h says. */
 static int verify_locked(const struct bus *b, uint64_t *n)
 {
 	const struct bus_hdr *h = b->h;
-	uint64_t lo = LOAD(&h->lo), head = LOAD(&h->head), resv = LOAD(&h->resv);
-	uint64_t seq = 0, count = 0, p = lo;
+	uint64_t R = ring_bytes(b), lo = LOAD(&h->lo), head = LOAD(&h->head), tail = LOAD(&h->tail);
+	uint64_t resv = LOAD(&h->resv), next = 0, count = 0, p = lo;
+	bool head_seen = false;
 	struct bus_rec r;
 
-	if (lo > head || head > resv || head - lo > ring_bytes(b) || resv - head > ring_bytes(b) / 4 ||
-	    ((lo | head | resv) & (BUS_ALIGN - 1)) != 0)
+	if (!(lo <= head && head <= tail && tail <= resv) || tail - lo > R || resv - tail >= R / 2 ||
+	    ((lo | head | tail | resv) & (BUS_ALIGN - 1)) != 0 || (LOAD(&h->pub_ver) & 1) ||
+	    LOAD(&h->w_seq) >= LOAD(&h->tail_seq))
 		return -1;
-	while (p < head) {
+	for (;;) {
+		if (p == head) {
+			head_seen = true;
+			if (next != 0 && next != LOAD(&h->head_seq))
+				return -1;
+		}
+		if (p >= tail)
+			break;
 		get_rec(b, p, &r);
 		uint64_t sp = rec_span(b, p, &r);
-		if (sp == 0 || sp > head - p)
-			return -1;
-		if (r.type != BUS_T_PAD) {
-			if (count > 0 && r.seq != seq + 1)
-				return -1;
-			seq = r.seq;
-			count++;
-		} else if (p == lo) {
+		if (sp == 0 || sp > tail - p || (r.type == BUS_T_PAD && p == lo))
 			return -1; /* lo is never a pad */
+		if (r.type != BUS_T_PAD) {
+			if (next != 0 && r.seq != next)
+				return -1;
+			next = r.seq + 1;
+			count++;
 		}
 		p += sp;
 	}
-	if (count > 0 && seq + 1 != LOAD(&h->head_seq))
+	if (!head_seen || (next != 0 && next != LOAD(&h->tail_seq)) ||
+	    (head == tail && LOAD(&h->head_seq) != LOAD(&h->tail_seq)))
 		return -1;
 	*n = count;
 	return 0;
@@ -339,19 +373,21 @@ static void reset_locked(struct bus *b)
 	struct bus_hdr *h = b->h;
 	uint64_t R = ring_bytes(b), resv = LOAD(&h->resv);
 	uint64_t p = ((resv + R) & ~b->mask) + R; /* > resv + R, at a ring start */
-	uint64_t seq = LOAD(&h->head_seq);
+	uint64_t seq = LOAD(&h->tail_seq);
 
-	if ((LOAD(&h->pub_ver) & 1) || LOAD(&h->w_seq) >= seq)
+	finish_publish_locked(b);
+	if (LOAD(&h->w_seq) >= seq)
 		seq = LOAD(&h->w_seq) + 1; /* never reuse a seq a writer took */
-	/* read_head answers (resv, w_seq + 1) while pub_ver is odd. */
-	STORE(&h->w_start, p);
+	if (LOAD(&h->head_seq) > seq)
+		seq = LOAD(&h->head_seq);
 	STORE(&h->w_pos, p);
+	STORE(&h->w_end, p);
 	STORE(&h->w_seq, seq - 1);
 	STORE_REL(&h->resv, p);
 	STORE_REL(&h->lo, p);
-	if (LOAD(&h->pub_ver) & 1)
-		STORE(&h->pub_ver, LOAD(&h->pub_ver) + 1);
-	publish_locked(b, p, seq);
+	STORE_REL(&h->tail, p);
+	STORE_REL(&h->tail_seq, seq);
+	publish_locked(b);
 	ADD(&h->corrupt, 1);
 }
 
@@ -359,36 +395,36 @@ static void reset_locked(struct bus *b)
 static void repair_locked(struct bus *b)
 {
 	struct bus_hdr *h = b->h;
-	uint64_t R = ring_bytes(b), v = LOAD(&h->pub_ver);
-	uint64_t head = LOAD(&h->head), resv = LOAD(&h->resv);
-	uint64_t start = LOAD(&h->w_start), pos = LOAD(&h->w_pos), seq = LOAD(&h->w_seq);
-	uint64_t n;
+	uint64_t R = ring_bytes(b), n;
 
 	ADD(&h->repairs, 1);
 	STORE(&h->owner, 0);
-	if (v & 1) {
-		/* Died committing: the record is whole, finish the commit. */
-		STORE(&h->head_seq, seq + 1);
-		STORE_REL(&h->head, resv);
-		STORE_REL(&h->pub_ver, v + 1);
-	} else if (resv != head) {
-		/* Died with a reservation: void it, keeping its seq taken. */
-		uint64_t off = start & b->mask;
-		bool sane = start == head && seq == LOAD(&h->head_seq) && pos >= start &&
-			    resv > pos && resv - pos >= REC && resv - start <= R / 4 &&
-			    ((pos | resv) & (BUS_ALIGN - 1)) == 0 &&
-			    (pos == start || pos - start == R - off) &&
-			    (pos & b->mask) + (resv - pos) <= R;
-		if (!sane) {
-			reset_locked(b);
-			return;
+	finish_publish_locked(b);
+	uint64_t tail = LOAD(&h->tail), seq = LOAD(&h->w_seq);
+	if (seq == LOAD(&h->tail_seq)) {
+		/* It died writing the record [pos, end). */
+		uint64_t pos = LOAD(&h->w_pos), end = LOAD(&h->w_end), off = tail & b->mask;
+		if (tail != end) {
+			bool sane = pos >= tail && end > pos && end - pos >= REC &&
+				    end - pos <= span_of(b->max_record) && end <= LOAD(&h->resv) &&
+				    ((pos | end) & (BUS_ALIGN - 1)) == 0 &&
+				    (pos == tail || pos - tail == R - off) &&
+				    (pos & b->mask) + (end - pos) <= R;
+			if (!sane) {
+				reset_locked(b);
+				return;
+			}
+			/* Unfinished: void it, keeping its seq taken. */
+			if (pos != tail)
+				put_rec(b, tail, seq, (uint32_t)(pos - tail), BUS_T_PAD);
+			put_rec(b, pos, seq, (uint32_t)(end - pos - REC), BUS_T_VOID);
+			STORE_REL(&h->tail, end);
+			ADD(&h->voids, 1);
 		}
-		if (pos != start)
-			put_rec(b, start, seq, (uint32_t)(pos - start), BUS_T_PAD);
-		put_rec(b, pos, seq, (uint32_t)(resv - pos - REC), BUS_T_VOID);
-		publish_locked(b, resv, seq + 1);
-		ADD(&h->voids, 1);
+		/* (tail == end: it was complete, only tail_seq was missing.) */
+		STORE_REL(&h->tail_seq, seq + 1);
 	}
+	publish_locked(b);
 	if (verify_locked(b, &n) < 0)
 		reset_locked(b);
 }
@@ -423,15 +459,15 @@ static void unlock(struct bus *b)
 static int advance_lo_locked(struct bus *b, uint64_t end)
 {
 	struct bus_hdr *h = b->h;
-	uint64_t R = ring_bytes(b), lo = LOAD(&h->lo), head = LOAD(&h->head);
+	uint64_t R = ring_bytes(b), lo = LOAD(&h->lo), tail = LOAD(&h->tail);
 	struct bus_rec r;
 
 	if (end - lo <= R)
 		return 0;
-	while (lo < head) {
+	while (lo < tail) {
 		get_rec(b, lo, &r);
 		uint64_t sp = rec_span(b, lo, &r);
-		if (sp == 0 || sp > head - lo)
+		if (sp == 0 || sp > tail - lo)
 			return -1;
 		if (end - lo <= R && r.type != BUS_T_PAD)
 			break;
@@ -441,7 +477,7 @@ static int advance_lo_locked(struct bus *b, uint64_t end)
 	return 0;
 }
 
-/* Reserves, writes and commits one record. */
+/* Writes one record at tail. Returns its seq. */
 static uint64_t append_locked(struct bus *b, uint16_t type, size_t len, bus_fill_fn *fill, void *arg)
 {
 	struct bus_hdr *h = b->h;
@@ -449,30 +485,39 @@ static uint64_t append_locked(struct bus *b, uint16_t type, size_t len, bus_fill
 	uint64_t start, pos, end, seq, off;
 
 	for (;;) {
-		start = LOAD(&h->head);
-		seq = LOAD(&h->head_seq);
+		start = LOAD(&h->tail);
+		seq = LOAD(&h->tail_seq);
 		off = start & b->mask;
 		pos = off + need > R ? start + (R - off) : start;
 		end = pos + need;
-		if (advance_lo_locked(b, end) == 0)
+		if (end <= LOAD(&h->resv))
 			break;
+		/* Reserve the next R/64 bytes too: readers' line is written
+		 * once for them. */
+		uint64_t resv = end + (R / 64 > BUS_ALIGN ? R / 64 : BUS_ALIGN);
+		if (advance_lo_locked(b, resv) == 0) {
+			/* From here readers must assume [tail, resv) is written. */
+			STORE_REL(&h->resv, resv);
+			__atomic_thread_fence(__ATOMIC_RELEASE);
+			break;
+		}
 		reset_locked(b);
 	}
-	STORE(&h->w_start, start);
 	STORE(&h->w_pos, pos);
-	STORE(&h->w_seq, seq);
-	/* From here readers must assume [start, end) is being written. */
-	STORE_REL(&h->resv, end);
-	__atomic_thread_fence(__ATOMIC_RELEASE);
+	STORE(&h->w_end, end);
+	STORE_REL(&h->w_seq, seq); /* the mark: [pos, end) is being written */
 	if (pos != start)
 		put_rec(b, start, seq, (uint32_t)(pos - start), BUS_T_PAD);
 	put_rec(b, pos, seq, (uint32_t)len, type);
 	unsigned char *dst = (unsigned char *)at(b, pos) + REC;
 	fill(dst, len, seq, arg);
 	memset(dst + len, 0, need - REC - len);
-	publish_locked(b, end, seq + 1);
+	STORE_REL(&h->tail, end);
+	STORE_REL(&h->tail_seq, seq + 1); /* the record is complete */
 	BUMP(&h->appends, 1);
 	BUMP(&h->bytes, len);
+	if (end - LOAD(&h->head) > R / 4)
+		publish_locked(b); /* a long batch: let readers have it */
 	return seq;
 }
 
@@ -498,17 +543,9 @@ static void wake_sleepers(struct bus *b)
 	}
 }
 
-static void copy_fill(void *dst, size_t len, uint64_t seq, void *arg)
+/* Refuses what no append may do: 0, or -1 with errno. */
+static int append_ok(const struct bus *b, unsigned type, size_t len)
 {
-	if (len > 0) /* DATA may be NULL for an empty record */
-		memcpy(dst, arg, len);
-}
-
-int bus_append_fn(struct bus *b, unsigned type, size_t len, bus_fill_fn *fill, void *arg,
-		  uint64_t *seqp)
-{
-	uint64_t seq;
-
 	if (b->readonly) {
 		errno = EROFS;
 		return -1;
@@ -521,19 +558,57 @@ int bus_append_fn(struct bus *b, unsigned type, size_t len, bus_fill_fn *fill, v
 		errno = EMSGSIZE;
 		return -1;
 	}
-	if (lock(b) < 0)
+	return 0;
+}
+
+int bus_lock(struct bus *b)
+{
+	if (b->readonly) {
+		errno = EROFS;
 		return -1;
-	seq = append_locked(b, (uint16_t)type, len, fill, arg);
-	unlock(b);
+	}
+	return lock(b);
+}
+
+int bus_append_locked(struct bus *b, unsigned type, size_t len, bus_fill_fn *fill, void *arg,
+		      uint64_t *seqp)
+{
+	if (append_ok(b, type, len) < 0)
+		return -1;
+	uint64_t seq = append_locked(b, (uint16_t)type, len, fill, arg);
 	if (seqp != NULL)
 		*seqp = seq;
+	return 0;
+}
+
+void bus_unlock(struct bus *b)
+{
+	publish_locked(b);
+	unlock(b);
 	if (b->wake == NULL)
-		return 0;
+		return;
 	if (b->defer)
 		b->wake_due = true;
 	else
 		wake_sleepers(b);
+}
+
+int bus_append_fn(struct bus *b, unsigned type, size_t len, bus_fill_fn *fill, void *arg,
+		  uint64_t *seqp)
+{
+	if (append_ok(b, type, len) < 0 || lock(b) < 0)
+		return -1;
+	uint64_t seq = append_locked(b, (uint16_t)type, len, fill, arg);
+	bus_unlock(b);
+	if (seqp != NULL)
+		*seqp = seq;
 	return 0;
+}
+
+static void copy_fill(void *dst, size_t len, uint64_t seq, void *arg)
+{
+	if (len > 0) /* DATA may be NULL for an empty record */
+		memcpy(dst, arg, len);
 }
 
 int bus_append(struct bus *b, unsigned type, const void *data, size_t len, uint64_t *seq)
@@ -649,33 +724,50 @@ void bus_reader_free(struct bus_reader *r)
 	r->buf = NULL;
 }
 
-/* Moves R, which lost its place, to the oldest intact record (or, if the
- * writers keep lapping it there, or the ring was reset, to the head).
- * Returns how many seqs it skipped, at least 1. */
+/* Moves R, which lost its place, to the first record a quarter of a ring
+ * past lo (or to the head if the writers keep lapping it, or the ring was
+ * reset). Landing on lo itself would leave R where the writers overwrite
+ * next: lapped again before it copied a chunk, for ever (a lap storm). The
+ * walk checks each header against resv as it goes, and outruns the writers.
+ * Returns how many seqs R skipped, at least 1. */
 static uint64_t resync(struct bus_reader *r, bool at_head)
 {
 	const struct bus *b = r->bus;
 	const struct bus_hdr *h = b->h;
-	uint64_t R = ring_bytes(b), pos, seq;
+	uint64_t R = ring_bytes(b), pos, seq, lost;
 	struct bus_rec rec;
 
-	for (int tries = 0; !at_head && tries < 16; tries++) {
+	for (int tries = 0; !at_head && tries < 8; tries++) {
 		uint64_t lo = LOAD_ACQ(&h->lo), head = LOAD_ACQ(&h->head);
+		uint64_t target = lo + R / 4 < head ? lo + R / 4 : head, p = lo, next = 0;
 		if (lo <= r->pos || lo >= head)
 			break;
-		get_rec(b, lo, &rec);
-		__atomic_thread_fence(__ATOMIC_ACQUIRE);
-		if (LOAD_ACQ(&h->resv) - lo > R)
-			continue; /* lo itself was overwritten meanwhile */
-		if (rec_span(b, lo, &rec) == 0 || rec.type == BUS_T_PAD || rec.seq <= r->seq)
-			break;
-		uint64_t lost = rec.seq - r->seq;
-		r->pos = lo;
-		r->seq = rec.seq;
+		while (p < target) {
+			get_rec(b, p, &rec);
+			__atomic_thread_fence(__ATOMIC_ACQUIRE);
+			if (LOAD_ACQ(&h->resv) - p > R)
+				break; /* overtaken: start again from the new lo */
+			uint64_t sp = rec_span(b, p, &rec);
+			if (sp == 0 || sp > head - p || (rec.type != BUS_T_PAD && next != 0 && rec.seq != next)) {
+				at_head = true; /* intact yet wrong: a stray write */
+				break;
+			}
+			if (rec.type != BUS_T_PAD)
+				next = rec.seq + 1;
+			p += sp;
+		}
+		if (p < target || at_head)
+			continue;
+		if (next <= r->seq)
+			break; /* cannot be: we were behind lo */
+		/* The record at p (or head) is the one after the last walked. */
+		lost = next - r->seq;
+		r->pos = p;
+		r->seq = next;
 		return lost;
 	}
 	read_head(h, &pos, &seq);
-	uint64_t lost = seq > r->seq ? seq - r->seq : 1;
+	lost = seq > r->seq ? seq - r->seq : 1;
 	r->pos = pos;
 	r->seq = seq;
 	return lost;

@@ -3,22 +3,24 @@
  * append records (appends are serialised by a robust process-shared mutex);
  * every worker reads every record with its own cursor and never takes the
  * lock. A writer never waits for a reader: a reader that falls a whole ring
- * behind is lapped, is told exactly how many records it lost, and resumes at
- * the oldest record still intact.
+ * behind is lapped, is told exactly how many records it lost, and resumes
+ * among the oldest records still intact (a quarter of a ring in, out of the
+ * writers' way).
  *
  * Segment layout (seg kind SEG_KIND_BUS, layout BUS_VERSION):
  *
  *   0     +------------------------------------------------------------+
  *         | struct seg_hdr                                       64 B  |
  *   64    +------------------------------------------------------------+
- *         | struct bus_hdr                                      320 B  |
+ *         | struct bus_hdr                                      384 B  |
  *         |   line 0  identity: magic, version, sizes, offsets         |
  *         |   line 1  the writers' robust mutex, owner pid             |
- *         |   line 2  positions: pub_ver head head_seq resv lo w_*     |
- *         |   line 3  sleepers: one bit per reader slot                |
- *         |   line 4  counters                                         |
- *   384   +------------------------------------------------------------+
- *         | struct bus_slot[nslots]      64 B each: pid, cursor, counts |
+ *         |   line 2  what readers load: pub_ver head head_seq resv lo |
+ *         |   line 3  the writers' own: tail tail_seq w_pos w_end w_seq|
+ *         |   line 4  sleepers: one bit per reader slot                |
+ *         |   line 5  counters                                         |
+ *   448   +------------------------------------------------------------+
+ *         | struct bus_slot[nslots]     64 B each: pid, cursor, counts |
  *         +------------------------------------------------------------+
  *         | ring: ring_bytes (a power of two) of records               |
  *   size  +------------------------------------------------------------+
@@ -35,16 +37,20 @@
  *
  * A record never straddles the end of the ring: a writer that would cross
  * it first writes a pad record (type BUS_T_PAD, len = bytes to the end). A
- * writer that died holding the lock has its reservation turned into a void
- * record (BUS_T_VOID) carrying the seq it had taken, so seqs stay gap-free
- * and never repeat. check is a hash of (seq, len, type).
+ * writer that died holding the lock has its unfinished record turned into a
+ * void record (BUS_T_VOID) carrying the seq it had taken, so seqs stay
+ * gap-free and never repeat. check is a hash of (seq, len, type).
  *
- * Invariants, all positions multiples of 16:
- *   lo <= head <= resv, resv - head <= ring_bytes / 4, head - lo <= ring_bytes
- *   [lo, head)   committed records, intact, seqs contiguous, ending at head_seq - 1
- *   [head, resv) the reservation of the writer holding the lock (empty otherwise)
- * A byte at position P read by a reader is intact iff resv <= P + ring_bytes
- * after the read: that is the readers' seqlock, they need nothing else.
+ * Invariants, all positions multiples of 16 (R = ring_bytes):
+ *   lo <= head <= tail <= resv, tail - lo <= R, resv - tail < R / 2
+ *   [lo, tail)    complete records, intact, seqs contiguous up to tail_seq - 1
+ *   [lo, head)    the part published to readers, up to head_seq - 1
+ *   [tail, resv)  space writers may be writing: resv runs ahead in steps
+ *                 of R / 64, so that the line readers load is not written
+ *                 for it on every record
+ *   w_seq == tail_seq: the record [w_pos, w_end) is being written
+ * A byte at position P that a reader copied is intact iff resv <= P + R
+ * after the copy: that is the readers' seqlock; they need nothing else.
  */
 #ifndef ROTOR_BUS_H
 #define ROTOR_BUS_H
@@ -103,20 +109,26 @@ struct bus_hdr {
 	int32_t owner;         /* pid holding the lock, 0 when free (advisory) */
 	uint32_t pad1;
 
-	/* line 2: positions. Written only by the lock holder; readers load. */
+	/* line 2: what readers load; written by the lock holder */
 	uint64_t pub_ver;      /* odd while head and head_seq change */
-	uint64_t head;         /* end of the committed records */
-	uint64_t head_seq;     /* seq the next record will get */
-	uint64_t resv;         /* end of the space a writer may be writing */
+	uint64_t head;         /* end of the records published to readers */
+	uint64_t head_seq;     /* seq of the first record not published */
+	uint64_t resv;         /* end of the space writers may be writing */
 	uint64_t lo;           /* the oldest intact record (never a pad) */
-	uint64_t w_start;      /* the current reservation: its start (== head), */
-	uint64_t w_pos;        /*   its record, after a wrap pad if any, */
-	uint64_t w_seq;        /*   and that record's seq */
+	uint64_t pad2[3];
 
-	/* line 3: a bit per reader slot that announced it is about to sleep */
+	/* line 3: the lock holder's own */
+	uint64_t tail;         /* end of the complete records (>= head) */
+	uint64_t tail_seq;     /* seq the next record will get */
+	uint64_t w_pos;        /* the record being written: where (after a pad), */
+	uint64_t w_end;        /*   where it ends, */
+	uint64_t w_seq;        /*   its seq; == tail_seq while it is written */
+	uint64_t pad3[3];
+
+	/* line 4: a bit per reader slot that announced it is about to sleep */
 	uint64_t sleepers[BUS_SLOTS_MAX / 64];
 
-	/* line 4: counters, relaxed, for monitoring: a process killed between
+	/* line 5: counters, relaxed, for monitoring: a process killed between
 	 * an event and its count leaves it uncounted (seqs are exact) */
 	uint64_t appends;      /* records appended */
 	uint64_t bytes;        /* payload bytes appended */
@@ -128,7 +140,7 @@ struct bus_hdr {
 	uint64_t corrupt;      /* records that failed their check, ring resets */
 };
 _Static_assert(sizeof(pthread_mutex_t) <= 56, "the mutex must fit its line");
-_Static_assert(sizeof(struct bus_hdr) == 320, "bus_hdr is five cache lines");
+_Static_assert(sizeof(struct bus_hdr) == 384, "bus_hdr is six cache lines");
 
 /* One reader's slot, written by that reader (and cleared by the master). */
 struct bus_slot {
@@ -239,6 +251,24 @@ int bus_append_fn(struct bus *b, unsigned type, size_t len, bus_fill_fn *fill, v
 /* bus_append_fn copying LEN bytes from DATA. */
 int bus_append(struct bus *b, unsigned type, const void *data, size_t len, uint64_t *seq);
 
+/* A batch: bus_lock, any number of bus_append_locked, bus_unlock. Records
+ * of a batch are published to readers together at bus_unlock (and whenever
+ * a quarter of the ring is waiting), so a batch costs one lock and one
+ * publication; readers see nothing of it before. Hold the lock for as short
+ * a time as an append's fill: other writers wait for it. bus_lock returns 0
+ * or -1 with errno (EROFS, EDEADLK when already held, the mutex's error); it
+ * repairs after a dead holder as bus_append_fn does. */
+int bus_lock(struct bus *b);
+
+/* bus_append_fn with the lock held: same arguments and errors, publishes
+ * nothing and wakes no one. */
+int bus_append_locked(struct bus *b, unsigned type, size_t len, bus_fill_fn *fill, void *arg,
+		      uint64_t *seq);
+
+/* Publishes the batch, releases the lock, and (unless deferred) wakes the
+ * readers that announced a sleep. */
+void bus_unlock(struct bus *b);
+
 /* Defers this process's wakes: appends no longer wake sleepers until
  * bus_wake_flush. Call bus_wake_flush before the loop sleeps, or sleepers
  * miss what was appended. */
@@ -261,13 +291,16 @@ int bus_reader_init(struct bus_reader *r, struct bus *b, unsigned slot);
 /* Frees R's buffer. The slot stays the process's until bus_slot_release. */
 void bus_reader_free(struct bus_reader *r);
 
-/* Delivers up to MAX (0: no limit) committed records to FN in seq order and
+/* Delivers up to MAX (0: no limit) published records to FN in seq order and
  * returns how many it delivered. *LOST is set to the number of records R
- * lost because it was lapped (or found a corrupt record): 0 normally. A loss
- * ends the call: everything delivered came before the gap, everything
- * delivered by later calls comes after it, and R already stands on the
- * oldest intact record. Void records are skipped (counted in R->voids).
- * Never takes the lock, never blocks. */
+ * lost because it was lapped (or met a record damaged by a stray write): 0
+ * normally. A loss ends the call: everything delivered came before the gap,
+ * everything delivered by later calls comes after it. After a lap R stands
+ * a quarter of a ring past the oldest intact record: resuming at the oldest
+ * would leave it where the writers overwrite next, to be lapped again and
+ * again. After damage it stands at the head. Void records are skipped
+ * (counted in R->voids); the seqs delivered plus those lost plus the voids
+ * are exactly the seqs that passed. Never takes the lock, never blocks. */
 int bus_read(struct bus_reader *r, bus_record_fn *fn, void *arg, unsigned max, uint64_t *lost);
 
 /* True when records are waiting for R (or R was lapped). */

@@ -143,12 +143,24 @@ static void fill_and_hang(void *dst, size_t len, uint64_t seq, void *arg)
 		pause();
 }
 
-/* Writes the whole record, then dies in the middle of the commit: pub_ver
- * odd, head_seq stored, head not. */
-static void fill_and_die_committing(void *dst, size_t len, uint64_t seq, void *arg)
+/* Writes the whole record, moves tail, then dies before tail_seq says the
+ * record is complete. */
+static void fill_and_die_completing(void *dst, size_t len, uint64_t seq, void *arg)
 {
 	struct bus *b = arg;
 	fill_pat(dst, len, seq, NULL);
+	b->h->tail = b->h->w_end;
+	_exit(0);
+}
+
+/* Writes the whole record, completes it, then dies in the middle of
+ * publishing it: pub_ver odd, head_seq stored, head not. */
+static void fill_and_die_publishing(void *dst, size_t len, uint64_t seq, void *arg)
+{
+	struct bus *b = arg;
+	fill_pat(dst, len, seq, NULL);
+	b->h->tail = b->h->w_end;
+	b->h->tail_seq = seq + 1;
 	b->h->pub_ver++;
 	b->h->head_seq = seq + 1;
 	_exit(0);
@@ -320,7 +332,7 @@ int main(void)
 	ok(bus_create(&b, p, 4096, 0) == -1 && errno == EINVAL, "zero slots are refused");
 	ok(bus_create(&b, p, 4096, BUS_SLOTS_MAX + 1) == -1 && errno == EINVAL, "too many slots are refused");
 	ok(bus_create(&b, p, 4096, 4) == 0, "create a 4 KiB ring with 4 slots");
-	is_int(b.seg.size, 64 + 320 + 4 * 64 + 4096, "segment size is header, slots and ring");
+	is_int(b.seg.size, 64 + 384 + 4 * 64 + 4096, "segment size is header, slots and ring");
 	is_int(bus_max_record(&b), 4096 / 8 - 16, "the largest record is an eighth of the ring");
 	ok(b.h->magic == BUS_MAGIC && b.seg.hdr->kind == SEG_KIND_BUS, "magics of segment and bus are set");
 
@@ -407,7 +419,7 @@ int main(void)
 		for (int i = 0; i < 200; i++)
 			bus_append_fn(&b, 1, 64, fill_pat, NULL, NULL);
 		seen_reset();
-		uint64_t l;
+		uint64_t l, lo_seq = ((struct bus_rec *)(b.ring + (b.h->lo & b.mask)))->seq;
 		int got = bus_read(&r, collect, &S, 0, &l);
 		ok(got == 0 && l > 0, "a reader 200 records (16 KB) behind on a 4 KB ring is lapped (lost %llu)",
 		   (unsigned long long)l);
@@ -415,8 +427,11 @@ int main(void)
 		unsigned rest = drain(&r, &l);
 		is_int(rest + lost, 200, "records read plus records lost is exactly what was appended");
 		ok(S.seq[0] == at + lost && seen_contiguous(at + lost) && S.bad == 0,
-		   "it resumed at the oldest intact record, seq %llu", (unsigned long long)S.seq[0]);
-		ok(rest >= 4096 / 80 / 2, "at least half a ring of records was still there to read (%u)", rest);
+		   "it resumed at seq %llu and read on in order", (unsigned long long)S.seq[0]);
+		ok(S.seq[0] > lo_seq && (S.seq[0] - lo_seq) * 80 >= 4096 / 4 && (S.seq[0] - lo_seq) * 80 < 4096 / 4 + 80,
+		   "a quarter of a ring past the oldest intact record (seq %llu), out of the writers' way",
+		   (unsigned long long)lo_seq);
+		ok(rest >= 4096 / 80 / 2, "at least half a ring of records was left to read (%u)", rest);
 		is_int(r.laps, 1, "the reader counts the lap");
 		bus_stats(&b, &bs);
 		ok(bs.laps >= 1 && bs.lost >= lost, "and so does the bus header");
@@ -459,7 +474,7 @@ int main(void)
 		bus_append_fn(&b, 1, 40, fill_pat, NULL, &s0);
 		st = child_dies_appending(&b, 200, fill_and_exit, NULL, false);
 		ok(WIFEXITED(st), "a child exits in the middle of a fill, holding the lock");
-		ok(b.h->resv > b.h->head, "it left a reservation behind");
+		ok(b.h->w_seq == b.h->tail_seq && b.h->tail < b.h->w_end, "it left a record half written");
 		ok(bus_append_fn(&b, 1, 40, fill_pat, NULL, &s1) == 0, "the next append succeeds");
 		is_int(b.h->repairs, 1, "the repair is counted");
 		is_int(b.h->voids, v0 + 1, "the dead reservation became a void record");
@@ -475,17 +490,28 @@ int main(void)
 		   "the next append repairs and succeeds");
 		ok(bus_verify(&b, &n) == 0, "the ring verifies");
 
-		/* Death in the middle of the commit: the record was whole. */
-		st = child_dies_appending(&b, 48, fill_and_die_committing, &b, false);
-		ok(WIFEXITED(st) && (b.h->pub_ver & 1), "a child dies halfway through its commit");
-		struct bus_reader r3;
-		ok(bus_reader_init(&r3, &b, 2) == 0 && r3.seq == s1 + 2 && r3.pos == b.h->resv,
-		   "a reader starting meanwhile starts after the record being committed");
+		/* Death between a complete record and its mark: kept. */
+		st = child_dies_appending(&b, 56, fill_and_die_completing, &b, false);
+		ok(WIFEXITED(st) && b.h->tail == b.h->w_end && b.h->w_seq == b.h->tail_seq,
+		   "a child dies with its record written but not marked complete");
 		ok(bus_append_fn(&b, 1, 40, fill_pat, NULL, &seq) == 0 && b.h->repairs == 3 && seq == s1 + 2,
-		   "the next append finishes that commit and goes on");
+		   "the next append keeps that record and goes on");
 		seen_reset();
-		ok(drain(&r, &lost) == 3 && S.seq[1] == s1 + 1 && S.len[1] == 48 && S.bad == 0 && seen_contiguous(s1),
-		   "the record whose commit was interrupted is delivered, intact");
+		ok(drain(&r, &lost) == 3 && S.seq[1] == s1 + 1 && S.len[1] == 56 && S.bad == 0 && seen_contiguous(s1),
+		   "the complete record is delivered, intact, not voided");
+		s1 = seq;
+
+		/* Death in the middle of a publication: the record was whole. */
+		st = child_dies_appending(&b, 48, fill_and_die_publishing, &b, false);
+		ok(WIFEXITED(st) && (b.h->pub_ver & 1), "a child dies halfway through publishing");
+		struct bus_reader r3;
+		ok(bus_reader_init(&r3, &b, 2) == 0 && r3.seq == s1 + 2 && r3.pos == b.h->tail,
+		   "a reader starting meanwhile starts after the record being published");
+		ok(bus_append_fn(&b, 1, 40, fill_pat, NULL, &seq) == 0 && b.h->repairs == 4 && seq == s1 + 2,
+		   "the next append finishes that publication and goes on");
+		seen_reset();
+		ok(drain(&r, &lost) == 2 && S.seq[0] == s1 + 1 && S.len[0] == 48 && S.bad == 0 &&
+		   S.seq[1] == s1 + 2, "the record whose publication was interrupted is delivered, intact");
 		seen_reset();
 		ok(drain(&r3, &lost) == 1 && S.seq[0] == s1 + 2, "the late reader sees only what follows");
 		bus_reader_free(&r3);
@@ -497,7 +523,7 @@ int main(void)
 			bus_append_fn(&b, 1, 0, fill_pat, NULL, NULL);
 		drain(&r, &lost);
 		st = child_dies_appending(&b, 400, fill_and_hang, NULL, true);
-		ok(b.h->w_pos != b.h->w_start, "a child dies in a fill after padding to the ring's end");
+		ok(b.h->w_pos != b.h->tail, "a child dies in a fill after padding to the ring's end");
 		ok(bus_append(&b, 5, "x", 1, &seq) == 0 && bus_verify(&b, &n) == 0,
 		   "the repair writes the pad and the void, and the ring verifies");
 		seen_reset();
@@ -509,8 +535,54 @@ int main(void)
 			_exit(bus_append(&b, 5, "y", 1, NULL) == 0 ? 0 : 1);
 		waitpid(pid, &st, 0);
 		ok(WIFEXITED(st) && WEXITSTATUS(st) == 0 && bus_append(&b, 5, "z", 1, NULL) == 0 &&
-		   b.h->repairs == 4, "a writer that exits between appends needs no repair");
+		   b.h->repairs == 5, "a writer that exits between appends needs no repair");
 		drain(&r, &lost);
+		drain2(&r2);
+	}
+
+	/* ---- batches: one lock, one publication ---- */
+	{
+		uint64_t s0, s2;
+		drain(&r, &lost);
+		drain2(&r2);
+		ok(bus_lock(&b) == 0, "take the lock for a batch");
+		ok(bus_lock(&b) == -1 && errno == EDEADLK, "taking it twice is EDEADLK");
+		bus_append_locked(&b, 1, 30, fill_pat, NULL, &s0);
+		bus_append_locked(&b, 2, 31, fill_pat, NULL, NULL);
+		ok(bus_append_locked(&b, 3, 32, fill_pat, NULL, &s2) == 0 && s2 == s0 + 2, "three records appended");
+		ok(bus_append_locked(&b, 3, bus_max_record(&b) + 1, fill_pat, NULL, NULL) == -1 && errno == EMSGSIZE,
+		   "the limit holds in a batch");
+		ok(!bus_reader_pending(&r), "readers see nothing of a batch before the unlock");
+		bus_unlock(&b);
+		seen_reset();
+		ok(drain(&r, &lost) == 3 && seen_contiguous(s0) && S.bad == 0, "then all of it, in order");
+
+		/* A batch longer than a quarter of the ring is published as it goes. */
+		bus_lock(&b);
+		for (int i = 0; i < 20; i++)
+			bus_append_locked(&b, 1, 64, fill_pat, NULL, NULL);
+		ok(bus_reader_pending(&r), "a batch over a quarter of the ring is published before it ends");
+		bus_unlock(&b);
+		seen_reset();
+		ok(drain(&r, &lost) == 20 && lost == 0 && S.bad == 0, "and read whole");
+
+		/* Death in the middle of a batch: the complete records stay. */
+		pid_t pid = fork();
+		if (pid == 0) {
+			bus_lock(&b);
+			bus_append_locked(&b, 1, 30, fill_pat, NULL, NULL);
+			bus_append_locked(&b, 1, 30, fill_pat, NULL, NULL);
+			bus_append_locked(&b, 1, 30, fill_and_exit, NULL, NULL);
+			_exit(2);
+		}
+		int st;
+		waitpid(pid, &st, 0);
+		uint64_t v0 = b.h->voids, rv0 = r.voids, s3;
+		ok(bus_append(&b, 5, "after", 5, &s3) == 0 && b.h->voids == v0 + 1, "a writer dies in its batch's third record");
+		seen_reset();
+		ok(drain(&r, &lost) == 3 && S.seq[0] == s2 + 21 && S.seq[1] == s2 + 22 && S.seq[2] == s3 &&
+		   s3 == s2 + 24 && S.bad == 0 && r.voids == rv0 + 1,
+		   "its two complete records are published, the third is void, seqs go on");
 		drain2(&r2);
 	}
 
@@ -571,7 +643,7 @@ int main(void)
 		ok(drain(&rr, &lost) == 1 && S.seq[0] == seq && S.type[0] == 4, "and sees what is appended");
 		ok(bus_append(&ro, 5, "x", 1, NULL) == -1 && errno == EROFS, "appending read-only is EROFS");
 		bus_stats(&ro, &bs);
-		ok(bs.head_seq == seq + 1 && bs.readers == 1 && bs.repairs == 4, "stats through the read-only mapping");
+		ok(bs.head_seq == seq + 1 && bs.readers == 1 && bs.repairs == 6, "stats through the read-only mapping");
 		bus_reader_free(&rr);
 		bus_detach(&ro);
 		drain(&r, &lost);
@@ -645,7 +717,7 @@ int main(void)
 		}
 		ok(bus_attach(&x, p, true) == 0, "restored, it attaches again");
 		bus_detach(&x);
-		ok(truncate(p, 64 + 320 + 4 * 64 + 2048) == 0 && bus_attach(&x, p, true) == -1 && errno == EPROTO,
+		ok(truncate(p, 64 + 384 + 4 * 64 + 2048) == 0 && bus_attach(&x, p, true) == -1 && errno == EPROTO,
 		   "a truncated segment is refused");
 		unlink(p);
 	}

@@ -5,6 +5,9 @@
  * record they get while one of them is stopped again and again so that it
  * is lapped.
  *
+ * Writers append alone, in batches whose wakes are deferred, and in batches
+ * under one lock.
+ *
  * Every payload carries its writer, that writer's counter, the seq its fill
  * was given, its length and a checksum. A reader fails on a record that is
  * torn or corrupt, on a seq that is not exactly the last one plus the
@@ -129,17 +132,25 @@ static void writer(unsigned id)
 
 	bus_set_waker(&bus, wake, NULL);
 	for (;;) {
-		/* Sometimes a batch with wakes deferred to its end. */
-		unsigned batch = xs(&rs) % 4 == 0 ? 1 + (unsigned)(xs(&rs) % 16) : 1;
-		if (batch > 1)
+		/* Single appends; batches with wakes deferred to their end; and
+		 * batches under one lock, published at its release. */
+		unsigned kind = (unsigned)(xs(&rs) % 4);
+		unsigned batch = kind >= 2 ? 1 + (unsigned)(xs(&rs) % 16) : 1;
+		if (kind == 2)
 			bus_wake_defer(&bus);
+		if (kind == 3 && bus_lock(&bus) < 0)
+			_exit(10);
 		for (unsigned i = 0; i < batch; i++) {
 			/* Multiples of 8, 40 bytes to about 1.5 KB, a few large ones. */
 			size_t len = 40 + 8 * (xs(&rs) % (xs(&rs) % 64 == 0 ? 1000 : 180));
-			if (bus_append_fn(&bus, 1 + id, len, fill, &w, NULL) < 0)
+			int rc = kind == 3 ? bus_append_locked(&bus, 1 + id, len, fill, &w, NULL)
+					   : bus_append_fn(&bus, 1 + id, len, fill, &w, NULL);
+			if (rc < 0)
 				_exit(10);
 		}
-		if (batch > 1)
+		if (kind == 3)
+			bus_unlock(&bus);
+		if (kind == 2)
 			bus_wake_flush(&bus);
 	}
 }
@@ -296,8 +307,8 @@ int main(int argc, char **argv)
 		/* Did it die holding the lock (and with a record half made)? */
 		if (__atomic_load_n(&bus.h->owner, __ATOMIC_RELAXED) == wpid[w]) {
 			kills_in_lock++;
-			if (__atomic_load_n(&bus.h->resv, __ATOMIC_RELAXED) !=
-			    __atomic_load_n(&bus.h->head, __ATOMIC_RELAXED))
+			if (__atomic_load_n(&bus.h->w_seq, __ATOMIC_RELAXED) ==
+			    __atomic_load_n(&bus.h->tail_seq, __ATOMIC_RELAXED))
 				kills_mid_record++;
 		}
 		/* As the master does: its writer slot, a repair, a wake for all. */
