@@ -633,13 +633,12 @@ void bus_wake_all(struct bus *b)
 {
 	struct bus_hdr *h = b->h;
 
-	if (b->readonly)
+	/* Without a waker, taking the announcements would lose them. */
+	if (b->readonly || b->wake == NULL)
 		return;
 	for (unsigned i = 0; i < (b->nslots + 63) / 64; i++)
 		__atomic_exchange_n(&h->sleepers[i], 0, __ATOMIC_ACQ_REL);
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (b->wake == NULL)
-		return;
 	for (unsigned i = 0; i < b->nslots; i++)
 		if (LOAD(&b->slots[i].pid) != 0)
 			b->wake(i, b->wake_arg);

@@ -279,7 +279,9 @@ void bus_wake_flush(struct bus *b);
 
 /* Wakes every occupied slot once and clears every announcement. For the
  * master after a process died: a writer killed between taking the sleepers'
- * announcements and waking them would leave them asleep. */
+ * announcements and waking them would leave them asleep. Does nothing
+ * without a waker (bus_set_waker): the master must set one that reaches
+ * every worker's eventfd. */
 void bus_wake_all(struct bus *b);
 
 /* Starts reader R on B at the current head (it sees records appended from
@@ -316,10 +318,10 @@ bool bus_reader_sleep(struct bus_reader *r);
 void bus_reader_wake_cancel(struct bus_reader *r);
 
 /* For the master once SLOT's process is dead and reaped: clears the slot
- * and its announcement, repairs a reservation the process may have left
- * (unless a live writer holds the lock: it would have been taken over on
- * its next lock anyway), and wakes every other slot (bus_wake_all). Returns
- * 0, or -1 with errno EINVAL or EROFS. */
+ * and its announcement, repairs what the process may have left holding the
+ * lock (unless a live writer holds it: that one would take it over on its
+ * next lock anyway), and wakes every other slot (bus_wake_all, so B needs a
+ * waker). Returns 0, or -1 with errno EINVAL or EROFS. */
 int bus_slot_release(struct bus *b, unsigned slot);
 
 struct bus_stats {

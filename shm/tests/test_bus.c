@@ -620,6 +620,16 @@ int main(void)
 		drain(&r, &lost);
 		drain2(&r2);
 
+		bus_set_waker(&b, NULL, NULL);
+		ok(bus_reader_sleep(&r), "slot 0 announces");
+		bus_wake_all(&b);
+		ok(b.h->sleepers[0] & 1, "bus_wake_all without a waker leaves announcements up (it could not wake them)");
+		bus_set_waker(&b, wake_efd, efd);
+		bus_wake_all(&b);
+		ok((b.h->sleepers[0] & 1) == 0 && readable(efd[0], 0) && read(efd[0], &v, 8) == 8 &&
+		   readable(efd[1], 0) && read(efd[1], &v, 8) == 8, "with one, it takes them and wakes every live slot");
+		bus_reader_wake_cancel(&r);
+
 		ok(bus_reader_sleep(&r2), "slot 1 announces");
 		ok(bus_slot_release(&b, 1) == 0 && b.slots[1].pid == 0 && (b.h->sleepers[0] & 2) == 0,
 		   "releasing a dead worker's slot clears its pid and announcement");
