@@ -24,7 +24,8 @@ struct stats_hdr {
 	int32_t master_pid;
 	uint32_t pad;
 	int64_t master_start_ms;
-	uint8_t pad2[40];
+	char uid[36];              /* this rotord's UUID (info's node uid) */
+	uint8_t pad2[4];
 };
 _Static_assert(sizeof(struct stats_hdr) == 64, "stats_hdr is one cache line");
 

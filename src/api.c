@@ -926,7 +926,8 @@ static bool authorized(const struct http_req *req)
 static bool admit(struct http_req *req)
 {
 	if (req->method != HTTP_POST) {
-		http_respond(req, 405, NULL, NULL, 0);
+		/* Centrifugo's 405 has an empty body; RFC 9110 wants Allow too. */
+		http_respond_hdrs(req, 405, NULL, "Allow: POST\r\n", NULL, 0);
 		return false;
 	}
 	if (!authorized(req)) {

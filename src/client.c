@@ -64,6 +64,7 @@ static struct {
 	struct worker *w;
 	struct client *all;
 	size_t n;                     /* sessions that completed connect */
+	uint64_t version;             /* bumped when a session connects or ends */
 	struct jw out;                /* scratch encoder for replies */
 	struct tok_keys conn_keys;
 	struct tok_keys sub_keys;
@@ -567,6 +568,7 @@ static void cmd_connect(struct client *c, const struct cmd *cmd)
 	c->state = CS_CONNECTED;
 	c->stale_at = 0;
 	S.n++;
+	S.version++;
 	for (size_t i = 0; i < nps; i++) {
 		struct pstr ch = pstr_c(ps[i].channel);
 		if (find_sub(c, ch))
@@ -985,8 +987,10 @@ struct client *client_new(struct worker *w, const struct transport_ops *ops, voi
 /* Makes C deaf: no more commands, pushes or timers; subscriptions end. */
 static void deafen(struct client *c)
 {
-	if (c->state == CS_CONNECTED)
+	if (c->state == CS_CONNECTED) {
 		S.n--;
+		S.version++;
+	}
 	c->state = CS_CLOSED;
 	wheel_cancel(&S.w->wheel, &c->timer);
 	drop_all_subs(c);
@@ -1025,6 +1029,18 @@ void client_transport_closed(struct client *c)
 size_t client_count(void)
 {
 	return S.n;
+}
+
+uint64_t client_version(void)
+{
+	return S.version;
+}
+
+void client_each_user(void (*fn)(void *arg, const char *user), void *arg)
+{
+	for (struct client *c = S.all; c; c = c->next)
+		if (c->state == CS_CONNECTED)
+			fn(arg, c->user);
 }
 
 /* ---- per-worker set-up -------------------------------------------------------- */

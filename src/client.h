@@ -78,5 +78,10 @@ void client_apply_refresh(const struct node_target *t, bool expired, int64_t exp
 /* Local counts for info: sessions that completed connect, and distinct users
  * among them. */
 size_t client_count(void);
+/* A number that changes whenever a session connects or ends. */
+uint64_t client_version(void);
+/* Calls FN with the user of every connected session (repeats included; ""
+ * for anonymous ones). */
+void client_each_user(void (*fn)(void *arg, const char *user), void *arg);
 
 #endif

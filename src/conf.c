@@ -33,6 +33,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <regex.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1114,9 +1115,29 @@ static void check_proxy_names(const struct conf *c, const char *label, const jso
 }
 
 /* Centrifugo's rules for one set of channel options. */
+/* A channel_regex must compile as the channel code will compile it. */
+static void check_channel_regex(const char *label, const json_t *o, struct conf_report *rep)
+{
+	const char *re = json_string_value(json_object_get(o, "channel_regex"));
+	regex_t compiled;
+	if (re == NULL || *re == '\0')
+		return;
+	char *posix = tok_regex_from_go(re);
+	int rc = regcomp(&compiled, posix, REG_EXTENDED | REG_NOSUB);
+	if (rc != 0) {
+		char why[128];
+		regerror(rc, &compiled, why, sizeof(why));
+		conf_report_error(rep, "%s.channel_regex: not a regular expression rotor can use (%s)", label, why);
+	} else {
+		regfree(&compiled);
+	}
+	free(posix);
+}
+
 static void check_channel_options(const struct conf *c, const char *label, const json_t *o,
 				  struct conf_report *rep)
 {
+	check_channel_regex(label, o, rep);
 	long long size = json_integer_value(json_object_get(o, "history_size"));
 	long long ttl = dur_value(json_object_get(o, "history_ttl"));
 	const json_t *meta = json_object_get(o, "history_meta_ttl");

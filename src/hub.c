@@ -24,6 +24,7 @@ static struct {
 	size_t cap;       /* power of two */
 	size_t nchan;
 	size_t nsubs;
+	uint64_t version; /* bumped by every link and unlink */
 	struct jw enc;    /* scratch encoder */
 } H;
 
@@ -87,6 +88,7 @@ void hub_link(struct csub *s, const char *name, size_t len, enum proto_fmt f)
 	ch->subs = s;
 	ch->nsubs++;
 	ch->nfmt[f]++;
+	H.version++;
 	if (s->flags & CSUB_JOIN_LEAVE)
 		ch->njoin++;
 	H.nsubs++;
@@ -107,6 +109,7 @@ void hub_unlink(struct csub *s, enum proto_fmt f)
 	s->ch = NULL;
 	ch->nsubs--;
 	ch->nfmt[f]--;
+	H.version++;
 	if (s->flags & CSUB_JOIN_LEAVE)
 		ch->njoin--;
 	H.nsubs--;
@@ -196,6 +199,11 @@ void hub_join_leave(struct pstr channel, const struct client_info *ci, bool join
 size_t hub_nchannels(void)
 {
 	return H.nchan;
+}
+
+uint64_t hub_version(void)
+{
+	return H.version;
 }
 
 size_t hub_nsubs(void)

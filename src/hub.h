@@ -66,6 +66,9 @@ void hub_join_leave(struct pstr channel, const struct client_info *ci, bool join
 size_t hub_nchannels(void);
 size_t hub_nsubs(void);
 
+/* A number that changes whenever a subscription is linked or unlinked. */
+uint64_t hub_version(void);
+
 /* Calls FN for each channel with local subscribers. */
 void hub_each(void (*fn)(void *arg, const struct hub_chan *ch), void *arg);
 

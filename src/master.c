@@ -270,6 +270,22 @@ static int open_listeners(const struct conf *c, int *fds, int from, int n, bool 
 
 /* ---- shared memory ------------------------------------------------------ */
 
+/* A version 4 UUID for this rotord (info's node uid). */
+static void make_uid(char out[36])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char b[16] = { 0 };
+	util_random(b, sizeof(b));
+	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+	for (int i = 0, j = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			out[j++] = '-';
+		out[j++] = hex[b[i] >> 4];
+		out[j++] = hex[b[i] & 15];
+	}
+}
+
 static int open_stats(const struct conf *c)
 {
 	char *path = xasprintf("%s/rotor-%lld.stats", c->shm_dir, c->port);
@@ -285,6 +301,7 @@ static int open_stats(const struct conf *c)
 	h->nslots = STATS_SLOTS;
 	h->master_pid = (int32_t)getpid();
 	h->master_start_ms = util_wall_ms();
+	make_uid(h->uid);
 	return RT_OK;
 }
 
@@ -303,6 +320,20 @@ static struct stats_block *stats_take(unsigned *index)
 	return NULL;
 }
 
+/* The master's bus waker: bus_slot_release wakes every live worker (one
+ * killed while waking others may have left them asleep). */
+static void master_wake(unsigned slot, void *arg)
+{
+	uint64_t one = 1;
+	(void)arg;
+	for (int i = 0; i < MAX_CHILDREN; i++) {
+		struct child *ch = &M.children[i];
+		if (ch->pid != 0 && ch->bus_slot == slot && write(ch->wake_fd, &one, sizeof(one)) < 0 &&
+		    errno != EAGAIN)
+			log_syscall("write(eventfd of worker %d)", ch->slot);
+	}
+}
+
 static int open_bus(const struct conf *c)
 {
 	char *path = xasprintf("%s/rotor-%lld.bus", c->shm_dir, c->port);
@@ -312,6 +343,7 @@ static int open_bus(const struct conf *c)
 		return RT_ERR;
 	}
 	free(path);
+	bus_set_waker(&M.bus, master_wake, NULL);
 	return RT_OK;
 }
 
@@ -447,7 +479,7 @@ static int spawn(int slot)
 		ctr->pid = (int32_t)getpid();
 		struct worker_boot boot = {
 			.slot = slot, .gen = M.gen, .listen_fd = M.slots[slot].fd, .ctl_fd = sv[1],
-			.conf = M.conf, .ctr = ctr, .bus = &M.bus, .bus_slot = bus_slot,
+			.conf = M.conf, .ctr = ctr, .stats_seg = &M.stats, .bus = &M.bus, .bus_slot = bus_slot,
 			.wake_fd = wake_fd, .wake_fds = wake_fds,
 		};
 		worker_main(&boot);
@@ -510,6 +542,9 @@ static void reap(void)
 		if (bus_slot_release(&M.bus, ch->bus_slot) < 0)
 			log_syscall("bus_slot_release(%u)", ch->bus_slot);
 		announce_wake_fd(NULL, ch->bus_slot, -1);
+		char *snap = xasprintf("%s/rotor-%lld.snap.%u", M.conf->shm_dir, M.conf->port, ch->bus_slot);
+		unlink(snap);
+		free(snap);
 		if (ch->ctr != NULL)
 			memset(ch->ctr, 0, sizeof(*ch->ctr));
 		bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;

@@ -29,9 +29,11 @@
 #include "util.h"
 #include "worker.h"
 #include "bus.h"
+#include "snap.h"
 #include "stats.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -367,19 +369,251 @@ bool node_poll(struct worker *w)
 	}
 }
 
-/* ---- survey-free statistics --------------------------------------------------- */
+/* ---- snapshots: info and channels ---------------------------------------------- */
+
+/* A set of strings with a count each (open addressing, FNV-1a). */
+struct strset {
+	struct { const char *s; uint16_t n; uint32_t count; } *v;
+	size_t cap, used;
+};
+
+static uint32_t fnv(const char *s, size_t n)
+{
+	uint32_t h = 2166136261u;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)s[i]) * 16777619u;
+	return h;
+}
+
+/* Adds COUNT to S's entry for the N bytes at P (which must outlive S). */
+static void strset_add(struct strset *s, const char *p, size_t n, uint32_t count)
+{
+	if (2 * (s->used + 1) > s->cap) {
+		struct strset g = { NULL, s->cap ? s->cap * 2 : 64, 0 };
+		g.v = xcalloc(g.cap, sizeof(*g.v));
+		for (size_t i = 0; i < s->cap; i++)
+			if (s->v[i].s)
+				strset_add(&g, s->v[i].s, s->v[i].n, s->v[i].count);
+		free(s->v);
+		*s = g;
+	}
+	size_t i = fnv(p, n) & (s->cap - 1);
+	while (s->v[i].s && !(s->v[i].n == n && memcmp(s->v[i].s, p, n) == 0))
+		i = (i + 1) & (s->cap - 1);
+	if (s->v[i].s == NULL) {
+		s->v[i].s = p;
+		s->v[i].n = (uint16_t)n;
+		s->used++;
+	}
+	s->v[i].count += count;
+}
+
+static void strset_free(struct strset *s)
+{
+	free(s->v);
+	memset(s, 0, sizeof(*s));
+}
+
+static struct {
+	struct seg seg;           /* this worker's snapshot */
+	uint64_t written_ver;     /* hub and client versions it shows */
+	int64_t written_ms;
+	struct strset users;      /* scratch: this worker's distinct users */
+	struct seg peers[BUS_SLOTS_MAX]; /* other workers' snapshots, mapped on demand */
+} N;
+
+static char *snap_path(const struct worker *w, unsigned slot)
+{
+	return xasprintf("%s/rotor-%lld.snap.%u", w->conf->shm_dir, w->conf->port, slot);
+}
+
+int node_snapshot_init(struct worker *w)
+{
+	char *path = snap_path(w, w->bus_slot);
+	int rc = seg_create(&N.seg, path, SEG_KIND_SNAP, SNAP_VERSION, SNAP_SEG_SIZE);
+	if (rc < 0)
+		log_syscall("creating the snapshot segment %s", path);
+	free(path);
+	N.written_ver = UINT64_MAX;
+	return rc < 0 ? RT_ERR : RT_OK;
+}
+
+static void put_snap_chan(void *arg, const struct hub_chan *ch)
+{
+	(void)arg;
+	put_str16((struct pstr){ ch->name, ch->len });
+	put_u32(ch->nsubs);
+}
+
+static void add_user(void *arg, const char *user)
+{
+	strset_add(&N.users, user, strlen(user), 1);
+	(void)arg;
+}
+
+/* Rewrites this worker's snapshot when what it shows changed, at most every
+ * SNAP_EVERY_MS. Called from the worker's tick. */
+#define SNAP_EVERY_MS 200
+void node_snapshot(struct worker *w)
+{
+	uint64_t ver = hub_version() + client_version();
+	if (N.seg.hdr == NULL || ver == N.written_ver || w->now_ms - N.written_ms < SNAP_EVERY_MS)
+		return;
+	rec.len = 0;
+	hub_each(put_snap_chan, NULL);
+	size_t nchan = hub_nchannels();
+	client_each_user(add_user, NULL);
+	for (size_t i = 0; i < N.users.cap; i++)
+		if (N.users.v[i].s)
+			put_str16((struct pstr){ N.users.v[i].s, N.users.v[i].n });
+	size_t nusers = N.users.used;
+	strset_free(&N.users);
+
+	struct snap_hdr *h = seg_payload(&N.seg);
+	char *data = (char *)(h + 1);
+	uint32_t len = rec.len <= SNAP_DATA_MAX ? (uint32_t)rec.len : 0;
+	__atomic_store_n(&h->seq, h->seq + 1, __ATOMIC_RELAXED);  /* odd: writing */
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	h->pid = (int32_t)getpid();
+	memcpy(data, rec.buf, len);
+	h->len = len;
+	h->truncated = len != rec.len;
+	h->nchannels = len ? (uint32_t)nchan : 0;
+	h->nusers = len ? (uint32_t)nusers : 0;
+	h->nclients = (uint32_t)client_count();
+	h->nsubs = (uint32_t)hub_nsubs();
+	__atomic_store_n(&h->seq, h->seq + 1, __ATOMIC_RELEASE); /* even: done */
+	if (len != rec.len)
+		log_warn("snapshot: %zu bytes of channels and users do not fit in %u; info and channels "
+			 "show counts only", rec.len, SNAP_DATA_MAX);
+	N.written_ver = ver;
+	N.written_ms = w->now_ms;
+}
+
+/* Copies the snapshot of the live worker in bus slot SLOT (pid PID) into
+ * OUT (its data) and *HDR. Returns false when it cannot be read whole. */
+static bool read_snap(struct worker *w, unsigned slot, int32_t pid, struct jw *out, struct snap_hdr *hdr)
+{
+	struct seg *s = slot == w->bus_slot ? &N.seg : &N.peers[slot];
+	if (s->hdr == NULL || s->hdr->creator != pid) {
+		char *path = snap_path(w, slot);
+		if (s != &N.seg)
+			seg_detach(s);
+		int rc = seg_attach(s, path, SEG_KIND_SNAP, SNAP_VERSION, true);
+		free(path);
+		if (rc < 0)
+			return false;
+	}
+	const struct snap_hdr *h = seg_payload(s);
+	for (int tries = 0; tries < 100; tries++) {
+		uint64_t seq = __atomic_load_n(&h->seq, __ATOMIC_ACQUIRE);
+		if (seq & 1)
+			continue;
+		memcpy(hdr, h, sizeof(*hdr));
+		uint32_t len = hdr->len <= SNAP_DATA_MAX ? hdr->len : 0;
+		out->len = 0;
+		jw_raw(out, h + 1, len);
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (__atomic_load_n(&h->seq, __ATOMIC_RELAXED) == seq)
+			return hdr->pid == pid;
+	}
+	return false;
+}
+
+/* Reads every live worker's snapshot, merging channels (with counts) into
+ * CHANS and users into USERS; the buffers holding the names go to BUFS. */
+struct merged {
+	struct strset chans, users;
+	struct jw *bufs;
+	size_t nbufs;
+	uint32_t nclients, nsubs;
+};
+
+static void merge_all(struct worker *w, struct merged *m)
+{
+	struct stats_block *b = stats_blocks(seg_payload(w->stats_seg));
+	memset(m, 0, sizeof(*m));
+	m->bufs = xcalloc(BUS_SLOTS_MAX, sizeof(*m->bufs));
+	for (unsigned i = 0; i < BUS_SLOTS_MAX && i < STATS_SLOTS; i++) {
+		int32_t pid = __atomic_load_n(&b[i].pid, __ATOMIC_RELAXED);
+		struct snap_hdr h;
+		if (pid <= 0)
+			continue;
+		if (i == w->bus_slot)
+			node_snapshot_now(w);
+		struct jw *buf = &m->bufs[m->nbufs];
+		if (!read_snap(w, i, pid, buf, &h))
+			continue;
+		m->nbufs++;
+		m->nclients += h.nclients;
+		m->nsubs += h.nsubs;
+		struct rd r = { (const unsigned char *)buf->buf, (const unsigned char *)buf->buf + buf->len, false };
+		for (uint32_t k = 0; k < h.nchannels && !r.bad; k++) {
+			struct pstr name = get_str(&r, 2);
+			uint32_t count = GET(&r, uint32_t);
+			if (!r.bad)
+				strset_add(&m->chans, name.p, name.n, count);
+		}
+		for (uint32_t k = 0; k < h.nusers && !r.bad; k++) {
+			struct pstr name = get_str(&r, 2);
+			if (!r.bad)
+				strset_add(&m->users, name.p, name.n, 1);
+		}
+	}
+}
+
+static void merged_free(struct merged *m)
+{
+	strset_free(&m->chans);
+	strset_free(&m->users);
+	for (size_t i = 0; i < m->nbufs; i++)
+		jw_free(&m->bufs[i]);
+	free(m->bufs);
+}
+
+/* This worker's own snapshot, brought up to date at once (the caller reads
+ * it right away: a subscription made a moment ago must show). */
+void node_snapshot_now(struct worker *w)
+{
+	N.written_ms = INT64_MIN / 2;
+	node_snapshot(w);
+}
 
 int node_channels(struct worker *w, node_channel_fn fn, void *arg)
 {
-	(void)w;
-	(void)fn;
-	(void)arg;
-	return RT_ERR;
+	struct merged m;
+	merge_all(w, &m);
+	for (size_t i = 0; i < m.chans.cap; i++)
+		if (m.chans.v[i].s)
+			fn(arg, (struct pstr){ m.chans.v[i].s, m.chans.v[i].n }, m.chans.v[i].count);
+	merged_free(&m);
+	return RT_OK;
 }
 
 int node_info(struct worker *w, struct node_info *out)
 {
-	(void)w;
-	(void)out;
-	return RT_ERR;
+	static char name[300];
+	const struct stats_hdr *sh = seg_payload(w->stats_seg);
+	struct merged m;
+
+	merge_all(w, &m);
+	memset(out, 0, sizeof(*out));
+	memcpy(out->uid, sh->uid, 36);
+	out->uid[36] = '\0';
+	if (w->conf->node_name[0] != '\0') {
+		snprintf(name, sizeof(name), "%s", w->conf->node_name);
+	} else {
+		char host[256] = "localhost";
+		gethostname(host, sizeof(host) - 1);
+		snprintf(name, sizeof(name), "%s_%lld", host, w->conf->port);
+	}
+	out->name = name;
+	out->version = PACKAGE_VERSION;
+	out->num_clients = m.nclients;
+	out->num_users = (uint32_t)m.users.used;
+	out->num_channels = (uint32_t)m.chans.used;
+	out->num_subs = m.nsubs;
+	out->uptime = (util_wall_ms() - sh->master_start_ms) / 1000;
+	merged_free(&m);
+	return RT_OK;
 }

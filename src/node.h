@@ -99,4 +99,11 @@ int node_join_leave(struct worker *w, struct pstr channel, const struct client_i
  * there was any. Called at the worker's flush point. */
 bool node_poll(struct worker *w);
 
+/* This worker's snapshot for info and channels (shm/snap.h): created at
+ * start, rewritten from the worker's tick when it changed (at most every
+ * 200 ms), and at once before this worker answers info or channels. */
+int node_snapshot_init(struct worker *w);
+void node_snapshot(struct worker *w);
+void node_snapshot_now(struct worker *w);
+
 #endif

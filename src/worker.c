@@ -298,6 +298,11 @@ static void wake_slot(unsigned slot, void *arg)
 		log_syscall("write(eventfd of bus slot %u)", slot);
 }
 
+static void on_busy(struct ev_loop *loop, ev_idle *i, int revents)
+{
+	ev_idle_stop(loop, i);
+}
+
 static void on_check(struct ev_loop *loop, ev_check *c, int revents)
 {
 	struct worker *w = c->data;
@@ -315,8 +320,14 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
 		node_poll(w);
 		ws_flush_all(w);
 		conn_flush_all(w);
-		if (round >= 16 || bus_reader_sleep(&w->reader))
+		if (bus_reader_sleep(&w->reader))
 			break;
+		if (round == 16) {
+			/* Writers keep us busy: let the loop look at sockets
+			 * without blocking, and come back here right after. */
+			ev_idle_start(loop, &w->busy_w);
+			break;
+		}
 	}
 	if (w->ctr != NULL) {
 		__atomic_store_n(&w->ctr->clients, (uint64_t)client_count(), __ATOMIC_RELAXED);
@@ -336,6 +347,7 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
 	}
 	if (w->ctr != NULL)
 		__atomic_store_n(&w->ctr->conns_current, (uint64_t)w->nconns, __ATOMIC_RELAXED);
+	node_snapshot(w);
 }
 
 static void on_signal(struct ev_loop *loop, ev_signal *s, int revents)
@@ -383,6 +395,7 @@ void worker_main(const struct worker_boot *b)
 	w->conf = b->conf;
 	w->ctl_pending_fd = -1;
 	w->bus = b->bus;
+	w->stats_seg = b->stats_seg;
 	w->bus_slot = b->bus_slot;
 	w->wake_fd = b->wake_fd;
 	memcpy(w->wake_fds, b->wake_fds, sizeof(w->wake_fds));
@@ -411,6 +424,8 @@ void worker_main(const struct worker_boot *b)
 		_exit(1);
 	}
 	bus_set_waker(w->bus, wake_slot, w);
+	node_snapshot_init(w);
+	ev_idle_init(&w->busy_w, on_busy);
 	ev_io_init(&w->wake_w, on_wake, w->wake_fd, EV_READ);
 	w->wake_w.data = w;
 	ev_io_start(w->loop, &w->wake_w);

@@ -15,6 +15,7 @@
 
 struct conn;
 struct stats_block;
+struct seg;
 
 struct worker {
 	struct ev_loop *loop;
@@ -50,6 +51,7 @@ struct worker {
 	size_t ctl_len, ctl_have;
 
 	struct stats_block *ctr; /* this worker's counters in the stats segment */
+	struct seg *stats_seg;   /* the whole stats segment (every worker's block) */
 
 	/* The bus: this worker's reader (its slot is its stats block's index),
 	 * its own eventfd that writers use to wake it, and the eventfds of the
@@ -59,6 +61,7 @@ struct worker {
 	unsigned bus_slot;
 	int wake_fd;
 	ev_io wake_w;
+	ev_idle busy_w;       /* keeps the loop from blocking while the bus is busy */
 	int wake_fds[BUS_SLOTS_MAX];
 	int ctl_pending_fd;   /* an fd received with a control message */
 };
@@ -71,6 +74,7 @@ struct worker_boot {
 	int ctl_fd;           /* the worker's end of its control socket */
 	struct conf *conf;    /* becomes the worker's */
 	struct stats_block *ctr;
+	struct seg *stats_seg;
 	struct bus *bus;      /* mapped by the master before fork */
 	unsigned bus_slot;
 	int wake_fd;          /* this worker's eventfd */

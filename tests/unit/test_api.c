@@ -274,7 +274,7 @@ static void test_auth(void)
 	call("GET", "/api/info", KEY, "{}");
 	is_int(R.status, 405, "GET: 405");
 	is_int(R.body_len, 0, "405 has an empty body");
-	ok(rhdr("Allow") == NULL, "no Allow header, as Centrifugo");
+	is_str(rhdr("Allow"), "POST", "Allow: POST, as RFC 9110 requires of a 405");
 	call("PUT", "/api", KEY, "{}");
 	is_int(R.status, 405, "PUT on the legacy endpoint: 405");
 
