@@ -1026,6 +1026,27 @@ void client_transport_closed(struct client *c)
 	free(c);
 }
 
+void client_lost_state(void)
+{
+	for (struct client *c = S.all, *next; c; c = next) {
+		next = c->next;
+		for (uint16_t i = c->nsubs; i-- > 0 && c->state == CS_CONNECTED;) {
+			struct csub *s = c->subs[i];
+			if (!(s->flags & CSUB_POSITIONED))
+				continue;
+			if (s->flags & CSUB_SERVER_SIDE) {
+				client_disconnect(c, 3010, "insufficient state");
+				break;
+			}
+			struct pstr name = { s->ch->name, s->ch->len };
+			S.out.len = 0;
+			proto_push_unsubscribe(&S.out, c->fmt, name, 2500, "insufficient state");
+			send_out(c);
+			drop_sub(c, s);
+		}
+	}
+}
+
 size_t client_count(void)
 {
 	return S.n;

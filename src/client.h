@@ -75,6 +75,12 @@ void client_apply_subscribe(const struct node_target *t, const struct node_sub *
 void client_apply_refresh(const struct node_target *t, bool expired, int64_t expire_at,
 			  struct pstr info);
 
+/* This worker lost bus records (it was lapped): every positioned
+ * subscription may have missed publications. Client-side ones get the
+ * unsubscribe push 2500 (the client resubscribes and recovers); a
+ * server-side one ends its connection with 3010. Never a silent gap. */
+void client_lost_state(void);
+
 /* Local counts for info: sessions that completed connect, and distinct users
  * among them. */
 size_t client_count(void);

@@ -362,6 +362,7 @@ bool node_poll(struct worker *w)
 				 (unsigned long long)lost);
 			if (w->ctr)
 				STATS_ADD(w->ctr, bus_lost, lost);
+			client_lost_state();
 			continue;
 		}
 		if (n <= 0)
