@@ -92,6 +92,34 @@ function childrenOf(ppid) {
   return out.sort((a, b) => a - b);
 }
 
+// The pid among PIDS whose process holds the server side of the TCP
+// connection whose client end is bound to local port CLIENT_PORT (found
+// through /proc: socket inodes of each pid against /proc/net/tcp*).
+function holderOf(pids, clientPort) {
+  const inodes = new Set();
+  for (const f of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text = '';
+    try { text = fs.readFileSync(f, 'utf8'); } catch (_) { continue; }
+    for (const line of text.split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      if (cols.length < 10) continue;
+      const remPort = parseInt(cols[2].split(':')[1], 16);
+      if (remPort === clientPort) inodes.add(cols[9]);
+    }
+  }
+  for (const pid of pids) {
+    let fds = [];
+    try { fds = fs.readdirSync(`/proc/${pid}/fd`); } catch (_) { continue; }
+    for (const fd of fds) {
+      let target = '';
+      try { target = fs.readlinkSync(`/proc/${pid}/fd/${fd}`); } catch (_) { continue; }
+      const m = /^socket:\[(\d+)\]$/.exec(target);
+      if (m && inodes.has(m[1])) return pid;
+    }
+  }
+  return null;
+}
+
 function alive(pid) {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -215,5 +243,5 @@ function deepMerge(a, b) {
 
 module.exports = {
   ROTORD, ROTORCTL, Rotord, freePort, waitFor, sleep, rawExchange, request,
-  childrenOf, alive, mkTmp, run, deepMerge,
+  childrenOf, alive, mkTmp, run, deepMerge, holderOf,
 };
