@@ -68,7 +68,11 @@ run() {
 	mkdir -p dev
 	if [ ! -f dev/config.json ]; then
 		src/rotorctl genconfig -c dev/config.json >/dev/null
-		say "wrote dev/config.json (rotorctl genconfig)"
+		# Let connected clients subscribe and publish without namespaces.
+		sed -i '1s/^{/{\n  "channel": {"without_namespace": {"allow_subscribe_for_client": true, "allow_publish_for_client": true}},/' \
+			dev/config.json
+		src/rotord -t -c dev/config.json >/dev/null
+		say "wrote dev/config.json (rotorctl genconfig, clients may subscribe and publish)"
 	fi
 	key=$(sed -n 's/.*"key": *"\([^"]*\)".*/\1/p' dev/config.json | head -n 1)
 	token=$(src/rotorctl gentoken -c dev/config.json -u dev-user -q)
