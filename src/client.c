@@ -173,6 +173,9 @@ static void arm(struct client *c)
 	for (size_t i = 0; i < ROTOR_ARRAY_LEN(d); i++)
 		if (d[i] && (at == 0 || d[i] < at))
 			at = d[i];
+	for (uint16_t i = 0; i < c->nsubs; i++)
+		if (c->subs[i]->close_at && (at == 0 || c->subs[i]->close_at < at))
+			at = c->subs[i]->close_at;
 	if (at)
 		wheel_add(&S.w->wheel, &c->timer, at);
 	else
@@ -189,6 +192,29 @@ static void send_ping(struct client *c)
 	c->ping_at = S.w->now_ms + k->ping_interval_ms;
 	if (k->pong_timeout_ms > 0)
 		c->pong_at = S.w->now_ms + k->pong_timeout_ms;
+}
+
+static void drop_sub(struct client *c, struct csub *s);
+
+/* Ends the subscriptions whose expiry passed without a refresh: a
+ * client-side one with unsubscribe 2501, a server-side one with the whole
+ * connection (3006). */
+static void expire_subs(struct client *c, int64_t now)
+{
+	for (uint16_t i = c->nsubs; i-- > 0;) {
+		struct csub *s = c->subs[i];
+		if (!s->close_at || now < s->close_at)
+			continue;
+		if (s->flags & CSUB_SERVER_SIDE) {
+			client_disconnect(c, 3006, "subscription expired");
+			return;
+		}
+		struct pstr name = { s->ch->name, s->ch->len };
+		S.out.len = 0;
+		proto_push_unsubscribe(&S.out, c->fmt, name, 2501, "subscription expired");
+		send_out(c);
+		drop_sub(c, s);
+	}
 }
 
 static void on_timer(struct wheel_timer *t)
@@ -212,6 +238,9 @@ static void on_timer(struct wheel_timer *t)
 	}
 	if (c->ping_at && now >= c->ping_at)
 		send_ping(c);
+	expire_subs(c, now);
+	if (c->state == CS_CLOSED)
+		return;
 	arm(c);
 }
 
@@ -240,6 +269,16 @@ static void set_expiry(struct client *c, int64_t expire_at)
 
 /* ---- subscriptions ----------------------------------------------------- */
 
+/* When a subscription expiring at EXPIRE_AT (unix seconds) ends unless
+ * refreshed: client.expired_sub_close_delay after it. */
+static int64_t sub_close_at(int64_t expire_at)
+{
+	if (expire_at <= 0)
+		return 0;
+	int64_t left_ms = (expire_at - now_s()) * 1000;
+	return S.w->now_ms + (left_ms > 0 ? left_ms : 0) + S.w->conf->expired_sub_close_delay_ms;
+}
+
 static struct csub *find_sub(const struct client *c, struct pstr ch)
 {
 	for (uint16_t i = 0; i < c->nsubs; i++) {
@@ -257,6 +296,7 @@ static struct csub *add_sub(struct client *c, struct pstr ch, uint8_t flags, int
 	s->c = c;
 	s->flags = flags;
 	s->expire_at = expire_at;
+	s->close_at = sub_close_at(expire_at);
 	s->chan_info = pstr_dup(chan_info);
 	if (c->nsubs == c->capsubs) {
 		c->capsubs = c->capsubs ? (uint16_t)(c->capsubs * 2) : 2;
@@ -784,6 +824,8 @@ static void cmd_subscribe(struct client *c, const struct cmd *cmd)
 	proto_reply_subscribe(&S.out, c->fmt, cmd->id, &res);
 	send_out(c);
 	add_sub(c, r->channel, flags, expire_at, info);
+	if (expire_at > 0)
+		arm(c);
 	pstr_free(&info);
 	pstr_free(&data);
 }
@@ -843,6 +885,8 @@ static void cmd_sub_refresh(struct client *c, const struct cmd *cmd)
 		pstr_free(&info);
 	}
 	s->expire_at = expire_at;
+	s->close_at = sub_close_at(expire_at);
+	arm(c);
 	int64_t ttl = expire_at > 0 ? expire_at - now_s() : 0;
 	S.out.len = 0;
 	proto_reply_refresh(&S.out, c->fmt, cmd->id, CMD_SUB_REFRESH, expire_at > 0,
@@ -1165,6 +1209,8 @@ void client_apply_subscribe(const struct node_target *t, const struct node_sub *
 		}
 		struct sub_result r;
 		subscribe_server_side(c, ns->channel, o, &ns->override, ns->info, ns->expire_at, &r);
+		if (ns->expire_at > 0)
+			arm(c);
 		r.data = ns->data;
 		S.out.len = 0;
 		proto_push_subscribe(&S.out, c->fmt, ns->channel, &r);

@@ -33,6 +33,7 @@ struct csub {
 	struct client *c;
 	uint8_t flags;             /* CSUB_* */
 	int64_t expire_at;         /* unix seconds; 0 = never */
+	int64_t close_at;          /* monotonic ms when it ends unless refreshed; 0 = never */
 	struct pstr chan_info;     /* owned copy; may be empty */
 };
 
