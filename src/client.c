@@ -109,24 +109,13 @@ static void pstr_free(struct pstr *s)
 /* A version 4 UUID in text form, from a pool of kernel randomness. */
 static void make_uuid(char out[37])
 {
-	static const char hex[] = "0123456789abcdef";
-	unsigned char b[16];
-
 	if (S.rnd_used == 0 || S.rnd_used + 16 > sizeof(S.rnd)) {
 		if (util_random(S.rnd, sizeof(S.rnd)) != RT_OK)
 			abort(); /* no randomness: nothing safe to hand out */
 		S.rnd_used = 0;
 	}
-	memcpy(b, S.rnd + S.rnd_used, 16);
+	util_uuid4(S.rnd + S.rnd_used, out);
 	S.rnd_used += 16;
-	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-	for (int i = 0, j = 0; i < 16; i++) {
-		if (i == 4 || i == 6 || i == 8 || i == 10)
-			out[j++] = '-';
-		out[j++] = hex[b[i] >> 4];
-		out[j++] = hex[b[i] & 15];
-	}
 	out[36] = '\0';
 }
 
@@ -196,24 +185,33 @@ static void send_ping(struct client *c)
 
 static void drop_sub(struct client *c, struct csub *s);
 
-/* Ends the subscriptions whose expiry passed without a refresh: a
- * client-side one with unsubscribe 2501, a server-side one with the whole
- * connection (3006). */
+/* Ends subscription S for a server-side reason: a client-side one with an
+ * unsubscribe push of UNSUB_CODE, a server-side one (which a client cannot
+ * resubscribe) with the whole connection, DISC_CODE. REASON serves both.
+ * Returns false when the connection ended. */
+static bool end_sub(struct client *c, struct csub *s, uint32_t unsub_code, uint32_t disc_code,
+		    const char *reason)
+{
+	if (s->flags & CSUB_SERVER_SIDE) {
+		client_disconnect(c, disc_code, reason);
+		return false;
+	}
+	struct pstr name = { s->ch->name, s->ch->len };
+	S.out.len = 0;
+	proto_push_unsubscribe(&S.out, c->fmt, name, unsub_code, reason);
+	send_out(c);
+	drop_sub(c, s);
+	return true;
+}
+
+/* Ends the subscriptions whose expiry passed without a refresh (2501, or
+ * 3006 for a server-side one). */
 static void expire_subs(struct client *c, int64_t now)
 {
 	for (uint16_t i = c->nsubs; i-- > 0;) {
 		struct csub *s = c->subs[i];
-		if (!s->close_at || now < s->close_at)
-			continue;
-		if (s->flags & CSUB_SERVER_SIDE) {
-			client_disconnect(c, 3006, "subscription expired");
+		if (s->close_at && now >= s->close_at && !end_sub(c, s, 2501, 3006, "subscription expired"))
 			return;
-		}
-		struct pstr name = { s->ch->name, s->ch->len };
-		S.out.len = 0;
-		proto_push_unsubscribe(&S.out, c->fmt, name, 2501, "subscription expired");
-		send_out(c);
-		drop_sub(c, s);
 	}
 }
 
@@ -1076,17 +1074,8 @@ void client_lost_state(void)
 		next = c->next;
 		for (uint16_t i = c->nsubs; i-- > 0 && c->state == CS_CONNECTED;) {
 			struct csub *s = c->subs[i];
-			if (!(s->flags & CSUB_POSITIONED))
-				continue;
-			if (s->flags & CSUB_SERVER_SIDE) {
-				client_disconnect(c, 3010, "insufficient state");
+			if ((s->flags & CSUB_POSITIONED) && !end_sub(c, s, 2500, 3010, "insufficient state"))
 				break;
-			}
-			struct pstr name = { s->ch->name, s->ch->len };
-			S.out.len = 0;
-			proto_push_unsubscribe(&S.out, c->fmt, name, 2500, "insufficient state");
-			send_out(c);
-			drop_sub(c, s);
 		}
 	}
 }

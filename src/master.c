@@ -273,17 +273,9 @@ static int open_listeners(const struct conf *c, int *fds, int from, int n, bool 
 /* A version 4 UUID for this rotord (info's node uid). */
 static void make_uid(char out[36])
 {
-	static const char hex[] = "0123456789abcdef";
 	unsigned char b[16] = { 0 };
 	util_random(b, sizeof(b));
-	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-	for (int i = 0, j = 0; i < 16; i++) {
-		if (i == 4 || i == 6 || i == 8 || i == 10)
-			out[j++] = '-';
-		out[j++] = hex[b[i] >> 4];
-		out[j++] = hex[b[i] & 15];
-	}
+	util_uuid4(b, out);
 }
 
 static int open_stats(const struct conf *c)

@@ -89,6 +89,19 @@ int util_random(void *buf, size_t n)
 	return RT_OK;
 }
 
+void util_uuid4(unsigned char b[16], char out[36])
+{
+	static const char hex[] = "0123456789abcdef";
+	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+	for (int i = 0, j = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			out[j++] = '-';
+		out[j++] = hex[b[i] >> 4];
+		out[j++] = hex[b[i] & 15];
+	}
+}
+
 static int64_t clock_ms(clockid_t id)
 {
 	struct timespec ts;

@@ -21,6 +21,10 @@ char *xasprintf(const char *fmt, ...) ROTOR_PRINTF(1, 2);
  * or RT_ERR (logged). */
 int util_random(void *buf, size_t n);
 
+/* Writes the version 4 UUID made of the 16 random bytes B into OUT as 36
+ * characters (no NUL); B's version and variant bits are overwritten. */
+void util_uuid4(unsigned char b[16], char out[36]);
+
 /* Wall clock in milliseconds and seconds since the epoch; monotonic clock in
  * milliseconds. */
 int64_t util_wall_ms(void);
