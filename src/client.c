@@ -329,10 +329,11 @@ static void drop_all_subs(struct client *c)
 
 /* ---- tokens ------------------------------------------------------------ */
 
-/* The raw bytes of claim NAME in a verified TOKEN (so `info`, `data` pass
- * through byte for byte; jansson would re-serialise them), or an empty span.
- * The result points into *BUF, which the caller frees. */
-static struct pstr claim_raw(struct pstr token, const char *name, char **buf)
+/* The raw bytes of the claim at PATH (DEPTH object keys from the top) in a
+ * verified TOKEN (so `info`, `data` pass through byte for byte; jansson
+ * would re-serialise them), or an empty span. The result points into *BUF,
+ * which the caller frees. */
+static struct pstr claim_raw(struct pstr token, const char *const *path, size_t depth, char **buf)
 {
 	struct pstr r = { NULL, 0 };
 	const char *p1 = memchr(token.p, '.', token.n);
@@ -348,7 +349,9 @@ static struct pstr claim_raw(struct pstr token, const char *name, char **buf)
 	if (b64_decode(*buf, &outlen, p1 + 1, n, B64_URL) != RT_OK)
 		return r;
 	if (js_scan(&d, *buf, outlen, 0) == RT_OK) {
-		int64_t v = js_get(&d, 0, name, false);
+		int64_t v = 0;
+		for (size_t i = 0; i < depth && v >= 0; i++)
+			v = js_get(&d, (uint32_t)v, path[i], false);
 		if (v >= 0 && js_type(&d, (uint32_t)v) != JS_NULL) {
 			r.p = js_raw(&d, (uint32_t)v);
 			r.n = js_rawlen(&d, (uint32_t)v);
@@ -377,7 +380,8 @@ static struct pstr claim_bytes(const json_t *claims, struct pstr token, const ch
 		return r;
 	}
 	char *buf;
-	struct pstr raw = claim_raw(token, raw_name, &buf);
+	const char *path[] = { raw_name };
+	struct pstr raw = claim_raw(token, path, 1, &buf);
 	r = pstr_dup(raw);
 	free(buf);
 	return r;
@@ -482,9 +486,11 @@ static size_t token_channels(const json_t *claims, struct pstr token, struct pen
 					free(p);
 				}
 			} else if (info != NULL && !json_is_null(info)) {
-				char *s = json_dumps(info, JSON_COMPACT | JSON_ENCODE_ANY);
-				v[n].info = pstr_dup(pstr_c(s));
-				free(s);
+				/* Raw, byte for byte, like the connection's info. */
+				const char *path[] = { "subs", name, "info" };
+				char *buf;
+				v[n].info = pstr_dup(claim_raw(token, path, 3, &buf));
+				free(buf);
 			}
 			n++;
 		}
@@ -500,7 +506,6 @@ static size_t token_channels(const json_t *claims, struct pstr token, struct pen
 			}
 		}
 	}
-	(void)token;
 	*out = v;
 	return n;
 }
