@@ -1218,7 +1218,11 @@ void client_apply_refresh(const struct node_target *t, bool expired, int64_t exp
 		next = c->next;
 		if (!target_match(c, t))
 			continue;
-		if (expired) {
+		/* As centrifuge's Client.Refresh: an expiry already passed closes
+		 * at once; 0 means the connection no longer expires; the client
+		 * hears of the new expiry in a refresh push. */
+		int64_t ttl = expire_at - now_s();
+		if (expired || (expire_at > 0 && ttl <= 0)) {
 			client_disconnect(c, 3005, "connection expired");
 			continue;
 		}
@@ -1226,10 +1230,11 @@ void client_apply_refresh(const struct node_target *t, bool expired, int64_t exp
 			pstr_free(&c->info);
 			c->info = pstr_dup(info);
 		}
-		if (expire_at > 0) {
-			set_expiry(c, expire_at);
-			arm(c);
-		}
+		set_expiry(c, expire_at);
+		arm(c);
+		S.out.len = 0;
+		proto_push_refresh(&S.out, c->fmt, expire_at > 0, expire_at > 0 ? (uint32_t)ttl : 0);
+		send_out(c);
 	}
 }
 
