@@ -106,6 +106,7 @@ struct conf {
 	long long channel_limit;           /* client.channel_limit */
 	long long queue_max_size;          /* client.queue_max_size */
 	long long user_connection_limit;   /* client.user_connection_limit */
+	long long connection_limit;        /* client.connection_limit */
 	bool client_insecure;              /* client.insecure */
 	bool allow_anonymous_connect;      /* client.allow_anonymous_connect_without_token */
 	bool disallow_anonymous_tokens;    /* client.disallow_anonymous_connection_tokens */

@@ -454,7 +454,7 @@ const struct conf_key conf_keys[] = {
 	    "interval between stream position checks of positioned subscriptions"),
 	DUR("client.channel_position_max_time_lag", "0", 0, INF, RLD, NF, NULL,
 	    "tolerated lag of a position check; 0 means none"),
-	INT("client.connection_limit", 0, 0, INF, RLD, NF, "most client connections on this node; 0 means no limit"),
+	INT("client.connection_limit", 0, 0, INF, RLD, FIELD(connection_limit), "most client connections on this node; 0 means no limit"),
 	INT("client.user_connection_limit", 0, 0, INF, RLD, FIELD(user_connection_limit),
 	    "most connections of one user on this node; 0 means no limit"),
 	INT("client.connection_rate_limit", 0, 0, INF, RLD, NF,

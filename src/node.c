@@ -580,6 +580,16 @@ void node_snapshot_now(struct worker *w)
 	node_snapshot(w);
 }
 
+uint64_t node_clients(struct worker *w)
+{
+	const struct stats_block *b = stats_blocks(seg_payload(w->stats_seg));
+	uint64_t n = client_count();
+	for (unsigned i = 0; i < STATS_SLOTS; i++)
+		if (i != w->bus_slot && __atomic_load_n(&b[i].pid, __ATOMIC_RELAXED) > 0)
+			n += __atomic_load_n(&b[i].clients, __ATOMIC_RELAXED);
+	return n;
+}
+
 int node_channels(struct worker *w, node_channel_fn fn, void *arg)
 {
 	struct merged m;

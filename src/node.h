@@ -90,6 +90,10 @@ struct node_info {
 };
 int node_info(struct worker *w, struct node_info *out);
 
+/* Connected clients on the whole node: this worker's exact count plus the
+ * others' as their last loop iteration left it. For client.connection_limit. */
+uint64_t node_clients(struct worker *w);
+
 /* Publishes a join (JOIN true) or leave of CI in CHANNEL to its subscribers
  * that receive join/leave pushes. */
 int node_join_leave(struct worker *w, struct pstr channel, const struct client_info *ci, bool join);

@@ -50,6 +50,7 @@
 #include "conn.h"
 #include "http.h"
 #include "log.h"
+#include "node.h"
 #include "util.h"
 #include "worker.h"
 #include <assert.h>
@@ -1109,6 +1110,17 @@ static void ws_handshake(struct http_req *req, void *arg)
 	if (!origin_ok(k, origin)) {
 		log_info("ws: request Origin %s is not in client.allowed_origins; refused", origin);
 		refuse(req, 403, NULL, "origin not allowed");
+		return;
+	}
+	if (k->connection_limit > 0 && node_clients(req->conn->w) >= (uint64_t)k->connection_limit) {
+		static int64_t warned_ms;
+		int64_t now = req->conn->w->now_ms;
+		if (now - warned_ms >= 3000) {
+			log_warn("ws: client.connection_limit (%lld) reached; refusing connections with 503",
+				 k->connection_limit);
+			warned_ms = now;
+		}
+		refuse(req, 503, NULL, "connection limit reached");
 		return;
 	}
 
