@@ -10,7 +10,8 @@
  * unchanged across it. A snapshot whose pid is not the live worker of its
  * slot is stale and ignored.
  *
- * data: nchannels x (u16 len, name, u32 count), then nusers x (u16 len, name).
+ * data: nchannels x (u16 len, name, u32 subscribers), then
+ *       nusers x (u16 len, name, u32 sessions).
  */
 #ifndef ROTOR_SNAP_H
 #define ROTOR_SNAP_H
@@ -18,7 +19,7 @@
 #include <stdint.h>
 
 #define SEG_KIND_SNAP 0x50414e53u /* "SNAP" */
-#define SNAP_VERSION 1
+#define SNAP_VERSION 2
 #define SNAP_DATA_MAX ((uint32_t)8 << 20)
 
 struct snap_hdr {

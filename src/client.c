@@ -29,6 +29,7 @@
 #include "json.h"
 #include "log.h"
 #include "node.h"
+#include "smap.h"
 #include "token.h"
 #include "util.h"
 #include "worker.h"
@@ -65,6 +66,7 @@ static struct {
 	struct client *all;
 	size_t n;                     /* sessions that completed connect */
 	uint64_t version;             /* bumped when a session connects or ends */
+	struct smap users;            /* user -> connected sessions on this worker */
 	struct jw out;                /* scratch encoder for replies */
 	struct tok_keys conn_keys;
 	struct tok_keys sub_keys;
@@ -560,6 +562,17 @@ static void cmd_connect(struct client *c, const struct cmd *cmd)
 		c->state = CS_FAILED;
 		return;
 	}
+	if (k->user_connection_limit > 0 && user[0] != '\0') {
+		size_t ulen = strlen(user);
+		uint64_t n = smap_get(&S.users, user, ulen) + node_user_connections(S.w, user, ulen);
+		if (n >= (uint64_t)k->user_connection_limit) {
+			free(user);
+			pstr_free(&info);
+			free_pending(ps, nps);
+			client_disconnect(c, 3504, "connection limit");
+			return;
+		}
+	}
 
 	/* Server-side channels: from the token, the personal channel, and the
 	 * recoverable ones the client lists in its request. */
@@ -612,6 +625,7 @@ static void cmd_connect(struct client *c, const struct cmd *cmd)
 	c->stale_at = 0;
 	S.n++;
 	S.version++;
+	smap_add(&S.users, c->user, strlen(c->user), 1);
 	for (size_t i = 0; i < nps; i++) {
 		struct pstr ch = pstr_c(ps[i].channel);
 		if (find_sub(c, ch))
@@ -1037,6 +1051,7 @@ static void deafen(struct client *c)
 	if (c->state == CS_CONNECTED) {
 		S.n--;
 		S.version++;
+		smap_add(&S.users, c->user, strlen(c->user), -1);
 	}
 	c->state = CS_CLOSED;
 	wheel_cancel(&S.w->wheel, &c->timer);
@@ -1095,11 +1110,9 @@ uint64_t client_version(void)
 	return S.version;
 }
 
-void client_each_user(void (*fn)(void *arg, const char *user), void *arg)
+void client_each_user(void (*fn)(void *arg, const char *user, size_t n, uint64_t count), void *arg)
 {
-	for (struct client *c = S.all; c; c = c->next)
-		if (c->state == CS_CONNECTED)
-			fn(arg, c->user);
+	smap_each(&S.users, fn, arg);
 }
 
 /* ---- per-worker set-up -------------------------------------------------------- */

@@ -86,8 +86,8 @@ void client_lost_state(void);
 size_t client_count(void);
 /* A number that changes whenever a session connects or ends. */
 uint64_t client_version(void);
-/* Calls FN with the user of every connected session (repeats included; ""
- * for anonymous ones). */
-void client_each_user(void (*fn)(void *arg, const char *user), void *arg);
+/* Calls FN once per distinct user of the connected sessions ("" for
+ * anonymous ones) with the number of its sessions on this worker. */
+void client_each_user(void (*fn)(void *arg, const char *user, size_t n, uint64_t count), void *arg);
 
 #endif

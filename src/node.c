@@ -22,6 +22,7 @@
  */
 #include "config.h"
 #include "node.h"
+#include "smap.h"
 #include "client.h"
 #include "hub.h"
 #include "json.h"
@@ -372,55 +373,13 @@ bool node_poll(struct worker *w)
 
 /* ---- snapshots: info and channels ---------------------------------------------- */
 
-/* A set of strings with a count each (open addressing, FNV-1a). */
-struct strset {
-	struct { const char *s; uint16_t n; uint32_t count; } *v;
-	size_t cap, used;
-};
-
-static uint32_t fnv(const char *s, size_t n)
-{
-	uint32_t h = 2166136261u;
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ (unsigned char)s[i]) * 16777619u;
-	return h;
-}
-
-/* Adds COUNT to S's entry for the N bytes at P (which must outlive S). */
-static void strset_add(struct strset *s, const char *p, size_t n, uint32_t count)
-{
-	if (2 * (s->used + 1) > s->cap) {
-		struct strset g = { NULL, s->cap ? s->cap * 2 : 64, 0 };
-		g.v = xcalloc(g.cap, sizeof(*g.v));
-		for (size_t i = 0; i < s->cap; i++)
-			if (s->v[i].s)
-				strset_add(&g, s->v[i].s, s->v[i].n, s->v[i].count);
-		free(s->v);
-		*s = g;
-	}
-	size_t i = fnv(p, n) & (s->cap - 1);
-	while (s->v[i].s && !(s->v[i].n == n && memcmp(s->v[i].s, p, n) == 0))
-		i = (i + 1) & (s->cap - 1);
-	if (s->v[i].s == NULL) {
-		s->v[i].s = p;
-		s->v[i].n = (uint16_t)n;
-		s->used++;
-	}
-	s->v[i].count += count;
-}
-
-static void strset_free(struct strset *s)
-{
-	free(s->v);
-	memset(s, 0, sizeof(*s));
-}
-
 static struct {
 	struct seg seg;           /* this worker's snapshot */
 	uint64_t written_ver;     /* hub and client versions it shows */
 	int64_t written_ms;
-	struct strset users;      /* scratch: this worker's distinct users */
 	struct seg peers[BUS_SLOTS_MAX]; /* other workers' snapshots, mapped on demand */
+	struct smap others;       /* users of the other workers, with counts */
+	int64_t others_ms;        /* when OTHERS was merged */
 } N;
 
 static char *snap_path(const struct worker *w, unsigned slot)
@@ -446,10 +405,12 @@ static void put_snap_chan(void *arg, const struct hub_chan *ch)
 	put_u32(ch->nsubs);
 }
 
-static void add_user(void *arg, const char *user)
+static void put_snap_user(void *arg, const char *user, size_t len, uint64_t count)
 {
-	strset_add(&N.users, user, strlen(user), 1);
-	(void)arg;
+	size_t *n = arg;
+	put_str16((struct pstr){ user, len });
+	put_u32((uint32_t)count);
+	(*n)++;
 }
 
 /* Rewrites this worker's snapshot when what it shows changed, at most every
@@ -462,13 +423,8 @@ void node_snapshot(struct worker *w)
 		return;
 	rec.len = 0;
 	hub_each(put_snap_chan, NULL);
-	size_t nchan = hub_nchannels();
-	client_each_user(add_user, NULL);
-	for (size_t i = 0; i < N.users.cap; i++)
-		if (N.users.v[i].s)
-			put_str16((struct pstr){ N.users.v[i].s, N.users.v[i].n });
-	size_t nusers = N.users.used;
-	strset_free(&N.users);
+	size_t nchan = hub_nchannels(), nusers = 0;
+	client_each_user(put_snap_user, &nusers);
 
 	struct snap_hdr *h = seg_payload(&N.seg);
 	char *data = (char *)(h + 1);
@@ -521,55 +477,64 @@ static bool read_snap(struct worker *w, unsigned slot, int32_t pid, struct jw *o
 	return false;
 }
 
-/* Reads every live worker's snapshot, merging channels (with counts) into
- * CHANS and users into USERS; the buffers holding the names go to BUFS. */
+/* The live workers' snapshots merged: channels and users with their
+ * node-wide counts, and the summed client and subscription counts. */
 struct merged {
-	struct strset chans, users;
-	struct jw *bufs;
-	size_t nbufs;
+	struct smap chans, users;
 	uint32_t nclients, nsubs;
 };
 
-static void merge_all(struct worker *w, struct merged *m)
+/* Merges the snapshots of every live worker (but this one when
+ * WITHOUT_SELF) into M. */
+static void merge_all(struct worker *w, struct merged *m, bool without_self)
 {
 	struct stats_block *b = stats_blocks(seg_payload(w->stats_seg));
-	memset(m, 0, sizeof(*m));
-	m->bufs = xcalloc(BUS_SLOTS_MAX, sizeof(*m->bufs));
+	struct jw buf = { 0 };
 	for (unsigned i = 0; i < BUS_SLOTS_MAX && i < STATS_SLOTS; i++) {
 		int32_t pid = __atomic_load_n(&b[i].pid, __ATOMIC_RELAXED);
 		struct snap_hdr h;
-		if (pid <= 0)
+		if (pid <= 0 || (without_self && i == w->bus_slot))
 			continue;
 		if (i == w->bus_slot)
 			node_snapshot_now(w);
-		struct jw *buf = &m->bufs[m->nbufs];
-		if (!read_snap(w, i, pid, buf, &h))
+		if (!read_snap(w, i, pid, &buf, &h))
 			continue;
-		m->nbufs++;
 		m->nclients += h.nclients;
 		m->nsubs += h.nsubs;
-		struct rd r = { (const unsigned char *)buf->buf, (const unsigned char *)buf->buf + buf->len, false };
+		struct rd r = { (const unsigned char *)buf.buf, (const unsigned char *)buf.buf + buf.len, false };
 		for (uint32_t k = 0; k < h.nchannels && !r.bad; k++) {
 			struct pstr name = get_str(&r, 2);
 			uint32_t count = GET(&r, uint32_t);
 			if (!r.bad)
-				strset_add(&m->chans, name.p, name.n, count);
+				smap_add(&m->chans, name.p, name.n, count);
 		}
 		for (uint32_t k = 0; k < h.nusers && !r.bad; k++) {
 			struct pstr name = get_str(&r, 2);
+			uint32_t count = GET(&r, uint32_t);
 			if (!r.bad)
-				strset_add(&m->users, name.p, name.n, 1);
+				smap_add(&m->users, name.p, name.n, count);
 		}
 	}
+	jw_free(&buf);
 }
 
 static void merged_free(struct merged *m)
 {
-	strset_free(&m->chans);
-	strset_free(&m->users);
-	for (size_t i = 0; i < m->nbufs; i++)
-		jw_free(&m->bufs[i]);
-	free(m->bufs);
+	smap_clear(&m->chans);
+	smap_clear(&m->users);
+}
+
+uint64_t node_user_connections(struct worker *w, const char *user, size_t n)
+{
+	if (w->now_ms - N.others_ms >= SNAP_EVERY_MS || N.others_ms == 0) {
+		struct merged m = { 0 };
+		merge_all(w, &m, true);
+		smap_clear(&m.chans);
+		smap_clear(&N.others);
+		N.others = m.users;
+		N.others_ms = w->now_ms;
+	}
+	return smap_get(&N.others, user, n);
 }
 
 /* This worker's own snapshot, brought up to date at once (the caller reads
@@ -590,13 +555,23 @@ uint64_t node_clients(struct worker *w)
 	return n;
 }
 
+struct chan_cb {
+	node_channel_fn fn;
+	void *arg;
+};
+
+static void each_channel(void *arg, const char *name, size_t n, uint64_t count)
+{
+	struct chan_cb *cb = arg;
+	cb->fn(cb->arg, (struct pstr){ name, n }, (uint32_t)count);
+}
+
 int node_channels(struct worker *w, node_channel_fn fn, void *arg)
 {
-	struct merged m;
-	merge_all(w, &m);
-	for (size_t i = 0; i < m.chans.cap; i++)
-		if (m.chans.v[i].s)
-			fn(arg, (struct pstr){ m.chans.v[i].s, m.chans.v[i].n }, m.chans.v[i].count);
+	struct merged m = { 0 };
+	struct chan_cb cb = { fn, arg };
+	merge_all(w, &m, false);
+	smap_each(&m.chans, each_channel, &cb);
 	merged_free(&m);
 	return RT_OK;
 }
@@ -605,9 +580,9 @@ int node_info(struct worker *w, struct node_info *out)
 {
 	static char name[300];
 	const struct stats_hdr *sh = seg_payload(w->stats_seg);
-	struct merged m;
+	struct merged m = { 0 };
 
-	merge_all(w, &m);
+	merge_all(w, &m, false);
 	memset(out, 0, sizeof(*out));
 	memcpy(out->uid, sh->uid, 36);
 	out->uid[36] = '\0';
@@ -621,8 +596,8 @@ int node_info(struct worker *w, struct node_info *out)
 	out->name = name;
 	out->version = PACKAGE_VERSION;
 	out->num_clients = m.nclients;
-	out->num_users = (uint32_t)m.users.used;
-	out->num_channels = (uint32_t)m.chans.used;
+	out->num_users = (uint32_t)m.users.n;
+	out->num_channels = (uint32_t)m.chans.n;
 	out->num_subs = m.nsubs;
 	out->uptime = (util_wall_ms() - sh->master_start_ms) / 1000;
 	merged_free(&m);

@@ -94,6 +94,11 @@ int node_info(struct worker *w, struct node_info *out);
  * others' as their last loop iteration left it. For client.connection_limit. */
 uint64_t node_clients(struct worker *w);
 
+/* Sessions of USER on the other workers of the node, from their snapshots
+ * (merged at most every 200 ms). For client.user_connection_limit, with
+ * this worker's exact count added by the caller. */
+uint64_t node_user_connections(struct worker *w, const char *user, size_t n);
+
 /* Publishes a join (JOIN true) or leave of CI in CHANNEL to its subscribers
  * that receive join/leave pushes. */
 int node_join_leave(struct worker *w, struct pstr channel, const struct client_info *ci, bool join);

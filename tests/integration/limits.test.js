@@ -3,16 +3,24 @@
 // HTTP 503 once that many clients are connected on any of the workers.
 const test = require('node:test');
 const assert = require('node:assert');
+const crypto = require('node:crypto');
 const WebSocket = require('ws');
 const { Rotord, sleep, waitFor } = require('./lib/rotord');
 
-function open(port) {
+function token(sub) {
+  const enc = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const body = `${enc({ alg: 'HS256', typ: 'JWT' })}.${enc({ sub })}`;
+  return `${body}.${crypto.createHmac('sha256', 'test-secret').update(body).digest('base64url')}`;
+}
+
+function open(port, connect = {}) {
   return new Promise((resolve) => {
     const ws = new WebSocket(`ws://127.0.0.1:${port}/connection/websocket`);
     const msgs = [];
+    ws.closed = new Promise((r) => ws.on('close', (code, reason) => r({ code, reason: String(reason) })));
     ws.on('message', (d) => msgs.push(...d.toString().split('\n').map((l) => JSON.parse(l))));
     ws.on('open', () => {
-      ws.send(JSON.stringify({ id: 1, connect: {} }));
+      ws.send(JSON.stringify({ id: 1, connect }));
       resolve({ ws, msgs, status: 101 });
     });
     ws.on('unexpected-response', (req, res) => resolve({ ws, msgs, status: res.statusCode }));
@@ -44,6 +52,37 @@ test('client.connection_limit: the upgrade past the limit gets 503, counted over
     assert.strictEqual(again.status, 101);
     for (const c of first) c.ws.close();
     again.ws.close();
+  } finally {
+    await d.stop();
+  }
+});
+
+test('client.user_connection_limit: a user past the limit on the node is disconnected with 3504', async () => {
+  const d = await new Rotord({ client: { user_connection_limit: 2 } }, { workers: 3 }).start();
+  try {
+    const conns = [];
+    for (let i = 0; i < 2; i++) {
+      const c = await open(d.port, { token: token('42') });
+      await waitFor(() => c.msgs.some((m) => m.id === 1 && m.connect), 3000, 10, 'connect');
+      conns.push(c);
+      await sleep(300); // the workers' snapshots catch up
+    }
+    // Whichever worker the third lands on, it counts the other two.
+    for (let i = 0; i < 3; i++) {
+      const c = await open(d.port, { token: token('42') });
+      const { code, reason } = await c.ws.closed;
+      assert.strictEqual(code, 3504);
+      assert.strictEqual(reason, 'connection limit');
+    }
+    // Other users are not limited by user 42's connections.
+    const other = await open(d.port, { token: token('7') });
+    await waitFor(() => other.msgs.some((m) => m.id === 1 && m.connect), 3000, 10, 'another user');
+    // A slot frees when one of 42's connections goes.
+    conns[0].ws.close();
+    await sleep(400);
+    const again = await open(d.port, { token: token('42') });
+    await waitFor(() => again.msgs.some((m) => m.id === 1 && m.connect), 3000, 10, 'user 42 again');
+    for (const c of [...conns, other, again]) c.ws.close();
   } finally {
     await d.stop();
   }
