@@ -362,6 +362,7 @@ static void on_signal(struct ev_loop *loop, ev_signal *s, int revents)
 		break;
 	case SIGUSR1:
 		log_reopen();
+		log_info("log reopened");
 		break;
 	}
 }

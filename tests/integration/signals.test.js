@@ -187,8 +187,9 @@ test('USR1 reopens the log file in the master and every worker', async () => {
   try {
     fs.renameSync(d.logPath, d.logPath + '.1');
     d.signal('SIGUSR1');
-    await waitFor(() => fs.existsSync(d.logPath) && /log reopened/.test(fs.readFileSync(d.logPath, 'utf8')),
-      3000, 20, 'a new log file');
+    await waitFor(() => fs.existsSync(d.logPath) &&
+      (fs.readFileSync(d.logPath, 'utf8').match(/log reopened/g) || []).length === 3,
+      3000, 20, 'the master and both workers to reopen the log');
     // Workers write there too: a graceful stop makes each of them log.
     d.signal('SIGQUIT');
     await d.waitExit(5000);
