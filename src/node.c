@@ -332,6 +332,9 @@ static void apply_control(struct rd *r)
 	}
 }
 
+/* Record bytes applied in this node_poll, and where it stops (0: never). */
+static size_t poll_bytes, poll_budget;
+
 static int on_record(void *arg, uint64_t seq, unsigned type, const void *data, size_t len)
 {
 	struct rd r = { data, (const unsigned char *)data + len, false };
@@ -346,7 +349,8 @@ static int on_record(void *arg, uint64_t seq, unsigned type, const void *data, s
 	if (r.bad)
 		log_error("bus: record %llu of type %u (%zu bytes) is malformed; skipped",
 			  (unsigned long long)seq, type, len);
-	return 0;
+	poll_bytes += len;
+	return poll_budget && poll_bytes >= poll_budget;
 }
 
 bool node_poll(struct worker *w)
@@ -354,6 +358,12 @@ bool node_poll(struct worker *w)
 	uint64_t lost = 0;
 	bool any = false;
 
+	/* A backlog applied in one go would queue all of it on a subscriber
+	 * before the flush point writes any, and close a client that reads
+	 * well as slow (3008). So a call applies about a quarter of
+	 * client.queue_max_size, the flush point writes, and comes back. */
+	poll_budget = w->conf->queue_max_size > 0 ? (size_t)w->conf->queue_max_size / 4 : 0;
+	poll_bytes = 0;
 	for (;;) {
 		int n = bus_read(&w->reader, on_record, w, 0, &lost);
 		if (n > 0)
@@ -366,7 +376,7 @@ bool node_poll(struct worker *w)
 			client_lost_state();
 			continue;
 		}
-		if (n <= 0)
+		if (n <= 0 || (poll_budget && poll_bytes >= poll_budget))
 			return any;
 	}
 }
