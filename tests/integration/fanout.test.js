@@ -699,14 +699,21 @@ test('server pings: SDK clients answer and stay; no pong is 3012; a pong without
 
 // ==== 6. stale ========================================================================================
 
-test('a connection that never sends connect is closed with 3502 after stale_close_delay', { timeout: 15000 }, async () => {
+test('a connection that never sends connect, or whose connect failed, is closed with 3502 after stale_close_delay', { timeout: 15000 }, async () => {
   const rd = new Rotord({ client: { stale_close_delay: '1s' } }, { workers: 4 });
   const raws = [];
   try {
     await rd.start();
     const t0 = Date.now();
     for (let i = 0; i < 4; i++) raws.push(await rawWs(rd, { pb: i % 2 === 1 }));
+    // An expired token: 109, and the connection is good for nothing after.
+    const failed = await rawWs(rd);
+    raws.push(failed);
+    failed.send(`{"id":1,"connect":{"token":"${token('late', { exp: Math.floor(Date.now() / 1000) - 60 })}"}}`);
+    const m = await waitMsg(failed, () => true, 2000, 'the connect reply');
+    assert.strictEqual(m.data.toString(), '{"id":1,"error":{"code":109,"message":"token expired"}}');
     const closes = await Promise.all(raws.map((w) => wsCloseWithin(w, 4000)));
+    assert.strictEqual(failed.msgs.length, 1, 'nothing after the error');
     for (const c of closes) {
       assert.strictEqual(c.code, 3502);
       assert.strictEqual(c.reason, 'stale');
