@@ -103,9 +103,11 @@ uint64_t node_user_connections(struct worker *w, const char *user, size_t n);
  * that receive join/leave pushes. */
 int node_join_leave(struct worker *w, struct pstr channel, const struct client_info *ci, bool join);
 
-/* The worker's side of the bus: applies every record appended since the last
- * call (publications to the hub, actions to the sessions). Returns whether
- * there was any. Called at the worker's flush point. */
+/* The worker's side of the bus: applies the records appended since the last
+ * call (publications to the hub, actions to the sessions), about a quarter
+ * of client.queue_max_size of them at most, so that the flush point writes
+ * before more is queued; the caller comes back while records remain.
+ * Returns whether there was any. Called at the worker's flush point. */
 bool node_poll(struct worker *w);
 
 /* This worker's snapshot for info and channels (shm/snap.h): created at
