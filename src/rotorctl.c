@@ -13,6 +13,10 @@
 #include "config.h"
 #include "b64.h"
 #include "conf.h"
+#include "stats.h"
+#include "seg.h"
+#include "master.h"
+#include "bus.h"
 #include "log.h"
 #include "token.h"
 #include "util.h"
@@ -22,6 +26,7 @@
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +84,7 @@ enum {
 	OPT_QUIET = 1 << 3,   /* -q, --quiet */
 	OPT_CHANNEL = 1 << 4, /* -s, --channel NAME */
 	OPT_STRICT = 1 << 5,  /* -s, --strict */
+	OPT_JSON = 1 << 6,    /* --json */
 };
 
 struct opts {
@@ -88,6 +94,7 @@ struct opts {
 	long long ttl;
 	bool quiet;
 	bool strict;
+	bool json;
 	char **args; /* positional arguments */
 	int nargs;
 };
@@ -98,7 +105,7 @@ struct opts {
 static int parse_opts(const struct command *cmd, int argc, char **argv, unsigned mask,
 		      struct opts *o)
 {
-	enum { L_CHANNEL = 256, L_STRICT };
+	enum { L_CHANNEL = 256, L_STRICT, L_JSON };
 	static const struct option longs[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "user", required_argument, NULL, 'u' },
@@ -106,6 +113,7 @@ static int parse_opts(const struct command *cmd, int argc, char **argv, unsigned
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "channel", required_argument, NULL, L_CHANNEL },
 		{ "strict", no_argument, NULL, L_STRICT },
+		{ "json", no_argument, NULL, L_JSON },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -129,7 +137,8 @@ static int parse_opts(const struct command *cmd, int argc, char **argv, unsigned
 		/* Long options are all known to getopt; refuse those CMD lacks. */
 		if ((ch == 'c' && !(mask & OPT_CONFIG)) || (ch == 'u' && !(mask & OPT_USER)) ||
 		    (ch == 't' && !(mask & OPT_TTL)) || (ch == 'q' && !(mask & OPT_QUIET)) ||
-		    (ch == L_CHANNEL && !(mask & OPT_CHANNEL)) || (ch == L_STRICT && !(mask & OPT_STRICT)))
+		    (ch == L_CHANNEL && !(mask & OPT_CHANNEL)) || (ch == L_STRICT && !(mask & OPT_STRICT)) ||
+		    (ch == L_JSON && !(mask & OPT_JSON)))
 			return bad_usage(cmd, "option --%s is not accepted here", longs[idx].name);
 		switch (ch) {
 		case 'c':
@@ -150,6 +159,9 @@ static int parse_opts(const struct command *cmd, int argc, char **argv, unsigned
 			break;
 		case L_STRICT:
 			o->strict = true;
+			break;
+		case L_JSON:
+			o->json = true;
 			break;
 		case 'h':
 			command_help(cmd, stdout);
@@ -612,6 +624,159 @@ static int cmd_configdoc(int argc, char **argv)
 	return 0;
 }
 
+/* ---- stats: the running daemon's shared memory, read-only ----------------- */
+
+/* Attaches read-only to the stats segment and bus of the rotord that C
+ * describes (shm.dir and http_server.port name them). */
+static int attach_shm(const struct conf *c, struct seg *stats, struct bus *bus)
+{
+	char *path = xasprintf("%s/rotor-%lld.stats", c->shm_dir, c->port);
+	int rc = seg_attach(stats, path, SEG_KIND_STATS, STATS_VERSION, true);
+	if (rc < 0) {
+		fprintf(stderr, "rotorctl stats: cannot attach %s: %s (is rotord running with this config?)\n",
+			path, errno == EPROTO ? "not a rotor stats segment of this version" : strerror(errno));
+		free(path);
+		return RT_ERR;
+	}
+	free(path);
+	path = xasprintf("%s/rotor-%lld.bus", c->shm_dir, c->port);
+	rc = bus_attach(bus, path, true);
+	if (rc < 0)
+		fprintf(stderr, "rotorctl stats: cannot attach %s: %s\n", path, strerror(errno));
+	free(path);
+	return rc < 0 ? RT_ERR : RT_OK;
+}
+
+static int cmd_stats(int argc, char **argv)
+{
+	const struct command *cmd = find_command("stats");
+	struct conf c;
+	struct opts o;
+	struct seg stats;
+	struct bus bus;
+	struct bus_stats bs;
+	int rc;
+
+	if ((rc = parse_opts(cmd, argc, argv, OPT_CONFIG | OPT_JSON, &o)) >= 0)
+		return rc;
+	if (o.nargs > 0)
+		return bad_usage(cmd, "unexpected argument %s", o.args[0]);
+	if (load_conf(&c, o.config) != RT_OK) {
+		conf_free(&c);
+		return 1;
+	}
+	if (attach_shm(&c, &stats, &bus) != RT_OK) {
+		conf_free(&c);
+		return 1;
+	}
+	const struct stats_hdr *h = seg_payload(&stats);
+	const struct stats_block *b = stats_blocks(seg_payload(&stats));
+	bus_stats(&bus, &bs);
+	int64_t uptime = (util_wall_ms() - h->master_start_ms) / 1000;
+	json_t *out = json_object(), *ws = json_array();
+	uint64_t clients = 0, subs = 0, conns = 0;
+	for (unsigned i = 0; i < STATS_SLOTS; i++) {
+		if (b[i].pid <= 0)
+			continue;
+		clients += b[i].clients;
+		subs += b[i].subs;
+		conns += b[i].conns_current;
+		json_array_append_new(ws, json_pack("{s:i, s:i, s:i, s:s, s:I, s:I, s:I, s:I, s:I, s:I}",
+			"pid", (int)b[i].pid, "slot", (int)b[i].slot, "generation", (int)b[i].gen,
+			"state", b[i].state == 2 ? "draining" : "running",
+			"connections", (json_int_t)b[i].conns_current, "clients", (json_int_t)b[i].clients,
+			"subscriptions", (json_int_t)b[i].subs, "accepted", (json_int_t)b[i].conns_accepted,
+			"accept_errors", (json_int_t)b[i].accept_errors, "bus_lost", (json_int_t)b[i].bus_lost));
+	}
+	json_object_set_new(out, "master_pid", json_integer(h->master_pid));
+	json_object_set_new(out, "uptime", json_integer(uptime));
+	json_object_set_new(out, "connections", json_integer((json_int_t)conns));
+	json_object_set_new(out, "clients", json_integer((json_int_t)clients));
+	json_object_set_new(out, "subscriptions", json_integer((json_int_t)subs));
+	json_object_set_new(out, "workers", ws);
+	json_object_set_new(out, "bus", json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i}",
+		"ring_bytes", (json_int_t)bs.ring_bytes, "next_seq", (json_int_t)bs.head_seq,
+		"appends", (json_int_t)bs.appends, "bytes", (json_int_t)bs.bytes,
+		"laps", (json_int_t)bs.laps, "lost", (json_int_t)bs.lost,
+		"repairs", (json_int_t)bs.repairs, "readers", (int)bs.readers));
+	if (o.json) {
+		char *s = json_dumps(out, JSON_COMPACT);
+		printf("%s\n", s);
+		free(s);
+	} else {
+		printf("master pid %d, up %llds, %zu worker(s)\n", h->master_pid, (long long)uptime,
+		       json_array_size(ws));
+		printf("connections %llu, clients %llu, subscriptions %llu\n", (unsigned long long)conns,
+		       (unsigned long long)clients, (unsigned long long)subs);
+		size_t i;
+		json_t *wk;
+		json_array_foreach(ws, i, wk)
+			printf("  worker %lld pid %lld gen %lld %s: %lld connections, %lld clients, "
+			       "%lld subscriptions, %lld bus records lost\n",
+			       json_integer_value(json_object_get(wk, "slot")),
+			       json_integer_value(json_object_get(wk, "pid")),
+			       json_integer_value(json_object_get(wk, "generation")),
+			       json_string_value(json_object_get(wk, "state")),
+			       json_integer_value(json_object_get(wk, "connections")),
+			       json_integer_value(json_object_get(wk, "clients")),
+			       json_integer_value(json_object_get(wk, "subscriptions")),
+			       json_integer_value(json_object_get(wk, "bus_lost")));
+		printf("bus: %llu-byte ring, %llu records appended, %llu laps (%llu records lost), "
+		       "%llu lock repairs\n", (unsigned long long)bs.ring_bytes,
+		       (unsigned long long)bs.appends, (unsigned long long)bs.laps,
+		       (unsigned long long)bs.lost, (unsigned long long)bs.repairs);
+	}
+	json_decref(out);
+	bus_detach(&bus);
+	seg_detach(&stats);
+	conf_free(&c);
+	return 0;
+}
+
+/* ---- signals to the master, by its pid file --------------------------------- */
+
+static int cmd_signal(int argc, char **argv)
+{
+	static const struct { const char *name; int sig; } sigs[] = {
+		{ "reload", SIGHUP }, { "stop", SIGTERM }, { "quit", SIGQUIT }, { "reopen", SIGUSR1 },
+	};
+	const struct command *cmd = find_command(argv[0]);
+	struct conf c;
+	struct opts o;
+	int rc, sig = 0;
+
+	if ((rc = parse_opts(cmd, argc, argv, OPT_CONFIG, &o)) >= 0)
+		return rc;
+	if (o.nargs > 0)
+		return bad_usage(cmd, "unexpected argument %s", o.args[0]);
+	for (size_t i = 0; i < ROTOR_ARRAY_LEN(sigs); i++)
+		if (strcmp(argv[0], sigs[i].name) == 0)
+			sig = sigs[i].sig;
+	if (load_conf(&c, o.config) != RT_OK) {
+		conf_free(&c);
+		return 1;
+	}
+	char *path = master_pid_path(&c);
+	conf_free(&c);
+	FILE *f = fopen(path, "r");
+	long pid = 0;
+	if (f == NULL || fscanf(f, "%ld", &pid) != 1 || pid <= 1) {
+		fprintf(stderr, "rotorctl %s: no pid in %s: %s (is rotord running?)\n", argv[0], path,
+			f ? "not a pid file" : strerror(errno));
+		if (f)
+			fclose(f);
+		free(path);
+		return 1;
+	}
+	fclose(f);
+	free(path);
+	if (kill((pid_t)pid, sig) < 0) {
+		fprintf(stderr, "rotorctl %s: kill(%ld) failed: %s\n", argv[0], pid, strerror(errno));
+		return 1;
+	}
+	return 0;
+}
+
 static int cmd_help(int argc, char **argv)
 {
 	const struct command *cmd;
@@ -660,6 +825,16 @@ static const struct command commands[] = {
 	{ "configdoc", cmd_configdoc, "",
 	  "List every config key: name, type, default, reload or restart, supported or ignored, description",
 	  HELP_HELP },
+	{ "stats", cmd_stats, "[-c FILE] [--json]",
+	  "Show the running rotord's workers, connections and bus, read from its shared memory",
+	  HELP_CONFIG "      --json           one JSON object instead of text\n" HELP_HELP },
+	{ "reload", cmd_signal, "[-c FILE]", "Make the running rotord reload its config (SIGHUP)",
+	  HELP_CONFIG HELP_HELP },
+	{ "stop", cmd_signal, "[-c FILE]", "Stop the running rotord fast (SIGTERM)", HELP_CONFIG HELP_HELP },
+	{ "quit", cmd_signal, "[-c FILE]", "Stop the running rotord gracefully (SIGQUIT)",
+	  HELP_CONFIG HELP_HELP },
+	{ "reopen", cmd_signal, "[-c FILE]", "Make the running rotord reopen its log files (SIGUSR1)",
+	  HELP_CONFIG HELP_HELP },
 	{ "version", cmd_version, "", "Print the version", HELP_HELP },
 	{ "help", cmd_help, "[COMMAND]", "Print the list of commands, or the help of one", "" },
 };

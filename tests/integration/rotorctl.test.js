@@ -330,3 +330,43 @@ test('version, help, configdoc and command-line mistakes', () => {
   assert.strictEqual(ctl(['checktoken']).status, 2, 'token missing');
   assert.strictEqual(ctl(['gentoken', '-t', 'soon']).status, 2, 'bad TTL');
 });
+
+test('rotorctl stats reads the running daemon; reload and quit reach it through the pid file', async () => {
+  const { Rotord, waitFor } = require('./lib/rotord');
+  const WebSocket = require('ws');
+  const d = await new Rotord({ client: { insecure: true } }, { workers: 2 }).start();
+  const sockets = [];
+  try {
+    for (let i = 0; i < 3; i++) {
+      const ws = new WebSocket(`ws://127.0.0.1:${d.port}/connection/websocket`);
+      await new Promise((resolve, reject) => { ws.on('open', resolve); ws.on('error', reject); });
+      ws.send(JSON.stringify({ id: 1, connect: {} }) + '\n' + JSON.stringify({ id: 2, subscribe: { channel: 'news' } }));
+      sockets.push(ws);
+    }
+    let st;
+    await waitFor(() => {
+      const r = run(ROTORCTL, ['stats', '-c', d.configPath, '--json']);
+      assert.strictEqual(r.status, 0, r.stderr);
+      st = JSON.parse(r.stdout);
+      return st.clients === 3 && st.subscriptions === 3;
+    }, 3000, 50, 'stats to show 3 clients');
+    assert.strictEqual(st.master_pid, d.pid);
+    assert.deepStrictEqual(st.workers.map((w) => w.pid).sort((a, b) => a - b), d.workers());
+    assert.ok(st.bus.ring_bytes > 0 && st.bus.laps === 0);
+    const text = run(ROTORCTL, ['stats', '-c', d.configPath]);
+    assert.match(text.stdout, new RegExp(`^master pid ${d.pid}, up \\d+s, 2 worker\\(s\\)`));
+    let r = run(ROTORCTL, ['reload', '-c', d.configPath]);
+    assert.strictEqual(r.status, 0, r.stderr);
+    await waitFor(() => /reload: nothing changed/.test(d.log()), 3000, 20, 'the reload');
+    r = run(ROTORCTL, ['quit', '-c', d.configPath]);
+    assert.strictEqual(r.status, 0, r.stderr);
+    const { code } = await d.waitExit(5000);
+    assert.strictEqual(code, 0);
+    r = run(ROTORCTL, ['stats', '-c', d.configPath]);
+    assert.strictEqual(r.status, 1, 'no daemon, no stats');
+    assert.match(r.stderr, /cannot attach/);
+  } finally {
+    for (const ws of sockets) ws.terminate();
+    await d.stop();
+  }
+});
