@@ -1,0 +1,165 @@
+/*
+ * hcli.c - the server-API client of hcli.h.
+ *
+ * A request is formatted into one buffer (head and body) and handed to
+ * sock_write, so pipelined requests go out back to back. Responses are
+ * parsed from the shared input buffer; an incomplete one is left
+ * unconsumed for sock.c to carry over. Only Content-Length framing is
+ * understood: anything else ends the connection as unparseable.
+ */
+#include "hcli.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+enum { H_CONNECTING, H_OPEN, H_DONE };
+
+#define MAX_RESP (1u << 20)
+
+static struct sockaddr_in H_dst;
+static char H_head[512];        /* "Host: ...\r\nX-API-Key: ...\r\n" */
+
+void hcli_setup(const struct sockaddr_in *dst, const char *host, const char *api_key)
+{
+	H_dst = *dst;
+	snprintf(H_head, sizeof(H_head), "Host: %s\r\n%s%s%s", host,
+		 api_key ? "X-API-Key: " : "", api_key ? api_key : "", api_key ? "\r\n" : "");
+}
+
+void hcli_close(struct hcli *h)
+{
+	sock_close(&h->s);
+	h->state = H_DONE;
+	h->inflight = 0;
+}
+
+static void end(struct hcli *h, int err)
+{
+	unsigned lost = h->inflight;
+	hcli_close(h);
+	h->ops->on_end(h, err, lost);
+}
+
+bool hcli_ready(const struct hcli *h)
+{
+	return h->state == H_OPEN;
+}
+
+int hcli_post(struct hcli *h, const char *path, const void *body, size_t n)
+{
+	if (h->state != H_OPEN)
+		return ENOTCONN;
+	char stackbuf[8192];
+	size_t need = n + 1024;
+	char *b = need <= sizeof(stackbuf) ? stackbuf : malloc(need);
+	if (b == NULL)
+		abort();
+	int hl = snprintf(b, 1024, "POST %s HTTP/1.1\r\n%sContent-Type: application/json\r\n"
+			  "Content-Length: %zu\r\n\r\n", path, H_head, n);
+	memcpy(b + hl, body, n);
+	int err = sock_write(&h->s, b, (size_t)hl + n);
+	if (b != stackbuf)
+		free(b);
+	if (err) {
+		hcli_close(h);
+		return err;
+	}
+	h->inflight++;
+	return 0;
+}
+
+static void on_connect(struct sock *s)
+{
+	struct hcli *h = (struct hcli *)s;
+	h->state = H_OPEN;
+	h->ops->on_ready(h);
+}
+
+/* The value of header `name` (lower case, with colon) in [p, e), or NULL. */
+static const char *header(const char *p, const char *e, const char *name)
+{
+	size_t nl = strlen(name);
+	while (p < e) {
+		const char *eol = memchr(p, '\n', (size_t)(e - p));
+		if (eol == NULL)
+			eol = e;
+		if ((size_t)(eol - p) > nl && strncasecmp(p, name, nl) == 0) {
+			const char *v = p + nl;
+			while (v < eol && (*v == ' ' || *v == '\t'))
+				v++;
+			return v;
+		}
+		p = eol + 1;
+	}
+	return NULL;
+}
+
+static size_t on_data(struct sock *s, uint8_t *p, size_t n, uint64_t now)
+{
+	struct hcli *h = (struct hcli *)s;
+	size_t off = 0;
+	while (h->state == H_OPEN && off < n) {
+		const uint8_t *q = p + off;
+		size_t left = n - off;
+		const uint8_t *e = memmem(q, left, "\r\n\r\n", 4);
+		if (e == NULL) {
+			if (left > MAX_RESP)
+				goto bad;
+			break;
+		}
+		const char *hs = (const char *)q, *he = (const char *)e + 2;
+		int status = 0;
+		if (left < 12 || memcmp(hs, "HTTP/1.", 7) != 0 || sscanf(hs + 9, "%3d", &status) != 1)
+			goto bad;
+		const char *cl = header(hs, he, "content-length:");
+		if (cl == NULL || header(hs, he, "transfer-encoding:"))
+			goto bad;
+		size_t blen = strtoul(cl, NULL, 10);
+		size_t total = (size_t)(e + 4 - q) + blen;
+		if (total > MAX_RESP)
+			goto bad;
+		if (left < total)
+			break;
+		const char *conn = header(hs, he, "connection:");
+		bool closing = conn && strncasecmp(conn, "close", 5) == 0;
+		if (h->inflight > 0)
+			h->inflight--;
+		unsigned lost = h->inflight;
+		if (closing)
+			hcli_close(h);
+		h->ops->on_response(h, status, e + 4, blen, now);
+		off += total;
+		if (closing) {
+			h->ops->on_end(h, 0, lost);
+			return n;
+		}
+	}
+	return off;
+bad:
+	end(h, -1);
+	return n;
+}
+
+static void on_error(struct sock *s, int err)
+{
+	struct hcli *h = (struct hcli *)s;
+	unsigned lost = h->inflight;
+	h->state = H_DONE;
+	h->inflight = 0;
+	h->ops->on_end(h, err, lost);
+}
+
+static const struct sock_ops hcli_sock_ops = { on_connect, on_data, on_error };
+
+int hcli_connect(struct hcli *h, unsigned k, const struct hcli_ops *ops)
+{
+	int err = sock_connect(&h->s, &H_dst, k, &hcli_sock_ops);
+	h->ops = ops;
+	h->inflight = 0;
+	h->state = err ? H_DONE : H_CONNECTING;
+	return err;
+}

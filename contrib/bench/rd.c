@@ -1,0 +1,249 @@
+/*
+ * rd.c - running the daemon under test (rd.h).
+ *
+ * The child is given PR_SET_PDEATHSIG(SIGTERM) before exec, so a killed
+ * rotor-bench does not leave a rotord behind; its stdout and stderr go to
+ * the log file in the temporary directory.
+ */
+#include "rd.h"
+#include "pstat.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+/* A port that was free on 127.0.0.1 a moment ago, or -1. */
+static int free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t len = sizeof(a);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0)
+		return -1;
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+/* 1 when GET /health on the port answers 200. */
+static int healthy(int port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	struct timeval tv = { 1, 0 };
+	char buf[256];
+	int ok = 0;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0)
+		return 0;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	static const char req[] = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    write(fd, req, sizeof(req) - 1) == (ssize_t)(sizeof(req) - 1)) {
+		ssize_t n = read(fd, buf, sizeof(buf) - 1);
+		ok = n >= 12 && memcmp(buf, "HTTP/1.1 200", 12) == 0;
+	}
+	close(fd);
+	return ok;
+}
+
+static void print_log_tail(const struct rd *r)
+{
+	char path[192], buf[4096];
+	snprintf(path, sizeof(path), "%s/rotord.log", r->dir);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	off_t end = lseek(fd, 0, SEEK_END);
+	lseek(fd, end > (off_t)sizeof(buf) - 1 ? end - (off_t)sizeof(buf) + 1 : 0, SEEK_SET);
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n > 0) {
+		buf[n] = 0;
+		fprintf(stderr, "rotor-bench: rotord's log (%s) ends with:\n%s\n", path, buf);
+	}
+}
+
+static void remove_dir(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return;
+	struct dirent *e;
+	char path[512];
+	while ((e = readdir(d)) != NULL) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		unlink(path);
+	}
+	closedir(d);
+	rmdir(dir);
+}
+
+static int write_config(const struct rd *r, int workers, const char *api_key, const char *secret)
+{
+	char path[192];
+	snprintf(path, sizeof(path), "%s/config.json", r->dir);
+	FILE *f = fopen(path, "w");
+	if (f == NULL) {
+		fprintf(stderr, "rotor-bench: fopen(%s) failed: %s\n", path, strerror(errno));
+		return -1;
+	}
+	fprintf(f, "{\n  \"workers\": %d,\n"
+		"  \"http_server\": {\"address\": \"127.0.0.1\", \"port\": %d},\n"
+		"  \"log\": {\"level\": \"warn\", \"file\": \"%s/rotord.log\"},\n"
+		"  \"shm\": {\"dir\": \"%s\"},\n"
+		"  \"pid_file\": \"%s/rotord.pid\",\n"
+		"  \"http_api\": {\"key\": \"%s\"},\n",
+		workers, r->port, r->dir, r->dir, r->dir, api_key);
+	if (secret)
+		fprintf(f, "  \"client\": {\"token\": {\"hmac_secret_key\": \"%s\"}},\n"
+			"  \"channel\": {\"without_namespace\": {\"allow_subscribe_for_client\": true}}\n}\n",
+			secret);
+	else
+		fprintf(f, "  \"client\": {\"insecure\": true}\n}\n");
+	return fclose(f) == 0 ? 0 : -1;
+}
+
+int rd_start(struct rd *r, const char *path, int workers, const int *cpus, int ncpus,
+	     const char *api_key, const char *token_secret)
+{
+	memset(r, 0, sizeof(*r));
+	const char *tmp = getenv("TMPDIR");
+	snprintf(r->dir, sizeof(r->dir), "%s/rotor-bench.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	if (mkdtemp(r->dir) == NULL) {
+		fprintf(stderr, "rotor-bench: mkdtemp(%s) failed: %s\n", r->dir, strerror(errno));
+		r->dir[0] = 0;
+		return -1;
+	}
+	r->port = free_port();
+	if (r->port < 0 || write_config(r, workers, api_key, token_secret) < 0) {
+		rd_stop(r);
+		return -1;
+	}
+	char conf[192], log[192];
+	snprintf(conf, sizeof(conf), "%s/config.json", r->dir);
+	snprintf(log, sizeof(log), "%s/rotord.log", r->dir);
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	if (pid < 0) {
+		fprintf(stderr, "rotor-bench: fork failed: %s\n", strerror(errno));
+		rd_stop(r);
+		return -1;
+	}
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != parent)
+			_exit(1);
+		if (ncpus > 0) {
+			cpu_set_t set;
+			CPU_ZERO(&set);
+			for (int i = 0; i < ncpus; i++)
+				CPU_SET(cpus[i], &set);
+			if (sched_setaffinity(0, sizeof(set), &set) < 0)
+				fprintf(stderr, "rotor-bench: sched_setaffinity for rotord failed: %s\n",
+					strerror(errno));
+		}
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		int nul = open("/dev/null", O_RDONLY);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		if (nul >= 0)
+			dup2(nul, 0);
+		signal(SIGPIPE, SIG_DFL);
+		execl(path, path, "-c", conf, (char *)NULL);
+		fprintf(stderr, "rotor-bench: exec %s failed: %s\n", path, strerror(errno));
+		_exit(127);
+	}
+	r->pid = pid;
+	for (int i = 0; i < 1000; i++) {        /* 10 s */
+		int st;
+		if (waitpid(pid, &st, WNOHANG) == pid) {
+			fprintf(stderr, "rotor-bench: rotord exited during start-up (status %d)\n", st);
+			r->pid = 0;
+			print_log_tail(r);
+			rd_stop(r);
+			return -1;
+		}
+		pid_t kids[256];
+		if (pstat_children(pid, kids, 256) == workers && healthy(r->port))
+			return 0;
+		sleep_ms(10);
+	}
+	fprintf(stderr, "rotor-bench: rotord did not become healthy within 10 s\n");
+	print_log_tail(r);
+	rd_stop(r);
+	return -1;
+}
+
+int rd_check(struct rd *r)
+{
+	int st;
+	if (r->pid <= 0)
+		return -1;
+	if (waitpid(r->pid, &st, WNOHANG) != r->pid)
+		return 0;
+	fprintf(stderr, "rotor-bench: rotord exited (status %d)\n", st);
+	print_log_tail(r);
+	r->pid = 0;
+	return -1;
+}
+
+void rd_stop(struct rd *r)
+{
+	if (r->pid > 0) {
+		pid_t kids[256];
+		int nk = pstat_children(r->pid, kids, 256), st;
+		bool gone = rd_check(r) < 0;
+		if (!gone) {
+			kill(r->pid, SIGTERM);
+			for (int i = 0; i < 1000 && !gone; i++) {
+				if (waitpid(r->pid, &st, WNOHANG) == r->pid)
+					gone = true;
+				else
+					sleep_ms(10);
+			}
+		}
+		if (!gone) {
+			fprintf(stderr, "rotor-bench: rotord ignored SIGTERM for 10 s: SIGKILL\n");
+			kill(r->pid, SIGKILL);
+			waitpid(r->pid, &st, 0);
+			/* Its workers get SIGTERM from PR_SET_PDEATHSIG; any that
+			 * ignores it too is killed by the pid we saw it under. */
+			sleep_ms(1000);
+			for (int i = 0; i < nk; i++)
+				kill(kids[i], SIGKILL);
+		}
+		r->pid = 0;
+	}
+	if (r->dir[0]) {
+		remove_dir(r->dir);
+		r->dir[0] = 0;
+	}
+}
