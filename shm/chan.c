@@ -9,23 +9,32 @@
  * decode them after it.
  *
  * Crash safety. What is authoritative is the bucket chains and each entry's
- * meta; every change to them is one of:
- *   - a single store: linking a filled entry into its chain (insert), or
- *     unlinking one (delete);
- *   - a commit: the new meta of one stream, plus at most one record link
- *     (the old tail's `newer`), written to the journal, armed, applied,
- *     disarmed. A holder that dies with the journal armed has its commit
- *     replayed by the next; one that dies before arming leaves no trace.
- * Records are written into blocks no meta points to, before the commit that
- * makes them part of a stream; blocks are freed after the commit that drops
- * them. So a holder killed at any instruction leaves the chains and metas
- * either before or after its change, and at worst blocks or entries marked
- * in use that nothing references, or free that are free: the bitmaps and
- * counts are derived, and the repair after a dead holder rebuilds them from
- * the chains (a walk of every entry and every record's blocks), validating
- * as it goes. A stream whose meta or records do not validate (a stray write,
- * or pages lost to a machine crash) gets a new epoch and loses its records:
- * clients learn their position is gone instead of receiving a gap.
+ * meta; the bitmaps of entries and blocks in use, and their counts, are
+ * derived. Every change is one operation announced in the journal before it
+ * touches anything shared, so that whoever next takes the lock after its
+ * holder died ends it in O(1) (repair_locked):
+ *   - ALLOC: a record's blocks, chained while still free, then marked in
+ *     use; the record is written into them. Undone: the chain is given back.
+ *   - COMMIT: a stream's new meta, at most one record link (the old tail's
+ *     `newer`) and the records the new meta no longer holds, to be freed.
+ *     Armed once filled in; finished: meta and link applied (idempotent),
+ *     the records freed (idempotent: freed blocks are not reused before the
+ *     operation ends). Arming it supersedes an ALLOC: the meta takes the
+ *     chain.
+ *   - INSERT: an entry marked in use, filled, linked into its chain (one
+ *     store). Finished if linked, else undone.
+ *   - DELETE: an entry unlinked (one store), unmarked, its records freed.
+ *     Finished.
+ *   - WALK: the maps being rebuilt from the chains. Walked again.
+ * Then the counts are recounted from the maps. So a holder killed at any
+ * instruction leaves its whole change or no trace of it, and the repair
+ * costs microseconds, not a walk of the table.
+ *
+ * Validation. The walk (every chain, every record's blocks, links, offsets,
+ * checks and CRCs) runs at each cold open and in ctab_verify; a read checks
+ * what it copies. A stream whose meta or records do not validate (a stray
+ * write, or pages lost to a machine crash) gets a new epoch and loses its
+ * records: clients learn their position is gone instead of receiving a gap.
  *
  * Room. When the data is full, an append trims the oldest record of the
  * stream whose oldest record is oldest among 16 sampled streams with
@@ -279,27 +288,40 @@ static size_t map_words(uint32_t n)
 	return ((size_t)n + 63) / 64;
 }
 
+/* The first clear bit of M in [LO, HI), or HI. */
+static uint32_t find_clear_range(const uint64_t *m, uint32_t lo, uint32_t hi)
+{
+	while (lo < hi) {
+		uint32_t w = lo >> 6;
+		uint64_t x = ~m[w] & (~UINT64_C(0) << (lo & 63));
+		if (x != 0) {
+			uint32_t i = (w << 6) + (uint32_t)__builtin_ctzll(x);
+			return i < hi ? i : hi;
+		}
+		lo = (w + 1) << 6;
+	}
+	return hi;
+}
+
 /* The first clear bit of the N in M at or after FROM, wrapping; N if none. */
 static uint32_t find_clear(const uint64_t *m, uint32_t n, uint32_t from)
 {
-	size_t words = map_words(n), w;
-	uint64_t x;
-
 	if (from >= n)
 		from = 0;
-	w = from >> 6;
-	x = ~m[w] & (~UINT64_C(0) << (from & 63));
-	for (size_t k = 0; k <= words; k++) {
-		while (x != 0) {
-			uint32_t i = (uint32_t)(w << 6) + (uint32_t)__builtin_ctzll(x);
-			if (i < n)
-				return i;
-			x &= x - 1;
-		}
-		w = w + 1 == words ? 0 : w + 1;
-		x = ~m[w];
-	}
-	return n;
+	uint32_t i = find_clear_range(m, from, n);
+	if (i < n)
+		return i;
+	i = find_clear_range(m, 0, from);
+	return i < from ? i : n;
+}
+
+/* Bits set among the N of M (those past N are always clear). */
+static uint32_t count_set(const uint64_t *m, uint32_t n)
+{
+	uint64_t c = 0;
+	for (size_t w = 0; w < map_words(n); w++)
+		c += (uint64_t)__builtin_popcountll(m[w]);
+	return (uint32_t)c;
 }
 
 /* The first set bit of the N in M at or after FROM, not wrapping; N if none. */
@@ -509,74 +531,36 @@ static bool entry_ok(const struct ctab *t, uint32_t i, uint32_t bucket)
 	       siphash(t->h->key, name_of(s), s->name_len) == s->hash && bucket_of(t, s->hash) == bucket;
 }
 
-/* ---- the journal -------------------------------------------------------- */
-
-static void apply_journal_locked(struct ctab *t)
-{
-	struct ctab_journal *j = &t->h->j;
-	ent(t, j->stream)->m = j->meta;
-	if (j->link_blk != 0)
-		blk(t, j->link_blk)->newer = j->link_val;
-}
-
-/* Makes NM stream SI's meta and, with LINK_BLK, sets that record's newer
- * link to LINK_VAL, all as one. */
-static void commit_locked(struct ctab *t, uint32_t si, struct hist_meta *nm, uint32_t link_blk,
-			  uint32_t link_val)
-{
-	struct ctab_journal *j = &t->h->j;
-
-	nm->check = meta_check(nm);
-	j->stream = si;
-	j->link_blk = link_blk;
-	j->link_val = link_val;
-	j->meta = *nm;
-	step(t, CTAB_STEP_JOURNAL);
-	STORE_REL(&j->state, CTAB_JOURNAL_ARMED);
-	step(t, CTAB_STEP_ARMED);
-	apply_journal_locked(t);
-	step(t, CTAB_STEP_APPLIED);
-	STORE_REL(&j->state, 0);
-}
-
-/* Replays a commit its writer died in. A journal that does not validate
- * (only a torn page can make one) is dropped: the walk then finds whatever
- * it left half done. */
-static void redo_journal_locked(struct ctab *t)
-{
-	struct ctab_journal *j = &t->h->j;
-
-	if (LOAD(&j->state) == CTAB_JOURNAL_ARMED && j->stream < t->nstreams &&
-	    j->link_blk <= t->nblocks && meta_ok(t, &j->meta))
-		apply_journal_locked(t);
-	STORE_REL(&j->state, 0);
-}
-
 /* ---- blocks ------------------------------------------------------------- */
 
-/* Takes K free blocks, chained; returns the first + 1, or 0 if the bitmap
- * has fewer than K clear bits (the count was wrong: the caller rebuilds).
- * The caller made sure nfree >= K. */
-static uint32_t alloc_blocks_locked(struct ctab *t, uint32_t k)
+/* Chains K free blocks without taking them (only free blocks are written);
+ * returns the first + 1, or 0 if fewer than K are free (the count was
+ * wrong: the caller rebuilds). */
+static uint32_t chain_free_locked(struct ctab *t, uint32_t k)
 {
-	struct ctab_hdr *h = t->h;
-	uint32_t first = 0, prev = 0, c = h->bcursor;
+	uint32_t start = t->h->bcursor < t->nblocks ? t->h->bcursor : 0, pos = start;
+	uint32_t first = 0, prev = 0;
+	bool wrapped = false;
 
-	for (uint32_t n = 0; n < k; n++) {
-		uint32_t i = find_clear(t->bmap, t->nblocks, c);
-		if (i >= t->nblocks)
-			return 0; /* the bits set stay set: the rebuild clears them */
-		bit_set(t->bmap, i);
+	for (uint32_t n = 0; n < k;) {
+		uint32_t end = wrapped ? start : t->nblocks, i = find_clear_range(t->bmap, pos, end);
+		if (i >= end) {
+			if (wrapped)
+				return 0;
+			wrapped = true;
+			pos = 0;
+			continue;
+		}
 		if (prev != 0)
 			blk(t, prev)->next = i + 1;
 		else
 			first = i + 1;
 		prev = i + 1;
-		c = i + 1;
+		pos = i + 1;
+		n++;
 	}
 	blk(t, prev)->next = 0;
-	h->bcursor = c;
-	h->nfree -= k;
+	t->h->bcursor = pos;
 	return first;
 }
 
@@ -596,7 +580,7 @@ static void free_chain_locked(struct ctab *t, uint32_t b)
 }
 
 /* Frees COUNT records from B on, following newer links: records no meta
- * refers to any more. */
+ * refers to any more. Idempotent while no block is taken meanwhile. */
 static void free_records_locked(struct ctab *t, uint32_t b, uint32_t count)
 {
 	for (uint32_t i = 0; i < count && blk_ok(t, b); i++) {
@@ -637,6 +621,112 @@ static void write_record_locked(struct ctab *t, uint32_t first, uint32_t si, uin
 	}
 }
 
+/* ---- the journal -------------------------------------------------------- */
+
+static void disarm(struct ctab *t)
+{
+	STORE_REL(&t->h->j.state, 0);
+}
+
+/* Takes the chain FIRST of K blocks for a record of stream SI, announced
+ * first: a holder killed before the record is committed has them given
+ * back. */
+static void take_chain_locked(struct ctab *t, uint32_t si, uint32_t first, uint32_t k)
+{
+	struct ctab_journal *j = &t->h->j;
+
+	j->stream = si;
+	j->alloc_first = first;
+	j->alloc_count = k;
+	STORE_REL(&j->state, CTAB_J_ALLOC);
+	for (uint32_t c = first, n = 0; n < k; c = blk(t, c)->next, n++)
+		bit_set(t->bmap, c - 1);
+	t->h->nfree -= k;
+}
+
+static void apply_commit_locked(struct ctab *t)
+{
+	struct ctab_journal *j = &t->h->j;
+	ent(t, j->stream)->m = j->meta;
+	step(t, CTAB_STEP_APPLIED);
+	if (j->link_blk != 0)
+		blk(t, j->link_blk)->newer = j->link_val;
+}
+
+/* Makes NM stream SI's meta, with LINK_BLK sets that record's newer link to
+ * LINK_VAL, then frees FREE_COUNT records from block FREE_FIRST on (those
+ * NM no longer holds): all as one. */
+static void commit_locked(struct ctab *t, uint32_t si, struct hist_meta *nm, uint32_t link_blk,
+			  uint32_t link_val, uint32_t free_first, uint32_t free_count)
+{
+	struct ctab_journal *j = &t->h->j;
+
+	nm->check = meta_check(nm);
+	j->stream = si;
+	j->link_blk = link_blk;
+	j->link_val = link_val;
+	j->free_first = free_first;
+	j->free_count = free_count;
+	j->meta = *nm;
+	step(t, CTAB_STEP_JOURNAL);
+	STORE_REL(&j->state, CTAB_J_COMMIT);
+	step(t, CTAB_STEP_ARMED);
+	apply_commit_locked(t);
+	step(t, CTAB_STEP_COMMITTED);
+	free_records_locked(t, free_first, free_count);
+	disarm(t);
+}
+
+/* The link (bucket or entry's next) that points to entry SI, or NULL. */
+static uint32_t *link_to(const struct ctab *t, uint32_t si)
+{
+	uint32_t *link = &t->buckets[bucket_of(t, ent(t, si)->hash)];
+
+	for (uint32_t n = 0; *link != 0 && *link <= t->nstreams && n < t->nstreams; n++) {
+		if (*link == si + 1)
+			return link;
+		link = &ent(t, *link - 1)->next;
+	}
+	return NULL;
+}
+
+/* Ends the operation a dead holder was in (see the top of this file).
+ * Returns whether the maps must be rebuilt by a walk instead. */
+static bool redo_journal_locked(struct ctab *t)
+{
+	struct ctab_journal *j = &t->h->j;
+	uint32_t *link;
+
+	switch (LOAD(&j->state)) {
+	case 0:
+		return false;
+	case CTAB_J_ALLOC:
+		for (uint32_t c = j->alloc_first, n = 0; n < j->alloc_count && blk_ok(t, c); c = blk(t, c)->next, n++)
+			bit_clear(t->bmap, c - 1);
+		return false;
+	case CTAB_J_COMMIT:
+		if (j->stream >= t->nstreams || j->link_blk > t->nblocks || !meta_ok(t, &j->meta))
+			return true; /* torn: only a machine crash does that */
+		apply_commit_locked(t);
+		free_records_locked(t, j->free_first, j->free_count);
+		return false;
+	case CTAB_J_INSERT:
+		if (j->stream < t->nstreams && link_to(t, j->stream) == NULL)
+			bit_clear(t->emap, j->stream);
+		return false;
+	case CTAB_J_DELETE:
+		if (j->stream >= t->nstreams)
+			return true;
+		if ((link = link_to(t, j->stream)) != NULL)
+			STORE_REL(link, ent(t, j->stream)->next);
+		bit_clear(t->emap, j->stream);
+		free_records_locked(t, j->free_first, j->free_count);
+		return false;
+	default: /* CTAB_J_WALK, or torn */
+		return true;
+	}
+}
+
 /* ---- streams ------------------------------------------------------------ */
 
 /* Drops every record of stream SI; keeps its epoch and top. */
@@ -649,9 +739,7 @@ static void drop_records_locked(struct ctab *t, uint32_t si)
 	nm.head = nm.tail = 0;
 	nm.count = nm.blocks = 0;
 	nm.head_ms = 0;
-	commit_locked(t, si, &nm, 0, 0);
-	step(t, CTAB_STEP_COMMITTED);
-	free_records_locked(t, m.head, m.count);
+	commit_locked(t, si, &nm, 0, 0, m.head, m.count);
 }
 
 /* Gives stream SI a new epoch: top 0, no records. */
@@ -664,10 +752,8 @@ static void reset_stream_locked(struct ctab *t, uint32_t si, int64_t now)
 	new_epoch(nm.epoch, m.epoch);
 	nm.touch_ms = now;
 	nm.size = m.size;
-	commit_locked(t, si, &nm, 0, 0);
-	step(t, CTAB_STEP_COMMITTED);
+	commit_locked(t, si, &nm, 0, 0, m.head, m.count);
 	COUNT(&t->h->streams_created, 1);
-	free_records_locked(t, m.head, m.count);
 }
 
 /* Drops the oldest record of stream SI (which has one). */
@@ -686,9 +772,7 @@ static void trim_head_locked(struct ctab *t, uint32_t si)
 		nm.blocks -= blocks_for(r->len);
 		nm.head_ms = blk(t, nm.head)->time_ms;
 	}
-	commit_locked(t, si, &nm, 0, 0);
-	step(t, CTAB_STEP_COMMITTED);
-	free_chain_locked(t, m.head);
+	commit_locked(t, si, &nm, 0, 0, m.head, 1);
 }
 
 /* The entry of NAME, or NONE. */
@@ -708,18 +792,22 @@ static uint32_t find_locked(const struct ctab *t, const char *name, size_t len, 
 /* Removes entry SI from the table with its records. */
 static void delete_locked(struct ctab *t, uint32_t si)
 {
+	struct ctab_journal *j = &t->h->j;
 	struct ctab_stream *s = ent(t, si);
 	struct hist_meta m = s->m;
-	uint32_t *link = &t->buckets[bucket_of(t, s->hash)];
+	uint32_t *link;
 
-	for (uint32_t n = 0; *link != 0 && *link != si + 1 && *link <= t->nstreams && n < t->nstreams; n++)
-		link = &ent(t, *link - 1)->next;
-	if (*link == si + 1)
-		STORE_REL(link, s->next); /* the commit */
+	j->stream = si;
+	j->free_first = m.head;
+	j->free_count = m.count;
+	STORE_REL(&j->state, CTAB_J_DELETE);
+	if ((link = link_to(t, si)) != NULL)
+		STORE_REL(link, s->next);
 	step(t, CTAB_STEP_UNLINKED);
 	bit_clear(t->emap, si);
 	t->h->nused--;
 	free_records_locked(t, m.head, m.count);
+	disarm(t);
 }
 
 /* Whether stream M's meta has expired at NOW. */
@@ -791,6 +879,8 @@ static uint32_t insert_locked(struct ctab *t, const char *name, size_t len, uint
 	}
 	if (i >= t->nstreams)
 		return NONE;
+	h->j.stream = i;
+	STORE_REL(&h->j.state, CTAB_J_INSERT);
 	bit_set(t->emap, i);
 	h->ecursor = i + 1;
 
@@ -811,6 +901,7 @@ static uint32_t insert_locked(struct ctab *t, const char *name, size_t len, uint
 	STORE_REL(&t->buckets[b], i + 1); /* the commit */
 	step(t, CTAB_STEP_LINKED);
 	h->nused++;
+	disarm(t);
 	COUNT(&h->streams_created, 1);
 	return i;
 }
@@ -927,7 +1018,8 @@ static bool records_ok(const struct ctab *t, struct walk *w, uint32_t si)
 }
 
 /* Gives stream SI found broken by the walk a new epoch; its blocks are not
- * marked, so they are free. */
+ * marked, so they are free. Not a commit: the walk's own journal state
+ * covers it. */
 static void walk_reset(struct ctab *t, struct walk *w, uint32_t si)
 {
 	struct hist_meta m = ent(t, si)->m, nm;
@@ -936,7 +1028,8 @@ static void walk_reset(struct ctab *t, struct walk *w, uint32_t si)
 	nm.gen = t->h->next_gen++;
 	new_epoch(nm.epoch, epoch_ok(m.epoch) ? m.epoch : NULL);
 	nm.touch_ms = w->now;
-	commit_locked(t, si, &nm, 0, 0);
+	nm.check = meta_check(&nm);
+	ent(t, si)->m = nm; /* the journal says WALK: a torn meta is walked again */
 	COUNT(&t->h->streams_created, 1);
 	COUNT(&t->h->resets, 1);
 	w->reset++;
@@ -951,13 +1044,17 @@ static void walk_locked(struct ctab *t, struct walk *w)
 	struct ctab_hdr *h = t->h;
 	bool fix = w->mode != WALK_CHECK;
 
-	if (fix)
+	if (fix) {
 		redo_journal_locked(t);
-	else if (LOAD(&h->j.state) != 0)
+		STORE_REL(&h->j.state, CTAB_J_WALK);
+	} else if (LOAD(&h->j.state) != 0) {
 		w->problems++;
+	}
 	memset(w->emap, 0, 8 * map_words(t->nstreams));
 	memset(w->bmap, 0, 8 * map_words(t->nblocks));
 	for (uint32_t b = 0; b < t->nbuckets; b++) {
+		if (b == t->nbuckets / 2)
+			step(t, CTAB_STEP_WALK);
 		uint32_t *link = &t->buckets[b];
 		for (;;) {
 			uint32_t e = LOAD(link);
@@ -995,6 +1092,7 @@ static void walk_locked(struct ctab *t, struct walk *w)
 		h->nfree = (uint32_t)(t->nblocks - w->blocks);
 		if (h->next_gen <= w->max_gen)
 			h->next_gen = w->max_gen + 1;
+		disarm(t);
 		return;
 	}
 	if (h->nused != w->entries || h->nfree != t->nblocks - w->blocks ||
@@ -1003,11 +1101,28 @@ static void walk_locked(struct ctab *t, struct walk *w)
 		w->problems++;
 }
 
-/* Rebuilds after a dead holder, or when a derived count proved wrong. */
+/* Rebuilds the maps when a derived count proved wrong, or after a holder
+ * died in a rebuild. */
 static void walk_repair_locked(struct ctab *t, int64_t now)
 {
 	struct walk w = { .mode = WALK_REPAIR, .now = now, .emap = t->emap, .bmap = t->bmap };
 	walk_locked(t, &w);
+}
+
+/* Brings the table back after its last holder died holding the lock. */
+static void repair_locked(struct ctab *t)
+{
+	struct ctab_hdr *h = t->h;
+
+	COUNT(&h->repairs, 1);
+	STORE(&h->owner, 0);
+	if (redo_journal_locked(t)) {
+		walk_repair_locked(t, wall_ms());
+		return;
+	}
+	disarm(t);
+	h->nused = count_set(t->emap, t->nstreams);
+	h->nfree = t->nblocks - count_set(t->bmap, t->nblocks);
 }
 
 /* Flushes the header's page to disk. */
@@ -1023,9 +1138,7 @@ static int lock(struct ctab *t)
 	int err = pthread_mutex_lock(&h->lock);
 
 	if (err == EOWNERDEAD) {
-		COUNT(&h->repairs, 1);
-		STORE(&h->owner, 0);
-		walk_repair_locked(t, wall_ms());
+		repair_locked(t);
 		err = pthread_mutex_consistent(&h->lock);
 		if (err != 0)
 			pthread_mutex_unlock(&h->lock);
@@ -1599,7 +1712,7 @@ static int append_locked(struct ctab *t, uint32_t si, const struct hist_opts *o,
 			trim_head_locked(t, v);
 		}
 		if (h->nfree >= k)
-			first = alloc_blocks_locked(t, k);
+			first = chain_free_locked(t, k);
 		if (first == 0)
 			walk_repair_locked(t, now);
 	}
@@ -1607,6 +1720,7 @@ static int append_locked(struct ctab *t, uint32_t si, const struct hist_opts *o,
 		errno = ENOSPC;
 		return -1;
 	}
+	take_chain_locked(t, si, first, k);
 	step(t, CTAB_STEP_ALLOC);
 
 	struct hist_meta m = ent(t, si)->m, nm = m;
@@ -1637,9 +1751,7 @@ static int append_locked(struct ctab *t, uint32_t si, const struct hist_opts *o,
 	}
 	if (ndrop > 0)
 		nm.head_ms = nm.head == first ? now : blk(t, nm.head)->time_ms;
-	commit_locked(t, si, &nm, m.tail, first);
-	step(t, CTAB_STEP_COMMITTED);
-	free_records_locked(t, drop, ndrop);
+	commit_locked(t, si, &nm, m.tail, first, drop, ndrop);
 	COUNT(&h->trims_size, ndrop);
 	COUNT(&h->appends, 1);
 	pos_of(&nm, pos);
@@ -1805,7 +1917,7 @@ int hist_read(struct ctab *t, const char *name, size_t name_len, const struct hi
 		nm.touch_ms = now;
 		if (q->meta_ttl_ms != 0)
 			nm.meta_expire_ms = later(now, q->meta_ttl_ms);
-		commit_locked(t, si, &nm, 0, 0);
+		commit_locked(t, si, &nm, 0, 0, 0, 0);
 		COUNT(&t->h->reads, 1);
 		pos_of(&nm, &res->top);
 		res->first = nm.count > 0 ? nm.top - nm.count + 1 : 0;

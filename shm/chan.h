@@ -8,7 +8,8 @@
  * within an epoch) and the stream's retained publications (hist_*), each a
  * msgpack record with a CRC. One robust process-shared mutex guards it all;
  * a holder killed at any instruction leaves either its whole change or no
- * trace of it (a one-entry redo journal, see chan.c).
+ * trace of it: every change is one journaled operation that the next
+ * holder completes or undoes in O(1) (see chan.c).
  *
  * Segment layout (seg kind SEG_KIND_CTAB, layout CTAB_VERSION), all offsets
  * from the payload base (seg_payload), never pointers:
@@ -19,7 +20,7 @@
  *         | struct ctab_hdr                                     512 B  |
  *         |   0-1  identity: magic, version, geometry, offsets, key    |
  *         |   2    the robust mutex, owner pid                         |
- *         |   3-4  the redo journal: one stream's new meta + one link  |
+ *         |   3-4  the journal: the operation in progress              |
  *         |   5    state: clean flag, boot id, derived counts, hands   |
  *         |   6-7  counters                                            |
  *         +------------------------------------------------------------+
@@ -44,7 +45,8 @@
  *
  * What is authoritative: the bucket chains (which entries are in the table)
  * and each entry's meta (its records). The bitmaps and counts are derived:
- * rebuilt from the chains after a dead holder and on every cold open.
+ * kept exact by the journal across a dead holder, rebuilt from the chains
+ * on every cold open.
  *
  * The payload is a msgpack map with small integer keys, unknown keys
  * skipped on decode so the format can grow: 1 time (int, unix ms), 2 data
@@ -126,16 +128,20 @@ struct hist_blk {
 };
 _Static_assert(sizeof(struct hist_blk) == HIST_BLOCK, "a record's first block is one block");
 
-/* The redo journal: armed, a commit is replayed by whoever next takes the
- * lock after its writer died. */
+/* The journal: the operation in progress (state), with what the next
+ * holder needs to finish or undo it after its holder died. */
 struct ctab_journal {
-	uint32_t state;            /* CTAB_JOURNAL_ARMED while a commit is applied */
-	uint32_t stream;           /* entry whose meta becomes `meta` */
-	uint32_t link_blk;         /* block + 1 whose hist_blk.newer becomes link_val, or 0 */
+	uint32_t state;            /* CTAB_J_*; 0 when no operation is in progress */
+	uint32_t stream;           /* the entry operated on */
+	uint32_t link_blk;         /* COMMIT: block + 1 whose hist_blk.newer becomes link_val, or 0 */
 	uint32_t link_val;
-	struct hist_meta meta;
+	uint32_t alloc_first;      /* ALLOC: the chain of blocks being taken (block + 1) ... */
+	uint32_t alloc_count;      /*   ... and its length */
+	uint32_t free_first;       /* COMMIT, DELETE: first block + 1 of the records to free ... */
+	uint32_t free_count;       /*   ... and how many records, following newer links */
+	struct hist_meta meta;     /* COMMIT: the stream's new meta */
 };
-_Static_assert(sizeof(struct ctab_journal) == 96, "ctab_journal is 96 bytes");
+_Static_assert(sizeof(struct ctab_journal) == 112, "ctab_journal is 112 bytes");
 
 struct ctab_hdr {
 	/* lines 0-1: identity, written once by create */
@@ -160,7 +166,7 @@ struct ctab_hdr {
 
 	/* lines 3-4: the journal */
 	struct ctab_journal j;
-	uint8_t pad2[32];
+	uint8_t pad2[16];
 
 	/* line 5: state, the lock holder's */
 	uint32_t clean;            /* CTAB_CLEAN: shut down, nothing changed since */
@@ -192,8 +198,13 @@ struct ctab_hdr {
 _Static_assert(sizeof(pthread_mutex_t) <= 56, "the mutex must fit its line");
 _Static_assert(sizeof(struct ctab_hdr) == 512, "ctab_hdr is eight cache lines");
 
-#define CTAB_JOURNAL_ARMED 0x4d524141u /* "AARM" */
-#define CTAB_CLEAN 0x4e41454cu         /* "LEAN" */
+/* Journal states: the operation in progress and how a repair ends it. */
+#define CTAB_J_ALLOC 0x434f4c41u   /* "ALOC" blocks being taken for a record: give them back */
+#define CTAB_J_COMMIT 0x54494d43u  /* "CMIT" a stream's new meta: apply it, free the records */
+#define CTAB_J_INSERT 0x544e5349u  /* "ISNT" an entry being added: keep it only if linked */
+#define CTAB_J_DELETE 0x454c4544u  /* "DELE" an entry being removed: unlink it, free its records */
+#define CTAB_J_WALK 0x4b4c4157u    /* "WALK" the derived maps being rebuilt: walk again */
+#define CTAB_CLEAN 0x4e41454cu     /* "LEAN" */
 
 /* ---- this process's handle -------------------------------------------- */
 
@@ -368,8 +379,8 @@ int hist_append_check(const struct ctab *t, size_t name_len, const struct hist_o
  * assigned and the bus record written under the bus lock. Lock order: bus
  * lock, then this table's; nothing here takes the bus lock. It holds the
  * table lock for a copy of the record and a few cache lines. A dead holder
- * found here is repaired first (a walk of the whole table: see ctab_stats
- * repairs; the bus stays locked meanwhile).
+ * found here is repaired first: its operation finished or undone from the
+ * journal, the counts recounted (microseconds; ctab_stats repairs).
  * Returns 0, or -1 with errno: hist_append_check's, or the mutex's
  * (ENOTRECOVERABLE). */
 int hist_append(struct ctab *t, const char *name, size_t name_len, const struct hist_opts *o,
@@ -455,14 +466,15 @@ int ctab_verify(struct ctab *t, bool deep, uint64_t *nrecords);
 enum {
 	CTAB_STEP_ALLOC = 1,       /* blocks taken, record not written */
 	CTAB_STEP_WRITTEN,         /* record written, not committed */
-	CTAB_STEP_JOURNAL,         /* journal filled, not armed */
-	CTAB_STEP_ARMED,           /* journal armed, not applied */
-	CTAB_STEP_APPLIED,         /* applied, journal still armed */
-	CTAB_STEP_COMMITTED,       /* journal disarmed, blocks of trimmed records not freed */
+	CTAB_STEP_JOURNAL,         /* commit filled in, not armed */
+	CTAB_STEP_ARMED,           /* commit armed, not applied */
+	CTAB_STEP_APPLIED,         /* meta applied, link not yet */
+	CTAB_STEP_COMMITTED,       /* meta applied, blocks of dropped records not freed */
 	CTAB_STEP_FREEING,         /* half the blocks to free freed */
 	CTAB_STEP_INSERT,          /* new entry filled, not linked */
 	CTAB_STEP_LINKED,          /* new entry linked, counts not updated */
 	CTAB_STEP_UNLINKED,        /* entry unlinked, its records not freed */
+	CTAB_STEP_WALK,            /* a rebuild of the maps half done */
 	CTAB_STEP_MAX
 };
 
