@@ -1,0 +1,178 @@
+'use strict';
+// Smoke runs of the load generator (contrib/bench/rotor-bench): every
+// scenario for about a second with tiny counts, against a rotord it starts
+// itself and against one started here (--url, --pid). Each run must exit 0
+// and print a JSON line whose counts make sense: deliveries arrived, every
+// subscriber subscribed, nothing lost, no errors. Timings are never
+// asserted: this checks the tool, not rotor's speed.
+
+const { test } = require('node:test');
+const assert = require('node:assert');
+const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+const { ROTORD, Rotord, request, waitFor } = require('./lib/rotord');
+
+const builddir = process.env.ROTOR_BUILDDIR || path.resolve(__dirname, '../..');
+const BENCH = path.join(builddir, 'contrib/bench/rotor-bench');
+
+// Runs rotor-bench with args; resolves {code, signal, stdout, stderr, json}
+// where json is its last stdout line parsed. onSpawn(child) may signal it.
+function bench(args, { env = {}, timeout = 60000, onSpawn } = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(BENCH, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => { stderr += d; });
+    const timer = setTimeout(() => { child.kill('SIGKILL'); }, timeout);
+    child.on('error', (e) => { clearTimeout(timer); reject(e); });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const lines = stdout.trim().split('\n');
+      let json = null;
+      try { json = JSON.parse(lines[lines.length - 1]); } catch (_) { /* reported below */ }
+      resolve({ code, signal, stdout, stderr, json });
+    });
+    if (onSpawn) onSpawn(child);
+  });
+}
+
+// Starts rotor-bench with its own rotord for a short run of `scenario`.
+function own(scenario, args = [], opts = {}) {
+  return bench([scenario, '--rotord', ROTORD, '--workers', '2', '-d', '1', '--warmup', '0.2', ...args], opts);
+}
+
+function ok(r, what) {
+  assert.ok(r.json, `${what}: a JSON line (stdout: ${r.stdout}; stderr: ${r.stderr})`);
+  assert.strictEqual(r.code, 0, `${what}: exit 0 (stderr: ${r.stderr}; json: ${JSON.stringify(r.json)})`);
+  assert.strictEqual(r.json.errors.total, 0, `${what}: no errors: ${JSON.stringify(r.json.errors)}`);
+  return r.json;
+}
+
+// Quantiles in order: a broken histogram merge would show here.
+function latSane(l, what) {
+  assert.ok(l.n > 0, `${what}: samples`);
+  assert.ok(l.p50 <= l.p90 && l.p90 <= l.p99 && l.p99 <= l.max, `${what}: ordered quantiles ${JSON.stringify(l)}`);
+}
+
+function serverSane(j, what) {
+  assert.ok(j.server, `${what}: server figures`);
+  assert.ok(j.server.cpu_s >= 0, `${what}: server CPU`);
+  assert.ok(j.server.before.pss_kb > 0 && j.server.end.pss_kb > 0, `${what}: PSS sampled`);
+  assert.ok(j.server.end.procs.length >= 2, `${what}: master and workers sampled`);
+}
+
+test('the tool is built', () => {
+  assert.ok(fs.existsSync(BENCH), `${BENCH} exists (built by make)`);
+});
+
+test('fanout: every subscriber gets every publication, with latencies', async () => {
+  const j = ok(await own('fanout', ['-n', '40']), 'fanout');
+  assert.strictEqual(j.subscribed, 40);
+  assert.ok(j.published > 0 && j.deliveries > 0, 'published and delivered');
+  assert.strictEqual(j.lost, 0);
+  assert.strictEqual(j.deliveries_all, j.expected, 'deliveries equal publications x subscribers');
+  assert.strictEqual(j.out_of_order, 0);
+  latSane(j.latency_us, 'delivery latency');
+  latSane(j.api_rtt_us, 'API round trip');
+  serverSane(j, 'fanout');
+});
+
+test('fanout over protobuf and mixed formats, at a fixed rate', async () => {
+  for (const format of ['protobuf', 'mixed']) {
+    const j = ok(await own('fanout', ['-n', '30', '--format', format, '--rate', '50']), format);
+    assert.strictEqual(j.format, format);
+    assert.strictEqual(j.subscribed, 30);
+    assert.ok(j.deliveries > 0, `${format}: deliveries`);
+    assert.ok(j.published <= 50 * 1.5, `${format}: the rate is kept (${j.published} in ~1 s)`);
+    assert.strictEqual(j.lost, 0);
+  }
+});
+
+test('fanout with HS256 connection tokens', async () => {
+  const j = ok(await own('fanout', ['-n', '20', '--token-secret', 'bench-secret']), 'tokens');
+  assert.strictEqual(j.subscribed, 20);
+  assert.ok(j.deliveries > 0);
+});
+
+test('channels: subscribers over several channels', async () => {
+  const j = ok(await own('channels', ['-n', '60', '-m', '6']), 'channels');
+  assert.strictEqual(j.channels, 6);
+  assert.strictEqual(j.subscribed, 60);
+  assert.ok(j.deliveries > 0);
+  assert.strictEqual(j.deliveries_all, j.expected);
+});
+
+test('burst: several publications per API request, over two generator processes', async () => {
+  const j = ok(await own('burst', ['-n', '40', '--burst', '5', '--procs', '2']), 'burst');
+  assert.strictEqual(j.procs, 2);
+  assert.strictEqual(j.burst, 5);
+  assert.strictEqual(j.published % 5, 0, 'whole bursts');
+  assert.ok(j.deliveries > 0);
+  assert.strictEqual(j.deliveries_all, j.expected);
+});
+
+test('idle: connections survive server pings; memory per connection is reported', async () => {
+  const env = { ROTOR_CLIENT_PING_INTERVAL: '1s', ROTOR_CLIENT_PONG_TIMEOUT: '500ms' };
+  const j = ok(await own('idle', ['-n', '100', '-d', '2.5'], { env }), 'idle');
+  assert.strictEqual(j.subscribed, 100);
+  assert.ok(j.pings >= 100, `every connection answered pings (${j.pings})`);
+  serverSane(j, 'idle');
+  assert.ok(j.server.pss_per_conn_b > 0, 'PSS per connection');
+  assert.ok(j.server.cpu_us_per_conn_s >= 0);
+});
+
+test('connect: a storm, kept and churned', async () => {
+  let j = ok(await own('connect', ['-n', '200', '--concurrency', '16', '--warmup', '0']), 'connect');
+  assert.strictEqual(j.connects, 200);
+  assert.ok(j.connects_per_s > 0);
+  latSane(j.connect_us, 'connect time');
+  j = ok(await own('connect', ['-n', '200', '--churn', '--src-addrs', '2', '--warmup', '0']), 'connect --churn');
+  assert.strictEqual(j.connects, 200);
+});
+
+test('api: publishes over keep-alive, pipelined', async () => {
+  const j = ok(await own('api', ['--pub-conns', '2', '--pipeline', '2']), 'api');
+  assert.ok(j.api_requests > 0 && j.api_errors === 0);
+  assert.strictEqual(j.published, j.api_requests);
+  latSane(j.api_rtt_us, 'API round trip');
+});
+
+test('a running daemon (--url, --api-key, --pid); every connection is closed afterwards', async () => {
+  const d = await new Rotord({ client: { insecure: true } }, { workers: 2 }).start();
+  try {
+    const r = await bench(['fanout', '--url', `http://127.0.0.1:${d.port}`, '--api-key', 'test-api-key',
+      '--pid', String(d.pid), '-n', '30', '-d', '1', '--warmup', '0']);
+    const j = ok(r, '--url');
+    assert.strictEqual(j.workers, 2);
+    assert.ok(j.deliveries > 0);
+    serverSane(j, '--url');
+    await waitFor(async () => {
+      const info = await request(d.port, {
+        method: 'POST', path: '/api/info', body: '{}',
+        headers: { 'X-API-Key': 'test-api-key', 'Content-Type': 'application/json' },
+      });
+      const nodes = JSON.parse(info.body).result.nodes;
+      return nodes.every((n) => n.num_clients === 0);
+    }, 5000, 50, 'no clients left');
+  } finally {
+    await d.stop();
+  }
+});
+
+test('failures are reported: no server means errors and exit 1', async () => {
+  const r = await bench(['fanout', '--url', 'http://127.0.0.1:1', '-n', '5', '-d', '0.3', '--warmup', '0']);
+  assert.strictEqual(r.code, 1);
+  assert.ok(r.json && r.json.errors.connect > 0, `connect errors: ${r.stdout}`);
+});
+
+test('SIGINT ends a long run early, with a report', async () => {
+  const r = await own('fanout', ['-n', '10', '-d', '60'], {
+    onSpawn: (child) => setTimeout(() => child.kill('SIGINT'), 1500),
+    timeout: 30000,
+  });
+  assert.ok(r.json, `a JSON line: ${r.stderr}`);
+  assert.ok(r.json.window_s < 30, 'stopped early');
+  assert.strictEqual(r.json.subscribed, 10);
+});
