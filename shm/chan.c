@@ -51,6 +51,9 @@
  * meta ttl forgets the stream ttl after its last append or read. Both are
  * applied lazily on access and by ctab_sweep.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* F_OFD_SETLK */
+#endif
 #include "chan.h"
 
 #include <errno.h>
