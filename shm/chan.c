@@ -1266,24 +1266,32 @@ static int open_cold(struct ctab *t, const struct ctab_config *cfg, const struct
 		     struct ctab_report *rep)
 {
 	const char *why = "no segment yet";
-	int err;
+	int err, missing = ENOENT;
 
 	if (allocate_existing(path) < 0)
 		return -1;
 	if (seg_attach(&t->seg, path, SEG_KIND_CTAB, CTAB_VERSION, false) == 0) {
 		struct ctab_hdr *h = seg_payload(&t->seg);
+		bool other = h->nstreams != g->nstreams || h->nblocks != g->nblocks || h->name_max != g->name_max;
+		missing = EPROTO;
 		if (!hdr_ok(h, t->seg.size)) {
 			why = "its header does not validate";
-		} else if (h->nstreams != g->nstreams || h->nblocks != g->nblocks || h->name_max != g->name_max) {
+		} else if (other && !cfg->attach_only) {
 			why = "its sizes are not the configured ones";
 		} else {
 			why = NULL;
+			rep->sizes_differ = other;
 		}
 		if (why != NULL)
 			seg_detach(&t->seg);
 	} else if (errno == EPROTO) {
 		why = "its segment header does not validate";
+		missing = EPROTO;
 	} else if (errno != ENOENT) {
+		return -1;
+	}
+	if (why != NULL && cfg->attach_only) {
+		errno = missing;
 		return -1;
 	}
 	if (why != NULL) {

@@ -279,6 +279,8 @@ struct ctab_config {
 	uint32_t name_max;         /* longest channel name; 0 = CTAB_NAME_MAX_DEFAULT */
 	int64_t now_ms;            /* wall clock for entries reset at open; 0 = now */
 	const char *boot_id;       /* NULL = the kernel's; tests pretend a reboot */
+	bool attach_only;          /* never create or recreate; take the segment's
+				      sizes (rotorctl) */
 };
 
 /* What ctab_open found. */
@@ -304,19 +306,22 @@ size_t ctab_seg_size(const struct ctab_config *cfg);
  *     file is fully allocated (posix_fallocate, so a full disk is ENOSPC
  *     here, never SIGBUS later), the header validated (magic, version,
  *     geometry = CFG, file size); a segment that does not validate or has
- *     other sizes is recreated (every epoch new). Otherwise the lock is
- *     re-initialised, a pending commit replayed, and every stream validated
- *     (meta check, links, offsets, record checks and CRCs): a stream that
- *     fails gets a new epoch and loses its records. After an unclean stop
- *     (no ctab_shutdown) under another kernel boot (a crash of the machine:
- *     pages may have reached the disk in any order), no stream can be
- *     proven intact: every stream gets a new epoch.
+ *     other sizes is recreated (every epoch new), unless CFG->attach_only
+ *     (then ENOENT or EPROTO, and other sizes are taken as they are).
+ *     Otherwise the lock is re-initialised, the operation a dead holder was
+ *     in ended, and every stream validated (meta check, links, offsets,
+ *     record checks and CRCs): a stream that fails gets a new epoch and
+ *     loses its records. After an unclean stop (no ctab_shutdown) under
+ *     another kernel boot (a crash of the machine: pages may have reached
+ *     the disk in any order), no stream can be proven intact: every stream
+ *     gets a new epoch.
  *   - other processes (warm: rotorctl, a new binary during an upgrade):
  *     waits for a cold open in progress, validates the header and maps the
  *     segment as it is, whatever its sizes (REP->sizes_differ).
  * Returns 0, or -1 with errno: EINVAL (CFG out of range), ENOENT (no
- * directory), ENOSPC/EFBIG (no room for the file), EPROTO (warm, the header
- * does not validate), or the failing call's. REP may be NULL. */
+ * directory; attach_only: no segment), ENOSPC/EFBIG (no room for the file),
+ * EPROTO (warm or attach_only: the header does not validate), or the
+ * failing call's. REP may be NULL. */
 int ctab_open(struct ctab *t, const struct ctab_config *cfg, struct ctab_report *rep);
 
 /* Unmaps T and drops its share of the flock. Safe in a forked child. */
@@ -416,8 +421,8 @@ typedef int hist_pub_fn(void *arg, const struct hist_pub *pub);
  * non-empty and not the epoch: RES->epoch_mismatch, no publications (the
  * client's 112). Records are copied under the lock and checked (CRC) and
  * decoded after it; a record that fails gives its stream a new epoch, and
- * the read is answered from the new, empty stream. FN must not call
- * hist_read or hist_top on T. Returns 0, or -1 with errno: EINVAL (reverse
+ * the read is answered from the new, empty stream. FN may be NULL (the
+ * position only); it must not call hist_read or hist_top on T. Returns 0, or -1 with errno: EINVAL (reverse
  * with since_offset 0: the client's 107, the API's 100; an empty name),
  * ENAMETOOLONG, ENOMEM, or the mutex's. */
 int hist_read(struct ctab *t, const char *name, size_t name_len, const struct hist_query *q,

@@ -900,6 +900,28 @@ static void test_disk_full(void)
 	struct ctab_config c = config(64, 256 << 10);
 	c.dir = "/nonexistent/rotor";
 	ok(ctab_open(&t, &c, NULL) == -1 && errno == ENOENT, "a missing directory is ENOENT");
+	c = config(64, 256 << 10);
+	c.attach_only = true;
+	clear_dir();
+	ok(ctab_open(&t, &c, NULL) == -1 && errno == ENOENT && access(seg_path, F_OK) < 0,
+	   "attach_only without a segment: ENOENT, nothing created");
+	struct ctab_report rep;
+	c.attach_only = false;
+	ctab_open(&t, &c, NULL);
+	put(&t, "keep", &OPTS, "d", 1000, NULL);
+	ctab_close(&t);
+	c = config(128, 512 << 10);
+	c.attach_only = true;
+	int rc = ctab_open(&t, &c, &rep);
+	ok(rc == 0 && rep.cold && !rep.created && rep.sizes_differ && t.nstreams == 64,
+	   "attach_only with other sizes: the segment is taken as it is");
+	struct hist_pos pos;
+	ok(hist_top(&t, "keep", 4, 0, 1000, &pos) == 0 && pos.offset == 1, "with its streams");
+	ctab_close(&t);
+	uint32_t bad = 7;
+	poke(64 + offsetof(struct ctab_hdr, version), &bad, 4);
+	ok(ctab_open(&t, &c, &rep) == -1 && errno == EPROTO, "attach_only with a damaged header: EPROTO, not recreated");
+	clear_dir();
 	c = config(4, 256 << 10);
 	ok(ctab_open(&t, &c, NULL) == -1 && errno == EINVAL, "too few streams is EINVAL");
 	c = config(64, 1000);
