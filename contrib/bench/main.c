@@ -89,7 +89,12 @@ static void usage(FILE *f)
 "  --warmup S           before the window\n"
 "  --drain S            most to wait for deliveries after it (3)\n"
 "  --setup-timeout S    most for connecting and subscribing\n"
-"  -q, --quiet          only the JSON line\n");
+"  -q, --quiet          only the JSON line\n"
+"defaults: fanout -n 10000 -m 1; channels -n 10000 -m n/10 --burst 10;\n"
+"  burst -n 1000 -m 1 --burst 10; idle and connect -n 10000 -m n, -d 30,\n"
+"  no warm-up; api --pub-conns 8, no subscribers; otherwise -d 10, --warmup 1,\n"
+"  --window max(8, 4 x burst), --concurrency 64, --pub-conns 1\n"
+"exit status: 0 a clean run, 1 errors (counted in the report), 2 usage\n");
 }
 
 /* Parses "1", "0-3", "0,2-3" into cpus. Returns the count or -1. */
@@ -298,6 +303,8 @@ static void json_lat(const char *name, const struct lat *h)
 struct samples {
 	bool have;
 	struct pstat before, ready, start, end, closed;
+	bool sys;
+	struct pstat_sys sys0, sys1;    /* the machine at the window's ends */
 };
 
 static void json_mem(const char *name, const struct pstat *p)
@@ -370,6 +377,13 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 	double pss_all_per = conns > 0 && s->have ? (double)(s->end.pss_kb - s->before.pss_kb) * 1024.0 / conns : 0;
 	double rss_per = conns > 0 && s->have ? (double)(s->end.rss_kb - s->before.rss_kb) * 1024.0 / conns : 0;
 	double cpu_per_conn = conns > 0 ? srv_cpu / w / conns * 1e6 : 0;
+	/* CPU the machine spent on anything but rotord and the generators
+	 * (interrupt time of our own traffic included, when the kernel
+	 * accounts it apart). */
+	double sys_busy = s->sys ? s->sys1.busy - s->sys0.busy : 0;
+	double others = s->sys ? sys_busy - srv_cpu - gen_cpu : 0;
+	if (others < 0)
+		others = 0;
 
 	if (!o->quiet) {
 		char a[32], b[32];
@@ -429,6 +443,14 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 		printf("  %-11s CPU %.2f s in the window (%.0f%% of one core, %d process%s), "
 		       "%llu server pings answered\n", "generator", gen_cpu, gen_cpu / w * 100, o->procs,
 		       o->procs == 1 ? "" : "es", (unsigned long long)t.pings);
+		if (s->sys)
+			printf("  %-11s %.2f of %d CPUs busy in the window, %.2f outside rotord and the "
+			       "generator (softirq %.2f); steal %.2f\n", "machine", sys_busy / w, s->sys1.ncpu,
+			       others / w, (s->sys1.softirq - s->sys0.softirq) / w,
+			       (s->sys1.steal - s->sys0.steal) / w);
+		if (others / w > 0.1)
+			printf("  %-11s other processes used the CPUs during the window: "
+			       "the numbers are disturbed\n", "warning");
 		if (gen_cpu / w > 0.9 * (o->ncpus ? (o->ncpus < o->procs ? o->ncpus : o->procs) : o->procs))
 			printf("  %-11s the generator was saturated: these numbers may be its limit\n", "warning");
 		if (errors == 0) {
@@ -476,6 +498,10 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 		printf("%s\"%u\":%u", j ? "," : "", t.codes[j].code, t.codes[j].n);
 	printf("}}");
 	printf(",\"generator\":{\"cpu_s\":%.3f,\"cpu_pct\":%.1f}", gen_cpu, gen_cpu / w * 100);
+	if (s->sys)
+		printf(",\"machine\":{\"cpus\":%d,\"busy_s\":%.3f,\"others_s\":%.3f,\"softirq_s\":%.3f,"
+		       "\"steal_s\":%.3f}", s->sys1.ncpu, sys_busy, others, s->sys1.softirq - s->sys0.softirq,
+		       s->sys1.steal - s->sys0.steal);
 	if (s->have) {
 		printf(",\"server\":{\"pid\":%d,\"cpu_s\":%.3f,\"cpu_pct\":%.1f,\"us_per_delivery\":%.3f,"
 		       "\"us_per_request\":%.3f,\"pss_per_conn_b\":%.0f,\"pss_all_per_conn_b\":%.0f,"
@@ -760,11 +786,13 @@ int main(int argc, char **argv)
 		sleep_until(go.t_measure);
 	if (smp.have)
 		pstat_sample(server_pid, &smp.start);
+	smp.sys = pstat_system(&smp.sys0) == 0;
 	uint64_t w0 = bench_now();
 	missing = wait_children(ch, o.procs, true, go.t_end);
 	uint64_t w1 = bench_now();
 	if (smp.have)
 		pstat_sample(server_pid, &smp.end);
+	smp.sys = smp.sys && pstat_system(&smp.sys1) == 0;
 	double window_s = (double)(w1 - w0) / 1e9;
 	if (o.scen == SC_CONNECT) {     /* up to the last completion */
 		uint64_t last = 0;

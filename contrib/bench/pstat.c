@@ -117,6 +117,34 @@ int pstat_sample(pid_t pid, struct pstat *out)
 	return 0;
 }
 
+int pstat_system(struct pstat_sys *out)
+{
+	memset(out, 0, sizeof(*out));
+	FILE *f = fopen("/proc/stat", "r");
+	if (f == NULL)
+		return -1;
+	char line[512];
+	unsigned long long v[8] = { 0 };
+	int ok = -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "cpu ", 4) == 0) {
+			if (sscanf(line + 4, "%llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+				   &v[3], &v[4], &v[5], &v[6], &v[7]) >= 7)
+				ok = 0;
+		} else if (strncmp(line, "cpu", 3) == 0) {
+			out->ncpu++;
+		}
+	}
+	fclose(f);
+	double tick = (double)sysconf(_SC_CLK_TCK);
+	/* user nice system idle iowait irq softirq steal */
+	out->busy = (double)(v[0] + v[1] + v[2] + v[5] + v[6]) / tick;
+	out->softirq = (double)v[6] / tick;
+	out->idle = (double)(v[3] + v[4]) / tick;
+	out->steal = (double)v[7] / tick;
+	return ok;
+}
+
 double pstat_cpu_delta(const struct pstat *a, const struct pstat *b)
 {
 	double d = 0;

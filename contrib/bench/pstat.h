@@ -26,6 +26,17 @@ struct pstat {
 	struct pstat_proc p[PSTAT_MAX];
 };
 
+/* The whole machine from the first line of /proc/stat, in seconds summed
+ * over CPUs. */
+struct pstat_sys {
+	double busy;            /* user + nice + system + irq + softirq */
+	double softirq, steal, idle;
+	int ncpu;
+};
+
+/* Samples the machine. Returns 0 or -1. */
+int pstat_system(struct pstat_sys *out);
+
 /* Samples pid and its live children. Returns 0, or -1 if pid is gone. */
 int pstat_sample(pid_t pid, struct pstat *out);
 
