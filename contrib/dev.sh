@@ -130,6 +130,15 @@ test_all() {
 			tail -n 40 "${log%.trs}.log" >&2
 		done
 	fi
+	if [ "$status" -ne 0 ] && ! grep -q '^# TOTAL' /tmp/rotor-check.$$; then
+		# make check stopped before running the tests (a test did not build).
+		say "make check failed before running the tests:"
+		grep -E 'error|Error' /tmp/rotor-check.$$ | head -n 20 >&2
+		rm -f /tmp/rotor-check.$$
+		summarize >/dev/null
+		echo "$pass passed, $((fail + 1)) failed"
+		return 1
+	fi
 	rm -f /tmp/rotor-check.$$
 	summarize && [ "$status" -eq 0 ]
 }

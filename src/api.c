@@ -29,6 +29,7 @@
 #include "config.h"
 #include "api.h"
 #include "b64.h"
+#include "chan.h"
 #include "channel.h"
 #include "conf.h"
 #include "http.h"
@@ -434,10 +435,12 @@ static int publish_to(struct api_ctx *x, struct pstr ch, struct pstr data, const
 	struct node_pub p = { 0 };
 	struct node_pub_result res = { 0 };
 
+	const struct chan_opts *o;
 	if (ch.n == 0)
 		return API_BAD_REQUEST;
-	if (chan_lookup(x->chan, ch, NULL) == NULL)
+	if ((o = chan_lookup(x->chan, ch, NULL)) == NULL)
 		return API_UNKNOWN_CHANNEL;
+	chan_pub_history(o, &p);
 	p.channel = ch;
 	p.data = data;
 	p.tags = r->tags.v;
@@ -621,14 +624,54 @@ static int exec_presence(struct api_ctx *x, const struct api_req *r, struct jw *
 	return API_NOT_AVAILABLE;
 }
 
-/* history, history_remove: likewise until the history store exists. */
+/* history: as centrifuge core reads it (server-api.md 1.4); the
+ * client's 300 cap does not apply to the API. */
 static int exec_history(struct api_ctx *x, const struct api_req *r, struct jw *out)
 {
+	const struct chan_opts *o;
+	struct node_history h;
+	char epoch[64] = "";
+
 	if (r->channel.n == 0)
 		return API_BAD_REQUEST;
-	if (chan_lookup(x->chan, r->channel, NULL) == NULL)
+	if ((o = chan_lookup(x->chan, r->channel, NULL)) == NULL)
 		return API_UNKNOWN_CHANNEL;
-	return API_NOT_AVAILABLE;
+	if (!chan_has_history(o))
+		return API_NOT_AVAILABLE;
+	if (r->since_epoch.n >= sizeof(epoch))
+		return API_UNRECOVERABLE; /* no epoch is that long */
+	memcpy(epoch, r->since_epoch.p, r->since_epoch.n);
+	struct hist_query q = {
+		.limit = r->limit, .reverse = r->reverse, .has_since = r->has_since,
+		.since_offset = r->since_offset, .since_epoch = epoch,
+		.meta_ttl_ms = (uint64_t)o->history_meta_ttl_ms,
+	};
+	int rc = node_history(x->w, r->channel, &q, &h), res = API_OK;
+	if (rc != RT_OK)
+		res = API_INTERNAL; /* reverse with since.offset 0 included, as the core maps it */
+	else if (h.epoch_mismatch)
+		res = API_UNRECOVERABLE;
+	else if (proto_history_result(out, h.v, h.n, pstr_c(h.epoch), h.top) != RT_OK)
+		res = API_INTERNAL;
+	node_history_free(&h);
+	return res;
+}
+
+/* history_remove: drops the publications, keeps the stream's position. */
+static int exec_history_remove(struct api_ctx *x, const struct api_req *r, struct jw *out)
+{
+	const struct chan_opts *o;
+
+	if (r->channel.n == 0)
+		return API_BAD_REQUEST;
+	if ((o = chan_lookup(x->chan, r->channel, NULL)) == NULL)
+		return API_UNKNOWN_CHANNEL;
+	if (!chan_has_history(o))
+		return API_NOT_AVAILABLE;
+	if (node_history_remove(x->w, r->channel) != RT_OK)
+		return API_INTERNAL;
+	jw_lit(out, "{}");
+	return API_OK;
 }
 
 struct chan_count {
@@ -763,7 +806,7 @@ static const struct method methods[] = {
 	{ "unsubscribe", 2, unsubscribe_fields, exec_unsubscribe },
 	{ "disconnect", 3, disconnect_req_fields, exec_disconnect },
 	{ "history", 6, history_fields, exec_history },
-	{ "history_remove", 7, channel_fields, exec_history },
+	{ "history_remove", 7, channel_fields, exec_history_remove },
 	{ "presence", 4, channel_fields, exec_presence },
 	{ "presence_stats", 5, channel_fields, exec_presence },
 	{ "info", 9, no_fields, exec_info },

@@ -23,6 +23,7 @@
 #include "config.h"
 #include "client.h"
 #include "b64.h"
+#include "chan.h"
 #include "channel.h"
 #include "conn.h"
 #include "hub.h"
@@ -401,15 +402,100 @@ static int64_t claim_expire_at(const json_t *claims)
 	return tok_claim_exp(claims);
 }
 
+/* ---- stream positions and recovery ---------------------------------------- */
+
+/* Where a new subscription stands in its stream, for its result and for
+ * tracking: TOP/EPOCH. */
+struct sub_pos {
+	uint64_t top;
+	char epoch[9];
+};
+
+static bool pstr_is(struct pstr a, const char *s)
+{
+	return a.n == strlen(s) && memcmp(a.p, s, a.n) == 0;
+}
+
+/* Fills R's position for a subscription to CH (options O, granted SO),
+ * recovering from the position in RQ when it asks to (client-protocol.md
+ * 6.3; cache mode reads the latest publication only). Recovered
+ * publications go into H, which must outlive R. Returns 0; 112 when
+ * recovery failed and RQ rejects unrecovered positions; 100 when the
+ * history could not be read. */
+static int position(struct client *c, struct pstr ch, const struct chan_opts *o,
+		    const struct chan_sub_opts *so, const struct sub_req *rq, struct sub_result *r,
+		    struct node_history *h, struct sub_pos *pos)
+{
+	bool recover = rq && rq->recover;
+	r->was_recovering = recover;
+	memset(pos, 0, sizeof(*pos));
+	if (!so->positioning && !so->recovery)
+		return 0;
+	if (!recover || !so->recovery) {
+		if (node_history_top(S.w, ch, (uint64_t)o->history_meta_ttl_ms, &pos->top, pos->epoch) != RT_OK)
+			return 100;
+		r->offset = pos->top;
+		r->epoch = pstr_c(pos->epoch);
+		return 0;
+	}
+	bool cache = so->recovery_mode == CHAN_RECOVERY_CACHE;
+	long long lim = S.w->conf->recovery_max_limit;
+	struct hist_query q = {
+		.limit = cache ? 1 : (lim > 0 ? (int32_t)lim : -1),
+		.reverse = cache,
+		.has_since = !cache,
+		.since_offset = rq->offset,
+		.since_epoch = NULL,
+		.meta_ttl_ms = (uint64_t)o->history_meta_ttl_ms,
+	};
+	char want_epoch[64] = "";
+	if (rq->epoch.n && rq->epoch.n < sizeof(want_epoch)) {
+		memcpy(want_epoch, rq->epoch.p, rq->epoch.n);
+		q.since_epoch = want_epoch;
+	}
+	if (node_history(S.w, ch, &q, h) != RT_OK)
+		return 100;
+	pos->top = h->top;
+	memcpy(pos->epoch, h->epoch, sizeof(pos->epoch));
+	bool epoch_ok = !h->epoch_mismatch && (rq->epoch.n == 0 || pstr_is(rq->epoch, h->epoch));
+	bool recovered;
+	if (cache) {
+		/* Only the latest publication: nothing to send when the client
+		 * holds the top, else the latest if it is the top. */
+		recovered = epoch_ok && (rq->offset == h->top || (h->n == 1 && h->v[0].offset == h->top));
+		if (rq->offset == h->top)
+			h->n = 0;
+	} else {
+		recovered = epoch_ok && ((h->n == 0 && h->top == rq->offset) ||
+					 (h->n > 0 && h->v[0].offset == rq->offset + 1 &&
+					  h->v[h->n - 1].offset == h->top));
+	}
+	r->epoch = pstr_c(pos->epoch);
+	if (!recovered) {
+		if (rq->flag & 2)
+			return 112;
+		r->offset = h->top;
+		return 0;
+	}
+	r->recovered = true;
+	r->offset = cache && h->n ? h->top : rq->offset;
+	r->pubs = h->v;
+	r->npubs = h->n;
+	(void)c;
+	return 0;
+}
+
 /* ---- server-side subscriptions ------------------------------------------ */
 
 /* Subscribes C to CH server-side with options O (already resolved) and the
  * per-channel override OV; fills R for the connect result or push. */
 static struct csub *subscribe_server_side(struct client *c, struct pstr ch, const struct chan_opts *o,
 					  const struct chan_override *ov, struct pstr chan_info,
-					  int64_t expire_at, struct sub_result *r)
+					  int64_t expire_at, const struct sub_req *rq, struct sub_result *r,
+					  struct node_history *h)
 {
 	struct chan_sub_opts so;
+	struct sub_pos pos;
 	uint8_t flags = CSUB_SERVER_SIDE;
 
 	chan_grant(S.chans, o, ov, NULL, pstr_c(c->user), &so);
@@ -424,7 +510,19 @@ static struct csub *subscribe_server_side(struct client *c, struct pstr ch, cons
 	memset(r, 0, sizeof(*r));
 	r->positioned = (flags & CSUB_POSITIONED) != 0;
 	r->recoverable = (flags & CSUB_RECOVERABLE) != 0;
-	return add_sub(c, ch, flags, expire_at, chan_info);
+	/* A server-side subscription cannot be refused: recovery that fails
+	 * leaves it at the top, unrecovered. */
+	struct sub_req plain;
+	if (rq && (rq->flag & 2)) {
+		plain = *rq;
+		plain.flag &= ~2;
+		rq = &plain;
+	}
+	position(c, ch, o, &so, rq, r, h, &pos);
+	struct csub *s = add_sub(c, ch, flags, expire_at, chan_info);
+	s->offset = pos.top;
+	memcpy(s->epoch, pos.epoch, sizeof(s->epoch));
+	return s;
 }
 
 /* Reads a token override object ({"presence":{"value":true},...}). */
@@ -444,6 +542,16 @@ static struct chan_override parse_override(const json_t *ov)
 }
 
 /* ---- connect ------------------------------------------------------------- */
+
+/* The position the client sent for server-side channel CH in its connect
+ * request (ConnectRequest.subs), if any. */
+static const struct sub_req *connect_sub_req(const struct connect_req *r, struct pstr ch)
+{
+	for (size_t i = 0; i < r->nsubs; i++)
+		if (r->subs[i].channel.n == ch.n && memcmp(r->subs[i].channel.p, ch.p, ch.n) == 0)
+			return &r->subs[i].req;
+	return NULL;
+}
 
 struct pending_sub {
 	char *channel;
@@ -580,6 +688,7 @@ static void cmd_connect(struct client *c, const struct cmd *cmd)
 	size_t total = nps + (personal != NULL) + r->nsubs;
 	const struct chan_opts **opts = xcalloc(total + 1, sizeof(*opts));
 	struct connect_sub_result *subres = xcalloc(total + 1, sizeof(*subres));
+	struct node_history *hist = xcalloc(total + 1, sizeof(*hist));
 	size_t nsub = 0;
 	uint32_t fail = 0;
 
@@ -631,7 +740,8 @@ static void cmd_connect(struct client *c, const struct cmd *cmd)
 		if (find_sub(c, ch))
 			continue;
 		subres[nsub].channel = pstr_dup(ch);
-		subscribe_server_side(c, ch, opts[i], &ps[i].ov, ps[i].info, 0, &subres[nsub].res);
+		subscribe_server_side(c, ch, opts[i], &ps[i].ov, ps[i].info, 0, connect_sub_req(r, ch),
+				      &subres[nsub].res, &hist[nsub]);
 		nsub++;
 	}
 	for (size_t i = 0; i < r->nsubs; i++) {
@@ -643,7 +753,8 @@ static void cmd_connect(struct client *c, const struct cmd *cmd)
 			break;
 		subres[nsub].channel = pstr_dup(ch);
 		struct chan_override none = CHAN_OVERRIDE_NONE;
-		subscribe_server_side(c, ch, ropts[i], &none, (struct pstr){ NULL, 0 }, 0, &subres[nsub].res);
+		subscribe_server_side(c, ch, ropts[i], &none, (struct pstr){ NULL, 0 }, 0, &r->subs[i].req,
+				      &subres[nsub].res, &hist[nsub]);
 		nsub++;
 	}
 
@@ -672,8 +783,11 @@ static void cmd_connect(struct client *c, const struct cmd *cmd)
 	send_out(c);
 	log_debug("client %s connected as user \"%s\" with %zu server-side channel(s)", c->id, c->user, nsub);
 done:
-	for (size_t i = 0; i < nsub; i++)
+	for (size_t i = 0; i < nsub; i++) {
 		free((void *)subres[i].channel.p);
+		node_history_free(&hist[i]);
+	}
+	free(hist);
 	free(subres);
 	free(opts);
 	free(user);
@@ -826,23 +940,38 @@ static void cmd_subscribe(struct client *c, const struct cmd *cmd)
 		flags |= CSUB_RECOVERABLE;
 
 	struct sub_result res = { 0 };
+	struct node_history h = { 0 };
+	struct sub_pos pos;
 	res.positioned = (flags & CSUB_POSITIONED) != 0;
 	res.recoverable = (flags & CSUB_RECOVERABLE) != 0;
-	res.was_recovering = r->recover;
 	res.data = data;
 	if (expire_at > 0) {
 		int64_t ttl = expire_at - now_s();
 		res.expires = true;
 		res.ttl = ttl > 0 ? (uint32_t)ttl : 0;
 	}
-	/* The reply goes out before the subscription joins the hub, so no
-	 * publication can overtake it. */
+	rc = position(c, r->channel, o, &so, r, &res, &h, &pos);
+	if (rc != 0) {
+		reply_error(c, cmd->id, (uint32_t)rc);
+		goto out;
+	}
+	/* The reply (recovered publications inside) goes out before the
+	 * subscription joins the hub, so no publication can overtake it; those
+	 * the bus still holds for us with offsets up to the top are skipped by
+	 * the position the subscription starts from. */
 	S.out.len = 0;
-	proto_reply_subscribe(&S.out, c->fmt, cmd->id, &res);
+	if (proto_reply_subscribe(&S.out, c->fmt, cmd->id, &res) != RT_OK) {
+		client_disconnect(c, 3506, "inappropriate protocol");
+		goto out;
+	}
 	send_out(c);
-	add_sub(c, r->channel, flags, expire_at, info);
+	struct csub *s = add_sub(c, r->channel, flags, expire_at, info);
+	s->offset = pos.top;
+	memcpy(s->epoch, pos.epoch, sizeof(s->epoch));
 	if (expire_at > 0)
 		arm(c);
+out:
+	node_history_free(&h);
 	pstr_free(&info);
 	pstr_free(&data);
 }
@@ -936,6 +1065,7 @@ static void cmd_publish(struct client *c, const struct cmd *cmd)
 	if (s)
 		ci.chan_info = s->chan_info;
 	struct node_pub p = { .channel = ch, .data = cmd->publish.data, .info = &ci };
+	chan_pub_history(o, &p);
 	struct node_pub_result pr;
 	if (node_publish(S.w, &p, &pr) != RT_OK) {
 		reply_error(c, cmd->id, 100);
@@ -946,9 +1076,55 @@ static void cmd_publish(struct client *c, const struct cmd *cmd)
 	send_out(c);
 }
 
-/* Presence and history arrive with the shared-memory channel table; until
- * then they are unavailable whatever the channel's options say, after the
- * same name and permission checks. */
+/* history: client-protocol.md 6.5, capped by
+ * client.history_max_publication_limit. */
+static void cmd_history(struct client *c, const struct cmd *cmd)
+{
+	const struct chan_opts *o;
+	struct pstr ch = cmd->history.channel;
+	struct node_history h;
+	char epoch[64] = "";
+
+	if (ch.n == 0) {
+		client_disconnect(c, 3501, "bad request");
+		return;
+	}
+	int rc = chan_check_history(S.chans, ch, pstr_c(c->user), find_sub(c, ch) != NULL, &o);
+	if (rc != CHAN_OK) {
+		reply_error(c, cmd->id, (uint32_t)rc);
+		return;
+	}
+	long long cap = S.w->conf->history_max_limit;
+	int32_t limit = cmd->history.limit;
+	if (cap > 0 && (limit < 0 || limit > cap))
+		limit = (int32_t)cap;
+	if (cmd->history.since_epoch.n < sizeof(epoch))
+		memcpy(epoch, cmd->history.since_epoch.p, cmd->history.since_epoch.n);
+	struct hist_query q = {
+		.limit = limit, .reverse = cmd->history.reverse, .has_since = cmd->history.has_since,
+		.since_offset = cmd->history.since_offset, .since_epoch = epoch,
+		.meta_ttl_ms = (uint64_t)o->history_meta_ttl_ms,
+	};
+	rc = node_history(S.w, ch, &q, &h);
+	if (rc == RT_INVAL)
+		reply_error(c, cmd->id, 107);
+	else if (rc != RT_OK)
+		reply_error(c, cmd->id, 100);
+	else if (h.epoch_mismatch)
+		reply_error(c, cmd->id, 112);
+	else {
+		S.out.len = 0;
+		if (proto_reply_history(&S.out, c->fmt, cmd->id, h.v, h.n, pstr_c(h.epoch), h.top) != RT_OK)
+			client_disconnect(c, 3506, "inappropriate protocol");
+		else
+			send_out(c);
+	}
+	node_history_free(&h);
+}
+
+/* Presence arrives with the shared-memory presence table; until then it is
+ * unavailable whatever the channel's options say, after the same name and
+ * permission checks. */
 static void cmd_unavailable(struct client *c, const struct cmd *cmd, struct pstr ch,
 			    int (*check)(const struct chan_cfg *, struct pstr, struct pstr, bool,
 					 const struct chan_opts **))
@@ -998,7 +1174,7 @@ static void handle(struct client *c, const struct cmd *cmd)
 	case CMD_PRESENCE_STATS:
 		cmd_unavailable(c, cmd, cmd->presence_stats.channel, chan_check_presence);
 		break;
-	case CMD_HISTORY: cmd_unavailable(c, cmd, cmd->history.channel, chan_check_history); break;
+	case CMD_HISTORY: cmd_history(c, cmd); break;
 	case CMD_RPC: reply_error(c, cmd->id, 108); break;  /* no RPC handler */
 	case CMD_SEND: client_disconnect(c, 3508, "not available"); break; /* no message handler */
 	case CMD_REFRESH: cmd_refresh(c, cmd); break;
@@ -1086,6 +1262,29 @@ void client_transport_closed(struct client *c)
 	free(c->user);
 	pstr_free(&c->info);
 	free(c);
+}
+
+int client_position(struct csub *s, uint64_t offset, struct pstr epoch)
+{
+	struct client *c = s->c;
+	/* A channel without history gives no offsets: nothing to check (a
+	 * lapped bus still ends the subscription, see client_lost_state). */
+	if (offset == 0)
+		return 1;
+	bool same_epoch = s->epoch[0] == '\0' ||
+			  (epoch.n == strlen(s->epoch) && memcmp(epoch.p, s->epoch, epoch.n) == 0);
+	if (same_epoch && offset != 0 && offset <= s->offset)
+		return 0;
+	if (same_epoch && offset == s->offset + 1) {
+		s->offset = offset;
+		if (s->epoch[0] == '\0' && epoch.n < sizeof(s->epoch)) {
+			memcpy(s->epoch, epoch.p, epoch.n);
+			s->epoch[epoch.n] = '\0';
+		}
+		return 1;
+	}
+	end_sub(c, s, 2500, 3010, "insufficient state");
+	return -1;
 }
 
 void client_lost_state(void)
@@ -1215,13 +1414,23 @@ void client_apply_subscribe(const struct node_target *t, const struct node_sub *
 			continue;
 		}
 		struct sub_result r;
-		subscribe_server_side(c, ns->channel, o, &ns->override, ns->info, ns->expire_at, &r);
+		struct node_history h = { 0 };
+		struct sub_req since = { .recover = ns->has_since, .offset = ns->since_offset, .epoch = ns->since_epoch };
+		subscribe_server_side(c, ns->channel, o, &ns->override, ns->info, ns->expire_at, &since, &r, &h);
 		if (ns->expire_at > 0)
 			arm(c);
 		r.data = ns->data;
 		S.out.len = 0;
 		proto_push_subscribe(&S.out, c->fmt, ns->channel, &r);
 		send_out(c);
+		/* The Subscribe push has no place for publications: recovered ones
+		 * follow it as pushes, in order. */
+		for (size_t i = 0; i < r.npubs; i++) {
+			S.out.len = 0;
+			if (proto_push_pub(&S.out, c->fmt, ns->channel, &r.pubs[i]) == RT_OK)
+				send_out(c);
+		}
+		node_history_free(&h);
 	}
 }
 

@@ -75,6 +75,14 @@ void client_apply_subscribe(const struct node_target *t, const struct node_sub *
 void client_apply_refresh(const struct node_target *t, bool expired, int64_t expire_at,
 			  struct pstr info);
 
+/* Checks a publication at OFFSET in EPOCH against positioned subscription
+ * S: 1 when it is the next one (S advances) or carries no offset (a channel
+ * without history), 0 when S had it already, -1 when it shows a gap or
+ * another epoch: S is then ended (2500, or 3010 for a server-side one),
+ * never fed across the gap. */
+struct csub;
+int client_position(struct csub *s, uint64_t offset, struct pstr epoch);
+
 /* This worker lost bus records (it was lapped): every positioned
  * subscription may have missed publications. Client-side ones get the
  * unsubscribe push 2500 (the client resubscribes and recovers); a

@@ -92,6 +92,9 @@ struct conf {
 	const char *health_prefix; /* health.handler_prefix */
 	const char *shm_dir;       /* shm.dir */
 	long long bus_size;        /* shm.bus_size */
+	const char *data_dir;      /* shm.data_dir */
+	long long history_streams; /* shm.history_streams */
+	long long history_bytes;   /* shm.history_size */
 	const char *token_hmac_secret; /* client.token.hmac_secret_key */
 	const char *api_key;       /* http_api.key */
 	bool api_insecure;         /* http_api.insecure */
@@ -107,6 +110,8 @@ struct conf {
 	long long queue_max_size;          /* client.queue_max_size */
 	long long user_connection_limit;   /* client.user_connection_limit */
 	long long connection_limit;        /* client.connection_limit */
+	long long history_max_limit;       /* client.history_max_publication_limit */
+	long long recovery_max_limit;      /* client.recovery_max_publication_limit */
 	bool client_insecure;              /* client.insecure */
 	bool allow_anonymous_connect;      /* client.allow_anonymous_connect_without_token */
 	bool disallow_anonymous_tokens;    /* client.disallow_anonymous_connection_tokens */

@@ -152,9 +152,11 @@ static int enc_leave(struct jw *out, enum proto_fmt f, const void *ch, const voi
 }
 
 /* Queues the push built by ENC on the subscribers of CH (only those with
- * CSUB_JOIN_LEAVE when JOIN_ONLY). */
+ * CSUB_JOIN_LEAVE when JOIN_ONLY). POS, for a publication, is its offset
+ * and epoch, checked against each positioned subscriber's. */
 static void fan_out(struct hub_chan *ch, bool join_only,
-		    int (*enc)(struct jw *, enum proto_fmt, const void *, const void *), const void *arg)
+		    int (*enc)(struct jw *, enum proto_fmt, const void *, const void *), const void *arg,
+		    const struct publication *pos, struct pstr epoch)
 {
 	struct pstr name = { ch->name, ch->len };
 	struct rbuf *buf[2] = { NULL, NULL };
@@ -164,6 +166,8 @@ static void fan_out(struct hub_chan *ch, bool join_only,
 	for (s = ch->subs; s; s = next) {
 		next = s->next;
 		if (join_only && !(s->flags & CSUB_JOIN_LEAVE))
+			continue;
+		if (pos && (s->flags & CSUB_POSITIONED) && client_position(s, pos->offset, epoch) <= 0)
 			continue;
 		enum proto_fmt f = client_fmt(s->c);
 		if (!tried[f]) {
@@ -182,18 +186,18 @@ static void fan_out(struct hub_chan *ch, bool join_only,
 			rbuf_unref(buf[i]);
 }
 
-void hub_publication(struct pstr channel, const struct publication *p)
+void hub_publication(struct pstr channel, const struct publication *p, struct pstr epoch)
 {
 	struct hub_chan *ch = hub_find(channel.p, channel.n);
 	if (ch != NULL)
-		fan_out(ch, false, enc_pub, p);
+		fan_out(ch, false, enc_pub, p, p, epoch);
 }
 
 void hub_join_leave(struct pstr channel, const struct client_info *ci, bool join)
 {
 	struct hub_chan *ch = hub_find(channel.p, channel.n);
 	if (ch != NULL && ch->njoin > 0)
-		fan_out(ch, true, join ? enc_join : enc_leave, ci);
+		fan_out(ch, true, join ? enc_join : enc_leave, ci, NULL, (struct pstr){ NULL, 0 });
 }
 
 size_t hub_nchannels(void)

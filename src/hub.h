@@ -34,6 +34,8 @@ struct csub {
 	uint8_t flags;             /* CSUB_* */
 	int64_t expire_at;         /* unix seconds; 0 = never */
 	int64_t close_at;          /* monotonic ms when it ends unless refreshed; 0 = never */
+	uint64_t offset;           /* CSUB_POSITIONED: the last offset it got */
+	char epoch[9];             /* ... in this epoch ("" until known) */
 	struct pstr chan_info;     /* owned copy; may be empty */
 };
 
@@ -57,10 +59,13 @@ void hub_link(struct csub *s, const char *name, size_t len, enum proto_fmt f);
 /* Unlinks S; the channel's record goes with its last subscriber. */
 void hub_unlink(struct csub *s, enum proto_fmt f);
 
-/* Fan-out of one publication / join / leave / unsubscribe to the local
- * subscribers of CHANNEL. Encoded once per format; a JSON subscriber that
- * cannot receive the payload (not valid JSON) is disconnected with 3506. */
-void hub_publication(struct pstr channel, const struct publication *p);
+/* Fan-out of one publication / join / leave to the local subscribers of
+ * CHANNEL. Encoded once per format; a JSON subscriber that cannot receive
+ * the payload (not valid JSON) is disconnected with 3506. A positioned
+ * subscriber gets a publication only when it is the next offset of its
+ * epoch; an older one is skipped (it had it already), a gap or another
+ * epoch ends the subscription (client_position). */
+void hub_publication(struct pstr channel, const struct publication *p, struct pstr epoch);
 void hub_join_leave(struct pstr channel, const struct client_info *ci, bool join);
 
 /* Number of channels with local subscribers, and of local subscriptions. */

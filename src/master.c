@@ -25,6 +25,7 @@
 #include "master.h"
 #include "log.h"
 #include "bus.h"
+#include "chan.h"
 #include "seg.h"
 #include "stats.h"
 #include "util.h"
@@ -84,6 +85,7 @@ static struct {
 	int nslots;
 	struct seg stats;
 	struct bus bus;
+	struct ctab ctab;
 	char *pid_path;
 	int pid_fd;
 	enum { RUNNING, GRACEFUL, FAST } stopping;
@@ -339,6 +341,52 @@ static int open_bus(const struct conf *c)
 	return RT_OK;
 }
 
+/* The history segment's directory: shm.data_dir, or a default beside the
+ * other segments. Caller frees. */
+static char *data_dir(const struct conf *c)
+{
+	if (c->data_dir[0] != '\0')
+		return xstrdup(c->data_dir);
+	return xasprintf("%s/rotor-%lld.data", c->shm_dir, c->port);
+}
+
+/* Opens (cold) the channel table and history streams, validating what a
+ * previous run left: streams that cannot be proven intact get new epochs. */
+static int open_history(const struct conf *c)
+{
+	char *dir = data_dir(c);
+	long long name_max = json_integer_value(conf_get(c, "channel.max_length"));
+	struct ctab_config cfg = {
+		.dir = dir,
+		.streams = (uint32_t)c->history_streams,
+		.data_bytes = (uint64_t)c->history_bytes,
+		.name_max = (uint32_t)(name_max > CTAB_NAME_MAX_DEFAULT ? name_max : CTAB_NAME_MAX_DEFAULT),
+	};
+	struct ctab_report rep = { 0 };
+
+	if (c->data_dir[0] == '\0' && mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		log_syscall("mkdir(%s)", dir);
+		free(dir);
+		return RT_ERR;
+	}
+	if (ctab_open(&M.ctab, &cfg, &rep) < 0) {
+		if (errno == ENOSPC || errno == EFBIG)
+			log_error("shm.history_size: no room for %lld bytes of history in %s", c->history_bytes, dir);
+		else
+			log_syscall("opening the history segment in %s", dir);
+		free(dir);
+		return RT_ERR;
+	}
+	if (rep.created)
+		log_info("history: new segment in %s%s%s", dir, rep.why ? ": " : "", rep.why ? rep.why : "");
+	else
+		log_info("history: %u stream(s) kept with %llu publication(s), %u given a new epoch%s%s "
+			 "(%s)", rep.streams_kept, (unsigned long long)rep.records_kept, rep.streams_reset,
+			 rep.why ? ": " : "", rep.why ? rep.why : "", dir);
+	free(dir);
+	return RT_OK;
+}
+
 /* Sends a control message of TYPE with PAYLOAD, and FD (unless -1) as
  * SCM_RIGHTS, to one worker. Small messages: one sendmsg. */
 static int send_ctl(struct child *ch, uint32_t type, const void *payload, uint32_t len, int fd)
@@ -472,6 +520,7 @@ static int spawn(int slot)
 		struct worker_boot boot = {
 			.slot = slot, .gen = M.gen, .listen_fd = M.slots[slot].fd, .ctl_fd = sv[1],
 			.conf = M.conf, .ctr = ctr, .stats_seg = &M.stats, .bus = &M.bus, .bus_slot = bus_slot,
+			.ctab = &M.ctab,
 			.wake_fd = wake_fd, .wake_fds = wake_fds,
 		};
 		worker_main(&boot);
@@ -663,8 +712,9 @@ static void reload(void)
 	}
 	if (strcmp(M.conf->shm_dir, nc->shm_dir) != 0 || strcmp(M.conf->pid_file, nc->pid_file) != 0)
 		log_warn("reload: shm.dir and pid_file changes take effect at the next start");
-	if (M.conf->bus_size != nc->bus_size)
-		log_warn("reload: shm.bus_size takes effect at the next start");
+	if (M.conf->bus_size != nc->bus_size || strcmp(M.conf->data_dir, nc->data_dir) != 0 ||
+	    M.conf->history_streams != nc->history_streams || M.conf->history_bytes != nc->history_bytes)
+		log_warn("reload: shm.bus_size, shm.data_dir and the history sizes take effect at the next start");
 
 	if (!d.restart) {
 		char *dump = conf_dump(nc, false);
@@ -831,7 +881,7 @@ int master_run(const struct master_args *args, struct conf *conf)
 		return 1;
 	int fds[MAX_SLOTS];
 	if (open_listeners(conf, fds, 0, M.nslots, true) != RT_OK || open_stats(conf) != RT_OK ||
-	    open_bus(conf) != RT_OK) {
+	    open_bus(conf) != RT_OK || open_history(conf) != RT_OK) {
 		pidfile_remove();
 		return 1;
 	}
@@ -911,6 +961,11 @@ int master_run(const struct master_args *args, struct conf *conf)
 	seg_detach(&M.stats);
 	bus_unlink(&M.bus);
 	bus_detach(&M.bus);
+	/* Every worker is gone: mark the history clean, so the next start keeps
+	 * every stream that validates, even after a reboot. */
+	if (ctab_shutdown(&M.ctab) < 0)
+		log_syscall("ctab_shutdown");
+	ctab_close(&M.ctab);
 	pidfile_remove();
 	conf_free(M.conf);
 	return 0;

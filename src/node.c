@@ -30,6 +30,7 @@
 #include "util.h"
 #include "worker.h"
 #include "bus.h"
+#include "chan.h"
 #include "snap.h"
 #include "stats.h"
 
@@ -158,8 +159,43 @@ static void get_target(struct rd *r, struct node_target *t)
 
 /* ---- node operations -------------------------------------------------- */
 
+/* What the bus fill needs to put a publication into history as its record
+ * is appended: the record's bytes (built outside the lock), where its
+ * offset and epoch go, and the history record. */
+struct pub_fill {
+	struct worker *w;
+	const struct node_pub *p;
+	const struct hist_rec *hrec;
+	size_t off_pos, epoch_pos;  /* in the bus record */
+	struct hist_pos pos;
+	int err;                    /* errno of a failed hist_append */
+};
+
+/* Runs under the bus lock: assigns the offset (taking the history lock,
+ * after the bus one) and writes the record with it. */
+static void fill_pub(void *dst, size_t len, uint64_t seq, void *arg)
+{
+	struct pub_fill *f = arg;
+	struct hist_opts o = { f->p->history_size, f->p->history_ttl_ms, f->p->history_meta_ttl_ms };
+
+	memcpy(dst, rec.buf, len);
+	if (hist_append(f->w->ctab, f->p->channel.p, f->p->channel.n, &o, f->hrec, util_wall_ms(),
+			&f->pos) < 0) {
+		f->err = errno;
+		memset(&f->pos, 0, sizeof(f->pos));
+		return; /* offset 0: subscribers tracking positions resynchronise */
+	}
+	memcpy((char *)dst + f->off_pos, &f->pos.offset, sizeof(f->pos.offset));
+	memcpy((char *)dst + f->epoch_pos, f->pos.epoch, HIST_EPOCH_LEN);
+}
+
 int node_publish(struct worker *w, const struct node_pub *p, struct node_pub_result *res)
 {
+	static struct hist_rec hrec;
+	bool history = p->history_size > 0 && p->history_ttl_ms > 0 && !p->skip_history;
+	struct pub_fill f = { .w = w, .p = p, .hrec = &hrec };
+
+	memset(res, 0, sizeof(*res));
 	rec.len = 0;
 	put_str16(p->channel);
 	put_str32(p->data);
@@ -169,11 +205,145 @@ int node_publish(struct worker *w, const struct node_pub *p, struct node_pub_res
 		put_str16(p->tags[i].key);
 		put_str16(p->tags[i].value);
 	}
-	put_u64(0);           /* offset: history comes with the channel table */
-	put_str16((struct pstr){ NULL, 0 });
+	f.off_pos = rec.len;
+	put_u64(0);           /* offset, set under the lock */
+	f.epoch_pos = rec.len + 2;
+	put_str16(history ? (struct pstr){ "\0\0\0\0\0\0\0\0", HIST_EPOCH_LEN } : (struct pstr){ NULL, 0 });
 	put_u64(0);           /* time */
-	memset(res, 0, sizeof(*res));
-	return append(w, REC_PUB);
+	if (!history)
+		return append(w, REC_PUB);
+
+	/* The history record is encoded outside any lock. */
+	struct hist_info hi;
+	struct hist_tag tags[64];
+	struct hist_pub hp = { .time_ms = util_wall_ms(), .data = p->data.p, .data_len = p->data.n };
+	if (p->info) {
+		hi = (struct hist_info){ p->info->user.p, p->info->user.n, p->info->client.p, p->info->client.n,
+					 p->info->conn_info.p, p->info->conn_info.n, p->info->chan_info.p,
+					 p->info->chan_info.n };
+		hp.info = &hi;
+	}
+	for (size_t i = 0; i < p->ntags && i < ROTOR_ARRAY_LEN(tags); i++)
+		tags[hp.ntags++] = (struct hist_tag){ p->tags[i].key.p, p->tags[i].key.n, p->tags[i].value.p,
+						      p->tags[i].value.n };
+	hp.tags = tags;
+	struct hist_opts o = { p->history_size, p->history_ttl_ms, p->history_meta_ttl_ms };
+	int err = hist_encode(&hrec, &hp) < 0 ? ENOMEM : hist_append_check(w->ctab, p->channel.n, &o, &hrec);
+	if (err != 0) {
+		log_warn("history: cannot keep a %zu-byte publication to a %zu-byte channel name: %s",
+			 p->data.n, p->channel.n, strerror(err));
+		return RT_ERR;
+	}
+	if (bus_append_fn(w->bus, REC_PUB, rec.len, fill_pub, &f, NULL) < 0) {
+		log_syscall("bus_append_fn(publication, %zu bytes)", rec.len);
+		return RT_ERR;
+	}
+	if (f.err) {
+		errno = f.err;
+		log_syscall("hist_append(%.*s)", (int)p->channel.n, p->channel.p);
+		return RT_ERR;
+	}
+	res->offset = f.pos.offset;
+	memcpy(res->epoch, f.pos.epoch, HIST_EPOCH_LEN);
+	res->epoch[HIST_EPOCH_LEN] = '\0';
+	return RT_OK;
+}
+
+/* ---- history reads ------------------------------------------------------ */
+
+/* One publication and everything it points to, in one block. */
+struct hist_copy {
+	struct publication p;
+	struct client_info ci;
+	struct tag tags[];
+};
+
+static int copy_pub(void *arg, const struct hist_pub *hp)
+{
+	struct node_history *h = arg;
+	const struct hist_info *hi = hp->info;
+	size_t ntags = hp->ntags, bytes = hp->data_len;
+
+	if (hi)
+		bytes += hi->user_len + hi->client_len + hi->conn_info_len + hi->chan_info_len;
+	for (size_t i = 0; i < ntags; i++)
+		bytes += hp->tags[i].key_len + hp->tags[i].val_len;
+	struct hist_copy *c = xmalloc(sizeof(*c) + ntags * sizeof(struct tag) + bytes);
+	char *at = (char *)&c->tags[ntags];
+#define COPY(dst, src, len) do { memcpy(at, (src), (len)); (dst) = (struct pstr){ at, (len) }; at += (len); } while (0)
+	memset(&c->p, 0, sizeof(c->p));
+	c->p.offset = hp->offset;
+	COPY(c->p.data, hp->data, hp->data_len);
+	if (hi) {
+		COPY(c->ci.user, hi->user, hi->user_len);
+		COPY(c->ci.client, hi->client, hi->client_len);
+		COPY(c->ci.conn_info, hi->conn_info, hi->conn_info_len);
+		COPY(c->ci.chan_info, hi->chan_info, hi->chan_info_len);
+		c->p.info = &c->ci;
+	}
+	for (size_t i = 0; i < ntags; i++) {
+		COPY(c->tags[i].key, hp->tags[i].key, hp->tags[i].key_len);
+		COPY(c->tags[i].value, hp->tags[i].val, hp->tags[i].val_len);
+	}
+#undef COPY
+	c->p.tags = c->tags;
+	c->p.ntags = ntags;
+	h->blocks = xrealloc(h->blocks, (h->n + 1) * sizeof(*h->blocks));
+	h->blocks[h->n] = c;
+	h->n++;
+	return 0;
+}
+
+int node_history(struct worker *w, struct pstr channel, const struct hist_query *q, struct node_history *h)
+{
+	struct hist_result res = { 0 };
+
+	memset(h, 0, sizeof(*h));
+	if (hist_read(w->ctab, channel.p, channel.n, q, util_wall_ms(), copy_pub, h, &res) < 0) {
+		if (errno == EINVAL && q->reverse && q->has_since && q->since_offset == 0)
+			return RT_INVAL;
+		log_syscall("hist_read(%.*s)", (int)channel.n, channel.p);
+		return RT_ERR;
+	}
+	h->v = xcalloc(h->n + 1, sizeof(*h->v));
+	for (size_t i = 0; i < h->n; i++)
+		h->v[i] = ((struct hist_copy *)h->blocks[i])->p;
+	h->top = res.top.offset;
+	h->first = res.first;
+	memcpy(h->epoch, res.top.epoch, sizeof(h->epoch));
+	h->epoch_mismatch = res.epoch_mismatch;
+	return RT_OK;
+}
+
+void node_history_free(struct node_history *h)
+{
+	for (size_t i = 0; i < h->n; i++)
+		free(h->blocks[i]);
+	free(h->blocks);
+	free(h->v);
+	memset(h, 0, sizeof(*h));
+}
+
+int node_history_top(struct worker *w, struct pstr channel, uint64_t meta_ttl_ms, uint64_t *offset,
+		     char epoch[9])
+{
+	struct hist_pos pos;
+	if (hist_top(w->ctab, channel.p, channel.n, meta_ttl_ms, util_wall_ms(), &pos) < 0) {
+		log_syscall("hist_top(%.*s)", (int)channel.n, channel.p);
+		return RT_ERR;
+	}
+	*offset = pos.offset;
+	memcpy(epoch, pos.epoch, 9);
+	return RT_OK;
+}
+
+int node_history_remove(struct worker *w, struct pstr channel)
+{
+	if (hist_remove(w->ctab, channel.p, channel.n, util_wall_ms()) < 0) {
+		log_syscall("hist_remove(%.*s)", (int)channel.n, channel.p);
+		return RT_ERR;
+	}
+	return RT_OK;
 }
 
 int node_join_leave(struct worker *w, struct pstr channel, const struct client_info *ci, bool join)
@@ -259,10 +429,10 @@ static void apply_pub(struct rd *r)
 	}
 	p.tags = tags;
 	p.offset = GET(r, uint64_t);
-	(void)get_str(r, 2); /* epoch */
+	struct pstr epoch = get_str(r, 2);
 	p.time = GET(r, int64_t);
 	if (!r->bad)
-		hub_publication(channel, &p);
+		hub_publication(channel, &p, epoch);
 }
 
 static void apply_join_leave(struct rd *r, bool join)

@@ -39,6 +39,10 @@ struct node_pub {
 	size_t ntags;
 	bool skip_history;
 	struct pstr idempotency_key;
+	/* The channel's history options (the caller resolved the namespace):
+	 * history is kept when size and ttl are both set and not skip_history. */
+	uint32_t history_size;
+	uint64_t history_ttl_ms, history_meta_ttl_ms;
 };
 
 struct node_pub_result {
@@ -46,7 +50,37 @@ struct node_pub_result {
 	char epoch[16];    /* "" when the channel keeps no history */
 };
 
+/* Publishes P to every subscriber on the node, keeping it in the channel's
+ * history when it has one: its offset is assigned under the bus lock as the
+ * bus record is appended, so every worker sees a channel's publications in
+ * offset order. R gets the offset and epoch (none without history). */
 int node_publish(struct worker *w, const struct node_pub *p, struct node_pub_result *r);
+
+/* A history read (hist_read in shm/chan.h): the publications, owned, and
+ * the stream's position. */
+struct hist_query;
+struct node_history {
+	struct publication *v;
+	size_t n;
+	uint64_t top, first;
+	char epoch[9];
+	bool epoch_mismatch;       /* the client's 112 */
+	void **blocks;             /* owned copies, one per publication */
+};
+
+/* Reads CHANNEL's history as Q says. Returns RT_OK; RT_INVAL for a
+ * reverse read with since offset 0 (client 107, API 100); RT_ERR otherwise
+ * (logged). H must be freed with node_history_free whatever the result. */
+int node_history(struct worker *w, struct pstr channel, const struct hist_query *q, struct node_history *h);
+void node_history_free(struct node_history *h);
+
+/* The stream position of CHANNEL, creating its epoch if needed, refreshing
+ * its meta ttl. RT_OK or RT_ERR (logged). */
+int node_history_top(struct worker *w, struct pstr channel, uint64_t meta_ttl_ms, uint64_t *offset,
+		     char epoch[9]);
+
+/* history_remove: drops CHANNEL's publications, keeps its position. */
+int node_history_remove(struct worker *w, struct pstr channel);
 
 /* Disconnects the matching connections except those whose client id is in
  * WHITELIST, with CODE and REASON (close frame / disconnect push). */

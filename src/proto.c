@@ -1233,16 +1233,35 @@ int proto_reply_presence_stats(struct jw *out, enum proto_fmt f, uint32_t id,
 	return reply_close(&e);
 }
 
+/* HistoryResult's fields, into the object E has open. */
+static void enc_history(struct enc *e, const struct publication *v, size_t n, struct pstr epoch,
+			uint64_t offset)
+{
+	enc_publications(e, 1, "publications", v, n, true);
+	enc_str(e, 2, "epoch", epoch, true);
+	enc_u64(e, 3, "offset", offset, true);
+}
+
 int proto_reply_history(struct jw *out, enum proto_fmt f, uint32_t id,
 			const struct publication *v, size_t n, struct pstr epoch, uint64_t offset)
 {
 	struct enc e;
 
 	reply_open(&e, out, f, id, CMD_HISTORY);
-	enc_publications(&e, 1, "publications", v, n, true);
-	enc_str(&e, 2, "epoch", epoch, true);
-	enc_u64(&e, 3, "offset", offset, true);
+	enc_history(&e, v, n, epoch, offset);
 	return reply_close(&e);
+}
+
+int proto_history_result(struct jw *out, const struct publication *v, size_t n, struct pstr epoch,
+			 uint64_t offset)
+{
+	struct enc e;
+
+	enc_init(&e, out, PROTO_JSON);
+	enc_open(&e, 0, NULL);
+	enc_history(&e, v, n, epoch, offset);
+	enc_close(&e);
+	return enc_done(&e);
 }
 
 int proto_reply_rpc(struct jw *out, enum proto_fmt f, uint32_t id, struct pstr data)

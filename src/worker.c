@@ -21,6 +21,7 @@
 #include "api.h"
 #include "client.h"
 #include "conn.h"
+#include "chan.h"
 #include "http.h"
 #include "hub.h"
 #include "node.h"
@@ -348,6 +349,13 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
 	if (w->ctr != NULL)
 		__atomic_store_n(&w->ctr->conns_current, (uint64_t)w->nconns, __ATOMIC_RELAXED);
 	node_snapshot(w);
+	/* History upkeep about once a second: expired records and streams give
+	 * their room back (expiry also happens lazily on access). */
+	if (w->now_ms - w->sweep_ms >= 1000) {
+		w->sweep_ms = w->now_ms;
+		if (ctab_sweep(w->ctab, util_wall_ms(), 1024) < 0)
+			log_syscall("ctab_sweep");
+	}
 }
 
 static void on_signal(struct ev_loop *loop, ev_signal *s, int revents)
@@ -396,6 +404,7 @@ void worker_main(const struct worker_boot *b)
 	w->conf = b->conf;
 	w->ctl_pending_fd = -1;
 	w->bus = b->bus;
+	w->ctab = b->ctab;
 	w->stats_seg = b->stats_seg;
 	w->bus_slot = b->bus_slot;
 	w->wake_fd = b->wake_fd;

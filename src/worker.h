@@ -57,6 +57,8 @@ struct worker {
 	 * its own eventfd that writers use to wake it, and the eventfds of the
 	 * other workers by slot (-1: unknown), which the master hands over. */
 	struct bus *bus;
+	struct ctab *ctab;    /* channel table and history streams (shm/chan.h) */
+	int64_t sweep_ms;     /* last history sweep */
 	struct bus_reader reader;
 	unsigned bus_slot;
 	int wake_fd;
@@ -76,6 +78,7 @@ struct worker_boot {
 	struct stats_block *ctr;
 	struct seg *stats_seg;
 	struct bus *bus;      /* mapped by the master before fork */
+	struct ctab *ctab;    /* the channel table and history, likewise */
 	unsigned bus_slot;
 	int wake_fd;          /* this worker's eventfd */
 	const int *wake_fds;  /* BUS_SLOTS_MAX entries: the other workers' eventfds */

@@ -95,13 +95,23 @@ test('channels: a map even when empty; a bad pattern is an internal error', asyn
     { error: { code: 100, message: 'internal server error' } });
 });
 
-test('presence and history answer 108 for now; rpc 104', async () => {
-  for (const m of ['presence', 'presence_stats', 'history', 'history_remove']) {
+test('presence answers 108 for now; history and history_remove work; rpc 104', async () => {
+  for (const m of ['presence', 'presence_stats']) {
     assert.deepStrictEqual(json(await post(`/api/${m}`, { channel: 'chat:x' })),
       { error: { code: 108, message: 'not available' } }, m);
+  }
+  for (const m of ['presence', 'presence_stats', 'history', 'history_remove']) {
     assert.deepStrictEqual(json(await post(`/api/${m}`, { channel: 'nope:x' })),
       { error: { code: 102, message: 'unknown channel' } }, m);
   }
+  const p = json(await post('/api/publish', '{"channel":"chat:h","data":{"n":1.10}}')).result;
+  assert.strictEqual(p.offset, 1);
+  assert.match(p.epoch, /^[A-Za-z]{8}$/);
+  const h = await post('/api/history', { channel: 'chat:h', limit: -1 });
+  assert.strictEqual(h.body, `{"result":{"publications":[{"data":{"n":1.10},"offset":1}],"epoch":"${p.epoch}","offset":1}}`);
+  assert.deepStrictEqual(json(await post('/api/history_remove', { channel: 'chat:h' })), { result: {} });
+  assert.deepStrictEqual(json(await post('/api/history', { channel: 'chat:h', limit: -1 })),
+    { result: { publications: [], epoch: p.epoch, offset: 1 } }, 'history_remove keeps the position');
   assert.deepStrictEqual(json(await post('/api/rpc', { method: 'x' })),
     { error: { code: 104, message: 'not found' } });
 });

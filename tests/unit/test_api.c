@@ -12,6 +12,7 @@
 #include "conn.h"
 #include "http.h"
 #include "log.h"
+#include "chan.h"
 #include "node.h"
 #include "util.h"
 #include "worker.h"
@@ -107,6 +108,38 @@ int node_refresh(struct worker *wk, const struct node_target *t, bool expired, i
 	logf_("refresh");
 	log_target(t);
 	logf_(" expired=%d expire_at=%lld info=%.*s\n", expired, (long long)expire_at, P(info));
+	return F.fail ? RT_ERR : RT_OK;
+}
+
+/* History: the fake store holds one publication at offset F.offset in
+ * epoch F.epoch ("" means none). */
+int node_history(struct worker *wk, struct pstr channel, const struct hist_query *q, struct node_history *h)
+{
+	static struct publication pub;
+	memset(h, 0, sizeof(*h));
+	logf_("history ch=%.*s limit=%d reverse=%d since=%d:%llu:%s\n", P(channel), q->limit, q->reverse,
+	      q->has_since, (unsigned long long)q->since_offset, q->since_epoch ? q->since_epoch : "");
+	if (F.fail)
+		return RT_ERR;
+	snprintf(h->epoch, sizeof(h->epoch), "%s", F.epoch ? F.epoch : "");
+	h->top = F.offset;
+	h->epoch_mismatch = q->since_epoch && *q->since_epoch && strcmp(q->since_epoch, h->epoch) != 0;
+	if (!h->epoch_mismatch && q->limit != 0 && F.offset > 0) {
+		pub = (struct publication){ .data = PSTR("{\"x\":1.10}"), .offset = F.offset };
+		h->v = &pub;
+		h->n = 1;
+	}
+	return RT_OK;
+}
+
+void node_history_free(struct node_history *h)
+{
+	memset(h, 0, sizeof(*h));
+}
+
+int node_history_remove(struct worker *wk, struct pstr channel)
+{
+	logf_("history_remove ch=%.*s\n", P(channel));
 	return F.fail ? RT_ERR : RT_OK;
 }
 
@@ -578,10 +611,30 @@ static void test_other_methods(void)
 	       "presence: 108 for now");
 	api_is("/api/presence_stats", "{\"channel\":\"x\"}", "{\"error\":{\"code\":108,\"message\":\"not available\"}}",
 	       "presence_stats: 108");
+	/* History: chat: keeps some, channels without namespace none. */
+	reset_node();
+	F.offset = 7;
+	F.epoch = "abcdEFGH";
 	api_is("/api/history", "{\"channel\":\"chat:x\",\"limit\":-1,\"since\":{\"offset\":1},\"reverse\":true}",
-	       "{\"error\":{\"code\":108,\"message\":\"not available\"}}", "history: 108 for now");
+	       "{\"result\":{\"publications\":[{\"data\":{\"x\":1.10},\"offset\":7}],\"epoch\":\"abcdEFGH\",\"offset\":7}}",
+	       "history: publications, epoch and top, data byte for byte");
+	is_str(F.log, "history ch=chat:x limit=-1 reverse=1 since=1:1:\n", "history: the query reaches the store as sent");
+	api_is("/api/history", "{\"channel\":\"chat:x\"}",
+	       "{\"result\":{\"publications\":[],\"epoch\":\"abcdEFGH\",\"offset\":7}}",
+	       "history without limit: the position only, publications always present");
+	api_is("/api/history", "{\"channel\":\"chat:x\",\"limit\":5,\"since\":{\"offset\":3,\"epoch\":\"old\"}}",
+	       "{\"error\":{\"code\":112,\"message\":\"unrecoverable position\"}}", "history: another epoch is 112");
+	api_is("/api/history", "{\"channel\":\"x\",\"limit\":1}",
+	       "{\"error\":{\"code\":108,\"message\":\"not available\"}}", "history without history options: 108");
+	reset_node();
+	api_is("/api/history_remove", "{\"channel\":\"chat:x\"}", "{\"result\":{}}", "history_remove: {}");
+	is_str(F.log, "history_remove ch=chat:x\n", "history_remove reaches the store");
 	api_is("/api/history_remove", "{\"channel\":\"x\"}", "{\"error\":{\"code\":108,\"message\":\"not available\"}}",
-	       "history_remove: 108");
+	       "history_remove without history options: 108");
+	F.fail = 1;
+	api_is("/api/history", "{\"channel\":\"chat:x\",\"limit\":1}",
+	       "{\"error\":{\"code\":100,\"message\":\"internal server error\"}}", "history store failure: 100");
+	reset_node();
 	api_is("/api/presence", "{}", "{\"error\":{\"code\":107,\"message\":\"bad request\"}}", "presence no channel: 107");
 	api_is("/api/history", "{\"channel\":\"nope:x\"}", "{\"error\":{\"code\":102,\"message\":\"unknown channel\"}}",
 	       "history unknown namespace: 102");
