@@ -31,6 +31,7 @@
 #include "bus.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,7 @@ _Static_assert(offsetof(struct pres_node, kind) == 4 && offsetof(struct pres_nod
 
 #define RELEASE_CHUNK 4096u  /* buckets pres_release_slot reaps per lock */
 #define RO_TRIES 1000        /* copies a read-only reader attempts */
+#define PEEK_MAX 131072u     /* entries a copy buffer is sized for before the lock */
 
 unsigned long pres_crash_countdown;
 
@@ -1398,8 +1400,10 @@ static int read_channel(struct pres *t, const char *name, int64_t now, struct co
 	 * bounded walk, safe without the lock): its page faults then happen
 	 * here, not while every writer waits. */
 	uint32_t c = find_chan(t, name, len, hc, NULL), guess = c != 0 ? LOAD(&N(t, c)->l.c.count) : 0;
-	if (guess > t->nnodes)
-		guess = t->nnodes;
+	if (c != 0 && LOAD(&N(t, c)->kind) != PRES_K_CHAN)
+		guess = 0; /* reused meanwhile: the count was something else */
+	if (guess > PEEK_MAX)
+		guess = PEEK_MAX;
 	size_t want = (size_t)guess * (sizeof(struct crec) + 48 + (co->infos ? 64 : 0));
 	if (want > 0) {
 		if (coll_room(co, want) < 0)

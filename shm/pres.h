@@ -284,7 +284,9 @@ int pres_add(struct pres *t, const char *channel, const struct pres_item *it);
 /* Removes the entry (CHANNEL, CLIENT), and the channel with its last entry.
  * Returns 0, or -1 with errno ENOENT (no such entry), EROFS, or the
  * mutex's error. For a worker: on unsubscribe, and for each channel with
- * presence of a client that disconnects. */
+ * presence of a client that disconnects. ENOENT is no fault of the
+ * caller's when its add had failed or its lease had run out (the sweep
+ * may have reclaimed the entry): ignore it. */
 int pres_remove(struct pres *t, const char *channel, const char *client);
 
 /* Extends OWNER's lease to UNTIL_MS: every entry of OWNER is live until

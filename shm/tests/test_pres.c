@@ -59,16 +59,19 @@ struct dump {
 static int dump_cb(void *arg, const struct pres_item *it)
 {
 	struct dump *d = arg;
-	char *s;
-	if (asprintf(&s, "%s=%s|%.*s|%.*s|%u", it->client, it->user, (int)it->conn_info_len,
-		     it->conn_info ? (const char *)it->conn_info : "", (int)it->chan_info_len,
-		     it->chan_info ? (const char *)it->chan_info : "", it->owner) < 0)
+	const char *ci = it->conn_info ? it->conn_info : "", *hi = it->chan_info ? it->chan_info : "";
+	int n = snprintf(NULL, 0, "%s=%s|%.*s|%.*s|%u", it->client, it->user, (int)it->conn_info_len, ci,
+			 (int)it->chan_info_len, hi, it->owner);
+	char *s = malloc((size_t)n + 1);
+	if (n < 0 || s == NULL)
 		abort();
+	snprintf(s, (size_t)n + 1, "%s=%s|%.*s|%.*s|%u", it->client, it->user, (int)it->conn_info_len, ci,
+		 (int)it->chan_info_len, hi, it->owner);
 	if (d->check) {
 		/* Torture payloads: conn_info begins with "<client>/<user>/". */
 		char pre[600];
-		int n = snprintf(pre, sizeof(pre), "%s/%s/", it->client, it->user);
-		if (it->conn_info_len < (size_t)n || memcmp(it->conn_info, pre, (size_t)n) != 0)
+		int k = snprintf(pre, sizeof(pre), "%s/%s/", it->client, it->user);
+		if (it->conn_info_len < (size_t)k || memcmp(it->conn_info, pre, (size_t)k) != 0)
 			d->bad++;
 	}
 	if (d->n < 8192)
