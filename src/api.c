@@ -613,15 +613,44 @@ static int exec_refresh(struct api_ctx *x, const struct api_req *r, struct jw *o
 	return API_OK;
 }
 
-/* presence, presence_stats: the channel is validated; the presence store
- * is not there yet, so even a channel with presence is "not available". */
-static int exec_presence(struct api_ctx *x, const struct api_req *r, struct jw *out)
+/* presence, presence_stats: who is subscribed to a channel with presence. */
+static int exec_presence(struct api_ctx *x, const struct api_req *r, struct jw *out, bool stats)
 {
+	const struct chan_opts *o;
+
 	if (r->channel.n == 0)
 		return API_BAD_REQUEST;
-	if (chan_lookup(x->chan, r->channel, NULL) == NULL)
+	if ((o = chan_lookup(x->chan, r->channel, NULL)) == NULL)
 		return API_UNKNOWN_CHANNEL;
-	return API_NOT_AVAILABLE;
+	if (!o->presence)
+		return API_NOT_AVAILABLE;
+	if (stats) {
+		uint32_t nc, nu;
+		if (node_presence_stats(x->w, r->channel, &nc, &nu) != RT_OK)
+			return API_INTERNAL;
+		jw_lit(out, "{\"num_clients\":");
+		jw_u64(out, nc);
+		jw_lit(out, ",\"num_users\":");
+		jw_u64(out, nu);
+		jw_lit(out, "}");
+		return API_OK;
+	}
+	struct node_presence p;
+	int res = API_OK;
+	if (node_presence(x->w, r->channel, &p) != RT_OK || proto_presence_result(out, p.v, p.n) != RT_OK)
+		res = API_INTERNAL;
+	node_presence_free(&p);
+	return res;
+}
+
+static int exec_presence_list(struct api_ctx *x, const struct api_req *r, struct jw *out)
+{
+	return exec_presence(x, r, out, false);
+}
+
+static int exec_presence_stats(struct api_ctx *x, const struct api_req *r, struct jw *out)
+{
+	return exec_presence(x, r, out, true);
 }
 
 /* history: as centrifuge core reads it (server-api.md 1.4); the
@@ -807,8 +836,8 @@ static const struct method methods[] = {
 	{ "disconnect", 3, disconnect_req_fields, exec_disconnect },
 	{ "history", 6, history_fields, exec_history },
 	{ "history_remove", 7, channel_fields, exec_history_remove },
-	{ "presence", 4, channel_fields, exec_presence },
-	{ "presence_stats", 5, channel_fields, exec_presence },
+	{ "presence", 4, channel_fields, exec_presence_list },
+	{ "presence_stats", 5, channel_fields, exec_presence_stats },
 	{ "info", 9, no_fields, exec_info },
 	{ "rpc", 10, rpc_fields, exec_rpc },
 	{ "refresh", 12, refresh_fields, exec_refresh },

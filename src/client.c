@@ -30,12 +30,14 @@
 #include "json.h"
 #include "log.h"
 #include "node.h"
+#include "pres.h"
 #include "smap.h"
 #include "token.h"
 #include "util.h"
 #include "worker.h"
 #include "ws.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -290,6 +292,28 @@ static struct csub *find_sub(const struct client *c, struct pstr ch)
 	return NULL;
 }
 
+/* Puts S's client into the presence of its channel (CSUB_PRESENCE). A
+ * full table leaves the subscription working without presence. */
+static void presence_add(struct client *c, struct csub *s)
+{
+	struct pres_item it = {
+		.client = c->id, .user = c->user, .conn_info = c->info.p, .conn_info_len = c->info.n,
+		.chan_info = s->chan_info.p, .chan_info_len = s->chan_info.n, .owner = S.w->bus_slot,
+	};
+	if (pres_add(S.w->pres, s->ch->name, &it) < 0)
+		log_warn("presence: cannot add client %s to %s: %s", c->id, s->ch->name,
+			 errno == ENOSPC ? "the table is full (shm.presence_entries, shm.presence_size)"
+					 : strerror(errno));
+}
+
+/* Publishes S's client joining or leaving its channel (CSUB_EMIT_JOIN). */
+static void join_leave(struct client *c, struct csub *s, bool join)
+{
+	struct client_info ci = my_info(c);
+	ci.chan_info = s->chan_info;
+	node_join_leave(S.w, (struct pstr){ s->ch->name, s->ch->len }, &ci, join);
+}
+
 static struct csub *add_sub(struct client *c, struct pstr ch, uint8_t flags, int64_t expire_at,
 			    struct pstr chan_info)
 {
@@ -305,6 +329,10 @@ static struct csub *add_sub(struct client *c, struct pstr ch, uint8_t flags, int
 	}
 	c->subs[c->nsubs++] = s;
 	hub_link(s, ch.p, ch.n, c->fmt);
+	if (flags & CSUB_PRESENCE)
+		presence_add(c, s);
+	if (flags & CSUB_EMIT_JOIN)
+		join_leave(c, s, true);
 	return s;
 }
 
@@ -316,9 +344,31 @@ static void drop_sub(struct client *c, struct csub *s)
 			break;
 		}
 	}
+	if ((s->flags & CSUB_PRESENCE) && pres_remove(S.w->pres, s->ch->name, c->id) < 0 && errno != ENOENT)
+		log_syscall("pres_remove(%s, %s)", s->ch->name, c->id);
+	if (s->flags & CSUB_EMIT_JOIN)
+		join_leave(c, s, false);
 	hub_unlink(s, c->fmt);
 	pstr_free(&s->chan_info);
 	free(s);
+}
+
+void client_presence_lease(struct worker *w, bool first)
+{
+	long long iv = w->conf->presence_interval_ms > 0 ? w->conf->presence_interval_ms : 27000;
+	if (!first && w->now_ms - w->pres_touch_ms < iv)
+		return;
+	w->pres_touch_ms = w->now_ms;
+	int rc = pres_touch_owner(w->pres, w->bus_slot, w->now_ms, w->now_ms + pres_lease_ms(iv));
+	if (rc == 1 && !first) {
+		/* The lease ran out (this worker was stopped or starved): its
+		 * entries are gone; put them back. */
+		log_warn("presence: this worker's lease had run out; adding its entries again");
+		for (struct client *c = S.all; c; c = c->next)
+			for (uint16_t i = 0; i < c->nsubs; i++)
+				if (c->subs[i]->flags & CSUB_PRESENCE)
+					presence_add(c, c->subs[i]);
+	}
 }
 
 static void drop_all_subs(struct client *c)
@@ -501,6 +551,8 @@ static struct csub *subscribe_server_side(struct client *c, struct pstr ch, cons
 	chan_grant(S.chans, o, ov, NULL, pstr_c(c->user), &so);
 	if (so.push_join_leave)
 		flags |= CSUB_JOIN_LEAVE;
+	if (so.emit_join_leave)
+		flags |= CSUB_EMIT_JOIN;
 	if (so.emit_presence)
 		flags |= CSUB_PRESENCE;
 	if (so.positioning || so.recovery)
@@ -829,6 +881,9 @@ static void cmd_refresh(struct client *c, const struct cmd *cmd)
 	if (info.n > 0) {
 		pstr_free(&c->info);
 		c->info = info;
+		for (uint16_t i = 0; i < c->nsubs; i++)
+			if (c->subs[i]->flags & CSUB_PRESENCE)
+				presence_add(c, c->subs[i]);
 	}
 	json_decref(claims);
 	if (expire_at > 0 && expire_at <= now_s()) {
@@ -932,6 +987,8 @@ static void cmd_subscribe(struct client *c, const struct cmd *cmd)
 	chan_grant(S.chans, o, &ov, &ask, pstr_c(c->user), &so);
 	if (so.push_join_leave)
 		flags |= CSUB_JOIN_LEAVE;
+	if (so.emit_join_leave)
+		flags |= CSUB_EMIT_JOIN;
 	if (so.emit_presence)
 		flags |= CSUB_PRESENCE;
 	if (so.positioning || so.recovery)
@@ -1122,20 +1179,39 @@ static void cmd_history(struct client *c, const struct cmd *cmd)
 	node_history_free(&h);
 }
 
-/* Presence arrives with the shared-memory presence table; until then it is
- * unavailable whatever the channel's options say, after the same name and
- * permission checks. */
-static void cmd_unavailable(struct client *c, const struct cmd *cmd, struct pstr ch,
-			    int (*check)(const struct chan_cfg *, struct pstr, struct pstr, bool,
-					 const struct chan_opts **))
+/* presence and presence_stats: who is subscribed to a channel with
+ * presence, from the node-wide presence table. */
+static void cmd_presence(struct client *c, const struct cmd *cmd, struct pstr ch, bool stats)
 {
 	const struct chan_opts *o;
 	if (ch.n == 0) {
 		client_disconnect(c, 3501, "bad request");
 		return;
 	}
-	int rc = check(S.chans, ch, pstr_c(c->user), find_sub(c, ch) != NULL, &o);
-	reply_error(c, cmd->id, rc != CHAN_OK ? (uint32_t)rc : 108);
+	int rc = chan_check_presence(S.chans, ch, pstr_c(c->user), find_sub(c, ch) != NULL, &o);
+	if (rc != CHAN_OK) {
+		reply_error(c, cmd->id, (uint32_t)rc);
+		return;
+	}
+	S.out.len = 0;
+	if (stats) {
+		uint32_t nc, nu;
+		if (node_presence_stats(S.w, ch, &nc, &nu) != RT_OK) {
+			reply_error(c, cmd->id, 100);
+			return;
+		}
+		proto_reply_presence_stats(&S.out, c->fmt, cmd->id, nc, nu);
+		send_out(c);
+		return;
+	}
+	struct node_presence p;
+	if (node_presence(S.w, ch, &p) != RT_OK)
+		reply_error(c, cmd->id, 100);
+	else if (proto_reply_presence(&S.out, c->fmt, cmd->id, p.v, p.n) != RT_OK)
+		client_disconnect(c, 3506, "inappropriate protocol");
+	else
+		send_out(c);
+	node_presence_free(&p);
 }
 
 /* ---- dispatch ------------------------------------------------------------- */
@@ -1170,10 +1246,8 @@ static void handle(struct client *c, const struct cmd *cmd)
 	case CMD_SUBSCRIBE: cmd_subscribe(c, cmd); break;
 	case CMD_UNSUBSCRIBE: cmd_unsubscribe(c, cmd); break;
 	case CMD_PUBLISH: cmd_publish(c, cmd); break;
-	case CMD_PRESENCE: cmd_unavailable(c, cmd, cmd->presence.channel, chan_check_presence); break;
-	case CMD_PRESENCE_STATS:
-		cmd_unavailable(c, cmd, cmd->presence_stats.channel, chan_check_presence);
-		break;
+	case CMD_PRESENCE: cmd_presence(c, cmd, cmd->presence.channel, false); break;
+	case CMD_PRESENCE_STATS: cmd_presence(c, cmd, cmd->presence_stats.channel, true); break;
 	case CMD_HISTORY: cmd_history(c, cmd); break;
 	case CMD_RPC: reply_error(c, cmd->id, 108); break;  /* no RPC handler */
 	case CMD_SEND: client_disconnect(c, 3508, "not available"); break; /* no message handler */
@@ -1451,6 +1525,9 @@ void client_apply_refresh(const struct node_target *t, bool expired, int64_t exp
 		if (info.n > 0) {
 			pstr_free(&c->info);
 			c->info = pstr_dup(info);
+			for (uint16_t i = 0; i < c->nsubs; i++)
+				if (c->subs[i]->flags & CSUB_PRESENCE)
+					presence_add(c, c->subs[i]);
 		}
 		set_expiry(c, expire_at);
 		arm(c);

@@ -59,6 +59,11 @@ struct ws;
 struct ws_open_info;
 void client_ws_open(struct ws *ws, const struct ws_open_info *info);
 
+/* Keeps this worker's presence entries alive: extends its lease every
+ * client.presence_update_interval (FIRST: at start, at once), and puts the
+ * entries back if the lease had run out. */
+void client_presence_lease(struct worker *w, bool first);
+
 /* Per-worker set-up, and rebuilding what depends on the config (token keys,
  * channel rules) after a reload. */
 void client_init(struct worker *w);

@@ -95,6 +95,8 @@ struct conf {
 	const char *data_dir;      /* shm.data_dir */
 	long long history_streams; /* shm.history_streams */
 	long long history_bytes;   /* shm.history_size */
+	long long presence_nodes;  /* shm.presence_entries */
+	long long presence_bytes;  /* shm.presence_size */
 	const char *token_hmac_secret; /* client.token.hmac_secret_key */
 	const char *api_key;       /* http_api.key */
 	bool api_insecure;         /* http_api.insecure */
@@ -112,6 +114,7 @@ struct conf {
 	long long connection_limit;        /* client.connection_limit */
 	long long history_max_limit;       /* client.history_max_publication_limit */
 	long long recovery_max_limit;      /* client.recovery_max_publication_limit */
+	long long presence_interval_ms;    /* client.presence_update_interval */
 	bool client_insecure;              /* client.insecure */
 	bool allow_anonymous_connect;      /* client.allow_anonymous_connect_without_token */
 	bool disallow_anonymous_tokens;    /* client.disallow_anonymous_connection_tokens */

@@ -24,6 +24,7 @@ struct hub_chan;
 #define CSUB_RECOVERABLE 0x04
 #define CSUB_JOIN_LEAVE  0x08  /* join/leave pushes go to this subscriber */
 #define CSUB_PRESENCE    0x10  /* the channel keeps presence for it */
+#define CSUB_EMIT_JOIN   0x20  /* its coming and going is published as join/leave */
 
 /* One client's subscription to one channel. Owned by the client (its subs
  * array), linked into the channel's list while subscribed. */

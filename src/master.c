@@ -26,6 +26,7 @@
 #include "log.h"
 #include "bus.h"
 #include "chan.h"
+#include "pres.h"
 #include "seg.h"
 #include "stats.h"
 #include "util.h"
@@ -86,6 +87,8 @@ static struct {
 	struct seg stats;
 	struct bus bus;
 	struct ctab ctab;
+	struct pres pres;
+	int64_t pres_swept_ms;
 	char *pid_path;
 	int pid_fd;
 	enum { RUNNING, GRACEFUL, FAST } stopping;
@@ -387,6 +390,18 @@ static int open_history(const struct conf *c)
 	return RT_OK;
 }
 
+static int open_presence(const struct conf *c)
+{
+	char *path = xasprintf("%s/rotor-%lld.pres", c->shm_dir, c->port);
+	if (pres_create(&M.pres, path, (uint32_t)c->presence_nodes, (uint64_t)c->presence_bytes) < 0) {
+		log_syscall("creating the presence segment %s", path);
+		free(path);
+		return RT_ERR;
+	}
+	free(path);
+	return RT_OK;
+}
+
 /* Sends a control message of TYPE with PAYLOAD, and FD (unless -1) as
  * SCM_RIGHTS, to one worker. Small messages: one sendmsg. */
 static int send_ctl(struct child *ch, uint32_t type, const void *payload, uint32_t len, int fd)
@@ -520,7 +535,7 @@ static int spawn(int slot)
 		struct worker_boot boot = {
 			.slot = slot, .gen = M.gen, .listen_fd = M.slots[slot].fd, .ctl_fd = sv[1],
 			.conf = M.conf, .ctr = ctr, .stats_seg = &M.stats, .bus = &M.bus, .bus_slot = bus_slot,
-			.ctab = &M.ctab,
+			.ctab = &M.ctab, .pres = &M.pres,
 			.wake_fd = wake_fd, .wake_fds = wake_fds,
 		};
 		worker_main(&boot);
@@ -582,6 +597,10 @@ static void reap(void)
 		ch->pid = 0; /* not among the live ones for what follows */
 		if (bus_slot_release(&M.bus, ch->bus_slot) < 0)
 			log_syscall("bus_slot_release(%u)", ch->bus_slot);
+		/* Its presence entries vanish at once (within the few seconds a
+		 * respawn takes, clients see who is really there). */
+		if (pres_release_slot(&M.pres, ch->bus_slot) < 0)
+			log_syscall("pres_release_slot(%u)", ch->bus_slot);
 		announce_wake_fd(NULL, ch->bus_slot, -1);
 		char *snap = xasprintf("%s/rotor-%lld.snap.%u", M.conf->shm_dir, M.conf->port, ch->bus_slot);
 		unlink(snap);
@@ -715,6 +734,8 @@ static void reload(void)
 	if (M.conf->bus_size != nc->bus_size || strcmp(M.conf->data_dir, nc->data_dir) != 0 ||
 	    M.conf->history_streams != nc->history_streams || M.conf->history_bytes != nc->history_bytes)
 		log_warn("reload: shm.bus_size, shm.data_dir and the history sizes take effect at the next start");
+	if (M.conf->presence_nodes != nc->presence_nodes || M.conf->presence_bytes != nc->presence_bytes)
+		log_warn("reload: the presence sizes take effect at the next start");
 
 	if (!d.restart) {
 		char *dump = conf_dump(nc, false);
@@ -881,7 +902,7 @@ int master_run(const struct master_args *args, struct conf *conf)
 		return 1;
 	int fds[MAX_SLOTS];
 	if (open_listeners(conf, fds, 0, M.nslots, true) != RT_OK || open_stats(conf) != RT_OK ||
-	    open_bus(conf) != RT_OK || open_history(conf) != RT_OK) {
+	    open_bus(conf) != RT_OK || open_history(conf) != RT_OK || open_presence(conf) != RT_OK) {
 		pidfile_remove();
 		return 1;
 	}
@@ -923,6 +944,12 @@ int master_run(const struct master_args *args, struct conf *conf)
 				wake = M.stop_deadline_ms;
 		}
 
+		/* Reclaims the presence of hung workers and expired entries. */
+		if (now - M.pres_swept_ms >= 1000) {
+			M.pres_swept_ms = now;
+			if (pres_sweep(&M.pres, now, 4096) < 0)
+				log_syscall("pres_sweep");
+		}
 		int64_t ms = wake > now ? wake - now : 0;
 		struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
 		if (!(got_chld | got_hup | got_quit | got_term | got_usr1 | got_usr2))
@@ -961,6 +988,8 @@ int master_run(const struct master_args *args, struct conf *conf)
 	seg_detach(&M.stats);
 	bus_unlink(&M.bus);
 	bus_detach(&M.bus);
+	pres_unlink(&M.pres);
+	pres_detach(&M.pres);
 	/* Every worker is gone: mark the history clean, so the next start keeps
 	 * every stream that validates, even after a reboot. */
 	if (ctab_shutdown(&M.ctab) < 0)

@@ -31,6 +31,7 @@
 #include "worker.h"
 #include "bus.h"
 #include "chan.h"
+#include "pres.h"
 #include "snap.h"
 #include "stats.h"
 
@@ -341,6 +342,77 @@ int node_history_remove(struct worker *w, struct pstr channel)
 {
 	if (hist_remove(w->ctab, channel.p, channel.n, util_wall_ms()) < 0) {
 		log_syscall("hist_remove(%.*s)", (int)channel.n, channel.p);
+		return RT_ERR;
+	}
+	return RT_OK;
+}
+
+/* ---- presence reads -------------------------------------------------------- */
+
+static int copy_entry(void *arg, const struct pres_item *it)
+{
+	struct node_presence *p = arg;
+	size_t nc = strlen(it->client), nu = strlen(it->user);
+	char *b = xmalloc(nc + nu + it->conn_info_len + it->chan_info_len + 1);
+	struct client_info *ci;
+
+	if (p->n == p->cap) {
+		p->cap = p->cap ? 2 * p->cap : 16;
+		p->v = xrealloc(p->v, p->cap * sizeof(*p->v));
+	}
+	ci = &p->v[p->n++];
+	memcpy(b, it->client, nc);
+	ci->client = (struct pstr){ b, nc };
+	memcpy(b + nc, it->user, nu);
+	ci->user = (struct pstr){ b + nc, nu };
+	memcpy(b + nc + nu, it->conn_info, it->conn_info_len);
+	ci->conn_info = (struct pstr){ b + nc + nu, it->conn_info_len };
+	memcpy(b + nc + nu + it->conn_info_len, it->chan_info, it->chan_info_len);
+	ci->chan_info = (struct pstr){ b + nc + nu + it->conn_info_len, it->chan_info_len };
+	return 0;
+}
+
+/* pres_* take NUL-terminated names; channel names may come from the wire. */
+static const char *cname(struct pstr ch, char *buf, size_t cap)
+{
+	if (ch.n >= cap || memchr(ch.p, '\0', ch.n))
+		return NULL;
+	memcpy(buf, ch.p, ch.n);
+	buf[ch.n] = '\0';
+	return buf;
+}
+
+int node_presence(struct worker *w, struct pstr channel, struct node_presence *p)
+{
+	char name[PRES_CHANNEL_MAX + 1];
+	const char *ch = cname(channel, name, sizeof(name));
+	memset(p, 0, sizeof(*p));
+	if (ch == NULL)
+		return RT_OK; /* a name presence cannot hold has nobody in it */
+	if (pres_get(w->pres, ch, util_mono_ms(), copy_entry, p) < 0) {
+		log_syscall("pres_get(%s)", ch);
+		return RT_ERR;
+	}
+	return RT_OK;
+}
+
+void node_presence_free(struct node_presence *p)
+{
+	for (size_t i = 0; i < p->n; i++)
+		free((void *)p->v[i].client.p);
+	free(p->v);
+	memset(p, 0, sizeof(*p));
+}
+
+int node_presence_stats(struct worker *w, struct pstr channel, uint32_t *num_clients, uint32_t *num_users)
+{
+	char name[PRES_CHANNEL_MAX + 1];
+	const char *ch = cname(channel, name, sizeof(name));
+	*num_clients = *num_users = 0;
+	if (ch == NULL)
+		return RT_OK;
+	if (pres_stats(w->pres, ch, util_mono_ms(), num_clients, num_users) < 0) {
+		log_syscall("pres_stats(%s)", ch);
 		return RT_ERR;
 	}
 	return RT_OK;

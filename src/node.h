@@ -82,6 +82,15 @@ int node_history_top(struct worker *w, struct pstr channel, uint64_t meta_ttl_ms
 /* history_remove: drops CHANNEL's publications, keeps its position. */
 int node_history_remove(struct worker *w, struct pstr channel);
 
+/* Who is in CHANNEL (presence): live entries, owned copies. */
+struct node_presence {
+	struct client_info *v;
+	size_t n, cap;
+};
+int node_presence(struct worker *w, struct pstr channel, struct node_presence *p);
+void node_presence_free(struct node_presence *p);
+int node_presence_stats(struct worker *w, struct pstr channel, uint32_t *num_clients, uint32_t *num_users);
+
 /* Disconnects the matching connections except those whose client id is in
  * WHITELIST, with CODE and REASON (close frame / disconnect push). */
 int node_disconnect(struct worker *w, const struct node_target *t, const struct pstr *whitelist,

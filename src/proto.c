@@ -1206,19 +1206,25 @@ int proto_reply_subscribe(struct jw *out, enum proto_fmt f, uint32_t id, const s
 	return reply_close(&e);
 }
 
+/* PresenceResult's map, into the object E has open. */
+static void enc_presence(struct enc *e, const struct client_info *v, size_t n)
+{
+	enc_map(e, "presence");
+	for (size_t i = 0; i < n; i++) {
+		enc_entry(e, 1, v[i].client);
+		client_info_body(e, &v[i]);
+		enc_close(e);
+	}
+	enc_close(e);
+}
+
 int proto_reply_presence(struct jw *out, enum proto_fmt f, uint32_t id,
 			 const struct client_info *v, size_t n)
 {
 	struct enc e;
 
 	reply_open(&e, out, f, id, CMD_PRESENCE);
-	enc_map(&e, "presence");
-	for (size_t i = 0; i < n; i++) {
-		enc_entry(&e, 1, v[i].client);
-		client_info_body(&e, &v[i]);
-		enc_close(&e);
-	}
-	enc_close(&e);
+	enc_presence(&e, v, n);
 	return reply_close(&e);
 }
 
@@ -1250,6 +1256,17 @@ int proto_reply_history(struct jw *out, enum proto_fmt f, uint32_t id,
 	reply_open(&e, out, f, id, CMD_HISTORY);
 	enc_history(&e, v, n, epoch, offset);
 	return reply_close(&e);
+}
+
+int proto_presence_result(struct jw *out, const struct client_info *v, size_t n)
+{
+	struct enc e;
+
+	enc_init(&e, out, PROTO_JSON);
+	enc_open(&e, 0, NULL);
+	enc_presence(&e, v, n);
+	enc_close(&e);
+	return enc_done(&e);
 }
 
 int proto_history_result(struct jw *out, const struct publication *v, size_t n, struct pstr epoch,

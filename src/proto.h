@@ -161,6 +161,9 @@ int proto_reply_presence_stats(struct jw *out, enum proto_fmt f, uint32_t id,
 			       uint32_t num_clients, uint32_t num_users);
 int proto_reply_history(struct jw *out, enum proto_fmt f, uint32_t id,
 			const struct publication *v, size_t n, struct pstr epoch, uint64_t offset);
+/* The bare PresenceResult JSON object {"presence":{"<client>":{...}}}, the
+ * server API's presence result. */
+int proto_presence_result(struct jw *out, const struct client_info *v, size_t n);
 /* The bare HistoryResult JSON object {"publications":[...],"epoch":..,
  * "offset":N}: the server API's history result has the same shape. */
 int proto_history_result(struct jw *out, const struct publication *v, size_t n, struct pstr epoch,

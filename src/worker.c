@@ -349,6 +349,7 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
 	if (w->ctr != NULL)
 		__atomic_store_n(&w->ctr->conns_current, (uint64_t)w->nconns, __ATOMIC_RELAXED);
 	node_snapshot(w);
+	client_presence_lease(w, false);
 	/* History upkeep about once a second: expired records and streams give
 	 * their room back (expiry also happens lazily on access). */
 	if (w->now_ms - w->sweep_ms >= 1000) {
@@ -405,6 +406,7 @@ void worker_main(const struct worker_boot *b)
 	w->ctl_pending_fd = -1;
 	w->bus = b->bus;
 	w->ctab = b->ctab;
+	w->pres = b->pres;
 	w->stats_seg = b->stats_seg;
 	w->bus_slot = b->bus_slot;
 	w->wake_fd = b->wake_fd;
@@ -435,6 +437,7 @@ void worker_main(const struct worker_boot *b)
 	}
 	bus_set_waker(w->bus, wake_slot, w);
 	node_snapshot_init(w);
+	client_presence_lease(w, true);
 	ev_idle_init(&w->busy_w, on_busy);
 	ev_io_init(&w->wake_w, on_wake, w->wake_fd, EV_READ);
 	w->wake_w.data = w;

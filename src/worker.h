@@ -58,6 +58,8 @@ struct worker {
 	 * other workers by slot (-1: unknown), which the master hands over. */
 	struct bus *bus;
 	struct ctab *ctab;    /* channel table and history streams (shm/chan.h) */
+	struct pres *pres;    /* presence table (shm/pres.h) */
+	int64_t pres_touch_ms; /* last lease refresh */
 	int64_t sweep_ms;     /* last history sweep */
 	struct bus_reader reader;
 	unsigned bus_slot;
@@ -79,6 +81,7 @@ struct worker_boot {
 	struct seg *stats_seg;
 	struct bus *bus;      /* mapped by the master before fork */
 	struct ctab *ctab;    /* the channel table and history, likewise */
+	struct pres *pres;    /* the presence table, likewise */
 	unsigned bus_slot;
 	int wake_fd;          /* this worker's eventfd */
 	const int *wake_fds;  /* BUS_SLOTS_MAX entries: the other workers' eventfds */

@@ -694,15 +694,13 @@ test('every channel permission rule, end to end', { timeout: 20000 }, () => with
   await anon.expect('publish', { channel: 'pubsa:a', data: 1 }, pubOk);
   await anon.expect('unsubscribe', { channel: 'pubsa:a' }, { unsubscribe: {} });
   await anon.expectError('publish', { channel: 'pubsa:a', data: 1 }, 103, 'no longer a subscriber');
-  // presence and history: off → 108; presence on → 108 too for now (not implemented);
-  // history on → the stream's position and publications.
+  // presence and history: off → 108; on → who is there / the stream's position.
   for (const method of ['presence', 'presence_stats', 'history']) {
     await u42.expectError(method, { channel: 'sub:a' }, 108, `${method} disabled`);
     await u42.expectError(method, { channel: 'nope:a' }, 102, `${method} unknown namespace`);
   }
-  for (const method of ['presence', 'presence_stats']) {
-    await u42.expectError(method, { channel: 'pres:a' }, 108, `${method} (enabled, not implemented yet)`);
-  }
+  await u42.expect('presence', { channel: 'pres:a' }, { presence: { presence: {} } }, 'presence: nobody there');
+  await u42.expect('presence_stats', { channel: 'pres:a' }, { presence_stats: { num_clients: 0, num_users: 0 } });
   const hist = await u42.call('history', { channel: 'pres:a', limit: 10 });
   assert.deepStrictEqual(Object.keys(hist.json.history), ['publications', 'epoch', 'offset'], hist.text);
   assert.deepStrictEqual(hist.json.history.publications, []);

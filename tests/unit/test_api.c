@@ -143,6 +143,33 @@ int node_history_remove(struct worker *wk, struct pstr channel)
 	return F.fail ? RT_ERR : RT_OK;
 }
 
+/* Presence: the fake table holds one anonymous client with raw info. */
+int node_presence(struct worker *wk, struct pstr channel, struct node_presence *p)
+{
+	static struct client_info ci;
+	memset(p, 0, sizeof(*p));
+	logf_("presence ch=%.*s\n", P(channel));
+	if (F.fail)
+		return RT_ERR;
+	ci = (struct client_info){ PSTR(""), PSTR("c1"), PSTR("{\"n\":1.50}"), { NULL, 0 } };
+	p->v = &ci;
+	p->n = 1;
+	return RT_OK;
+}
+
+void node_presence_free(struct node_presence *p)
+{
+	memset(p, 0, sizeof(*p));
+}
+
+int node_presence_stats(struct worker *wk, struct pstr channel, uint32_t *nc, uint32_t *nu)
+{
+	logf_("presence_stats ch=%.*s\n", P(channel));
+	*nc = 3;
+	*nu = 2;
+	return F.fail ? RT_ERR : RT_OK;
+}
+
 int node_channels(struct worker *wk, node_channel_fn fn, void *arg)
 {
 	logf_("channels\n");
@@ -411,7 +438,7 @@ static void test_errors(void)
 	is_int(R.status, 400, "transport: 107 is 400");
 	call("POST", "/api/rpc", KEY "X-Centrifugo-Error-Mode: transport\r\n", "{\"method\":\"m\"}");
 	is_int(R.status, 404, "transport: 104 is 404");
-	call("POST", "/api/presence", KEY "X-Centrifugo-Error-Mode: transport\r\n", "{\"channel\":\"chat:x\"}");
+	call("POST", "/api/presence", KEY "X-Centrifugo-Error-Mode: transport\r\n", "{\"channel\":\"x\"}");
 	is_int(R.status, 400, "transport: 108 is 400");
 	F.fail = 1;
 	call("POST", "/api/info", KEY "X-Centrifugo-Error-Mode: transport\r\n", "{}");
@@ -607,10 +634,15 @@ static void test_other_methods(void)
 	static const char *const chans[] = { "news", "3", "chat:b", "1", "chat:a", "2", "idle", "0",
 					     "\xc3\xa9t\xc3\xa9", "5", NULL };
 
-	api_is("/api/presence", "{\"channel\":\"chat:x\"}", "{\"error\":{\"code\":108,\"message\":\"not available\"}}",
-	       "presence: 108 for now");
+	api_is("/api/presence", "{\"channel\":\"chat:x\"}",
+	       "{\"result\":{\"presence\":{\"c1\":{\"user\":\"\",\"client\":\"c1\",\"conn_info\":{\"n\":1.50}}}}}",
+	       "presence: clients by id, user always written, info byte for byte");
+	api_is("/api/presence_stats", "{\"channel\":\"chat:x\"}", "{\"result\":{\"num_clients\":3,\"num_users\":2}}",
+	       "presence_stats");
+	api_is("/api/presence", "{\"channel\":\"x\"}", "{\"error\":{\"code\":108,\"message\":\"not available\"}}",
+	       "presence without presence on the channel: 108");
 	api_is("/api/presence_stats", "{\"channel\":\"x\"}", "{\"error\":{\"code\":108,\"message\":\"not available\"}}",
-	       "presence_stats: 108");
+	       "presence_stats without presence: 108");
 	/* History: chat: keeps some, channels without namespace none. */
 	reset_node();
 	F.offset = 7;
