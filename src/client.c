@@ -574,6 +574,9 @@ static struct csub *subscribe_server_side(struct client *c, struct pstr ch, cons
 	struct csub *s = add_sub(c, ch, flags, expire_at, chan_info);
 	s->offset = pos.top;
 	memcpy(s->epoch, pos.epoch, sizeof(s->epoch));
+	/* R is encoded after we return: its epoch must not point into POS. */
+	if (r->epoch.n)
+		r->epoch = pstr_c(s->epoch);
 	return s;
 }
 
