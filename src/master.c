@@ -344,27 +344,25 @@ static int open_bus(const struct conf *c)
 	return RT_OK;
 }
 
-/* The history segment's directory: shm.data_dir, or a default beside the
- * other segments. Caller frees. */
-static char *data_dir(const struct conf *c)
+char *master_history_config(const struct conf *c, struct ctab_config *cfg)
 {
-	if (c->data_dir[0] != '\0')
-		return xstrdup(c->data_dir);
-	return xasprintf("%s/rotor-%lld.data", c->shm_dir, c->port);
+	char *dir = c->data_dir[0] != '\0' ? xstrdup(c->data_dir)
+					   : xasprintf("%s/rotor-%lld.data", c->shm_dir, c->port);
+	long long name_max = json_integer_value(conf_get(c, "channel.max_length"));
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->dir = dir;
+	cfg->streams = (uint32_t)c->history_streams;
+	cfg->data_bytes = (uint64_t)c->history_bytes;
+	cfg->name_max = (uint32_t)(name_max > CTAB_NAME_MAX_DEFAULT ? name_max : CTAB_NAME_MAX_DEFAULT);
+	return dir;
 }
 
 /* Opens (cold) the channel table and history streams, validating what a
  * previous run left: streams that cannot be proven intact get new epochs. */
 static int open_history(const struct conf *c)
 {
-	char *dir = data_dir(c);
-	long long name_max = json_integer_value(conf_get(c, "channel.max_length"));
-	struct ctab_config cfg = {
-		.dir = dir,
-		.streams = (uint32_t)c->history_streams,
-		.data_bytes = (uint64_t)c->history_bytes,
-		.name_max = (uint32_t)(name_max > CTAB_NAME_MAX_DEFAULT ? name_max : CTAB_NAME_MAX_DEFAULT),
-	};
+	struct ctab_config cfg;
+	char *dir = master_history_config(c, &cfg);
 	struct ctab_report rep = { 0 };
 
 	if (c->data_dir[0] == '\0' && mkdir(dir, 0700) < 0 && errno != EEXIST) {

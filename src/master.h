@@ -50,6 +50,12 @@ const char *master_default_config(void);
 /* The pid file of a config: pid_file, or <shm.dir>/rotor-<port>.pid. Caller frees. */
 char *master_pid_path(const struct conf *c);
 
+/* The channel table's geometry and directory for config C, as the master
+ * opens it (rotorctl attaches with the same). Returns the directory, which
+ * CFG->dir points to; the caller frees it. */
+struct ctab_config;
+char *master_history_config(const struct conf *c, struct ctab_config *cfg);
+
 /* Runs the master until shutdown; returns the process exit status. */
 int master_run(const struct master_args *args, struct conf *conf);
 

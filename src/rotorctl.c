@@ -17,6 +17,8 @@
 #include "seg.h"
 #include "master.h"
 #include "bus.h"
+#include "chan.h"
+#include "pres.h"
 #include "log.h"
 #include "token.h"
 #include "util.h"
@@ -699,6 +701,35 @@ static int cmd_stats(int argc, char **argv)
 		"appends", (json_int_t)bs.appends, "bytes", (json_int_t)bs.bytes,
 		"laps", (json_int_t)bs.laps, "lost", (json_int_t)bs.lost,
 		"repairs", (json_int_t)bs.repairs, "readers", (int)bs.readers));
+	/* History and presence, when their segments can be attached. */
+	struct ctab_config tc;
+	char *dir = master_history_config(&c, &tc);
+	tc.attach_only = true;
+	struct ctab tab;
+	struct ctab_stats ts;
+	bool have_hist = ctab_open(&tab, &tc, NULL) == 0;
+	if (have_hist) {
+		ctab_stats(&tab, &ts);
+		json_object_set_new(out, "history", json_pack("{s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I}",
+			"streams", (int)ts.nused, "streams_max", (int)ts.nstreams,
+			"data_bytes", (json_int_t)ts.data_bytes, "blocks_free", (json_int_t)ts.nfree,
+			"blocks", (json_int_t)ts.nblocks, "appends", (json_int_t)ts.appends,
+			"evictions", (json_int_t)ts.evictions, "repairs", (json_int_t)ts.repairs));
+		ctab_close(&tab);
+	}
+	free(dir);
+	char *ppath = xasprintf("%s/rotor-%lld.pres", c.shm_dir, c.port);
+	struct pres pt;
+	struct pres_info pi;
+	bool have_pres = pres_attach(&pt, ppath, true) == 0;
+	if (have_pres) {
+		pres_info(&pt, &pi);
+		json_object_set_new(out, "presence", json_pack("{s:i, s:i, s:i, s:i}",
+			"channels", (int)pi.channels, "clients", (int)pi.clients,
+			"entries_max", (int)pi.nodes, "entries_free", (int)pi.nodes_free));
+		pres_detach(&pt);
+	}
+	free(ppath);
 	if (o.json) {
 		char *s = json_dumps(out, JSON_COMPACT);
 		printf("%s\n", s);
@@ -725,6 +756,14 @@ static int cmd_stats(int argc, char **argv)
 		       "%llu lock repairs\n", (unsigned long long)bs.ring_bytes,
 		       (unsigned long long)bs.appends, (unsigned long long)bs.laps,
 		       (unsigned long long)bs.lost, (unsigned long long)bs.repairs);
+		if (have_hist)
+			printf("history: %u of %u streams, %llu of %llu blocks free, %llu publications kept "
+			       "since start, %llu streams evicted\n", ts.nused, ts.nstreams,
+			       (unsigned long long)ts.nfree, (unsigned long long)ts.nblocks,
+			       (unsigned long long)ts.appends, (unsigned long long)ts.evictions);
+		if (have_pres)
+			printf("presence: %u clients in %u channels (%u of %u entries free)\n", pi.clients,
+			       pi.channels, pi.nodes_free, pi.nodes);
 	}
 	json_decref(out);
 	bus_detach(&bus);

@@ -353,6 +353,8 @@ test('rotorctl stats reads the running daemon; reload and quit reach it through 
     assert.strictEqual(st.master_pid, d.pid);
     assert.deepStrictEqual(st.workers.map((w) => w.pid).sort((a, b) => a - b), d.workers());
     assert.ok(st.bus.ring_bytes > 0 && st.bus.laps === 0);
+    assert.strictEqual(st.history.streams_max, 65536, 'the history table, read-only');
+    assert.ok(st.presence.entries_max > 0 && st.presence.clients === 0);
     const text = run(ROTORCTL, ['stats', '-c', d.configPath]);
     assert.match(text.stdout, new RegExp(`^master pid ${d.pid}, up \\d+s, 2 worker\\(s\\)`));
     let r = run(ROTORCTL, ['reload', '-c', d.configPath]);
