@@ -65,14 +65,15 @@ node_deps() {
 
 run() {
 	build
-	mkdir -p dev
+	mkdir -p dev/data
 	if [ ! -f dev/config.json ]; then
 		src/rotorctl genconfig -c dev/config.json >/dev/null
-		# Let connected clients subscribe and publish without namespaces.
-		sed -i '1s/^{/{\n  "channel": {"without_namespace": {"allow_subscribe_for_client": true, "allow_publish_for_client": true}},/' \
+		# Let connected clients subscribe, publish, see presence and recover
+		# from history without namespaces; keep history in dev/data.
+		sed -i '1s/^{/{\n  "channel": {"without_namespace": {"allow_subscribe_for_client": true, "allow_publish_for_client": true, "presence": true, "allow_presence_for_subscriber": true, "history_size": 100, "history_ttl": "300s", "force_recovery": true, "allow_history_for_subscriber": true}},\n  "shm": {"data_dir": "dev\/data"},/' \
 			dev/config.json
 		src/rotord -t -c dev/config.json >/dev/null
-		say "wrote dev/config.json (rotorctl genconfig, clients may subscribe and publish)"
+		say "wrote dev/config.json (rotorctl genconfig; clients may subscribe, publish, use presence and history)"
 	fi
 	key=$(sed -n 's/.*"key": *"\([^"]*\)".*/\1/p' dev/config.json | head -n 1)
 	token=$(src/rotorctl gentoken -c dev/config.json -u dev-user -q)
