@@ -1158,8 +1158,11 @@ static void cmd_history(struct client *c, const struct cmd *cmd)
 	int32_t limit = cmd->history.limit;
 	if (cap > 0 && (limit < 0 || limit > cap))
 		limit = (int32_t)cap;
-	if (cmd->history.since_epoch.n < sizeof(epoch))
-		memcpy(epoch, cmd->history.since_epoch.p, cmd->history.since_epoch.n);
+	if (cmd->history.since_epoch.n >= sizeof(epoch)) {
+		reply_error(c, cmd->id, 112); /* no epoch is that long */
+		return;
+	}
+	memcpy(epoch, cmd->history.since_epoch.p, cmd->history.since_epoch.n);
 	struct hist_query q = {
 		.limit = limit, .reverse = cmd->history.reverse, .has_since = cmd->history.has_since,
 		.since_offset = cmd->history.since_offset, .since_epoch = epoch,
