@@ -173,6 +173,22 @@ class Rotord {
     this.port = this.opts.port || await freePort();
     this.fullConfig = deepMerge(this.baseConfig(), this.config);
     this.writeConfig(this.fullConfig);
+    return this.launch();
+  }
+
+  // Starts the daemon again once it has exited (QUIT, or kill -9 of every
+  // process): the same config file as it stands, the same port, the same
+  // directory (so the same shm.dir and history data), nothing removed.
+  async restart() {
+    if (this.proc && this.proc.exitCode === null && this.proc.signalCode === null) {
+      throw new Error('rotord is still running');
+    }
+    return this.launch();
+  }
+
+  // Spawns rotord on the config file and waits until it serves /health
+  // with its workers.
+  async launch() {
     this.proc = spawn(ROTORD, ['-c', this.configPath, ...(this.opts.args || [])], {
       env: { ...process.env, ...(this.opts.env || {}) },
       stdio: ['ignore', 'ignore', 'pipe'],
