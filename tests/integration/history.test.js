@@ -464,6 +464,22 @@ test('HUP in place and HUP restarting the workers, while the API publishes: ever
         assert.strictEqual(r.epoch, s.epoch, 'the same epoch');
       }
     }
+
+    // A HUP in place that shrinks history_size applies to the stream: 10
+    // missed are then more than it keeps.
+    rewrite(rd, { channel: { namespaces: [{ ...NS, history_size: 5 }] } });
+    rd.signal('SIGHUP');
+    await waitFor(() => (rd.log().match(/configuration reloaded in place/g) || []).length === 7, 5000, 20,
+      'the 3 workers to reload in place');
+    const st = clients[0];
+    st.c.disconnect();
+    await waitFor(() => st.c.state === 'disconnected', 3000, 10, 'disconnected');
+    for (let seq = 6001; seq <= 6010; seq++) await publish(rd, 'hi:hup', seq);
+    assert.deepStrictEqual((await stream(rd, 'hi:hup')).seqs, range(6006, 6010), 'the stream keeps 5');
+    const n = st.subscribed.length;
+    st.c.connect();
+    await waitFor(() => st.subscribed.length === n + 1, 5000, 10, 'resubscribed');
+    assert.deepStrictEqual([last(st.subscribed).wasRecovering, last(st.subscribed).recovered], [true, false]);
   } finally {
     if (pub) await pub.stop();
     closeAll(clients);
@@ -527,13 +543,15 @@ async function restartCase(down, logged) {
   }
 }
 
-test('QUIT and a new rotord on the same port and data: subscribers recover with the same epoch', { timeout: 25000 }, async () => {
-  await restartCase(async (d) => {
-    d.signal('SIGQUIT');
-    const { code } = await d.waitExit(8000);
-    assert.strictEqual(code, 0);
-  }, /history: 1 stream\(s\) kept with 40 publication\(s\), 0 given a new epoch/);
-});
+for (const sig of ['SIGQUIT', 'SIGTERM']) {
+  test(`${sig.slice(3)} and a new rotord on the same port and data: subscribers recover with the same epoch`, { timeout: 25000 }, async () => {
+    await restartCase(async (d) => {
+      d.signal(sig);
+      const { code } = await d.waitExit(8000);
+      assert.strictEqual(code, 0);
+    }, /history: 1 stream\(s\) kept with 40 publication\(s\), 0 given a new epoch/);
+  });
+}
 
 test('kill -9 of the master and every worker, then a new rotord: streams validate, same epoch, recovered', { timeout: 25000 }, async () => {
   await restartCase(async (d) => {
