@@ -607,9 +607,17 @@ bool node_poll(struct worker *w)
 	poll_budget = w->conf->queue_max_size > 0 ? (size_t)w->conf->queue_max_size / 4 : 0;
 	poll_bytes = 0;
 	for (;;) {
+		uint64_t voids = w->reader.voids;
 		int n = bus_read(&w->reader, on_record, w, 0, &lost);
 		if (n > 0)
 			any = true;
+		if (w->reader.voids != voids) {
+			/* A worker died writing them: a publication among them may
+			 * be in history with an offset no subscriber will see. */
+			log_warn("bus: skipped %llu record(s) a dead worker was writing",
+				 (unsigned long long)(w->reader.voids - voids));
+			client_lost_state();
+		}
 		if (lost > 0) {
 			log_warn("bus: this worker fell behind and lost %llu record(s)",
 				 (unsigned long long)lost);
