@@ -60,20 +60,30 @@ test('a worker lapped on the bus ends its positioned subscriptions with 2500, ne
   }, { workers: 2 }).start();
   let stopped = null;
   try {
-    // Clients until both workers hold some; keep one positioned and one
-    // plain subscriber on the worker that will be paused.
-    const clients = [];
-    for (let i = 0; i < 12; i++) clients.push(await rawClient(d.port, i % 2 ? 'pos:x' : 'plain'));
+    // Clients until the kernel's SO_REUSEPORT spread gives what the test
+    // needs: a positioned and a plain subscriber on one worker (the victim)
+    // and a positioned one on the other. Bounded: 60 connections at most.
     const workers = d.workers();
-    const held = clients.map((c) => holderOf(workers, c.port));
-    assert.ok(held.every((p) => p), 'every connection is held by a worker');
-    const victim = held[0];
-    const other = workers.find((p) => p !== victim);
-    assert.ok(held.includes(other), 'both workers hold clients (SO_REUSEPORT spread)');
-    const pos = clients.find((c, i) => held[i] === victim && i % 2);
-    const plain = clients.find((c, i) => held[i] === victim && !(i % 2));
-    const otherPos = clients.find((c, i) => held[i] === other && i % 2);
-    assert.ok(pos && plain && otherPos, 'positioned and plain subscribers where needed');
+    const clients = [];
+    const held = [];
+    let victim, other, pos, plain, otherPos;
+    for (let i = 0; i < 60; i++) {
+      const c = await rawClient(d.port, i % 2 ? 'pos:x' : 'plain');
+      c.positioned = i % 2 === 1;
+      clients.push(c);
+      held.push(holderOf(workers, c.port));
+      assert.ok(held[i], 'every connection is held by a worker');
+      for (const v of workers) {
+        const o = workers.find((p) => p !== v);
+        const on = (pid, positioned) => clients.find((x, k) => held[k] === pid && x.positioned === positioned);
+        if (on(v, true) && on(v, false) && on(o, true)) {
+          [victim, other, pos, plain, otherPos] = [v, o, on(v, true), on(v, false), on(o, true)];
+          break;
+        }
+      }
+      if (victim) break;
+    }
+    assert.ok(victim, 'positioned and plain subscribers where needed within 60 connections');
 
     const agent = await agentOn(d.port, workers, other);
     process.kill(victim, 'SIGSTOP');
