@@ -34,6 +34,7 @@
  * writing them, as seqlocks do; the copy is never trusted before the check.
  */
 #include "bus.h"
+#include "rlock.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -60,30 +61,6 @@ struct copied {
 _Static_assert(sizeof(struct copied) == 24, "copied entries keep payloads 8-aligned");
 
 /* ---- small helpers ------------------------------------------------------ */
-
-static pid_t cached_pid;
-
-static void forget_pid(void)
-{
-	cached_pid = 0;
-}
-
-static void register_forget_pid(void)
-{
-	pthread_atfork(NULL, NULL, forget_pid);
-}
-
-/* getpid() is a system call since glibc 2.25; the lock owner is set on every
- * append, so cache it, forgetting it in a forked child. */
-static pid_t my_pid(void)
-{
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
-	if (cached_pid == 0) {
-		pthread_once(&once, register_forget_pid);
-		cached_pid = getpid();
-	}
-	return cached_pid;
-}
 
 static uint64_t span_of(uint64_t len)
 {
@@ -201,7 +178,6 @@ static void map(struct bus *b)
 
 int bus_create(struct bus *b, const char *path, size_t ring, unsigned nslots)
 {
-	pthread_mutexattr_t a;
 	int err;
 
 	memset(b, 0, sizeof(*b));
@@ -225,15 +201,7 @@ int bus_create(struct bus *b, const char *path, size_t ring, unsigned nslots)
 	h->head_seq = 1;
 	h->tail_seq = 1;
 
-	err = pthread_mutexattr_init(&a);
-	if (err == 0) {
-		if ((err = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED)) == 0 &&
-		    (err = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST)) == 0 &&
-		    (err = pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK)) == 0)
-			err = pthread_mutex_init(&h->lock, &a);
-		pthread_mutexattr_destroy(&a);
-	}
-	if (err != 0) {
+	if ((err = rlock_init(&h->lock)) != 0) {
 		seg_unlink(&b->seg);
 		seg_detach(&b->seg);
 		errno = err;
@@ -429,28 +397,21 @@ static void repair_locked(struct bus *b)
 		reset_locked(b);
 }
 
+/* The repair rlock_lock runs after a dead holder, with the lock held. */
+static void repair(void *b)
+{
+	repair_locked(b);
+}
+
 /* Takes the bus lock, repairing after a dead holder. 0, or -1 with errno. */
 static int lock(struct bus *b)
 {
-	int err = pthread_mutex_lock(&b->h->lock);
-	if (err == EOWNERDEAD) {
-		repair_locked(b);
-		err = pthread_mutex_consistent(&b->h->lock);
-		if (err != 0)
-			pthread_mutex_unlock(&b->h->lock);
-	}
-	if (err != 0) {
-		errno = err;
-		return -1;
-	}
-	STORE(&b->h->owner, my_pid());
-	return 0;
+	return rlock_lock(&b->h->lock, &b->h->owner, repair, b);
 }
 
 static void unlock(struct bus *b)
 {
-	STORE(&b->h->owner, 0);
-	pthread_mutex_unlock(&b->h->lock);
+	rlock_unlock(&b->h->lock, &b->h->owner);
 }
 
 /* Moves lo past every record that writing up to END will overwrite (and past
@@ -712,7 +673,7 @@ int bus_reader_init(struct bus_reader *r, struct bus *b, unsigned slot)
 		STORE(&s->lost, 0);
 		STORE(&s->voids, 0);
 		STORE(&s->sleeps, 0);
-		STORE_REL(&s->pid, (int32_t)my_pid());
+		STORE_REL(&s->pid, (int32_t)rlock_pid());
 	}
 	return 0;
 }

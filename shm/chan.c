@@ -55,6 +55,8 @@
 #define _GNU_SOURCE /* F_OFD_SETLK */
 #endif
 #include "chan.h"
+#include "rlock.h"
+#include "siphash.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -89,29 +91,6 @@ struct copied {
 };
 
 /* ---- small helpers ------------------------------------------------------ */
-
-static pid_t cached_pid;
-
-static void forget_pid(void)
-{
-	cached_pid = 0;
-}
-
-static void register_forget_pid(void)
-{
-	pthread_atfork(NULL, NULL, forget_pid);
-}
-
-/* getpid() with the value cached, forgotten in a forked child. */
-static pid_t my_pid(void)
-{
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
-	if (cached_pid == 0) {
-		pthread_once(&once, register_forget_pid);
-		cached_pid = getpid();
-	}
-	return cached_pid;
-}
 
 static int64_t wall_ms(void)
 {
@@ -172,45 +151,6 @@ static uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
 	while (len-- > 0)
 		crc = crc_tab[0][(crc ^ *p++) & 0xff] ^ (crc >> 8);
 	return ~crc;
-}
-
-/* SipHash-2-4 of LEN bytes at IN under KEY: names come from clients, so the
- * chains must not be predictable. */
-#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define SIPROUND                                                                 \
-	do {                                                                     \
-		v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32);        \
-		v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2;                           \
-		v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0;                           \
-		v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);        \
-	} while (0)
-
-static uint64_t siphash(const uint64_t key[2], const void *in, size_t len)
-{
-	uint64_t v0 = UINT64_C(0x736f6d6570736575) ^ key[0], v1 = UINT64_C(0x646f72616e646f6d) ^ key[1];
-	uint64_t v2 = UINT64_C(0x6c7967656e657261) ^ key[0], v3 = UINT64_C(0x7465646279746573) ^ key[1];
-	const unsigned char *p = in, *end = p + (len & ~(size_t)7);
-	uint64_t m, b = (uint64_t)len << 56;
-
-	for (; p != end; p += 8) {
-		memcpy(&m, p, 8);
-		v3 ^= m;
-		SIPROUND;
-		SIPROUND;
-		v0 ^= m;
-	}
-	for (size_t i = len & 7; i > 0; i--)
-		b |= (uint64_t)p[i - 1] << (8 * (i - 1));
-	v3 ^= b;
-	SIPROUND;
-	SIPROUND;
-	v0 ^= b;
-	v2 ^= 0xff;
-	SIPROUND;
-	SIPROUND;
-	SIPROUND;
-	SIPROUND;
-	return v0 ^ v1 ^ v2 ^ v3;
 }
 
 /* N random bytes: the kernel's, or (if it has none to give) a mix of the
@@ -531,7 +471,7 @@ static bool entry_ok(const struct ctab *t, uint32_t i, uint32_t bucket)
 {
 	struct ctab_stream *s = ent(t, i);
 	return s->name_len >= 1 && s->name_len <= t->name_max &&
-	       siphash(t->h->key, name_of(s), s->name_len) == s->hash && bucket_of(t, s->hash) == bucket;
+	       siphash24(t->h->key, name_of(s), s->name_len) == s->hash && bucket_of(t, s->hash) == bucket;
 }
 
 /* ---- blocks ------------------------------------------------------------- */
@@ -1134,23 +1074,19 @@ static void sync_header(struct ctab *t)
 	msync(t->seg.hdr, 4096, MS_SYNC);
 }
 
-/* Takes the lock; after a dead holder, repairs first. */
+/* The repair rlock_lock runs after a dead holder, with the lock held. */
+static void repair(void *t)
+{
+	repair_locked(t);
+}
+
+/* Takes the lock; after a dead holder, repairs first. 0, or -1 with errno. */
 static int lock(struct ctab *t)
 {
 	struct ctab_hdr *h = t->h;
-	int err = pthread_mutex_lock(&h->lock);
 
-	if (err == EOWNERDEAD) {
-		repair_locked(t);
-		err = pthread_mutex_consistent(&h->lock);
-		if (err != 0)
-			pthread_mutex_unlock(&h->lock);
-	}
-	if (err != 0) {
-		errno = err;
+	if (rlock_lock(&h->lock, &h->owner, repair, t) < 0)
 		return -1;
-	}
-	STORE(&h->owner, my_pid());
 	if (LOAD(&h->clean) != 0) {
 		/* Changed after a clean shutdown: on disk first, before any
 		 * change can reach it. */
@@ -1162,22 +1098,7 @@ static int lock(struct ctab *t)
 
 static void unlock(struct ctab *t)
 {
-	STORE(&t->h->owner, 0);
-	pthread_mutex_unlock(&t->h->lock);
-}
-
-static int init_mutex(pthread_mutex_t *mx)
-{
-	pthread_mutexattr_t a;
-	int err = pthread_mutexattr_init(&a);
-	if (err == 0) {
-		if ((err = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED)) == 0 &&
-		    (err = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST)) == 0 &&
-		    (err = pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK)) == 0)
-			err = pthread_mutex_init(mx, &a);
-		pthread_mutexattr_destroy(&a);
-	}
-	return err;
+	rlock_unlock(&t->h->lock, &t->h->owner);
 }
 
 /* ---- opening ------------------------------------------------------------ */
@@ -1227,7 +1148,7 @@ static int create(struct ctab *t, const char *path, const struct geo *g, const s
 	h->nfree = g->nblocks;
 	h->next_gen = 1;
 	read_boot_id(cfg, h->boot_id);
-	if ((err = init_mutex(&h->lock)) != 0) {
+	if ((err = rlock_init(&h->lock)) != 0) {
 		seg_unlink(&t->seg);
 		seg_detach(&t->seg);
 		errno = err;
@@ -1305,7 +1226,7 @@ static int open_cold(struct ctab *t, const struct ctab_config *cfg, const struct
 	/* Ours alone: whatever the lock's state, it is stale. */
 	map(t);
 	struct ctab_hdr *h = t->h;
-	if ((err = init_mutex(&h->lock)) != 0) {
+	if ((err = rlock_init(&h->lock)) != 0) {
 		seg_detach(&t->seg);
 		errno = err;
 		return -1;
@@ -1777,7 +1698,7 @@ int hist_append(struct ctab *t, const char *name, size_t name_len, const struct 
 		errno = err;
 		return -1;
 	}
-	uint64_t hash = siphash(t->h->key, name, name_len);
+	uint64_t hash = siphash24(t->h->key, name, name_len);
 	if (lock(t) < 0)
 		return -1;
 	uint32_t si = get_stream_locked(t, name, name_len, hash, now, true);
@@ -1913,7 +1834,7 @@ int hist_read(struct ctab *t, const char *name, size_t name_len, const struct hi
 		errno = err;
 		return -1;
 	}
-	hash = siphash(t->h->key, name, name_len);
+	hash = siphash24(t->h->key, name, name_len);
 	for (int attempt = 0;; attempt++) {
 		size_t used = 0;
 		if (lock(t) < 0)
@@ -1988,7 +1909,7 @@ int hist_remove(struct ctab *t, const char *name, size_t name_len, int64_t now)
 		errno = err;
 		return -1;
 	}
-	uint64_t hash = siphash(t->h->key, name, name_len);
+	uint64_t hash = siphash24(t->h->key, name, name_len);
 	if (lock(t) < 0)
 		return -1;
 	uint32_t si = get_stream_locked(t, name, name_len, hash, now, false);

@@ -29,6 +29,8 @@
  */
 #include "pres.h"
 #include "bus.h"
+#include "rlock.h"
+#include "siphash.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -66,69 +68,6 @@ unsigned long pres_crash_countdown;
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static pid_t cached_pid;
-
-static void forget_pid(void)
-{
-	cached_pid = 0;
-}
-
-static void register_forget_pid(void)
-{
-	pthread_atfork(NULL, NULL, forget_pid);
-}
-
-/* The lock owner is recorded on every change: cache getpid(), forgetting
- * it in a forked child. */
-static pid_t my_pid(void)
-{
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
-	if (cached_pid == 0) {
-		pthread_once(&once, register_forget_pid);
-		cached_pid = getpid();
-	}
-	return cached_pid;
-}
-
-/* SipHash-2-4 of LEN bytes at IN under KEY: channel names and client ids
- * come from clients, so the chains must not be predictable. */
-#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define SIPROUND                                                                 \
-	do {                                                                     \
-		v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32);        \
-		v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2;                           \
-		v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0;                           \
-		v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);        \
-	} while (0)
-
-static uint64_t siphash(const uint64_t key[2], const void *in, size_t len)
-{
-	uint64_t v0 = UINT64_C(0x736f6d6570736575) ^ key[0], v1 = UINT64_C(0x646f72616e646f6d) ^ key[1];
-	uint64_t v2 = UINT64_C(0x6c7967656e657261) ^ key[0], v3 = UINT64_C(0x7465646279746573) ^ key[1];
-	const unsigned char *p = in, *end = p + (len & ~(size_t)7);
-	uint64_t m, b = (uint64_t)len << 56;
-
-	for (; p != end; p += 8) {
-		memcpy(&m, p, 8);
-		v3 ^= m;
-		SIPROUND;
-		SIPROUND;
-		v0 ^= m;
-	}
-	for (size_t i = len & 7; i > 0; i--)
-		b |= (uint64_t)p[i - 1] << (8 * (i - 1));
-	v3 ^= b;
-	SIPROUND;
-	SIPROUND;
-	v0 ^= b;
-	v2 ^= 0xff;
-	SIPROUND;
-	SIPROUND;
-	SIPROUND;
-	SIPROUND;
-	return v0 ^ v1 ^ v2 ^ v3;
-}
-
 static void random_key(uint64_t key[2])
 {
 	unsigned char *p = (unsigned char *)key;
@@ -154,7 +93,7 @@ static void random_key(uint64_t key[2])
 
 static uint64_t chan_hash(const struct pres *t, const char *name, size_t len)
 {
-	return siphash(t->h->key, name, len);
+	return siphash24(t->h->key, name, len);
 }
 
 /* An entry's hash: its client id under a key that depends on its channel
@@ -162,7 +101,7 @@ static uint64_t chan_hash(const struct pres *t, const char *name, size_t len)
 static uint64_t client_hash(const struct pres *t, uint32_t chan, const char *client, size_t len)
 {
 	uint64_t key[2] = { t->h->key[0] ^ (uint64_t)chan * UINT64_C(0x9e3779b97f4a7c15), t->h->key[1] };
-	return siphash(key, client, len);
+	return siphash24(key, client, len);
 }
 
 /* The check of a node: a hash of its bytes 4 .. 52. */
@@ -274,7 +213,6 @@ static void map(struct pres *t)
 
 int pres_create(struct pres *t, const char *path, uint32_t nodes, uint64_t arena_bytes)
 {
-	pthread_mutexattr_t a;
 	struct layout L;
 	int err;
 
@@ -307,15 +245,7 @@ int pres_create(struct pres *t, const char *path, uint32_t nodes, uint64_t arena
 	h->block_off = L.block_off;
 	random_key(h->key);
 
-	err = pthread_mutexattr_init(&a);
-	if (err == 0) {
-		if ((err = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED)) == 0 &&
-		    (err = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST)) == 0 &&
-		    (err = pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK)) == 0)
-			err = pthread_mutex_init(&h->lock, &a);
-		pthread_mutexattr_destroy(&a);
-	}
-	if (err != 0) {
+	if ((err = rlock_init(&h->lock)) != 0) {
 		seg_unlink(&t->seg);
 		seg_detach(&t->seg);
 		errno = err;
@@ -922,8 +852,8 @@ int pres_touch_owner(struct pres *t, unsigned owner, int64_t now_ms, int64_t unt
 	}
 	struct pres_lease *l = &t->leases[owner];
 	int64_t old = __atomic_exchange_n(&l->until_ms, until_ms, __ATOMIC_SEQ_CST);
-	if (LOAD(&l->pid) != my_pid())
-		STORE(&l->pid, my_pid());
+	if (LOAD(&l->pid) != rlock_pid())
+		STORE(&l->pid, rlock_pid());
 	return old <= now_ms ? 1 : 0;
 }
 
@@ -1114,28 +1044,21 @@ static void repair_locked(struct pres *t)
 	end_write(t);
 }
 
+/* The repair rlock_lock runs after a dead holder, with the lock held. */
+static void repair(void *t)
+{
+	repair_locked(t);
+}
+
 /* Takes the lock, repairing after a dead holder. 0, or -1 with errno. */
 static int lock(struct pres *t)
 {
-	int err = pthread_mutex_lock(&t->h->lock);
-	if (err == EOWNERDEAD) {
-		repair_locked(t);
-		err = pthread_mutex_consistent(&t->h->lock);
-		if (err != 0)
-			pthread_mutex_unlock(&t->h->lock);
-	}
-	if (err != 0) {
-		errno = err;
-		return -1;
-	}
-	STORE(&t->h->owner, my_pid());
-	return 0;
+	return rlock_lock(&t->h->lock, &t->h->owner, repair, t);
 }
 
 static void unlock(struct pres *t)
 {
-	STORE(&t->h->owner, 0);
-	pthread_mutex_unlock(&t->h->lock);
+	rlock_unlock(&t->h->lock, &t->h->owner);
 }
 
 /* Checks every invariant; returns what failed, or NULL. BUF holds
