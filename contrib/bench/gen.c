@@ -410,7 +410,7 @@ static size_t one_publish(char *b, uint64_t now, uint64_t *expect)
 static int publish_on(struct pubc *p, uint64_t now)
 {
 	uint64_t expect = 0;
-	size_t per = (size_t)O->size + strlen(O->chan_prefix) + 96;
+	size_t per = (size_t)O->size + strlen(O->chan_prefix) + 128;
 	body_reserve(per * (size_t)O->burst + 64);
 	size_t n;
 	const char *path;

@@ -60,7 +60,8 @@ static void usage(FILE *f)
 "server:\n"
 "  --rotord PATH        start this rotord (temporary config, free port)\n"
 "  --workers N          its workers (1)\n"
-"  --cpu-server LIST    pin it to these CPUs (e.g. 0 or 0-1)\n"
+"  --cpu-server LIST    pin it to these CPUs (e.g. 0 or 0-1); with --url: the\n"
+"                       CPUs it was pinned to, for the per-CPU figures\n"
 "  --url URL            a running server instead (http://127.0.0.1:8000)\n"
 "  --api-key KEY        its http_api.key\n"
 "  --pid PID            its master's pid, for CPU and memory from /proc\n"
@@ -321,7 +322,7 @@ static void json_mem(const char *name, const struct pstat *p)
 /* Prints the summary and the JSON line; returns the run's error count. */
 static uint64_t report(const struct bench_opts *o, const struct child *ch, const struct bench_shared *sh,
 		   const struct samples *s, pid_t server_pid, double setup_s, double window_s,
-		   int workers)
+		   int workers, const int *cpu_server, int ncpu_server)
 {
 	struct bench_result t;
 	memset(&t, 0, sizeof(t));
@@ -384,6 +385,15 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 	double others = s->sys ? sys_busy - srv_cpu - gen_cpu : 0;
 	if (others < 0)
 		others = 0;
+	/* rotord's own CPUs when it is pinned: everything they did, softirq
+	 * included (the kernel charges it to no process). */
+	double core_busy = 0, core_softirq = 0;
+	for (int i = 0; s->sys && i < ncpu_server; i++)
+		if (cpu_server[i] < PSTAT_CPUS) {
+			core_busy += s->sys1.cpu_busy[cpu_server[i]] - s->sys0.cpu_busy[cpu_server[i]];
+			core_softirq += s->sys1.cpu_softirq[cpu_server[i]] - s->sys0.cpu_softirq[cpu_server[i]];
+		}
+	bool cores = s->sys && ncpu_server > 0;
 
 	if (!o->quiet) {
 		char a[32], b[32];
@@ -422,12 +432,17 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 			printf("  %-11s pid %d, %d process%s (master + %d workers): CPU %.2f s in the window "
 			       "(%.0f%% of one core)", "rotord", (int)server_pid, s->end.n,
 			       s->end.n == 1 ? "" : "es", workers, srv_cpu, srv_cpu / w * 100);
-			if (t.deliveries_win)
-				printf(", %.2f us per delivery", srv_cpu / (double)t.deliveries_win * 1e6);
-			else if (t.reqs_win)
-				printf(", %.2f us per request", srv_cpu / (double)t.reqs_win * 1e6);
-			else if (o->scen == SC_CONNECT && t.storm_win)
-				printf(", %.2f us per connect", srv_cpu / (double)t.storm_win * 1e6);
+			double count = t.deliveries_win ? (double)t.deliveries_win : t.reqs_win ? (double)t.reqs_win :
+				       o->scen == SC_CONNECT ? (double)t.storm_win : 0;
+			const char *per = t.deliveries_win ? "delivery" : t.reqs_win ? "request" : "connect";
+			if (count > 0)
+				printf(", %.2f us per %s", srv_cpu / count * 1e6, per);
+			if (cores) {
+				printf("\n  %-11s its CPU%s %.0f%% busy, softirq included (%.0f%%)", "", ncpu_server > 1 ? "s" : "",
+				       core_busy / w * 100, core_softirq / w * 100);
+				if (count > 0)
+					printf(": %.2f us per %s", core_busy / count * 1e6, per);
+			}
 			printf("\n  %-11s PSS %.1f MB before, %.1f MB set up, %.1f MB at the end, %.1f MB after "
 			       "closing\n  %-11s (without shared libraries %.1f / %.1f / %.1f / %.1f MB; "
 			       "RSS %.1f / %.1f / %.1f / %.1f MB)\n", "memory",
@@ -498,10 +513,14 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 		printf("%s\"%u\":%u", j ? "," : "", t.codes[j].code, t.codes[j].n);
 	printf("}}");
 	printf(",\"generator\":{\"cpu_s\":%.3f,\"cpu_pct\":%.1f}", gen_cpu, gen_cpu / w * 100);
-	if (s->sys)
+	if (s->sys) {
 		printf(",\"machine\":{\"cpus\":%d,\"busy_s\":%.3f,\"others_s\":%.3f,\"softirq_s\":%.3f,"
-		       "\"steal_s\":%.3f}", s->sys1.ncpu, sys_busy, others, s->sys1.softirq - s->sys0.softirq,
+		       "\"steal_s\":%.3f", s->sys1.ncpu, sys_busy, others, s->sys1.softirq - s->sys0.softirq,
 		       s->sys1.steal - s->sys0.steal);
+		if (cores)
+			printf(",\"server_cpus_busy_s\":%.3f,\"server_cpus_softirq_s\":%.3f", core_busy, core_softirq);
+		printf("}");
+	}
 	if (s->have) {
 		printf(",\"server\":{\"pid\":%d,\"cpu_s\":%.3f,\"cpu_pct\":%.1f,\"us_per_delivery\":%.3f,"
 		       "\"us_per_request\":%.3f,\"pss_per_conn_b\":%.0f,\"pss_all_per_conn_b\":%.0f,"
@@ -828,7 +847,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "rotor-bench: rotord died during the run\n");
 		rc = 1;
 	}
-	if (report(&o, ch, sh, &smp, server_pid, setup_s, window_s, workers) > 0 || missing)
+	if (report(&o, ch, sh, &smp, server_pid, setup_s, window_s, workers, cpu_server,
+		   ncpu_server) > 0 || missing)
 		rc = 1;
 	rd_stop(&rd);
 	munmap(sh, shsize);

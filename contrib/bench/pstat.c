@@ -123,25 +123,35 @@ int pstat_system(struct pstat_sys *out)
 	FILE *f = fopen("/proc/stat", "r");
 	if (f == NULL)
 		return -1;
+	double tick = (double)sysconf(_SC_CLK_TCK);
 	char line[512];
-	unsigned long long v[8] = { 0 };
 	int ok = -1;
 	while (fgets(line, sizeof(line), f)) {
-		if (strncmp(line, "cpu ", 4) == 0) {
-			if (sscanf(line + 4, "%llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
-				   &v[3], &v[4], &v[5], &v[6], &v[7]) >= 7)
-				ok = 0;
-		} else if (strncmp(line, "cpu", 3) == 0) {
-			out->ncpu++;
+		/* cpuN user nice system idle iowait irq softirq steal */
+		unsigned long long v[8] = { 0 };
+		int cpu = -1, off = 0;
+		if (strncmp(line, "cpu ", 4) == 0)
+			off = 4;
+		else if (sscanf(line, "cpu%d %n", &cpu, &off) < 1)
+			continue;
+		if (sscanf(line + off, "%llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+			   &v[3], &v[4], &v[5], &v[6], &v[7]) < 7)
+			continue;
+		double busy = (double)(v[0] + v[1] + v[2] + v[5] + v[6]) / tick;
+		if (cpu < 0) {
+			out->busy = busy;
+			out->softirq = (double)v[6] / tick;
+			out->idle = (double)(v[3] + v[4]) / tick;
+			out->steal = (double)v[7] / tick;
+			ok = 0;
+		} else if (cpu < PSTAT_CPUS) {
+			out->cpu_busy[cpu] = busy;
+			out->cpu_softirq[cpu] = (double)v[6] / tick;
+			if (cpu + 1 > out->ncpu)
+				out->ncpu = cpu + 1;
 		}
 	}
 	fclose(f);
-	double tick = (double)sysconf(_SC_CLK_TCK);
-	/* user nice system idle iowait irq softirq steal */
-	out->busy = (double)(v[0] + v[1] + v[2] + v[5] + v[6]) / tick;
-	out->softirq = (double)v[6] / tick;
-	out->idle = (double)(v[3] + v[4]) / tick;
-	out->steal = (double)v[7] / tick;
 	return ok;
 }
 

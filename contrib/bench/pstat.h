@@ -28,10 +28,13 @@ struct pstat {
 
 /* The whole machine from the first line of /proc/stat, in seconds summed
  * over CPUs. */
+#define PSTAT_CPUS 256
+
 struct pstat_sys {
 	double busy;            /* user + nice + system + irq + softirq */
 	double softirq, steal, idle;
 	int ncpu;
+	double cpu_busy[PSTAT_CPUS], cpu_softirq[PSTAT_CPUS];   /* per CPU */
 };
 
 /* Samples the machine. Returns 0 or -1. */

@@ -9,7 +9,7 @@
 #include "pstat.h"
 
 #include <arpa/inet.h>
-#include <dirent.h>
+#include <ftw.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -87,21 +87,21 @@ static void print_log_tail(const struct rd *r)
 	}
 }
 
+static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st, (void)ftw;
+	if (flag == FTW_DP)
+		rmdir(path);
+	else
+		unlink(path);
+	return 0;
+}
+
+/* Removes dir and everything in it (rotord keeps subdirectories in shm.dir),
+ * never following symbolic links. */
 static void remove_dir(const char *dir)
 {
-	DIR *d = opendir(dir);
-	if (d == NULL)
-		return;
-	struct dirent *e;
-	char path[512];
-	while ((e = readdir(d)) != NULL) {
-		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		unlink(path);
-	}
-	closedir(d);
-	rmdir(dir);
+	nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 static int write_config(const struct rd *r, int workers, const char *api_key, const char *secret)
@@ -119,7 +119,7 @@ static int write_config(const struct rd *r, int workers, const char *api_key, co
 		"  \"shm\": {\"dir\": \"%s\"},\n"
 		"  \"pid_file\": \"%s/rotord.pid\",\n"
 		"  \"http_api\": {\"key\": \"%s\"},\n",
-		workers, r->port, r->dir, r->dir, r->dir, api_key);
+		workers, r->port, r->dir, r->shm, r->dir, api_key);
 	if (secret)
 		fprintf(f, "  \"client\": {\"token\": {\"hmac_secret_key\": \"%s\"}},\n"
 			"  \"channel\": {\"without_namespace\": {\"allow_subscribe_for_client\": true}}\n}\n",
@@ -140,6 +140,16 @@ int rd_start(struct rd *r, const char *path, int workers, const int *cpus, int n
 		r->dir[0] = 0;
 		return -1;
 	}
+	struct stat st;
+	if (stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode)) {
+		snprintf(r->shm, sizeof(r->shm), "/dev/shm/rotor-bench.XXXXXX");
+		if (mkdtemp(r->shm) == NULL) {
+			fprintf(stderr, "rotor-bench: mkdtemp(%s) failed: %s\n", r->shm, strerror(errno));
+			r->shm[0] = 0;
+		}
+	}
+	if (r->shm[0] == 0)
+		snprintf(r->shm, sizeof(r->shm), "%s", r->dir);
 	r->port = free_port();
 	if (r->port < 0 || write_config(r, workers, api_key, token_secret) < 0) {
 		rd_stop(r);
@@ -242,6 +252,9 @@ void rd_stop(struct rd *r)
 		}
 		r->pid = 0;
 	}
+	if (r->shm[0] && strcmp(r->shm, r->dir) != 0)
+		remove_dir(r->shm);
+	r->shm[0] = 0;
 	if (r->dir[0]) {
 		remove_dir(r->dir);
 		r->dir[0] = 0;

@@ -1,8 +1,10 @@
 /*
  * rd.h - a rotord of our own for one benchmark run: a temporary directory
  * with a generated config (a free loopback port, the API key, client.insecure
- * or an HMAC token secret, shm.dir inside it), the daemon started pinned to
- * the given CPUs, waited for, and stopped by its pid.
+ * or an HMAC token secret), shm.dir in a temporary directory of /dev/shm
+ * (segments in files on a disk would add writeback to every measurement),
+ * the daemon started pinned to the given CPUs, waited for, and stopped by
+ * its pid.
  */
 #ifndef RD_H
 #define RD_H
@@ -13,7 +15,8 @@
 struct rd {
 	pid_t pid;              /* the master, 0 when not running */
 	int port;
-	char dir[128];
+	char dir[128];          /* config, log, pid file */
+	char shm[128];          /* shm.dir: under /dev/shm when there is one */
 };
 
 /* Starts `path` with `workers` workers pinned to cpus[0..ncpus) (none:
