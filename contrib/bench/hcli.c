@@ -113,7 +113,11 @@ static size_t on_data(struct sock *s, uint8_t *p, size_t n, uint64_t now)
 		}
 		const char *hs = (const char *)q, *he = (const char *)e + 2;
 		int status = 0;
-		if (left < 12 || memcmp(hs, "HTTP/1.", 7) != 0 || sscanf(hs + 9, "%3d", &status) != 1)
+		if (left < 12 || memcmp(hs, "HTTP/1.", 7) != 0)
+			goto bad;
+		for (int i = 9; i < 12 && hs[i] >= '0' && hs[i] <= '9'; i++)
+			status = status * 10 + (hs[i] - '0');
+		if (status < 100)
 			goto bad;
 		const char *cl = header(hs, he, "content-length:");
 		if (cl == NULL || header(hs, he, "transfer-encoding:"))

@@ -193,9 +193,9 @@ int rd_start(struct rd *r, const char *path, int workers, const int *cpus, int n
 	}
 	r->pid = pid;
 	for (int i = 0; i < 1000; i++) {        /* 10 s */
-		int st;
-		if (waitpid(pid, &st, WNOHANG) == pid) {
-			fprintf(stderr, "rotor-bench: rotord exited during start-up (status %d)\n", st);
+		int status;
+		if (waitpid(pid, &status, WNOHANG) == pid) {
+			fprintf(stderr, "rotor-bench: rotord exited during start-up (status %d)\n", status);
 			r->pid = 0;
 			print_log_tail(r);
 			rd_stop(r);

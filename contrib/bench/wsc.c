@@ -183,7 +183,10 @@ static size_t handshake(struct wsc *w, const uint8_t *p, size_t n)
 	}
 	const char *h = (const char *)p, *he = (const char *)e + 2;
 	int status = 0;
-	if (n < 12 || memcmp(h, "HTTP/1.1 ", 9) != 0 || sscanf(h + 9, "%3d", &status) != 1 || status != 101) {
+	if (n >= 12 && memcmp(h, "HTTP/1.1 ", 9) == 0)
+		for (int i = 9; i < 12 && h[i] >= '0' && h[i] <= '9'; i++)
+			status = status * 10 + (h[i] - '0');
+	if (status != 101) {
 		end(w, WSC_END_HANDSHAKE, status);
 		return (size_t)-1;
 	}
