@@ -378,15 +378,15 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 	double pss_all_per = conns > 0 && s->have ? (double)(s->end.pss_kb - s->before.pss_kb) * 1024.0 / conns : 0;
 	double rss_per = conns > 0 && s->have ? (double)(s->end.rss_kb - s->before.rss_kb) * 1024.0 / conns : 0;
 	double cpu_per_conn = conns > 0 ? srv_cpu / w / conns * 1e6 : 0;
-	/* CPU the machine spent on anything but rotord and the generators
-	 * (interrupt time of our own traffic included, when the kernel
-	 * accounts it apart). */
+	/* CPU the machine spent on anything but rotord and the generators.
+	 * Softirq work (loopback TCP) is charged to whichever process it
+	 * interrupted, so it is mostly inside their figures already. */
 	double sys_busy = s->sys ? s->sys1.busy - s->sys0.busy : 0;
 	double others = s->sys ? sys_busy - srv_cpu - gen_cpu : 0;
 	if (others < 0)
 		others = 0;
-	/* rotord's own CPUs when it is pinned: everything they did, softirq
-	 * included (the kernel charges it to no process). */
+	/* rotord's own CPUs when it is pinned: everything they did, whoever
+	 * it was charged to. */
 	double core_busy = 0, core_softirq = 0;
 	for (int i = 0; s->sys && i < ncpu_server; i++)
 		if (cpu_server[i] < PSTAT_CPUS) {
@@ -438,7 +438,7 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 			if (count > 0)
 				printf(", %.2f us per %s", srv_cpu / count * 1e6, per);
 			if (cores) {
-				printf("\n  %-11s its CPU%s %.0f%% busy, softirq included (%.0f%%)", "", ncpu_server > 1 ? "s" : "",
+				printf("\n  %-11s its CPU%s %.0f%% busy (%.0f%% in softirq)", "", ncpu_server > 1 ? "s" : "",
 				       core_busy / w * 100, core_softirq / w * 100);
 				if (count > 0)
 					printf(": %.2f us per %s", core_busy / count * 1e6, per);
@@ -459,9 +459,9 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 		       "%llu server pings answered\n", "generator", gen_cpu, gen_cpu / w * 100, o->procs,
 		       o->procs == 1 ? "" : "es", (unsigned long long)t.pings);
 		if (s->sys)
-			printf("  %-11s %.2f of %d CPUs busy in the window, %.2f outside rotord and the "
-			       "generator (softirq %.2f); steal %.2f\n", "machine", sys_busy / w, s->sys1.ncpu,
-			       others / w, (s->sys1.softirq - s->sys0.softirq) / w,
+			printf("  %-11s %.2f of %d CPUs busy in the window (softirq %.2f), %.2f of it not rotord's "
+			       "or the generator's; steal %.2f\n", "machine", sys_busy / w, s->sys1.ncpu,
+			       (s->sys1.softirq - s->sys0.softirq) / w, others / w,
 			       (s->sys1.steal - s->sys0.steal) / w);
 		if (others / w > 0.1)
 			printf("  %-11s other processes used the CPUs during the window: "
