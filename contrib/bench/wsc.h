@@ -13,7 +13,8 @@
 
 enum wsc_end {
 	WSC_END_CONNECT,        /* TCP connect failed (detail: errno) */
-	WSC_END_HANDSHAKE,      /* not a 101 with the right accept (detail: HTTP status or 0) */
+	WSC_END_HANDSHAKE,      /* no 101 with the right accept (detail: HTTP status, or
+				 * errno if the connection ended first) */
 	WSC_END_CLOSE,          /* the server sent a close frame (detail: its code, 1005 if none) */
 	WSC_END_EOF,            /* the connection ended without a close frame (detail: errno or 0) */
 	WSC_END_PROTO,          /* the server broke the framing rules */
