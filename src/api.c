@@ -475,6 +475,16 @@ static void write_error(struct jw *out, int code)
 	jw_lit(out, "}");
 }
 
+/* The payload of a publish or broadcast: b64data when set, else data; an
+ * empty one is a bad request. */
+static int request_payload(struct api_ctx *x, const struct api_req *r, struct pstr *data)
+{
+	int rc = pick_payload(x, r->data, r->b64data, data);
+	if (rc == API_OK && data->n == 0)
+		rc = API_BAD_REQUEST;
+	return rc;
+}
+
 static int exec_publish(struct api_ctx *x, const struct api_req *r, struct jw *out)
 {
 	struct pstr data;
@@ -482,10 +492,8 @@ static int exec_publish(struct api_ctx *x, const struct api_req *r, struct jw *o
 
 	if (r->channel.n == 0)
 		return API_BAD_REQUEST;
-	if ((rc = pick_payload(x, r->data, r->b64data, &data)) != API_OK)
+	if ((rc = request_payload(x, r, &data)) != API_OK)
 		return rc;
-	if (data.n == 0)
-		return API_BAD_REQUEST;
 	return publish_to(x, r->channel, data, r, out);
 }
 
@@ -496,10 +504,8 @@ static int exec_broadcast(struct api_ctx *x, const struct api_req *r, struct jw 
 
 	if (r->channels.n == 0)
 		return API_BAD_REQUEST;
-	if ((rc = pick_payload(x, r->data, r->b64data, &data)) != API_OK)
+	if ((rc = request_payload(x, r, &data)) != API_OK)
 		return rc;
-	if (data.n == 0)
-		return API_BAD_REQUEST;
 	jw_lit(out, "{\"responses\":[");
 	for (size_t i = 0; i < r->channels.n; i++) {
 		size_t mark;

@@ -399,16 +399,25 @@ int chan_check_subscribe(const struct chan_cfg *cfg, struct pstr ch, const struc
 	return CHAN_ERR_PERMISSION_DENIED;
 }
 
+/* chan_check_name for the client operations below: the options go to
+ * *OPTS (when not NULL) whenever the namespace is known, even if the name
+ * is refused, and to *O. */
+static int checked_name(const struct chan_cfg *cfg, struct pstr ch, const struct chan_opts **opts,
+			const struct chan_opts **o)
+{
+	int rc = chan_check_name(cfg, ch, o);
+
+	if (rc != CHAN_ERR_UNKNOWN_CHANNEL && opts)
+		*opts = *o;
+	return rc;
+}
+
 int chan_check_publish(const struct chan_cfg *cfg, struct pstr ch, struct pstr user, bool subscribed,
 		       const struct chan_opts **opts)
 {
 	const struct chan_opts *o;
-	int rc = chan_check_name(cfg, ch, &o);
+	int rc = checked_name(cfg, ch, opts, &o);
 
-	if (rc == CHAN_ERR_UNKNOWN_CHANNEL)
-		return rc;
-	if (opts)
-		*opts = o;
 	if (rc != CHAN_OK)
 		return rc;
 	if (o->publish_proxy || o->subscribe_stream_proxy)
@@ -423,12 +432,8 @@ int chan_check_presence(const struct chan_cfg *cfg, struct pstr ch, struct pstr 
 			const struct chan_opts **opts)
 {
 	const struct chan_opts *o;
-	int rc = chan_check_name(cfg, ch, &o);
+	int rc = checked_name(cfg, ch, opts, &o);
 
-	if (rc == CHAN_ERR_UNKNOWN_CHANNEL)
-		return rc;
-	if (opts)
-		*opts = o;
 	if (rc != CHAN_OK)
 		return rc;
 	if (!o->presence)
@@ -440,12 +445,8 @@ int chan_check_history(const struct chan_cfg *cfg, struct pstr ch, struct pstr u
 		       const struct chan_opts **opts)
 {
 	const struct chan_opts *o;
-	int rc = chan_check_name(cfg, ch, &o);
+	int rc = checked_name(cfg, ch, opts, &o);
 
-	if (rc == CHAN_ERR_UNKNOWN_CHANNEL)
-		return rc;
-	if (opts)
-		*opts = o;
 	if (rc != CHAN_OK)
 		return rc;
 	if (!chan_has_history(o))
