@@ -5,19 +5,9 @@
 // one (API subscribe with expire_at) ends the connection with 3006.
 const test = require('node:test');
 const assert = require('node:assert');
-const crypto = require('node:crypto');
 const WebSocket = require('ws');
-const { Rotord, request, waitFor } = require('./lib/rotord');
+const { Rotord, request, waitFor, hs256 } = require('./lib/rotord');
 
-function b64url(x) {
-  return Buffer.from(typeof x === 'string' ? x : JSON.stringify(x)).toString('base64url');
-}
-function hs256(claims, secret = 'test-secret') {
-  const head = b64url({ alg: 'HS256', typ: 'JWT' });
-  const body = b64url(claims);
-  const sig = crypto.createHmac('sha256', secret).update(`${head}.${body}`).digest('base64url');
-  return `${head}.${body}.${sig}`;
-}
 
 async function connect(port, user) {
   const ws = new WebSocket(`ws://127.0.0.1:${port}/connection/websocket`);

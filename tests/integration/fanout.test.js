@@ -22,7 +22,7 @@ const net = require('node:net');
 const WebSocket = require('ws');
 const { Centrifuge: CentrifugeJson } = require('centrifuge');
 const { Centrifuge: CentrifugePb } = require('centrifuge/build/protobuf');
-const { Rotord, waitFor, sleep } = require('./lib/rotord.js');
+const { Rotord, waitFor, sleep, hs256 } = require('./lib/rotord.js');
 
 const API_KEY = 'test-api-key';
 const SECRET = 'test-secret';
@@ -30,13 +30,9 @@ const PATH = '/connection/websocket';
 
 // ---- tokens, API -------------------------------------------------------------
 
-const b64url = (b) => Buffer.from(b).toString('base64url');
 
 function token(sub, claims = {}) {
-  const head = b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
-  const body = b64url(JSON.stringify({ sub, exp: Math.floor(Date.now() / 1000) + 3600, ...claims }));
-  const sig = crypto.createHmac('sha256', SECRET).update(`${head}.${body}`).digest('base64url');
-  return `${head}.${body}.${sig}`;
+  return hs256({ sub, exp: Math.floor(Date.now() / 1000) + 3600, ...claims }, SECRET);
 }
 
 // POST to the server API; `body` is sent as is when a string (byte-exact

@@ -22,14 +22,13 @@
 
 const { test } = require('node:test');
 const assert = require('node:assert');
-const crypto = require('node:crypto');
 const fs = require('node:fs');
 const http = require('node:http');
 const { spawn, spawnSync } = require('node:child_process');
 const WebSocket = require('ws');
 const { Centrifuge: CentrifugeJson } = require('centrifuge');
 const { Centrifuge: CentrifugePb } = require('centrifuge/build/protobuf');
-const { Rotord, waitFor, sleep, holderOf, deepMerge, alive } = require('./lib/rotord.js');
+const { Rotord, waitFor, sleep, holderOf, deepMerge, alive, hs256 } = require('./lib/rotord.js');
 
 const API_KEY = 'test-api-key';
 const SECRET = 'test-secret';
@@ -43,13 +42,9 @@ const NS = {
 
 // ---- tokens, API ------------------------------------------------------------
 
-const b64url = (b) => Buffer.from(b).toString('base64url');
 
 function token(sub, claims = {}) {
-  const head = b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
-  const body = b64url(JSON.stringify({ sub, exp: Math.floor(Date.now() / 1000) + 3600, ...claims }));
-  const sig = crypto.createHmac('sha256', SECRET).update(`${head}.${body}`).digest('base64url');
-  return `${head}.${body}.${sig}`;
+  return hs256({ sub, exp: Math.floor(Date.now() / 1000) + 3600, ...claims }, SECRET);
 }
 
 // POST /api/<method>; resolves {status, body} (body parsed when JSON).

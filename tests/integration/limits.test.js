@@ -3,15 +3,10 @@
 // HTTP 503 once that many clients are connected on any of the workers.
 const test = require('node:test');
 const assert = require('node:assert');
-const crypto = require('node:crypto');
 const WebSocket = require('ws');
-const { Rotord, sleep, waitFor } = require('./lib/rotord');
+const { Rotord, sleep, waitFor, hs256 } = require('./lib/rotord');
 
-function token(sub) {
-  const enc = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
-  const body = `${enc({ alg: 'HS256', typ: 'JWT' })}.${enc({ sub })}`;
-  return `${body}.${crypto.createHmac('sha256', 'test-secret').update(body).digest('base64url')}`;
-}
+const token = (sub) => hs256({ sub });
 
 function open(port, connect = {}) {
   return new Promise((resolve) => {

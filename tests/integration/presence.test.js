@@ -4,15 +4,10 @@
 // few seconds, and join/leave pushes reach the subscribers that asked.
 const test = require('node:test');
 const assert = require('node:assert');
-const crypto = require('node:crypto');
 const WebSocket = require('ws');
-const { Rotord, request, waitFor, holderOf } = require('./lib/rotord');
+const { Rotord, request, waitFor, holderOf, hs256 } = require('./lib/rotord');
 
-function token(sub) {
-  const enc = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
-  const body = `${enc({ alg: 'HS256', typ: 'JWT' })}.${enc({ sub, info: { name: `n${sub}` } })}`;
-  return `${body}.${crypto.createHmac('sha256', 'test-secret').update(body).digest('base64url')}`;
-}
+const token = (sub) => hs256({ sub, info: { name: `n${sub}` } });
 
 // A raw JSON client subscribed to CHANNEL; collects what it gets.
 async function member(port, user, channel, sub = {}) {

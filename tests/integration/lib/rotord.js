@@ -139,6 +139,15 @@ function run(bin, args, opts = {}) {
   return { status: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
 }
 
+// An HS256 token with CLAIMS, signed with SECRET (the test config's
+// client.token.hmac_secret_key by default).
+function hs256(claims, secret = 'test-secret') {
+  const crypto = require('node:crypto');
+  const enc = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const body = `${enc({ alg: 'HS256', typ: 'JWT' })}.${enc(claims)}`;
+  return `${body}.${crypto.createHmac('sha256', secret).update(body).digest('base64url')}`;
+}
+
 class Rotord {
   // config: object merged over a small test config; opts.workers sets
   // `workers`; opts.env adds environment variables; opts.args adds options;
@@ -259,5 +268,5 @@ function deepMerge(a, b) {
 
 module.exports = {
   ROTORD, ROTORCTL, Rotord, freePort, waitFor, sleep, rawExchange, request,
-  childrenOf, alive, mkTmp, run, deepMerge, holderOf,
+  childrenOf, alive, mkTmp, run, deepMerge, holderOf, hs256,
 };
