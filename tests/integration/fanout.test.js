@@ -22,7 +22,7 @@ const net = require('node:net');
 const WebSocket = require('ws');
 const { Centrifuge: CentrifugeJson } = require('centrifuge');
 const { Centrifuge: CentrifugePb } = require('centrifuge/build/protobuf');
-const { Rotord, waitFor, sleep, hs256 } = require('./lib/rotord.js');
+const { Rotord, waitFor, sleep, hs256, connOwners, bounded } = require('./lib/rotord.js');
 
 const API_KEY = 'test-api-key';
 const SECRET = 'test-secret';
@@ -60,44 +60,6 @@ async function apiOk(rd, path, body, agent) {
   const res = r.body.split('\n').map((l) => JSON.parse(l));
   for (const x of res) assert.ok(!x.error, `${path}: ${r.body}`);
   return res.length === 1 ? res[0] : res;
-}
-
-// Runs fn under a time bound (a test must never hang).
-async function bounded(ms, what, fn) {
-  let timer;
-  const t = new Promise((_, rej) => { timer = setTimeout(() => rej(new Error(`${what}: over ${ms} ms`)), ms); });
-  try {
-    return await Promise.race([fn(), t]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-// ---- which worker holds a connection -----------------------------------------
-
-// Maps the client-side port of every established connection to the daemon's
-// port onto the pid of the worker holding its server end (from /proc).
-function connOwners(rd) {
-  const owner = new Map();
-  for (const pid of rd.workers()) {
-    let fds = [];
-    try { fds = fs.readdirSync(`/proc/${pid}/fd`); } catch (_) { continue; }
-    for (const fd of fds) {
-      try {
-        const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/fd/${fd}`));
-        if (m) owner.set(m[1], pid);
-      } catch (_) { /* closed meanwhile */ }
-    }
-  }
-  const byPort = new Map();
-  for (const line of fs.readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
-    const f = line.trim().split(/\s+/);
-    if (f.length < 10 || f[3] !== '01') continue; // ESTABLISHED
-    if (parseInt(f[1].split(':')[1], 16) !== rd.port) continue;
-    const pid = owner.get(f[9]);
-    if (pid) byPort.set(parseInt(f[2].split(':')[1], 16), pid);
-  }
-  return byPort;
 }
 
 // ---- SDK clients --------------------------------------------------------------
@@ -248,7 +210,7 @@ test('200 SDK clients (JSON and protobuf) on 4 workers get 1,000 publications ex
     await waitFor(() => allSubscribed(clients), 15000, 25, 'every client connected and subscribed');
 
     // The connections are spread over the workers (SO_REUSEPORT).
-    const owners = connOwners(rd);
+    const owners = connOwners(rd.workers(), rd.port);
     const perWorker = new Map();
     for (const s of clients) {
       const pid = owners.get(localPort(s));
@@ -730,7 +692,7 @@ test('kill -9 of a worker: its clients reconnect and get later publications; the
     await rd.start();
     for (let i = 0; i < 40; i++) clients.push(sdkClient(rd, { pb: i % 2 === 1, user: `k${i}`, channels: ['fan:kill', `fan:k${i % 4}`] }));
     await waitFor(() => allSubscribed(clients), 8000, 25, 'subscribed');
-    const owners = connOwners(rd);
+    const owners = connOwners(rd.workers(), rd.port);
     const per = new Map();
     for (const s of clients) {
       s.worker = owners.get(localPort(s));
@@ -795,7 +757,7 @@ test('kill -9 of a worker: its clients reconnect and get later publications; the
     for (const s of hit) {
       assert.ok(s.events.some((e) => e[0] === 'connecting'), `${s.user} saw its connection drop`);
       assert.ok(!s.events.some((e) => e[0] === 'disconnected'), `${s.user} was never terminally disconnected`);
-      assert.notStrictEqual(connOwners(rd).get(localPort(s)), victim);
+      assert.notStrictEqual(connOwners(rd.workers(), rd.port).get(localPort(s)), victim);
     }
     for (const s of spared) {
       const got = s.pubs.get('fan:kill').map((p) => p.seq);
@@ -827,7 +789,7 @@ test('HUP changing allow_publish_for_client applies to live connections without 
     await rd.start();
     for (let i = 0; i < 24; i++) clients.push(sdkClient(rd, { pb: i % 2 === 1, user: `h${i}`, channels: ['hup:x'] }));
     await waitFor(() => allSubscribed(clients), 8000, 25, 'subscribed');
-    const owners = connOwners(rd);
+    const owners = connOwners(rd.workers(), rd.port);
     assert.ok(new Set(clients.map((s) => owners.get(localPort(s)))).size >= 2, 'clients on several workers');
 
     for (const s of clients.slice(0, 4)) {
@@ -898,7 +860,7 @@ test('QUIT: every client gets 3001 shutdown and the daemon exits 0', { timeout: 
     await rd.start();
     for (let i = 0; i < 24; i++) clients.push(sdkClient(rd, { pb: i % 2 === 1, user: `q${i}`, channels: ['fan:quit'] }));
     await waitFor(() => allSubscribed(clients), 8000, 25, 'subscribed');
-    const owners = connOwners(rd);
+    const owners = connOwners(rd.workers(), rd.port);
     assert.ok(new Set(clients.map((s) => owners.get(localPort(s)))).size >= 2, 'clients on several workers');
     // Raw clients see the close frame itself.
     const raw = await rawWs(rd);

@@ -28,7 +28,7 @@ const { spawn, spawnSync } = require('node:child_process');
 const WebSocket = require('ws');
 const { Centrifuge: CentrifugeJson } = require('centrifuge');
 const { Centrifuge: CentrifugePb } = require('centrifuge/build/protobuf');
-const { Rotord, waitFor, sleep, holderOf, deepMerge, alive, hs256 } = require('./lib/rotord.js');
+const { Rotord, waitFor, sleep, holderOf, deepMerge, alive, hs256, connOwners, bounded } = require('./lib/rotord.js');
 
 const API_KEY = 'test-api-key';
 const SECRET = 'test-secret';
@@ -97,16 +97,6 @@ async function stream(rd, channel) {
   };
 }
 
-// Runs fn under a time bound (a test must never hang).
-async function bounded(ms, what, fn) {
-  let timer;
-  const t = new Promise((_, rej) => { timer = setTimeout(() => rej(new Error(`${what}: over ${ms} ms`)), ms); });
-  try {
-    return await Promise.race([fn(), t]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 // ---- SDK subscribers ----------------------------------------------------------
 
@@ -177,34 +167,6 @@ function assertWholeStream(st, s, what) {
   assert.deepStrictEqual(st.offsets, s.offsets, `${label(st)} ${what}: offsets`);
 }
 
-// Maps the client-side port of every established connection to the daemon
-// onto the pid of the worker holding it, in one pass over /proc (holderOf
-// per connection reads /proc/net/tcp each time, slow when it is long).
-function connOwners(rd) {
-  const owner = new Map();
-  for (const pid of rd.workers()) {
-    let fds = [];
-    try { fds = fs.readdirSync(`/proc/${pid}/fd`); } catch (_) { continue; }
-    for (const fd of fds) {
-      try {
-        const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/fd/${fd}`));
-        if (m) owner.set(m[1], pid);
-      } catch (_) { /* closed meanwhile */ }
-    }
-  }
-  const byPort = new Map();
-  for (const f of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    let text = '';
-    try { text = fs.readFileSync(f, 'utf8'); } catch (_) { continue; }
-    for (const line of text.split('\n').slice(1)) {
-      const c = line.trim().split(/\s+/);
-      if (c.length < 10 || c[3] !== '01' || parseInt(c[1].split(':')[1], 16) !== rd.port) continue;
-      const pid = owner.get(c[9]);
-      if (pid) byPort.set(parseInt(c[2].split(':')[1], 16), pid);
-    }
-  }
-  return byPort;
-}
 
 // A keep-alive agent with one connection, held by a worker in PIDS.
 async function agentOn(port, workers, pids) {
@@ -362,7 +324,7 @@ test('kill -9 of the worker holding subscribers while the API publishes: every p
     await waitFor(() => clients.every(isSubscribed), 5000, 10, 'subscribed');
     // The victim: the worker holding the first client; it holds some, not all.
     const victim = holderOf(rd.workers(), localPort(clients[0]));
-    const owners = connOwners(rd);
+    const owners = connOwners(rd.workers(), rd.port);
     for (const st of clients) st.worker = owners.get(localPort(st));
     assert.ok(clients.every((st) => st.worker), 'every connection is held by a worker');
     assert.strictEqual(clients[0].worker, victim);
@@ -393,7 +355,7 @@ test('kill -9 of the worker holding subscribers while the API publishes: every p
       assert.strictEqual(r.wasRecovering, true, `${label(st)}: wasRecovering`);
       assert.strictEqual(r.recovered, true, `${label(st)}: recovered`);
       assert.strictEqual(r.epoch, st.subscribed[0].epoch, 'the same epoch');
-      assert.notStrictEqual(connOwners(rd).get(localPort(st)), victim);
+      assert.notStrictEqual(connOwners(rd.workers(), rd.port).get(localPort(st)), victim);
     }
     for (const st of spared) {
       assert.strictEqual(st.connects, 1, `${label(st)} on a surviving worker kept its connection`);
@@ -1061,7 +1023,7 @@ test('a positioned subscriber whose worker is stopped gets what was published me
     for (let i = 0; i < 12; i++) clients.push(sdkSub(rd, { pb: i % 2 === 1, channel: 'hi:stop', user: `s${i}` }));
     await waitFor(() => clients.every(isSubscribed), 5000, 10, 'subscribed');
     const workers = rd.workers();
-    const owners = connOwners(rd);
+    const owners = connOwners(rd.workers(), rd.port);
     for (const st of clients) st.worker = owners.get(localPort(st));
     assert.ok(clients.every((st) => st.worker), 'every connection is held by a worker');
     const victim = holderOf(workers, localPort(clients[0]));
@@ -1117,7 +1079,7 @@ test('a worker killed between its history append and its bus record: every subsc
     for (let i = 0; i < 8; i++) clients.push(sdkSub(rd, { pb: i % 2 === 1, channel: 'hi:void', user: `v${i}` }));
     await waitFor(() => clients.every(isSubscribed), 5000, 10, 'subscribed');
     const workers = rd.workers();
-    const owners = connOwners(rd);
+    const owners = connOwners(rd.workers(), rd.port);
     for (const st of clients) st.worker = owners.get(localPort(st));
     // The publishing worker: the one holding the fewest subscribers.
     const count = (p) => clients.filter((st) => st.worker === p).length;

@@ -92,32 +92,52 @@ function childrenOf(ppid) {
   return out.sort((a, b) => a - b);
 }
 
-// The pid among PIDS whose process holds the server side of the TCP
-// connection whose client end is bound to local port CLIENT_PORT (found
-// through /proc: socket inodes of each pid against /proc/net/tcp*).
-function holderOf(pids, clientPort) {
-  const inodes = new Set();
-  for (const f of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    let text = '';
-    try { text = fs.readFileSync(f, 'utf8'); } catch (_) { continue; }
-    for (const line of text.split('\n').slice(1)) {
-      const cols = line.trim().split(/\s+/);
-      if (cols.length < 10) continue;
-      const remPort = parseInt(cols[2].split(':')[1], 16);
-      if (remPort === clientPort) inodes.add(cols[9]);
-    }
-  }
+// Which of PIDS holds the server end of each established TCP connection:
+// a map from the connection's client-side port to the pid, found through
+// /proc (the socket inodes of each pid against /proc/net/tcp and tcp6).
+// With SERVER_PORT, only connections to that port count.
+function connOwners(pids, serverPort) {
+  const owner = new Map();
   for (const pid of pids) {
     let fds = [];
     try { fds = fs.readdirSync(`/proc/${pid}/fd`); } catch (_) { continue; }
     for (const fd of fds) {
-      let target = '';
-      try { target = fs.readlinkSync(`/proc/${pid}/fd/${fd}`); } catch (_) { continue; }
-      const m = /^socket:\[(\d+)\]$/.exec(target);
-      if (m && inodes.has(m[1])) return pid;
+      try {
+        const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/fd/${fd}`));
+        if (m) owner.set(m[1], pid);
+      } catch (_) { /* closed meanwhile */ }
     }
   }
-  return null;
+  const byPort = new Map();
+  for (const f of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text = '';
+    try { text = fs.readFileSync(f, 'utf8'); } catch (_) { continue; }
+    for (const line of text.split('\n').slice(1)) {
+      const c = line.trim().split(/\s+/);
+      if (c.length < 10 || c[3] !== '01') continue; // ESTABLISHED
+      if (serverPort !== undefined && parseInt(c[1].split(':')[1], 16) !== serverPort) continue;
+      const pid = owner.get(c[9]);
+      if (pid) byPort.set(parseInt(c[2].split(':')[1], 16), pid);
+    }
+  }
+  return byPort;
+}
+
+// The pid among PIDS holding the server end of the connection whose client
+// end is bound to local port CLIENT_PORT, or null.
+function holderOf(pids, clientPort) {
+  return connOwners(pids).get(clientPort) || null;
+}
+
+// Runs FN under a time bound of MS (a test must never hang).
+async function bounded(ms, what, fn) {
+  let timer;
+  const t = new Promise((_, rej) => { timer = setTimeout(() => rej(new Error(`${what}: over ${ms} ms`)), ms); });
+  try {
+    return await Promise.race([fn(), t]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function alive(pid) {
@@ -268,5 +288,5 @@ function deepMerge(a, b) {
 
 module.exports = {
   ROTORD, ROTORCTL, Rotord, freePort, waitFor, sleep, rawExchange, request,
-  childrenOf, alive, mkTmp, run, deepMerge, holderOf, hs256,
+  childrenOf, alive, mkTmp, run, deepMerge, holderOf, connOwners, bounded, hs256,
 };
