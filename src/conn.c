@@ -9,9 +9,11 @@
  *    holds no input memory. One read per readiness event keeps one busy peer
  *    from starving the others (the watcher is level-triggered).
  *  - Output: conn_queue appends (rbuf, off, len) segments to c->out and puts
- *    the conn on w->dirty. conn_flush_all, run once per loop iteration before
- *    the loop sleeps, writes each dirty conn's segments with one
- *    sendmsg(MSG_NOSIGNAL) of up to IOV_MAX iovecs. Only if the kernel does
+ *    the conn on w->dirty: at the front when it answers input read since
+ *    the last flush, else at the back. conn_flush, run once per loop
+ *    iteration before the loop sleeps, writes each dirty conn's segments
+ *    with one sendmsg(MSG_NOSIGNAL) of up to IOV_MAX iovecs, in list order,
+ *    until its time budget is spent; the rest keep their places. Only if the kernel does
  *    not take everything is EV_WRITE added to the conn's watcher; the write
  *    callback then continues, and the watcher drops EV_WRITE once drained.
  *    When the queue is empty c->out is freed: an idle conn holds no output
@@ -19,7 +21,7 @@
  *  - Timers: one wheel timer per conn, armed at the earlier of the layer's
  *    deadline and the write deadline (set when output first blocks).
  *  - Close: conn_close releases everything at once but leaves the struct on
- *    w->dirty with CONN_CLOSED set; conn_flush_all frees it. Code that still
+ *    w->dirty with CONN_CLOSED set; conn_flush frees it. Code that still
  *    holds the pointer inside the current callback can test the flag, and no
  *    watcher or timer can reach a closed conn (both are stopped).
  *
@@ -44,7 +46,7 @@
 #include <unistd.h>
 
 enum {
-	CONN_CLOSED = 0x01,      /* conn_close ran; freed by conn_flush_all */
+	CONN_CLOSED = 0x01,      /* conn_close ran; freed by conn_flush */
 	CONN_DIRTY = 0x02,       /* on w->dirty */
 	CONN_PAUSED = 0x04,      /* conn_read_pause: no input delivered */
 	CONN_WANT_WRITE = 0x08,  /* output blocked: EV_WRITE armed */
@@ -53,8 +55,10 @@ enum {
 	CONN_OVER_LIMIT = 0x40,  /* on_over_limit told; reset when drained */
 	CONN_EOF = 0x80,         /* the peer closed its side */
 	CONN_IN_READ = 0x100,    /* inside on_read: c->in must stay put */
+	CONN_FRONT = 0x200,      /* put at the front of w->dirty */
 };
 
+#define FLUSH_CHECK 32 /* conn_flush reads the clock every this many conns */
 #define RBUF_PRIVATE 0x1 /* a conn_queue_copy buffer: may grow in place */
 #define COPY_BUF_MIN 2048
 
@@ -185,13 +189,27 @@ static void timer_arm(struct conn *c)
 		wheel_add(&c->w->wheel, &c->timer, when);
 }
 
+/* Conns answering input of this loop iteration go to the front of the
+ * dirty list, everything else (fan-out, pings) to the back. */
 static void mark_dirty(struct conn *c)
 {
+	struct worker *w = c->w;
+
 	if (c->flags & CONN_DIRTY)
 		return;
 	c->flags |= CONN_DIRTY;
-	c->dirty_next = c->w->dirty;
-	c->w->dirty = c;
+	if (c->read_iter == w->iter || !w->dirty) {
+		if (c->read_iter == w->iter)
+			c->flags |= CONN_FRONT;
+		c->dirty_next = w->dirty;
+		w->dirty = c;
+		if (!c->dirty_next)
+			w->dirty_tail = c;
+	} else {
+		c->dirty_next = NULL;
+		w->dirty_tail->dirty_next = c;
+		w->dirty_tail = c;
+	}
 }
 
 /* ---- output ------------------------------------------------------------ */
@@ -445,6 +463,7 @@ static void conn_read(struct conn *c)
 {
 	ssize_t n;
 
+	c->read_iter = c->w->iter;
 	/* A fed event can arrive after a pause, or after a shutdown. */
 	if ((c->flags & CONN_PAUSED) || (c->flags & (CONN_SHUTDOWN | CONN_LINGER)) == CONN_SHUTDOWN)
 		return;
@@ -540,7 +559,8 @@ void conn_set_queue_limit(struct conn *c, size_t max_bytes)
 void conn_init(struct worker *w)
 {
 	w->conns = NULL;
-	w->dirty = NULL;
+	w->dirty = w->dirty_tail = NULL;
+	w->iter = 1;
 	w->nconns = 0;
 }
 
@@ -664,7 +684,7 @@ void conn_close(struct conn *c)
 		c->ops->on_close(c);
 	c->ud = NULL;
 	c->fd = -1;
-	mark_dirty(c); /* freed by conn_flush_all */
+	mark_dirty(c); /* freed by conn_flush */
 }
 
 void conn_drain_all(struct worker *w)
@@ -687,19 +707,34 @@ void conn_close_all(struct worker *w)
 		conn_close(w->conns);
 }
 
-void conn_flush_all(struct worker *w)
+bool conn_flush(struct worker *w, int64_t budget_ns)
 {
 	struct conn *c;
+	int64_t until = budget_ns > 0 ? util_mono_ns() + budget_ns : 0;
+	unsigned back = 0;
 
 	/* Conns dirtied or closed by callbacks run from here join the list
-	 * and are handled before it is empty. */
+	 * and are handled before it is empty, unless the budget runs out. The
+	 * clock is read every FLUSH_CHECK conns from the back, so answers at
+	 * the front cannot starve them: each slice writes some. */
 	while ((c = w->dirty) != NULL) {
+		bool front = c->flags & CONN_FRONT;
+
 		w->dirty = c->dirty_next;
 		c->dirty_next = NULL;
-		c->flags &= ~CONN_DIRTY;
+		c->flags &= ~(CONN_DIRTY | CONN_FRONT);
 		if (c->flags & CONN_CLOSED)
 			free(c);
 		else if (c->out && !(c->flags & CONN_WANT_WRITE))
 			conn_write(c);
+		if (until && !front && ++back % FLUSH_CHECK == 0 && util_mono_ns() >= until)
+			break;
 	}
+	w->iter++;
+	return w->dirty != NULL;
+}
+
+void conn_flush_all(struct worker *w)
+{
+	(void)conn_flush(w, 0);
 }

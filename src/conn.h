@@ -95,6 +95,7 @@ struct conn {
 	ev_io io;                   /* one watcher: EV_READ and/or EV_WRITE */
 	int fd;
 	uint32_t flags;
+	uint32_t read_iter;         /* w->iter when input last came */
 	struct wheel_timer timer;   /* at min(deadline, wdeadline) */
 	int64_t deadline;           /* the protocol layer's (or lingering) */
 	int64_t wdeadline;          /* blocked output must drain by then */
@@ -160,9 +161,15 @@ void conn_close(struct conn *c);
 void conn_drain_all(struct worker *w);
 void conn_close_all(struct worker *w);
 
-/* THE flush point, from the worker's ev_prepare: writes the output of every
- * conn that queued some this iteration (one writev each, a write watcher
- * only on EAGAIN) and frees closed conns. Nearly free when nothing is dirty. */
+/* THE flush point, from the worker's ev_prepare: writes the output of the
+ * conns that queued some (one sendmsg each, a write watcher only on EAGAIN)
+ * and frees closed conns; nearly free when nothing is dirty. Conns that
+ * answer input read since the last flush come first, then the rest in the
+ * order they queued. Stops once BUDGET_NS (> 0) has passed and returns
+ * true if conns are left: they keep their place (only new answers go
+ * before them) and write whatever they queue meanwhile in the same call. */
+bool conn_flush(struct worker *w, int64_t budget_ns);
+/* conn_flush without a budget. */
 void conn_flush_all(struct worker *w);
 
 #endif

@@ -119,6 +119,13 @@ int64_t util_mono_ms(void)
 	return clock_ms(CLOCK_MONOTONIC);
 }
 
+int64_t util_mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 /* Adds FLAG to the fd's flags through GET/SET (F_GETFL/F_SETFL or F_GETFD/F_SETFD). */
 static int add_fd_flag(int fd, int get, int set, int flag, const char *what)
 {

@@ -29,6 +29,7 @@ void util_uuid4(unsigned char b[16], char out[36]);
  * milliseconds. */
 int64_t util_wall_ms(void);
 int64_t util_mono_ms(void);
+int64_t util_mono_ns(void);
 
 /* Sets O_NONBLOCK / FD_CLOEXEC on FD. Return RT_OK or RT_ERR (logged). */
 int util_set_nonblock(int fd);

@@ -38,7 +38,9 @@ struct worker {
 
 	/* Connection bookkeeping; conn.c owns these. */
 	struct conn *conns;   /* every open connection */
-	struct conn *dirty;   /* connections with output queued this iteration */
+	struct conn *dirty;   /* connections with output to write (conn.c) */
+	struct conn *dirty_tail;
+	uint32_t iter;        /* loop iterations so far (conn.c's priority) */
 	size_t nconns;
 
 	bool draining;        /* graceful stop: no accept; idle conns closed */

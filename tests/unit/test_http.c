@@ -3,7 +3,7 @@
  * through socketpairs on a real libev loop with a hand-made worker and a
  * fake clock: keep-alive, pipelining, limits, bad input, timeouts, deferred
  * answers, hijacking, draining; and conn.c's shared buffers, partial writes,
- * queue limit, write timeout and close from callbacks.
+ * queue limit, write timeout, close from callbacks and flush order.
  */
 #include "config.h"
 #include "http.h"
@@ -911,6 +911,70 @@ static void test_conn(void)
 	ok(w.dirty == NULL, "and the flush freed them");
 }
 
+/* Answers "R" to whatever it reads. */
+static size_t answer_read(struct conn *c, const char *data, size_t len)
+{
+	conn_queue_copy(c, "R", 1);
+	return len;
+}
+
+static const struct conn_ops answer_ops = { .name = "answer", .on_read = answer_read };
+
+/* What FD has to read now (up to 15 bytes), as a string. */
+static const char *pending(int fd)
+{
+	static char buf[16];
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+
+	buf[n > 0 ? n : 0] = '\0';
+	return buf;
+}
+
+/* conn_flush: answers first, then the rest in queueing order, in slices;
+ * a conn that waits takes what it queued meanwhile in the same write. */
+static void test_flush_order(void)
+{
+	enum { N = 100 };
+	struct conn *c[N], *a;
+	int fd[N], afd, i, rounds, first = 0, later = 0;
+
+	ev_prepare_stop(w.loop, &flush_w); /* flushed by hand here */
+	for (i = 0; i < N; i++) {
+		fd[i] = pair(&c[i], &sink_ops);
+		conn_queue_copy(c[i], "x", 1);
+	}
+	afd = pair(&a, &answer_ops);
+	send_str(afd, "q");
+	ev_run(w.loop, EVRUN_NOWAIT);
+	ok(conn_flush(&w, 1), "a 1 ns budget leaves conns for later slices");
+	is_str(pending(afd), "R", "the answer to input went first, though queued last");
+	for (i = 0; i < N; i++) {
+		const char *p = pending(fd[i]);
+
+		first += i < 32 && strcmp(p, "x") == 0;
+		later += i >= 32 && p[0] != '\0';
+	}
+	ok(first == 32 && later == 0, "then 32 conns, in the order they queued");
+	conn_queue_copy(c[40], "y", 1);
+	for (rounds = 1; conn_flush(&w, 1); rounds++)
+		;
+	is_int(rounds, 3, "the other 68 in three more slices");
+	is_str(pending(fd[40]), "xy", "a waiting conn sends what it queued meanwhile in one write");
+	for (i = 32, later = 0; i < N; i++)
+		later += i != 40 && strcmp(pending(fd[i]), "x") == 0;
+	is_int(later, N - 33, "every other conn got its byte");
+	ok(!conn_flush(&w, 0) && w.dirty == NULL, "nothing left");
+
+	for (i = 0; i < N; i++) {
+		conn_close(c[i]);
+		close(fd[i]);
+	}
+	conn_close(a);
+	close(afd);
+	ev_prepare_start(w.loop, &flush_w);
+	spin();
+}
+
 static void test_partial_writes(void)
 {
 	int fd = client(), sz = 4096;
@@ -976,6 +1040,7 @@ int main(void)
 	test_drain();
 	test_fuzz();
 	test_conn();
+	test_flush_order();
 	test_partial_writes();
 	is_int(w.nconns, 0, "no connection left at the end");
 	http_routes_free();
