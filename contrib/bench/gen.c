@@ -72,7 +72,7 @@ static long G_nsubs, G_next, G_active;
 static struct pubc *G_pubs;
 static int G_npubs, G_nproc_publishers;
 static uint32_t *G_chan_seq;
-static uint64_t G_next_chan, G_window;
+static uint64_t G_next_chan, G_window, G_req; /* G_req: deliveries one request brings */
 static double G_rate;           /* this process's publications per second */
 static char *G_body;            /* request body scratch */
 static size_t G_body_cap;
@@ -488,9 +488,11 @@ static bool may_publish(uint64_t now)
 	}
 	if (G_window == 0)
 		return true;
+	/* In flight: deliveries still due, in publications' worth; the next
+	 * request must fit (or go alone when it is larger than the window). */
 	uint64_t exp = atomic_load_explicit(&SH->expected, memory_order_relaxed);
 	uint64_t got = delivered_sum();
-	return exp <= got || exp - got < G_window;
+	return exp <= got || exp - got + G_req <= G_window;
 }
 
 static void pub_pump(uint64_t now)
@@ -661,6 +663,7 @@ void gen_main(const struct bench_opts *o, struct bench_shared *sh, int proc,
 			abort();
 		G_rate = o->scen == SC_API ? o->rate / o->procs : o->rate;
 		long per_chan = o->conns / o->channels;
+		G_req = (uint64_t)o->burst * (uint64_t)(per_chan > 0 ? per_chan : 1);
 		G_window = o->window > 0 ? (uint64_t)o->window * (uint64_t)(per_chan > 0 ? per_chan : 1) : 0;
 		G_next_chan = (uint64_t)proc;   /* api: processes start on different channels */
 	}
