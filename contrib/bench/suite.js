@@ -1,0 +1,142 @@
+#!/usr/bin/env node
+// suite.js - runs every rotor-bench scenario against the performance
+// targets several times, for one or more worker counts, and prints a
+// Markdown table of medians (with the range) for BENCHMARKS.md.
+//
+//   node contrib/bench/suite.js [--runs 5] [--workers 1,2] [--only a,b]
+//        [--rotord src/rotord] [--bench contrib/bench/rotor-bench] [--out DIR]
+//
+// Every run's JSON line is kept in DIR (default: a new directory under
+// /tmp), named SCENARIO-wWORKERS-RUN.json. One worker is pinned to CPU 0
+// and the generator to CPU 1; with more workers than one, rotord gets
+// CPUs 0-(W-1) and the generator shares them (this machine has two).
+// A failed run (exit status other than 0) is reported and left out.
+'use strict';
+const { spawnSync } = require('child_process');
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+
+// name, rotor-bench arguments, metrics: [label, json path, unit, scale]
+const SCENARIOS = [
+	['fanout', 'fanout -n 10000 -d 5', [
+		['deliveries/s', 'deliveries_per_s', 'k', 1e-3],
+		['rotord CPU', 'server.cpu_pct', '%', 1],
+		['µs/delivery', 'server.us_per_delivery', '', 1],
+		['API rtt p50', 'api_rtt_us.p50', 'ms', 1e-3]]],
+	['fanout-serial', 'fanout -n 10000 -d 5 --window 1', [
+		['deliveries/s', 'deliveries_per_s', 'k', 1e-3],
+		['rotord CPU', 'server.cpu_pct', '%', 1],
+		['µs/delivery', 'server.us_per_delivery', '', 1]]],
+	['burst', 'burst -n 1000 --burst 10 -d 5', [
+		['deliveries/s', 'deliveries_per_s', 'M', 1e-6],
+		['rotord CPU', 'server.cpu_pct', '%', 1],
+		['µs/delivery', 'server.us_per_delivery', '', 1]]],
+	['latency-100', 'fanout -n 100 --rate 100 -d 10', [
+		['p50', 'latency_us.p50', 'ms', 1e-3],
+		['p99', 'latency_us.p99', 'ms', 1e-3],
+		['max', 'latency_us.max', 'ms', 1e-3],
+		['rotord CPU', 'server.cpu_pct', '%', 1]]],
+	['latency-1000', 'fanout -n 1000 --rate 10 -d 10', [
+		['p50', 'latency_us.p50', 'ms', 1e-3],
+		['p99', 'latency_us.p99', 'ms', 1e-3],
+		['max', 'latency_us.max', 'ms', 1e-3],
+		['rotord CPU', 'server.cpu_pct', '%', 1]]],
+	['idle', 'idle -n 10000 -d 30', [
+		['PSS/conn', 'server.pss_per_conn_b', 'B', 1],
+		['CPU/conn/s', 'server.cpu_us_per_conn_s', 'µs', 1]]],
+	['connect', 'connect -n 10000', [
+		['connects/s', 'connects_per_s', 'k', 1e-3],
+		['rotord CPU', 'server.cpu_pct', '%', 1]]],
+	['api', 'api --pub-conns 8 -d 5', [
+		['publishes/s', 'api_requests_per_s', 'k', 1e-3],
+		['rotord CPU', 'server.cpu_pct', '%', 1],
+		['µs/request', 'server.us_per_request', '', 1]]],
+	['channels', 'channels -n 10000 -m 1000 -d 5', [
+		['deliveries/s', 'deliveries_per_s', 'k', 1e-3],
+		['rotord CPU', 'server.cpu_pct', '%', 1],
+		['p99', 'latency_us.p99', 'ms', 1e-3]]],
+];
+
+function args() {
+	const o = { runs: 5, workers: [1, 2], only: null, rotord: 'src/rotord',
+		bench: 'contrib/bench/rotor-bench', out: null };
+	const a = process.argv.slice(2);
+	for (let i = 0; i < a.length; i++) {
+		const v = a[i + 1];
+		switch (a[i]) {
+		case '--runs': o.runs = Number(v); i++; break;
+		case '--workers': o.workers = v.split(',').map(Number); i++; break;
+		case '--only': o.only = v.split(','); i++; break;
+		case '--rotord': o.rotord = v; i++; break;
+		case '--bench': o.bench = v; i++; break;
+		case '--out': o.out = v; i++; break;
+		default:
+			process.stderr.write(`suite.js: unknown argument ${a[i]}\n`);
+			process.exit(2);
+		}
+	}
+	if (!(o.runs >= 1) || o.workers.some((w) => !(w >= 1)))
+		throw new Error('--runs and --workers must be positive');
+	return o;
+}
+
+function get(obj, dotted) {
+	return dotted.split('.').reduce((x, k) => (x == null ? undefined : x[k]), obj);
+}
+
+function median(xs) {
+	const s = [...xs].sort((a, b) => a - b);
+	const m = s.length >> 1;
+	return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+function fmt(x) {
+	const a = Math.abs(x);
+	return a >= 100 ? x.toFixed(0) : a >= 10 ? x.toFixed(1) : x.toFixed(2);
+}
+
+function pins(workers) {
+	return workers === 1 ? ['--cpu-server', '0', '--cpu', '1']
+		: ['--cpu-server', `0-${Math.min(workers, os.cpus().length) - 1}`, '--cpu', '0-1'];
+}
+
+function main() {
+	const o = args();
+	const out = o.out || fs.mkdtempSync(path.join(os.tmpdir(), 'rotor-suite.'));
+	fs.mkdirSync(out, { recursive: true });
+	const rows = [];
+	for (const [name, cmd, metrics] of SCENARIOS) {
+		if (o.only && !o.only.includes(name))
+			continue;
+		for (const w of o.workers) {
+			const argv = [...cmd.split(' '), '--rotord', o.rotord, '--workers', String(w), ...pins(w), '-q'];
+			const got = [];
+			for (let r = 1; r <= o.runs; r++) {
+				process.stderr.write(`${name} w${w} run ${r}/${o.runs}: ${o.bench} ${argv.join(' ')}\n`);
+				const p = spawnSync(o.bench, argv, { encoding: 'utf8', maxBuffer: 1 << 24 });
+				const line = (p.stdout || '').trim().split('\n').pop();
+				if (p.status !== 0 || !line) {
+					process.stderr.write(`  failed (status ${p.status}): ${(p.stderr || '').trim().split('\n').pop()}\n`);
+					continue;
+				}
+				fs.writeFileSync(path.join(out, `${name}-w${w}-${r}.json`), line + '\n');
+				got.push(JSON.parse(line));
+			}
+			const cells = metrics.map(([label, key, unit, scale]) => {
+				const xs = got.map((j) => get(j, key) * scale).filter(Number.isFinite);
+				if (xs.length === 0)
+					return `${label}: -`;
+				return `${label} **${fmt(median(xs))}${unit}** (${fmt(Math.min(...xs))}–${fmt(Math.max(...xs))})`;
+			});
+			rows.push(`| ${name} | ${w} | ${got.length}/${o.runs} | ${cells.join('; ')} |`);
+		}
+	}
+	console.log(`Runs kept in ${out}\n`);
+	console.log('| scenario | workers | runs | median (min–max) |');
+	console.log('| --- | --- | --- | --- |');
+	for (const r of rows)
+		console.log(r);
+}
+
+main();
