@@ -4,10 +4,13 @@
 // Markdown table of medians (with the range) for BENCHMARKS.md.
 //
 //   node contrib/bench/suite.js [--runs 5] [--workers 1,2] [--only a,b]
-//        [--rotord src/rotord] [--bench contrib/bench/rotor-bench] [--out DIR]
+//        [--rotord src/rotord[,other/rotord...]] [--bench contrib/bench/rotor-bench]
+//        [--out DIR]
 //
-// Every run's JSON line is kept in DIR (default: a new directory under
-// /tmp), named SCENARIO-wWORKERS-RUN.json. One worker is pinned to CPU 0
+// Several rotord binaries are measured side by side (runs interleaved),
+// for before/after comparisons. Every run's JSON line is kept in DIR
+// (default: a new directory under /tmp), named
+// SCENARIO-wWORKERS-bBINARY-RUN.json. One worker is pinned to CPU 0
 // and the generator to CPU 1; with more workers than one, rotord gets
 // CPUs 0-(W-1) and the generator shares them (this machine has two).
 // A failed run (exit status other than 0) is reported and left out.
@@ -59,7 +62,7 @@ const SCENARIOS = [
 ];
 
 function args() {
-	const o = { runs: 5, workers: [1, 2], only: null, rotord: 'src/rotord',
+	const o = { runs: 5, workers: [1, 2], only: null, rotord: ['src/rotord'],
 		bench: 'contrib/bench/rotor-bench', out: null };
 	const a = process.argv.slice(2);
 	for (let i = 0; i < a.length; i++) {
@@ -68,7 +71,7 @@ function args() {
 		case '--runs': o.runs = Number(v); i++; break;
 		case '--workers': o.workers = v.split(',').map(Number); i++; break;
 		case '--only': o.only = v.split(','); i++; break;
-		case '--rotord': o.rotord = v; i++; break;
+		case '--rotord': o.rotord = v.split(','); i++; break;
 		case '--bench': o.bench = v; i++; break;
 		case '--out': o.out = v; i++; break;
 		default:
@@ -105,38 +108,44 @@ function main() {
 	const o = args();
 	const out = o.out || fs.mkdtempSync(path.join(os.tmpdir(), 'rotor-suite.'));
 	fs.mkdirSync(out, { recursive: true });
-	const rows = [];
+	const cases = [];
 	for (const [name, cmd, metrics] of SCENARIOS) {
 		if (o.only && !o.only.includes(name))
 			continue;
-		for (const w of o.workers) {
-			const argv = [...cmd.split(' '), '--rotord', o.rotord, '--workers', String(w), ...pins(w), '-q'];
-			const got = [];
-			for (let r = 1; r <= o.runs; r++) {
-				process.stderr.write(`${name} w${w} run ${r}/${o.runs}: ${o.bench} ${argv.join(' ')}\n`);
-				const p = spawnSync(o.bench, argv, { encoding: 'utf8', maxBuffer: 1 << 24 });
-				const line = (p.stdout || '').trim().split('\n').pop();
-				if (p.status !== 0 || !line) {
-					process.stderr.write(`  failed (status ${p.status}): ${(p.stderr || '').trim().split('\n').pop()}\n`);
-					continue;
-				}
-				fs.writeFileSync(path.join(out, `${name}-w${w}-${r}.json`), line + '\n');
-				got.push(JSON.parse(line));
+		for (const w of o.workers)
+			for (const [bi, bin] of o.rotord.entries())
+				cases.push({ name, cmd, metrics, w, bi, bin, got: [] });
+	}
+	// Round by round, every case once per round: a slow spell of the
+	// machine then touches every scenario a little, not one scenario's
+	// every run.
+	for (let r = 1; r <= o.runs; r++) {
+		for (const c of cases) {
+			const argv = [...c.cmd.split(' '), '--rotord', c.bin, '--workers', String(c.w), ...pins(c.w), '-q'];
+			process.stderr.write(`${c.name} w${c.w} run ${r}/${o.runs}: ${o.bench} ${argv.join(' ')}\n`);
+			const p = spawnSync(o.bench, argv, { encoding: 'utf8', maxBuffer: 1 << 24 });
+			const line = (p.stdout || '').trim().split('\n').pop();
+			if (p.status !== 0 || !line) {
+				process.stderr.write(`  failed (status ${p.status}): ${(p.stderr || '').trim().split('\n').pop()}\n`);
+				continue;
 			}
-			const cells = metrics.map(([label, key, unit, scale]) => {
-				const xs = got.map((j) => get(j, key) * scale).filter(Number.isFinite);
-				if (xs.length === 0)
-					return `${label}: -`;
-				return `${label} **${fmt(median(xs))}${unit}** (${fmt(Math.min(...xs))}–${fmt(Math.max(...xs))})`;
-			});
-			rows.push(`| ${name} | ${w} | ${got.length}/${o.runs} | ${cells.join('; ')} |`);
+			fs.writeFileSync(path.join(out, `${c.name}-w${c.w}-b${c.bi}-${r}.json`), line + '\n');
+			c.got.push(JSON.parse(line));
 		}
 	}
+	const many = o.rotord.length > 1;
 	console.log(`Runs kept in ${out}\n`);
-	console.log('| scenario | workers | runs | median (min–max) |');
-	console.log('| --- | --- | --- | --- |');
-	for (const r of rows)
-		console.log(r);
+	console.log(`| scenario | workers |${many ? ' rotord |' : ''} runs | median (min–max) |`);
+	console.log(`| --- | --- |${many ? ' --- |' : ''} --- | --- |`);
+	for (const c of cases) {
+		const cells = c.metrics.map(([label, key, unit, scale]) => {
+			const xs = c.got.map((j) => get(j, key) * scale).filter(Number.isFinite);
+			if (xs.length === 0)
+				return `${label}: -`;
+			return `${label} **${fmt(median(xs))}${unit}** (${fmt(Math.min(...xs))}–${fmt(Math.max(...xs))})`;
+		});
+		console.log(`| ${c.name} | ${c.w} |${many ? ` ${c.bin} |` : ''} ${c.got.length}/${o.runs} | ${cells.join('; ')} |`);
+	}
 }
 
 main();
