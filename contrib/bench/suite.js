@@ -10,7 +10,8 @@
 // Several rotord binaries are measured side by side (runs interleaved),
 // for before/after comparisons. Every run's JSON line is kept in DIR
 // (default: a new directory under /tmp), named
-// SCENARIO-wWORKERS-bBINARY-RUN.json. One worker is pinned to CPU 0
+// SCENARIO-wWORKERS-bBINARY-RUN.json. --from DIR[,DIR...] runs nothing and
+// summarises the runs kept there (of the first binary) instead. One worker is pinned to CPU 0
 // and the generator to CPU 1; with more workers than one, rotord gets
 // CPUs 0-(W-1) and the generator shares them (this machine has two).
 // A failed run (exit status other than 0) is reported and left out.
@@ -74,6 +75,7 @@ function args() {
 		case '--rotord': o.rotord = v.split(','); i++; break;
 		case '--bench': o.bench = v; i++; break;
 		case '--out': o.out = v; i++; break;
+		case '--from': o.from = v.split(','); i++; break;
 		default:
 			process.stderr.write(`suite.js: unknown argument ${a[i]}\n`);
 			process.exit(2);
@@ -106,8 +108,9 @@ function pins(workers) {
 
 function main() {
 	const o = args();
-	const out = o.out || fs.mkdtempSync(path.join(os.tmpdir(), 'rotor-suite.'));
-	fs.mkdirSync(out, { recursive: true });
+	const out = o.from ? null : o.out || fs.mkdtempSync(path.join(os.tmpdir(), 'rotor-suite.'));
+	if (out)
+		fs.mkdirSync(out, { recursive: true });
 	const cases = [];
 	for (const [name, cmd, metrics] of SCENARIOS) {
 		if (o.only && !o.only.includes(name))
@@ -116,10 +119,18 @@ function main() {
 			for (const [bi, bin] of o.rotord.entries())
 				cases.push({ name, cmd, metrics, w, bi, bin, got: [] });
 	}
+	// --from: the tables of runs kept by earlier invocations (one rotord).
+	for (const dir of o.from || []) {
+		for (const f of fs.readdirSync(dir)) {
+			const c = cases.find((x) => x.bi === 0 && new RegExp(`^${x.name}-w${x.w}-(b0-)?\\d+\\.json$`).test(f));
+			if (c)
+				c.got.push(JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')));
+		}
+	}
 	// Round by round, every case once per round: a slow spell of the
 	// machine then touches every scenario a little, not one scenario's
 	// every run.
-	for (let r = 1; r <= o.runs; r++) {
+	for (let r = 1; r <= (o.from ? 0 : o.runs); r++) {
 		for (const c of cases) {
 			const argv = [...c.cmd.split(' '), '--rotord', c.bin, '--workers', String(c.w), ...pins(c.w), '-q'];
 			process.stderr.write(`${c.name} w${c.w} run ${r}/${o.runs}: ${o.bench} ${argv.join(' ')}\n`);
@@ -134,7 +145,8 @@ function main() {
 		}
 	}
 	const many = o.rotord.length > 1;
-	console.log(`Runs kept in ${out}\n`);
+	if (!o.from)
+		console.log(`Runs kept in ${out}\n`);
 	console.log(`| scenario | workers |${many ? ' rotord |' : ''} runs | median (min–max) |`);
 	console.log(`| --- | --- |${many ? ' --- |' : ''} --- | --- |`);
 	for (const c of cases) {
@@ -144,7 +156,8 @@ function main() {
 				return `${label}: -`;
 			return `${label} **${fmt(median(xs))}${unit}** (${fmt(Math.min(...xs))}–${fmt(Math.max(...xs))})`;
 		});
-		console.log(`| ${c.name} | ${c.w} |${many ? ` ${c.bin} |` : ''} ${c.got.length}/${o.runs} | ${cells.join('; ')} |`);
+		const runs = o.from ? `${c.got.length}` : `${c.got.length}/${o.runs}`;
+		console.log(`| ${c.name} | ${c.w} |${many ? ` ${c.bin} |` : ''} ${runs} | ${cells.join('; ')} |`);
 	}
 }
 
