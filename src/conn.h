@@ -172,4 +172,7 @@ bool conn_flush(struct worker *w, int64_t budget_ns);
 /* conn_flush without a budget. */
 void conn_flush_all(struct worker *w);
 
+/* From now on one sendmsg per conn, as without io_uring (tests). */
+void conn_batch_off(struct worker *w);
+
 #endif

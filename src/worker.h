@@ -41,6 +41,7 @@ struct worker {
 	struct conn *dirty;   /* connections with output to write (conn.c) */
 	struct conn *dirty_tail;
 	uint32_t iter;        /* loop iterations so far (conn.c's priority) */
+	struct conn_batch *batch; /* batched sends (conn.c); NULL: sendmsg */
 	size_t nconns;
 
 	bool draining;        /* graceful stop: no accept; idle conns closed */

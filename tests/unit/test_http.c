@@ -930,9 +930,65 @@ static const char *pending(int fd)
 	return buf;
 }
 
+/* Closes VICTIM when its own output is written. */
+static struct conn *victim;
+
+static void killer_flushed(struct conn *c)
+{
+	if (victim) {
+		conn_close(victim);
+		victim = NULL;
+	}
+}
+
+static const struct conn_ops killer_ops = { .name = "killer", .on_read = sink_read, .on_flushed = killer_flushed };
+
+/* A conn closed by another's callback within one flush (and so within one
+ * batch of sends); sends of many segments and of many bytes. */
+static void test_flush_batch(const char *how)
+{
+	struct conn *kc, *c[3];
+	int kfd, fd[3], i;
+	char got[64];
+	ssize_t n;
+
+	kfd = pair(&kc, &killer_ops);
+	for (i = 0; i < 3; i++)
+		fd[i] = pair(&c[i], &sink_ops);
+	conn_queue_copy(kc, "k", 1);
+	for (i = 0; i < 3; i++)
+		conn_queue_copy(c[i], "v", 1);
+	victim = c[1];
+	conn_flush_all(&w);
+	is_str(pending(kfd), "k", "%s: the closing conn's output is written", how);
+	ok(strcmp(pending(fd[0]), "v") == 0 && strcmp(pending(fd[2]), "v") == 0,
+	   "%s: so is its neighbours'", how);
+	n = read(fd[1], got, sizeof(got));
+	ok(n == 0 || (n == 1 && got[0] == 'v' && read(fd[1], got, sizeof(got)) == 0),
+	   "%s: the conn closed meanwhile ends cleanly", how);
+	/* Twenty segments of one byte: more than one send's iovecs. */
+	for (i = 0; i < 20; i++) {
+		struct rbuf *b = rbuf_new(1);
+
+		b->data[0] = (char)('a' + i);
+		conn_queue(c[0], b, 0, 1);
+		rbuf_unref(b);
+	}
+	conn_flush_all(&w);
+	is_str(pending(fd[0]), "abcdefghijklmno", "%s: twenty segments arrive in order", how);
+	is_str(pending(fd[0]), "pqrst", "%s: (all of them)", how);
+	conn_close(kc);
+	conn_close(c[0]);
+	conn_close(c[2]);
+	close(kfd);
+	for (i = 0; i < 3; i++)
+		close(fd[i]);
+	spin();
+}
+
 /* conn_flush: answers first, then the rest in queueing order, in slices;
  * a conn that waits takes what it queued meanwhile in the same write. */
-static void test_flush_order(void)
+static void test_flush_order(const char *how)
 {
 	enum { N = 100 };
 	struct conn *c[N], *a;
@@ -946,24 +1002,24 @@ static void test_flush_order(void)
 	afd = pair(&a, &answer_ops);
 	send_str(afd, "q");
 	ev_run(w.loop, EVRUN_NOWAIT);
-	ok(conn_flush(&w, 1), "a 1 ns budget leaves conns for later slices");
-	is_str(pending(afd), "R", "the answer to input went first, though queued last");
+	ok(conn_flush(&w, 1), "%s: a 1 ns budget leaves conns for later slices", how);
+	is_str(pending(afd), "R", "%s: the answer to input went first, though queued last", how);
 	for (i = 0; i < N; i++) {
 		const char *p = pending(fd[i]);
 
 		first += i < 32 && strcmp(p, "x") == 0;
 		later += i >= 32 && p[0] != '\0';
 	}
-	ok(first == 32 && later == 0, "then 32 conns, in the order they queued");
+	ok(first == 32 && later == 0, "%s: then 32 conns, in the order they queued", how);
 	conn_queue_copy(c[40], "y", 1);
 	for (rounds = 1; conn_flush(&w, 1); rounds++)
 		;
-	is_int(rounds, 3, "the other 68 in three more slices");
-	is_str(pending(fd[40]), "xy", "a waiting conn sends what it queued meanwhile in one write");
+	is_int(rounds, 3, "%s: the other 68 in three more slices", how);
+	is_str(pending(fd[40]), "xy", "%s: a waiting conn sends what it queued meanwhile in one write", how);
 	for (i = 32, later = 0; i < N; i++)
 		later += i != 40 && strcmp(pending(fd[i]), "x") == 0;
-	is_int(later, N - 33, "every other conn got its byte");
-	ok(!conn_flush(&w, 0) && w.dirty == NULL, "nothing left");
+	is_int(later, N - 33, "%s: every other conn got its byte", how);
+	ok(!conn_flush(&w, 0) && w.dirty == NULL, "%s: nothing left", how);
 
 	for (i = 0; i < N; i++) {
 		conn_close(c[i]);
@@ -1040,7 +1096,13 @@ int main(void)
 	test_drain();
 	test_fuzz();
 	test_conn();
-	test_flush_order();
+	ok(w.batch != NULL, "sends are batched through io_uring on this machine");
+	test_flush_order("batched");
+	test_flush_batch("batched");
+	test_partial_writes();
+	conn_batch_off(&w);
+	test_flush_order("sendmsg");
+	test_flush_batch("sendmsg");
 	test_partial_writes();
 	is_int(w.nconns, 0, "no connection left at the end");
 	http_routes_free();
