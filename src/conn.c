@@ -12,10 +12,12 @@
  *    the conn on w->dirty: at the front when it answers input read since
  *    the last flush, else at the back. conn_flush, run once per loop
  *    iteration before the loop sleeps, writes each dirty conn's segments
- *    with one sendmsg(MSG_NOSIGNAL) of up to IOV_MAX iovecs, in list order,
- *    until its time budget is spent; the rest keep their places. Only if the kernel does
- *    not take everything is EV_WRITE added to the conn's watcher; the write
- *    callback then continues, and the watcher drops EV_WRITE once drained.
+ *    with one send, in list order, until its time budget is spent; the rest
+ *    keep their places. A send is a sendmsg(MSG_NOSIGNAL) of up to IOV_MAX
+ *    iovecs, or for a short queue one of a batch through io_uring (see
+ *    "batched sends"). Only if the kernel does not take everything is
+ *    EV_WRITE added to the conn's watcher; the write callback then
+ *    continues, and the watcher drops EV_WRITE once drained.
  *    When the queue is empty c->out is freed: an idle conn holds no output
  *    memory either.
  *  - Timers: one wheel timer per conn, armed at the earlier of the layer's
@@ -462,6 +464,7 @@ struct conn_batch {
 		size_t want;
 	} e[SEND_BATCH];
 	unsigned n;
+	bool broken; /* a submission failed: conn_flush drops the ring */
 };
 
 static void batch_init(struct worker *w)
@@ -477,7 +480,8 @@ static void batch_init(struct worker *w)
 	w->batch = b;
 }
 
-void conn_batch_off(struct worker *w)
+/* Gives the ring up: one sendmsg per conn from now on. */
+static void conn_batch_off(struct worker *w)
 {
 	if (w->batch) {
 		io_uring_queue_exit(&w->batch->ring);
@@ -506,8 +510,16 @@ static void batch_send(struct conn_batch *b)
 	do
 		rc = io_uring_submit_and_wait(&b->ring, b->n);
 	while (rc == -EINTR);
-	if (rc < 0)
-		log_warn("io_uring_submit_and_wait: %s", strerror(-rc));
+	if (rc < 0 || (unsigned)rc < b->n) {
+		/* Sends the kernel did not take stay in the ring, where the next
+		 * submission would find them: collect what was taken, send the
+		 * rest by sendmsg and give the ring up. */
+		log_warn("io_uring took %d of %u sends (%s); using sendmsg from now on", rc, b->n,
+			 rc < 0 ? strerror(-rc) : "short submission");
+		if (rc > 0)
+			(void)io_uring_wait_cqe_nr(&b->ring, &cqe, (unsigned)rc);
+		b->broken = true;
+	}
 	io_uring_for_each_cqe(&b->ring, head, cqe) {
 		if (cqe->user_data < b->n)
 			res[cqe->user_data] = cqe->res;
@@ -545,6 +557,8 @@ static bool batch_add(struct worker *w, struct conn *c)
 	b->e[b->n].want = fill_iov(c, b->e[b->n].iov, SEND_IOV, &mh->msg_iovlen);
 	if (++b->n == SEND_BATCH)
 		batch_send(b);
+	if (b->broken)
+		conn_batch_off(w);
 	return true;
 }
 
@@ -864,8 +878,11 @@ bool conn_flush(struct worker *w, int64_t budget_ns)
 		if (until && !front && ++back % FLUSH_CHECK == 0 && util_mono_ns() >= until)
 			break;
 	}
-	if (w->batch)
+	if (w->batch) {
 		batch_send(w->batch);
+		if (w->batch->broken)
+			conn_batch_off(w);
+	}
 	w->iter++;
 	return w->dirty != NULL;
 }

@@ -162,7 +162,8 @@ void conn_drain_all(struct worker *w);
 void conn_close_all(struct worker *w);
 
 /* THE flush point, from the worker's ev_prepare: writes the output of the
- * conns that queued some (one sendmsg each, a write watcher only on EAGAIN)
+ * conns that queued some (one send each, short ones batched through
+ * io_uring; a write watcher only on EAGAIN)
  * and frees closed conns; nearly free when nothing is dirty. Conns that
  * answer input read since the last flush come first, then the rest in the
  * order they queued. Stops once BUDGET_NS (> 0) has passed and returns
@@ -171,8 +172,5 @@ void conn_close_all(struct worker *w);
 bool conn_flush(struct worker *w, int64_t budget_ns);
 /* conn_flush without a budget. */
 void conn_flush_all(struct worker *w);
-
-/* From now on one sendmsg per conn, as without io_uring (tests). */
-void conn_batch_off(struct worker *w);
 
 #endif
