@@ -464,7 +464,6 @@ struct conn_batch {
 		size_t want;
 	} e[SEND_BATCH];
 	unsigned n;
-	bool broken; /* a submission failed: conn_flush drops the ring */
 };
 
 static void batch_init(struct worker *w)
@@ -490,12 +489,15 @@ static void conn_batch_off(struct worker *w)
 	}
 }
 
-/* Sends every queued entry and applies the results in order. */
-static void batch_send(struct conn_batch *b)
+/* Sends every queued entry of W's batch and applies the results in
+ * order; a failed submission gives the ring up (W's batch is gone after). */
+static void batch_send(struct worker *w)
 {
+	struct conn_batch *b = w->batch;
 	struct io_uring_cqe *cqe;
 	ssize_t res[SEND_BATCH];
 	unsigned i, got = 0, head;
+	bool failed = false;
 	int rc;
 
 	if (b->n == 0)
@@ -518,7 +520,7 @@ static void batch_send(struct conn_batch *b)
 			 rc < 0 ? strerror(-rc) : "short submission");
 		if (rc > 0)
 			(void)io_uring_wait_cqe_nr(&b->ring, &cqe, (unsigned)rc);
-		b->broken = true;
+		failed = true;
 	}
 	io_uring_for_each_cqe(&b->ring, head, cqe) {
 		if (cqe->user_data < b->n)
@@ -539,6 +541,8 @@ static void batch_send(struct conn_batch *b)
 			write_done(c);
 	}
 	b->n = 0;
+	if (failed)
+		conn_batch_off(w);
 }
 
 /* Queues C's next send for batch_send; false if there is no batch. */
@@ -556,9 +560,7 @@ static bool batch_add(struct worker *w, struct conn *c)
 	b->e[b->n].c = c;
 	b->e[b->n].want = fill_iov(c, b->e[b->n].iov, SEND_IOV, &mh->msg_iovlen);
 	if (++b->n == SEND_BATCH)
-		batch_send(b);
-	if (b->broken)
-		conn_batch_off(w);
+		batch_send(w);
 	return true;
 }
 
@@ -878,11 +880,8 @@ bool conn_flush(struct worker *w, int64_t budget_ns)
 		if (until && !front && ++back % FLUSH_CHECK == 0 && util_mono_ns() >= until)
 			break;
 	}
-	if (w->batch) {
-		batch_send(w->batch);
-		if (w->batch->broken)
-			conn_batch_off(w);
-	}
+	if (w->batch)
+		batch_send(w);
 	w->iter++;
 	return w->dirty != NULL;
 }
