@@ -104,7 +104,8 @@ struct bench_result {
 	uint64_t pings;
 	struct { uint32_t code, n; } codes[BENCH_NCODES]; /* close codes seen */
 	double cpu_s;                   /* this process, inside the window */
-	struct lat lat_deliv;           /* publish -> delivery */
+	struct lat lat_deliv;           /* publish -> read by the generator */
+	struct lat lat_arrive;          /* publish -> queued on the socket */
 	struct lat lat_api;             /* API request round trip */
 	struct lat lat_conn;            /* TCP connect -> subscribe reply */
 };

@@ -218,8 +218,12 @@ static int on_proto_msg(void *arg, const struct cfp_msg *m)
 			R.err_proto++;
 			return 0;
 		}
-		if (t >= GO.t_measure && t < GO.t_end)
+		if (t >= GO.t_measure && t < GO.t_end) {
+			uint64_t a = sock_arrival();
 			lat_add(&R.lat_deliv, c->now > t ? c->now - t : 0);
+			if (a)
+				lat_add(&R.lat_arrive, a > t ? a - t : 0);
+		}
 		if (seq <= s->last_seq)
 			R.out_of_order++;
 		s->last_seq = seq;

@@ -361,6 +361,7 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 					break;
 				}
 		lat_merge(&t.lat_deliv, &r->lat_deliv);
+		lat_merge(&t.lat_arrive, &r->lat_arrive);
 		lat_merge(&t.lat_api, &r->lat_api);
 		lat_merge(&t.lat_conn, &r->lat_conn);
 	}
@@ -420,6 +421,7 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 			       (unsigned long long)t.out_of_order);
 		}
 		print_lat("latency", &t.lat_deliv);
+		print_lat("arrival", &t.lat_arrive);
 		print_lat("api rtt", &t.lat_api);
 		if (o->scen == SC_CONNECT) {
 			fmt_count(a, sizeof(a), (double)t.storm_win / w);
@@ -499,6 +501,7 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 	       (unsigned long long)t.out_of_order, (unsigned long long)t.storm_done,
 	       (double)t.storm_win / w, (unsigned long long)t.pings);
 	json_lat("latency_us", &t.lat_deliv);
+	json_lat("arrival_us", &t.lat_arrive);
 	json_lat("api_rtt_us", &t.lat_api);
 	json_lat("connect_us", &t.lat_conn);
 	printf(",\"errors\":{\"total\":%llu,\"connect\":%llu,\"handshake\":%llu,\"reply\":%llu,"

@@ -8,6 +8,13 @@
  * connection holds no input memory. Output normally goes straight to the
  * kernel; what it refuses waits in s->out with EV_WRITE armed.
  *
+ * Arrival: every socket asks for the kernel's receive timestamps
+ * (SO_TIMESTAMPNS), and sock_arrival() gives, inside on_data, when the last
+ * segment of that read was queued on the socket: when the message reached
+ * the client, before this process got round to it. One generator reading
+ * thousands of sockets in turn adds its own queueing to the time of the
+ * read; the arrival leaves it out.
+ *
  * Source addresses: towards 127.0.0.0/8 each socket binds 127.0.0.k with
  * IP_BIND_ADDRESS_NO_PORT, so the port is picked at connect time per
  * 4-tuple and n addresses give n times the ephemeral port range.
@@ -19,6 +26,8 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -34,6 +43,7 @@ enum { S_CLOSED, S_CONNECTING, S_OPEN };
 static struct ev_loop *S_loop;
 static int S_src_addrs;
 static uint8_t *S_in;
+static uint64_t S_arrival;      /* of the read being handled; 0: unknown */
 
 void sock_setup(struct ev_loop *loop, int src_addrs)
 {
@@ -98,12 +108,39 @@ static void do_write(struct sock *s)
 	set_events(s, EV_READ);
 }
 
+uint64_t sock_arrival(void)
+{
+	return S_arrival;
+}
+
+/* The receive timestamp in msg (CLOCK_REALTIME) on bench_now()'s clock, or
+ * 0 when there is none. */
+static uint64_t arrival(struct msghdr *msg, uint64_t now)
+{
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_TIMESTAMPNS)
+			continue;
+		struct timespec ts, real;
+		memcpy(&ts, CMSG_DATA(c), sizeof(ts));
+		clock_gettime(CLOCK_REALTIME, &real);
+		uint64_t t = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+		uint64_t r = (uint64_t)real.tv_sec * 1000000000u + (uint64_t)real.tv_nsec;
+		uint64_t ago = r > t ? r - t : 0;
+		return now > ago ? now - ago : 0;
+	}
+	return 0;
+}
+
 static void do_read(struct sock *s)
 {
 	size_t have = s->carry_len;
 	if (have)
 		memcpy(S_in, s->carry, have);
-	ssize_t r = read(s->io.fd, S_in + have, IN_CAP - have);
+	struct iovec iov = { S_in + have, IN_CAP - have };
+	union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(struct timespec))]; } cm;
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &cm,
+			      .msg_controllen = sizeof(cm) };
+	ssize_t r = recvmsg(s->io.fd, &msg, 0);
 	if (r < 0) {
 		if (errno == EAGAIN || errno == EINTR)
 			return;
@@ -115,7 +152,10 @@ static void do_read(struct sock *s)
 		return;
 	}
 	have += (size_t)r;
-	size_t used = s->ops->on_data(s, S_in, have, bench_now());
+	uint64_t now = bench_now();
+	S_arrival = arrival(&msg, now);
+	size_t used = s->ops->on_data(s, S_in, have, now);
+	S_arrival = 0;
 	if (s->state == S_CLOSED)
 		return;
 	size_t left = have - used;
@@ -174,6 +214,7 @@ int sock_connect(struct sock *s, const struct sockaddr_in *dst, unsigned k,
 	if (fd < 0)
 		return errno;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one));
 	if (S_src_addrs > 0 && (ntohl(dst->sin_addr.s_addr) >> 24) == 127) {
 		struct sockaddr_in src = { .sin_family = AF_INET };
 		src.sin_addr.s_addr = htonl(0x7f000001u + k % (unsigned)S_src_addrs);

@@ -53,6 +53,10 @@ int sock_write(struct sock *s, const void *p, size_t n);
  * be connected again. Safe on a closed sock and inside callbacks. */
 void sock_close(struct sock *s);
 
+/* Inside on_data: when the kernel queued the last of those bytes on the
+ * socket (bench_now()'s clock), 0 if it did not say. */
+uint64_t sock_arrival(void);
+
 /* 1 while the socket is open (connecting or connected). */
 int sock_open(const struct sock *s);
 

@@ -40,11 +40,15 @@ const SCENARIOS = [
 		['p50', 'latency_us.p50', 'ms', 1e-3],
 		['p99', 'latency_us.p99', 'ms', 1e-3],
 		['max', 'latency_us.max', 'ms', 1e-3],
+		['arrival p50', 'arrival_us.p50', 'ms', 1e-3],
+		['arrival p99', 'arrival_us.p99', 'ms', 1e-3],
 		['rotord CPU', 'server.cpu_pct', '%', 1]]],
 	['latency-1000', 'fanout -n 1000 --rate 10 -d 10', [
 		['p50', 'latency_us.p50', 'ms', 1e-3],
 		['p99', 'latency_us.p99', 'ms', 1e-3],
 		['max', 'latency_us.max', 'ms', 1e-3],
+		['arrival p50', 'arrival_us.p50', 'ms', 1e-3],
+		['arrival p99', 'arrival_us.p99', 'ms', 1e-3],
 		['rotord CPU', 'server.cpu_pct', '%', 1]]],
 	['idle', 'idle -n 10000 -d 30', [
 		['PSS/conn', 'server.pss_per_conn_b', 'B', 1],

@@ -75,6 +75,11 @@ test('fanout: every subscriber gets every publication, with latencies', async ()
   assert.strictEqual(j.deliveries_all, j.expected, 'deliveries equal publications x subscribers');
   assert.strictEqual(j.out_of_order, 0);
   latSane(j.latency_us, 'delivery latency');
+  latSane(j.arrival_us, 'arrival latency');
+  // Every read carries the kernel's stamp, which precedes the read.
+  assert.strictEqual(j.arrival_us.n, j.latency_us.n, 'an arrival stamp for every delivery');
+  for (const q of ['p50', 'p90', 'p99', 'max'])
+    assert.ok(j.arrival_us[q] <= j.latency_us[q], `arrival ${q} before the read: ${JSON.stringify(j)}`);
   latSane(j.api_rtt_us, 'API round trip');
   serverSane(j, 'fanout');
 });
