@@ -646,7 +646,8 @@ void gen_main(const struct bench_opts *o, struct bench_shared *sh, int proc,
 	L = ev_default_loop(EVBACKEND_EPOLL);
 	if (L == NULL)
 		L = ev_default_loop(0);
-	sock_setup(L, o->src_addrs);
+	sock_setup(L, o->src_addrs, o->uring);
+	R.uring = sock_uring();
 	wsc_setup(&o->dst, o->host, "/connection/websocket");
 	hcli_setup(&o->dst, o->host, o->api_key);
 

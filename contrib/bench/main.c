@@ -85,6 +85,7 @@ static void usage(FILE *f)
 "  --procs P            generator processes (enough for the fd limit)\n"
 "  --cpu LIST           pin them (round-robin over the list)\n"
 "  --src-addrs K        bind to 127.0.0.1..127.0.0.K (8; 0: no binding)\n"
+"  --no-uring           read with recvmsg(2), not through io_uring\n"
 "time (seconds):\n"
 "  -d, --duration S     measured window\n"
 "  --warmup S           before the window\n"
@@ -327,7 +328,7 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 	struct bench_result t;
 	memset(&t, 0, sizeof(t));
 	double gen_cpu = 0;
-	int nres = 0;
+	int nres = 0, gen_uring = 0;
 	for (int i = 0; i < o->procs; i++) {
 		const struct bench_result *r = &ch[i].r;
 		if (!ch[i].done)
@@ -353,6 +354,7 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 		t.err_proto += r->err_proto;
 		t.pings += r->pings;
 		gen_cpu += r->cpu_s;
+		gen_uring += r->uring;
 		for (int k = 0; k < BENCH_NCODES && r->codes[k].n; k++)
 			for (int j = 0; j < BENCH_NCODES; j++)
 				if (t.codes[j].code == r->codes[k].code || t.codes[j].n == 0) {
@@ -365,6 +367,7 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 		lat_merge(&t.lat_api, &r->lat_api);
 		lat_merge(&t.lat_conn, &r->lat_conn);
 	}
+	const char *reads = gen_uring == 0 ? "recvmsg" : gen_uring == nres ? "io_uring" : "mixed";
 	uint64_t expected = atomic_load(&sh->expected), delivered = 0;
 	for (int i = 0; i < o->procs; i++)
 		delivered += atomic_load(&sh->slot[i].delivered);
@@ -457,9 +460,9 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 				       "RSS per connection; CPU %.3f us per connection per second\n", "per conn",
 				       pss_per, pss_all_per, rss_per, cpu_per_conn);
 		}
-		printf("  %-11s CPU %.2f s in the window (%.0f%% of one core, %d process%s), "
+		printf("  %-11s CPU %.2f s in the window (%.0f%% of one core, %d process%s, reading %s), "
 		       "%llu server pings answered\n", "generator", gen_cpu, gen_cpu / w * 100, o->procs,
-		       o->procs == 1 ? "" : "es", (unsigned long long)t.pings);
+		       o->procs == 1 ? "" : "es", reads, (unsigned long long)t.pings);
 		if (s->sys)
 			printf("  %-11s %.2f of %d CPUs busy in the window (softirq %.2f), %.2f of it not rotord's "
 			       "or the generator's; steal %.2f\n", "machine", sys_busy / w, s->sys1.ncpu,
@@ -515,7 +518,8 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 	for (int j = 0; j < BENCH_NCODES && t.codes[j].n; j++)
 		printf("%s\"%u\":%u", j ? "," : "", t.codes[j].code, t.codes[j].n);
 	printf("}}");
-	printf(",\"generator\":{\"cpu_s\":%.3f,\"cpu_pct\":%.1f}", gen_cpu, gen_cpu / w * 100);
+	printf(",\"generator\":{\"cpu_s\":%.3f,\"cpu_pct\":%.1f,\"reads\":\"%s\"}", gen_cpu,
+	       gen_cpu / w * 100, reads);
 	if (s->sys) {
 		printf(",\"machine\":{\"cpus\":%d,\"busy_s\":%.3f,\"others_s\":%.3f,\"softirq_s\":%.3f,"
 		       "\"steal_s\":%.3f", s->sys1.ncpu, sys_busy, others, s->sys1.softirq - s->sys0.softirq,
@@ -548,7 +552,7 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 enum {
 	O_ROTORD = 256, O_WORKERS, O_CPU_SERVER, O_URL, O_API_KEY, O_PID, O_SECRET, O_FORMAT,
 	O_RATE, O_BURST, O_WINDOW, O_SIZE, O_PUB_CONNS, O_PIPELINE, O_CONCURRENCY, O_CHURN,
-	O_PREFIX, O_PROCS, O_CPU, O_SRC, O_WARMUP, O_DRAIN, O_SETUP,
+	O_PREFIX, O_PROCS, O_CPU, O_SRC, O_URING, O_WARMUP, O_DRAIN, O_SETUP,
 };
 
 static const struct option longopts[] = {
@@ -560,6 +564,7 @@ static const struct option longopts[] = {
 	{ "pub-conns", 1, 0, O_PUB_CONNS }, { "pipeline", 1, 0, O_PIPELINE },
 	{ "concurrency", 1, 0, O_CONCURRENCY }, { "churn", 0, 0, O_CHURN }, { "prefix", 1, 0, O_PREFIX },
 	{ "procs", 1, 0, O_PROCS }, { "cpu", 1, 0, O_CPU }, { "src-addrs", 1, 0, O_SRC },
+	{ "no-uring", 0, 0, O_URING },
 	{ "duration", 1, 0, 'd' }, { "warmup", 1, 0, O_WARMUP }, { "drain", 1, 0, O_DRAIN },
 	{ "setup-timeout", 1, 0, O_SETUP }, { "quiet", 0, 0, 'q' }, { "help", 0, 0, 'h' },
 	{ 0, 0, 0, 0 },
@@ -618,6 +623,7 @@ int main(int argc, char **argv)
 	o.size = 100;
 	o.pipeline = 1;
 	o.src_addrs = 8;
+	o.uring = true;
 	o.drain = 3;
 	o.chan_prefix = "bench";
 	o.api_key = "bench-api-key";
@@ -662,6 +668,7 @@ int main(int argc, char **argv)
 				die("bad --cpu", optarg);
 			break;
 		case O_SRC: o.src_addrs = (int)num(optarg, 0, 254, "bad --src-addrs"); break;
+		case O_URING: o.uring = false; break;
 		case 'd': duration = fnum(optarg, 0.01, 86400, "bad --duration"); break;
 		case O_WARMUP: warmup = fnum(optarg, 0, 3600, "bad --warmup"); break;
 		case O_DRAIN: o.drain = fnum(optarg, 0, 3600, "bad --drain"); break;

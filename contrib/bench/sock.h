@@ -8,6 +8,7 @@
 
 #include <ev.h>
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,13 +32,20 @@ struct sock {
 	const struct sock_ops *ops;
 	uint8_t *carry, *out;
 	uint32_t carry_len, out_len, out_cap;
+	uint16_t gen;           /* io_uring: tells this connection's completions */
 	uint8_t state;
+	uint8_t armed;          /* io_uring: a receive is in flight */
 };
 
-/* The loop every sock of this process runs on, and the source addresses
+/* The loop every sock of this process runs on, the source addresses
  * (127.0.0.1 .. 127.0.0.n, used only towards a loopback destination;
- * n = 0 lets the kernel choose). Call once before anything else. */
-void sock_setup(struct ev_loop *loop, int src_addrs);
+ * n = 0 lets the kernel choose) and whether to read through io_uring (if
+ * the kernel allows; otherwise a note on stderr and recvmsg). Call once
+ * before anything else. */
+void sock_setup(struct ev_loop *loop, int src_addrs, bool uring);
+
+/* Whether reads go through io_uring. */
+bool sock_uring(void);
 
 /* Starts connecting s to dst from the k-th source address (mod n). Returns
  * 0 (on_connect or on_error follow) or an errno value when the socket could

@@ -82,6 +82,18 @@ test('fanout: every subscriber gets every publication, with latencies', async ()
     assert.ok(j.arrival_us[q] <= j.latency_us[q], `arrival ${q} before the read: ${JSON.stringify(j)}`);
   latSane(j.api_rtt_us, 'API round trip');
   serverSane(j, 'fanout');
+  assert.ok(['io_uring', 'recvmsg'].includes(j.generator.reads), `reads: ${j.generator.reads}`);
+});
+
+// Reads through io_uring are the default where the kernel has it; the
+// recvmsg path must keep working for the kernels that do not.
+test('fanout and a churned storm, reading with recvmsg', async () => {
+  let j = ok(await own('fanout', ['-n', '40', '--no-uring']), 'fanout --no-uring');
+  assert.strictEqual(j.generator.reads, 'recvmsg');
+  assert.strictEqual(j.deliveries_all, j.expected);
+  assert.strictEqual(j.arrival_us.n, j.latency_us.n);
+  j = ok(await own('connect', ['-n', '200', '--churn', '--no-uring', '--warmup', '0']), 'connect --no-uring');
+  assert.strictEqual(j.connects, 200);
 });
 
 test('fanout over protobuf and mixed formats, at a fixed rate', async () => {
