@@ -7,6 +7,7 @@
  */
 #include "bus.h"
 #include "../../tests/tap.h"
+#include "testutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,19 +20,6 @@
 #include <unistd.h>
 
 static char dir[] = "/tmp/rotor-test-bus-XXXXXX";
-
-static void path_of(char *buf, size_t n, const char *name)
-{
-	snprintf(buf, n, "%s/%s", dir, name);
-}
-
-static void poke(const char *path, off_t off, const void *bytes, size_t len)
-{
-	int fd = open(path, O_WRONLY);
-	if (fd < 0 || pwrite(fd, bytes, len, off) != (ssize_t)len)
-		abort();
-	close(fd);
-}
 
 /* The payload of records of types 0..3: byte i of record SEQ. */
 static unsigned char pat(uint64_t seq, size_t i)
@@ -256,10 +244,7 @@ static uint64_t rnd_state = 88172645463325252ull;
 
 static uint64_t rnd(void)
 {
-	rnd_state ^= rnd_state << 13;
-	rnd_state ^= rnd_state >> 7;
-	rnd_state ^= rnd_state << 17;
-	return rnd_state;
+	return xs(&rnd_state);
 }
 
 static void test_wake_processes(const char *p)
@@ -324,7 +309,7 @@ int main(void)
 
 	if (mkdtemp(dir) == NULL)
 		return 99;
-	path_of(p, sizeof(p), "bus.seg");
+	path_of(p, sizeof(p), dir, "bus.seg");
 
 	/* ---- creation and parameters ---- */
 	ok(bus_create(&b, p, 5000, 4) == -1 && errno == EINVAL, "a ring that is not a power of two is refused");
@@ -733,7 +718,7 @@ int main(void)
 	}
 
 	/* ---- the wake protocol across processes ---- */
-	path_of(p, sizeof(p), "wake.seg");
+	path_of(p, sizeof(p), dir, "wake.seg");
 	test_wake_processes(p);
 
 	rmdir(dir);

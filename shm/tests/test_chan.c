@@ -11,6 +11,7 @@
  */
 #include "chan.h"
 #include "../../tests/tap.h"
+#include "testutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -93,22 +94,6 @@ static bool epoch_letters(const char *e)
 		if (!((e[i] >= 'a' && e[i] <= 'z') || (e[i] >= 'A' && e[i] <= 'Z')))
 			return false;
 	return true;
-}
-
-static void poke(off_t off, const void *bytes, size_t len)
-{
-	int fd = open(seg_path, O_WRONLY);
-	if (fd < 0 || pwrite(fd, bytes, len, off) != (ssize_t)len)
-		abort();
-	close(fd);
-}
-
-static void peek(off_t off, void *bytes, size_t len)
-{
-	int fd = open(seg_path, O_RDONLY);
-	if (fd < 0 || pread(fd, bytes, len, off) != (ssize_t)len)
-		abort();
-	close(fd);
 }
 
 /* File offset of P, a pointer into T's mapping. */
@@ -593,9 +578,9 @@ static void test_damage(void)
 		b = block(&t, b)->newer;
 	off_t at = file_off(&t, block(&t, b)->data + 3);
 	ctab_close(&t);
-	peek(at, &x, 1);
+	peek(seg_path, at, &x, 1);
 	x ^= 0x20;
-	poke(at, &x, 1);
+	poke(seg_path, at, &x, 1);
 	int rc = ctab_open(&t, &c, &rep);
 	ok(rc == 0 && rep.streams_reset == 1 && rep.streams_kept == 2 && !rep.created,
 	   "a damaged record on reopen: that stream alone reset (%s)", rep.why ? rep.why : "?");
@@ -608,9 +593,9 @@ static void test_damage(void)
 	s = entry(&t, "k2");
 	at = file_off(&t, &s->m.top);
 	ctab_close(&t);
-	peek(at, &x, 1);
+	peek(seg_path, at, &x, 1);
 	x ^= 1;
-	poke(at, &x, 1);
+	poke(seg_path, at, &x, 1);
 	rc = ctab_open(&t, &c, &rep);
 	ok(rc == 0 && rep.streams_reset == 1 && rep.streams_kept == 2, "a damaged stream meta on reopen: that stream alone reset");
 	ok(renewed(&t, "k2", ep[2]) && kept(&t, "k0", ep[0]) && kept(&t, "k1", ep[1]), "k2 renewed, k0 and k1 kept");
@@ -619,9 +604,9 @@ static void test_damage(void)
 	s = entry(&t, "k0");
 	at = file_off(&t, (char *)(s + 1));
 	ctab_close(&t);
-	peek(at, &x, 1);
+	peek(seg_path, at, &x, 1);
 	x ^= 4;
-	poke(at, &x, 1);
+	poke(seg_path, at, &x, 1);
 	rc = ctab_open(&t, &c, &rep);
 	ok(rc == 0 && rep.entries_dropped >= 1 && !rep.created, "a damaged name: its entry is dropped (%u)",
 	   rep.entries_dropped);
@@ -647,14 +632,14 @@ static void test_damage(void)
 	three(&t, ep);
 	ctab_close(&t);
 	uint32_t bad = 99;
-	poke(64 + offsetof(struct ctab_hdr, version), &bad, 4);
+	poke(seg_path, 64 + offsetof(struct ctab_hdr, version), &bad, 4);
 	rc = ctab_open(&t, &c, &rep);
 	ok(rc == 0 && rep.created && rep.why != NULL, "a damaged header: recreated (%s)", rep.why ? rep.why : "?");
 	ok(renewed(&t, "k0", ep[0]) && renewed(&t, "k2", ep[2]), "every stream has a new epoch");
 	three(&t, ep);
 	ctab_close(&t);
 	uint64_t nblocks = 12345;
-	poke(64 + offsetof(struct ctab_hdr, nblocks), &nblocks, 4);
+	poke(seg_path, 64 + offsetof(struct ctab_hdr, nblocks), &nblocks, 4);
 	ok(ctab_open(&t, &c, &rep) == 0 && rep.created, "a header whose geometry does not add up: recreated");
 	three(&t, ep);
 	ctab_close(&t);
@@ -919,7 +904,7 @@ static void test_disk_full(void)
 	ok(hist_top(&t, "keep", 4, 0, 1000, &pos) == 0 && pos.offset == 1, "with its streams");
 	ctab_close(&t);
 	uint32_t bad = 7;
-	poke(64 + offsetof(struct ctab_hdr, version), &bad, 4);
+	poke(seg_path, 64 + offsetof(struct ctab_hdr, version), &bad, 4);
 	ok(ctab_open(&t, &c, &rep) == -1 && errno == EPROTO, "attach_only with a damaged header: EPROTO, not recreated");
 	clear_dir();
 	c = config(4, 256 << 10);

@@ -10,6 +10,7 @@
  */
 #include "pres.h"
 #include "../../tests/tap.h"
+#include "testutil.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -23,21 +24,6 @@ static char path[256];
 
 #define NOW ((int64_t)1000000000)   /* a monotonic clock, in ms */
 #define LONG_LEASE (NOW + 3600000)
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t xs(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s;
-}
 
 static int add(struct pres *t, const char *ch, const char *client, const char *user, const char *conn,
 	       unsigned owner)

@@ -6,6 +6,7 @@
 #include "seg.h"
 #include "stats.h"
 #include "../../tests/tap.h"
+#include "testutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -17,20 +18,6 @@
 
 static char dir[] = "/tmp/rotor-test-seg-XXXXXX";
 
-static void path_of(char *buf, size_t n, const char *name)
-{
-	snprintf(buf, n, "%s/%s", dir, name);
-}
-
-/* Overwrites LEN bytes at OFF of file PATH with BYTES. */
-static void poke(const char *path, off_t off, const void *bytes, size_t len)
-{
-	int fd = open(path, O_WRONLY);
-	if (fd < 0 || pwrite(fd, bytes, len, off) != (ssize_t)len)
-		abort();
-	close(fd);
-}
-
 int main(void)
 {
 	struct seg s, r;
@@ -39,7 +26,7 @@ int main(void)
 
 	if (mkdtemp(dir) == NULL)
 		return 99;
-	path_of(p, sizeof(p), "a.seg");
+	path_of(p, sizeof(p), dir, "a.seg");
 
 	ok(seg_attach(&r, p, 1, 1, false) == -1 && errno == ENOENT, "attach to a missing file fails with ENOENT");
 	ok(seg_create(&s, p, 7, 3, 4096) == 0, "create a 4 KiB segment");
@@ -82,7 +69,7 @@ int main(void)
 	lim.rlim_cur = 1 << 16;
 	lim.rlim_max = old.rlim_max;
 	setrlimit(RLIMIT_FSIZE, &lim);
-	path_of(p, sizeof(p), "big.seg");
+	path_of(p, sizeof(p), dir, "big.seg");
 	int rc = seg_create(&s, p, 7, 3, 1 << 20);
 	int err = errno;
 	setrlimit(RLIMIT_FSIZE, &old);
@@ -91,7 +78,7 @@ int main(void)
 
 	/* Another process writes counters and is killed mid-way; the segment
 	 * stays valid and readable for everyone else. */
-	path_of(p, sizeof(p), "stats.seg");
+	path_of(p, sizeof(p), dir, "stats.seg");
 	ok(seg_create(&s, p, SEG_KIND_STATS, STATS_VERSION, STATS_SEG_SIZE) == 0, "create a stats segment");
 	int pfd[2];
 	if (pipe(pfd) < 0)
@@ -125,7 +112,7 @@ int main(void)
 	seg_unlink(&s);
 	seg_detach(&s);
 
-	path_of(p, sizeof(p), "a.seg");
+	path_of(p, sizeof(p), dir, "a.seg");
 	unlink(p);
 	rmdir(dir);
 	return tap_done();

@@ -19,6 +19,7 @@
  */
 #include "bus.h"
 #include "../../tests/tap.h"
+#include "testutil.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -62,34 +63,6 @@ struct shared {
 static struct shared *sh;
 static struct bus bus;
 static int efd[NR + NW];
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t xs(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s;
-}
-
-/* Checksum of the LEN bytes at P (LEN a multiple of 8). */
-static uint64_t sum64(const void *p, size_t len)
-{
-	const unsigned char *c = p;
-	uint64_t h = UINT64_C(0xcbf29ce484222325), w;
-	for (size_t i = 0; i < len; i += 8) {
-		memcpy(&w, c + i, 8);
-		h = (h ^ w) * UINT64_C(0x100000001b3);
-		h ^= h >> 29;
-	}
-	return h;
-}
 
 static void wake(unsigned slot, void *arg)
 {
@@ -153,16 +126,6 @@ static void writer(unsigned id)
 		if (kind == 2)
 			bus_wake_flush(&bus);
 	}
-}
-
-static pid_t spawn_writer(unsigned id)
-{
-	pid_t pid = fork();
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		writer(id);
-	}
-	return pid;
 }
 
 /* ---- readers ------------------------------------------------------------ */
@@ -256,12 +219,6 @@ static void reader(unsigned slot)
 
 /* ---- the master --------------------------------------------------------- */
 
-static void sleep_us(long us)
-{
-	struct timespec ts = { .tv_sec = us / 1000000, .tv_nsec = (us % 1000000) * 1000 };
-	nanosleep(&ts, NULL);
-}
-
 int main(int argc, char **argv)
 {
 	char dir[] = "/tmp/rotor-torture-bus-XXXXXX", path[256];
@@ -294,7 +251,7 @@ int main(int argc, char **argv)
 	}
 	sleep_us(20000); /* let the readers take their slots */
 	for (unsigned i = 0; i < NW; i++)
-		wpid[i] = spawn_writer(i);
+		wpid[i] = spawn(writer, i);
 
 	uint64_t t0 = now_ns(), end = t0 + (uint64_t)(seconds * 1e9), next_stop = t0 + 100000000;
 	bool stopped = false;
@@ -314,7 +271,7 @@ int main(int argc, char **argv)
 		/* As the master does: its writer slot, a repair, a wake for all. */
 		if (kills % 2 == 0)
 			bus_slot_release(&bus, NR + w);
-		wpid[w] = spawn_writer(w);
+		wpid[w] = spawn(writer, w);
 
 		/* Stop the last reader for 50-250 ms now and then: it must be lapped. */
 		uint64_t t = now_ns();

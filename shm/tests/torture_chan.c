@@ -40,6 +40,7 @@
 #include "bus.h"
 #include "chan.h"
 #include "../../tests/tap.h"
+#include "testutil.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -106,38 +107,11 @@ static struct bus bus;
 static struct ctab tab;
 static struct ctab_config cfg;
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static int64_t wall_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static uint64_t xs(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s;
-}
-
-static uint64_t sum64(const void *p, size_t len)
-{
-	const unsigned char *c = p;
-	uint64_t h = UINT64_C(0xcbf29ce484222325), w;
-	for (size_t i = 0; i < len; i += 8) {
-		memcpy(&w, c + i, 8);
-		h = (h ^ w) * UINT64_C(0x100000001b3);
-		h ^= h >> 29;
-	}
-	return h;
 }
 
 static void violation(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -430,17 +404,6 @@ static void bus_reader_fn(uint32_t unused)
 
 /* ---- the master --------------------------------------------------------- */
 
-static pid_t spawn(void (*fn)(uint32_t), uint32_t arg)
-{
-	pid_t pid = fork();
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		fn(arg);
-		_exit(0);
-	}
-	return pid;
-}
-
 static void reader_fn(uint32_t id)
 {
 	reader(id);
@@ -572,12 +535,6 @@ static uint64_t verify_all(uint32_t incs, struct totals *tot)
 		}
 	}
 	return sh->violations - before;
-}
-
-static void sleep_us(long us)
-{
-	struct timespec ts = { .tv_sec = us / 1000000, .tv_nsec = (us % 1000000) * 1000 };
-	nanosleep(&ts, NULL);
 }
 
 static void writer_fn(uint32_t inc)

@@ -22,6 +22,7 @@
  */
 #include "pres.h"
 #include "../../tests/tap.h"
+#include "testutil.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -64,27 +65,6 @@ struct shared {
 static struct shared *sh;
 static struct pres tab;
 static char path[256];
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t xs(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s;
-}
-
-static void sleep_us(long us)
-{
-	struct timespec ts = { .tv_sec = us / 1000000, .tv_nsec = (us % 1000000) * 1000 };
-	nanosleep(&ts, NULL);
-}
 
 static void client_of(char *buf, size_t n, unsigned w, unsigned k)
 {
@@ -147,16 +127,6 @@ static void writer(unsigned w)
 		}
 	}
 	_exit(0);
-}
-
-static pid_t spawn_writer(unsigned w)
-{
-	pid_t pid = fork();
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		writer(w);
-	}
-	return pid;
 }
 
 /* ---- readers ------------------------------------------------------------ */
@@ -319,7 +289,7 @@ int main(int argc, char **argv)
 	ok(pres_create(&tab, path, NODES, ARENA) == 0, "create %d nodes, a %d KiB arena", NODES, ARENA >> 10);
 
 	for (unsigned i = 0; i < NW; i++)
-		wpid[i] = spawn_writer(i);
+		wpid[i] = spawn(writer, i);
 	for (unsigned i = 0; i < 2; i++) {
 		if ((rpid[i] = fork()) == 0) {
 			prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -368,7 +338,7 @@ int main(int argc, char **argv)
 		stale += vc.stale;
 
 		memset(sh->want[w], 0, sizeof(sh->want[w]));
-		wpid[w] = spawn_writer(w);
+		wpid[w] = spawn(writer, w);
 	}
 
 	/* The writers stop by themselves: what they believe is then exact. */
