@@ -16,6 +16,7 @@
 #include "node.h"
 #include "util.h"
 #include "worker.h"
+#include "harness.h"
 #include "../tap.h"
 
 #include <errno.h>
@@ -26,7 +27,6 @@
 
 static struct worker w;
 static struct conf k;
-static ev_prepare flush_w;
 
 /* ---- the fake node ------------------------------------------------------ */
 
@@ -197,17 +197,6 @@ int node_info(struct worker *wk, struct node_info *out)
 }
 
 /* ---- the loop, configs, requests ---------------------------------------- */
-
-static void flush_cb(struct ev_loop *loop, ev_prepare *p, int revents)
-{
-	conn_flush_all(&w);
-}
-
-static void spin(void)
-{
-	for (int i = 0; i < 6; i++)
-		ev_run(w.loop, EVRUN_NOWAIT);
-}
 
 /* Loads JSON config text into K (after freeing what K held). */
 static void load_conf(const char *json)
@@ -857,8 +846,7 @@ int main(void)
 	conn_init(&w);
 	http_init(&w);
 	api_init(&w);
-	ev_prepare_init(&flush_w, flush_cb);
-	ev_prepare_start(w.loop, &flush_w);
+	harness_init(&w, NULL);
 
 	test_auth();
 	test_errors();

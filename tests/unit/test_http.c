@@ -10,9 +10,9 @@
 #include "conn.h"
 #include "worker.h"
 #include "conf.h"
+#include "harness.h"
 #include "../tap.h"
 #include <dirent.h>
-#include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -22,117 +22,12 @@
 
 static struct worker w;
 static struct conf k;
-static ev_prepare flush_w;
-
-static void flush_cb(struct ev_loop *loop, ev_prepare *p, int revents)
-{
-	conn_flush_all(&w);
-}
-
-/* A few loop iterations: read, handle, flush (the flush runs before the
- * next poll, as in the worker). */
-static void spin(void)
-{
-	int i;
-
-	for (i = 0; i < 6; i++)
-		ev_run(w.loop, EVRUN_NOWAIT);
-}
-
-/* Moves the fake clock by MS and fires what is due. */
-static void tick(int64_t ms)
-{
-	w.now_ms += ms;
-	wheel_advance(&w.wheel, w.now_ms);
-	spin();
-}
-
-static void nonblock(int fd)
-{
-	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-}
-
-/* A socketpair: one end becomes a server connection (through ACCEPT, or
- * http_accept), the other is returned as the client. */
-static int pair(struct conn **cp, const struct conn_ops *ops)
-{
-	int sv[2];
-
-	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
-		abort();
-	nonblock(sv[0]);
-	nonblock(sv[1]);
-	if (ops)
-		*cp = conn_new(&w, sv[0], ops, NULL);
-	else
-		http_accept(&w, sv[0]);
-	return sv[1];
-}
-
-static int client(void)
-{
-	return pair(NULL, NULL);
-}
-
-static void send_bytes(int fd, const char *s, size_t n)
-{
-	while (n > 0) {
-		ssize_t r = write(fd, s, n);
-
-		if (r < 0 && errno == EAGAIN) {
-			spin();
-			continue;
-		}
-		if (r < 0)
-			abort();
-		s += r;
-		n -= (size_t)r;
-	}
-}
-
-static void send_str(int fd, const char *s)
-{
-	send_bytes(fd, s, strlen(s));
-}
-
-/* Everything the server sent so far (after running the loop); *EOF is set
- * when the server closed or shut down its side. Caller frees. */
-static char *recv_avail(int fd, bool *eof, size_t *lenp)
-{
-	size_t len = 0, cap = 4096;
-	char *buf = malloc(cap);
-	ssize_t r;
-
-	spin();
-	*eof = false;
-	for (;;) {
-		if (cap - len < 2048)
-			buf = realloc(buf, cap *= 2);
-		r = read(fd, buf + len, cap - len - 1);
-		if (r > 0) {
-			len += (size_t)r;
-			continue;
-		}
-		if (r == 0 || (r < 0 && errno != EAGAIN))
-			*eof = true;
-		break;
-	}
-	buf[len] = '\0';
-	if (lenp)
-		*lenp = len;
-	return buf;
-}
 
 /* Sends REQ on FD and returns what came back. */
 static char *xchg(int fd, const char *req, bool *eof)
 {
 	send_str(fd, req);
 	return recv_avail(fd, eof, NULL);
-}
-
-static int status_of(const char *resp)
-{
-	return strncmp(resp, "HTTP/1.1 ", 9) == 0 ? atoi(resp + 9) : -1;
 }
 
 static int count_str(const char *hay, const char *needle)
@@ -252,8 +147,7 @@ static void setup(void)
 	http_route_add("/later", HTTP_ROUTE_EXACT, HTTP_METHODS_ANY, later_handler, NULL);
 	http_route_add("/big", HTTP_ROUTE_EXACT, HTTP_METHODS_ANY, big_handler, NULL);
 	http_route_add("/ws", HTTP_ROUTE_EXACT, HTTP_METHOD_BIT(HTTP_GET), hijack_handler, NULL);
-	ev_prepare_init(&flush_w, flush_cb);
-	ev_prepare_start(w.loop, &flush_w);
+	harness_init(&w, NULL);
 	big = malloc(BIG);
 	for (int i = 0; i < BIG; i++)
 		big[i] = (char)(i % 251);
@@ -1043,7 +937,7 @@ static void test_flush_order(const char *how)
 	struct conn *c[N], *a;
 	int fd[N], afd, i, rounds, first = 0, later = 0;
 
-	ev_prepare_stop(w.loop, &flush_w); /* flushed by hand here */
+	ev_prepare_stop(w.loop, &w.flush_w); /* flushed by hand here */
 	for (i = 0; i < N; i++) {
 		fd[i] = pair(&c[i], &sink_ops);
 		conn_queue_copy(c[i], "x", 1);
@@ -1076,7 +970,7 @@ static void test_flush_order(const char *how)
 	}
 	conn_close(a);
 	close(afd);
-	ev_prepare_start(w.loop, &flush_w);
+	ev_prepare_start(w.loop, &w.flush_w);
 	spin();
 }
 

@@ -14,9 +14,8 @@
 #include "conn.h"
 #include "worker.h"
 #include "conf.h"
+#include "harness.h"
 #include "../tap.h"
-#include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -26,70 +25,6 @@
 
 static struct worker w;
 static struct conf k;
-static ev_prepare flush_w;
-
-static void flush_cb(struct ev_loop *loop, ev_prepare *p, int revents)
-{
-	ws_flush_all(&w);
-	conn_flush_all(&w);
-}
-
-static void spin(void)
-{
-	for (int i = 0; i < 6; i++)
-		ev_run(w.loop, EVRUN_NOWAIT);
-}
-
-static void tick(int64_t ms)
-{
-	w.now_ms += ms;
-	wheel_advance(&w.wheel, w.now_ms);
-	spin();
-}
-
-static void nonblock(int fd)
-{
-	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-}
-
-/* A new HTTP connection on a socketpair; returns the client end. */
-static int client(void)
-{
-	int sv[2];
-
-	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
-		abort();
-	nonblock(sv[0]);
-	nonblock(sv[1]);
-	http_accept(&w, sv[0]);
-	return sv[1];
-}
-
-static void send_bytes(int fd, const void *p, size_t n)
-{
-	const char *s = p;
-	int stuck = 0;
-
-	while (n > 0) {
-		ssize_t r = write(fd, s, n);
-
-		if (r < 0 && errno == EAGAIN) {
-			if (++stuck > 1000)
-				return; /* the server reads no more */
-			spin();
-			continue;
-		}
-		if (r < 0)
-			return; /* the server closed: tests look at what came back */
-		s += r;
-		n -= (size_t)r;
-	}
-}
-
-static void send_str(int fd, const char *s)
-{
-	send_bytes(fd, s, strlen(s));
-}
 
 /* Sends N bytes one write (and loop run) at a time. */
 static void send_slowly(int fd, const void *p, size_t n)
@@ -98,49 +33,6 @@ static void send_slowly(int fd, const void *p, size_t n)
 		send_bytes(fd, (const char *)p + i, 1);
 		spin();
 	}
-}
-
-/* Everything the server sent so far; *EOF when it closed its side. */
-static char *recv_avail(int fd, bool *eof, size_t *lenp)
-{
-	size_t len = 0, cap = 65536;
-	char *buf = malloc(cap);
-	ssize_t r;
-
-	spin();
-	*eof = false;
-	for (;;) {
-		if (cap - len < 32768)
-			buf = realloc(buf, cap *= 2);
-		r = read(fd, buf + len, cap - len - 1);
-		if (r > 0) {
-			len += (size_t)r;
-			continue;
-		}
-		if (r == 0 || (r < 0 && errno != EAGAIN))
-			*eof = true;
-		if (r < 0 && errno == EAGAIN) {
-			/* more may come after another loop run */
-			spin();
-			r = read(fd, buf + len, cap - len - 1);
-			if (r > 0) {
-				len += (size_t)r;
-				continue;
-			}
-			if (r == 0)
-				*eof = true;
-		}
-		break;
-	}
-	buf[len] = '\0';
-	if (lenp)
-		*lenp = len;
-	return buf;
-}
-
-static int status_of(const char *resp)
-{
-	return strncmp(resp, "HTTP/1.1 ", 9) == 0 ? atoi(resp + 9) : -1;
 }
 
 /* ---- client frames ----------------------------------------------------- */
@@ -455,8 +347,7 @@ static void setup(void)
 	conn_init(&w);
 	http_init(&w);
 	ws_init(&w, s_open);
-	ev_prepare_init(&flush_w, flush_cb);
-	ev_prepare_start(w.loop, &flush_w);
+	harness_init(&w, ws_flush_all);
 }
 
 static void set_conf(const char *key, const char *text)
