@@ -11,7 +11,7 @@ const assert = require('node:assert');
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
-const { ROTORD, Rotord, request, waitFor } = require('./lib/rotord');
+const { ROTORD, Rotord, waitFor, apiPost } = require('./lib/rotord');
 
 const builddir = process.env.ROTOR_BUILDDIR || path.resolve(__dirname, '../..');
 const BENCH = path.join(builddir, 'contrib/bench/rotor-bench');
@@ -166,10 +166,7 @@ test('a running daemon (--url, --api-key, --pid); every connection is closed aft
     assert.ok(j.deliveries > 0);
     serverSane(j, '--url');
     await waitFor(async () => {
-      const info = await request(d.port, {
-        method: 'POST', path: '/api/info', body: '{}',
-        headers: { 'X-API-Key': 'test-api-key', 'Content-Type': 'application/json' },
-      });
+      const info = await apiPost(d.port, '/api/info', {});
       const nodes = JSON.parse(info.body).result.nodes;
       return nodes.every((n) => n.num_clients === 0);
     }, 5000, 50, 'no clients left');

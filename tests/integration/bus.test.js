@@ -7,7 +7,7 @@ const test = require('node:test');
 const assert = require('node:assert');
 const http = require('node:http');
 const WebSocket = require('ws');
-const { Rotord, request, sleep, waitFor, holderOf } = require('./lib/rotord');
+const { Rotord, sleep, waitFor, holderOf, apiPost } = require('./lib/rotord');
 
 // A raw JSON client: connects, subscribes, collects every message.
 async function rawClient(port, channel) {
@@ -27,11 +27,7 @@ async function rawClient(port, channel) {
 }
 
 function publish(port, channel, data, agent) {
-  return request(port, {
-    method: 'POST', path: '/api/publish', agent,
-    headers: { 'X-API-Key': 'test-api-key', 'Content-Type': 'application/json' },
-    body: JSON.stringify({ channel, data }),
-  });
+  return apiPost(port, '/api/publish', { channel, data }, { agent });
 }
 
 // A keep-alive agent with one connection, held by worker PID.

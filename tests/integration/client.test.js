@@ -16,10 +16,9 @@ const crypto = require('node:crypto');
 const fs = require('node:fs');
 const WebSocket = require('ws');
 const { Centrifuge } = require('centrifuge');
-const { Rotord, request, sleep, waitFor } = require('./lib/rotord.js');
+const { Rotord, sleep, waitFor, apiPost } = require('./lib/rotord.js');
 
 const SECRET = 'test-secret';
-const API_KEY = 'test-api-key';
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 const now = () => Math.floor(Date.now() / 1000);
 
@@ -97,11 +96,7 @@ async function withDaemon(config, fn) {
 }
 
 async function api(rd, method, body) {
-  const text = JSON.stringify(body);
-  const r = await request(rd.port, {
-    method: 'POST', path: `/api/${method}`, body: text,
-    headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text), 'X-API-Key': API_KEY },
-  });
+  const r = await apiPost(rd.port, `/api/${method}`, body);
   assert.strictEqual(r.status, 200, `${method}: ${r.status} ${r.body}`);
   return JSON.parse(r.body);
 }

@@ -6,7 +6,7 @@
 const test = require('node:test');
 const assert = require('node:assert');
 const WebSocket = require('ws');
-const { Rotord, request, waitFor, hs256 } = require('./lib/rotord');
+const { Rotord, waitFor, hs256, apiPost } = require('./lib/rotord');
 
 
 async function connect(port, user) {
@@ -46,11 +46,8 @@ test('an expiring server-side subscription that is not refreshed ends the connec
   const d = await new Rotord({ client: { expired_sub_close_delay: '1s', insecure: true } }, { workers: 2 }).start();
   try {
     const c = await connect(d.port, '7');
-    const r = await request(d.port, {
-      method: 'POST', path: '/api/subscribe',
-      headers: { 'X-API-Key': 'test-api-key' },
-      body: JSON.stringify({ user: '7', channel: 'news', expire_at: Math.floor(Date.now() / 1000) + 1 }),
-    });
+    const r = await apiPost(d.port, '/api/subscribe',
+      { user: '7', channel: 'news', expire_at: Math.floor(Date.now() / 1000) + 1 });
     assert.strictEqual(r.status, 200, r.body);
     await waitFor(() => c.msgs.find((m) => m.push && m.push.subscribe), 3000, 10, 'the subscribe push');
     const { code, reason } = await c.ws.closed;

@@ -22,9 +22,8 @@ const net = require('node:net');
 const WebSocket = require('ws');
 const { Centrifuge: CentrifugeJson } = require('centrifuge');
 const { Centrifuge: CentrifugePb } = require('centrifuge/build/protobuf');
-const { Rotord, waitFor, sleep, hs256, connOwners, bounded } = require('./lib/rotord.js');
+const { Rotord, waitFor, sleep, hs256, connOwners, bounded, apiPost } = require('./lib/rotord.js');
 
-const API_KEY = 'test-api-key';
 const SECRET = 'test-secret';
 const PATH = '/connection/websocket';
 
@@ -35,27 +34,10 @@ function token(sub, claims = {}) {
   return hs256({ sub, exp: Math.floor(Date.now() / 1000) + 3600, ...claims }, SECRET);
 }
 
-// POST to the server API; `body` is sent as is when a string (byte-exact
-// payloads), JSON-encoded otherwise. Resolves {status, body}.
-function apiPost(rd, path, body, agent = false) {
-  const text = Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
-  return new Promise((resolve, reject) => {
-    const req = http.request({
-      host: '127.0.0.1', port: rd.port, method: 'POST', path, agent,
-      headers: { 'X-API-Key': API_KEY, 'Content-Type': 'application/json', 'Content-Length': text.length },
-    }, (res) => {
-      const chunks = [];
-      res.on('data', (d) => chunks.push(d));
-      res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks).toString() }));
-    });
-    req.setTimeout(10000, () => req.destroy(new Error(`${path}: no answer in 10 s`)));
-    req.on('error', reject);
-    req.end(text);
-  });
-}
-
+// The results of a server API call that must succeed (one per line of a
+// batch).
 async function apiOk(rd, path, body, agent) {
-  const r = await apiPost(rd, path, body, agent);
+  const r = await apiPost(rd.port, path, body, { agent });
   assert.strictEqual(r.status, 200, `${path}: ${r.status} ${r.body}`);
   const res = r.body.split('\n').map((l) => JSON.parse(l));
   for (const x of res) assert.ok(!x.error, `${path}: ${r.body}`);
@@ -329,7 +311,7 @@ test('an API publication reaches JSON and protobuf subscribers byte for byte', {
     }
     for (const ws of socks) await waitMsg(ws, (m) => (m.isBinary ? pbHasReplyId(m.data, 2) : /"id":2,"subscribe"/.test(m.data.toString())), 5000, 'subscribe reply');
     for (const p of payloads) {
-      const r = await apiPost(rd, '/api/publish', `{"channel":"fan:bytes","data":${p}}`);
+      const r = await apiPost(rd.port, '/api/publish', `{"channel":"fan:bytes","data":${p}}`);
       assert.deepStrictEqual(JSON.parse(r.body), { result: {} });
     }
     for (const ws of socks) {

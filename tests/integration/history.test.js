@@ -28,9 +28,8 @@ const { spawn, spawnSync } = require('node:child_process');
 const WebSocket = require('ws');
 const { Centrifuge: CentrifugeJson } = require('centrifuge');
 const { Centrifuge: CentrifugePb } = require('centrifuge/build/protobuf');
-const { Rotord, waitFor, sleep, holderOf, deepMerge, alive, hs256, connOwners, bounded } = require('./lib/rotord.js');
+const { Rotord, waitFor, sleep, holderOf, deepMerge, alive, hs256, connOwners, bounded, apiPost } = require('./lib/rotord.js');
 
-const API_KEY = 'test-api-key';
 const SECRET = 'test-secret';
 const PATH = '/connection/websocket';
 
@@ -48,26 +47,11 @@ function token(sub, claims = {}) {
 }
 
 // POST /api/<method>; resolves {status, body} (body parsed when JSON).
-function api(rd, method, body, agent = false) {
-  const text = Buffer.from(JSON.stringify(body));
-  return new Promise((resolve, reject) => {
-    const req = http.request({
-      host: '127.0.0.1', port: rd.port, method: 'POST', path: `/api/${method}`, agent,
-      headers: { 'X-API-Key': API_KEY, 'Content-Type': 'application/json', 'Content-Length': text.length },
-    }, (res) => {
-      const chunks = [];
-      res.on('data', (d) => chunks.push(d));
-      res.on('end', () => {
-        const s = Buffer.concat(chunks).toString();
-        let parsed = s;
-        try { parsed = JSON.parse(s); } catch (_) { /* not JSON */ }
-        resolve({ status: res.statusCode, body: parsed });
-      });
-    });
-    req.setTimeout(5000, () => req.destroy(new Error(`${method}: no answer in 5 s`)));
-    req.on('error', reject);
-    req.end(text);
-  });
+async function api(rd, method, body, agent) {
+  const r = await apiPost(rd.port, `/api/${method}`, body, { agent, timeout: 5000 });
+  let parsed = r.body;
+  try { parsed = JSON.parse(r.body); } catch (_) { /* not JSON */ }
+  return { status: r.status, body: parsed };
 }
 
 // The result of an API call that must succeed.

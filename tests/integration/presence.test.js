@@ -5,7 +5,7 @@
 const test = require('node:test');
 const assert = require('node:assert');
 const WebSocket = require('ws');
-const { Rotord, request, waitFor, holderOf, hs256 } = require('./lib/rotord');
+const { Rotord, waitFor, holderOf, hs256, apiPost } = require('./lib/rotord');
 
 const token = (sub) => hs256({ sub, info: { name: `n${sub}` } });
 
@@ -31,8 +31,7 @@ async function member(port, user, channel, sub = {}) {
 }
 
 function api(port, method, body) {
-  return request(port, { method: 'POST', path: `/api/${method}`, headers: { 'X-API-Key': 'test-api-key' },
-    body: JSON.stringify(body) }).then((r) => JSON.parse(r.body));
+  return apiPost(port, `/api/${method}`, body).then((r) => JSON.parse(r.body));
 }
 
 const CONFIG = {

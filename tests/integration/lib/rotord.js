@@ -62,8 +62,9 @@ function rawExchange(port, data, ms = 3000) {
 
 // A minimal HTTP/1.1 request with node's http module: resolves with
 // {status, headers, body}. Without an agent it opens a connection of its
-// own (node's global agent would reuse kept-alive ones across tests).
-function request(port, { method = 'GET', path: p = '/', headers = {}, body, agent = false } = {}) {
+// own (node's global agent would reuse kept-alive ones across tests). With
+// a timeout (ms) it rejects when no whole answer came by then.
+function request(port, { method = 'GET', path: p = '/', headers = {}, body, agent = false, timeout = 0 } = {}) {
   const http = require('node:http');
   return new Promise((resolve, reject) => {
     const req = http.request({ host: '127.0.0.1', port, method, path: p, headers, agent }, (res) => {
@@ -72,9 +73,24 @@ function request(port, { method = 'GET', path: p = '/', headers = {}, body, agen
       res.on('end', () => resolve({ status: res.statusCode, headers: res.headers,
         body: Buffer.concat(chunks).toString() }));
     });
+    if (timeout) req.setTimeout(timeout, () => req.destroy(new Error(`${method} ${p}: no answer in ${timeout} ms`)));
     req.on('error', reject);
     if (body !== undefined) req.write(body);
     req.end();
+  });
+}
+
+// The server API key of every daemon Rotord starts (http_api.key).
+const API_KEY = 'test-api-key';
+
+// POSTs BODY to the server API at PATH ('/api/publish', '/api/batch'...):
+// an object JSON-encoded, a string as is (byte-exact payloads), with the
+// key. Resolves request()'s {status, headers, body}.
+function apiPost(port, path, body, { agent = false, timeout = 10000 } = {}) {
+  const text = typeof body === 'string' ? body : JSON.stringify(body);
+  return request(port, {
+    method: 'POST', path, body: text, agent, timeout,
+    headers: { 'X-API-Key': API_KEY, 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) },
   });
 }
 
@@ -194,7 +210,7 @@ class Rotord {
       shm: { dir: this.dir },
       pid_file: path.join(this.dir, 'rotord.pid'),
       client: { token: { hmac_secret_key: 'test-secret' } },
-      http_api: { key: 'test-api-key' },
+      http_api: { key: API_KEY },
     };
   }
 
@@ -287,6 +303,6 @@ function deepMerge(a, b) {
 }
 
 module.exports = {
-  ROTORD, ROTORCTL, Rotord, freePort, waitFor, sleep, rawExchange, request,
+  ROTORD, ROTORCTL, Rotord, freePort, waitFor, sleep, rawExchange, request, API_KEY, apiPost,
   childrenOf, alive, mkTmp, run, deepMerge, holderOf, connOwners, bounded, hs256,
 };
