@@ -537,6 +537,24 @@ static int position(struct client *c, struct pstr ch, const struct chan_opts *o,
 
 /* ---- server-side subscriptions ------------------------------------------ */
 
+/* What a subscription granted SO does, as CSUB_* flags. */
+static uint8_t csub_flags(const struct chan_sub_opts *so)
+{
+	uint8_t flags = 0;
+
+	if (so->push_join_leave)
+		flags |= CSUB_JOIN_LEAVE;
+	if (so->emit_join_leave)
+		flags |= CSUB_EMIT_JOIN;
+	if (so->emit_presence)
+		flags |= CSUB_PRESENCE;
+	if (so->positioning || so->recovery)
+		flags |= CSUB_POSITIONED;
+	if (so->recovery)
+		flags |= CSUB_RECOVERABLE;
+	return flags;
+}
+
 /* Subscribes C to CH server-side with options O (already resolved) and the
  * per-channel override OV; fills R for the connect result or push. */
 static struct csub *subscribe_server_side(struct client *c, struct pstr ch, const struct chan_opts *o,
@@ -546,19 +564,10 @@ static struct csub *subscribe_server_side(struct client *c, struct pstr ch, cons
 {
 	struct chan_sub_opts so;
 	struct sub_pos pos;
-	uint8_t flags = CSUB_SERVER_SIDE;
+	uint8_t flags;
 
 	chan_grant(S.chans, o, ov, NULL, pstr_c(c->user), &so);
-	if (so.push_join_leave)
-		flags |= CSUB_JOIN_LEAVE;
-	if (so.emit_join_leave)
-		flags |= CSUB_EMIT_JOIN;
-	if (so.emit_presence)
-		flags |= CSUB_PRESENCE;
-	if (so.positioning || so.recovery)
-		flags |= CSUB_POSITIONED;
-	if (so.recovery)
-		flags |= CSUB_RECOVERABLE;
+	flags = CSUB_SERVER_SIDE | csub_flags(&so);
 	memset(r, 0, sizeof(*r));
 	r->positioned = (flags & CSUB_POSITIONED) != 0;
 	r->recoverable = (flags & CSUB_RECOVERABLE) != 0;
@@ -986,18 +995,8 @@ static void cmd_subscribe(struct client *c, const struct cmd *cmd)
 
 	struct chan_sub_opts so;
 	struct chan_ask ask = { r->positioned, r->recoverable, r->join_leave };
-	uint8_t flags = 0;
 	chan_grant(S.chans, o, &ov, &ask, pstr_c(c->user), &so);
-	if (so.push_join_leave)
-		flags |= CSUB_JOIN_LEAVE;
-	if (so.emit_join_leave)
-		flags |= CSUB_EMIT_JOIN;
-	if (so.emit_presence)
-		flags |= CSUB_PRESENCE;
-	if (so.positioning || so.recovery)
-		flags |= CSUB_POSITIONED;
-	if (so.recovery)
-		flags |= CSUB_RECOVERABLE;
+	uint8_t flags = csub_flags(&so);
 
 	struct sub_result res = { 0 };
 	struct node_history h = { 0 };
