@@ -79,8 +79,7 @@ static void on_connect(struct sock *s)
 	h->ops->on_ready(h);
 }
 
-/* The value of header `name` (lower case, with colon) in [p, e), or NULL. */
-static const char *header(const char *p, const char *e, const char *name)
+const char *hcli_header(const char *p, const char *e, const char *name, size_t *len)
 {
 	size_t nl = strlen(name);
 	while (p < e) {
@@ -88,9 +87,12 @@ static const char *header(const char *p, const char *e, const char *name)
 		if (eol == NULL)
 			eol = e;
 		if ((size_t)(eol - p) > nl && strncasecmp(p, name, nl) == 0) {
-			const char *v = p + nl;
-			while (v < eol && (*v == ' ' || *v == '\t'))
+			const char *v = p + nl, *ve = eol;
+			while (v < ve && (*v == ' ' || *v == '\t'))
 				v++;
+			while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+				ve--;
+			*len = (size_t)(ve - v);
 			return v;
 		}
 		p = eol + 1;
@@ -119,8 +121,9 @@ static size_t on_data(struct sock *s, uint8_t *p, size_t n, uint64_t now)
 			status = status * 10 + (hs[i] - '0');
 		if (status < 100)
 			goto bad;
-		const char *cl = header(hs, he, "content-length:");
-		if (cl == NULL || header(hs, he, "transfer-encoding:"))
+		size_t vl;
+		const char *cl = hcli_header(hs, he, "content-length:", &vl);
+		if (cl == NULL || hcli_header(hs, he, "transfer-encoding:", &vl))
 			goto bad;
 		size_t blen = strtoul(cl, NULL, 10);
 		size_t total = (size_t)(e + 4 - q) + blen;
@@ -128,7 +131,7 @@ static size_t on_data(struct sock *s, uint8_t *p, size_t n, uint64_t now)
 			goto bad;
 		if (left < total)
 			break;
-		const char *conn = header(hs, he, "connection:");
+		const char *conn = hcli_header(hs, he, "connection:", &vl);
 		bool closing = conn && strncasecmp(conn, "close", 5) == 0;
 		if (h->inflight > 0)
 			h->inflight--;

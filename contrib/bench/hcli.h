@@ -9,8 +9,14 @@
 #include "sock.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 
 struct hcli;
+
+/* The value of header `name` (lower case, with the colon) in the response
+ * head [p, e), trimmed, its length in *len; NULL if absent. Also reads the
+ * WebSocket handshake's reply (wsc.c). */
+const char *hcli_header(const char *p, const char *e, const char *name, size_t *len);
 
 struct hcli_ops {
 	/* Connected: requests may be posted. */

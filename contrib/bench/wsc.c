@@ -15,6 +15,7 @@
  * mask being mandatory does.
  */
 #include "wsc.h"
+#include "hcli.h"
 
 #include <errno.h>
 #include <openssl/evp.h>
@@ -22,7 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/random.h>
 
 enum { W_CONNECTING, W_HANDSHAKE, W_OPEN, W_DONE };
@@ -146,29 +146,6 @@ static void on_connect(struct sock *s)
 		end(w, WSC_END_HANDSHAKE, 0);
 }
 
-/* The value of header `name` (lower case, with the colon) in the head
- * [p, e), trimmed, or NULL. */
-static const char *header(const char *p, const char *e, const char *name, size_t *len)
-{
-	size_t nl = strlen(name);
-	while (p < e) {
-		const char *eol = memchr(p, '\n', (size_t)(e - p));
-		if (eol == NULL)
-			eol = e;
-		if ((size_t)(eol - p) > nl && strncasecmp(p, name, nl) == 0) {
-			const char *v = p + nl, *ve = eol;
-			while (v < ve && (*v == ' ' || *v == '\t'))
-				v++;
-			while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
-				ve--;
-			*len = (size_t)(ve - v);
-			return v;
-		}
-		p = eol + 1;
-	}
-	return NULL;
-}
-
 /* Parses the server's reply at p. Returns the bytes it took, 0 if it is not
  * complete yet, or (size_t)-1 after ending the connection. */
 static size_t handshake(struct wsc *w, const uint8_t *p, size_t n)
@@ -197,8 +174,8 @@ static size_t handshake(struct wsc *w, const uint8_t *p, size_t n)
 	SHA1((unsigned char *)cat, (size_t)cl, sha);
 	EVP_EncodeBlock((unsigned char *)want, sha, SHA_DIGEST_LENGTH);
 	size_t al, pl;
-	const char *acc = header(h, he, "sec-websocket-accept:", &al);
-	const char *proto = header(h, he, "sec-websocket-protocol:", &pl);
+	const char *acc = hcli_header(h, he, "sec-websocket-accept:", &al);
+	const char *proto = hcli_header(h, he, "sec-websocket-protocol:", &pl);
 	if (acc == NULL || al != 28 || memcmp(acc, want, 28) != 0 ||
 	    (w->protobuf && (proto == NULL || pl != 19 || memcmp(proto, "centrifuge-protobuf", 19) != 0))) {
 		end(w, WSC_END_HANDSHAKE, status);
