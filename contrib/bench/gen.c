@@ -668,8 +668,9 @@ void gen_main(const struct bench_opts *o, struct bench_shared *sh, int proc,
 			abort();
 		G_rate = o->scen == SC_API ? o->rate / o->procs : o->rate;
 		long per_chan = o->conns / o->channels;
-		G_req = (uint64_t)o->burst * (uint64_t)(per_chan > 0 ? per_chan : 1);
-		G_window = o->window > 0 ? (uint64_t)o->window * (uint64_t)(per_chan > 0 ? per_chan : 1) : 0;
+		uint64_t fan = (uint64_t)(per_chan > 0 ? per_chan : 1); /* deliveries per publication */
+		G_req = (uint64_t)o->burst * fan;
+		G_window = o->window > 0 ? (uint64_t)o->window * fan : 0;
 		G_next_chan = (uint64_t)proc;   /* api: processes start on different channels */
 	}
 
