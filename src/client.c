@@ -35,9 +35,9 @@
 #include "token.h"
 #include "util.h"
 #include "worker.h"
-#include "ws.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,10 +51,13 @@ struct client {
 	void *t;
 	uint8_t fmt;                  /* enum proto_fmt */
 	uint8_t state;
-	bool native_ping;
+	uint8_t flags;                /* CLIENT_* */
 	bool ping_sent;               /* a ping went out and no pong came back yet */
 	bool closed_by_transport;
+	uint32_t fail_code;           /* a failed connect's own error or disconnect code */
+	const char *fail_reason;
 	char id[37];
+	struct pstr session;          /* emulation transports; owned */
 	char *user;                   /* "" for anonymous */
 	struct pstr info;             /* conn_info, owned */
 	int64_t expire_at;            /* unix seconds; 0: never */
@@ -75,6 +78,11 @@ static struct {
 	struct tok_keys sub_keys;
 	bool sub_keys_own;            /* client.subscription_token.enabled */
 	struct chan_cfg *chans;
+	struct uni_code {             /* client.connect_code_to_unidirectional_disconnect */
+		uint32_t code, to;
+		char reason[128];
+	} *uni;
+	size_t nuni;
 	unsigned char rnd[4096];      /* random bytes for client ids */
 	size_t rnd_used;
 } S;
@@ -182,8 +190,10 @@ static void send_ping(struct client *c)
 	S.out.len = 0;
 	proto_ping(&S.out, c->fmt);
 	send_out(c);
-	c->ping_sent = true;
 	c->ping_at = S.w->now_ms + k->ping_interval_ms;
+	if (c->flags & CLIENT_UNI)
+		return; /* nothing can come back */
+	c->ping_sent = true;
 	if (k->pong_timeout_ms > 0)
 		c->pong_at = S.w->now_ms + k->pong_timeout_ms;
 }
@@ -252,7 +262,7 @@ static void on_timer(struct wheel_timer *t)
 static void start_pings(struct client *c)
 {
 	long long iv = S.w->conf->ping_interval_ms;
-	if (c->native_ping || iv <= 0)
+	if ((c->flags & CLIENT_NATIVE_PING) || iv <= 0)
 		return;
 	uint32_t r;
 	memcpy(&r, c->id, sizeof(r)); /* hex digits of a random id: random enough */
@@ -684,6 +694,44 @@ static size_t token_channels(const json_t *claims, struct pstr token, struct pen
 	return n;
 }
 
+/* A connect refused with disconnect CODE: the session ends. */
+static void connect_refused(struct client *c, uint32_t code, const char *reason)
+{
+	c->fail_code = code;
+	c->fail_reason = reason;
+	client_disconnect(c, code, reason);
+}
+
+/* The disconnect a unidirectional session gets for connect error CODE:
+ * client.connect_code_to_unidirectional_disconnect when it says, else
+ * Centrifugo's defaults. */
+static void uni_disconnect(struct client *c, uint32_t code)
+{
+	for (size_t i = 0; i < S.nuni; i++) {
+		if (S.uni[i].code == code) {
+			client_disconnect(c, S.uni[i].to, S.uni[i].reason);
+			return;
+		}
+	}
+	uint32_t to = code == 109 || code == 110 ? 3005 : code == 111 ? 3013 : code == 103 ? 3507 : 3004;
+	client_disconnect(c, to, proto_disconnect_text(to));
+}
+
+/* A connect that failed with error CODE: the error reply, after which the
+ * session accepts nothing (CS_FAILED); a unidirectional session, which
+ * cannot read replies, is disconnected instead. */
+static void connect_error(struct client *c, uint32_t id, uint32_t code)
+{
+	c->fail_code = code;
+	c->fail_reason = proto_error_text(code);
+	if (c->flags & CLIENT_UNI) {
+		uni_disconnect(c, code);
+		return;
+	}
+	reply_error(c, id, code);
+	c->state = CS_FAILED;
+}
+
 static void cmd_connect(struct client *c, const struct cmd *cmd)
 {
 	const struct connect_req *r = &cmd->connect;
@@ -699,20 +747,19 @@ static void cmd_connect(struct client *c, const struct cmd *cmd)
 		const char *why;
 		int rc = tok_verify_connect(&S.conn_keys, r->token.p, r->token.n, now_s(), &claims, &why);
 		if (rc == TOK_EXPIRED) {
-			reply_error(c, cmd->id, 109);
-			c->state = CS_FAILED;
+			connect_error(c, cmd->id, 109);
 			return;
 		}
 		if (rc != TOK_OK) {
 			log_debug("client %s: connect: %s", c->id, why);
-			client_disconnect(c, 3500, "invalid token");
+			connect_refused(c, 3500, "invalid token");
 			return;
 		}
 		user = tok_claim_sub(&S.conn_keys, claims);
 		if (user[0] == '\0' && k->disallow_anonymous_tokens) {
 			free(user);
 			json_decref(claims);
-			client_disconnect(c, 3507, "permission denied");
+			connect_refused(c, 3507, "permission denied");
 			return;
 		}
 		info = claim_bytes(claims, r->token, "info", "b64info");
@@ -723,15 +770,14 @@ static void cmd_connect(struct client *c, const struct cmd *cmd)
 	} else if (k->client_insecure || k->allow_anonymous_connect) {
 		user = xstrdup("");
 	} else {
-		client_disconnect(c, 3501, "bad request");
+		connect_refused(c, 3501, "bad request");
 		return;
 	}
 	if (expire_at > 0 && expire_at <= now_s()) {
 		free(user);
 		pstr_free(&info);
 		free_pending(ps, nps);
-		reply_error(c, cmd->id, 110);
-		c->state = CS_FAILED;
+		connect_error(c, cmd->id, 110);
 		return;
 	}
 	if (k->user_connection_limit > 0 && user[0] != '\0') {
@@ -741,7 +787,7 @@ static void cmd_connect(struct client *c, const struct cmd *cmd)
 			free(user);
 			pstr_free(&info);
 			free_pending(ps, nps);
-			client_disconnect(c, 3504, "connection limit");
+			connect_refused(c, 3504, "connection limit");
 			return;
 		}
 	}
@@ -769,8 +815,7 @@ static void cmd_connect(struct client *c, const struct cmd *cmd)
 			fail = 102;
 	}
 	if (fail) {
-		reply_error(c, cmd->id, fail);
-		c->state = CS_FAILED;
+		connect_error(c, cmd->id, fail);
 		goto done;
 	}
 	/* Channels the client lists in its request: an unknown namespace there
@@ -779,12 +824,12 @@ static void cmd_connect(struct client *c, const struct cmd *cmd)
 	for (size_t i = 0; i < r->nsubs; i++) {
 		if (chan_check_connect_sub(S.chans, r->subs[i].channel, pstr_c(user), &ropts[i]) ==
 		    CHAN_ERR_UNKNOWN_CHANNEL) {
-			client_disconnect(c, 3501, "bad request");
+			connect_refused(c, 3501, "bad request");
 			goto done;
 		}
 	}
 	if (k->channel_limit > 0 && (long long)nps > k->channel_limit) {
-		client_disconnect(c, 3505, "channel limit");
+		connect_refused(c, 3505, "channel limit");
 		goto done;
 	}
 
@@ -834,16 +879,23 @@ static void cmd_connect(struct client *c, const struct cmd *cmd)
 		res.expires = true;
 		res.ttl = ttl > 0 ? (uint32_t)ttl : 0;
 	}
-	if (!c->native_ping && k->ping_interval_ms > 0) {
+	if (!(c->flags & CLIENT_NATIVE_PING) && k->ping_interval_ms > 0) {
 		res.ping = (uint32_t)(k->ping_interval_ms / 1000);
-		res.pong = k->pong_timeout_ms > 0;
+		res.pong = k->pong_timeout_ms > 0 && !(c->flags & CLIENT_UNI);
+	}
+	if (c->session.n) {
+		res.session = c->session;
+		res.node = pstr_c(node_uid(S.w));
 	}
 	if (k->include_server_time)
 		res.time = util_wall_ms();
 	res.subs = subres;
 	res.nsubs = nsub;
 	S.out.len = 0;
-	proto_reply_connect(&S.out, c->fmt, cmd->id, &res);
+	if (c->flags & CLIENT_UNI)
+		proto_push_connect(&S.out, c->fmt, &res);
+	else
+		proto_reply_connect(&S.out, c->fmt, cmd->id, &res);
 	send_out(c);
 	log_debug("client %s connected as user \"%s\" with %zu server-side channel(s)", c->id, c->user, nsub);
 done:
@@ -1281,13 +1333,14 @@ void client_frame(struct client *c, const char *data, size_t len)
 /* ---- lifecycle ------------------------------------------------------------- */
 
 struct client *client_new(struct worker *w, const struct transport_ops *ops, void *t,
-			  enum proto_fmt fmt, bool native_ping)
+			  const struct client_opts *o)
 {
 	struct client *c = xcalloc(1, sizeof(*c));
 	c->tops = ops;
 	c->t = t;
-	c->fmt = (uint8_t)fmt;
-	c->native_ping = native_ping;
+	c->fmt = (uint8_t)o->fmt;
+	c->flags = (uint8_t)o->flags;
+	c->session = pstr_dup(o->session);
 	c->state = CS_NEW;
 	make_uuid(c->id);
 	wheel_timer_init(&c->timer, on_timer);
@@ -1298,6 +1351,22 @@ struct client *client_new(struct worker *w, const struct transport_ops *ops, voi
 	S.all = c;
 	arm(c);
 	return c;
+}
+
+uint32_t client_uni_connect(struct client *c, const char *data, size_t len, const char **reason)
+{
+	struct cmd_batch b = { 0 };
+
+	if (c->state != CS_NEW)
+		return 0;
+	if (proto_decode_connect(c->fmt, data, len, &b) != RT_OK)
+		connect_refused(c, 3501, "bad request");
+	else
+		cmd_connect(c, &b.v[0]);
+	proto_batch_free(&b);
+	if (reason)
+		*reason = c->fail_reason;
+	return c->state == CS_CONNECTED ? 0 : c->fail_code;
 }
 
 /* Makes C deaf: no more commands, pushes or timers; subscriptions end. */
@@ -1340,6 +1409,7 @@ void client_transport_closed(struct client *c)
 		c->next->prev = c->prev;
 	free(c->user);
 	pstr_free(&c->info);
+	pstr_free(&c->session);
 	free(c);
 }
 
@@ -1412,16 +1482,42 @@ static void build_keys(struct worker *w)
 	conf_report_free(&rep);
 }
 
+/* client.connect_code_to_unidirectional_disconnect into S.uni (the master
+ * checked its shape: a code and a disconnect code in each item). */
+static void build_uni(struct worker *w)
+{
+	const json_t *list = conf_get(w->conf, "client.connect_code_to_unidirectional_disconnect.transforms"), *t;
+	size_t i;
+
+	free(S.uni);
+	S.uni = NULL;
+	S.nuni = 0;
+	if (!json_is_true(conf_get(w->conf, "client.connect_code_to_unidirectional_disconnect.enabled")))
+		return;
+	S.uni = xcalloc(json_array_size(list) + 1, sizeof(*S.uni));
+	json_array_foreach(list, i, t) {
+		const json_t *to = json_object_get(t, "to");
+		const char *reason = json_string_value(json_object_get(to, "reason"));
+		struct uni_code *u = &S.uni[S.nuni++];
+
+		u->code = (uint32_t)json_integer_value(json_object_get(t, "code"));
+		u->to = (uint32_t)json_integer_value(json_object_get(to, "code"));
+		snprintf(u->reason, sizeof(u->reason), "%s", reason ? reason : "");
+	}
+}
+
 void client_init(struct worker *w)
 {
 	S.w = w;
 	build_keys(w);
+	build_uni(w);
 	S.chans = chan_cfg_new(w->conf);
 }
 
 void client_reconfigure(struct worker *w)
 {
 	build_keys(w);
+	build_uni(w);
 	chan_cfg_free(S.chans);
 	S.chans = chan_cfg_new(w->conf);
 }
@@ -1436,9 +1532,9 @@ static bool target_match(const struct client *c, const struct node_target *t)
 		return false;
 	if (t->client.n && !(t->client.n == 36 && memcmp(t->client.p, c->id, 36) == 0))
 		return false;
-	/* Sessions (emulation transports) come later; a session filter matches
-	 * no WebSocket connection. */
-	if (t->session.n)
+	/* Only emulation transports have sessions: a session filter matches
+	 * no other connection. */
+	if (t->session.n && !(t->session.n == c->session.n && memcmp(t->session.p, c->session.p, c->session.n) == 0))
 		return false;
 	return true;
 }
@@ -1540,46 +1636,4 @@ void client_apply_refresh(const struct node_target *t, bool expired, int64_t exp
 		proto_push_refresh(&S.out, c->fmt, expire_at > 0, expire_at > 0 ? (uint32_t)ttl : 0);
 		send_out(c);
 	}
-}
-
-/* ---- the WebSocket transport ------------------------------------------------------ */
-
-static int ws_t_send(void *t, struct rbuf *b, size_t off, size_t len)
-{
-	return ws_send(t, b, off, len);
-}
-
-static int ws_t_send_copy(void *t, const void *p, size_t n)
-{
-	return ws_send_copy(t, p, n);
-}
-
-static void ws_t_close(void *t, uint32_t code, const char *reason)
-{
-	ws_close(t, (uint16_t)code, reason);
-}
-
-static const struct transport_ops ws_transport = { "websocket", ws_t_send, ws_t_send_copy, ws_t_close };
-
-static void ws_on_message(struct ws *ws, void *ud, const char *data, size_t len)
-{
-	client_frame(ud, data, len);
-}
-
-static void ws_on_drain(struct ws *ws, void *ud)
-{
-	client_shutdown(ud);
-}
-
-static void ws_on_close(struct ws *ws, void *ud)
-{
-	client_transport_closed(ud);
-}
-
-static const struct ws_handler ws_session = { ws_on_message, ws_on_drain, ws_on_close };
-
-void client_ws_open(struct ws *ws, const struct ws_open_info *info)
-{
-	struct client *c = client_new(S.w, &ws_transport, ws, info->fmt, info->frame_ping_pong);
-	ws_set_handler(ws, &ws_session, c);
 }

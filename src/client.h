@@ -1,8 +1,8 @@
 /*
  * client.h - one client session: Centrifugo's client protocol state machine,
- * the same for every transport and encoding. A transport (WebSocket now;
- * HTTP-streaming, SSE and SockJS later) hands the session whole frames and
- * sends what the session queues; the session never touches a socket.
+ * the same for every transport and encoding. A transport (src/transport/)
+ * hands the session whole frames and sends what the session queues; the
+ * session never touches a socket and names no transport.
  */
 #ifndef ROTOR_CLIENT_H
 #define ROTOR_CLIENT_H
@@ -17,7 +17,7 @@ struct client;
 
 /* What the session needs from its transport. */
 struct transport_ops {
-	const char *name;  /* "websocket": for logs and the info of proxies */
+	const char *name;  /* "websocket", "http_stream"...: for logs and proxies */
 	/* Queues one encoded message by reference (the rbuf is shared). Returns
 	 * RT_OK, or RT_CLOSED when the transport is closing (nothing queued).
 	 * Over its queue limit the transport ends the connection with 3008
@@ -30,11 +30,36 @@ struct transport_ops {
 	void (*close)(void *t, uint32_t code, const char *reason);
 };
 
-/* Starts a session on a transport that completed its handshake. With
- * NATIVE_PING the transport checks liveness itself (WebSocket ping frames)
- * and the session sends no protocol pings. */
+/* How a session behaves on its transport. */
+enum {
+	CLIENT_NATIVE_PING = 0x01, /* the transport checks liveness itself (WebSocket
+	                            * ping frames): no protocol pings */
+	CLIENT_UNI = 0x02,         /* unidirectional: one bare ConnectRequest in
+	                            * (client_uni_connect), bare pushes out (the
+	                            * transport unwraps Reply{push}), connect errors
+	                            * become disconnects, pings expect no pong */
+};
+
+struct client_opts {
+	enum proto_fmt fmt;
+	unsigned flags;            /* CLIENT_* */
+	struct pstr session;       /* emulation transports: ConnectResult.session
+	                            * (with .node), matched by the API's session
+	                            * filters; copied */
+};
+
+/* Starts a session on a transport that completed its handshake. */
 struct client *client_new(struct worker *w, const struct transport_ops *ops, void *t,
-			  enum proto_fmt fmt, bool native_ping);
+			  const struct client_opts *o);
+
+/* Connects a CLIENT_UNI session with its bare ConnectRequest DATA (JSON or
+ * protobuf, as the session's format; empty: an empty request). Returns 0
+ * once connected; else the connect's own error or disconnect code (103,
+ * 3500...; REASON, if not NULL, gets its text), after the session asked its
+ * transport to close with the disconnect that maps it (3501 for a request
+ * that does not decode). Transports that answer a failed connect with an
+ * HTTP status instead (connect_code_to_http_response) use the code. */
+uint32_t client_uni_connect(struct client *c, const char *data, size_t len, const char **reason);
 
 /* One frame from the client: one or several commands. */
 void client_frame(struct client *c, const char *data, size_t len);
@@ -53,11 +78,6 @@ void client_disconnect(struct client *c, uint32_t code, const char *reason);
 void client_push(struct client *c, struct rbuf *b, size_t off, size_t len);
 
 enum proto_fmt client_fmt(const struct client *c);
-
-/* The WebSocket layer's on_open (ws.h): a session on every new connection. */
-struct ws;
-struct ws_open_info;
-void client_ws_open(struct ws *ws, const struct ws_open_info *info);
 
 /* Keeps this worker's presence entries alive: extends its lease every
  * client.presence_update_interval (FIRST: at start, at once), and puts the

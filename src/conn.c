@@ -97,6 +97,14 @@ struct rbuf *rbuf_new(size_t len)
 	return b;
 }
 
+struct rbuf *rbuf_copy(const void *p, size_t n)
+{
+	struct rbuf *b = rbuf_new(n);
+
+	memcpy(b->data, p, n);
+	return b;
+}
+
 struct rbuf *rbuf_ref(struct rbuf *b)
 {
 	assert(b->refs > 0 && b->refs < UINT32_MAX);
@@ -111,6 +119,34 @@ void rbuf_unref(struct rbuf *b)
 	assert(b->refs > 0);
 	if (--b->refs == 0)
 		free(b);
+}
+
+void rlist_push(struct rlist **l, struct rbuf *b, size_t off, size_t len)
+{
+	struct rlist *p = *l;
+
+	if (!p || p->n == p->cap) {
+		uint32_t cap = p ? 2 * p->cap : 4;
+
+		p = xrealloc(p, sizeof(*p) + cap * sizeof(p->v[0]));
+		if (!*l)
+			p->n = 0;
+		p->cap = cap;
+		*l = p;
+	}
+	p->v[p->n++] = (struct rseg){ rbuf_ref(b), off, len };
+}
+
+void rlist_free(struct rlist **l)
+{
+	struct rlist *p = *l;
+
+	if (!p)
+		return;
+	for (uint32_t i = 0; i < p->n; i++)
+		rbuf_unref(p->v[i].b);
+	free(p);
+	*l = NULL;
 }
 
 /* ---- input buffer pool ------------------------------------------------- */

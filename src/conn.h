@@ -33,10 +33,31 @@ struct rbuf {
 /* A buffer of LEN bytes (contents undefined) holding one reference. Aborts
  * on allocation failure like xmalloc. */
 struct rbuf *rbuf_new(size_t len);
+/* A new buffer holding a copy of the N bytes at P (one reference). */
+struct rbuf *rbuf_copy(const void *p, size_t n);
 /* Takes one more reference; returns B. */
 struct rbuf *rbuf_ref(struct rbuf *b);
 /* Drops one reference; the last frees B. NULL is ignored. */
 void rbuf_unref(struct rbuf *b);
+
+/* A list of messages queued above the conn layer (a transport's, until
+ * its flush point frames them): segments of shared buffers, each holding a
+ * reference. Allocated only while non-empty, so an idle connection holds a
+ * NULL pointer. */
+struct rseg {
+	struct rbuf *b;
+	size_t off, len;
+};
+struct rlist {
+	uint32_t n, cap;
+	struct rseg v[];
+};
+
+/* Appends LEN bytes of B from OFF to *L, taking a reference; *L is
+ * allocated or grown as needed (aborts on allocation failure). */
+void rlist_push(struct rlist **l, struct rbuf *b, size_t off, size_t len);
+/* Drops every reference and frees *L; *L is NULL afterwards. */
+void rlist_free(struct rlist **l);
 
 /*
  * What a protocol layer implements. Only on_read is required; every callback

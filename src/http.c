@@ -861,20 +861,37 @@ static const struct conn_ops http_ops = {
 	.on_close = http_on_close,
 };
 
-void http_accept(struct worker *w, int fd)
+/* A fresh HTTP layer on conn C (its ops and ud are set here), waiting
+ * for a request until DEADLINE. */
+static void serve(struct conn *c, int64_t deadline)
 {
 	struct http_conn *hc = xcalloc(1, sizeof(*hc));
-	const struct conf *k = w->conf;
+	const struct conf *k = c->w->conf;
 
-	hc->c = conn_new(w, fd, &http_ops, hc);
+	hc->c = c;
+	conn_set_ops(c, &http_ops, hc);
 	llhttp_init(&hc->parser, HTTP_REQUEST, &H.settings);
 	hc->parser.data = hc;
 	hc->state = H_IDLE;
 	req_free(hc);
-	conn_set_write_timeout(hc->c, k->write_timeout_ms);
-	conn_set_deadline(hc->c, after(w->now_ms, header_timeout(k)));
-	if (w->draining)
+	conn_set_queue_limit(c, 0);
+	conn_set_write_timeout(c, k->write_timeout_ms);
+	conn_set_deadline(c, deadline);
+	if (c->w->draining)
 		hc->closing = true;
+}
+
+void http_accept(struct worker *w, int fd)
+{
+	struct conn *c = conn_new(w, fd, &http_ops, NULL);
+
+	serve(c, after(w->now_ms, header_timeout(w->conf)));
+}
+
+void http_adopt(struct conn *c)
+{
+	serve(c, after(c->w->now_ms, idle_timeout(c->w->conf)));
+	conn_read_resume(c);
 }
 
 void http_drain(struct worker *w)

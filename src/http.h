@@ -77,6 +77,11 @@ void http_routes_free(void);
  * the fd belongs to the HTTP layer from now on. */
 void http_accept(struct worker *w, int fd);
 
+/* Takes a connection that another layer hijacked back, as kept alive
+ * after a response: it waits for the client's next request (idle
+ * timeout). Bytes the conn holds unread are parsed as that request. */
+void http_adopt(struct conn *c);
+
 /* Graceful stop: idle keep-alive connections close now, requests in flight
  * get their response with Connection: close, then their connection closes
  * (other layers' connections get their on_drain). */

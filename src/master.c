@@ -93,6 +93,7 @@ static struct {
 	int pid_fd;
 	enum { RUNNING, GRACEFUL, FAST } stopping;
 	int64_t stop_deadline_ms;
+	uint64_t secret[2];    /* random; every worker gets it (worker_boot) */
 } M;
 
 static void on_signal(int sig)
@@ -534,7 +535,7 @@ static int spawn(int slot)
 			.slot = slot, .gen = M.gen, .listen_fd = M.slots[slot].fd, .ctl_fd = sv[1],
 			.conf = M.conf, .ctr = ctr, .stats_seg = &M.stats, .bus = &M.bus, .bus_slot = bus_slot,
 			.ctab = &M.ctab, .pres = &M.pres,
-			.wake_fd = wake_fd, .wake_fds = wake_fds,
+			.wake_fd = wake_fd, .wake_fds = wake_fds, .secret = M.secret,
 		};
 		worker_main(&boot);
 	}
@@ -896,6 +897,8 @@ int master_run(const struct master_args *args, struct conf *conf)
 
 	M.pid_path = master_pid_path(conf);
 	M.nslots = (int)conf->workers;
+	if (util_random(M.secret, sizeof(M.secret)) != RT_OK)
+		return 1;
 	if (pidfile_open() != RT_OK)
 		return 1;
 	int fds[MAX_SLOTS];

@@ -14,6 +14,7 @@
  *            | u64 offset | str8 epoch | i64 time
  *   JOIN/LEAVE  str16 channel | info
  *   CONTROL  u8 op | target (str16 user, str16 client, str16 session) | op fields
+ *   EMU      u32 bus slot of the owner | str16 session | str32 commands
  *   info     u8 present | str16 user | str16 client | str32 conn_info | str32 chan_info
  *
  * A worker that was lapped lost records: it logs how many; subscriptions
@@ -46,6 +47,7 @@ enum {
 	REC_JOIN = 2,
 	REC_LEAVE = 3,
 	REC_CONTROL = 4,
+	REC_EMU = 5,
 };
 
 enum {
@@ -574,6 +576,36 @@ static void apply_control(struct rd *r)
 	}
 }
 
+/* ---- emulation --------------------------------------------------------- */
+
+static node_emulation_fn *emu_sink;
+
+void node_on_emulation(node_emulation_fn *fn)
+{
+	emu_sink = fn;
+}
+
+int node_emulate(struct worker *w, unsigned slot, struct pstr session, struct pstr data)
+{
+	rec.len = 0;
+	put_u32(slot);
+	put_str16(session);
+	put_str32(data);
+	return append(w, REC_EMU);
+}
+
+/* An EMU record: only its owner reads past the slot. */
+static void apply_emu(struct worker *w, struct rd *r)
+{
+	uint32_t slot = GET(r, uint32_t);
+	if (r->bad || slot != w->bus_slot)
+		return;
+	struct pstr session = get_str(r, 2);
+	struct pstr data = get_str(r, 4);
+	if (!r->bad && emu_sink)
+		emu_sink(session, data);
+}
+
 /* Record bytes applied in this node_poll, and where it stops (0: never). */
 static size_t poll_bytes, poll_budget;
 
@@ -582,6 +614,7 @@ static int on_record(void *arg, uint64_t seq, unsigned type, const void *data, s
 	struct rd r = { data, (const unsigned char *)data + len, false };
 
 	switch (type) {
+	case REC_EMU: apply_emu(arg, &r); break;
 	case REC_PUB: apply_pub(&r); break;
 	case REC_JOIN: apply_join_leave(&r, true); break;
 	case REC_LEAVE: apply_join_leave(&r, false); break;
@@ -834,6 +867,17 @@ int node_channels(struct worker *w, node_channel_fn fn, void *arg)
 	smap_each(&m.chans, each_channel, &cb);
 	merged_free(&m);
 	return RT_OK;
+}
+
+const char *node_uid(struct worker *w)
+{
+	static char uid[37];
+
+	if (uid[0] == '\0') {
+		const struct stats_hdr *sh = seg_payload(w->stats_seg);
+		memcpy(uid, sh->uid, 36);
+	}
+	return uid;
 }
 
 int node_info(struct worker *w, struct node_info *out)

@@ -133,6 +133,10 @@ struct node_info {
 };
 int node_info(struct worker *w, struct node_info *out);
 
+/* This rotord's node id (info's uid, ConnectResult.node of emulation
+ * sessions): 36 characters and a NUL, fixed for the master's lifetime. */
+const char *node_uid(struct worker *w);
+
 /* Connected clients on the whole node: this worker's exact count plus the
  * others' as their last loop iteration left it. For client.connection_limit. */
 uint64_t node_clients(struct worker *w);
@@ -141,6 +145,16 @@ uint64_t node_clients(struct worker *w);
  * (merged at most every 200 ms). For client.user_connection_limit, with
  * this worker's exact count added by the caller. */
 uint64_t node_user_connections(struct worker *w, const char *user, size_t n);
+
+/* Hands DATA, the commands of an /emulation POST, to emulation session
+ * SESSION on the worker that reads the bus in slot SLOT (this one too), in
+ * bus order. RT_OK, or RT_ERR (logged: the caller answers 500). */
+int node_emulate(struct worker *w, unsigned slot, struct pstr session, struct pstr data);
+
+/* Who receives the emulation records addressed to this worker (the
+ * emulation transport). */
+typedef void node_emulation_fn(struct pstr session, struct pstr data);
+void node_on_emulation(node_emulation_fn *fn);
 
 /* Publishes a join (JOIN true) or leave of CI in CHANNEL to its subscribers
  * that receive join/leave pushes. */

@@ -766,6 +766,59 @@ int proto_decode(enum proto_fmt f, const char *frame, size_t len, size_t max, st
 	return rc;
 }
 
+/* ---- bare requests -------------------------------------------------------- */
+
+/* The table of EmulationRequest; `data` is a JSON string in JSON (the
+ * newline-joined commands), bytes in protobuf. */
+static const struct fdesc emu_fields[] = {
+	FLD(1, FK_STR, struct emu_req, node, "node"),
+	FLD(2, FK_STR, struct emu_req, session, "session"),
+	FLD(3, FK_STR, struct emu_req, data, "data"),
+};
+
+/* Decodes one bare message MSG of F through table T into BASE; B holds
+ * what had to be unescaped. */
+static int decode_bare(enum proto_fmt f, const char *msg, size_t n, const struct fdesc *t, size_t nt,
+		       void *base, struct cmd_batch *b)
+{
+	int rc;
+
+	if (f == PROTO_PB)
+		return pd_fields(b, (struct pstr){ msg, n }, t, nt, base);
+	line_doc.depth_limit = JS_DEPTH_MAX;
+	rc = js_scan(&line_doc, msg, n, 0) == RT_OK ? jd_fields(b, &line_doc, 0, t, nt, base) : RT_INVAL;
+	if (line_doc.cap > LINE_DOC_KEEP)
+		js_free(&line_doc);
+	return rc;
+}
+
+int proto_decode_connect(enum proto_fmt f, const char *msg, size_t n, struct cmd_batch *b)
+{
+	size_t cap = 0;
+	struct cmd *c;
+
+	b->v = NULL;
+	b->n = 0;
+	b->arena = NULL;
+	c = batch_add(b, &cap, 1);
+	c->type = CMD_CONNECT;
+	if (n == 0 || (f == PROTO_JSON && blank(msg, msg + n)))
+		return RT_OK;
+	if (decode_bare(f, msg, n, connect_fields, ROTOR_ARRAY_LEN(connect_fields), &c->connect, b) != RT_OK)
+		return RT_INVAL;
+	subs_dedupe(b, &c->connect);
+	return RT_OK;
+}
+
+int proto_decode_emulation(enum proto_fmt f, const char *msg, size_t n, struct emu_req *r, struct cmd_batch *b)
+{
+	memset(r, 0, sizeof(*r));
+	b->v = NULL;
+	b->n = 0;
+	b->arena = NULL;
+	return decode_bare(f, msg, n, emu_fields, ROTOR_ARRAY_LEN(emu_fields), r, b);
+}
+
 /* ---- the emitter -------------------------------------------------------- */
 
 #define ENC_DEPTH 12
@@ -1323,6 +1376,36 @@ static int push_close(struct enc *e)
 	enc_close(e);
 	enc_close(e);
 	return enc_done(e);
+}
+
+/* Push.connect (field 10) numbers its fields unlike ConnectResult: client 1,
+ * version 2, data 3, subs 4, expires 5, ttl 6, ping 7, pong 8, session 9,
+ * node 10, time 11. */
+int proto_push_connect(struct jw *out, enum proto_fmt f, const struct connect_result *r)
+{
+	struct enc e;
+
+	push_open(&e, out, f, (struct pstr){ NULL, 0 }, 10, "connect");
+	enc_str(&e, 1, "client", r->client, false);
+	enc_str(&e, 2, "version", r->version, false);
+	enc_bytes(&e, 3, "data", r->data);
+	if (r->nsubs) {
+		enc_map(&e, "subs");
+		for (size_t i = 0; i < r->nsubs; i++) {
+			enc_entry(&e, 4, r->subs[i].channel);
+			sub_result_body(&e, &r->subs[i].res);
+			enc_close(&e);
+		}
+		enc_close(&e);
+	}
+	enc_bool(&e, 5, "expires", r->expires);
+	enc_u64(&e, 6, "ttl", r->ttl, false);
+	enc_u64(&e, 7, "ping", r->ping, false);
+	enc_bool(&e, 8, "pong", r->pong);
+	enc_str(&e, 9, "session", r->session, false);
+	enc_str(&e, 10, "node", r->node, false);
+	enc_i64(&e, 11, "time", r->time);
+	return push_close(&e);
 }
 
 int proto_push_pub(struct jw *out, enum proto_fmt f, struct pstr channel, const struct publication *p)

@@ -105,6 +105,23 @@ struct cmd_batch {
 int proto_decode(enum proto_fmt f, const char *frame, size_t len, size_t max, struct cmd_batch *b);
 void proto_batch_free(struct cmd_batch *b);
 
+/* A bare ConnectRequest (the unidirectional transports send one instead of
+ * a Command), decoded into a batch of one CMD_CONNECT command with id 0.
+ * Empty input (JSON: blank) is an empty request. RT_OK or RT_INVAL; B must
+ * be freed with proto_batch_free whatever the result. */
+int proto_decode_connect(enum proto_fmt f, const char *msg, size_t n, struct cmd_batch *b);
+
+/* The body of an /emulation POST: EmulationRequest{node = 1, session = 2,
+ * data = 3}. In JSON `data` is a string holding the newline-joined
+ * commands; in protobuf, bytes holding varint-delimited commands. Spans
+ * point into MSG or into B's arena (free B with proto_batch_free whatever
+ * the result). RT_OK or RT_INVAL (not an object, a field of the wrong
+ * type, undecodable). */
+struct emu_req {
+	struct pstr node, session, data;
+};
+int proto_decode_emulation(enum proto_fmt f, const char *msg, size_t n, struct emu_req *r, struct cmd_batch *b);
+
 /* ---- what replies and pushes carry -------------------------------------- */
 
 struct client_info {
@@ -183,6 +200,9 @@ int proto_push_subscribe(struct jw *out, enum proto_fmt f, struct pstr channel, 
 int proto_push_message(struct jw *out, enum proto_fmt f, struct pstr data);
 int proto_push_disconnect(struct jw *out, enum proto_fmt f, uint32_t code, const char *reason);
 int proto_push_refresh(struct jw *out, enum proto_fmt f, bool expires, uint32_t ttl);
+/* The first message of a unidirectional session: Push{connect: Connect}
+ * (its own field numbers; R's fields as for proto_reply_connect). */
+int proto_push_connect(struct jw *out, enum proto_fmt f, const struct connect_result *r);
 /* A server ping: {} / the single byte 0x00. */
 int proto_ping(struct jw *out, enum proto_fmt f);
 

@@ -1,11 +1,15 @@
 /*
- * smap.c - string -> count map (see smap.h). FNV-1a hash, chains, the
- * table doubles when it holds as many entries as slots.
+ * smap.c - string -> count map (see smap.h). Chains, the table doubles
+ * when it holds as many entries as slots. Keys may come from clients
+ * (SockJS session ids), so the hash is SipHash under a key drawn once per
+ * process: nobody can aim many keys at one chain.
  */
 #include "config.h"
 #include "smap.h"
+#include "siphash.h"
 #include "util.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,10 +23,15 @@ struct smap_ent {
 
 static uint32_t hash(const char *s, size_t n)
 {
-	uint32_t h = 2166136261u;
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ (unsigned char)s[i]) * 16777619u;
-	return h;
+	static uint64_t key[2];
+	static bool keyed;
+
+	if (!keyed) {
+		if (util_random(key, sizeof(key)) != RT_OK)
+			abort(); /* no randomness: the table could be flooded */
+		keyed = true;
+	}
+	return (uint32_t)siphash24(key, s, n);
 }
 
 static struct smap_ent **slot(const struct smap *m, const char *key, size_t n, uint32_t h)
@@ -74,6 +83,16 @@ void smap_add(struct smap *m, const char *key, size_t n, int64_t delta)
 		return;
 	}
 	e->count += (uint64_t)delta;
+}
+
+void smap_set(struct smap *m, const char *key, size_t n, uint64_t v)
+{
+	int64_t have = (int64_t)smap_get(m, key, n);
+
+	if (have)
+		smap_add(m, key, n, -have);
+	if (v)
+		smap_add(m, key, n, (int64_t)v);
 }
 
 uint64_t smap_get(const struct smap *m, const char *key, size_t n)

@@ -29,7 +29,7 @@
 #include "http.h"
 #include "hub.h"
 #include "node.h"
-#include "ws.h"
+#include "transport.h"
 #include "log.h"
 #include "master.h"
 #include "stats.h"
@@ -189,9 +189,9 @@ static void apply_config(struct worker *w, const char *text, size_t len)
 	log_set_level((enum log_level)c->log_level_num);
 	w->conf = c;
 	http_reconfigure(w);
-	ws_reconfigure(w);
 	api_reconfigure(w);
 	client_reconfigure(w);
+	transport_reconfigure(w);
 	conf_free(old);
 	free(old);
 	log_info("configuration reloaded in place");
@@ -332,7 +332,7 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
 	struct worker *w = p->data;
 	for (int round = 0;; round++) {
 		node_poll(w);
-		ws_flush_all(w);
+		transport_flush(w);
 		if (conn_flush(w, FLUSH_BUDGET_NS)) {
 			/* More to write than one slice: look at the sockets
 			 * (a request that came meanwhile is answered before
@@ -428,6 +428,8 @@ void worker_main(const struct worker_boot *b)
 	w->pres = b->pres;
 	w->stats_seg = b->stats_seg;
 	w->bus_slot = b->bus_slot;
+	if (b->secret)
+		memcpy(w->secret, b->secret, sizeof(w->secret));
 	w->wake_fd = b->wake_fd;
 	memcpy(w->wake_fds, b->wake_fds, sizeof(w->wake_fds));
 	w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -456,7 +458,7 @@ void worker_main(const struct worker_boot *b)
 	conn_init(w);
 	http_init(w);
 	client_init(w);
-	ws_init(w, client_ws_open);
+	transport_init(w);
 	api_init(w);
 	if (bus_reader_init(&w->reader, w->bus, w->bus_slot) < 0) {
 		log_syscall("bus_reader_init(slot %u)", w->bus_slot);

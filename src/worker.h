@@ -71,6 +71,8 @@ struct worker {
 	ev_idle busy_w;       /* keeps the loop from blocking while the bus is busy */
 	int wake_fds[BUS_SLOTS_MAX];
 	int ctl_pending_fd;   /* an fd received with a control message */
+	uint64_t secret[2];   /* the master's random key, the same in every
+	                       * worker: MACs of ids handed to clients */
 };
 
 /* What the master hands a new worker. */
@@ -88,6 +90,7 @@ struct worker_boot {
 	unsigned bus_slot;
 	int wake_fd;          /* this worker's eventfd */
 	const int *wake_fds;  /* BUS_SLOTS_MAX entries: the other workers' eventfds */
+	const uint64_t *secret; /* 2 words, drawn once by the master */
 };
 
 /* The one worker of this process (NULL in the master and in rotorctl). */

@@ -10,6 +10,7 @@
  */
 #include "config.h"
 #include "ws.h"
+#include "transport.h"
 #include "http.h"
 #include "conn.h"
 #include "worker.h"
@@ -269,6 +270,32 @@ static void s_open(struct ws *ws, const struct ws_open_info *info)
 		ws_set_handler(ws, custom_drain ? &handler_drain : &handler, s);
 }
 
+/* The WebSocket layer's settings, and a route that follows
+ * websocket.handler_prefix and websocket.disabled like websocket.c's, but
+ * opens a test session instead of a client session. */
+extern const struct transport_kind transport_ws;
+static struct transport_route route;
+
+static void t_upgrade(struct http_req *req, void *arg)
+{
+	static const struct ws_upgrade u = { .admit = true, .centrifuge = true };
+	struct ws_open_info info;
+	struct ws *ws = ws_upgrade(req, &u, &info);
+
+	if (ws)
+		s_open(ws, &info);
+}
+
+static void routes(void)
+{
+	const char *want = json_string_value(conf_get(&k, "websocket.handler_prefix"));
+
+	if (json_is_true(conf_get(&k, "websocket.disabled")))
+		want = NULL;
+	transport_route_set(&route, "websocket.handler_prefix", want, HTTP_ROUTE_EXACT, HTTP_METHOD_BIT(HTTP_GET),
+			    t_upgrade, NULL);
+}
+
 /* ---- handshake helpers ------------------------------------------------- */
 
 #define KEY "dGhlIHNhbXBsZSBub25jZQ=="
@@ -346,7 +373,8 @@ static void setup(void)
 	wheel_init(&w.wheel, w.now_ms, 100);
 	conn_init(&w);
 	http_init(&w);
-	ws_init(&w, s_open);
+	transport_ws.init(&w);
+	routes();
 	harness_init(&w, ws_flush_all);
 }
 
@@ -357,7 +385,8 @@ static void set_conf(const char *key, const char *text)
 	if (conf_set(&k, key, text, &rep) != RT_OK)
 		printf("# conf_set %s: %s\n", key, rep.nerrors ? rep.errors[0] : "?");
 	conf_report_free(&rep);
-	ws_reconfigure(&w);
+	transport_ws.reconfigure(&w);
+	routes();
 }
 
 /* ---- tests: handshake --------------------------------------------------- */

@@ -1,12 +1,15 @@
 /*
- * ws.h - the WebSocket transport (RFC 6455) of a worker: the upgrade on
- * websocket.handler_prefix, frames in both directions, ping/pong, the close
- * handshake, and batched output: the messages a session queues during one
- * loop iteration leave as one frame per connection at the flush point.
+ * ws.h - the WebSocket layer (RFC 6455) that the WebSocket-based transports
+ * share (websocket.c, the unidirectional one, SockJS's): the upgrade, frames
+ * in both directions, ping/pong, the close handshake, and batched output:
+ * the messages a transport queues during one loop iteration leave as one
+ * frame per connection at the flush point.
  *
- * The session sees whole messages in, and queues encoded protocol messages
- * out (JSON objects, or varint-prefixed protobuf messages); framing, the
- * '\n' between JSON messages, masking and close codes are this layer's.
+ * The transport sees whole messages in, and queues encoded messages out
+ * (for the client protocol: JSON objects, or varint-prefixed protobuf
+ * messages); framing, the '\n' between text messages, masking and close
+ * codes are this layer's. Its settings are websocket.message_size_limit,
+ * websocket.write_timeout and client.queue_max_size.
  */
 #ifndef ROTOR_WS_H
 #define ROTOR_WS_H
@@ -41,7 +44,7 @@ struct ws;
 #define WS_FRAME_MAX_MSGS 64
 #define WS_FRAME_MAX_BYTES 65536
 
-/* What the session learns when a connection opens. */
+/* What an upgrade negotiated. */
 struct ws_open_info {
 	enum proto_fmt fmt;          /* subprotocol centrifuge-protobuf, or ?format= /
 	                              * ?cf_protocol=protobuf: PROTO_PB; else PROTO_JSON */
@@ -49,13 +52,8 @@ struct ws_open_info {
 	                              * ping frames and enforces pongs (3012); the
 	                              * session must send no protocol pings */
 	const struct http_req *req;  /* the upgrade request (headers, query):
-	                              * valid during on_open only */
+	                              * valid until the route's handler returns */
 };
-
-/* Called once per accepted upgrade, after the 101 response is queued. It
- * must attach a handler with ws_set_handler, or close the connection (a
- * connection left without a handler is closed with 1011). */
-typedef void (*ws_open_fn)(struct ws *ws, const struct ws_open_info *info);
 
 /*
  * The session's callbacks. None of them is ever called from inside another
@@ -76,15 +74,22 @@ struct ws_handler {
 	void (*on_close)(struct ws *ws, void *ud);
 };
 
-/* Registers websocket.handler_prefix (default /connection/websocket), GET
- * only, unless websocket.disabled, and reads this layer's settings from
- * W's config. ON_OPEN serves every new connection. Once per worker, after
- * http_init. */
-void ws_init(struct worker *w, ws_open_fn on_open);
-/* After a reload: moves or removes the route, and applies
- * websocket.message_size_limit, websocket.write_timeout and
- * client.queue_max_size to open connections too. */
-void ws_reconfigure(struct worker *w);
+/* What an upgrade negotiates besides RFC 6455 itself. */
+struct ws_upgrade {
+	bool admit;        /* check client.allowed_origins (403) and
+	                    * client.connection_limit (503) first */
+	bool centrifuge;   /* offer the subprotocols centrifuge-json and
+	                    * centrifuge-protobuf, and read ?format=,
+	                    * ?cf_protocol= and ?cf_ws_frame_ping_pong= */
+	bool frame_ping;   /* ping frames always (every WS_PING_INTERVAL_MS,
+	                    * pong within WS_PONG_TIMEOUT_MS, else 3012) */
+};
+
+/* Answers REQ (a GET routed to a WebSocket endpoint) with 101 and takes its
+ * connection over, or refuses it (400 not an upgrade, 426 version, and as U
+ * says 403/503) and returns NULL. INFO gets what was negotiated. The caller
+ * must attach a handler (ws_set_handler) before it returns to the loop. */
+struct ws *ws_upgrade(struct http_req *req, const struct ws_upgrade *u, struct ws_open_info *info);
 
 /* Attaches the session: H (static, not copied) and UD. */
 void ws_set_handler(struct ws *ws, const struct ws_handler *h, void *ud);
@@ -129,8 +134,8 @@ uint16_t ws_close_code(const struct ws *ws);
 
 /* THE WebSocket part of the flush point: frames the messages every
  * connection queued this iteration and hands them to the conn layer, and
- * runs the on_close of connections that ended. The worker calls it in its
- * ev_prepare step right before conn_flush_all. */
+ * runs the on_close of connections that ended. The worker's flush point
+ * calls it (transport_flush) right before conn_flush. */
 void ws_flush_all(struct worker *w);
 
 /* Sec-WebSocket-Accept for KEY (as sent, 24 base64 characters): writes 28

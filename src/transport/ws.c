@@ -50,7 +50,7 @@
 #include "conn.h"
 #include "http.h"
 #include "log.h"
-#include "node.h"
+#include "transport.h"
 #include "util.h"
 #include "worker.h"
 #include <assert.h>
@@ -78,20 +78,12 @@ enum {
 	WS_GONE = 0x40,       /* the conn closed; on_close still due */
 };
 
-struct ws_pend {
-	uint32_t n, cap;
-	struct ws_seg {
-		struct rbuf *b;
-		size_t off, len;
-	} v[];
-};
-
 struct ws {
 	struct conn *c;             /* NULL once the conn closed */
 	const struct ws_handler *h;
 	void *ud;
 	struct ws *dirty_next;
-	struct ws_pend *pend;       /* messages not yet framed */
+	struct rlist *pend;         /* messages not yet framed */
 	size_t pend_bytes;
 	char *msg;                  /* reassembly buffer, only mid-message */
 	size_t msg_len, msg_cap;
@@ -110,8 +102,6 @@ _Static_assert(sizeof(struct ws) <= 112, "struct ws is per connection: keep it s
 
 /* This process's WebSocket settings (one worker per process). */
 static struct {
-	ws_open_fn on_open;
-	char *path;              /* the route registered, or NULL */
 	size_t msg_limit;        /* websocket.message_size_limit */
 	size_t queue_max;        /* client.queue_max_size; 0 = unbounded */
 	int64_t write_timeout;   /* websocket.write_timeout, ms */
@@ -285,14 +275,7 @@ static void queue_close(struct conn *c, uint16_t code, const char *reason)
 
 static void pend_free(struct ws *ws)
 {
-	struct ws_pend *p = ws->pend;
-
-	if (!p)
-		return;
-	for (uint32_t i = 0; i < p->n; i++)
-		rbuf_unref(p->v[i].b);
-	free(p);
-	ws->pend = NULL;
+	rlist_free(&ws->pend);
 	ws->pend_bytes = 0;
 }
 
@@ -300,7 +283,7 @@ static void pend_free(struct ws *ws)
  * reference moves from the pending list to conn's queue). */
 static void frame_pending(struct ws *ws)
 {
-	struct ws_pend *p = ws->pend;
+	struct rlist *p = ws->pend;
 	struct conn *c = ws->c;
 	bool text = !(ws->flags & WS_PB);
 	uint32_t i = 0;
@@ -446,8 +429,6 @@ static bool room_for(const struct ws *ws, size_t len)
 
 int ws_send(struct ws *ws, struct rbuf *b, size_t off, size_t len)
 {
-	struct ws_pend *p = ws->pend;
-
 	assert(off <= b->len && len <= b->len - off);
 	if (ws_closing(ws))
 		return RT_CLOSED;
@@ -459,16 +440,7 @@ int ws_send(struct ws *ws, struct rbuf *b, size_t off, size_t len)
 		W.nest--;
 		return RT_CLOSED;
 	}
-	if (!p || p->n == p->cap) {
-		uint32_t cap = p ? 2 * p->cap : 4;
-
-		p = xrealloc(p, sizeof(*p) + cap * sizeof(p->v[0]));
-		if (!ws->pend)
-			p->n = 0;
-		p->cap = cap;
-		ws->pend = p;
-	}
-	p->v[p->n++] = (struct ws_seg){ rbuf_ref(b), off, len };
+	rlist_push(&ws->pend, b, off, len);
 	ws->pend_bytes += len;
 	mark_dirty(ws);
 	return RT_OK;
@@ -481,8 +453,7 @@ int ws_send_copy(struct ws *ws, const void *data, size_t len)
 
 	if (ws_closing(ws))
 		return RT_CLOSED;
-	b = rbuf_new(len);
-	memcpy(b->data, data, len);
+	b = rbuf_copy(data, len);
 	rc = ws_send(ws, b, 0, len);
 	rbuf_unref(b);
 	return rc;
@@ -512,10 +483,15 @@ void ws_flush_all(struct worker *w)
 		W.dirty = ws->dirty_next;
 		ws->dirty_next = NULL;
 		ws->flags &= ~WS_DIRTY;
-		if (ws->flags & WS_GONE)
+		if (ws->flags & WS_GONE) {
 			ws_free(ws);
-		else
-			frame_pending(ws);
+			continue;
+		}
+		if (!ws->h && ws->state == WS_OPEN) {
+			log_error("ws fd %d: no handler attached after the upgrade; closing", ws->c->fd);
+			ws_close(ws, WS_CLOSE_INTERNAL, "internal server error");
+		}
+		frame_pending(ws);
 	}
 	W.nest--;
 }
@@ -950,185 +926,59 @@ static bool pick_subprotocol(const char *t, size_t n, void *arg)
 	return *out != NULL;
 }
 
-static int hexval(int ch)
+struct ws *ws_upgrade(struct http_req *req, const struct ws_upgrade *u, struct ws_open_info *info)
 {
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	ch = tolower(ch);
-	return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
-}
-
-/* Compares S[0..N), form-decoded (%XX, '+' is a space), with WANT: 1 equal,
- * 0 different, -1 not decodable. */
-static int form_eq(const char *s, size_t n, const char *want)
-{
-	size_t i = 0, j = 0;
-	int eq = 1;
-
-	while (i < n) {
-		int ch = (unsigned char)s[i];
-
-		if (ch == '%') {
-			int hi = i + 2 < n ? hexval(s[i + 1]) : -1;
-			int lo = i + 2 < n ? hexval(s[i + 2]) : -1;
-
-			if (hi < 0 || lo < 0)
-				return -1;
-			ch = hi << 4 | lo;
-			i += 3;
-		} else {
-			if (ch == '+')
-				ch = ' ';
-			i++;
-		}
-		if (eq && (want[j] == '\0' || (unsigned char)want[j] != ch))
-			eq = 0;
-		if (want[j])
-			j++;
-	}
-	return eq && want[j] == '\0';
-}
-
-/* Whether the first value of KEY in QUERY equals VAL, as Go's
- * url.Query().Get reads it (pairs that do not decode are skipped). */
-static bool query_is(const char *query, const char *key, const char *val)
-{
-	const char *s = query;
-
-	while (*s) {
-		size_t n = strcspn(s, "&"), kn = strcspn(s, "=");
-		const char *v = s + (kn < n ? kn + 1 : n);
-		size_t vn = kn < n ? n - kn - 1 : 0;
-		int keq;
-
-		if (kn > n)
-			kn = n;
-		keq = form_eq(s, kn, key);
-		if (keq >= 0) {
-			int veq = form_eq(v, vn, val);
-
-			if (veq >= 0 && keq == 1)
-				return veq == 1;
-		}
-		s += n;
-		if (*s == '&')
-			s++;
-	}
-	return false;
-}
-
-/* Case-insensitive glob: '*' any run, '?' any one byte. */
-static bool glob_match(const char *pat, const char *s)
-{
-	const char *star = NULL, *resume = NULL;
-
-	while (*s) {
-		if (*pat == '*') {
-			star = pat++;
-			resume = s;
-		} else if (*pat && (*pat == '?' || tolower((unsigned char)*pat) == tolower((unsigned char)*s))) {
-			pat++;
-			s++;
-		} else if (star) {
-			pat = star + 1;
-			s = ++resume;
-		} else {
-			return false;
-		}
-	}
-	while (*pat == '*')
-		pat++;
-	return *pat == '\0';
-}
-
-/* client.allowed_origins (server-api.md §8): no Origin passes; an empty
- * list lets nothing else pass; "*" lets everything pass; otherwise ORIGIN
- * must match one of the patterns. */
-static bool origin_ok(const struct conf *k, const char *origin)
-{
-	const json_t *list = conf_get(k, "client.allowed_origins"), *v;
-	size_t i;
-
-	if (!origin)
-		return true;
-	json_array_foreach(list, i, v) {
-		const char *pat = json_string_value(v);
-
-		if (pat && glob_match(pat, origin))
-			return true;
-	}
-	return false;
-}
-
-static void refuse(struct http_req *req, int status, const char *extra, const char *why)
-{
-	char body[64];
-	int n = snprintf(body, sizeof(body), "%s\n", http_reason(status));
-
-	log_debug("ws fd %d: upgrade refused (%d): %s", req->conn->fd, status, why);
-	http_respond_hdrs(req, status, "text/plain; charset=utf-8", extra, body, (size_t)n);
-}
-
-static void ws_handshake(struct http_req *req, void *arg)
-{
-	const struct conf *k = req->conn->w->conf;
 	const char *key = http_req_header(req, "sec-websocket-key");
 	const char *version = http_req_header(req, "sec-websocket-version");
-	const char *origin = http_req_header(req, "origin");
 	const char *subproto = NULL;
 	char accept[29], resp[256], keybuf[24];
-	struct ws_open_info info = { .fmt = PROTO_JSON, .req = req };
 	size_t keylen, nkeys = 0;
 	struct ws *ws;
 	struct conn *c;
-	int n;
+	int n, status;
 
-	/* The route admits GET only (405 from http.c). */
+	memset(info, 0, sizeof(*info));
+	info->fmt = PROTO_JSON;
+	info->req = req;
+	/* The routes admit GET only (405 from http.c). */
 	if (req->version_minor < 1) {
-		refuse(req, 400, NULL, "HTTP/1.0");
-		return;
+		transport_refuse(req, 400, NULL, "HTTP/1.0");
+		return NULL;
 	}
 	if (!each_token(req, "upgrade", token_is_ci, "websocket")) {
-		refuse(req, 400, NULL, "no Upgrade: websocket");
-		return;
+		transport_refuse(req, 400, NULL, "no Upgrade: websocket");
+		return NULL;
 	}
 	if (!each_token(req, "connection", token_is_ci, "upgrade")) {
-		refuse(req, 400, NULL, "no Connection: upgrade");
-		return;
+		transport_refuse(req, 400, NULL, "no Connection: upgrade");
+		return NULL;
 	}
 	if (!version || strcmp(version, "13") != 0) {
-		refuse(req, 426, "Sec-WebSocket-Version: 13\r\n", "unsupported version");
-		return;
+		transport_refuse(req, 426, "Sec-WebSocket-Version: 13\r\n", "unsupported version");
+		return NULL;
 	}
 	for (size_t i = 0; i < req->nheaders; i++)
 		nkeys += strcasecmp(req->headers[i].name, "sec-websocket-key") == 0;
 	if (!key || nkeys != 1 || strlen(key) != 24 ||
 	    b64_decode(keybuf, &keylen, key, 24, B64_STD) != RT_OK || keylen != 16) {
-		refuse(req, 400, NULL, "bad Sec-WebSocket-Key");
-		return;
+		transport_refuse(req, 400, NULL, "bad Sec-WebSocket-Key");
+		return NULL;
 	}
-	if (!origin_ok(k, origin)) {
-		log_info("ws: request Origin %s is not in client.allowed_origins; refused", origin);
-		refuse(req, 403, NULL, "origin not allowed");
-		return;
-	}
-	if (k->connection_limit > 0 && node_clients(req->conn->w) >= (uint64_t)k->connection_limit) {
-		static int64_t warned_ms;
-		int64_t now = req->conn->w->now_ms;
-		if (now - warned_ms >= 3000) {
-			log_warn("ws: client.connection_limit (%lld) reached; refusing connections with 503",
-				 k->connection_limit);
-			warned_ms = now;
-		}
-		refuse(req, 503, NULL, "connection limit reached");
-		return;
+	if (u->admit && (status = transport_admit(req, true)) != 0) {
+		transport_refuse(req, status, NULL, status == 403 ? "origin not allowed" : "connection limit reached");
+		return NULL;
 	}
 
-	each_token(req, "sec-websocket-protocol", pick_subprotocol, &subproto);
-	if ((subproto && strcmp(subproto, "centrifuge-protobuf") == 0) ||
-	    query_is(req->query, "format", "protobuf") || query_is(req->query, "cf_protocol", "protobuf"))
-		info.fmt = PROTO_PB;
-	info.frame_ping_pong = query_is(req->query, "cf_ws_frame_ping_pong", "true");
+	if (u->centrifuge) {
+		each_token(req, "sec-websocket-protocol", pick_subprotocol, &subproto);
+		if ((subproto && strcmp(subproto, "centrifuge-protobuf") == 0) ||
+		    transport_query_is(req->query, "format", "protobuf") ||
+		    transport_query_is(req->query, "cf_protocol", "protobuf"))
+			info->fmt = PROTO_PB;
+		info->frame_ping_pong = transport_query_is(req->query, "cf_ws_frame_ping_pong", "true");
+	}
+	if (u->frame_ping)
+		info->frame_ping_pong = true;
 
 	ws_accept_key(key, accept);
 	n = snprintf(resp, sizeof(resp),
@@ -1140,69 +990,41 @@ static void ws_handshake(struct http_req *req, void *arg)
 
 	ws = xcalloc(1, sizeof(*ws));
 	ws->state = WS_OPEN;
-	ws->flags = (uint8_t)((info.fmt == PROTO_PB ? WS_PB : 0) | (info.frame_ping_pong ? WS_FRAME_PING : 0));
+	ws->flags = (uint8_t)((info->fmt == PROTO_PB ? WS_PB : 0) | (info->frame_ping_pong ? WS_FRAME_PING : 0));
 	c = http_hijack(req, &ws_ops, ws);
 	ws->c = c;
 	conn_set_queue_limit(c, 0);             /* ws counts its own (client.queue_max_size) */
 	conn_set_write_timeout(c, W.write_timeout);
 	conn_queue_copy(c, resp, (size_t)n);
-	if (info.frame_ping_pong) {
+	if (info->frame_ping_pong) {
 		ws->ping_at = c->w->now_ms + WS_PING_INTERVAL_MS;
 		conn_set_deadline(c, ws->ping_at);
 	}
-	log_debug("ws fd %d: open (%s%s)", c->fd, info.fmt == PROTO_PB ? "protobuf" : "json",
-		  info.frame_ping_pong ? ", frame ping/pong" : "");
-
-	W.nest++;
-	if (W.on_open)
-		W.on_open(ws, &info);
-	if (!ws->h && ws->state == WS_OPEN && ws->c) {
-		log_error("ws fd %d: no session attached; closing", c->fd);
-		ws_close(ws, WS_CLOSE_INTERNAL, "internal server error");
-	}
-	W.nest--;
+	log_debug("ws fd %d: open on %s (%s%s)", c->fd, req->path, info->fmt == PROTO_PB ? "protobuf" : "json",
+		  info->frame_ping_pong ? ", frame ping/pong" : "");
+	mark_dirty(ws); /* the flush point checks that a handler was attached */
+	return ws;
 }
 
 /* ---- set-up ------------------------------------------------------------- */
 
-static void routes(struct worker *w)
+static void ws_init(struct worker *w)
 {
-	const struct conf *k = w->conf;
-	const json_t *dis = conf_get(k, "websocket.disabled");
-	const char *want = json_string_value(conf_get(k, "websocket.handler_prefix"));
-
-	if (!want || !*want)
-		want = "/connection/websocket";
-	if (json_is_true(dis))
-		want = NULL;
-	if (W.path && (!want || strcmp(W.path, want) != 0)) {
-		http_route_remove(W.path, HTTP_ROUTE_EXACT);
-		free(W.path);
-		W.path = NULL;
-	}
-	if (want && !W.path) {
-		if (http_route_add(want, HTTP_ROUTE_EXACT, HTTP_METHOD_BIT(HTTP_GET), ws_handshake, NULL) == RT_OK)
-			W.path = xstrdup(want);
-		else
-			log_warn("websocket.handler_prefix %s: path already taken by another handler", want);
-	}
-}
-
-void ws_init(struct worker *w, ws_open_fn on_open)
-{
-	W.on_open = on_open;
 	if (!W.nl) {
 		W.nl = rbuf_new(1);
 		W.nl->data[0] = '\n';
 	}
-	free(W.path); /* a new route table (tests) */
-	W.path = NULL;
 	read_settings(w->conf);
-	routes(w);
 }
 
-void ws_reconfigure(struct worker *w)
+static void ws_reconfigure(struct worker *w)
 {
 	read_settings(w->conf);
-	routes(w);
 }
+
+const struct transport_kind transport_ws = {
+	.name = "ws",
+	.init = ws_init,
+	.reconfigure = ws_reconfigure,
+	.flush = ws_flush_all,
+};

@@ -1,0 +1,361 @@
+/*
+ * emulation.c - Centrifugo's bidirectional emulation (client-protocol.md
+ * §8.2-8.4): a session whose server-to-client half is a streaming HTTP
+ * response, /connection/http_stream (POST; JSON lines or varint-delimited
+ * protobuf) or /connection/sse (EventSource; JSON only), and whose
+ * client-to-server half is POST /emulation, one request per batch of
+ * commands, on any connection, to any worker.
+ *
+ * Routing an /emulation POST: the session id names its owner. It is
+ * "<bus slot, 4 hex><random, 16 hex><MAC, 16 hex>", the MAC a SipHash of
+ * the first 20 characters under the master's secret (the same in every
+ * worker). A POST whose session does not verify is for no session at all:
+ * it is answered 204, as Centrifugo answers an unknown session, and costs
+ * nothing further (a flood of made-up ids never reaches the bus, let alone
+ * a session). A verified one is delivered at once when this worker owns
+ * it, else appended to the shared-memory bus as one record addressed to
+ * the owner's slot (node_emulate), which keeps one POST's commands together
+ * and in order and survives the death of the worker that took the POST.
+ * The owner looks the session up in its own table; a session that ended
+ * meanwhile is ignored. The POST's `node` must be this node's id: another
+ * one is 404 (centrifuge-js then reconnects), as with an unknown node in a
+ * Centrifugo cluster; the Redis engine will route by it.
+ *
+ * Each session owns one struct emu: its stream (stream.c), its client
+ * session and its id in the worker's table; it is freed when the stream
+ * ends, whoever ends it.
+ */
+#include "config.h"
+#include "client.h"
+#include "conf.h"
+#include "conn.h"
+#include "http.h"
+#include "log.h"
+#include "node.h"
+#include "proto.h"
+#include "siphash.h"
+#include "smap.h"
+#include "stream.h"
+#include "transport.h"
+#include "util.h"
+#include "worker.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SESSION_LEN 36
+#define BODY_LIMIT_DEFAULT 65536
+
+enum emu_kind { EMU_HTTP_STREAM, EMU_SSE };
+
+struct emu {
+	struct hs *hs;
+	struct client *c;
+	uint8_t fmt;
+	char session[SESSION_LEN + 1];
+};
+
+static struct {
+	struct worker *w;
+	struct smap sessions;           /* session id -> struct emu * */
+	struct transport_route stream, sse, emu;
+	struct jw buf;                  /* scratch */
+} E;
+
+/* The no-cache headers Centrifugo sends on both streams. */
+#define STREAM_HEADERS \
+	"Cache-Control: private, no-cache, no-store, must-revalidate, max-age=0\r\n" \
+	"Pragma: no-cache\r\nExpire: 0\r\nX-Accel-Buffering: no\r\n"
+
+/* ---- session ids ----------------------------------------------------------- */
+
+static uint64_t mac(const char *id)
+{
+	return siphash24(E.w->secret, id, 20);
+}
+
+static void make_session(char out[SESSION_LEN + 1])
+{
+	uint64_t r;
+
+	if (util_random(&r, sizeof(r)) != RT_OK)
+		abort(); /* nothing unguessable to hand out */
+	snprintf(out, 21, "%04x%016llx", E.w->bus_slot & 0xffff, (unsigned long long)r);
+	snprintf(out + 20, SESSION_LEN + 1 - 20, "%016llx", (unsigned long long)mac(out));
+}
+
+/* The owner's bus slot of session S, or -1 when S is not an id this node
+ * made. */
+static long session_slot(struct pstr s)
+{
+	char id[SESSION_LEN + 1], *end;
+	unsigned long long m;
+	long slot;
+
+	if (s.n != SESSION_LEN)
+		return -1;
+	memcpy(id, s.p, SESSION_LEN);
+	id[SESSION_LEN] = '\0';
+	for (size_t i = 0; i < SESSION_LEN; i++)
+		if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+			return -1;
+	m = strtoull(id + 20, &end, 16);
+	if (m != mac(id))
+		return -1;
+	id[4] = '\0';
+	slot = strtol(id, &end, 16);
+	return slot;
+}
+
+/* ---- the session's transport ----------------------------------------------- */
+
+static int t_send(void *t, struct rbuf *b, size_t off, size_t len)
+{
+	struct emu *e = t;
+
+	return hs_send(e->hs, b, off, len);
+}
+
+static int t_send_copy(void *t, const void *p, size_t n)
+{
+	struct emu *e = t;
+
+	return hs_send_copy(e->hs, p, n);
+}
+
+/* A disconnect is a disconnect push, then the end of the response. */
+static void t_close(void *t, uint32_t code, const char *reason)
+{
+	struct emu *e = t;
+
+	if (code != 3000) {
+		E.buf.len = 0;
+		if (proto_push_disconnect(&E.buf, (enum proto_fmt)e->fmt, code, reason) == RT_OK)
+			hs_send_copy(e->hs, E.buf.buf, E.buf.len);
+	}
+	hs_end(e->hs, false);
+}
+
+static const struct transport_ops http_stream_ops = { "http_stream", t_send, t_send_copy, t_close };
+static const struct transport_ops sse_ops = { "sse", t_send, t_send_copy, t_close };
+
+static void s_drain(struct hs *s, void *ud)
+{
+	struct emu *e = ud;
+
+	client_shutdown(e->c);
+}
+
+static void s_slow(struct hs *s, void *ud)
+{
+	struct emu *e = ud;
+
+	client_disconnect(e->c, 3008, "slow");
+}
+
+static void s_close(struct hs *s, void *ud)
+{
+	struct emu *e = ud;
+
+	smap_set(&E.sessions, e->session, SESSION_LEN, 0);
+	client_transport_closed(e->c);
+	free(e);
+}
+
+static const struct hs_ops stream_json = { hs_frame_lines, s_drain, s_slow, s_close };
+static const struct hs_ops stream_pb = { hs_frame_raw, s_drain, s_slow, s_close };
+static const struct hs_ops stream_sse = { hs_frame_sse, s_drain, s_slow, s_close };
+
+/* ---- requests ------------------------------------------------------------------ */
+
+static size_t body_limit(const char *key)
+{
+	long long n = json_integer_value(conf_get(E.w->conf, key));
+
+	return n > 0 ? (size_t)n : BODY_LIMIT_DEFAULT;
+}
+
+static bool is_protobuf(const struct http_req *req)
+{
+	const char *ct = http_req_header(req, "content-type");
+
+	return ct && strcmp(ct, "application/octet-stream") == 0;
+}
+
+/* Answers with STATUS, no body, the CORS headers and EXTRA. */
+static void answer(struct http_req *req, int status, const char *extra)
+{
+	E.buf.len = 0;
+	transport_cors(req, &E.buf);
+	if (extra)
+		jw_lit(&E.buf, extra);
+	jw_raw(&E.buf, "", 1);
+	http_respond_hdrs(req, status, NULL, E.buf.buf, NULL, 0);
+}
+
+static void preflight(struct http_req *req)
+{
+	answer(req, 204, "Access-Control-Max-Age: 300\r\nAccess-Control-Allow-Methods: POST, OPTIONS\r\n");
+}
+
+/* Starts a session of KIND on REQ with the commands in DATA. */
+static void open_session(struct http_req *req, enum emu_kind kind, enum proto_fmt fmt, const char *data,
+			 size_t len)
+{
+	struct emu *e = xcalloc(1, sizeof(*e));
+	const struct hs_ops *ho = kind == EMU_SSE ? &stream_sse : fmt == PROTO_PB ? &stream_pb : &stream_json;
+	struct client_opts o = { .fmt = fmt };
+	const char *ctype = kind == EMU_SSE ? "text/event-stream; charset=utf-8" :
+			    fmt == PROTO_PB ? "application/octet-stream" : "text/plain; charset=utf-8";
+
+	e->fmt = (uint8_t)fmt;
+	make_session(e->session);
+	o.session = (struct pstr){ e->session, SESSION_LEN };
+	E.buf.len = 0;
+	jw_lit(&E.buf, STREAM_HEADERS);
+	if (req->version_minor >= 1)
+		jw_lit(&E.buf, "Connection: keep-alive\r\n");
+	transport_cors(req, &E.buf);
+	jw_raw(&E.buf, "", 1);
+	e->c = client_new(req->conn->w, kind == EMU_SSE ? &sse_ops : &http_stream_ops, e, &o);
+	smap_set(&E.sessions, e->session, SESSION_LEN, (uint64_t)(uintptr_t)e);
+	e->hs = hs_start(req, ctype, E.buf.buf, kind == EMU_SSE ? "\r\n" : NULL, kind == EMU_SSE ? 2 : 0,
+			 (size_t)E.w->conf->queue_max_size, ho, e);
+	log_debug("%s: session %s opened", kind == EMU_SSE ? "sse" : "http_stream", e->session);
+	client_frame(e->c, data, len);
+}
+
+static void http_stream_handler(struct http_req *req, void *arg)
+{
+	int status;
+
+	if (req->method == HTTP_OPTIONS) {
+		preflight(req);
+		return;
+	}
+	if (req->body_len > body_limit("http_stream.max_request_body_size")) {
+		answer(req, 413, NULL);
+		return;
+	}
+	if ((status = transport_admit(req, false)) != 0) {
+		answer(req, status, NULL);
+		return;
+	}
+	open_session(req, EMU_HTTP_STREAM, is_protobuf(req) ? PROTO_PB : PROTO_JSON, req->body, req->body_len);
+}
+
+static void sse_handler(struct http_req *req, void *arg)
+{
+	struct jw connect = { 0 };
+	int status;
+
+	if (req->method == HTTP_GET) {
+		if (!transport_query_get(req->query, "cf_connect", &connect) || connect.len == 0) {
+			jw_free(&connect);
+			log_debug("sse: no cf_connect in the query");
+			answer(req, 400, NULL);
+			return;
+		}
+	} else if (req->body_len > body_limit("sse.max_request_body_size")) {
+		answer(req, 413, NULL);
+		return;
+	} else {
+		jw_raw(&connect, req->body, req->body_len);
+	}
+	if ((status = transport_admit(req, false)) != 0) {
+		jw_free(&connect);
+		answer(req, status, NULL);
+		return;
+	}
+	open_session(req, EMU_SSE, PROTO_JSON, connect.buf ? connect.buf : "", connect.len);
+	jw_free(&connect);
+}
+
+/* Feeds DATA to the session SESSION of this worker, if it still exists. */
+static void deliver(struct pstr session, struct pstr data)
+{
+	struct emu *e = (struct emu *)(uintptr_t)smap_get(&E.sessions, session.p, session.n);
+
+	if (!e) {
+		log_debug("emulation: session %.*s is gone; commands dropped", (int)session.n, session.p);
+		return;
+	}
+	if (data.n)
+		client_frame(e->c, data.p, data.n);
+}
+
+static void emulation_handler(struct http_req *req, void *arg)
+{
+	struct cmd_batch b;
+	struct emu_req r;
+	long slot;
+
+	if (req->method == HTTP_OPTIONS) {
+		preflight(req);
+		return;
+	}
+	if (req->body_len > body_limit("emulation.max_request_body_size")) {
+		answer(req, 413, NULL);
+		return;
+	}
+	if (proto_decode_emulation(is_protobuf(req) ? PROTO_PB : PROTO_JSON, req->body, req->body_len, &r, &b) !=
+	    RT_OK) {
+		proto_batch_free(&b);
+		log_debug("emulation: malformed request");
+		answer(req, 400, NULL);
+		return;
+	}
+	if (r.node.n != SESSION_LEN || memcmp(r.node.p, node_uid(E.w), SESSION_LEN) != 0) {
+		proto_batch_free(&b);
+		answer(req, 404, NULL);
+		return;
+	}
+	slot = session_slot(r.session);
+	if (slot == (long)E.w->bus_slot) {
+		deliver(r.session, r.data);
+	} else if (slot >= 0 && r.data.n && node_emulate(E.w, (unsigned)slot, r.session, r.data) != RT_OK) {
+		proto_batch_free(&b);
+		answer(req, 500, NULL);
+		return;
+	}
+	proto_batch_free(&b);
+	answer(req, 204, NULL);
+}
+
+/* ---- set-up ----------------------------------------------------------------- */
+
+static void configure(struct worker *w)
+{
+	const struct conf *k = w->conf;
+	bool stream = json_is_true(conf_get(k, "http_stream.enabled"));
+	bool sse = json_is_true(conf_get(k, "sse.enabled"));
+	const uint64_t post = HTTP_METHOD_BIT(HTTP_POST) | HTTP_METHOD_BIT(HTTP_OPTIONS);
+
+	transport_route_set(&E.stream, "http_stream.handler_prefix",
+			    stream ? json_string_value(conf_get(k, "http_stream.handler_prefix")) : NULL,
+			    HTTP_ROUTE_EXACT, post, http_stream_handler, NULL);
+	transport_route_set(&E.sse, "sse.handler_prefix",
+			    sse ? json_string_value(conf_get(k, "sse.handler_prefix")) : NULL, HTTP_ROUTE_EXACT,
+			    HTTP_METHOD_BIT(HTTP_GET) | HTTP_METHOD_BIT(HTTP_POST), sse_handler, NULL);
+	transport_route_set(&E.emu, "emulation.handler_prefix",
+			    stream || sse ? json_string_value(conf_get(k, "emulation.handler_prefix")) : NULL,
+			    HTTP_ROUTE_EXACT, post, emulation_handler, NULL);
+}
+
+static void init(struct worker *w)
+{
+	E.w = w;
+	free(E.stream.path);
+	free(E.sse.path);
+	free(E.emu.path);
+	E.stream.path = E.sse.path = E.emu.path = NULL;
+	node_on_emulation(deliver);
+	configure(w);
+}
+
+const struct transport_kind transport_emulation = {
+	.name = "emulation",
+	.init = init,
+	.reconfigure = configure,
+};

@@ -1,0 +1,435 @@
+/*
+ * stream.c - the HTTP stream writer (stream.h).
+ *
+ * Output follows ws.c: hs_send appends (rbuf, off, len) to the stream's
+ * pending list (allocated only while non-empty) and puts the stream on a
+ * file-static dirty list; the flush (transport_stream.flush, at the worker's
+ * flush point before conn_flush) hands each pending list to the transport's
+ * frame function, which appends the batch's segments to one scratch list;
+ * the batch then goes onto the conn as a chunk: a size line (an rbuf shared
+ * across streams while the bytes match, which they do for a broadcast), the
+ * segments by reference, and a shared "\r\n".
+ *
+ * Life cycle: OPEN -> ENDING (hs_end: the rest is framed, the last chunk
+ * queued, the conn shut down or handed back to HTTP) -> GONE (the conn
+ * closed or left us: on_close due). on_close runs from the flush point if
+ * the conn closed inside an hs_* call or a transport callback (S.nest > 0),
+ * else at once; the struct is freed after it.
+ *
+ * Invariants: HS_DIRTY <=> on the dirty list; pend != NULL => HS_DIRTY;
+ * c == NULL <=> HS_GONE.
+ */
+#include "config.h"
+#include "stream.h"
+#include "conn.h"
+#include "http.h"
+#include "log.h"
+#include "transport.h"
+#include "util.h"
+#include "worker.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+	HS_CHUNKED = 0x01,   /* HTTP/1.1: chunked body */
+	HS_DIRTY = 0x02,     /* on the dirty list */
+	HS_ENDING = 0x04,    /* hs_end: nothing more accepted */
+	HS_KEEP = 0x08,      /* ... and the conn goes back to HTTP */
+	HS_GONE = 0x10,      /* the conn closed or left; on_close due */
+	HS_ENDED = 0x20,     /* the last chunk is queued */
+};
+
+struct hs {
+	struct conn *c;             /* NULL once gone */
+	const struct hs_ops *ops;
+	void *ud;
+	struct hs *dirty_next;
+	struct rlist *pend;         /* messages not yet framed */
+	size_t pend_bytes;
+	size_t queue_max;           /* 0: none */
+	uint64_t body;              /* bytes framed so far */
+	uint32_t flags;
+};
+
+/* One batch being framed: segments into a scratch list reused by every
+ * stream of the worker. */
+struct hs_batch {
+	struct hs_seg {
+		struct rbuf *b;     /* referenced; NULL: copy[] bytes [off, off+len) */
+		size_t off, len;
+	} *v;
+	size_t n, cap, bytes;
+	struct jw copy;             /* the copied bytes of the batch */
+};
+
+static struct {
+	struct hs *dirty;
+	int nest;                   /* > 0 inside hs code or a transport callback */
+	struct rbuf *crlf;          /* "\r\n", shared */
+	struct rbuf *nl;            /* "\n" */
+	struct rbuf *data;          /* "data: " */
+	struct rbuf *nlnl;          /* "\n\n" */
+	struct rbuf *hdr;           /* the last chunk size line, shared while it matches */
+	struct hs_batch batch;
+} S;
+
+static const struct conn_ops hs_conn_ops;
+
+/* ---- batches ------------------------------------------------------------- */
+
+static struct hs_seg *batch_push(struct hs_batch *o)
+{
+	if (o->n == o->cap) {
+		o->cap = o->cap ? 2 * o->cap : 64;
+		o->v = xrealloc(o->v, o->cap * sizeof(*o->v));
+	}
+	return &o->v[o->n++];
+}
+
+void hs_batch_ref(struct hs_batch *o, struct rbuf *b, size_t off, size_t len)
+{
+	if (len == 0)
+		return;
+	*batch_push(o) = (struct hs_seg){ b, off, len };
+	o->bytes += len;
+}
+
+void hs_batch_copy(struct hs_batch *o, const void *p, size_t n)
+{
+	if (n == 0)
+		return;
+	*batch_push(o) = (struct hs_seg){ NULL, o->copy.len, n };
+	jw_raw(&o->copy, p, n);
+	o->bytes += n;
+}
+
+void hs_frame_lines(struct hs_batch *out, const struct rseg *m, size_t n, void *ud)
+{
+	for (size_t i = 0; i < n; i++) {
+		hs_batch_ref(out, m[i].b, m[i].off, m[i].len);
+		hs_batch_ref(out, S.nl, 0, 1);
+	}
+}
+
+void hs_frame_raw(struct hs_batch *out, const struct rseg *m, size_t n, void *ud)
+{
+	for (size_t i = 0; i < n; i++)
+		hs_batch_ref(out, m[i].b, m[i].off, m[i].len);
+}
+
+void hs_frame_sse(struct hs_batch *out, const struct rseg *m, size_t n, void *ud)
+{
+	for (size_t i = 0; i < n; i++) {
+		hs_batch_ref(out, S.data, 0, 6);
+		hs_batch_ref(out, m[i].b, m[i].off, m[i].len);
+		hs_batch_ref(out, S.nlnl, 0, 2);
+	}
+}
+
+/* Queues the chunk size line for N bytes on C, sharing the last one made. */
+static void queue_chunk_size(struct conn *c, size_t n)
+{
+	char line[24];
+	int k = snprintf(line, sizeof(line), "%zx\r\n", n);
+
+	if (!S.hdr || S.hdr->len != (size_t)k || memcmp(S.hdr->data, line, (size_t)k) != 0) {
+		rbuf_unref(S.hdr);
+		S.hdr = rbuf_copy(line, (size_t)k);
+	}
+	conn_queue(c, S.hdr, 0, (size_t)k);
+}
+
+/* Moves batch O onto S's conn (one chunk) and empties O. */
+static void batch_queue(struct hs *s, struct hs_batch *o)
+{
+	struct conn *c = s->c;
+	struct rbuf *copy = NULL;
+
+	if (o->bytes == 0)
+		return;
+	if (o->copy.len)
+		copy = rbuf_copy(o->copy.buf, o->copy.len);
+	if (s->flags & HS_CHUNKED)
+		queue_chunk_size(c, o->bytes);
+	for (size_t i = 0; i < o->n; i++)
+		conn_queue(c, o->v[i].b ? o->v[i].b : copy, o->v[i].off, o->v[i].len);
+	if (s->flags & HS_CHUNKED)
+		conn_queue(c, S.crlf, 0, 2);
+	s->body += o->bytes;
+	rbuf_unref(copy);
+	o->n = o->bytes = 0;
+	o->copy.len = 0;
+}
+
+/* ---- output --------------------------------------------------------------- */
+
+static void pend_free(struct hs *s)
+{
+	rlist_free(&s->pend);
+	s->pend_bytes = 0;
+}
+
+static void mark_dirty(struct hs *s)
+{
+	if (s->flags & HS_DIRTY)
+		return;
+	s->flags |= HS_DIRTY;
+	s->dirty_next = S.dirty;
+	S.dirty = s;
+}
+
+/* Frames S's pending messages onto its conn. */
+static void frame_pending(struct hs *s)
+{
+	if (!s->pend)
+		return;
+	if (!s->c || conn_closing(s->c)) {
+		pend_free(s);
+		return;
+	}
+	S.nest++;
+	s->ops->frame(&S.batch, s->pend->v, s->pend->n, s->ud);
+	S.nest--;
+	batch_queue(s, &S.batch);
+	pend_free(s);
+}
+
+/* After hs_end: the last chunk, then the conn closes or goes back to HTTP. */
+static void finish(struct hs *s)
+{
+	struct conn *c = s->c;
+
+	if ((s->flags & HS_ENDED) || !c)
+		return;
+	s->flags |= HS_ENDED;
+	if (conn_closing(c))
+		return;
+	if (s->flags & HS_CHUNKED)
+		conn_queue_copy(c, "0\r\n\r\n", 5);
+	if ((s->flags & HS_KEEP) && (s->flags & HS_CHUNKED) && !c->w->draining) {
+		s->c = NULL;
+		s->flags |= HS_GONE;
+		mark_dirty(s);
+		http_adopt(c);
+		return;
+	}
+	conn_shutdown(c);
+}
+
+int hs_send(struct hs *s, struct rbuf *b, size_t off, size_t len)
+{
+	assert(off <= b->len && len <= b->len - off);
+	if (hs_closing(s))
+		return RT_CLOSED;
+	if (len == 0)
+		return RT_OK;
+	if (s->queue_max && s->pend_bytes + s->c->out_bytes + len > s->queue_max) {
+		log_debug("stream fd %d: %zu bytes queued, over the limit %zu; slow", s->c->fd,
+			  s->pend_bytes + s->c->out_bytes, s->queue_max);
+		pend_free(s);
+		S.nest++;
+		if (s->ops->on_slow)
+			s->ops->on_slow(s, s->ud);
+		else
+			conn_close(s->c);
+		S.nest--;
+		return RT_CLOSED;
+	}
+	rlist_push(&s->pend, b, off, len);
+	s->pend_bytes += len;
+	mark_dirty(s);
+	return RT_OK;
+}
+
+int hs_send_copy(struct hs *s, const void *p, size_t n)
+{
+	struct rbuf *b;
+	int rc;
+
+	if (hs_closing(s))
+		return RT_CLOSED;
+	b = rbuf_copy(p, n);
+	rc = hs_send(s, b, 0, n);
+	rbuf_unref(b);
+	return rc;
+}
+
+uint64_t hs_body_bytes(const struct hs *s)
+{
+	return s->body;
+}
+
+bool hs_closing(const struct hs *s)
+{
+	return !s->c || (s->flags & HS_ENDING) || conn_closing(s->c);
+}
+
+void hs_end(struct hs *s, bool keep_alive)
+{
+	if (!s->c || (s->flags & HS_ENDING))
+		return;
+	s->flags |= HS_ENDING | (keep_alive ? HS_KEEP : 0);
+	mark_dirty(s);
+}
+
+void hs_close_now(struct hs *s)
+{
+	if (!s->c)
+		return;
+	S.nest++;
+	conn_close(s->c);
+	S.nest--;
+}
+
+/* ---- start ---------------------------------------------------------------- */
+
+struct hs *hs_start(struct http_req *req, const char *ctype, const char *extra, const void *prelude,
+		    size_t len, size_t queue_max, const struct hs_ops *ops, void *ud)
+{
+	struct hs *s = xcalloc(1, sizeof(*s));
+	bool chunked = req->version_minor >= 1;
+	struct jw head = { 0 };
+
+	s->ops = ops;
+	s->ud = ud;
+	s->queue_max = queue_max;
+	s->flags = chunked ? HS_CHUNKED : 0;
+	jw_lit(&head, "HTTP/1.1 200 OK\r\n");
+	if (ctype) {
+		jw_lit(&head, "Content-Type: ");
+		jw_lit(&head, ctype);
+		jw_lit(&head, "\r\n");
+	}
+	if (extra)
+		jw_lit(&head, extra);
+	jw_lit(&head, chunked ? "Transfer-Encoding: chunked\r\n\r\n" : "Connection: close\r\n\r\n");
+	s->c = http_hijack(req, &hs_conn_ops, s);
+	conn_set_queue_limit(s->c, 0); /* the stream counts its own */
+	conn_set_write_timeout(s->c, STREAM_WRITE_TIMEOUT_MS);
+	conn_queue_copy(s->c, head.buf, head.len);
+	jw_free(&head);
+	if (len) {
+		if (chunked) {
+			char line[24];
+			int k = snprintf(line, sizeof(line), "%zx\r\n", len);
+			conn_queue_copy(s->c, line, (size_t)k);
+		}
+		conn_queue_copy(s->c, prelude, len);
+		if (chunked)
+			conn_queue(s->c, S.crlf, 0, 2);
+	}
+	return s;
+}
+
+/* ---- the connection's callbacks ------------------------------------------- */
+
+/* The client sends nothing once its request is read; whatever comes is
+ * dropped (reading on is how its close is noticed). */
+static size_t hs_on_read(struct conn *c, const char *data, size_t len)
+{
+	return len;
+}
+
+static void hs_on_eof(struct conn *c)
+{
+	log_debug("stream fd %d: the client closed the connection", c->fd);
+	S.nest++;
+	conn_close(c);
+	S.nest--;
+}
+
+static void hs_on_write_timeout(struct conn *c)
+{
+	log_debug("stream fd %d: write blocked for %d ms; closing", c->fd, STREAM_WRITE_TIMEOUT_MS);
+	S.nest++;
+	conn_close(c);
+	S.nest--;
+}
+
+static void hs_on_drain(struct conn *c)
+{
+	struct hs *s = c->ud;
+
+	if (s->flags & HS_ENDING)
+		return;
+	S.nest++;
+	if (s->ops->on_drain)
+		s->ops->on_drain(s, s->ud);
+	else
+		hs_end(s, false);
+	S.nest--;
+}
+
+static void hs_free(struct hs *s)
+{
+	if (s->ops->on_close) {
+		S.nest++;
+		s->ops->on_close(s, s->ud);
+		S.nest--;
+	}
+	pend_free(s);
+	free(s);
+}
+
+static void hs_on_close(struct conn *c)
+{
+	struct hs *s = c->ud;
+
+	s->c = NULL;
+	pend_free(s);
+	s->flags |= HS_GONE;
+	if (S.nest > 0 || (s->flags & HS_DIRTY))
+		mark_dirty(s);
+	else
+		hs_free(s);
+}
+
+static const struct conn_ops hs_conn_ops = {
+	.name = "stream",
+	.on_read = hs_on_read,
+	.on_eof = hs_on_eof,
+	.on_write_timeout = hs_on_write_timeout,
+	.on_drain = hs_on_drain,
+	.on_close = hs_on_close,
+};
+
+/* ---- the flush point -------------------------------------------------------- */
+
+static void stream_flush(struct worker *w)
+{
+	struct hs *s;
+
+	S.nest++;
+	while ((s = S.dirty) != NULL) {
+		S.dirty = s->dirty_next;
+		s->dirty_next = NULL;
+		s->flags &= ~HS_DIRTY;
+		if (s->flags & HS_GONE) {
+			hs_free(s);
+			continue;
+		}
+		frame_pending(s);
+		if (s->flags & HS_ENDING)
+			finish(s);
+	}
+	S.nest--;
+}
+
+static void stream_init(struct worker *w)
+{
+	if (S.crlf)
+		return;
+	S.crlf = rbuf_copy("\r\n", 2);
+	S.nl = rbuf_copy("\n", 1);
+	S.data = rbuf_copy("data: ", 6);
+	S.nlnl = rbuf_copy("\n\n", 2);
+}
+
+const struct transport_kind transport_stream = {
+	.name = "stream",
+	.init = stream_init,
+	.flush = stream_flush,
+};

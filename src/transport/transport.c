@@ -1,0 +1,254 @@
+/*
+ * transport.c - the list of transports and what they share (transport.h).
+ *
+ * The list is the one place that names every transport; the worker walks
+ * it through transport_init, transport_reconfigure and transport_flush.
+ * Order matters only at the flush point: transports that feed the shared
+ * HTTP stream writer (stream.c) frame into it before it frames onto the
+ * connections, so "stream" comes after them.
+ */
+#include "config.h"
+#include "transport.h"
+#include "conf.h"
+#include "conn.h"
+#include "log.h"
+#include "node.h"
+#include "util.h"
+#include "worker.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern const struct transport_kind transport_ws, transport_stream;
+extern const struct transport_kind transport_websocket, transport_emulation;
+
+/* The layers first (their settings are read before a transport opens a
+ * connection), and at the flush point after the transports that feed them. */
+static const struct transport_kind *const kinds[] = {
+	&transport_websocket,
+	&transport_emulation,
+	&transport_ws,
+	&transport_stream,
+};
+
+void transport_init(struct worker *w)
+{
+	for (size_t i = 0; i < ROTOR_ARRAY_LEN(kinds); i++)
+		if (kinds[i]->init)
+			kinds[i]->init(w);
+}
+
+void transport_reconfigure(struct worker *w)
+{
+	for (size_t i = 0; i < ROTOR_ARRAY_LEN(kinds); i++)
+		if (kinds[i]->reconfigure)
+			kinds[i]->reconfigure(w);
+}
+
+void transport_flush(struct worker *w)
+{
+	for (size_t i = 0; i < ROTOR_ARRAY_LEN(kinds); i++)
+		if (kinds[i]->flush)
+			kinds[i]->flush(w);
+}
+
+/* ---- admission ---------------------------------------------------------- */
+
+/* Case-insensitive glob: '*' any run, '?' any one byte. */
+static bool glob_match(const char *pat, const char *s)
+{
+	const char *star = NULL, *resume = NULL;
+
+	while (*s) {
+		if (*pat == '*') {
+			star = pat++;
+			resume = s;
+		} else if (*pat && (*pat == '?' || tolower((unsigned char)*pat) == tolower((unsigned char)*s))) {
+			pat++;
+			s++;
+		} else if (star) {
+			pat = star + 1;
+			s = ++resume;
+		} else {
+			return false;
+		}
+	}
+	while (*pat == '*')
+		pat++;
+	return *pat == '\0';
+}
+
+bool transport_origin_ok(const struct conf *k, const char *origin)
+{
+	const json_t *list = conf_get(k, "client.allowed_origins"), *v;
+	size_t i;
+
+	if (!origin)
+		return true;
+	json_array_foreach(list, i, v) {
+		const char *pat = json_string_value(v);
+
+		if (pat && glob_match(pat, origin))
+			return true;
+	}
+	return false;
+}
+
+int transport_admit(const struct http_req *req, bool check_origin)
+{
+	const struct conf *k = req->conn->w->conf;
+	const char *origin = http_req_header(req, "origin");
+
+	if (check_origin && !transport_origin_ok(k, origin)) {
+		log_info("%s: request Origin %s is not in client.allowed_origins; refused", req->path, origin);
+		return 403;
+	}
+	if (k->connection_limit > 0 && node_clients(req->conn->w) >= (uint64_t)k->connection_limit) {
+		static int64_t warned_ms;
+		int64_t now = req->conn->w->now_ms;
+		if (now - warned_ms >= 3000) {
+			log_warn("client.connection_limit (%lld) reached; refusing connections with 503",
+				 k->connection_limit);
+			warned_ms = now;
+		}
+		return 503;
+	}
+	return 0;
+}
+
+void transport_refuse(struct http_req *req, int status, const char *extra, const char *why)
+{
+	char body[64];
+	int n = snprintf(body, sizeof(body), "%s\n", http_reason(status));
+
+	log_debug("%s fd %d: refused (%d): %s", req->path, req->conn->fd, status, why);
+	http_respond_hdrs(req, status, "text/plain; charset=utf-8", extra, body, (size_t)n);
+}
+
+/* ---- CORS ------------------------------------------------------------------ */
+
+void transport_cors(const struct http_req *req, struct jw *out)
+{
+	const char *origin = http_req_header(req, "origin");
+	const char *hdrs = http_req_header(req, "access-control-request-headers");
+
+	if (!origin || !transport_origin_ok(req->conn->w->conf, origin))
+		return;
+	jw_lit(out, "Access-Control-Allow-Origin: ");
+	jw_lit(out, origin);
+	jw_lit(out, "\r\n");
+	if (hdrs && *hdrs && strcmp(hdrs, "null") != 0) {
+		jw_lit(out, "Access-Control-Allow-Headers: ");
+		jw_lit(out, hdrs);
+		jw_lit(out, "\r\n");
+	}
+	jw_lit(out, "Access-Control-Allow-Credentials: true\r\n");
+}
+
+/* ---- routes ---------------------------------------------------------------- */
+
+void transport_route_set(struct transport_route *r, const char *key, const char *want, unsigned flags,
+			 uint64_t methods, http_handler_fn fn, void *arg)
+{
+	if (want && !*want)
+		want = NULL;
+	if (r->path && (!want || strcmp(r->path, want) != 0)) {
+		http_route_remove(r->path, flags);
+		free(r->path);
+		r->path = NULL;
+	}
+	if (want && !r->path) {
+		if (http_route_add(want, flags, methods, fn, arg) == RT_OK)
+			r->path = xstrdup(want);
+		else
+			log_warn("%s %s: path already taken by another handler", key, want);
+	}
+}
+
+/* ---- query strings --------------------------------------------------------- */
+
+static int hexval(int ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	ch = tolower(ch);
+	return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+}
+
+/* Form-decodes S[0..N) (%XX, '+' is a space) into OUT (when not NULL).
+ * Returns false when it does not decode (a bad escape). */
+static bool form_decode(const char *s, size_t n, struct jw *out)
+{
+	for (size_t i = 0; i < n;) {
+		int ch = (unsigned char)s[i];
+
+		if (ch == '%') {
+			int hi = i + 2 < n ? hexval(s[i + 1]) : -1;
+			int lo = i + 2 < n ? hexval(s[i + 2]) : -1;
+
+			if (hi < 0 || lo < 0)
+				return false;
+			ch = hi << 4 | lo;
+			i += 3;
+		} else {
+			if (ch == '+')
+				ch = ' ';
+			i++;
+		}
+		if (out) {
+			char c = (char)ch;
+			jw_raw(out, &c, 1);
+		}
+	}
+	return true;
+}
+
+/* Finds the first pair of QUERY whose key decodes to KEY and whose value
+ * decodes; sets *V and *VN to the raw value. */
+static bool query_find(const char *query, const char *key, const char **v, size_t *vn)
+{
+	const char *s = query;
+	struct jw k = { 0 };
+	bool found = false;
+
+	while (*s && !found) {
+		size_t n = strcspn(s, "&"), kn = strcspn(s, "=");
+
+		if (kn > n)
+			kn = n;
+		*v = s + (kn < n ? kn + 1 : n);
+		*vn = kn < n ? n - kn - 1 : 0;
+		k.len = 0;
+		if (form_decode(s, kn, &k) && form_decode(*v, *vn, NULL) && k.len == strlen(key) &&
+		    memcmp(k.buf, key, k.len) == 0)
+			found = true;
+		s += n;
+		if (*s == '&')
+			s++;
+	}
+	jw_free(&k);
+	return found;
+}
+
+bool transport_query_get(const char *query, const char *key, struct jw *out)
+{
+	const char *v;
+	size_t vn;
+
+	if (!query_find(query, key, &v, &vn))
+		return false;
+	form_decode(v, vn, out);
+	return true;
+}
+
+bool transport_query_is(const char *query, const char *key, const char *val)
+{
+	struct jw out = { 0 };
+	bool eq = transport_query_get(query, key, &out) && out.len == strlen(val) &&
+		  memcmp(out.buf, val, out.len) == 0;
+
+	jw_free(&out);
+	return eq;
+}
