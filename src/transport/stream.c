@@ -286,6 +286,15 @@ void hs_close_now(struct hs *s)
 
 /* ---- start ---------------------------------------------------------------- */
 
+void hs_headers(const struct http_req *req, struct jw *out)
+{
+	jw_lit(out, "Cache-Control: private, no-cache, no-store, must-revalidate, max-age=0\r\n"
+		    "Pragma: no-cache\r\nExpire: 0\r\nX-Accel-Buffering: no\r\n");
+	if (req->version_minor >= 1)
+		jw_lit(out, "Connection: keep-alive\r\n");
+	transport_cors(req, out);
+}
+
 struct hs *hs_start(struct http_req *req, const char *ctype, const char *extra, const void *prelude,
 		    size_t len, size_t queue_max, const struct hs_ops *ops, void *ud)
 {

@@ -52,6 +52,12 @@ void hs_batch_copy(struct hs_batch *out, const void *p, size_t n);
  * "data: <message>\n\n" per message (SSE). */
 hs_frame_fn hs_frame_lines, hs_frame_raw, hs_frame_sse;
 
+/* Appends to OUT the header lines of every streaming response besides its
+ * Content-Type: Centrifugo's no-cache headers, "Connection: keep-alive" for
+ * HTTP/1.1, and REQ's CORS headers (transport_cors). */
+struct jw;
+void hs_headers(const struct http_req *req, struct jw *out);
+
 struct hs_ops {
 	hs_frame_fn *frame;
 	/* The worker stops gracefully: the transport should end the session
