@@ -3,8 +3,9 @@
 // subprotocols, and RFC 6455 behaviour driven with the `ws` client and with
 // raw sockets for frames no library would send: protocol errors (1002),
 // invalid UTF-8 (1007), oversized messages and headers (1009), close
-// reasons split byte by byte, pings, the close handshake, many connections
-// and the graceful stop (3001).
+// reasons split byte by byte, pings, the close handshake, many connections,
+// a disconnect code no close frame may carry (5000) and the graceful stop
+// (3001).
 //
 // Only transport-level facts are asserted, so the file holds whatever
 // session answers: a client sends {"id":1,"connect":{}} (anonymous connects
@@ -16,7 +17,7 @@ const assert = require('node:assert');
 const fs = require('node:fs');
 const net = require('node:net');
 const WebSocket = require('ws');
-const { Rotord, rawExchange, sleep } = require('./lib/rotord.js');
+const { Rotord, rawExchange, sleep, apiPost } = require('./lib/rotord.js');
 
 const KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
 const ACCEPT = 's3pPLMBiTxaQ9kYGzzhZRbK+xOo=';
@@ -485,18 +486,40 @@ test('300 connections at once each get their reply and close cleanly', async () 
   assert.ok(codes.every((c) => c.code === 1000));
 });
 
+// A connected client of the daemon D: {ws, id}.
+async function connected(d) {
+  const ws = await new Promise((resolve, reject) => {
+    const c = new WebSocket(`ws://127.0.0.1:${d.port}${PATH}`);
+    c.once('open', () => resolve(c));
+    c.once('error', reject);
+  });
+  const reply = nextMessage(ws);
+  ws.send(CONNECT_JSON);
+  return { ws, id: JSON.parse((await reply).data.toString()).connect.client };
+}
+
+test('a disconnect code no close frame may carry (API, 5000) closes without a status; the worker lives', async () => {
+  const own = await new Rotord({ client: { allow_anonymous_connect_without_token: true } },
+    { workers: 1 }).start();
+  try {
+    const { ws, id } = await connected(own);
+    const c = closed(ws);
+    const r = await apiPost(own.port, '/api/disconnect', { client: id, disconnect: { code: 5000, reason: 'app' } });
+    assert.strictEqual(r.status, 200);
+    assert.strictEqual((await c).code, 1005);
+    const again = await connected(own);
+    assert.ok(again.id);
+    again.ws.close();
+  } finally {
+    await own.stop();
+  }
+});
+
 test('a graceful stop closes WebSocket connections with 3001', async () => {
   const own = await new Rotord({ client: { allow_anonymous_connect_without_token: true } },
     { workers: 1 }).start();
   try {
-    const ws = await new Promise((resolve, reject) => {
-      const c = new WebSocket(`ws://127.0.0.1:${own.port}${PATH}`);
-      c.once('open', () => resolve(c));
-      c.once('error', reject);
-    });
-    const reply = nextMessage(ws);
-    ws.send(CONNECT_JSON);
-    await reply;
+    const { ws } = await connected(own);
     const c = closed(ws);
     own.signal('SIGQUIT');
     const { code } = await c;
