@@ -22,13 +22,14 @@
 #include <string.h>
 
 extern const struct transport_kind transport_ws, transport_stream;
-extern const struct transport_kind transport_websocket, transport_emulation;
+extern const struct transport_kind transport_websocket, transport_emulation, transport_uni;
 
 /* The layers first (their settings are read before a transport opens a
  * connection), and at the flush point after the transports that feed them. */
 static const struct transport_kind *const kinds[] = {
 	&transport_websocket,
 	&transport_emulation,
+	&transport_uni,
 	&transport_ws,
 	&transport_stream,
 };
