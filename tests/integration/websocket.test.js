@@ -18,6 +18,7 @@ const fs = require('node:fs');
 const net = require('node:net');
 const WebSocket = require('ws');
 const { Rotord, rawExchange, sleep, apiPost } = require('./lib/rotord.js');
+const { parseFrames } = require('./lib/wsframes.js');
 
 const KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
 const ACCEPT = 's3pPLMBiTxaQ9kYGzzhZRbK+xOo=';
@@ -99,23 +100,6 @@ function closePayload(code, reason = Buffer.alloc(0)) {
   const b = Buffer.alloc(2);
   b.writeUInt16BE(code);
   return Buffer.concat([b, Buffer.from(reason)]);
-}
-
-// Server frames (never masked).
-function parseFrames(buf) {
-  const out = [];
-  let i = 0;
-  while (buf.length - i >= 2) {
-    let len = buf[i + 1] & 0x7f;
-    let h = 2;
-    if (len === 126) { len = buf.readUInt16BE(i + 2); h = 4; }
-    else if (len === 127) { len = Number(buf.readBigUInt64BE(i + 2)); h = 10; }
-    if (buf.length - i - h < len) break;
-    out.push({ op: buf[i] & 0x0f, fin: !!(buf[i] & 0x80), masked: !!(buf[i + 1] & 0x80),
-      payload: buf.subarray(i + h, i + h + len) });
-    i += h + len;
-  }
-  return { frames: out, rest: buf.length - i };
 }
 
 const closeCode = (f) => (f && f.op === 8 && f.payload.length >= 2 ? f.payload.readUInt16BE(0) : 0);
