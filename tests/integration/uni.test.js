@@ -42,7 +42,7 @@ const NAMESPACES = [
 ];
 
 const UNI_ON = {
-  uni_websocket: { enabled: true },
+  uni_websocket: { enabled: true, message_size_limit: 4096 }, // websocket.* keeps 65536
   uni_sse: { enabled: true },
   uni_http_stream: { enabled: true },
 };
@@ -242,17 +242,24 @@ async function api(rd, method, body) {
 }
 
 // The last push is the bare disconnect CODE/REASON and the connection
-// ended after it; on uni_websocket with a close frame of the same code.
-async function assertDisconnected(u, code, reason) {
+// ended after it; on uni_websocket with a close frame of the same code
+// (none with closeFrame: false: uni_websocket.disable_closing_handshake;
+// only the close frame with push: false: disable_disconnect_push).
+async function assertDisconnected(u, code, reason, { closeFrame = true, push = true } = {}) {
   const end = await u.gone();
+  if (u.kind === 'websocket') {
+    assert.deepStrictEqual(end, closeFrame ? { code, reason } : { code: 1006, reason: '' },
+      closeFrame ? 'uni_websocket: the close frame has the code and reason' : 'uni_websocket: no close frame');
+  }
+  if (!push) {
+    assert.ok(!u.pushes.some((p) => p.disconnect), `${u.kind}: no disconnect push`);
+    return;
+  }
   const last = u.pushes[u.pushes.length - 1];
   // (an empty reason is left out, as protobuf's JSON does)
   assert.deepStrictEqual(last, { disconnect: reason ? { code, reason } : { code } },
     `${u.kind}: the last push is the disconnect`);
   assert.ok(u.raw[u.raw.length - 1].startsWith('{"disconnect":'), `${u.kind}: bare, not in {"push":...}`);
-  if (u.kind === 'websocket') {
-    assert.deepStrictEqual(end, { code, reason }, 'uni_websocket: the close frame has the code and reason');
-  }
 }
 
 // ---- the shared daemon ------------------------------------------------------------
@@ -460,7 +467,7 @@ test('connect errors become disconnects: expired 3005, bad token 3500, unknown c
   }
 });
 
-test('refusals: 400, 405, 413, the preflight, and a malformed request on uni_websocket', { timeout: 20000 }, async () => {
+test('refusals: 400, 405, 413, the preflight; a malformed or oversized request on uni_websocket', { timeout: 20000 }, async () => {
   const port = rd.port;
   const post = (path, body, headers = {}) => request(port, { method: 'POST', path, body, headers });
   // uni_sse
@@ -492,6 +499,9 @@ test('refusals: 400, 405, 413, the preflight, and a malformed request on uni_web
   const u = wsUni(port, '{"token":', { first: true });
   assert.deepStrictEqual(await u.gone(), { code: 3501, reason: 'bad request' });
   assert.strictEqual(u.pushes.length, 0);
+  // ... a first message over uni_websocket.message_size_limit: 1009.
+  const big = wsUni(port, `{"data":"${'x'.repeat(5000)}"}`, { first: true });
+  assert.strictEqual((await big.gone()).code, 1009);
   // null is an empty request (no token: 3501 as a disconnect, with the push).
   const n = fetchStream(port, 'null');
   await assertDisconnected(n, 3501, 'bad request');
@@ -584,7 +594,10 @@ test('client.connect_code_to_unidirectional_disconnect and connect_code_to_http_
 });
 
 test('client.connection_limit: 503 on every uni transport; client.user_connection_limit: disconnect 3504', { timeout: 30000 }, async () => {
-  const d = await new Rotord(config({ client: { connection_limit: 4, user_connection_limit: 1 } }), { workers: 4 }).start();
+  const d = await new Rotord(config({
+    client: { connection_limit: 4, user_connection_limit: 1 },
+    uni_websocket: { disable_closing_handshake: true },
+  }), { workers: 4 }).start();
   const clients = [];
   try {
     // One user twice: the second is refused with 3504, whatever the transport.
@@ -595,7 +608,8 @@ test('client.connection_limit: 503 on every uni transport; client.user_connectio
     for (const kind of ['eventsource', 'http_stream', 'websocket']) {
       const u = uniClient(kind, d.port, { token: token('solo') });
       clients.push(u);
-      await assertDisconnected(u, 3504, 'connection limit');
+      // (uni_websocket.disable_closing_handshake: the push, then TCP closes)
+      await assertDisconnected(u, 3504, 'connection limit', { closeFrame: false });
     }
     // Fill the node up to 4 clients, then every transport gets 503.
     for (let i = 1; i < 4; i++) {
@@ -735,7 +749,7 @@ test('a client that stops reading is disconnected as slow: 3008', { timeout: 600
   }
 });
 
-test('HUP reload keeps every uni connection open and applies uni_websocket.join_push_messages; QUIT ends them with 3001', { timeout: 40000 }, async () => {
+test('HUP reload keeps every uni connection open and applies uni_websocket.* in place; QUIT ends them with 3001', { timeout: 40000 }, async () => {
   const d = await new Rotord(config(), { workers: 4 }).start();
   const ch = 'room:reload';
   const clients = [];
@@ -755,6 +769,7 @@ test('HUP reload keeps every uni connection open and applies uni_websocket.join_
 
     const cfg = JSON.parse(fs.readFileSync(d.configPath, 'utf8'));
     cfg.uni_websocket.join_push_messages = true;
+    cfg.uni_websocket.disable_disconnect_push = true;
     d.writeConfig(cfg);
     const framesBefore = ws.frames.length;
     d.signal('SIGHUP');
@@ -770,7 +785,9 @@ test('HUP reload keeps every uni connection open and applies uni_websocket.join_
     assert.ok(ws.frames.slice(framesBefore).some((f) => f.includes('\n')), 'after: pushes joined in frames');
 
     d.signal('SIGQUIT');
-    for (const u of clients) await assertDisconnected(u, 3001, 'shutdown');
+    for (const u of clients.slice(0, 3)) await assertDisconnected(u, 3001, 'shutdown');
+    // uni_websocket.disable_disconnect_push (reloaded too): the close frame only.
+    await assertDisconnected(ws, 3001, 'shutdown', { push: false });
     const exit = await d.waitExit(20000);
     assert.strictEqual(exit.code, 0);
   } finally {
