@@ -88,7 +88,7 @@ bool transport_query_is(const char *query, const char *key, const char *val)
 {
 	struct jw out = { 0 };
 	bool eq = transport_query_get(query, key, &out) && out.len == strlen(val) &&
-		  memcmp(out.buf, val, out.len) == 0;
+		  (out.len == 0 || memcmp(out.buf, val, out.len) == 0); /* an empty jw has no buf */
 
 	jw_free(&out);
 	return eq;
