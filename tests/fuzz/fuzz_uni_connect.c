@@ -8,15 +8,16 @@
  * which uni.c narrows from {"push":{...}} to the bare Push. Not built by
  * make; by hand (clang 14 and Debian's libclang-rt-14-dev):
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -I. -Isrc \
- *       -Isrc/transport -I/usr/share/include/llhttp tests/fuzz/fuzz_uni_connect.c \
- *       src/transport/query.c src/proto.c src/json.c src/util.c src/log.c \
- *       -o /tmp/fuzz_uni_connect
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+ *       -D_GNU_SOURCE -I. -Isrc -Isrc/transport -I/usr/share/include/llhttp \
+ *       tests/fuzz/fuzz_uni_connect.c src/transport/query.c src/proto.c src/json.c \
+ *       src/util.c src/log.c -o /tmp/fuzz_uni_connect
  *   /tmp/fuzz_uni_connect -max_total_time=1200 -max_len=4096 /tmp/corpus_uni
  *
  * The whole input is the query string (it is NUL-terminated first, as
  * llhttp hands it over) and also, as it is, a request body. Invariants are
- * checked with __builtin_trap, so a violation is a crash:
+ * checked with __builtin_trap, and undefined behaviour is fatal
+ * (-fno-sanitize-recover), so either is a crash:
  *   - transport_query_get finds cf_connect exactly when transport_query_is
  *     agrees with the value it found (values without a NUL byte);
  *   - a decoded request is one connect command whose spans are readable,
