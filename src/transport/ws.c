@@ -38,11 +38,11 @@
  *
  * Life cycle: OPEN -> CLOSING (we sent close; reading on, data discarded,
  * waiting WS_CLOSE_WAIT_MS for the peer's close) -> CLOSED (handshake done
- * or failed, or ws_end: conn_shutdown writes what is queued, then closes). When the
- * conn closes, the session's on_close runs from ws_flush_all if the close
- * happened inside any ws code or session callback (W.nest > 0), else at
- * once; the struct ws is freed after it. So a session callback never runs
- * inside a ws_* call the session made.
+ * or failed, or ws_end: conn_shutdown writes what is queued, then closes).
+ * When the conn closes, the session's on_close runs from ws_flush_all if
+ * the close happened inside any ws code or session callback (W.nest > 0),
+ * else at once; the struct ws is freed after it. So a session callback
+ * never runs inside a ws_* call the session made.
  *
  * Invariants: WS_DIRTY <=> on the dirty list; pend != NULL => WS_DIRTY;
  * c == NULL <=> WS_GONE; state OPEN => c != NULL.
@@ -269,7 +269,13 @@ static void queue_control(struct conn *c, unsigned op, const void *payload, size
 	conn_queue_copy(c, f, 2 + len);
 }
 
-static bool close_code_ok(unsigned code);
+/* Valid in a close frame, ours or a peer's: 1000-1003, 1007-1014 (IANA registry;
+ * 1004-1006 and 1015 must never be sent), 3000-4999. */
+static bool close_code_ok(unsigned code)
+{
+	return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+	       (code >= 3000 && code <= 4999);
+}
 
 /* Queues a close frame with CODE and REASON cut to 123 bytes, not inside a
  * UTF-8 sequence; a CODE a peer may not receive gives a close frame without
@@ -350,14 +356,6 @@ static void mark_dirty(struct ws *ws)
 }
 
 /* ---- closing ----------------------------------------------------------- */
-
-/* Valid in a close frame from a peer: 1000-1003, 1007-1014 (IANA registry;
- * 1004-1006 and 1015 must never be sent), 3000-4999. */
-static bool close_code_ok(unsigned code)
-{
-	return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
-	       (code >= 3000 && code <= 4999);
-}
 
 /* Drops the message being assembled; the rest of the current frame, if
  * any, is skipped. */
