@@ -119,16 +119,18 @@ function curlSse(port, req, { query } = {}) {
   u.body = '';
   proc.stdout.setEncoding('utf8');
   proc.stdout.on('data', (d) => {
-    buf += d;
     if (head === null) {
+      buf += d;
       const i = buf.indexOf('\r\n\r\n');
       if (i < 0) return;
       head = buf.slice(0, i);
-      buf = buf.slice(i + 4);
+      d = buf.slice(i + 4);
+      buf = '';
       u.status = Number(head.split(' ')[1]);
       u.head = head;
     }
-    u.body += buf;
+    u.body += d;
+    buf += d;
     let j;
     while ((j = buf.indexOf('\n\n')) >= 0) {
       const event = buf.slice(0, j);
