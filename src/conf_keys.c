@@ -243,6 +243,115 @@ static int check_proxies(const struct conf_key *k, const json_t *v, struct conf_
 	return check_items(k, v, rep, "default");
 }
 
+/* An unsigned 32-bit code member NAME of object O: its value, 0 when it is
+ * missing or null, -1 when it is not an integer from 0 to 4294967295. */
+static long long code_member(const json_t *o, const char *name)
+{
+	const json_t *v = json_object_get(o, name);
+
+	if (v == NULL || json_is_null(v))
+		return 0;
+	if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > UINT32_MAX)
+		return -1;
+	return json_integer_value(v);
+}
+
+/* Whether string member NAME of O, when there, is a string (and, with
+ * ASCII, only ASCII); reports "KEY[I].WHERE: ..." otherwise. */
+static bool text_member(const struct conf_key *k, size_t i, const json_t *o, const char *name,
+			const char *where, bool ascii, struct conf_report *rep)
+{
+	const json_t *v = json_object_get(o, name);
+	const char *s = json_string_value(v);
+
+	if (v == NULL || json_is_null(v))
+		return true;
+	if (s == NULL) {
+		conf_report_error(rep, "%s[%zu].%s: must be a string", k->name, i, where);
+		return false;
+	}
+	for (; ascii && *s; s++) {
+		if ((unsigned char)*s > 0x7f) {
+			conf_report_error(rep, "%s[%zu].%s: must be ASCII", k->name, i, where);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* The transforms of a code-to-something map: an array of objects, each
+ * with a code (a connect error or disconnect code) and an object "to",
+ * which TO_CHECK checks. Every error is reported; RT_OK or RT_INVAL. */
+static int check_transforms(const struct conf_key *k, const json_t *v, struct conf_report *rep,
+			    void (*to_check)(const struct conf_key *k, size_t i, const json_t *to,
+					     struct conf_report *rep))
+{
+	size_t i, n0 = rep->nerrors;
+	json_t *t;
+
+	if (check_array(k, v, rep) != RT_OK)
+		return RT_INVAL;
+	json_array_foreach(v, i, t) {
+		const json_t *to = json_object_get(t, "to");
+		long long code = code_member(t, "code");
+
+		if (!json_is_object(t)) {
+			char *x = check_text(t);
+			conf_report_error(rep, "%s[%zu]: must be an object, got %s", k->name, i, x);
+			free(x);
+			continue;
+		}
+		if (code < 0)
+			conf_report_error(rep, "%s[%zu].code: must be an integer from 1 to 4294967295", k->name, i);
+		else if (code == 0)
+			conf_report_error(rep, "%s[%zu].code: must be set", k->name, i);
+		if (to != NULL && !json_is_null(to) && !json_is_object(to))
+			conf_report_error(rep, "%s[%zu].to: must be an object", k->name, i);
+		else
+			to_check(k, i, to, rep);
+	}
+	return rep->nerrors == n0 ? RT_OK : RT_INVAL;
+}
+
+/* client.connect_code_to_unidirectional_disconnect: to = {code, reason},
+ * the disconnect code set and the reason ASCII (Centrifugo's
+ * validateCodeToUniDisconnectTransforms). */
+static void check_uni_to(const struct conf_key *k, size_t i, const json_t *to, struct conf_report *rep)
+{
+	long long code = code_member(to, "code");
+
+	if (code < 0)
+		conf_report_error(rep, "%s[%zu].to.code: must be an integer from 1 to 4294967295", k->name, i);
+	else if (code == 0)
+		conf_report_error(rep, "%s[%zu].to.code: no disconnect code set", k->name, i);
+	text_member(k, i, to, "reason", "to.reason", true, rep);
+}
+
+static int check_uni_disconnect(const struct conf_key *k, const json_t *v, struct conf_report *rep)
+{
+	return check_transforms(k, v, rep, check_uni_to);
+}
+
+/* <uni transport>.connect_code_to_http_response: to = {status_code, body},
+ * the status code set (Centrifugo's validateConnectCodeTransforms) and one
+ * an HTTP status line can carry (100-999: Go's WriteHeader panics on
+ * others). */
+static void check_http_to(const struct conf_key *k, size_t i, const json_t *to, struct conf_report *rep)
+{
+	const json_t *st = json_object_get(to, "status_code");
+
+	if (st == NULL || json_is_null(st) || (json_is_integer(st) && json_integer_value(st) == 0))
+		conf_report_error(rep, "%s[%zu].to.status_code: must be set", k->name, i);
+	else if (!json_is_integer(st) || json_integer_value(st) < 100 || json_integer_value(st) > 999)
+		conf_report_error(rep, "%s[%zu].to.status_code: must be an HTTP status from 100 to 999", k->name, i);
+	text_member(k, i, to, "body", "to.body", false, rep);
+}
+
+static int check_http_response(const struct conf_key *k, const json_t *v, struct conf_report *rep)
+{
+	return check_transforms(k, v, rep, check_http_to);
+}
+
 /* ---- the table ---------------------------------------------------------- */
 
 #define RLD CONF_RELOAD
@@ -331,18 +440,20 @@ static int check_proxies(const struct conf_key *k, const json_t *v, struct conf_
 
 /* The "connect code to HTTP response" blocks of the unidirectional transports. */
 #define UNI_CODE_KEYS(p) \
-	BOOL(p ".connect_code_to_http_response.enabled", "false", RLD | IGN, NF, \
-	     "map connect error codes to HTTP responses"), \
-	JSON(p ".connect_code_to_http_response.transforms", "[]", RLD | IGN, check_array, \
-	     "list of {code, to: {status_code, body}}")
+	BOOL(p ".connect_code_to_http_response.enabled", "false", RLD, NF, \
+	     "answer a refused connect with an HTTP response instead of a stream"), \
+	JSON(p ".connect_code_to_http_response.transforms", "[]", RLD, check_http_response, \
+	     "list of {code, to: {status_code, body}}; a code not listed is 500")
 
-#define WS_TUNING_KEYS(p, fl) \
-	BOOL(p ".compression", "false", fl, NF, "negotiate permessage-deflate"), \
-	INT(p ".compression_min_size", 0, 0, INF, fl, NF, "smallest message worth compressing (bytes)"), \
-	INT(p ".compression_level", 1, -2, 9, fl, NF, "deflate level"), \
-	INT(p ".read_buffer_size", 0, 0, INF, fl, NF, "read buffer size (bytes; 0 = default)"), \
-	BOOL(p ".use_write_buffer_pool", "false", fl, NF, "share write buffers between connections"), \
-	INT(p ".write_buffer_size", 0, 0, INF, fl, NF, "write buffer size (bytes; 0 = default)"), \
+/* WebSocket settings; UNIMPL flags the ones of Go's WebSocket library
+ * (compression, buffers). */
+#define WS_TUNING_KEYS(p, fl, unimpl) \
+	BOOL(p ".compression", "false", (fl) | (unimpl), NF, "negotiate permessage-deflate"), \
+	INT(p ".compression_min_size", 0, 0, INF, (fl) | (unimpl), NF, "smallest message worth compressing (bytes)"), \
+	INT(p ".compression_level", 1, -2, 9, (fl) | (unimpl), NF, "deflate level"), \
+	INT(p ".read_buffer_size", 0, 0, INF, (fl) | (unimpl), NF, "read buffer size (bytes; 0 = default)"), \
+	BOOL(p ".use_write_buffer_pool", "false", (fl) | (unimpl), NF, "share write buffers between connections"), \
+	INT(p ".write_buffer_size", 0, 0, INF, (fl) | (unimpl), NF, "write buffer size (bytes; 0 = default)"), \
 	DUR(p ".write_timeout", "1000ms", 0, INF, fl, NF, NULL, "time a write may take before the connection is closed"), \
 	INT(p ".message_size_limit", 65536, 0, INF, fl, NF, "largest message a client may send (bytes)")
 
@@ -490,9 +601,9 @@ const struct conf_key conf_keys[] = {
 	PROXY_KEYS("client.proxy.connect"),
 	BOOL("client.proxy.refresh.enabled", "false", RLD | IGN, NF, "proxy connection refreshes"),
 	PROXY_KEYS("client.proxy.refresh"),
-	BOOL("client.connect_code_to_unidirectional_disconnect.enabled", "false", RLD | IGN, NF,
+	BOOL("client.connect_code_to_unidirectional_disconnect.enabled", "false", RLD, NF,
 	     "map connect error codes to disconnects on unidirectional transports"),
-	JSON("client.connect_code_to_unidirectional_disconnect.transforms", "[]", RLD | IGN, check_array,
+	JSON("client.connect_code_to_unidirectional_disconnect.transforms", "[]", RLD, check_uni_disconnect,
 	     "list of {code, to: {code, reason}}"),
 
 	/* channel: the options of channels outside any namespace, which are also
@@ -616,7 +727,7 @@ const struct conf_key conf_keys[] = {
 	/* transports */
 	BOOL("websocket.disabled", "false", RLD, NF, "turn the WebSocket transport off"),
 	STR("websocket.handler_prefix", "/connection/websocket", RLD, NF, NULL, "path of the WebSocket endpoint"),
-	WS_TUNING_KEYS("websocket", RLD),
+	WS_TUNING_KEYS("websocket", RLD, 0),
 	BOOL("sse.enabled", "false", RLD, NF, "serve the bidirectional SSE transport"),
 	STR("sse.handler_prefix", "/connection/sse", RLD, NF, NULL, "path of the SSE endpoint"),
 	INT("sse.max_request_body_size", 65536, 0, INF, RLD, NF, "largest connect request (bytes)"),
@@ -631,19 +742,25 @@ const struct conf_key conf_keys[] = {
 	STR("webtransport.handler_prefix", "/connection/webtransport", RLD | IGN, NF, NULL,
 	    "path of the WebTransport endpoint"),
 	INT("webtransport.message_size_limit", 65536, 0, INF, RLD | IGN, NF, "largest client message (bytes)"),
-	BOOL("uni_websocket.enabled", "false", RLD | IGN, NF, "serve the unidirectional WebSocket transport"),
-	STR("uni_websocket.handler_prefix", "/connection/uni_websocket", RLD | IGN, NF, NULL,
+	BOOL("uni_websocket.enabled", "false", RLD, NF, "serve the unidirectional WebSocket transport"),
+	STR("uni_websocket.handler_prefix", "/connection/uni_websocket", RLD, NF, NULL,
 	    "path of the unidirectional WebSocket endpoint"),
-	WS_TUNING_KEYS("uni_websocket", RLD | IGN),
-	BOOL("uni_websocket.join_push_messages", "false", RLD | IGN, NF, "join several pushes into one frame"),
-	BOOL("uni_sse.enabled", "false", RLD | IGN, NF, "serve the unidirectional SSE transport"),
-	STR("uni_sse.handler_prefix", "/connection/uni_sse", RLD | IGN, NF, NULL, "path of the unidirectional SSE endpoint"),
-	INT("uni_sse.max_request_body_size", 65536, 0, INF, RLD | IGN, NF, "largest connect request (bytes)"),
+	WS_TUNING_KEYS("uni_websocket", RLD, IGN),
+	INT("uni_websocket.decompressed_message_size_limit", 0, 0, INF, RLD | IGN, NF,
+	    "largest message after decompression (bytes; 0 = 10 times message_size_limit)"),
+	BOOL("uni_websocket.join_push_messages", "false", RLD, NF, "join several pushes into one frame"),
+	BOOL("uni_websocket.disable_disconnect_push", "false", RLD, NF,
+	     "end a connection with the close frame only, without the disconnect push"),
+	BOOL("uni_websocket.disable_closing_handshake", "false", RLD, NF,
+	     "end a connection without a close frame"),
+	BOOL("uni_sse.enabled", "false", RLD, NF, "serve the unidirectional SSE transport"),
+	STR("uni_sse.handler_prefix", "/connection/uni_sse", RLD, NF, NULL, "path of the unidirectional SSE endpoint"),
+	INT("uni_sse.max_request_body_size", 65536, 0, INF, RLD, NF, "largest connect request (bytes)"),
 	UNI_CODE_KEYS("uni_sse"),
-	BOOL("uni_http_stream.enabled", "false", RLD | IGN, NF, "serve the unidirectional HTTP-streaming transport"),
-	STR("uni_http_stream.handler_prefix", "/connection/uni_http_stream", RLD | IGN, NF, NULL,
+	BOOL("uni_http_stream.enabled", "false", RLD, NF, "serve the unidirectional HTTP-streaming transport"),
+	STR("uni_http_stream.handler_prefix", "/connection/uni_http_stream", RLD, NF, NULL,
 	    "path of the unidirectional HTTP-streaming endpoint"),
-	INT("uni_http_stream.max_request_body_size", 65536, 0, INF, RLD | IGN, NF, "largest connect request (bytes)"),
+	INT("uni_http_stream.max_request_body_size", 65536, 0, INF, RLD, NF, "largest connect request (bytes)"),
 	UNI_CODE_KEYS("uni_http_stream"),
 	BOOL("uni_grpc.enabled", "false", RLD | IGN, NF, "serve the unidirectional gRPC transport"),
 	STR("uni_grpc.address", "", IGN, NF, NULL, "address of the unidirectional gRPC listener"),

@@ -719,6 +719,16 @@ static bool blank(const char *p, const char *end)
 	return true;
 }
 
+/* Whether [P, END) is the JSON literal null, whitespace around it allowed. */
+static bool is_null(const char *p, const char *end)
+{
+	while (p < end && blank(p, p + 1))
+		p++;
+	while (end > p && blank(end - 1, end))
+		end--;
+	return end - p == 4 && memcmp(p, "null", 4) == 0;
+}
+
 /* The token array JSON lines are scanned into, kept between frames (a
  * worker decodes one frame at a time) unless a frame made it large. */
 static __thread struct js_doc line_doc;
@@ -802,7 +812,7 @@ int proto_decode_connect(enum proto_fmt f, const char *msg, size_t n, struct cmd
 	b->arena = NULL;
 	c = batch_add(b, &cap, 1);
 	c->type = CMD_CONNECT;
-	if (n == 0 || (f == PROTO_JSON && blank(msg, msg + n)))
+	if (n == 0 || (f == PROTO_JSON && (blank(msg, msg + n) || is_null(msg, msg + n))))
 		return RT_OK;
 	if (decode_bare(f, msg, n, connect_fields, ROTOR_ARRAY_LEN(connect_fields), &c->connect, b) != RT_OK)
 		return RT_INVAL;

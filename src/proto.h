@@ -107,7 +107,8 @@ void proto_batch_free(struct cmd_batch *b);
 
 /* A bare ConnectRequest (the unidirectional transports send one instead of
  * a Command), decoded into a batch of one CMD_CONNECT command with id 0.
- * Empty input (JSON: blank) is an empty request. RT_OK or RT_INVAL; B must
+ * Empty input (JSON: blank, or null as Go decodes it into a pointer) is an
+ * empty request. RT_OK or RT_INVAL; B must
  * be freed with proto_batch_free whatever the result. */
 int proto_decode_connect(enum proto_fmt f, const char *msg, size_t n, struct cmd_batch *b);
 

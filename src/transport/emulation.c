@@ -45,7 +45,6 @@
 #include <string.h>
 
 #define SESSION_LEN 36
-#define BODY_LIMIT_DEFAULT 65536
 
 enum emu_kind { EMU_HTTP_STREAM, EMU_SSE };
 
@@ -62,11 +61,6 @@ static struct {
 	struct transport_route stream, sse, emu;
 	struct jw buf;                  /* scratch */
 } E;
-
-/* The no-cache headers Centrifugo sends on both streams. */
-#define STREAM_HEADERS \
-	"Cache-Control: private, no-cache, no-store, must-revalidate, max-age=0\r\n" \
-	"Pragma: no-cache\r\nExpire: 0\r\nX-Accel-Buffering: no\r\n"
 
 /* ---- session ids ----------------------------------------------------------- */
 
@@ -169,34 +163,11 @@ static const struct hs_ops stream_sse = { hs_frame_sse, s_drain, s_slow, s_close
 
 /* ---- requests ------------------------------------------------------------------ */
 
-static size_t body_limit(const char *key)
-{
-	long long n = json_integer_value(conf_get(E.w->conf, key));
-
-	return n > 0 ? (size_t)n : BODY_LIMIT_DEFAULT;
-}
-
 static bool is_protobuf(const struct http_req *req)
 {
 	const char *ct = http_req_header(req, "content-type");
 
 	return ct && strcmp(ct, "application/octet-stream") == 0;
-}
-
-/* Answers with STATUS, no body, the CORS headers and EXTRA. */
-static void answer(struct http_req *req, int status, const char *extra)
-{
-	E.buf.len = 0;
-	transport_cors(req, &E.buf);
-	if (extra)
-		jw_lit(&E.buf, extra);
-	jw_raw(&E.buf, "", 1);
-	http_respond_hdrs(req, status, NULL, E.buf.buf, NULL, 0);
-}
-
-static void preflight(struct http_req *req)
-{
-	answer(req, 204, "Access-Control-Max-Age: 300\r\nAccess-Control-Allow-Methods: POST, OPTIONS\r\n");
 }
 
 /* Starts a session of KIND on REQ with the commands in DATA. */
@@ -213,10 +184,7 @@ static void open_session(struct http_req *req, enum emu_kind kind, enum proto_fm
 	make_session(e->session);
 	o.session = (struct pstr){ e->session, SESSION_LEN };
 	E.buf.len = 0;
-	jw_lit(&E.buf, STREAM_HEADERS);
-	if (req->version_minor >= 1)
-		jw_lit(&E.buf, "Connection: keep-alive\r\n");
-	transport_cors(req, &E.buf);
+	hs_headers(req, &E.buf);
 	jw_raw(&E.buf, "", 1);
 	e->c = client_new(req->conn->w, kind == EMU_SSE ? &sse_ops : &http_stream_ops, e, &o);
 	smap_set(&E.sessions, e->session, SESSION_LEN, (uint64_t)(uintptr_t)e);
@@ -231,15 +199,15 @@ static void http_stream_handler(struct http_req *req, void *arg)
 	int status;
 
 	if (req->method == HTTP_OPTIONS) {
-		preflight(req);
+		transport_preflight(req);
 		return;
 	}
-	if (req->body_len > body_limit("http_stream.max_request_body_size")) {
-		answer(req, 413, NULL);
+	if (req->body_len > transport_body_limit(E.w->conf, "http_stream.max_request_body_size")) {
+		transport_answer(req, 413, NULL);
 		return;
 	}
 	if ((status = transport_admit(req, false)) != 0) {
-		answer(req, status, NULL);
+		transport_answer(req, status, NULL);
 		return;
 	}
 	open_session(req, EMU_HTTP_STREAM, is_protobuf(req) ? PROTO_PB : PROTO_JSON, req->body, req->body_len);
@@ -254,18 +222,18 @@ static void sse_handler(struct http_req *req, void *arg)
 		if (!transport_query_get(req->query, "cf_connect", &connect) || connect.len == 0) {
 			jw_free(&connect);
 			log_debug("sse: no cf_connect in the query");
-			answer(req, 400, NULL);
+			transport_answer(req, 400, NULL);
 			return;
 		}
-	} else if (req->body_len > body_limit("sse.max_request_body_size")) {
-		answer(req, 413, NULL);
+	} else if (req->body_len > transport_body_limit(E.w->conf, "sse.max_request_body_size")) {
+		transport_answer(req, 413, NULL);
 		return;
 	} else {
 		jw_raw(&connect, req->body, req->body_len);
 	}
 	if ((status = transport_admit(req, false)) != 0) {
 		jw_free(&connect);
-		answer(req, status, NULL);
+		transport_answer(req, status, NULL);
 		return;
 	}
 	open_session(req, EMU_SSE, PROTO_JSON, connect.buf ? connect.buf : "", connect.len);
@@ -292,23 +260,23 @@ static void emulation_handler(struct http_req *req, void *arg)
 	long slot;
 
 	if (req->method == HTTP_OPTIONS) {
-		preflight(req);
+		transport_preflight(req);
 		return;
 	}
-	if (req->body_len > body_limit("emulation.max_request_body_size")) {
-		answer(req, 413, NULL);
+	if (req->body_len > transport_body_limit(E.w->conf, "emulation.max_request_body_size")) {
+		transport_answer(req, 413, NULL);
 		return;
 	}
 	if (proto_decode_emulation(is_protobuf(req) ? PROTO_PB : PROTO_JSON, req->body, req->body_len, &r, &b) !=
 	    RT_OK) {
 		proto_batch_free(&b);
 		log_debug("emulation: malformed request");
-		answer(req, 400, NULL);
+		transport_answer(req, 400, NULL);
 		return;
 	}
 	if (r.node.n != SESSION_LEN || memcmp(r.node.p, node_uid(E.w), SESSION_LEN) != 0) {
 		proto_batch_free(&b);
-		answer(req, 404, NULL);
+		transport_answer(req, 404, NULL);
 		return;
 	}
 	slot = session_slot(r.session);
@@ -316,11 +284,11 @@ static void emulation_handler(struct http_req *req, void *arg)
 		deliver(r.session, r.data);
 	} else if (slot >= 0 && r.data.n && node_emulate(E.w, (unsigned)slot, r.session, r.data) != RT_OK) {
 		proto_batch_free(&b);
-		answer(req, 500, NULL);
+		transport_answer(req, 500, NULL);
 		return;
 	}
 	proto_batch_free(&b);
-	answer(req, 204, NULL);
+	transport_answer(req, 204, NULL);
 }
 
 /* ---- set-up ----------------------------------------------------------------- */

@@ -40,6 +40,7 @@ enum {
 	HS_KEEP = 0x08,      /* ... and the conn goes back to HTTP */
 	HS_GONE = 0x10,      /* the conn closed or left; on_close due */
 	HS_ENDED = 0x20,     /* the last chunk is queued */
+	HS_SLOW = 0x40,      /* on_slow ran: the queue limit no longer applies */
 };
 
 struct hs {
@@ -226,10 +227,11 @@ int hs_send(struct hs *s, struct rbuf *b, size_t off, size_t len)
 		return RT_CLOSED;
 	if (len == 0)
 		return RT_OK;
-	if (s->queue_max && s->pend_bytes + s->c->out_bytes + len > s->queue_max) {
+	if (s->queue_max && !(s->flags & HS_SLOW) && s->pend_bytes + s->c->out_bytes + len > s->queue_max) {
 		log_debug("stream fd %d: %zu bytes queued, over the limit %zu; slow", s->c->fd,
 			  s->pend_bytes + s->c->out_bytes, s->queue_max);
 		pend_free(s);
+		s->flags |= HS_SLOW; /* so that the transport's last message fits */
 		S.nest++;
 		if (s->ops->on_slow)
 			s->ops->on_slow(s, s->ud);
@@ -285,6 +287,15 @@ void hs_close_now(struct hs *s)
 }
 
 /* ---- start ---------------------------------------------------------------- */
+
+void hs_headers(const struct http_req *req, struct jw *out)
+{
+	jw_lit(out, "Cache-Control: private, no-cache, no-store, must-revalidate, max-age=0\r\n"
+		    "Pragma: no-cache\r\nExpire: 0\r\nX-Accel-Buffering: no\r\n");
+	if (req->version_minor >= 1)
+		jw_lit(out, "Connection: keep-alive\r\n");
+	transport_cors(req, out);
+}
 
 struct hs *hs_start(struct http_req *req, const char *ctype, const char *extra, const void *prelude,
 		    size_t len, size_t queue_max, const struct hs_ops *ops, void *ud)

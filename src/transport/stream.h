@@ -52,14 +52,21 @@ void hs_batch_copy(struct hs_batch *out, const void *p, size_t n);
  * "data: <message>\n\n" per message (SSE). */
 hs_frame_fn hs_frame_lines, hs_frame_raw, hs_frame_sse;
 
+/* Appends to OUT the header lines of every streaming response besides its
+ * Content-Type: Centrifugo's no-cache headers, "Connection: keep-alive" for
+ * HTTP/1.1, and REQ's CORS headers (transport_cors). */
+struct jw;
+void hs_headers(const struct http_req *req, struct jw *out);
+
 struct hs_ops {
 	hs_frame_fn *frame;
 	/* The worker stops gracefully: the transport should end the session
 	 * (3001) and then the stream. NULL: hs_end. */
 	void (*on_drain)(struct hs *s, void *ud);
 	/* Queued bytes would pass the queue limit: the stream drops what is
-	 * not framed yet; the transport ends the session (3008), which may
-	 * still queue its last message. NULL: the stream closes at once. */
+	 * not framed yet; the transport ends the session (3008) and the
+	 * stream (hs_end), after queuing its last message if it has one: the
+	 * limit no longer applies. NULL: the stream closes at once. */
 	void (*on_slow)(struct hs *s, void *ud);
 	/* The stream is gone, whatever the reason: free UD. Exactly once. */
 	void (*on_close)(struct hs *s, void *ud);

@@ -22,13 +22,14 @@
 #include <string.h>
 
 extern const struct transport_kind transport_ws, transport_stream;
-extern const struct transport_kind transport_websocket, transport_emulation;
+extern const struct transport_kind transport_websocket, transport_emulation, transport_uni;
 
 /* The layers first (their settings are read before a transport opens a
  * connection), and at the flush point after the transports that feed them. */
 static const struct transport_kind *const kinds[] = {
 	&transport_websocket,
 	&transport_emulation,
+	&transport_uni,
 	&transport_ws,
 	&transport_stream,
 };
@@ -127,6 +128,30 @@ void transport_refuse(struct http_req *req, int status, const char *extra, const
 	http_respond_hdrs(req, status, "text/plain; charset=utf-8", extra, body, (size_t)n);
 }
 
+void transport_answer(struct http_req *req, int status, const char *extra)
+{
+	struct jw h = { 0 };
+
+	transport_cors(req, &h);
+	if (extra)
+		jw_lit(&h, extra);
+	jw_raw(&h, "", 1);
+	http_respond_hdrs(req, status, NULL, h.buf, NULL, 0);
+	jw_free(&h);
+}
+
+void transport_preflight(struct http_req *req)
+{
+	transport_answer(req, 204, "Access-Control-Max-Age: 300\r\nAccess-Control-Allow-Methods: POST, OPTIONS\r\n");
+}
+
+size_t transport_body_limit(const struct conf *k, const char *key)
+{
+	long long n = json_integer_value(conf_get(k, key));
+
+	return n > 0 ? (size_t)n : 65536;
+}
+
 /* ---- CORS ------------------------------------------------------------------ */
 
 void transport_cors(const struct http_req *req, struct jw *out)
@@ -165,90 +190,4 @@ void transport_route_set(struct transport_route *r, const char *key, const char 
 		else
 			log_warn("%s %s: path already taken by another handler", key, want);
 	}
-}
-
-/* ---- query strings --------------------------------------------------------- */
-
-static int hexval(int ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	ch = tolower(ch);
-	return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
-}
-
-/* Form-decodes S[0..N) (%XX, '+' is a space) into OUT (when not NULL).
- * Returns false when it does not decode (a bad escape). */
-static bool form_decode(const char *s, size_t n, struct jw *out)
-{
-	for (size_t i = 0; i < n;) {
-		int ch = (unsigned char)s[i];
-
-		if (ch == '%') {
-			int hi = i + 2 < n ? hexval(s[i + 1]) : -1;
-			int lo = i + 2 < n ? hexval(s[i + 2]) : -1;
-
-			if (hi < 0 || lo < 0)
-				return false;
-			ch = hi << 4 | lo;
-			i += 3;
-		} else {
-			if (ch == '+')
-				ch = ' ';
-			i++;
-		}
-		if (out) {
-			char c = (char)ch;
-			jw_raw(out, &c, 1);
-		}
-	}
-	return true;
-}
-
-/* Finds the first pair of QUERY whose key decodes to KEY and whose value
- * decodes; sets *V and *VN to the raw value. */
-static bool query_find(const char *query, const char *key, const char **v, size_t *vn)
-{
-	const char *s = query;
-	struct jw k = { 0 };
-	bool found = false;
-
-	while (*s && !found) {
-		size_t n = strcspn(s, "&"), kn = strcspn(s, "=");
-
-		if (kn > n)
-			kn = n;
-		*v = s + (kn < n ? kn + 1 : n);
-		*vn = kn < n ? n - kn - 1 : 0;
-		k.len = 0;
-		if (form_decode(s, kn, &k) && form_decode(*v, *vn, NULL) && k.len == strlen(key) &&
-		    memcmp(k.buf, key, k.len) == 0)
-			found = true;
-		s += n;
-		if (*s == '&')
-			s++;
-	}
-	jw_free(&k);
-	return found;
-}
-
-bool transport_query_get(const char *query, const char *key, struct jw *out)
-{
-	const char *v;
-	size_t vn;
-
-	if (!query_find(query, key, &v, &vn))
-		return false;
-	form_decode(v, vn, out);
-	return true;
-}
-
-bool transport_query_is(const char *query, const char *key, const char *val)
-{
-	struct jw out = { 0 };
-	bool eq = transport_query_get(query, key, &out) && out.len == strlen(val) &&
-		  memcmp(out.buf, val, out.len) == 0;
-
-	jw_free(&out);
-	return eq;
 }

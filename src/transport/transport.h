@@ -62,6 +62,19 @@ int transport_admit(const struct http_req *req, bool check_origin);
  * (may be NULL); WHY goes to the debug log. */
 void transport_refuse(struct http_req *req, int status, const char *extra, const char *why);
 
+/* Answers REQ with STATUS, an empty body, the CORS headers
+ * (transport_cors) and EXTRA (complete header lines, or NULL). */
+void transport_answer(struct http_req *req, int status, const char *extra);
+
+/* Answers the CORS preflight (OPTIONS) of a POST endpoint, as Centrifugo's
+ * streaming handlers do: 204 with "Access-Control-Max-Age: 300" and
+ * "Access-Control-Allow-Methods: POST, OPTIONS". */
+void transport_preflight(struct http_req *req);
+
+/* The request-body limit in integer key KEY of config K (a transport's
+ * max_request_body_size): its value when positive, else 65536. */
+size_t transport_body_limit(const struct conf *k, const char *key);
+
 /* ---- CORS (Centrifugo's middleware) ----------------------------------- */
 
 /* Appends to OUT the CORS header lines for REQ: when its Origin passes
@@ -85,7 +98,7 @@ struct transport_route {
 void transport_route_set(struct transport_route *r, const char *key, const char *want, unsigned flags,
 			 uint64_t methods, http_handler_fn fn, void *arg);
 
-/* ---- query strings ---------------------------------------------------- */
+/* ---- query strings (query.c: pure, for fuzz targets) ------------------ */
 
 /* The first value of KEY in QUERY, form-decoded (%XX, '+' is a space) as
  * Go's url.Query().Get reads it (pairs that do not decode are skipped),

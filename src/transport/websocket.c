@@ -31,7 +31,7 @@ static int t_send_copy(void *t, const void *p, size_t n)
 
 static void t_close(void *t, uint32_t code, const char *reason)
 {
-	ws_close(t, (uint16_t)code, reason);
+	ws_close(t, code, reason);
 }
 
 static const struct transport_ops ops = { "websocket", t_send, t_send_copy, t_close };

@@ -32,13 +32,17 @@
  * directly; they never split a data frame because data frames are only
  * queued whole.
  *
+ * Settings: each connection points at a struct ws_limits, its transport's
+ * (uni_websocket.*) or this file's (websocket.*), which reloads change in
+ * place; the queue limit (client.queue_max_size) is the same for all.
+ *
  * Life cycle: OPEN -> CLOSING (we sent close; reading on, data discarded,
  * waiting WS_CLOSE_WAIT_MS for the peer's close) -> CLOSED (handshake done
- * or failed: conn_shutdown writes what is queued, then closes). When the
- * conn closes, the session's on_close runs from ws_flush_all if the close
- * happened inside any ws code or session callback (W.nest > 0), else at
- * once; the struct ws is freed after it. So a session callback never runs
- * inside a ws_* call the session made.
+ * or failed, or ws_end: conn_shutdown writes what is queued, then closes).
+ * When the conn closes, the session's on_close runs from ws_flush_all if
+ * the close happened inside any ws code or session callback (W.nest > 0),
+ * else at once; the struct ws is freed after it. So a session callback
+ * never runs inside a ws_* call the session made.
  *
  * Invariants: WS_DIRTY <=> on the dirty list; pend != NULL => WS_DIRTY;
  * c == NULL <=> WS_GONE; state OPEN => c != NULL.
@@ -83,6 +87,7 @@ struct ws {
 	const struct ws_handler *h;
 	void *ud;
 	struct ws *dirty_next;
+	const struct ws_limits *lim; /* the transport's settings (or W.def) */
 	struct rlist *pend;         /* messages not yet framed */
 	size_t pend_bytes;
 	char *msg;                  /* reassembly buffer, only mid-message */
@@ -102,9 +107,8 @@ _Static_assert(sizeof(struct ws) <= 112, "struct ws is per connection: keep it s
 
 /* This process's WebSocket settings (one worker per process). */
 static struct {
-	size_t msg_limit;        /* websocket.message_size_limit */
+	struct ws_limits def;    /* websocket.*: connections without limits of their own */
 	size_t queue_max;        /* client.queue_max_size; 0 = unbounded */
-	int64_t write_timeout;   /* websocket.write_timeout, ms */
 	struct rbuf *nl;         /* "\n", shared by every JSON frame */
 	struct rbuf *hdr;        /* the last frame header made, shared while it matches */
 	struct ws *dirty;        /* connections with messages to frame, or on_close due */
@@ -136,15 +140,26 @@ static long long conf_ms(const struct conf *k, const char *key, long long def)
 	return def;
 }
 
-static void read_settings(const struct conf *k)
+void ws_limits_read(struct ws_limits *l, const struct conf *k, const char *section)
 {
-	long long lim = conf_int(k, "websocket.message_size_limit", MSG_LIMIT_DEFAULT);
+	char key[64];
+	long long lim;
 
+	snprintf(key, sizeof(key), "%s.message_size_limit", section);
+	lim = conf_int(k, key, MSG_LIMIT_DEFAULT);
 	/* 0 would mean "no limit" to Go's websocket; here it means the default:
 	 * a message is reassembled in memory. */
-	W.msg_limit = lim > 0 ? (size_t)lim : MSG_LIMIT_DEFAULT;
+	l->msg_limit = lim > 0 ? (size_t)lim : MSG_LIMIT_DEFAULT;
+	snprintf(key, sizeof(key), "%s.write_timeout", section);
+	l->write_timeout = conf_ms(k, key, 1000);
+}
+
+static void read_settings(const struct conf *k)
+{
+	ws_limits_read(&W.def, k, "websocket");
+	W.def.ping_interval = WS_PING_INTERVAL_MS;
+	W.def.pong_timeout = WS_PONG_TIMEOUT_MS;
 	W.queue_max = (size_t)conf_int(k, "client.queue_max_size", 1048576);
-	W.write_timeout = conf_ms(k, "websocket.write_timeout", 1000);
 }
 
 /* ---- UTF-8 -------------------------------------------------------------- */
@@ -254,13 +269,26 @@ static void queue_control(struct conn *c, unsigned op, const void *payload, size
 	conn_queue_copy(c, f, 2 + len);
 }
 
+/* Valid in a close frame, ours or a peer's: 1000-1003, 1007-1014 (IANA registry;
+ * 1004-1006 and 1015 must never be sent), 3000-4999. */
+static bool close_code_ok(unsigned code)
+{
+	return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+	       (code >= 3000 && code <= 4999);
+}
+
 /* Queues a close frame with CODE and REASON cut to 123 bytes, not inside a
- * UTF-8 sequence. */
-static void queue_close(struct conn *c, uint16_t code, const char *reason)
+ * UTF-8 sequence; a CODE a peer may not receive gives a close frame without
+ * a status. */
+static void queue_close(struct conn *c, uint32_t code, const char *reason)
 {
 	uint8_t p[125];
 	size_t n = reason ? strlen(reason) : 0;
 
+	if (!close_code_ok(code)) {
+		queue_control(c, OP_CLOSE, NULL, 0);
+		return;
+	}
 	if (n > 123) {
 		n = 123;
 		while (n > 0 && ((uint8_t)reason[n] & 0xC0) == 0x80)
@@ -286,7 +314,7 @@ static void frame_pending(struct ws *ws)
 	struct rlist *p = ws->pend;
 	struct conn *c = ws->c;
 	bool text = !(ws->flags & WS_PB);
-	uint32_t i = 0;
+	uint32_t i = 0, max_msgs = ws->lim->one_per_frame ? 1 : WS_FRAME_MAX_MSGS;
 
 	if (!p)
 		return;
@@ -294,12 +322,12 @@ static void frame_pending(struct ws *ws)
 		pend_free(ws);
 		return;
 	}
-	conn_set_write_timeout(c, W.write_timeout); /* follows reloads */
+	conn_set_write_timeout(c, ws->lim->write_timeout); /* follows reloads */
 	while (i < p->n) {
 		uint32_t j = i;
 		uint64_t payload = 0;
 
-		while (j < p->n && j - i < WS_FRAME_MAX_MSGS) {
+		while (j < p->n && j - i < max_msgs) {
 			uint64_t add = p->v[j].len + (text && j > i);
 
 			if (j > i && payload + add > WS_FRAME_MAX_BYTES)
@@ -328,14 +356,6 @@ static void mark_dirty(struct ws *ws)
 }
 
 /* ---- closing ----------------------------------------------------------- */
-
-/* Valid in a close frame from a peer: 1000-1003, 1007-1014 (IANA registry;
- * 1004-1006 and 1015 must never be sent), 3000-4999. */
-static bool close_code_ok(unsigned code)
-{
-	return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
-	       (code >= 3000 && code <= 4999);
-}
 
 /* Drops the message being assembled; the rest of the current frame, if
  * any, is skipped. */
@@ -374,19 +394,28 @@ static void ws_fail(struct ws *ws, uint16_t code, const char *why)
 	ws_finish(ws);
 }
 
-void ws_close(struct ws *ws, uint16_t code, const char *reason)
+void ws_close(struct ws *ws, uint32_t code, const char *reason)
 {
-	assert(close_code_ok(code));
 	if (!ws->c || ws->state != WS_OPEN)
 		return;
 	W.nest++;
 	frame_pending(ws);
 	queue_close(ws->c, code, reason);
-	ws->code = code;
+	ws->code = close_code_ok(code) ? (uint16_t)code : 1005;
 	ws->state = WS_CLOSING;
 	ws->flags &= ~WS_AWAIT_PONG;
 	msg_drop(ws);
 	conn_set_deadline(ws->c, ws->c->w->now_ms + WS_CLOSE_WAIT_MS);
+	W.nest--;
+}
+
+void ws_end(struct ws *ws)
+{
+	if (!ws->c || ws->state != WS_OPEN)
+		return;
+	W.nest++;
+	frame_pending(ws);
+	ws_finish(ws);
 	W.nest--;
 }
 
@@ -573,7 +602,7 @@ static void on_control(struct ws *ws, unsigned op, const uint8_t *p, size_t n)
 	case OP_PONG:
 		if ((ws->flags & WS_AWAIT_PONG) && ws->state == WS_OPEN) {
 			ws->flags &= ~WS_AWAIT_PONG;
-			ws->ping_at += WS_PING_INTERVAL_MS;
+			ws->ping_at += ws->lim->ping_interval;
 			conn_set_deadline(c, ws->ping_at);
 		}
 		break;
@@ -590,8 +619,8 @@ static void msg_reserve(struct ws *ws, size_t n)
 		return;
 	while (cap < need)
 		cap *= 2;
-	if (cap > W.msg_limit && need <= W.msg_limit)
-		cap = W.msg_limit;
+	if (cap > ws->lim->msg_limit && need <= ws->lim->msg_limit)
+		cap = ws->lim->msg_limit;
 	ws->msg = xrealloc(ws->msg, cap);
 	ws->msg_cap = cap;
 }
@@ -712,7 +741,7 @@ static size_t frame_start(struct ws *ws, const uint8_t *p, size_t n)
 	if (op != OP_CONT && ws->msg_op)
 		return ws_fail(ws, WS_CLOSE_PROTOCOL, "new message inside a fragmented one"), n;
 	/* (msg_len may exceed a limit lowered by a reload meanwhile) */
-	if (ws->msg_len > W.msg_limit || plen > W.msg_limit - ws->msg_len)
+	if (ws->msg_len > ws->lim->msg_limit || plen > ws->lim->msg_limit - ws->msg_len)
 		return ws_fail(ws, WS_CLOSE_TOO_BIG, "message too big"), n;
 
 	if (op != OP_CONT) {
@@ -799,7 +828,7 @@ static void ws_on_timeout(struct conn *c)
 		queue_control(c, OP_PING, NULL, 0);
 		ws->flags |= WS_AWAIT_PONG;
 		ws->ping_at = now;
-		conn_set_deadline(c, now + WS_PONG_TIMEOUT_MS);
+		conn_set_deadline(c, now + ws->lim->pong_timeout);
 	}
 	W.nest--;
 }
@@ -989,15 +1018,16 @@ struct ws *ws_upgrade(struct http_req *req, const struct ws_upgrade *u, struct w
 	assert(n > 0 && (size_t)n < sizeof(resp));
 
 	ws = xcalloc(1, sizeof(*ws));
+	ws->lim = u->limits ? u->limits : &W.def;
 	ws->state = WS_OPEN;
 	ws->flags = (uint8_t)((info->fmt == PROTO_PB ? WS_PB : 0) | (info->frame_ping_pong ? WS_FRAME_PING : 0));
 	c = http_hijack(req, &ws_ops, ws);
 	ws->c = c;
 	conn_set_queue_limit(c, 0);             /* ws counts its own (client.queue_max_size) */
-	conn_set_write_timeout(c, W.write_timeout);
+	conn_set_write_timeout(c, ws->lim->write_timeout);
 	conn_queue_copy(c, resp, (size_t)n);
 	if (info->frame_ping_pong) {
-		ws->ping_at = c->w->now_ms + WS_PING_INTERVAL_MS;
+		ws->ping_at = c->w->now_ms + ws->lim->ping_interval;
 		conn_set_deadline(c, ws->ping_at);
 	}
 	log_debug("ws fd %d: open on %s (%s%s)", c->fd, req->path, info->fmt == PROTO_PB ? "protobuf" : "json",

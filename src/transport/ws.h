@@ -8,8 +8,10 @@
  * The transport sees whole messages in, and queues encoded messages out
  * (for the client protocol: JSON objects, or varint-prefixed protobuf
  * messages); framing, the '\n' between text messages, masking and close
- * codes are this layer's. Its settings are websocket.message_size_limit,
- * websocket.write_timeout and client.queue_max_size.
+ * codes are this layer's. Its settings are client.queue_max_size and, per
+ * connection, a struct ws_limits: websocket.message_size_limit and
+ * websocket.write_timeout unless the transport brings its own
+ * (uni_websocket.*).
  */
 #ifndef ROTOR_WS_H
 #define ROTOR_WS_H
@@ -43,6 +45,23 @@ struct ws;
  * this many payload bytes unless a single message is larger. */
 #define WS_FRAME_MAX_MSGS 64
 #define WS_FRAME_MAX_BYTES 65536
+
+/* The settings a transport gives its connections. The struct stays the
+ * transport's (static, changed in place on reload): open connections
+ * follow it. */
+struct ws_limits {
+	size_t msg_limit;        /* largest message accepted (1009 above it) */
+	int64_t write_timeout;   /* ms blocked output may take; 0: no limit */
+	int64_t ping_interval;   /* frame ping mode: ms between ping frames */
+	int64_t pong_timeout;    /* ... and ms a pong may take (else 3012) */
+	bool one_per_frame;      /* every message in a data frame of its own */
+};
+
+/* Reads SECTION.message_size_limit (0: 65536) and SECTION.write_timeout of
+ * config K into L ("websocket", "uni_websocket"); the other fields are left
+ * as they are. */
+struct conf;
+void ws_limits_read(struct ws_limits *l, const struct conf *k, const char *section);
 
 /* What an upgrade negotiated. */
 struct ws_open_info {
@@ -81,8 +100,11 @@ struct ws_upgrade {
 	bool centrifuge;   /* offer the subprotocols centrifuge-json and
 	                    * centrifuge-protobuf, and read ?format=,
 	                    * ?cf_protocol= and ?cf_ws_frame_ping_pong= */
-	bool frame_ping;   /* ping frames always (every WS_PING_INTERVAL_MS,
-	                    * pong within WS_PONG_TIMEOUT_MS, else 3012) */
+	bool frame_ping;   /* ping frames always (every ping_interval, pong
+	                    * within pong_timeout, else 3012) */
+	const struct ws_limits *limits; /* NULL: websocket.*, frame pings every
+	                    * WS_PING_INTERVAL_MS within WS_PONG_TIMEOUT_MS,
+	                    * messages batched into frames */
 };
 
 /* Answers REQ (a GET routed to a WebSocket endpoint) with 101 and takes its
@@ -100,7 +122,8 @@ void ws_set_handler(struct ws *ws, const struct ws_handler *h, void *ud);
  * any more). Nothing is written now: at the flush point (ws_flush_all) the
  * messages queued since the last one leave in as few frames as possible
  * (JSON: one text frame, messages joined by '\n'; protobuf: one binary
- * frame, messages concatenated), after anything queued before.
+ * frame, messages concatenated; with the limits' one_per_frame, one frame
+ * per message), after anything queued before.
  *
  * Returns RT_OK; RT_CLOSED when the connection is closing or closed, or when
  * this message would take the connection's queued bytes (not yet framed plus
@@ -115,13 +138,19 @@ int ws_send_copy(struct ws *ws, const void *data, size_t len);
 
 /*
  * Closes gracefully: messages already queued go out, then a close frame
- * with CODE (1000-4999, one a peer may receive) and REASON (cut to 123
- * bytes at a UTF-8 boundary; NULL for none). No message is delivered or
- * accepted for sending afterwards. The client's close frame is awaited for
+ * with CODE and REASON (cut to 123 bytes at a UTF-8 boundary; NULL for
+ * none). A CODE no peer may receive (below 1000, 1004-1006, 1015-2999,
+ * 5000 and up: an application's disconnect code) gives a close frame
+ * without a status instead. No message is delivered or accepted for
+ * sending afterwards. The client's close frame is awaited for
  * WS_CLOSE_WAIT_MS, then TCP is closed; on_close follows. Does nothing when
  * the connection is already closing.
  */
-void ws_close(struct ws *ws, uint16_t code, const char *reason);
+void ws_close(struct ws *ws, uint32_t code, const char *reason);
+/* Ends the connection without the close handshake: messages already
+ * queued go out, then TCP is closed; on_close follows. Does nothing when
+ * the connection is already closing. */
+void ws_end(struct ws *ws);
 /* Closes the TCP connection now, dropping queued output; on_close follows
  * (from the flush point, not from inside this call). */
 void ws_close_now(struct ws *ws);

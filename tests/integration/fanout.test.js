@@ -15,7 +15,6 @@
 
 const { test } = require('node:test');
 const assert = require('node:assert');
-const crypto = require('node:crypto');
 const fs = require('node:fs');
 const http = require('node:http');
 const net = require('node:net');
@@ -23,6 +22,7 @@ const WebSocket = require('ws');
 const { Centrifuge: CentrifugeJson } = require('centrifuge');
 const { Centrifuge: CentrifugePb } = require('centrifuge/build/protobuf');
 const { Rotord, waitFor, sleep, hs256, connOwners, bounded, apiPost } = require('./lib/rotord.js');
+const { clientFrame, parseFrames } = require('./lib/wsframes.js');
 
 const SECRET = 'test-secret';
 const PATH = '/connection/websocket';
@@ -131,38 +131,6 @@ function wsCloseWithin(ws, ms) {
 }
 
 // Client frames for raw TCP: masked, FIN set.
-function clientFrame(op, payload) {
-  const data = Buffer.from(payload);
-  const mask = crypto.randomBytes(4);
-  let head;
-  if (data.length < 126) head = Buffer.from([0x80 | op, 0x80 | data.length]);
-  else if (data.length <= 0xffff) head = Buffer.from([0x80 | op, 0x80 | 126, data.length >> 8, data.length & 0xff]);
-  else {
-    head = Buffer.alloc(10);
-    head[0] = 0x80 | op;
-    head[1] = 0x80 | 127;
-    head.writeBigUInt64BE(BigInt(data.length), 2);
-  }
-  const body = Buffer.from(data);
-  for (let i = 0; i < body.length; i++) body[i] ^= mask[i & 3];
-  return Buffer.concat([head, mask, body]);
-}
-
-function parseFrames(buf) {
-  const out = [];
-  let i = 0;
-  while (buf.length - i >= 2) {
-    let len = buf[i + 1] & 0x7f;
-    let h = 2;
-    if (len === 126) { if (buf.length - i < 4) break; len = buf.readUInt16BE(i + 2); h = 4; }
-    else if (len === 127) { if (buf.length - i < 10) break; len = Number(buf.readBigUInt64BE(i + 2)); h = 10; }
-    if (buf.length - i - h < len) break;
-    out.push({ op: buf[i] & 0x0f, payload: buf.subarray(i + h, i + h + len) });
-    i += h + len;
-  }
-  return { frames: out, used: i };
-}
-
 // ---- configs -----------------------------------------------------------------------
 
 const FAN_NS = {

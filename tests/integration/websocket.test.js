@@ -3,8 +3,9 @@
 // subprotocols, and RFC 6455 behaviour driven with the `ws` client and with
 // raw sockets for frames no library would send: protocol errors (1002),
 // invalid UTF-8 (1007), oversized messages and headers (1009), close
-// reasons split byte by byte, pings, the close handshake, many connections
-// and the graceful stop (3001).
+// reasons split byte by byte, pings, the close handshake, many connections,
+// a disconnect code no close frame may carry (5000) and the graceful stop
+// (3001).
 //
 // Only transport-level facts are asserted, so the file holds whatever
 // session answers: a client sends {"id":1,"connect":{}} (anonymous connects
@@ -16,7 +17,8 @@ const assert = require('node:assert');
 const fs = require('node:fs');
 const net = require('node:net');
 const WebSocket = require('ws');
-const { Rotord, rawExchange, sleep } = require('./lib/rotord.js');
+const { Rotord, rawExchange, sleep, apiPost } = require('./lib/rotord.js');
+const { parseFrames } = require('./lib/wsframes.js');
 
 const KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
 const ACCEPT = 's3pPLMBiTxaQ9kYGzzhZRbK+xOo=';
@@ -98,23 +100,6 @@ function closePayload(code, reason = Buffer.alloc(0)) {
   const b = Buffer.alloc(2);
   b.writeUInt16BE(code);
   return Buffer.concat([b, Buffer.from(reason)]);
-}
-
-// Server frames (never masked).
-function parseFrames(buf) {
-  const out = [];
-  let i = 0;
-  while (buf.length - i >= 2) {
-    let len = buf[i + 1] & 0x7f;
-    let h = 2;
-    if (len === 126) { len = buf.readUInt16BE(i + 2); h = 4; }
-    else if (len === 127) { len = Number(buf.readBigUInt64BE(i + 2)); h = 10; }
-    if (buf.length - i - h < len) break;
-    out.push({ op: buf[i] & 0x0f, fin: !!(buf[i] & 0x80), masked: !!(buf[i + 1] & 0x80),
-      payload: buf.subarray(i + h, i + h + len) });
-    i += h + len;
-  }
-  return { frames: out, rest: buf.length - i };
 }
 
 const closeCode = (f) => (f && f.op === 8 && f.payload.length >= 2 ? f.payload.readUInt16BE(0) : 0);
@@ -485,18 +470,40 @@ test('300 connections at once each get their reply and close cleanly', async () 
   assert.ok(codes.every((c) => c.code === 1000));
 });
 
+// A connected client of the daemon D: {ws, id}.
+async function connected(d) {
+  const ws = await new Promise((resolve, reject) => {
+    const c = new WebSocket(`ws://127.0.0.1:${d.port}${PATH}`);
+    c.once('open', () => resolve(c));
+    c.once('error', reject);
+  });
+  const reply = nextMessage(ws);
+  ws.send(CONNECT_JSON);
+  return { ws, id: JSON.parse((await reply).data.toString()).connect.client };
+}
+
+test('a disconnect code no close frame may carry (API, 5000) closes without a status; the worker lives', async () => {
+  const own = await new Rotord({ client: { allow_anonymous_connect_without_token: true } },
+    { workers: 1 }).start();
+  try {
+    const { ws, id } = await connected(own);
+    const c = closed(ws);
+    const r = await apiPost(own.port, '/api/disconnect', { client: id, disconnect: { code: 5000, reason: 'app' } });
+    assert.strictEqual(r.status, 200);
+    assert.strictEqual((await c).code, 1005);
+    const again = await connected(own);
+    assert.ok(again.id);
+    again.ws.close();
+  } finally {
+    await own.stop();
+  }
+});
+
 test('a graceful stop closes WebSocket connections with 3001', async () => {
   const own = await new Rotord({ client: { allow_anonymous_connect_without_token: true } },
     { workers: 1 }).start();
   try {
-    const ws = await new Promise((resolve, reject) => {
-      const c = new WebSocket(`ws://127.0.0.1:${own.port}${PATH}`);
-      c.once('open', () => resolve(c));
-      c.once('error', reject);
-    });
-    const reply = nextMessage(ws);
-    ws.send(CONNECT_JSON);
-    await reply;
+    const { ws } = await connected(own);
     const c = closed(ws);
     own.signal('SIGQUIT');
     const { code } = await c;

@@ -1,6 +1,6 @@
 /*
  * harness.h - the loop harness shared by the unit tests that drive the
- * connection layer (test_http.c, test_ws.c, test_api.c): a hand-made worker
+ * connection layer (test_http.c, test_ws.c, test_stream.c, test_api.c): a hand-made worker
  * on a real libev loop with a fake clock, clients on socketpairs, and
  * helpers to send to the server and read what it answered.
  *

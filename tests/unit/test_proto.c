@@ -938,9 +938,35 @@ static void test_codes(void)
 	ok(out.len == 6 && memcmp(out.buf, "\x00\x04\x08\x03\x3a\x00", 6) == 0, "protobuf messages concatenate");
 }
 
+/* A bare ConnectRequest (the unidirectional transports'). */
+static void test_decode_connect(void)
+{
+	const char *req = "{\"token\":\"t\",\"subs\":{\"a\":{\"recover\":true,\"offset\":3,\"epoch\":\"e\"}},\"x\":[1]}";
+	struct cmd_batch b;
+
+	ok(proto_decode_connect(PROTO_JSON, req, strlen(req), &b) == RT_OK && b.n == 1 &&
+	   b.v[0].type == CMD_CONNECT && span_eq(b.v[0].connect.token, "t") && b.v[0].connect.nsubs == 1 &&
+	   b.v[0].connect.subs[0].req.recover && b.v[0].connect.subs[0].req.offset == 3, "a request with subs");
+	proto_batch_free(&b);
+	ok(proto_decode_connect(PROTO_JSON, "", 0, &b) == RT_OK && b.v[0].connect.token.n == 0, "empty: empty request");
+	proto_batch_free(&b);
+	ok(proto_decode_connect(PROTO_JSON, " null\n", 6, &b) == RT_OK && b.v[0].type == CMD_CONNECT &&
+	   b.v[0].connect.nsubs == 0, "null (Go: a nil pointer): an empty request");
+	proto_batch_free(&b);
+	ok(proto_decode_connect(PROTO_JSON, "nul", 3, &b) == RT_INVAL, "nul: malformed");
+	proto_batch_free(&b);
+	ok(proto_decode_connect(PROTO_JSON, "null null", 9, &b) == RT_INVAL, "two values: malformed");
+	proto_batch_free(&b);
+	ok(proto_decode_connect(PROTO_JSON, "[]", 2, &b) == RT_INVAL, "an array: malformed");
+	proto_batch_free(&b);
+	ok(proto_decode_connect(PROTO_JSON, "{\"token\":1}", 11, &b) == RT_INVAL, "a token that is no string");
+	proto_batch_free(&b);
+}
+
 int main(void)
 {
 	test_vectors_json();
+	test_decode_connect();
 	test_vectors_pb();
 	test_decode_json();
 	test_decode_pb();

@@ -6,7 +6,9 @@
  * 1002/1007/1009, close codes and reasons delivered whole, split and byte by
  * byte), batched output (shared buffers, several messages per frame, frame
  * caps), the queue limit (3008), the close handshake both ways, draining,
- * native ping/pong and the write timeout.
+ * native ping/pong, the write timeout, and a transport's own limits (one
+ * message per frame, its ping schedule, codes a close frame cannot carry,
+ * ending without the close handshake).
  */
 #include "config.h"
 #include "ws.h"
@@ -286,6 +288,22 @@ static void t_upgrade(struct http_req *req, void *arg)
 		s_open(ws, &info);
 }
 
+/* A transport with limits of its own (as uni_websocket has): route /own. */
+static struct ws_limits own = {
+	.msg_limit = 100, .write_timeout = 1000, .ping_interval = 3000, .pong_timeout = 1000,
+	.one_per_frame = true,
+};
+
+static void t_upgrade_own(struct http_req *req, void *arg)
+{
+	static const struct ws_upgrade u = { .frame_ping = true, .limits = &own };
+	struct ws_open_info info;
+	struct ws *ws = ws_upgrade(req, &u, &info);
+
+	if (ws)
+		s_open(ws, &info);
+}
+
 static void routes(void)
 {
 	const char *want = json_string_value(conf_get(&k, "websocket.handler_prefix"));
@@ -375,6 +393,7 @@ static void setup(void)
 	http_init(&w);
 	transport_ws.init(&w);
 	routes();
+	http_route_add("/own", HTTP_ROUTE_EXACT, HTTP_METHOD_BIT(HTTP_GET), t_upgrade_own, NULL);
 	harness_init(&w, ws_flush_all);
 }
 
@@ -1430,6 +1449,91 @@ static void test_reconfigure(void)
 	spin();
 }
 
+/* A connection with a transport's own limits (struct ws_limits), next to
+ * one with websocket.*; the transport changes them in place. */
+static void test_own_limits(void)
+{
+	struct frames fs = { 0 };
+	uint8_t big[300];
+	int fd = ws_open("/own"), fd2;
+	struct sess *s = cur(), *s2;
+
+	memset(big, 'o', sizeof(big));
+	ok(s->ping, "frame_ping: ping frames without the query option");
+	fd2 = ws_open(NULL);
+	s2 = cur();
+	send_frame(fd2, FIN | OP_TEXT, big, 101);
+	send_frame(fd, FIN | OP_TEXT, big, 100);
+	spin();
+	ok(s2->nmsg == 1 && s->nmsg == 1, "100 bytes pass the own limit; 101 pass websocket.*");
+
+	/* one_per_frame: three messages, three frames */
+	ws_send_copy(s->ws, "{\"a\":1}", 7);
+	ws_send_copy(s->ws, "{\"b\":2}", 7);
+	ws_send_copy(s->ws, "{}", 2);
+	get_frames(fd, &fs);
+	ok(fs.n == 3 && fs.f[0].len == 7 && fs.f[1].len == 7 && fs.f[2].len == 2 &&
+	   memcmp(fs.f[2].data, "{}", 2) == 0, "one_per_frame: one text frame per message");
+	ws_send_copy(s2->ws, "{\"a\":1}", 7);
+	ws_send_copy(s2->ws, "{}", 2);
+	get_frames(fd2, &fs);
+	ok(fs.n == 1 && fs.f[0].len == 10, "websocket.*: the same messages in one frame");
+
+	/* The limits change in place; open connections follow. */
+	own.msg_limit = 200;
+	send_frame(fd, FIN | OP_TEXT, big, 200);
+	spin();
+	ok(s->nmsg == 2 && s->last_len == 200, "a raised limit applies to the open connection");
+	own.msg_limit = 100;
+	send_frame(fd, FIN | OP_TEXT, big, 101);
+	get_frames(fd, &fs);
+	ok(closed_with(&fs, 1009), "101 bytes over the own limit: 1009");
+	close(fd);
+	spin();
+
+	/* Own ping schedule: a ping at 3 s, then 3012 one second without a pong. */
+	fd = ws_open("/own");
+	s = cur();
+	tick(2500);
+	get_frames(fd, &fs);
+	is_int(fs.n, 0, "no ping before ping_interval");
+	tick(600);
+	get_frames(fd, &fs);
+	ok(fs.n == 1 && fs.f[0].op == OP_PING, "a ping frame at ping_interval");
+	tick(1100);
+	get_frames(fd, &fs);
+	ok(fs.n == 1 && close_code(&fs.f[0]) == 3012, "no pong within pong_timeout: 3012");
+	close(fd);
+	spin();
+
+	/* A code no close frame may carry: a close frame without a status. */
+	fd = ws_open("/own");
+	s = cur();
+	ws_close(s->ws, 5000, "application code");
+	get_frames(fd, &fs);
+	ok(fs.n == 1 && fs.f[0].op == OP_CLOSE && fs.f[0].len == 0, "close 5000: a close frame without a status");
+	send_close(fd, 1000, NULL);
+	get_frames(fd, &fs);
+	ok(fs.eof, "the handshake completes");
+	close(fd);
+	spin();
+	ok(s->closed && s->code == 1005, "ws_close_code: 1005 (no status)");
+
+	/* ws_end: what is queued goes out, then TCP closes, no close frame. */
+	fd = ws_open(NULL);
+	s = cur();
+	ws_send_copy(s->ws, "{\"last\":1}", 10);
+	ws_end(s->ws);
+	is_int(ws_send_copy(s->ws, "{}", 2), RT_CLOSED, "nothing may be sent after ws_end");
+	get_frames(fd, &fs);
+	ok(fs.n == 1 && fs.f[0].op == OP_TEXT && fs.f[0].len == 10 && fs.eof, "ws_end: the message, then the end");
+	close(fd);
+	close(fd2);
+	spin();
+	ok(s->closed && s2->closed, "both sessions closed");
+	frames_free(&fs);
+}
+
 /* Byte-by-byte delivery of a mixed sequence gives the same results (F15). */
 static void test_byte_by_byte(void)
 {
@@ -1528,6 +1632,7 @@ int main(void)
 	test_frame_ping_pong();
 	test_write_timeout();
 	test_reconfigure();
+	test_own_limits();
 	test_byte_by_byte();
 	test_fuzz();
 	test_many();
