@@ -727,7 +727,7 @@ const struct conf_key conf_keys[] = {
 	/* transports */
 	BOOL("websocket.disabled", "false", RLD, NF, "turn the WebSocket transport off"),
 	STR("websocket.handler_prefix", "/connection/websocket", RLD, NF, NULL, "path of the WebSocket endpoint"),
-	WS_TUNING_KEYS("websocket", RLD, 0),
+	WS_TUNING_KEYS("websocket", RLD, IGN),
 	BOOL("sse.enabled", "false", RLD, NF, "serve the bidirectional SSE transport"),
 	STR("sse.handler_prefix", "/connection/sse", RLD, NF, NULL, "path of the SSE endpoint"),
 	INT("sse.max_request_body_size", 65536, 0, INF, RLD, NF, "largest connect request (bytes)"),
