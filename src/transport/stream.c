@@ -40,6 +40,8 @@ enum {
 	HS_KEEP = 0x08,      /* ... and the conn goes back to HTTP */
 	HS_GONE = 0x10,      /* the conn closed or left; on_close due */
 	HS_ENDED = 0x20,     /* the last chunk is queued */
+	HS_SLOW = 0x40,      /* over the queue limit: what the transport sends
+			      * now is its last word and is not held to it */
 };
 
 struct hs {
@@ -226,15 +228,17 @@ int hs_send(struct hs *s, struct rbuf *b, size_t off, size_t len)
 		return RT_CLOSED;
 	if (len == 0)
 		return RT_OK;
-	if (s->queue_max && s->pend_bytes + s->c->out_bytes + len > s->queue_max) {
+	if (s->queue_max && !(s->flags & HS_SLOW) && s->pend_bytes + s->c->out_bytes + len > s->queue_max) {
 		log_debug("stream fd %d: %zu bytes queued, over the limit %zu; slow", s->c->fd,
 			  s->pend_bytes + s->c->out_bytes, s->queue_max);
 		pend_free(s);
+		s->flags |= HS_SLOW;
 		S.nest++;
 		if (s->ops->on_slow)
 			s->ops->on_slow(s, s->ud);
 		else
 			conn_close(s->c);
+		hs_end(s, false); /* whatever the transport did */
 		S.nest--;
 		return RT_CLOSED;
 	}

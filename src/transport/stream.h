@@ -58,8 +58,10 @@ struct hs_ops {
 	 * (3001) and then the stream. NULL: hs_end. */
 	void (*on_drain)(struct hs *s, void *ud);
 	/* Queued bytes would pass the queue limit: the stream drops what is
-	 * not framed yet; the transport ends the session (3008), which may
-	 * still queue its last message. NULL: the stream closes at once. */
+	 * not framed yet; the transport ends the session (3008). What it
+	 * sends from here (the session's last message, its disconnect) is
+	 * queued whatever the limit, then the stream ends. NULL: the stream
+	 * closes at once. */
 	void (*on_slow)(struct hs *s, void *ud);
 	/* The stream is gone, whatever the reason: free UD. Exactly once. */
 	void (*on_close)(struct hs *s, void *ud);
