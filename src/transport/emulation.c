@@ -394,6 +394,12 @@ static void emulation_handler(struct http_req *req, void *arg)
 		return;
 	}
 	slot = session_slot(r.session);
+	if (slot < 0) /* the id is the client's text: not logged */
+		log_debug("emulation: %zu bytes for no session this node made", r.data.n);
+	else
+		log_debug("emulation: %zu bytes for session %.*s taken on bus slot %u: %s", r.data.n,
+			  (int)r.session.n, r.session.p, E.w->bus_slot,
+			  slot == (long)E.w->bus_slot ? "its own" : "routed to its owner");
 	if (slot < 0 || r.data.n == 0)
 		answer(req, 204, NULL); /* no session, or nothing for it */
 	else if (slot == (long)E.w->bus_slot)
