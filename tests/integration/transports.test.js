@@ -20,22 +20,11 @@
 const { test, describe } = require('node:test');
 const assert = require('node:assert');
 const fs = require('node:fs');
-const { Rotord, waitFor, sleep, apiPost, hs256, connOwners, run, ROTORCTL } = require('./lib/rotord.js');
-const { TRANSPORTS, RAW_TRANSPORTS, label, sdk, once, RawClient } = require('./lib/transports.js');
+const http = require('node:http');
+const { Rotord, waitFor, sleep, apiPost, hs256, run, ROTORCTL, deepMerge } = require('./lib/rotord.js');
+const { TRANSPORTS, RAW_TRANSPORTS, label, sdk, once, openNamespace, RawClient, serverInode, inodeHolder } = require('./lib/transports.js');
 
-const NS = {
-  name: 'mx',
-  presence: true,
-  join_leave: true,
-  force_push_join_leave: true,
-  history_size: 100,
-  history_ttl: '300s',
-  force_recovery: true,
-  allow_subscribe_for_client: true,
-  allow_publish_for_client: true,
-  allow_history_for_subscriber: true,
-  allow_presence_for_subscriber: true,
-};
+const NS = openNamespace('mx', { join_leave: true, force_push_join_leave: true });
 
 const BASE = {
   // Short enough that pings happen during the tests, long enough for a
@@ -50,8 +39,10 @@ const BASE = {
 const enc = (t, obj) => (t.fmt === 'protobuf' ? new TextEncoder().encode(JSON.stringify(obj)) : obj);
 const dec = (t, data) => (t.fmt === 'protobuf' ? JSON.parse(new TextDecoder().decode(data)) : data);
 
+// A server API call on RD's kept-alive connections (many calls would
+// otherwise leave as many sockets in TIME_WAIT).
 async function api(rd, method, body) {
-  const r = await apiPost(rd.port, `/api/${method}`, body);
+  const r = await apiPost(rd.port, `/api/${method}`, body, { agent: rd.agent });
   assert.strictEqual(r.status, 200, `${method}: ${r.status} ${r.body}`);
   const j = JSON.parse(r.body);
   assert.ok(!j.error, `${method}: ${r.body}`);
@@ -62,7 +53,8 @@ async function api(rd, method, body) {
 // with x.sdk / x.raw making clients that are always closed, and the daemon
 // always stopped.
 async function withDaemon(config, fn, { workers = 4 } = {}) {
-  const rd = await new Rotord(merge(BASE, config), { workers }).start();
+  const rd = await new Rotord(deepMerge(BASE, config), { workers }).start();
+  rd.agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
   const sdks = [];
   const raws = [];
   const x = {
@@ -84,17 +76,10 @@ async function withDaemon(config, fn, { workers = 4 } = {}) {
   } finally {
     for (const c of sdks) { try { c.disconnect(); } catch (_) { /* gone */ } }
     for (const r of raws) r.close();
+    rd.agent.destroy();
     if (!x.exited) await rd.stop();
     else fs.rmSync(rd.dir, { recursive: true, force: true });
   }
-}
-
-function merge(a, b) {
-  const out = { ...a };
-  for (const [k, v] of Object.entries(b)) {
-    out[k] = v && typeof v === 'object' && !Array.isArray(v) && a[k] && typeof a[k] === 'object' ? merge(a[k], v) : v;
-  }
-  return out;
 }
 
 // A connected SDK client of T for USER (a token with CLAIMS), with its
@@ -327,12 +312,12 @@ describe('every transport', { concurrency: true }, () => {
       const r = await x.raw(tr, { token: hs256({ sub: `np-${i}` }) }, { autoPong: false });
       assert.strictEqual(r.result.ping, 1);
       assert.strictEqual(r.result.pong, true);
-      const port = r.localPort;
+      const inode = await waitFor(() => serverInode(x.rd.port, r.localPort), 3000, 20, 'the server end');
       const e = await r.end(8000);
       assert.deepStrictEqual([e.code, e.reason, e.clean], [3012, 'no pong', true], tr);
       assert.deepStrictEqual(e.messages.filter((m) => Object.keys(m).length === 0).length, 1, `${tr}: one ping, never answered`);
       // No worker holds the server end any more.
-      await waitFor(() => !connOwners(x.rd.workers(), x.rd.port).has(port), 3000, 25, `${tr}: the server to close its end`);
+      await waitFor(() => inodeHolder(x.rd.workers(), inode) === null, 3000, 25, `${tr}: the server to close its end`);
     }));
   }));
 

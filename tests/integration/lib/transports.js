@@ -6,6 +6,7 @@
 // frame, of an HTTP-streaming response (chunked or HTTP/1.0) and of an SSE
 // stream, how the stream ended, and /emulation POSTs whose status is kept.
 
+const fs = require('node:fs');
 const net = require('node:net');
 const WebSocket = require('ws');
 const EventSource = require('eventsource');
@@ -55,7 +56,26 @@ function sdk(port, t, opts = {}, list = null) {
   return c;
 }
 
-// Waits for EVENT on an SDK emitter that PRED accepts; rejects after MS.
+// A namespace NAME where a connected client may do everything (subscribe,
+// publish, history, presence), with history and recovery; EXTRA adds or
+// overrides options.
+function openNamespace(name, extra = {}) {
+  return {
+    name,
+    presence: true,
+    history_size: 1000,
+    history_ttl: '300s',
+    force_recovery: true,
+    allow_subscribe_for_client: true,
+    allow_publish_for_client: true,
+    allow_history_for_subscriber: true,
+    allow_presence_for_subscriber: true,
+    ...extra,
+  };
+}
+
+// Waits for EVENT on an SDK emitter (client or subscription) that PRED
+// accepts; rejects after MS.
 function once(em, event, ms = 5000, pred = () => true) {
   return new Promise((resolve, reject) => {
     const h = (ctx) => {
@@ -67,6 +87,39 @@ function once(em, event, ms = 5000, pred = () => true) {
     const t = setTimeout(() => { em.removeListener(event, h); reject(new Error(`no ${event} event in ${ms} ms`)); }, ms);
     em.on(event, h);
   });
+}
+
+// ---- who holds a connection ----------------------------------------------------
+
+// The inode of the server end of the established connection from local
+// port CLIENT_PORT to SERVER_PORT, or null when /proc/net/tcp does not
+// show it (that table is read in pieces while it changes: retry).
+function serverInode(serverPort, clientPort) {
+  for (const f of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text = '';
+    try { text = fs.readFileSync(f, 'utf8'); } catch (_) { continue; }
+    for (const line of text.split('\n')) {
+      const c = line.trim().split(/\s+/);
+      if (c.length < 10 || c[3] !== '01') continue;
+      if (parseInt(c[1].split(':')[1], 16) === serverPort && parseInt(c[2].split(':')[1], 16) === clientPort) return c[9];
+    }
+  }
+  return null;
+}
+
+// The pid among PIDS with a descriptor on socket INODE, or null: a
+// reliable way to see that a server end was closed.
+function inodeHolder(pids, inode) {
+  for (const pid of pids) {
+    let fds = [];
+    try { fds = fs.readdirSync(`/proc/${pid}/fd`); } catch (_) { continue; }
+    for (const fd of fds) {
+      try {
+        if (fs.readlinkSync(`/proc/${pid}/fd/${fd}`) === `socket:[${inode}]`) return pid;
+      } catch (_) { /* closed meanwhile */ }
+    }
+  }
+  return null;
 }
 
 // ---- the raw client ------------------------------------------------------------
@@ -346,5 +399,6 @@ class RawClient {
 }
 
 module.exports = {
-  TRANSPORTS, RAW_TRANSPORTS, label, endpoint, sdkOptions, sdk, once, emulationPost, RawClient, ResponseReader,
+  TRANSPORTS, RAW_TRANSPORTS, label, endpoint, sdkOptions, sdk, once, openNamespace, emulationPost, RawClient,
+  ResponseReader, serverInode, inodeHolder,
 };
