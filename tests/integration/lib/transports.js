@@ -91,16 +91,19 @@ function once(em, event, ms = 5000, pred = () => true) {
 
 // ---- who holds a connection ----------------------------------------------------
 
-// The inode of the server end of the established connection from local
-// port CLIENT_PORT to SERVER_PORT, or null when /proc/net/tcp does not
-// show it (that table is read in pieces while it changes: retry).
+// The inode of the server end of the connection from local port
+// CLIENT_PORT to SERVER_PORT, in whatever state (a server end that was
+// shut down but not closed still has one), or null when /proc/net/tcp
+// does not show it: the table is read in pieces while it changes, retry.
 function serverInode(serverPort, clientPort) {
+  const want = `:${serverPort.toString(16).toUpperCase().padStart(4, '0')} `;
   for (const f of ['/proc/net/tcp', '/proc/net/tcp6']) {
     let text = '';
     try { text = fs.readFileSync(f, 'utf8'); } catch (_) { continue; }
     for (const line of text.split('\n')) {
+      if (!line.includes(want)) continue; // cheap first look
       const c = line.trim().split(/\s+/);
-      if (c.length < 10 || c[3] !== '01') continue;
+      if (c.length < 10 || c[9] === '0') continue; // TIME_WAIT: no socket any more
       if (parseInt(c[1].split(':')[1], 16) === serverPort && parseInt(c[2].split(':')[1], 16) === clientPort) return c[9];
     }
   }
