@@ -57,7 +57,13 @@ async function api(rd, method, body) {
 // Runs FN(rd, raws) on a daemon of its own; raw clients pushed on RAWS are
 // closed and the daemon stopped whatever happens.
 async function withDaemon(config, fn, workers = 4) {
-  const rd = await new Rotord(deepMerge(CONFIG, config), { workers }).start();
+  const rd = new Rotord(deepMerge(CONFIG, config), { workers });
+  try {
+    await rd.start();
+  } catch (e) {
+    await rd.stop(); // its directory, when it did not start
+    throw e;
+  }
   rd.agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
   const raws = [];
   try {

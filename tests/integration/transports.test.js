@@ -53,7 +53,13 @@ async function api(rd, method, body) {
 // with x.sdk / x.raw making clients that are always closed, and the daemon
 // always stopped.
 async function withDaemon(config, fn, { workers = 4 } = {}) {
-  const rd = await new Rotord(deepMerge(BASE, config), { workers }).start();
+  const rd = new Rotord(deepMerge(BASE, config), { workers });
+  try {
+    await rd.start();
+  } catch (e) {
+    await rd.stop(); // its directory, when it did not start
+    throw e;
+  }
   rd.agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
   const sdks = [];
   const raws = [];
