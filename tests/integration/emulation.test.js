@@ -27,9 +27,10 @@ const { test, describe } = require('node:test');
 const assert = require('node:assert');
 const crypto = require('node:crypto');
 const http = require('node:http');
-const fs = require('node:fs');
-const { Rotord, waitFor, sleep, apiPost, request, hs256, rawExchange, run, ROTORCTL, deepMerge } = require('./lib/rotord.js');
-const { sdk, once, openNamespace, emulationPost, RawClient, endpoint, serverInode, inodeHolder } = require('./lib/transports.js');
+const { waitFor, sleep, apiPost, request, hs256, rawExchange, run, ROTORCTL, deepMerge } = require('./lib/rotord.js');
+const {
+  sdk, once, openNamespace, emulationPost, RawClient, endpoint, serverInode, inodeHolder, startDaemon, stopDaemon,
+} = require('./lib/transports.js');
 
 const GOOD_ORIGIN = 'http://good.example';
 const LIMIT = 1000; // every max_request_body_size below
@@ -57,22 +58,13 @@ async function api(rd, method, body) {
 // Runs FN(rd, raws) on a daemon of its own; raw clients pushed on RAWS are
 // closed and the daemon stopped whatever happens.
 async function withDaemon(config, fn, workers = 4) {
-  const rd = new Rotord(deepMerge(CONFIG, config), { workers });
-  try {
-    await rd.start();
-  } catch (e) {
-    await rd.stop(); // its directory, when it did not start
-    throw e;
-  }
-  rd.agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+  const rd = await startDaemon(deepMerge(CONFIG, config), workers);
   const raws = [];
   try {
     await fn(rd, raws);
   } finally {
     for (const r of raws) r.close();
-    rd.agent.destroy();
-    if (rd.exitedOk) fs.rmSync(rd.dir, { recursive: true, force: true });
-    else await rd.stop();
+    await stopDaemon(rd, rd.exitedOk);
   }
 }
 

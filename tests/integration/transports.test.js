@@ -19,10 +19,10 @@
 
 const { test, describe } = require('node:test');
 const assert = require('node:assert');
-const fs = require('node:fs');
-const http = require('node:http');
-const { Rotord, waitFor, sleep, apiPost, hs256, run, ROTORCTL, deepMerge } = require('./lib/rotord.js');
-const { TRANSPORTS, RAW_TRANSPORTS, label, sdk, once, openNamespace, RawClient, serverInode, inodeHolder } = require('./lib/transports.js');
+const { waitFor, sleep, apiPost, hs256, run, ROTORCTL, deepMerge } = require('./lib/rotord.js');
+const {
+  TRANSPORTS, RAW_TRANSPORTS, label, sdk, once, openNamespace, RawClient, serverInode, inodeHolder, startDaemon, stopDaemon,
+} = require('./lib/transports.js');
 
 const NS = openNamespace('mx', { join_leave: true, force_push_join_leave: true });
 
@@ -53,14 +53,7 @@ async function api(rd, method, body) {
 // with x.sdk / x.raw making clients that are always closed, and the daemon
 // always stopped.
 async function withDaemon(config, fn, { workers = 4 } = {}) {
-  const rd = new Rotord(deepMerge(BASE, config), { workers });
-  try {
-    await rd.start();
-  } catch (e) {
-    await rd.stop(); // its directory, when it did not start
-    throw e;
-  }
-  rd.agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+  const rd = await startDaemon(deepMerge(BASE, config), workers);
   const sdks = [];
   const raws = [];
   const x = {
@@ -82,9 +75,7 @@ async function withDaemon(config, fn, { workers = 4 } = {}) {
   } finally {
     for (const c of sdks) { try { c.disconnect(); } catch (_) { /* gone */ } }
     for (const r of raws) r.close();
-    rd.agent.destroy();
-    if (!x.exited) await rd.stop();
-    else fs.rmSync(rd.dir, { recursive: true, force: true });
+    await stopDaemon(rd, x.exited);
   }
 }
 

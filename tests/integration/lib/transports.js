@@ -7,12 +7,13 @@
 // stream, how the stream ended, and /emulation POSTs whose status is kept.
 
 const fs = require('node:fs');
+const http = require('node:http');
 const net = require('node:net');
 const WebSocket = require('ws');
 const EventSource = require('eventsource');
 const { Centrifuge } = require('centrifuge');
 const PB = require('centrifuge/build/protobuf');
-const { request } = require('./rotord.js');
+const { Rotord, request } = require('./rotord.js');
 
 // Every transport in every format the SDK speaks on it (protobuf: no SSE).
 const TRANSPORTS = [
@@ -123,6 +124,31 @@ function inodeHolder(pids, inode) {
     }
   }
   return null;
+}
+
+// ---- the daemon -------------------------------------------------------------------
+
+// Starts rotord with CONFIG and WORKERS workers, with rd.agent for the
+// server API calls of a test (kept alive: many calls would otherwise leave
+// as many sockets in TIME_WAIT). A daemon that does not start leaves no
+// directory behind. Stop it with stopDaemon.
+async function startDaemon(config, workers) {
+  const rd = new Rotord(config, { workers });
+  try {
+    await rd.start();
+  } catch (e) {
+    await rd.stop();
+    throw e;
+  }
+  rd.agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+  return rd;
+}
+
+// Stops RD (or, when it exited by itself, removes its directory).
+async function stopDaemon(rd, exited = false) {
+  rd.agent.destroy();
+  if (exited) fs.rmSync(rd.dir, { recursive: true, force: true });
+  else await rd.stop();
 }
 
 // ---- the raw client ------------------------------------------------------------
@@ -403,5 +429,5 @@ class RawClient {
 
 module.exports = {
   TRANSPORTS, RAW_TRANSPORTS, label, endpoint, sdkOptions, sdk, once, openNamespace, emulationPost, RawClient,
-  ResponseReader, serverInode, inodeHolder,
+  ResponseReader, serverInode, inodeHolder, startDaemon, stopDaemon,
 };
