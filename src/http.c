@@ -503,12 +503,12 @@ static int on_headers_complete(llhttp_t *p)
 
 	hc->state = H_BODY;
 	hc->span = SPAN_NONE;
-	if ((status = finish_head(hc)) != 0)
-		return refuse(hc, status);
-	r->method = p->method;
+	r->method = p->method; /* before any refusal: a HEAD is answered without a body */
 	r->method_name = llhttp_method_name(p->method);
 	r->version_minor = p->http_minor;
 	r->upgrade = p->upgrade;
+	if ((status = finish_head(hc)) != 0)
+		return refuse(hc, status);
 	if ((p->flags & F_CONTENT_LENGTH) && (p->flags & (F_CHUNKED | F_TRANSFER_ENCODING)))
 		return refuse(hc, 400); /* llhttp refuses it too; say it twice */
 
@@ -604,18 +604,20 @@ static void allow_header(uint64_t methods, char *buf, size_t size)
 		snprintf(buf + n, size - n, "\r\n");
 }
 
-/* Answers with an error STATUS (0: none), then closes gracefully. */
+/* Answers with an error STATUS (0: none), then closes gracefully. The
+ * answer to a HEAD request whose head was read has no body. */
 static void http_fail(struct http_conn *hc, int status)
 {
 	char allow[512], body[64];
 
 	if (status) {
 		int n = snprintf(body, sizeof(body), "%d %s\n", status, http_reason(status));
+		bool head = hc->state == H_BODY && hc->req.method == HTTP_HEAD;
 
 		if (status == 405)
 			allow_header(hc->methods, allow, sizeof(allow));
 		queue_response(hc, status, "text/plain; charset=utf-8",
-			       status == 405 ? allow : NULL, body, (size_t)n, true, false);
+			       status == 405 ? allow : NULL, body, (size_t)n, true, head);
 	}
 	log_debug("http fd %d: %d %s", hc->c->fd, status, status ? http_reason(status) : "(closed)");
 	req_free(hc);

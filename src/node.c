@@ -15,6 +15,8 @@
  *   JOIN/LEAVE  str16 channel | info
  *   CONTROL  u8 op | target (str16 user, str16 client, str16 session) | op fields
  *   EMU      u32 bus slot of the owner | str16 session | str32 commands
+ *            | u32 bus slot of the sender | u64 tag
+ *   EMU_ACK  u32 bus slot of the sender | u64 tag | u8 taken
  *   info     u8 present | str16 user | str16 client | str32 conn_info | str32 chan_info
  *
  * A worker that was lapped lost records: it logs how many; subscriptions
@@ -48,6 +50,7 @@ enum {
 	REC_LEAVE = 3,
 	REC_CONTROL = 4,
 	REC_EMU = 5,
+	REC_EMU_ACK = 6,
 };
 
 enum {
@@ -578,23 +581,29 @@ static void apply_control(struct rd *r)
 
 /* ---- emulation --------------------------------------------------------- */
 
-static node_emulation_fn *emu_sink;
+static node_emulation_fn *emu_deliver;
+static node_emulation_ack_fn *emu_ack;
 
-void node_on_emulation(node_emulation_fn *fn)
+void node_on_emulation(node_emulation_fn *deliver, node_emulation_ack_fn *ack)
 {
-	emu_sink = fn;
+	emu_deliver = deliver;
+	emu_ack = ack;
 }
 
-int node_emulate(struct worker *w, unsigned slot, struct pstr session, struct pstr data)
+int node_emulate(struct worker *w, unsigned slot, struct pstr session, struct pstr data, uint64_t tag)
 {
 	rec.len = 0;
 	put_u32(slot);
 	put_str16(session);
 	put_str32(data);
+	put_u32(w->bus_slot);
+	put_u64(tag);
 	return append(w, REC_EMU);
 }
 
-/* An EMU record: only its owner reads past the slot. */
+/* An EMU record: only its owner reads past the slot, delivers, and
+ * answers the sender (an ack that cannot be appended leaves the sender's
+ * POST to its timeout). */
 static void apply_emu(struct worker *w, struct rd *r)
 {
 	uint32_t slot = GET(r, uint32_t);
@@ -602,8 +611,27 @@ static void apply_emu(struct worker *w, struct rd *r)
 		return;
 	struct pstr session = get_str(r, 2);
 	struct pstr data = get_str(r, 4);
-	if (!r->bad && emu_sink)
-		emu_sink(session, data);
+	uint32_t from = GET(r, uint32_t);
+	uint64_t tag = GET(r, uint64_t);
+	if (r->bad || !emu_deliver)
+		return;
+	bool taken = emu_deliver(session, data);
+	rec.len = 0;
+	put_u32(from);
+	put_u64(tag);
+	put_u8(taken);
+	append(w, REC_EMU_ACK);
+}
+
+static void apply_emu_ack(struct worker *w, struct rd *r)
+{
+	uint32_t slot = GET(r, uint32_t);
+	if (r->bad || slot != w->bus_slot)
+		return;
+	uint64_t tag = GET(r, uint64_t);
+	bool taken = GET(r, uint8_t);
+	if (!r->bad && emu_ack)
+		emu_ack(tag, taken);
 }
 
 /* Record bytes applied in this node_poll, and where it stops (0: never). */
@@ -615,6 +643,7 @@ static int on_record(void *arg, uint64_t seq, unsigned type, const void *data, s
 
 	switch (type) {
 	case REC_EMU: apply_emu(arg, &r); break;
+	case REC_EMU_ACK: apply_emu_ack(arg, &r); break;
 	case REC_PUB: apply_pub(&r); break;
 	case REC_JOIN: apply_join_leave(&r, true); break;
 	case REC_LEAVE: apply_join_leave(&r, false); break;

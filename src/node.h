@@ -148,13 +148,18 @@ uint64_t node_user_connections(struct worker *w, const char *user, size_t n);
 
 /* Hands DATA, the commands of an /emulation POST, to emulation session
  * SESSION on the worker that reads the bus in slot SLOT (this one too), in
- * bus order. RT_OK, or RT_ERR (logged: the caller answers 500). */
-int node_emulate(struct worker *w, unsigned slot, struct pstr session, struct pstr data);
+ * bus order. That worker answers with an acknowledgement carrying TAG to
+ * this worker (node_on_emulation's ACK). RT_OK, or RT_ERR (logged: the
+ * caller answers 500). */
+int node_emulate(struct worker *w, unsigned slot, struct pstr session, struct pstr data, uint64_t tag);
 
-/* Who receives the emulation records addressed to this worker (the
- * emulation transport). */
-typedef void node_emulation_fn(struct pstr session, struct pstr data);
-void node_on_emulation(node_emulation_fn *fn);
+/* The emulation transport's side of those records: DELIVER feeds DATA to
+ * this worker's SESSION and returns whether the session took it (false:
+ * no such session, or it is ending); ACK receives the answer to a record
+ * this worker sent, with its TAG. */
+typedef bool node_emulation_fn(struct pstr session, struct pstr data);
+typedef void node_emulation_ack_fn(uint64_t tag, bool taken);
+void node_on_emulation(node_emulation_fn *deliver, node_emulation_ack_fn *ack);
 
 /* Publishes a join (JOIN true) or leave of CI in CHANNEL to its subscribers
  * that receive join/leave pushes. */

@@ -15,11 +15,27 @@
  * a session). A verified one is delivered at once when this worker owns
  * it, else appended to the shared-memory bus as one record addressed to
  * the owner's slot (node_emulate), which keeps one POST's commands together
- * and in order and survives the death of the worker that took the POST.
- * The owner looks the session up in its own table; a session that ended
- * meanwhile is ignored. The POST's `node` must be this node's id: another
- * one is 404 (centrifuge-js then reconnects), as with an unknown node in a
+ * and in order. The POST's `node` must be this node's id: another one is
+ * 404 (centrifuge-js then reconnects), as with an unknown node in a
  * Centrifugo cluster; the Redis engine will route by it.
+ *
+ * What a status promises: 204 means the session took the POST's commands
+ * as one frame, exactly as a WebSocket frame is read: they were handled in
+ * order and their replies are queued on the stream ahead of anything the
+ * session sends later, its disconnect included. So the POST is answered
+ * only once the owner has delivered: at once on the owner, else when the
+ * owner's acknowledgement comes back over the bus (REC_EMU_ACK, matched by
+ * a per-worker tag; the request waits meanwhile, as it does in Centrifugo,
+ * whose survey answers after the commands ran). A session that has ended,
+ * or whose stream is ending, takes nothing; the POST is still answered 204,
+ * as Centrifugo answers a session it does not know (and centrifuge-js
+ * expects: the client learns from its stream), but with the header
+ * NO_SESSION_HEADER, so that a 204 without it always means the commands
+ * ran. An owner that does not answer within EMU_ACK_TIMEOUT_MS (it died,
+ * or this worker lost the ack when the bus lapped it) leaves the outcome
+ * unknown: 504. A POST whose client goes away meanwhile is forgotten.
+ * Hence no command is dropped behind a plain 204, whatever ends the
+ * session meanwhile.
  *
  * Each session owns one struct emu: its stream (stream.c), its client
  * session and its id in the worker's table; it is freed when the stream
@@ -40,11 +56,18 @@
 #include "util.h"
 #include "worker.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define SESSION_LEN 36
+/* On a 204 for commands no live session took: a session id this node
+ * never issued, or one whose session has ended or is ending. */
+#define NO_SESSION_HEADER "X-Rotor-Emulation: no-session\r\n"
+/* How long a POST routed to another worker waits for its acknowledgement:
+ * a live worker answers within a loop iteration. */
+#define EMU_ACK_TIMEOUT_MS 2000
 
 enum emu_kind { EMU_HTTP_STREAM, EMU_SSE };
 
@@ -55,9 +78,18 @@ struct emu {
 	char session[SESSION_LEN + 1];
 };
 
+/* An /emulation POST waiting for the owner's acknowledgement. */
+struct emu_wait {
+	uint64_t tag;
+	struct http_req *req;
+	struct wheel_timer timer;
+};
+
 static struct {
 	struct worker *w;
 	struct smap sessions;           /* session id -> struct emu * */
+	struct smap waits;              /* tag -> struct emu_wait * */
+	uint64_t next_tag;
 	struct transport_route stream, sse, emu;
 	struct jw buf;                  /* scratch */
 } E;
@@ -240,17 +272,74 @@ static void sse_handler(struct http_req *req, void *arg)
 	jw_free(&connect);
 }
 
-/* Feeds DATA to the session SESSION of this worker, if it still exists. */
-static void deliver(struct pstr session, struct pstr data)
+/* Feeds DATA to this worker's session SESSION. Returns whether the session
+ * took it: false when there is no such session (any more) or its stream is
+ * ending, and then nothing of DATA was handled. */
+static bool deliver(struct pstr session, struct pstr data)
 {
 	struct emu *e = (struct emu *)(uintptr_t)smap_get(&E.sessions, session.p, session.n);
 
-	if (!e) {
-		log_debug("emulation: session %.*s is gone; commands dropped", (int)session.n, session.p);
-		return;
+	if (!e || hs_closing(e->hs)) {
+		log_debug("emulation: session %.*s is gone; commands refused", (int)session.n, session.p);
+		return false;
 	}
 	if (data.n)
 		client_frame(e->c, data.p, data.n);
+	return true;
+}
+
+static void wait_free(struct emu_wait *wt)
+{
+	smap_set(&E.waits, (const char *)&wt->tag, sizeof(wt->tag), 0);
+	wheel_cancel(&E.w->wheel, &wt->timer);
+	free(wt);
+}
+
+/* The owner answered the POST tagged TAG (if it is still waiting). */
+static void on_ack(uint64_t tag, bool taken)
+{
+	struct emu_wait *wt = (struct emu_wait *)(uintptr_t)smap_get(&E.waits, (const char *)&tag, sizeof(tag));
+
+	if (!wt)
+		return;
+	http_req_on_abort(wt->req, NULL, NULL);
+	transport_answer(wt->req, 204, taken ? NULL : NO_SESSION_HEADER);
+	wait_free(wt);
+}
+
+static void on_wait_timeout(struct wheel_timer *t)
+{
+	struct emu_wait *wt = (struct emu_wait *)((char *)t - offsetof(struct emu_wait, timer));
+
+	log_info("emulation: no answer from the session's worker in %d ms; 504", EMU_ACK_TIMEOUT_MS);
+	http_req_on_abort(wt->req, NULL, NULL);
+	transport_answer(wt->req, 504, NULL);
+	wait_free(wt);
+}
+
+/* The client of a waiting POST went away. */
+static void on_wait_abort(void *arg)
+{
+	wait_free(arg);
+}
+
+/* Routes DATA to SESSION, owned by the worker in bus SLOT, and leaves REQ
+ * waiting for the answer. */
+static void route(struct http_req *req, unsigned slot, struct pstr session, struct pstr data)
+{
+	struct emu_wait *wt = xcalloc(1, sizeof(*wt));
+
+	wt->tag = ++E.next_tag;
+	if (node_emulate(E.w, slot, session, data, wt->tag) != RT_OK) {
+		free(wt);
+		transport_answer(req, 500, NULL);
+		return;
+	}
+	wt->req = req;
+	smap_set(&E.waits, (const char *)&wt->tag, sizeof(wt->tag), (uint64_t)(uintptr_t)wt);
+	wheel_timer_init(&wt->timer, on_wait_timeout);
+	wheel_add(&E.w->wheel, &wt->timer, E.w->now_ms + EMU_ACK_TIMEOUT_MS);
+	http_req_on_abort(req, on_wait_abort, wt);
 }
 
 static void emulation_handler(struct http_req *req, void *arg)
@@ -280,15 +369,21 @@ static void emulation_handler(struct http_req *req, void *arg)
 		return;
 	}
 	slot = session_slot(r.session);
-	if (slot == (long)E.w->bus_slot) {
-		deliver(r.session, r.data);
-	} else if (slot >= 0 && r.data.n && node_emulate(E.w, (unsigned)slot, r.session, r.data) != RT_OK) {
-		proto_batch_free(&b);
-		transport_answer(req, 500, NULL);
-		return;
-	}
+	if (slot < 0) /* the id is the client's text: not logged */
+		log_debug("emulation: %zu bytes for no session this node made", r.data.n);
+	else
+		log_debug("emulation: %zu bytes for session %.*s taken on bus slot %u: %s", r.data.n,
+			  (int)r.session.n, r.session.p, E.w->bus_slot,
+			  slot == (long)E.w->bus_slot ? "its own" : "routed to its owner");
+	if (slot < 0)
+		transport_answer(req, 204, NO_SESSION_HEADER);
+	else if (r.data.n == 0)
+		transport_answer(req, 204, NULL); /* nothing to take */
+	else if (slot == (long)E.w->bus_slot)
+		transport_answer(req, 204, deliver(r.session, r.data) ? NULL : NO_SESSION_HEADER);
+	else
+		route(req, (unsigned)slot, r.session, r.data);
 	proto_batch_free(&b);
-	transport_answer(req, 204, NULL);
 }
 
 /* ---- set-up ----------------------------------------------------------------- */
@@ -318,7 +413,7 @@ static void init(struct worker *w)
 	free(E.sse.path);
 	free(E.emu.path);
 	E.stream.path = E.sse.path = E.emu.path = NULL;
-	node_on_emulation(deliver);
+	node_on_emulation(deliver, on_ack);
 	configure(w);
 }
 

@@ -237,6 +237,7 @@ int hs_send(struct hs *s, struct rbuf *b, size_t off, size_t len)
 			s->ops->on_slow(s, s->ud);
 		else
 			conn_close(s->c);
+		hs_end(s, false); /* whatever the transport did */
 		S.nest--;
 		return RT_CLOSED;
 	}

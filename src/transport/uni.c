@@ -212,12 +212,21 @@ static void ws_drain(struct ws *ws, void *ud)
 	client_shutdown(u->c);
 }
 
+static void ws_slow(struct ws *ws, void *ud)
+{
+	struct uni *u = ud;
+
+	client_disconnect(u->c, 3008, "slow");
+}
+
 static void ws_gone(struct ws *ws, void *ud)
 {
 	uni_free(ud);
 }
 
-static const struct ws_handler ws_handler = { ws_message, ws_drain, ws_gone };
+static const struct ws_handler ws_handler = {
+	.on_message = ws_message, .on_drain = ws_drain, .on_slow = ws_slow, .on_close = ws_gone,
+};
 
 static void ws_open(struct http_req *req, void *arg)
 {

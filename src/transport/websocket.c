@@ -46,12 +46,19 @@ static void on_drain(struct ws *ws, void *ud)
 	client_shutdown(ud);
 }
 
+static void on_slow(struct ws *ws, void *ud)
+{
+	client_disconnect(ud, 3008, "slow");
+}
+
 static void on_close(struct ws *ws, void *ud)
 {
 	client_transport_closed(ud);
 }
 
-static const struct ws_handler handler = { on_message, on_drain, on_close };
+static const struct ws_handler handler = {
+	.on_message = on_message, .on_drain = on_drain, .on_slow = on_slow, .on_close = on_close,
+};
 
 static void upgrade(struct http_req *req, void *arg)
 {

@@ -440,14 +440,17 @@ uint16_t ws_close_code(const struct ws *ws)
 
 /* ---- sending ------------------------------------------------------------ */
 
-/* Closes WS as slow: what is not framed yet is dropped; the close frame
- * follows what conn already holds. */
+/* Closes WS as slow: what is not framed yet is dropped; the session is
+ * told (on_slow) so that it ends now, not when the connection is gone; the
+ * close frame follows what conn already holds. */
 static void ws_slow(struct ws *ws)
 {
 	log_debug("ws fd %d: %zu bytes queued, over client.queue_max_size %zu; closing as slow",
 		  ws->c->fd, ws->pend_bytes + ws->c->out_bytes, W.queue_max);
 	pend_free(ws);
-	ws_close(ws, WS_CLOSE_SLOW, "slow");
+	if (ws->h && ws->h->on_slow)
+		ws->h->on_slow(ws, ws->ud);
+	ws_close(ws, WS_CLOSE_SLOW, "slow"); /* nothing when on_slow closed it */
 }
 
 /* Whether LEN more bytes fit under the queue limit. */

@@ -87,6 +87,11 @@ struct ws_handler {
 	/* The worker stops gracefully. NULL: ws_close(WS_CLOSE_SHUTDOWN,
 	 * "shutdown"); a session that sets it should end up calling ws_close. */
 	void (*on_drain)(struct ws *ws, void *ud);
+	/* Queued bytes would pass client.queue_max_size (ws_send): what was
+	 * not framed yet is dropped; the session ends (3008) and should end
+	 * up calling ws_close. NULL, or if it does not: ws_close(3008,
+	 * "slow"). */
+	void (*on_slow)(struct ws *ws, void *ud);
 	/* The connection is gone, whatever the reason (close handshake, error,
 	 * timeout, peer vanished): free UD. Called exactly once, from the flush
 	 * point or the event loop; WS is freed when it returns. */

@@ -17,6 +17,7 @@ const fs = require('node:fs');
 const WebSocket = require('ws');
 const { Centrifuge } = require('centrifuge');
 const { Rotord, sleep, waitFor, apiPost } = require('./lib/rotord.js');
+const { once } = require('./lib/transports.js');
 
 const SECRET = 'test-secret';
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -103,21 +104,6 @@ async function api(rd, method, body) {
 
 async function apiOk(rd, method, body) {
   assert.deepStrictEqual(await api(rd, method, body), { result: {} }, method);
-}
-
-// Waits for EVENT on an emitter (SDK client or subscription) that PRED
-// accepts; rejects after MS.
-function once(em, event, ms = 3000, pred = () => true) {
-  return new Promise((resolve, reject) => {
-    const h = (ctx) => {
-      if (!pred(ctx)) return;
-      clearTimeout(t);
-      em.removeListener(event, h);
-      resolve(ctx);
-    };
-    const t = setTimeout(() => { em.removeListener(event, h); reject(new Error(`no ${event} event`)); }, ms);
-    em.on(event, h);
-  });
 }
 
 // ---- raw client ------------------------------------------------------------------
