@@ -83,6 +83,13 @@ struct hs *hs_start(struct http_req *req, const char *ctype, const char *extra, 
 int hs_send(struct hs *s, struct rbuf *b, size_t off, size_t len);
 int hs_send_copy(struct hs *s, const void *p, size_t n);
 
+/* Queues one chunk of its own made of the N segments V (conn.h's: LEN
+ * bytes of B from OFF each, by reference), written as they are: the frame
+ * function does not see them. For protocols whose every frame must arrive
+ * in a chunk of its own (SockJS). A stream uses either this or hs_send.
+ * Same returns as hs_send; the limit counts the N segments together. */
+int hs_send_chunk(struct hs *s, const struct rseg *v, size_t n);
+
 /* Bytes framed onto the connection so far (response body, prelude
  * excluded), for transports that end a response at a size limit. */
 uint64_t hs_body_bytes(const struct hs *s);
