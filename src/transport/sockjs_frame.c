@@ -349,43 +349,82 @@ static void es_escape(struct jw *w, const char *f, size_t n)
 	jw_raw(w, f + start, n - start);
 }
 
-void sjf_wrap(struct jw *out, enum sjf_transport t, const char *cb, size_t cbn,
-	      const char *frame, size_t n)
+void sjf_wrap_head(struct jw *out, enum sjf_transport t, const char *cb, size_t cbn)
 {
 	switch (t) {
 	case SJF_T_WEBSOCKET:
-		jw_raw(out, frame, n);
-		break;
 	case SJF_T_XHR:
 	case SJF_T_XHR_STREAMING:
-		jw_reserve(out, n + 1);
-		jw_raw(out, frame, n);
-		jw_raw(out, "\n", 1);
 		break;
 	case SJF_T_EVENTSOURCE:
-		jw_reserve(out, n + 10);
 		jw_raw(out, "data: ", 6);
-		es_escape(out, frame, n);
-		jw_raw(out, "\r\n\r\n", 4);
 		break;
 	case SJF_T_HTMLFILE:
-		jw_reserve(out, n + 32);
-		jw_lit(out, "<script>\np(");
-		sjf_quote_ex(out, frame, n, SJF_Q_HTML);
-		jw_lit(out, ");\n</script>\r\n");
+		jw_lit(out, "<script>\np(\"");
 		break;
 	case SJF_T_JSONP:
 		assert(sjf_callback_ok(cb, cbn));
-		jw_reserve(out, n + cbn + 12);
 		jw_raw(out, "/**/", 4);
 		jw_raw(out, cb, cbn);
-		jw_raw(out, "(", 1);
-		sjf_quote_ex(out, frame, n, 0);
-		jw_raw(out, ");\r\n", 4);
+		jw_raw(out, "(\"", 2);
 		break;
 	default:
-		assert(!"sjf_wrap: not a receiving transport");
+		assert(!"sjf_wrap_head: not a receiving transport");
 	}
+}
+
+void sjf_wrap_piece(struct jw *out, enum sjf_transport t, const char *p, size_t n)
+{
+	switch (t) {
+	case SJF_T_WEBSOCKET:
+	case SJF_T_XHR:
+	case SJF_T_XHR_STREAMING:
+		jw_raw(out, p, n);
+		break;
+	case SJF_T_EVENTSOURCE:
+		es_escape(out, p, n);
+		break;
+	case SJF_T_HTMLFILE:
+		sjf_quote_ex(out, p, n, SJF_Q_BARE | SJF_Q_HTML);
+		break;
+	case SJF_T_JSONP:
+		sjf_quote_ex(out, p, n, SJF_Q_BARE);
+		break;
+	default:
+		assert(!"sjf_wrap_piece: not a receiving transport");
+	}
+}
+
+void sjf_wrap_tail(struct jw *out, enum sjf_transport t)
+{
+	switch (t) {
+	case SJF_T_WEBSOCKET:
+		break;
+	case SJF_T_XHR:
+	case SJF_T_XHR_STREAMING:
+		jw_raw(out, "\n", 1);
+		break;
+	case SJF_T_EVENTSOURCE:
+		jw_raw(out, "\r\n\r\n", 4);
+		break;
+	case SJF_T_HTMLFILE:
+		jw_lit(out, "\");\n</script>\r\n");
+		break;
+	case SJF_T_JSONP:
+		jw_lit(out, "\");\r\n");
+		break;
+	default:
+		assert(!"sjf_wrap_tail: not a receiving transport");
+	}
+}
+
+void sjf_wrap(struct jw *out, enum sjf_transport t, const char *cb, size_t cbn,
+	      const char *frame, size_t n)
+{
+	jw_reserve(out, n + cbn + 32);
+	sjf_wrap_head(out, t, cb, cbn);
+	sjf_wrap_piece(out, t, frame, n);
+	sjf_wrap_tail(out, t);
 }
 
 /* The htmlfile page head (§6.7), split around the callback. */

@@ -158,6 +158,21 @@ void sjf_frame_msgs(struct jw *out, const char *list, size_t n);
 void sjf_wrap(struct jw *out, enum sjf_transport t, const char *cb, size_t cbn,
 	      const char *frame, size_t n);
 
+/* sjf_wrap in three parts, for a frame assembled from pieces: FRAME wrapped
+ * for T is exactly
+ *   sjf_wrap_head(T, CB) + sjf_wrap_piece(T, P1) + ... + sjf_wrap_piece(T, Pk)
+ *   + sjf_wrap_tail(T)
+ * whenever FRAME = P1 + ... + Pk is cut between characters (never inside
+ * a UTF-8 sequence): every wrapping transforms the frame character by
+ * character. So a message quoted once per publication can be wrapped once
+ * and its bytes shared by every connection whose frame holds it, with only
+ * the frame's fixed parts around it. Head and tail hold no per-frame
+ * bytes except the jsonp callback; for websocket, xhr and xhr_streaming a
+ * piece is its bytes as they are. */
+void sjf_wrap_head(struct jw *out, enum sjf_transport t, const char *cb, size_t cbn);
+void sjf_wrap_piece(struct jw *out, enum sjf_transport t, const char *p, size_t n);
+void sjf_wrap_tail(struct jw *out, enum sjf_transport t);
+
 /* Appends what receiving transport T sends before its first frame:
  *   xhr_streaming  2048 'h' and "\n" (2049 bytes)
  *   eventsource    "\r\n"

@@ -519,6 +519,41 @@ static void dec_is(const char *in, size_t n, unsigned flags, enum sjf_decode_rc 
 }
 #define W(...) (const char *const[]){ __VA_ARGS__, NULL }
 
+/* sjf_wrap_head/piece/tail give sjf_wrap's bytes for a frame cut into
+ * pieces between characters: how the transport wraps a quoted message once
+ * and shares it. */
+static void test_wrap_pieces(void)
+{
+	static const enum sjf_transport ts[] = { SJF_T_WEBSOCKET, SJF_T_XHR, SJF_T_XHR_STREAMING,
+						 SJF_T_EVENTSOURCE, SJF_T_HTMLFILE, SJF_T_JSONP };
+	/* A frame of two quoted messages with everything the wrappings escape:
+	 * quotes, backslashes, '%', '<' '>' '&', escapes, raw UTF-8. */
+	static const char *const pieces[] = {
+		"a[\"", "{\\\"data\\\":\\\"100% </script> & \\u2028\\\"}", "\\n",
+		"h\xc3\xa9llo \xe2\x82\xac \\ud83d\\ude00", "\"]",
+	};
+	struct jw whole = { 0 }, frame = { 0 }, parts = { 0 };
+
+	for (size_t i = 0; i < ROTOR_ARRAY_LEN(pieces); i++)
+		jw_lit(&frame, pieces[i]);
+	for (size_t i = 0; i < ROTOR_ARRAY_LEN(ts); i++) {
+		whole.len = parts.len = 0;
+		sjf_wrap(&whole, ts[i], S("cb"), frame.buf, frame.len);
+		sjf_wrap_head(&parts, ts[i], S("cb"));
+		for (size_t k = 0; k < ROTOR_ARRAY_LEN(pieces); k++)
+			sjf_wrap_piece(&parts, ts[i], pieces[k], strlen(pieces[k]));
+		sjf_wrap_tail(&parts, ts[i]);
+		jw_is(&parts, whole.buf, whole.len, sjf_transport_name(ts[i]));
+	}
+	/* An empty piece adds nothing. */
+	parts.len = 0;
+	sjf_wrap_piece(&parts, SJF_T_JSONP, NULL, 0);
+	ok(parts.len == 0, "an empty piece adds nothing");
+	jw_free(&whole);
+	jw_free(&frame);
+	jw_free(&parts);
+}
+
 static void test_decode(void)
 {
 	struct sjf_msgs m = { 0 };
@@ -845,6 +880,7 @@ int main(void)
 	test_methods();
 	test_quote();
 	test_frames();
+	test_wrap_pieces();
 	test_decode();
 	test_forms();
 	test_callbacks();
