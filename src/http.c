@@ -598,8 +598,7 @@ static void queue_response(struct http_conn *hc, int status, const char *ctype,
 		conn_queue_copy(hc->c, body, len);
 }
 
-/* "Allow: GET, POST\r\n" for a method mask, into BUF. */
-static void allow_header(uint64_t methods, char *buf, size_t size)
+void http_allow_header(uint64_t methods, char *buf, size_t size)
 {
 	size_t n = (size_t)snprintf(buf, size, "Allow: ");
 	int m;
@@ -623,7 +622,7 @@ static void http_fail(struct http_conn *hc, int status)
 		int n = snprintf(body, sizeof(body), "%d %s\n", status, http_reason(status));
 
 		if (status == 405)
-			allow_header(hc->methods, allow, sizeof(allow));
+			http_allow_header(hc->methods, allow, sizeof(allow));
 		queue_response(hc, status, "text/plain; charset=utf-8",
 			       status == 405 ? allow : NULL, body, (size_t)n, true, false);
 	}

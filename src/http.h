@@ -137,6 +137,10 @@ bool http_req_defer_until_flushed(struct http_req *req);
  * handler returns; nothing has been answered (queue a 101 yourself). */
 struct conn *http_hijack(struct http_req *req, const struct conn_ops *ops, void *ud);
 
+/* "Allow: GET, POST\r\n" for a mask of HTTP_METHOD_BIT()s, into BUF (cut
+ * short if SIZE is too small; 512 holds every method). */
+void http_allow_header(uint64_t methods, char *buf, size_t size);
+
 /* The reason phrase of STATUS ("Not Found"), "Unknown" if unknown. */
 const char *http_reason(int status);
 

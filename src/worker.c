@@ -105,6 +105,7 @@ static void begin_drain(struct worker *w)
 		__atomic_store_n(&w->ctr->state, 2, __ATOMIC_RELAXED);
 	stop_accepting(w);
 	http_drain(w);
+	transport_drain(w);
 	maybe_finish(w);
 }
 
