@@ -228,9 +228,10 @@ enum sjf_decode_rc {
  * must be JSON (js_valid decides BROKEN vs NOT_ARRAY). On any result but
  * SJF_DEC_OK, M holds no messages.
  *
- * Bounds are the caller's: limit N before calling (the output is at most
- * 3*N bytes, M->n at most N/3 + 1). A WebSocket transport should ignore an
- * empty message (SJF_DEC_EMPTY) rather than fail it. */
+ * Bounds are the caller's: limit N before calling (M->n is at most N/3 + 1;
+ * M->text at most 3*N bytes, a bad byte growing to U+FFFD, plus the NULs).
+ * A WebSocket transport should ignore an empty message (SJF_DEC_EMPTY)
+ * rather than fail it. */
 enum sjf_decode_rc sjf_decode(const char *p, size_t n, unsigned flags, struct sjf_msgs *m);
 
 /* The 500 body text for a result other than SJF_DEC_OK (NULL for OK). */
