@@ -148,6 +148,24 @@ void rlist_mark(struct rlist **l)
 	*rlist_slot(l) = (struct rseg){ NULL, 0, 0 };
 }
 
+size_t rseg_len(const struct rseg *v, size_t n)
+{
+	size_t len = 0;
+
+	for (size_t i = 0; i < n; i++)
+		len += v[i].len;
+	return len;
+}
+
+size_t rlist_push_parts(struct rlist **l, const struct rseg *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v[i].len)
+			rlist_push(l, v[i].b, v[i].off, v[i].len);
+	rlist_mark(l);
+	return rseg_len(v, n);
+}
+
 void rlist_free(struct rlist **l)
 {
 	struct rlist *p = *l;

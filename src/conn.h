@@ -60,6 +60,11 @@ void rlist_push(struct rlist **l, struct rbuf *b, size_t off, size_t len);
  * message made of several segments (for layers that keep such messages in
  * one list: ws_send_parts, hs_send_chunk). */
 void rlist_mark(struct rlist **l);
+/* Appends the segments V[0..N) that hold bytes, then a boundary: one
+ * message made of those parts. Returns its length. */
+size_t rlist_push_parts(struct rlist **l, const struct rseg *v, size_t n);
+/* The bytes of the segments V[0..N). */
+size_t rseg_len(const struct rseg *v, size_t n);
 /* Drops every reference and frees *L; *L is NULL afterwards. */
 void rlist_free(struct rlist **l);
 

@@ -282,11 +282,9 @@ static void on_timer(struct wheel_timer *t)
 /* Hands the assembled frame S.seg[0..nseg) to R. */
 static int recv_send(struct sjs_recv *r)
 {
-	size_t len = 0;
+	size_t len = rseg_len(S.seg, S.nseg);
 	int rc;
 
-	for (size_t i = 0; i < S.nseg; i++)
-		len += S.seg[i].len;
 	rc = r->ws ? ws_send_parts(r->ws, S.seg, S.nseg) : hs_send_chunk(r->hs, S.seg, S.nseg);
 	if (rc == RT_OK) {
 		r->sent += len;

@@ -461,24 +461,16 @@ int ws_send(struct ws *ws, struct rbuf *b, size_t off, size_t len)
 
 int ws_send_parts(struct ws *ws, const struct rseg *v, size_t n)
 {
-	size_t len = 0;
-
 	if (ws_closing(ws))
 		return RT_CLOSED;
-	for (size_t i = 0; i < n; i++)
-		len += v[i].len;
-	if (!room_for(ws, len)) {
+	if (!room_for(ws, rseg_len(v, n))) {
 		W.nest++;
 		ws_slow(ws);
 		W.nest--;
 		return RT_CLOSED;
 	}
-	for (size_t i = 0; i < n; i++)
-		if (v[i].len)
-			rlist_push(&ws->pend, v[i].b, v[i].off, v[i].len);
-	rlist_mark(&ws->pend);
+	ws->pend_bytes += rlist_push_parts(&ws->pend, v, n);
 	ws->flags |= WS_PARTS;
-	ws->pend_bytes += len;
 	mark_dirty(ws);
 	return RT_OK;
 }
