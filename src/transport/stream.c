@@ -269,39 +269,41 @@ static bool room_for(struct hs *s, size_t len)
 	return false;
 }
 
-int hs_send_chunk(struct hs *s, const struct rseg *v, size_t n)
+/* Whether LEN more bytes may be queued on S: RT_OK, else RT_CLOSED (S is
+ * ending, or slow: the transport was told). */
+static int queue_check(struct hs *s, size_t len)
 {
-	size_t len = 0;
-
 	if (hs_closing(s))
 		return RT_CLOSED;
-	for (size_t i = 0; i < n; i++)
-		len += v[i].len;
-	if (len == 0)
-		return RT_OK;
-	if (!room_for(s, len))
-		return RT_CLOSED;
-	for (size_t i = 0; i < n; i++)
-		if (v[i].len)
-			rlist_push(&s->pend, v[i].b, v[i].off, v[i].len);
-	rlist_mark(&s->pend);
+	return len == 0 || room_for(s, len) ? RT_OK : RT_CLOSED;
+}
+
+static void queued(struct hs *s, size_t len)
+{
 	s->pend_bytes += len;
 	mark_dirty(s);
+}
+
+int hs_send_chunk(struct hs *s, const struct rseg *v, size_t n)
+{
+	size_t len = rseg_len(v, n);
+	int rc;
+
+	if ((rc = queue_check(s, len)) != RT_OK || len == 0)
+		return rc;
+	queued(s, rlist_push_parts(&s->pend, v, n));
 	return RT_OK;
 }
 
 int hs_send(struct hs *s, struct rbuf *b, size_t off, size_t len)
 {
+	int rc;
+
 	assert(off <= b->len && len <= b->len - off);
-	if (hs_closing(s))
-		return RT_CLOSED;
-	if (len == 0)
-		return RT_OK;
-	if (!room_for(s, len))
-		return RT_CLOSED;
+	if ((rc = queue_check(s, len)) != RT_OK || len == 0)
+		return rc;
 	rlist_push(&s->pend, b, off, len);
-	s->pend_bytes += len;
-	mark_dirty(s);
+	queued(s, len);
 	return RT_OK;
 }
 
@@ -387,11 +389,14 @@ struct hs *hs_start(struct http_req *req, const char *ctype, const char *extra, 
 
 /* ---- the connection's callbacks ------------------------------------------- */
 
-/* The client sends nothing once its request is read; whatever comes is
- * dropped (reading on is how its close is noticed). */
+/* A client sends nothing more while its response streams, except a
+ * pipelined next request: it is kept unconsumed in the conn, for the HTTP
+ * layer when the response ends with keep-alive (a SockJS poll), else
+ * dropped with the connection. Reading on is how the client's close is
+ * noticed; one that sends more than conn.c holds is closed. */
 static size_t hs_on_read(struct conn *c, const char *data, size_t len)
 {
-	return len;
+	return 0;
 }
 
 static void hs_on_eof(struct conn *c)

@@ -13,8 +13,9 @@
  * on the connection. A publication encoded once is therefore queued on
  * every stream by reference, as on WebSocket.
  *
- * The stream watches its connection: the client closing it (any bytes it
- * sends meanwhile are read and dropped), a write that stays blocked for
+ * The stream watches its connection: the client closing it (bytes it sends
+ * meanwhile are held, unparsed, for the HTTP layer should the response end
+ * with keep-alive: a pipelined request), a write that stays blocked for
  * STREAM_WRITE_TIMEOUT_MS, and bytes queued over the stream's limit (the
  * transport's on_slow). Whatever ends it, on_close runs exactly once,
  * never from inside an hs_* call the transport made.
