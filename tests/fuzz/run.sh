@@ -7,13 +7,16 @@
 #
 # A target names what it links in its header comment, one line each:
 #    * SOURCES: src/json.c src/util.c ...   (relative to the source tree)
-#    * LIBS: -lcrypto                         (optional)
+#    * LIBS: -lcrypto                         (optional; @BUILD@ stands for
+#      the build tree, @LLHTTP_LIBS@ for the system llhttp when configure
+#      found one, e.g. "@BUILD@/src/libllhttp.a @LLHTTP_LIBS@")
 # Seeds, if any, are read from tests/fuzz/corpus/<target>/ (never written);
 # a crashing input is kept as tests/fuzz/<target>-crash-* in the build tree.
 #
-# Environment (make check sets the first three): ROTOR_SRCDIR, ROTOR_BUILDDIR
-# (where config.h is), ROTOR_FUZZ_CPPFLAGS (llhttp's -I), FUZZ_SECONDS (per
-# target, default 5), FUZZ_CC (default clang). Without clang, or without
+# Environment (make check sets the first four): ROTOR_SRCDIR, ROTOR_BUILDDIR
+# (where config.h is), ROTOR_FUZZ_CPPFLAGS (llhttp's -I), ROTOR_FUZZ_LLHTTP_LIBS
+# (a system llhttp's -l), FUZZ_SECONDS (per target, default 5), FUZZ_CC
+# (default clang). Without clang, or without
 # libFuzzer (Debian: libclang-rt-14-dev), the plan is "1..0 # SKIP".
 set -u
 
@@ -53,8 +56,9 @@ for f in "$src"/tests/fuzz/fuzz_*.c; do
 	for s in $(header "$f" SOURCES); do
 		sources="$sources $src/$s"
 	done
+	libs=$(header "$f" LIBS | sed -e "s|@BUILD@|$build|g" -e "s|@LLHTTP_LIBS@|${ROTOR_FUZZ_LLHTTP_LIBS:-}|g")
 	# shellcheck disable=SC2086 # word splitting of the flag lists is wanted
-	"$cc" $cflags $cppflags "$f" $sources $(header "$f" LIBS) -o "$tmp/$name" \
+	"$cc" $cflags $cppflags "$f" $sources $libs -o "$tmp/$name" \
 		>"$tmp/$name.build" 2>&1 &
 done
 wait
