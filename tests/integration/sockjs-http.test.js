@@ -15,6 +15,7 @@
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert');
+const WebSocket = require('ws');
 const { Rotord, waitFor, sleep, hs256, apiPost } = require('./lib/rotord.js');
 const { open, fetch1, writeRequest, sessionUrl, frameMessages } = require('./lib/sockjs.js');
 
@@ -445,6 +446,68 @@ test('one publication to sessions of every HTTP transport: each gets it in its o
     assert.strictEqual(msgs[0], `{"push":{"channel":"sj:all","pub":{"data":${raw}}}}`, `${t}: the push byte for byte`);
     assert.deepStrictEqual(JSON.parse(msgs[0]).push.pub.data, data, t);
     r.close();
+  }
+});
+
+// ---- WebSocket ------------------------------------------------------------------------------------------
+
+test('the SockJS WebSocket: o, replies joined in one a[...] message, c[code,"reason"] then the close; broken JSON closes', async () => {
+  const open1 = (url) => new Promise((res, rej) => {
+    const ws = new WebSocket(url);
+    const msgs = [];
+    ws.on('message', (m) => msgs.push(m.toString()));
+    ws.on('open', () => res({ ws, msgs }));
+    ws.on('error', rej);
+  });
+  const closed = (ws) => new Promise((res) => ws.on('close', (code, reason) => res([code, reason.toString()])));
+  const url = `ws://127.0.0.1:${rd.port}${sessionUrl(P)}/websocket`;
+  const a = await open1(url);
+  const aClosed = closed(a.ws);
+  await waitFor(() => a.msgs.length === 1, 3000, 10, 'o');
+  assert.strictEqual(a.msgs[0], 'o');
+  a.ws.send(JSON.stringify([[{ id: 1, connect: { token: token('wsraw') } }, { id: 2, subscribe: { channel: 'sj:ws' } }]
+    .map((c) => JSON.stringify(c)).join('\n')]));
+  await waitFor(() => a.msgs.length === 2, 3000, 10, 'the replies');
+  assert.deepStrictEqual(replies(a.msgs[1]).map((x) => x.id), [1, 2], 'one SockJS message with both replies');
+  a.ws.send('');
+  a.ws.send('[]');
+  await apiOk(rd, 'disconnect', { user: 'wsraw', disconnect: { code: 4509, reason: 'custom' } });
+  assert.deepStrictEqual(await aClosed, [4509, '']);
+  assert.strictEqual(a.msgs[a.msgs.length - 1], 'c[4509,"custom"]');
+  // The same id again is another session; broken JSON ends it.
+  const b = await open1(url);
+  const bClosed = closed(b.ws);
+  await waitFor(() => b.msgs.length === 1, 3000, 10, 'o');
+  b.ws.send('["a');
+  assert.strictEqual((await bClosed)[0], 3000);
+  // Raw /websocket is not served on /connection/sockjs.
+  assert.strictEqual((await fetch1(rd.port, 'GET', `${P}/websocket`, {
+    headers: { Upgrade: 'websocket', Connection: 'Upgrade', 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Key': 'x3JJHMbDL1EzLkh9GBhXDw==' },
+  })).status, 404);
+});
+
+test('sockjs.heartbeat_delay: off by default; when set, h frames keep receivers alive', { timeout: 20000 }, async () => {
+  // Off: nothing comes on a stream for a while (the main daemon).
+  const quiet = await open(rd.port, 'POST', `${sessionUrl(P)}/xhr_streaming`);
+  await quiet.chunk();
+  assert.strictEqual(await quiet.chunk(), 'o\n');
+  await sleep(1300);
+  assert.strictEqual(quiet.buf, '', 'no heartbeat by default');
+  quiet.close();
+  const d = await new Rotord({ ...CONFIG, sockjs: { ...CONFIG.sockjs, heartbeat_delay: '500ms' } }, { workers: 2 }).start();
+  try {
+    const url = sessionUrl(P);
+    const s = await open(d.port, 'POST', `${url}/xhr_streaming`);
+    await s.chunk();
+    assert.strictEqual(await s.chunk(), 'o\n');
+    assert.strictEqual(await s.chunk(2000), 'h\n');
+    assert.strictEqual(await s.chunk(2000), 'h\n');
+    s.close();
+    const p = sessionUrl(P);
+    assert.strictEqual((await fetch1(d.port, 'POST', `${p}/xhr`)).body, 'o\n');
+    assert.strictEqual((await fetch1(d.port, 'POST', `${p}/xhr`, { timeout: 2000 })).body, 'h\n', 'a poll ends with h');
+  } finally {
+    await d.stop();
   }
 });
 
