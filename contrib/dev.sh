@@ -15,10 +15,10 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 
 # Debian packages: to build, and to test (node runs the real client SDKs,
-# mandoc lints the man pages).
+# mandoc lints the man pages, clang with libFuzzer runs tests/fuzz briefly).
 BUILD_DEBS="build-essential autoconf automake pkg-config libev-dev libwslay-dev libmsgpack-dev
  libjwt-dev libjansson-dev libssl-dev libhiredis-dev liburing-dev node-llhttp"
-TEST_DEBS="mandoc curl"
+TEST_DEBS="mandoc curl clang libclang-rt-14-dev"
 
 say() { printf '==> %s\n' "$*" >&2; }
 

@@ -5,6 +5,11 @@
  *
  *   seg_hdr | stats_hdr | stats_block[STATS_SLOTS]
  *
+ * The header also says which workers serve now (route): the master's
+ * current generation and its worker count, so that a worker can find the
+ * block, and so the bus slot, of the worker of that generation that holds
+ * a given listener slot (requests routed between workers, handoff.c).
+ *
  * A block belongs to one worker process at a time: the master assigns a free
  * block before fork (writing pid, slot, gen) and zeroes it after the worker
  * is reaped, so a dead worker's counts vanish with it.
@@ -15,7 +20,7 @@
 #include <stdint.h>
 
 #define SEG_KIND_STATS 0x53544154u /* "STAT" */
-#define STATS_VERSION 1
+#define STATS_VERSION 2
 #define STATS_SLOTS 512            /* 256 workers, twice over during a rolling restart */
 
 struct stats_hdr {
@@ -26,8 +31,17 @@ struct stats_hdr {
 	int64_t master_start_ms;
 	char uid[36];              /* this rotord's UUID (info's node uid) */
 	uint8_t pad2[4];
+	uint64_t route;            /* STATS_ROUTE(gen, workers) once the workers of
+	                            * generation gen all have their blocks; 0 before */
+	uint8_t pad3[56];
 };
-_Static_assert(sizeof(struct stats_hdr) == 64, "stats_hdr is one cache line");
+_Static_assert(sizeof(struct stats_hdr) == 128, "stats_hdr is two cache lines");
+
+/* The route word: written by the master with one atomic store, read with one
+ * atomic load, so generation and count always belong together. */
+#define STATS_ROUTE(gen, workers) ((uint64_t)(gen) << 32 | (uint32_t)(workers))
+#define STATS_ROUTE_GEN(r) ((uint32_t)((r) >> 32))
+#define STATS_ROUTE_WORKERS(r) ((uint32_t)(r))
 
 /* One worker's counters. pid == 0 means the block is free. */
 struct stats_block {

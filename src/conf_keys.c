@@ -23,6 +23,7 @@
 #include "conf.h"
 #include "log.h"
 #include "util.h"
+#include "sockjs_frame.h"
 
 #include <limits.h>
 #include <stddef.h>
@@ -157,6 +158,45 @@ static int must_be(const struct conf_key *k, const json_t *v, struct conf_report
 	char *t = check_text(v);
 	conf_report_error(rep, "%s: must be %s, got %s", k->name, what, t);
 	free(t);
+	return RT_INVAL;
+}
+
+/* A path prefix that other paths continue: "/x", "/x/y", no trailing '/'.
+ * Empty passes when EMPTY_OK (the feature is then off). */
+static int path_prefix(const struct conf_key *k, const json_t *v, struct conf_report *rep, bool empty_ok)
+{
+	const char *s = json_string_value(v);
+	size_t n = strlen(s);
+
+	if (n == 0 && empty_ok)
+		return RT_OK;
+	if (n >= 2 && s[0] == '/' && s[n - 1] != '/' && !strpbrk(s, "?# \t"))
+		return RT_OK;
+	conf_report_error(rep, "%s: must be a path like \"/connection/sockjs\" (a '/' first, none last), got \"%s\"",
+			  k->name, s);
+	return RT_INVAL;
+}
+
+static int check_sockjs_prefix(const struct conf_key *k, const json_t *v, struct conf_report *rep)
+{
+	return path_prefix(k, v, rep, false);
+}
+
+static int check_sockjs_test_prefix(const struct conf_key *k, const json_t *v, struct conf_report *rep)
+{
+	return path_prefix(k, v, rep, true);
+}
+
+/* The iframe page's script: a URL starting with '/' or "http" that can sit
+ * in an HTML attribute (sockjs_frame.c says which bytes it may hold). */
+static int check_sockjs_url(const struct conf_key *k, const json_t *v, struct conf_report *rep)
+{
+	const char *s = json_string_value(v);
+
+	if (sjf_script_url_ok(s, strlen(s)))
+		return RT_OK;
+	conf_report_error(rep, "%s: must start with \"/\" or \"http\" and hold no spaces, quotes or angle "
+			  "brackets, got \"%s\"", k->name, s);
 	return RT_INVAL;
 }
 
@@ -738,6 +778,15 @@ const struct conf_key conf_keys[] = {
 	STR("emulation.handler_prefix", "/emulation", RLD, NF, NULL,
 	    "path where SSE and HTTP-streaming clients send commands"),
 	INT("emulation.max_request_body_size", 65536, 0, INF, RLD, NF, "largest emulation request (bytes)"),
+	BOOL("sockjs.enabled", "false", RLD, NF, "serve the SockJS endpoint (Centrifugo v5's legacy transport)"),
+	STR("sockjs.handler_prefix", "/connection/sockjs", RLD, NF, check_sockjs_prefix,
+	    "path prefix of the SockJS endpoint"),
+	STR("sockjs.url", "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js", RLD, NF,
+	    check_sockjs_url, "sockjs-client script loaded by the SockJS iframe page"),
+	DUR("sockjs.heartbeat_delay", "0s", 0, 86400000, RLD, NF, NULL,
+	    "SockJS heartbeat frame interval while a receiver waits; 0 turns them off (as Centrifugo v5)"),
+	STR("sockjs.test_services_prefix", "", RLD, NF, check_sockjs_test_prefix,
+	    "for the SockJS protocol test suite only: mounts its four echo services under this path"),
 	BOOL("webtransport.enabled", "false", RLD | IGN, NF, "serve WebTransport (needs HTTP/3)"),
 	STR("webtransport.handler_prefix", "/connection/webtransport", RLD | IGN, NF, NULL,
 	    "path of the WebTransport endpoint"),

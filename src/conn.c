@@ -121,7 +121,8 @@ void rbuf_unref(struct rbuf *b)
 		free(b);
 }
 
-void rlist_push(struct rlist **l, struct rbuf *b, size_t off, size_t len)
+/* Room for one more entry at the end of *L. */
+static struct rseg *rlist_slot(struct rlist **l)
 {
 	struct rlist *p = *l;
 
@@ -134,7 +135,35 @@ void rlist_push(struct rlist **l, struct rbuf *b, size_t off, size_t len)
 		p->cap = cap;
 		*l = p;
 	}
-	p->v[p->n++] = (struct rseg){ rbuf_ref(b), off, len };
+	return &p->v[p->n++];
+}
+
+void rlist_push(struct rlist **l, struct rbuf *b, size_t off, size_t len)
+{
+	*rlist_slot(l) = (struct rseg){ rbuf_ref(b), off, len };
+}
+
+void rlist_mark(struct rlist **l)
+{
+	*rlist_slot(l) = (struct rseg){ NULL, 0, 0 };
+}
+
+size_t rseg_len(const struct rseg *v, size_t n)
+{
+	size_t len = 0;
+
+	for (size_t i = 0; i < n; i++)
+		len += v[i].len;
+	return len;
+}
+
+size_t rlist_push_parts(struct rlist **l, const struct rseg *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v[i].len)
+			rlist_push(l, v[i].b, v[i].off, v[i].len);
+	rlist_mark(l);
+	return rseg_len(v, n);
 }
 
 void rlist_free(struct rlist **l)
@@ -631,6 +660,39 @@ static void deliver(struct conn *c)
 			 c->fd, c->ops->name, CONN_BUF_SIZE);
 		conn_close(c);
 	}
+}
+
+void conn_feed(struct conn *c, const char *data, size_t len)
+{
+	const char *p = data, *end = data + len;
+
+	assert(!c->in && !c->in_len);
+	c->read_iter = c->w->iter; /* an answer to input: the front of the flush */
+	/* As deliver, over the caller's bytes: the layer parses what it can,
+	 * switching layers on the way (an upgrade), until it pauses (a request
+	 * answered later) or stops taking bytes. */
+	while (p < end && !(c->flags & (CONN_CLOSED | CONN_PAUSED | CONN_SHUTDOWN))) {
+		const struct conn_ops *ops = c->ops;
+		size_t used = ops->on_read(c, p, (size_t)(end - p));
+
+		if (c->flags & (CONN_CLOSED | CONN_SHUTDOWN))
+			return;
+		assert(used <= (size_t)(end - p));
+		p += used;
+		if (c->ops == ops && !used)
+			break;
+	}
+	if (p == end || (c->flags & (CONN_CLOSED | CONN_SHUTDOWN)))
+		return;
+	if ((size_t)(end - p) > CONN_BUF_SIZE) {
+		log_warn("conn fd %d (%s): %zu bytes of handed-over input left unconsumed; closing",
+			 c->fd, c->ops->name, (size_t)(end - p));
+		conn_close(c);
+		return;
+	}
+	c->in = pool_get();
+	c->in_len = (size_t)(end - p);
+	memcpy(c->in, p, c->in_len);
 }
 
 static void on_eof(struct conn *c)

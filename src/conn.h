@@ -56,6 +56,15 @@ struct rlist {
 /* Appends LEN bytes of B from OFF to *L, taking a reference; *L is
  * allocated or grown as needed (aborts on allocation failure). */
 void rlist_push(struct rlist **l, struct rbuf *b, size_t off, size_t len);
+/* Appends a boundary: an entry with b == NULL and len 0, which ends a
+ * message made of several segments (for layers that keep such messages in
+ * one list: ws_send_parts, hs_send_chunk). */
+void rlist_mark(struct rlist **l);
+/* Appends the segments V[0..N) that hold bytes, then a boundary: one
+ * message made of those parts. Returns its length. */
+size_t rlist_push_parts(struct rlist **l, const struct rseg *v, size_t n);
+/* The bytes of the segments V[0..N). */
+size_t rseg_len(const struct rseg *v, size_t n);
 /* Drops every reference and frees *L; *L is NULL afterwards. */
 void rlist_free(struct rlist **l);
 
@@ -105,8 +114,8 @@ struct conn_ops {
 
 struct conn_out; /* the output queue (conn.c) */
 
-/* Fields are conn.c's; other files may read w, fd, in_len and out_bytes,
- * and own ud. */
+/* Fields are conn.c's; other files may read w, fd, in, in_len and
+ * out_bytes, and own ud. */
 struct conn {
 	struct worker *w;
 	const struct conn_ops *ops;
@@ -134,6 +143,13 @@ void conn_init(struct worker *w);
 /* Takes over FD (a connected, nonblocking socket): a new conn on W with
  * OPS/UD, reading. Never fails (allocation failure aborts). */
 struct conn *conn_new(struct worker *w, int fd, const struct conn_ops *ops, void *ud);
+
+/* For a connection another worker read from and handed over (handoff.c):
+ * gives the LEN bytes it had read to C's layer at once, as if just read,
+ * before anything read from the socket later. C must be fresh (no input
+ * held). What the layer leaves unconsumed is held as after a read (at most
+ * CONN_BUF_SIZE, else C is closed). C may be closed when this returns. */
+void conn_feed(struct conn *c, const char *data, size_t len);
 
 /* Hands C to another protocol layer. Deadline, write timeout and queue limit
  * stay as they are until the new layer sets its own. */

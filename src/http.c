@@ -39,6 +39,7 @@
 #include "conf.h"
 #include "log.h"
 #include "util.h"
+#include "json.h"
 #include <assert.h>
 #include <llhttp.h>
 #include <stdio.h>
@@ -75,6 +76,8 @@ struct http_conn {
 	bool write_paused;     /* reads stopped until the output drains */
 	bool in_read;          /* inside http_on_read: defer freeing */
 	bool dead;             /* the conn closed while in_read */
+	bool handed;           /* the next request was read by another worker */
+	bool redispatch;       /* run the handler again once the output drains */
 	uint8_t span;          /* which span the head buffer is collecting */
 	int err;               /* status of a refusal decided in a callback */
 	int64_t req_start;     /* w->now_ms at the request's first byte */
@@ -101,6 +104,10 @@ struct http_conn {
 	/* The route, copied (a reload may change the table meanwhile). */
 	http_handler_fn fn;
 	uint64_t methods;
+
+	/* While a handler runs: the input after its request (pipelined). */
+	const char *rest;
+	size_t rest_len;
 
 	void (*abort_fn)(void *arg);
 	void *abort_arg;
@@ -214,6 +221,9 @@ static void req_free(struct http_conn *hc)
 	hc->fn = NULL;
 	hc->span = SPAN_NONE;
 	hc->err = 0;
+	hc->redispatch = false;
+	hc->rest = NULL;
+	hc->rest_len = 0;
 }
 
 /* Makes room for N more bytes in the head buffer (which may move). */
@@ -588,8 +598,7 @@ static void queue_response(struct http_conn *hc, int status, const char *ctype,
 		conn_queue_copy(hc->c, body, len);
 }
 
-/* "Allow: GET, POST\r\n" for a method mask, into BUF. */
-static void allow_header(uint64_t methods, char *buf, size_t size)
+void http_allow_header(uint64_t methods, char *buf, size_t size)
 {
 	size_t n = (size_t)snprintf(buf, size, "Allow: ");
 	int m;
@@ -615,7 +624,7 @@ static void http_fail(struct http_conn *hc, int status)
 		bool head = hc->state == H_BODY && hc->req.method == HTTP_HEAD;
 
 		if (status == 405)
-			allow_header(hc->methods, allow, sizeof(allow));
+			http_allow_header(hc->methods, allow, sizeof(allow));
 		queue_response(hc, status, "text/plain; charset=utf-8",
 			       status == 405 ? allow : NULL, body, (size_t)n, true, head);
 	}
@@ -676,6 +685,54 @@ int http_respond(struct http_req *req, int status, const char *ctype,
 	return http_respond_hdrs(req, status, ctype, NULL, body, len);
 }
 
+void http_req_serialize(const struct http_req *req, struct jw *out)
+{
+	static const char *const drop[] = { "content-length", "transfer-encoding", "expect" };
+	char line[64];
+
+	jw_lit(out, req->method_name);
+	jw_lit(out, " ");
+	jw_lit(out, req->target);
+	snprintf(line, sizeof(line), " HTTP/1.%d\r\n", req->version_minor);
+	jw_lit(out, line);
+	for (size_t i = 0; i < req->nheaders; i++) {
+		bool keep = true;
+
+		for (size_t k = 0; k < ROTOR_ARRAY_LEN(drop); k++)
+			keep = keep && strcasecmp(req->headers[i].name, drop[k]) != 0;
+		if (!keep)
+			continue;
+		jw_lit(out, req->headers[i].name);
+		jw_lit(out, ": ");
+		jw_lit(out, req->headers[i].value);
+		jw_lit(out, "\r\n");
+	}
+	if (req->body_len) {
+		snprintf(line, sizeof(line), "Content-Length: %zu\r\n", req->body_len);
+		jw_lit(out, line);
+	}
+	jw_lit(out, "\r\n");
+	jw_raw(out, req->body, req->body_len);
+}
+
+const char *http_req_rest(const struct http_req *req, size_t *len)
+{
+	struct http_conn *hc = HC(req);
+
+	*len = hc->rest_len;
+	return hc->rest ? hc->rest : "";
+}
+
+bool http_req_defer_until_flushed(struct http_req *req)
+{
+	struct http_conn *hc = HC(req);
+
+	if (!hc->c->out_bytes)
+		return false;
+	hc->redispatch = true;
+	return true;
+}
+
 void http_req_on_abort(struct http_req *req, void (*fn)(void *arg), void *arg)
 {
 	struct http_conn *hc = HC(req);
@@ -720,16 +777,23 @@ struct conn *http_hijack(struct http_req *req, const struct conn_ops *ops, void 
 
 /* ---- connection callbacks ------------------------------------------ */
 
-/* Runs the handler of the request just parsed. */
-static void dispatch(struct http_conn *hc)
+/* Runs the handler of the request just parsed; REST[0..LEN) is the input
+ * read after it. */
+static void dispatch(struct http_conn *hc, const char *rest, size_t len)
 {
 	hc->state = H_HANDLER;
 	hc->keep_alive = llhttp_should_keep_alive(&hc->parser);
 	hc->req.body = hc->body ? hc->body : "";
+	hc->req.handed = hc->handed;
+	hc->handed = false;
 	if (hc->body)
 		hc->body[hc->req.body_len] = '\0';
 	conn_set_deadline(hc->c, CONN_NEVER);
+	hc->rest = rest;
+	hc->rest_len = len;
 	hc->fn(&hc->req, hc->req.arg);
+	hc->rest = NULL; /* (in_read: HC is alive even if the conn closed) */
+	hc->rest_len = 0;
 }
 
 static size_t http_on_read(struct conn *c, const char *data, size_t len)
@@ -768,7 +832,7 @@ static size_t http_on_read(struct conn *c, const char *data, size_t len)
 		if (e == HPE_PAUSED) {
 			p = llhttp_get_error_pos(&hc->parser);
 			llhttp_resume(&hc->parser);
-			dispatch(hc);
+			dispatch(hc, p, (size_t)(end - p));
 			continue;
 		}
 		p = end;
@@ -819,6 +883,27 @@ static void http_on_flushed(struct conn *c)
 {
 	struct http_conn *hc = c->ud;
 
+	if (hc->redispatch && hc->state == H_HANDLER) {
+		/* As http_on_read runs a handler: HC stays alive meanwhile. The
+		 * input after the request waits in the conn (paused). */
+		hc->redispatch = false;
+		hc->in_read = true;
+		hc->rest = c->in;
+		hc->rest_len = c->in_len;
+		hc->fn(&hc->req, hc->req.arg);
+		hc->in_read = false;
+		hc->rest = NULL;
+		hc->rest_len = 0;
+		if (hc->dead) {
+			hc_free(hc);
+		} else if (hc->hijacked) {
+			hc_free(hc);
+			conn_read_resume(c);
+		} else if (hc->state == H_IDLE) {
+			conn_read_resume(c); /* answered at once */
+		}
+		return;
+	}
 	if (hc->write_paused) {
 		hc->write_paused = false;
 		conn_read_resume(c);
@@ -888,6 +973,17 @@ void http_accept(struct worker *w, int fd)
 	struct conn *c = conn_new(w, fd, &http_ops, NULL);
 
 	serve(c, after(w->now_ms, header_timeout(w->conf)));
+}
+
+void http_accept_handed(struct worker *w, int fd, const char *data, size_t len)
+{
+	struct conn *c = conn_new(w, fd, &http_ops, NULL);
+	struct http_conn *hc;
+
+	serve(c, after(w->now_ms, header_timeout(w->conf)));
+	hc = c->ud;
+	hc->handed = true;
+	conn_feed(c, data, len);
 }
 
 void http_adopt(struct conn *c)

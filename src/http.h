@@ -14,6 +14,7 @@
 struct worker;
 struct conn;
 struct conn_ops;
+struct jw;
 
 /* Graceful stop: how long an idle keep-alive connection stays open for one
  * last request (answered with Connection: close) before it is closed. */
@@ -39,6 +40,8 @@ struct http_req {
 	const char *body;          /* the whole body (chunked is decoded), NUL-terminated */
 	size_t body_len;
 	bool upgrade;              /* Connection: upgrade with Upgrade: (or CONNECT) */
+	bool handed;               /* another worker read it and handed the connection
+	                            * to this one (handoff.c): serve it here */
 	void *arg;                 /* the route's ARG */
 };
 
@@ -77,6 +80,12 @@ void http_routes_free(void);
  * the fd belongs to the HTTP layer from now on. */
 void http_accept(struct worker *w, int fd);
 
+/* Serves a client socket FD that another worker read DATA[0..LEN) from and
+ * handed over (handoff.c): DATA, the request it parsed as
+ * http_req_serialize wrote it and the bytes that followed it, is parsed
+ * first, as if just read, with that request marked handed. */
+void http_accept_handed(struct worker *w, int fd, const char *data, size_t len);
+
 /* Takes a connection that another layer hijacked back, as kept alive
  * after a response: it waits for the client's next request (idle
  * timeout). Bytes the conn holds unread are parsed as that request. */
@@ -104,11 +113,33 @@ int http_respond_hdrs(struct http_req *req, int status, const char *ctype,
  * answered: FN(ARG) runs from conn_close, after which REQ is gone. */
 void http_req_on_abort(struct http_req *req, void (*fn)(void *arg), void *arg);
 
+/* Appends REQ to OUT as a complete HTTP/1.x request that parses back to the
+ * same method, target, version, headers and body: the request line, the
+ * header fields as received except Content-Length, Transfer-Encoding and
+ * Expect (the body is complete and is sent with a Content-Length of its
+ * decoded size), then the body. */
+void http_req_serialize(const struct http_req *req, struct jw *out);
+
+/* The bytes the client sent after REQ that this worker has already read
+ * (pipelined requests), *LEN of them; valid until the handler returns. */
+const char *http_req_rest(const struct http_req *req, size_t *len);
+
+/* For a handler that must not act while REQ's connection still has
+ * answers to earlier pipelined requests to write (handing the connection
+ * to another process): if output is queued, arranges for the route's
+ * handler to run again with REQ once it is written and returns true (the
+ * handler then returns without answering); else returns false. */
+bool http_req_defer_until_flushed(struct http_req *req);
+
 /* Takes the connection over (WebSocket upgrade, streaming transports): from
  * now on it belongs to OPS/UD, without deadlines, and bytes the client sent
  * after this request go to OPS->on_read. REQ stays readable until the
  * handler returns; nothing has been answered (queue a 101 yourself). */
 struct conn *http_hijack(struct http_req *req, const struct conn_ops *ops, void *ud);
+
+/* "Allow: GET, POST\r\n" for a mask of HTTP_METHOD_BIT()s, into BUF (cut
+ * short if SIZE is too small; 512 holds every method). */
+void http_allow_header(uint64_t methods, char *buf, size_t size);
 
 /* The reason phrase of STATUS ("Not Found"), "Unknown" if unknown. */
 const char *http_reason(int status);

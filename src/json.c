@@ -32,75 +32,13 @@
  */
 #include "config.h"
 #include "json.h"
+#include "utf8.h"
 #include "util.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #define NONE UINT32_MAX
-
-/* ---- UTF-8 -------------------------------------------------------------- */
-
-/* Length of the valid UTF-8 sequence starting at P (P[0] >= 0x80), or 0 if
- * the bytes there are not one (overlong forms, surrogates, code points above
- * U+10FFFF, truncation). The same verdicts as Go's utf8.DecodeRune. */
-static inline size_t utf8_seq(const unsigned char *p, const unsigned char *end)
-{
-	size_t left = (size_t)(end - p);
-	unsigned c = p[0];
-
-	if (c >= 0xC2 && c <= 0xDF)
-		return left >= 2 && (p[1] & 0xC0) == 0x80 ? 2 : 0;
-	if (c >= 0xE0 && c <= 0xEF) {
-		unsigned lo = 0x80, hi = 0xBF;
-		if (c == 0xE0)
-			lo = 0xA0;          /* overlong below U+0800 */
-		else if (c == 0xED)
-			hi = 0x9F;          /* U+D800..U+DFFF */
-		return left >= 3 && p[1] >= lo && p[1] <= hi && (p[2] & 0xC0) == 0x80 ? 3 : 0;
-	}
-	if (c >= 0xF0 && c <= 0xF4) {
-		unsigned lo = 0x80, hi = 0xBF;
-		if (c == 0xF0)
-			lo = 0x90;          /* overlong below U+10000 */
-		else if (c == 0xF4)
-			hi = 0x8F;          /* above U+10FFFF */
-		return left >= 4 && p[1] >= lo && p[1] <= hi && (p[2] & 0xC0) == 0x80 &&
-		       (p[3] & 0xC0) == 0x80 ? 4 : 0;
-	}
-	return 0;
-}
-
-/* Encodes code point CP (valid, not a surrogate) as UTF-8 into OUT (when
- * non-NULL); returns the byte count. */
-static inline size_t utf8_put(char *out, uint32_t cp)
-{
-	unsigned char b[4];
-	size_t n;
-
-	if (cp < 0x80) {
-		b[0] = (unsigned char)cp;
-		n = 1;
-	} else if (cp < 0x800) {
-		b[0] = (unsigned char)(0xC0 | cp >> 6);
-		b[1] = (unsigned char)(0x80 | (cp & 0x3F));
-		n = 2;
-	} else if (cp < 0x10000) {
-		b[0] = (unsigned char)(0xE0 | cp >> 12);
-		b[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-		b[2] = (unsigned char)(0x80 | (cp & 0x3F));
-		n = 3;
-	} else {
-		b[0] = (unsigned char)(0xF0 | cp >> 18);
-		b[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
-		b[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-		b[3] = (unsigned char)(0x80 | (cp & 0x3F));
-		n = 4;
-	}
-	if (out)
-		memcpy(out, b, n);
-	return n;
-}
 
 /* ---- scanner ------------------------------------------------------------ */
 
@@ -125,16 +63,6 @@ static const unsigned char str_class[256] = {
 	4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4,
 	4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4,
 };
-
-static inline int hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c |= 0x20;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
 
 static inline const unsigned char *skip_ws(const unsigned char *p, const unsigned char *end)
 {
@@ -171,8 +99,8 @@ static inline const unsigned char *scan_string(const unsigned char *p, const uns
 				p += 2;
 				break;
 			case 'u':
-				if (end - p < 6 || hexval(p[2]) < 0 || hexval(p[3]) < 0 ||
-				    hexval(p[4]) < 0 || hexval(p[5]) < 0)
+				if (end - p < 6 || utf8_hexval(p[2]) < 0 || utf8_hexval(p[3]) < 0 ||
+				    utf8_hexval(p[4]) < 0 || utf8_hexval(p[5]) < 0)
 					return NULL;
 				p += 6;
 				break;
@@ -479,13 +407,13 @@ static size_t unescape(const char *q, size_t n, char *out)
 		case 't': c = '\t'; break;
 		case 'u': {
 			const unsigned char *h = (const unsigned char *)q + i;
-			uint32_t cp = (uint32_t)(hexval(h[0]) << 12 | hexval(h[1]) << 8 |
-						 hexval(h[2]) << 4 | hexval(h[3]));
+			uint32_t cp = (uint32_t)(utf8_hexval(h[0]) << 12 | utf8_hexval(h[1]) << 8 |
+						 utf8_hexval(h[2]) << 4 | utf8_hexval(h[3]));
 			i += 4;
 			if (cp >= 0xD800 && cp < 0xDC00 && n - i >= 6 && q[i] == '\\' && q[i + 1] == 'u') {
 				h += 6;
-				uint32_t lo = (uint32_t)(hexval(h[0]) << 12 | hexval(h[1]) << 8 |
-							 hexval(h[2]) << 4 | hexval(h[3]));
+				uint32_t lo = (uint32_t)(utf8_hexval(h[0]) << 12 | utf8_hexval(h[1]) << 8 |
+							 utf8_hexval(h[2]) << 4 | utf8_hexval(h[3]));
 				if (lo >= 0xDC00 && lo < 0xE000) {
 					cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
 					i += 6;

@@ -31,6 +31,7 @@
 #include "stats.h"
 #include "util.h"
 #include "worker.h"
+#include "handoff.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -65,6 +66,7 @@ struct child {
 	unsigned gen;
 	int ctl_fd;            /* master's end of the control socket */
 	int wake_fd;           /* its eventfd, which other workers write to wake it */
+	int handoff_fd;        /* the sending end of its handoff socket (handoff.c) */
 	unsigned bus_slot;     /* its bus reader slot = its stats block index */
 	struct stats_block *ctr;
 	int64_t started_ms;
@@ -436,16 +438,42 @@ static int send_ctl(struct child *ch, uint32_t type, const void *payload, uint32
 	return RT_OK;
 }
 
-/* Tells every live worker but EXCEPT about the eventfd of bus slot SLOT
- * (FD), or that it is gone (FD -1). */
-static void announce_wake_fd(const struct child *except, unsigned slot, int fd)
+/* Tells every live worker but EXCEPT about bus slot SLOT: TYPE with FD
+ * (CTL_WAKE_FD, CTL_HANDOFF_FD), or CTL_SLOT_GONE (FD -1). */
+static void announce_slot(const struct child *except, uint32_t type, unsigned slot, int fd)
 {
 	uint32_t s = slot;
 	for (int i = 0; i < MAX_CHILDREN; i++) {
 		struct child *ch = &M.children[i];
 		if (ch->pid != 0 && ch != except)
-			send_ctl(ch, fd >= 0 ? CTL_WAKE_FD : CTL_WAKE_GONE, &s, sizeof(s), fd);
+			send_ctl(ch, type, &s, sizeof(s), fd);
 	}
+}
+
+/* A worker's handoff socket: a connected SOCK_SEQPACKET pair, HV[0] to send
+ * (the master keeps it and hands copies to the other workers), HV[1] to
+ * receive (the worker's alone). Connected, so the datagram queue limit
+ * (net.unix.max_dgram_qlen) does not apply; the sending buffer is raised so
+ * that a request up to HANDOFF_MAX fits in one record. */
+static int handoff_pair(int slot, int hv[2])
+{
+	int size = 4 * HANDOFF_MAX;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, hv) < 0) {
+		log_syscall("socketpair(handoff of worker %d)", slot);
+		return RT_ERR;
+	}
+	if (setsockopt(hv[0], SOL_SOCKET, SO_SNDBUF, &size, sizeof(size)) < 0)
+		log_syscall("setsockopt(handoff of worker %d, SO_SNDBUF)", slot);
+	return RT_OK;
+}
+
+/* Publishes the generation that serves now and its size (stats.h route). */
+static void publish_route(int workers)
+{
+	struct stats_hdr *h = seg_payload(&M.stats);
+
+	__atomic_store_n(&h->route, STATS_ROUTE(M.gen, workers), __ATOMIC_RELEASE);
 }
 
 /* ---- workers ------------------------------------------------------------ */
@@ -475,12 +503,20 @@ static int spawn(int slot)
 		log_syscall("socketpair(worker %d)", slot);
 		return RT_ERR;
 	}
+	int hv[2];
+	if (handoff_pair(slot, hv) != RT_OK) {
+		close(sv[0]);
+		close(sv[1]);
+		return RT_ERR;
+	}
 	unsigned bus_slot;
 	struct stats_block *ctr = stats_take(&bus_slot);
 	if (ctr == NULL) {
 		log_error("no free stats block or bus slot; not starting worker %d", slot);
 		close(sv[0]);
 		close(sv[1]);
+		close(hv[0]);
+		close(hv[1]);
 		return RT_ERR;
 	}
 	ctr->slot = slot;
@@ -493,6 +529,8 @@ static int spawn(int slot)
 		memset(ctr, 0, sizeof(*ctr));
 		close(sv[0]);
 		close(sv[1]);
+		close(hv[0]);
+		close(hv[1]);
 		return RT_ERR;
 	}
 
@@ -504,6 +542,8 @@ static int spawn(int slot)
 		sigprocmask(SIG_SETMASK, &old, NULL);
 		close(sv[0]);
 		close(sv[1]);
+		close(hv[0]);
+		close(hv[1]);
 		close(wake_fd);
 		memset(ctr, 0, sizeof(*ctr));
 		return RT_ERR;
@@ -514,18 +554,20 @@ static int spawn(int slot)
 		for (int i = 0; i < MAX_SLOTS; i++)
 			if (i != slot && M.slots[i].fd >= 0)
 				close(M.slots[i].fd);
-		static int wake_fds[BUS_SLOTS_MAX];
+		static int wake_fds[BUS_SLOTS_MAX], handoff_fds[BUS_SLOTS_MAX];
 		for (int i = 0; i < BUS_SLOTS_MAX; i++)
-			wake_fds[i] = -1;
+			wake_fds[i] = handoff_fds[i] = -1;
 		for (int i = 0; i < MAX_CHILDREN; i++) {
 			if (M.children[i].pid != 0) {
 				close(M.children[i].ctl_fd);
 				wake_fds[M.children[i].bus_slot] = M.children[i].wake_fd;
+				handoff_fds[M.children[i].bus_slot] = M.children[i].handoff_fd;
 			}
 		}
 		if (M.pid_fd >= 0)
 			close(M.pid_fd);
 		close(sv[0]);
+		close(hv[0]);
 		struct sigaction dfl = { .sa_handler = SIG_DFL };
 		static const int sigs[] = { SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGCHLD, SIGUSR1, SIGUSR2 };
 		for (size_t i = 0; i < ROTOR_ARRAY_LEN(sigs); i++)
@@ -536,20 +578,24 @@ static int spawn(int slot)
 			.conf = M.conf, .ctr = ctr, .stats_seg = &M.stats, .bus = &M.bus, .bus_slot = bus_slot,
 			.ctab = &M.ctab, .pres = &M.pres,
 			.wake_fd = wake_fd, .wake_fds = wake_fds, .secret = M.secret,
+			.handoff_fd = hv[1], .handoff_fds = handoff_fds,
 		};
 		worker_main(&boot);
 	}
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	close(sv[1]);
+	close(hv[1]);
 	ctr->pid = (int32_t)pid;
 	ch->pid = pid;
 	ch->slot = slot;
 	ch->gen = M.gen;
 	ch->ctl_fd = sv[0];
 	ch->wake_fd = wake_fd;
+	ch->handoff_fd = hv[0];
 	ch->bus_slot = bus_slot;
 	ch->ctr = ctr;
-	announce_wake_fd(ch, bus_slot, wake_fd);
+	announce_slot(ch, CTL_WAKE_FD, bus_slot, wake_fd);
+	announce_slot(ch, CTL_HANDOFF_FD, bus_slot, hv[0]);
 	ch->started_ms = util_mono_ms();
 	ch->retiring = false;
 	M.slots[slot].spawn_at_ms = 0;
@@ -593,6 +639,7 @@ static void reap(void)
 		describe_exit(status, why, sizeof(why));
 		close(ch->ctl_fd);
 		close(ch->wake_fd);
+		close(ch->handoff_fd);
 		ch->pid = 0; /* not among the live ones for what follows */
 		if (bus_slot_release(&M.bus, ch->bus_slot) < 0)
 			log_syscall("bus_slot_release(%u)", ch->bus_slot);
@@ -600,7 +647,7 @@ static void reap(void)
 		 * respawn takes, clients see who is really there). */
 		if (pres_release_slot(&M.pres, ch->bus_slot) < 0)
 			log_syscall("pres_release_slot(%u)", ch->bus_slot);
-		announce_wake_fd(NULL, ch->bus_slot, -1);
+		announce_slot(NULL, CTL_SLOT_GONE, ch->bus_slot, -1);
 		char *snap = xasprintf("%s/rotor-%lld.snap.%u", M.conf->shm_dir, M.conf->port, ch->bus_slot);
 		unlink(snap);
 		free(snap);
@@ -797,6 +844,7 @@ static void reload(void)
 			M.children[i].retiring = true;
 	for (int i = 0; i < n; i++)
 		spawn(i);
+	publish_route(n);
 	signal_children(SIGQUIT, true);
 	log_info("reload: generation %u started with %d worker(s); the old workers drain", M.gen, n);
 }
@@ -913,6 +961,7 @@ int master_run(const struct master_args *args, struct conf *conf)
 		 (long)getpid());
 	for (int i = 0; i < M.nslots; i++)
 		spawn(i);
+	publish_route(M.nslots);
 	if (args->ready_fd >= 0) {
 		/* rotord -d: the waiting parent exits 0 now; had we failed
 		 * before this, the pipe's EOF would have made it exit 1. */

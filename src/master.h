@@ -16,10 +16,13 @@ extern pid_t master_pid;
 
 /* Master -> worker messages on the control socket: a header, then LEN bytes. */
 enum ctl_type {
-	CTL_CONFIG = 1,    /* payload: conf_dump text of the new effective config */
-	CTL_WAKE_FD = 2,   /* payload: u32 bus slot; an eventfd travels with it (SCM_RIGHTS) */
-	CTL_WAKE_GONE = 3, /* payload: u32 bus slot whose worker died */
+	CTL_CONFIG = 1,     /* payload: conf_dump text of the new effective config */
+	CTL_WAKE_FD = 2,    /* payload: u32 bus slot; an eventfd travels with it (SCM_RIGHTS) */
+	CTL_SLOT_GONE = 3,  /* payload: u32 bus slot whose worker died: drop its fds */
+	CTL_HANDOFF_FD = 4, /* payload: u32 bus slot; the sending end of that worker's
+	                     * handoff socket travels with it (SCM_RIGHTS) */
 };
+#define CTL_TYPE_MAX CTL_HANDOFF_FD
 
 struct ctl_hdr {
 	uint32_t type;

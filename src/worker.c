@@ -28,6 +28,7 @@
 #include "chan.h"
 #include "http.h"
 #include "hub.h"
+#include "handoff.h"
 #include "node.h"
 #include "transport.h"
 #include "log.h"
@@ -104,6 +105,7 @@ static void begin_drain(struct worker *w)
 		__atomic_store_n(&w->ctr->state, 2, __ATOMIC_RELAXED);
 	stop_accepting(w);
 	http_drain(w);
+	transport_drain(w);
 	maybe_finish(w);
 }
 
@@ -226,19 +228,27 @@ static void ctl_message(struct worker *w, uint32_t type, const char *p, size_t l
 		apply_config(w, p, len);
 		break;
 	case CTL_WAKE_FD:
-	case CTL_WAKE_GONE:
+	case CTL_HANDOFF_FD:
+	case CTL_SLOT_GONE:
 		if (len != sizeof(slot))
 			break;
 		memcpy(&slot, p, sizeof(slot));
 		if (slot >= BUS_SLOTS_MAX || slot == w->bus_slot)
 			break;
-		if (w->wake_fds[slot] >= 0)
+		if (type != CTL_HANDOFF_FD && w->wake_fds[slot] >= 0) {
 			close(w->wake_fds[slot]);
-		w->wake_fds[slot] = -1;
-		if (type == CTL_WAKE_FD) {
-			w->wake_fds[slot] = w->ctl_pending_fd;
-			w->ctl_pending_fd = -1;
+			w->wake_fds[slot] = -1;
 		}
+		if (type != CTL_WAKE_FD && w->handoff_fds[slot] >= 0) {
+			close(w->handoff_fds[slot]);
+			w->handoff_fds[slot] = -1;
+		}
+		if (type == CTL_WAKE_FD)
+			w->wake_fds[slot] = w->ctl_pending_fd;
+		else if (type == CTL_HANDOFF_FD)
+			w->handoff_fds[slot] = w->ctl_pending_fd;
+		if (type != CTL_SLOT_GONE)
+			w->ctl_pending_fd = -1;
 		break;
 	}
 	if (w->ctl_pending_fd >= 0) { /* an fd nobody asked for */
@@ -274,7 +284,7 @@ static void on_ctl(struct ev_loop *loop, ev_io *io, int revents)
 				continue;
 			struct ctl_hdr h;
 			memcpy(&h, w->ctl_buf_hdr, sizeof(h));
-			if (h.len > CTL_MAX_LEN || h.type < CTL_CONFIG || h.type > CTL_WAKE_GONE) {
+			if (h.len > CTL_MAX_LEN || h.type < CTL_CONFIG || h.type > CTL_TYPE_MAX) {
 				log_error("bad control message (type %u, %u bytes); stopping", h.type, h.len);
 				begin_stop(w);
 			}
@@ -432,6 +442,9 @@ void worker_main(const struct worker_boot *b)
 		memcpy(w->secret, b->secret, sizeof(w->secret));
 	w->wake_fd = b->wake_fd;
 	memcpy(w->wake_fds, b->wake_fds, sizeof(w->wake_fds));
+	w->handoff_fd = b->handoff_fd;
+	for (int i = 0; i < BUS_SLOTS_MAX; i++)
+		w->handoff_fds[i] = b->handoff_fds ? b->handoff_fds[i] : -1;
 	w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOENV);
 	if (w->loop == NULL) {
@@ -460,6 +473,7 @@ void worker_main(const struct worker_boot *b)
 	client_init(w);
 	transport_init(w);
 	api_init(w);
+	handoff_init(w);
 	if (bus_reader_init(&w->reader, w->bus, w->bus_slot) < 0) {
 		log_syscall("bus_reader_init(slot %u)", w->bus_slot);
 		_exit(1);

@@ -71,6 +71,12 @@ struct worker {
 	ev_idle busy_w;       /* keeps the loop from blocking while the bus is busy */
 	int wake_fds[BUS_SLOTS_MAX];
 	int ctl_pending_fd;   /* an fd received with a control message */
+	/* Connections handed between workers (handoff.c): this worker's
+	 * receiving end, and the sending ends of the others by bus slot (-1:
+	 * unknown), which the master hands over like the eventfds. */
+	int handoff_fd;
+	ev_io handoff_w;
+	int handoff_fds[BUS_SLOTS_MAX];
 	uint64_t secret[2];   /* the master's random key, the same in every
 	                       * worker: MACs of ids handed to clients */
 };
@@ -91,6 +97,8 @@ struct worker_boot {
 	int wake_fd;          /* this worker's eventfd */
 	const int *wake_fds;  /* BUS_SLOTS_MAX entries: the other workers' eventfds */
 	const uint64_t *secret; /* 2 words, drawn once by the master */
+	int handoff_fd;       /* the receiving end of this worker's handoff socket */
+	const int *handoff_fds; /* BUS_SLOTS_MAX entries: the others' sending ends */
 };
 
 /* The one worker of this process (NULL in the master and in rotorctl). */

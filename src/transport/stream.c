@@ -8,7 +8,9 @@
  * frame function, which appends the batch's segments to one scratch list;
  * the batch then goes onto the conn as a chunk: a size line (an rbuf shared
  * across streams while the bytes match, which they do for a broadcast), the
- * segments by reference, and a shared "\r\n".
+ * segments by reference, and a shared "\r\n". hs_send_chunk's segments
+ * skip the frame function and end with a boundary (rlist_mark): the batch
+ * then holds cuts, and each stretch between cuts is a chunk of its own.
  *
  * Life cycle: OPEN -> ENDING (hs_end: the rest is framed, the last chunk
  * queued, the conn shut down or handed back to HTTP) -> GONE (the conn
@@ -90,6 +92,12 @@ static struct hs_seg *batch_push(struct hs_batch *o)
 	return &o->v[o->n++];
 }
 
+/* Ends the chunk being built: what follows goes in another one. */
+static void batch_cut(struct hs_batch *o)
+{
+	*batch_push(o) = (struct hs_seg){ NULL, 0, 0 }; /* len 0: a cut */
+}
+
 void hs_batch_ref(struct hs_batch *o, struct rbuf *b, size_t off, size_t len)
 {
 	if (len == 0)
@@ -143,22 +151,29 @@ static void queue_chunk_size(struct conn *c, size_t n)
 	conn_queue(c, S.hdr, 0, (size_t)k);
 }
 
-/* Moves batch O onto S's conn (one chunk) and empties O. */
+/* Moves batch O onto S's conn (one chunk per stretch between cuts) and
+ * empties O. */
 static void batch_queue(struct hs *s, struct hs_batch *o)
 {
 	struct conn *c = s->c;
 	struct rbuf *copy = NULL;
 
-	if (o->bytes == 0)
-		return;
 	if (o->copy.len)
 		copy = rbuf_copy(o->copy.buf, o->copy.len);
-	if (s->flags & HS_CHUNKED)
-		queue_chunk_size(c, o->bytes);
-	for (size_t i = 0; i < o->n; i++)
-		conn_queue(c, o->v[i].b ? o->v[i].b : copy, o->v[i].off, o->v[i].len);
-	if (s->flags & HS_CHUNKED)
-		conn_queue(c, S.crlf, 0, 2);
+	for (size_t i = 0, j; i < o->n; i = j + 1) {
+		size_t bytes = 0;
+
+		for (j = i; j < o->n && o->v[j].len; j++)
+			bytes += o->v[j].len;
+		if (bytes == 0)
+			continue;
+		if (s->flags & HS_CHUNKED)
+			queue_chunk_size(c, bytes);
+		for (size_t k = i; k < j; k++)
+			conn_queue(c, o->v[k].b ? o->v[k].b : copy, o->v[k].off, o->v[k].len);
+		if (s->flags & HS_CHUNKED)
+			conn_queue(c, S.crlf, 0, 2);
+	}
 	s->body += o->bytes;
 	rbuf_unref(copy);
 	o->n = o->bytes = 0;
@@ -182,17 +197,34 @@ static void mark_dirty(struct hs *s)
 	S.dirty = s;
 }
 
-/* Frames S's pending messages onto its conn. */
+/* Frames S's pending messages onto its conn: hs_send's through the frame
+ * function, hs_send_chunk's (each ending at a boundary) as they are. */
 static void frame_pending(struct hs *s)
 {
+	const struct rseg *v;
+	size_t i = 0, j, n;
+
 	if (!s->pend)
 		return;
 	if (!s->c || conn_closing(s->c)) {
 		pend_free(s);
 		return;
 	}
+	v = s->pend->v;
+	n = s->pend->n;
 	S.nest++;
-	s->ops->frame(&S.batch, s->pend->v, s->pend->n, s->ud);
+	while (i < n) {
+		for (j = i; j < n && v[j].b; j++)
+			;
+		if (j == n) {
+			s->ops->frame(&S.batch, v + i, j - i, s->ud);
+		} else {
+			for (size_t k = i; k < j; k++)
+				hs_batch_ref(&S.batch, v[k].b, v[k].off, v[k].len);
+			batch_cut(&S.batch);
+		}
+		i = j + 1;
+	}
 	S.nest--;
 	batch_queue(s, &S.batch);
 	pend_free(s);
@@ -220,30 +252,63 @@ static void finish(struct hs *s)
 	conn_shutdown(c);
 }
 
-int hs_send(struct hs *s, struct rbuf *b, size_t off, size_t len)
+/* Whether LEN more bytes fit under S's limit; if not, S is slow: what is
+ * pending is dropped, the transport told, and the stream ends after what
+ * the transport queues then (its last message: the limit no longer
+ * applies). */
+static bool room_for(struct hs *s, size_t len)
 {
-	assert(off <= b->len && len <= b->len - off);
+	if (!s->queue_max || (s->flags & HS_SLOW) || s->pend_bytes + s->c->out_bytes + len <= s->queue_max)
+		return true;
+	log_debug("stream fd %d: %zu bytes queued, over the limit %zu; slow", s->c->fd,
+		  s->pend_bytes + s->c->out_bytes, s->queue_max);
+	pend_free(s);
+	s->flags |= HS_SLOW; /* so that the transport's last message fits */
+	S.nest++;
+	if (s->ops->on_slow)
+		s->ops->on_slow(s, s->ud);
+	else
+		conn_close(s->c);
+	hs_end(s, false); /* whatever the transport did */
+	S.nest--;
+	return false;
+}
+
+/* Whether LEN more bytes may be queued on S: RT_OK, else RT_CLOSED (S is
+ * ending, or slow: the transport was told). */
+static int queue_check(struct hs *s, size_t len)
+{
 	if (hs_closing(s))
 		return RT_CLOSED;
-	if (len == 0)
-		return RT_OK;
-	if (s->queue_max && !(s->flags & HS_SLOW) && s->pend_bytes + s->c->out_bytes + len > s->queue_max) {
-		log_debug("stream fd %d: %zu bytes queued, over the limit %zu; slow", s->c->fd,
-			  s->pend_bytes + s->c->out_bytes, s->queue_max);
-		pend_free(s);
-		s->flags |= HS_SLOW; /* so that the transport's last message fits */
-		S.nest++;
-		if (s->ops->on_slow)
-			s->ops->on_slow(s, s->ud);
-		else
-			conn_close(s->c);
-		hs_end(s, false); /* whatever the transport did */
-		S.nest--;
-		return RT_CLOSED;
-	}
-	rlist_push(&s->pend, b, off, len);
+	return len == 0 || room_for(s, len) ? RT_OK : RT_CLOSED;
+}
+
+static void queued(struct hs *s, size_t len)
+{
 	s->pend_bytes += len;
 	mark_dirty(s);
+}
+
+int hs_send_chunk(struct hs *s, const struct rseg *v, size_t n)
+{
+	size_t len = rseg_len(v, n);
+	int rc;
+
+	if ((rc = queue_check(s, len)) != RT_OK || len == 0)
+		return rc;
+	queued(s, rlist_push_parts(&s->pend, v, n));
+	return RT_OK;
+}
+
+int hs_send(struct hs *s, struct rbuf *b, size_t off, size_t len)
+{
+	int rc;
+
+	assert(off <= b->len && len <= b->len - off);
+	if ((rc = queue_check(s, len)) != RT_OK || len == 0)
+		return rc;
+	rlist_push(&s->pend, b, off, len);
+	queued(s, len);
 	return RT_OK;
 }
 
@@ -338,11 +403,14 @@ struct hs *hs_start(struct http_req *req, const char *ctype, const char *extra, 
 
 /* ---- the connection's callbacks ------------------------------------------- */
 
-/* The client sends nothing once its request is read; whatever comes is
- * dropped (reading on is how its close is noticed). */
+/* A client sends nothing more while its response streams, except a
+ * pipelined next request: it is kept unconsumed in the conn, for the HTTP
+ * layer when the response ends with keep-alive (a SockJS poll), else
+ * dropped with the connection. Reading on is how the client's close is
+ * noticed; one that sends more than conn.c holds is closed. */
 static size_t hs_on_read(struct conn *c, const char *data, size_t len)
 {
-	return len;
+	return 0;
 }
 
 static void hs_on_eof(struct conn *c)

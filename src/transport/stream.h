@@ -13,8 +13,9 @@
  * on the connection. A publication encoded once is therefore queued on
  * every stream by reference, as on WebSocket.
  *
- * The stream watches its connection: the client closing it (any bytes it
- * sends meanwhile are read and dropped), a write that stays blocked for
+ * The stream watches its connection: the client closing it (bytes it sends
+ * meanwhile are held, unparsed, for the HTTP layer should the response end
+ * with keep-alive: a pipelined request), a write that stays blocked for
  * STREAM_WRITE_TIMEOUT_MS, and bytes queued over the stream's limit (the
  * transport's on_slow). Whatever ends it, on_close runs exactly once,
  * never from inside an hs_* call the transport made.
@@ -89,6 +90,13 @@ struct hs *hs_start(struct http_req *req, const char *ctype, const char *extra, 
  * ignored. */
 int hs_send(struct hs *s, struct rbuf *b, size_t off, size_t len);
 int hs_send_copy(struct hs *s, const void *p, size_t n);
+
+/* Queues one chunk of its own made of the N segments V (conn.h's: LEN
+ * bytes of B from OFF each, by reference), written as they are: the frame
+ * function does not see them. For protocols whose every frame must arrive
+ * in a chunk of its own (SockJS). A stream uses either this or hs_send.
+ * Same returns as hs_send; the limit counts the N segments together. */
+int hs_send_chunk(struct hs *s, const struct rseg *v, size_t n);
 
 /* Bytes framed onto the connection so far (response body, prelude
  * excluded), for transports that end a response at a size limit. */

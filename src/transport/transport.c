@@ -22,7 +22,7 @@
 #include <string.h>
 
 extern const struct transport_kind transport_ws, transport_stream;
-extern const struct transport_kind transport_websocket, transport_emulation, transport_uni;
+extern const struct transport_kind transport_websocket, transport_emulation, transport_uni, transport_sockjs;
 
 /* The layers first (their settings are read before a transport opens a
  * connection), and at the flush point after the transports that feed them. */
@@ -30,6 +30,7 @@ static const struct transport_kind *const kinds[] = {
 	&transport_websocket,
 	&transport_emulation,
 	&transport_uni,
+	&transport_sockjs,
 	&transport_ws,
 	&transport_stream,
 };
@@ -53,6 +54,13 @@ void transport_flush(struct worker *w)
 	for (size_t i = 0; i < ROTOR_ARRAY_LEN(kinds); i++)
 		if (kinds[i]->flush)
 			kinds[i]->flush(w);
+}
+
+void transport_drain(struct worker *w)
+{
+	for (size_t i = 0; i < ROTOR_ARRAY_LEN(kinds); i++)
+		if (kinds[i]->drain)
+			kinds[i]->drain(w);
 }
 
 /* ---- admission ---------------------------------------------------------- */
@@ -154,13 +162,11 @@ size_t transport_body_limit(const struct conf *k, const char *key)
 
 /* ---- CORS ------------------------------------------------------------------ */
 
-void transport_cors(const struct http_req *req, struct jw *out)
+/* Origin ORIGIN ("*": any, without credentials) may read the response. */
+static void cors_allow(const struct http_req *req, const char *origin, struct jw *out)
 {
-	const char *origin = http_req_header(req, "origin");
 	const char *hdrs = http_req_header(req, "access-control-request-headers");
 
-	if (!origin || !transport_origin_ok(req->conn->w->conf, origin))
-		return;
 	jw_lit(out, "Access-Control-Allow-Origin: ");
 	jw_lit(out, origin);
 	jw_lit(out, "\r\n");
@@ -169,7 +175,24 @@ void transport_cors(const struct http_req *req, struct jw *out)
 		jw_lit(out, hdrs);
 		jw_lit(out, "\r\n");
 	}
-	jw_lit(out, "Access-Control-Allow-Credentials: true\r\n");
+	if (strcmp(origin, "*") != 0)
+		jw_lit(out, "Access-Control-Allow-Credentials: true\r\n");
+}
+
+void transport_cors(const struct http_req *req, struct jw *out)
+{
+	const char *origin = http_req_header(req, "origin");
+
+	if (origin && transport_origin_ok(req->conn->w->conf, origin))
+		cors_allow(req, origin, out);
+}
+
+void transport_cors_any(const struct http_req *req, struct jw *out)
+{
+	if (http_req_header(req, "origin"))
+		transport_cors(req, out);
+	else
+		cors_allow(req, "*", out);
 }
 
 /* ---- routes ---------------------------------------------------------------- */

@@ -38,11 +38,15 @@ struct transport_kind {
 	/* At the flush point, before conn_flush: frame what sessions queued
 	 * during this loop iteration and run the close callbacks that are due. */
 	void (*flush)(struct worker *w);
+	/* Graceful stop, after every connection got its on_drain: sessions
+	 * that hold no connection of their own end too (3001). */
+	void (*drain)(struct worker *w);
 };
 
 void transport_init(struct worker *w);
 void transport_reconfigure(struct worker *w);
 void transport_flush(struct worker *w);
+void transport_drain(struct worker *w);
 
 /* ---- admission -------------------------------------------------------- */
 
@@ -84,6 +88,10 @@ size_t transport_body_limit(const struct conf *k, const char *key);
  * request without Origin or with one that is not allowed (the browser then
  * refuses the response). */
 void transport_cors(const struct http_req *req, struct jw *out);
+/* transport_cors, and for a request without Origin the headers that let
+ * any page read the response: "Access-Control-Allow-Origin: *" and the
+ * echoed Access-Control-Request-Headers, no credentials (SockJS). */
+void transport_cors_any(const struct http_req *req, struct jw *out);
 
 /* ---- routes ----------------------------------------------------------- */
 

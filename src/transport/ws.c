@@ -30,7 +30,8 @@
  * between JSON messages; conn_flush_all then writes it all with one
  * sendmsg. Control frames (pong, ping, close) are copied into conn's queue
  * directly; they never split a data frame because data frames are only
- * queued whole.
+ * queued whole. ws_send_parts's messages are segments ending with a
+ * boundary (rlist_mark), each stretch one text frame of its own.
  *
  * Settings: each connection points at a struct ws_limits, its transport's
  * (uni_websocket.*) or this file's (websocket.*), which reloads change in
@@ -80,6 +81,7 @@ enum {
 	WS_DISCARD = 0x10,    /* the frame being streamed is skipped */
 	WS_DIRTY = 0x20,      /* on the dirty list */
 	WS_GONE = 0x40,       /* the conn closed; on_close still due */
+	WS_PARTS = 0x80,      /* ws_send_parts: pending messages end at boundaries */
 };
 
 struct ws {
@@ -323,6 +325,17 @@ static void frame_pending(struct ws *ws)
 		return;
 	}
 	conn_set_write_timeout(c, ws->lim->write_timeout); /* follows reloads */
+	while ((ws->flags & WS_PARTS) && i < p->n) {
+		uint32_t j;
+		uint64_t payload = 0;
+
+		for (j = i; j < p->n && p->v[j].b; j++)
+			payload += p->v[j].len;
+		queue_data_header(c, OP_TEXT, payload);
+		for (uint32_t m = i; m < j; m++)
+			conn_queue(c, p->v[m].b, p->v[m].off, p->v[m].len);
+		i = j + 1;
+	}
 	while (i < p->n) {
 		uint32_t j = i;
 		uint64_t payload = 0;
@@ -474,6 +487,22 @@ int ws_send(struct ws *ws, struct rbuf *b, size_t off, size_t len)
 	}
 	rlist_push(&ws->pend, b, off, len);
 	ws->pend_bytes += len;
+	mark_dirty(ws);
+	return RT_OK;
+}
+
+int ws_send_parts(struct ws *ws, const struct rseg *v, size_t n)
+{
+	if (ws_closing(ws))
+		return RT_CLOSED;
+	if (!room_for(ws, rseg_len(v, n))) {
+		W.nest++;
+		ws_slow(ws);
+		W.nest--;
+		return RT_CLOSED;
+	}
+	ws->pend_bytes += rlist_push_parts(&ws->pend, v, n);
+	ws->flags |= WS_PARTS;
 	mark_dirty(ws);
 	return RT_OK;
 }

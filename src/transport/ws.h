@@ -140,6 +140,14 @@ void ws_set_handler(struct ws *ws, const struct ws_handler *h, void *ud);
 int ws_send(struct ws *ws, struct rbuf *b, size_t off, size_t len);
 /* Same with a copy of DATA (for small one-off replies). */
 int ws_send_copy(struct ws *ws, const void *data, size_t len);
+/* Queues one text message of its own made of the N segments V (conn.h's:
+ * LEN bytes of B from OFF each, by reference): for protocols that frame
+ * their messages themselves (SockJS: "o", "a[...]", "c[...]" each one
+ * WebSocket message), so no '\n' joins it to others. A connection uses
+ * either this or ws_send/ws_send_copy. Same returns as ws_send; the limit
+ * counts the N segments together; an empty message is sent as such. */
+struct rseg;
+int ws_send_parts(struct ws *ws, const struct rseg *v, size_t n);
 
 /*
  * Closes gracefully: messages already queued go out, then a close frame

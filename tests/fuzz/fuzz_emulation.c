@@ -3,7 +3,8 @@
  * has a session, or from outside one: the body of an /emulation POST
  * (proto_decode_emulation, JSON and protobuf EmulationRequest) and a bare
  * ConnectRequest (proto_decode_connect, the unidirectional transports).
- * Not built by make; by hand:
+ * tests/fuzz/run.sh builds and runs it briefly in make check; by hand,
+ * for a long run:
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -I. -Isrc \
  *       tests/fuzz/fuzz_emulation.c src/proto.c src/json.c src/util.c src/log.c \
@@ -11,6 +12,8 @@
  *   /tmp/fuzz_emulation -max_total_time=1200 -max_len=4096 /tmp/corpus-emu
  *
  * (Debian's clang needs libclang-rt-14-dev for -fsanitize=fuzzer.)
+ *
+ * SOURCES: src/proto.c src/json.c src/util.c src/log.c
  *
  * The first input byte picks what is exercised; the rest is the input:
  *   0: proto_decode_emulation(JSON): every span is read; node, session
@@ -149,10 +152,14 @@ static void fuzz_connect(enum proto_fmt f, const char *s, size_t n)
 		}
 		/* As the connect of a Command, it reads the same. A JSON frame
 		 * is split at newlines, so only one-line requests qualify; an
-		 * empty one is no Command at all. */
+		 * empty one is no Command at all, and neither is a JSON null
+		 * (an empty bare request, but an absent field in a Command). */
 		bool wrap = n > 0;
 		if (f == PROTO_JSON) {
-			wrap = wrap && !memchr(s, '\n', n) && !memchr(s, '\r', n) && js_valid(s, n);
+			struct js_doc d = { 0 };
+			wrap = wrap && !memchr(s, '\n', n) && !memchr(s, '\r', n) && js_scan(&d, s, n, 0) == RT_OK &&
+			       js_type(&d, 0) != JS_NULL;
+			js_free(&d);
 			jw_lit(&w, "{\"id\":1,\"connect\":");
 			jw_raw(&w, s, n);
 			jw_lit(&w, "}");

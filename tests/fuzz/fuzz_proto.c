@@ -1,11 +1,14 @@
 /*
  * fuzz_proto.c - a libFuzzer target for the client protocol codec and the
- * JSON scanner. Not built by make; by hand:
+ * JSON scanner. tests/fuzz/run.sh builds and runs it briefly in make check;
+ * by hand, for a long run:
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -I. -Isrc \
  *       tests/fuzz/fuzz_proto.c src/proto.c src/json.c src/util.c src/log.c \
  *       -o /tmp/fuzz_proto
  *   /tmp/fuzz_proto -max_total_time=300 -max_len=4096 /tmp/corpus
+ *
+ * SOURCES: src/proto.c src/json.c src/util.c src/log.c
  *
  * The first input byte picks what is exercised; the rest is the input:
  *   0: proto_decode(JSON), then every decoded span is read and fed back

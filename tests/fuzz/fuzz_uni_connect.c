@@ -5,14 +5,17 @@
  * Go's url.Query().Get does, transport_query_get in query.c) or a request
  * body / first WebSocket message, decoded as a bare ConnectRequest
  * (proto_decode_connect), and the connect push built from what was decoded,
- * which uni.c narrows from {"push":{...}} to the bare Push. Not built by
- * make; by hand (clang 14 and Debian's libclang-rt-14-dev):
+ * which uni.c narrows from {"push":{...}} to the bare Push.
+ * tests/fuzz/run.sh builds and runs it briefly in make check; by hand, for
+ * a long run (clang 14 and Debian's libclang-rt-14-dev):
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
  *       -D_GNU_SOURCE -I. -Isrc -Isrc/transport -I/usr/share/include/llhttp \
  *       tests/fuzz/fuzz_uni_connect.c src/transport/query.c src/proto.c src/json.c \
  *       src/util.c src/log.c -o /tmp/fuzz_uni_connect
  *   /tmp/fuzz_uni_connect -max_total_time=1200 -max_len=4096 /tmp/corpus_uni
+ *
+ * SOURCES: src/transport/query.c src/proto.c src/json.c src/util.c src/log.c
  *
  * The whole input is the query string (it is NUL-terminated first, as
  * llhttp hands it over) and also, as it is, a request body. Invariants are

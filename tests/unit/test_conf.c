@@ -267,9 +267,15 @@ static void test_bad_file(void)
 	has_error(&rep, "channel.namespaces[chat]: duplicate name");
 	has_error(&rep, "http_api.key: must be a string, got <hidden>");
 	has_error(&rep, "websocket: must be an object, got 5");
+	has_error(&rep, "sockjs.handler_prefix: must be a path like \"/connection/sockjs\" (a '/' first, none last), "
+		  "got \"/connection/sockjs/\"");
+	has_error(&rep, "sockjs.url: must start with \"/\" or \"http\" and hold no spaces, quotes or angle brackets, "
+		  "got \"javascript:alert(1)\"");
+	has_error(&rep, "sockjs.test_services_prefix: must be a path like \"/connection/sockjs\" (a '/' first, none "
+		  "last), got \"t\"");
 	has_warning(&rep, "engine is a Centrifugo v5 name; use engine.type");
 	has_warning(&rep, "no_such_section: unknown key");
-	is_int(rep.nerrors, 12, "every error of the file in one pass");
+	is_int(rep.nerrors, 15, "every error of the file in one pass");
 	is_int(c.port, 8000, "a refused value leaves the default");
 	is_str(str_at(&c, "engine.type"), "redis", "the v5 engine name was applied");
 	is_int(json_array_size(conf_get(&c, "channel.namespaces")), 0, "refused namespaces are not stored");
@@ -386,6 +392,11 @@ static void test_v5(void)
 	ok(json_is_true(conf_get(&c, "channel.without_namespace.presence")), "v5 top-level channel option");
 	is_int(json_array_size(conf_get(&c, "channel.namespaces")), 1, "v5 namespaces");
 	is_int(c.log_level_num, LOG_WARN, "v5 log_level");
+	has_warning(&rep, "sockjs is a Centrifugo v5 name; use sockjs.enabled");
+	ok(json_is_true(conf_get(&c, "sockjs.enabled")), "v5 sockjs");
+	is_str(json_string_value(conf_get(&c, "sockjs.handler_prefix")), "/sockjs", "v5 sockjs_handler_prefix");
+	is_str(json_string_value(conf_get(&c, "sockjs.url")), "/static/sockjs.min.js", "v5 sockjs_url");
+	is_str(json_string_value(conf_get(&c, "sockjs.heartbeat_delay")), "25s", "v5 sockjs_heartbeat_delay");
 	free(path);
 	conf_report_free(&rep);
 	conf_free(&c);
