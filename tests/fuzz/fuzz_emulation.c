@@ -29,26 +29,12 @@
  * Invariants are checked with __builtin_trap, so a violation is a crash.
  */
 #include "config.h"
+#include "fuzz.h"
 #include "proto.h"
 #include "json.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-#define CHECK(c) do { if (!(c)) __builtin_trap(); } while (0)
-
-static volatile unsigned sink;
-
-static void touch(struct pstr s)
-{
-	for (size_t i = 0; i < s.n; i++)
-		sink += (unsigned char)s.p[i];
-}
-
-static bool same(struct pstr a, struct pstr b)
-{
-	return a.n == b.n && (a.n == 0 || memcmp(a.p, b.p, a.n) == 0);
-}
 
 static bool inside(struct pstr s, const char *p, size_t n)
 {

@@ -36,6 +36,7 @@
  * the close every connection is gone (none held, no timer left behind).
  */
 #include "config.h"
+#include "fuzz.h"
 #include "client.h"
 #include "conf.h"
 #include "conn.h"
@@ -53,8 +54,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#define CHECK(c) do { if (!(c)) __builtin_trap(); } while (0)
 
 /* ---- what the transports' other members and the client would be ------------------- */
 

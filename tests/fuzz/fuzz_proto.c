@@ -19,21 +19,12 @@
  * Invariants are checked with __builtin_trap, so a violation is a crash.
  */
 #include "config.h"
+#include "fuzz.h"
 #include "proto.h"
 #include "json.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-#define CHECK(c) do { if (!(c)) __builtin_trap(); } while (0)
-
-static volatile unsigned sink;
-
-static void touch(struct pstr s)
-{
-	for (size_t i = 0; i < s.n; i++)
-		sink += (unsigned char)s.p[i];
-}
 
 /* Encodes replies from what was decoded; JSON output must stay valid. */
 static void reencode(enum proto_fmt f, const struct cmd *c)

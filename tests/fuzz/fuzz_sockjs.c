@@ -29,14 +29,13 @@
  * Invariants are checked with __builtin_trap, so a violation is a crash.
  */
 #include "config.h"
+#include "fuzz.h"
 #include "sockjs_frame.h"
 #include "json.h"
 #include "utf8.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-#define CHECK(c) do { if (!(c)) __builtin_trap(); } while (0)
 
 static struct sjf_msgs M, M2;
 static struct js_doc D;

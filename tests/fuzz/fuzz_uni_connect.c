@@ -30,27 +30,13 @@
  *     that the bytes uni.c sends (8 in, one short at the end) are JSON.
  */
 #include "config.h"
+#include "fuzz.h"
 #include "proto.h"
 #include "json.h"
 #include "transport.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-#define CHECK(c) do { if (!(c)) __builtin_trap(); } while (0)
-
-static volatile unsigned sink;
-
-static void touch(struct pstr s)
-{
-	for (size_t i = 0; i < s.n; i++)
-		sink += (unsigned char)s.p[i];
-}
-
-static bool same(struct pstr a, struct pstr b)
-{
-	return a.n == b.n && (a.n == 0 || memcmp(a.p, b.p, a.n) == 0);
-}
 
 /* The connect push a session would send for request R: its subs echoed as
  * recovered subscriptions. Checks the envelope uni.c strips. */
