@@ -36,24 +36,10 @@
  * the close every connection is gone (none held, no timer left behind).
  */
 #include "config.h"
-#include "fuzz.h"
+#include "fuzz_http.h"
 #include "client.h"
-#include "conf.h"
-#include "conn.h"
 #include "handoff.h"
-#include "http.h"
-#include "log.h"
 #include "sockjs_session.h"
-#include "transport.h"
-#include "util.h"
-#include "wheel.h"
-#include "worker.h"
-
-#include <errno.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 /* ---- what the transports' other members and the client would be ------------------- */
 
@@ -74,73 +60,31 @@ void client_transport_closed(struct client *c) { __builtin_trap(); }
 /* client.connection_limit is 0: transport_admit never counts. */
 uint64_t node_clients(struct worker *w) { __builtin_trap(); }
 
-struct worker *worker_self;
-
-static struct worker W;
-static struct conf C;
-
-static void setup(void)
-{
-	struct conf_report rep = { 0 };
-
-	log_set_level(LOG_NONE);
-	conf_init(&C);
-	conf_set(&C, "sockjs.test_services_prefix", "/t", &rep);
-	conf_set(&C, "websocket.message_size_limit", "2048", &rep);
-	conf_set(&C, "client.queue_max_size", "65536", &rep);
-	CHECK(conf_check(&C, &rep) == RT_OK);
-	conf_report_free(&rep);
-	W.conf = &C;
-	W.loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOENV);
-	W.now_ms = 1000;
-	W.handoff_fd = -1;
-	for (int i = 0; i < BUS_SLOTS_MAX; i++)
-		W.handoff_fds[i] = W.wake_fds[i] = -1;
-	worker_self = &W;
-	wheel_init(&W.wheel, W.now_ms, 100);
-	conn_init(&W);
-	http_init(&W);
-	transport_init(&W);
-	handoff_init(&W);
-}
-
-/* One loop iteration without blocking and the flush point, then whatever
- * the server wrote is read from PEER: the first bytes must be a status
- * line. */
-static void pump(int peer, bool *seen)
-{
-	char buf[65536];
-	ssize_t k;
-
-	ev_run(W.loop, EVRUN_NOWAIT);
-	wheel_advance(&W.wheel, W.now_ms);
-	transport_flush(&W);
-	conn_flush_all(&W);
-	while ((k = read(peer, buf, sizeof(buf))) > 0) {
-		if (!*seen)
-			CHECK(k >= 9 && memcmp(buf, "HTTP/1.1 ", 9) == 0);
-		*seen = true;
-	}
-}
+static const char *const keys[] = {
+	"sockjs.test_services_prefix", "/t",
+	"websocket.message_size_limit", "2048",
+	"client.queue_max_size", "65536",
+	NULL,
+};
 
 int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
 {
 	static bool ready;
-	bool seen = false;
-	int sv[2];
 
 	if (!ready) {
-		setup();
+		fuzz_http_setup(keys);
+		handoff_init(&FW);
 		ready = true;
 	}
 	if (n < 1)
 		return 0;
-	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
 	if ((d[0] & 1) == 0) {
 		const char *data;
 		size_t len;
 		int rc = handoff_parse((const char *)d + 1, n - 1, 1, 0, &data, &len);
 		struct handoff_hdr h;
+		bool seen = false;
+		int sv[2];
 
 		/* The oracle: exactly the well-formed records. */
 		if (n - 1 > sizeof(h)) {
@@ -151,44 +95,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
 		}
 		CHECK(handoff_parse((const char *)d + 1, n - 1, 2, 0, &data, &len) != RT_OK);
 		CHECK(handoff_parse((const char *)d + 1, n - 1, 1, 1, &data, &len) != RT_OK);
-		if (rc != RT_OK) {
-			close(sv[0]);
-			close(sv[1]);
+		if (rc != RT_OK)
 			return 0;
-		}
 		CHECK(data == (const char *)d + 1 + sizeof(h) && len == h.len);
-		http_accept_handed(&W, sv[0], data, len);
-		pump(sv[1], &seen);
+		fuzz_http_pair(sv);
+		http_accept_handed(&FW, sv[0], data, len);
+		fuzz_http_pump(sv[1], &seen);
+		fuzz_http_leave(sv[1], &seen);
 	} else {
-		size_t piece = (d[0] >> 1) & 1 ? 1 : 1 + (d[0] >> 2) * 64;
-
-		http_accept(&W, sv[0]);
-		for (size_t off = 1; off < n; off += piece) {
-			size_t m = n - off < piece ? n - off : piece;
-
-			if (write(sv[1], d + off, m) != (ssize_t)m)
-				break; /* the server stopped reading: its buffer is full */
-			pump(sv[1], &seen);
-		}
+		fuzz_http_client(d + 1, n - 1, (d[0] >> 1) & 1 ? 1 : 1 + (size_t)(d[0] >> 2) * 64);
 	}
-	/* A little time for what answers later, then the client leaves. */
-	for (int i = 0; i < 4; i++)
-		pump(sv[1], &seen);
-	shutdown(sv[1], SHUT_WR);
-	pump(sv[1], &seen);
-	close(sv[1]);
-	for (int i = 0; i < 8 && W.nconns; i++) {
-		W.now_ms += 3000; /* past lingering, close waits, disconnect delays */
-		ev_run(W.loop, EVRUN_NOWAIT);
-		wheel_advance(&W.wheel, W.now_ms);
-		transport_flush(&W);
-		conn_flush_all(&W);
-	}
-	CHECK(W.nconns == 0);
 	/* Sessions without a receiver end after the disconnect delay. */
-	W.now_ms += SJS_DISCONNECT_DELAY_MS + 1000;
-	wheel_advance(&W.wheel, W.now_ms);
-	transport_flush(&W);
-	conn_flush_all(&W);
+	FW.now_ms += SJS_DISCONNECT_DELAY_MS + 1000;
+	fuzz_http_step();
 	return 0;
 }
