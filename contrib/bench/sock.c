@@ -10,14 +10,28 @@
  *
  * With io_uring (sock_setup's `uring`), reads skip the system call per
  * socket: each open socket has one multishot recvmsg into a ring of
- * provided buffers, the ring defers its work to this task and signals an
- * eventfd in the loop, and one io_uring_enter runs every pending receive
- * and posts their completions. A system call per read costs about 1 us on
+ * provided buffers, and one kernel entry runs every pending receive and
+ * posts their completions. A system call per read costs about 1 us on
  * this machine's guest kernel, a sixth of what the generator spends per
  * delivery. Sockets are then watched by libev only for connect and
  * writes. Each request's user_data is the sock's address with a
  * generation in the top 16 bits, so completions of a closed (or reused)
  * sock are recognised and dropped.
+ *
+ * How the loop learns of completions. libev sleeps in epoll_wait, so the
+ * ring signals an eventfd that libev watches. The ring is set up with
+ * IORING_SETUP_COOP_TASKRUN: a receive made ready by the peer becomes task
+ * work of this process, and queueing it wakes the process out of
+ * epoll_wait (no inter-processor interrupt when it is running); the work
+ * runs on its way back to user space, posts the completions and signals
+ * the eventfd from this process. It used to be IORING_SETUP_DEFER_TASKRUN,
+ * which keeps the work until io_uring_enter(IORING_ENTER_GETEVENTS) and
+ * only wakes a task that sleeps in io_uring_enter; for one sleeping
+ * elsewhere it signals the registered eventfd when the first work is
+ * queued, but Linux 6.18 does that from an RCU callback
+ * (io_eventfd_do_signal under rcu_do_batch), one grace period later: 4 to
+ * 60 ms here. Every round trip through an idle generator waited for it
+ * (the API scenario made 400-3,100 requests/s instead of ~68,000).
  *
  * Arrival: every socket asks for the kernel's receive timestamps
  * (SO_TIMESTAMPNS), and sock_arrival() gives, inside on_data, when the last
@@ -93,7 +107,7 @@ static void on_uring_flush(struct ev_loop *loop, ev_prepare *w, int revents)
 static bool uring_setup(void)
 {
 	struct io_uring_params p = { .flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER |
-					      IORING_SETUP_DEFER_TASKRUN,
+					      IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
 				     .cq_entries = U_CQ_ENTRIES };
 	int err = io_uring_queue_init_params(U_ENTRIES, &U.ring, &p);
 	if (err < 0) {
@@ -380,9 +394,12 @@ static void on_uring(struct ev_loop *loop, ev_io *w, int revents)
 	uint64_t v;
 	if (read(w->fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		abort();
-	/* Runs the receives the kernel queued for this task. Work queued
-	 * after this point signals the eventfd again. */
-	io_uring_submit_and_get_events(&U.ring);
+	/* The receives the kernel queued for this task ran on the way out of
+	 * that read; io_uring_enter only when something is left to submit,
+	 * to run or to flush (IORING_SETUP_TASKRUN_FLAG says so). */
+	if (io_uring_sq_ready(&U.ring) ||
+	    (IO_URING_READ_ONCE(*U.ring.sq.kflags) & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)))
+		io_uring_submit_and_get_events(&U.ring);
 	struct io_uring_cqe *cqe;
 	unsigned head, n = 0;
 	io_uring_for_each_cqe(&U.ring, head, cqe) {
