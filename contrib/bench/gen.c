@@ -647,7 +647,6 @@ void gen_main(const struct bench_opts *o, struct bench_shared *sh, int proc,
 	if (L == NULL)
 		L = ev_default_loop(0);
 	sock_setup(L, o->src_addrs, o->uring);
-	R.uring = sock_uring();
 	wsc_setup(&o->dst, o->host, "/connection/websocket");
 	hcli_setup(&o->dst, o->host, o->api_key);
 
@@ -689,6 +688,13 @@ void gen_main(const struct bench_opts *o, struct bench_shared *sh, int proc,
 
 	/* RESULT, then every connection closed and freed. */
 	R.type = MSG_RESULT;
+	struct sock_reads rs;
+	sock_reads(&rs);
+	R.reads.uring = rs.uring;
+	R.reads.recvmsg = rs.recvmsg;
+	R.reads.fallback = rs.fallback;
+	R.reads.stalls = rs.stalls;
+	R.reads.check_us = rs.check_us;
 	write_all(res_fd, &R, sizeof(R));
 	for (long j = 0; j < G_nsubs; j++)
 		wsc_close(&G_subs[j].w);
