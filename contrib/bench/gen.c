@@ -684,7 +684,8 @@ void gen_main(const struct bench_opts *o, struct bench_shared *sh, int proc,
 		send_ready();           /* its connections are made in RUN */
 	else
 		start_more();
-	ev_run(L, 0);
+	while (G_phase != PH_DONE)
+		sock_run(L, &G_tick);
 
 	/* RESULT, then every connection closed and freed. */
 	R.type = MSG_RESULT;

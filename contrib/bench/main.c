@@ -89,8 +89,8 @@ static void usage(FILE *f)
 "  --no-uring           read with recvmsg(2), not through io_uring (io_uring\n"
 "                       is used only if it passes a self-check at start and\n"
 "                       left for recvmsg if it stalls during the run)\n"
-"  --uring-defer        diagnosis: set the ring up with DEFER_TASKRUN, which\n"
-"                       wakes the generator late on Linux 6.18 (sock.c)\n"
+"  --uring-eventfd      diagnosis: sleep in epoll_wait on the ring's eventfd,\n"
+"                       not in io_uring_enter: late wake-ups on Linux 6.18\n"
 "  --no-uring-check     diagnosis: no self-check, only the stall watchdog\n"
 "time (seconds):\n"
 "  -d, --duration S     measured window\n"
@@ -576,7 +576,7 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 enum {
 	O_ROTORD = 256, O_WORKERS, O_CPU_SERVER, O_URL, O_API_KEY, O_PID, O_SECRET, O_FORMAT,
 	O_RATE, O_BURST, O_WINDOW, O_SIZE, O_PUB_CONNS, O_PIPELINE, O_CONCURRENCY, O_CHURN,
-	O_PREFIX, O_PROCS, O_CPU, O_SRC, O_URING, O_URING_DEFER, O_URING_NOCHECK, O_WARMUP, O_DRAIN,
+	O_PREFIX, O_PROCS, O_CPU, O_SRC, O_URING, O_URING_EVENTFD, O_URING_NOCHECK, O_WARMUP, O_DRAIN,
 	O_SETUP,
 };
 
@@ -589,7 +589,7 @@ static const struct option longopts[] = {
 	{ "pub-conns", 1, 0, O_PUB_CONNS }, { "pipeline", 1, 0, O_PIPELINE },
 	{ "concurrency", 1, 0, O_CONCURRENCY }, { "churn", 0, 0, O_CHURN }, { "prefix", 1, 0, O_PREFIX },
 	{ "procs", 1, 0, O_PROCS }, { "cpu", 1, 0, O_CPU }, { "src-addrs", 1, 0, O_SRC },
-	{ "no-uring", 0, 0, O_URING }, { "uring-defer", 0, 0, O_URING_DEFER },
+	{ "no-uring", 0, 0, O_URING }, { "uring-eventfd", 0, 0, O_URING_EVENTFD },
 	{ "no-uring-check", 0, 0, O_URING_NOCHECK },
 	{ "duration", 1, 0, 'd' }, { "warmup", 1, 0, O_WARMUP }, { "drain", 1, 0, O_DRAIN },
 	{ "setup-timeout", 1, 0, O_SETUP }, { "quiet", 0, 0, 'q' }, { "help", 0, 0, 'h' },
@@ -695,7 +695,7 @@ int main(int argc, char **argv)
 			break;
 		case O_SRC: o.src_addrs = (int)num(optarg, 0, 254, "bad --src-addrs"); break;
 		case O_URING: o.uring &= ~(unsigned)SOCK_URING; break;
-		case O_URING_DEFER: o.uring |= SOCK_URING_DEFER; break;
+		case O_URING_EVENTFD: o.uring |= SOCK_URING_EVENTFD; break;
 		case O_URING_NOCHECK: o.uring |= SOCK_URING_NOCHECK; break;
 		case 'd': duration = fnum(optarg, 0.01, 86400, "bad --duration"); break;
 		case O_WARMUP: warmup = fnum(optarg, 0, 3600, "bad --warmup"); break;

@@ -18,30 +18,40 @@
  * generation in the top 16 bits, so completions of a closed (or reused)
  * sock are recognised and dropped.
  *
- * How the loop learns of completions. libev sleeps in epoll_wait, so the
- * ring signals an eventfd that libev watches. The ring is set up with
- * IORING_SETUP_COOP_TASKRUN: a receive made ready by the peer becomes task
- * work of this process, and queueing it wakes the process out of
- * epoll_wait (no inter-processor interrupt when it is running); the work
- * runs on its way back to user space, posts the completions and signals
- * the eventfd from this process. It used to be IORING_SETUP_DEFER_TASKRUN,
- * which keeps the work until io_uring_enter(IORING_ENTER_GETEVENTS) and
- * only wakes a task that sleeps in io_uring_enter; for one sleeping
- * elsewhere it signals the registered eventfd when the first work is
- * queued, but Linux 6.18 does that from an RCU callback
- * (io_eventfd_do_signal under rcu_do_batch), one grace period later: 4 to
- * 60 ms here. Every round trip through an idle generator waited for it
- * (the API scenario made 400-3,100 requests/s instead of ~68,000).
+ * How the loop learns of completions. The ring is set up with
+ * IORING_SETUP_DEFER_TASKRUN: a receive made ready by the peer becomes work
+ * queued for this task, which runs only inside io_uring_enter(2) with
+ * IORING_ENTER_GETEVENTS, and the kernel wakes the task for it only if it
+ * sleeps there. So the loop sleeps in io_uring_enter (sock_run): it runs
+ * libev without blocking, then waits in the ring for a completion, with a
+ * poll request on libev's epoll descriptor (any libev watcher with an
+ * event ends the wait) and the caller's next timer as the timeout. Each
+ * return brings the receives that were ready, a few at a time while the
+ * peer is still writing, so reads follow arrivals.
+ *
+ * It used to sleep in libev's epoll_wait on an eventfd registered with the
+ * ring, which the kernel signals when the first work is queued; Linux 6.18
+ * signals it from an RCU callback (io_eventfd_do_signal under
+ * rcu_do_batch), one grace period later: 7 to 180 ms here. Every round
+ * trip through an idle generator waited for it (api: 400-3,100 requests/s
+ * instead of ~68,000). SOCK_URING_EVENTFD keeps that way for diagnosis.
+ * IORING_SETUP_COOP_TASKRUN with the eventfd would wake in time, but then
+ * the work runs on the way back to user space and keeps running there as
+ * long as the peer keeps queueing more: a fan-out of 1,000 messages was
+ * read all at once when its last one arrived, adding up to its length to
+ * every read time.
  *
  * Safety nets: before any connection, a self-check makes a child process
  * write to a socketpair read by a receive on the ring while this process
- * sleeps on the eventfd; unless most of five wake-ups come within 2 ms,
- * reads go by recvmsg. During the run, a watchdog (an ev_check, kept
- * looking by a 5 ms timer) notices completions or task work that wait
- * through several loop iterations without the eventfd firing; it hands
- * them over itself, and after the third such stall it cancels every
- * receive, hands over what they had read and moves every socket to
- * recvmsg. sock_reads() says what happened.
+ * sleeps as the loop will; unless most of five wake-ups come within 2 ms,
+ * reads go by recvmsg. Sleeping in io_uring_enter, every wait has a
+ * timeout (the generator's 1 ms tick during the run), so a lost wake-up
+ * cannot stall it for longer. Sleeping on the eventfd, a watchdog (an
+ * ev_check, kept looking by a 5 ms timer) notices completions or queued
+ * receives that wait through several loop iterations without the eventfd
+ * firing; it hands them over itself, and after the third such stall it
+ * cancels every receive, hands over what they had read and moves every
+ * socket to recvmsg. sock_reads() says what happened.
  *
  * Arrival: every socket asks for the kernel's receive timestamps
  * (SO_TIMESTAMPNS), and sock_arrival() gives, inside on_data, when the last
@@ -98,6 +108,8 @@ static uint64_t S_arrival;      /* of the read being handled; 0: unknown */
 #define U_GEN_SHIFT 48
 #define U_TAG_MIN 4096          /* user_data below this is no sock */
 #define U_PROBE 1               /* user_data of the self-check's receive */
+#define U_LOOP 2                /* user_data of the poll on libev's epoll */
+#define U_IDLE_WAIT_NS 50000000ull      /* longest sleep without a timer due */
 #define U_PROBE_ROUNDS 5
 #define U_PROBE_FAST_NS 2000000ull      /* a wake-up that counts as prompt */
 #define U_PROBE_WAIT_NS 50000000ull     /* a round gives up after this */
@@ -108,12 +120,16 @@ static uint64_t S_arrival;      /* of the read being handled; 0: unknown */
 
 static struct {
 	bool on;
+	bool ringwait;          /* the loop sleeps in io_uring_enter (sock_run) */
 	bool draining;          /* falling back: no receive is armed again */
+	bool loop_armed;        /* the poll on libev's epoll is in the ring */
+	bool io_changed;        /* an ev_io started since libev last ran */
+	int loopfd;             /* libev's epoll descriptor */
 	struct io_uring ring;
 	struct io_uring_buf_ring *br;
 	uint8_t *bufs;
 	struct msghdr tmpl;     /* what each recvmsg asks for: control only */
-	ev_io efd;
+	ev_io efd;              /* with SOCK_URING_EVENTFD */
 	ev_prepare flush;       /* submits what was queued before the loop blocks */
 	ev_check watch;         /* the stall watchdog, after every poll */
 	ev_timer wake;          /* keeps the watchdog looking while the loop idles */
@@ -219,8 +235,10 @@ static void set_events(struct sock *s, int ev)
 		return;
 	ev_io_stop(S_loop, &s->io);
 	ev_io_set(&s->io, s->io.fd, ev);
-	if (ev)
+	if (ev) {
 		ev_io_start(S_loop, &s->io);
+		U.io_changed = true;
+	}
 }
 
 static void fail(struct sock *s, int err)
@@ -331,6 +349,8 @@ static void do_read(struct sock *s)
 static void uring_done(struct io_uring_cqe *cqe)
 {
 	uint64_t tag = io_uring_cqe_get_data64(cqe);
+	if (tag == U_LOOP)
+		U.loop_armed = false;
 	struct sock *s = (struct sock *)(uintptr_t)(tag & ((1ull << U_GEN_SHIFT) - 1));
 	bool more = cqe->flags & IORING_CQE_F_MORE;
 	uint8_t *buf = NULL;
@@ -402,9 +422,8 @@ static bool uring_kernel_owes(void)
 }
 
 /* Submits what is queued, runs the receives the kernel queued for this task
- * and hands over every completion. With COOP_TASKRUN the work has usually
- * run already, on the way out of the system call that noticed it (the
- * eventfd's read), and no io_uring_enter is needed. */
+ * and hands over every completion (SOCK_URING_EVENTFD; IORING_SQ_TASKRUN
+ * says whether io_uring_enter has anything to run). */
 static void uring_run(void)
 {
 	if (io_uring_sq_ready(&U.ring) || uring_kernel_owes())
@@ -437,7 +456,9 @@ static void uring_teardown(void)
 	ev_check_stop(S_loop, &U.watch);
 	ev_timer_stop(S_loop, &U.wake);
 	io_uring_queue_exit(&U.ring);
-	close(U.efd.fd);
+	if (U.efd.fd >= 0)
+		close(U.efd.fd);
+	U.efd.fd = -1;
 	free(U.br);
 	free(U.bufs);
 	U.br = NULL;
@@ -488,10 +509,11 @@ static void uring_fall_back(enum sock_fallback why)
 		U.st.stalls);
 }
 
-/* The watchdog, after every poll of the loop: completions in the ring, or
- * receives the kernel queued for this task, that wait through several
- * iterations and U_STALL_NS without the eventfd firing are a stall. It
- * hands them over; the third one ends io_uring reads. */
+/* The watchdog, with SOCK_URING_EVENTFD, after every poll of the loop:
+ * completions in the ring, or receives the kernel queued for this task,
+ * that wait through several iterations and U_STALL_NS without the eventfd
+ * firing are a stall. It hands them over; the third one ends io_uring
+ * reads. */
 static void on_uring_watch(struct ev_loop *loop, ev_check *w, int revents)
 {
 	(void)loop, (void)w, (void)revents;
@@ -524,6 +546,27 @@ static void on_uring_watch(struct ev_loop *loop, ev_check *w, int revents)
 static void on_uring_wake(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	(void)loop, (void)w, (void)revents;     /* on_uring_watch runs after it */
+}
+
+/* Sleeps the way the loop does, at most ns: in io_uring_enter until a
+ * completion, or in poll(2) on the eventfd (SOCK_URING_EVENTFD), which
+ * then runs what the kernel queued. The completions are left in the ring. */
+static void uring_sleep(uint64_t ns)
+{
+	if (U.ringwait) {
+		struct __kernel_timespec ts = { (long long)(ns / 1000000000u), (long long)(ns % 1000000000u) };
+		struct io_uring_cqe *cqe;
+		io_uring_submit_and_wait_timeout(&U.ring, &cqe, 1, &ts, NULL);
+		return;
+	}
+	struct pollfd p = { .fd = U.efd.fd, .events = POLLIN };
+	if (poll(&p, 1, (int)(ns / 1000000) + 1) <= 0)
+		return;
+	uint64_t v;
+	if (read(U.efd.fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		abort();
+	if (io_uring_sq_ready(&U.ring) || uring_kernel_owes())
+		io_uring_submit_and_get_events(&U.ring);
 }
 
 /* Collects the self-check's completions: the child's send times that
@@ -578,8 +621,8 @@ static int cmp_u64(const void *a, const void *b)
 
 /* The self-check: what a connection's data does during a run, with a
  * socketpair. A child process writes its clock 1 ms after each request, so
- * it lands while this process sleeps in poll(2) on the eventfd, as libev
- * would; the round's latency is from that write to its completion in hand.
+ * it lands while this process sleeps as the loop will (uring_sleep); the
+ * round's latency is from that write to its completion in hand.
  * At least three of five rounds must take under U_PROBE_FAST_NS.
  * Returns true, or false with the reason in why. */
 static bool uring_probe(char *why, size_t len)
@@ -629,15 +672,7 @@ static bool uring_probe(char *why, size_t len)
 			uint64_t now = bench_now();
 			if (now >= go + U_PROBE_WAIT_NS)
 				break;
-			struct pollfd p = { .fd = U.efd.fd, .events = POLLIN };
-			int ms = (int)((go + U_PROBE_WAIT_NS - now) / 1000000) + 1;
-			if (poll(&p, 1, ms) <= 0)
-				continue;       /* EINTR (task work ran) or the time is up */
-			uint64_t v;
-			if (read(U.efd.fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-				abort();
-			if (io_uring_sq_ready(&U.ring) || uring_kernel_owes())
-				io_uring_submit_and_get_events(&U.ring);
+			uring_sleep(go + U_PROBE_WAIT_NS - now);
 			err = probe_reap(go, &got);
 		}
 		lat[nlat++] = got ? got : U_PROBE_WAIT_NS;
@@ -663,7 +698,7 @@ static bool uring_probe(char *why, size_t len)
 	}
 	close(sp[0]);
 	uint64_t v;
-	if (read(U.efd.fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+	if (U.efd.fd >= 0 && read(U.efd.fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		abort();
 
 	qsort(lat, (size_t)nlat, sizeof(lat[0]), cmp_u64);
@@ -680,13 +715,41 @@ static bool uring_probe(char *why, size_t len)
 	return true;
 }
 
+/* libev's epoll descriptor, readable whenever a watcher of the loop has
+ * an event, or -1. libev has no accessor for it: an ev_embed watcher
+ * (whose purpose is polling one loop's backend from another) started on a
+ * scratch loop opens its ev_io on it, which is read and stopped again. */
+static int loop_fd(struct ev_loop *loop)
+{
+	if (!(ev_backend(loop) & ev_embeddable_backends()))
+		return -1;
+	struct ev_loop *scratch = ev_loop_new(EVBACKEND_SELECT);
+	if (scratch == NULL)
+		return -1;
+	ev_embed e;
+	ev_embed_init(&e, NULL, loop);
+	ev_embed_start(scratch, &e);
+	int fd = e.io.fd;
+	ev_embed_stop(scratch, &e);
+	ev_loop_destroy(scratch);
+	return fd;
+}
+
 /* Sets up io_uring reads; false (and a note on stderr) when the kernel
  * does not offer what they need or the ring fails its self-check. */
 static bool uring_setup(unsigned how)
 {
+	U.ringwait = !(how & SOCK_URING_EVENTFD);
+	U.efd.fd = -1;
+	U.loopfd = U.ringwait ? loop_fd(S_loop) : -1;
+	if (U.ringwait && U.loopfd < 0) {
+		fprintf(stderr, "rotor-bench: libev's backend cannot be polled: reads by recvmsg\n");
+		U.st.fallback = SOCK_FB_KERNEL;
+		return false;
+	}
 	struct io_uring_params p = {
-		.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_TASKRUN_FLAG |
-			 (how & SOCK_URING_DEFER ? IORING_SETUP_DEFER_TASKRUN : IORING_SETUP_COOP_TASKRUN),
+		.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+			 IORING_SETUP_TASKRUN_FLAG,
 		.cq_entries = U_CQ_ENTRIES };
 	int err = io_uring_queue_init_params(U_ENTRIES, &U.ring, &p);
 	if (err < 0) {
@@ -697,8 +760,8 @@ static bool uring_setup(unsigned how)
 	size_t ring_sz = U_BUFS * sizeof(struct io_uring_buf);
 	U.br = aligned_alloc(4096, ring_sz);
 	U.bufs = malloc((size_t)U_BUFS * U_BUF_SIZE);
-	int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (U.br == NULL || U.bufs == NULL || efd < 0)
+	int efd = U.ringwait ? -1 : eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (U.br == NULL || U.bufs == NULL || (!U.ringwait && efd < 0))
 		abort();
 	memset(U.bufs, 0, (size_t)U_BUFS * U_BUF_SIZE); /* fault them in before any run */
 	ev_io_init(&U.efd, on_uring, efd, EV_READ);
@@ -708,7 +771,7 @@ static bool uring_setup(unsigned how)
 	io_uring_buf_ring_init(U.br);
 	struct io_uring_buf_reg reg = { .ring_addr = (uintptr_t)U.br, .ring_entries = U_BUFS, .bgid = 0 };
 	if ((err = io_uring_register_buf_ring(&U.ring, &reg, 0)) < 0 ||
-	    (err = io_uring_register_eventfd(&U.ring, efd)) < 0) {
+	    (efd >= 0 && (err = io_uring_register_eventfd(&U.ring, efd)) < 0)) {
 		fprintf(stderr, "rotor-bench: io_uring without provided buffers or eventfd (%s): "
 			"reads by recvmsg\n", strerror(-err));
 		uring_teardown();
@@ -727,11 +790,50 @@ static bool uring_setup(unsigned how)
 		U.st.fallback = SOCK_FB_CHECK;
 		return false;
 	}
-	ev_io_start(S_loop, &U.efd);
-	ev_prepare_start(S_loop, &U.flush);
-	ev_check_start(S_loop, &U.watch);
-	ev_timer_start(S_loop, &U.wake);
+	if (!U.ringwait) {
+		ev_io_start(S_loop, &U.efd);
+		ev_prepare_start(S_loop, &U.flush);
+		ev_check_start(S_loop, &U.watch);
+		ev_timer_start(S_loop, &U.wake);
+	}
 	return true;
+}
+
+void sock_run(struct ev_loop *loop, ev_timer *bound)
+{
+	if (!U.on || !U.ringwait) {
+		ev_run(loop, EVRUN_ONCE);
+		return;
+	}
+	/* libev's turn. Watchers its callbacks start reach its epoll only in
+	 * its next iteration: run it again then, before sleeping. */
+	for (int i = 0; i < 4; i++) {
+		U.io_changed = false;
+		ev_run(loop, EVRUN_NOWAIT);
+		if (!U.on || !U.io_changed)
+			break;
+	}
+	if (!U.on)
+		return;         /* fell back to recvmsg meanwhile */
+	if (!U.loop_armed) {
+		struct io_uring_sqe *sqe = uring_sqe();
+		io_uring_prep_poll_add(sqe, U.loopfd, POLLIN);
+		io_uring_sqe_set_data64(sqe, U_LOOP);
+		U.loop_armed = true;
+	}
+	uint64_t ns = U.io_changed ? 0 : U_IDLE_WAIT_NS;     /* still unsettled: no sleep */
+	if (ns > 0 && bound && ev_is_active(bound)) {
+		double left = ev_timer_remaining(loop, bound);
+		ns = left > 0 ? (uint64_t)(left * 1e9) : 0;
+	}
+	if (ns > 0 && io_uring_cq_ready(&U.ring) == 0) {
+		struct __kernel_timespec ts = { (long long)(ns / 1000000000u), (long long)(ns % 1000000000u) };
+		struct io_uring_cqe *cqe;
+		io_uring_submit_and_wait_timeout(&U.ring, &cqe, 1, &ts, NULL);
+	} else {
+		io_uring_submit_and_get_events(&U.ring);
+	}
+	uring_reap();
 }
 
 void sock_setup(struct ev_loop *loop, int src_addrs, unsigned uring)
@@ -823,6 +925,7 @@ int sock_connect(struct sock *s, const struct sockaddr_in *dst, unsigned k,
 	}
 	s->state = S_CONNECTING;
 	ev_io_start(S_loop, &s->io);
+	U.io_changed = true;
 	return 0;
 }
 

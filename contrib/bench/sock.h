@@ -42,11 +42,12 @@ struct sock {
  * if the kernel has what it needs and the ring passes a self-check (a
  * receive completed by another process must wake this one within 2 ms);
  * otherwise a note on stderr and recvmsg. The other two are for diagnosis:
- * SOCK_URING_DEFER sets the ring up with IORING_SETUP_DEFER_TASKRUN (whose
- * wake-ups come one RCU grace period late on Linux 6.18, see sock.c),
+ * SOCK_URING_EVENTFD sleeps in libev's epoll_wait on an eventfd registered
+ * with the ring instead of in io_uring_enter (the old way, whose wake-ups
+ * come one RCU grace period late on Linux 6.18, see sock.c),
  * SOCK_URING_NOCHECK skips the self-check and leaves a broken ring to the
  * stall watchdog. */
-enum { SOCK_URING = 1, SOCK_URING_DEFER = 2, SOCK_URING_NOCHECK = 4 };
+enum { SOCK_URING = 1, SOCK_URING_EVENTFD = 2, SOCK_URING_NOCHECK = 4 };
 
 /* Why reads went by recvmsg although io_uring was asked for. */
 enum sock_fallback {
@@ -69,6 +70,13 @@ struct sock_reads {
  * n = 0 lets the kernel choose) and how to read (SOCK_URING...). Call once
  * before anything else. */
 void sock_setup(struct ev_loop *loop, int src_addrs, unsigned uring);
+
+/* One iteration of the loop, in place of ev_run(loop, EVRUN_ONCE): with
+ * io_uring reads it runs libev without blocking and then sleeps in
+ * io_uring_enter until a receive completes, one of libev's descriptors
+ * has an event, or `bound` (a timer of the caller, if active) is due;
+ * otherwise ev_run(loop, EVRUN_ONCE). */
+void sock_run(struct ev_loop *loop, ev_timer *bound);
 
 /* What sock_reads says about this process so far. */
 void sock_reads(struct sock_reads *r);

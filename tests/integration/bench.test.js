@@ -101,21 +101,21 @@ test('fanout and a churned storm, reading with recvmsg', async () => {
   assert.strictEqual(j.connects, 200);
 });
 
-// A ring set up with DEFER_TASKRUN wakes the generator one RCU grace period
+// A generator sleeping on the ring's eventfd (--uring-eventfd) wakes one RCU grace period
 // late on some kernels (6.18): the self-check must then leave io_uring for
 // recvmsg before any connection, and without the self-check the stall
 // watchdog must move the open connections to recvmsg mid-run, losing
 // nothing. Where the kernel wakes it in time, io_uring simply runs.
 test('a late-waking ring: the self-check and the stall watchdog fall back to recvmsg', async () => {
-  let j = ok(await own('fanout', ['-n', '40', '--uring-defer']), 'fanout --uring-defer');
+  let j = ok(await own('fanout', ['-n', '40', '--uring-eventfd']), 'fanout --uring-eventfd');
   assert.strictEqual(j.deliveries_all, j.expected);
   if (j.generator.reads === 'recvmsg')
     assert.strictEqual(j.generator.fallback, 'self-check', JSON.stringify(j.generator));
   else
     assert.strictEqual(j.generator.reads, 'io_uring', JSON.stringify(j.generator));
   assert.ok(j.generator.uring_check_us > 0, 'the self-check ran');
-  j = ok(await own('fanout', ['-n', '40', '--rate', '200', '--uring-defer', '--no-uring-check']),
-    'fanout --uring-defer --no-uring-check');
+  j = ok(await own('fanout', ['-n', '40', '--rate', '200', '--uring-eventfd', '--no-uring-check']),
+    'fanout --uring-eventfd --no-uring-check');
   assert.strictEqual(j.deliveries_all, j.expected, 'nothing lost in the move');
   assert.strictEqual(j.generator.uring_check_us, 0, 'no self-check');
   if (j.generator.reads === 'mixed')
