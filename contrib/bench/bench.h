@@ -50,7 +50,7 @@ struct bench_opts {
 	bool churn;                 /* connect: close each once subscribed */
 	int procs;
 	int src_addrs;              /* source addresses 127.0.0.1..N */
-	bool uring;                 /* read through io_uring */
+	unsigned uring;             /* read through io_uring: SOCK_URING... (sock.h) */
 	int cpus[BENCH_MAX_PROCS];  /* --cpu list, ncpus entries */
 	int ncpus;
 	double duration, warmup, drain, setup_timeout;
@@ -105,7 +105,9 @@ struct bench_result {
 	uint64_t pings;
 	struct { uint32_t code, n; } codes[BENCH_NCODES]; /* close codes seen */
 	double cpu_s;                   /* this process, inside the window */
-	uint32_t uring;                 /* 1: it read through io_uring */
+	struct {                        /* its reads: struct sock_reads (sock.h) */
+		uint32_t uring, recvmsg, fallback, stalls, check_us;
+	} reads;
 	struct lat lat_deliv;           /* publish -> read by the generator */
 	struct lat lat_arrive;          /* publish -> queued on the socket */
 	struct lat lat_api;             /* API request round trip */

@@ -647,7 +647,6 @@ void gen_main(const struct bench_opts *o, struct bench_shared *sh, int proc,
 	if (L == NULL)
 		L = ev_default_loop(0);
 	sock_setup(L, o->src_addrs, o->uring);
-	R.uring = sock_uring();
 	wsc_setup(&o->dst, o->host, "/connection/websocket");
 	hcli_setup(&o->dst, o->host, o->api_key);
 
@@ -685,10 +684,18 @@ void gen_main(const struct bench_opts *o, struct bench_shared *sh, int proc,
 		send_ready();           /* its connections are made in RUN */
 	else
 		start_more();
-	ev_run(L, 0);
+	while (G_phase != PH_DONE)
+		sock_run(L, &G_tick);
 
 	/* RESULT, then every connection closed and freed. */
 	R.type = MSG_RESULT;
+	struct sock_reads rs;
+	sock_reads(&rs);
+	R.reads.uring = rs.uring;
+	R.reads.recvmsg = rs.recvmsg;
+	R.reads.fallback = rs.fallback;
+	R.reads.stalls = rs.stalls;
+	R.reads.check_us = rs.check_us;
 	write_all(res_fd, &R, sizeof(R));
 	for (long j = 0; j < G_nsubs; j++)
 		wsc_close(&G_subs[j].w);

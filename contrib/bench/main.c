@@ -17,6 +17,7 @@
 #include "bench.h"
 #include "pstat.h"
 #include "rd.h"
+#include "sock.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -85,7 +86,12 @@ static void usage(FILE *f)
 "  --procs P            generator processes (enough for the fd limit)\n"
 "  --cpu LIST           pin them (round-robin over the list)\n"
 "  --src-addrs K        bind to 127.0.0.1..127.0.0.K (8; 0: no binding)\n"
-"  --no-uring           read with recvmsg(2), not through io_uring\n"
+"  --no-uring           read with recvmsg(2), not through io_uring (io_uring\n"
+"                       is used only if it passes a self-check at start and\n"
+"                       left for recvmsg if it stalls during the run)\n"
+"  --uring-eventfd      diagnosis: sleep in epoll_wait on the ring's eventfd,\n"
+"                       not in io_uring_enter: late wake-ups on Linux 6.18\n"
+"  --no-uring-check     diagnosis: no self-check, only the stall watchdog\n"
 "time (seconds):\n"
 "  -d, --duration S     measured window\n"
 "  --warmup S           before the window\n"
@@ -328,7 +334,9 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 	struct bench_result t;
 	memset(&t, 0, sizeof(t));
 	double gen_cpu = 0;
-	int nres = 0, gen_uring = 0;
+	int nres = 0, gen_uring = 0, gen_recvmsg = 0;
+	uint32_t stalls = 0, check_us = 0;
+	const char *fallback = NULL;
 	for (int i = 0; i < o->procs; i++) {
 		const struct bench_result *r = &ch[i].r;
 		if (!ch[i].done)
@@ -354,7 +362,13 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 		t.err_proto += r->err_proto;
 		t.pings += r->pings;
 		gen_cpu += r->cpu_s;
-		gen_uring += r->uring;
+		gen_uring += r->reads.uring != 0;
+		gen_recvmsg += r->reads.recvmsg != 0;
+		stalls += r->reads.stalls;
+		if (r->reads.check_us > check_us)
+			check_us = r->reads.check_us;
+		if (fallback == NULL)
+			fallback = sock_fallback_name(r->reads.fallback);
 		for (int k = 0; k < BENCH_NCODES && r->codes[k].n; k++)
 			for (int j = 0; j < BENCH_NCODES; j++)
 				if (t.codes[j].code == r->codes[k].code || t.codes[j].n == 0) {
@@ -367,7 +381,7 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 		lat_merge(&t.lat_api, &r->lat_api);
 		lat_merge(&t.lat_conn, &r->lat_conn);
 	}
-	const char *reads = gen_uring == 0 ? "recvmsg" : gen_uring == nres ? "io_uring" : "mixed";
+	const char *reads = gen_uring == 0 ? "recvmsg" : gen_recvmsg == 0 ? "io_uring" : "mixed";
 	uint64_t expected = atomic_load(&sh->expected), delivered = 0;
 	for (int i = 0; i < o->procs; i++)
 		delivered += atomic_load(&sh->slot[i].delivered);
@@ -463,6 +477,11 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 		printf("  %-11s CPU %.2f s in the window (%.0f%% of one core, %d process%s, reading %s), "
 		       "%llu server pings answered\n", "generator", gen_cpu, gen_cpu / w * 100, o->procs,
 		       o->procs == 1 ? "" : "es", reads, (unsigned long long)t.pings);
+		if (fallback)
+			printf("  %-11s io_uring was asked for, recvmsg ran: %s%s\n", "", fallback,
+			       strcmp(fallback, "kernel") == 0 ? " (no io_uring or provided buffers)" :
+			       strcmp(fallback, "self-check") == 0 ? " (a receive's wake-up came late)" :
+			       " (completions waited without a wake-up during the run)");
 		if (s->sys)
 			printf("  %-11s %.2f of %d CPUs busy in the window (softirq %.2f), %.2f of it not rotord's "
 			       "or the generator's; steal %.2f\n", "machine", sys_busy / w, s->sys1.ncpu,
@@ -518,8 +537,13 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 	for (int j = 0; j < BENCH_NCODES && t.codes[j].n; j++)
 		printf("%s\"%u\":%u", j ? "," : "", t.codes[j].code, t.codes[j].n);
 	printf("}}");
-	printf(",\"generator\":{\"cpu_s\":%.3f,\"cpu_pct\":%.1f,\"reads\":\"%s\"}", gen_cpu,
+	printf(",\"generator\":{\"cpu_s\":%.3f,\"cpu_pct\":%.1f,\"reads\":\"%s\",\"fallback\":", gen_cpu,
 	       gen_cpu / w * 100, reads);
+	if (fallback)
+		printf("\"%s\"", fallback);
+	else
+		printf("null");
+	printf(",\"uring_check_us\":%u,\"uring_stalls\":%u}", check_us, stalls);
 	if (s->sys) {
 		printf(",\"machine\":{\"cpus\":%d,\"busy_s\":%.3f,\"others_s\":%.3f,\"softirq_s\":%.3f,"
 		       "\"steal_s\":%.3f", s->sys1.ncpu, sys_busy, others, s->sys1.softirq - s->sys0.softirq,
@@ -552,7 +576,8 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 enum {
 	O_ROTORD = 256, O_WORKERS, O_CPU_SERVER, O_URL, O_API_KEY, O_PID, O_SECRET, O_FORMAT,
 	O_RATE, O_BURST, O_WINDOW, O_SIZE, O_PUB_CONNS, O_PIPELINE, O_CONCURRENCY, O_CHURN,
-	O_PREFIX, O_PROCS, O_CPU, O_SRC, O_URING, O_WARMUP, O_DRAIN, O_SETUP,
+	O_PREFIX, O_PROCS, O_CPU, O_SRC, O_URING, O_URING_EVENTFD, O_URING_NOCHECK, O_WARMUP, O_DRAIN,
+	O_SETUP,
 };
 
 static const struct option longopts[] = {
@@ -564,7 +589,8 @@ static const struct option longopts[] = {
 	{ "pub-conns", 1, 0, O_PUB_CONNS }, { "pipeline", 1, 0, O_PIPELINE },
 	{ "concurrency", 1, 0, O_CONCURRENCY }, { "churn", 0, 0, O_CHURN }, { "prefix", 1, 0, O_PREFIX },
 	{ "procs", 1, 0, O_PROCS }, { "cpu", 1, 0, O_CPU }, { "src-addrs", 1, 0, O_SRC },
-	{ "no-uring", 0, 0, O_URING },
+	{ "no-uring", 0, 0, O_URING }, { "uring-eventfd", 0, 0, O_URING_EVENTFD },
+	{ "no-uring-check", 0, 0, O_URING_NOCHECK },
 	{ "duration", 1, 0, 'd' }, { "warmup", 1, 0, O_WARMUP }, { "drain", 1, 0, O_DRAIN },
 	{ "setup-timeout", 1, 0, O_SETUP }, { "quiet", 0, 0, 'q' }, { "help", 0, 0, 'h' },
 	{ 0, 0, 0, 0 },
@@ -623,7 +649,7 @@ int main(int argc, char **argv)
 	o.size = 100;
 	o.pipeline = 1;
 	o.src_addrs = 8;
-	o.uring = true;
+	o.uring = SOCK_URING;
 	o.drain = 3;
 	o.chan_prefix = "bench";
 	o.api_key = "bench-api-key";
@@ -668,7 +694,9 @@ int main(int argc, char **argv)
 				die("bad --cpu", optarg);
 			break;
 		case O_SRC: o.src_addrs = (int)num(optarg, 0, 254, "bad --src-addrs"); break;
-		case O_URING: o.uring = false; break;
+		case O_URING: o.uring &= ~(unsigned)SOCK_URING; break;
+		case O_URING_EVENTFD: o.uring |= SOCK_URING_EVENTFD; break;
+		case O_URING_NOCHECK: o.uring |= SOCK_URING_NOCHECK; break;
 		case 'd': duration = fnum(optarg, 0.01, 86400, "bad --duration"); break;
 		case O_WARMUP: warmup = fnum(optarg, 0, 3600, "bad --warmup"); break;
 		case O_DRAIN: o.drain = fnum(optarg, 0, 3600, "bad --drain"); break;

@@ -5,13 +5,18 @@
 //
 //   node contrib/bench/suite.js [--runs 5] [--workers 1,2] [--only a,b]
 //        [--rotord src/rotord[,other/rotord...]] [--bench contrib/bench/rotor-bench]
-//        [--out DIR]
+//        [--readers io_uring[,recvmsg]] [--out DIR]
 //
 // Several rotord binaries are measured side by side (runs interleaved),
-// for before/after comparisons. Every run's JSON line is kept in DIR
-// (default: a new directory under /tmp), named
-// SCENARIO-wWORKERS-bBINARY-RUN.json. --from DIR[,DIR...] runs nothing and
-// summarises the runs kept there (of the first binary) instead. One worker is pinned to CPU 0
+// for before/after comparisons; so are the generator's two readers with
+// --readers io_uring,recvmsg (recvmsg: rotor-bench --no-uring). A run
+// whose generator did not read the way it was asked (io_uring failed its
+// self-check or stalled: the JSON's generator.reads) is counted in the
+// runs column. Every run's JSON line is kept in DIR (default: a new
+// directory under /tmp), named SCENARIO-wWORKERS-bBINARY-READER-RUN.json.
+// --from DIR[,DIR...] runs nothing and summarises the runs kept there (of
+// the first binary; files without a reader are io_uring's) instead. One
+// worker is pinned to CPU 0
 // and the generator to CPU 1; with more workers than one, rotord gets
 // CPUs 0-(W-1) and the generator shares them (this machine has two).
 // A failed run (exit status other than 0) is reported and left out.
@@ -66,7 +71,7 @@ const SCENARIOS = [
 
 function args() {
 	const o = { runs: 5, workers: [1, 2], only: null, rotord: ['src/rotord'],
-		bench: 'contrib/bench/rotor-bench', out: null };
+		bench: 'contrib/bench/rotor-bench', readers: ['io_uring'], out: null };
 	const a = process.argv.slice(2);
 	for (let i = 0; i < a.length; i++) {
 		const v = a[i + 1];
@@ -76,6 +81,7 @@ function args() {
 		case '--only': o.only = v.split(','); i++; break;
 		case '--rotord': o.rotord = v.split(','); i++; break;
 		case '--bench': o.bench = v; i++; break;
+		case '--readers': o.readers = v.split(','); i++; break;
 		case '--out': o.out = v; i++; break;
 		case '--from': o.from = v.split(','); i++; break;
 		default:
@@ -85,8 +91,13 @@ function args() {
 	}
 	if (!(o.runs >= 1) || o.workers.some((w) => !(w >= 1)))
 		throw new Error('--runs and --workers must be positive');
+	if (o.readers.some((r) => !READERS[r]))
+		throw new Error(`--readers: ${Object.keys(READERS).join(', ')}`);
 	return o;
 }
+
+// The generator's readers: rotor-bench arguments.
+const READERS = { io_uring: [], recvmsg: ['--no-uring'] };
 
 function get(obj, dotted) {
 	return dotted.split('.').reduce((x, k) => (x == null ? undefined : x[k]), obj);
@@ -119,12 +130,14 @@ function main() {
 			continue;
 		for (const w of o.workers)
 			for (const [bi, bin] of o.rotord.entries())
-				cases.push({ name, cmd, metrics, w, bi, bin, got: [] });
+				for (const reader of o.readers)
+					cases.push({ name, cmd, metrics, w, bi, bin, reader, got: [] });
 	}
 	// --from: the tables of runs kept by earlier invocations (one rotord).
 	for (const dir of o.from || []) {
 		for (const f of fs.readdirSync(dir)) {
-			const c = cases.find((x) => x.bi === 0 && new RegExp(`^${x.name}-w${x.w}-(b0-)?\\d+\\.json$`).test(f));
+			const c = cases.find((x) => x.bi === 0 && new RegExp(
+				`^${x.name}-w${x.w}-(b0-)?${x.reader === 'io_uring' ? '(io_uring-)?' : `${x.reader}-`}\\d+\\.json$`).test(f));
 			if (c)
 				c.got.push(JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')));
 		}
@@ -134,23 +147,24 @@ function main() {
 	// every run.
 	for (let r = 1; r <= (o.from ? 0 : o.runs); r++) {
 		for (const c of cases) {
-			const argv = [...c.cmd.split(' '), '--rotord', c.bin, '--workers', String(c.w), ...pins(c.w), '-q'];
-			process.stderr.write(`${c.name} w${c.w} run ${r}/${o.runs}: ${o.bench} ${argv.join(' ')}\n`);
+			const argv = [...c.cmd.split(' '), '--rotord', c.bin, '--workers', String(c.w), ...pins(c.w),
+				...READERS[c.reader], '-q'];
+			process.stderr.write(`${c.name} w${c.w} ${c.reader} run ${r}/${o.runs}: ${o.bench} ${argv.join(' ')}\n`);
 			const p = spawnSync(o.bench, argv, { encoding: 'utf8', maxBuffer: 1 << 24 });
 			const line = (p.stdout || '').trim().split('\n').pop();
 			if (p.status !== 0 || !line) {
 				process.stderr.write(`  failed (status ${p.status}): ${(p.stderr || '').trim().split('\n').pop()}\n`);
 				continue;
 			}
-			fs.writeFileSync(path.join(out, `${c.name}-w${c.w}-b${c.bi}-${r}.json`), line + '\n');
+			fs.writeFileSync(path.join(out, `${c.name}-w${c.w}-b${c.bi}-${c.reader}-${r}.json`), line + '\n');
 			c.got.push(JSON.parse(line));
 		}
 	}
-	const many = o.rotord.length > 1;
+	const many = o.rotord.length > 1, readers = o.readers.length > 1;
 	if (!o.from)
 		console.log(`Runs kept in ${out}\n`);
-	console.log(`| scenario | workers |${many ? ' rotord |' : ''} runs | median (min–max) |`);
-	console.log(`| --- | --- |${many ? ' --- |' : ''} --- | --- |`);
+	console.log(`| scenario | workers |${many ? ' rotord |' : ''}${readers ? ' reads |' : ''} runs | median (min–max) |`);
+	console.log(`| --- | --- |${many ? ' --- |' : ''}${readers ? ' --- |' : ''} --- | --- |`);
 	for (const c of cases) {
 		if (o.from && c.got.length === 0)
 			continue;       // a worker count the kept runs do not have
@@ -160,8 +174,11 @@ function main() {
 				return `${label}: -`;
 			return `${label} **${fmt(median(xs))}${unit}** (${fmt(Math.min(...xs))}–${fmt(Math.max(...xs))})`;
 		});
-		const runs = o.from ? `${c.got.length}` : `${c.got.length}/${o.runs}`;
-		console.log(`| ${c.name} | ${c.w} |${many ? ` ${c.bin} |` : ''} ${runs} | ${cells.join('; ')} |`);
+		const other = c.got.filter((j) => get(j, 'generator.reads') !== c.reader).length;
+		const runs = (o.from ? `${c.got.length}` : `${c.got.length}/${o.runs}`) +
+			(other ? ` (${other} not read by ${c.reader})` : '');
+		console.log(`| ${c.name} | ${c.w} |${many ? ` ${c.bin} |` : ''}${readers ? ` ${c.reader} |` : ''} ${runs} | ` +
+			`${cells.join('; ')} |`);
 	}
 }
 
