@@ -48,7 +48,7 @@ struct stats_block {
 	int32_t pid;
 	int32_t slot;              /* listener slot */
 	uint32_t gen;              /* master generation */
-	uint32_t state;            /* 1 running, 2 draining */
+	uint32_t state;            /* 0 starting or gone, 1 running, 2 draining */
 	int64_t start_ms;
 	uint64_t conns_current;    /* open client connections */
 	uint64_t conns_accepted;

@@ -521,7 +521,6 @@ static int spawn(int slot)
 	}
 	ctr->slot = slot;
 	ctr->gen = M.gen;
-	ctr->state = 1;
 	ctr->start_ms = util_wall_ms();
 	int wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (wake_fd < 0) {
@@ -596,6 +595,10 @@ static int spawn(int slot)
 	ch->ctr = ctr;
 	announce_slot(ch, CTL_WAKE_FD, bus_slot, wake_fd);
 	announce_slot(ch, CTL_HANDOFF_FD, bus_slot, hv[0]);
+	/* Running, for the other workers' handoff_owner, only now that its
+	 * sockets are on their way to them (unless it is draining already). */
+	uint32_t starting = 0;
+	__atomic_compare_exchange_n(&ctr->state, &starting, 1, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
 	ch->started_ms = util_mono_ms();
 	ch->retiring = false;
 	M.slots[slot].spawn_at_ms = 0;

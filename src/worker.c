@@ -493,7 +493,12 @@ void worker_main(const struct worker_boot *b)
 	ev_io_start(w->loop, &w->accept_w);
 	ev_timer_init(&w->accept_pause_w, on_accept_pause_end, ACCEPT_PAUSE, 0.);
 	w->accept_pause_w.data = w;
+	/* Control first in every iteration: a worker that starts late finds
+	 * the master's announcements of the other workers' sockets and its
+	 * first connections ready together, and a connection must not be
+	 * served here for want of its owner's handoff socket (handoff.c). */
 	ev_io_init(&w->ctl_w, on_ctl, ctl_fd, EV_READ);
+	ev_set_priority(&w->ctl_w, EV_MAXPRI);
 	w->ctl_w.data = w;
 	ev_io_start(w->loop, &w->ctl_w);
 	ev_check_init(&check_w, on_check);
