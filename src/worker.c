@@ -359,6 +359,11 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
 			break;
 		}
 	}
+	/* Something here fed an event (a connection whose reading resumed
+	 * over bytes it holds already): libev would still sleep before
+	 * invoking it, up to the next timer. */
+	if (ev_pending_count(loop) > 0)
+		ev_idle_start(loop, &w->busy_w);
 	if (w->ctr != NULL) {
 		__atomic_store_n(&w->ctr->clients, (uint64_t)client_count(), __ATOMIC_RELAXED);
 		__atomic_store_n(&w->ctr->subs, (uint64_t)hub_nsubs(), __ATOMIC_RELAXED);
