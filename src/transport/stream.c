@@ -8,7 +8,12 @@
  * frame function, which appends the batch's segments to one scratch list;
  * the batch then goes onto the conn as a chunk: a size line (an rbuf shared
  * across streams while the bytes match, which they do for a broadcast), the
- * segments by reference, and a shared "\r\n". hs_send_chunk's segments
+ * segments by reference, and a shared "\r\n". A message framed by one of
+ * the shared framings (hs_frame_lines, _raw, _sse) is wrapped instead: its
+ * framed bytes - with the size line and CRLF when it is the batch's only
+ * message - are copied once per flush into an rbuf that every stream
+ * carrying it queues as one segment, so a broadcast costs each connection
+ * one iovec, as little as a WebSocket frame. hs_send_chunk's segments
  * skip the frame function and end with a boundary (rlist_mark): the batch
  * then holds cuts, and each stretch between cuts is a chunk of its own.
  *
@@ -77,7 +82,25 @@ static struct {
 	struct rbuf *nlnl;          /* "\n\n" */
 	struct rbuf *hdr;           /* the last chunk size line, shared while it matches */
 	struct hs_batch batch;
+	struct hs_batch one;        /* scratch for wrapping one message */
+	struct wrap *wrap;          /* WRAP_SLOTS messages wrapped in this flush */
+	uint16_t *wrapped;          /* the slots in use */
+	size_t nwrapped;
 } S;
+
+/* One wrapped message: the framing FN of LEN bytes of SRC from OFF (with
+ * its chunk's size line and CRLF if CHUNK) is OUT's bytes, BODY of them
+ * the framing's. SRC is referenced so that its address means the same
+ * bytes until the flush ends, when every slot is emptied. Direct-mapped:
+ * a collision wraps the newcomer again, which costs a copy, never a wrong
+ * byte. */
+#define WRAP_SLOTS 1024
+struct wrap {
+	struct rbuf *src, *out;
+	size_t off, len, body;
+	hs_frame_fn *fn;
+	bool chunk;
+};
 
 static const struct conn_ops hs_conn_ops;
 
@@ -151,6 +174,91 @@ static void queue_chunk_size(struct conn *c, size_t n)
 	conn_queue(c, S.hdr, 0, (size_t)k);
 }
 
+static bool shared_framing(hs_frame_fn *fn)
+{
+	return fn == hs_frame_lines || fn == hs_frame_raw || fn == hs_frame_sse;
+}
+
+/* Message M framed by FN (a shared framing, which never looks at its ud),
+ * as a whole chunk if CHUNK: the slot's if it holds M, else made now and
+ * kept in the slot for the rest of the flush. */
+static const struct wrap *wrap(hs_frame_fn *fn, const struct rseg *m, bool chunk)
+{
+	uint64_t key = (uint64_t)(uintptr_t)m->b ^ ((uint64_t)m->off << 20) ^ (uint64_t)(uintptr_t)fn ^ chunk;
+	struct wrap *e = &S.wrap[(key * 0x9E3779B97F4A7C15ull) >> 54]; /* the top 10 bits: WRAP_SLOTS */
+	struct hs_batch *o = &S.one;
+	char line[24];
+	int k = 0;
+	size_t at;
+
+	if (e->src == m->b && e->off == m->off && e->len == m->len && e->fn == fn && e->chunk == chunk)
+		return e;
+	fn(o, m, 1, NULL);
+	if (chunk)
+		k = snprintf(line, sizeof(line), "%zx\r\n", o->bytes);
+	if (e->src) {
+		rbuf_unref(e->src);
+		rbuf_unref(e->out);
+	} else {
+		S.wrapped[S.nwrapped++] = (uint16_t)(e - S.wrap);
+	}
+	*e = (struct wrap){ rbuf_ref(m->b), rbuf_new((size_t)k + o->bytes + (chunk ? 2 : 0)), m->off, m->len,
+			    o->bytes, fn, chunk };
+	memcpy(e->out->data, line, (size_t)k);
+	at = (size_t)k;
+	for (size_t i = 0; i < o->n; i++) {
+		const struct hs_seg *g = &o->v[i];
+
+		memcpy(e->out->data + at, (g->b ? g->b->data : o->copy.buf) + g->off, g->len);
+		at += g->len;
+	}
+	if (chunk)
+		memcpy(e->out->data + at, "\r\n", 2);
+	o->n = o->bytes = 0;
+	o->copy.len = 0;
+	return e;
+}
+
+/* Empties every wrap slot: the end of a flush. */
+static void wrap_clear(void)
+{
+	for (size_t i = 0; i < S.nwrapped; i++) {
+		struct wrap *e = &S.wrap[S.wrapped[i]];
+
+		rbuf_unref(e->src);
+		rbuf_unref(e->out);
+		*e = (struct wrap){ 0 };
+	}
+	S.nwrapped = 0;
+}
+
+/* Frames messages M[0..N) of S by its shared framing: a lone message as a
+ * whole chunk in one segment, more as one chunk of a segment each. */
+static void frame_wrapped(struct hs *s, const struct rseg *m, size_t n)
+{
+	bool chunked = s->flags & HS_CHUNKED;
+	const struct wrap *e;
+	size_t bytes = 0;
+
+	if (n == 1 || !chunked) {
+		for (size_t i = 0; i < n; i++) {
+			e = wrap(s->ops->frame, &m[i], chunked);
+			conn_queue(s->c, e->out, 0, e->out->len);
+			s->body += e->body;
+		}
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		bytes += wrap(s->ops->frame, &m[i], false)->body;
+	queue_chunk_size(s->c, bytes);
+	for (size_t i = 0; i < n; i++) {
+		e = wrap(s->ops->frame, &m[i], false);
+		conn_queue(s->c, e->out, 0, e->out->len);
+	}
+	conn_queue(s->c, S.crlf, 0, 2);
+	s->body += bytes;
+}
+
 /* Moves batch O onto S's conn (one chunk per stretch between cuts) and
  * empties O. */
 static void batch_queue(struct hs *s, struct hs_batch *o)
@@ -212,6 +320,15 @@ static void frame_pending(struct hs *s)
 	}
 	v = s->pend->v;
 	n = s->pend->n;
+	if (shared_framing(s->ops->frame)) {
+		for (j = 0; j < n && v[j].b; j++)
+			;
+		if (j == n) { /* hs_send's messages only: no boundary */
+			frame_wrapped(s, v, n);
+			pend_free(s);
+			return;
+		}
+	}
 	S.nest++;
 	while (i < n) {
 		for (j = i; j < n && v[j].b; j++)
@@ -495,6 +612,7 @@ static void stream_flush(struct worker *w)
 		if (s->flags & HS_ENDING)
 			finish(s);
 	}
+	wrap_clear();
 	S.nest--;
 }
 
@@ -502,6 +620,8 @@ static void stream_init(struct worker *w)
 {
 	if (S.crlf)
 		return;
+	S.wrap = xcalloc(WRAP_SLOTS, sizeof(*S.wrap));
+	S.wrapped = xcalloc(WRAP_SLOTS, sizeof(*S.wrapped));
 	S.crlf = rbuf_copy("\r\n", 2);
 	S.nl = rbuf_copy("\n", 1);
 	S.data = rbuf_copy("data: ", 6);

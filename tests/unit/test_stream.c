@@ -2,6 +2,7 @@
  * test_stream.c - the HTTP stream writer (stream.c) through socketpairs on a
  * real libev loop with a hand-made worker: the head and the first chunk,
  * the messages of one loop iteration in one chunk (SSE and line framings),
+ * one buffer's messages framed once and shared by several streams,
  * the queue limit with the transport's last message still queued after it
  * (a disconnect push), and the end of the response.
  */
@@ -96,6 +97,54 @@ static void test_framing(void)
 	is_int(T.closed, 1, "on_close once");
 }
 
+/* One buffer's messages on three streams in one iteration: each framed
+ * once per framing and shared, every stream's bytes its own framing's;
+ * nothing of the buffer is held once the iteration is over. */
+static void test_shared_publication(void)
+{
+	struct rbuf *m = rbuf_copy("{\"a\":1}{\"b\":2}", 14);
+	struct hs *one, *two, *sse;
+	int f1, f2, f3;
+	bool eof;
+	char *r;
+
+	f1 = open_stream("/lines", &r);
+	free(r);
+	one = T.hs;
+	f2 = open_stream("/lines", &r);
+	free(r);
+	two = T.hs;
+	f3 = open_stream("/sse", &r);
+	free(r);
+	sse = T.hs;
+	hs_send(one, m, 0, 7);
+	hs_send(two, m, 0, 7);
+	hs_send(two, m, 7, 7);
+	hs_send(sse, m, 0, 7);
+	hs_send(sse, m, 7, 7);
+	spin();
+	r = recv_avail(f1, &eof, NULL);
+	is_str(r, "8\r\n{\"a\":1}\n\r\n", "a lone message: one chunk");
+	free(r);
+	r = recv_avail(f2, &eof, NULL);
+	is_str(r, "10\r\n{\"a\":1}\n{\"b\":2}\n\r\n", "the same message and the one after it in one chunk");
+	free(r);
+	r = recv_avail(f3, &eof, NULL);
+	is_str(r, "1e\r\ndata: {\"a\":1}\n\ndata: {\"b\":2}\n\n\r\n", "SSE framing of the same messages");
+	free(r);
+	hs_send(one, m, 7, 7);
+	spin();
+	r = recv_avail(f1, &eof, NULL);
+	is_str(r, "8\r\n{\"b\":2}\n\r\n", "the next iteration: the other message of the buffer");
+	free(r);
+	is_int(m->refs, 1, "the buffer is referenced by nothing once written");
+	close(f1);
+	close(f2);
+	close(f3);
+	spin();
+	rbuf_unref(m);
+}
+
 static void test_slow_last_message(void)
 {
 	struct rbuf *m = rbuf_new(QUEUE_MAX);
@@ -142,7 +191,7 @@ static void test_slow_last_message(void)
 	free(all);
 	close(fd);
 	spin();
-	is_int(T.closed, 2, "on_close");
+	is_int(T.closed, 5, "on_close");
 	rbuf_unref(m);
 }
 
@@ -161,6 +210,7 @@ int main(void)
 	http_route_add("/sse", HTTP_ROUTE_EXACT, HTTP_METHOD_BIT(HTTP_GET), t_open, "sse");
 	harness_init(&w, transport_stream.flush);
 	test_framing();
+	test_shared_publication();
 	test_slow_last_message();
 	tick(3000); /* lingering closes end */
 	is_int(w.nconns, 0, "no connection left");
