@@ -20,7 +20,8 @@
  * the pieces, separators and tail: shared rbufs made once per worker,
  * except the quoted messages. A message whose rbuf others hold too (a
  * publication queued on several sessions) is quoted and wrapped once per
- * flush and transport encoding, in a small cache keyed by the source rbuf,
+ * flush and transport encoding, in a small cache keyed by the source rbuf
+ * (fcache.h),
  * and every frame refers to those bytes; one that only this session holds
  * (a reply) is quoted into the frame's own copy.
  *
@@ -48,6 +49,7 @@
 #include "sockjs_session.h"
 #include "conf.h"
 #include "conn.h"
+#include "fcache.h"
 #include "http.h"
 #include "log.h"
 #include "stream.h"
@@ -112,15 +114,7 @@ enum { F_HEAD, F_JOIN, F_LIST, F_TAIL, F_COUNT };
  * they are; the others each transform them their own way. */
 enum { V_PLAIN, V_EVENTSOURCE, V_HTMLFILE, V_JSONP, V_COUNT };
 
-#define CACHE_SIZE 256  /* entries; a flush rarely frames more distinct shared messages */
-#define CACHE_PROBE 8
-
-struct centry {
-	struct rbuf *src;          /* the message's rbuf (referenced), NULL: free */
-	size_t off, len;
-	uint8_t v;
-	struct rbuf *out;          /* its quoted, wrapped bytes */
-};
+#define CACHE_BITS 8 /* 256 entries; a flush rarely frames more distinct shared messages */
 
 static struct {
 	struct worker *w;
@@ -130,9 +124,7 @@ static struct {
 	/* The fixed pieces, wrapped for each receiving transport (the jsonp
 	 * head holds the callback: built per frame, F_HEAD is NULL). */
 	struct rbuf *fixed[SJF_T_COUNT][F_COUNT];
-	struct centry cache[CACHE_SIZE];
-	uint16_t used[CACHE_SIZE]; /* indexes of the filled entries */
-	size_t nused;
+	struct fcache cache;       /* shared messages quoted and wrapped, tag: the encoding */
 	struct jw frame;           /* the copied bytes of the frame being assembled */
 	struct jw piece, tmp;      /* scratch */
 	struct rseg *seg;          /* the frame being assembled */
@@ -343,35 +335,15 @@ static void quote_piece(struct jw *out, enum sjf_transport t, int v, const struc
  * per flush, or NULL when the cache is full around its place. */
 static struct rbuf *cached_piece(enum sjf_transport t, const struct rseg *m)
 {
-	uint8_t v = (uint8_t)variant(t);
-	uint64_t h = ((uintptr_t)m->b >> 4) * 0x9E3779B97F4A7C15ull ^ m->off * 31 ^ m->len ^ v;
+	int v = variant(t);
+	struct fcache_entry *e = fcache_get(&S.cache, m, (uintptr_t)v);
 
-	for (size_t k = 0; k < CACHE_PROBE; k++) {
-		struct centry *e = &S.cache[(h + k) & (CACHE_SIZE - 1)];
-
-		if (e->src == m->b && e->off == m->off && e->len == m->len && e->v == v)
-			return e->out;
-		if (e->src)
-			continue;
+	if (e && !e->out) {
 		S.piece.len = 0;
 		quote_piece(&S.piece, t, v, m);
-		*e = (struct centry){ rbuf_ref(m->b), m->off, m->len, v, rbuf_copy(S.piece.buf, S.piece.len) };
-		S.used[S.nused++] = (uint16_t)((h + k) & (CACHE_SIZE - 1));
-		return e->out;
+		e->out = rbuf_copy(S.piece.buf, S.piece.len);
 	}
-	return NULL;
-}
-
-static void cache_clear(void)
-{
-	for (size_t i = 0; i < S.nused; i++) {
-		struct centry *e = &S.cache[S.used[i]];
-
-		rbuf_unref(e->src);
-		rbuf_unref(e->out);
-		*e = (struct centry){ 0 };
-	}
-	S.nused = 0;
+	return e ? e->out : NULL;
 }
 
 /* Frames S's buffered messages for R: one a[...] frame made of the shared
@@ -779,7 +751,7 @@ void sjs_flush(struct worker *w)
 		else
 			flush_one(s);
 	}
-	cache_clear();
+	fcache_clear(&S.cache);
 }
 
 void sjs_drain(void)
@@ -807,6 +779,7 @@ void sjs_init(struct worker *w)
 	S.w = w;
 	if (S.fixed[SJF_T_XHR][F_TAIL])
 		return;
+	fcache_init(&S.cache, CACHE_BITS);
 	for (int t = 0; t < SJF_T_COUNT; t++) {
 		if (!(sjf_transport_flags((enum sjf_transport)t) & SJF_TF_RECEIVE))
 			continue;

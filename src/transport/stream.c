@@ -11,7 +11,7 @@
  * segments by reference, and a shared "\r\n". A message framed by one of
  * the shared framings (hs_frame_lines, _raw, _sse) is wrapped instead: its
  * framed bytes - with the size line and CRLF when it is the batch's only
- * message - are copied once per flush into an rbuf that every stream
+ * message - are copied once per flush (fcache.h) into an rbuf that every stream
  * carrying it queues as one segment, so a broadcast costs each connection
  * one iovec, as little as a WebSocket frame. hs_send_chunk's segments
  * skip the frame function and end with a boundary (rlist_mark): the batch
@@ -29,6 +29,7 @@
 #include "config.h"
 #include "stream.h"
 #include "conn.h"
+#include "fcache.h"
 #include "http.h"
 #include "log.h"
 #include "transport.h"
@@ -83,24 +84,12 @@ static struct {
 	struct rbuf *hdr;           /* the last chunk size line, shared while it matches */
 	struct hs_batch batch;
 	struct hs_batch one;        /* scratch for wrapping one message */
-	struct wrap *wrap;          /* WRAP_SLOTS messages wrapped in this flush */
-	uint16_t *wrapped;          /* the slots in use */
-	size_t nwrapped;
+	struct fcache wrapped;      /* messages wrapped in this flush (entry aux: framed bytes) */
 } S;
 
-/* One wrapped message: the framing FN of LEN bytes of SRC from OFF (with
- * its chunk's size line and CRLF if CHUNK) is OUT's bytes, BODY of them
- * the framing's. SRC is referenced so that its address means the same
- * bytes until the flush ends, when every slot is emptied. Direct-mapped:
- * a collision wraps the newcomer again, which costs a copy, never a wrong
- * byte. */
-#define WRAP_SLOTS 1024
-struct wrap {
-	struct rbuf *src, *out;
-	size_t off, len, body;
-	hs_frame_fn *fn;
-	bool chunk;
-};
+/* Wrapped messages are cached under their framing, with the chunk flag in
+ * the tag's low bit (function addresses are aligned). */
+#define WRAP_BITS 10
 
 static const struct conn_ops hs_conn_ops;
 
@@ -180,30 +169,26 @@ static bool shared_framing(hs_frame_fn *fn)
 }
 
 /* Message M framed by FN (a shared framing, which never looks at its ud),
- * as a whole chunk if CHUNK: the slot's if it holds M, else made now and
- * kept in the slot for the rest of the flush. */
-static const struct wrap *wrap(hs_frame_fn *fn, const struct rseg *m, bool chunk)
+ * as a whole chunk if CHUNK, from the cache if it is shared; its OUT holds
+ * the bytes, AUX how many of them the framing's. NULL: not cached (the
+ * message is this stream's alone, or there is no room). */
+static const struct fcache_entry *wrap(hs_frame_fn *fn, const struct rseg *m, bool chunk)
 {
-	uint64_t key = (uint64_t)(uintptr_t)m->b ^ ((uint64_t)m->off << 20) ^ (uint64_t)(uintptr_t)fn ^ chunk;
-	struct wrap *e = &S.wrap[(key * 0x9E3779B97F4A7C15ull) >> 54]; /* the top 10 bits: WRAP_SLOTS */
+	struct fcache_entry *e;
 	struct hs_batch *o = &S.one;
 	char line[24];
 	int k = 0;
 	size_t at;
 
-	if (e->src == m->b && e->off == m->off && e->len == m->len && e->fn == fn && e->chunk == chunk)
+	if (m->b->refs < 2 || !(e = fcache_get(&S.wrapped, m, (uintptr_t)fn | chunk)))
+		return NULL;
+	if (e->out)
 		return e;
 	fn(o, m, 1, NULL);
 	if (chunk)
 		k = snprintf(line, sizeof(line), "%zx\r\n", o->bytes);
-	if (e->src) {
-		rbuf_unref(e->src);
-		rbuf_unref(e->out);
-	} else {
-		S.wrapped[S.nwrapped++] = (uint16_t)(e - S.wrap);
-	}
-	*e = (struct wrap){ rbuf_ref(m->b), rbuf_new((size_t)k + o->bytes + (chunk ? 2 : 0)), m->off, m->len,
-			    o->bytes, fn, chunk };
+	e->out = rbuf_new((size_t)k + o->bytes + (chunk ? 2 : 0));
+	e->aux = o->bytes;
 	memcpy(e->out->data, line, (size_t)k);
 	at = (size_t)k;
 	for (size_t i = 0; i < o->n; i++) {
@@ -219,44 +204,31 @@ static const struct wrap *wrap(hs_frame_fn *fn, const struct rseg *m, bool chunk
 	return e;
 }
 
-/* Empties every wrap slot: the end of a flush. */
-static void wrap_clear(void)
-{
-	for (size_t i = 0; i < S.nwrapped; i++) {
-		struct wrap *e = &S.wrap[S.wrapped[i]];
-
-		rbuf_unref(e->src);
-		rbuf_unref(e->out);
-		*e = (struct wrap){ 0 };
-	}
-	S.nwrapped = 0;
-}
-
-/* Frames messages M[0..N) of S by its shared framing: a lone message as a
- * whole chunk in one segment, more as one chunk of a segment each. */
-static void frame_wrapped(struct hs *s, const struct rseg *m, size_t n)
+/* Frames messages M[0..N) of S by its shared framing when every one is
+ * wrapped: a lone one as a whole chunk in one segment, more as one chunk
+ * of a segment each. False, nothing queued: frame them the usual way. */
+static bool frame_wrapped(struct hs *s, const struct rseg *m, size_t n)
 {
 	bool chunked = s->flags & HS_CHUNKED;
-	const struct wrap *e;
+	bool whole = chunked && n == 1;
+	const struct fcache_entry *e;
 	size_t bytes = 0;
 
-	if (n == 1 || !chunked) {
-		for (size_t i = 0; i < n; i++) {
-			e = wrap(s->ops->frame, &m[i], chunked);
-			conn_queue(s->c, e->out, 0, e->out->len);
-			s->body += e->body;
-		}
-		return;
-	}
-	for (size_t i = 0; i < n; i++)
-		bytes += wrap(s->ops->frame, &m[i], false)->body;
-	queue_chunk_size(s->c, bytes);
 	for (size_t i = 0; i < n; i++) {
-		e = wrap(s->ops->frame, &m[i], false);
+		if (!(e = wrap(s->ops->frame, &m[i], whole)))
+			return false;
+		bytes += e->aux;
+	}
+	if (chunked && !whole)
+		queue_chunk_size(s->c, bytes);
+	for (size_t i = 0; i < n; i++) {
+		e = wrap(s->ops->frame, &m[i], whole);
 		conn_queue(s->c, e->out, 0, e->out->len);
 	}
-	conn_queue(s->c, S.crlf, 0, 2);
+	if (chunked && !whole)
+		conn_queue(s->c, S.crlf, 0, 2);
 	s->body += bytes;
+	return true;
 }
 
 /* Moves batch O onto S's conn (one chunk per stretch between cuts) and
@@ -323,8 +295,7 @@ static void frame_pending(struct hs *s)
 	if (shared_framing(s->ops->frame)) {
 		for (j = 0; j < n && v[j].b; j++)
 			;
-		if (j == n) { /* hs_send's messages only: no boundary */
-			frame_wrapped(s, v, n);
+		if (j == n && frame_wrapped(s, v, n)) { /* hs_send's messages only */
 			pend_free(s);
 			return;
 		}
@@ -612,7 +583,7 @@ static void stream_flush(struct worker *w)
 		if (s->flags & HS_ENDING)
 			finish(s);
 	}
-	wrap_clear();
+	fcache_clear(&S.wrapped);
 	S.nest--;
 }
 
@@ -620,8 +591,7 @@ static void stream_init(struct worker *w)
 {
 	if (S.crlf)
 		return;
-	S.wrap = xcalloc(WRAP_SLOTS, sizeof(*S.wrap));
-	S.wrapped = xcalloc(WRAP_SLOTS, sizeof(*S.wrapped));
+	fcache_init(&S.wrapped, WRAP_BITS);
 	S.crlf = rbuf_copy("\r\n", 2);
 	S.nl = rbuf_copy("\n", 1);
 	S.data = rbuf_copy("data: ", 6);
