@@ -349,7 +349,7 @@ static void start_more(void)
 			s->replies = 0;
 			s->t0 = now;
 			G_active++;
-			if (wsc_connect(&s->w, s->gi, sub_protobuf(s->gi), &sub_ops) != 0) {
+			if (wsc_connect(&s->w, s->gi, "/connection/websocket", sub_protobuf(s->gi), &sub_ops) != 0) {
 				R.err_connect++;
 				sub_failed(s);
 			}
@@ -434,7 +434,7 @@ static int publish_on(struct pubc *p, uint64_t now)
 	}
 	atomic_fetch_add(&SH->expected, expect);
 	uint32_t slot = (p->head + p->h.inflight) % PIPE_MAX;
-	if (hcli_post(&p->h, path, G_body, n) != 0) {
+	if (hcli_post(&p->h, path, NULL, G_body, n) != 0) {
 		R.err_connect++;
 		p->retry_at = now + 100000000u;
 		return -1;
@@ -509,7 +509,7 @@ static void pub_pump(uint64_t now)
 		for (int i = 0; i < G_npubs; i++) {
 			struct pubc *p = &G_pubs[i];
 			if (!sock_open(&p->h.s)) {
-				if (now >= p->retry_at && hcli_connect(&p->h, (unsigned)(G_proc + i * O->procs), &pub_ops) != 0) {
+				if (now >= p->retry_at && hcli_connect(&p->h, (unsigned)(G_proc + i * O->procs), true, &pub_ops) != 0) {
 					R.err_connect++;
 					p->retry_at = now + 100000000u;
 				}
@@ -647,7 +647,7 @@ void gen_main(const struct bench_opts *o, struct bench_shared *sh, int proc,
 	if (L == NULL)
 		L = ev_default_loop(0);
 	sock_setup(L, o->src_addrs, o->uring);
-	wsc_setup(&o->dst, o->host, "/connection/websocket");
+	wsc_setup(&o->dst, o->host);
 	hcli_setup(&o->dst, o->host, o->api_key);
 
 	G_nsubs = o->conns / o->procs + (proc < o->conns % o->procs);
