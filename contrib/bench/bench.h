@@ -28,11 +28,16 @@
 enum bench_scen { SC_FANOUT, SC_CHANNELS, SC_BURST, SC_IDLE, SC_CONNECT, SC_API };
 enum bench_fmt { FMT_JSON, FMT_PROTOBUF, FMT_MIXED };
 
+struct tp_kind;
+
 /* The command line, after defaults for the scenario are filled in. Read-only
  * once the generators are forked. */
 struct bench_opts {
 	enum bench_scen scen;
 	enum bench_fmt fmt;
+	const struct tp_kind *tp;   /* the subscribers' transport (tp.h) */
+	int post_conns;             /* its POST pool's connections per process */
+	int post_pipeline;          /* POSTs in flight on each */
 	struct sockaddr_in dst;     /* rotord's address */
 	char host[80];              /* Host header: name:port */
 	const char *api_key;
@@ -101,7 +106,7 @@ struct bench_result {
 	/* connect storm */
 	uint64_t storm_done, storm_win, storm_last_ns;
 	/* trouble */
-	uint64_t err_connect, err_handshake, err_reply, err_closed, err_unsub, err_proto;
+	uint64_t err_connect, err_handshake, err_reply, err_closed, err_unsub, err_proto, err_send;
 	uint64_t pings;
 	struct { uint32_t code, n; } codes[BENCH_NCODES]; /* close codes seen */
 	double cpu_s;                   /* this process, inside the window */
