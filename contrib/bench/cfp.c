@@ -171,6 +171,17 @@ size_t cfp_connect_subscribe(uint8_t *buf, size_t cap, bool protobuf,
 	return off + pb_command(buf + off, 2, 5, channel);
 }
 
+size_t cfp_presence_stats(uint8_t *buf, size_t cap, bool protobuf, uint32_t id, const char *channel)
+{
+	size_t cl = strlen(channel);
+	if (cl > 1024 || cl + 64 > cap)
+		return 0;
+	if (protobuf)
+		return pb_command(buf, id, 9, channel);
+	int n = snprintf((char *)buf, cap, "{\"id\":%u,\"presence_stats\":{\"channel\":\"%s\"}}", id, channel);
+	return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
 size_t cfp_first(bool protobuf, const uint8_t *p, size_t n, size_t *rest)
 {
 	if (protobuf) {

@@ -9,6 +9,11 @@
  * Connections go over --transport (tp.h), opened with one frame: connect
  * (id 1) and subscribe (id 2); they are set up when both replies came.
  *
+ * The emulation scenario has no publisher: from t_start every connection
+ * sends one presence_stats command on its channel (ids 3, 4, ...), and
+ * the next as soon as the reply came, until t_end: commands per second
+ * and their round trip.
+ *
  * Phases: SETUP (subscribers connect, --concurrency handshakes at a time;
  * READY goes to the parent when every one has succeeded or failed) ->
  * WAIT (for the parent's GO with absolute instants) -> RUN (from t_start:
@@ -42,10 +47,13 @@ enum sub_state { SB_IDLE, SB_OPENING, SB_READY, SB_DEAD };
 struct sub {
 	struct tp_conn *c;
 	uint64_t t0;            /* connect started */
+	uint64_t cmd_t;         /* the command in flight was sent (emulation) */
 	uint32_t gi;            /* global index */
 	uint32_t last_seq;
+	uint32_t cmd_id;        /* the last command's id */
 	uint8_t st;
 	uint8_t replies;        /* bit 0: connect, bit 1: subscribe */
+	bool cmd_busy;          /* a command awaits its reply */
 };
 
 #define PIPE_MAX 256
@@ -70,6 +78,8 @@ static struct rusage G_ru0;
 
 static struct sub *G_subs;
 static long G_nsubs, G_next, G_active;
+static long G_cmds_inflight;    /* emulation */
+static bool G_cmds_started;
 
 static struct pubc *G_pubs;
 static int G_npubs, G_nproc_publishers;
@@ -140,6 +150,10 @@ static void sub_gone(struct sub *s)
 {
 	atomic_fetch_sub(&SH->chan_subs[s->gi % (uint32_t)O->channels], 1);
 	s->st = SB_DEAD;
+	if (s->cmd_busy) {
+		s->cmd_busy = false;
+		G_cmds_inflight--;
+	}
 }
 
 static void sub_ready(struct sub *s, uint64_t now)
@@ -190,6 +204,42 @@ static int sub_open(struct sub *s)
 		return -1;
 	}
 	return 0;
+}
+
+/* Sends s's next command (emulation), or stops its loop after the window. */
+static void cmd_next(struct sub *s, uint64_t now)
+{
+	char chan[128];
+	uint8_t buf[512];
+	if (G_phase != PH_RUN || now >= GO.t_end || s->st != SB_READY)
+		return;
+	sub_channel(s, chan, sizeof(chan));
+	s->cmd_id = s->cmd_id < 3 ? 3 : s->cmd_id + 1;
+	size_t n = cfp_presence_stats(buf, sizeof(buf), s->c->protobuf, s->cmd_id, chan);
+	if (n == 0)
+		abort();
+	s->cmd_t = now;
+	s->cmd_busy = true;
+	G_cmds_inflight++;
+	if (tp_send(s->c, buf, n) != 0) {
+		R.err_closed++;
+		sub_gone(s);
+	}
+}
+
+/* The reply to s's command came (error: with an error). */
+static void cmd_done(struct sub *s, bool error, uint64_t now)
+{
+	s->cmd_busy = false;
+	G_cmds_inflight--;
+	if (error)
+		return;         /* counted by the caller; that loop stops */
+	R.cmds_all++;
+	if (in_window(now))
+		R.cmds_win++;
+	if (s->cmd_t >= GO.t_measure && s->cmd_t < GO.t_end)
+		lat_add(&R.lat_cmd, now - s->cmd_t);
+	cmd_next(s, now);
 }
 
 /* Reads our payload: send time and sequence. Returns 0 or -1. */
@@ -257,6 +307,10 @@ static int on_proto_msg(void *arg, const struct cfp_msg *m)
 		}
 		return 0;
 	case CFP_REPLY:
+		if (s->st == SB_READY && s->cmd_busy && m->id == s->cmd_id) {
+			cmd_done(s, false, c->now);
+			return s->st == SB_DEAD;
+		}
 		if (s->st != SB_OPENING || (m->id != 1 && m->id != 2))
 			return 0;
 		s->replies |= (uint8_t)m->id;
@@ -271,6 +325,8 @@ static int on_proto_msg(void *arg, const struct cfp_msg *m)
 			sub_failed(s);
 			return 1;
 		}
+		if (s->cmd_busy && m->id == s->cmd_id)
+			cmd_done(s, true, c->now);
 		return 0;
 	case CFP_UNSUB:
 	case CFP_DISCONNECT:
@@ -577,6 +633,11 @@ static void phase_step(uint64_t now)
 {
 	if (is_storm() && G_phase == PH_RUN && G_next == 0 && now >= GO.t_start)
 		start_more();
+	if (O->scen == SC_EMULATION && G_phase == PH_RUN && !G_cmds_started && now >= GO.t_start) {
+		G_cmds_started = true;
+		for (long j = 0; j < G_nsubs; j++)
+			cmd_next(&G_subs[j], now);
+	}
 	if (G_phase == PH_RUN && !G_measuring && now >= GO.t_measure) {
 		G_measuring = true;
 		getrusage(RUSAGE_SELF, &G_ru0);
@@ -600,7 +661,7 @@ static void phase_step(uint64_t now)
 		atomic_fetch_add(&SH->pub_done, 1);
 	}
 	uint32_t done = atomic_load(&SH->pub_done);
-	if (late || ((int)done >= G_nproc_publishers &&
+	if (late || ((int)done >= G_nproc_publishers && G_cmds_inflight == 0 &&
 		     delivered_sum() >= atomic_load(&SH->expected)))
 		finish();
 }
@@ -678,7 +739,7 @@ void gen_main(const struct bench_opts *o, struct bench_shared *sh, int proc,
 	}
 
 	G_nproc_publishers = o->scen == SC_API ? o->procs :
-			     (o->scen == SC_IDLE || o->scen == SC_CONNECT) ? 0 : 1;
+			     (o->scen == SC_IDLE || o->scen == SC_CONNECT || o->scen == SC_EMULATION) ? 0 : 1;
 	if (am_publisher()) {
 		G_npubs = o->pub_conns;
 		G_pubs = calloc((size_t)G_npubs, sizeof(*G_pubs));

@@ -37,7 +37,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static const char *const scen_names[] = { "fanout", "channels", "burst", "idle", "connect", "api" };
+static const char *const scen_names[] = { "fanout", "channels", "burst", "idle", "connect", "api",
+					  "emulation" };
 #define NSCEN (sizeof(scen_names) / sizeof(scen_names[0]))
 static const char *const fmt_names[] = { "json", "protobuf", "mixed" };
 
@@ -60,6 +61,8 @@ static void usage(FILE *f)
 "  idle      N connections, one subscription each: rotord's memory and CPU\n"
 "  connect   connect + subscribe storm\n"
 "  api       API publishes over keep-alive connections\n"
+"  emulation N http_stream (or sse) connections, each sending presence_stats\n"
+"            commands through POST /emulation one after another\n"
 "server:\n"
 "  --rotord PATH        start this rotord (temporary config, free port)\n"
 "  --workers N          its workers (1)\n"
@@ -74,7 +77,8 @@ static void usage(FILE *f)
 "  --transport T        the connections' transport: websocket (default),\n"
 "                       http_stream, sse, sockjs-websocket, sockjs-xhr-streaming\n"
 "  --post-conns K       keep-alive connections per process for the POSTs of\n"
-"                       http_stream, sse and sockjs-xhr-streaming (16)\n"
+"                       http_stream, sse and sockjs-xhr-streaming (16; emulation:\n"
+"                       one per connection, at most 1024)\n"
 "  --post-pipeline D    POSTs in flight on each of them (1: no pipelining)\n"
 "  -n, --conns N        subscribers / connections in all\n"
 "  -m, --channels M     channels\n"
@@ -107,7 +111,8 @@ static void usage(FILE *f)
 "  -q, --quiet          only the JSON line\n"
 "defaults: fanout -n 10000 -m 1; channels -n 10000 -m n/10 --burst 10;\n"
 "  burst -n 1000 -m 1 --burst 10; idle and connect -n 10000 -m n, -d 30,\n"
-"  no warm-up; api --pub-conns 8, no subscribers; otherwise -d 10, --warmup 1,\n"
+"  no warm-up; api --pub-conns 8, no subscribers; emulation -n 100 -m n,\n"
+"  --transport http_stream; otherwise -d 10, --warmup 1,\n"
 "  --window max(8, 4 x burst), --concurrency 64, --pub-conns 1\n"
 "exit status: 0 a clean run, 1 errors (counted in the report), 2 usage\n");
 }
@@ -361,6 +366,8 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 		t.resp_err += r->resp_err;
 		t.storm_done += r->storm_done;
 		t.storm_win += r->storm_win;
+		t.cmds_all += r->cmds_all;
+		t.cmds_win += r->cmds_win;
 		t.err_send += r->err_send;
 		t.err_connect += r->err_connect;
 		t.err_handshake += r->err_handshake;
@@ -388,6 +395,7 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 		lat_merge(&t.lat_arrive, &r->lat_arrive);
 		lat_merge(&t.lat_api, &r->lat_api);
 		lat_merge(&t.lat_conn, &r->lat_conn);
+		lat_merge(&t.lat_cmd, &r->lat_cmd);
 	}
 	const char *reads = gen_uring == 0 ? "recvmsg" : gen_recvmsg == 0 ? "io_uring" : "mixed";
 	uint64_t expected = atomic_load(&sh->expected), delivered = 0;
@@ -448,6 +456,14 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 		print_lat("latency", &t.lat_deliv);
 		print_lat("arrival", &t.lat_arrive);
 		print_lat("api rtt", &t.lat_api);
+		if (o->scen == SC_EMULATION) {
+			fmt_count(a, sizeof(a), (double)t.cmds_win / w);
+			printf("  %-11s %llu replies in the window: %s/s (presence_stats, one in flight per "
+			       "connection; POSTs over %d conn%s x %d in flight per process)\n", "commands",
+			       (unsigned long long)t.cmds_win, a, o->post_conns, o->post_conns == 1 ? "" : "s",
+			       o->post_pipeline);
+			print_lat("command", &t.lat_cmd);
+		}
 		if (o->scen == SC_CONNECT) {
 			fmt_count(a, sizeof(a), (double)t.storm_win / w);
 			printf("  %-11s %llu connected + subscribed: %s/s%s, %llu failed\n", "connects",
@@ -460,8 +476,10 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 			       "(%.0f%% of one core)", "rotord", (int)server_pid, s->end.n,
 			       s->end.n == 1 ? "" : "es", workers, srv_cpu, srv_cpu / w * 100);
 			double count = t.deliveries_win ? (double)t.deliveries_win : t.reqs_win ? (double)t.reqs_win :
-				       o->scen == SC_CONNECT ? (double)t.storm_win : 0;
-			const char *per = t.deliveries_win ? "delivery" : t.reqs_win ? "request" : "connect";
+				       o->scen == SC_CONNECT ? (double)t.storm_win :
+				       o->scen == SC_EMULATION ? (double)t.cmds_win : 0;
+			const char *per = t.deliveries_win ? "delivery" : t.reqs_win ? "request" :
+					  o->scen == SC_EMULATION ? "command" : "connect";
 			if (count > 0)
 				printf(", %.2f us per %s", srv_cpu / count * 1e6, per);
 			if (cores) {
@@ -535,6 +553,9 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 	json_lat("arrival_us", &t.lat_arrive);
 	json_lat("api_rtt_us", &t.lat_api);
 	json_lat("connect_us", &t.lat_conn);
+	printf(",\"commands\":%llu,\"commands_per_s\":%.1f,\"commands_all\":%llu",
+	       (unsigned long long)t.cmds_win, (double)t.cmds_win / w, (unsigned long long)t.cmds_all);
+	json_lat("command_us", &t.lat_cmd);
 	printf(",\"errors\":{\"total\":%llu,\"connect\":%llu,\"handshake\":%llu,\"reply\":%llu,"
 	       "\"closed\":%llu,\"unsubscribed\":%llu,\"protocol\":%llu,\"send\":%llu,\"api\":%llu,"
 	       "\"lost\":%llu,\"generators\":%d,\"codes\":{",
@@ -564,11 +585,12 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 	}
 	if (s->have) {
 		printf(",\"server\":{\"pid\":%d,\"cpu_s\":%.3f,\"cpu_pct\":%.1f,\"us_per_delivery\":%.3f,"
-		       "\"us_per_request\":%.3f,\"pss_per_conn_b\":%.0f,\"pss_all_per_conn_b\":%.0f,"
-		       "\"rss_per_conn_b\":%.0f,\"cpu_us_per_conn_s\":%.4f",
+		       "\"us_per_request\":%.3f,\"us_per_command\":%.3f,\"pss_per_conn_b\":%.0f,"
+		       "\"pss_all_per_conn_b\":%.0f,\"rss_per_conn_b\":%.0f,\"cpu_us_per_conn_s\":%.4f",
 		       (int)server_pid, srv_cpu, srv_cpu / w * 100,
 		       t.deliveries_win ? srv_cpu / (double)t.deliveries_win * 1e6 : 0.0,
-		       t.reqs_win ? srv_cpu / (double)t.reqs_win * 1e6 : 0.0, pss_per, pss_all_per, rss_per,
+		       t.reqs_win ? srv_cpu / (double)t.reqs_win * 1e6 : 0.0,
+		       t.cmds_win ? srv_cpu / (double)t.cmds_win * 1e6 : 0.0, pss_per, pss_all_per, rss_per,
 		       cpu_per_conn);
 		json_mem("before", &s->before);
 		json_mem("ready", &s->ready);
@@ -737,19 +759,25 @@ int main(int argc, char **argv)
 
 	/* Transport. */
 	if (o.tp == NULL)
-		o.tp = tp_find("websocket");
+		o.tp = tp_find(o.scen == SC_EMULATION ? "http_stream" : "websocket");
 	if (o.fmt != FMT_JSON && !o.tp->protobuf) {
 		fprintf(stderr, "rotor-bench: --format %s: the %s transport carries JSON only\n",
 			fmt_names[o.fmt], o.tp->name);
 		return 2;
 	}
+	if (o.scen == SC_EMULATION && !o.tp->emulation) {
+		fprintf(stderr, "rotor-bench: the emulation scenario needs --transport http_stream or sse, "
+			"not %s\n", o.tp->name);
+		return 2;
+	}
 
 	/* Scenario defaults. */
-	static const long def_conns[NSCEN] = { 10000, 10000, 1000, 10000, 10000, 0 };
+	static const long def_conns[NSCEN] = { 10000, 10000, 1000, 10000, 10000, 0, 100 };
 	o.conns = conns >= 0 ? conns : def_conns[o.scen];
 	o.channels = channels > 0 ? channels :
 		     o.scen == SC_CHANNELS ? (o.conns >= 10 ? o.conns / 10 : 1) :
-		     (o.scen == SC_IDLE || o.scen == SC_CONNECT) && o.conns > 0 ? o.conns : 1;
+		     (o.scen == SC_IDLE || o.scen == SC_CONNECT || o.scen == SC_EMULATION) && o.conns > 0 ?
+		     o.conns : 1;
 	o.burst = burst > 0 ? (int)burst : o.scen == SC_BURST || o.scen == SC_CHANNELS ? 10 : 1;
 	o.window = window >= 0 ? (int)window : (o.burst * 4 > 8 ? o.burst * 4 : 8);
 	o.pub_conns = pub_conns > 0 ? (int)pub_conns : o.scen == SC_API ? 8 : 1;
@@ -758,12 +786,15 @@ int main(int argc, char **argv)
 	o.warmup = warmup >= 0 ? warmup : o.scen == SC_IDLE || o.scen == SC_CONNECT ? 0 : 1;
 	if (o.scen == SC_CONNECT && o.conns == 0)
 		die("connect needs --conns > 0", NULL);
-	if ((o.scen == SC_FANOUT || o.scen == SC_BURST || o.scen == SC_CHANNELS) && o.conns == 0)
+	if ((o.scen == SC_FANOUT || o.scen == SC_BURST || o.scen == SC_CHANNELS || o.scen == SC_EMULATION) &&
+	    o.conns == 0)
 		die("this scenario needs subscribers (--conns > 0)", NULL);
 
-	/* The POST pool: as a load balancer's upstream connections. Sized
-	 * before the processes, which then count its descriptors. */
-	o.post_conns = post_conns > 0 ? (int)post_conns : 16;
+	/* The POST pool: as a load balancer's upstream connections; in the
+	 * emulation scenario one per connection, as each browser has its own.
+	 * Sized before the processes, which then count its descriptors. */
+	o.post_conns = post_conns > 0 ? (int)post_conns : o.scen == SC_EMULATION ?
+		       (int)(o.conns < 1024 ? (o.conns > 0 ? o.conns : 1) : 1024) : 16;
 
 	/* File descriptors: ours up to the hard limit, and enough processes. */
 	struct rlimit rl;
@@ -791,7 +822,7 @@ int main(int argc, char **argv)
 	struct rd rd = { 0 };
 	if (rotord) {
 		if (rd_start(&rd, rotord, workers, cpu_server, ncpu_server, o.api_key, o.token_secret,
-			     o.tp->rotord_conf) < 0)
+			     o.tp->rotord_conf, o.scen == SC_EMULATION) < 0)
 			return 1;
 		server_pid = rd.pid;
 		char u[64];
