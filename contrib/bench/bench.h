@@ -25,14 +25,19 @@
 #define BENCH_MAX_PROCS 64
 #define BENCH_MAX_SIZE 60000 /* largest --size */
 
-enum bench_scen { SC_FANOUT, SC_CHANNELS, SC_BURST, SC_IDLE, SC_CONNECT, SC_API };
+enum bench_scen { SC_FANOUT, SC_CHANNELS, SC_BURST, SC_IDLE, SC_CONNECT, SC_API, SC_EMULATION };
 enum bench_fmt { FMT_JSON, FMT_PROTOBUF, FMT_MIXED };
+
+struct tp_kind;
 
 /* The command line, after defaults for the scenario are filled in. Read-only
  * once the generators are forked. */
 struct bench_opts {
 	enum bench_scen scen;
 	enum bench_fmt fmt;
+	const struct tp_kind *tp;   /* the subscribers' transport (tp.h) */
+	int post_conns;             /* its POST pool's connections per process */
+	int post_pipeline;          /* POSTs in flight on each */
 	struct sockaddr_in dst;     /* rotord's address */
 	char host[80];              /* Host header: name:port */
 	const char *api_key;
@@ -100,8 +105,10 @@ struct bench_result {
 	uint64_t pubs_all, pubs_win, reqs_win, resp_ok, resp_err;
 	/* connect storm */
 	uint64_t storm_done, storm_win, storm_last_ns;
+	/* commands (emulation): replies received, and in the window */
+	uint64_t cmds_all, cmds_win;
 	/* trouble */
-	uint64_t err_connect, err_handshake, err_reply, err_closed, err_unsub, err_proto;
+	uint64_t err_connect, err_handshake, err_reply, err_closed, err_unsub, err_proto, err_send;
 	uint64_t pings;
 	struct { uint32_t code, n; } codes[BENCH_NCODES]; /* close codes seen */
 	double cpu_s;                   /* this process, inside the window */
@@ -112,6 +119,7 @@ struct bench_result {
 	struct lat lat_arrive;          /* publish -> queued on the socket */
 	struct lat lat_api;             /* API request round trip */
 	struct lat lat_conn;            /* TCP connect -> subscribe reply */
+	struct lat lat_cmd;             /* command sent -> its reply read */
 };
 
 static inline uint64_t bench_now(void)

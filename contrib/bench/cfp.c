@@ -10,6 +10,7 @@
  * rest is skipped by wire type.
  */
 #include "cfp.h"
+#include "jstr.h"
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -123,6 +124,19 @@ static size_t pb_str(uint8_t *p, uint32_t num, const char *s, size_t n)
 
 /* ---- commands ------------------------------------------------------------ */
 
+/* Command{id, field:{field 1: s}}, varint-delimited, at buf. */
+static size_t pb_command(uint8_t *buf, uint32_t id, uint32_t field, const char *s)
+{
+	uint8_t req[1100], cmd[1200];
+	size_t r = pb_str(req, 1, s, strlen(s));
+	size_t c = put_varint(cmd, 1 << 3 | 0);
+	c += put_varint(cmd + c, id);
+	c += pb_str(cmd + c, field, (const char *)req, r);
+	size_t off = put_varint(buf, c);
+	memcpy(buf + off, cmd, c);
+	return off + c;
+}
+
 #define CLIENT_NAME "rotor-bench"
 
 size_t cfp_connect_subscribe(uint8_t *buf, size_t cap, bool protobuf,
@@ -154,13 +168,111 @@ size_t cfp_connect_subscribe(uint8_t *buf, size_t cap, bool protobuf,
 	memcpy(buf + off, cmd, c);
 	off += c;
 	/* Command{id:2, subscribe:SubscribeRequest{channel}} */
-	r = pb_str(req, 1, channel, cl);
-	c = put_varint(cmd, 1 << 3 | 0);
-	c += put_varint(cmd + c, 2);
-	c += pb_str(cmd + c, 5, (const char *)req, r);
-	off += put_varint(buf + off, c);
-	memcpy(buf + off, cmd, c);
-	return off + c;
+	return off + pb_command(buf + off, 2, 5, channel);
+}
+
+size_t cfp_presence_stats(uint8_t *buf, size_t cap, bool protobuf, uint32_t id, const char *channel)
+{
+	size_t cl = strlen(channel);
+	if (cl > 1024 || cl + 64 > cap)
+		return 0;
+	if (protobuf)
+		return pb_command(buf, id, 9, channel);
+	int n = snprintf((char *)buf, cap, "{\"id\":%u,\"presence_stats\":{\"channel\":\"%s\"}}", id, channel);
+	return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
+size_t cfp_first(bool protobuf, const uint8_t *p, size_t n, size_t *rest)
+{
+	if (protobuf) {
+		const uint8_t *q = p, *e = p + n;
+		uint64_t len;
+		if (get_varint(&q, e, &len) < 0 || (uint64_t)(e - q) < len) {
+			*rest = n;
+			return n;
+		}
+		*rest = (size_t)(q - p) + (size_t)len;
+		return *rest;
+	}
+	const uint8_t *nl = memchr(p, '\n', n);
+	*rest = nl ? (size_t)(nl + 1 - p) : n;
+	return nl ? (size_t)(nl - p) : n;
+}
+
+size_t cfp_complete(bool protobuf, const uint8_t *p, size_t n)
+{
+	if (!protobuf) {
+		const uint8_t *nl = memrchr(p, '\n', n);
+		return nl ? (size_t)(nl + 1 - p) : 0;
+	}
+	const uint8_t *q = p, *e = p + n;
+	while (q < e) {
+		const uint8_t *m = q;
+		uint64_t len;
+		if (get_varint(&m, e, &len) < 0 || (uint64_t)(e - m) < len)
+			break;
+		q = m + len;
+	}
+	return (size_t)(q - p);
+}
+
+/* Copies the JSON string value of key (with its quote: "\"session\":\"")
+ * into out. Returns 0 or -1. */
+static int json_str_after(const uint8_t *p, size_t n, const char *key, char *out, size_t cap)
+{
+	size_t kl = strlen(key);
+	const uint8_t *k = memmem(p, n, key, kl), *e = p + n;
+	if (k == NULL)
+		return -1;
+	k += kl;
+	const uint8_t *q = memchr(k, '"', (size_t)(e - k));
+	if (q == NULL || (size_t)(q - k) >= cap)
+		return -1;
+	memcpy(out, k, (size_t)(q - k));
+	out[q - k] = 0;
+	return 0;
+}
+
+static int pb_str_field(const uint8_t *p, size_t n, uint32_t num, char *out, size_t cap)
+{
+	const uint8_t *b;
+	size_t len;
+	if (pb_bytes(p, n, num, &b, &len) < 0 || len >= cap)
+		return -1;
+	memcpy(out, b, len);
+	out[len] = 0;
+	return 0;
+}
+
+int cfp_session(bool protobuf, const uint8_t *p, size_t n, char *session, char *node, size_t cap)
+{
+	if (!protobuf)
+		return json_str_after(p, n, "\"session\":\"", session, cap) < 0 ||
+		       json_str_after(p, n, "\"node\":\"", node, cap) < 0 ? -1 : 0;
+	const uint8_t *res;             /* Reply.connect (5): ConnectResult */
+	size_t rl;
+	if (pb_bytes(p, n, 5, &res, &rl) < 0 || pb_str_field(res, rl, 9, session, cap) < 0 ||
+	    pb_str_field(res, rl, 10, node, cap) < 0)
+		return -1;
+	return 0;
+}
+
+size_t cfp_emulation(uint8_t *buf, size_t cap, bool protobuf, const char *node, const char *session,
+		     const uint8_t *data, size_t n)
+{
+	size_t nl = strlen(node), sl = strlen(session);
+	if (nl > 64 || sl > 64 || cap < CFP_EMULATION_MAX(n))
+		return 0;
+	if (protobuf) {                 /* EmulationRequest{node 1, session 2, data 3} */
+		size_t off = pb_str(buf, 1, node, nl);
+		off += pb_str(buf + off, 2, session, sl);
+		return off + pb_str(buf + off, 3, (const char *)data, n);
+	}
+	int h = snprintf((char *)buf, cap, "{\"node\":\"%s\",\"session\":\"%s\",\"data\":\"", node, session);
+	size_t off = (size_t)h + jstr_escape((char *)buf + h, data, n);
+	buf[off++] = '"';
+	buf[off++] = '}';
+	return off;
 }
 
 const char *cfp_pong(bool protobuf, size_t *len)
@@ -274,12 +386,15 @@ int cfp_each(bool protobuf, const uint8_t *p, size_t n,
 		if (protobuf) {
 			uint64_t len;
 			if (get_varint(&p, e, &len) < 0 || (uint64_t)(e - p) < len) {
+				memset(&m, 0, sizeof(m));
 				m.kind = CFP_BAD;
 				fn(arg, &m);
 				return -1;
 			}
 			q = p + len;
 			pb_msg(p, (size_t)len, &m);
+			m.raw = p;
+			m.rawlen = (size_t)len;
 		} else {
 			q = memchr(p, '\n', (size_t)(e - p));
 			if (q == NULL)
@@ -292,6 +407,8 @@ int cfp_each(bool protobuf, const uint8_t *p, size_t n,
 				continue;
 			}
 			json_msg(p, (size_t)(le - p), &m);
+			m.raw = p;
+			m.rawlen = (size_t)(le - p);
 		}
 		if (fn(arg, &m))
 			return 0;

@@ -27,6 +27,8 @@ struct cfp_msg {
 	uint32_t id, code;
 	const uint8_t *data;
 	size_t dlen;
+	const uint8_t *raw;     /* the whole message (without its delimiter) */
+	size_t rawlen;
 };
 
 /* Writes into buf (cap bytes) one frame's payload with command 1 connect
@@ -35,10 +37,40 @@ struct cfp_msg {
 size_t cfp_connect_subscribe(uint8_t *buf, size_t cap, bool protobuf,
 			     const char *token, const char *channel);
 
+/* Writes into buf (cap bytes) one frame's payload with command `id`
+ * presence_stats on channel, and returns its length, or 0 if it does not
+ * fit. */
+size_t cfp_presence_stats(uint8_t *buf, size_t cap, bool protobuf, uint32_t id, const char *channel);
+
+/* Splits a frame of commands [p, p+n) after its first command: returns the
+ * first one's length (JSON: up to its newline; protobuf: with its length
+ * prefix, as the http_stream request body wants it) and sets *rest to
+ * where the others start (n if none). */
+size_t cfp_first(bool protobuf, const uint8_t *p, size_t n, size_t *rest);
+
+/* How many bytes at the start of [p, p+n) are whole protocol messages of
+ * a stream (http_stream's body): JSON up to and with the last newline,
+ * protobuf whole varint-delimited messages. */
+size_t cfp_complete(bool protobuf, const uint8_t *p, size_t n);
+
+/* Copies the session and node of a connect reply (one message, as
+ * cfp_msg.raw) into session and node (cap bytes each, NUL-terminated).
+ * Returns 0, or -1 when the reply has no session. */
+int cfp_session(bool protobuf, const uint8_t *p, size_t n, char *session, char *node, size_t cap);
+
+/* Writes into buf (cap bytes) the body of a POST /emulation carrying the
+ * frame of commands [data, data+n) to session on node: JSON (the frame as
+ * a string) or a protobuf EmulationRequest (client-protocol.md §8.4).
+ * Returns its length, or 0 if it does not fit: cap >= CFP_EMULATION_MAX(n)
+ * always does. */
+#define CFP_EMULATION_MAX(n) (6 * (n) + 160)
+size_t cfp_emulation(uint8_t *buf, size_t cap, bool protobuf, const char *node, const char *session,
+		     const uint8_t *data, size_t n);
+
 /* The pong payload: "{}" (text) or the single byte 0 (binary). */
 const char *cfp_pong(bool protobuf, size_t *len);
 
-/* Splits one WebSocket message into protocol messages (newline-joined JSON
+/* Splits one transport message into protocol messages (newline-joined JSON
  * or varint-delimited protobuf) and calls fn on each, stopping early when
  * fn returns non-zero. Returns 0, or -1 when the framing is broken (after
  * calling fn with CFP_BAD). */

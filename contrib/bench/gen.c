@@ -6,6 +6,13 @@
  * i % procs, subscribes to channel i % channels, connects from source
  * address i, and speaks protobuf when --format says so (mixed: odd i).
  * The publisher is process 0, or every process in the api scenario.
+ * Connections go over --transport (tp.h), opened with one frame: connect
+ * (id 1) and subscribe (id 2); they are set up when both replies came.
+ *
+ * The emulation scenario has no publisher: from t_start every connection
+ * sends one presence_stats command on its channel (ids 3, 4, ...), and
+ * the next as soon as the reply came, until t_end: commands per second
+ * and their round trip.
  *
  * Phases: SETUP (subscribers connect, --concurrency handshakes at a time;
  * READY goes to the parent when every one has succeeded or failed) ->
@@ -24,7 +31,7 @@
 #include "bench.h"
 #include "cfp.h"
 #include "hcli.h"
-#include "wsc.h"
+#include "tp.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -38,12 +45,15 @@ enum phase { PH_SETUP, PH_WAIT, PH_RUN, PH_DRAIN, PH_DONE };
 enum sub_state { SB_IDLE, SB_OPENING, SB_READY, SB_DEAD };
 
 struct sub {
-	struct wsc w;           /* first */
+	struct tp_conn *c;
 	uint64_t t0;            /* connect started */
+	uint64_t cmd_t;         /* the command in flight was sent (emulation) */
 	uint32_t gi;            /* global index */
 	uint32_t last_seq;
+	uint32_t cmd_id;        /* the last command's id */
 	uint8_t st;
 	uint8_t replies;        /* bit 0: connect, bit 1: subscribe */
+	bool cmd_busy;          /* a command awaits its reply */
 };
 
 #define PIPE_MAX 256
@@ -68,6 +78,8 @@ static struct rusage G_ru0;
 
 static struct sub *G_subs;
 static long G_nsubs, G_next, G_active;
+static long G_cmds_inflight;    /* emulation */
+static bool G_cmds_started;
 
 static struct pubc *G_pubs;
 static int G_npubs, G_nproc_publishers;
@@ -133,6 +145,17 @@ static void sub_failed(struct sub *s)
 	start_more();
 }
 
+/* A ready subscriber is gone. */
+static void sub_gone(struct sub *s)
+{
+	atomic_fetch_sub(&SH->chan_subs[s->gi % (uint32_t)O->channels], 1);
+	s->st = SB_DEAD;
+	if (s->cmd_busy) {
+		s->cmd_busy = false;
+		G_cmds_inflight--;
+	}
+}
+
 static void sub_ready(struct sub *s, uint64_t now)
 {
 	s->st = SB_READY;
@@ -148,33 +171,75 @@ static void sub_ready(struct sub *s, uint64_t now)
 		}
 		if (O->churn) {
 			atomic_fetch_sub(&SH->chan_subs[s->gi % (uint32_t)O->channels], 1);
-			wsc_close(&s->w);
+			tp_close(s->c);
 			s->st = SB_DEAD;
 		}
 	}
 	start_more();
 }
 
-static void on_sub_open(struct wsc *w)
+static void sub_channel(const struct sub *s, char *chan, size_t n)
 {
-	struct sub *s = (struct sub *)w;
+	snprintf(chan, n, "%s%u", O->chan_prefix, s->gi % (uint32_t)O->channels);
+}
+
+/* Opens s with its first frame: connect (with a token when --token-secret
+ * says so) and subscribe. Returns 0 or -1 (counted). */
+static int sub_open(struct sub *s)
+{
 	char chan[128], token[600];
 	uint8_t buf[1024];
 	const char *tok = NULL;
-	snprintf(chan, sizeof(chan), "%s%u", O->chan_prefix, s->gi % (uint32_t)O->channels);
+	sub_channel(s, chan, sizeof(chan));
 	if (O->token_secret) {
 		char user[32];
 		snprintf(user, sizeof(user), "bench%u", s->gi);
 		if (cfp_token(O->token_secret, user, (long long)time(NULL) + 86400, token, sizeof(token)))
 			tok = token;
 	}
-	bool pb = w->protobuf;
+	bool pb = sub_protobuf(s->gi);
 	size_t n = cfp_connect_subscribe(buf, sizeof(buf), pb, tok, chan);
-	if (n == 0 || wsc_send(w, pb, buf, n) != 0) {
+	if (n == 0 || tp_open(s->c, s->gi, pb, buf, n) != 0) {
 		R.err_connect++;
-		wsc_close(w);
-		sub_failed(s);
+		return -1;
 	}
+	return 0;
+}
+
+/* Sends s's next command (emulation), or stops its loop after the window. */
+static void cmd_next(struct sub *s, uint64_t now)
+{
+	char chan[128];
+	uint8_t buf[512];
+	if (G_phase != PH_RUN || now >= GO.t_end || s->st != SB_READY)
+		return;
+	sub_channel(s, chan, sizeof(chan));
+	s->cmd_id = s->cmd_id < 3 ? 3 : s->cmd_id + 1;
+	size_t n = cfp_presence_stats(buf, sizeof(buf), s->c->protobuf, s->cmd_id, chan);
+	if (n == 0)
+		abort();
+	s->cmd_t = now;
+	s->cmd_busy = true;
+	G_cmds_inflight++;
+	if (tp_send(s->c, buf, n) != 0) {
+		R.err_closed++;
+		sub_gone(s);
+	}
+}
+
+/* The reply to s's command came (error: with an error). */
+static void cmd_done(struct sub *s, bool error, uint64_t now)
+{
+	s->cmd_busy = false;
+	G_cmds_inflight--;
+	if (error)
+		return;         /* counted by the caller; that loop stops */
+	R.cmds_all++;
+	if (in_window(now))
+		R.cmds_win++;
+	if (s->cmd_t >= GO.t_measure && s->cmd_t < GO.t_end)
+		lat_add(&R.lat_cmd, now - s->cmd_t);
+	cmd_next(s, now);
 }
 
 /* Reads our payload: send time and sequence. Returns 0 or -1. */
@@ -231,33 +296,37 @@ static int on_proto_msg(void *arg, const struct cfp_msg *m)
 	}
 	case CFP_PING:
 		R.pings++;
-		pong = cfp_pong(s->w.protobuf, &plen);
-		if (wsc_send(&s->w, s->w.protobuf, pong, plen) != 0) {
+		pong = cfp_pong(s->c->protobuf, &plen);
+		if (tp_send(s->c, (const uint8_t *)pong, plen) != 0) {
 			R.err_closed++;
-			if (s->st == SB_READY) {
-				atomic_fetch_sub(&SH->chan_subs[s->gi % (uint32_t)O->channels], 1);
-				s->st = SB_DEAD;
-			} else {
+			if (s->st == SB_READY)
+				sub_gone(s);
+			else
 				sub_failed(s);
-			}
 			return 1;
 		}
 		return 0;
 	case CFP_REPLY:
+		if (s->st == SB_READY && s->cmd_busy && m->id == s->cmd_id) {
+			cmd_done(s, false, c->now);
+			return s->st == SB_DEAD;
+		}
 		if (s->st != SB_OPENING || (m->id != 1 && m->id != 2))
 			return 0;
 		s->replies |= (uint8_t)m->id;
 		if (s->replies == 3)
 			sub_ready(s, c->now);
-		return wsc_is_open(&s->w) ? 0 : 1;
+		return s->st == SB_DEAD;
 	case CFP_ERROR:
 		R.err_reply++;
 		note_code(m->code);
 		if (s->st == SB_OPENING) {
-			wsc_close(&s->w);
+			tp_close(s->c);
 			sub_failed(s);
 			return 1;
 		}
+		if (s->cmd_busy && m->id == s->cmd_id)
+			cmd_done(s, true, c->now);
 		return 0;
 	case CFP_UNSUB:
 	case CFP_DISCONNECT:
@@ -273,41 +342,46 @@ static int on_proto_msg(void *arg, const struct cfp_msg *m)
 	return 0;
 }
 
-static void on_sub_message(struct wsc *w, const uint8_t *p, size_t n, uint64_t now)
+static void on_sub_message(struct tp_conn *tc, const uint8_t *p, size_t n, uint64_t now)
 {
-	struct msg_ctx c = { (struct sub *)w, now };
-	cfp_each(w->protobuf, p, n, on_proto_msg, &c);
+	struct msg_ctx c = { tc->ud, now };
+	cfp_each(tc->protobuf, p, n, on_proto_msg, &c);
 	atomic_store_explicit(&SH->slot[G_proc].delivered, R.deliveries_all, memory_order_relaxed);
 }
 
-static void on_sub_end(struct wsc *w, enum wsc_end why, int detail)
+static void on_sub_end(struct tp_conn *tc, enum tp_end why, int detail)
 {
-	struct sub *s = (struct sub *)w;
+	struct sub *s = tc->ud;
 	switch (why) {
-	case WSC_END_CONNECT:
+	case TP_END_CONNECT:
 		R.err_connect++;
 		break;
-	case WSC_END_HANDSHAKE:
+	case TP_END_HANDSHAKE:
 		R.err_handshake++;
+		if (detail)
+			note_code((uint32_t)detail);
 		break;
-	case WSC_END_CLOSE:
+	case TP_END_CLOSE:
 		R.err_closed++;
 		note_code((uint32_t)detail);
 		break;
-	case WSC_END_EOF:
-	case WSC_END_PROTO:
+	case TP_END_EOF:
+	case TP_END_PROTO:
 		R.err_closed++;
 		break;
+	case TP_END_SEND:
+		R.err_send++;
+		if (detail)
+			note_code((uint32_t)detail);
+		break;
 	}
-	if (s->st == SB_OPENING) {
+	if (s->st == SB_OPENING)
 		sub_failed(s);
-	} else if (s->st == SB_READY) {
-		atomic_fetch_sub(&SH->chan_subs[s->gi % (uint32_t)O->channels], 1);
-		s->st = SB_DEAD;
-	}
+	else if (s->st == SB_READY)
+		sub_gone(s);
 }
 
-static const struct wsc_ops sub_ops = { on_sub_open, on_sub_message, on_sub_end };
+static const struct tp_ops sub_ops = { on_sub_message, on_sub_end };
 
 static void write_all(int fd, const void *p, size_t n)
 {
@@ -349,10 +423,8 @@ static void start_more(void)
 			s->replies = 0;
 			s->t0 = now;
 			G_active++;
-			if (wsc_connect(&s->w, s->gi, sub_protobuf(s->gi), &sub_ops) != 0) {
-				R.err_connect++;
+			if (sub_open(s) != 0)
 				sub_failed(s);
-			}
 		}
 	}
 	busy = false;
@@ -434,7 +506,7 @@ static int publish_on(struct pubc *p, uint64_t now)
 	}
 	atomic_fetch_add(&SH->expected, expect);
 	uint32_t slot = (p->head + p->h.inflight) % PIPE_MAX;
-	if (hcli_post(&p->h, path, G_body, n) != 0) {
+	if (hcli_post(&p->h, path, NULL, G_body, n) != 0) {
 		R.err_connect++;
 		p->retry_at = now + 100000000u;
 		return -1;
@@ -509,7 +581,7 @@ static void pub_pump(uint64_t now)
 		for (int i = 0; i < G_npubs; i++) {
 			struct pubc *p = &G_pubs[i];
 			if (!sock_open(&p->h.s)) {
-				if (now >= p->retry_at && hcli_connect(&p->h, (unsigned)(G_proc + i * O->procs), &pub_ops) != 0) {
+				if (now >= p->retry_at && hcli_connect(&p->h, (unsigned)(G_proc + i * O->procs), true, &pub_ops) != 0) {
 					R.err_connect++;
 					p->retry_at = now + 100000000u;
 				}
@@ -561,6 +633,11 @@ static void phase_step(uint64_t now)
 {
 	if (is_storm() && G_phase == PH_RUN && G_next == 0 && now >= GO.t_start)
 		start_more();
+	if (O->scen == SC_EMULATION && G_phase == PH_RUN && !G_cmds_started && now >= GO.t_start) {
+		G_cmds_started = true;
+		for (long j = 0; j < G_nsubs; j++)
+			cmd_next(&G_subs[j], now);
+	}
 	if (G_phase == PH_RUN && !G_measuring && now >= GO.t_measure) {
 		G_measuring = true;
 		getrusage(RUSAGE_SELF, &G_ru0);
@@ -584,7 +661,7 @@ static void phase_step(uint64_t now)
 		atomic_fetch_add(&SH->pub_done, 1);
 	}
 	uint32_t done = atomic_load(&SH->pub_done);
-	if (late || ((int)done >= G_nproc_publishers &&
+	if (late || ((int)done >= G_nproc_publishers && G_cmds_inflight == 0 &&
 		     delivered_sum() >= atomic_load(&SH->expected)))
 		finish();
 }
@@ -647,18 +724,22 @@ void gen_main(const struct bench_opts *o, struct bench_shared *sh, int proc,
 	if (L == NULL)
 		L = ev_default_loop(0);
 	sock_setup(L, o->src_addrs, o->uring);
-	wsc_setup(&o->dst, o->host, "/connection/websocket");
 	hcli_setup(&o->dst, o->host, o->api_key);
+	struct tp_env env = { .dst = o->dst, .host = o->host, .post_conns = o->post_conns,
+				.post_depth = o->post_pipeline, .k0 = (unsigned)proc };
+	tp_setup(o->tp, &env);
 
 	G_nsubs = o->conns / o->procs + (proc < o->conns % o->procs);
 	G_subs = calloc((size_t)(G_nsubs ? G_nsubs : 1), sizeof(*G_subs));
 	if (G_subs == NULL)
 		abort();
-	for (long j = 0; j < G_nsubs; j++)
+	for (long j = 0; j < G_nsubs; j++) {
 		G_subs[j].gi = (uint32_t)(j * o->procs + proc);
+		G_subs[j].c = tp_new(o->tp, &sub_ops, &G_subs[j]);
+	}
 
 	G_nproc_publishers = o->scen == SC_API ? o->procs :
-			     (o->scen == SC_IDLE || o->scen == SC_CONNECT) ? 0 : 1;
+			     (o->scen == SC_IDLE || o->scen == SC_CONNECT || o->scen == SC_EMULATION) ? 0 : 1;
 	if (am_publisher()) {
 		G_npubs = o->pub_conns;
 		G_pubs = calloc((size_t)G_npubs, sizeof(*G_pubs));
@@ -698,7 +779,8 @@ void gen_main(const struct bench_opts *o, struct bench_shared *sh, int proc,
 	R.reads.check_us = rs.check_us;
 	write_all(res_fd, &R, sizeof(R));
 	for (long j = 0; j < G_nsubs; j++)
-		wsc_close(&G_subs[j].w);
+		tp_free(G_subs[j].c);
+	tp_teardown(o->tp);
 	for (int i = 0; i < G_npubs; i++)
 		hcli_close(&G_pubs[i].h);
 	free(G_subs);

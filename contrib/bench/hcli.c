@@ -21,13 +21,15 @@ enum { H_CONNECTING, H_OPEN, H_DONE };
 #define MAX_RESP (1u << 20)
 
 static struct sockaddr_in H_dst;
-static char H_head[512];        /* "Host: ...\r\nX-API-Key: ...\r\n" */
+static char H_host[160];        /* "Host: ...\r\n" */
+static char H_key[384];         /* "X-API-Key: ...\r\n" or "" */
 
 void hcli_setup(const struct sockaddr_in *dst, const char *host, const char *api_key)
 {
 	H_dst = *dst;
-	snprintf(H_head, sizeof(H_head), "Host: %s\r\n%s%s%s", host,
-		 api_key ? "X-API-Key: " : "", api_key ? api_key : "", api_key ? "\r\n" : "");
+	snprintf(H_host, sizeof(H_host), "Host: %s\r\n", host);
+	snprintf(H_key, sizeof(H_key), "%s%s%s", api_key ? "X-API-Key: " : "", api_key ? api_key : "",
+		 api_key ? "\r\n" : "");
 }
 
 void hcli_close(struct hcli *h)
@@ -49,7 +51,7 @@ bool hcli_ready(const struct hcli *h)
 	return h->state == H_OPEN;
 }
 
-int hcli_post(struct hcli *h, const char *path, const void *body, size_t n)
+int hcli_post(struct hcli *h, const char *path, const char *ctype, const void *body, size_t n)
 {
 	if (h->state != H_OPEN)
 		return ENOTCONN;
@@ -58,8 +60,15 @@ int hcli_post(struct hcli *h, const char *path, const void *body, size_t n)
 	char *b = need <= sizeof(stackbuf) ? stackbuf : malloc(need);
 	if (b == NULL)
 		abort();
-	int hl = snprintf(b, 1024, "POST %s HTTP/1.1\r\n%sContent-Type: application/json\r\n"
-			  "Content-Length: %zu\r\n\r\n", path, H_head, n);
+	int hl = snprintf(b, 1024, "POST %s HTTP/1.1\r\n%s%sContent-Type: %s\r\n"
+			  "Content-Length: %zu\r\n\r\n", path, H_host, h->api ? H_key : "",
+			  ctype ? ctype : "application/json", n);
+	if (hl < 0 || hl >= 1024) {
+		if (b != stackbuf)
+			free(b);
+		hcli_close(h);
+		return EINVAL;
+	}
 	memcpy(b + hl, body, n);
 	int err = sock_write(&h->s, b, (size_t)hl + n);
 	if (b != stackbuf)
@@ -162,10 +171,11 @@ static void on_error(struct sock *s, int err)
 
 static const struct sock_ops hcli_sock_ops = { on_connect, on_data, on_error };
 
-int hcli_connect(struct hcli *h, unsigned k, const struct hcli_ops *ops)
+int hcli_connect(struct hcli *h, unsigned k, bool api, const struct hcli_ops *ops)
 {
 	int err = sock_connect(&h->s, &H_dst, k, &hcli_sock_ops);
 	h->ops = ops;
+	h->api = api;
 	h->inflight = 0;
 	h->state = err ? H_DONE : H_CONNECTING;
 	return err;

@@ -1,7 +1,8 @@
 /*
- * hcli.h - keep-alive HTTP/1.1 client connections over sock.h for the
- * server API: POST requests with X-API-Key, pipelined, responses matched
- * in order (Content-Length bodies only, which is what rotor sends).
+ * hcli.h - keep-alive HTTP/1.1 client connections over sock.h: POST
+ * requests, pipelined, responses matched in order (Content-Length bodies
+ * only, which is what rotor sends), for the server API (with X-API-Key)
+ * and for the POSTs of the HTTP client transports (hpool.h).
  */
 #ifndef HCLI_H
 #define HCLI_H
@@ -36,18 +37,20 @@ struct hcli {
 	const struct hcli_ops *ops;
 	uint32_t inflight;      /* requests posted and not answered */
 	uint8_t state;
+	bool api;               /* requests carry the API key */
 };
 
 /* Target, Host header and API key of every connection of the process. */
 void hcli_setup(const struct sockaddr_in *dst, const char *host, const char *api_key);
 
-/* Opens h from source address k. Returns 0 (on_ready or on_end follow) or
- * an errno value. */
-int hcli_connect(struct hcli *h, unsigned k, const struct hcli_ops *ops);
+/* Opens h from source address k; with `api` its requests carry the API
+ * key. Returns 0 (on_ready or on_end follow) or an errno value. */
+int hcli_connect(struct hcli *h, unsigned k, bool api, const struct hcli_ops *ops);
 
-/* Sends POST path with the JSON body. Returns 0, or an errno value after
- * which h is closed (on_end is not called). */
-int hcli_post(struct hcli *h, const char *path, const void *body, size_t n);
+/* Sends POST path with the body, of Content-Type ctype (NULL:
+ * application/json). Returns 0, or an errno value after which h is closed
+ * (on_end is not called). */
+int hcli_post(struct hcli *h, const char *path, const char *ctype, const void *body, size_t n);
 
 /* 1 once connected and until closed: requests may be posted. */
 bool hcli_ready(const struct hcli *h);

@@ -18,6 +18,7 @@
 #include "pstat.h"
 #include "rd.h"
 #include "sock.h"
+#include "tp.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -36,7 +37,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static const char *const scen_names[] = { "fanout", "channels", "burst", "idle", "connect", "api" };
+static const char *const scen_names[] = { "fanout", "channels", "burst", "idle", "connect", "api",
+					  "emulation" };
+#define NSCEN (sizeof(scen_names) / sizeof(scen_names[0]))
 static const char *const fmt_names[] = { "json", "protobuf", "mixed" };
 
 static volatile sig_atomic_t M_stop;
@@ -58,6 +61,8 @@ static void usage(FILE *f)
 "  idle      N connections, one subscription each: rotord's memory and CPU\n"
 "  connect   connect + subscribe storm\n"
 "  api       API publishes over keep-alive connections\n"
+"  emulation N http_stream (or sse) connections, each sending presence_stats\n"
+"            commands through POST /emulation one after another\n"
 "server:\n"
 "  --rotord PATH        start this rotord (temporary config, free port)\n"
 "  --workers N          its workers (1)\n"
@@ -69,6 +74,12 @@ static void usage(FILE *f)
 "  --token-secret S     sign HS256 connection tokens with S (with --rotord:\n"
 "                       configured instead of client.insecure)\n"
 "load:\n"
+"  --transport T        the connections' transport: websocket (default),\n"
+"                       http_stream, sse, sockjs-websocket, sockjs-xhr-streaming\n"
+"  --post-conns K       keep-alive connections per process for the POSTs of\n"
+"                       http_stream, sse and sockjs-xhr-streaming (16; emulation:\n"
+"                       one per connection, at most 1024)\n"
+"  --post-pipeline D    POSTs in flight on each of them (1: no pipelining)\n"
 "  -n, --conns N        subscribers / connections in all\n"
 "  -m, --channels M     channels\n"
 "  --format F           json, protobuf or mixed (json)\n"
@@ -100,7 +111,8 @@ static void usage(FILE *f)
 "  -q, --quiet          only the JSON line\n"
 "defaults: fanout -n 10000 -m 1; channels -n 10000 -m n/10 --burst 10;\n"
 "  burst -n 1000 -m 1 --burst 10; idle and connect -n 10000 -m n, -d 30,\n"
-"  no warm-up; api --pub-conns 8, no subscribers; otherwise -d 10, --warmup 1,\n"
+"  no warm-up; api --pub-conns 8, no subscribers; emulation -n 100 -m n,\n"
+"  --transport http_stream; otherwise -d 10, --warmup 1,\n"
 "  --window max(8, 4 x burst), --concurrency 64, --pub-conns 1\n"
 "exit status: 0 a clean run, 1 errors (counted in the report), 2 usage\n");
 }
@@ -354,6 +366,9 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 		t.resp_err += r->resp_err;
 		t.storm_done += r->storm_done;
 		t.storm_win += r->storm_win;
+		t.cmds_all += r->cmds_all;
+		t.cmds_win += r->cmds_win;
+		t.err_send += r->err_send;
 		t.err_connect += r->err_connect;
 		t.err_handshake += r->err_handshake;
 		t.err_reply += r->err_reply;
@@ -380,6 +395,7 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 		lat_merge(&t.lat_arrive, &r->lat_arrive);
 		lat_merge(&t.lat_api, &r->lat_api);
 		lat_merge(&t.lat_conn, &r->lat_conn);
+		lat_merge(&t.lat_cmd, &r->lat_cmd);
 	}
 	const char *reads = gen_uring == 0 ? "recvmsg" : gen_recvmsg == 0 ? "io_uring" : "mixed";
 	uint64_t expected = atomic_load(&sh->expected), delivered = 0;
@@ -387,7 +403,7 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 		delivered += atomic_load(&sh->slot[i].delivered);
 	uint64_t lost = expected > delivered ? expected - delivered : 0;
 	uint64_t errors = t.err_connect + t.err_handshake + t.err_reply + t.err_closed + t.err_unsub +
-			  t.err_proto + t.resp_err + lost + (uint64_t)(o->procs - nres);
+			  t.err_proto + t.err_send + t.resp_err + lost + (uint64_t)(o->procs - nres);
 	double w = window_s > 0 ? window_s : 1e-9;
 	double srv_cpu = s->have ? pstat_cpu_delta(&s->start, &s->end) : 0;
 	double deliv_rate = (double)t.deliveries_win / w;
@@ -415,9 +431,9 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 
 	if (!o->quiet) {
 		char a[32], b[32];
-		printf("rotor-bench %s: %ld connections (%s) over %ld channel%s, %d process%s, "
+		printf("rotor-bench %s: %ld connections (%s over %s) over %ld channel%s, %d process%s, "
 		       "%.1f s window after %.1f s warm-up\n",
-		       scen_names[o->scen], o->conns, fmt_names[o->fmt], o->channels,
+		       scen_names[o->scen], o->conns, fmt_names[o->fmt], o->tp->name, o->channels,
 		       o->channels == 1 ? "" : "s", o->procs, o->procs == 1 ? "" : "es",
 		       window_s, o->warmup);
 		if (o->scen != SC_CONNECT && o->conns > 0)
@@ -440,6 +456,14 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 		print_lat("latency", &t.lat_deliv);
 		print_lat("arrival", &t.lat_arrive);
 		print_lat("api rtt", &t.lat_api);
+		if (o->scen == SC_EMULATION) {
+			fmt_count(a, sizeof(a), (double)t.cmds_win / w);
+			printf("  %-11s %llu replies in the window: %s/s (presence_stats, one in flight per "
+			       "connection; POSTs over %d conn%s x %d in flight per process)\n", "commands",
+			       (unsigned long long)t.cmds_win, a, o->post_conns, o->post_conns == 1 ? "" : "s",
+			       o->post_pipeline);
+			print_lat("command", &t.lat_cmd);
+		}
 		if (o->scen == SC_CONNECT) {
 			fmt_count(a, sizeof(a), (double)t.storm_win / w);
 			printf("  %-11s %llu connected + subscribed: %s/s%s, %llu failed\n", "connects",
@@ -452,8 +476,10 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 			       "(%.0f%% of one core)", "rotord", (int)server_pid, s->end.n,
 			       s->end.n == 1 ? "" : "es", workers, srv_cpu, srv_cpu / w * 100);
 			double count = t.deliveries_win ? (double)t.deliveries_win : t.reqs_win ? (double)t.reqs_win :
-				       o->scen == SC_CONNECT ? (double)t.storm_win : 0;
-			const char *per = t.deliveries_win ? "delivery" : t.reqs_win ? "request" : "connect";
+				       o->scen == SC_CONNECT ? (double)t.storm_win :
+				       o->scen == SC_EMULATION ? (double)t.cmds_win : 0;
+			const char *per = t.deliveries_win ? "delivery" : t.reqs_win ? "request" :
+					  o->scen == SC_EMULATION ? "command" : "connect";
 			if (count > 0)
 				printf(", %.2f us per %s", srv_cpu / count * 1e6, per);
 			if (cores) {
@@ -496,25 +522,26 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 			printf("  %-11s none\n", "errors");
 		} else {
 			printf("  %-11s connect %llu, handshake %llu, reply %llu, closed %llu, unsubscribed %llu, "
-			       "protocol %llu, api %llu, lost %llu, generators lost %d", "errors",
+			       "protocol %llu, send %llu, api %llu, lost %llu, generators lost %d", "errors",
 			       (unsigned long long)t.err_connect, (unsigned long long)t.err_handshake,
 			       (unsigned long long)t.err_reply, (unsigned long long)t.err_closed,
 			       (unsigned long long)t.err_unsub, (unsigned long long)t.err_proto,
-			       (unsigned long long)t.resp_err, (unsigned long long)lost, o->procs - nres);
+			       (unsigned long long)t.err_send, (unsigned long long)t.resp_err,
+			       (unsigned long long)lost, o->procs - nres);
 			for (int j = 0; j < BENCH_NCODES && t.codes[j].n; j++)
 				printf("%s%u x%u", j ? ", " : "; codes ", t.codes[j].code, t.codes[j].n);
 			printf("\n");
 		}
 	}
 
-	printf("{\"scenario\":\"%s\",\"format\":\"%s\",\"conns\":%ld,\"channels\":%ld,\"procs\":%d,"
+	printf("{\"scenario\":\"%s\",\"transport\":\"%s\",\"format\":\"%s\",\"conns\":%ld,\"channels\":%ld,\"procs\":%d,"
 	       "\"workers\":%d,\"size\":%d,\"burst\":%d,\"rate\":%g,\"window_s\":%.3f,\"warmup_s\":%.3f,"
 	       "\"setup_s\":%.3f,\"subscribed\":%llu,\"setup_failed\":%llu,"
 	       "\"published\":%llu,\"publications_per_s\":%.1f,\"api_requests\":%llu,\"api_requests_per_s\":%.1f,"
 	       "\"api_ok\":%llu,\"api_errors\":%llu,"
 	       "\"deliveries\":%llu,\"deliveries_per_s\":%.1f,\"deliveries_all\":%llu,\"expected\":%llu,"
 	       "\"lost\":%llu,\"out_of_order\":%llu,\"connects\":%llu,\"connects_per_s\":%.1f,\"pings\":%llu",
-	       scen_names[o->scen], fmt_names[o->fmt], o->conns, o->channels, o->procs, workers, o->size,
+	       scen_names[o->scen], o->tp->name, fmt_names[o->fmt], o->conns, o->channels, o->procs, workers, o->size,
 	       o->burst, o->rate, window_s, o->warmup, setup_s, (unsigned long long)t.subscribed,
 	       (unsigned long long)t.setup_failed, (unsigned long long)t.pubs_win, (double)t.pubs_win / w,
 	       (unsigned long long)t.reqs_win, (double)t.reqs_win / w, (unsigned long long)t.resp_ok,
@@ -526,13 +553,17 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 	json_lat("arrival_us", &t.lat_arrive);
 	json_lat("api_rtt_us", &t.lat_api);
 	json_lat("connect_us", &t.lat_conn);
+	printf(",\"commands\":%llu,\"commands_per_s\":%.1f,\"commands_all\":%llu",
+	       (unsigned long long)t.cmds_win, (double)t.cmds_win / w, (unsigned long long)t.cmds_all);
+	json_lat("command_us", &t.lat_cmd);
 	printf(",\"errors\":{\"total\":%llu,\"connect\":%llu,\"handshake\":%llu,\"reply\":%llu,"
-	       "\"closed\":%llu,\"unsubscribed\":%llu,\"protocol\":%llu,\"api\":%llu,\"lost\":%llu,"
-	       "\"generators\":%d,\"codes\":{",
+	       "\"closed\":%llu,\"unsubscribed\":%llu,\"protocol\":%llu,\"send\":%llu,\"api\":%llu,"
+	       "\"lost\":%llu,\"generators\":%d,\"codes\":{",
 	       (unsigned long long)errors, (unsigned long long)t.err_connect,
 	       (unsigned long long)t.err_handshake, (unsigned long long)t.err_reply,
 	       (unsigned long long)t.err_closed, (unsigned long long)t.err_unsub,
-	       (unsigned long long)t.err_proto, (unsigned long long)t.resp_err, (unsigned long long)lost,
+	       (unsigned long long)t.err_proto, (unsigned long long)t.err_send, (unsigned long long)t.resp_err,
+	       (unsigned long long)lost,
 	       o->procs - nres);
 	for (int j = 0; j < BENCH_NCODES && t.codes[j].n; j++)
 		printf("%s\"%u\":%u", j ? "," : "", t.codes[j].code, t.codes[j].n);
@@ -554,11 +585,12 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 	}
 	if (s->have) {
 		printf(",\"server\":{\"pid\":%d,\"cpu_s\":%.3f,\"cpu_pct\":%.1f,\"us_per_delivery\":%.3f,"
-		       "\"us_per_request\":%.3f,\"pss_per_conn_b\":%.0f,\"pss_all_per_conn_b\":%.0f,"
-		       "\"rss_per_conn_b\":%.0f,\"cpu_us_per_conn_s\":%.4f",
+		       "\"us_per_request\":%.3f,\"us_per_command\":%.3f,\"pss_per_conn_b\":%.0f,"
+		       "\"pss_all_per_conn_b\":%.0f,\"rss_per_conn_b\":%.0f,\"cpu_us_per_conn_s\":%.4f",
 		       (int)server_pid, srv_cpu, srv_cpu / w * 100,
 		       t.deliveries_win ? srv_cpu / (double)t.deliveries_win * 1e6 : 0.0,
-		       t.reqs_win ? srv_cpu / (double)t.reqs_win * 1e6 : 0.0, pss_per, pss_all_per, rss_per,
+		       t.reqs_win ? srv_cpu / (double)t.reqs_win * 1e6 : 0.0,
+		       t.cmds_win ? srv_cpu / (double)t.cmds_win * 1e6 : 0.0, pss_per, pss_all_per, rss_per,
 		       cpu_per_conn);
 		json_mem("before", &s->before);
 		json_mem("ready", &s->ready);
@@ -577,7 +609,7 @@ enum {
 	O_ROTORD = 256, O_WORKERS, O_CPU_SERVER, O_URL, O_API_KEY, O_PID, O_SECRET, O_FORMAT,
 	O_RATE, O_BURST, O_WINDOW, O_SIZE, O_PUB_CONNS, O_PIPELINE, O_CONCURRENCY, O_CHURN,
 	O_PREFIX, O_PROCS, O_CPU, O_SRC, O_URING, O_URING_EVENTFD, O_URING_NOCHECK, O_WARMUP, O_DRAIN,
-	O_SETUP,
+	O_SETUP, O_TRANSPORT, O_POST_CONNS, O_POST_PIPELINE,
 };
 
 static const struct option longopts[] = {
@@ -593,6 +625,8 @@ static const struct option longopts[] = {
 	{ "no-uring-check", 0, 0, O_URING_NOCHECK },
 	{ "duration", 1, 0, 'd' }, { "warmup", 1, 0, O_WARMUP }, { "drain", 1, 0, O_DRAIN },
 	{ "setup-timeout", 1, 0, O_SETUP }, { "quiet", 0, 0, 'q' }, { "help", 0, 0, 'h' },
+	{ "transport", 1, 0, O_TRANSPORT }, { "post-conns", 1, 0, O_POST_CONNS },
+	{ "post-pipeline", 1, 0, O_POST_PIPELINE },
 	{ 0, 0, 0, 0 },
 };
 
@@ -628,6 +662,7 @@ int main(int argc, char **argv)
 	int workers = 1, cpu_server[BENCH_MAX_PROCS], ncpu_server = 0;
 	pid_t server_pid = 0;
 	long conns = -1, channels = -1, burst = -1, window = -1, pub_conns = -1, concurrency = -1, procs = 0;
+	long post_conns = -1;
 	double duration = -1, warmup = -1, setup_timeout = -1;
 
 	if (argc < 2 || argv[1][0] == '-') {
@@ -639,7 +674,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	int sc = -1;
-	for (int i = 0; i < 6; i++)
+	for (int i = 0; i < (int)NSCEN; i++)
 		if (strcmp(argv[1], scen_names[i]) == 0)
 			sc = i;
 	if (sc < 0)
@@ -653,6 +688,7 @@ int main(int argc, char **argv)
 	o.drain = 3;
 	o.chan_prefix = "bench";
 	o.api_key = "bench-api-key";
+	o.post_pipeline = 1;
 	optind = 2;
 	int c;
 	while ((c = getopt_long(argc, argv, "n:m:d:qh", longopts, NULL)) != -1) {
@@ -701,6 +737,14 @@ int main(int argc, char **argv)
 		case O_WARMUP: warmup = fnum(optarg, 0, 3600, "bad --warmup"); break;
 		case O_DRAIN: o.drain = fnum(optarg, 0, 3600, "bad --drain"); break;
 		case O_SETUP: setup_timeout = fnum(optarg, 1, 86400, "bad --setup-timeout"); break;
+		case O_TRANSPORT:
+			if ((o.tp = tp_find(optarg)) == NULL) {
+				fprintf(stderr, "rotor-bench: unknown --transport %s (one of %s)\n", optarg, tp_names());
+				return 2;
+			}
+			break;
+		case O_POST_CONNS: post_conns = num(optarg, 1, 1024, "bad --post-conns"); break;
+		case O_POST_PIPELINE: o.post_pipeline = (int)num(optarg, 1, 1024, "bad --post-pipeline"); break;
 		case 'q': o.quiet = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
@@ -713,12 +757,27 @@ int main(int argc, char **argv)
 	if (o.token_secret && (strpbrk(o.token_secret, "\"\\") || strlen(o.token_secret) > 200))
 		die("bad --token-secret", NULL);
 
+	/* Transport. */
+	if (o.tp == NULL)
+		o.tp = tp_find(o.scen == SC_EMULATION ? "http_stream" : "websocket");
+	if (o.fmt != FMT_JSON && !o.tp->protobuf) {
+		fprintf(stderr, "rotor-bench: --format %s: the %s transport carries JSON only\n",
+			fmt_names[o.fmt], o.tp->name);
+		return 2;
+	}
+	if (o.scen == SC_EMULATION && !o.tp->emulation) {
+		fprintf(stderr, "rotor-bench: the emulation scenario needs --transport http_stream or sse, "
+			"not %s\n", o.tp->name);
+		return 2;
+	}
+
 	/* Scenario defaults. */
-	static const long def_conns[] = { 10000, 10000, 1000, 10000, 10000, 0 };
+	static const long def_conns[NSCEN] = { 10000, 10000, 1000, 10000, 10000, 0, 100 };
 	o.conns = conns >= 0 ? conns : def_conns[o.scen];
 	o.channels = channels > 0 ? channels :
 		     o.scen == SC_CHANNELS ? (o.conns >= 10 ? o.conns / 10 : 1) :
-		     (o.scen == SC_IDLE || o.scen == SC_CONNECT) && o.conns > 0 ? o.conns : 1;
+		     (o.scen == SC_IDLE || o.scen == SC_CONNECT || o.scen == SC_EMULATION) && o.conns > 0 ?
+		     o.conns : 1;
 	o.burst = burst > 0 ? (int)burst : o.scen == SC_BURST || o.scen == SC_CHANNELS ? 10 : 1;
 	o.window = window >= 0 ? (int)window : (o.burst * 4 > 8 ? o.burst * 4 : 8);
 	o.pub_conns = pub_conns > 0 ? (int)pub_conns : o.scen == SC_API ? 8 : 1;
@@ -727,8 +786,15 @@ int main(int argc, char **argv)
 	o.warmup = warmup >= 0 ? warmup : o.scen == SC_IDLE || o.scen == SC_CONNECT ? 0 : 1;
 	if (o.scen == SC_CONNECT && o.conns == 0)
 		die("connect needs --conns > 0", NULL);
-	if ((o.scen == SC_FANOUT || o.scen == SC_BURST || o.scen == SC_CHANNELS) && o.conns == 0)
+	if ((o.scen == SC_FANOUT || o.scen == SC_BURST || o.scen == SC_CHANNELS || o.scen == SC_EMULATION) &&
+	    o.conns == 0)
 		die("this scenario needs subscribers (--conns > 0)", NULL);
+
+	/* The POST pool: as a load balancer's upstream connections; in the
+	 * emulation scenario one per connection, as each browser has its own.
+	 * Sized before the processes, which then count its descriptors. */
+	o.post_conns = post_conns > 0 ? (int)post_conns : o.scen == SC_EMULATION ?
+		       (int)(o.conns < 1024 ? (o.conns > 0 ? o.conns : 1) : 1024) : 16;
 
 	/* File descriptors: ours up to the hard limit, and enough processes. */
 	struct rlimit rl;
@@ -738,7 +804,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "rotor-bench: setrlimit(RLIMIT_NOFILE) failed: %s\n", strerror(errno));
 	}
 	getrlimit(RLIMIT_NOFILE, &rl);
-	long per_proc = (long)rl.rlim_cur - 64 - o.pub_conns;
+	long per_proc = (long)rl.rlim_cur - 64 - o.pub_conns - (o.tp->posts ? o.post_conns : 0);
 	long need = o.scen == SC_CONNECT && o.churn ? 1 : (o.conns + per_proc - 1) / (per_proc > 0 ? per_proc : 1);
 	o.procs = procs > 0 ? (int)procs : (int)(need > 1 ? need : 1);
 	if (o.procs > BENCH_MAX_PROCS)
@@ -755,7 +821,8 @@ int main(int argc, char **argv)
 	/* The server. */
 	struct rd rd = { 0 };
 	if (rotord) {
-		if (rd_start(&rd, rotord, workers, cpu_server, ncpu_server, o.api_key, o.token_secret) < 0)
+		if (rd_start(&rd, rotord, workers, cpu_server, ncpu_server, o.api_key, o.token_secret,
+			     o.tp->rotord_conf, o.scen == SC_EMULATION) < 0)
 			return 1;
 		server_pid = rd.pid;
 		char u[64];

@@ -104,7 +104,8 @@ static void remove_dir(const char *dir)
 	nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-static int write_config(const struct rd *r, int workers, const char *api_key, const char *secret)
+static int write_config(const struct rd *r, int workers, const char *api_key, const char *secret,
+			const char *extra, bool presence)
 {
 	char path[192];
 	snprintf(path, sizeof(path), "%s/config.json", r->dir);
@@ -120,17 +121,20 @@ static int write_config(const struct rd *r, int workers, const char *api_key, co
 		"  \"pid_file\": \"%s/rotord.pid\",\n"
 		"  \"http_api\": {\"key\": \"%s\"},\n",
 		workers, r->port, r->dir, r->shm, r->dir, api_key);
+	if (extra && *extra)
+		fprintf(f, "  %s,\n", extra);
 	if (secret)
-		fprintf(f, "  \"client\": {\"token\": {\"hmac_secret_key\": \"%s\"}},\n"
-			"  \"channel\": {\"without_namespace\": {\"allow_subscribe_for_client\": true}}\n}\n",
-			secret);
+		fprintf(f, "  \"client\": {\"token\": {\"hmac_secret_key\": \"%s\"}},\n", secret);
 	else
-		fprintf(f, "  \"client\": {\"insecure\": true}\n}\n");
+		fprintf(f, "  \"client\": {\"insecure\": true},\n");
+	fprintf(f, "  \"channel\": {\"without_namespace\": {\"allow_subscribe_for_client\": %s%s}}\n}\n",
+		secret ? "true" : "false",
+		presence ? ", \"presence\": true, \"allow_presence_for_subscriber\": true" : "");
 	return fclose(f) == 0 ? 0 : -1;
 }
 
 int rd_start(struct rd *r, const char *path, int workers, const int *cpus, int ncpus,
-	     const char *api_key, const char *token_secret)
+	     const char *api_key, const char *token_secret, const char *extra, bool presence)
 {
 	memset(r, 0, sizeof(*r));
 	const char *tmp = getenv("TMPDIR");
@@ -151,7 +155,7 @@ int rd_start(struct rd *r, const char *path, int workers, const int *cpus, int n
 	if (r->shm[0] == 0)
 		snprintf(r->shm, sizeof(r->shm), "%s", r->dir);
 	r->port = free_port();
-	if (r->port < 0 || write_config(r, workers, api_key, token_secret) < 0) {
+	if (r->port < 0 || write_config(r, workers, api_key, token_secret, extra, presence) < 0) {
 		rd_stop(r);
 		return -1;
 	}

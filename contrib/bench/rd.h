@@ -22,10 +22,13 @@ struct rd {
 /* Starts `path` with `workers` workers pinned to cpus[0..ncpus) (none:
  * unpinned) and waits until /health answers and every worker runs. With
  * token_secret the config holds client.token.hmac_secret_key and lets
- * clients subscribe without namespaces; without, client.insecure. Returns 0
- * or -1 with a message on stderr (the daemon stopped again). */
+ * clients subscribe without namespaces; without, client.insecure. `extra`
+ * is more top-level members of the config (a transport's keys: "" for
+ * none); with `presence`, channels outside namespaces keep presence and
+ * their subscribers may ask for it. Returns 0 or -1 with a message on
+ * stderr (the daemon stopped again). */
 int rd_start(struct rd *r, const char *path, int workers, const int *cpus, int ncpus,
-	     const char *api_key, const char *token_secret);
+	     const char *api_key, const char *token_secret, const char *extra, bool presence);
 
 /* 0 while the daemon runs; -1 once it has exited by itself (then reaped,
  * its log's end printed, r->pid 0). */

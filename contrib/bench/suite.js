@@ -5,15 +5,21 @@
 //
 //   node contrib/bench/suite.js [--runs 5] [--workers 1,2] [--only a,b]
 //        [--rotord src/rotord[,other/rotord...]] [--bench contrib/bench/rotor-bench]
-//        [--readers io_uring[,recvmsg]] [--out DIR]
+//        [--readers io_uring[,recvmsg]] [--transports websocket[,http_stream,...]]
+//        [--out DIR]
 //
+// --transports runs every client scenario over each transport given
+// (rotor-bench --transport; default websocket); api has no clients and
+// runs once; emulation runs over each of http_stream and sse given, or
+// over http_stream when neither is.
 // Several rotord binaries are measured side by side (runs interleaved),
 // for before/after comparisons; so are the generator's two readers with
 // --readers io_uring,recvmsg (recvmsg: rotor-bench --no-uring). A run
 // whose generator did not read the way it was asked (io_uring failed its
 // self-check or stalled: the JSON's generator.reads) is counted in the
 // runs column. Every run's JSON line is kept in DIR (default: a new
-// directory under /tmp), named SCENARIO-wWORKERS-bBINARY-READER-RUN.json.
+// directory under /tmp), named SCENARIO-wWORKERS-bBINARY-READER-RUN.json
+// (SCENARIO-TRANSPORT-w... for transports other than websocket).
 // --from DIR[,DIR...] runs nothing and summarises the runs kept there (of
 // the first binary; files without a reader are io_uring's) instead. One
 // worker is pinned to CPU 0
@@ -36,7 +42,8 @@ const LATENCY = [
 	['arrival p99', 'arrival_us.p99', 'ms', 1e-3],
 	['rotord CPU', 'server.cpu_pct', '%', 1]];
 
-// name, rotor-bench arguments, metrics: [label, json path, unit, scale]
+// name, rotor-bench arguments, metrics: [label, json path, unit, scale];
+// which transports a scenario runs over: transportsOf below.
 const SCENARIOS = [
 	['fanout', 'fanout -n 10000 -d 5', [
 		['deliveries/s', 'deliveries_per_s', 'k', 1e-3],
@@ -67,11 +74,34 @@ const SCENARIOS = [
 		['deliveries/s', 'deliveries_per_s', 'k', 1e-3],
 		['rotord CPU', 'server.cpu_pct', '%', 1],
 		['p99', 'latency_us.p99', 'ms', 1e-3]]],
+	['emulation', 'emulation -n 100 -d 5', [
+		['commands/s', 'commands_per_s', 'k', 1e-3],
+		['rotord CPU', 'server.cpu_pct', '%', 1],
+		['µs/command', 'server.us_per_command', '', 1],
+		['rtt p50', 'command_us.p50', 'ms', 1e-3]]],
 ];
+
+// The transports a scenario runs over, of those asked for; null: it has
+// no client connections (no --transport).
+const EMULATION = ['http_stream', 'sse'];
+function transportsOf(name, asked) {
+	if (name === 'api')
+		return [null];
+	if (name === 'emulation') {
+		const t = asked.filter((x) => EMULATION.includes(x));
+		return t.length ? t : ['http_stream'];
+	}
+	return asked;
+}
+
+// A kept run's file name without the run number and ".json".
+function stem(c) {
+	return `${c.name}${c.transport && c.transport !== 'websocket' ? `-${c.transport}` : ''}-w${c.w}-b${c.bi}-${c.reader}`;
+}
 
 function args() {
 	const o = { runs: 5, workers: [1, 2], only: null, rotord: ['src/rotord'],
-		bench: 'contrib/bench/rotor-bench', readers: ['io_uring'], out: null };
+		bench: 'contrib/bench/rotor-bench', readers: ['io_uring'], transports: ['websocket'], out: null };
 	const a = process.argv.slice(2);
 	for (let i = 0; i < a.length; i++) {
 		const v = a[i + 1];
@@ -82,6 +112,7 @@ function args() {
 		case '--rotord': o.rotord = v.split(','); i++; break;
 		case '--bench': o.bench = v; i++; break;
 		case '--readers': o.readers = v.split(','); i++; break;
+		case '--transports': o.transports = v.split(','); i++; break;
 		case '--out': o.out = v; i++; break;
 		case '--from': o.from = v.split(','); i++; break;
 		default:
@@ -128,16 +159,18 @@ function main() {
 	for (const [name, cmd, metrics] of SCENARIOS) {
 		if (o.only && !o.only.includes(name))
 			continue;
-		for (const w of o.workers)
-			for (const [bi, bin] of o.rotord.entries())
-				for (const reader of o.readers)
-					cases.push({ name, cmd, metrics, w, bi, bin, reader, got: [] });
+		for (const transport of transportsOf(name, o.transports))
+			for (const w of o.workers)
+				for (const [bi, bin] of o.rotord.entries())
+					for (const reader of o.readers)
+						cases.push({ name, cmd, metrics, transport, w, bi, bin, reader, got: [] });
 	}
 	// --from: the tables of runs kept by earlier invocations (one rotord).
 	for (const dir of o.from || []) {
 		for (const f of fs.readdirSync(dir)) {
 			const c = cases.find((x) => x.bi === 0 && new RegExp(
-				`^${x.name}-w${x.w}-(b0-)?${x.reader === 'io_uring' ? '(io_uring-)?' : `${x.reader}-`}\\d+\\.json$`).test(f));
+				`^${x.name}${x.transport && x.transport !== 'websocket' ? `-${x.transport}` : ''}-w${x.w}-` +
+				`(b0-)?${x.reader === 'io_uring' ? '(io_uring-)?' : `${x.reader}-`}\\d+\\.json$`).test(f));
 			if (c)
 				c.got.push(JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')));
 		}
@@ -148,23 +181,26 @@ function main() {
 	for (let r = 1; r <= (o.from ? 0 : o.runs); r++) {
 		for (const c of cases) {
 			const argv = [...c.cmd.split(' '), '--rotord', c.bin, '--workers', String(c.w), ...pins(c.w),
-				...READERS[c.reader], '-q'];
-			process.stderr.write(`${c.name} w${c.w} ${c.reader} run ${r}/${o.runs}: ${o.bench} ${argv.join(' ')}\n`);
+				...READERS[c.reader], ...(c.transport ? ['--transport', c.transport] : []), '-q'];
+			process.stderr.write(`${c.name} ${c.transport || ''} w${c.w} ${c.reader} run ${r}/${o.runs}: ` +
+				`${o.bench} ${argv.join(' ')}\n`);
 			const p = spawnSync(o.bench, argv, { encoding: 'utf8', maxBuffer: 1 << 24 });
 			const line = (p.stdout || '').trim().split('\n').pop();
 			if (p.status !== 0 || !line) {
 				process.stderr.write(`  failed (status ${p.status}): ${(p.stderr || '').trim().split('\n').pop()}\n`);
 				continue;
 			}
-			fs.writeFileSync(path.join(out, `${c.name}-w${c.w}-b${c.bi}-${c.reader}-${r}.json`), line + '\n');
+			fs.writeFileSync(path.join(out, `${stem(c)}-${r}.json`), line + '\n');
 			c.got.push(JSON.parse(line));
 		}
 	}
 	const many = o.rotord.length > 1, readers = o.readers.length > 1;
+	const tcol = cases.some((c) => c.transport && c.transport !== 'websocket');
 	if (!o.from)
 		console.log(`Runs kept in ${out}\n`);
-	console.log(`| scenario | workers |${many ? ' rotord |' : ''}${readers ? ' reads |' : ''} runs | median (min–max) |`);
-	console.log(`| --- | --- |${many ? ' --- |' : ''}${readers ? ' --- |' : ''} --- | --- |`);
+	console.log(`| scenario |${tcol ? ' transport |' : ''} workers |${many ? ' rotord |' : ''}${readers ? ' reads |' : ''} ` +
+		`runs | median (min–max) |`);
+	console.log(`| --- |${tcol ? ' --- |' : ''} --- |${many ? ' --- |' : ''}${readers ? ' --- |' : ''} --- | --- |`);
 	for (const c of cases) {
 		if (o.from && c.got.length === 0)
 			continue;       // a worker count the kept runs do not have
@@ -177,8 +213,8 @@ function main() {
 		const other = c.got.filter((j) => get(j, 'generator.reads') !== c.reader).length;
 		const runs = (o.from ? `${c.got.length}` : `${c.got.length}/${o.runs}`) +
 			(other ? ` (${other} not read by ${c.reader})` : '');
-		console.log(`| ${c.name} | ${c.w} |${many ? ` ${c.bin} |` : ''}${readers ? ` ${c.reader} |` : ''} ${runs} | ` +
-			`${cells.join('; ')} |`);
+		console.log(`| ${c.name} |${tcol ? ` ${c.transport || '-'} |` : ''} ${c.w} |${many ? ` ${c.bin} |` : ''}` +
+			`${readers ? ` ${c.reader} |` : ''} ${runs} | ${cells.join('; ')} |`);
 	}
 }
 

@@ -32,7 +32,7 @@ enum { W_CONNECTING, W_HANDSHAKE, W_OPEN, W_DONE };
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 static struct sockaddr_in W_dst;
-static char W_host[128], W_path[256];
+static char W_host[128];
 static uint64_t W_rng;
 
 static uint32_t rnd32(void)
@@ -43,11 +43,10 @@ static uint32_t rnd32(void)
 	return (uint32_t)(W_rng >> 16);
 }
 
-void wsc_setup(const struct sockaddr_in *dst, const char *host, const char *path)
+void wsc_setup(const struct sockaddr_in *dst, const char *host)
 {
 	W_dst = *dst;
 	snprintf(W_host, sizeof(W_host), "%s", host);
-	snprintf(W_path, sizeof(W_path), "%s", path);
 	if (getrandom(&W_rng, sizeof(W_rng), 0) != sizeof(W_rng) || W_rng == 0)
 		W_rng = 0x9e3779b97f4a7c15ull;
 }
@@ -128,7 +127,7 @@ static void key_of(const uint8_t nonce[16], char out[25])
 static void on_connect(struct sock *s)
 {
 	struct wsc *w = (struct wsc *)s;
-	char key[25], req[1024];
+	char key[25], req[1280];
 	for (int i = 0; i < 16; i += 4) {
 		uint32_t r = rnd32();
 		memcpy(w->nonce + i, &r, 4);
@@ -138,7 +137,7 @@ static void on_connect(struct sock *s)
 			 "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
 			 "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
 			 "Sec-WebSocket-Version: 13\r\n%s\r\n",
-			 W_path, W_host, key,
+			 w->path, W_host, key,
 			 w->protobuf ? "Sec-WebSocket-Protocol: centrifuge-protobuf\r\n" : "");
 	w->state = W_HANDSHAKE;
 	int err = sock_write(s, req, (size_t)n);
@@ -302,7 +301,7 @@ static void on_error(struct sock *s, int err)
 
 static const struct sock_ops wsc_sock_ops = { on_connect, on_data, on_error };
 
-int wsc_connect(struct wsc *w, unsigned k, bool protobuf, const struct wsc_ops *ops)
+int wsc_connect(struct wsc *w, unsigned k, const char *path, bool protobuf, const struct wsc_ops *ops)
 {
 	free(w->frag);
 	int err = sock_connect(&w->s, &W_dst, k, &wsc_sock_ops);
@@ -310,6 +309,7 @@ int wsc_connect(struct wsc *w, unsigned k, bool protobuf, const struct wsc_ops *
 	w->frag = NULL;
 	w->frag_len = 0;
 	w->protobuf = protobuf;
+	w->path = path;
 	w->state = err ? W_DONE : W_CONNECTING;
 	return err;
 }

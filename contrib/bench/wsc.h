@@ -39,15 +39,17 @@ struct wsc {
 	uint8_t state;
 	bool protobuf;          /* asked for subprotocol centrifuge-protobuf */
 	uint8_t nonce[16];      /* Sec-WebSocket-Key, kept until the reply */
+	const char *path;       /* the caller's, until the request is written */
 };
 
-/* Target and Host header for every connection of the process, and the
- * WebSocket path. Call once, after sock_setup. */
-void wsc_setup(const struct sockaddr_in *dst, const char *host, const char *path);
+/* Target and Host header for every connection of the process. Call once,
+ * after sock_setup. */
+void wsc_setup(const struct sockaddr_in *dst, const char *host);
 
-/* Opens w from source address k. Returns 0 (then on_open or on_end follow)
- * or an errno value if the socket could not be started. */
-int wsc_connect(struct wsc *w, unsigned k, bool protobuf, const struct wsc_ops *ops);
+/* Opens w to path (which must stay valid until on_open or on_end) from
+ * source address k. Returns 0 (then on_open or on_end follow) or an errno
+ * value if the socket could not be started. */
+int wsc_connect(struct wsc *w, unsigned k, const char *path, bool protobuf, const struct wsc_ops *ops);
 
 /* Sends one data message, binary or text, in one masked frame. Returns 0 or
  * an errno value after which w is closed (on_end is not called). */

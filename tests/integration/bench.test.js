@@ -1,10 +1,11 @@
 'use strict';
 // Smoke runs of the load generator (contrib/bench/rotor-bench): every
-// scenario for about a second with tiny counts, against a rotord it starts
-// itself and against one started here (--url, --pid). Each run must exit 0
-// and print a JSON line whose counts make sense: deliveries arrived, every
-// subscriber subscribed, nothing lost, no errors. Timings are never
-// asserted: this checks the tool, not rotor's speed.
+// scenario for about a second with tiny counts, over every client
+// transport, against a rotord it starts itself and against one started
+// here (--url, --pid). Each run must exit 0 and print a JSON line whose
+// counts make sense: deliveries arrived, every subscriber subscribed,
+// nothing lost, no errors. Timings are never asserted: this checks the
+// tool, not rotor's speed.
 
 const { test } = require('node:test');
 const assert = require('node:assert');
@@ -185,7 +186,7 @@ test('api: publishes over keep-alive, pipelined', async () => {
 });
 
 test('a running daemon (--url, --api-key, --pid); every connection is closed afterwards', async () => {
-  const d = await new Rotord({ client: { insecure: true } }, { workers: 2 }).start();
+  const d = await new Rotord({ client: { insecure: true }, http_stream: { enabled: true } }, { workers: 2 }).start();
   try {
     const r = await bench(['fanout', '--url', `http://127.0.0.1:${d.port}`, '--api-key', 'test-api-key',
       '--pid', String(d.pid), '-n', '30', '-d', '1', '--warmup', '0']);
@@ -193,6 +194,9 @@ test('a running daemon (--url, --api-key, --pid); every connection is closed aft
     assert.strictEqual(j.workers, 2);
     assert.ok(j.deliveries > 0);
     serverSane(j, '--url');
+    const s = ok(await bench(['fanout', '--url', `http://127.0.0.1:${d.port}`, '--api-key', 'test-api-key',
+      '--transport', 'http_stream', '-n', '30', '-d', '1', '--warmup', '0']), '--url over http_stream');
+    assert.strictEqual(s.deliveries_all, s.expected);
     await waitFor(async () => {
       const info = await apiPost(d.port, '/api/info', {});
       const nodes = JSON.parse(info.body).result.nodes;
@@ -201,6 +205,96 @@ test('a running daemon (--url, --api-key, --pid); every connection is closed aft
   } finally {
     await d.stop();
   }
+});
+
+// The transports other than WebSocket (contrib/bench/README, "Transports").
+// rotor-bench enables each in the config of the rotord it starts; two
+// workers, so that POSTs to /emulation and SockJS requests that land on
+// the worker not holding the session are routed (or handed) to it.
+const OTHER = ['http_stream', 'sse', 'sockjs-websocket', 'sockjs-xhr-streaming'];
+
+test('fanout over every other transport: every publication reaches every subscriber', async () => {
+  for (const t of OTHER) {
+    const j = ok(await own('fanout', ['-n', '30', '--transport', t]), t);
+    assert.strictEqual(j.transport, t);
+    assert.strictEqual(j.subscribed, 30, `${t}: subscribed`);
+    assert.ok(j.deliveries > 0, `${t}: deliveries`);
+    assert.strictEqual(j.lost, 0, `${t}: lost`);
+    assert.strictEqual(j.deliveries_all, j.expected, `${t}: deliveries equal publications x subscribers`);
+    assert.strictEqual(j.out_of_order, 0, `${t}: in order`);
+    latSane(j.latency_us, `${t}: delivery latency`);
+  }
+});
+
+// rotord ends an XHR streaming response at 128 KiB; the client reopens it
+// on the same session. 2,000-byte payloads to 10 subscribers for a second
+// carry megabytes per connection: many reopenings, nothing may be lost.
+test('sockjs-xhr-streaming: streams reopened at the response limit lose nothing', async () => {
+  const j = ok(await own('fanout', ['-n', '10', '--size', '2000', '--transport', 'sockjs-xhr-streaming']),
+    'xhr-streaming');
+  assert.ok(j.deliveries_all * 2000 / 10 > 4 * 131072, `several responses' worth per connection: ${j.deliveries_all}`);
+  assert.strictEqual(j.deliveries_all, j.expected);
+});
+
+test('http_stream carries protobuf and mixed formats; SSE and SockJS refuse protobuf', async () => {
+  for (const format of ['protobuf', 'mixed']) {
+    const j = ok(await own('fanout', ['-n', '20', '--transport', 'http_stream', '--format', format]), format);
+    assert.strictEqual(j.format, format);
+    assert.strictEqual(j.deliveries_all, j.expected, `${format}: nothing lost`);
+    assert.ok(j.deliveries > 0);
+  }
+  for (const t of ['sse', 'sockjs-websocket', 'sockjs-xhr-streaming']) {
+    const r = await own('fanout', ['-n', '5', '--transport', t, '--format', 'protobuf']);
+    assert.strictEqual(r.code, 2, `${t}: a usage error`);
+    assert.match(r.stderr, /JSON only/);
+  }
+  const r = await own('fanout', ['--transport', 'carrier-pigeon']);
+  assert.strictEqual(r.code, 2);
+  assert.match(r.stderr, /unknown --transport/);
+});
+
+test('idle over every other transport: pongs through POST /emulation and xhr_send keep them alive', async () => {
+  const env = { ROTOR_CLIENT_PING_INTERVAL: '1s', ROTOR_CLIENT_PONG_TIMEOUT: '500ms' };
+  for (const t of OTHER) {
+    const j = ok(await own('idle', ['-n', '40', '-d', '2.5', '--transport', t], { env }), t);
+    assert.strictEqual(j.subscribed, 40, `${t}: subscribed`);
+    assert.ok(j.pings >= 40, `${t}: every connection answered pings (${j.pings})`);
+    assert.ok(j.server.pss_per_conn_b > 0, `${t}: PSS per connection`);
+  }
+});
+
+test('connect storms over every other transport, kept and churned', async () => {
+  for (const t of OTHER) {
+    let j = ok(await own('connect', ['-n', '100', '--warmup', '0', '--transport', t]), t);
+    assert.strictEqual(j.connects, 100, `${t}: connects`);
+    latSane(j.connect_us, `${t}: connect time`);
+    j = ok(await own('connect', ['-n', '100', '--churn', '--warmup', '0', '--transport', t]), `${t} --churn`);
+    assert.strictEqual(j.connects, 100, `${t} --churn: connects`);
+  }
+});
+
+test('emulation: presence_stats commands through POST /emulation, JSON and protobuf, http_stream and SSE', async () => {
+  for (const args of [[], ['--format', 'protobuf'], ['--transport', 'sse']]) {
+    const j = ok(await own('emulation', ['-n', '20', ...args]), `emulation ${args.join(' ')}`);
+    assert.strictEqual(j.scenario, 'emulation');
+    assert.strictEqual(j.transport, args[0] === '--transport' ? 'sse' : 'http_stream');
+    assert.strictEqual(j.subscribed, 20);
+    assert.ok(j.commands > 0 && j.commands_all >= j.commands, `commands answered: ${j.commands}`);
+    latSane(j.command_us, 'command round trip');
+    assert.ok(j.server.us_per_command > 0, 'server CPU per command');
+  }
+  const r = await own('emulation', ['--transport', 'websocket']);
+  assert.strictEqual(r.code, 2, 'emulation needs an emulation transport');
+});
+
+// HTTP/1.1 lets the POST pool pipeline (--post-pipeline). rotord with two
+// workers answers a POST for a session of the other worker once that
+// worker acknowledges it over the bus; the pipelined requests behind it
+// then wait up to 100 ms (the flush point's ev_feed_event is not run until
+// the next timer tick), so pongs come too late (3012) and commands crawl.
+test('emulation with pipelined POSTs over two workers', { todo: 'rotord: pipelined requests behind a routed /emulation POST stall up to 100 ms' }, async () => {
+  const j = ok(await own('emulation', ['-n', '20', '--post-conns', '2', '--post-pipeline', '16']), 'pipelined');
+  assert.ok(j.commands_per_s > 1000, `commands flow: ${j.commands_per_s}/s`);
 });
 
 test('failures are reported: no server means errors and exit 1', async () => {
