@@ -289,10 +289,12 @@ test('emulation: presence_stats commands through POST /emulation, JSON and proto
 
 // HTTP/1.1 lets the POST pool pipeline (--post-pipeline). rotord with two
 // workers answers a POST for a session of the other worker once that
-// worker acknowledges it over the bus; the pipelined requests behind it
-// then wait up to 100 ms (the flush point's ev_feed_event is not run until
-// the next timer tick), so pongs come too late (3012) and commands crawl.
-test('emulation with pipelined POSTs over two workers', { todo: 'rotord: pipelined requests behind a routed /emulation POST stall up to 100 ms' }, async () => {
+// worker acknowledges it over the bus, at the flush point; the pipelined
+// request behind it is read then, and used to wait for the next timer
+// (libev does not look at fed events before it sleeps): up to 100 ms a
+// command, 16-60 commands/s, pongs too late (3012). The bound is far below
+// what the slowest machine does without that stall (tens of thousands).
+test('emulation with pipelined POSTs over two workers', async () => {
   const j = ok(await own('emulation', ['-n', '20', '--post-conns', '2', '--post-pipeline', '16']), 'pipelined');
   assert.ok(j.commands_per_s > 1000, `commands flow: ${j.commands_per_s}/s`);
 });
