@@ -136,24 +136,22 @@ static long session_slot(struct pstr s)
 
 /* ---- the session's transport ----------------------------------------------- */
 
+/* The session's transport handle is its stream itself, so that a
+ * delivery touches the stream and its connection, not a struct emu too. */
 static int t_send(void *t, struct rbuf *b, size_t off, size_t len)
 {
-	struct emu *e = t;
-
-	return hs_send(e->hs, b, off, len);
+	return hs_send(t, b, off, len);
 }
 
 static int t_send_copy(void *t, const void *p, size_t n)
 {
-	struct emu *e = t;
-
-	return hs_send_copy(e->hs, p, n);
+	return hs_send_copy(t, p, n);
 }
 
 /* A disconnect is a disconnect push, then the end of the response. */
 static void t_close(void *t, uint32_t code, const char *reason)
 {
-	struct emu *e = t;
+	struct emu *e = hs_ud(t);
 
 	if (code != 3000) {
 		E.buf.len = 0;
@@ -218,10 +216,10 @@ static void open_session(struct http_req *req, enum emu_kind kind, enum proto_fm
 	E.buf.len = 0;
 	hs_headers(req, &E.buf);
 	jw_raw(&E.buf, "", 1);
-	e->c = client_new(req->conn->w, kind == EMU_SSE ? &sse_ops : &http_stream_ops, e, &o);
-	smap_set(&E.sessions, e->session, SESSION_LEN, (uint64_t)(uintptr_t)e);
 	e->hs = hs_start(req, ctype, E.buf.buf, kind == EMU_SSE ? "\r\n" : NULL, kind == EMU_SSE ? 2 : 0,
 			 (size_t)E.w->conf->queue_max_size, ho, e);
+	e->c = client_new(E.w, kind == EMU_SSE ? &sse_ops : &http_stream_ops, e->hs, &o);
+	smap_set(&E.sessions, e->session, SESSION_LEN, (uint64_t)(uintptr_t)e);
 	log_debug("%s: session %s opened", kind == EMU_SSE ? "sse" : "http_stream", e->session);
 	client_frame(e->c, data, len);
 }

@@ -413,6 +413,11 @@ int hs_send_copy(struct hs *s, const void *p, size_t n)
 	return rc;
 }
 
+void *hs_ud(const struct hs *s)
+{
+	return s->ud;
+}
+
 uint64_t hs_body_bytes(const struct hs *s)
 {
 	return s->body;

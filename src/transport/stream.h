@@ -98,6 +98,9 @@ int hs_send_copy(struct hs *s, const void *p, size_t n);
  * Same returns as hs_send; the limit counts the N segments together. */
 int hs_send_chunk(struct hs *s, const struct rseg *v, size_t n);
 
+/* The UD that hs_start was given. */
+void *hs_ud(const struct hs *s);
+
 /* Bytes framed onto the connection so far (response body, prelude
  * excluded), for transports that end a response at a size limit. */
 uint64_t hs_body_bytes(const struct hs *s);
