@@ -346,6 +346,28 @@ static struct rbuf *cached_piece(enum sjf_transport t, const struct rseg *m)
 	return e ? e->out : NULL;
 }
 
+/* Shared message M as a whole a[...] frame for transport T (its fixed head,
+ * the quoted piece, its tail) in one buffer, made once per flush, so that
+ * a lone publication costs a receiver one segment as on WebSocket. NULL:
+ * not cached (a JSONP head holds the receiver's callback). */
+#define WHOLE_FRAME 0x100 /* fcache tag: beside the pieces' encodings */
+static struct rbuf *cached_frame(enum sjf_transport t, const struct rseg *m)
+{
+	struct rbuf *const *fx = S.fixed[t];
+	struct fcache_entry *e;
+	struct rbuf *p;
+
+	if (!fx[F_HEAD] || !(p = cached_piece(t, m)) || !(e = fcache_get(&S.cache, m, WHOLE_FRAME | (uintptr_t)t)))
+		return NULL;
+	if (!e->out) {
+		e->out = rbuf_new(fx[F_HEAD]->len + p->len + fx[F_TAIL]->len);
+		memcpy(e->out->data, fx[F_HEAD]->data, fx[F_HEAD]->len);
+		memcpy(e->out->data + fx[F_HEAD]->len, p->data, p->len);
+		memcpy(e->out->data + fx[F_HEAD]->len + p->len, fx[F_TAIL]->data, fx[F_TAIL]->len);
+	}
+	return e->out;
+}
+
 /* Frames S's buffered messages for R: one a[...] frame made of the shared
  * fixed pieces, the cached pieces of shared messages, and one copy holding
  * the rest (the jsonp head, unshared messages). */
@@ -359,6 +381,14 @@ static int emit_messages(struct sjs *s, struct sjs_recv *r)
 
 	S.nseg = 0;
 	S.frame.len = 0;
+	if (s->out->n == 1 && s->out->v[0].b->refs > 1) {
+		struct rbuf *whole = cached_frame(t, &s->out->v[0]);
+
+		if (whole) {
+			seg_add(whole, 0, whole->len);
+			return recv_send(r);
+		}
+	}
 	/* Pieces of the copy are noted with b == NULL and resolved at the end. */
 	if (fx[F_HEAD]) {
 		seg_add(fx[F_HEAD], 0, fx[F_HEAD]->len);
