@@ -87,8 +87,9 @@ static struct {
 	struct fcache wrapped;      /* messages wrapped in this flush (entry aux: framed bytes) */
 } S;
 
-/* Wrapped messages are cached under their framing, with the chunk flag in
- * the tag's low bit (function addresses are aligned). */
+/* Wrapped messages are cached under their framing and whether they are a
+ * whole chunk: the tag is the function's address doubled, plus one for a
+ * chunk. */
 #define WRAP_BITS 10
 
 static const struct conn_ops hs_conn_ops;
@@ -180,7 +181,7 @@ static const struct fcache_entry *wrap(hs_frame_fn *fn, const struct rseg *m, bo
 	int k = 0;
 	size_t at;
 
-	if (m->b->refs < 2 || !(e = fcache_get(&S.wrapped, m, (uintptr_t)fn | chunk)))
+	if (m->b->refs < 2 || !(e = fcache_get(&S.wrapped, m, (uintptr_t)fn * 2 + chunk)))
 		return NULL;
 	if (e->out)
 		return e;
