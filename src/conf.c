@@ -1228,17 +1228,35 @@ static void check_ping_pong(const struct conf *c, struct conf_report *rep)
 				  "a negative value disables either", json_string_value(pong), json_string_value(ping));
 }
 
-/* Warns about each CONF_IGNORED key, or namespace option, that differs from
- * its default. */
+/* Reports a CONF_IGNORED key NAME (PREFIX, if not NULL, in front) that is
+ * set: a warning, or for a CONF_REFUSED one an error, since running
+ * without it would be less safe or keep data elsewhere than the user said. */
+static void report_unsupported(const struct conf_key *k, const char *prefix, const char *name,
+			       struct conf_report *rep)
+{
+	if (k->flags & CONF_REFUSED)
+		conf_report_error(rep, "%s%s: not supported by rotor yet; refused (TLS, engines and proxies are "
+				  "never ignored)", prefix ? prefix : "", name);
+	else
+		conf_report_warn(rep, "%s%s: not supported by rotor yet; ignored", prefix ? prefix : "", name);
+}
+
+/* Reports each CONF_IGNORED key, or namespace option, that differs from its
+ * default (report_unsupported). */
 static void warn_ignored(const struct conf *c, struct conf_report *rep)
 {
-	char opts[128];
+	char opts[128], where[192];
+	const char *engine = json_string_value(doc_get(c->doc, "engine.type"));
+
+	if (engine && strcmp(engine, "memory") != 0)
+		conf_report_error(rep, "engine.type: \"%s\" is not supported by rotor yet; refused (TLS, engines "
+				  "and proxies are never ignored); use \"memory\"", engine);
 	for (size_t i = 0; i < conf_nkeys; i++) {
 		const struct conf_key *k = &conf_keys[i];
 		if (k->flags & CONF_IGNORED) {
 			json_t *def = key_default(k);
 			if (!json_equal(def, doc_get(c->doc, k->name)))
-				conf_report_warn(rep, "%s: not supported by rotor yet; ignored", k->name);
+				report_unsupported(k, NULL, k->name, rep);
 			json_decref(def);
 		}
 		if (item_options(k, opts, sizeof opts)) {
@@ -1251,11 +1269,10 @@ static void warn_ignored(const struct conf *c, struct conf_report *rep)
 					if (!(ok->flags & CONF_IGNORED) || strncmp(ok->name, opts, plen) != 0)
 						continue;
 					def = key_default(ok);
+					snprintf(where, sizeof where, "%s[%s].", k->name,
+						 json_string_value(json_object_get(item, "name")));
 					if (!json_equal(def, json_object_get(item, ok->name + plen)))
-						conf_report_warn(rep, "%s[%s].%s: not supported by rotor yet; ignored",
-								 k->name,
-								 json_string_value(json_object_get(item, "name")),
-								 ok->name + plen);
+						report_unsupported(ok, where, ok->name + plen, rep);
 					json_decref(def);
 				}
 			}

@@ -34,6 +34,8 @@ enum conf_type {
 #define CONF_RELOAD 0x01   /* HUP applies a change in place, in every worker */
 #define CONF_IGNORED 0x02  /* a Centrifugo key rotor accepts but does not act on yet: warned when set */
 #define CONF_SECRET 0x04   /* never printed in logs ("changed" lines show no value) */
+#define CONF_REFUSED 0x08  /* with CONF_IGNORED: the key concerns security or where data lives
+                            * (TLS, engines, proxies), so setting it is an error, not a warning */
 
 #define CONF_NO_FIELD ((ptrdiff_t)-1)
 

@@ -396,6 +396,7 @@ static int check_http_response(const struct conf_key *k, const json_t *v, struct
 
 #define RLD CONF_RELOAD
 #define IGN CONF_IGNORED
+#define REF (CONF_IGNORED | CONF_REFUSED)
 #define SEC CONF_SECRET
 #define NF CONF_NO_FIELD
 #define FIELD(f) offsetof(struct conf, f)
@@ -527,16 +528,16 @@ const struct conf_key conf_keys[] = {
 	    "address of the internal endpoints' listener; empty means http_server.address"),
 	STR("http_server.internal_port", "", IGN, NF, check_port_text,
 	    "port of the internal endpoints' listener; empty means http_server.port"),
-	TLS_KEYS("http_server.tls", RLD | IGN),
-	BOOL("http_server.tls_autocert.enabled", "false", RLD | IGN, NF, "get certificates from an ACME provider"),
+	TLS_KEYS("http_server.tls", RLD | REF),
+	BOOL("http_server.tls_autocert.enabled", "false", RLD | REF, NF, "get certificates from an ACME provider"),
 	LIST("http_server.tls_autocert.host_whitelist", "[]", RLD | IGN, NULL, "hosts certificates are requested for"),
 	STR("http_server.tls_autocert.cache_dir", "", RLD | IGN, NF, NULL, "directory caching ACME certificates"),
 	STR("http_server.tls_autocert.email", "", RLD | IGN, NF, NULL, "contact e-mail for the ACME account"),
 	STR("http_server.tls_autocert.server_name", "", RLD | IGN, NF, NULL, "server name used without SNI"),
 	BOOL("http_server.tls_autocert.http", "false", RLD | IGN, NF, "answer ACME HTTP-01 challenges"),
 	STR("http_server.tls_autocert.http_addr", ":80", RLD | IGN, NF, NULL, "address for HTTP-01 challenges"),
-	BOOL("http_server.tls_external", "false", RLD | IGN, NF, "use TLS on the external port only"),
-	TLS_KEYS("http_server.internal_tls", RLD | IGN),
+	BOOL("http_server.tls_external", "false", RLD | REF, NF, "use TLS on the external port only"),
+	TLS_KEYS("http_server.internal_tls", RLD | REF),
 	BOOL("http_server.http3.enabled", "false", RLD | IGN, NF, "serve HTTP/3"),
 	BOOL("http_server.h2c_external", "false", RLD | IGN, NF, "serve HTTP/2 cleartext on the external port"),
 	INT("http_server.max_header_size", 32768, 1024, 1048576, RLD, FIELD(max_header_size),
@@ -564,7 +565,7 @@ const struct conf_key conf_keys[] = {
 	REDIS_KEYS("engine.redis", 0),
 	REDIS_HISTORY_KEYS("engine.redis", 0),
 	REDIS_PRESENCE_KEYS("engine.redis", 0),
-	BOOL("broker.enabled", "false", 0, NF, "use broker.* instead of engine.* for PUB/SUB and history"),
+	BOOL("broker.enabled", "false", REF, NF, "use broker.* instead of engine.* for PUB/SUB and history"),
 	STR("broker.type", "memory", 0, NF, check_broker_type, "memory, redis or nats"),
 	REDIS_KEYS("broker.redis", 0),
 	REDIS_HISTORY_KEYS("broker.redis", 0),
@@ -578,7 +579,7 @@ const struct conf_key conf_keys[] = {
 	JSON("broker.nats.raw_mode.channel_replacements", "{}", IGN, check_string_map,
 	     "map of characters replaced in channel names, e.g. {\":\": \".\"}"),
 	STR("broker.nats.raw_mode.prefix", "", IGN, NF, NULL, "subject prefix in raw mode"),
-	BOOL("presence_manager.enabled", "false", 0, NF, "use presence_manager.* instead of engine.* for presence"),
+	BOOL("presence_manager.enabled", "false", REF, NF, "use presence_manager.* instead of engine.* for presence"),
 	STR("presence_manager.type", "memory", 0, NF, check_engine_type, "memory or redis"),
 	REDIS_KEYS("presence_manager.redis", 0),
 	REDIS_PRESENCE_KEYS("presence_manager.redis", 0),
@@ -637,9 +638,9 @@ const struct conf_key conf_keys[] = {
 	    "namespace of personal channels"),
 	BOOL("client.subscribe_to_user_personal_channel.single_connection", "false", RLD, NF,
 	     "keep one connection per user (needs presence in that namespace)"),
-	BOOL("client.proxy.connect.enabled", "false", RLD | IGN, NF, "proxy connect requests without a token"),
+	BOOL("client.proxy.connect.enabled", "false", RLD | REF, NF, "proxy connect requests without a token"),
 	PROXY_KEYS("client.proxy.connect"),
-	BOOL("client.proxy.refresh.enabled", "false", RLD | IGN, NF, "proxy connection refreshes"),
+	BOOL("client.proxy.refresh.enabled", "false", RLD | REF, NF, "proxy connection refreshes"),
 	PROXY_KEYS("client.proxy.refresh"),
 	BOOL("client.connect_code_to_unidirectional_disconnect.enabled", "false", RLD, NF,
 	     "map connect error codes to disconnects on unidirectional transports"),
@@ -695,19 +696,19 @@ const struct conf_key conf_keys[] = {
 	     "enable user-limited channels (name#user1,user2)"),
 	STR("channel.without_namespace.channel_regex", "", RLD, NF, NULL,
 	    "regular expression (RE2) channel names must match"),
-	BOOL("channel.without_namespace.subscribe_proxy_enabled", "false", RLD | IGN, NF,
+	BOOL("channel.without_namespace.subscribe_proxy_enabled", "false", RLD | REF, NF,
 	     "ask the subscribe proxy whether to allow subscriptions"),
 	STR("channel.without_namespace.subscribe_proxy_name", "default", RLD | IGN, NF, NULL,
 	    "subscribe proxy to use"),
-	BOOL("channel.without_namespace.publish_proxy_enabled", "false", RLD | IGN, NF,
+	BOOL("channel.without_namespace.publish_proxy_enabled", "false", RLD | REF, NF,
 	     "pass client publications through the publish proxy"),
 	STR("channel.without_namespace.publish_proxy_name", "default", RLD | IGN, NF, NULL,
 	    "publish proxy to use"),
-	BOOL("channel.without_namespace.sub_refresh_proxy_enabled", "false", RLD | IGN, NF,
+	BOOL("channel.without_namespace.sub_refresh_proxy_enabled", "false", RLD | REF, NF,
 	     "refresh subscriptions through the sub_refresh proxy"),
 	STR("channel.without_namespace.sub_refresh_proxy_name", "default", RLD | IGN, NF, NULL,
 	    "sub_refresh proxy to use"),
-	BOOL("channel.without_namespace.subscribe_stream_proxy_enabled", "false", RLD | IGN, NF,
+	BOOL("channel.without_namespace.subscribe_stream_proxy_enabled", "false", RLD | REF, NF,
 	     "feed subscriptions from the subscribe stream proxy"),
 	STR("channel.without_namespace.subscribe_stream_proxy_name", "default", RLD | IGN, NF, NULL,
 	    "subscribe stream proxy to use"),
@@ -730,7 +731,7 @@ const struct conf_key conf_keys[] = {
 
 	/* rpc */
 	PROXY_KEYS("rpc.proxy"),
-	BOOL("rpc.without_namespace.proxy_enabled", "false", RLD | IGN, NF,
+	BOOL("rpc.without_namespace.proxy_enabled", "false", RLD | REF, NF,
 	     "send RPC calls without namespace to the RPC proxy"),
 	STR("rpc.without_namespace.proxy_name", "default", RLD | IGN, NF, NULL, "RPC proxy to use"),
 	JSON("rpc.namespaces", "[]", RLD, check_named,
@@ -883,6 +884,6 @@ void conf_keys_print(FILE *out)
 		const struct conf_key *k = &conf_keys[i];
 		fprintf(out, "%s\t%s\t%s\t%s\t%s\t%s\n", k->name, type_name(k->type), k->def,
 			k->flags & CONF_RELOAD ? "reload" : "restart",
-			k->flags & CONF_IGNORED ? "ignored" : "supported", k->doc);
+			k->flags & CONF_REFUSED ? "refused" : k->flags & CONF_IGNORED ? "ignored" : "supported", k->doc);
 	}
 }

@@ -55,6 +55,30 @@ test('rotord -t: a missing file given with -c is an error', () => {
   assert.match(r.stderr, /\/nonexistent\/rotor\.json/);
 });
 
+// A user who asks for TLS, a Redis engine or a proxy and got plain HTTP,
+// memory or no check at all would be worse off than told: rotor refuses
+// to check or start, naming each key, and serves nothing meanwhile.
+test('TLS, engine and proxy keys rotor does not implement stop -t and the start, each named', () => {
+  const conf = {
+    http_server: { tls: { enabled: true, cert_pem: 'server.pem', key_pem: 'server.key' } },
+    engine: { type: 'redis' },
+    client: { proxy: { connect: { enabled: true } } },
+    channel: { namespaces: [{ name: 'chat', publish_proxy_enabled: true }] },
+  };
+  withFile(conf, (p) => {
+    for (const args of [['-t', '-c', p], ['-c', p]]) {
+      const r = run(ROTORD, args);
+      assert.strictEqual(r.status, 1, `rotord ${args.join(' ')}: ${r.stderr}`);
+      for (const key of ['http_server.tls.enabled', 'http_server.tls.cert_pem', 'http_server.tls.key_pem',
+        'engine.type', 'client.proxy.connect.enabled', 'channel.namespaces[chat].publish_proxy_enabled']) {
+        assert.match(r.stderr, new RegExp(`(error|config): ${key.replace(/[.[\]]/g, '\\$&')}: .*not supported by rotor yet; refused`),
+          `${key} named: ${r.stderr}`);
+      }
+      assert.doesNotMatch(r.stdout, /valid/);
+    }
+  });
+});
+
 test('rotord -t: pong_timeout must stay below ping_interval, and the error names both keys', () => {
   withFile({ client: { ping_interval: '5s', pong_timeout: '10s' } }, (p) => {
     const r = run(ROTORD, ['-t', '-c', p]);

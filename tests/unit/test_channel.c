@@ -56,6 +56,14 @@ static struct chan_cfg *cfg_from(const char *json)
 	return cfg_build(json, true, NULL);
 }
 
+/* A chan_cfg whose namespaces enable a proxy: rotord refuses such a config
+ * (conf.c: proxies are never ignored), and channel.c still fails closed on
+ * one (108) should it ever get there; built without conf_check's verdict. */
+static struct chan_cfg *cfg_proxied(const char *json)
+{
+	return cfg_build(json, false, NULL);
+}
+
 static bool span_is(struct pstr s, const char *want)
 {
 	return s.n == strlen(want) && memcmp(s.p, want, s.n) == 0;
@@ -122,7 +130,7 @@ static void test_lookup(void)
 
 static void test_options(void)
 {
-	struct chan_cfg *cfg = cfg_from(
+	struct chan_cfg *cfg = cfg_proxied(
 		"{\"channel\":{\"history_meta_ttl\":\"100h\",\"without_namespace\":{\"history_size\":10,"
 		"\"history_ttl\":\"5m\",\"force_recovery\":true,\"force_recovery_mode\":\"cache\","
 		"\"allowed_delta_types\":[\"fossil\"],\"delta_publish\":true},"
@@ -259,7 +267,7 @@ static int sub(struct chan_cfg *cfg, const char *ch, const char *user, bool toke
 
 static void test_subscribe(void)
 {
-	struct chan_cfg *cfg = cfg_from(
+	struct chan_cfg *cfg = cfg_proxied(
 		"{\"client\":{\"channel_limit\":2},\"channel\":{\"namespaces\":["
 		"{\"name\":\"open\",\"allow_subscribe_for_client\":true,\"allow_user_limited_channels\":true},"
 		"{\"name\":\"anon\",\"allow_subscribe_for_client\":true,\"allow_subscribe_for_anonymous\":true},"
@@ -329,7 +337,7 @@ static void test_subscribe(void)
 	chan_cfg_free(cfg);
 
 	/* client.insecure */
-	cfg = cfg_from("{\"client\":{\"insecure\":true},\"channel\":{\"namespaces\":["
+	cfg = cfg_proxied("{\"client\":{\"insecure\":true},\"channel\":{\"namespaces\":["
 		       "{\"name\":\"ul\",\"allow_user_limited_channels\":true},"
 		       "{\"name\":\"px\",\"subscribe_proxy_enabled\":true}]}}");
 	is_int(sub(cfg, "x", "", false), CHAN_OK, "insecure: anonymous anywhere");
@@ -351,7 +359,7 @@ static void test_subscribe(void)
 
 static void test_publish(void)
 {
-	struct chan_cfg *cfg = cfg_from(
+	struct chan_cfg *cfg = cfg_proxied(
 		"{\"channel\":{\"namespaces\":["
 		"{\"name\":\"cc\",\"allow_publish_for_client\":true},"
 		"{\"name\":\"cca\",\"allow_publish_for_client\":true,\"allow_publish_for_anonymous\":true},"
@@ -445,7 +453,7 @@ static void test_presence_history(void)
 
 static void test_connect_sub(void)
 {
-	struct chan_cfg *cfg = cfg_from(
+	struct chan_cfg *cfg = cfg_proxied(
 		"{\"client\":{\"insecure\":true},\"channel\":{\"namespaces\":["
 		"{\"name\":\"open\",\"allow_subscribe_for_client\":true},"
 		"{\"name\":\"anon\",\"allow_subscribe_for_client\":true,\"allow_subscribe_for_anonymous\":true},"

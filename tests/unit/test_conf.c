@@ -274,8 +274,10 @@ static void test_bad_file(void)
 	has_error(&rep, "sockjs.test_services_prefix: must be a path like \"/connection/sockjs\" (a '/' first, none "
 		  "last), got \"t\"");
 	has_warning(&rep, "engine is a Centrifugo v5 name; use engine.type");
+	has_error(&rep, "engine.type: \"redis\" is not supported by rotor yet; refused (TLS, engines and proxies are "
+		  "never ignored); use \"memory\"");
 	has_warning(&rep, "no_such_section: unknown key");
-	is_int(rep.nerrors, 15, "every error of the file in one pass");
+	is_int(rep.nerrors, 16, "every error of the file in one pass");
 	is_int(c.port, 8000, "a refused value leaves the default");
 	is_str(str_at(&c, "engine.type"), "redis", "the v5 engine name was applied");
 	is_int(json_array_size(conf_get(&c, "channel.namespaces")), 0, "refused namespaces are not stored");
@@ -361,12 +363,59 @@ static void test_warnings(void)
 	has_warning(&rep, "totally_unknown: unknown key");
 	has_warning(&rep, "channel.namespaces[chat].colour: unknown key");
 	has_warning(&rep, "grpc_api.enabled: not supported by rotor yet; ignored");
-	has_warning(&rep, "channel.namespaces[chat].subscribe_proxy_enabled: not supported by rotor yet; ignored");
-	is_int(rep.nwarnings, 5, "an ignored key left at its default is not warned about");
+	has_warning(&rep, "channel.namespaces[chat].subscribe_proxy_name: not supported by rotor yet; ignored");
+	has_warning(&rep, "proxies: not supported by rotor yet; ignored");
+	is_int(rep.nwarnings, 6, "an ignored key left at its default is not warned about");
 	ok(conf_get(&c, "client.pingg_interval") == NULL, "unknown keys are dropped");
 	ok(json_object_get(json_array_get(conf_get(&c, "channel.namespaces"), 0), "colour") == NULL,
 	   "unknown namespace options are dropped");
 	free(path);
+	conf_report_free(&rep);
+	conf_free(&c);
+}
+
+/* Keys of TLS, engines and proxies that rotor does not implement are errors
+ * when set: running without them would be less safe, or keep data
+ * elsewhere, than the file says. At their defaults they are nothing. */
+static void test_refused(void)
+{
+	static const char *const refused[] = {
+		"http_server.tls.enabled", "http_server.tls.cert_pem", "http_server.internal_tls.enabled",
+		"http_server.tls_autocert.enabled", "http_server.tls_external", "broker.enabled",
+		"presence_manager.enabled", "client.proxy.connect.enabled", "client.proxy.refresh.enabled",
+		"channel.without_namespace.publish_proxy_enabled", "rpc.without_namespace.proxy_enabled",
+		"channel.namespaces[chat].subscribe_proxy_enabled",
+	};
+	struct conf c;
+	struct conf_report rep = { 0 };
+	char want[256];
+
+	is_int(build(&c, "{\"http_server\": {\"tls\": {\"enabled\": true, \"cert_pem\": \"a.pem\"},"
+		     " \"internal_tls\": {\"enabled\": true}, \"tls_autocert\": {\"enabled\": true},"
+		     " \"tls_external\": true},"
+		     " \"engine\": {\"type\": \"redis\"}, \"broker\": {\"enabled\": true},"
+		     " \"presence_manager\": {\"enabled\": true},"
+		     " \"client\": {\"proxy\": {\"connect\": {\"enabled\": true}, \"refresh\": {\"enabled\": true}}},"
+		     " \"channel\": {\"without_namespace\": {\"publish_proxy_enabled\": true},"
+		     " \"namespaces\": [{\"name\": \"chat\", \"subscribe_proxy_enabled\": true}]},"
+		     " \"rpc\": {\"without_namespace\": {\"proxy_enabled\": true}}}", NULL, &rep),
+	       RT_INVAL, "a file that sets them is refused");
+	for (size_t i = 0; i < ROTOR_ARRAY_LEN(refused); i++) {
+		snprintf(want, sizeof want, "%s: not supported by rotor yet; refused (TLS, engines and proxies are "
+			 "never ignored)", refused[i]);
+		has_error(&rep, want);
+	}
+	has_error(&rep, "engine.type: \"redis\" is not supported by rotor yet; refused (TLS, engines and "
+		  "proxies are never ignored); use \"memory\"");
+	is_int(rep.nerrors, ROTOR_ARRAY_LEN(refused) + 1, "nothing else");
+	ok(conf_key_find("http_server.tls.key_pem")->flags & CONF_REFUSED, "every TLS key of the port is refused");
+	ok(!(conf_key_find("grpc_api.enabled")->flags & CONF_REFUSED), "a feature that is simply absent is not");
+	conf_report_free(&rep);
+	conf_free(&c);
+	rep = (struct conf_report){ 0 };
+	is_int(build(&c, "{\"http_server\": {\"tls\": {\"enabled\": false}}, \"engine\": {\"type\": \"memory\"}}",
+		     NULL, &rep), RT_OK, "at their defaults they pass");
+	is_int(rep.nerrors + rep.nwarnings, 0, "without a word");
 	conf_report_free(&rep);
 	conf_free(&c);
 }
@@ -855,6 +904,7 @@ int main(void)
 	test_file_errors();
 	test_lenient();
 	test_warnings();
+	test_refused();
 	test_v5();
 	test_types();
 	test_durations();
