@@ -177,9 +177,19 @@ function main() {
 	}
 	// Round by round, every case once per round: a slow spell of the
 	// machine then touches every scenario a little, not one scenario's
-	// every run.
+	// every run. The variants of one scenario (binaries, readers) run back
+	// to back and take turns going first: here the second of two such runs
+	// was measurably slower (BENCHMARKS.md, "Transports").
+	const groups = [];
+	for (const c of cases) {
+		const g = groups[groups.length - 1];
+		if (g && g[0].name === c.name && g[0].transport === c.transport && g[0].w === c.w)
+			g.push(c);
+		else
+			groups.push([c]);
+	}
 	for (let r = 1; r <= (o.from ? 0 : o.runs); r++) {
-		for (const c of cases) {
+		for (const c of groups.flatMap((g) => g.map((_, k) => g[(k + r - 1) % g.length]))) {
 			const argv = [...c.cmd.split(' '), '--rotord', c.bin, '--workers', String(c.w), ...pins(c.w),
 				...READERS[c.reader], ...(c.transport ? ['--transport', c.transport] : []), '-q'];
 			process.stderr.write(`${c.name} ${c.transport || ''} w${c.w} ${c.reader} run ${r}/${o.runs}: ` +
