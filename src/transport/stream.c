@@ -85,6 +85,8 @@ static struct {
 	struct hs_batch batch;
 	struct hs_batch one;        /* scratch for wrapping one message */
 	struct fcache wrapped;      /* messages wrapped in this flush (entry aux: framed bytes) */
+	const struct fcache_entry **found; /* one batch's wrapped messages (frame_wrapped) */
+	size_t found_cap;
 } S;
 
 /* Wrapped messages are cached under their framing and whether they are a
@@ -212,20 +214,21 @@ static bool frame_wrapped(struct hs *s, const struct rseg *m, size_t n)
 {
 	bool chunked = s->flags & HS_CHUNKED;
 	bool whole = chunked && n == 1;
-	const struct fcache_entry *e;
 	size_t bytes = 0;
 
+	if (n > S.found_cap) {
+		S.found_cap = n;
+		S.found = xrealloc(S.found, n * sizeof(*S.found));
+	}
 	for (size_t i = 0; i < n; i++) {
-		if (!(e = wrap(s->ops->frame, &m[i], whole)))
+		if (!(S.found[i] = wrap(s->ops->frame, &m[i], whole)))
 			return false;
-		bytes += e->aux;
+		bytes += S.found[i]->aux;
 	}
 	if (chunked && !whole)
 		queue_chunk_size(s->c, bytes);
-	for (size_t i = 0; i < n; i++) {
-		e = wrap(s->ops->frame, &m[i], whole);
-		conn_queue(s->c, e->out, 0, e->out->len);
-	}
+	for (size_t i = 0; i < n; i++)
+		conn_queue(s->c, S.found[i]->out, 0, S.found[i]->out->len);
 	if (chunked && !whole)
 		conn_queue(s->c, S.crlf, 0, 2);
 	s->body += bytes;
