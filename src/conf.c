@@ -1243,7 +1243,7 @@ static void report_unsupported(const struct conf_key *k, const char *prefix, con
 
 /* Reports each CONF_IGNORED key, or namespace option, that differs from its
  * default (report_unsupported). */
-static void warn_ignored(const struct conf *c, struct conf_report *rep)
+static void report_unsupported_keys(const struct conf *c, struct conf_report *rep)
 {
 	char opts[128], where[192];
 	const char *engine = json_string_value(doc_get(c->doc, "engine.type"));
@@ -1298,7 +1298,7 @@ int conf_check(struct conf *c, struct conf_report *rep)
 			n = (long)k->max;
 		doc_set(c->doc, "workers", json_integer(n));
 	}
-	warn_ignored(c, rep);
+	report_unsupported_keys(c, rep);
 	fill_fields(c);
 	return rep->nerrors == 0 ? RT_OK : RT_INVAL;
 }
