@@ -27,9 +27,12 @@
  *    holds the pointer inside the current callback can test the flag, and no
  *    watcher or timer can reach a closed conn (both are stopped).
  *
+ *  - TLS: a conn started with conn_start_tls sends records instead of its
+ *    queue (see "TLS" below); the layer above sees plaintext either way.
+ *
  * Invariants: CONN_DIRTY <=> the conn is on w->dirty; CONN_WANT_WRITE =>
- * c->out != NULL; c->out == NULL <=> out_bytes == 0; a closed conn has no
- * buffers, no fd, no active watcher, no pending timer.
+ * tx_pending; c->out == NULL <=> out_bytes == 0; a closed conn has no
+ * buffers, no fd, no TLS state, no active watcher, no pending timer.
  */
 #include "config.h"
 #include "conn.h"
@@ -42,6 +45,8 @@
 #include <liburing.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -282,30 +287,29 @@ static void mark_dirty(struct conn *c)
 
 /* ---- output ------------------------------------------------------------ */
 
-static void out_free(struct conn *c)
+/* Drops every segment of *Q and frees it. */
+static void q_free(struct conn_out **q)
 {
-	struct conn_out *o = c->out;
-	size_t i;
+	struct conn_out *o = *q;
 
 	if (!o)
 		return;
-	for (i = o->head; i < o->n; i++)
+	for (size_t i = o->head; i < o->n; i++)
 		rbuf_unref(o->seg[i].b);
 	free(o);
-	c->out = NULL;
-	c->out_bytes = 0;
+	*q = NULL;
 }
 
-/* Room for one more segment at the end. */
-static struct conn_seg *out_push(struct conn *c)
+/* Room for one more segment at the end of *Q. */
+static struct conn_seg *q_push(struct conn_out **q)
 {
-	struct conn_out *o = c->out;
+	struct conn_out *o = *q;
 
 	if (!o) {
 		o = xmalloc(sizeof(*o) + 8 * sizeof(o->seg[0]));
 		o->head = o->n = 0;
 		o->cap = 8;
-		c->out = o;
+		*q = o;
 	} else if (o->n == o->cap) {
 		if (o->head > o->cap / 2) {
 			memmove(o->seg, o->seg + o->head, (o->n - o->head) * sizeof(o->seg[0]));
@@ -314,10 +318,68 @@ static struct conn_seg *out_push(struct conn *c)
 		} else {
 			o->cap *= 2;
 			o = xrealloc(o, sizeof(*o) + o->cap * sizeof(o->seg[0]));
-			c->out = o;
+			*q = o;
 		}
 	}
 	return &o->seg[o->n++];
+}
+
+/* Drops N bytes from the front of *Q (freed when empty). */
+static void q_consume(struct conn_out **q, size_t n)
+{
+	struct conn_out *o = *q;
+
+	while (n > 0) {
+		struct conn_seg *s = &o->seg[o->head];
+
+		if (n < s->len) {
+			s->off += n;
+			s->len -= n;
+			return;
+		}
+		n -= s->len;
+		rbuf_unref(s->b);
+		o->head++;
+	}
+	if (o->head == o->n) {
+		free(o);
+		*q = NULL;
+	}
+}
+
+/* Appends LEN bytes to *Q, into the last segment's buffer when it is
+ * private to *Q and has room, else into a new buffer of at least MIN_CAP
+ * bytes. */
+static void q_append(struct conn_out **q, const void *data, size_t len, size_t min_cap)
+{
+	struct conn_seg *s = NULL;
+	struct rbuf *b;
+
+	if (*q && (*q)->n > (*q)->head) {
+		s = &(*q)->seg[(*q)->n - 1];
+		b = s->b;
+		if (!(b->flags & RBUF_PRIVATE) || b->refs != 1 ||
+		    s->off + s->len != b->len || b->cap - b->len < len)
+			s = NULL;
+	}
+	if (!s) {
+		b = rbuf_alloc(len > min_cap ? len : min_cap);
+		b->flags |= RBUF_PRIVATE;
+		s = q_push(q);
+		s->b = b;
+		s->off = 0;
+		s->len = 0;
+	}
+	b = s->b;
+	memcpy(b->data + b->len, data, len);
+	b->len += len;
+	s->len += len;
+}
+
+static void out_free(struct conn *c)
+{
+	q_free(&c->out);
+	c->out_bytes = 0;
 }
 
 /* Whether LEN more bytes may be queued; tells the layer once if not. */
@@ -357,7 +419,7 @@ int conn_queue(struct conn *c, struct rbuf *b, size_t off, size_t len)
 	assert(off <= b->len && len <= b->len - off);
 	if ((rc = queue_check(c, len)) != RT_OK || len == 0)
 		return rc;
-	s = out_push(c);
+	s = q_push(&c->out);
 	s->b = rbuf_ref(b);
 	s->off = off;
 	s->len = len;
@@ -367,69 +429,307 @@ int conn_queue(struct conn *c, struct rbuf *b, size_t off, size_t len)
 
 int conn_queue_copy(struct conn *c, const void *data, size_t len)
 {
-	struct conn_seg *s = NULL;
-	struct rbuf *b;
 	int rc;
 
 	if ((rc = queue_check(c, len)) != RT_OK || len == 0)
 		return rc;
-	/* Append to our own copy buffer at the tail when it has room, so that
-	 * many small writes make few segments. */
-	if (c->out && c->out->n > c->out->head) {
-		s = &c->out->seg[c->out->n - 1];
-		b = s->b;
-		if (!(b->flags & RBUF_PRIVATE) || b->refs != 1 ||
-		    s->off + s->len != b->len || b->cap - b->len < len)
-			s = NULL;
-	}
-	if (!s) {
-		b = rbuf_alloc(len > COPY_BUF_MIN ? len : COPY_BUF_MIN);
-		b->flags |= RBUF_PRIVATE;
-		s = out_push(c);
-		s->b = b;
-		s->off = 0;
-		s->len = 0;
-	}
-	b = s->b;
-	memcpy(b->data + b->len, data, len);
-	b->len += len;
-	s->len += len;
+	/* Appended to our own copy buffer at the tail when it has room, so
+	 * that many small writes make few segments. */
+	q_append(&c->out, data, len, COPY_BUF_MIN);
 	queued(c, len);
 	return RT_OK;
 }
 
-/* Drops N written bytes from the front of the queue. */
+/* Drops N written bytes from the front of the plaintext queue. */
 static void out_consume(struct conn *c, size_t n)
 {
-	struct conn_out *o = c->out;
-
 	assert(n <= c->out_bytes);
 	c->out_bytes -= n;
-	while (n > 0) {
-		struct conn_seg *s = &o->seg[o->head];
+	q_consume(&c->out, n);
+}
 
-		if (n < s->len) {
-			s->off += n;
-			s->len -= n;
+/* ---- TLS ------------------------------------------------------------------ */
+
+/* A TLS conn reads records straight from its socket (OpenSSL's socket BIO,
+ * with read-ahead) but never lets OpenSSL write to it: its write BIO
+ * appends every record - handshake, alerts, sealed output - to CT, in the
+ * order OpenSSL makes them, and CT goes to the socket by the same sends
+ * (sendmsg, io_uring batches, EV_WRITE) as a plaintext conn's output.
+ * Sealing takes queued plaintext only when CT is empty, at most SEAL_MAX
+ * at a time, copying small messages together into records of up to
+ * TLS_RECORD bytes (one send and few records for many messages); what the
+ * socket does not take stays plaintext in c->out, where the queue limit
+ * sees it. */
+#define TLS_RECORD 16384
+#define TLS_SLACK 64 /* record header, tag, type, padding: at most */
+#define SEAL_MAX (4 * TLS_RECORD)
+
+enum {
+	TLS_READY = 0x1,   /* handshake done: plaintext flows */
+	TLS_NOTIFY = 0x2,  /* close_notify made */
+	TLS_FAILED = 0x4,  /* no more OpenSSL calls (a fatal error) */
+};
+
+struct conn_tls {
+	SSL *ssl;
+	struct conn_out *ct;  /* records not yet sent */
+	size_t reserve;       /* while sealing: room for the records to come */
+	uint32_t flags;
+};
+
+static BIO_METHOD *bio_method;
+
+static int bio_write(BIO *b, const char *data, int len)
+{
+	struct conn *c = BIO_get_data(b);
+
+	if (len > 0)
+		q_append(&c->tls->ct, data, (size_t)len, c->tls->reserve > COPY_BUF_MIN ?
+			 c->tls->reserve : COPY_BUF_MIN);
+	return len;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	(void)b;
+	(void)num;
+	(void)ptr;
+	return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+static int bio_create(BIO *b)
+{
+	BIO_set_init(b, 1);
+	return 1;
+}
+
+static void tls_init(void)
+{
+	if (bio_method)
+		return;
+	bio_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "rotor conn");
+	if (!bio_method || !BIO_meth_set_write(bio_method, bio_write) ||
+	    !BIO_meth_set_ctrl(bio_method, bio_ctrl) || !BIO_meth_set_create(bio_method, bio_create)) {
+		log_error("tls: cannot create the BIO method");
+		abort();
+	}
+}
+
+void conn_start_tls(struct conn *c, struct ssl_st *ssl)
+{
+	BIO *rb = BIO_new_socket(c->fd, BIO_NOCLOSE), *wb = BIO_new(bio_method);
+
+	c->tls = xcalloc(1, sizeof(*c->tls));
+	c->tls->ssl = ssl;
+	if (!rb || !wb) {
+		BIO_free(rb);
+		BIO_free(wb);
+		log_warn("conn fd %d: out of memory for TLS", c->fd);
+		conn_close(c);
+		return;
+	}
+	BIO_set_data(wb, c);
+	SSL_set_bio(ssl, rb, wb);
+	SSL_set_accept_state(ssl);
+}
+
+static void tls_free(struct conn *c)
+{
+	if (!c->tls)
+		return;
+	q_free(&c->tls->ct);
+	SSL_free(c->tls->ssl);
+	free(c->tls);
+	c->tls = NULL;
+}
+
+/* Records made outside the flush (handshake, alerts) go out at the next. */
+static void tls_kick(struct conn *c)
+{
+	if (c->tls->ct && !(c->flags & (CONN_WANT_WRITE | CONN_CLOSED)))
+		mark_dirty(c);
+}
+
+/* Copies up to MAX bytes from the front of C's plaintext queue. */
+static size_t gather(const struct conn *c, char *buf, size_t max)
+{
+	const struct conn_out *o = c->out;
+	size_t n = 0;
+
+	for (size_t i = o->head; i < o->n && n < max; i++) {
+		size_t k = o->seg[i].len < max - n ? o->seg[i].len : max - n;
+
+		memcpy(buf + n, o->seg[i].b->data + o->seg[i].off, k);
+		n += k;
+	}
+	return n;
+}
+
+/* Seals up to SEAL_MAX bytes of queued plaintext into CT. */
+static void tls_seal(struct conn *c)
+{
+	static char scratch[TLS_RECORD];
+	struct conn_tls *t = c->tls;
+	size_t want = c->out_bytes < SEAL_MAX ? c->out_bytes : SEAL_MAX;
+
+	t->reserve = want + (want / TLS_RECORD + 1) * TLS_SLACK;
+	while (want > 0) {
+		const struct conn_seg *s = &c->out->seg[c->out->head];
+		size_t n = want < TLS_RECORD ? want : TLS_RECORD, wrote;
+		const char *p;
+
+		/* A message as large as the record is sealed where it is. */
+		if (s->len >= n)
+			p = s->b->data + s->off;
+		else
+			p = scratch, n = gather(c, scratch, n);
+		if (SSL_write_ex(t->ssl, p, n, &wrote) != 1 || wrote != n) {
+			log_debug("conn fd %d (%s): TLS write failed: %s", c->fd, c->ops->name,
+				  ERR_reason_error_string(ERR_get_error()));
+			ERR_clear_error();
+			t->flags |= TLS_FAILED;
+			conn_close(c);
 			return;
 		}
-		n -= s->len;
-		rbuf_unref(s->b);
-		o->head++;
+		out_consume(c, n);
+		want -= n;
 	}
-	if (o->head == o->n) {
-		free(o);
-		c->out = NULL;
+	t->reserve = 0;
+}
+
+/* The queue that goes to the socket next: the plaintext queue, or a TLS
+ * conn's records (sealing queued plaintext when none are left). NULL:
+ * nothing to send. */
+static struct conn_out *tx_queue(struct conn *c)
+{
+	if (!c->tls)
+		return c->out;
+	if (!c->tls->ct && c->out && (c->tls->flags & TLS_READY))
+		tls_seal(c);
+	return c->tls ? c->tls->ct : NULL;
+}
+
+/* Whether C has bytes for the socket, sealed or to seal. */
+static bool tx_pending(const struct conn *c)
+{
+	if (!c->tls)
+		return c->out != NULL;
+	return c->tls->ct || (c->out && (c->tls->flags & TLS_READY));
+}
+
+/* N bytes of the queue tx_queue gave went out. */
+static void tx_consume(struct conn *c, size_t n)
+{
+	if (c->tls)
+		q_consume(&c->tls->ct, n);
+	else
+		out_consume(c, n);
+}
+
+/* Whether OpenSSL holds read bytes that no readiness event will report. */
+static bool tls_pending(const struct conn *c)
+{
+	return c->tls && (c->tls->flags & (TLS_READY | TLS_FAILED)) == TLS_READY &&
+	       SSL_has_pending(c->tls->ssl);
+}
+
+/* The answer Go's server gives to plain HTTP on a TLS port. */
+static const char plain_http_answer[] =
+	"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
+	"Client sent an HTTP request to an HTTPS server.\n";
+
+/* A failed handshake or record: closes C (answering plain HTTP in plain
+ * text first). */
+static void tls_fail(struct conn *c, int err)
+{
+	unsigned long e = ERR_peek_last_error();
+	const char *why = e ? ERR_reason_error_string(e) : NULL;
+
+	c->tls->flags |= TLS_FAILED;
+	if (!(c->tls->flags & TLS_READY) && e && ERR_GET_REASON(e) == SSL_R_HTTP_REQUEST) {
+		ERR_clear_error();
+		log_debug("conn fd %d: plain HTTP on the TLS port", c->fd);
+		q_free(&c->tls->ct); /* nothing OpenSSL made is of use */
+		q_append(&c->tls->ct, plain_http_answer, sizeof(plain_http_answer) - 1, 0);
+		tls_kick(c);
+		conn_shutdown(c);
+		return;
 	}
+	ERR_clear_error();
+	log_debug("conn fd %d (%s): TLS %s failed: %s", c->fd, c->ops->name,
+		  c->tls->flags & TLS_READY ? "read" : "handshake",
+		  why ? why : err == SSL_ERROR_SYSCALL ? strerror(errno) : "error");
+	/* An alert OpenSSL made goes out before the close, if it can. */
+	if (c->tls->ct) {
+		tls_kick(c);
+		conn_shutdown(c);
+	} else
+		conn_close(c);
+}
+
+/* As read(2) for a TLS conn: runs the handshake until it is done, then
+ * reads plaintext. -1 with errno EAGAIN when there is nothing yet (or C
+ * was closed or shut down here). */
+static ssize_t tls_read(struct conn *c, char *buf, size_t n)
+{
+	struct conn_tls *t = c->tls;
+	size_t got = 0;
+	int rc, err;
+
+	if (!(t->flags & TLS_READY)) {
+		ERR_clear_error();
+		rc = SSL_do_handshake(t->ssl);
+		tls_kick(c);
+		if (rc == 1) {
+			t->flags |= TLS_READY;
+		} else {
+			err = SSL_get_error(t->ssl, rc);
+			if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE)
+				tls_fail(c, err);
+			errno = EAGAIN;
+			return -1;
+		}
+	}
+	ERR_clear_error();
+	rc = SSL_read_ex(t->ssl, buf, n, &got);
+	tls_kick(c); /* a key update, a ticket, an alert */
+	if (rc == 1)
+		return (ssize_t)got;
+	err = SSL_get_error(t->ssl, rc);
+	if (err == SSL_ERROR_ZERO_RETURN)
+		return 0;
+	if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE)
+		tls_fail(c, err);
+	errno = EAGAIN;
+	return -1;
+}
+
+/* Before the write side is shut: a close_notify, once (false: none to
+ * send, go on). */
+static bool tls_notify(struct conn *c)
+{
+	struct conn_tls *t = c->tls;
+
+	if (t->ct) {
+		tls_kick(c); /* the last records first */
+		return true;
+	}
+	if ((t->flags & (TLS_READY | TLS_NOTIFY | TLS_FAILED)) != TLS_READY)
+		return false;
+	t->flags |= TLS_NOTIFY;
+	ERR_clear_error();
+	(void)SSL_shutdown(t->ssl);
+	ERR_clear_error();
+	tls_kick(c);
+	return t->ct != NULL;
 }
 
 static void linger_start(struct conn *c);
 
-/* Fills IOV (up to MAX entries) from the front of C's queue; returns the
+/* Fills IOV (up to MAX entries) from the front of queue O; returns the
  * bytes and sets *N to the entries. */
-static size_t fill_iov(const struct conn *c, struct iovec *iov, size_t max, size_t *n)
+static size_t fill_iov(const struct conn_out *o, struct iovec *iov, size_t max, size_t *n)
 {
-	const struct conn_out *o = c->out;
 	size_t i, want = 0;
 
 	*n = 0;
@@ -458,9 +758,9 @@ static bool sent(struct conn *c, ssize_t res, size_t want)
 		conn_close(c);
 		return false;
 	}
-	out_consume(c, (size_t)res);
+	tx_consume(c, (size_t)res);
 	/* Short: the socket buffer is full, wait for EV_WRITE. */
-	return (size_t)res == want && c->out != NULL;
+	return (size_t)res == want && tx_pending(c);
 }
 
 /* After sending: wait for EV_WRITE if output is left, else tell the layer
@@ -469,7 +769,7 @@ static void write_done(struct conn *c)
 {
 	if (c->flags & CONN_CLOSED)
 		return;
-	if (c->out) {
+	if (tx_pending(c)) {
 		if (!(c->flags & CONN_WANT_WRITE)) {
 			c->flags |= CONN_WANT_WRITE;
 			if (c->write_timeout_ms > 0 && c->wdeadline == CONN_NEVER) {
@@ -488,7 +788,7 @@ static void write_done(struct conn *c)
 	io_update(c);
 	if (c->flags & CONN_SHUTDOWN)
 		linger_start(c);
-	else if (c->ops->on_flushed)
+	else if (c->ops->on_flushed && (!c->tls || (c->tls->flags & TLS_READY)))
 		c->ops->on_flushed(c);
 }
 
@@ -496,10 +796,11 @@ static void write_done(struct conn *c)
 static void conn_write(struct conn *c)
 {
 	struct iovec iov[IOV_MAX];
+	struct conn_out *o;
 
-	while (c->out) {
+	while ((o = tx_queue(c)) != NULL) {
 		struct msghdr mh = { .msg_iov = iov };
-		size_t want = fill_iov(c, iov, IOV_MAX, &mh.msg_iovlen);
+		size_t want = fill_iov(o, iov, IOV_MAX, &mh.msg_iovlen);
 		ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
 
 		if (!sent(c, n < 0 ? -errno : n, want))
@@ -614,16 +915,17 @@ static void batch_send(struct worker *w)
 static bool batch_add(struct worker *w, struct conn *c)
 {
 	struct conn_batch *b = w->batch;
+	struct conn_out *o;
 
 	/* A conn with several messages queued makes one send for them all:
 	 * the system call is paid once anyway, and io_uring copies a long
 	 * iovec array on the slow path. */
-	if (!b || c->out->n - c->out->head > SEND_IOV)
+	if (!b || (o = tx_queue(c)) == NULL || o->n - o->head > SEND_IOV)
 		return false;
 	struct msghdr *mh = &b->e[b->n].mh;
 	*mh = (struct msghdr){ .msg_iov = b->e[b->n].iov };
 	b->e[b->n].c = c;
-	b->e[b->n].want = fill_iov(c, b->e[b->n].iov, SEND_IOV, &mh->msg_iovlen);
+	b->e[b->n].want = fill_iov(o, b->e[b->n].iov, SEND_IOV, &mh->msg_iovlen);
 	if (++b->n == SEND_BATCH)
 		batch_send(w);
 	return true;
@@ -722,7 +1024,10 @@ static void conn_read(struct conn *c)
 	if (!c->in)
 		c->in = pool_get();
 	do
-		n = read(c->fd, c->in + c->in_len, CONN_BUF_SIZE - c->in_len);
+		if (c->tls && !(c->flags & CONN_LINGER))
+			n = tls_read(c, c->in + c->in_len, CONN_BUF_SIZE - c->in_len);
+		else
+			n = read(c->fd, c->in + c->in_len, CONN_BUF_SIZE - c->in_len);
 	while (n < 0 && errno == EINTR);
 	if (n > 0 && (c->flags & CONN_LINGER)) {
 		in_release(c); /* discarded: the response is out */
@@ -731,6 +1036,9 @@ static void conn_read(struct conn *c)
 	if (n > 0) {
 		c->in_len += (size_t)n;
 		deliver(c);
+		/* Records OpenSSL read ahead: no readiness event will come. */
+		if (tls_pending(c) && !(c->flags & CONN_CLOSED))
+			ev_feed_event(c->w->loop, &c->io, EV_READ);
 		return;
 	}
 	if (c->in_len == 0)
@@ -810,6 +1118,7 @@ void conn_init(struct worker *w)
 	w->iter = 1;
 	w->nconns = 0;
 	batch_init(w);
+	tls_init();
 }
 
 struct conn *conn_new(struct worker *w, int fd, const struct conn_ops *ops, void *ud)
@@ -868,7 +1177,7 @@ void conn_read_resume(struct conn *c)
 		return;
 	c->flags &= ~CONN_PAUSED;
 	io_update(c);
-	if (c->in_len && !(c->flags & (CONN_CLOSED | CONN_SHUTDOWN)))
+	if ((c->in_len || tls_pending(c)) && !(c->flags & (CONN_CLOSED | CONN_SHUTDOWN)))
 		ev_feed_event(c->w->loop, &c->io, EV_READ);
 }
 
@@ -880,6 +1189,8 @@ static void linger_start(struct conn *c)
 		conn_close(c);
 		return;
 	}
+	if (c->tls && tls_notify(c))
+		return; /* back here once it is written */
 	if (shutdown(c->fd, SHUT_WR) < 0) {
 		conn_close(c); /* ENOTCONN: the peer is gone already */
 		return;
@@ -900,7 +1211,7 @@ void conn_shutdown(struct conn *c)
 	/* Bound the wait for a blocked queue even without a write timeout. */
 	c->deadline = c->write_timeout_ms ? CONN_NEVER : c->w->now_ms + 10 * CONN_LINGER_MS;
 	timer_arm(c);
-	if (!c->out)
+	if (!tx_pending(c))
 		linger_start(c);
 	else
 		io_update(c);
@@ -926,6 +1237,7 @@ void conn_close(struct conn *c)
 	w->nconns--;
 	out_free(c);
 	in_release(c);
+	tls_free(c);
 	if (close(c->fd) < 0)
 		log_debug("close(fd %d) failed: %s", c->fd, strerror(errno));
 	if (c->ops->on_close)
@@ -973,7 +1285,7 @@ bool conn_flush(struct worker *w, int64_t budget_ns)
 		c->flags &= ~(CONN_DIRTY | CONN_FRONT);
 		if (c->flags & CONN_CLOSED)
 			free(c);
-		else if (c->out && !(c->flags & CONN_WANT_WRITE) && !batch_add(w, c))
+		else if (tx_pending(c) && !(c->flags & CONN_WANT_WRITE) && !batch_add(w, c))
 			conn_write(c);
 		if (until && !front && ++back % FLUSH_CHECK == 0 && util_mono_ns() >= until)
 			break;

@@ -113,6 +113,8 @@ struct conn_ops {
 #define CONN_NEVER INT64_MAX
 
 struct conn_out; /* the output queue (conn.c) */
+struct conn_tls; /* a TLS connection's state (conn.c) */
+struct ssl_st;   /* OpenSSL's SSL */
 
 /* Fields are conn.c's; other files may read w, fd, in, in_len and
  * out_bytes, and own ud. */
@@ -135,6 +137,7 @@ struct conn {
 	struct conn_out *out;       /* NULL while nothing is queued */
 	size_t out_bytes;           /* queued and not yet written */
 	size_t out_limit;           /* 0: unbounded */
+	struct conn_tls *tls;       /* NULL: plaintext */
 };
 
 /* Sets up W's connection lists. Call once at worker start. */
@@ -143,6 +146,13 @@ void conn_init(struct worker *w);
 /* Takes over FD (a connected, nonblocking socket): a new conn on W with
  * OPS/UD, reading. Never fails (allocation failure aborts). */
 struct conn *conn_new(struct worker *w, int fd, const struct conn_ops *ops, void *ud);
+
+/* Makes C, fresh from conn_new, a TLS server connection over SSL (the
+ * conn owns it from now on): the handshake runs on C's events, then the
+ * layer reads and queues plaintext as on any conn. Queued output is sealed
+ * into records at the flush point, as many as fit in one send. The
+ * layer's deadline bounds the handshake too (http.c's header timeout). */
+void conn_start_tls(struct conn *c, struct ssl_st *ssl);
 
 /* For a connection another worker read from and handed over (handoff.c):
  * gives the LEN bytes it had read to C's layer at once, as if just read,

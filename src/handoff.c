@@ -25,6 +25,11 @@
  * it once in /proc/self/fd (the only eventpoll of a worker); without it
  * (no /proc) everything still works, at the cost of those rebuilds.
  *
+ * A TLS connection is not handed (its keys are this process's): the owner
+ * gets one end of a socketpair in its place and this worker stays in the
+ * middle, relaying plaintext both ways until either side ends (see "TLS
+ * relay"); to the owner it looks like any handed connection.
+ *
  * A sender whose owner died meanwhile gets EPIPE/ECONNREFUSED (the owner's
  * end is closed with it), and a record queued to an owner that dies
  * before reading it is closed with its socket by the kernel: the client
@@ -93,6 +98,53 @@ int handoff_owner(const struct worker *w, const void *key, size_t n, unsigned *s
 	return RT_ERR;
 }
 
+/* ---- TLS relay ------------------------------------------------------------ */
+
+/* A TLS connection cannot travel: its keys live in this process. The
+ * owner gets one end of a socketpair instead, as if it were the client's
+ * socket, and this worker relays plaintext between the two until either
+ * side ends: the TLS conn and the pair end are each other's ud. Reading
+ * one pauses while the other's output is blocked. */
+static size_t relay_read(struct conn *c, const char *data, size_t len)
+{
+	struct conn *peer = c->ud;
+
+	if (peer && conn_queue_copy(peer, data, len) == RT_OK && conn_write_blocked(peer))
+		conn_read_pause(c);
+	return len;
+}
+
+static void relay_flushed(struct conn *c)
+{
+	if (c->ud)
+		conn_read_resume(c->ud);
+}
+
+/* Either side ended: the other writes what it has, then closes. */
+static void relay_eof(struct conn *c)
+{
+	conn_close(c);
+}
+
+static void relay_close(struct conn *c)
+{
+	struct conn *peer = c->ud;
+
+	if (peer) {
+		peer->ud = NULL;
+		conn_read_resume(peer);
+		conn_shutdown(peer);
+	}
+}
+
+static const struct conn_ops relay_ops = {
+	.name = "relay",
+	.on_read = relay_read,
+	.on_eof = relay_eof,
+	.on_flushed = relay_flushed,
+	.on_close = relay_close,
+};
+
 /* ---- sending ----------------------------------------------------------- */
 
 int handoff_request(struct http_req *req, unsigned slot)
@@ -109,14 +161,19 @@ int handoff_request(struct http_req *req, unsigned slot)
 	size_t rest_len;
 	ssize_t k;
 
+	int pair[2] = { -1, -1 };
+
 	if (req->handed || fd < 0 || slot == w->bus_slot)
 		return RT_ERR;
 	if (http_req_defer_until_flushed(req))
 		return RT_AGAIN;
 	H.out.len = 0;
 	http_req_serialize(req, &H.out);
-	rest = http_req_rest(req, &rest_len);
-	jw_raw(&H.out, rest, rest_len);
+	/* Relayed, the bytes after the request follow through the relay. */
+	if (!c->tls) {
+		rest = http_req_rest(req, &rest_len);
+		jw_raw(&H.out, rest, rest_len);
+	}
 	if (H.out.len > HANDOFF_MAX - sizeof(hdr)) {
 		log_debug("handoff: %zu bytes of request are too many to hand to bus slot %u", H.out.len, slot);
 		return RT_ERR;
@@ -129,19 +186,35 @@ int handoff_request(struct http_req *req, unsigned slot)
 	ch->cmsg_level = SOL_SOCKET;
 	ch->cmsg_type = SCM_RIGHTS;
 	ch->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(ch), &c->fd, sizeof(int));
+	if (c->tls && socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair) < 0) {
+		log_syscall("socketpair(TLS relay)");
+		return RT_ERR;
+	}
+	memcpy(CMSG_DATA(ch), c->tls ? &pair[1] : &c->fd, sizeof(int));
 	do
 		k = sendmsg(fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
 	while (k < 0 && errno == EINTR);
+	if (pair[1] >= 0)
+		close(pair[1]); /* the owner's now, or nobody's */
 	if (k < 0) {
 		int e = errno;
 
+		if (pair[0] >= 0)
+			close(pair[0]);
 		if (e == EPIPE || e == ECONNREFUSED || e == ECONNRESET) {
 			log_debug("handoff: the worker at bus slot %u is gone", slot);
 			return RT_CLOSED;
 		}
 		log_warn("sendmsg(handoff to bus slot %u, %zu bytes) failed: %s", slot, H.out.len, strerror(e));
 		return RT_ERR;
+	}
+	if (c->tls) {
+		struct conn *r = conn_new(w, pair[0], &relay_ops, NULL);
+
+		log_debug("handoff: fd %d (%s %s) relayed to bus slot %u over TLS", c->fd, req->method_name,
+			  req->path, slot);
+		r->ud = http_hijack(req, &relay_ops, r);
+		return RT_OK;
 	}
 	/* The owner holds the socket now: forget it here, leaving it open. */
 	if (H.epfd >= 0 && epoll_ctl(H.epfd, EPOLL_CTL_DEL, c->fd, NULL) < 0 && errno != ENOENT)

@@ -34,6 +34,7 @@
  */
 #include "config.h"
 #include "http.h"
+#include "tls.h"
 #include "conn.h"
 #include "worker.h"
 #include "conf.h"
@@ -46,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #define CONTINUE "HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -970,9 +972,18 @@ static void serve(struct conn *c, int64_t deadline)
 
 void http_accept(struct worker *w, int fd)
 {
-	struct conn *c = conn_new(w, fd, &http_ops, NULL);
+	SSL *ssl = NULL;
+	struct conn *c;
 
+	if (tls_on() && (ssl = tls_new()) == NULL) {
+		close(fd); /* never plain text on a TLS port */
+		return;
+	}
+	c = conn_new(w, fd, &http_ops, NULL);
+	/* The header timeout bounds the handshake too, as in Go's server. */
 	serve(c, after(w->now_ms, header_timeout(w->conf)));
+	if (ssl)
+		conn_start_tls(c, ssl);
 }
 
 void http_accept_handed(struct worker *w, int fd, const char *data, size_t len)

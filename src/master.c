@@ -32,6 +32,7 @@
 #include "util.h"
 #include "worker.h"
 #include "handoff.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -161,6 +162,11 @@ int master_load_config(const struct master_args *args, struct conf *c, int to_st
 	if (args->address != NULL)
 		conf_set(c, "http_server.address", args->address, &rep);
 	int rc = conf_check(c, &rep);
+	/* Certificates and keys are read here, in the master, and handed to
+	 * the workers as text (tls.h); not for -t/-T, which show the config
+	 * as written. */
+	if (rc == RT_OK)
+		rc = tls_check(c, &rep, !to_stderr);
 	report(&rep, to_stderr);
 	conf_report_free(&rep);
 	return rc;

@@ -30,6 +30,7 @@
 #include "hub.h"
 #include "handoff.h"
 #include "node.h"
+#include "tls.h"
 #include "transport.h"
 #include "log.h"
 #include "master.h"
@@ -194,6 +195,7 @@ static void apply_config(struct worker *w, const char *text, size_t len)
 	api_reconfigure(w);
 	client_reconfigure(w);
 	transport_reconfigure(w);
+	tls_worker_configure(w);
 	conf_free(old);
 	free(old);
 	log_info("configuration reloaded in place");
@@ -474,6 +476,7 @@ void worker_main(const struct worker_boot *b)
 
 	wheel_init(&w->wheel, w->now_ms, (int64_t)(TICK_S * 1000));
 	conn_init(w);
+	tls_worker_configure(w);
 	http_init(w);
 	client_init(w);
 	transport_init(w);

@@ -63,11 +63,13 @@ function rawExchange(port, data, ms = 3000) {
 // A minimal HTTP/1.1 request with node's http module: resolves with
 // {status, headers, body}. Without an agent it opens a connection of its
 // own (node's global agent would reuse kept-alive ones across tests). With
-// a timeout (ms) it rejects when no whole answer came by then.
-function request(port, { method = 'GET', path: p = '/', headers = {}, body, agent = false, timeout = 0 } = {}) {
-  const http = require('node:http');
+// a timeout (ms) it rejects when no whole answer came by then. With `tls`
+// (node TLS options: ca, cert, key) it speaks HTTPS to "localhost".
+function request(port, { method = 'GET', path: p = '/', headers = {}, body, agent = false, timeout = 0, tls } = {}) {
+  const http = require(tls ? 'node:https' : 'node:http');
+  tls = tls ? { servername: 'localhost', ...tls } : {};
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, method, path: p, headers, agent }, (res) => {
+    const req = http.request({ host: '127.0.0.1', port, method, path: p, headers, agent, ...tls }, (res) => {
       const chunks = [];
       res.on('data', (d) => chunks.push(d));
       res.on('end', () => resolve({ status: res.statusCode, headers: res.headers,
@@ -188,7 +190,8 @@ class Rotord {
   // config: object merged over a small test config; opts.workers sets
   // `workers`; opts.env adds environment variables; opts.args adds options;
   // opts.expectWorkers is the worker count start() waits for when the
-  // environment or the command line overrides the file's.
+  // environment or the command line overrides the file's; opts.tls (node
+  // TLS options: ca, cert, key) makes start() reach /health over HTTPS.
   constructor(config = {}, opts = {}) {
     this.config = config;
     this.opts = opts;
@@ -247,7 +250,7 @@ class Rotord {
     await waitFor(async () => {
       if (this.proc.exitCode !== null) throw new Error(`rotord exited: ${this.log()}`);
       if (this.workers().length !== want) return false;
-      const r = await request(this.port, { path: '/health' });
+      const r = await request(this.port, { path: '/health', tls: this.opts.tls });
       return r.status === 200;
     }, 10000, 25, 'rotord to serve /health');
     return this;

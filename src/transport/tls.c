@@ -1,0 +1,404 @@
+/*
+ * tls.c - the certificate material and the worker's OpenSSL context
+ * (tls.h). The bytes of each connection are conn.c's.
+ *
+ * The context: TLS 1.2 at least; ALPN "http/1.1" (a client that offers
+ * only other protocols goes on without ALPN); client-initiated
+ * renegotiation refused; an EOF without close_notify is an ordinary EOF
+ * (browsers do that); no server-side session cache (it holds memory per
+ * client) but stateless tickets whose keys every worker derives from the
+ * node's secret, so a client resumes on whichever worker its next
+ * connection lands; read-ahead (one read(2) per readiness, not one per
+ * record header and body) and SSL_MODE_RELEASE_BUFFERS (an idle connection
+ * holds no record buffers).
+ *
+ * With http_server.tls.client_ca_pem set, every client must present a
+ * certificate that CA signed (mutual TLS, Go's RequireAndVerifyClientCert,
+ * as Centrifugo sets it).
+ */
+#include "config.h"
+#include "tls.h"
+#include "b64.h"
+#include "conf.h"
+#include "log.h"
+#include "util.h"
+#include "worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+#define PEM_FILE_MAX (1 << 20) /* a certificate chain is a few KB */
+#define PREFIX "http_server.tls"
+
+/* The worker's context and the PEM text it was built from. */
+static struct {
+	SSL_CTX *ctx;
+	char *built_from; /* cert, key and CA text joined, NULL when off */
+} T;
+
+/* The last OpenSSL error as text, clearing the queue. */
+static const char *ssl_error(void)
+{
+	static char buf[256];
+	unsigned long e, last = 0;
+
+	while ((e = ERR_get_error()) != 0)
+		last = e;
+	if (last == 0)
+		return "no detail from OpenSSL";
+	ERR_error_string_n(last, buf, sizeof(buf));
+	return buf;
+}
+
+/* ---- PEM values ----------------------------------------------------------- */
+
+/* Reads the file PATH (at most PEM_FILE_MAX bytes) into a string. */
+static char *read_file(const char *path, const char *key, struct conf_report *rep)
+{
+	struct stat st;
+	char *buf;
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0) {
+		conf_report_error(rep, "%s: cannot open \"%s\": %s (the value is PEM text, base64 PEM or a file path)",
+				  key, path, strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > PEM_FILE_MAX) {
+		conf_report_error(rep, "%s: \"%s\" is not a regular file of at most %d bytes", key, path,
+				  PEM_FILE_MAX);
+		close(fd);
+		return NULL;
+	}
+	buf = xmalloc((size_t)st.st_size + 1);
+	n = read(fd, buf, (size_t)st.st_size);
+	close(fd);
+	if (n < 0) {
+		conf_report_error(rep, "%s: cannot read \"%s\": %s", key, path, strerror(errno));
+		free(buf);
+		return NULL;
+	}
+	buf[n] = '\0';
+	return buf;
+}
+
+/* The PEM text that the value of KEY stands for: the value itself when it
+ * holds PEM, its decoding when it is base64 of PEM, else the contents of
+ * the file it names (Centrifugo's PEMData). NULL when the key is empty or
+ * cannot be read (reported). */
+static char *pem_text(const struct conf *c, const char *key, struct conf_report *rep)
+{
+	const char *v = json_string_value(conf_get(c, key));
+	size_t n, len;
+	char *dec;
+
+	if (v == NULL || *v == '\0')
+		return NULL;
+	if (strstr(v, "-----BEGIN ") != NULL)
+		return xstrdup(v);
+	n = strlen(v);
+	dec = xmalloc(b64_decoded_max(n) + 1);
+	if (b64_decode(dec, &len, v, n, B64_STD) == RT_OK) {
+		dec[len] = '\0';
+		if (memchr(dec, '\0', len) == NULL && strstr(dec, "-----BEGIN ") != NULL)
+			return dec;
+	}
+	free(dec);
+	return read_file(v, key, rep);
+}
+
+/* ---- contexts ------------------------------------------------------------ */
+
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+		       const unsigned char *in, unsigned inlen, void *arg)
+{
+	static const unsigned char ours[] = "\x08http/1.1";
+	unsigned char *sel;
+
+	(void)ssl;
+	(void)arg;
+	if (SSL_select_next_proto(&sel, outlen, ours, sizeof(ours) - 1, in, inlen) != OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_NOACK;
+	*out = sel;
+	return SSL_TLSEXT_ERR_OK;
+}
+
+/* Never asks for a passphrase: an encrypted key fails to load instead of
+ * blocking the daemon on a terminal. */
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+	(void)buf;
+	(void)size;
+	(void)rwflag;
+	(void)u;
+	return -1;
+}
+
+/* Certificate chain (leaf first) from CERT into CTX. */
+static int use_chain(SSL_CTX *ctx, const char *cert, struct conf_report *rep)
+{
+	BIO *b = BIO_new_mem_buf(cert, -1);
+	X509 *x = b ? PEM_read_bio_X509(b, NULL, no_passphrase, NULL) : NULL;
+	int rc = RT_INVAL;
+
+	if (x == NULL) {
+		conf_report_error(rep, PREFIX ".cert_pem: no PEM certificate in it (%s)", ssl_error());
+		goto out;
+	}
+	if (SSL_CTX_use_certificate(ctx, x) != 1) {
+		conf_report_error(rep, PREFIX ".cert_pem: certificate refused (%s)", ssl_error());
+		goto out;
+	}
+	if (X509_cmp_current_time(X509_get0_notAfter(x)) < 0)
+		conf_report_warn(rep, PREFIX ".cert_pem: the certificate has expired; clients will refuse it");
+	for (;;) {
+		X509 *ca = PEM_read_bio_X509(b, NULL, no_passphrase, NULL);
+
+		if (ca == NULL)
+			break;
+		if (SSL_CTX_add0_chain_cert(ctx, ca) != 1) {
+			X509_free(ca);
+			conf_report_error(rep, PREFIX ".cert_pem: chain certificate refused (%s)", ssl_error());
+			goto out;
+		}
+	}
+	ERR_clear_error(); /* the end of the chain */
+	rc = RT_OK;
+out:
+	X509_free(x);
+	BIO_free(b);
+	return rc;
+}
+
+static int use_key(SSL_CTX *ctx, const char *key, struct conf_report *rep)
+{
+	BIO *b = BIO_new_mem_buf(key, -1);
+	EVP_PKEY *k = b ? PEM_read_bio_PrivateKey(b, NULL, no_passphrase, NULL) : NULL;
+	int rc = RT_INVAL;
+
+	if (k == NULL)
+		conf_report_error(rep, PREFIX ".key_pem: no unencrypted PEM private key in it (%s)", ssl_error());
+	else if (SSL_CTX_use_PrivateKey(ctx, k) != 1)
+		conf_report_error(rep, PREFIX ".key_pem: private key refused (%s)", ssl_error());
+	else if (SSL_CTX_check_private_key(ctx) != 1)
+		conf_report_error(rep, PREFIX ".key_pem: does not match the certificate of " PREFIX ".cert_pem");
+	else
+		rc = RT_OK;
+	ERR_clear_error();
+	EVP_PKEY_free(k);
+	BIO_free(b);
+	return rc;
+}
+
+/* Mutual TLS: clients must present a certificate signed by a CA in CA. */
+static int use_client_ca(SSL_CTX *ctx, const char *ca, struct conf_report *rep)
+{
+	BIO *b = BIO_new_mem_buf(ca, -1);
+	X509_STORE *st = SSL_CTX_get_cert_store(ctx);
+	STACK_OF(X509_NAME) *names = sk_X509_NAME_new_null();
+	X509 *x;
+	int n = 0;
+
+	while (b && names && (x = PEM_read_bio_X509(b, NULL, no_passphrase, NULL)) != NULL) {
+		X509_STORE_add_cert(st, x);
+		sk_X509_NAME_push(names, X509_NAME_dup(X509_get_subject_name(x)));
+		X509_free(x);
+		n++;
+	}
+	ERR_clear_error();
+	BIO_free(b);
+	if (n == 0) {
+		conf_report_error(rep, PREFIX ".client_ca_pem: no PEM certificate in it");
+		sk_X509_NAME_pop_free(names, X509_NAME_free);
+		return RT_INVAL;
+	}
+	SSL_CTX_set_client_CA_list(ctx, names);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	return RT_OK;
+}
+
+/* Ticket keys (a 16-byte name, 32-byte HMAC and AES keys) derived from
+ * the node's secret, the same in every worker of this run. */
+static void set_ticket_keys(SSL_CTX *ctx, const uint64_t secret[2])
+{
+	static const char label[] = "rotor tls ticket keys";
+	unsigned char in[16 + sizeof(label)], md[3][32], keys[80];
+
+	memcpy(in, secret, 16);
+	memcpy(in + 16, label, sizeof(label));
+	for (int i = 0; i < 3; i++) {
+		in[16 + sizeof(label) - 1] = (unsigned char)i;
+		EVP_Digest(in, sizeof(in), md[i], NULL, EVP_sha256(), NULL);
+	}
+	memcpy(keys, md, sizeof(keys));
+	if (SSL_CTX_set_tlsext_ticket_keys(ctx, keys, sizeof(keys)) != 1)
+		log_warn("tls: ticket keys refused (%s); resumption works per worker only", ssl_error());
+	OPENSSL_cleanse(keys, sizeof(keys));
+	OPENSSL_cleanse(md, sizeof(md));
+}
+
+/* A server context from the PEM texts; NULL with errors in REP. SECRET
+ * (NULL in the master) sets the ticket keys. */
+static SSL_CTX *ctx_build(const char *cert, const char *key, const char *ca, const uint64_t *secret,
+			  struct conf_report *rep)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+	if (ctx == NULL) {
+		conf_report_error(rep, PREFIX ": cannot create a TLS context (%s)", ssl_error());
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF |
+				 SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_read_ahead(ctx, 1);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_num_tickets(ctx, 1);
+	SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+	SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
+	if (secret)
+		set_ticket_keys(ctx, secret);
+	if (use_chain(ctx, cert, rep) != RT_OK || use_key(ctx, key, rep) != RT_OK ||
+	    (ca && use_client_ca(ctx, ca, rep) != RT_OK)) {
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+/* ---- master ---------------------------------------------------------------- */
+
+/* Keys of a TLS object that only a TLS client uses: a server has no use
+ * for them (neither has Centrifugo's). */
+static void warn_client_only(const struct conf *c, struct conf_report *rep)
+{
+	static const char *const keys[] = { PREFIX ".server_ca_pem", PREFIX ".insecure_skip_verify" };
+
+	for (size_t i = 0; i < ROTOR_ARRAY_LEN(keys); i++) {
+		const json_t *v = conf_get(c, keys[i]);
+
+		if (json_is_true(v) || (json_is_string(v) && *json_string_value(v)))
+			conf_report_warn(rep, "%s: only TLS clients use it; the server has no use for it", keys[i]);
+	}
+}
+
+/* The certificate should cover http_server.tls.server_name when it is set. */
+static void check_server_name(SSL_CTX *ctx, const struct conf *c, struct conf_report *rep)
+{
+	const char *name = json_string_value(conf_get(c, PREFIX ".server_name"));
+	X509 *x = SSL_CTX_get0_certificate(ctx);
+
+	if (name && *name && x && X509_check_host(x, name, 0, 0, NULL) != 1)
+		conf_report_warn(rep, PREFIX ".server_name: the certificate of " PREFIX
+				 ".cert_pem is not valid for \"%s\"", name);
+}
+
+int tls_check(struct conf *c, struct conf_report *rep, bool inline_pem)
+{
+	static const char *const names[] = { PREFIX ".cert_pem", PREFIX ".key_pem", PREFIX ".client_ca_pem" };
+	char *pem[3] = { NULL, NULL, NULL };
+	int rc = RT_INVAL;
+	SSL_CTX *ctx;
+
+	if (!json_is_true(conf_get(c, PREFIX ".enabled")))
+		return RT_OK;
+	warn_client_only(c, rep);
+	for (int i = 0; i < 3; i++) {
+		const char *v = json_string_value(conf_get(c, names[i]));
+
+		if (i < 2 && (v == NULL || *v == '\0')) {
+			conf_report_error(rep, "%s: must be set when " PREFIX ".enabled is true", names[i]);
+			goto out;
+		}
+		pem[i] = pem_text(c, names[i], rep);
+		if (pem[i] == NULL && v && *v)
+			goto out;
+	}
+	ctx = ctx_build(pem[0], pem[1], pem[2], NULL, rep);
+	if (ctx == NULL)
+		goto out;
+	check_server_name(ctx, c, rep);
+	SSL_CTX_free(ctx);
+	for (int i = 0; inline_pem && i < 3; i++)
+		if (pem[i] && conf_set(c, names[i], pem[i], rep) != RT_OK)
+			goto out;
+	rc = RT_OK;
+out:
+	for (int i = 0; i < 3; i++) {
+		if (pem[i])
+			OPENSSL_cleanse(pem[i], strlen(pem[i]));
+		free(pem[i]);
+	}
+	return rc;
+}
+
+/* ---- worker --------------------------------------------------------------- */
+
+void tls_worker_configure(struct worker *w)
+{
+	const struct conf *c = w->conf;
+	const char *cert = json_string_value(conf_get(c, PREFIX ".cert_pem"));
+	const char *key = json_string_value(conf_get(c, PREFIX ".key_pem"));
+	const char *ca = json_string_value(conf_get(c, PREFIX ".client_ca_pem"));
+	struct conf_report rep = {0};
+	char *from = NULL;
+	SSL_CTX *ctx = NULL;
+
+	if (json_is_true(conf_get(c, PREFIX ".enabled")))
+		from = xasprintf("%s\n%s\n%s", cert, key, ca);
+	if ((from == NULL && T.built_from == NULL) ||
+	    (from && T.built_from && strcmp(from, T.built_from) == 0)) {
+		free(from);
+		return;
+	}
+	if (from) {
+		/* The master resolved the values into PEM text: nothing here
+		 * reads a file (pem_text is the master's). */
+		ctx = ctx_build(cert, key, *ca ? ca : NULL, w->secret, &rep);
+		if (ctx == NULL) {
+			for (size_t i = 0; i < rep.nerrors; i++)
+				log_error("tls: %s; keeping the previous certificate", rep.errors[i]);
+			conf_report_free(&rep);
+			OPENSSL_cleanse(from, strlen(from));
+			free(from);
+			return;
+		}
+		conf_report_free(&rep);
+	}
+	SSL_CTX_free(T.ctx); /* open connections hold their own reference */
+	T.ctx = ctx;
+	if (T.built_from) {
+		OPENSSL_cleanse(T.built_from, strlen(T.built_from));
+		free(T.built_from);
+	}
+	T.built_from = from;
+	log_info("tls: %s", ctx ? "serving TLS with the configured certificate" : "off");
+}
+
+bool tls_on(void)
+{
+	return T.ctx != NULL;
+}
+
+SSL *tls_new(void)
+{
+	SSL *ssl;
+
+	if (T.ctx == NULL)
+		return NULL;
+	ssl = SSL_new(T.ctx);
+	if (ssl == NULL)
+		log_warn("tls: SSL_new failed (%s)", ssl_error());
+	return ssl;
+}
