@@ -380,8 +380,7 @@ static void test_warnings(void)
 static void test_refused(void)
 {
 	static const char *const refused[] = {
-		"http_server.tls.enabled", "http_server.tls.cert_pem", "http_server.internal_tls.enabled",
-		"http_server.tls_autocert.enabled", "http_server.tls_external", "broker.enabled",
+		"http_server.internal_tls.enabled", "http_server.tls_autocert.enabled", "broker.enabled",
 		"presence_manager.enabled", "client.proxy.connect.enabled", "client.proxy.refresh.enabled",
 		"channel.without_namespace.publish_proxy_enabled", "rpc.without_namespace.proxy_enabled",
 		"channel.namespaces[chat].subscribe_proxy_enabled",
@@ -390,9 +389,8 @@ static void test_refused(void)
 	struct conf_report rep = { 0 };
 	char want[256];
 
-	is_int(build(&c, "{\"http_server\": {\"tls\": {\"enabled\": true, \"cert_pem\": \"a.pem\"},"
-		     " \"internal_tls\": {\"enabled\": true}, \"tls_autocert\": {\"enabled\": true},"
-		     " \"tls_external\": true},"
+	is_int(build(&c, "{\"http_server\": {"
+		     " \"internal_tls\": {\"enabled\": true}, \"tls_autocert\": {\"enabled\": true}},"
 		     " \"engine\": {\"type\": \"redis\"}, \"broker\": {\"enabled\": true},"
 		     " \"presence_manager\": {\"enabled\": true},"
 		     " \"client\": {\"proxy\": {\"connect\": {\"enabled\": true}, \"refresh\": {\"enabled\": true}}},"
@@ -408,7 +406,10 @@ static void test_refused(void)
 	has_error(&rep, "engine.type: \"redis\" is not supported by rotor yet; refused (TLS, engines and "
 		  "proxies are never ignored); use \"memory\"");
 	is_int(rep.nerrors, ROTOR_ARRAY_LEN(refused) + 1, "nothing else");
-	ok(conf_key_find("http_server.tls.key_pem")->flags & CONF_REFUSED, "every TLS key of the port is refused");
+	ok(conf_key_find("http_server.internal_tls.key_pem")->flags & CONF_REFUSED,
+	   "every key of the internal port's TLS is refused");
+	ok(!(conf_key_find("http_server.tls.key_pem")->flags & (CONF_REFUSED | CONF_IGNORED)),
+	   "the port's TLS is implemented (http_server.tls)");
 	ok(!(conf_key_find("grpc_api.enabled")->flags & CONF_REFUSED), "a feature that is simply absent is not");
 	conf_report_free(&rep);
 	conf_free(&c);
