@@ -868,6 +868,7 @@ static struct {
 	struct chan_cfg *chan;
 	char **paths;               /* routes registered, to remove */
 	size_t npaths;
+	unsigned route_flags;       /* theirs */
 	bool transport;             /* http_api.error_mode is "transport" */
 	bool empty_key_logged;
 } A;
@@ -1444,7 +1445,7 @@ done:
 
 static void route(const char *path, http_handler_fn fn, void *arg)
 {
-	if (http_route_add(path, HTTP_ROUTE_EXACT, HTTP_METHODS_ANY, fn, arg) != RT_OK) {
+	if (http_route_add(path, A.route_flags, HTTP_METHODS_ANY, fn, arg) != RT_OK) {
 		log_warn("http_api: %s is taken by another handler", path);
 		return;
 	}
@@ -1455,7 +1456,7 @@ static void route(const char *path, http_handler_fn fn, void *arg)
 static void routes_remove(void)
 {
 	for (size_t i = 0; i < A.npaths; i++) {
-		http_route_remove(A.paths[i], HTTP_ROUTE_EXACT);
+		http_route_remove(A.paths[i], A.route_flags);
 		free(A.paths[i]);
 	}
 	free(A.paths);
@@ -1474,6 +1475,10 @@ static void routes_add(const struct conf *c)
 
 	if (json_is_true(disabled))
 		return;
+	/* An internal endpoint, unless http_api.external puts it beside the
+	 * client endpoints (which only matters with an internal listener). */
+	A.route_flags = HTTP_ROUTE_EXACT |
+		(json_is_true(conf_get(c, "http_api.external")) ? 0 : HTTP_ROUTE_INTERNAL);
 	while (len > 0 && cp[len - 1] == '/')
 		len--;
 	prefix = len ? xstrndup(cp, len) : xstrdup("/");

@@ -276,6 +276,20 @@ static json_t *doc_get(const json_t *doc, const char *name)
 	return parent ? json_object_get(parent, leaf) : NULL;
 }
 
+bool conf_internal_listener(const struct conf *c, const char **addr, long long *port)
+{
+	const char *a = c->internal_address[0] ? c->internal_address : c->address;
+	long long p;
+
+	if (c->internal_port[0] == '\0' || util_parse_int(c->internal_port, 1, 65535, &p) < 0)
+		return false;
+	if (p == c->port && strcmp(a, c->address) == 0)
+		return false; /* the same listener */
+	*addr = a;
+	*port = p;
+	return true;
+}
+
 const json_t *conf_get(const struct conf *c, const char *key)
 {
 	return c->doc ? doc_get(c->doc, key) : NULL;

@@ -80,6 +80,8 @@ struct conf {
 	const char *pid_file;      /* pid_file */
 	const char *address;       /* http_server.address */
 	long long port;            /* http_server.port */
+	const char *internal_address; /* http_server.internal_address */
+	const char *internal_port; /* http_server.internal_port ("": none) */
 	long long max_header_size; /* http_server.max_header_size */
 	long long max_header_count;/* http_server.max_header_count */
 	long long max_body_size;   /* http_server.max_request_body_size */
@@ -162,6 +164,12 @@ void conf_free(struct conf *c);
 /* Parses a Go duration ("25s", "1m30s", "-1s", "0") into milliseconds
  * (sub-millisecond parts round away from zero). RT_OK or RT_INVAL. */
 int conf_duration_ms(const char *s, long long *ms);
+
+/* Whether the internal endpoints (the server API unless http_api.external,
+ * /health) have a listener of their own: http_server.internal_port set to
+ * something other than the main address and port. Then *ADDR and *PORT are
+ * where it listens (the main address when internal_address is empty). */
+bool conf_internal_listener(const struct conf *c, const char **addr, long long *port);
 
 /* The value of a key in C's effective document (NULL if the key is unknown). */
 const json_t *conf_get(const struct conf *c, const char *key);

@@ -79,6 +79,7 @@ struct http_conn {
 	bool in_read;          /* inside http_on_read: defer freeing */
 	bool dead;             /* the conn closed while in_read */
 	bool handed;           /* the next request was read by another worker */
+	bool internal;         /* accepted on the internal listener */
 	bool redispatch;       /* run the handler again once the output drains */
 	uint8_t span;          /* which span the head buffer is collecting */
 	int err;               /* status of a refusal decided in a callback */
@@ -486,14 +487,18 @@ static int finish_head(struct http_conn *hc)
 	return 0;
 }
 
-static const struct route *route_find(const char *path)
+/* The route of PATH among those HC's listener serves. */
+static const struct route *route_find(const struct http_conn *hc, const char *path)
 {
 	const struct route *best = NULL;
+	bool split = hc->c->w->split;
 	size_t i;
 
 	for (i = 0; i < H.n; i++) {
 		const struct route *rt = &H.v[i];
 
+		if (split && !(rt->flags & HTTP_ROUTE_INTERNAL) != !hc->internal)
+			continue;
 		if (!(rt->flags & HTTP_ROUTE_PREFIX)) {
 			if (strcmp(rt->path, path) == 0)
 				return rt;
@@ -524,7 +529,7 @@ static int on_headers_complete(llhttp_t *p)
 	if ((p->flags & F_CONTENT_LENGTH) && (p->flags & (F_CHUNKED | F_TRANSFER_ENCODING)))
 		return refuse(hc, 400); /* llhttp refuses it too; say it twice */
 
-	if (!(rt = route_find(r->path)))
+	if (!(rt = route_find(hc, r->path)))
 		return refuse(hc, 404);
 	hc->methods = rt->methods;
 	if (!(rt->methods & HTTP_METHOD_BIT(p->method)))
@@ -970,18 +975,19 @@ static void serve(struct conn *c, int64_t deadline)
 		hc->closing = true;
 }
 
-void http_accept(struct worker *w, int fd)
+void http_accept(struct worker *w, int fd, bool internal)
 {
 	SSL *ssl = NULL;
 	struct conn *c;
 
-	if (tls_on() && (ssl = tls_new()) == NULL) {
+	if (tls_on(internal) && (ssl = tls_new(internal)) == NULL) {
 		close(fd); /* never plain text on a TLS port */
 		return;
 	}
 	c = conn_new(w, fd, &http_ops, NULL);
 	/* The header timeout bounds the handshake too, as in Go's server. */
 	serve(c, after(w->now_ms, header_timeout(w->conf)));
+	((struct http_conn *)c->ud)->internal = internal;
 	if (ssl)
 		conn_start_tls(c, ssl);
 }
@@ -1066,14 +1072,15 @@ static void builtin_routes(struct worker *w)
 	const struct conf *k = w->conf;
 
 	if (H.health_path) {
-		http_route_remove(H.health_path, HTTP_ROUTE_EXACT);
+		http_route_remove(H.health_path, HTTP_ROUTE_EXACT | HTTP_ROUTE_INTERNAL);
 		free(H.health_path);
 		H.health_path = NULL;
 	}
 	if (k->health_enabled) {
 		const char *path = k->health_prefix && *k->health_prefix ? k->health_prefix : "/health";
 
-		if (http_route_add(path, HTTP_ROUTE_EXACT, HTTP_METHODS_ANY, health_handler, NULL) == RT_OK)
+		if (http_route_add(path, HTTP_ROUTE_EXACT | HTTP_ROUTE_INTERNAL, HTTP_METHODS_ANY, health_handler,
+				   NULL) == RT_OK)
 			H.health_path = xstrdup(path);
 		else
 			log_warn("health.handler_prefix %s: path already taken by another handler", path);

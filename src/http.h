@@ -53,6 +53,10 @@ typedef void (*http_handler_fn)(struct http_req *req, void *arg);
 /* Route flags. */
 #define HTTP_ROUTE_EXACT 0x0  /* the path equals PATH */
 #define HTTP_ROUTE_PREFIX 0x1 /* the path starts with PATH (longest wins; exact first) */
+/* An internal endpoint (the server API, /health): served only by the
+ * internal listener when there is one (conf_internal_listener), which
+ * serves nothing else; with one listener, every route is on it. */
+#define HTTP_ROUTE_INTERNAL 0x2
 
 /* Method masks, bits of llhttp's method numbers (HTTP_GET...). */
 #define HTTP_METHOD_BIT(m) (UINT64_C(1) << (m))
@@ -76,9 +80,10 @@ void http_route_remove(const char *path, unsigned flags);
 /* Drops every route (worker exit, tests). */
 void http_routes_free(void);
 
-/* Serves a new client socket FD (connected, nonblocking, close-on-exec);
- * the fd belongs to the HTTP layer from now on. */
-void http_accept(struct worker *w, int fd);
+/* Serves a new client socket FD (connected, nonblocking, close-on-exec),
+ * accepted on the internal listener when INTERNAL; the fd belongs to the
+ * HTTP layer from now on. TLS when the listener has it (tls.h). */
+void http_accept(struct worker *w, int fd, bool internal);
 
 /* Serves a client socket FD that another worker read DATA[0..LEN) from and
  * handed over (handoff.c): DATA, the request it parsed as

@@ -74,8 +74,12 @@ struct child {
 	bool retiring;
 };
 
+/* The listeners: the main one, and the internal endpoints' own when
+ * http_server.internal_port gives them one (conf_internal_listener). */
+enum { L_MAIN, L_INTERNAL, L_COUNT };
+
 struct slot {
-	int fd;                /* listening socket, -1 when none */
+	int fd[L_COUNT];       /* listening sockets, -1 when none */
 	int fails;             /* consecutive young deaths */
 	int64_t spawn_at_ms;   /* when to (re)start its worker; 0: not pending */
 };
@@ -174,20 +178,34 @@ int master_load_config(const struct master_args *args, struct conf *c, int to_st
 
 /* ---- listening sockets ------------------------------------------------ */
 
-/* Resolves the configured address for listening. */
-static struct addrinfo *resolve(const struct conf *c)
+/* Where listener L of C listens; false when C has none (the internal
+ * one without a port of its own). KEY names the address key. */
+static bool listen_addr(const struct conf *c, int l, const char **addr, long long *port, const char **key)
+{
+	if (l == L_MAIN) {
+		*addr = c->address;
+		*port = c->port;
+		*key = "http_server.address";
+		return true;
+	}
+	*key = "http_server.internal_address";
+	return conf_internal_listener(c, addr, port);
+}
+
+/* Resolves ADDR:PORT for listening. */
+static struct addrinfo *resolve(const char *addr, long long port_num, const char *key)
 {
 	struct addrinfo hints = {0}, *res = NULL;
 	char port[16];
-	const char *host = c->address[0] ? c->address : NULL;
+	const char *host = addr[0] ? addr : NULL;
 
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-	snprintf(port, sizeof(port), "%lld", c->port);
+	snprintf(port, sizeof(port), "%lld", port_num);
 	int rc = getaddrinfo(host, port, &hints, &res);
 	if (rc != 0) {
-		log_error("http_server.address: cannot resolve \"%s\": %s", c->address, gai_strerror(rc));
+		log_error("%s: cannot resolve \"%s\": %s", key, addr, gai_strerror(rc));
 		return NULL;
 	}
 	/* With no address, prefer one dual-stack IPv6 socket (all interfaces,
@@ -217,7 +235,7 @@ static struct addrinfo *resolve(const struct conf *c)
 }
 
 /* Opens one listening socket on A; REUSEPORT joins the slot group. */
-static int open_listener(const struct addrinfo *a, bool reuseport, const char *what)
+static int open_listener(const struct addrinfo *a, bool reuseport, const char *what, int l)
 {
 	int one = 1, zero = 0;
 	int fd = socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -235,7 +253,8 @@ static int open_listener(const struct addrinfo *a, bool reuseport, const char *w
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
 	if (bind(fd, a->ai_addr, a->ai_addrlen) < 0) {
 		if (errno == EADDRINUSE)
-			log_error("http_server.port: %s is already in use", what);
+			log_error("%s: %s is already in use", l == L_MAIN ? "http_server.port" :
+				  "http_server.internal_port", what);
 		else
 			log_syscall("bind(%s)", what);
 		close(fd);
@@ -249,19 +268,25 @@ static int open_listener(const struct addrinfo *a, bool reuseport, const char *w
 	return fd;
 }
 
-/* Opens N listening sockets on the config's address into FDS. With PROBE,
- * first checks with a plain bind that nobody (another rotord included)
- * listens there, since SO_REUSEPORT would otherwise share the port with
- * it. Returns RT_OK or RT_ERR (logged; nothing left open). */
-static int open_listeners(const struct conf *c, int *fds, int from, int n, bool probe)
+/* Opens N sockets of listener L of C into FDS[FROM..N) (nothing when C
+ * has no such listener). With PROBE, first checks with a plain bind that
+ * nobody (another rotord included) listens there, since SO_REUSEPORT would
+ * otherwise share the port with it. Returns RT_OK or RT_ERR (logged;
+ * nothing left open). */
+static int open_listeners(const struct conf *c, int l, int *fds, int from, int n, bool probe)
 {
-	struct addrinfo *res = resolve(c);
+	const char *addr, *key;
+	long long port;
+	struct addrinfo *res;
 	char what[128];
-	if (res == NULL)
+
+	if (!listen_addr(c, l, &addr, &port, &key))
+		return RT_OK;
+	if ((res = resolve(addr, port, key)) == NULL)
 		return RT_ERR;
-	snprintf(what, sizeof(what), "%s:%lld", c->address[0] ? c->address : "*", c->port);
+	snprintf(what, sizeof(what), "%s:%lld", addr[0] ? addr : "*", port);
 	if (probe) {
-		int fd = open_listener(res, false, what);
+		int fd = open_listener(res, false, what, l);
 		if (fd < 0) {
 			freeaddrinfo(res);
 			return RT_ERR;
@@ -269,7 +294,7 @@ static int open_listeners(const struct conf *c, int *fds, int from, int n, bool 
 		close(fd);
 	}
 	for (int i = from; i < n; i++) {
-		fds[i] = open_listener(res, true, what);
+		fds[i] = open_listener(res, true, what, l);
 		if (fds[i] < 0) {
 			while (--i >= from)
 				close(fds[i]);
@@ -278,8 +303,19 @@ static int open_listeners(const struct conf *c, int *fds, int from, int n, bool 
 		}
 	}
 	freeaddrinfo(res);
-	log_info("listening on %s with %d socket(s)", what, n - from);
+	log_info("listening on %s with %d socket(s)%s", what, n - from, l == L_MAIN ? "" : " (internal endpoints)");
 	return RT_OK;
+}
+
+/* Closes the sockets of every listener in FDS[FROM..N). */
+static void close_listeners(int (*fds)[MAX_SLOTS], int from, int n)
+{
+	for (int l = 0; l < L_COUNT; l++)
+		for (int i = from; i < n; i++)
+			if (fds[l][i] >= 0) {
+				close(fds[l][i]);
+				fds[l][i] = -1;
+			}
 }
 
 /* ---- shared memory ------------------------------------------------------ */
@@ -557,8 +593,9 @@ static int spawn(int slot)
 		/* No exec follows, so CLOEXEC does not help: close by hand
 		 * what belongs to the master and the other workers. */
 		for (int i = 0; i < MAX_SLOTS; i++)
-			if (i != slot && M.slots[i].fd >= 0)
-				close(M.slots[i].fd);
+			for (int l = 0; l < L_COUNT; l++)
+				if (i != slot && M.slots[i].fd[l] >= 0)
+					close(M.slots[i].fd[l]);
 		static int wake_fds[BUS_SLOTS_MAX], handoff_fds[BUS_SLOTS_MAX];
 		for (int i = 0; i < BUS_SLOTS_MAX; i++)
 			wake_fds[i] = handoff_fds[i] = -1;
@@ -579,7 +616,8 @@ static int spawn(int slot)
 			sigaction(sigs[i], &dfl, NULL);
 		ctr->pid = (int32_t)getpid();
 		struct worker_boot boot = {
-			.slot = slot, .gen = M.gen, .listen_fd = M.slots[slot].fd, .ctl_fd = sv[1],
+			.slot = slot, .gen = M.gen, .listen_fd = M.slots[slot].fd[L_MAIN],
+			.internal_fd = M.slots[slot].fd[L_INTERNAL], .ctl_fd = sv[1],
 			.conf = M.conf, .ctr = ctr, .stats_seg = &M.stats, .bus = &M.bus, .bus_slot = bus_slot,
 			.ctab = &M.ctab, .pres = &M.pres,
 			.wake_fd = wake_fd, .wake_fds = wake_fds, .secret = M.secret,
@@ -807,37 +845,49 @@ static void reload(void)
 		return;
 	}
 
-	/* A new generation. New listening sockets when the address changed;
-	 * otherwise the same ones, plus or minus the slots the count changed. */
+	/* A new generation. New listening sockets for a listener whose address
+	 * changed (or that appeared); otherwise the same ones, plus or minus
+	 * the slots the count changed. */
 	int n = (int)nc->workers;
-	int fds[MAX_SLOTS];
-	bool moved = strcmp(M.conf->address, nc->address) != 0 || M.conf->port != nc->port;
-	for (int i = 0; i < MAX_SLOTS; i++)
-		fds[i] = -1;
-	if (moved) {
-		if (open_listeners(nc, fds, 0, n, true) != RT_OK) {
+	int fds[L_COUNT][MAX_SLOTS];
+	bool moved[L_COUNT];
+	for (int l = 0; l < L_COUNT; l++) {
+		const char *a0 = "", *a1 = "", *key;
+		long long p0 = 0, p1 = 0;
+		bool had = listen_addr(M.conf, l, &a0, &p0, &key), has = listen_addr(nc, l, &a1, &p1, &key);
+
+		moved[l] = had != has || strcmp(a0, a1) != 0 || p0 != p1;
+		for (int i = 0; i < MAX_SLOTS; i++)
+			fds[l][i] = -1;
+		if (moved[l]) {
+			if (open_listeners(nc, l, fds[l], 0, n, true) == RT_OK)
+				continue;
 			log_error("reload: cannot listen on the new address; keeping the running configuration");
-			conf_free(nc);
-			free(nc);
-			return;
-		}
-	} else {
-		for (int i = 0; i < n && i < M.nslots; i++)
-			fds[i] = M.slots[i].fd;
-		if (n > M.nslots && open_listeners(nc, fds, M.nslots, n, false) != RT_OK) {
+		} else {
+			for (int i = 0; i < n && i < M.nslots; i++)
+				fds[l][i] = M.slots[i].fd[l];
+			if (n <= M.nslots || open_listeners(nc, l, fds[l], M.nslots, n, false) == RT_OK)
+				continue;
 			log_error("reload: cannot open more listening sockets; keeping the running configuration");
-			conf_free(nc);
-			free(nc);
-			return;
 		}
+		/* Undo what this reload opened. */
+		for (int k = 0; k <= l; k++)
+			for (int i = 0; i < n; i++)
+				if (fds[k][i] >= 0 && (moved[k] || i >= M.nslots))
+					close(fds[k][i]);
+		conf_free(nc);
+		free(nc);
+		return;
 	}
 	/* Sockets no longer used: the retiring workers hold their own copies
 	 * until they stop accepting. */
-	for (int i = 0; i < M.nslots; i++)
-		if (moved || i >= n)
-			close(M.slots[i].fd);
+	for (int l = 0; l < L_COUNT; l++)
+		for (int i = 0; i < M.nslots; i++)
+			if ((moved[l] || i >= n) && M.slots[i].fd[l] >= 0)
+				close(M.slots[i].fd[l]);
 	for (int i = 0; i < MAX_SLOTS; i++) {
-		M.slots[i].fd = fds[i];
+		for (int l = 0; l < L_COUNT; l++)
+			M.slots[i].fd[l] = fds[l][i];
 		M.slots[i].fails = 0;
 		M.slots[i].spawn_at_ms = 0;
 	}
@@ -906,10 +956,12 @@ static void begin_stop(bool graceful)
 	int64_t budget = graceful ? M.conf->shutdown_timeout_ms + KILL_GRACE_MS : FAST_STOP_MS;
 	M.stop_deadline_ms = util_mono_ms() + budget;
 	log_info("%s shutdown: %d worker(s) to stop", graceful ? "graceful" : "fast", live_children());
-	for (int i = 0; i < M.nslots; i++) {
-		close(M.slots[i].fd);
-		M.slots[i].fd = -1;
-	}
+	for (int i = 0; i < M.nslots; i++)
+		for (int l = 0; l < L_COUNT; l++) {
+			if (M.slots[i].fd[l] >= 0)
+				close(M.slots[i].fd[l]);
+			M.slots[i].fd[l] = -1;
+		}
 	signal_children(graceful ? SIGQUIT : SIGTERM, false);
 }
 
@@ -939,7 +991,8 @@ int master_run(const struct master_args *args, struct conf *conf)
 	M.pid_fd = -1;
 	master_pid = getpid();
 	for (int i = 0; i < MAX_SLOTS; i++)
-		M.slots[i].fd = -1;
+		for (int l = 0; l < L_COUNT; l++)
+			M.slots[i].fd[l] = -1;
 	log_set_role("master");
 	apply_log_settings(NULL, conf);
 	install_signals();
@@ -958,14 +1011,21 @@ int master_run(const struct master_args *args, struct conf *conf)
 		return 1;
 	if (pidfile_open() != RT_OK)
 		return 1;
-	int fds[MAX_SLOTS];
-	if (open_listeners(conf, fds, 0, M.nslots, true) != RT_OK || open_stats(conf) != RT_OK ||
-	    open_bus(conf) != RT_OK || open_history(conf) != RT_OK || open_presence(conf) != RT_OK) {
+	int fds[L_COUNT][MAX_SLOTS];
+	for (int l = 0; l < L_COUNT; l++)
+		for (int i = 0; i < MAX_SLOTS; i++)
+			fds[l][i] = -1;
+	if (open_listeners(conf, L_MAIN, fds[L_MAIN], 0, M.nslots, true) != RT_OK ||
+	    open_listeners(conf, L_INTERNAL, fds[L_INTERNAL], 0, M.nslots, true) != RT_OK ||
+	    open_stats(conf) != RT_OK || open_bus(conf) != RT_OK || open_history(conf) != RT_OK ||
+	    open_presence(conf) != RT_OK) {
+		close_listeners(fds, 0, M.nslots);
 		pidfile_remove();
 		return 1;
 	}
 	for (int i = 0; i < M.nslots; i++)
-		M.slots[i].fd = fds[i];
+		for (int l = 0; l < L_COUNT; l++)
+			M.slots[i].fd[l] = fds[l][i];
 	log_info("rotor %s starting %d worker(s) (master pid %ld)", PACKAGE_VERSION, M.nslots,
 		 (long)getpid());
 	for (int i = 0; i < M.nslots; i++)

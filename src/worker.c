@@ -87,10 +87,15 @@ static void maybe_finish(struct worker *w)
 static void stop_accepting(struct worker *w)
 {
 	ev_io_stop(w->loop, &w->accept_w);
+	ev_io_stop(w->loop, &w->accept_int_w);
 	ev_timer_stop(w->loop, &w->accept_pause_w);
 	if (w->listen_fd >= 0) {
 		close(w->listen_fd);
 		w->listen_fd = -1;
+	}
+	if (w->internal_fd >= 0) {
+		close(w->internal_fd);
+		w->internal_fd = -1;
 	}
 }
 
@@ -122,12 +127,14 @@ static void begin_stop(struct worker *w)
 static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
 {
 	struct worker *w = io->data;
+	bool internal = io == &w->accept_int_w;
+	int lfd = internal ? w->internal_fd : w->listen_fd;
 
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
-		int fd = accept4(w->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd >= 0) {
 			STATS_ADD(my_stats(w), conns_accepted, 1);
-			http_accept(w, fd);
+			http_accept(w, fd, internal);
 			continue;
 		}
 		switch (errno) {
@@ -143,21 +150,22 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
 			 * instead of waiting, then rest the watcher a moment
 			 * (a level-triggered watcher would spin otherwise). */
 			STATS_ADD(my_stats(w), accept_errors, 1);
-			log_syscall("accept4(fd %d)", w->listen_fd);
+			log_syscall("accept4(fd %d)", lfd);
 			if (w->spare_fd >= 0) {
 				close(w->spare_fd);
-				fd = accept(w->listen_fd, NULL, NULL);
+				fd = accept(lfd, NULL, NULL);
 				if (fd >= 0)
 					close(fd);
 				w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 			}
 			ev_io_stop(loop, &w->accept_w);
+			ev_io_stop(loop, &w->accept_int_w);
 			ev_timer_set(&w->accept_pause_w, ACCEPT_PAUSE, 0.);
 			ev_timer_start(loop, &w->accept_pause_w);
 			return;
 		default:
 			STATS_ADD(my_stats(w), accept_errors, 1);
-			log_syscall("accept4(fd %d)", w->listen_fd);
+			log_syscall("accept4(fd %d)", lfd);
 			return;
 		}
 	}
@@ -168,6 +176,8 @@ static void on_accept_pause_end(struct ev_loop *loop, ev_timer *t, int revents)
 	struct worker *w = t->data;
 	if (w->listen_fd >= 0 && !w->draining && !w->stopping)
 		ev_io_start(loop, &w->accept_w);
+	if (w->internal_fd >= 0 && !w->draining && !w->stopping)
+		ev_io_start(loop, &w->accept_int_w);
 }
 
 /* Applies a new config pushed by the master (already validated there). */
@@ -437,6 +447,8 @@ void worker_main(const struct worker_boot *b)
 	w->slot = slot;
 	w->gen = gen;
 	w->listen_fd = listen_fd;
+	w->internal_fd = b->internal_fd;
+	w->split = b->internal_fd >= 0;
 	w->ctl_fd = ctl_fd;
 	w->conf = b->conf;
 	w->ctl_pending_fd = -1;
@@ -499,6 +511,12 @@ void worker_main(const struct worker_boot *b)
 	ev_io_init(&w->accept_w, on_accept, listen_fd, EV_READ);
 	w->accept_w.data = w;
 	ev_io_start(w->loop, &w->accept_w);
+	ev_io_init(&w->accept_int_w, on_accept, w->internal_fd, EV_READ);
+	w->accept_int_w.data = w;
+	if (w->internal_fd >= 0) {
+		util_set_nonblock(w->internal_fd);
+		ev_io_start(w->loop, &w->accept_int_w);
+	}
 	ev_timer_init(&w->accept_pause_w, on_accept_pause_end, ACCEPT_PAUSE, 0.);
 	w->accept_pause_w.data = w;
 	/* Control first in every iteration: a worker that starts late finds

@@ -22,11 +22,14 @@ struct worker {
 	int slot;             /* 0..workers-1 */
 	unsigned gen;         /* master generation that started this worker */
 	int listen_fd;        /* this worker's SO_REUSEPORT listener */
+	int internal_fd;      /* and the internal endpoints' (-1: none) */
+	bool split;           /* internal endpoints on a listener of their own */
 	int ctl_fd;           /* socketpair end to the master; EOF = master gone */
 	int spare_fd;         /* /dev/null, given up to accept-and-close on EMFILE */
 	struct conf *conf;    /* current config; replaced on reload */
 
 	ev_io accept_w;
+	ev_io accept_int_w;   /* on internal_fd */
 	ev_io ctl_w;
 	ev_prepare flush_w;   /* the one flush point per loop iteration */
 	ev_timer tick_w;      /* drives the timer wheel */
@@ -86,6 +89,7 @@ struct worker_boot {
 	int slot;             /* listener slot, 0..workers-1 */
 	unsigned gen;         /* master generation */
 	int listen_fd;
+	int internal_fd;      /* the internal endpoints' listener, or -1 */
 	int ctl_fd;           /* the worker's end of its control socket */
 	struct conf *conf;    /* becomes the worker's */
 	struct stats_block *ctr;

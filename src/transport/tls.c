@@ -37,12 +37,16 @@
 #include <openssl/x509v3.h>
 
 #define PEM_FILE_MAX (1 << 20) /* a certificate chain is a few KB */
-#define PREFIX "http_server.tls"
 
-/* The worker's context and the PEM text it was built from. */
+/* The TLS objects of the listeners: the main one, and the internal one's
+ * own (used only when there is an internal listener). */
+static const char *const tls_keys[] = { "http_server.tls", "http_server.internal_tls" };
+
+/* The worker's contexts, by listener (the internal listener's may be the
+ * main one's, referenced twice), and the PEM text each was built from. */
 static struct {
-	SSL_CTX *ctx;
-	char *built_from; /* cert, key and CA text joined, NULL when off */
+	SSL_CTX *ctx[2];
+	char *built_from[2]; /* cert, key and CA text joined, NULL when off */
 } T;
 
 /* The last OpenSSL error as text, clearing the queue. */
@@ -145,22 +149,22 @@ static int no_passphrase(char *buf, int size, int rwflag, void *u)
 }
 
 /* Certificate chain (leaf first) from CERT into CTX. */
-static int use_chain(SSL_CTX *ctx, const char *cert, struct conf_report *rep)
+static int use_chain(SSL_CTX *ctx, const char *p, const char *cert, struct conf_report *rep)
 {
 	BIO *b = BIO_new_mem_buf(cert, -1);
 	X509 *x = b ? PEM_read_bio_X509(b, NULL, no_passphrase, NULL) : NULL;
 	int rc = RT_INVAL;
 
 	if (x == NULL) {
-		conf_report_error(rep, PREFIX ".cert_pem: no PEM certificate in it (%s)", ssl_error());
+		conf_report_error(rep, "%s.cert_pem: no PEM certificate in it (%s)", p, ssl_error());
 		goto out;
 	}
 	if (SSL_CTX_use_certificate(ctx, x) != 1) {
-		conf_report_error(rep, PREFIX ".cert_pem: certificate refused (%s)", ssl_error());
+		conf_report_error(rep, "%s.cert_pem: certificate refused (%s)", p, ssl_error());
 		goto out;
 	}
 	if (X509_cmp_current_time(X509_get0_notAfter(x)) < 0)
-		conf_report_warn(rep, PREFIX ".cert_pem: the certificate has expired; clients will refuse it");
+		conf_report_warn(rep, "%s.cert_pem: the certificate has expired; clients will refuse it", p);
 	for (;;) {
 		X509 *ca = PEM_read_bio_X509(b, NULL, no_passphrase, NULL);
 
@@ -168,7 +172,7 @@ static int use_chain(SSL_CTX *ctx, const char *cert, struct conf_report *rep)
 			break;
 		if (SSL_CTX_add0_chain_cert(ctx, ca) != 1) {
 			X509_free(ca);
-			conf_report_error(rep, PREFIX ".cert_pem: chain certificate refused (%s)", ssl_error());
+			conf_report_error(rep, "%s.cert_pem: chain certificate refused (%s)", p, ssl_error());
 			goto out;
 		}
 	}
@@ -180,18 +184,18 @@ out:
 	return rc;
 }
 
-static int use_key(SSL_CTX *ctx, const char *key, struct conf_report *rep)
+static int use_key(SSL_CTX *ctx, const char *p, const char *key, struct conf_report *rep)
 {
 	BIO *b = BIO_new_mem_buf(key, -1);
 	EVP_PKEY *k = b ? PEM_read_bio_PrivateKey(b, NULL, no_passphrase, NULL) : NULL;
 	int rc = RT_INVAL;
 
 	if (k == NULL)
-		conf_report_error(rep, PREFIX ".key_pem: no unencrypted PEM private key in it (%s)", ssl_error());
+		conf_report_error(rep, "%s.key_pem: no unencrypted PEM private key in it (%s)", p, ssl_error());
 	else if (SSL_CTX_use_PrivateKey(ctx, k) != 1)
-		conf_report_error(rep, PREFIX ".key_pem: private key refused (%s)", ssl_error());
+		conf_report_error(rep, "%s.key_pem: private key refused (%s)", p, ssl_error());
 	else if (SSL_CTX_check_private_key(ctx) != 1)
-		conf_report_error(rep, PREFIX ".key_pem: does not match the certificate of " PREFIX ".cert_pem");
+		conf_report_error(rep, "%s.key_pem: does not match the certificate of %s.cert_pem", p, p);
 	else
 		rc = RT_OK;
 	ERR_clear_error();
@@ -201,7 +205,7 @@ static int use_key(SSL_CTX *ctx, const char *key, struct conf_report *rep)
 }
 
 /* Mutual TLS: clients must present a certificate signed by a CA in CA. */
-static int use_client_ca(SSL_CTX *ctx, const char *ca, struct conf_report *rep)
+static int use_client_ca(SSL_CTX *ctx, const char *p, const char *ca, struct conf_report *rep)
 {
 	BIO *b = BIO_new_mem_buf(ca, -1);
 	X509_STORE *st = SSL_CTX_get_cert_store(ctx);
@@ -218,7 +222,7 @@ static int use_client_ca(SSL_CTX *ctx, const char *ca, struct conf_report *rep)
 	ERR_clear_error();
 	BIO_free(b);
 	if (n == 0) {
-		conf_report_error(rep, PREFIX ".client_ca_pem: no PEM certificate in it");
+		conf_report_error(rep, "%s.client_ca_pem: no PEM certificate in it", p);
 		sk_X509_NAME_pop_free(names, X509_NAME_free);
 		return RT_INVAL;
 	}
@@ -247,15 +251,15 @@ static void set_ticket_keys(SSL_CTX *ctx, const uint64_t secret[2])
 	OPENSSL_cleanse(md, sizeof(md));
 }
 
-/* A server context from the PEM texts; NULL with errors in REP. SECRET
- * (NULL in the master) sets the ticket keys. */
-static SSL_CTX *ctx_build(const char *cert, const char *key, const char *ca, const uint64_t *secret,
-			  struct conf_report *rep)
+/* A server context from the PEM texts of TLS object P; NULL with errors in
+ * REP. SECRET (NULL in the master) sets the ticket keys. */
+static SSL_CTX *ctx_build(const char *p, const char *cert, const char *key, const char *ca,
+			  const uint64_t *secret, struct conf_report *rep)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 
 	if (ctx == NULL) {
-		conf_report_error(rep, PREFIX ": cannot create a TLS context (%s)", ssl_error());
+		conf_report_error(rep, "%s: cannot create a TLS context (%s)", p, ssl_error());
 		return NULL;
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
@@ -269,8 +273,8 @@ static SSL_CTX *ctx_build(const char *cert, const char *key, const char *ca, con
 	SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
 	if (secret)
 		set_ticket_keys(ctx, secret);
-	if (use_chain(ctx, cert, rep) != RT_OK || use_key(ctx, key, rep) != RT_OK ||
-	    (ca && use_client_ca(ctx, ca, rep) != RT_OK)) {
+	if (use_chain(ctx, p, cert, rep) != RT_OK || use_key(ctx, p, key, rep) != RT_OK ||
+	    (ca && use_client_ca(ctx, p, ca, rep) != RT_OK)) {
 		SSL_CTX_free(ctx);
 		return NULL;
 	}
@@ -281,57 +285,61 @@ static SSL_CTX *ctx_build(const char *cert, const char *key, const char *ca, con
 
 /* Keys of a TLS object that only a TLS client uses: a server has no use
  * for them (neither has Centrifugo's). */
-static void warn_client_only(const struct conf *c, struct conf_report *rep)
+static void warn_client_only(const struct conf *c, const char *p, struct conf_report *rep)
 {
-	static const char *const keys[] = { PREFIX ".server_ca_pem", PREFIX ".insecure_skip_verify" };
+	static const char *const keys[] = { "server_ca_pem", "insecure_skip_verify" };
 
 	for (size_t i = 0; i < ROTOR_ARRAY_LEN(keys); i++) {
-		const json_t *v = conf_get(c, keys[i]);
+		char *k = xasprintf("%s.%s", p, keys[i]);
+		const json_t *v = conf_get(c, k);
 
 		if (json_is_true(v) || (json_is_string(v) && *json_string_value(v)))
-			conf_report_warn(rep, "%s: only TLS clients use it; the server has no use for it", keys[i]);
+			conf_report_warn(rep, "%s: only TLS clients use it; the server has no use for it", k);
+		free(k);
 	}
 }
 
-/* The certificate should cover http_server.tls.server_name when it is set. */
-static void check_server_name(SSL_CTX *ctx, const struct conf *c, struct conf_report *rep)
+/* The certificate should cover P.server_name when it is set. */
+static void check_server_name(SSL_CTX *ctx, const struct conf *c, const char *p, struct conf_report *rep)
 {
-	const char *name = json_string_value(conf_get(c, PREFIX ".server_name"));
+	char *k = xasprintf("%s.server_name", p);
+	const char *name = json_string_value(conf_get(c, k));
 	X509 *x = SSL_CTX_get0_certificate(ctx);
 
 	if (name && *name && x && X509_check_host(x, name, 0, 0, NULL) != 1)
-		conf_report_warn(rep, PREFIX ".server_name: the certificate of " PREFIX
-				 ".cert_pem is not valid for \"%s\"", name);
+		conf_report_warn(rep, "%s: the certificate of %s.cert_pem is not valid for \"%s\"", k, p, name);
+	free(k);
 }
 
-int tls_check(struct conf *c, struct conf_report *rep, bool inline_pem)
+/* Checks TLS object P of C (see tls_check). */
+static int check_object(struct conf *c, const char *p, struct conf_report *rep, bool inline_pem)
 {
-	static const char *const names[] = { PREFIX ".cert_pem", PREFIX ".key_pem", PREFIX ".client_ca_pem" };
-	char *pem[3] = { NULL, NULL, NULL };
+	static const char *const names[] = { "cert_pem", "key_pem", "client_ca_pem" };
+	char *key[3], *pem[3] = { NULL, NULL, NULL };
 	int rc = RT_INVAL;
 	SSL_CTX *ctx;
 
-	if (!json_is_true(conf_get(c, PREFIX ".enabled")))
-		return RT_OK;
-	warn_client_only(c, rep);
+	for (int i = 0; i < 3; i++)
+		key[i] = xasprintf("%s.%s", p, names[i]);
+	warn_client_only(c, p, rep);
 	for (int i = 0; i < 3; i++) {
-		const char *v = json_string_value(conf_get(c, names[i]));
+		const char *v = json_string_value(conf_get(c, key[i]));
 
 		if (i < 2 && (v == NULL || *v == '\0')) {
-			conf_report_error(rep, "%s: must be set when " PREFIX ".enabled is true", names[i]);
+			conf_report_error(rep, "%s: must be set when %s.enabled is true", key[i], p);
 			goto out;
 		}
-		pem[i] = pem_text(c, names[i], rep);
+		pem[i] = pem_text(c, key[i], rep);
 		if (pem[i] == NULL && v && *v)
 			goto out;
 	}
-	ctx = ctx_build(pem[0], pem[1], pem[2], NULL, rep);
+	ctx = ctx_build(p, pem[0], pem[1], pem[2], NULL, rep);
 	if (ctx == NULL)
 		goto out;
-	check_server_name(ctx, c, rep);
+	check_server_name(ctx, c, p, rep);
 	SSL_CTX_free(ctx);
 	for (int i = 0; inline_pem && i < 3; i++)
-		if (pem[i] && conf_set(c, names[i], pem[i], rep) != RT_OK)
+		if (pem[i] && conf_set(c, key[i], pem[i], rep) != RT_OK)
 			goto out;
 	rc = RT_OK;
 out:
@@ -339,65 +347,114 @@ out:
 		if (pem[i])
 			OPENSSL_cleanse(pem[i], strlen(pem[i]));
 		free(pem[i]);
+		free(key[i]);
 	}
+	return rc;
+}
+
+/* Whether TLS object P of C is enabled. */
+static bool enabled(const struct conf *c, const char *p)
+{
+	char *k = xasprintf("%s.enabled", p);
+	bool on = json_is_true(conf_get(c, k));
+
+	free(k);
+	return on;
+}
+
+int tls_check(struct conf *c, struct conf_report *rep, bool inline_pem)
+{
+	const char *addr;
+	long long port;
+	int rc = RT_OK;
+
+	for (int l = 0; l < 2; l++)
+		if (enabled(c, tls_keys[l]) && check_object(c, tls_keys[l], rep, inline_pem) != RT_OK)
+			rc = RT_INVAL;
+	if (enabled(c, tls_keys[1]) && !conf_internal_listener(c, &addr, &port))
+		conf_report_warn(rep, "%s.enabled: there is no internal listener (http_server.internal_port) "
+				 "for it; the internal endpoints are on the main port", tls_keys[1]);
 	return rc;
 }
 
 /* ---- worker --------------------------------------------------------------- */
 
-void tls_worker_configure(struct worker *w)
+/* Rebuilds listener L's context from TLS object P of W's config when its
+ * text changed (P NULL: none); on failure keeps the previous one. */
+static void configure(struct worker *w, int l, const char *p)
 {
 	const struct conf *c = w->conf;
-	const char *cert = json_string_value(conf_get(c, PREFIX ".cert_pem"));
-	const char *key = json_string_value(conf_get(c, PREFIX ".key_pem"));
-	const char *ca = json_string_value(conf_get(c, PREFIX ".client_ca_pem"));
 	struct conf_report rep = {0};
-	char *from = NULL;
+	char *from = NULL, *k[3];
 	SSL_CTX *ctx = NULL;
 
-	if (json_is_true(conf_get(c, PREFIX ".enabled")))
-		from = xasprintf("%s\n%s\n%s", cert, key, ca);
-	if ((from == NULL && T.built_from == NULL) ||
-	    (from && T.built_from && strcmp(from, T.built_from) == 0)) {
-		free(from);
-		return;
-	}
-	if (from) {
-		/* The master resolved the values into PEM text: nothing here
-		 * reads a file (pem_text is the master's). */
-		ctx = ctx_build(cert, key, *ca ? ca : NULL, w->secret, &rep);
-		if (ctx == NULL) {
+	if (p) {
+		k[0] = xasprintf("%s.cert_pem", p);
+		k[1] = xasprintf("%s.key_pem", p);
+		k[2] = xasprintf("%s.client_ca_pem", p);
+		const char *cert = json_string_value(conf_get(c, k[0]));
+		const char *key = json_string_value(conf_get(c, k[1]));
+		const char *ca = json_string_value(conf_get(c, k[2]));
+
+		from = xasprintf("%s\n%s\n%s\n%s", p, cert, key, ca);
+		if (!T.built_from[l] || strcmp(from, T.built_from[l]) != 0) {
+			/* The master resolved the values into PEM text: nothing
+			 * here reads a file (pem_text is the master's). */
+			ctx = ctx_build(p, cert, key, *ca ? ca : NULL, w->secret, &rep);
 			for (size_t i = 0; i < rep.nerrors; i++)
 				log_error("tls: %s; keeping the previous certificate", rep.errors[i]);
 			conf_report_free(&rep);
+		}
+		for (int i = 0; i < 3; i++)
+			free(k[i]);
+		if (!ctx) {
 			OPENSSL_cleanse(from, strlen(from));
 			free(from);
-			return;
+			return; /* unchanged, or failed */
 		}
-		conf_report_free(&rep);
+	} else if (!T.built_from[l]) {
+		return; /* off, and was */
 	}
-	SSL_CTX_free(T.ctx); /* open connections hold their own reference */
-	T.ctx = ctx;
-	if (T.built_from) {
-		OPENSSL_cleanse(T.built_from, strlen(T.built_from));
-		free(T.built_from);
+	SSL_CTX_free(T.ctx[l]); /* open connections hold their own reference */
+	T.ctx[l] = ctx;
+	if (T.built_from[l]) {
+		OPENSSL_cleanse(T.built_from[l], strlen(T.built_from[l]));
+		free(T.built_from[l]);
 	}
-	T.built_from = from;
-	log_info("tls: %s", ctx ? "serving TLS with the configured certificate" : "off");
+	T.built_from[l] = from;
+	log_info("tls: %s%s", l ? "internal listener: " : "", ctx ? "serving TLS with the configured certificate" : "off");
 }
 
-bool tls_on(void)
+void tls_worker_configure(struct worker *w)
 {
-	return T.ctx != NULL;
+	const struct conf *c = w->conf;
+	bool main_on = enabled(c, tls_keys[0]);
+	const char *internal = NULL;
+
+	configure(w, 0, main_on ? tls_keys[0] : NULL);
+	/* The internal listener: its own TLS object, else the main one's
+	 * unless tls_external keeps TLS to the external port. */
+	if (w->split) {
+		if (enabled(c, tls_keys[1]))
+			internal = tls_keys[1];
+		else if (main_on && !json_is_true(conf_get(c, "http_server.tls_external")))
+			internal = tls_keys[0];
+	}
+	configure(w, 1, internal);
 }
 
-SSL *tls_new(void)
+bool tls_on(bool internal)
+{
+	return T.ctx[internal] != NULL;
+}
+
+SSL *tls_new(bool internal)
 {
 	SSL *ssl;
 
-	if (T.ctx == NULL)
+	if (T.ctx[internal] == NULL)
 		return NULL;
-	ssl = SSL_new(T.ctx);
+	ssl = SSL_new(T.ctx[internal]);
 	if (ssl == NULL)
 		log_warn("tls: SSL_new failed (%s)", ssl_error());
 	return ssl;

@@ -25,23 +25,28 @@ struct conf;
 struct conf_report;
 struct worker;
 
-/* Checks the TLS keys of C: with http_server.tls.enabled the certificate
- * and key must load and match (errors name the key; an expired
+/* Checks the TLS keys of C: with http_server.tls.enabled (and likewise
+ * http_server.internal_tls.enabled) the certificate and key must load and
+ * match (errors name the key; an expired
  * certificate is a warning). With INLINE_PEM, replaces each PEM key's
  * value in C's document by the PEM text it resolved to (for the workers).
  * Returns RT_OK or RT_INVAL. */
 int tls_check(struct conf *c, struct conf_report *rep, bool inline_pem);
 
-/* Builds or rebuilds W's context from w->conf when its TLS keys differ from
- * those it was built from; on failure keeps the previous one and logs why.
- * TLS off: no context (tls_new returns NULL). */
+/* Builds or rebuilds W's contexts from w->conf when their TLS keys differ
+ * from those they were built from; on failure keeps the previous one and
+ * logs why. The main listener serves http_server.tls; the internal one
+ * (when there is one) http_server.internal_tls, or else http_server.tls
+ * unless http_server.tls_external. TLS off: no context (tls_new returns
+ * NULL). */
 void tls_worker_configure(struct worker *w);
 
-/* A server SSL for a new connection, or NULL when TLS is off (or OpenSSL
- * is out of memory, which is logged). */
-SSL *tls_new(void);
+/* A server SSL for a new connection on the main or the INTERNAL listener,
+ * or NULL when TLS is off there (or OpenSSL is out of memory, which is
+ * logged). */
+SSL *tls_new(bool internal);
 
-/* Whether the worker serves TLS now. */
-bool tls_on(void);
+/* Whether the worker serves TLS now on the main or the INTERNAL listener. */
+bool tls_on(bool internal);
 
 #endif

@@ -113,7 +113,7 @@ static void fuzz_http_client(const uint8_t *d, size_t n, size_t piece)
 	int sv[2];
 
 	fuzz_http_pair(sv);
-	http_accept(&FW, sv[0]);
+	http_accept(&FW, sv[0], false);
 	for (size_t off = 0; off < n; off += piece) {
 		size_t m = n - off < piece ? n - off : piece;
 

@@ -55,13 +55,13 @@ test('rotord -t: a missing file given with -c is an error', () => {
   assert.match(r.stderr, /\/nonexistent\/rotor\.json/);
 });
 
-// A user who asks for TLS on the internal port, a Redis engine or a proxy
-// and got plain HTTP, memory or no check at all would be worse off than
-// told: rotor refuses to check or start, naming each key, and serves
-// nothing meanwhile. (TLS on the port itself: tls.test.js.)
+// A user who asks for ACME certificates, a Redis engine or a proxy and
+// got plain HTTP, memory or no check at all would be worse off than told:
+// rotor refuses to check or start, naming each key, and serves nothing
+// meanwhile. (TLS with certificate files: tls.test.js.)
 test('TLS, engine and proxy keys rotor does not implement stop -t and the start, each named', () => {
   const conf = {
-    http_server: { internal_tls: { enabled: true, cert_pem: 'server.pem', key_pem: 'server.key' } },
+    http_server: { tls_autocert: { enabled: true, host_whitelist: ['example.com'] } },
     engine: { type: 'redis' },
     client: { proxy: { connect: { enabled: true } } },
     channel: { namespaces: [{ name: 'chat', publish_proxy_enabled: true }] },
@@ -70,8 +70,7 @@ test('TLS, engine and proxy keys rotor does not implement stop -t and the start,
     for (const args of [['-t', '-c', p], ['-c', p]]) {
       const r = run(ROTORD, args);
       assert.strictEqual(r.status, 1, `rotord ${args.join(' ')}: ${r.stderr}`);
-      for (const key of ['http_server.internal_tls.enabled', 'http_server.internal_tls.cert_pem',
-        'http_server.internal_tls.key_pem',
+      for (const key of ['http_server.tls_autocert.enabled',
         'engine.type', 'client.proxy.connect.enabled', 'channel.namespaces[chat].publish_proxy_enabled']) {
         assert.match(r.stderr, new RegExp(`(error|config): ${key.replace(/[.[\]]/g, '\\$&')}: .*not supported by rotor yet; refused`),
           `${key} named: ${r.stderr}`);

@@ -30,7 +30,7 @@ const EventSource = require('eventsource');
 const SockJS = require('sockjs-client');
 const { Centrifuge } = require('centrifuge');
 const PB = require('centrifuge/build/protobuf');
-const { Rotord, request, waitFor, sleep, hs256, mkTmp, run, ROTORD, API_KEY } = require('./lib/rotord.js');
+const { Rotord, request, waitFor, sleep, hs256, mkTmp, run, freePort, ROTORD, API_KEY } = require('./lib/rotord.js');
 
 // ---- certificates ------------------------------------------------------------
 
@@ -68,9 +68,16 @@ function makeCerts() {
 }
 makeCerts();
 const CA = read('ca.pem');
-// Every https request of node's global agent (sockjs-client, eventsource)
-// trusts the test CA.
+// Every TLS client of this process trusts the test CA: node's global https
+// agent (sockjs-client's XHR, eventsource) and tls.connect itself, which
+// sockjs-client's WebSocket (faye-websocket) calls without a way to pass
+// a CA.
 https.globalAgent.options.ca = CA;
+const tlsConnect = tls.connect;
+tls.connect = function connectTrustingTestCA(...args) {
+  if (args[0] && typeof args[0] === 'object' && !args[0].ca) args[0] = { ...args[0], ca: CA };
+  return tlsConnect.apply(this, args);
+};
 
 const TLS_ON = (cert = P('server.pem'), key = P('server.key'), extra = {}) => ({
   http_server: { tls: { enabled: true, cert_pem: cert, key_pem: key, ...extra } },
@@ -125,7 +132,9 @@ async function subscribed(c, ch) {
   sub.on('publication', (ctx) => sub.got.push(ctx.data));
   const ok = new Promise((resolve, reject) => {
     sub.once('subscribed', resolve);
+    sub.once('unsubscribed', (ctx) => reject(new Error(`unsubscribed: ${JSON.stringify(ctx)}`)));
     c.once('disconnected', (ctx) => reject(new Error(`disconnected: ${JSON.stringify(ctx)}`)));
+    setTimeout(() => reject(new Error(`${ch}: not subscribed in 10 s`)), 10000).unref();
   });
   sub.subscribe();
   c.connect();
@@ -233,10 +242,15 @@ describe('config', () => {
     } finally {
       await rd.stop();
     }
-    const bad = new Rotord(TLS_ON(P('server.pem'), P('rsa.key')), { tls: { ca: CA } });
-    await assert.rejects(bad.start(), /rotord exited/);
-    assert.match(bad.log(), /http_server\.tls\.key_pem: does not match/);
-    await bad.stop();
+    const dir = mkTmp();
+    try {
+      fs.writeFileSync(path.join(dir, 'c.json'), JSON.stringify({ shm: { dir }, ...TLS_ON(P('server.pem'), P('rsa.key')) }));
+      const r = run(ROTORD, ['-c', path.join(dir, 'c.json')]);
+      assert.strictEqual(r.status, 1, 'the start fails');
+      assert.match(r.stderr, /http_server\.tls\.key_pem: does not match/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
@@ -384,6 +398,63 @@ test('mutual TLS: only certificates signed by client_ca_pem get in', async () =>
     assert.match(await healthOver(rd.port, { cert: read('expired.pem'), key: read('client.key') }),
       /^error|closed without an answer/, 'expired');
     assert.strictEqual(await healthOver(rd.port, cert('client')), 'HTTP/1.1 200 OK', 'still served');
+  } finally {
+    await rd.stop();
+  }
+});
+
+// ---- the internal listener -------------------------------------------------
+
+// http_server.internal_port moves the API and /health to a listener of its
+// own, which serves nothing else; TLS there is http_server.tls unless
+// tls_external, or internal_tls with a certificate of its own.
+test('internal port: internal endpoints there only; its TLS per tls_external and internal_tls', async () => {
+  const cases = [
+    { name: 'tls on both', http: {}, internal: 'server' },
+    { name: 'tls_external', http: { tls_external: true }, internal: null },
+    { name: 'internal_tls', http: { internal_tls: { enabled: true, cert_pem: P('rsa.pem'), key_pem: P('rsa.key') } }, internal: 'rsa' },
+  ];
+  for (const k of cases) {
+    const internalPort = await freePort();
+    const tlsOpts = k.internal ? { ca: CA } : undefined;
+    const rd = new Rotord({
+      ...SERVE, http_server: { ...TLS_ON().http_server, internal_port: String(internalPort), ...k.http },
+    }, { healthPort: internalPort, tls: tlsOpts });
+    try {
+      await rd.start();
+      const on = (port, p, tlsx) => request(port, {
+        method: 'POST', path: p, body: '{}', tls: tlsx, timeout: 5000,
+        headers: { 'X-API-Key': API_KEY, 'Content-Type': 'application/json' },
+      });
+      assert.strictEqual((await on(internalPort, '/api/info', tlsOpts)).status, 200, `${k.name}: API on the internal port`);
+      assert.strictEqual((await on(internalPort, '/health', tlsOpts)).status, 200, `${k.name}: /health there`);
+      assert.strictEqual((await on(internalPort, '/connection/http_stream', tlsOpts)).status, 404,
+        `${k.name}: no client endpoint there`);
+      assert.strictEqual((await on(rd.port, '/api/info', { ca: CA })).status, 404, `${k.name}: no API on the main port`);
+      const c = sdk(rd.port, 'websocket', { token: token('int') });
+      await subscribed(c, 'tls:int');
+      c.disconnect();
+      if (k.internal) {
+        const h = await handshake(internalPort);
+        h.socket.destroy();
+        const want = new (require('node:crypto').X509Certificate)(read(`${k.internal}.pem`)).fingerprint256;
+        assert.strictEqual(h.cert.fingerprint256, want, `${k.name}: the internal listener's certificate`);
+      } else {
+        assert.match(await healthOver(internalPort), /^error|closed without an answer/, `${k.name}: no TLS there`);
+      }
+    } finally {
+      await rd.stop();
+    }
+  }
+  // http_api.external: the API beside the client endpoints.
+  const internalPort = await freePort();
+  const rd = new Rotord({ http_server: { internal_port: String(internalPort) }, http_api: { external: true } },
+    { healthPort: internalPort });
+  try {
+    await rd.start();
+    const post = (port) => request(port, { method: 'POST', path: '/api/info', body: '{}', headers: { 'X-API-Key': API_KEY } });
+    assert.strictEqual((await post(rd.port)).status, 200, 'http_api.external: API on the main port');
+    assert.strictEqual((await post(internalPort)).status, 404, 'and not on the internal one');
   } finally {
     await rd.stop();
   }

@@ -62,7 +62,7 @@ int pair(struct conn **cp, const struct conn_ops *ops)
 	if (ops)
 		*cp = conn_new(hw, sv[0], ops, NULL);
 	else
-		http_accept(hw, sv[0]);
+		http_accept(hw, sv[0], false);
 	return sv[1];
 }
 

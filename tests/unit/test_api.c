@@ -269,7 +269,7 @@ static void call_n(const char *method, const char *path, const char *hdrs, const
 		abort();
 	fcntl(sv[0], F_SETFL, O_NONBLOCK);
 	fcntl(sv[1], F_SETFL, O_NONBLOCK);
-	http_accept(&w, sv[0]);
+	http_accept(&w, sv[0], false);
 	n = asprintf(&req, "%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n%sContent-Length: %zu\r\n\r\n",
 		     method, path, hdrs ? hdrs : "", len);
 	if (n < 0 || write(sv[1], req, (size_t)n) != n || (len && write(sv[1], body, len) != (ssize_t)len))

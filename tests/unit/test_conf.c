@@ -316,6 +316,39 @@ static void test_file_errors(void)
 	conf_free(&c);
 }
 
+/* The internal endpoints get a listener of their own only when
+ * internal_port names another address and port than the main one. */
+static void test_internal_listener(void)
+{
+	static const struct {
+		const char *json;
+		bool own;
+		const char *addr;
+		long long port;
+	} cases[] = {
+		{ "{}", false, NULL, 0 },
+		{ "{\"http_server\": {\"port\": 8000, \"internal_port\": \"8000\"}}", false, NULL, 0 },
+		{ "{\"http_server\": {\"address\": \"127.0.0.1\", \"internal_port\": \"9000\"}}", true, "127.0.0.1", 9000 },
+		{ "{\"http_server\": {\"port\": 8000, \"internal_address\": \"127.0.0.2\", \"internal_port\": \"8000\"}}",
+		  true, "127.0.0.2", 8000 },
+	};
+
+	for (size_t i = 0; i < ROTOR_ARRAY_LEN(cases); i++) {
+		struct conf c;
+		struct conf_report rep = { 0 };
+		const char *addr = NULL;
+		long long port = 0;
+		bool own;
+
+		build(&c, cases[i].json, NULL, &rep);
+		own = conf_internal_listener(&c, &addr, &port);
+		ok(own == cases[i].own && (!own || (strcmp(addr, cases[i].addr) == 0 && port == cases[i].port)),
+		   "internal listener of %s", cases[i].json);
+		conf_report_free(&rep);
+		conf_free(&c);
+	}
+}
+
 /* Centrifugo decodes with weak typing; so does rotor. */
 static void test_lenient(void)
 {
@@ -326,10 +359,16 @@ static void test_lenient(void)
 		  " \"client\": {\"insecure\": \"true\", \"connect_include_server_time\": 1,"
 		  " \"allowed_origins\": \"https://a.example\", \"channel_limit\": 10.0},"
 		  " \"log\": {\"level\": null}}", NULL, &rep);
-	has_warning(&rep, "http_server.internal_port: not supported by rotor yet; ignored");
 	is_int(rep.nerrors, 0, "lenient values are accepted");
 	is_int(c.port, 8001, "a numeric string is an integer");
 	is_str(str_at(&c, "http_server.internal_port"), "9001", "a number is a string");
+	{
+		const char *addr;
+		long long port = 0;
+
+		ok(conf_internal_listener(&c, &addr, &port) && port == 9001 && strcmp(addr, c.address) == 0,
+		   "internal_port 9001 is a listener of its own, on http_server.address");
+	}
 	ok(json_is_true(conf_get(&c, "client.insecure")), "\"true\" is a boolean");
 	ok(json_is_true(conf_get(&c, "client.connect_include_server_time")), "1 is true");
 	is_str(json_string_value(json_array_get(conf_get(&c, "client.allowed_origins"), 0)),
@@ -380,7 +419,7 @@ static void test_warnings(void)
 static void test_refused(void)
 {
 	static const char *const refused[] = {
-		"http_server.internal_tls.enabled", "http_server.tls_autocert.enabled", "broker.enabled",
+		"http_server.tls_autocert.enabled", "broker.enabled",
 		"presence_manager.enabled", "client.proxy.connect.enabled", "client.proxy.refresh.enabled",
 		"channel.without_namespace.publish_proxy_enabled", "rpc.without_namespace.proxy_enabled",
 		"channel.namespaces[chat].subscribe_proxy_enabled",
@@ -389,8 +428,7 @@ static void test_refused(void)
 	struct conf_report rep = { 0 };
 	char want[256];
 
-	is_int(build(&c, "{\"http_server\": {"
-		     " \"internal_tls\": {\"enabled\": true}, \"tls_autocert\": {\"enabled\": true}},"
+	is_int(build(&c, "{\"http_server\": {\"tls_autocert\": {\"enabled\": true}},"
 		     " \"engine\": {\"type\": \"redis\"}, \"broker\": {\"enabled\": true},"
 		     " \"presence_manager\": {\"enabled\": true},"
 		     " \"client\": {\"proxy\": {\"connect\": {\"enabled\": true}, \"refresh\": {\"enabled\": true}}},"
@@ -406,10 +444,9 @@ static void test_refused(void)
 	has_error(&rep, "engine.type: \"redis\" is not supported by rotor yet; refused (TLS, engines and "
 		  "proxies are never ignored); use \"memory\"");
 	is_int(rep.nerrors, ROTOR_ARRAY_LEN(refused) + 1, "nothing else");
-	ok(conf_key_find("http_server.internal_tls.key_pem")->flags & CONF_REFUSED,
-	   "every key of the internal port's TLS is refused");
-	ok(!(conf_key_find("http_server.tls.key_pem")->flags & (CONF_REFUSED | CONF_IGNORED)),
-	   "the port's TLS is implemented (http_server.tls)");
+	ok(!(conf_key_find("http_server.tls.key_pem")->flags & (CONF_REFUSED | CONF_IGNORED)) &&
+	   !(conf_key_find("http_server.internal_tls.key_pem")->flags & (CONF_REFUSED | CONF_IGNORED)),
+	   "TLS of both listeners is implemented (http_server.tls, internal_tls)");
 	ok(!(conf_key_find("grpc_api.enabled")->flags & CONF_REFUSED), "a feature that is simply absent is not");
 	conf_report_free(&rep);
 	conf_free(&c);
@@ -904,6 +941,7 @@ int main(void)
 	test_bad_file();
 	test_file_errors();
 	test_lenient();
+	test_internal_listener();
 	test_warnings();
 	test_refused();
 	test_v5();

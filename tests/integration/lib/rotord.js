@@ -191,7 +191,8 @@ class Rotord {
   // `workers`; opts.env adds environment variables; opts.args adds options;
   // opts.expectWorkers is the worker count start() waits for when the
   // environment or the command line overrides the file's; opts.tls (node
-  // TLS options: ca, cert, key) makes start() reach /health over HTTPS.
+  // TLS options: ca, cert, key) makes start() reach /health over HTTPS, on
+  // opts.healthPort when the config moves it to an internal port.
   constructor(config = {}, opts = {}) {
     this.config = config;
     this.opts = opts;
@@ -250,7 +251,7 @@ class Rotord {
     await waitFor(async () => {
       if (this.proc.exitCode !== null) throw new Error(`rotord exited: ${this.log()}`);
       if (this.workers().length !== want) return false;
-      const r = await request(this.port, { path: '/health', tls: this.opts.tls });
+      const r = await request(this.opts.healthPort || this.port, { path: '/health', tls: this.opts.tls });
       return r.status === 200;
     }, 10000, 25, 'rotord to serve /health');
     return this;
