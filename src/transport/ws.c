@@ -133,7 +133,7 @@ static struct {
 	size_t queue_max;        /* client.queue_max_size; 0 = unbounded */
 	struct rbuf *nl;         /* "\n", shared by every JSON frame */
 	struct rbuf *hdr;        /* the last frame header made, shared while it matches */
-	struct fcache zc;        /* deflated messages, per flush */
+	struct fcache zc;        /* deflated messages, per flush (allocated on first use) */
 	struct ws *dirty;        /* connections with messages to frame, or on_close due */
 	int nest;                /* > 0 inside ws code or a session callback */
 } W;
@@ -343,8 +343,12 @@ static void pend_free(struct ws *ws)
 static struct rbuf *deflated(const struct ws *ws, const struct rseg *m, struct rbuf **own)
 {
 	int level = ws->lim->compression_level;
-	struct fcache_entry *e = fcache_get(&W.zc, m, (uintptr_t)(level << 4 | ws->zbits));
+	struct fcache_entry *e;
 	struct rbuf *z;
+
+	if (!W.zc.v)
+		fcache_init(&W.zc, 12); /* a worker that never compresses never pays for it */
+	e = fcache_get(&W.zc, m, (uintptr_t)(level << 4 | ws->zbits));
 
 	if (e && e->out)
 		return e->out;
@@ -1210,8 +1214,6 @@ static void ws_init(struct worker *w)
 		W.nl = rbuf_new(1);
 		W.nl->data[0] = '\n';
 	}
-	if (!W.zc.v)
-		fcache_init(&W.zc, 12);
 	read_settings(w->conf);
 }
 
