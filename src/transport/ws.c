@@ -349,7 +349,6 @@ static struct rbuf *deflated(const struct ws *ws, const struct rseg *m, struct r
 	if (!W.zc.v)
 		fcache_init(&W.zc, 12); /* a worker that never compresses never pays for it */
 	e = fcache_get(&W.zc, m, (uintptr_t)(level << 4 | ws->zbits));
-
 	if (e && e->out)
 		return e->out;
 	z = wsd_deflate(m->b->data + m->off, m->len, level, ws->zbits);
