@@ -17,7 +17,7 @@ cd "$top"
 # Debian packages: to build, and to test (node runs the real client SDKs,
 # mandoc lints the man pages, clang with libFuzzer runs tests/fuzz briefly).
 BUILD_DEBS="build-essential autoconf automake pkg-config libev-dev libwslay-dev libmsgpack-dev
- libjwt-dev libjansson-dev libssl-dev libhiredis-dev liburing-dev node-llhttp"
+ libjwt-dev libjansson-dev libssl-dev libhiredis-dev liburing-dev zlib1g-dev node-llhttp"
 TEST_DEBS="mandoc curl clang libclang-rt-14-dev"
 
 say() { printf '==> %s\n' "$*" >&2; }

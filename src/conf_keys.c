@@ -487,11 +487,12 @@ static int check_http_response(const struct conf_key *k, const json_t *v, struct
 	     "list of {code, to: {status_code, body}}; a code not listed is 500")
 
 /* WebSocket settings; UNIMPL flags the ones of Go's WebSocket library
- * (compression, buffers). */
+ * (buffers). */
 #define WS_TUNING_KEYS(p, fl, unimpl) \
-	BOOL(p ".compression", "false", (fl) | (unimpl), NF, "negotiate permessage-deflate"), \
-	INT(p ".compression_min_size", 0, 0, INF, (fl) | (unimpl), NF, "smallest message worth compressing (bytes)"), \
-	INT(p ".compression_level", 1, -2, 9, (fl) | (unimpl), NF, "deflate level"), \
+	BOOL(p ".compression", "false", fl, NF, "negotiate permessage-deflate with clients that offer it"), \
+	INT(p ".compression_min_size", 0, 0, INF, fl, NF, \
+	    "frames of at most this many bytes go uncompressed (bytes; 0 = compress all)"), \
+	INT(p ".compression_level", 1, 1, 9, fl, NF, "deflate level, 1 (fastest) to 9 (smallest)"), \
 	INT(p ".read_buffer_size", 0, 0, INF, (fl) | (unimpl), NF, "read buffer size (bytes; 0 = default)"), \
 	BOOL(p ".use_write_buffer_pool", "false", (fl) | (unimpl), NF, "share write buffers between connections"), \
 	INT(p ".write_buffer_size", 0, 0, INF, (fl) | (unimpl), NF, "write buffer size (bytes; 0 = default)"), \

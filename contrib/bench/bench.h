@@ -36,6 +36,7 @@ struct bench_opts {
 	enum bench_scen scen;
 	enum bench_fmt fmt;
 	const struct tp_kind *tp;   /* the subscribers' transport (tp.h) */
+	bool deflate;               /* websocket: negotiate permessage-deflate */
 	int post_conns;             /* its POST pool's connections per process */
 	int post_pipeline;          /* POSTs in flight on each */
 	struct sockaddr_in dst;     /* rotord's address */

@@ -726,7 +726,7 @@ void gen_main(const struct bench_opts *o, struct bench_shared *sh, int proc,
 	sock_setup(L, o->src_addrs, o->uring);
 	hcli_setup(&o->dst, o->host, o->api_key);
 	struct tp_env env = { .dst = o->dst, .host = o->host, .post_conns = o->post_conns,
-				.post_depth = o->post_pipeline, .k0 = (unsigned)proc };
+				.post_depth = o->post_pipeline, .k0 = (unsigned)proc, .deflate = o->deflate };
 	tp_setup(o->tp, &env);
 
 	G_nsubs = o->conns / o->procs + (proc < o->conns % o->procs);

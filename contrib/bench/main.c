@@ -76,6 +76,8 @@ static void usage(FILE *f)
 "load:\n"
 "  --transport T        the connections' transport: websocket (default),\n"
 "                       http_stream, sse, sockjs-websocket, sockjs-xhr-streaming\n"
+"  --deflate            websocket: negotiate permessage-deflate and inflate what\n"
+"                       arrives (with --rotord: websocket.compression on)\n"
 "  --post-conns K       keep-alive connections per process for the POSTs of\n"
 "                       http_stream, sse and sockjs-xhr-streaming (16; emulation:\n"
 "                       one per connection, at most 1024)\n"
@@ -534,14 +536,14 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 		}
 	}
 
-	printf("{\"scenario\":\"%s\",\"transport\":\"%s\",\"format\":\"%s\",\"conns\":%ld,\"channels\":%ld,\"procs\":%d,"
+	printf("{\"scenario\":\"%s\",\"transport\":\"%s\",\"deflate\":%s,\"format\":\"%s\",\"conns\":%ld,\"channels\":%ld,\"procs\":%d,"
 	       "\"workers\":%d,\"size\":%d,\"burst\":%d,\"rate\":%g,\"window_s\":%.3f,\"warmup_s\":%.3f,"
 	       "\"setup_s\":%.3f,\"subscribed\":%llu,\"setup_failed\":%llu,"
 	       "\"published\":%llu,\"publications_per_s\":%.1f,\"api_requests\":%llu,\"api_requests_per_s\":%.1f,"
 	       "\"api_ok\":%llu,\"api_errors\":%llu,"
 	       "\"deliveries\":%llu,\"deliveries_per_s\":%.1f,\"deliveries_all\":%llu,\"expected\":%llu,"
 	       "\"lost\":%llu,\"out_of_order\":%llu,\"connects\":%llu,\"connects_per_s\":%.1f,\"pings\":%llu",
-	       scen_names[o->scen], o->tp->name, fmt_names[o->fmt], o->conns, o->channels, o->procs, workers, o->size,
+	       scen_names[o->scen], o->tp->name, o->deflate ? "true" : "false", fmt_names[o->fmt], o->conns, o->channels, o->procs, workers, o->size,
 	       o->burst, o->rate, window_s, o->warmup, setup_s, (unsigned long long)t.subscribed,
 	       (unsigned long long)t.setup_failed, (unsigned long long)t.pubs_win, (double)t.pubs_win / w,
 	       (unsigned long long)t.reqs_win, (double)t.reqs_win / w, (unsigned long long)t.resp_ok,
@@ -609,7 +611,7 @@ enum {
 	O_ROTORD = 256, O_WORKERS, O_CPU_SERVER, O_URL, O_API_KEY, O_PID, O_SECRET, O_FORMAT,
 	O_RATE, O_BURST, O_WINDOW, O_SIZE, O_PUB_CONNS, O_PIPELINE, O_CONCURRENCY, O_CHURN,
 	O_PREFIX, O_PROCS, O_CPU, O_SRC, O_URING, O_URING_EVENTFD, O_URING_NOCHECK, O_WARMUP, O_DRAIN,
-	O_SETUP, O_TRANSPORT, O_POST_CONNS, O_POST_PIPELINE,
+	O_SETUP, O_TRANSPORT, O_POST_CONNS, O_POST_PIPELINE, O_DEFLATE,
 };
 
 static const struct option longopts[] = {
@@ -626,7 +628,7 @@ static const struct option longopts[] = {
 	{ "duration", 1, 0, 'd' }, { "warmup", 1, 0, O_WARMUP }, { "drain", 1, 0, O_DRAIN },
 	{ "setup-timeout", 1, 0, O_SETUP }, { "quiet", 0, 0, 'q' }, { "help", 0, 0, 'h' },
 	{ "transport", 1, 0, O_TRANSPORT }, { "post-conns", 1, 0, O_POST_CONNS },
-	{ "post-pipeline", 1, 0, O_POST_PIPELINE },
+	{ "post-pipeline", 1, 0, O_POST_PIPELINE }, { "deflate", 0, 0, O_DEFLATE },
 	{ 0, 0, 0, 0 },
 };
 
@@ -744,6 +746,7 @@ int main(int argc, char **argv)
 			}
 			break;
 		case O_POST_CONNS: post_conns = num(optarg, 1, 1024, "bad --post-conns"); break;
+		case O_DEFLATE: o.deflate = true; break;
 		case O_POST_PIPELINE: o.post_pipeline = (int)num(optarg, 1, 1024, "bad --post-pipeline"); break;
 		case 'q': o.quiet = true; break;
 		case 'h': usage(stdout); return 0;
@@ -763,6 +766,10 @@ int main(int argc, char **argv)
 	if (o.fmt != FMT_JSON && !o.tp->protobuf) {
 		fprintf(stderr, "rotor-bench: --format %s: the %s transport carries JSON only\n",
 			fmt_names[o.fmt], o.tp->name);
+		return 2;
+	}
+	if (o.deflate && strcmp(o.tp->name, "websocket") != 0) {
+		fprintf(stderr, "rotor-bench: --deflate is for --transport websocket, not %s\n", o.tp->name);
 		return 2;
 	}
 	if (o.scen == SC_EMULATION && !o.tp->emulation) {
@@ -822,7 +829,8 @@ int main(int argc, char **argv)
 	struct rd rd = { 0 };
 	if (rotord) {
 		if (rd_start(&rd, rotord, workers, cpu_server, ncpu_server, o.api_key, o.token_secret,
-			     o.tp->rotord_conf, o.scen == SC_EMULATION) < 0)
+			     o.deflate ? "\"websocket\": {\"compression\": true}" : o.tp->rotord_conf,
+			     o.scen == SC_EMULATION) < 0)
 			return 1;
 		server_pid = rd.pid;
 		char u[64];

@@ -61,6 +61,7 @@ struct tp_env {
 	int post_conns;         /* connections of the POST pool (hpool.h) */
 	int post_depth;         /* POSTs in flight on each */
 	unsigned k0;            /* the pool's first source address */
+	bool deflate;           /* websocket: negotiate permessage-deflate */
 };
 
 struct tp_kind {

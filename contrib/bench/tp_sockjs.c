@@ -95,7 +95,7 @@ static void setup(const struct tp_env *env)
 	snprintf(J.host, sizeof(J.host), "%s", env->host);
 	if (getrandom(&J.rng, sizeof(J.rng), 0) != sizeof(J.rng) || J.rng == 0)
 		J.rng = 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();
-	wsc_setup(&env->dst, env->host);
+	wsc_setup(&env->dst, env->host, false);
 	hpool_setup(env->post_conns, env->post_depth, env->k0);
 }
 

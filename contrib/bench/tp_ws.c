@@ -2,8 +2,8 @@
  * tp_ws.c - the websocket transport (tp.h): /connection/websocket, JSON
  * text frames or, with subprotocol centrifuge-protobuf, binary frames.
  * The first frame goes out once the handshake is done; every message the
- * server sends is handed up as it is, since a WebSocket message is already
- * a batch of protocol messages.
+ * server sends is handed up as it is (inflated first with --deflate),
+ * since a WebSocket message is already a batch of protocol messages.
  */
 #include "tp.h"
 #include "wsc.h"
@@ -24,7 +24,7 @@ struct wsconn {
 
 static void setup(const struct tp_env *env)
 {
-	wsc_setup(&env->dst, env->host);
+	wsc_setup(&env->dst, env->host, env->deflate);
 }
 
 static void drop_first(struct wsconn *x)

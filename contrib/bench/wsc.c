@@ -10,6 +10,11 @@
  * close with the same code, then the socket is closed and on_end reports
  * the code.
  *
+ * permessage-deflate (wsc_setup): the offer asks nothing; the answer must
+ * carry server_no_context_takeover, so that every compressed message
+ * inflates on its own, through the one inflater of the process (reset per
+ * message) into one growing buffer: a connection holds no zlib state.
+ *
  * Frames out are masked (RFC 6455 5.3) with keys from a xorshift generator
  * seeded once from getrandom: unpredictability does not matter here, the
  * mask being mandatory does.
@@ -24,16 +29,22 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <zlib.h>
 
 enum { W_CONNECTING, W_HANDSHAKE, W_OPEN, W_DONE };
 
 #define MAX_FRAME (256u * 1024)         /* larger server frames are refused */
 #define MAX_HEAD 8192                   /* the server's handshake reply */
+#define MAX_INFLATED (16u * 1024 * 1024) /* larger inflated messages are refused */
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 static struct sockaddr_in W_dst;
 static char W_host[128];
 static uint64_t W_rng;
+static bool W_deflate;
+static z_stream W_z;
+static uint8_t *W_zbuf;
+static size_t W_zcap;
 
 static uint32_t rnd32(void)
 {
@@ -43,9 +54,12 @@ static uint32_t rnd32(void)
 	return (uint32_t)(W_rng >> 16);
 }
 
-void wsc_setup(const struct sockaddr_in *dst, const char *host)
+void wsc_setup(const struct sockaddr_in *dst, const char *host, bool deflate)
 {
 	W_dst = *dst;
+	W_deflate = deflate;
+	if (deflate && inflateInit2(&W_z, -15) != Z_OK)
+		abort();
 	snprintf(W_host, sizeof(W_host), "%s", host);
 	if (getrandom(&W_rng, sizeof(W_rng), 0) != sizeof(W_rng) || W_rng == 0)
 		W_rng = 0x9e3779b97f4a7c15ull;
@@ -136,9 +150,10 @@ static void on_connect(struct sock *s)
 	int n = snprintf(req, sizeof(req),
 			 "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
 			 "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-			 "Sec-WebSocket-Version: 13\r\n%s\r\n",
+			 "Sec-WebSocket-Version: 13\r\n%s%s\r\n",
 			 w->path, W_host, key,
-			 w->protobuf ? "Sec-WebSocket-Protocol: centrifuge-protobuf\r\n" : "");
+			 w->protobuf ? "Sec-WebSocket-Protocol: centrifuge-protobuf\r\n" : "",
+			 W_deflate ? "Sec-WebSocket-Extensions: permessage-deflate\r\n" : "");
 	w->state = W_HANDSHAKE;
 	int err = sock_write(s, req, (size_t)n);
 	if (err)
@@ -172,9 +187,15 @@ static size_t handshake(struct wsc *w, const uint8_t *p, size_t n)
 	int cl = snprintf(cat, sizeof(cat), "%s%s", key, WS_GUID);
 	SHA1((unsigned char *)cat, (size_t)cl, sha);
 	EVP_EncodeBlock((unsigned char *)want, sha, SHA_DIGEST_LENGTH);
-	size_t al, pl;
+	size_t al, pl, xl;
 	const char *acc = hcli_header(h, he, "sec-websocket-accept:", &al);
 	const char *proto = hcli_header(h, he, "sec-websocket-protocol:", &pl);
+	const char *ext = hcli_header(h, he, "sec-websocket-extensions:", &xl);
+	if (W_deflate && (ext == NULL || !memmem(ext, xl, "permessage-deflate", 18) ||
+			  !memmem(ext, xl, "server_no_context_takeover", 26))) {
+		end(w, WSC_END_HANDSHAKE, status);
+		return (size_t)-1;
+	}
 	if (acc == NULL || al != 28 || memcmp(acc, want, 28) != 0 ||
 	    (w->protobuf && (proto == NULL || pl != 19 || memcmp(proto, "centrifuge-protobuf", 19) != 0))) {
 		end(w, WSC_END_HANDSHAKE, status);
@@ -185,20 +206,68 @@ static size_t handshake(struct wsc *w, const uint8_t *p, size_t n)
 	return (size_t)(e + 4 - p);
 }
 
+/* Inflates one compressed message [p, p + n) into W_zbuf; its length, or
+ * (size_t)-1 when it does not inflate or inflates past MAX_INFLATED. */
+static size_t inflate_msg(const uint8_t *p, size_t n)
+{
+	static const uint8_t tail[4] = { 0x00, 0x00, 0xff, 0xff };
+	size_t have = 0;
+	int rc = Z_OK;
+
+	inflateReset(&W_z);
+	for (int part = 0; part < 2; part++) {
+		W_z.next_in = (Bytef *)(uintptr_t)(part ? tail : p);
+		W_z.avail_in = (uInt)(part ? sizeof(tail) : n);
+		/* (a full buffer may hide output still pending in zlib) */
+		while ((W_z.avail_in > 0 || have == W_zcap) && rc != Z_STREAM_END) {
+			if (have == W_zcap) {
+				if (W_zcap >= MAX_INFLATED)
+					return (size_t)-1;
+				W_zcap = W_zcap ? W_zcap * 2 : 65536;
+				if ((W_zbuf = realloc(W_zbuf, W_zcap)) == NULL)
+					abort();
+			}
+			W_z.next_out = W_zbuf + have;
+			W_z.avail_out = (uInt)(W_zcap - have);
+			rc = inflate(&W_z, Z_SYNC_FLUSH);
+			have = W_zcap - W_z.avail_out;
+			if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR)
+				return (size_t)-1;
+		}
+	}
+	return have;
+}
+
+/* Hands a whole message up, inflated first if Z. Returns 0, or -1 once w
+ * is closed. */
+static int message(struct wsc *w, bool z, const uint8_t *p, size_t n, uint64_t now)
+{
+	if (z) {
+		if ((n = inflate_msg(p, n)) == (size_t)-1) {
+			end(w, WSC_END_PROTO, 0);
+			return -1;
+		}
+		p = W_zbuf;
+	}
+	w->ops->on_message(w, p, n, now);
+	return w->state == W_OPEN ? 0 : -1;
+}
+
 /* Handles one complete frame. Returns 0, or -1 once w is closed. */
 static int frame(struct wsc *w, unsigned b0, const uint8_t *pl, size_t len, uint64_t now)
 {
 	unsigned op = b0 & 0x0f;
-	bool fin = b0 & 0x80;
+	bool fin = b0 & 0x80, z = b0 & 0x40;
+	if ((b0 & 0x30) || (z && (!W_deflate || (op != 0x1 && op != 0x2))))
+		goto proto;
 	switch (op) {
 	case 0x1:
 	case 0x2:
 		if (w->frag != NULL)
 			goto proto;
-		if (fin) {
-			w->ops->on_message(w, pl, len, now);
-			return w->state == W_OPEN ? 0 : -1;
-		}
+		if (fin)
+			return message(w, z, pl, len, now);
+		w->frag_z = z;
 		w->frag = malloc(len ? len : 1);
 		if (w->frag == NULL)
 			abort();
@@ -216,11 +285,12 @@ static int frame(struct wsc *w, unsigned b0, const uint8_t *pl, size_t len, uint
 		w->frag_len += (uint32_t)len;
 		if (fin) {
 			uint8_t *m = w->frag;
+			int r;
 			w->frag = NULL;
-			w->ops->on_message(w, m, w->frag_len, now);
+			r = message(w, w->frag_z, m, w->frag_len, now);
 			free(m);
 			w->frag_len = 0;
-			return w->state == W_OPEN ? 0 : -1;
+			return r;
 		}
 		return 0;
 	}

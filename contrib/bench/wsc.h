@@ -2,7 +2,8 @@
  * wsc.h - WebSocket client connections (RFC 6455, client side) over sock.h:
  * the opening handshake with a verified Sec-WebSocket-Accept, masked frames
  * out, unmasked frames in (several per read, fragments reassembled), pings
- * answered with pongs and a close frame answered and reported.
+ * answered with pongs and a close frame answered and reported; optionally
+ * permessage-deflate (RFC 7692) on what arrives.
  */
 #ifndef WSC_H
 #define WSC_H
@@ -37,14 +38,18 @@ struct wsc {
 	uint8_t *frag;          /* a fragmented message being reassembled */
 	uint32_t frag_len;
 	uint8_t state;
+	bool frag_z;            /* that message is compressed (RSV1) */
 	bool protobuf;          /* asked for subprotocol centrifuge-protobuf */
 	uint8_t nonce[16];      /* Sec-WebSocket-Key, kept until the reply */
 	const char *path;       /* the caller's, until the request is written */
 };
 
-/* Target and Host header for every connection of the process. Call once,
- * after sock_setup. */
-void wsc_setup(const struct sockaddr_in *dst, const char *host);
+/* Target and Host header for every connection of the process, and whether
+ * they offer permessage-deflate: then a handshake must accept it with
+ * server_no_context_takeover (one inflater per process serves every
+ * connection) and compressed messages are inflated before on_message.
+ * What we send goes uncompressed. Call once, after sock_setup. */
+void wsc_setup(const struct sockaddr_in *dst, const char *host, bool deflate);
 
 /* Opens w to path (which must stay valid until on_open or on_end) from
  * source address k. Returns 0 (then on_open or on_end follow) or an errno

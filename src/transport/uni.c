@@ -230,7 +230,8 @@ static const struct ws_handler ws_handler = {
 
 static void ws_open(struct http_req *req, void *arg)
 {
-	static const struct ws_upgrade up = { .admit = true, .frame_ping = true, .limits = &U.ws_limits };
+	static const struct ws_upgrade up = { .admit = true, .frame_ping = true, .deflate = true,
+					       .limits = &U.ws_limits };
 	struct jw connect = { 0 };
 	struct ws_open_info info;
 	struct uni *u;

@@ -62,7 +62,7 @@ static const struct ws_handler handler = {
 
 static void upgrade(struct http_req *req, void *arg)
 {
-	static const struct ws_upgrade u = { .admit = true, .centrifuge = true };
+	static const struct ws_upgrade u = { .admit = true, .centrifuge = true, .deflate = true };
 	struct ws_open_info info;
 	struct ws *ws = ws_upgrade(req, &u, &info);
 

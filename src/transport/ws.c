@@ -33,6 +33,18 @@
  * queued whole. ws_send_parts's messages are segments ending with a
  * boundary (rlist_mark), each stretch one text frame of its own.
  *
+ * Compression (permessage-deflate, RFC 7692; ws_deflate.c has the model):
+ * negotiated at the upgrade when the transport allows it and its
+ * compression setting is on. A message with RSV1 is reassembled compressed
+ * (its wire size checked against message_size_limit as any other) and
+ * inflated whole by the worker's one inflater, its inflated size bounded by
+ * message_size_limit too; UTF-8 is checked on what inflated. Out, a frame
+ * over compression_min_size is made of each message's deflated chunk, found
+ * in a per-flush cache (fcache) keyed by the message's bytes and the
+ * deflate parameters, so a publication is compressed once per flush for
+ * every connection that carries it, and of the cached chunk of the '\n'
+ * between JSON messages; the last chunk's 00 00 ff ff is left out.
+ *
  * Settings: each connection points at a struct ws_limits, its transport's
  * (uni_websocket.*) or this file's (websocket.*), which reloads change in
  * place; the queue limit (client.queue_max_size) is the same for all.
@@ -58,6 +70,8 @@
 #include "transport.h"
 #include "util.h"
 #include "worker.h"
+#include "fcache.h"
+#include "ws_deflate.h"
 #include <assert.h>
 #include <ctype.h>
 #include <openssl/sha.h>
@@ -72,6 +86,9 @@
 enum { OP_CONT = 0x0, OP_TEXT = 0x1, OP_BINARY = 0x2, OP_CLOSE = 0x8, OP_PING = 0x9, OP_PONG = 0xA };
 
 enum ws_state { WS_OPEN, WS_CLOSING, WS_CLOSED };
+
+#define WS_RSV1 0x40  /* frame header: a compressed message (RFC 7692) */
+#define MSG_Z 0x80    /* msg_op: the message being assembled is compressed */
 
 enum {
 	WS_PB = 0x01,         /* protobuf: binary frames out */
@@ -99,9 +116,12 @@ struct ws {
 	uint8_t mask[4];
 	uint8_t mask_pos;           /* 0..3: where in the mask the next byte is */
 	uint8_t state;              /* enum ws_state */
-	uint8_t msg_op;             /* opcode of the message being assembled, 0 if none */
+	uint8_t msg_op;             /* opcode of the message being assembled, 0 if none;
+	                             * | MSG_Z when it is compressed */
 	uint8_t utf8;               /* UTF-8 checker state of that message */
 	uint8_t flags;
+	uint8_t zbits;              /* permessage-deflate negotiated: our window
+	                             * bits (9..15); 0: not negotiated */
 	uint16_t code;              /* close code sent or received */
 };
 
@@ -113,6 +133,7 @@ static struct {
 	size_t queue_max;        /* client.queue_max_size; 0 = unbounded */
 	struct rbuf *nl;         /* "\n", shared by every JSON frame */
 	struct rbuf *hdr;        /* the last frame header made, shared while it matches */
+	struct fcache zc;        /* deflated messages, per flush (allocated on first use) */
 	struct ws *dirty;        /* connections with messages to frame, or on_close due */
 	int nest;                /* > 0 inside ws code or a session callback */
 } W;
@@ -154,6 +175,12 @@ void ws_limits_read(struct ws_limits *l, const struct conf *k, const char *secti
 	l->msg_limit = lim > 0 ? (size_t)lim : MSG_LIMIT_DEFAULT;
 	snprintf(key, sizeof(key), "%s.write_timeout", section);
 	l->write_timeout = conf_ms(k, key, 1000);
+	snprintf(key, sizeof(key), "%s.compression", section);
+	l->compression = json_is_true(conf_get(k, key));
+	snprintf(key, sizeof(key), "%s.compression_min_size", section);
+	l->compression_min_size = (size_t)conf_int(k, key, 0);
+	snprintf(key, sizeof(key), "%s.compression_level", section);
+	l->compression_level = (int)conf_int(k, key, 1);
 }
 
 static void read_settings(const struct conf *k)
@@ -223,7 +250,8 @@ static unsigned utf8_check(unsigned s, const uint8_t *p, size_t n)
 
 /* ---- frames out --------------------------------------------------------- */
 
-/* Writes an unmasked server frame header (FIN set) into H; returns its size. */
+/* Writes an unmasked server frame header (FIN set; OP may carry WS_RSV1)
+ * into H; returns its size. */
 static size_t frame_header(uint8_t *h, unsigned op, uint64_t len)
 {
 	h[0] = (uint8_t)(0x80 | op);
@@ -309,6 +337,61 @@ static void pend_free(struct ws *ws)
 	ws->pend_bytes = 0;
 }
 
+/* The deflated chunk of message M for WS's deflate parameters: the
+ * cache's, or, when the cache has no room near its place, a new one whose
+ * reference goes to *OWN. */
+static struct rbuf *deflated(const struct ws *ws, const struct rseg *m, struct rbuf **own)
+{
+	int level = ws->lim->compression_level;
+	struct fcache_entry *e;
+	struct rbuf *z;
+
+	if (!W.zc.v)
+		fcache_init(&W.zc, 12); /* a worker that never compresses never pays for it */
+	e = fcache_get(&W.zc, m, (uintptr_t)(level << 4 | ws->zbits));
+	if (e && e->out)
+		return e->out;
+	z = wsd_deflate(m->b->data + m->off, m->len, level, ws->zbits);
+	if (e)
+		e->out = z;
+	else
+		*own = z;
+	return z;
+}
+
+/* Queues messages V[0..N) as one compressed data frame (OP) on WS's conn,
+ * TEXT: '\n' between them. */
+static void frame_deflated(struct ws *ws, unsigned op, const struct rseg *v, uint32_t n, bool text)
+{
+	struct rseg z[2 * WS_FRAME_MAX_MSGS];
+	struct rbuf *own[2 * WS_FRAME_MAX_MSGS];
+	struct rseg nl = { W.nl, 0, 1 };
+	uint32_t k = 0;
+	uint64_t payload = 0;
+
+	assert(n <= WS_FRAME_MAX_MSGS);
+	for (uint32_t m = 0; m < n; m++) {
+		if (text && m > 0) {
+			own[k] = NULL;
+			z[k].b = deflated(ws, &nl, &own[k]);
+			k++;
+		}
+		own[k] = NULL;
+		z[k].b = deflated(ws, &v[m], &own[k]);
+		k++;
+	}
+	for (uint32_t m = 0; m < k; m++) {
+		z[m].off = 0;
+		z[m].len = z[m].b->len - (m + 1 == k ? 4 : 0); /* the last 00 00 ff ff is implied */
+		payload += z[m].len;
+	}
+	queue_data_header(ws->c, op | WS_RSV1, payload);
+	for (uint32_t m = 0; m < k; m++) {
+		conn_queue(ws->c, z[m].b, z[m].off, z[m].len);
+		rbuf_unref(own[m]);
+	}
+}
+
 /* Turns WS's pending messages into frames on its conn (each message's
  * reference moves from the pending list to conn's queue). */
 static void frame_pending(struct ws *ws)
@@ -347,6 +430,11 @@ static void frame_pending(struct ws *ws)
 				break;
 			payload += add;
 			j++;
+		}
+		if (ws->zbits && ws->lim->compression && payload > ws->lim->compression_min_size) {
+			frame_deflated(ws, text ? OP_TEXT : OP_BINARY, &p->v[i], j - i, text);
+			i = j;
+			continue;
 		}
 		queue_data_header(c, text ? OP_TEXT : OP_BINARY, payload);
 		for (uint32_t m = i; m < j; m++) {
@@ -554,6 +642,7 @@ void ws_flush_all(struct worker *w)
 		}
 		frame_pending(ws);
 	}
+	fcache_clear(&W.zc);
 	W.nest--;
 }
 
@@ -657,20 +746,52 @@ static void msg_reserve(struct ws *ws, size_t n)
 	ws->msg_cap = cap;
 }
 
+/* Inflates the compressed message Z (N bytes, unmasked) of opcode OP and
+ * delivers it, or fails the connection: 1009 when it inflates past the
+ * message size limit, 1007 when it does not inflate (RFC 7692 names no
+ * code; 1007 is RFC 6455's for payload inconsistent with the message's
+ * type, while 1002 would blame the framing, which was fine) or is text
+ * that is not UTF-8. */
+static void deliver_deflated(struct ws *ws, unsigned op, const uint8_t *z, size_t n)
+{
+	const char *m;
+	size_t len;
+
+	switch (wsd_inflate(z, n, ws->lim->msg_limit, &m, &len)) {
+	case RT_OK:
+		break;
+	case RT_AGAIN:
+		ws_fail(ws, WS_CLOSE_TOO_BIG, "message too big once inflated");
+		return;
+	default:
+		ws_fail(ws, WS_CLOSE_INVALID_DATA, "compressed message does not inflate");
+		return;
+	}
+	if (op == OP_TEXT && utf8_check(0, (const uint8_t *)m, len) != U8_OK) {
+		ws_fail(ws, WS_CLOSE_INVALID_DATA, "text message is not UTF-8");
+		return;
+	}
+	deliver(ws, m, len);
+}
+
 /* The message being assembled is complete. */
 static void msg_done(struct ws *ws)
 {
 	char *m = ws->msg;
 	size_t len = ws->msg_len;
+	unsigned op = ws->msg_op;
 
-	if (ws->msg_op == OP_TEXT && ws->utf8 != U8_OK) {
+	if (op == OP_TEXT && ws->utf8 != U8_OK) {
 		ws_fail(ws, WS_CLOSE_INVALID_DATA, "text message is not UTF-8");
 		return;
 	}
 	ws->msg = NULL;
 	ws->msg_len = ws->msg_cap = 0;
 	ws->msg_op = 0;
-	deliver(ws, m ? m : "", len);
+	if (op & MSG_Z)
+		deliver_deflated(ws, op & ~MSG_Z, (const uint8_t *)m, len);
+	else
+		deliver(ws, m ? m : "", len);
 	free(m);
 }
 
@@ -708,7 +829,7 @@ static size_t frame_payload(struct ws *ws, const uint8_t *p, size_t n)
  * needed first. After a failure it returns N (the conn stops reading). */
 static size_t frame_start(struct ws *ws, const uint8_t *p, size_t n)
 {
-	unsigned fin, op, l7;
+	unsigned fin, op, l7, rsv1;
 	size_t hlen;
 	uint64_t plen;
 	const uint8_t *mask;
@@ -718,10 +839,15 @@ static size_t frame_start(struct ws *ws, const uint8_t *p, size_t n)
 	fin = p[0] & 0x80;
 	op = p[0] & 0x0F;
 	l7 = p[1] & 0x7F;
+	rsv1 = p[0] & WS_RSV1;
 	/* What the first two bytes tell is checked at once: garbage fails
-	 * without waiting for more. */
-	if (p[0] & 0x70)
+	 * without waiting for more. RSV1 means "compressed" where
+	 * permessage-deflate was negotiated, and only on a message's first
+	 * frame (RFC 7692 6). */
+	if ((p[0] & 0x30) || (rsv1 && !ws->zbits))
 		return ws_fail(ws, WS_CLOSE_PROTOCOL, "reserved bits set"), n;
+	if (rsv1 && op != OP_TEXT && op != OP_BINARY)
+		return ws_fail(ws, WS_CLOSE_PROTOCOL, "RSV1 on a control or continuation frame"), n;
 	if (op != OP_CONT && op != OP_TEXT && op != OP_BINARY && op != OP_CLOSE &&
 	    op != OP_PING && op != OP_PONG)
 		return ws_fail(ws, WS_CLOSE_PROTOCOL, "unknown opcode"), n;
@@ -777,7 +903,7 @@ static size_t frame_start(struct ws *ws, const uint8_t *p, size_t n)
 		return ws_fail(ws, WS_CLOSE_TOO_BIG, "message too big"), n;
 
 	if (op != OP_CONT) {
-		ws->msg_op = (uint8_t)op;
+		ws->msg_op = (uint8_t)(op | (rsv1 ? MSG_Z : 0));
 		ws->utf8 = U8_OK;
 		if (fin && plen <= n - hlen) {
 			/* A whole message in hand: unmask it into the scratch
@@ -787,6 +913,10 @@ static size_t frame_start(struct ws *ws, const uint8_t *p, size_t n)
 			assert(len <= sizeof(scratch));
 			unmask((uint8_t *)scratch, p + hlen, len, mask, 0);
 			ws->msg_op = 0;
+			if (rsv1) {
+				deliver_deflated(ws, op, (const uint8_t *)scratch, len);
+				return hlen + len;
+			}
 			if (op == OP_TEXT && utf8_check(0, (uint8_t *)scratch, len) != U8_OK)
 				return ws_fail(ws, WS_CLOSE_INVALID_DATA, "text message is not UTF-8"), n;
 			deliver(ws, scratch, len);
@@ -992,7 +1122,9 @@ struct ws *ws_upgrade(struct http_req *req, const struct ws_upgrade *u, struct w
 	const char *key = http_req_header(req, "sec-websocket-key");
 	const char *version = http_req_header(req, "sec-websocket-version");
 	const char *subproto = NULL;
-	char accept[29], resp[256], keybuf[24];
+	const struct ws_limits *lim = u->limits ? u->limits : &W.def;
+	char accept[29], resp[384], keybuf[24], ext[WSD_RESPONSE_MAX] = "";
+	uint8_t zbits = 0;
 	size_t keylen, nkeys = 0;
 	struct ws *ws;
 	struct conn *c;
@@ -1040,17 +1172,22 @@ struct ws *ws_upgrade(struct http_req *req, const struct ws_upgrade *u, struct w
 	}
 	if (u->frame_ping)
 		info->frame_ping_pong = true;
+	for (size_t i = 0; u->deflate && lim->compression && !zbits && i < req->nheaders; i++)
+		if (strcasecmp(req->headers[i].name, "sec-websocket-extensions") == 0)
+			wsd_accept(req->headers[i].value, ext, &zbits);
 
 	ws_accept_key(key, accept);
 	n = snprintf(resp, sizeof(resp),
 		     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-		     "Sec-WebSocket-Accept: %s\r\n%s%s%s\r\n", accept,
+		     "Sec-WebSocket-Accept: %s\r\n%s%s%s%s%s%s\r\n", accept,
 		     subproto ? "Sec-WebSocket-Protocol: " : "", subproto ? subproto : "",
-		     subproto ? "\r\n" : "");
+		     subproto ? "\r\n" : "", zbits ? "Sec-WebSocket-Extensions: " : "", ext,
+		     zbits ? "\r\n" : "");
 	assert(n > 0 && (size_t)n < sizeof(resp));
 
 	ws = xcalloc(1, sizeof(*ws));
-	ws->lim = u->limits ? u->limits : &W.def;
+	ws->lim = lim;
+	ws->zbits = zbits;
 	ws->state = WS_OPEN;
 	ws->flags = (uint8_t)((info->fmt == PROTO_PB ? WS_PB : 0) | (info->frame_ping_pong ? WS_FRAME_PING : 0));
 	c = http_hijack(req, &ws_ops, ws);
@@ -1062,8 +1199,8 @@ struct ws *ws_upgrade(struct http_req *req, const struct ws_upgrade *u, struct w
 		ws->ping_at = c->w->now_ms + ws->lim->ping_interval;
 		conn_set_deadline(c, ws->ping_at);
 	}
-	log_debug("ws fd %d: open on %s (%s%s)", c->fd, req->path, info->fmt == PROTO_PB ? "protobuf" : "json",
-		  info->frame_ping_pong ? ", frame ping/pong" : "");
+	log_debug("ws fd %d: open on %s (%s%s%s)", c->fd, req->path, info->fmt == PROTO_PB ? "protobuf" : "json",
+		  info->frame_ping_pong ? ", frame ping/pong" : "", zbits ? ", permessage-deflate" : "");
 	mark_dirty(ws); /* the flush point checks that a handler was attached */
 	return ws;
 }

@@ -28,9 +28,11 @@ struct ws;
 
 /* Close codes this layer sends itself. */
 #define WS_CLOSE_NORMAL 1000
-#define WS_CLOSE_PROTOCOL 1002      /* a frame breaks RFC 6455 */
-#define WS_CLOSE_INVALID_DATA 1007  /* invalid UTF-8 in a text message or close reason */
-#define WS_CLOSE_TOO_BIG 1009       /* message over websocket.message_size_limit */
+#define WS_CLOSE_PROTOCOL 1002      /* a frame breaks RFC 6455 (or RFC 7692's use of RSV1) */
+#define WS_CLOSE_INVALID_DATA 1007  /* invalid UTF-8 in a text message or close reason,
+                                     * or a compressed message that does not inflate */
+#define WS_CLOSE_TOO_BIG 1009       /* message over websocket.message_size_limit,
+                                     * compressed or once inflated */
 #define WS_CLOSE_INTERNAL 1011
 #define WS_CLOSE_SHUTDOWN 3001      /* graceful worker stop */
 #define WS_CLOSE_SLOW 3008          /* output queue over client.queue_max_size */
@@ -55,11 +57,16 @@ struct ws_limits {
 	int64_t ping_interval;   /* frame ping mode: ms between ping frames */
 	int64_t pong_timeout;    /* ... and ms a pong may take (else 3012) */
 	bool one_per_frame;      /* every message in a data frame of its own */
+	bool compression;        /* SECTION.compression: permessage-deflate where
+	                          * the upgrade allows it (struct ws_upgrade) */
+	size_t compression_min_size; /* frames of at most this many payload bytes
+	                          * go uncompressed */
+	int compression_level;   /* 1..9 */
 };
 
-/* Reads SECTION.message_size_limit (0: 65536) and SECTION.write_timeout of
- * config K into L ("websocket", "uni_websocket"); the other fields are left
- * as they are. */
+/* Reads SECTION.message_size_limit (0: 65536), SECTION.write_timeout and
+ * SECTION.compression* of config K into L ("websocket", "uni_websocket");
+ * the other fields are left as they are. */
 struct conf;
 void ws_limits_read(struct ws_limits *l, const struct conf *k, const char *section);
 
@@ -107,6 +114,8 @@ struct ws_upgrade {
 	                    * ?cf_protocol= and ?cf_ws_frame_ping_pong= */
 	bool frame_ping;   /* ping frames always (every ping_interval, pong
 	                    * within pong_timeout, else 3012) */
+	bool deflate;      /* negotiate permessage-deflate (RFC 7692) when the
+	                    * limits' compression is on */
 	const struct ws_limits *limits; /* NULL: websocket.*, frame pings every
 	                    * WS_PING_INTERVAL_MS within WS_PONG_TIMEOUT_MS,
 	                    * messages batched into frames */

@@ -14,7 +14,6 @@
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert');
-const fs = require('node:fs');
 const net = require('node:net');
 const WebSocket = require('ws');
 const { Rotord, rawExchange, sleep, apiPost } = require('./lib/rotord.js');
@@ -180,13 +179,6 @@ function assertReplyJson(data) {
   const first = data.toString().split('\n')[0];
   const msg = JSON.parse(first);
   assert.strictEqual(msg.id, 1, `reply to id 1: ${first}`);
-}
-
-function workerRss() {
-  return rd.workers().reduce((sum, pid) => {
-    const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return sum + Number(m[1]);
-  }, 0);
 }
 
 // ---- the upgrade -------------------------------------------------------------
@@ -421,11 +413,11 @@ test('oversized messages close with 1009, without big allocations', async () => 
   await expectClose(Buffer.concat(frags), 1009);
   // Headers declaring 1 GiB, 20 of them at once: the worker's memory does
   // not move, and the answer does not wait for a payload.
-  const rss = workerRss();
+  const rss = rd.workersRss();
   const t0 = Date.now();
   await Promise.all(Array.from({ length: 20 }, () => expectClose(frame(0x82, 1 << 30), 1009)));
   assert.ok(Date.now() - t0 < 2000, 'closed at the header');
-  assert.ok(workerRss() - rss < 16 * 1024, `RSS grew by ${workerRss() - rss} kB`);
+  assert.ok(rd.workersRss() - rss < 16 * 1024, `RSS grew by ${rd.workersRss() - rss} kB`);
   // A message of exactly 64 KiB (a command padded with spaces) is served.
   const ok = await open();
   const reply = nextMessage(ok);

@@ -265,6 +265,14 @@ class Rotord {
 
   workers() { return childrenOf(this.pid); }
 
+  // The workers' resident memory together, in kB.
+  workersRss() {
+    return this.workers().reduce((sum, pid) => {
+      const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+      return sum + Number(m[1]);
+    }, 0);
+  }
+
   signal(sig) { process.kill(this.pid, sig); }
 
   // Waits for the master to exit; resolves {code, signal}.

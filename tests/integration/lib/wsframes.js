@@ -5,17 +5,19 @@
 
 const crypto = require('node:crypto');
 
-// A client frame, FIN set: opcode OP, PAYLOAD (Buffer or string) masked
-// with a random key, the length in its shortest form.
-function clientFrame(op, payload) {
+// A client frame: opcode OP, PAYLOAD (Buffer or string) masked with a
+// random key, the length in its shortest form; FIN set unless fin is
+// false, RSV1 (compressed, RFC 7692) when rsv1 is true.
+function clientFrame(op, payload, { fin = true, rsv1 = false } = {}) {
   const data = Buffer.from(payload);
   const mask = crypto.randomBytes(4);
+  const b0 = (fin ? 0x80 : 0) | (rsv1 ? 0x40 : 0) | op;
   let head;
-  if (data.length < 126) head = Buffer.from([0x80 | op, 0x80 | data.length]);
-  else if (data.length <= 0xffff) head = Buffer.from([0x80 | op, 0x80 | 126, data.length >> 8, data.length & 0xff]);
+  if (data.length < 126) head = Buffer.from([b0, 0x80 | data.length]);
+  else if (data.length <= 0xffff) head = Buffer.from([b0, 0x80 | 126, data.length >> 8, data.length & 0xff]);
   else {
     head = Buffer.alloc(10);
-    head[0] = 0x80 | op;
+    head[0] = b0;
     head[1] = 0x80 | 127;
     head.writeBigUInt64BE(BigInt(data.length), 2);
   }
@@ -24,8 +26,9 @@ function clientFrame(op, payload) {
   return Buffer.concat([head, mask, body]);
 }
 
-// The complete frames at the start of BUF: {frames: [{op, fin, masked,
-// payload}], used: the bytes they take, rest: the bytes after them}.
+// The complete frames at the start of BUF: {frames: [{op, fin, rsv1,
+// masked, payload}], used: the bytes they take, rest: the bytes after
+// them}.
 function parseFrames(buf) {
   const frames = [];
   let i = 0;
@@ -35,7 +38,7 @@ function parseFrames(buf) {
     if (len === 126) { if (buf.length - i < 4) break; len = buf.readUInt16BE(i + 2); h = 4; }
     else if (len === 127) { if (buf.length - i < 10) break; len = Number(buf.readBigUInt64BE(i + 2)); h = 10; }
     if (buf.length - i - h < len) break;
-    frames.push({ op: buf[i] & 0x0f, fin: !!(buf[i] & 0x80), masked: !!(buf[i + 1] & 0x80),
+    frames.push({ op: buf[i] & 0x0f, fin: !!(buf[i] & 0x80), rsv1: !!(buf[i] & 0x40), masked: !!(buf[i + 1] & 0x80),
       payload: buf.subarray(i + h, i + h + len) });
     i += h + len;
   }
