@@ -187,6 +187,9 @@ const SERVE = {
   http_stream: { enabled: true }, sse: { enabled: true },
   uni_websocket: { enabled: true }, uni_sse: { enabled: true }, uni_http_stream: { enabled: true },
   sockjs: { enabled: true },
+  // `ws` offers permessage-deflate by default: wss:// clients here get
+  // compressed frames inside TLS records.
+  websocket: { compression: true },
   log: { level: 'debug' },
 };
 
@@ -276,6 +279,10 @@ describe('every endpoint over TLS (4 workers)', () => {
     const only = await handshake(rd.port, { ALPNProtocols: ['h2'] });
     assert.strictEqual(only.alpn, false, 'no ALPN when http/1.1 is not offered');
     only.socket.destroy();
+    const ws = new CaWebSocket(`wss://localhost:${rd.port}/connection/websocket`);
+    await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
+    assert.match(ws.extensions, /permessage-deflate/, 'wss:// clients negotiate permessage-deflate here');
+    ws.terminate();
   });
 
   test('centrifuge-js over wss:// (JSON and protobuf), HTTP-streaming and SSE over https', async () => {
