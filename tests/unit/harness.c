@@ -4,11 +4,13 @@
  */
 #include "config.h"
 #include "harness.h"
+#include "conf.h"
 #include "conn.h"
 #include "http.h"
 #include "worker.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -23,6 +25,17 @@ static void flush_cb(struct ev_loop *loop, ev_prepare *p, int revents)
 	if (hframe)
 		hframe(hw);
 	conn_flush_all(hw);
+}
+
+void harness_worker(struct worker *w, struct conf *k)
+{
+	signal(SIGPIPE, SIG_IGN);
+	w->loop = ev_default_loop(0);
+	w->now_ms = 1000000;
+	conf_init(k);
+	w->conf = k;
+	wheel_init(&w->wheel, w->now_ms, 100);
+	conn_init(w);
 }
 
 void harness_init(struct worker *w, void (*frame)(struct worker *))

@@ -15,8 +15,13 @@
 #include <stdint.h>
 
 struct worker;
+struct conf;
 struct conn;
 struct conn_ops;
+
+/* Sets up the worker W of a test with default config K: SIGPIPE ignored,
+ * the default loop, the fake clock at 1,000,000 ms, its wheel, conn_init. */
+void harness_worker(struct worker *w, struct conf *k);
 
 /* Remembers W (its loop must exist) and starts W->flush_w, which runs FRAME
  * (if not NULL; ws_flush_all for WebSocket tests, as in the worker), then

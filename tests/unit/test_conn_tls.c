@@ -327,13 +327,7 @@ int main(void)
 {
 	char *cert, *key;
 
-	signal(SIGPIPE, SIG_IGN);
-	w.loop = ev_default_loop(0);
-	w.now_ms = 1000000;
-	conf_init(&k);
-	w.conf = &k;
-	wheel_init(&w.wheel, w.now_ms, 100);
-	conn_init(&w);
+	harness_worker(&w, &k);
 	harness_init(&w, NULL);
 	make_cert(&cert, &key);
 	configure(cert, key);

@@ -197,13 +197,7 @@ static void test_slow_last_message(void)
 
 int main(void)
 {
-	signal(SIGPIPE, SIG_IGN);
-	w.loop = ev_default_loop(0);
-	w.now_ms = 1000000;
-	conf_init(&k);
-	w.conf = &k;
-	wheel_init(&w.wheel, w.now_ms, 100);
-	conn_init(&w);
+	harness_worker(&w, &k);
 	http_init(&w);
 	transport_stream.init(&w);
 	http_route_add("/lines", HTTP_ROUTE_EXACT, HTTP_METHOD_BIT(HTTP_GET), t_open, NULL);
