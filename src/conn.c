@@ -471,6 +471,7 @@ enum {
 };
 
 struct conn_tls {
+	SSL_CTX *ctx;         /* until the first bytes arrive: then SSL */
 	SSL *ssl;
 	struct conn_out *ct;  /* records not yet sent */
 	size_t reserve;       /* while sealing: room for the records to come */
@@ -515,22 +516,38 @@ static void tls_init(void)
 	}
 }
 
-void conn_start_tls(struct conn *c, struct ssl_st *ssl)
+/* OpenSSL's state of a connection costs about 7.6 KB from SSL_new on, so
+ * it is made when the client's first bytes arrive: a connection that
+ * never sends any costs its conn and this struct. */
+void conn_start_tls(struct conn *c, struct ssl_ctx_st *ctx)
 {
+	c->tls = xcalloc(1, sizeof(*c->tls));
+	SSL_CTX_up_ref(ctx);
+	c->tls->ctx = ctx;
+}
+
+/* The SSL of C, made now: false (C closed) when OpenSSL cannot. */
+static bool tls_make(struct conn *c)
+{
+	struct conn_tls *t = c->tls;
+	SSL *ssl = SSL_new(t->ctx);
 	BIO *rb = BIO_new_socket(c->fd, BIO_NOCLOSE), *wb = BIO_new(bio_method);
 
-	c->tls = xcalloc(1, sizeof(*c->tls));
-	c->tls->ssl = ssl;
-	if (!rb || !wb) {
+	SSL_CTX_free(t->ctx);
+	t->ctx = NULL;
+	if (!ssl || !rb || !wb) {
+		SSL_free(ssl);
 		BIO_free(rb);
 		BIO_free(wb);
 		log_warn("conn fd %d: out of memory for TLS", c->fd);
 		conn_close(c);
-		return;
+		return false;
 	}
 	BIO_set_data(wb, c);
 	SSL_set_bio(ssl, rb, wb);
 	SSL_set_accept_state(ssl);
+	t->ssl = ssl;
+	return true;
 }
 
 static void tls_free(struct conn *c)
@@ -539,6 +556,7 @@ static void tls_free(struct conn *c)
 		return;
 	q_free(&c->tls->ct);
 	SSL_free(c->tls->ssl);
+	SSL_CTX_free(c->tls->ctx);
 	free(c->tls);
 	c->tls = NULL;
 }
@@ -676,6 +694,10 @@ static ssize_t tls_read(struct conn *c, char *buf, size_t n)
 	size_t got = 0;
 	int rc, err;
 
+	if (!t->ssl && !tls_make(c)) {
+		errno = EAGAIN;
+		return -1;
+	}
 	if (!(t->flags & TLS_READY)) {
 		ERR_clear_error();
 		rc = SSL_do_handshake(t->ssl);

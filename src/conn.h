@@ -114,7 +114,7 @@ struct conn_ops {
 
 struct conn_out; /* the output queue (conn.c) */
 struct conn_tls; /* a TLS connection's state (conn.c) */
-struct ssl_st;   /* OpenSSL's SSL */
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
 
 /* Fields are conn.c's; other files may read w, fd, in, in_len and
  * out_bytes, and own ud. */
@@ -147,12 +147,12 @@ void conn_init(struct worker *w);
  * OPS/UD, reading. Never fails (allocation failure aborts). */
 struct conn *conn_new(struct worker *w, int fd, const struct conn_ops *ops, void *ud);
 
-/* Makes C, fresh from conn_new, a TLS server connection over SSL (the
- * conn owns it from now on): the handshake runs on C's events, then the
- * layer reads and queues plaintext as on any conn. Queued output is sealed
- * into records at the flush point, as many as fit in one send. The
+/* Makes C, fresh from conn_new, a TLS server connection with context CTX
+ * (the conn takes a reference): the handshake runs on C's events, then
+ * the layer reads and queues plaintext as on any conn. Queued output is
+ * sealed into records at the flush point, as many as fit in one send. The
  * layer's deadline bounds the handshake too (http.c's header timeout). */
-void conn_start_tls(struct conn *c, struct ssl_st *ssl);
+void conn_start_tls(struct conn *c, struct ssl_ctx_st *ctx);
 
 /* For a connection another worker read from and handed over (handoff.c):
  * gives the LEN bytes it had read to C's layer at once, as if just read,

@@ -977,19 +977,14 @@ static void serve(struct conn *c, int64_t deadline)
 
 void http_accept(struct worker *w, int fd, bool internal)
 {
-	SSL *ssl = NULL;
-	struct conn *c;
+	SSL_CTX *ctx = tls_ctx(internal);
+	struct conn *c = conn_new(w, fd, &http_ops, NULL);
 
-	if (tls_on(internal) && (ssl = tls_new(internal)) == NULL) {
-		close(fd); /* never plain text on a TLS port */
-		return;
-	}
-	c = conn_new(w, fd, &http_ops, NULL);
 	/* The header timeout bounds the handshake too, as in Go's server. */
 	serve(c, after(w->now_ms, header_timeout(w->conf)));
 	((struct http_conn *)c->ud)->internal = internal;
-	if (ssl)
-		conn_start_tls(c, ssl);
+	if (ctx)
+		conn_start_tls(c, ctx);
 }
 
 void http_accept_handed(struct worker *w, int fd, const char *data, size_t len)

@@ -443,19 +443,7 @@ void tls_worker_configure(struct worker *w)
 	configure(w, 1, internal);
 }
 
-bool tls_on(bool internal)
+SSL_CTX *tls_ctx(bool internal)
 {
-	return T.ctx[internal] != NULL;
-}
-
-SSL *tls_new(bool internal)
-{
-	SSL *ssl;
-
-	if (T.ctx[internal] == NULL)
-		return NULL;
-	ssl = SSL_new(T.ctx[internal]);
-	if (ssl == NULL)
-		log_warn("tls: SSL_new failed (%s)", ssl_error());
-	return ssl;
+	return T.ctx[internal];
 }

@@ -41,12 +41,8 @@ int tls_check(struct conf *c, struct conf_report *rep, bool inline_pem);
  * NULL). */
 void tls_worker_configure(struct worker *w);
 
-/* A server SSL for a new connection on the main or the INTERNAL listener,
- * or NULL when TLS is off there (or OpenSSL is out of memory, which is
- * logged). */
-SSL *tls_new(bool internal);
-
-/* Whether the worker serves TLS now on the main or the INTERNAL listener. */
-bool tls_on(bool internal);
+/* The context of the main or the INTERNAL listener, NULL when TLS is off
+ * there. Borrowed: conn_start_tls takes its own reference. */
+SSL_CTX *tls_ctx(bool internal);
 
 #endif

@@ -137,7 +137,7 @@ static SSL *connect_tls(struct conn **cp, bool *ok_)
 	SSL *s = SSL_new(cctx);
 	int rc = 0;
 
-	conn_start_tls(*cp, tls_new(false));
+	conn_start_tls(*cp, tls_ctx(false));
 	SSL_set_fd(s, fd);
 	SSL_set_tlsext_host_name(s, "localhost");
 	for (int i = 0; i < 200 && (rc = SSL_connect(s)) != 1; i++) {
@@ -284,7 +284,7 @@ static void test_plain_http(void)
 	char *resp;
 	bool eof = false;
 
-	conn_start_tls(c, tls_new(false));
+	conn_start_tls(c, tls_ctx(false));
 	send_bytes(fd, req, sizeof(req) - 1);
 	resp = recv_avail(fd, &eof, NULL);
 	ok(strncmp(resp, "HTTP/1.0 400 Bad Request\r\n", 26) == 0, "plain HTTP gets a plain 400");
@@ -331,7 +331,7 @@ int main(void)
 	harness_init(&w, NULL);
 	make_cert(&cert, &key);
 	configure(cert, key);
-	ok(tls_on(false) && !tls_on(true), "TLS on the main listener only");
+	ok(tls_ctx(false) && !tls_ctx(true), "TLS on the main listener only");
 	cctx = SSL_CTX_new(TLS_client_method());
 	SSL_CTX_set_verify(cctx, SSL_VERIFY_NONE, NULL);
 
