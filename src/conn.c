@@ -471,7 +471,9 @@ enum {
 };
 
 struct conn_tls {
-	SSL_CTX *ctx;         /* until the first bytes arrive: then SSL */
+	SSL_CTX *ctx;         /* until the first record is whole: then SSL */
+	char *hello;          /* the first record's bytes so far */
+	size_t hello_len;
 	SSL *ssl;
 	struct conn_out *ct;  /* records not yet sent */
 	size_t reserve;       /* while sealing: room for the records to come */
@@ -516,9 +518,19 @@ static void tls_init(void)
 	}
 }
 
-/* OpenSSL's state of a connection costs about 7.6 KB from SSL_new on, so
- * it is made when the client's first bytes arrive: a connection that
- * never sends any costs its conn and this struct. */
+/* Records made outside the flush (handshake, alerts) go out at the next. */
+static void tls_kick(struct conn *c)
+{
+	if (c->tls->ct && !(c->flags & (CONN_WANT_WRITE | CONN_CLOSED)))
+		mark_dirty(c);
+}
+
+/* OpenSSL's state of a connection costs about 7.6 KB from SSL_new on, and
+ * tens of KB while a handshake is under way; so the first record (the
+ * ClientHello) is collected here, growing with the bytes that came, and
+ * the SSL is made only once it is whole. A client that connects and
+ * sends nothing, or stalls halfway through its hello, costs its conn and
+ * what it sent, until the header timeout. */
 void conn_start_tls(struct conn *c, struct ssl_ctx_st *ctx)
 {
 	c->tls = xcalloc(1, sizeof(*c->tls));
@@ -526,27 +538,115 @@ void conn_start_tls(struct conn *c, struct ssl_ctx_st *ctx)
 	c->tls->ctx = ctx;
 }
 
-/* The SSL of C, made now: false (C closed) when OpenSSL cannot. */
+#define TLS_HEADER 5
+#define TLS_HELLO_MAX (TLS_HEADER + TLS_RECORD) /* a handshake record at most */
+
+/* The answer Go's server gives to plain HTTP on a TLS port. */
+static const char plain_http_answer[] =
+	"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
+	"Client sent an HTTP request to an HTTPS server.\n";
+
+/* The first bytes are not a TLS handshake record: plain HTTP (its method
+ * in the 5 bytes) gets Go's 400 in plain text, anything else a close. */
+static void not_tls(struct conn *c, const char *head)
+{
+	static const char *const methods[] = { "GET /", "POST ", "HEAD ", "PUT /", "OPTIO", "DELET", "PATCH",
+					       "CONNE", "TRACE" };
+
+	c->tls->flags |= TLS_FAILED;
+	for (size_t i = 0; i < ROTOR_ARRAY_LEN(methods); i++) {
+		if (memcmp(head, methods[i], TLS_HEADER) == 0) {
+			log_debug("conn fd %d: plain HTTP on the TLS port", c->fd);
+			q_append(&c->tls->ct, plain_http_answer, sizeof(plain_http_answer) - 1, 0);
+			tls_kick(c);
+			conn_shutdown(c);
+			return;
+		}
+	}
+	log_debug("conn fd %d: not a TLS handshake; closing", c->fd);
+	conn_close(c);
+}
+
+/* Reads what the first record still lacks; true once it is whole (C may
+ * be closed or shut down when false). */
+static bool tls_hello(struct conn *c)
+{
+	struct conn_tls *t = c->tls;
+	size_t want = TLS_HEADER;
+	ssize_t n;
+
+	if (t->hello_len >= TLS_HEADER) {
+		const unsigned char *h = (const unsigned char *)t->hello;
+
+		want = TLS_HEADER + ((size_t)h[3] << 8 | h[4]);
+	}
+	if (!t->hello)
+		t->hello = xmalloc(TLS_HEADER);
+	else if (t->hello_len == TLS_HEADER)
+		t->hello = xrealloc(t->hello, want);
+	do
+		n = read(c->fd, t->hello + t->hello_len, want - t->hello_len);
+	while (n < 0 && errno == EINTR);
+	if (n <= 0) {
+		if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+			conn_close(c); /* gone before a whole hello: nothing to say */
+		return false;
+	}
+	t->hello_len += (size_t)n;
+	if (t->hello_len == TLS_HEADER) {
+		const unsigned char *h = (const unsigned char *)t->hello;
+		size_t len = (size_t)h[3] << 8 | h[4];
+
+		if (h[0] != 0x16 || h[1] != 3 || len == 0 || TLS_HEADER + len > TLS_HELLO_MAX)
+			not_tls(c, t->hello);
+		return false; /* the body next (the next readiness, or now if it is there) */
+	}
+	return t->hello_len == want;
+}
+
+/* The SSL of C, made now and given the whole first record; false (C
+ * closed) when OpenSSL cannot. */
 static bool tls_make(struct conn *c)
 {
 	struct conn_tls *t = c->tls;
 	SSL *ssl = SSL_new(t->ctx);
-	BIO *rb = BIO_new_socket(c->fd, BIO_NOCLOSE), *wb = BIO_new(bio_method);
+	BIO *hello = BIO_new_mem_buf(t->hello, (int)t->hello_len), *wb = BIO_new(bio_method);
 
 	SSL_CTX_free(t->ctx);
 	t->ctx = NULL;
-	if (!ssl || !rb || !wb) {
+	if (!ssl || !hello || !wb) {
 		SSL_free(ssl);
-		BIO_free(rb);
+		BIO_free(hello);
 		BIO_free(wb);
 		log_warn("conn fd %d: out of memory for TLS", c->fd);
 		conn_close(c);
 		return false;
 	}
+	BIO_set_mem_eof_return(hello, -1); /* empty: "retry", not EOF */
 	BIO_set_data(wb, c);
-	SSL_set_bio(ssl, rb, wb);
+	SSL_set_bio(ssl, hello, wb);
 	SSL_set_accept_state(ssl);
 	t->ssl = ssl;
+	return true;
+}
+
+/* After OpenSSL took the first record from memory: the socket from now on. */
+static bool tls_to_socket(struct conn *c)
+{
+	struct conn_tls *t = c->tls;
+	BIO *rb;
+
+	if (!t->hello)
+		return true;
+	if ((rb = BIO_new_socket(c->fd, BIO_NOCLOSE)) == NULL) {
+		log_warn("conn fd %d: out of memory for TLS", c->fd);
+		conn_close(c);
+		return false;
+	}
+	SSL_set0_rbio(t->ssl, rb); /* frees the memory BIO */
+	free(t->hello);
+	t->hello = NULL;
+	t->hello_len = 0;
 	return true;
 }
 
@@ -557,15 +657,9 @@ static void tls_free(struct conn *c)
 	q_free(&c->tls->ct);
 	SSL_free(c->tls->ssl);
 	SSL_CTX_free(c->tls->ctx);
+	free(c->tls->hello);
 	free(c->tls);
 	c->tls = NULL;
-}
-
-/* Records made outside the flush (handshake, alerts) go out at the next. */
-static void tls_kick(struct conn *c)
-{
-	if (c->tls->ct && !(c->flags & (CONN_WANT_WRITE | CONN_CLOSED)))
-		mark_dirty(c);
 }
 
 /* Copies up to MAX bytes from the front of C's plaintext queue. */
@@ -651,28 +745,13 @@ static bool tls_pending(const struct conn *c)
 	       SSL_has_pending(c->tls->ssl);
 }
 
-/* The answer Go's server gives to plain HTTP on a TLS port. */
-static const char plain_http_answer[] =
-	"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
-	"Client sent an HTTP request to an HTTPS server.\n";
-
-/* A failed handshake or record: closes C (answering plain HTTP in plain
- * text first). */
+/* A failed handshake or record: closes C. */
 static void tls_fail(struct conn *c, int err)
 {
 	unsigned long e = ERR_peek_last_error();
 	const char *why = e ? ERR_reason_error_string(e) : NULL;
 
 	c->tls->flags |= TLS_FAILED;
-	if (!(c->tls->flags & TLS_READY) && e && ERR_GET_REASON(e) == SSL_R_HTTP_REQUEST) {
-		ERR_clear_error();
-		log_debug("conn fd %d: plain HTTP on the TLS port", c->fd);
-		q_free(&c->tls->ct); /* nothing OpenSSL made is of use */
-		q_append(&c->tls->ct, plain_http_answer, sizeof(plain_http_answer) - 1, 0);
-		tls_kick(c);
-		conn_shutdown(c);
-		return;
-	}
 	ERR_clear_error();
 	log_debug("conn fd %d (%s): TLS %s failed: %s", c->fd, c->ops->name,
 		  c->tls->flags & TLS_READY ? "read" : "handshake",
@@ -694,7 +773,7 @@ static ssize_t tls_read(struct conn *c, char *buf, size_t n)
 	size_t got = 0;
 	int rc, err;
 
-	if (!t->ssl && !tls_make(c)) {
+	if (!t->ssl && (!tls_hello(c) || !tls_make(c))) {
 		errno = EAGAIN;
 		return -1;
 	}
@@ -702,15 +781,17 @@ static ssize_t tls_read(struct conn *c, char *buf, size_t n)
 		ERR_clear_error();
 		rc = SSL_do_handshake(t->ssl);
 		tls_kick(c);
-		if (rc == 1) {
-			t->flags |= TLS_READY;
-		} else {
-			err = SSL_get_error(t->ssl, rc);
-			if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE)
-				tls_fail(c, err);
+		err = rc == 1 ? SSL_ERROR_NONE : SSL_get_error(t->ssl, rc);
+		if (err != SSL_ERROR_NONE && err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) {
+			tls_fail(c, err);
 			errno = EAGAIN;
 			return -1;
 		}
+		if (!tls_to_socket(c) || err != SSL_ERROR_NONE) {
+			errno = EAGAIN;
+			return -1;
+		}
+		t->flags |= TLS_READY;
 	}
 	ERR_clear_error();
 	rc = SSL_read_ex(t->ssl, buf, n, &got);

@@ -276,6 +276,52 @@ static void test_shutdown(void)
 	tick(3000);
 }
 
+/* The ClientHello one byte per read: the conn holds what came, no SSL
+ * yet, and the handshake then completes. Bytes that are no TLS at all:
+ * closed. */
+static void test_trickled_hello(void)
+{
+	struct conn *c;
+	int fd = pair(&c, &echo_ops);
+	SSL *s = SSL_new(cctx);
+	BIO *mem = BIO_new(BIO_s_mem()), *sock = BIO_new_socket(fd, BIO_NOCLOSE);
+	char *p, buf[16];
+	long n;
+	int rc = 0;
+	bool eof = false;
+
+	conn_start_tls(c, tls_ctx(false));
+	SSL_set_bio(s, sock, mem);
+	SSL_set_connect_state(s);
+	SSL_do_handshake(s);
+	n = BIO_get_mem_data(mem, &p);
+	ok(n > 100, "a ClientHello of %ld bytes", n);
+	long sent = 0;
+	for (long i = 0; i < n; i++) {
+		sent += write(fd, p + i, 1) == 1;
+		spin();
+		if (i == n / 2)
+			ok(c->tls != NULL && !conn_closing(c), "half a hello: waiting");
+	}
+	is_int(sent, n, "sent one byte at a time");
+	BIO_up_ref(sock);
+	SSL_set0_wbio(s, sock);
+	for (int i = 0; i < 200 && (rc = SSL_do_handshake(s)) != 1; i++)
+		spin();
+	ok(rc == 1, "the handshake completes after a trickled hello");
+	SSL_write(s, "hi", 2);
+	n = tls_recv(s, buf, sizeof(buf));
+	ok(n == 2 && memcmp(buf, "hi", 2) == 0, "and the conn echoes");
+	close_client(s);
+
+	fd = pair(&c, &echo_ops);
+	conn_start_tls(c, tls_ctx(false));
+	send_bytes(fd, "\x01\x02\x03\x04\x05\x06", 6);
+	free(recv_avail(fd, &eof, NULL));
+	ok(eof, "bytes that are not a TLS record: closed");
+	close(fd);
+}
+
 static void test_plain_http(void)
 {
 	struct conn *c;
@@ -339,6 +385,7 @@ int main(void)
 	test_many_to_a_slow_client();
 	test_records_together();
 	test_shutdown();
+	test_trickled_hello();
 	test_plain_http();
 	test_reload(cert, key);
 
