@@ -53,6 +53,7 @@ struct bench_opts {
 	int pipeline;               /* requests in flight per API connection */
 	int concurrency;            /* handshakes in flight per process */
 	bool churn;                 /* connect: close each once subscribed */
+	bool tls;                   /* every connection speaks TLS */
 	int procs;
 	int src_addrs;              /* source addresses 127.0.0.1..N */
 	unsigned uring;             /* read through io_uring: SOCK_URING... (sock.h) */

@@ -724,6 +724,8 @@ void gen_main(const struct bench_opts *o, struct bench_shared *sh, int proc,
 	if (L == NULL)
 		L = ev_default_loop(0);
 	sock_setup(L, o->src_addrs, o->uring);
+	if (o->tls && sock_tls() < 0)
+		_exit(1);
 	hcli_setup(&o->dst, o->host, o->api_key);
 	struct tp_env env = { .dst = o->dst, .host = o->host, .post_conns = o->post_conns,
 				.post_depth = o->post_pipeline, .k0 = (unsigned)proc };

@@ -73,6 +73,11 @@ static void usage(FILE *f)
 "  --pid PID            its master's pid, for CPU and memory from /proc\n"
 "  --token-secret S     sign HS256 connection tokens with S (with --rotord:\n"
 "                       configured instead of client.insecure)\n"
+"  --tls                every connection (clients, API publishers, POSTs)\n"
+"                       speaks TLS; the server's certificate is not verified.\n"
+"                       With --rotord: a self-signed ECDSA P-256 certificate\n"
+"                       and http_server.tls in its config. An https:// --url\n"
+"                       implies it\n"
 "load:\n"
 "  --transport T        the connections' transport: websocket (default),\n"
 "                       http_stream, sse, sockjs-websocket, sockjs-xhr-streaming\n"
@@ -431,9 +436,10 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 
 	if (!o->quiet) {
 		char a[32], b[32];
-		printf("rotor-bench %s: %ld connections (%s over %s) over %ld channel%s, %d process%s, "
+		printf("rotor-bench %s: %ld connections (%s over %s%s) over %ld channel%s, %d process%s, "
 		       "%.1f s window after %.1f s warm-up\n",
-		       scen_names[o->scen], o->conns, fmt_names[o->fmt], o->tp->name, o->channels,
+		       scen_names[o->scen], o->conns, fmt_names[o->fmt], o->tp->name, o->tls ? " over TLS" : "",
+		       o->channels,
 		       o->channels == 1 ? "" : "s", o->procs, o->procs == 1 ? "" : "es",
 		       window_s, o->warmup);
 		if (o->scen != SC_CONNECT && o->conns > 0)
@@ -534,14 +540,14 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 		}
 	}
 
-	printf("{\"scenario\":\"%s\",\"transport\":\"%s\",\"format\":\"%s\",\"conns\":%ld,\"channels\":%ld,\"procs\":%d,"
+	printf("{\"scenario\":\"%s\",\"transport\":\"%s\",\"tls\":%s,\"format\":\"%s\",\"conns\":%ld,\"channels\":%ld,\"procs\":%d,"
 	       "\"workers\":%d,\"size\":%d,\"burst\":%d,\"rate\":%g,\"window_s\":%.3f,\"warmup_s\":%.3f,"
 	       "\"setup_s\":%.3f,\"subscribed\":%llu,\"setup_failed\":%llu,"
 	       "\"published\":%llu,\"publications_per_s\":%.1f,\"api_requests\":%llu,\"api_requests_per_s\":%.1f,"
 	       "\"api_ok\":%llu,\"api_errors\":%llu,"
 	       "\"deliveries\":%llu,\"deliveries_per_s\":%.1f,\"deliveries_all\":%llu,\"expected\":%llu,"
 	       "\"lost\":%llu,\"out_of_order\":%llu,\"connects\":%llu,\"connects_per_s\":%.1f,\"pings\":%llu",
-	       scen_names[o->scen], o->tp->name, fmt_names[o->fmt], o->conns, o->channels, o->procs, workers, o->size,
+	       scen_names[o->scen], o->tp->name, o->tls ? "true" : "false", fmt_names[o->fmt], o->conns, o->channels, o->procs, workers, o->size,
 	       o->burst, o->rate, window_s, o->warmup, setup_s, (unsigned long long)t.subscribed,
 	       (unsigned long long)t.setup_failed, (unsigned long long)t.pubs_win, (double)t.pubs_win / w,
 	       (unsigned long long)t.reqs_win, (double)t.reqs_win / w, (unsigned long long)t.resp_ok,
@@ -609,7 +615,7 @@ enum {
 	O_ROTORD = 256, O_WORKERS, O_CPU_SERVER, O_URL, O_API_KEY, O_PID, O_SECRET, O_FORMAT,
 	O_RATE, O_BURST, O_WINDOW, O_SIZE, O_PUB_CONNS, O_PIPELINE, O_CONCURRENCY, O_CHURN,
 	O_PREFIX, O_PROCS, O_CPU, O_SRC, O_URING, O_URING_EVENTFD, O_URING_NOCHECK, O_WARMUP, O_DRAIN,
-	O_SETUP, O_TRANSPORT, O_POST_CONNS, O_POST_PIPELINE,
+	O_SETUP, O_TRANSPORT, O_POST_CONNS, O_POST_PIPELINE, O_TLS,
 };
 
 static const struct option longopts[] = {
@@ -626,7 +632,7 @@ static const struct option longopts[] = {
 	{ "duration", 1, 0, 'd' }, { "warmup", 1, 0, O_WARMUP }, { "drain", 1, 0, O_DRAIN },
 	{ "setup-timeout", 1, 0, O_SETUP }, { "quiet", 0, 0, 'q' }, { "help", 0, 0, 'h' },
 	{ "transport", 1, 0, O_TRANSPORT }, { "post-conns", 1, 0, O_POST_CONNS },
-	{ "post-pipeline", 1, 0, O_POST_PIPELINE },
+	{ "post-pipeline", 1, 0, O_POST_PIPELINE }, { "tls", 0, 0, O_TLS },
 	{ 0, 0, 0, 0 },
 };
 
@@ -719,6 +725,7 @@ int main(int argc, char **argv)
 		case O_PIPELINE: o.pipeline = (int)num(optarg, 1, 256, "bad --pipeline"); break;
 		case O_CONCURRENCY: concurrency = num(optarg, 1, 100000, "bad --concurrency"); break;
 		case O_CHURN: o.churn = true; break;
+		case O_TLS: o.tls = true; break;
 		case O_PREFIX:
 			if (strpbrk(optarg, "\"\\") || strlen(optarg) > 64)
 				die("bad --prefix", optarg);
@@ -754,6 +761,8 @@ int main(int argc, char **argv)
 		die("unexpected argument", argv[optind]);
 	if ((rotord != NULL) == (url != NULL))
 		die("give exactly one of --rotord PATH and --url URL", NULL);
+	if (url && strncmp(url, "https://", 8) == 0)
+		o.tls = true;
 	if (o.token_secret && (strpbrk(o.token_secret, "\"\\") || strlen(o.token_secret) > 200))
 		die("bad --token-secret", NULL);
 
@@ -822,7 +831,7 @@ int main(int argc, char **argv)
 	struct rd rd = { 0 };
 	if (rotord) {
 		if (rd_start(&rd, rotord, workers, cpu_server, ncpu_server, o.api_key, o.token_secret,
-			     o.tp->rotord_conf, o.scen == SC_EMULATION) < 0)
+			     o.tp->rotord_conf, o.scen == SC_EMULATION, o.tls) < 0)
 			return 1;
 		server_pid = rd.pid;
 		char u[64];
