@@ -38,7 +38,7 @@
 #include <unistd.h>
 
 static const char *const scen_names[] = { "fanout", "channels", "burst", "idle", "connect", "api",
-					  "emulation" };
+					  "emulation", "handshake" };
 #define NSCEN (sizeof(scen_names) / sizeof(scen_names[0]))
 static const char *const fmt_names[] = { "json", "protobuf", "mixed" };
 
@@ -63,6 +63,8 @@ static void usage(FILE *f)
 "  api       API publishes over keep-alive connections\n"
 "  emulation N http_stream (or sse) connections, each sending presence_stats\n"
 "            commands through POST /emulation one after another\n"
+"  handshake a storm of bare handshakes: TCP connect, with --tls the TLS\n"
+"            handshake, close; no HTTP, no transport\n"
 "server:\n"
 "  --rotord PATH        start this rotord (temporary config, free port)\n"
 "  --workers N          its workers (1)\n"
@@ -115,8 +117,8 @@ static void usage(FILE *f)
 "  --setup-timeout S    most for connecting and subscribing\n"
 "  -q, --quiet          only the JSON line\n"
 "defaults: fanout -n 10000 -m 1; channels -n 10000 -m n/10 --burst 10;\n"
-"  burst -n 1000 -m 1 --burst 10; idle and connect -n 10000 -m n, -d 30,\n"
-"  no warm-up; api --pub-conns 8, no subscribers; emulation -n 100 -m n,\n"
+"  burst -n 1000 -m 1 --burst 10; idle, connect and handshake -n 10000 -m n,\n"
+"  -d 30, no warm-up (handshake: --churn); api --pub-conns 8, no subscribers; emulation -n 100 -m n,\n"
 "  --transport http_stream; otherwise -d 10, --warmup 1,\n"
 "  --window max(8, 4 x burst), --concurrency 64, --pub-conns 1\n"
 "exit status: 0 a clean run, 1 errors (counted in the report), 2 usage\n");
@@ -412,7 +414,7 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 	double w = window_s > 0 ? window_s : 1e-9;
 	double srv_cpu = s->have ? pstat_cpu_delta(&s->start, &s->end) : 0;
 	double deliv_rate = (double)t.deliveries_win / w;
-	long conns = o->scen == SC_CONNECT && o->churn ? 0 : (long)t.subscribed;
+	long conns = bench_storm(o->scen) && o->churn ? 0 : (long)t.subscribed;
 	double pss_per = conns > 0 && s->have ? (double)(s->end.own_kb - s->before.own_kb) * 1024.0 / conns : 0;
 	double pss_all_per = conns > 0 && s->have ? (double)(s->end.pss_kb - s->before.pss_kb) * 1024.0 / conns : 0;
 	double rss_per = conns > 0 && s->have ? (double)(s->end.rss_kb - s->before.rss_kb) * 1024.0 / conns : 0;
@@ -442,7 +444,7 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 		       o->channels,
 		       o->channels == 1 ? "" : "s", o->procs, o->procs == 1 ? "" : "es",
 		       window_s, o->warmup);
-		if (o->scen != SC_CONNECT && o->conns > 0)
+		if (!bench_storm(o->scen) && o->conns > 0)
 			printf("  %-11s %llu subscribed in %.2f s, %llu failed\n", "setup",
 			       (unsigned long long)t.subscribed, setup_s, (unsigned long long)t.setup_failed);
 		if (t.pubs_all) {
@@ -470,10 +472,11 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 			       o->post_pipeline);
 			print_lat("command", &t.lat_cmd);
 		}
-		if (o->scen == SC_CONNECT) {
+		if (bench_storm(o->scen)) {
 			fmt_count(a, sizeof(a), (double)t.storm_win / w);
-			printf("  %-11s %llu connected + subscribed: %s/s%s, %llu failed\n", "connects",
-			       (unsigned long long)t.storm_done, a, o->churn ? " (each closed again)" : "",
+			printf("  %-11s %llu %s: %s/s%s, %llu failed\n", "connects", (unsigned long long)t.storm_done,
+			       o->scen == SC_HANDSHAKE ? (o->tls ? "TLS handshakes" : "TCP connects") :
+			       "connected + subscribed", a, o->churn ? " (each closed again)" : "",
 			       (unsigned long long)t.setup_failed);
 			print_lat("connect", &t.lat_conn);
 		}
@@ -482,7 +485,7 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 			       "(%.0f%% of one core)", "rotord", (int)server_pid, s->end.n,
 			       s->end.n == 1 ? "" : "es", workers, srv_cpu, srv_cpu / w * 100);
 			double count = t.deliveries_win ? (double)t.deliveries_win : t.reqs_win ? (double)t.reqs_win :
-				       o->scen == SC_CONNECT ? (double)t.storm_win :
+				       bench_storm(o->scen) ? (double)t.storm_win :
 				       o->scen == SC_EMULATION ? (double)t.cmds_win : 0;
 			const char *per = t.deliveries_win ? "delivery" : t.reqs_win ? "request" :
 					  o->scen == SC_EMULATION ? "command" : "connect";
@@ -501,7 +504,7 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 			       s->closed.pss_kb / 1024.0, "", s->before.own_kb / 1024.0, s->ready.own_kb / 1024.0,
 			       s->end.own_kb / 1024.0, s->closed.own_kb / 1024.0, s->before.rss_kb / 1024.0,
 			       s->ready.rss_kb / 1024.0, s->end.rss_kb / 1024.0, s->closed.rss_kb / 1024.0);
-			if (conns > 0 && (o->scen == SC_IDLE || o->scen == SC_CONNECT))
+			if (conns > 0 && (o->scen == SC_IDLE || bench_storm(o->scen)))
 				printf("  %-11s %.0f bytes PSS without shared libraries (%.0f with), %.0f bytes "
 				       "RSS per connection; CPU %.3f us per connection per second\n", "per conn",
 				       pss_per, pss_all_per, rss_per, cpu_per_conn);
@@ -781,20 +784,22 @@ int main(int argc, char **argv)
 	}
 
 	/* Scenario defaults. */
-	static const long def_conns[NSCEN] = { 10000, 10000, 1000, 10000, 10000, 0, 100 };
+	static const long def_conns[NSCEN] = { 10000, 10000, 1000, 10000, 10000, 0, 100, 10000 };
 	o.conns = conns >= 0 ? conns : def_conns[o.scen];
 	o.channels = channels > 0 ? channels :
 		     o.scen == SC_CHANNELS ? (o.conns >= 10 ? o.conns / 10 : 1) :
-		     (o.scen == SC_IDLE || o.scen == SC_CONNECT || o.scen == SC_EMULATION) && o.conns > 0 ?
+		     (o.scen == SC_IDLE || bench_storm(o.scen) || o.scen == SC_EMULATION) && o.conns > 0 ?
 		     o.conns : 1;
 	o.burst = burst > 0 ? (int)burst : o.scen == SC_BURST || o.scen == SC_CHANNELS ? 10 : 1;
 	o.window = window >= 0 ? (int)window : (o.burst * 4 > 8 ? o.burst * 4 : 8);
 	o.pub_conns = pub_conns > 0 ? (int)pub_conns : o.scen == SC_API ? 8 : 1;
 	o.concurrency = concurrency > 0 ? (int)concurrency : 64;
-	o.duration = duration > 0 ? duration : o.scen == SC_IDLE || o.scen == SC_CONNECT ? 30 : 10;
-	o.warmup = warmup >= 0 ? warmup : o.scen == SC_IDLE || o.scen == SC_CONNECT ? 0 : 1;
-	if (o.scen == SC_CONNECT && o.conns == 0)
-		die("connect needs --conns > 0", NULL);
+	o.duration = duration > 0 ? duration : o.scen == SC_IDLE || bench_storm(o.scen) ? 30 : 10;
+	o.warmup = warmup >= 0 ? warmup : o.scen == SC_IDLE || bench_storm(o.scen) ? 0 : 1;
+	if (bench_storm(o.scen) && o.conns == 0)
+		die("a connect storm needs --conns > 0", NULL);
+	if (o.scen == SC_HANDSHAKE)
+		o.churn = true;         /* nothing to keep a bare connection for */
 	if ((o.scen == SC_FANOUT || o.scen == SC_BURST || o.scen == SC_CHANNELS || o.scen == SC_EMULATION) &&
 	    o.conns == 0)
 		die("this scenario needs subscribers (--conns > 0)", NULL);
@@ -814,7 +819,7 @@ int main(int argc, char **argv)
 	}
 	getrlimit(RLIMIT_NOFILE, &rl);
 	long per_proc = (long)rl.rlim_cur - 64 - o.pub_conns - (o.tp->posts ? o.post_conns : 0);
-	long need = o.scen == SC_CONNECT && o.churn ? 1 : (o.conns + per_proc - 1) / (per_proc > 0 ? per_proc : 1);
+	long need = bench_storm(o.scen) && o.churn ? 1 : (o.conns + per_proc - 1) / (per_proc > 0 ? per_proc : 1);
 	o.procs = procs > 0 ? (int)procs : (int)(need > 1 ? need : 1);
 	if (o.procs > BENCH_MAX_PROCS)
 		die("too many connections for the fd limit", NULL);
@@ -927,7 +932,7 @@ int main(int argc, char **argv)
 		pstat_sample(server_pid, &smp.end);
 	smp.sys = smp.sys && pstat_system(&smp.sys1) == 0;
 	double window_s = (double)(w1 - w0) / 1e9;
-	if (o.scen == SC_CONNECT) {     /* up to the last completion */
+	if (bench_storm(o.scen)) {      /* up to the last completion */
 		uint64_t last = 0;
 		for (int i = 0; i < o.procs; i++)
 			if (ch[i].done && ch[i].r.storm_last_ns > last)
