@@ -158,6 +158,8 @@ static struct {
 	struct sock_reads st;
 } U;
 
+static int send_raw(struct sock *s, const void *p, size_t n);
+
 static struct io_uring_sqe *uring_sqe(void)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&U.ring);
@@ -342,8 +344,6 @@ static void consume(struct sock *s, uint8_t *p, size_t n, uint64_t now, uint64_t
 }
 
 /* ---- TLS ---------------------------------------------------------------- */
-
-static int send_raw(struct sock *s, const void *p, size_t n);
 
 int sock_tls(void)
 {

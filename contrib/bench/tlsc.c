@@ -20,17 +20,11 @@
 
 static SSL_CTX *C_ctx;
 
-/* The last OpenSSL error as text, clearing the queue. */
-static const char *ssl_error(void)
+/* "rotor-bench: what", then OpenSSL's queue of errors, which it empties. */
+static void ssl_fail(const char *what, const char *arg)
 {
-	static char buf[256];
-	unsigned long e, last = 0;
-	while ((e = ERR_get_error()) != 0)
-		last = e;
-	if (last == 0)
-		return "no detail from OpenSSL";
-	ERR_error_string_n(last, buf, sizeof(buf));
-	return buf;
+	fprintf(stderr, "rotor-bench: %s%s\n", what, arg ? arg : "");
+	ERR_print_errors_fp(stderr);
 }
 
 /* A client context as tlsc_setup describes it, or NULL. */
@@ -57,7 +51,7 @@ int tlsc_setup(void)
 		return 0;
 	C_ctx = ctx_new();
 	if (C_ctx == NULL) {
-		fprintf(stderr, "rotor-bench: cannot make a TLS client context: %s\n", ssl_error());
+		ssl_fail("cannot make a TLS client context", NULL);
 		return -1;
 	}
 	return 0;
@@ -93,7 +87,7 @@ static int write_pem(const char *path, mode_t mode, int (*emit)(FILE *, void *),
 	}
 	int ok = emit(f, what);
 	if (fclose(f) != 0 || !ok) {
-		fprintf(stderr, "rotor-bench: writing %s failed: %s\n", path, ssl_error());
+		ssl_fail("cannot write ", path);
 		return -1;
 	}
 	return 0;
@@ -132,7 +126,7 @@ int tlsc_make_cert(const char *cert_path, const char *key_path)
 	rc = write_pem(cert_path, 0644, pem_cert, x) == 0 && write_pem(key_path, 0600, pem_key, k) == 0 ? 0 : -2;
 out:
 	if (rc == -1)
-		fprintf(stderr, "rotor-bench: cannot make a test certificate: %s\n", ssl_error());
+		ssl_fail("cannot make a test certificate", NULL);
 	X509_EXTENSION_free(san);
 	X509_NAME_free(name);
 	X509_free(x);
