@@ -9,8 +9,8 @@
 //        [--variants plain[,tls]] [--out DIR]
 //
 // --transports runs every client scenario over each transport given
-// (rotor-bench --transport; default websocket); api has no clients and
-// runs once; emulation runs over each of http_stream and sse given, or
+// (rotor-bench --transport; default websocket); api and handshake have no
+// transport and run once; emulation runs over each of http_stream and sse given, or
 // over http_stream when neither is.
 // Several rotord binaries are measured side by side (runs interleaved),
 // for before/after comparisons; so are the generator's two readers with
@@ -92,7 +92,7 @@ const SCENARIOS = [
 // no client connections (no --transport).
 const EMULATION = ['http_stream', 'sse'];
 function transportsOf(name, asked) {
-	if (name === 'api')
+	if (name === 'api' || name === 'handshake')
 		return [null];
 	if (name === 'emulation') {
 		const t = asked.filter((x) => EMULATION.includes(x));
