@@ -118,8 +118,8 @@ static void usage(FILE *f)
 "  -q, --quiet          only the JSON line\n"
 "defaults: fanout -n 10000 -m 1; channels -n 10000 -m n/10 --burst 10;\n"
 "  burst -n 1000 -m 1 --burst 10; idle, connect and handshake -n 10000 -m n,\n"
-"  -d 30, no warm-up (handshake: --churn); api --pub-conns 8, no subscribers; emulation -n 100 -m n,\n"
-"  --transport http_stream; otherwise -d 10, --warmup 1,\n"
+"  -d 30, no warm-up (handshake: --churn); api --pub-conns 8, no subscribers;\n"
+"  emulation -n 100 -m n, --transport http_stream; otherwise -d 10, --warmup 1,\n"
 "  --window max(8, 4 x burst), --concurrency 64, --pub-conns 1\n"
 "exit status: 0 a clean run, 1 errors (counted in the report), 2 usage\n");
 }
@@ -543,14 +543,15 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 		}
 	}
 
-	printf("{\"scenario\":\"%s\",\"transport\":\"%s\",\"tls\":%s,\"format\":\"%s\",\"conns\":%ld,\"channels\":%ld,\"procs\":%d,"
-	       "\"workers\":%d,\"size\":%d,\"burst\":%d,\"rate\":%g,\"window_s\":%.3f,\"warmup_s\":%.3f,"
+	printf("{\"scenario\":\"%s\",\"transport\":\"%s\",\"tls\":%s,\"format\":\"%s\",\"conns\":%ld,"
+	       "\"channels\":%ld,\"procs\":%d,\"workers\":%d,\"size\":%d,\"burst\":%d,\"rate\":%g,\"window_s\":%.3f,\"warmup_s\":%.3f,"
 	       "\"setup_s\":%.3f,\"subscribed\":%llu,\"setup_failed\":%llu,"
 	       "\"published\":%llu,\"publications_per_s\":%.1f,\"api_requests\":%llu,\"api_requests_per_s\":%.1f,"
 	       "\"api_ok\":%llu,\"api_errors\":%llu,"
 	       "\"deliveries\":%llu,\"deliveries_per_s\":%.1f,\"deliveries_all\":%llu,\"expected\":%llu,"
 	       "\"lost\":%llu,\"out_of_order\":%llu,\"connects\":%llu,\"connects_per_s\":%.1f,\"pings\":%llu",
-	       scen_names[o->scen], o->tp->name, o->tls ? "true" : "false", fmt_names[o->fmt], o->conns, o->channels, o->procs, workers, o->size,
+	       scen_names[o->scen], o->tp->name, o->tls ? "true" : "false", fmt_names[o->fmt], o->conns,
+	       o->channels, o->procs, workers, o->size,
 	       o->burst, o->rate, window_s, o->warmup, setup_s, (unsigned long long)t.subscribed,
 	       (unsigned long long)t.setup_failed, (unsigned long long)t.pubs_win, (double)t.pubs_win / w,
 	       (unsigned long long)t.reqs_win, (double)t.reqs_win / w, (unsigned long long)t.resp_ok,
