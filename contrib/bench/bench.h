@@ -25,7 +25,8 @@
 #define BENCH_MAX_PROCS 64
 #define BENCH_MAX_SIZE 60000 /* largest --size */
 
-enum bench_scen { SC_FANOUT, SC_CHANNELS, SC_BURST, SC_IDLE, SC_CONNECT, SC_API, SC_EMULATION };
+enum bench_scen { SC_FANOUT, SC_CHANNELS, SC_BURST, SC_IDLE, SC_CONNECT, SC_API, SC_EMULATION,
+		  SC_HANDSHAKE };
 enum bench_fmt { FMT_JSON, FMT_PROTOBUF, FMT_MIXED };
 
 struct tp_kind;
@@ -54,6 +55,7 @@ struct bench_opts {
 	int pipeline;               /* requests in flight per API connection */
 	int concurrency;            /* handshakes in flight per process */
 	bool churn;                 /* connect: close each once subscribed */
+	bool tls;                   /* every connection speaks TLS */
 	int procs;
 	int src_addrs;              /* source addresses 127.0.0.1..N */
 	unsigned uring;             /* read through io_uring: SOCK_URING... (sock.h) */
@@ -122,6 +124,13 @@ struct bench_result {
 	struct lat lat_conn;            /* TCP connect -> subscribe reply */
 	struct lat lat_cmd;             /* command sent -> its reply read */
 };
+
+/* The connect storms: connections are made during the run, at the
+ * --concurrency the scenario allows, and counted as they complete. */
+static inline bool bench_storm(enum bench_scen s)
+{
+	return s == SC_CONNECT || s == SC_HANDSHAKE;
+}
 
 static inline uint64_t bench_now(void)
 {

@@ -9,6 +9,10 @@
  * Connections go over --transport (tp.h), opened with one frame: connect
  * (id 1) and subscribe (id 2); they are set up when both replies came.
  *
+ * The handshake scenario opens bare sockets (sock.h) instead: a
+ * connection is done, and closed, as soon as its TCP connect and, with
+ * --tls, its TLS handshake are.
+ *
  * The emulation scenario has no publisher: from t_start every connection
  * sends one presence_stats command on its channel (ids 3, 4, ...), and
  * the next as soon as the reply came, until t_end: commands per second
@@ -125,7 +129,7 @@ static bool in_window(uint64_t t)
 
 static bool is_storm(void)
 {
-	return O->scen == SC_CONNECT;
+	return bench_storm(O->scen);
 }
 
 static bool sub_protobuf(uint32_t gi)
@@ -171,7 +175,8 @@ static void sub_ready(struct sub *s, uint64_t now)
 		}
 		if (O->churn) {
 			atomic_fetch_sub(&SH->chan_subs[s->gi % (uint32_t)O->channels], 1);
-			tp_close(s->c);
+			if (O->scen != SC_HANDSHAKE)    /* a bare one closed itself */
+				tp_close(s->c);
 			s->st = SB_DEAD;
 		}
 	}
@@ -183,10 +188,55 @@ static void sub_channel(const struct sub *s, char *chan, size_t n)
 	snprintf(chan, n, "%s%u", O->chan_prefix, s->gi % (uint32_t)O->channels);
 }
 
+/* ---- bare handshakes (the handshake scenario) ------------------------------ */
+
+struct bare {
+	struct sock k;          /* first */
+	struct sub *s;
+};
+
+static struct bare *G_bare;     /* one per subscriber, in the handshake scenario */
+
+static void on_bare_connect(struct sock *k)
+{
+	struct bare *b = (struct bare *)k;
+	sock_close(k);
+	sub_ready(b->s, bench_now());
+}
+
+static size_t on_bare_data(struct sock *k, uint8_t *p, size_t n, uint64_t now)
+{
+	(void)k, (void)p, (void)now;
+	return n;
+}
+
+/* A failed connect, or (EPROTO) a failed TLS handshake. */
+static void on_bare_error(struct sock *k, int err)
+{
+	struct bare *b = (struct bare *)k;
+	if (err == EPROTO)
+		R.err_handshake++;
+	else
+		R.err_connect++;
+	sub_failed(b->s);
+}
+
+static const struct sock_ops bare_ops = { on_bare_connect, on_bare_data, on_bare_error };
+
 /* Opens s with its first frame: connect (with a token when --token-secret
- * says so) and subscribe. Returns 0 or -1 (counted). */
+ * says so) and subscribe; in the handshake scenario, a bare socket.
+ * Returns 0 or -1 (counted). */
 static int sub_open(struct sub *s)
 {
+	if (G_bare) {
+		struct bare *b = &G_bare[s - G_subs];
+		b->s = s;
+		if (sock_connect(&b->k, &O->dst, s->gi, &bare_ops) != 0) {
+			R.err_connect++;
+			return -1;
+		}
+		return 0;
+	}
 	char chan[128], token[600];
 	uint8_t buf[1024];
 	const char *tok = NULL;
@@ -724,6 +774,8 @@ void gen_main(const struct bench_opts *o, struct bench_shared *sh, int proc,
 	if (L == NULL)
 		L = ev_default_loop(0);
 	sock_setup(L, o->src_addrs, o->uring);
+	if (o->tls && sock_tls() < 0)
+		_exit(1);
 	hcli_setup(&o->dst, o->host, o->api_key);
 	struct tp_env env = { .dst = o->dst, .host = o->host, .post_conns = o->post_conns,
 				.post_depth = o->post_pipeline, .k0 = (unsigned)proc, .deflate = o->deflate };
@@ -737,9 +789,11 @@ void gen_main(const struct bench_opts *o, struct bench_shared *sh, int proc,
 		G_subs[j].gi = (uint32_t)(j * o->procs + proc);
 		G_subs[j].c = tp_new(o->tp, &sub_ops, &G_subs[j]);
 	}
+	if (o->scen == SC_HANDSHAKE && (G_bare = calloc((size_t)(G_nsubs ? G_nsubs : 1), sizeof(*G_bare))) == NULL)
+		abort();
 
 	G_nproc_publishers = o->scen == SC_API ? o->procs :
-			     (o->scen == SC_IDLE || o->scen == SC_CONNECT || o->scen == SC_EMULATION) ? 0 : 1;
+			     (o->scen == SC_IDLE || is_storm() || o->scen == SC_EMULATION) ? 0 : 1;
 	if (am_publisher()) {
 		G_npubs = o->pub_conns;
 		G_pubs = calloc((size_t)G_npubs, sizeof(*G_pubs));
@@ -780,6 +834,9 @@ void gen_main(const struct bench_opts *o, struct bench_shared *sh, int proc,
 	write_all(res_fd, &R, sizeof(R));
 	for (long j = 0; j < G_nsubs; j++)
 		tp_free(G_subs[j].c);
+	for (long j = 0; G_bare && j < G_nsubs; j++)
+		sock_close(&G_bare[j].k);
+	free(G_bare);
 	tp_teardown(o->tp);
 	for (int i = 0; i < G_npubs; i++)
 		hcli_close(&G_pubs[i].h);

@@ -38,7 +38,7 @@
 #include <unistd.h>
 
 static const char *const scen_names[] = { "fanout", "channels", "burst", "idle", "connect", "api",
-					  "emulation" };
+					  "emulation", "handshake" };
 #define NSCEN (sizeof(scen_names) / sizeof(scen_names[0]))
 static const char *const fmt_names[] = { "json", "protobuf", "mixed" };
 
@@ -63,6 +63,8 @@ static void usage(FILE *f)
 "  api       API publishes over keep-alive connections\n"
 "  emulation N http_stream (or sse) connections, each sending presence_stats\n"
 "            commands through POST /emulation one after another\n"
+"  handshake a storm of bare handshakes: TCP connect, with --tls the TLS\n"
+"            handshake, close; no HTTP, no transport\n"
 "server:\n"
 "  --rotord PATH        start this rotord (temporary config, free port)\n"
 "  --workers N          its workers (1)\n"
@@ -73,6 +75,11 @@ static void usage(FILE *f)
 "  --pid PID            its master's pid, for CPU and memory from /proc\n"
 "  --token-secret S     sign HS256 connection tokens with S (with --rotord:\n"
 "                       configured instead of client.insecure)\n"
+"  --tls                every connection (clients, API publishers, POSTs)\n"
+"                       speaks TLS; the server's certificate is not verified.\n"
+"                       With --rotord: a self-signed ECDSA P-256 certificate\n"
+"                       and http_server.tls in its config. An https:// --url\n"
+"                       implies it\n"
 "load:\n"
 "  --transport T        the connections' transport: websocket (default),\n"
 "                       http_stream, sse, sockjs-websocket, sockjs-xhr-streaming\n"
@@ -112,9 +119,9 @@ static void usage(FILE *f)
 "  --setup-timeout S    most for connecting and subscribing\n"
 "  -q, --quiet          only the JSON line\n"
 "defaults: fanout -n 10000 -m 1; channels -n 10000 -m n/10 --burst 10;\n"
-"  burst -n 1000 -m 1 --burst 10; idle and connect -n 10000 -m n, -d 30,\n"
-"  no warm-up; api --pub-conns 8, no subscribers; emulation -n 100 -m n,\n"
-"  --transport http_stream; otherwise -d 10, --warmup 1,\n"
+"  burst -n 1000 -m 1 --burst 10; idle, connect and handshake -n 10000 -m n,\n"
+"  -d 30, no warm-up (handshake: --churn); api --pub-conns 8, no subscribers;\n"
+"  emulation -n 100 -m n, --transport http_stream; otherwise -d 10, --warmup 1,\n"
 "  --window max(8, 4 x burst), --concurrency 64, --pub-conns 1\n"
 "exit status: 0 a clean run, 1 errors (counted in the report), 2 usage\n");
 }
@@ -409,7 +416,7 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 	double w = window_s > 0 ? window_s : 1e-9;
 	double srv_cpu = s->have ? pstat_cpu_delta(&s->start, &s->end) : 0;
 	double deliv_rate = (double)t.deliveries_win / w;
-	long conns = o->scen == SC_CONNECT && o->churn ? 0 : (long)t.subscribed;
+	long conns = bench_storm(o->scen) && o->churn ? 0 : (long)t.subscribed;
 	double pss_per = conns > 0 && s->have ? (double)(s->end.own_kb - s->before.own_kb) * 1024.0 / conns : 0;
 	double pss_all_per = conns > 0 && s->have ? (double)(s->end.pss_kb - s->before.pss_kb) * 1024.0 / conns : 0;
 	double rss_per = conns > 0 && s->have ? (double)(s->end.rss_kb - s->before.rss_kb) * 1024.0 / conns : 0;
@@ -433,12 +440,13 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 
 	if (!o->quiet) {
 		char a[32], b[32];
-		printf("rotor-bench %s: %ld connections (%s over %s) over %ld channel%s, %d process%s, "
+		printf("rotor-bench %s: %ld connections (%s over %s%s) over %ld channel%s, %d process%s, "
 		       "%.1f s window after %.1f s warm-up\n",
-		       scen_names[o->scen], o->conns, fmt_names[o->fmt], o->tp->name, o->channels,
+		       scen_names[o->scen], o->conns, fmt_names[o->fmt], o->tp->name, o->tls ? " over TLS" : "",
+		       o->channels,
 		       o->channels == 1 ? "" : "s", o->procs, o->procs == 1 ? "" : "es",
 		       window_s, o->warmup);
-		if (o->scen != SC_CONNECT && o->conns > 0)
+		if (!bench_storm(o->scen) && o->conns > 0)
 			printf("  %-11s %llu subscribed in %.2f s, %llu failed\n", "setup",
 			       (unsigned long long)t.subscribed, setup_s, (unsigned long long)t.setup_failed);
 		if (t.pubs_all) {
@@ -466,10 +474,11 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 			       o->post_pipeline);
 			print_lat("command", &t.lat_cmd);
 		}
-		if (o->scen == SC_CONNECT) {
+		if (bench_storm(o->scen)) {
 			fmt_count(a, sizeof(a), (double)t.storm_win / w);
-			printf("  %-11s %llu connected + subscribed: %s/s%s, %llu failed\n", "connects",
-			       (unsigned long long)t.storm_done, a, o->churn ? " (each closed again)" : "",
+			printf("  %-11s %llu %s: %s/s%s, %llu failed\n", "connects", (unsigned long long)t.storm_done,
+			       o->scen == SC_HANDSHAKE ? (o->tls ? "TLS handshakes" : "TCP connects") :
+			       "connected + subscribed", a, o->churn ? " (each closed again)" : "",
 			       (unsigned long long)t.setup_failed);
 			print_lat("connect", &t.lat_conn);
 		}
@@ -478,7 +487,7 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 			       "(%.0f%% of one core)", "rotord", (int)server_pid, s->end.n,
 			       s->end.n == 1 ? "" : "es", workers, srv_cpu, srv_cpu / w * 100);
 			double count = t.deliveries_win ? (double)t.deliveries_win : t.reqs_win ? (double)t.reqs_win :
-				       o->scen == SC_CONNECT ? (double)t.storm_win :
+				       bench_storm(o->scen) ? (double)t.storm_win :
 				       o->scen == SC_EMULATION ? (double)t.cmds_win : 0;
 			const char *per = t.deliveries_win ? "delivery" : t.reqs_win ? "request" :
 					  o->scen == SC_EMULATION ? "command" : "connect";
@@ -497,7 +506,7 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 			       s->closed.pss_kb / 1024.0, "", s->before.own_kb / 1024.0, s->ready.own_kb / 1024.0,
 			       s->end.own_kb / 1024.0, s->closed.own_kb / 1024.0, s->before.rss_kb / 1024.0,
 			       s->ready.rss_kb / 1024.0, s->end.rss_kb / 1024.0, s->closed.rss_kb / 1024.0);
-			if (conns > 0 && (o->scen == SC_IDLE || o->scen == SC_CONNECT))
+			if (conns > 0 && (o->scen == SC_IDLE || bench_storm(o->scen)))
 				printf("  %-11s %.0f bytes PSS without shared libraries (%.0f with), %.0f bytes "
 				       "RSS per connection; CPU %.3f us per connection per second\n", "per conn",
 				       pss_per, pss_all_per, rss_per, cpu_per_conn);
@@ -536,14 +545,15 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 		}
 	}
 
-	printf("{\"scenario\":\"%s\",\"transport\":\"%s\",\"deflate\":%s,\"format\":\"%s\",\"conns\":%ld,\"channels\":%ld,\"procs\":%d,"
-	       "\"workers\":%d,\"size\":%d,\"burst\":%d,\"rate\":%g,\"window_s\":%.3f,\"warmup_s\":%.3f,"
+	printf("{\"scenario\":\"%s\",\"transport\":\"%s\",\"tls\":%s,\"deflate\":%s,\"format\":\"%s\",\"conns\":%ld,"
+	       "\"channels\":%ld,\"procs\":%d,\"workers\":%d,\"size\":%d,\"burst\":%d,\"rate\":%g,\"window_s\":%.3f,\"warmup_s\":%.3f,"
 	       "\"setup_s\":%.3f,\"subscribed\":%llu,\"setup_failed\":%llu,"
 	       "\"published\":%llu,\"publications_per_s\":%.1f,\"api_requests\":%llu,\"api_requests_per_s\":%.1f,"
 	       "\"api_ok\":%llu,\"api_errors\":%llu,"
 	       "\"deliveries\":%llu,\"deliveries_per_s\":%.1f,\"deliveries_all\":%llu,\"expected\":%llu,"
 	       "\"lost\":%llu,\"out_of_order\":%llu,\"connects\":%llu,\"connects_per_s\":%.1f,\"pings\":%llu",
-	       scen_names[o->scen], o->tp->name, o->deflate ? "true" : "false", fmt_names[o->fmt], o->conns, o->channels, o->procs, workers, o->size,
+	       scen_names[o->scen], o->tp->name, o->tls ? "true" : "false", o->deflate ? "true" : "false",
+	       fmt_names[o->fmt], o->conns, o->channels, o->procs, workers, o->size,
 	       o->burst, o->rate, window_s, o->warmup, setup_s, (unsigned long long)t.subscribed,
 	       (unsigned long long)t.setup_failed, (unsigned long long)t.pubs_win, (double)t.pubs_win / w,
 	       (unsigned long long)t.reqs_win, (double)t.reqs_win / w, (unsigned long long)t.resp_ok,
@@ -587,12 +597,14 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 	}
 	if (s->have) {
 		printf(",\"server\":{\"pid\":%d,\"cpu_s\":%.3f,\"cpu_pct\":%.1f,\"us_per_delivery\":%.3f,"
-		       "\"us_per_request\":%.3f,\"us_per_command\":%.3f,\"pss_per_conn_b\":%.0f,"
+		       "\"us_per_request\":%.3f,\"us_per_command\":%.3f,\"us_per_connect\":%.3f,"
+		       "\"pss_per_conn_b\":%.0f,"
 		       "\"pss_all_per_conn_b\":%.0f,\"rss_per_conn_b\":%.0f,\"cpu_us_per_conn_s\":%.4f",
 		       (int)server_pid, srv_cpu, srv_cpu / w * 100,
 		       t.deliveries_win ? srv_cpu / (double)t.deliveries_win * 1e6 : 0.0,
 		       t.reqs_win ? srv_cpu / (double)t.reqs_win * 1e6 : 0.0,
-		       t.cmds_win ? srv_cpu / (double)t.cmds_win * 1e6 : 0.0, pss_per, pss_all_per, rss_per,
+		       t.cmds_win ? srv_cpu / (double)t.cmds_win * 1e6 : 0.0,
+		       t.storm_win ? srv_cpu / (double)t.storm_win * 1e6 : 0.0, pss_per, pss_all_per, rss_per,
 		       cpu_per_conn);
 		json_mem("before", &s->before);
 		json_mem("ready", &s->ready);
@@ -611,7 +623,7 @@ enum {
 	O_ROTORD = 256, O_WORKERS, O_CPU_SERVER, O_URL, O_API_KEY, O_PID, O_SECRET, O_FORMAT,
 	O_RATE, O_BURST, O_WINDOW, O_SIZE, O_PUB_CONNS, O_PIPELINE, O_CONCURRENCY, O_CHURN,
 	O_PREFIX, O_PROCS, O_CPU, O_SRC, O_URING, O_URING_EVENTFD, O_URING_NOCHECK, O_WARMUP, O_DRAIN,
-	O_SETUP, O_TRANSPORT, O_POST_CONNS, O_POST_PIPELINE, O_DEFLATE,
+	O_SETUP, O_TRANSPORT, O_POST_CONNS, O_POST_PIPELINE, O_DEFLATE, O_TLS,
 };
 
 static const struct option longopts[] = {
@@ -628,7 +640,7 @@ static const struct option longopts[] = {
 	{ "duration", 1, 0, 'd' }, { "warmup", 1, 0, O_WARMUP }, { "drain", 1, 0, O_DRAIN },
 	{ "setup-timeout", 1, 0, O_SETUP }, { "quiet", 0, 0, 'q' }, { "help", 0, 0, 'h' },
 	{ "transport", 1, 0, O_TRANSPORT }, { "post-conns", 1, 0, O_POST_CONNS },
-	{ "post-pipeline", 1, 0, O_POST_PIPELINE }, { "deflate", 0, 0, O_DEFLATE },
+	{ "post-pipeline", 1, 0, O_POST_PIPELINE }, { "deflate", 0, 0, O_DEFLATE }, { "tls", 0, 0, O_TLS },
 	{ 0, 0, 0, 0 },
 };
 
@@ -721,6 +733,7 @@ int main(int argc, char **argv)
 		case O_PIPELINE: o.pipeline = (int)num(optarg, 1, 256, "bad --pipeline"); break;
 		case O_CONCURRENCY: concurrency = num(optarg, 1, 100000, "bad --concurrency"); break;
 		case O_CHURN: o.churn = true; break;
+		case O_TLS: o.tls = true; break;
 		case O_PREFIX:
 			if (strpbrk(optarg, "\"\\") || strlen(optarg) > 64)
 				die("bad --prefix", optarg);
@@ -757,6 +770,8 @@ int main(int argc, char **argv)
 		die("unexpected argument", argv[optind]);
 	if ((rotord != NULL) == (url != NULL))
 		die("give exactly one of --rotord PATH and --url URL", NULL);
+	if (url && strncmp(url, "https://", 8) == 0)
+		o.tls = true;
 	if (o.token_secret && (strpbrk(o.token_secret, "\"\\") || strlen(o.token_secret) > 200))
 		die("bad --token-secret", NULL);
 
@@ -779,20 +794,22 @@ int main(int argc, char **argv)
 	}
 
 	/* Scenario defaults. */
-	static const long def_conns[NSCEN] = { 10000, 10000, 1000, 10000, 10000, 0, 100 };
+	static const long def_conns[NSCEN] = { 10000, 10000, 1000, 10000, 10000, 0, 100, 10000 };
 	o.conns = conns >= 0 ? conns : def_conns[o.scen];
 	o.channels = channels > 0 ? channels :
 		     o.scen == SC_CHANNELS ? (o.conns >= 10 ? o.conns / 10 : 1) :
-		     (o.scen == SC_IDLE || o.scen == SC_CONNECT || o.scen == SC_EMULATION) && o.conns > 0 ?
+		     (o.scen == SC_IDLE || bench_storm(o.scen) || o.scen == SC_EMULATION) && o.conns > 0 ?
 		     o.conns : 1;
 	o.burst = burst > 0 ? (int)burst : o.scen == SC_BURST || o.scen == SC_CHANNELS ? 10 : 1;
 	o.window = window >= 0 ? (int)window : (o.burst * 4 > 8 ? o.burst * 4 : 8);
 	o.pub_conns = pub_conns > 0 ? (int)pub_conns : o.scen == SC_API ? 8 : 1;
 	o.concurrency = concurrency > 0 ? (int)concurrency : 64;
-	o.duration = duration > 0 ? duration : o.scen == SC_IDLE || o.scen == SC_CONNECT ? 30 : 10;
-	o.warmup = warmup >= 0 ? warmup : o.scen == SC_IDLE || o.scen == SC_CONNECT ? 0 : 1;
-	if (o.scen == SC_CONNECT && o.conns == 0)
-		die("connect needs --conns > 0", NULL);
+	o.duration = duration > 0 ? duration : o.scen == SC_IDLE || bench_storm(o.scen) ? 30 : 10;
+	o.warmup = warmup >= 0 ? warmup : o.scen == SC_IDLE || bench_storm(o.scen) ? 0 : 1;
+	if (bench_storm(o.scen) && o.conns == 0)
+		die("a connect storm needs --conns > 0", NULL);
+	if (o.scen == SC_HANDSHAKE)
+		o.churn = true;         /* nothing to keep a bare connection for */
 	if ((o.scen == SC_FANOUT || o.scen == SC_BURST || o.scen == SC_CHANNELS || o.scen == SC_EMULATION) &&
 	    o.conns == 0)
 		die("this scenario needs subscribers (--conns > 0)", NULL);
@@ -812,14 +829,15 @@ int main(int argc, char **argv)
 	}
 	getrlimit(RLIMIT_NOFILE, &rl);
 	long per_proc = (long)rl.rlim_cur - 64 - o.pub_conns - (o.tp->posts ? o.post_conns : 0);
-	long need = o.scen == SC_CONNECT && o.churn ? 1 : (o.conns + per_proc - 1) / (per_proc > 0 ? per_proc : 1);
+	long need = bench_storm(o.scen) && o.churn ? 1 : (o.conns + per_proc - 1) / (per_proc > 0 ? per_proc : 1);
 	o.procs = procs > 0 ? (int)procs : (int)(need > 1 ? need : 1);
 	if (o.procs > BENCH_MAX_PROCS)
 		die("too many connections for the fd limit", NULL);
 	if (procs > 0 && procs < need)
 		fprintf(stderr, "rotor-bench: warning: %ld connections over %ld processes exceed the fd limit "
 			"(%llu per process)\n", o.conns, procs, (unsigned long long)rl.rlim_cur);
-	o.setup_timeout = setup_timeout > 0 ? setup_timeout : 30 + (double)o.conns / 2000;
+	/* A TLS handshake costs each side ~0.5 ms of CPU here: 10x a plain connect. */
+	o.setup_timeout = setup_timeout > 0 ? setup_timeout : 30 + (double)o.conns / (o.tls ? 200 : 2000);
 
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGINT, on_signal);
@@ -830,7 +848,7 @@ int main(int argc, char **argv)
 	if (rotord) {
 		if (rd_start(&rd, rotord, workers, cpu_server, ncpu_server, o.api_key, o.token_secret,
 			     o.deflate ? "\"websocket\": {\"compression\": true}" : o.tp->rotord_conf,
-			     o.scen == SC_EMULATION) < 0)
+			     o.scen == SC_EMULATION, o.tls) < 0)
 			return 1;
 		server_pid = rd.pid;
 		char u[64];
@@ -926,7 +944,7 @@ int main(int argc, char **argv)
 		pstat_sample(server_pid, &smp.end);
 	smp.sys = smp.sys && pstat_system(&smp.sys1) == 0;
 	double window_s = (double)(w1 - w0) / 1e9;
-	if (o.scen == SC_CONNECT) {     /* up to the last completion */
+	if (bench_storm(o.scen)) {      /* up to the last completion */
 		uint64_t last = 0;
 		for (int i = 0; i < o.procs; i++)
 			if (ch[i].done && ch[i].r.storm_last_ns > last)

@@ -7,6 +7,7 @@
  */
 #include "rd.h"
 #include "pstat.h"
+#include "tlsc.h"
 
 #include <arpa/inet.h>
 #include <ftw.h>
@@ -48,8 +49,8 @@ static int free_port(void)
 	return ntohs(a.sin_port);
 }
 
-/* 1 when GET /health on the port answers 200. */
-static int healthy(int port)
+/* 1 when GET /health on the port answers 200 (over TLS with tls). */
+static int healthy(int port, bool tls)
 {
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
@@ -61,9 +62,12 @@ static int healthy(int port)
 		return 0;
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	static const char req[] = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-	    write(fd, req, sizeof(req) - 1) == (ssize_t)(sizeof(req) - 1)) {
-		ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) {
+		ssize_t n = -1;
+		if (tls)
+			n = tlsc_request(fd, req, sizeof(req) - 1, buf, sizeof(buf) - 1);
+		else if (write(fd, req, sizeof(req) - 1) == (ssize_t)(sizeof(req) - 1))
+			n = read(fd, buf, sizeof(buf) - 1);
 		ok = n >= 12 && memcmp(buf, "HTTP/1.1 200", 12) == 0;
 	}
 	close(fd);
@@ -114,13 +118,17 @@ static int write_config(const struct rd *r, int workers, const char *api_key, co
 		fprintf(stderr, "rotor-bench: fopen(%s) failed: %s\n", path, strerror(errno));
 		return -1;
 	}
+	char tls[512] = "";
+	if (r->tls)
+		snprintf(tls, sizeof(tls), ", \"tls\": {\"enabled\": true, \"cert_pem\": \"%s/cert.pem\", "
+			 "\"key_pem\": \"%s/key.pem\"}", r->dir, r->dir);
 	fprintf(f, "{\n  \"workers\": %d,\n"
-		"  \"http_server\": {\"address\": \"127.0.0.1\", \"port\": %d},\n"
+		"  \"http_server\": {\"address\": \"127.0.0.1\", \"port\": %d%s},\n"
 		"  \"log\": {\"level\": \"warn\", \"file\": \"%s/rotord.log\"},\n"
 		"  \"shm\": {\"dir\": \"%s\"},\n"
 		"  \"pid_file\": \"%s/rotord.pid\",\n"
 		"  \"http_api\": {\"key\": \"%s\"},\n",
-		workers, r->port, r->dir, r->shm, r->dir, api_key);
+		workers, r->port, tls, r->dir, r->shm, r->dir, api_key);
 	if (extra && *extra)
 		fprintf(f, "  %s,\n", extra);
 	if (secret)
@@ -134,9 +142,10 @@ static int write_config(const struct rd *r, int workers, const char *api_key, co
 }
 
 int rd_start(struct rd *r, const char *path, int workers, const int *cpus, int ncpus,
-	     const char *api_key, const char *token_secret, const char *extra, bool presence)
+	     const char *api_key, const char *token_secret, const char *extra, bool presence, bool tls)
 {
 	memset(r, 0, sizeof(*r));
+	r->tls = tls;
 	const char *tmp = getenv("TMPDIR");
 	snprintf(r->dir, sizeof(r->dir), "%s/rotor-bench.XXXXXX", tmp && *tmp ? tmp : "/tmp");
 	if (mkdtemp(r->dir) == NULL) {
@@ -155,7 +164,11 @@ int rd_start(struct rd *r, const char *path, int workers, const int *cpus, int n
 	if (r->shm[0] == 0)
 		snprintf(r->shm, sizeof(r->shm), "%s", r->dir);
 	r->port = free_port();
-	if (r->port < 0 || write_config(r, workers, api_key, token_secret, extra, presence) < 0) {
+	char cert[192], key[192];
+	snprintf(cert, sizeof(cert), "%s/cert.pem", r->dir);
+	snprintf(key, sizeof(key), "%s/key.pem", r->dir);
+	if (r->port < 0 || (tls && tlsc_make_cert(cert, key) < 0) ||
+	    write_config(r, workers, api_key, token_secret, extra, presence) < 0) {
 		rd_stop(r);
 		return -1;
 	}
@@ -206,7 +219,7 @@ int rd_start(struct rd *r, const char *path, int workers, const int *cpus, int n
 			return -1;
 		}
 		pid_t kids[256];
-		if (pstat_children(pid, kids, 256) == workers && healthy(r->port))
+		if (pstat_children(pid, kids, 256) == workers && healthy(r->port, r->tls))
 			return 0;
 		sleep_ms(10);
 	}

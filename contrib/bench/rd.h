@@ -1,7 +1,7 @@
 /*
  * rd.h - a rotord of our own for one benchmark run: a temporary directory
  * with a generated config (a free loopback port, the API key, client.insecure
- * or an HMAC token secret), shm.dir in a temporary directory of /dev/shm
+ * or an HMAC token secret, with TLS a test certificate), shm.dir in a temporary directory of /dev/shm
  * (segments in files on a disk would add writeback to every measurement),
  * the daemon started pinned to the given CPUs, waited for, and stopped by
  * its pid.
@@ -15,6 +15,7 @@
 struct rd {
 	pid_t pid;              /* the master, 0 when not running */
 	int port;
+	bool tls;               /* http_server.tls is on */
 	char dir[128];          /* config, log, pid file */
 	char shm[128];          /* shm.dir: under /dev/shm when there is one */
 };
@@ -25,10 +26,12 @@ struct rd {
  * clients subscribe without namespaces; without, client.insecure. `extra`
  * is more top-level members of the config (a transport's keys: "" for
  * none); with `presence`, channels outside namespaces keep presence and
- * their subscribers may ask for it. Returns 0 or -1 with a message on
- * stderr (the daemon stopped again). */
+ * their subscribers may ask for it. With tls, a self-signed ECDSA P-256
+ * certificate (tlsc.h) in the directory and http_server.tls on, and the
+ * health check over TLS. Returns 0 or -1 with a message on stderr (the
+ * daemon stopped again). */
 int rd_start(struct rd *r, const char *path, int workers, const int *cpus, int ncpus,
-	     const char *api_key, const char *token_secret, const char *extra, bool presence);
+	     const char *api_key, const char *token_secret, const char *extra, bool presence, bool tls);
 
 /* 0 while the daemon runs; -1 once it has exited by itself (then reaped,
  * its log's end printed, r->pid 0). */

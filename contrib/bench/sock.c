@@ -60,12 +60,24 @@
  * thousands of sockets in turn adds its own queueing to the time of the
  * read; the arrival leaves it out.
  *
+ * TLS (sock_tls): each connection has an SSL on two memory BIOs. Whatever
+ * either reader brings (an io_uring buffer or a recvmsg) is written into
+ * the read BIO, and SSL_read moves the plaintext into the shared input
+ * buffer behind the carried-over bytes, where the layer above parses it
+ * as it would a plaintext read; the records stay in the BIO until whole.
+ * sock_write seals through SSL_write into the write BIO, which is then
+ * sent (or queued) as a plaintext write is. The handshake runs in the
+ * same way, non-blocking, between the TCP connect and on_connect, so the
+ * layers above start their own exchanges on an established TLS session
+ * and never see a record.
+ *
  * Source addresses: towards 127.0.0.0/8 each socket binds 127.0.0.k with
  * IP_BIND_ADDRESS_NO_PORT, so the port is picked at connect time per
  * 4-tuple and n addresses give n times the ephemeral port range.
  */
 #include "sock.h"
 #include "bench.h"
+#include "tlsc.h"
 
 #include <errno.h>
 #include <liburing.h>
@@ -83,6 +95,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
 #endif
@@ -96,6 +111,9 @@ static struct ev_loop *S_loop;
 static int S_src_addrs;
 static uint8_t *S_in;
 static uint64_t S_arrival;      /* of the read being handled; 0: unknown */
+static bool S_tls;              /* sock_tls: every new connection speaks TLS */
+static uint8_t *S_rec;          /* TLS: records read by recvmsg, or to send */
+#define REC_CAP (1u << 18)
 
 /* The control space every read asks for: one receive timestamp. */
 #define STAMP_SPACE CMSG_SPACE(sizeof(struct timespec))
@@ -139,6 +157,8 @@ static struct {
 	struct sock *open;      /* every open sock, while reads use the ring */
 	struct sock_reads st;
 } U;
+
+static int send_raw(struct sock *s, const void *p, size_t n);
 
 static struct io_uring_sqe *uring_sqe(void)
 {
@@ -218,6 +238,8 @@ void sock_close(struct sock *s)
 	if (s->armed)
 		uring_disarm(s);
 	s->gen++;
+	SSL_free(s->ssl);
+	s->ssl = NULL;
 	close(s->io.fd);
 	s->state = S_CLOSED;
 	free(s->carry);
@@ -321,12 +343,115 @@ static void consume(struct sock *s, uint8_t *p, size_t n, uint64_t now, uint64_t
 	s->carry_len = (uint32_t)left;
 }
 
+/* ---- TLS ---------------------------------------------------------------- */
+
+int sock_tls(void)
+{
+	S_rec = malloc(REC_CAP);
+	if (S_rec == NULL)
+		abort();
+	if (tlsc_setup() < 0)
+		return -1;
+	S_tls = true;
+	return 0;
+}
+
+/* Sends the records OpenSSL left in s's write BIO. Returns 0, or an errno
+ * value after which s is closed. */
+static int tls_flush(struct sock *s)
+{
+	BIO *wb = SSL_get_wbio(s->ssl);
+	int n;
+	while ((n = BIO_read(wb, S_rec, REC_CAP)) > 0) {
+		int err = send_raw(s, S_rec, (size_t)n);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+/* Runs s's handshake as far as the bytes in its read BIO allow, sending
+ * what it makes; once done, on_connect. Returns true when the handshake
+ * is done and s still open. */
+static bool tls_handshake(struct sock *s)
+{
+	ERR_clear_error();
+	int rc = SSL_do_handshake(s->ssl), err = rc == 1 ? SSL_ERROR_NONE : SSL_get_error(s->ssl, rc);
+	int serr = tls_flush(s);
+	if (serr) {
+		fail(s, serr);
+		return false;
+	}
+	if (err == SSL_ERROR_WANT_READ)
+		return false;
+	if (err != SSL_ERROR_NONE) {
+		ERR_clear_error();
+		fail(s, EPROTO);
+		return false;
+	}
+	s->ops->on_connect(s);
+	return s->state == S_OPEN;
+}
+
+/* After the TCP connect: the SSL, and the ClientHello on its way. */
+static void tls_start(struct sock *s)
+{
+	s->ssl = tlsc_new();
+	if (s->ssl == NULL) {
+		fail(s, ENOMEM);
+		return;
+	}
+	tls_handshake(s);
+}
+
+/* n bytes the socket brought: into s's read BIO, then the handshake or the
+ * plaintext they complete to the layer above, in as few calls as the
+ * input buffer allows. A close_notify is an end of file; a record that
+ * does not decrypt ends s with EPROTO. */
+static void tls_input(struct sock *s, const uint8_t *p, size_t n, uint64_t now, uint64_t arrived)
+{
+	if (BIO_write(SSL_get_rbio(s->ssl), p, (int)n) != (int)n)
+		abort();
+	if (!SSL_is_init_finished(s->ssl) && !tls_handshake(s))
+		return;
+	int err = SSL_ERROR_NONE;
+	ERR_clear_error();
+	while (s->state == S_OPEN && err == SSL_ERROR_NONE) {
+		size_t have = s->carry_len, got;
+		if (have)
+			memcpy(S_in, s->carry, have);
+		while (have < IN_CAP) {
+			int rc = SSL_read_ex(s->ssl, S_in + have, IN_CAP - have, &got);
+			if (rc != 1) {
+				err = SSL_get_error(s->ssl, rc);
+				break;
+			}
+			have += got;
+		}
+		if (have > s->carry_len)
+			consume(s, S_in, have, now, arrived);
+	}
+	if (s->state != S_OPEN)
+		return;
+	int serr = tls_flush(s);        /* a key update's answer, an alert */
+	if (serr)
+		fail(s, serr);
+	else if (err == SSL_ERROR_ZERO_RETURN)
+		fail(s, 0);
+	else if (err != SSL_ERROR_WANT_READ)
+		fail(s, EPROTO);
+	ERR_clear_error();
+}
+
+/* ---- reading ------------------------------------------------------------- */
+
 static void do_read(struct sock *s)
 {
-	size_t have = s->carry_len;
+	size_t have = s->ssl ? 0 : s->carry_len;
+	uint8_t *in = s->ssl ? S_rec : S_in;
 	if (have)
 		memcpy(S_in, s->carry, have);
-	struct iovec iov = { S_in + have, IN_CAP - have };
+	struct iovec iov = { in + have, (s->ssl ? REC_CAP : IN_CAP) - have };
 	union { struct cmsghdr h; char b[STAMP_SPACE]; } cm;
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &cm,
 			      .msg_controllen = sizeof(cm) };
@@ -342,7 +467,10 @@ static void do_read(struct sock *s)
 		return;
 	}
 	uint64_t now = bench_now();
-	consume(s, S_in, have + (size_t)r, now, arrival(&msg, now));
+	if (s->ssl)
+		tls_input(s, S_rec, (size_t)r, now, arrival(&msg, now));
+	else
+		consume(s, S_in, have + (size_t)r, now, arrival(&msg, now));
 }
 
 /* One completion of a multishot recvmsg. */
@@ -377,6 +505,8 @@ static void uring_done(struct io_uring_cqe *cqe)
 			uint64_t now = bench_now(), arrived = arrival(&cm, now);
 			if (n == 0 && !(o->flags & MSG_TRUNC)) {
 				fail(s, 0);
+			} else if (s->ssl) {
+				tls_input(s, p, n, now, arrived);
 			} else if (s->carry_len) {
 				memcpy(S_in, s->carry, s->carry_len);
 				memcpy(S_in + s->carry_len, p, n);
@@ -882,7 +1012,10 @@ static void on_io(struct ev_loop *loop, ev_io *w, int revents)
 			uring_list(s);
 			uring_arm(s);
 		}
-		s->ops->on_connect(s);
+		if (S_tls)
+			tls_start(s);   /* on_connect once the handshake is done */
+		else
+			s->ops->on_connect(s);
 		return;
 	}
 	if (revents & EV_WRITE) {
@@ -929,10 +1062,10 @@ int sock_connect(struct sock *s, const struct sockaddr_in *dst, unsigned k,
 	return 0;
 }
 
-int sock_write(struct sock *s, const void *p, size_t n)
+/* Sends n bytes as they are, queueing what the kernel does not take.
+ * Returns 0, or an errno value after which the sock is closed. */
+static int send_raw(struct sock *s, const void *p, size_t n)
 {
-	if (s->state != S_OPEN)
-		return ENOTCONN;
 	size_t done = 0;
 	if (s->out_len == 0) {
 		while (done < n) {
@@ -966,4 +1099,20 @@ int sock_write(struct sock *s, const void *p, size_t n)
 	s->out_len = (uint32_t)need;
 	set_events(s, EV_READ | EV_WRITE);
 	return 0;
+}
+
+int sock_write(struct sock *s, const void *p, size_t n)
+{
+	if (s->state != S_OPEN)
+		return ENOTCONN;
+	if (s->ssl == NULL)
+		return send_raw(s, p, n);
+	size_t done;
+	ERR_clear_error();
+	if (SSL_write_ex(s->ssl, p, n, &done) != 1 || done != n) {
+		ERR_clear_error();
+		sock_close(s);
+		return EPROTO;
+	}
+	return tls_flush(s);
 }

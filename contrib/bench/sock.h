@@ -13,11 +13,13 @@
 #include <stdint.h>
 
 struct sock;
+struct ssl_st;
 
 /* Callbacks. None of them may free the struct sock; they may sock_close it,
  * after which sock.c touches nothing but its flags. */
 struct sock_ops {
-	/* The TCP connection is established. */
+	/* The TCP connection is established (with sock_tls, and its TLS
+	 * handshake done). */
 	void (*on_connect)(struct sock *s);
 	/* n bytes arrived (with any carried-over ones in front, at p). Returns
 	 * how many it consumed; the rest is carried over to the next call. */
@@ -33,6 +35,7 @@ struct sock {
 	uint8_t *carry, *out;
 	uint32_t carry_len, out_len, out_cap;
 	struct sock *uprev, *unext; /* io_uring: every open sock, for a fallback */
+	struct ssl_st *ssl;     /* with sock_tls: the connection's TLS state */
 	uint16_t gen;           /* io_uring: tells this connection's completions */
 	uint8_t state;
 	uint8_t armed;          /* io_uring: a receive is in flight */
@@ -70,6 +73,12 @@ struct sock_reads {
  * n = 0 lets the kernel choose) and how to read (SOCK_URING...). Call once
  * before anything else. */
 void sock_setup(struct ev_loop *loop, int src_addrs, unsigned uring);
+
+/* From now on every sock_connect of this process speaks TLS: on_connect
+ * comes once the handshake is done, on_data brings plaintext, sock_write
+ * takes plaintext. The server's certificate is not verified. Returns 0, or
+ * -1 with a message on stderr. */
+int sock_tls(void);
 
 /* One iteration of the loop, in place of ev_run(loop, EVRUN_ONCE): with
  * io_uring reads it runs libev without blocking and then sleeps in

@@ -6,20 +6,22 @@
 //   node contrib/bench/suite.js [--runs 5] [--workers 1,2] [--only a,b]
 //        [--rotord src/rotord[,other/rotord...]] [--bench contrib/bench/rotor-bench]
 //        [--readers io_uring[,recvmsg]] [--transports websocket[,http_stream,...]]
-//        [--out DIR]
+//        [--variants plain[,tls]] [--out DIR]
 //
 // --transports runs every client scenario over each transport given
-// (rotor-bench --transport; default websocket); api has no clients and
-// runs once; emulation runs over each of http_stream and sse given, or
+// (rotor-bench --transport; default websocket); api and handshake have no
+// transport and run once; emulation runs over each of http_stream and sse given, or
 // over http_stream when neither is.
 // Several rotord binaries are measured side by side (runs interleaved),
 // for before/after comparisons; so are the generator's two readers with
 // --readers io_uring,recvmsg (recvmsg: rotor-bench --no-uring). A run
 // whose generator did not read the way it was asked (io_uring failed its
 // self-check or stalled: the JSON's generator.reads) is counted in the
-// runs column. Every run's JSON line is kept in DIR (default: a new
+// runs column. So are plain and TLS connections with --variants plain,tls
+// (tls: rotor-bench --tls, rotord with a test certificate). Every run's JSON line is kept in DIR (default: a new
 // directory under /tmp), named SCENARIO-wWORKERS-bBINARY-READER-RUN.json
-// (SCENARIO-TRANSPORT-w... for transports other than websocket).
+// (SCENARIO-TRANSPORT-w... for transports other than websocket, READER-tls
+// for the tls variant).
 // --from DIR[,DIR...] runs nothing and summarises the runs kept there (of
 // the first binary; files without a reader are io_uring's) instead. One
 // worker is pinned to CPU 0
@@ -65,7 +67,12 @@ const SCENARIOS = [
 		['CPU/conn/s', 'server.cpu_us_per_conn_s', 'µs', 1]]],
 	['connect', 'connect -n 10000', [
 		['connects/s', 'connects_per_s', 'k', 1e-3],
-		['rotord CPU', 'server.cpu_pct', '%', 1]]],
+		['rotord CPU', 'server.cpu_pct', '%', 1],
+		['µs/connect', 'server.us_per_connect', '', 1]]],
+	['handshake', 'handshake -n 10000', [
+		['handshakes/s', 'connects_per_s', 'k', 1e-3],
+		['rotord CPU', 'server.cpu_pct', '%', 1],
+		['µs/handshake', 'server.us_per_connect', '', 1]]],
 	['api', 'api --pub-conns 8 -d 5', [
 		['publishes/s', 'api_requests_per_s', 'k', 1e-3],
 		['rotord CPU', 'server.cpu_pct', '%', 1],
@@ -85,7 +92,7 @@ const SCENARIOS = [
 // no client connections (no --transport).
 const EMULATION = ['http_stream', 'sse'];
 function transportsOf(name, asked) {
-	if (name === 'api')
+	if (name === 'api' || name === 'handshake')
 		return [null];
 	if (name === 'emulation') {
 		const t = asked.filter((x) => EMULATION.includes(x));
@@ -96,12 +103,14 @@ function transportsOf(name, asked) {
 
 // A kept run's file name without the run number and ".json".
 function stem(c) {
-	return `${c.name}${c.transport && c.transport !== 'websocket' ? `-${c.transport}` : ''}-w${c.w}-b${c.bi}-${c.reader}`;
+	return `${c.name}${c.transport && c.transport !== 'websocket' ? `-${c.transport}` : ''}-w${c.w}-b${c.bi}-${c.reader}` +
+		`${c.variant === 'plain' ? '' : `-${c.variant}`}`;
 }
 
 function args() {
 	const o = { runs: 5, workers: [1, 2], only: null, rotord: ['src/rotord'],
-		bench: 'contrib/bench/rotor-bench', readers: ['io_uring'], transports: ['websocket'], out: null };
+		bench: 'contrib/bench/rotor-bench', readers: ['io_uring'], transports: ['websocket'], variants: ['plain'],
+		out: null };
 	const a = process.argv.slice(2);
 	for (let i = 0; i < a.length; i++) {
 		const v = a[i + 1];
@@ -113,6 +122,7 @@ function args() {
 		case '--bench': o.bench = v; i++; break;
 		case '--readers': o.readers = v.split(','); i++; break;
 		case '--transports': o.transports = v.split(','); i++; break;
+		case '--variants': o.variants = v.split(','); i++; break;
 		case '--out': o.out = v; i++; break;
 		case '--from': o.from = v.split(','); i++; break;
 		default:
@@ -124,11 +134,15 @@ function args() {
 		throw new Error('--runs and --workers must be positive');
 	if (o.readers.some((r) => !READERS[r]))
 		throw new Error(`--readers: ${Object.keys(READERS).join(', ')}`);
+	if (o.variants.some((v) => !VARIANTS[v]))
+		throw new Error(`--variants: ${Object.keys(VARIANTS).join(', ')}`);
 	return o;
 }
 
 // The generator's readers: rotor-bench arguments.
 const READERS = { io_uring: [], recvmsg: ['--no-uring'] };
+// The connections' variants: rotor-bench arguments.
+const VARIANTS = { plain: [], tls: ['--tls'] };
 
 function get(obj, dotted) {
 	return dotted.split('.').reduce((x, k) => (x == null ? undefined : x[k]), obj);
@@ -163,21 +177,23 @@ function main() {
 			for (const w of o.workers)
 				for (const [bi, bin] of o.rotord.entries())
 					for (const reader of o.readers)
-						cases.push({ name, cmd, metrics, transport, w, bi, bin, reader, got: [] });
+						for (const variant of o.variants)
+							cases.push({ name, cmd, metrics, transport, w, bi, bin, reader, variant, got: [] });
 	}
 	// --from: the tables of runs kept by earlier invocations (one rotord).
 	for (const dir of o.from || []) {
 		for (const f of fs.readdirSync(dir)) {
 			const c = cases.find((x) => x.bi === 0 && new RegExp(
 				`^${x.name}${x.transport && x.transport !== 'websocket' ? `-${x.transport}` : ''}-w${x.w}-` +
-				`(b0-)?${x.reader === 'io_uring' ? '(io_uring-)?' : `${x.reader}-`}\\d+\\.json$`).test(f));
+				`(b0-)?${x.reader === 'io_uring' ? '(io_uring-)?' : `${x.reader}-`}` +
+				`${x.variant === 'plain' ? '' : `${x.variant}-`}\\d+\\.json$`).test(f));
 			if (c)
 				c.got.push(JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')));
 		}
 	}
 	// Round by round, every case once per round: a slow spell of the
 	// machine then touches every scenario a little, not one scenario's
-	// every run. The variants of one scenario (binaries, readers) run back
+	// every run. The variants of one scenario (binaries, readers, TLS) run back
 	// to back and take turns going first: here the second of two such runs
 	// was measurably slower (BENCHMARKS.md, "Transports").
 	const groups = [];
@@ -191,8 +207,9 @@ function main() {
 	for (let r = 1; r <= (o.from ? 0 : o.runs); r++) {
 		for (const c of groups.flatMap((g) => g.map((_, k) => g[(k + r - 1) % g.length]))) {
 			const argv = [...c.cmd.split(' '), '--rotord', c.bin, '--workers', String(c.w), ...pins(c.w),
-				...READERS[c.reader], ...(c.transport ? ['--transport', c.transport] : []), '-q'];
-			process.stderr.write(`${c.name} ${c.transport || ''} w${c.w} ${c.reader} run ${r}/${o.runs}: ` +
+				...READERS[c.reader], ...VARIANTS[c.variant], ...(c.transport ? ['--transport', c.transport] : []),
+				'-q'];
+			process.stderr.write(`${c.name} ${c.transport || ''} w${c.w} ${c.reader} ${c.variant} run ${r}/${o.runs}: ` +
 				`${o.bench} ${argv.join(' ')}\n`);
 			const p = spawnSync(o.bench, argv, { encoding: 'utf8', maxBuffer: 1 << 24 });
 			const line = (p.stdout || '').trim().split('\n').pop();
@@ -204,13 +221,14 @@ function main() {
 			c.got.push(JSON.parse(line));
 		}
 	}
-	const many = o.rotord.length > 1, readers = o.readers.length > 1;
+	const many = o.rotord.length > 1, readers = o.readers.length > 1, variants = o.variants.length > 1;
 	const tcol = cases.some((c) => c.transport && c.transport !== 'websocket');
 	if (!o.from)
 		console.log(`Runs kept in ${out}\n`);
-	console.log(`| scenario |${tcol ? ' transport |' : ''} workers |${many ? ' rotord |' : ''}${readers ? ' reads |' : ''} ` +
-		`runs | median (min–max) |`);
-	console.log(`| --- |${tcol ? ' --- |' : ''} --- |${many ? ' --- |' : ''}${readers ? ' --- |' : ''} --- | --- |`);
+	console.log(`| scenario |${tcol ? ' transport |' : ''} workers |${many ? ' rotord |' : ''}${readers ? ' reads |' : ''}` +
+		`${variants ? ' variant |' : ''} runs | median (min–max) |`);
+	console.log(`| --- |${tcol ? ' --- |' : ''} --- |${many ? ' --- |' : ''}${readers ? ' --- |' : ''}` +
+		`${variants ? ' --- |' : ''} --- | --- |`);
 	for (const c of cases) {
 		if (o.from && c.got.length === 0)
 			continue;       // a worker count the kept runs do not have
@@ -224,7 +242,7 @@ function main() {
 		const runs = (o.from ? `${c.got.length}` : `${c.got.length}/${o.runs}`) +
 			(other ? ` (${other} not read by ${c.reader})` : '');
 		console.log(`| ${c.name} |${tcol ? ` ${c.transport || '-'} |` : ''} ${c.w} |${many ? ` ${c.bin} |` : ''}` +
-			`${readers ? ` ${c.reader} |` : ''} ${runs} | ${cells.join('; ')} |`);
+			`${readers ? ` ${c.reader} |` : ''}${variants ? ` ${c.variant} |` : ''} ${runs} | ${cells.join('; ')} |`);
 	}
 }
 

@@ -305,6 +305,41 @@ test('failures are reported: no server means errors and exit 1', async () => {
   assert.ok(r.json && r.json.errors.connect > 0, `connect errors: ${r.stdout}`);
 });
 
+// --tls: rotor-bench gives its rotord a self-signed certificate and every
+// connection (subscribers, the POST pool, API publishers, the health
+// check) speaks TLS through sock.c.
+test('--tls: fanout over WebSocket and the POST transports, API publishes and a handshake storm', async () => {
+  for (const t of ['websocket', 'http_stream', 'sockjs-xhr-streaming']) {
+    const j = ok(await own('fanout', ['-n', '30', '--tls', '--transport', t]), `fanout --tls over ${t}`);
+    assert.strictEqual(j.tls, true);
+    assert.strictEqual(j.subscribed, 30, `${t}: subscribed`);
+    assert.ok(j.deliveries > 0, `${t}: deliveries`);
+    assert.strictEqual(j.deliveries_all, j.expected, `${t}: deliveries equal publications x subscribers`);
+  }
+  let j = ok(await own('fanout', ['-n', '20', '--tls', '--no-uring']), 'fanout --tls --no-uring');
+  assert.strictEqual(j.generator.reads, 'recvmsg');
+  assert.strictEqual(j.deliveries_all, j.expected);
+  j = ok(await own('api', ['--tls', '--pub-conns', '2', '--pipeline', '4']), 'api --tls');
+  assert.ok(j.api_requests > 0 && j.api_errors === 0, 'publishes over TLS');
+  j = ok(await own('handshake', ['-n', '100', '--tls', '--warmup', '0']), 'handshake --tls');
+  assert.strictEqual(j.connects, 100);
+  assert.ok(j.server.us_per_connect > 0, 'rotord CPU per handshake');
+});
+
+test('handshake: bare TCP connects; --tls against a plaintext port fails every handshake, exit 1', async () => {
+  const j = ok(await own('handshake', ['-n', '50', '--warmup', '0']), 'handshake');
+  assert.strictEqual(j.connects, 50);
+  const d = await new Rotord({ client: { insecure: true } }, { workers: 1 }).start();
+  try {
+    const t = await bench(['handshake', '--url', `https://127.0.0.1:${d.port}`, '-n', '5', '-d', '2', '--warmup', '0']);
+    assert.strictEqual(t.code, 1);
+    assert.strictEqual(t.json.tls, true, 'https:// implies --tls');
+    assert.strictEqual(t.json.errors.handshake, 5, `handshake errors: ${t.stdout}`);
+  } finally {
+    await d.stop();
+  }
+});
+
 test('SIGINT ends a long run early, with a report', async () => {
   const r = await own('fanout', ['-n', '10', '-d', '60'], {
     onSpawn: (child) => setTimeout(() => child.kill('SIGINT'), 1500),
