@@ -37,6 +37,7 @@
 #include "config.h"
 #include "conn.h"
 #include "worker.h"
+#include "tls13.h"
 #include "log.h"
 #include "util.h"
 #include <assert.h>
@@ -468,13 +469,19 @@ enum {
 	TLS_READY = 0x1,   /* handshake done: plaintext flows */
 	TLS_NOTIFY = 0x2,  /* close_notify made */
 	TLS_FAILED = 0x4,  /* no more OpenSSL calls (a fatal error) */
+	TLS_OWN = 0x8,     /* TLS 1.3 records sealed and opened here (tls13.h) */
 };
 
 struct conn_tls {
 	SSL_CTX *ctx;         /* until the first record is whole: then SSL */
 	char *hello;          /* the first record's bytes so far */
 	size_t hello_len;
-	SSL *ssl;
+	SSL *ssl;             /* until TLS_OWN */
+	struct tls13 *k13;    /* the TLS 1.3 keys (from the handshake on) */
+	uint8_t *raw;         /* TLS_OWN: records read, not yet delivered */
+	size_t raw_len;       /* bytes in raw */
+	size_t rec_len;       /* the opened record at the front (0: none) */
+	size_t pt_off, pt_len; /* its content not yet delivered */
 	struct conn_out *ct;  /* records not yet sent */
 	size_t reserve;       /* while sealing: room for the records to come */
 	uint32_t flags;
@@ -624,6 +631,7 @@ static bool tls_make(struct conn *c)
 	}
 	BIO_set_mem_eof_return(hello, -1); /* empty: "retry", not EOF */
 	BIO_set_data(wb, c);
+	SSL_set_app_data(ssl, c); /* for conn_tls_keylog */
 	SSL_set_bio(ssl, hello, wb);
 	SSL_set_accept_state(ssl);
 	t->ssl = ssl;
@@ -658,6 +666,8 @@ static void tls_free(struct conn *c)
 	SSL_free(c->tls->ssl);
 	SSL_CTX_free(c->tls->ctx);
 	free(c->tls->hello);
+	tls13_free(c->tls->k13);
+	free(c->tls->raw);
 	free(c->tls);
 	c->tls = NULL;
 }
@@ -677,6 +687,27 @@ static size_t gather(const struct conn *c, char *buf, size_t max)
 	return n;
 }
 
+/* Seals N bytes of content TYPE at P into a TLS 1.3 record at the end of
+ * CT, updating the write key when it is due; false if the cipher failed. */
+static bool own_seal(struct conn *c, uint8_t type, const void *p, size_t n)
+{
+	static uint8_t rec[TLS13_PLAIN_MAX + TLS13_OVERHEAD];
+	static const uint8_t key_update[] = { 24, 0, 0, 1, 0 }; /* update_not_requested */
+	struct conn_tls *t = c->tls;
+	size_t len = tls13_seal(t->k13, type, p, n, rec);
+
+	if (len == 0)
+		return false;
+	q_append(&t->ct, rec, len, t->reserve > COPY_BUF_MIN ? t->reserve : COPY_BUF_MIN);
+	if (tls13_update_due(t->k13)) {
+		if ((len = tls13_seal(t->k13, TLS13_HANDSHAKE, key_update, sizeof(key_update), rec)) == 0)
+			return false;
+		q_append(&t->ct, rec, len, COPY_BUF_MIN);
+		tls13_update(t->k13, true);
+	}
+	return true;
+}
+
 /* Seals up to SEAL_MAX bytes of queued plaintext into CT. */
 static void tls_seal(struct conn *c)
 {
@@ -687,15 +718,16 @@ static void tls_seal(struct conn *c)
 	t->reserve = want + (want / TLS_RECORD + 1) * TLS_SLACK;
 	while (want > 0) {
 		const struct conn_seg *s = &c->out->seg[c->out->head];
-		size_t n = want < TLS_RECORD ? want : TLS_RECORD, wrote;
+		size_t n = want < TLS_RECORD ? want : TLS_RECORD, wrote = n;
 		const char *p;
 
 		/* A message as large as the record is sealed where it is. */
 		if (s->len >= n)
 			p = s->b->data + s->off;
 		else
-			p = scratch, n = gather(c, scratch, n);
-		if (SSL_write_ex(t->ssl, p, n, &wrote) != 1 || wrote != n) {
+			p = scratch, n = gather(c, scratch, n), wrote = n;
+		if ((t->flags & TLS_OWN) ? !own_seal(c, TLS13_DATA, p, n)
+					 : SSL_write_ex(t->ssl, p, n, &wrote) != 1 || wrote != n) {
 			log_debug("conn fd %d (%s): TLS write failed: %s", c->fd, c->ops->name,
 				  ERR_reason_error_string(ERR_get_error()));
 			ERR_clear_error();
@@ -738,11 +770,20 @@ static void tx_consume(struct conn *c, size_t n)
 		out_consume(c, n);
 }
 
-/* Whether OpenSSL holds read bytes that no readiness event will report. */
+/* Whether OpenSSL, or C's own record buffer, holds read bytes that no
+ * readiness event will report. */
 static bool tls_pending(const struct conn *c)
 {
-	return c->tls && (c->tls->flags & (TLS_READY | TLS_FAILED)) == TLS_READY &&
-	       SSL_has_pending(c->tls->ssl);
+	const struct conn_tls *t = c->tls;
+
+	if (!t || (t->flags & (TLS_READY | TLS_FAILED)) != TLS_READY)
+		return false;
+	if (t->flags & TLS_OWN) {
+		long len = t->raw_len ? tls13_record_len(t->raw, t->raw_len) : 0;
+
+		return t->pt_len > 0 || (len > 0 && (size_t)len <= t->raw_len) || len < 0;
+	}
+	return SSL_has_pending(t->ssl);
 }
 
 /* A failed handshake or record: closes C. */
@@ -764,6 +805,134 @@ static void tls_fail(struct conn *c, int err)
 		conn_close(c);
 }
 
+/* A handshake message of the client after the handshake: KeyUpdate
+ * (answered with ours when it asks) or the end (anything else). */
+static bool own_handshake(struct conn *c, const uint8_t *p, size_t n)
+{
+	static const uint8_t key_update[] = { 24, 0, 0, 1, 0 };
+	struct conn_tls *t = c->tls;
+
+	while (n >= 4) {
+		size_t len = (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
+
+		if (p[0] != 24 || len != 1 || n < 5 || p[4] > 1)
+			return false;
+		tls13_update(t->k13, false);
+		if (p[4] == 1) { /* update_requested: ours, then our new key */
+			if (!own_seal(c, TLS13_HANDSHAKE, key_update, sizeof(key_update)))
+				return false;
+			tls13_update(t->k13, true);
+			tls_kick(c);
+		}
+		p += 5;
+		n -= 5;
+	}
+	return n == 0;
+}
+
+/* Drops the record at the front of RAW (delivered or handled). */
+static void own_drop(struct conn_tls *t)
+{
+	t->raw_len -= t->rec_len;
+	memmove(t->raw, t->raw + t->rec_len, t->raw_len);
+	t->rec_len = t->pt_len = 0;
+	if (t->raw_len == 0) {
+		free(t->raw);
+		t->raw = NULL;
+	}
+}
+
+/* tls_read after TLS_OWN: delivers the content of the records read, one
+ * read(2) per call (each record opened in place in RAW, which holds at
+ * most one record and the start of the next, and only while it does). */
+static ssize_t own_read(struct conn *c, char *buf, size_t n)
+{
+	struct conn_tls *t = c->tls;
+	bool have_read = false;
+
+	for (;;) {
+		if (t->pt_len) {
+			size_t k = t->pt_len < n ? t->pt_len : n;
+
+			memcpy(buf, t->raw + t->pt_off, k);
+			t->pt_off += k;
+			t->pt_len -= k;
+			if (t->pt_len == 0)
+				own_drop(t);
+			return (ssize_t)k;
+		}
+		long len = t->raw_len ? tls13_record_len(t->raw, t->raw_len) : 0;
+		if (len < 0)
+			goto bad;
+		if (len > 0 && (size_t)len <= t->raw_len) {
+			uint8_t *content, type;
+			size_t clen;
+
+			if (!tls13_open(t->k13, t->raw, (size_t)len, &content, &clen, &type))
+				goto bad;
+			t->rec_len = (size_t)len;
+			if (type == TLS13_DATA) {
+				t->pt_off = (size_t)(content - t->raw);
+				t->pt_len = clen;
+				if (clen == 0)
+					own_drop(t);
+				continue;
+			}
+			if (type == TLS13_ALERT && clen == 2 && content[1] == 0)
+				return 0; /* close_notify */
+			if (type != TLS13_HANDSHAKE || !own_handshake(c, content, clen))
+				goto bad;
+			own_drop(t);
+			continue;
+		}
+		if (have_read)
+			break; /* one read per readiness event */
+		if (!t->raw)
+			t->raw = xmalloc(TLS13_HEADER + TLS13_CIPHER_MAX);
+		ssize_t k = read(c->fd, t->raw + t->raw_len, TLS13_HEADER + TLS13_CIPHER_MAX - t->raw_len);
+		if (k <= 0) {
+			if (t->raw_len == 0) {
+				free(t->raw);
+				t->raw = NULL;
+			}
+			return k; /* EOF (without close_notify, as browsers do), or errno */
+		}
+		t->raw_len += (size_t)k;
+		have_read = true;
+	}
+	errno = EAGAIN;
+	return -1;
+bad:
+	log_debug("conn fd %d (%s): bad TLS record", c->fd, c->ops->name);
+	t->flags |= TLS_FAILED;
+	conn_close(c);
+	errno = EAGAIN;
+	return -1;
+}
+
+/* After OpenSSL's handshake: TLS 1.3 with an AEAD suite goes on without
+ * OpenSSL's state (tls13.h), anything else with it (and read-ahead). */
+static void tls_established(struct conn_tls *t)
+{
+	if (tls13_start(t->k13, t->ssl) && !SSL_has_pending(t->ssl)) {
+		SSL_free(t->ssl);
+		t->ssl = NULL;
+		t->flags |= TLS_OWN;
+		return;
+	}
+	tls13_free(t->k13);
+	t->k13 = NULL;
+	SSL_set_read_ahead(t->ssl, 1);
+}
+
+void conn_tls_keylog(const struct ssl_st *ssl, const char *line)
+{
+	struct conn *c = SSL_get_app_data(ssl);
+
+	if (c && c->tls)
+		tls13_keylog(&c->tls->k13, line);
+}
+
 /* As read(2) for a TLS conn: runs the handshake until it is done, then
  * reads plaintext. -1 with errno EAGAIN when there is nothing yet (or C
  * was closed or shut down here). */
@@ -773,6 +942,8 @@ static ssize_t tls_read(struct conn *c, char *buf, size_t n)
 	size_t got = 0;
 	int rc, err;
 
+	if (t->flags & TLS_OWN)
+		return own_read(c, buf, n);
 	if (!t->ssl && (!tls_hello(c) || !tls_make(c))) {
 		errno = EAGAIN;
 		return -1;
@@ -792,6 +963,9 @@ static ssize_t tls_read(struct conn *c, char *buf, size_t n)
 			return -1;
 		}
 		t->flags |= TLS_READY;
+		tls_established(t);
+		if (t->flags & TLS_OWN)
+			return own_read(c, buf, n);
 	}
 	ERR_clear_error();
 	rc = SSL_read_ex(t->ssl, buf, n, &got);
@@ -820,9 +994,15 @@ static bool tls_notify(struct conn *c)
 	if ((t->flags & (TLS_READY | TLS_NOTIFY | TLS_FAILED)) != TLS_READY)
 		return false;
 	t->flags |= TLS_NOTIFY;
-	ERR_clear_error();
-	(void)SSL_shutdown(t->ssl);
-	ERR_clear_error();
+	if (t->flags & TLS_OWN) {
+		static const uint8_t close_notify[] = { 1, 0 };
+
+		(void)own_seal(c, TLS13_ALERT, close_notify, sizeof(close_notify));
+	} else {
+		ERR_clear_error();
+		(void)SSL_shutdown(t->ssl);
+		ERR_clear_error();
+	}
 	tls_kick(c);
 	return t->ct != NULL;
 }

@@ -115,6 +115,7 @@ struct conn_ops {
 struct conn_out; /* the output queue (conn.c) */
 struct conn_tls; /* a TLS connection's state (conn.c) */
 struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
+struct ssl_st;     /* OpenSSL's SSL */
 
 /* Fields are conn.c's; other files may read w, fd, in, in_len and
  * out_bytes, and own ud. */
@@ -153,6 +154,11 @@ struct conn *conn_new(struct worker *w, int fd, const struct conn_ops *ops, void
  * sealed into records at the flush point, as many as fit in one send. The
  * layer's deadline bounds the handshake too (http.c's header timeout). */
 void conn_start_tls(struct conn *c, struct ssl_ctx_st *ctx);
+
+/* OpenSSL's key-log callback for the contexts of conn_start_tls (tls.c sets
+ * it): keeps a connection's TLS 1.3 traffic secrets, so that conn.c can
+ * seal and open its records itself once the handshake is done. */
+void conn_tls_keylog(const struct ssl_st *ssl, const char *line);
 
 /* For a connection another worker read from and handed over (handoff.c):
  * gives the LEN bytes it had read to C's layer at once, as if just read,

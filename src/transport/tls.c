@@ -20,6 +20,7 @@
 #include "tls.h"
 #include "b64.h"
 #include "conf.h"
+#include "conn.h"
 #include "log.h"
 #include "util.h"
 #include "worker.h"
@@ -266,9 +267,11 @@ static SSL_CTX *ctx_build(const char *p, const char *cert, const char *key, cons
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF |
 				 SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-	SSL_CTX_set_read_ahead(ctx, 1);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-	SSL_CTX_set_num_tickets(ctx, 1);
+	/* No TLS 1.3 tickets and no read-ahead during the handshake: then
+	 * OpenSSL's state can be dropped when it is done (conn.c, tls13.h). */
+	SSL_CTX_set_num_tickets(ctx, 0);
+	SSL_CTX_set_keylog_callback(ctx, conn_tls_keylog);
 	SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
 	SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
 	if (secret)

@@ -10,6 +10,9 @@
  *     records, partial sends, EV_WRITE);
  *   - records that arrive together (OpenSSL reads ahead): each delivered;
  *   - conn_shutdown: what was queued, then close_notify;
+ *   - a ClientHello one byte at a time, and bytes that are no TLS;
+ *   - every TLS 1.3 suite on conn.c's own records (tls13.h) with a
+ *     KeyUpdate both ways, TLS 1.2 on OpenSSL's, a tampered record;
  *   - plain HTTP on the TLS conn: Go's 400 in plain text, then EOF;
  *   - a reload with the same certificate keeps the context, a new one
  *     replaces it for new connections only.
@@ -322,6 +325,84 @@ static void test_trickled_hello(void)
 	close(fd);
 }
 
+/* Each suite and version: TLS 1.3's AEAD suites run on conn.c's own
+ * records after the handshake (tls13.h), TLS 1.2 on OpenSSL's; the
+ * client's KeyUpdate (asking for ours) is followed on both sides. */
+static void test_suites(void)
+{
+	static const struct {
+		const char *suite; /* TLS 1.3 */
+		bool tls12;
+	} cases[] = {
+		{ "TLS_AES_128_GCM_SHA256", false },
+		{ "TLS_AES_256_GCM_SHA384", false },
+		{ "TLS_CHACHA20_POLY1305_SHA256", false },
+		{ NULL, true },
+	};
+
+	for (size_t i = 0; i < ROTOR_ARRAY_LEN(cases); i++) {
+		const char *name = cases[i].suite ? cases[i].suite : "TLS 1.2";
+		struct conn *c;
+		bool hs;
+		SSL *s;
+		char buf[64];
+		long n;
+
+		SSL_CTX_set_max_proto_version(cctx, cases[i].tls12 ? TLS1_2_VERSION : 0);
+		if (cases[i].suite)
+			SSL_CTX_set_ciphersuites(cctx, cases[i].suite);
+		s = connect_tls(&c, &hs);
+		ok(hs, "%s: handshake", name);
+		ok(cases[i].tls12 ? SSL_version(s) == TLS1_2_VERSION
+				  : strcmp(SSL_CIPHER_get_name(SSL_get_current_cipher(s)), cases[i].suite) == 0,
+		   "%s: negotiated", name);
+		for (int round = 0; round < 3; round++) {
+			char msg[32];
+			int len = snprintf(msg, sizeof(msg), "round %d", round);
+
+			if (round == 1 && !cases[i].tls12)
+				ok(SSL_key_update(s, SSL_KEY_UPDATE_REQUESTED) == 1, "%s: KeyUpdate asked", name);
+			SSL_write(s, msg, len);
+			n = tls_recv(s, buf, sizeof(buf));
+			ok(n == len && memcmp(buf, msg, (size_t)len) == 0, "%s: echo %d", name, round);
+		}
+		if (!cases[i].tls12)
+			ok(SSL_get_key_update_type(s) == SSL_KEY_UPDATE_NONE,
+			   "%s: the client's KeyUpdate went out (echoes after it: both sides followed)", name);
+		size_t open_before = w.nconns;
+		SSL_shutdown(s); /* close_notify from the client: an EOF */
+		spin();
+		is_int(w.nconns, open_before - 1, "%s: closed after the client's close_notify", name);
+		close_client(s);
+	}
+	SSL_CTX_set_max_proto_version(cctx, 0);
+	SSL_CTX_set_ciphersuites(cctx, "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256");
+}
+
+/* A record changed on the way does not authenticate: the end. */
+static void test_tampered(void)
+{
+	struct conn *c;
+	bool hs;
+	SSL *s = connect_tls(&c, &hs);
+	BIO *mem = BIO_new(BIO_s_mem()), *sock = SSL_get_wbio(s);
+	char *p;
+	long n;
+	bool eof = false;
+
+	ok(hs, "handshake");
+	BIO_up_ref(sock);
+	SSL_set0_wbio(s, mem);
+	SSL_write(s, "secret", 6);
+	n = BIO_get_mem_data(mem, &p);
+	p[n - 1] ^= 1; /* the tag */
+	ok(write(SSL_get_fd(s), p, (size_t)n) == n, "a record with a flipped bit");
+	SSL_set0_wbio(s, sock);
+	free(recv_avail(SSL_get_fd(s), &eof, NULL));
+	ok(eof, "closed");
+	close_client(s);
+}
+
 static void test_plain_http(void)
 {
 	struct conn *c;
@@ -386,6 +467,8 @@ int main(void)
 	test_records_together();
 	test_shutdown();
 	test_trickled_hello();
+	test_suites();
+	test_tampered();
 	test_plain_http();
 	test_reload(cert, key);
 
