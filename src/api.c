@@ -673,9 +673,8 @@ static int exec_history(struct api_ctx *x, const struct api_req *r, struct jw *o
 		return API_UNKNOWN_CHANNEL;
 	if (!chan_has_history(o))
 		return API_NOT_AVAILABLE;
-	if (r->since_epoch.n >= sizeof(epoch))
+	if (!pstr_copy(epoch, sizeof(epoch), r->since_epoch))
 		return API_UNRECOVERABLE; /* no epoch is that long */
-	memcpy(epoch, r->since_epoch.p, r->since_epoch.n);
 	struct hist_query q = {
 		.limit = r->limit, .reverse = r->reverse, .has_since = r->has_since,
 		.since_offset = r->since_offset, .since_epoch = epoch,

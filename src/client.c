@@ -509,10 +509,8 @@ static int position(struct client *c, struct pstr ch, const struct chan_opts *o,
 		.meta_ttl_ms = (uint64_t)o->history_meta_ttl_ms,
 	};
 	char want_epoch[64] = "";
-	if (rq->epoch.n && rq->epoch.n < sizeof(want_epoch)) {
-		memcpy(want_epoch, rq->epoch.p, rq->epoch.n);
+	if (rq->epoch.n && pstr_copy(want_epoch, sizeof(want_epoch), rq->epoch))
 		q.since_epoch = want_epoch;
-	}
 	if (node_history(S.w, ch, &q, h) != RT_OK)
 		return 100;
 	pos->top = h->top;
@@ -1209,11 +1207,10 @@ static void cmd_history(struct client *c, const struct cmd *cmd)
 	int32_t limit = cmd->history.limit;
 	if (cap > 0 && (limit < 0 || limit > cap))
 		limit = (int32_t)cap;
-	if (cmd->history.since_epoch.n >= sizeof(epoch)) {
+	if (!pstr_copy(epoch, sizeof(epoch), cmd->history.since_epoch)) {
 		reply_error(c, cmd->id, 112); /* no epoch is that long */
 		return;
 	}
-	memcpy(epoch, cmd->history.since_epoch.p, cmd->history.since_epoch.n);
 	struct hist_query q = {
 		.limit = limit, .reverse = cmd->history.reverse, .has_since = cmd->history.has_since,
 		.since_offset = cmd->history.since_offset, .since_epoch = epoch,
