@@ -641,7 +641,8 @@ static void free_pending(struct pending_sub *v, size_t n)
 }
 
 /* Collects the server-side channels of a connection token: `subs` (with
- * per-channel info and override) wins over `channels`. */
+ * per-channel info and override) wins over `channels`. A channel named ""
+ * in either is left out, as Centrifugo does. */
 static size_t token_channels(const json_t *claims, struct pstr token, struct pending_sub **out)
 {
 	const json_t *subs = json_object_get(claims, "subs");
@@ -654,6 +655,8 @@ static size_t token_channels(const json_t *claims, struct pstr token, struct pen
 		const json_t *item;
 		v = xcalloc(json_object_size(subs), sizeof(*v));
 		json_object_foreach((json_t *)subs, name, item) {
+			if (*name == '\0')
+				continue; /* as Centrifugo: no channel "", like in channels */
 			v[n].channel = xstrdup(name);
 			v[n].ov = parse_override(json_object_get(item, "override"));
 			const char *b64 = json_string_value(json_object_get(item, "b64info"));
