@@ -447,7 +447,10 @@ static int publish_to(struct api_ctx *x, struct pstr ch, struct pstr data, const
 	p.ntags = r->tags.n;
 	p.skip_history = r->skip_history;
 	p.idempotency_key = r->idempotency_key;
-	if (node_publish(x->w, &p, &res) != RT_OK) {
+	int rc = node_publish(x->w, &p, &res);
+	if (rc == RT_INVAL)
+		return API_BAD_REQUEST;
+	if (rc != RT_OK) {
 		log_error("api: publishing to %.*s failed", (int)ch.n, ch.p);
 		return API_INTERNAL;
 	}
@@ -673,6 +676,8 @@ static int exec_history(struct api_ctx *x, const struct api_req *r, struct jw *o
 		return API_UNKNOWN_CHANNEL;
 	if (!chan_has_history(o))
 		return API_NOT_AVAILABLE;
+	if (!node_history_fits(x->w, r->channel))
+		return API_BAD_REQUEST;
 	if (!pstr_copy(epoch, sizeof(epoch), r->since_epoch))
 		return API_UNRECOVERABLE; /* no epoch is that long */
 	struct hist_query q = {
@@ -702,6 +707,8 @@ static int exec_history_remove(struct api_ctx *x, const struct api_req *r, struc
 		return API_UNKNOWN_CHANNEL;
 	if (!chan_has_history(o))
 		return API_NOT_AVAILABLE;
+	if (!node_history_fits(x->w, r->channel))
+		return API_BAD_REQUEST;
 	if (node_history_remove(x->w, r->channel) != RT_OK)
 		return API_INTERNAL;
 	jw_lit(out, "{}");

@@ -480,8 +480,8 @@ static bool pstr_is(struct pstr a, const char *s)
  * recovering from the position in RQ when it asks to (client-protocol.md
  * 6.3; cache mode reads the latest publication only). Recovered
  * publications go into H, which must outlive R. Returns 0; 112 when
- * recovery failed and RQ rejects unrecovered positions; 100 when the
- * history could not be read. */
+ * recovery failed and RQ rejects unrecovered positions; 107 when CH is
+ * too long to have a stream; 100 when the history could not be read. */
 static int position(struct client *c, struct pstr ch, const struct chan_opts *o,
 		    const struct chan_sub_opts *so, const struct sub_req *rq, struct sub_result *r,
 		    struct node_history *h, struct sub_pos *pos)
@@ -491,6 +491,8 @@ static int position(struct client *c, struct pstr ch, const struct chan_opts *o,
 	memset(pos, 0, sizeof(*pos));
 	if (!so->positioning && !so->recovery)
 		return 0;
+	if (!node_history_fits(S.w, ch))
+		return 107;
 	if (!recover || !so->recovery) {
 		if (node_history_top(S.w, ch, (uint64_t)o->history_meta_ttl_ms, &pos->top, pos->epoch) != RT_OK)
 			return 100;
@@ -1179,8 +1181,8 @@ static void cmd_publish(struct client *c, const struct cmd *cmd)
 	struct node_pub p = { .channel = ch, .data = cmd->publish.data, .info = &ci };
 	chan_pub_history(o, &p);
 	struct node_pub_result pr;
-	if (node_publish(S.w, &p, &pr) != RT_OK) {
-		reply_error(c, cmd->id, 100);
+	if ((rc = node_publish(S.w, &p, &pr)) != RT_OK) {
+		reply_error(c, cmd->id, rc == RT_INVAL ? 107 : 100);
 		return;
 	}
 	S.out.len = 0;
@@ -1202,6 +1204,8 @@ static void cmd_history(struct client *c, const struct cmd *cmd)
 		return;
 	}
 	int rc = chan_check_history(S.chans, ch, pstr_c(c->user), find_sub(c, ch) != NULL, &o);
+	if (rc == CHAN_OK && !node_history_fits(S.w, ch))
+		rc = 107;
 	if (rc != CHAN_OK) {
 		reply_error(c, cmd->id, (uint32_t)rc);
 		return;

@@ -235,6 +235,8 @@ int node_publish(struct worker *w, const struct node_pub *p, struct node_pub_res
 	hp.tags = tags;
 	struct hist_opts o = { p->history_size, p->history_ttl_ms, p->history_meta_ttl_ms };
 	int err = hist_encode(&hrec, &hp) < 0 ? ENOMEM : hist_append_check(w->ctab, p->channel.n, &o, &hrec);
+	if (err == ENAMETOOLONG)
+		return RT_INVAL; /* the caller's bad request: !node_history_fits */
 	if (err != 0) {
 		log_warn("history: cannot keep a %zu-byte publication to a %zu-byte channel name: %s",
 			 p->data.n, p->channel.n, strerror(err));
@@ -299,6 +301,11 @@ static int copy_pub(void *arg, const struct hist_pub *hp)
 	h->blocks[h->n] = c;
 	h->n++;
 	return 0;
+}
+
+bool node_history_fits(const struct worker *w, struct pstr channel)
+{
+	return channel.n <= w->ctab->name_max;
 }
 
 int node_history(struct worker *w, struct pstr channel, const struct hist_query *q, struct node_history *h)
