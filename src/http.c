@@ -640,6 +640,11 @@ static int errno_status(struct http_conn *hc, llhttp_errno_t e)
 
 	if (hc->err)
 		return hc->err;
+	/* Malformed past max_header_size: 431, as when a read had ended
+	 * before the bad byte (the check at the end of each read); the answer
+	 * must not depend on where reads end. */
+	if (hc->state == H_HEAD && head_size(hc, llhttp_get_error_pos(&hc->parser)) > head_max(cf(hc)))
+		return 431;
 	if (e == HPE_INVALID_VERSION && reason && strcmp(reason, "Invalid HTTP version") == 0)
 		return 505; /* well-formed, but neither 1.0 nor 1.1 */
 	return 400;
