@@ -97,7 +97,7 @@ static int64_t now_s(void)
 static bool pstr_eq(struct pstr a, const char *s)
 {
 	size_t n = strlen(s);
-	return a.n == n && memcmp(a.p, s, n) == 0;
+	return a.n == n && (n == 0 || memcmp(a.p, s, n) == 0); /* an empty A's p may be NULL */
 }
 
 static struct pstr pstr_dup(struct pstr s)
@@ -473,7 +473,7 @@ struct sub_pos {
 
 static bool pstr_is(struct pstr a, const char *s)
 {
-	return a.n == strlen(s) && memcmp(a.p, s, a.n) == 0;
+	return a.n == strlen(s) && (a.n == 0 || memcmp(a.p, s, a.n) == 0); /* as pstr_eq */
 }
 
 /* Fills R's position for a subscription to CH (options O, granted SO),
@@ -1430,10 +1430,8 @@ int client_position(struct csub *s, uint64_t offset, struct pstr epoch)
 		return 0;
 	if (same_epoch && offset == s->offset + 1) {
 		s->offset = offset;
-		if (s->epoch[0] == '\0' && epoch.n < sizeof(s->epoch)) {
-			memcpy(s->epoch, epoch.p, epoch.n);
-			s->epoch[epoch.n] = '\0';
-		}
+		if (s->epoch[0] == '\0')
+			pstr_copy(s->epoch, sizeof(s->epoch), epoch); /* unless it does not fit */
 		return 1;
 	}
 	end_sub(c, s, 2500, 3010, "insufficient state");
@@ -1548,7 +1546,8 @@ void client_apply_disconnect(const struct node_target *t, const struct pstr *whi
 {
 	char why[128];
 	size_t len = reason.n < sizeof(why) - 1 ? reason.n : sizeof(why) - 1;
-	memcpy(why, reason.p, len);
+	if (len) /* an empty reason off the bus has p NULL */
+		memcpy(why, reason.p, len);
 	why[len] = '\0';
 	for (struct client *c = S.all, *next; c; c = next) {
 		next = c->next;

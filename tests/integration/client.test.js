@@ -858,6 +858,11 @@ test('/api/disconnect reaches every connection of a user on any worker: custom c
     await apiOk(x.rd, 'disconnect', { user: 'v', disconnect: { code: 4501, reason: 'go away' } });
     for (const r of victims) await r.expectClose(4501, 'go away');
     for (const r of bystanders) assert.strictEqual(r.closeInfo, null);
+    // An empty reason travels the bus as an absent one (its pointer NULL:
+    // copied with memcpy it was undefined behaviour in every worker).
+    const quiet = await many(x, 'q', 4);
+    await apiOk(x.rd, 'disconnect', { user: 'q', disconnect: { code: 4503, reason: '' } });
+    for (const r of quiet) await r.expectClose(4503, '');
 
     // The SDK sees the code and reason (4501 is terminal: no reconnect).
     const c = x.sdk({ token: jwt({ sub: 's' }) });
