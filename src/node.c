@@ -832,6 +832,8 @@ static void merge_all(struct worker *w, struct merged *m, bool without_self)
 			continue;
 		m->nclients += h.nclients;
 		m->nsubs += h.nsubs;
+		if (buf.len == 0)
+			continue; /* no names (and buf.buf may be NULL: no NULL + 0 below) */
 		struct rd r = { (const unsigned char *)buf.buf, (const unsigned char *)buf.buf + buf.len, false };
 		for (uint32_t k = 0; k < h.nchannels && !r.bad; k++) {
 			struct pstr name = get_str(&r, 2);
