@@ -6,8 +6,11 @@
 #   contrib/dev.sh run     build, make a development config (dev/config.json)
 #                          if none exists, print how to connect, and run rotord
 #                          in the foreground on 127.0.0.1:8000
-#   contrib/dev.sh test    build and run the whole test suite; the last line
-#                          is "N passed, N failed"; non-zero exit on failure
+#   contrib/dev.sh test    build and run the whole test suite, then the unit,
+#                          shm and integration suites again built with
+#                          ASan and UBSan in build-san/; the last line is
+#                          "N passed, N failed" over both; non-zero exit on
+#                          failure
 #   contrib/dev.sh build   only set up and build
 set -eu
 
@@ -116,31 +119,66 @@ summarize() {
 	[ "$fail" -eq 0 ]
 }
 
+# The sanitizer build: the distribution's files (make distdir copies them
+# with their times, so a rebuild is incremental) in build-san/rotor,
+# configured with --enable-sanitizers in build-san/build (VPATH: the source
+# tree itself is configured already, which a VPATH build of it refuses).
+build_san() {
+	say "building with ASan and UBSan (build-san/)"
+	mkdir -p build-san
+	make -s distdir distdir=build-san/rotor >/dev/null
+	mkdir -p build-san/build
+	(cd build-san/build &&
+		{ [ -f Makefile ] || ../rotor/configure -q --enable-sanitizers; } &&
+		make -s -j"$(nproc)" >/dev/null)
+}
+
+# make check in directory $1 with make options $2...: prints what did not
+# pass; status becomes non-zero if it failed, broken if it stopped before
+# running the tests (a test did not build).
+check_in() {
+	dir=$1
+	shift
+	rc=0
+	make -C "$dir" -s check "$@" >/tmp/rotor-check.$$ 2>&1 || rc=$?
+	grep -E '^(PASS|FAIL|ERROR|SKIP|XPASS|XFAIL):|^# ' /tmp/rotor-check.$$ | grep -v '^PASS' || true
+	if [ "$rc" -ne 0 ] && ! grep -q '^# TOTAL' /tmp/rotor-check.$$; then
+		say "make check in $dir failed before running the tests:"
+		grep -E 'error|Error' /tmp/rotor-check.$$ | head -n 20 >&2
+		broken=$((broken + 1))
+	fi
+	rm -f /tmp/rotor-check.$$
+	[ "$rc" -eq 0 ] || status=$rc
+}
+
 test_all() {
 	build
 	need_debs $TEST_DEBS
 	node_deps
 	find . -name '*.trs' -not -path './rotor-*' -delete
+	status=0 broken=0
 	say "running the test suite (make check)"
-	status=0
-	make -s check -j"$(nproc)" >/tmp/rotor-check.$$ 2>&1 || status=$?
-	grep -E '^(PASS|FAIL|ERROR|SKIP|XPASS|XFAIL):|^# ' /tmp/rotor-check.$$ | grep -v '^PASS' || true
+	check_in . -j"$(nproc)"
+	if build_san; then
+		# One test at a time: the daemon is several times slower under
+		# the sanitizers, and the suite's timing-bound tests need the CPU.
+		say "running the unit, shm and integration suites under ASan and UBSan"
+		check_in build-san/build -j1
+	else
+		say "the sanitizer build failed"
+		status=1 broken=$((broken + 1))
+	fi
 	if [ "$status" -ne 0 ]; then
 		for log in $(grep -l '^:test-result: \(FAIL\|ERROR\|XPASS\)' $(find . -name '*.trs' -not -path './rotor-*')); do
 			say "failed: ${log%.trs}.log"
 			tail -n 40 "${log%.trs}.log" >&2
 		done
 	fi
-	if [ "$status" -ne 0 ] && ! grep -q '^# TOTAL' /tmp/rotor-check.$$; then
-		# make check stopped before running the tests (a test did not build).
-		say "make check failed before running the tests:"
-		grep -E 'error|Error' /tmp/rotor-check.$$ | head -n 20 >&2
-		rm -f /tmp/rotor-check.$$
+	if [ "$broken" -gt 0 ]; then
 		summarize >/dev/null
-		echo "$pass passed, $((fail + 1)) failed"
+		echo "$pass passed, $((fail + broken)) failed"
 		return 1
 	fi
-	rm -f /tmp/rotor-check.$$
 	summarize && [ "$status" -eq 0 ]
 }
 

@@ -447,7 +447,10 @@ static int publish_to(struct api_ctx *x, struct pstr ch, struct pstr data, const
 	p.ntags = r->tags.n;
 	p.skip_history = r->skip_history;
 	p.idempotency_key = r->idempotency_key;
-	if (node_publish(x->w, &p, &res) != RT_OK) {
+	int rc = node_publish(x->w, &p, &res);
+	if (rc == RT_INVAL)
+		return API_BAD_REQUEST;
+	if (rc != RT_OK) {
 		log_error("api: publishing to %.*s failed", (int)ch.n, ch.p);
 		return API_INTERNAL;
 	}
@@ -673,9 +676,10 @@ static int exec_history(struct api_ctx *x, const struct api_req *r, struct jw *o
 		return API_UNKNOWN_CHANNEL;
 	if (!chan_has_history(o))
 		return API_NOT_AVAILABLE;
-	if (r->since_epoch.n >= sizeof(epoch))
+	if (!node_history_fits(x->w, r->channel))
+		return API_BAD_REQUEST;
+	if (!pstr_copy(epoch, sizeof(epoch), r->since_epoch))
 		return API_UNRECOVERABLE; /* no epoch is that long */
-	memcpy(epoch, r->since_epoch.p, r->since_epoch.n);
 	struct hist_query q = {
 		.limit = r->limit, .reverse = r->reverse, .has_since = r->has_since,
 		.since_offset = r->since_offset, .since_epoch = epoch,
@@ -703,6 +707,8 @@ static int exec_history_remove(struct api_ctx *x, const struct api_req *r, struc
 		return API_UNKNOWN_CHANNEL;
 	if (!chan_has_history(o))
 		return API_NOT_AVAILABLE;
+	if (!node_history_fits(x->w, r->channel))
+		return API_BAD_REQUEST;
 	if (node_history_remove(x->w, r->channel) != RT_OK)
 		return API_INTERNAL;
 	jw_lit(out, "{}");

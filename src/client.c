@@ -97,7 +97,7 @@ static int64_t now_s(void)
 static bool pstr_eq(struct pstr a, const char *s)
 {
 	size_t n = strlen(s);
-	return a.n == n && memcmp(a.p, s, n) == 0;
+	return a.n == n && (n == 0 || memcmp(a.p, s, n) == 0); /* an empty A's p may be NULL */
 }
 
 static struct pstr pstr_dup(struct pstr s)
@@ -473,15 +473,15 @@ struct sub_pos {
 
 static bool pstr_is(struct pstr a, const char *s)
 {
-	return a.n == strlen(s) && memcmp(a.p, s, a.n) == 0;
+	return a.n == strlen(s) && (a.n == 0 || memcmp(a.p, s, a.n) == 0); /* as pstr_eq */
 }
 
 /* Fills R's position for a subscription to CH (options O, granted SO),
  * recovering from the position in RQ when it asks to (client-protocol.md
  * 6.3; cache mode reads the latest publication only). Recovered
  * publications go into H, which must outlive R. Returns 0; 112 when
- * recovery failed and RQ rejects unrecovered positions; 100 when the
- * history could not be read. */
+ * recovery failed and RQ rejects unrecovered positions; 107 when CH is
+ * too long to have a stream; 100 when the history could not be read. */
 static int position(struct client *c, struct pstr ch, const struct chan_opts *o,
 		    const struct chan_sub_opts *so, const struct sub_req *rq, struct sub_result *r,
 		    struct node_history *h, struct sub_pos *pos)
@@ -491,6 +491,8 @@ static int position(struct client *c, struct pstr ch, const struct chan_opts *o,
 	memset(pos, 0, sizeof(*pos));
 	if (!so->positioning && !so->recovery)
 		return 0;
+	if (!node_history_fits(S.w, ch))
+		return 107;
 	if (!recover || !so->recovery) {
 		if (node_history_top(S.w, ch, (uint64_t)o->history_meta_ttl_ms, &pos->top, pos->epoch) != RT_OK)
 			return 100;
@@ -509,10 +511,8 @@ static int position(struct client *c, struct pstr ch, const struct chan_opts *o,
 		.meta_ttl_ms = (uint64_t)o->history_meta_ttl_ms,
 	};
 	char want_epoch[64] = "";
-	if (rq->epoch.n && rq->epoch.n < sizeof(want_epoch)) {
-		memcpy(want_epoch, rq->epoch.p, rq->epoch.n);
+	if (rq->epoch.n && pstr_copy(want_epoch, sizeof(want_epoch), rq->epoch))
 		q.since_epoch = want_epoch;
-	}
 	if (node_history(S.w, ch, &q, h) != RT_OK)
 		return 100;
 	pos->top = h->top;
@@ -643,7 +643,8 @@ static void free_pending(struct pending_sub *v, size_t n)
 }
 
 /* Collects the server-side channels of a connection token: `subs` (with
- * per-channel info and override) wins over `channels`. */
+ * per-channel info and override) wins over `channels`. A channel named ""
+ * in either is left out, as Centrifugo does. */
 static size_t token_channels(const json_t *claims, struct pstr token, struct pending_sub **out)
 {
 	const json_t *subs = json_object_get(claims, "subs");
@@ -656,6 +657,8 @@ static size_t token_channels(const json_t *claims, struct pstr token, struct pen
 		const json_t *item;
 		v = xcalloc(json_object_size(subs), sizeof(*v));
 		json_object_foreach((json_t *)subs, name, item) {
+			if (*name == '\0')
+				continue; /* as Centrifugo: no channel "", like in channels */
 			v[n].channel = xstrdup(name);
 			v[n].ov = parse_override(json_object_get(item, "override"));
 			const char *b64 = json_string_value(json_object_get(item, "b64info"));
@@ -1178,8 +1181,8 @@ static void cmd_publish(struct client *c, const struct cmd *cmd)
 	struct node_pub p = { .channel = ch, .data = cmd->publish.data, .info = &ci };
 	chan_pub_history(o, &p);
 	struct node_pub_result pr;
-	if (node_publish(S.w, &p, &pr) != RT_OK) {
-		reply_error(c, cmd->id, 100);
+	if ((rc = node_publish(S.w, &p, &pr)) != RT_OK) {
+		reply_error(c, cmd->id, rc == RT_INVAL ? 107 : 100);
 		return;
 	}
 	S.out.len = 0;
@@ -1201,6 +1204,8 @@ static void cmd_history(struct client *c, const struct cmd *cmd)
 		return;
 	}
 	int rc = chan_check_history(S.chans, ch, pstr_c(c->user), find_sub(c, ch) != NULL, &o);
+	if (rc == CHAN_OK && !node_history_fits(S.w, ch))
+		rc = 107;
 	if (rc != CHAN_OK) {
 		reply_error(c, cmd->id, (uint32_t)rc);
 		return;
@@ -1209,11 +1214,10 @@ static void cmd_history(struct client *c, const struct cmd *cmd)
 	int32_t limit = cmd->history.limit;
 	if (cap > 0 && (limit < 0 || limit > cap))
 		limit = (int32_t)cap;
-	if (cmd->history.since_epoch.n >= sizeof(epoch)) {
+	if (!pstr_copy(epoch, sizeof(epoch), cmd->history.since_epoch)) {
 		reply_error(c, cmd->id, 112); /* no epoch is that long */
 		return;
 	}
-	memcpy(epoch, cmd->history.since_epoch.p, cmd->history.since_epoch.n);
 	struct hist_query q = {
 		.limit = limit, .reverse = cmd->history.reverse, .has_since = cmd->history.has_since,
 		.since_offset = cmd->history.since_offset, .since_epoch = epoch,
@@ -1426,10 +1430,8 @@ int client_position(struct csub *s, uint64_t offset, struct pstr epoch)
 		return 0;
 	if (same_epoch && offset == s->offset + 1) {
 		s->offset = offset;
-		if (s->epoch[0] == '\0' && epoch.n < sizeof(s->epoch)) {
-			memcpy(s->epoch, epoch.p, epoch.n);
-			s->epoch[epoch.n] = '\0';
-		}
+		if (s->epoch[0] == '\0')
+			pstr_copy(s->epoch, sizeof(s->epoch), epoch); /* unless it does not fit */
 		return 1;
 	}
 	end_sub(c, s, 2500, 3010, "insufficient state");
@@ -1544,7 +1546,8 @@ void client_apply_disconnect(const struct node_target *t, const struct pstr *whi
 {
 	char why[128];
 	size_t len = reason.n < sizeof(why) - 1 ? reason.n : sizeof(why) - 1;
-	memcpy(why, reason.p, len);
+	if (len) /* an empty reason off the bus has p NULL */
+		memcpy(why, reason.p, len);
 	why[len] = '\0';
 	for (struct client *c = S.all, *next; c; c = next) {
 		next = c->next;

@@ -107,7 +107,8 @@ struct rbuf *rbuf_copy(const void *p, size_t n)
 {
 	struct rbuf *b = rbuf_new(n);
 
-	memcpy(b->data, p, n);
+	if (n) /* an empty jw's buf is NULL */
+		memcpy(b->data, p, n);
 	return b;
 }
 

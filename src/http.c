@@ -89,6 +89,7 @@ struct http_conn {
 	const char *chunk, *chunk_end; /* data of the current llhttp_execute */
 	const char *msg_start; /* first byte of the request, if in this chunk */
 	size_t head_prev;      /* bytes of the section in earlier chunks */
+	size_t head_spans;     /* bytes of the section up to its last token's end */
 	size_t nfields;        /* header and trailer fields */
 	size_t trailer_bytes;
 	uint32_t val_spans;    /* spans of the current field value */
@@ -264,9 +265,11 @@ static int refuse(struct http_conn *hc, int status)
 	return HPE_USER;
 }
 
+/* Called with the end of each token (llhttp span) of the section. */
 static int check_head(struct http_conn *hc, const char *end)
 {
-	if (head_size(hc, end) > head_max(cf(hc)))
+	hc->head_spans = head_size(hc, end);
+	if (hc->head_spans > head_max(cf(hc)))
 		return refuse(hc, 431);
 	return 0;
 }
@@ -284,6 +287,7 @@ static int on_message_begin(llhttp_t *p)
 	hc->req_start = now;
 	hc->msg_start = NULL;
 	hc->head_prev = 0;
+	hc->head_spans = 0;
 	hc->nfields = 0;
 	hc->trailer_bytes = 0;
 	hc->val_spans = 0;
@@ -524,6 +528,12 @@ static int on_headers_complete(llhttp_t *p)
 	r->method_name = llhttp_method_name(p->method);
 	r->version_minor = p->http_minor;
 	r->upgrade = p->upgrade;
+	/* The section ends with 4 bytes after its last token: that line's CRLF
+	 * and the empty line's (strict mode: no bare LF; a value's span holds
+	 * its trailing whitespace). A read that ended among them counted them;
+	 * so does one that reads past them. */
+	if (hc->head_spans + 4 > head_max(k))
+		return refuse(hc, 431);
 	if ((status = finish_head(hc)) != 0)
 		return refuse(hc, status);
 	if ((p->flags & F_CONTENT_LENGTH) && (p->flags & (F_CHUNKED | F_TRANSFER_ENCODING)))
@@ -647,6 +657,11 @@ static int errno_status(struct http_conn *hc, llhttp_errno_t e)
 
 	if (hc->err)
 		return hc->err;
+	/* Malformed past max_header_size: 431, as when a read had ended
+	 * before the bad byte (the check at the end of each read); the answer
+	 * must not depend on where reads end. */
+	if (hc->state == H_HEAD && head_size(hc, llhttp_get_error_pos(&hc->parser)) > head_max(cf(hc)))
+		return 431;
 	if (e == HPE_INVALID_VERSION && reason && strcmp(reason, "Invalid HTTP version") == 0)
 		return 505; /* well-formed, but neither 1.0 nor 1.1 */
 	return 400;

@@ -235,6 +235,8 @@ int node_publish(struct worker *w, const struct node_pub *p, struct node_pub_res
 	hp.tags = tags;
 	struct hist_opts o = { p->history_size, p->history_ttl_ms, p->history_meta_ttl_ms };
 	int err = hist_encode(&hrec, &hp) < 0 ? ENOMEM : hist_append_check(w->ctab, p->channel.n, &o, &hrec);
+	if (err == ENAMETOOLONG)
+		return RT_INVAL; /* the caller's bad request: !node_history_fits */
 	if (err != 0) {
 		log_warn("history: cannot keep a %zu-byte publication to a %zu-byte channel name: %s",
 			 p->data.n, p->channel.n, strerror(err));
@@ -276,7 +278,8 @@ static int copy_pub(void *arg, const struct hist_pub *hp)
 		bytes += hp->tags[i].key_len + hp->tags[i].val_len;
 	struct hist_copy *c = xmalloc(sizeof(*c) + ntags * sizeof(struct tag) + bytes);
 	char *at = (char *)&c->tags[ntags];
-#define COPY(dst, src, len) do { memcpy(at, (src), (len)); (dst) = (struct pstr){ at, (len) }; at += (len); } while (0)
+/* (an empty field's pointer may be NULL, which memcpy must not see) */
+#define COPY(dst, src, len) do { if (len) memcpy(at, (src), (len)); (dst) = (struct pstr){ at, (len) }; at += (len); } while (0)
 	memset(&c->p, 0, sizeof(c->p));
 	c->p.offset = hp->offset;
 	COPY(c->p.data, hp->data, hp->data_len);
@@ -298,6 +301,11 @@ static int copy_pub(void *arg, const struct hist_pub *hp)
 	h->blocks[h->n] = c;
 	h->n++;
 	return 0;
+}
+
+bool node_history_fits(const struct worker *w, struct pstr channel)
+{
+	return channel.n <= w->ctab->name_max;
 }
 
 int node_history(struct worker *w, struct pstr channel, const struct hist_query *q, struct node_history *h)
@@ -370,9 +378,11 @@ static int copy_entry(void *arg, const struct pres_item *it)
 	ci->client = (struct pstr){ b, nc };
 	memcpy(b + nc, it->user, nu);
 	ci->user = (struct pstr){ b + nc, nu };
-	memcpy(b + nc + nu, it->conn_info, it->conn_info_len);
+	if (it->conn_info_len) /* else conn_info may be NULL, which memcpy must not see */
+		memcpy(b + nc + nu, it->conn_info, it->conn_info_len);
 	ci->conn_info = (struct pstr){ b + nc + nu, it->conn_info_len };
-	memcpy(b + nc + nu + it->conn_info_len, it->chan_info, it->chan_info_len);
+	if (it->chan_info_len)
+		memcpy(b + nc + nu + it->conn_info_len, it->chan_info, it->chan_info_len);
 	ci->chan_info = (struct pstr){ b + nc + nu + it->conn_info_len, it->chan_info_len };
 	return 0;
 }
@@ -380,10 +390,8 @@ static int copy_entry(void *arg, const struct pres_item *it)
 /* pres_* take NUL-terminated names; channel names may come from the wire. */
 static const char *cname(struct pstr ch, char *buf, size_t cap)
 {
-	if (ch.n >= cap || memchr(ch.p, '\0', ch.n))
+	if ((ch.n && memchr(ch.p, '\0', ch.n)) || !pstr_copy(buf, cap, ch))
 		return NULL;
-	memcpy(buf, ch.p, ch.n);
-	buf[ch.n] = '\0';
 	return buf;
 }
 
@@ -754,7 +762,8 @@ void node_snapshot(struct worker *w)
 	__atomic_store_n(&h->seq, h->seq + 1, __ATOMIC_RELAXED);  /* odd: writing */
 	__atomic_thread_fence(__ATOMIC_RELEASE);
 	h->pid = (int32_t)getpid();
-	memcpy(data, rec.buf, len);
+	if (len) /* with nothing to show rec.buf may still be NULL */
+		memcpy(data, rec.buf, len);
 	h->len = len;
 	h->truncated = len != rec.len;
 	h->nchannels = len ? (uint32_t)nchan : 0;
@@ -823,6 +832,8 @@ static void merge_all(struct worker *w, struct merged *m, bool without_self)
 			continue;
 		m->nclients += h.nclients;
 		m->nsubs += h.nsubs;
+		if (buf.len == 0)
+			continue; /* no names (and buf.buf may be NULL: no NULL + 0 below) */
 		struct rd r = { (const unsigned char *)buf.buf, (const unsigned char *)buf.buf + buf.len, false };
 		for (uint32_t k = 0; k < h.nchannels && !r.bad; k++) {
 			struct pstr name = get_str(&r, 2);

@@ -53,7 +53,9 @@ struct node_pub_result {
 /* Publishes P to every subscriber on the node, keeping it in the channel's
  * history when it has one: its offset is assigned under the bus lock as the
  * bus record is appended, so every worker sees a channel's publications in
- * offset order. R gets the offset and epoch (none without history). */
+ * offset order. R gets the offset and epoch (none without history).
+ * Returns RT_OK; RT_INVAL when the channel keeps history and its name does
+ * not fit (node_history_fits); RT_ERR otherwise (logged). */
 int node_publish(struct worker *w, const struct node_pub *p, struct node_pub_result *r);
 
 /* A history read (hist_read in shm/chan.h): the publications, owned, and
@@ -67,6 +69,12 @@ struct node_history {
 	bool epoch_mismatch;       /* the client's 112 */
 	void **blocks;             /* owned copies, one per publication */
 };
+
+/* Whether CHANNEL's name fits the history streams (shm's limit: the larger
+ * of channel.max_length and 255 bytes). A longer name can have no stream:
+ * its history, history_remove, or a publication to keep in history, is a
+ * bad request (107), not an internal error. */
+bool node_history_fits(const struct worker *w, struct pstr channel);
 
 /* Reads CHANNEL's history as Q says. Returns RT_OK; RT_INVAL for a
  * reverse read with since offset 0 (client 107, API 100); RT_ERR otherwise

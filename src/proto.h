@@ -31,6 +31,17 @@ struct pstr {
 
 #define PSTR(s) ((struct pstr){ (s), sizeof(s) - 1 })
 static inline struct pstr pstr_c(const char *s) { struct pstr r = { s, s ? __builtin_strlen(s) : 0 }; return r; }
+/* S into BUF (SIZE bytes) as a NUL-terminated string; false, BUF left as
+ * it was, when it does not fit. An empty S, whose p may be NULL, gives "". */
+static inline bool pstr_copy(char *buf, size_t size, struct pstr s)
+{
+	if (s.n >= size)
+		return false;
+	if (s.n)
+		__builtin_memcpy(buf, s.p, s.n); /* memcpy from NULL is undefined, even of 0 bytes */
+	buf[s.n] = '\0';
+	return true;
+}
 
 enum cmd_type {
 	CMD_EMPTY = 0,   /* no request field: with id 0 a pong, with id > 0 a violation (3501) */

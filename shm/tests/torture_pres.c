@@ -18,7 +18,10 @@
  * writers stop by themselves and the table must hold exactly what they
  * believe they added, byte for byte, with the right presence_stats.
  *
- * Usage: torture_pres [seconds] (default 5, at most 15).
+ * Usage: torture_pres [seconds] (default $TORTURE_PRES_SECONDS, else 5; at
+ * most 15). A sanitizer build sets TORTURE_PRES_SECONDS: each kill costs
+ * a verify of the whole table, several times slower under ASan, and a
+ * 5-second run then has too few kills for some to land in the lock.
  */
 #include "pres.h"
 #include "../../tests/tap.h"
@@ -269,7 +272,8 @@ static int check_final(void *arg, const struct pres_item *it)
 int main(int argc, char **argv)
 {
 	char dir[] = "/tmp/rotor-torture-pres-XXXXXX";
-	double seconds = argc > 1 ? atof(argv[1]) : 5.0;
+	const char *env = getenv("TORTURE_PRES_SECONDS");
+	double seconds = argc > 1 ? atof(argv[1]) : env ? atof(env) : 5.0;
 	pid_t wpid[NW], rpid[2];
 	uint64_t rs = now_ns(), kills = 0, in_lock = 0, verify_fail = 0, left_after_release = 0, stale = 0;
 	uint64_t purged = 0;

@@ -8,6 +8,9 @@
  *
  * Invariants (CHECK): whatever the server writes first on a connection is
  * an HTTP/1.1 status line; once the client left, no connection is held.
+ *
+ * A target that defines FUZZ_HTTP_BARE before including this drives the
+ * HTTP layer alone, without the transports (it links none of them).
  */
 #ifndef ROTOR_FUZZ_HTTP_H
 #define ROTOR_FUZZ_HTTP_H
@@ -16,9 +19,12 @@
 #include "conf.h"
 #include "conn.h"
 #include "http.h"
+#include "json.h"
 #include "log.h"
-#include "transport.h"
 #include "wheel.h"
+#ifndef FUZZ_HTTP_BARE
+#include "transport.h"
+#endif
 #include "worker.h"
 
 #include <stdlib.h>
@@ -30,6 +36,8 @@ struct worker *worker_self;
 
 static struct worker FW;
 static struct conf FC;
+/* When not NULL, everything the server writes is appended to it. */
+static struct jw *fuzz_http_capture;
 
 /* A worker on KEYS (key, value, ..., NULL: conf_set text) with every
  * transport of the list initialised. */
@@ -55,7 +63,9 @@ static void fuzz_http_setup(const char *const *keys)
 	wheel_init(&FW.wheel, FW.now_ms, 100);
 	conn_init(&FW);
 	http_init(&FW);
+#ifndef FUZZ_HTTP_BARE
 	transport_init(&FW);
+#endif
 }
 
 /* One loop iteration without blocking, the timers due, the flush point. */
@@ -63,7 +73,9 @@ static void fuzz_http_step(void)
 {
 	ev_run(FW.loop, EVRUN_NOWAIT);
 	wheel_advance(&FW.wheel, FW.now_ms);
+#ifndef FUZZ_HTTP_BARE
 	transport_flush(&FW);
+#endif
 	conn_flush_all(&FW);
 }
 
@@ -79,6 +91,8 @@ static void fuzz_http_pump(int peer, bool *seen)
 		if (!*seen)
 			CHECK(k >= 9 && memcmp(buf, "HTTP/1.1 ", 9) == 0);
 		*seen = true;
+		if (fuzz_http_capture)
+			jw_raw(fuzz_http_capture, buf, (size_t)k);
 	}
 }
 

@@ -512,6 +512,29 @@ test('server-side subscriptions from token channels and subs; unknown namespace 
       'four server-side channels, limit 3');
   }));
 
+// The error lines of a daemon's log ("... error [worker 1] ...").
+function errorLines(rd) {
+  return rd.log().split('\n').filter((l) => / error \[/.test(l));
+}
+
+test('a channel "" in a token\'s subs or channels is left out, as Centrifugo does; the connect goes on without it',
+  { timeout: 20000 }, () => withDaemon({
+    client: { channel_limit: 2 },
+    // Positioned channels: a subscription to "" would ask its stream's top.
+    channel: { without_namespace: { history_size: 10, history_ttl: '60s', force_positioning: true } },
+  }, async (x) => {
+    const s = await x.connected(jwt({ sub: 'e', subs: { '': {}, a: {}, b: {} } }));
+    assert.deepStrictEqual(Object.keys(s.result.subs).sort(), ['a', 'b'],
+      'subs: "" is not subscribed and does not count toward the limit of 2');
+    const c = await x.connected(jwt({ sub: 'e', channels: ['', 'a'] }));
+    assert.deepStrictEqual(Object.keys(c.result.subs), ['a'], 'channels: "" is not subscribed');
+    assert.strictEqual((await api(x.rd, 'publish', { channel: 'a', data: { n: 1 } })).result.offset, 1);
+    for (const r of [s, c]) {
+      assert.strictEqual((await r.push((p) => p.pub)).json.push.channel, 'a');
+    }
+    assert.deepStrictEqual(errorLines(x.rd), [], 'nothing logged as an error');
+  }));
+
 // ---- 4. subscription tokens -------------------------------------------------------------
 
 test('subscription tokens: $ needs one; valid, expired 109, invalid 103, mismatches 3500; sub_refresh',
@@ -835,6 +858,11 @@ test('/api/disconnect reaches every connection of a user on any worker: custom c
     await apiOk(x.rd, 'disconnect', { user: 'v', disconnect: { code: 4501, reason: 'go away' } });
     for (const r of victims) await r.expectClose(4501, 'go away');
     for (const r of bystanders) assert.strictEqual(r.closeInfo, null);
+    // An empty reason travels the bus as an absent one (its pointer NULL:
+    // copied with memcpy it was undefined behaviour in every worker).
+    const quiet = await many(x, 'q', 4);
+    await apiOk(x.rd, 'disconnect', { user: 'q', disconnect: { code: 4503, reason: '' } });
+    for (const r of quiet) await r.expectClose(4503, '');
 
     // The SDK sees the code and reason (4501 is terminal: no reconnect).
     const c = x.sdk({ token: jwt({ sub: 's' }) });

@@ -998,6 +998,33 @@ test('history through the SDK and the API: limit, since, reverse, epochs, the cl
 
 // ==== 7. a stopped worker ============================================================
 
+test('a channel name too long for a history stream (256 bytes) is a bad request (107), not an internal error', { timeout: 20000 }, async () => {
+  // channel.max_length 0: no limit on names, while the streams hold 255 bytes.
+  const rd = new Rotord({ channel: { max_length: 0, namespaces: [NS] } }, { workers: 2 });
+  let ws;
+  try {
+    await rd.start();
+    const long = `hi:${'x'.repeat(253)}`;
+    assert.strictEqual(Buffer.byteLength(long), 256);
+    for (const [method, body] of [['history', { channel: long, limit: -1 }], ['history', { channel: long }],
+      ['history_remove', { channel: long }], ['publish', { channel: long, data: {} }]]) {
+      assert.strictEqual(await apiErr(rd, method, body), 107, `API ${method} ${JSON.stringify(Object.keys(body))}`);
+    }
+    const max = `hi:${'x'.repeat(252)}`;
+    assert.deepStrictEqual(await publish(rd, max, 1), { offset: 1, epoch: (await apiOk(rd, 'history', { channel: max })).epoch },
+      'a 255-byte name has its stream');
+    ws = await rawJson(rd);
+    const code = async (cmd) => { const m = await ws.call(cmd); return m.error ? m.error.code : 0; };
+    assert.strictEqual(await code({ history: { channel: long, limit: 1 } }), 107, 'client history');
+    assert.strictEqual(await code({ subscribe: { channel: long } }), 107, 'client subscribe to a positioned channel');
+    assert.deepStrictEqual(rd.log().split('\n').filter((l) => / error +\[| warn +\[.*hist/.test(l)), [],
+      'no error, no warning about history logged');
+  } finally {
+    if (ws) ws.terminate();
+    await rd.stop();
+  }
+});
+
 test('a positioned subscriber whose worker is stopped gets what was published meanwhile exactly once after SIGCONT', { timeout: 20000 }, async () => {
   const rd = new Rotord({ channel: { namespaces: [NS] } }, { workers: 4 });
   const clients = [];

@@ -111,6 +111,13 @@ int node_refresh(struct worker *wk, const struct node_target *t, bool expired, i
 	return F.fail ? RT_ERR : RT_OK;
 }
 
+/* The fake store's streams take names up to 255 bytes, as shm's do by
+ * default. */
+bool node_history_fits(const struct worker *wk, struct pstr channel)
+{
+	return channel.n <= 255;
+}
+
 /* History: the fake store holds one publication at offset F.offset in
  * epoch F.epoch ("" means none). */
 int node_history(struct worker *wk, struct pstr channel, const struct hist_query *q, struct node_history *h)
@@ -652,6 +659,18 @@ static void test_other_methods(void)
 	is_str(F.log, "history_remove ch=chat:x\n", "history_remove reaches the store");
 	api_is("/api/history_remove", "{\"channel\":\"x\"}", "{\"error\":{\"code\":108,\"message\":\"not available\"}}",
 	       "history_remove without history options: 108");
+	{
+		/* A name no stream can have is the caller's error, and the store
+		 * is not asked. */
+		char body[400];
+		snprintf(body, sizeof(body), "{\"channel\":\"chat:%0251d\"}", 0);
+		reset_node();
+		api_is("/api/history", body, "{\"error\":{\"code\":107,\"message\":\"bad request\"}}",
+		       "history of a 256-byte channel: 107");
+		api_is("/api/history_remove", body, "{\"error\":{\"code\":107,\"message\":\"bad request\"}}",
+		       "history_remove of a 256-byte channel: 107");
+		is_str(F.log, "", "the store is not asked about a 256-byte channel");
+	}
 	F.fail = 1;
 	api_is("/api/history", "{\"channel\":\"chat:x\",\"limit\":1}",
 	       "{\"error\":{\"code\":100,\"message\":\"internal server error\"}}", "history store failure: 100");

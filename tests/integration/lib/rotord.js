@@ -171,9 +171,12 @@ function mkTmp(prefix = 'rotor-test-') {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
 
-// Runs rotorctl or rotord synchronously: {status, stdout, stderr}.
+// Runs rotorctl or rotord synchronously: {status, stdout, stderr}. Throws
+// on a sanitizer report, which an expected failure status would hide.
 function run(bin, args, opts = {}) {
   const r = spawnSync(bin, args, { encoding: 'utf8', timeout: 15000, ...opts });
+  const report = sanitizerReport(`${r.stderr || ''}`);
+  if (report) throw new Error(`${path.basename(bin)} ${args.join(' ')}: a sanitizer report:\n${report}`);
   return { status: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -286,7 +289,11 @@ class Rotord {
     }
   }
 
-  // Stops the daemon (TERM, then KILL) and removes its directory.
+  // Stops the daemon (TERM, then KILL) and removes its directory. Throws
+  // if a sanitizer reported anything in any of its processes (a build
+  // with --enable-sanitizers): a worker that dies of one is respawned by
+  // the master, so only its report on the shared stderr or in the log
+  // tells.
   async stop() {
     if (this.proc && this.proc.exitCode === null && this.proc.signalCode === null) {
       const kids = this.workers();
@@ -298,8 +305,16 @@ class Rotord {
         for (const k of kids) { try { process.kill(k, 'SIGKILL'); } catch (e) { /* gone */ } }
       }
     }
+    const report = sanitizerReport(this.log());
     fs.rmSync(this.dir, { recursive: true, force: true });
+    if (report) throw new Error(`rotord (pid ${this.pid}): a sanitizer report:\n${report}`);
   }
+}
+
+// What ASan, UBSan or LSan wrote in TEXT, from its first line, or ''.
+function sanitizerReport(text) {
+  const m = /^.*(runtime error:|ERROR: (Address|Leak)Sanitizer|SUMMARY: \w+Sanitizer).*$/m.exec(text);
+  return m ? text.slice(m.index, m.index + 4000) : '';
 }
 
 function deepMerge(a, b) {
@@ -316,5 +331,5 @@ function deepMerge(a, b) {
 
 module.exports = {
   ROTORD, ROTORCTL, Rotord, freePort, waitFor, sleep, rawExchange, request, API_KEY, apiPost,
-  childrenOf, alive, mkTmp, run, deepMerge, holderOf, connOwners, bounded, hs256,
+  childrenOf, alive, mkTmp, run, deepMerge, holderOf, connOwners, bounded, hs256, sanitizerReport,
 };
