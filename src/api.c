@@ -36,6 +36,7 @@
 #include "json.h"
 #include "log.h"
 #include "node.h"
+#include "utf8.h"
 #include "util.h"
 #include "worker.h"
 
@@ -884,17 +885,6 @@ static bool key_eq(const char *key, size_t klen, const char *s, size_t n)
 	return n == klen && CRYPTO_memcmp(key, s, n) == 0;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Go's QueryUnescape of S[0..N) into OUT (room for N bytes): '+' is a
  * space, %XX a byte. Returns the length, or -1 for a bad escape. */
 static ssize_t query_unescape(const char *s, size_t n, char *out)
@@ -907,8 +897,8 @@ static ssize_t query_unescape(const char *s, size_t n, char *out)
 
 			if (i + 2 >= n)
 				return -1;
-			hi = hexval(s[i + 1]);
-			lo = hexval(s[i + 2]);
+			hi = utf8_hexval((unsigned char)s[i + 1]);
+			lo = utf8_hexval((unsigned char)s[i + 2]);
 			if (hi < 0 || lo < 0)
 				return -1;
 			out[o++] = (char)(hi << 4 | lo);

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "tls13.h"
 #include "log.h"
+#include "utf8.h"
 #include "util.h"
 
 #include <openssl/evp.h>
@@ -42,17 +43,6 @@ struct tls13 {
 
 static EVP_CIPHER_CTX *aead; /* one per process */
 
-static int hexval(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
 void tls13_keylog(struct tls13 **k, const char *line)
 {
 	static const char client[] = "CLIENT_TRAFFIC_SECRET_0 ", server[] = "SERVER_TRAFFIC_SECRET_0 ";
@@ -70,7 +60,7 @@ void tls13_keylog(struct tls13 **k, const char *line)
 		*k = xcalloc(1, sizeof(**k));
 	d = is_client ? &(*k)->r : &(*k)->w;
 	for (hex++; hex[0] && hex[1] && n < SECRET_MAX; hex += 2) {
-		int hi = hexval(hex[0]), lo = hexval(hex[1]);
+		int hi = utf8_hexval((unsigned char)hex[0]), lo = utf8_hexval((unsigned char)hex[1]);
 
 		if (hi < 0 || lo < 0)
 			return;
