@@ -6,11 +6,14 @@
  * only other protocols goes on without ALPN); client-initiated
  * renegotiation refused; an EOF without close_notify is an ordinary EOF
  * (browsers do that); no server-side session cache (it holds memory per
- * client) but stateless tickets whose keys every worker derives from the
- * node's secret, so a client resumes on whichever worker its next
- * connection lands; read-ahead (one read(2) per readiness, not one per
- * record header and body) and SSL_MODE_RELEASE_BUFFERS (an idle connection
- * holds no record buffers).
+ * client). TLS 1.3 connections leave OpenSSL after the handshake (conn.c
+ * takes their traffic secrets through the key log, tls13.h), so no TLS
+ * 1.3 tickets are issued and there is no read-ahead while OpenSSL does the
+ * handshake; TLS 1.2 connections stay with OpenSSL, with read-ahead from
+ * then on (conn.c), SSL_MODE_RELEASE_BUFFERS (an idle connection holds no
+ * record buffers) and stateless tickets whose keys every worker derives
+ * from the node's secret, so a client resumes on whichever worker its
+ * next connection lands.
  *
  * With http_server.tls.client_ca_pem set, every client must present a
  * certificate that CA signed (mutual TLS, Go's RequireAndVerifyClientCert,
