@@ -452,11 +452,15 @@ static void out_consume(struct conn *c, size_t n)
 
 /* ---- TLS ------------------------------------------------------------------ */
 
-/* A TLS conn reads records straight from its socket (OpenSSL's socket BIO,
- * with read-ahead) but never lets OpenSSL write to it: its write BIO
- * appends every record - handshake, alerts, sealed output - to CT, in the
- * order OpenSSL makes them, and CT goes to the socket by the same sends
+/* A TLS conn's life: its first record (the ClientHello) is collected here
+ * (tls_hello), then OpenSSL makes the handshake, reading the socket
+ * (OpenSSL's socket BIO) but never writing to it: its write BIO appends
+ * every record - handshake, alerts, sealed output - to CT, in the order
+ * OpenSSL makes them, and CT goes to the socket by the same sends
  * (sendmsg, io_uring batches, EV_WRITE) as a plaintext conn's output.
+ * After a TLS 1.3 handshake with an AEAD suite the SSL is freed and this
+ * file seals and opens the records itself (TLS_OWN, tls13.h: own_seal,
+ * own_read); TLS 1.2 stays with OpenSSL, with read-ahead.
  * Sealing takes queued plaintext only when CT is empty, at most SEAL_MAX
  * at a time, copying small messages together into records of up to
  * TLS_RECORD bytes (one send and few records for many messages); what the
