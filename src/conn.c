@@ -494,13 +494,17 @@ struct conn_tls {
 
 static BIO_METHOD *bio_method;
 
+/* Appends a record (or records) to CT, in a buffer with room for what the
+ * seal under way will add. */
+static void ct_append(struct conn *c, const void *data, size_t len)
+{
+	q_append(&c->tls->ct, data, len, c->tls->reserve > COPY_BUF_MIN ? c->tls->reserve : COPY_BUF_MIN);
+}
+
 static int bio_write(BIO *b, const char *data, int len)
 {
-	struct conn *c = BIO_get_data(b);
-
 	if (len > 0)
-		q_append(&c->tls->ct, data, (size_t)len, c->tls->reserve > COPY_BUF_MIN ?
-			 c->tls->reserve : COPY_BUF_MIN);
+		ct_append(BIO_get_data(b), data, (size_t)len);
 	return len;
 }
 
@@ -703,11 +707,11 @@ static bool own_seal(struct conn *c, uint8_t type, const void *p, size_t n)
 
 	if (len == 0)
 		return false;
-	q_append(&t->ct, rec, len, t->reserve > COPY_BUF_MIN ? t->reserve : COPY_BUF_MIN);
+	ct_append(c, rec, len);
 	if (tls13_update_due(t->k13)) {
 		if ((len = tls13_seal(t->k13, TLS13_HANDSHAKE, key_update, sizeof(key_update), rec)) == 0)
 			return false;
-		q_append(&t->ct, rec, len, COPY_BUF_MIN);
+		ct_append(c, rec, len);
 		tls13_update(t->k13, true);
 	}
 	return true;
