@@ -1,0 +1,129 @@
+/*
+ * redis_link.h - one connection to one Redis server on a libev loop, for
+ * the Redis engine (ref/redis-engine.md §10): hiredis 0.14's async context
+ * with its libev adapter, and what that version lacks done here with
+ * ev_timers: a connect timeout, a deadline for every request (io_timeout),
+ * PING on an idle command link, reconnection for ever with a growing,
+ * jittered back-off (250 ms up to 5 s).
+ *
+ * A link never blocks its loop: the address is resolved when the link is
+ * made (redis_addr_parse takes numeric addresses and "localhost" only, so
+ * nothing resolves at all), and every request is answered through its
+ * callback, exactly once: with the reply, or with an error text when the
+ * link is down, the request timed out, or the link was freed.
+ *
+ * Make links after fork, in the process that uses them (§10.3.11).
+ */
+#ifndef ROTOR_REDIS_LINK_H
+#define ROTOR_REDIS_LINK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct ev_loop;
+struct redisReply;
+
+/* One shard entry of engine.redis.address (§7.3), with the connection
+ * block's settings that apply to it. */
+struct redis_addr {
+	char host[256];            /* numeric IPv4/IPv6, or "localhost"; "" with a socket path */
+	int port;
+	char path[108];            /* unix://… socket path, else "" */
+	char user[128], password[256];
+	int db;
+	uint64_t connect_timeout_ms, io_timeout_ms;
+	char client_name[128];     /* CLIENT SETNAME after connect when not "" */
+};
+
+/* Parses one address entry S: "host:port", "redis://[user[:pass]@]host:port[/db][?opts]",
+ * "tcp://…", "unix://[user:pass@]/path". DEFAULTS (user, password, db,
+ * timeouts, client_name: the config block's) are copied first; the URL's
+ * user, password, db and the query options connect_timeout and io_timeout
+ * (Go durations) override them. Forms rotor does not serve (rediss://,
+ * redis+sentinel://, redis+cluster://, tls_enabled, …) and host names
+ * other than localhost are refused. 0, or -1 with a message in ERR. */
+int redis_addr_parse(const char *s, const struct redis_addr *defaults, struct redis_addr *out,
+		     char *err, size_t errlen);
+
+/* "host:port" or the socket path, for logs. */
+const char *redis_addr_str(const struct redis_addr *a);
+
+/* R is the reply (owned by hiredis, valid during the call only; an error
+ * reply is passed as a reply of type REDIS_REPLY_ERROR, with ERR NULL), or
+ * NULL with ERR saying why there is none ("not connected", "timeout",
+ * "connection lost", "closed"). */
+typedef void rlink_reply_fn(void *arg, struct redisReply *r, const char *err);
+
+/* A message on a subscribed channel (a SUB link). */
+typedef void rlink_message_fn(void *arg, const char *channel, size_t chlen, const char *msg, size_t len);
+
+/* The link came up (after AUTH, SELECT, CLIENT SETNAME and, on a SUB
+ * link, after the subscriptions wanted were sent again) or went down. */
+typedef void rlink_state_fn(void *arg, bool up);
+
+/* A SUB link's SUBSCRIBE of CHANNEL was acknowledged by the server. */
+typedef void rlink_subscribed_fn(void *arg, const char *channel, size_t chlen);
+
+enum rlink_kind {
+	RLINK_CMD,   /* commands and scripts, pipelined */
+	RLINK_SUB,   /* PUB/SUB: SUBSCRIBE/UNSUBSCRIBE only, messages to on_message */
+};
+
+struct rlink_opts {
+	struct ev_loop *loop;
+	const struct redis_addr *addr;   /* copied */
+	enum rlink_kind kind;
+	rlink_state_fn *on_state;        /* may be NULL */
+	rlink_message_fn *on_message;    /* SUB links */
+	rlink_subscribed_fn *on_subscribed; /* SUB links, may be NULL */
+	void *arg;                       /* for the three callbacks */
+};
+
+struct rlink;
+
+/* A link that starts connecting at once and keeps reconnecting until freed. */
+struct rlink *rlink_new(const struct rlink_opts *o);
+
+/* Fails every pending request with "closed" (their callbacks run before
+ * this returns or from the loop soon after, never later than the next
+ * iteration) and closes the connection. Safe from inside a callback. */
+void rlink_free(struct rlink *l);
+
+bool rlink_up(const struct rlink *l);
+
+/* The last connection error, "" when up (for /health and logs). */
+const char *rlink_error(const struct rlink *l);
+
+/* Sends a command of ARGC binary-safe arguments (LENS gives their lengths).
+ * CB is always called exactly once, later (never from inside this call):
+ * with "not connected" when the link is down. */
+void rlink_cmd(struct rlink *l, int argc, const char *const *argv, const size_t *lens,
+	       rlink_reply_fn *cb, void *arg);
+
+/* A Lua script: its text and, computed on first use, its SHA-1. */
+struct rscript {
+	const char *text;
+	char sha[41];
+};
+
+/* EVALSHA S with NKEYS of the ARGC arguments as keys; on NOSCRIPT (a
+ * restarted or failed-over server) the same call is repeated with EVAL,
+ * transparently. CB as rlink_cmd's. */
+void rlink_eval(struct rlink *l, struct rscript *s, int nkeys, int argc, const char *const *argv,
+		const size_t *lens, rlink_reply_fn *cb, void *arg);
+
+/* SUB links: the set of channels wanted. SUBSCRIBE is sent at once when the
+ * link is up (and again for the whole set after every reconnect, in batches
+ * of at most 512 channels); on_subscribed reports each acknowledgement.
+ * UNSUBSCRIBE removes the channel from the set. Idempotent. */
+void rlink_subscribe(struct rlink *l, const char *channel, size_t chlen);
+void rlink_unsubscribe(struct rlink *l, const char *channel, size_t chlen);
+bool rlink_subscribed(const struct rlink *l, const char *channel, size_t chlen);
+
+/* Drops the connection and reconnects after the back-off: for a caller
+ * that found the link useless (a READONLY reply, a silent subscriber).
+ * Pending requests fail with "connection lost". */
+void rlink_reconnect(struct rlink *l, const char *why);
+
+#endif
