@@ -111,6 +111,21 @@ void smap_each(const struct smap *m, void (*fn)(void *arg, const char *key, size
 			fn(arg, e->key, e->len, e->count);
 }
 
+void smap_filter(struct smap *m, bool (*fn)(void *arg, const char *key, size_t n, uint64_t *count), void *arg)
+{
+	for (size_t i = 0; i < m->cap; i++) {
+		for (struct smap_ent **pp = &m->tab[i], *e; (e = *pp) != NULL;) {
+			if (fn(arg, e->key, e->len, &e->count) && e->count != 0) {
+				pp = &e->next;
+				continue;
+			}
+			*pp = e->next;
+			free(e);
+			m->n--;
+		}
+	}
+}
+
 void smap_clear(struct smap *m)
 {
 	for (size_t i = 0; i < m->cap; i++) {

@@ -7,6 +7,7 @@
 #ifndef ROTOR_SMAP_H
 #define ROTOR_SMAP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,6 +30,10 @@ uint64_t smap_get(const struct smap *m, const char *key, size_t n);
 /* Calls FN for each entry, in no particular order. FN must not change M. */
 void smap_each(const struct smap *m, void (*fn)(void *arg, const char *key, size_t n, uint64_t count),
 	       void *arg);
+/* Calls FN for each entry, which may change its count; the entries for
+ * which FN returns false (or leaves a count of 0) are removed. FN must not
+ * change M otherwise. */
+void smap_filter(struct smap *m, bool (*fn)(void *arg, const char *key, size_t n, uint64_t *count), void *arg);
 /* Frees every entry; M is empty afterwards and may be used again. */
 void smap_clear(struct smap *m);
 

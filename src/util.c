@@ -6,6 +6,7 @@
 #include "config.h"
 #include "util.h"
 #include "log.h"
+#include "proto.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -160,4 +161,23 @@ int util_parse_int(const char *s, long long min, long long max, long long *out)
 		return RT_INVAL;
 	*out = v;
 	return RT_OK;
+}
+
+struct pstr pstr_dup(struct pstr s)
+{
+	struct pstr r = { NULL, 0 };
+	if (s.n) {
+		char *p = xmalloc(s.n);
+		memcpy(p, s.p, s.n);
+		r.p = p;
+		r.n = s.n;
+	}
+	return r;
+}
+
+void pstr_free(struct pstr *s)
+{
+	free((void *)s->p);
+	s->p = NULL;
+	s->n = 0;
 }

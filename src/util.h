@@ -17,6 +17,12 @@ char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) ROTOR_PRINTF(1, 2);
 
+/* An owned copy of a span (NULL, 0 for an empty one), and its release
+ * (the span is emptied). */
+struct pstr;
+struct pstr pstr_dup(struct pstr s);
+void pstr_free(struct pstr *s);
+
 /* Fills BUF with N bytes from the kernel's CSPRNG (getrandom). Returns RT_OK
  * or RT_ERR (logged). */
 int util_random(void *buf, size_t n);
