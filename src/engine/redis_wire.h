@@ -60,10 +60,19 @@ unsigned rw_shard_of(struct pstr ch, unsigned n);
 void rw_pub_encode(struct jw *out, const struct publication *p, bool delta);
 
 /* A decoded Publication: P's pointers go into the input, into CI (when
- * info is present) and into TAGS (up to MAXTAGS kept; more are skipped).
- * OFFSET field 6 when present, DELTA field 8. 0, or -1 when malformed. */
+ * info is present; with CI NULL the info is checked but not kept) and
+ * into TAGS (up to MAXTAGS kept; more are skipped). OFFSET field 6 when
+ * present, DELTA field 8 (DELTA may be NULL). Unknown fields are skipped.
+ * 0, or -1 when malformed. */
 int rw_pub_decode(const char *b, size_t n, struct publication *p, struct client_info *ci,
 		  struct tag *tags, size_t maxtags, bool *delta);
+
+/* The same with field 16 version (0 = none), which struct publication does
+ * not carry: an API publish with a version writes it, a receiver may read
+ * it. VERSION may be NULL when decoding. */
+void rw_pub_encode_v(struct jw *out, const struct publication *p, bool delta, uint64_t version);
+int rw_pub_decode_v(const char *b, size_t n, struct publication *p, struct client_info *ci,
+		    struct tag *tags, size_t maxtags, bool *delta, uint64_t *version);
 
 void rw_info_encode(struct jw *out, const struct client_info *ci);
 int rw_info_decode(const char *b, size_t n, struct client_info *ci);
@@ -121,7 +130,7 @@ struct rw_cmd {
 		struct {
 			struct pstr user, client, session, reason;
 			uint32_t code;
-			struct pstr whitelist;   /* the raw repeated field 2 entries: iterate with rw_next_string */
+			struct pstr whitelist;   /* protobuf holding field 2 entries (and maybe others): iterate with rw_next_string */
 			bool all_users;
 		} disconnect;
 		struct {
@@ -150,13 +159,21 @@ struct rw_cmd {
 	};
 };
 
+/* Fields of control.proto that struct rw_cmd does not hold (Node.metrics
+ * and data, Subscribe.source, every label_filter, Disconnect.reconnect)
+ * are never written and are skipped when read. */
 void rw_cmd_encode(struct jw *out, const struct rw_cmd *c);
-/* 0; -1 malformed. An unknown or absent sub-message gives RW_CMD_NONE. */
+/* 0; -1 malformed (any sub-message). An unknown or absent sub-message
+ * gives RW_CMD_NONE; of several, the first in centrifuge's handleControl
+ * order (node, shutdown, unsubscribe, subscribe, disconnect, survey
+ * request, survey response, notification, refresh) is decoded. */
 int rw_cmd_decode(const char *b, size_t n, struct rw_cmd *c);
 
-/* Disconnect's whitelist: the next client id from the encoding that
- * rw_cmd_decode left in WL (WL advances); false at the end. The encoder
- * takes the whitelist as an array: */
+/* Disconnect's whitelist: the next client id (field 2) from the bytes that
+ * rw_cmd_decode left in WL, which are the whole Disconnect message, or that
+ * rw_cmd_set_whitelist wrote; other fields are stepped over. WL advances;
+ * false at the end. The encoder takes the whitelist as an array, written
+ * into SCRATCH: C points into it until SCRATCH is written again. */
 bool rw_next_string(struct pstr *wl, struct pstr *out);
 void rw_cmd_set_whitelist(struct jw *scratch, const struct pstr *v, size_t n, struct rw_cmd *c);
 
