@@ -4,7 +4,8 @@
  * with its libev adapter, and what that version lacks done here with
  * ev_timers: a connect timeout, a deadline for every request (io_timeout),
  * PING on an idle command link, reconnection for ever with a growing,
- * jittered back-off (250 ms up to 5 s).
+ * jittered back-off (250 ms doubling up to 5 s, each wait up to a fifth
+ * longer at random).
  *
  * A link never blocks its loop: the address is resolved when the link is
  * made (redis_addr_parse takes numeric addresses and "localhost" only, so
@@ -40,13 +41,18 @@ struct redis_addr {
  * "tcp://…", "unix://[user:pass@]/path". DEFAULTS (user, password, db,
  * timeouts, client_name: the config block's) are copied first; the URL's
  * user, password, db and the query options connect_timeout and io_timeout
- * (Go durations) override them. Forms rotor does not serve (rediss://,
- * redis+sentinel://, redis+cluster://, tls_enabled, …) and host names
- * other than localhost are refused. 0, or -1 with a message in ERR. */
+ * (Go durations) override them (a URL user only when not empty; a URL
+ * password whenever the URL has one). Without a port, 6379. Forms rotor
+ * does not serve (rediss://, redis+sentinel://, redis+cluster://,
+ * tls_enabled, sentinel_*, addr, replica_client_enabled, unknown options)
+ * and host names other than localhost (connected to as 127.0.0.1) are
+ * refused. 0, or -1 with a message in ERR naming the problem (never the
+ * password). */
 int redis_addr_parse(const char *s, const struct redis_addr *defaults, struct redis_addr *out,
 		     char *err, size_t errlen);
 
-/* "host:port" or the socket path, for logs. */
+/* "host:port" ("[v6]:port") or the socket path, for logs: in one of four
+ * static buffers used in turn. */
 const char *redis_addr_str(const struct redis_addr *a);
 
 /* R is the reply (owned by hiredis, valid during the call only; an error
@@ -59,7 +65,8 @@ typedef void rlink_reply_fn(void *arg, struct redisReply *r, const char *err);
 typedef void rlink_message_fn(void *arg, const char *channel, size_t chlen, const char *msg, size_t len);
 
 /* The link came up (after AUTH, SELECT, CLIENT SETNAME and, on a SUB
- * link, after the subscriptions wanted were sent again) or went down. */
+ * link, after the subscriptions wanted were sent again) or went down.
+ * Called on changes only: failed attempts while down are not reported. */
 typedef void rlink_state_fn(void *arg, bool up);
 
 /* A SUB link's SUBSCRIBE of CHANNEL was acknowledged by the server. */
@@ -85,9 +92,11 @@ struct rlink;
 /* A link that starts connecting at once and keeps reconnecting until freed. */
 struct rlink *rlink_new(const struct rlink_opts *o);
 
-/* Fails every pending request with "closed" (their callbacks run before
- * this returns or from the loop soon after, never later than the next
- * iteration) and closes the connection. Safe from inside a callback. */
+/* Fails every request in flight with "closed" and answers those already
+ * failed but waiting for the loop ("not connected"), all before this
+ * returns, and closes the connection. Safe from inside any of the link's
+ * callbacks (the memory goes when the outermost one returns). Calls
+ * rlink_free's callbacks make on this link are answered at once, "closed". */
 void rlink_free(struct rlink *l);
 
 bool rlink_up(const struct rlink *l);
@@ -95,13 +104,16 @@ bool rlink_up(const struct rlink *l);
 /* The last connection error, "" when up (for /health and logs). */
 const char *rlink_error(const struct rlink *l);
 
-/* Sends a command of ARGC binary-safe arguments (LENS gives their lengths).
- * CB is always called exactly once, later (never from inside this call):
- * with "not connected" when the link is down. */
+/* Sends a command of ARGC binary-safe arguments (LENS gives their lengths)
+ * on a CMD link; never (P)SUBSCRIBE, (P)UNSUBSCRIBE or MONITOR, which
+ * hiredis would turn the connection over to (refused: "not allowed on a
+ * command link"). CB is always called exactly once, later (never from
+ * inside this call): with "not connected" when the link is down. */
 void rlink_cmd(struct rlink *l, int argc, const char *const *argv, const size_t *lens,
 	       rlink_reply_fn *cb, void *arg);
 
-/* A Lua script: its text and, computed on first use, its SHA-1. */
+/* A Lua script: its text and, computed on first use, its SHA-1. It must
+ * outlive every request made with it (scripts are static). */
 struct rscript {
 	const char *text;
 	char sha[41];
@@ -116,7 +128,11 @@ void rlink_eval(struct rlink *l, struct rscript *s, int nkeys, int argc, const c
 /* SUB links: the set of channels wanted. SUBSCRIBE is sent at once when the
  * link is up (and again for the whole set after every reconnect, in batches
  * of at most 512 channels); on_subscribed reports each acknowledgement.
- * UNSUBSCRIBE removes the channel from the set. Idempotent. */
+ * UNSUBSCRIBE removes the channel from the set. Idempotent. on_subscribed
+ * and on_message report channels still in the set only. An acknowledgement
+ * missing for io_timeout drops the link; an idle SUB link is not PINGed
+ * (hiredis 0.14 loses the reply): a silent subscriber is the caller's to
+ * detect (publish to itself) and to end with rlink_reconnect. */
 void rlink_subscribe(struct rlink *l, const char *channel, size_t chlen);
 void rlink_unsubscribe(struct rlink *l, const char *channel, size_t chlen);
 bool rlink_subscribed(const struct rlink *l, const char *channel, size_t chlen);

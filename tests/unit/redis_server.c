@@ -50,7 +50,7 @@ static bool pings(int port)
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && write(fd, "PING\r\n", 6) == 6 &&
 	    read(fd, buf, sizeof(buf) - 1) > 0)
-		ok = strncmp(buf, "+PONG", 5) == 0;
+		ok = strncmp(buf, "+PONG", 5) == 0 || strncmp(buf, "-NOAUTH", 7) == 0; /* alive, with a password */
 	close(fd);
 	return ok;
 }

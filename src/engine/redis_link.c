@@ -1,0 +1,1275 @@
+/*
+ * redis_link.c - one connection to one Redis server on a libev loop (see
+ * redis_link.h): hiredis 0.14.1's async context does the I/O and the RESP
+ * parsing; this file adds what 0.14 lacks (timeouts, PING, reconnection)
+ * and keeps hiredis's callbacks away from freed memory.
+ *
+ * Model. A link (struct rlink) lives until rlink_free. Each connection
+ * attempt is a struct rconn that owns one redisAsyncContext; the link
+ * points at its current rconn and the rconn back at its link. Dropping a
+ * connection "detaches" it: both pointers are cleared before anything else
+ * happens, so a hiredis callback that arrives later for that context (hiredis
+ * runs every pending callback with a NULL reply when it frees a context, and
+ * defers the free while one of its callbacks runs) finds rconn->l == NULL and
+ * only releases memory. The rconn itself is freed exactly where hiredis is
+ * done with the context: in the disconnect callback (connected contexts), in
+ * the connect callback on failure, or right after our own redisAsyncFree of
+ * a context that never connected (then hiredis calls nothing). rconn->gen is
+ * the link's connection generation, for logs and asserts.
+ *
+ * States: DOWN (the back-off timer runs) -> CONNECTING (TCP, under
+ * connect_timeout) -> HANDSHAKE (AUTH, SELECT, CLIENT SETNAME, or a PING
+ * when there is nothing to say; still under connect_timeout) -> UP. Any
+ * error, timeout or lost connection goes back to DOWN and fails everything
+ * in flight. Requests are accepted in UP only.
+ *
+ * Requests (struct rreq): every request has its place on one of two lists
+ * of the link: inflight (sent, oldest first: the io timer looks at the head
+ * only) or later (to be answered from a zero timer, never from inside the
+ * call that made it). A request handed to hiredis (rreq.hiredis) is freed in
+ * its hiredis callback, which comes exactly once; the link may answer it
+ * earlier (timeout, drop, free) and only unlinks it then. Internal requests
+ * (handshake, PING, a SUB link's SUBSCRIBE/UNSUBSCRIBE batches, whose .subs
+ * counts the acknowledgements still due) share the lists and the deadline.
+ *
+ * User callbacks may call anything, rlink_free of this link included: every
+ * path that calls out holds l->depth, and rlink_free under depth only
+ * marks the link; it is destroyed when the outermost caller leaves.
+ *
+ * Calling redisAsyncFree is safe from our timers and from inside a reply
+ * callback (hiredis defers it), never from the connect or disconnect
+ * callbacks; this file never does the latter: a handshake is always sent so
+ * that a link comes up from a reply callback.
+ */
+#include "config.h"
+#include "redis_link.h"
+#include "conf.h"
+#include "log.h"
+#include "smap.h"
+#include "utf8.h"
+#include "util.h"
+
+#include <arpa/inet.h>
+#include <assert.h>
+#include <ev.h>
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+#include <hiredis/adapters/libev.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+
+#define RLINK_BACKOFF_MIN_MS 250
+#define RLINK_BACKOFF_MAX_MS 5000
+#define RLINK_PING_S 1.0
+#define RLINK_SUB_BATCH 512
+#define RLINK_DEF_CONNECT_MS 1000
+#define RLINK_DEF_IO_MS 4000
+
+/* ---- addresses ------------------------------------------------------------ */
+
+static void addr_defaults(struct redis_addr *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->connect_timeout_ms = RLINK_DEF_CONNECT_MS;
+	a->io_timeout_ms = RLINK_DEF_IO_MS;
+}
+
+/* Percent-decodes N bytes at S into OUT (SIZE bytes, NUL-terminated).
+ * -1 on a bad escape or when it does not fit. */
+static int pct_decode(const char *s, size_t n, char *out, size_t size)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '%') {
+			int hi, lo;
+			if (i + 2 >= n)
+				return -1;
+			hi = utf8_hexval((unsigned char)s[i + 1]);
+			lo = utf8_hexval((unsigned char)s[i + 2]);
+			if (hi < 0 || lo < 0)
+				return -1;
+			c = (unsigned char)(hi << 4 | lo);
+			i += 2;
+		}
+		if (o + 1 >= size)
+			return -1;
+		out[o++] = (char)c;
+	}
+	out[o] = '\0';
+	return 0;
+}
+
+/* "host[:port]" or "[v6][:port]", N bytes at S, into A. */
+static int parse_hostport(const char *s, size_t n, struct redis_addr *a, char *err, size_t errlen)
+{
+	const char *host = s, *port = NULL;
+	size_t hlen = n, plen = 0;
+	const char *colon;
+
+	if (n > 0 && s[0] == '[') {
+		const char *rb = memchr(s, ']', n);
+		if (rb == NULL) {
+			snprintf(err, errlen, "unclosed '[' in the IPv6 address");
+			return -1;
+		}
+		host = s + 1;
+		hlen = (size_t)(rb - host);
+		if (rb + 1 < s + n) {
+			if (rb[1] != ':') {
+				snprintf(err, errlen, "garbage after the IPv6 address");
+				return -1;
+			}
+			port = rb + 2;
+			plen = (size_t)(s + n - port);
+		}
+	} else if ((colon = memchr(s, ':', n)) != NULL) {
+		if (memchr(colon + 1, ':', (size_t)(s + n - colon - 1)) != NULL) {
+			snprintf(err, errlen, "an IPv6 address must be written in brackets, as [::1]:6379");
+			return -1;
+		}
+		hlen = (size_t)(colon - s);
+		port = colon + 1;
+		plen = (size_t)(s + n - port);
+	}
+	if (hlen == 0) {
+		snprintf(err, errlen, "no host");
+		return -1;
+	}
+	if (hlen >= sizeof(a->host)) {
+		snprintf(err, errlen, "host too long");
+		return -1;
+	}
+	memcpy(a->host, host, hlen);
+	a->host[hlen] = '\0';
+
+	unsigned char bin[16];
+	if (strcmp(a->host, "localhost") != 0 && inet_pton(AF_INET, a->host, bin) != 1 &&
+	    inet_pton(AF_INET6, a->host, bin) != 1) {
+		snprintf(err, errlen,
+			 "host \"%s\" is not a numeric IP address or localhost (rotor does not resolve names: "
+			 "a lookup would block the event loop)",
+			 a->host);
+		return -1;
+	}
+	a->port = 6379;
+	if (port) {
+		char buf[8];
+		long long v;
+		if (plen == 0 || plen >= sizeof(buf)) {
+			snprintf(err, errlen, "bad port \"%.*s\"", (int)(plen < 16 ? plen : 16), port);
+			return -1;
+		}
+		memcpy(buf, port, plen);
+		buf[plen] = '\0';
+		if (util_parse_int(buf, 1, 65535, &v) != RT_OK) {
+			snprintf(err, errlen, "bad port \"%s\" (1 to 65535)", buf);
+			return -1;
+		}
+		a->port = (int)v;
+	}
+	return 0;
+}
+
+/* "user[:password]" (N bytes, percent-encoded) into A. */
+static int parse_userinfo(const char *s, size_t n, struct redis_addr *a, char *err, size_t errlen)
+{
+	const char *colon = memchr(s, ':', n);
+	size_t ulen = colon ? (size_t)(colon - s) : n;
+	char user[sizeof(a->user)];
+
+	if (pct_decode(s, ulen, user, sizeof(user)) != 0) {
+		snprintf(err, errlen, "bad user name (percent-encoding or length)");
+		return -1;
+	}
+	if (user[0])
+		memcpy(a->user, user, sizeof(user));
+	if (colon && pct_decode(colon + 1, (size_t)(s + n - colon - 1), a->password, sizeof(a->password)) != 0) {
+		snprintf(err, errlen, "bad password (percent-encoding or length)");
+		return -1;
+	}
+	return 0;
+}
+
+static int parse_timeout(const char *name, const char *v, uint64_t *out, char *err, size_t errlen)
+{
+	long long ms;
+
+	if (conf_duration_ms(v, &ms) != RT_OK || ms <= 0) {
+		snprintf(err, errlen, "bad %s \"%s\" (a positive Go duration such as 500ms, 1s or 1m30s)", name, v);
+		return -1;
+	}
+	*out = (uint64_t)ms;
+	return 0;
+}
+
+/* The query string (after '?', N bytes): only the options rotor serves. */
+static int parse_query(const char *s, size_t n, struct redis_addr *a, char *err, size_t errlen)
+{
+	const char *end = s + n;
+
+	while (s < end) {
+		const char *amp = memchr(s, '&', (size_t)(end - s));
+		const char *e = amp ? amp : end;
+		const char *eq = memchr(s, '=', (size_t)(e - s));
+		char key[64], val[128];
+		size_t klen = eq ? (size_t)(eq - s) : (size_t)(e - s);
+
+		if (klen == 0 && e == s) {
+			s = e + 1;
+			continue;
+		}
+		if (klen >= sizeof(key)) {
+			snprintf(err, errlen, "unknown option \"%.*s…\"", 32, s);
+			return -1;
+		}
+		memcpy(key, s, klen);
+		key[klen] = '\0';
+		if (pct_decode(eq ? eq + 1 : e, eq ? (size_t)(e - eq - 1) : 0, val, sizeof(val)) != 0) {
+			snprintf(err, errlen, "bad value of option %s", key);
+			return -1;
+		}
+		if (strcmp(key, "connect_timeout") == 0) {
+			if (parse_timeout(key, val, &a->connect_timeout_ms, err, errlen) != 0)
+				return -1;
+		} else if (strcmp(key, "io_timeout") == 0) {
+			if (parse_timeout(key, val, &a->io_timeout_ms, err, errlen) != 0)
+				return -1;
+		} else if (strcmp(key, "force_resp2") == 0) {
+			/* rotor always speaks RESP2 (hiredis 0.14 knows no RESP3) */
+		} else if (strcmp(key, "tls_enabled") == 0) {
+			snprintf(err, errlen, "option tls_enabled: TLS to Redis is not supported (hiredis 0.14 has no TLS)");
+			return -1;
+		} else if (strncmp(key, "sentinel_", 9) == 0) {
+			snprintf(err, errlen, "option %s: Redis Sentinel is not supported", key);
+			return -1;
+		} else if (strcmp(key, "addr") == 0) {
+			snprintf(err, errlen,
+				 "option addr: extra seed or sentinel addresses are not supported (one server per entry)");
+			return -1;
+		} else if (strcmp(key, "replica_client_enabled") == 0) {
+			snprintf(err, errlen, "option replica_client_enabled: replica clients are not supported");
+			return -1;
+		} else {
+			snprintf(err, errlen, "unknown option \"%s\"", key);
+			return -1;
+		}
+		s = e + (amp != NULL);
+	}
+	return 0;
+}
+
+int redis_addr_parse(const char *s, const struct redis_addr *defaults, struct redis_addr *out, char *err,
+		     size_t errlen)
+{
+	struct redis_addr a;
+	const char *sep = strstr(s, "://");
+
+	if (defaults)
+		a = *defaults;
+	else
+		addr_defaults(&a);
+	a.host[0] = a.path[0] = '\0';
+	a.port = 0;
+	if (errlen)
+		err[0] = '\0';
+
+	if (sep == NULL) {
+		if (strchr(s, '@') || strchr(s, '/') || strchr(s, '?')) {
+			snprintf(err, errlen, "\"host:port\" takes no user, path or options: use redis://");
+			return -1;
+		}
+		if (parse_hostport(s, strlen(s), &a, err, errlen) != 0)
+			return -1;
+		*out = a;
+		return 0;
+	}
+
+	size_t slen = (size_t)(sep - s);
+	bool unix_sock = false;
+#define SCHEME(lit) (slen == sizeof(lit) - 1 && strncasecmp(s, lit, slen) == 0)
+	if (SCHEME("redis") || SCHEME("tcp")) {
+		unix_sock = false;
+	} else if (SCHEME("unix")) {
+		unix_sock = true;
+	} else if (SCHEME("rediss") || SCHEME("rediss+sentinel")) {
+		snprintf(err, errlen, "%.*s://: TLS to Redis is not supported (hiredis 0.14 has no TLS)", (int)slen, s);
+		return -1;
+	} else if (SCHEME("redis+sentinel")) {
+		snprintf(err, errlen, "redis+sentinel://: Redis Sentinel is not supported");
+		return -1;
+	} else if (SCHEME("redis+cluster") || SCHEME("rediss+cluster")) {
+		snprintf(err, errlen, "%.*s://: Redis Cluster is not supported", (int)slen, s);
+		return -1;
+	} else {
+		snprintf(err, errlen, "unknown scheme \"%.*s://\" (redis://, tcp://, unix:// or host:port)",
+			 (int)(slen < 32 ? slen : 32), s);
+		return -1;
+	}
+#undef SCHEME
+
+	const char *p = sep + 3;
+	const char *q = strchr(p, '?');
+	const char *end = q ? q : p + strlen(p);
+
+	if (unix_sock) {
+		/* unix://[user:pass@]/path: the user part ends at the last '@'
+		 * before the path's first '/'. */
+		const char *slash = memchr(p, '/', (size_t)(end - p));
+		const char *at = NULL;
+		for (const char *c = p; c < (slash ? slash : end); c++)
+			if (*c == '@')
+				at = c;
+		if (at) {
+			if (parse_userinfo(p, (size_t)(at - p), &a, err, errlen) != 0)
+				return -1;
+			p = at + 1;
+		}
+		if (p >= end || *p != '/') {
+			snprintf(err, errlen, "unix:// needs an absolute socket path, as unix:///run/redis.sock");
+			return -1;
+		}
+		if ((size_t)(end - p) >= sizeof(a.path)) {
+			snprintf(err, errlen, "socket path longer than %zu bytes", sizeof(a.path) - 1);
+			return -1;
+		}
+		memcpy(a.path, p, (size_t)(end - p));
+		a.path[end - p] = '\0';
+	} else {
+		const char *slash = memchr(p, '/', (size_t)(end - p));
+		const char *hend = slash ? slash : end;
+		const char *at = NULL;
+		for (const char *c = p; c < hend; c++)
+			if (*c == '@')
+				at = c;
+		if (at) {
+			if (parse_userinfo(p, (size_t)(at - p), &a, err, errlen) != 0)
+				return -1;
+			p = at + 1;
+		}
+		if (parse_hostport(p, (size_t)(hend - p), &a, err, errlen) != 0)
+			return -1;
+		if (slash && slash + 1 < end) {
+			char buf[16];
+			long long db;
+			size_t dlen = (size_t)(end - slash - 1);
+			if (dlen >= sizeof(buf)) {
+				snprintf(err, errlen, "bad db \"%.*s\"", 16, slash + 1);
+				return -1;
+			}
+			memcpy(buf, slash + 1, dlen);
+			buf[dlen] = '\0';
+			if (util_parse_int(buf, 0, 1000000, &db) != RT_OK) {
+				snprintf(err, errlen, "bad db \"%s\" (a number, as redis://127.0.0.1:6379/2)", buf);
+				return -1;
+			}
+			a.db = (int)db;
+		}
+	}
+	if (q && parse_query(q + 1, strlen(q + 1), &a, err, errlen) != 0)
+		return -1;
+	*out = a;
+	return 0;
+}
+
+const char *redis_addr_str(const struct redis_addr *a)
+{
+	static char bufs[4][300];
+	static unsigned next;
+	char *b = bufs[next++ % 4];
+
+	if (a->path[0])
+		snprintf(b, sizeof(bufs[0]), "%s", a->path);
+	else if (strchr(a->host, ':'))
+		snprintf(b, sizeof(bufs[0]), "[%s]:%d", a->host, a->port);
+	else
+		snprintf(b, sizeof(bufs[0]), "%s:%d", a->host, a->port);
+	return b;
+}
+
+/* ---- links ---------------------------------------------------------------- */
+
+enum rlink_state { ST_DOWN, ST_CONNECTING, ST_HANDSHAKE, ST_UP };
+
+struct rreq {
+	TAILQ_ENTRY(rreq) q;
+	rlink_reply_fn *cb;      /* NULL: internal, nobody to answer */
+	void *arg;
+	const char *err;         /* on the later list: what to answer */
+	ev_tstamp sent;
+	bool queued;             /* on l->inflight or l->later */
+	bool hiredis;            /* hiredis will call on_reply for it once */
+	bool retried;            /* the EVAL after a NOSCRIPT was sent */
+	uint32_t subs;           /* SUB batch: acknowledgements still due */
+	struct rscript *script;  /* rlink_eval: */
+	char *cmd;               /* the EVALSHA command as sent */
+	size_t cmdlen, tail;     /* its length; where its NKEYS argument starts */
+};
+
+TAILQ_HEAD(rreq_list, rreq);
+
+struct rconn {
+	struct rlink *l;         /* NULL once detached */
+	redisAsyncContext *ac;
+	uint64_t gen;
+};
+
+struct rlink {
+	struct ev_loop *loop;
+	struct redis_addr addr;
+	enum rlink_kind kind;
+	rlink_state_fn *on_state;
+	rlink_message_fn *on_message;
+	rlink_subscribed_fn *on_subscribed;
+	void *arg;
+
+	enum rlink_state st;
+	struct rconn *conn;
+	uint64_t gen;
+	unsigned backoff_ms;
+	int hs_left, hs_total;
+	const char *hs_names[4];
+
+	ev_timer conn_w;         /* DOWN: the back-off; CONNECTING, HANDSHAKE: connect_timeout */
+	ev_timer io_w;           /* the oldest request's deadline; idle PING */
+	ev_timer later_w;        /* answers l->later */
+	ev_tstamp last_rx;
+
+	struct rreq_list inflight, later;
+	struct smap wanted;      /* SUB: channel -> 1 */
+	struct smap loaded;      /* CMD: scripts sent as EVAL on connection GEN -> GEN */
+
+	int depth;               /* calls out in progress */
+	bool freeing;
+	char err[256];           /* why not up */
+	char logged[256];        /* the last error logged, so a retry loop logs once */
+};
+
+/* For log lines: which of the links to one server. */
+#define KIND(l) ((l)->kind == RLINK_SUB ? " (pub/sub)" : "")
+
+static void connect_start(struct rlink *l);
+static void drop(struct rlink *l, const char *why, const char *reqerr, bool ac_dying);
+
+static void link_enter(struct rlink *l)
+{
+	l->depth++;
+}
+
+static void link_destroy(struct rlink *l)
+{
+	smap_clear(&l->wanted);
+	smap_clear(&l->loaded);
+	free(l);
+}
+
+/* False when L was destroyed. */
+static bool link_leave(struct rlink *l)
+{
+	assert(l->depth > 0);
+	if (--l->depth == 0 && l->freeing) {
+		link_destroy(l);
+		return false;
+	}
+	return true;
+}
+
+static struct rreq *req_new(rlink_reply_fn *cb, void *arg)
+{
+	struct rreq *q = xcalloc(1, sizeof(*q));
+	q->cb = cb;
+	q->arg = arg;
+	return q;
+}
+
+static void req_free(struct rreq *q)
+{
+	free(q->cmd);
+	free(q);
+}
+
+/* Takes Q off the list LIST it is on. */
+static void req_unlink(struct rreq_list *list, struct rreq *q)
+{
+	TAILQ_REMOVE(list, q, q);
+	q->queued = false;
+}
+
+/* Frees Q once it is on no list and hiredis does not hold it. */
+static void req_release(struct rreq *q)
+{
+	if (!q->hiredis && !q->queued)
+		req_free(q);
+}
+
+/* Answers every request on L's inflight list with ERR (user callbacks run;
+ * L stays allocated: callers hold depth). */
+static void fail_inflight(struct rlink *l, const char *err)
+{
+	struct rreq *q;
+
+	while ((q = TAILQ_FIRST(&l->inflight)) != NULL) {
+		req_unlink(&l->inflight, q);
+		if (q->cb)
+			q->cb(q->arg, NULL, err);
+		req_release(q);
+	}
+}
+
+static void later_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct rlink *l = w->data;
+	struct rreq_list now = TAILQ_HEAD_INITIALIZER(now);
+	struct rreq *q;
+
+	TAILQ_CONCAT(&now, &l->later, q);
+	link_enter(l);
+	while ((q = TAILQ_FIRST(&now)) != NULL) {
+		req_unlink(&now, q);
+		q->cb(q->arg, NULL, q->err);
+		req_free(q);
+	}
+	link_leave(l);
+}
+
+/* Answers CB with ERR from the loop, soon. */
+static void later_push(struct rlink *l, rlink_reply_fn *cb, void *arg, const char *err)
+{
+	struct rreq *q = req_new(cb, arg);
+
+	q->err = err;
+	q->queued = true;
+	TAILQ_INSERT_TAIL(&l->later, q, q);
+	if (!ev_is_active(&l->later_w)) {
+		ev_timer_set(&l->later_w, 0., 0.);
+		ev_timer_start(l->loop, &l->later_w);
+	}
+}
+
+/* Records WHY as the link's error and logs it unless it was the last
+ * thing logged. */
+static void note_error(struct rlink *l, const char *why)
+{
+	snprintf(l->err, sizeof(l->err), "%s", why);
+	if (strcmp(l->logged, l->err) != 0) {
+		log_warn("redis %s%s: %s", redis_addr_str(&l->addr), KIND(l), l->err);
+		snprintf(l->logged, sizeof(l->logged), "%s", l->err);
+	}
+}
+
+/* Arms the back-off timer for the next attempt: 250 ms doubling to 5 s,
+ * plus up to a fifth more at random so that many links spread out. */
+static void schedule_retry(struct rlink *l)
+{
+	uint32_t r = 0;
+	double ms = l->backoff_ms;
+
+	util_random(&r, sizeof(r));
+	ms += ms * 0.2 * (r / 4294967296.0);
+	l->backoff_ms = l->backoff_ms * 2 > RLINK_BACKOFF_MAX_MS ? RLINK_BACKOFF_MAX_MS : l->backoff_ms * 2;
+	ev_timer_stop(l->loop, &l->conn_w);
+	ev_timer_set(&l->conn_w, ms / 1000., 0.);
+	ev_timer_start(l->loop, &l->conn_w);
+}
+
+/* (Re)arms the io timer for the oldest request's deadline and, on an UP
+ * command link, for the next idle PING; stops it when there is neither. */
+static void io_arm(struct rlink *l)
+{
+	struct rreq *q = TAILQ_FIRST(&l->inflight);
+	bool ping = l->kind == RLINK_CMD && l->st == ST_UP;
+	ev_tstamp t = RLINK_PING_S;
+
+	ev_timer_stop(l->loop, &l->io_w);
+	if (q) {
+		ev_tstamp due = q->sent + l->addr.io_timeout_ms / 1000. - ev_now(l->loop);
+		if (!ping || due < t)
+			t = due;
+	} else if (!ping) {
+		return;
+	}
+	ev_timer_set(&l->io_w, t > 0 ? t : 0., 0.);
+	ev_timer_start(l->loop, &l->io_w);
+}
+
+/* After a request was added: a deadline later than any armed one needs no
+ * re-arming, the timer looks again when it fires. */
+static void io_kick(struct rlink *l)
+{
+	if (!ev_is_active(&l->io_w))
+		io_arm(l);
+}
+
+static void inflight_push(struct rlink *l, struct rreq *q)
+{
+	q->sent = ev_now(l->loop);
+	q->queued = true;
+	TAILQ_INSERT_TAIL(&l->inflight, q, q);
+	io_kick(l);
+}
+
+/* ---- replies ---------------------------------------------------------------- */
+
+/* An error reply that says this server is the wrong one to talk to now. */
+static bool error_means_reconnect(const redisReply *r)
+{
+	return r && r->type == REDIS_REPLY_ERROR && r->str &&
+	       (strncmp(r->str, "READONLY", 8) == 0 || strncmp(r->str, "LOADING", 7) == 0 ||
+		strncmp(r->str, "MASTERDOWN", 10) == 0);
+}
+
+static bool resend_as_eval(struct rlink *l, struct rreq *q);
+
+/* The hiredis callback of every request. */
+static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	struct rreq *q = privdata;
+	struct rconn *c = ac->data;
+	struct rlink *l = c->l;
+	redisReply *r = reply;
+
+	if (!q->queued) {         /* answered already, or detached */
+		req_free(q);
+		return;
+	}
+	assert(l != NULL && l->conn == c && c->gen == l->gen);
+	link_enter(l);
+	if (r == NULL) {
+		/* hiredis is tearing the context down after an error: the
+		 * first such callback drops the link, which answers the rest */
+		drop(l, ac->c.errstr[0] ? ac->c.errstr : "connection lost", "connection lost", true);
+		req_free(q);
+		link_leave(l);
+		return;
+	}
+	l->last_rx = ev_now(l->loop);
+	if (q->script && !q->retried && r->type == REDIS_REPLY_ERROR && r->str &&
+	    strncmp(r->str, "NOSCRIPT", 8) == 0 && resend_as_eval(l, q)) {
+		link_leave(l);
+		return;
+	}
+	req_unlink(&l->inflight, q);
+	if (q->cb)
+		q->cb(q->arg, r, NULL);
+	if (!l->freeing && l->conn == c && error_means_reconnect(r)) {
+		char why[200];
+		snprintf(why, sizeof(why), "the server answered %.150s", r->str);
+		drop(l, why, "connection lost", false);
+	}
+	req_free(q);
+	link_leave(l);
+}
+
+/* ---- connecting --------------------------------------------------------------- */
+
+static void link_up(struct rlink *l);
+
+/* The handshake's replies, in the order sent. */
+static void hs_reply(void *arg, redisReply *r, const char *err)
+{
+	struct rlink *l = arg;
+
+	if (err)
+		return; /* the link is being dropped */
+	const char *name = l->hs_names[l->hs_total - l->hs_left];
+	if (r->type == REDIS_REPLY_ERROR) {
+		char why[300];
+		snprintf(why, sizeof(why), "%s failed: %.200s", name, r->str ? r->str : "");
+		drop(l, why, "connection lost", false);
+		return;
+	}
+	if (--l->hs_left == 0)
+		link_up(l);
+}
+
+static void hs_send(struct rlink *l, const char *name, int argc, const char **argv)
+{
+	struct rreq *q = req_new(hs_reply, l);
+
+	l->hs_names[l->hs_total++] = name;
+	l->hs_left++;
+	if (redisAsyncCommandArgv(l->conn->ac, on_reply, q, argc, argv, NULL) != REDIS_OK) {
+		/* cannot happen on a fresh context; the connect timeout cleans up */
+		log_error("redis %s%s: could not queue %s", redis_addr_str(&l->addr), KIND(l), name);
+		req_free(q);
+		return;
+	}
+	q->hiredis = true;
+	inflight_push(l, q);
+}
+
+static void on_connect(const redisAsyncContext *cac, int status)
+{
+	redisAsyncContext *ac = (redisAsyncContext *)cac;
+	struct rconn *c = ac->data;
+	struct rlink *l = c->l;
+
+	if (l == NULL) {
+		if (status != REDIS_OK)
+			free(c);
+		return;
+	}
+	assert(l->conn == c && l->st == ST_CONNECTING);
+	if (status != REDIS_OK) {
+		/* hiredis frees the context when this returns, and calls no
+		 * disconnect callback: nothing to answer, no user callback */
+		l->conn = NULL;
+		free(c);
+		l->st = ST_DOWN;
+		note_error(l, ac->c.errstr[0] ? ac->c.errstr : "connect failed");
+		schedule_retry(l);
+		return;
+	}
+	l->st = ST_HANDSHAKE;
+	l->hs_left = l->hs_total = 0;
+	if (l->addr.password[0]) {
+		const char *av[] = { "AUTH", l->addr.user, l->addr.password };
+		if (l->addr.user[0])
+			hs_send(l, "AUTH", 3, av);
+		else
+			hs_send(l, "AUTH", 2, (const char *[]){ "AUTH", l->addr.password });
+	}
+	if (l->addr.db) {
+		char db[16];
+		snprintf(db, sizeof(db), "%d", l->addr.db);
+		hs_send(l, "SELECT", 2, (const char *[]){ "SELECT", db });
+	}
+	if (l->addr.client_name[0])
+		hs_send(l, "CLIENT SETNAME", 3, (const char *[]){ "CLIENT", "SETNAME", l->addr.client_name });
+	if (l->hs_total == 0)
+		hs_send(l, "PING", 1, (const char *[]){ "PING" });
+}
+
+static void on_disconnect(const redisAsyncContext *cac, int status)
+{
+	redisAsyncContext *ac = (redisAsyncContext *)cac;
+	struct rconn *c = ac->data;
+	struct rlink *l = c->l;
+
+	if (l) {
+		link_enter(l);
+		drop(l, ac->c.errstr[0] ? ac->c.errstr : "the server closed the connection", "connection lost",
+		     true);
+		link_leave(l);
+	}
+	free(c);
+}
+
+static void connect_start(struct rlink *l)
+{
+	const struct redis_addr *a = &l->addr;
+	redisAsyncContext *ac;
+
+	if (a->path[0])
+		ac = redisAsyncConnectUnix(a->path);
+	else /* "localhost" is not looked up: hiredis would call getaddrinfo */
+		ac = redisAsyncConnect(strcmp(a->host, "localhost") == 0 ? "127.0.0.1" : a->host, a->port);
+	if (ac == NULL) {
+		note_error(l, "out of memory");
+		schedule_retry(l);
+		return;
+	}
+	if (ac->err) {
+		note_error(l, ac->c.errstr[0] ? ac->c.errstr : "connect failed");
+		redisAsyncFree(ac); /* never connected: frees at once, calls nothing */
+		schedule_retry(l);
+		return;
+	}
+	struct rconn *c = xcalloc(1, sizeof(*c));
+	c->l = l;
+	c->ac = ac;
+	c->gen = ++l->gen;
+	ac->data = c;
+	l->conn = c;
+	l->st = ST_CONNECTING;
+	redisLibevAttach(l->loop, ac);
+	redisAsyncSetConnectCallback(ac, on_connect);
+	redisAsyncSetDisconnectCallback(ac, on_disconnect);
+	ev_timer_stop(l->loop, &l->conn_w);
+	ev_timer_set(&l->conn_w, a->connect_timeout_ms / 1000., 0.);
+	ev_timer_start(l->loop, &l->conn_w);
+}
+
+/* Detaches L's connection and answers what was in flight with REQERR. The
+ * context is freed here unless AC_DYING (hiredis is freeing it already).
+ * L must be held (depth). */
+static void detach(struct rlink *l, const char *reqerr, bool ac_dying)
+{
+	struct rconn *c = l->conn;
+
+	l->st = ST_DOWN;
+	ev_timer_stop(l->loop, &l->io_w);
+	ev_timer_stop(l->loop, &l->conn_w);
+	if (c) {
+		c->l = NULL;
+		l->conn = NULL;
+	}
+	fail_inflight(l, reqerr);
+	if (c && !ac_dying) {
+		redisAsyncContext *ac = c->ac;
+		bool connected = (ac->c.flags & REDIS_CONNECTED) != 0;
+		/* connected: the disconnect callback frees C (now, or after the
+		 * hiredis callback we are in); else hiredis calls nothing */
+		redisAsyncFree(ac);
+		if (!connected)
+			free(c);
+	}
+}
+
+/* The connection failed or was found useless: drop it, answer what was in
+ * flight with REQERR, retry after the back-off. */
+static void drop(struct rlink *l, const char *why, const char *reqerr, bool ac_dying)
+{
+	bool was_up = l->st == ST_UP;
+	char reason[sizeof(l->err)];
+
+	snprintf(reason, sizeof(reason), "%s", why); /* WHY may die with the context or a callback */
+	link_enter(l);
+	detach(l, reqerr, ac_dying);
+	if (!l->freeing) {
+		note_error(l, reason);
+		schedule_retry(l);
+		if (was_up && l->on_state)
+			l->on_state(l->arg, false);
+	}
+	link_leave(l);
+}
+
+static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct rlink *l = w->data;
+
+	if (l->st == ST_DOWN) {
+		connect_start(l);
+		return;
+	}
+	char why[96];
+	snprintf(why, sizeof(why), "%s in %llu ms",
+		 l->st == ST_CONNECTING ? "could not connect" : "no answer to the handshake",
+		 (unsigned long long)l->addr.connect_timeout_ms);
+	drop(l, why, "connection lost", false);
+}
+
+static void send_ping(struct rlink *l)
+{
+	struct rreq *q = req_new(NULL, NULL);
+
+	if (redisAsyncCommand(l->conn->ac, on_reply, q, "PING") != REDIS_OK) {
+		req_free(q);
+		return;
+	}
+	q->hiredis = true;
+	inflight_push(l, q);
+}
+
+static void io_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct rlink *l = w->data;
+	struct rreq *q = TAILQ_FIRST(&l->inflight);
+	ev_tstamp now = ev_now(loop);
+
+	if (l->conn == NULL)
+		return;
+	if (q && now - q->sent >= l->addr.io_timeout_ms / 1000. - 1e-3) {
+		char why[96];
+		snprintf(why, sizeof(why), "timeout: no reply in %llu ms", (unsigned long long)l->addr.io_timeout_ms);
+		drop(l, why, "timeout", false);
+		return;
+	}
+	if (q == NULL && l->kind == RLINK_CMD && l->st == ST_UP && now - l->last_rx >= RLINK_PING_S - 0.05)
+		send_ping(l);
+	io_arm(l);
+}
+
+/* ---- subscriptions ------------------------------------------------------------ */
+
+struct sub_batch {
+	struct rlink *l;
+	const char *cmd;
+	int n;
+	const char *argv[RLINK_SUB_BATCH + 1];
+	size_t lens[RLINK_SUB_BATCH + 1];
+};
+
+static void on_sub(redisAsyncContext *ac, void *reply, void *privdata);
+
+/* Sends (UN)SUBSCRIBE ARGV[0] of the ARGC - 1 channels after it, and puts
+ * on the inflight list the acknowledgements due. */
+static void sub_cmd(struct rlink *l, int argc, const char **argv, const size_t *lens)
+{
+	/* hiredis refuses UNSUBSCRIBE on a context that is subscribed to
+	 * nothing: then nothing is due either */
+	if (redisAsyncCommandArgv(l->conn->ac, on_sub, l->conn, argc, argv, lens) == REDIS_OK) {
+		struct rreq *q = req_new(NULL, NULL);
+		q->subs = (uint32_t)(argc - 1);
+		inflight_push(l, q);
+	}
+}
+
+static void batch_flush(struct sub_batch *b)
+{
+	if (b->n == 0)
+		return;
+	b->argv[0] = b->cmd;
+	b->lens[0] = strlen(b->cmd);
+	sub_cmd(b->l, b->n + 1, b->argv, b->lens);
+	b->n = 0;
+}
+
+static void batch_add(void *arg, const char *key, size_t n, uint64_t count)
+{
+	struct sub_batch *b = arg;
+
+	b->argv[b->n + 1] = key;
+	b->lens[b->n + 1] = n;
+	if (++b->n == RLINK_SUB_BATCH)
+		batch_flush(b);
+}
+
+/* Sends (UN)SUBSCRIBE of one channel. */
+static void sub_send(struct rlink *l, const char *cmd, const char *ch, size_t chlen)
+{
+	const char *argv[] = { cmd, ch };
+	const size_t lens[] = { strlen(cmd), chlen };
+
+	sub_cmd(l, 2, argv, lens);
+}
+
+/* The one hiredis callback of a SUB link's subscribe traffic: hiredis 0.14
+ * files it under every channel of a SUBSCRIBE and calls it for the
+ * acknowledgements of SUBSCRIBE and UNSUBSCRIBE and for every message
+ * (then once per channel with a NULL reply when it frees the context).
+ *
+ * 0.14's redisProcessCallbacks keeps the callback it last ran in a variable
+ * that a pub/sub reply for a channel it has no entry for does not overwrite:
+ * such a reply would go to the previous callback, whatever it was. Every
+ * channel we hear about has an entry (we UNSUBSCRIBE only what this context
+ * subscribed, once), and the only other callbacks of a SUB link are the
+ * handshake's, all answered before the first SUBSCRIBE is sent. */
+static void on_sub(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	struct rconn *c = privdata;
+	struct rlink *l = c->l;
+	redisReply *r = reply;
+
+	if (l == NULL || r == NULL)
+		return; /* detached, or hiredis freeing the context (the disconnect callback drops) */
+	assert(l->conn == c && c->gen == l->gen);
+	if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 || r->element[0]->type != REDIS_REPLY_STRING ||
+	    r->element[1]->type != REDIS_REPLY_STRING)
+		return;
+	const char *kind = r->element[0]->str;
+	const redisReply *ch = r->element[1];
+
+	link_enter(l);
+	l->last_rx = ev_now(l->loop);
+	if (strcmp(kind, "message") == 0) {
+		const redisReply *m = r->element[2];
+		if (m->type == REDIS_REPLY_STRING && l->on_message && smap_get(&l->wanted, ch->str, ch->len))
+			l->on_message(l->arg, ch->str, ch->len, m->str, m->len);
+	} else if (strcmp(kind, "subscribe") == 0 || strcmp(kind, "unsubscribe") == 0) {
+		struct rreq *q = TAILQ_FIRST(&l->inflight);
+		if (q && q->subs && --q->subs == 0) {
+			req_unlink(&l->inflight, q);
+			req_free(q);
+		}
+		if (kind[0] == 's' && l->on_subscribed && smap_get(&l->wanted, ch->str, ch->len))
+			l->on_subscribed(l->arg, ch->str, ch->len);
+	}
+	link_leave(l);
+}
+
+static void resubscribe(struct rlink *l)
+{
+	struct sub_batch *b;
+
+	if (l->wanted.n == 0)
+		return;
+	b = xmalloc(sizeof(*b));
+	b->l = l;
+	b->cmd = "SUBSCRIBE";
+	b->n = 0;
+	smap_each(&l->wanted, batch_add, b);
+	batch_flush(b);
+	free(b);
+}
+
+static void link_up(struct rlink *l)
+{
+	l->st = ST_UP;
+	ev_timer_stop(l->loop, &l->conn_w);
+	l->backoff_ms = RLINK_BACKOFF_MIN_MS;
+	l->err[0] = '\0';
+	l->last_rx = ev_now(l->loop);
+	if (l->logged[0]) {
+		log_info("redis %s%s: connected again", redis_addr_str(&l->addr), KIND(l));
+		l->logged[0] = '\0';
+	} else {
+		log_debug("redis %s%s: connected (connection %llu)", redis_addr_str(&l->addr), KIND(l),
+			  (unsigned long long)l->gen);
+	}
+	if (l->kind == RLINK_SUB)
+		resubscribe(l);
+	io_arm(l);
+	if (l->on_state) {
+		link_enter(l);
+		l->on_state(l->arg, true);
+		link_leave(l);
+	}
+}
+
+/* ---- the interface ------------------------------------------------------------ */
+
+struct rlink *rlink_new(const struct rlink_opts *o)
+{
+	struct rlink *l = xcalloc(1, sizeof(*l));
+
+	l->loop = o->loop;
+	l->addr = *o->addr;
+	if (l->addr.connect_timeout_ms == 0)
+		l->addr.connect_timeout_ms = RLINK_DEF_CONNECT_MS;
+	if (l->addr.io_timeout_ms == 0)
+		l->addr.io_timeout_ms = RLINK_DEF_IO_MS;
+	l->kind = o->kind;
+	l->on_state = o->on_state;
+	l->on_message = o->on_message;
+	l->on_subscribed = o->on_subscribed;
+	l->arg = o->arg;
+	l->st = ST_DOWN;
+	l->backoff_ms = RLINK_BACKOFF_MIN_MS;
+	snprintf(l->err, sizeof(l->err), "not connected yet");
+	TAILQ_INIT(&l->inflight);
+	TAILQ_INIT(&l->later);
+	ev_timer_init(&l->conn_w, conn_timer_cb, 0., 0.);
+	ev_timer_init(&l->io_w, io_timer_cb, 0., 0.);
+	ev_timer_init(&l->later_w, later_cb, 0., 0.);
+	l->conn_w.data = l->io_w.data = l->later_w.data = l;
+	connect_start(l);
+	return l;
+}
+
+void rlink_free(struct rlink *l)
+{
+	struct rreq *q;
+
+	if (l == NULL || l->freeing)
+		return;
+	link_enter(l);
+	l->freeing = true;
+	ev_timer_stop(l->loop, &l->later_w);
+	detach(l, "closed", false);
+	while ((q = TAILQ_FIRST(&l->later)) != NULL) {
+		req_unlink(&l->later, q);
+		q->cb(q->arg, NULL, q->err);
+		req_free(q);
+	}
+	ev_timer_stop(l->loop, &l->conn_w);
+	ev_timer_stop(l->loop, &l->io_w);
+	link_leave(l);
+}
+
+bool rlink_up(const struct rlink *l)
+{
+	return l->st == ST_UP;
+}
+
+const char *rlink_error(const struct rlink *l)
+{
+	return l->st == ST_UP ? "" : l->err;
+}
+
+/* Whether a request can be sent now; if not, CB is answered (later, or at
+ * once on a link being freed). */
+static bool can_send(struct rlink *l, rlink_reply_fn *cb, void *arg)
+{
+	if (l->freeing) {
+		cb(arg, NULL, "closed");
+		return false;
+	}
+	if (l->st != ST_UP) {
+		later_push(l, cb, arg, "not connected");
+		return false;
+	}
+	return true;
+}
+
+/* Whether hiredis 0.14 would put the context into pub/sub or monitor mode
+ * for this command: its replies would then go astray. */
+static bool switches_mode(const char *name, size_t n)
+{
+	static const char *const names[] = { "subscribe", "psubscribe", "unsubscribe", "punsubscribe", "monitor" };
+
+	for (size_t i = 0; i < ROTOR_ARRAY_LEN(names); i++)
+		if (n == strlen(names[i]) && strncasecmp(name, names[i], n) == 0)
+			return true;
+	return false;
+}
+
+void rlink_cmd(struct rlink *l, int argc, const char *const *argv, const size_t *lens, rlink_reply_fn *cb,
+	       void *arg)
+{
+	assert(l->kind == RLINK_CMD && argc > 0);
+	if (!l->freeing && switches_mode(argv[0], lens ? lens[0] : strlen(argv[0]))) {
+		later_push(l, cb, arg, "not allowed on a command link");
+		return;
+	}
+	if (!can_send(l, cb, arg))
+		return;
+	struct rreq *q = req_new(cb, arg);
+	if (redisAsyncCommandArgv(l->conn->ac, on_reply, q, argc, (const char **)argv, lens) != REDIS_OK) {
+		req_free(q);
+		later_push(l, cb, arg, "connection lost");
+		return;
+	}
+	q->hiredis = true;
+	inflight_push(l, q);
+}
+
+/* ---- scripts ------------------------------------------------------------------- */
+
+static size_t bulk_size(size_t n)
+{
+	char d[24];
+	return 1 + (size_t)snprintf(d, sizeof(d), "%zu", n) + 2 + n + 2;
+}
+
+static char *bulk_put(char *p, const char *s, size_t n)
+{
+	p += sprintf(p, "$%zu\r\n", n);
+	memcpy(p, s, n);
+	p += n;
+	*p++ = '\r';
+	*p++ = '\n';
+	return p;
+}
+
+static void script_sha(struct rscript *s)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	static const char hex[] = "0123456789abcdef";
+
+	if (s->sha[0])
+		return;
+	if (EVP_Digest(s->text, strlen(s->text), md, &mdlen, EVP_sha1(), NULL) != 1 || mdlen != 20)
+		abort(); /* SHA-1 is always there in OpenSSL 3's default provider */
+	for (unsigned i = 0; i < 20; i++) {
+		s->sha[2 * i] = hex[md[i] >> 4];
+		s->sha[2 * i + 1] = hex[md[i] & 15];
+	}
+	s->sha[40] = '\0';
+}
+
+/* On NOSCRIPT: the same call as EVAL with the script's text. False when it
+ * could not be queued (then on_reply answers the error as it came). */
+static bool resend_as_eval(struct rlink *l, struct rreq *q)
+{
+	size_t tlen = strlen(q->script->text), taillen = q->cmdlen - q->tail;
+	int argc = 0;
+	char *buf, *p;
+
+	sscanf(q->cmd, "*%d", &argc);
+	buf = xmalloc(32 + 10 + bulk_size(tlen) + taillen);
+	p = buf + sprintf(buf, "*%d\r\n$4\r\nEVAL\r\n", argc);
+	p = bulk_put(p, q->script->text, tlen);
+	memcpy(p, q->cmd + q->tail, taillen);
+	p += taillen;
+	int rc = redisAsyncFormattedCommand(l->conn->ac, on_reply, q, buf, (size_t)(p - buf));
+	free(buf);
+	if (rc != REDIS_OK)
+		return false;
+	q->hiredis = true;
+	q->retried = true;
+	req_unlink(&l->inflight, q);
+	inflight_push(l, q);
+	return true;
+}
+
+void rlink_eval(struct rlink *l, struct rscript *s, int nkeys, int argc, const char *const *argv,
+		const size_t *lens, rlink_reply_fn *cb, void *arg)
+{
+	char nk[16];
+	size_t size, nklen;
+	char *p;
+
+	assert(l->kind == RLINK_CMD && nkeys >= 0 && nkeys <= argc);
+	if (!can_send(l, cb, arg))
+		return;
+	script_sha(s);
+	nklen = (size_t)snprintf(nk, sizeof(nk), "%d", nkeys);
+	size = 32 + bulk_size(7) + bulk_size(40) + bulk_size(nklen);
+	for (int i = 0; i < argc; i++)
+		size += bulk_size(lens[i]);
+
+	/* The first use of S on this connection sends its text (EVAL, which
+	 * also loads it): an EVALSHA answered NOSCRIPT would be sent again
+	 * after the requests behind it, and a pipeline must keep its order
+	 * (a presence removal overtaken by the read after it). */
+	bool text = smap_get(&l->loaded, (const char *)&s, sizeof(s)) != l->gen;
+	size_t tlen = text ? strlen(s->text) : 0;
+	size += bulk_size(tlen);
+	struct rreq *q = req_new(cb, arg);
+	q->script = s;
+	q->cmd = xmalloc(size);
+	p = q->cmd + sprintf(q->cmd, "*%d\r\n", argc + 3);
+	if (text) {
+		p = bulk_put(p, "EVAL", 4);
+		p = bulk_put(p, s->text, tlen);
+		smap_set(&l->loaded, (const char *)&s, sizeof(s), l->gen);
+	} else {
+		p = bulk_put(p, "EVALSHA", 7);
+		p = bulk_put(p, s->sha, 40);
+	}
+	q->tail = (size_t)(p - q->cmd);
+	p = bulk_put(p, nk, nklen);
+	for (int i = 0; i < argc; i++)
+		p = bulk_put(p, argv[i], lens[i]);
+	q->cmdlen = (size_t)(p - q->cmd);
+	assert(q->cmdlen <= size);
+	if (redisAsyncFormattedCommand(l->conn->ac, on_reply, q, q->cmd, q->cmdlen) != REDIS_OK) {
+		req_free(q);
+		later_push(l, cb, arg, "connection lost");
+		return;
+	}
+	q->hiredis = true;
+	inflight_push(l, q);
+}
+
+/* ---- the subscriber's interface ---------------------------------------------------- */
+
+void rlink_subscribe(struct rlink *l, const char *channel, size_t chlen)
+{
+	assert(l->kind == RLINK_SUB);
+	if (l->freeing || smap_get(&l->wanted, channel, chlen))
+		return;
+	smap_set(&l->wanted, channel, chlen, 1);
+	if (l->st == ST_UP)
+		sub_send(l, "SUBSCRIBE", channel, chlen);
+}
+
+void rlink_unsubscribe(struct rlink *l, const char *channel, size_t chlen)
+{
+	assert(l->kind == RLINK_SUB);
+	if (l->freeing || !smap_get(&l->wanted, channel, chlen))
+		return;
+	smap_set(&l->wanted, channel, chlen, 0);
+	if (l->st == ST_UP)
+		sub_send(l, "UNSUBSCRIBE", channel, chlen);
+}
+
+bool rlink_subscribed(const struct rlink *l, const char *channel, size_t chlen)
+{
+	return smap_get(&l->wanted, channel, chlen) != 0;
+}
+
+void rlink_reconnect(struct rlink *l, const char *why)
+{
+	if (l->freeing || l->conn == NULL)
+		return; /* down already: the back-off timer runs */
+	drop(l, why, "connection lost", false);
+}
