@@ -21,10 +21,18 @@
  * for that command's params), integers must be plain integer literals in
  * range. Raw fields (`data`, `info`, `params`) are spans of the request body,
  * so they reach node.h byte for byte. Unescaped strings, decoded base64 and
- * arrays live in a per-request arena freed before the handler returns.
+ * arrays live in a per-request arena.
  *
- * Every request completes inside its handler (node.h calls return at once),
- * so nothing outlives it; the API's chan_cfg may be replaced on reload.
+ * Execution: each entry point decodes its whole request into a job (struct
+ * api_job: the document, the arena, the commands, the output) on the heap,
+ * then one runner executes the commands in order, each writing its reply,
+ * and answers when the last is done. The engine's operations (node.h)
+ * answer through a callback, at once with the shared-memory engine or from
+ * a later loop iteration with Redis: a command waiting for one suspends the
+ * job, and the callback resumes it. A job whose connection closes
+ * meanwhile (http_req_on_abort) no longer touches the request; the answer
+ * it waits for frees it. Channel options are looked up in the current
+ * chan_cfg at each step, since a reload replaces it.
  */
 #include "config.h"
 #include "api.h"
@@ -41,6 +49,7 @@
 #include "worker.h"
 
 #include <openssl/crypto.h>
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -207,9 +216,9 @@ static const struct field refresh_fields[] = {
 };
 static const struct field channels_fields[] = { FLD("pattern", F_STR, pattern), END };
 
+/* What decoding and executing need: the worker, the request's arena. */
 struct api_ctx {
 	struct worker *w;
-	const struct chan_cfg *chan;
 	struct arena ar;
 };
 
@@ -405,11 +414,103 @@ static int decode_req(struct api_ctx *x, const struct js_doc *d, uint32_t v, con
 	return decode_members(x, d, v, fields, r);
 }
 
-/* ---- executors ---------------------------------------------------------- */
+/* ---- jobs --------------------------------------------------------------- */
+
+/* The module's state: the API's chan_cfg is replaced on reload, so a job
+ * looks channels up in A.chan at each step, never keeps an option. */
+static struct {
+	struct worker *w;
+	struct chan_cfg *chan;
+	char **paths;               /* routes registered, to remove */
+	size_t npaths;
+	unsigned route_flags;       /* theirs */
+	bool transport;             /* http_api.error_mode is "transport" */
+	bool empty_key_logged;
+} A;
+
+struct method;
+
+/* One command of a request, decoded before any runs. */
+struct api_cmd {
+	const struct method *m;     /* NULL: no such method (RC says why) */
+	int rc;                     /* API_OK, or the error it answers unrun */
+	uint32_t id;                /* legacy: echoed when not 0 */
+	struct api_req r;
+};
+
+/* The three entry points, told apart where they frame replies. */
+enum job_kind { JOB_METHOD, JOB_BATCH, JOB_LEGACY };
+
+/* A request from its decoding to its answer, on the heap: an engine call
+ * (node.h) may answer after the handler returned. The commands run one
+ * after the other, each writing its reply to OUT; the last one done, the
+ * job answers and is freed.
+ *
+ * Invariant: while a job lives, either job_run is on the stack (RUNNING)
+ * or one engine call is outstanding (WAITING), and that one frees the job
+ * when it finds REQ gone: the connection closed (job_abort) and nothing
+ * may touch the request any more. The document, the arena and OUT are the
+ * job's own; REQ's body, which spans point into, is read only while REQ
+ * is set. */
+struct api_job {
+	struct http_req *req;       /* NULL once the connection closed */
+	enum job_kind kind;
+	struct api_ctx x;           /* the worker, the arena */
+	struct js_doc d;
+	struct jw out;
+	struct api_cmd *cmds;
+	size_t ncmds, cmds_cap;
+	bool bad;                   /* legacy: the stream broke off after CMDS (400) */
+	size_t next;                /* the command running */
+	unsigned step;              /* how many times it said API_LATER */
+	size_t mark;                /* where its reply's value starts in OUT */
+	int method_rc;              /* JOB_METHOD: the command's result */
+	bool running, waiting;
+	int rc;                     /* what the last engine call answered (API_*) */
+	/* Broadcast's: the payload, where the current channel's reply starts. */
+	struct pstr data;
+	size_t item_mark;
+	struct pstr pub_channel;    /* the channel being published to (logs) */
+};
+
+/* Returned by an executor that is not done: it is called again, STEP one
+ * more, once no engine call is outstanding. */
+#define API_LATER (-1)
 
 /* Each writes its result object to OUT and returns API_OK, or returns an
- * error code (OUT is then discarded by the caller). */
-typedef int (*exec_fn)(struct api_ctx *x, const struct api_req *r, struct jw *out);
+ * error code (OUT is then cut back by the caller), or API_LATER. An
+ * executor that calls the engine sets j->waiting just before; the
+ * engine's callback writes the result and calls job_resume. */
+typedef int (*exec_fn)(struct api_job *j, const struct api_req *r, struct jw *out);
+
+static void job_run(struct api_job *j);
+static void job_free(struct api_job *j);
+
+/* The engine answered the call the job waits for with RC (API_*), the
+ * result written to OUT. Goes on with the job, unless job_run is on the
+ * stack (the engine answered before returning): that one goes on. */
+static void job_resume(struct api_job *j, int rc)
+{
+	j->rc = rc;
+	j->waiting = false;
+	if (!j->running)
+		job_run(j);
+}
+
+/* What an engine callback asks first: whether the connection closed while
+ * the engine worked. Then the job is only freed (unless job_run is on the
+ * stack: that one frees it), and the callback returns at once. */
+static bool job_gone(struct api_job *j)
+{
+	if (j->req)
+		return false;
+	j->waiting = false;
+	if (!j->running)
+		job_free(j);
+	return true;
+}
+
+/* ---- executors ---------------------------------------------------------- */
 
 /* B64 when not empty (standard base64, padded), else RAW; into *OUT.
  * API_BAD_REQUEST when B64 does not decode. */
@@ -429,17 +530,42 @@ static int pick_payload(struct api_ctx *x, struct pstr raw, struct pstr b64, str
 	return API_OK;
 }
 
-/* Publishes DATA to CH with R's options and writes the PublishResult. */
-static int publish_to(struct api_ctx *x, struct pstr ch, struct pstr data, const struct api_req *r,
-		      struct jw *out)
+static void published(void *arg, int rc, const struct node_pub_result *res)
+{
+	struct api_job *j = arg;
+	struct jw *out = &j->out;
+
+	if (job_gone(j))
+		return;
+	if (rc != RT_OK) {
+		if (rc != RT_INVAL)
+			log_error("api: publishing to %.*s failed", (int)j->pub_channel.n, j->pub_channel.p);
+		job_resume(j, rc == RT_INVAL ? API_BAD_REQUEST : API_INTERNAL);
+		return;
+	}
+	jw_lit(out, "{");
+	if (res->offset) {
+		jw_lit(out, "\"offset\":");
+		jw_u64(out, res->offset);
+	}
+	if (res->epoch[0]) {
+		jw_lit(out, res->offset ? ",\"epoch\":" : "\"epoch\":");
+		jw_str(out, res->epoch, strnlen(res->epoch, sizeof(res->epoch)));
+	}
+	jw_lit(out, "}");
+	job_resume(j, API_OK);
+}
+
+/* Publishes DATA to CH with R's options: returns an error found before,
+ * or API_LATER with the PublishResult to come (published). */
+static int publish_to(struct api_job *j, struct pstr ch, struct pstr data, const struct api_req *r)
 {
 	struct node_pub p = { 0 };
-	struct node_pub_result res = { 0 };
-
 	const struct chan_opts *o;
+
 	if (ch.n == 0)
 		return API_BAD_REQUEST;
-	if ((o = chan_lookup(x->chan, ch, NULL)) == NULL)
+	if ((o = chan_lookup(A.chan, ch, NULL)) == NULL)
 		return API_UNKNOWN_CHANNEL;
 	chan_pub_history(o, &p);
 	p.channel = ch;
@@ -448,24 +574,10 @@ static int publish_to(struct api_ctx *x, struct pstr ch, struct pstr data, const
 	p.ntags = r->tags.n;
 	p.skip_history = r->skip_history;
 	p.idempotency_key = r->idempotency_key;
-	int rc = node_publish(x->w, &p, &res);
-	if (rc == RT_INVAL)
-		return API_BAD_REQUEST;
-	if (rc != RT_OK) {
-		log_error("api: publishing to %.*s failed", (int)ch.n, ch.p);
-		return API_INTERNAL;
-	}
-	jw_lit(out, "{");
-	if (res.offset) {
-		jw_lit(out, "\"offset\":");
-		jw_u64(out, res.offset);
-	}
-	if (res.epoch[0]) {
-		jw_lit(out, res.offset ? ",\"epoch\":" : "\"epoch\":");
-		jw_str(out, res.epoch, strnlen(res.epoch, sizeof(res.epoch)));
-	}
-	jw_lit(out, "}");
-	return API_OK;
+	j->pub_channel = ch;
+	j->waiting = true;
+	node_publish(j->x.w, &p, published, j);
+	return API_LATER;
 }
 
 static void write_error(struct jw *out, int code)
@@ -489,45 +601,52 @@ static int request_payload(struct api_ctx *x, const struct api_req *r, struct ps
 	return rc;
 }
 
-static int exec_publish(struct api_ctx *x, const struct api_req *r, struct jw *out)
+static int exec_publish(struct api_job *j, const struct api_req *r, struct jw *out)
 {
 	struct pstr data;
 	int rc;
 
+	if (j->step > 0)
+		return j->rc; /* published */
 	if (r->channel.n == 0)
 		return API_BAD_REQUEST;
-	if ((rc = request_payload(x, r, &data)) != API_OK)
+	if ((rc = request_payload(&j->x, r, &data)) != API_OK)
 		return rc;
-	return publish_to(x, r->channel, data, r, out);
+	return publish_to(j, r->channel, data, r);
 }
 
-static int exec_broadcast(struct api_ctx *x, const struct api_req *r, struct jw *out)
+/* One channel a step: step I closes channel I-1's response with what the
+ * engine answered and publishes to channel I. */
+static int exec_broadcast(struct api_job *j, const struct api_req *r, struct jw *out)
 {
-	struct pstr data;
+	size_t i = j->step;
 	int rc;
 
-	if (r->channels.n == 0)
-		return API_BAD_REQUEST;
-	if ((rc = request_payload(x, r, &data)) != API_OK)
-		return rc;
-	jw_lit(out, "{\"responses\":[");
-	for (size_t i = 0; i < r->channels.n; i++) {
-		size_t mark;
-
-		jw_lit(out, i ? ",{" : "{");
-		mark = out->len;
-		jw_lit(out, "\"result\":");
-		if ((rc = publish_to(x, r->channels.v[i], data, r, out)) != API_OK) {
-			out->len = mark;
+	if (i == 0) {
+		if (r->channels.n == 0)
+			return API_BAD_REQUEST;
+		if ((rc = request_payload(&j->x, r, &j->data)) != API_OK)
+			return rc;
+		jw_lit(out, "{\"responses\":[");
+	} else {
+		if (j->rc != API_OK) {
+			out->len = j->item_mark;
 			jw_lit(out, "\"error\":");
-			write_error(out, rc);
+			write_error(out, j->rc);
 		}
 		jw_lit(out, "}");
 	}
-	jw_lit(out, "]}");
-	return API_OK;
+	if (i == r->channels.n) {
+		jw_lit(out, "]}");
+		return API_OK;
+	}
+	jw_lit(out, i ? ",{" : "{");
+	j->item_mark = out->len;
+	jw_lit(out, "\"result\":");
+	if ((rc = publish_to(j, r->channels.v[i], j->data, r)) != API_LATER)
+		j->rc = rc; /* refused before the engine: on with the next */
+	return API_LATER;
 }
-
 /* The connections a server-side action is for. Centrifugo lets an empty
  * user stand for anonymous connections; node.h's empty means everyone, so
  * a request naming neither a user nor a client is refused. */
@@ -541,7 +660,7 @@ static int target_of(const struct api_req *r, struct node_target *t)
 	return API_OK;
 }
 
-static int exec_subscribe(struct api_ctx *x, const struct api_req *r, struct jw *out)
+static int exec_subscribe(struct api_job *j, const struct api_req *r, struct jw *out)
 {
 	struct node_target t;
 	struct node_sub s = { 0 };
@@ -549,12 +668,12 @@ static int exec_subscribe(struct api_ctx *x, const struct api_req *r, struct jw 
 
 	if (r->channel.n == 0)
 		return API_BAD_REQUEST;
-	if (chan_lookup(x->chan, r->channel, NULL) == NULL)
+	if (chan_lookup(A.chan, r->channel, NULL) == NULL)
 		return API_UNKNOWN_CHANNEL;
 	if ((rc = target_of(r, &t)) != API_OK)
 		return rc;
-	if ((rc = pick_payload(x, r->info, r->b64info, &s.info)) != API_OK ||
-	    (rc = pick_payload(x, r->data, r->b64data, &s.data)) != API_OK)
+	if ((rc = pick_payload(&j->x, r->info, r->b64info, &s.info)) != API_OK ||
+	    (rc = pick_payload(&j->x, r->data, r->b64data, &s.data)) != API_OK)
 		return rc;
 	s.channel = r->channel;
 	s.expire_at = r->expire_at;
@@ -562,7 +681,7 @@ static int exec_subscribe(struct api_ctx *x, const struct api_req *r, struct jw 
 	s.since_offset = r->since_offset;
 	s.since_epoch = r->since_epoch;
 	s.override = r->has_override ? r->override : CHAN_OVERRIDE_NONE;
-	if (node_subscribe(x->w, &t, &s) != RT_OK) {
+	if (node_subscribe(j->x.w, &t, &s) != RT_OK) {
 		log_error("api: subscribing to %.*s failed", (int)s.channel.n, s.channel.p);
 		return API_INTERNAL;
 	}
@@ -570,16 +689,16 @@ static int exec_subscribe(struct api_ctx *x, const struct api_req *r, struct jw 
 	return API_OK;
 }
 
-static int exec_unsubscribe(struct api_ctx *x, const struct api_req *r, struct jw *out)
+static int exec_unsubscribe(struct api_job *j, const struct api_req *r, struct jw *out)
 {
 	struct node_target t;
 	int rc;
 
-	if (r->channel.n > 0 && chan_lookup(x->chan, r->channel, NULL) == NULL)
+	if (r->channel.n > 0 && chan_lookup(A.chan, r->channel, NULL) == NULL)
 		return API_UNKNOWN_CHANNEL;
 	if ((rc = target_of(r, &t)) != API_OK)
 		return rc;
-	if (node_unsubscribe(x->w, &t, r->channel) != RT_OK) {
+	if (node_unsubscribe(j->x.w, &t, r->channel) != RT_OK) {
 		log_error("api: unsubscribe failed");
 		return API_INTERNAL;
 	}
@@ -587,7 +706,7 @@ static int exec_unsubscribe(struct api_ctx *x, const struct api_req *r, struct j
 	return API_OK;
 }
 
-static int exec_disconnect(struct api_ctx *x, const struct api_req *r, struct jw *out)
+static int exec_disconnect(struct api_job *j, const struct api_req *r, struct jw *out)
 {
 	struct node_target t;
 	uint32_t code = 3503;
@@ -600,7 +719,7 @@ static int exec_disconnect(struct api_ctx *x, const struct api_req *r, struct jw
 		code = r->code;
 		reason = r->reason;
 	}
-	if (node_disconnect(x->w, &t, r->whitelist.v, r->whitelist.n, code, reason) != RT_OK) {
+	if (node_disconnect(j->x.w, &t, r->whitelist.v, r->whitelist.n, code, reason) != RT_OK) {
 		log_error("api: disconnect failed");
 		return API_INTERNAL;
 	}
@@ -608,14 +727,14 @@ static int exec_disconnect(struct api_ctx *x, const struct api_req *r, struct jw
 	return API_OK;
 }
 
-static int exec_refresh(struct api_ctx *x, const struct api_req *r, struct jw *out)
+static int exec_refresh(struct api_job *j, const struct api_req *r, struct jw *out)
 {
 	struct node_target t;
 	int rc;
 
 	if ((rc = target_of(r, &t)) != API_OK)
 		return rc;
-	if (node_refresh(x->w, &t, r->expired, r->expire_at, r->info) != RT_OK) {
+	if (node_refresh(j->x.w, &t, r->expired, r->expire_at, r->info) != RT_OK) {
 		log_error("api: refresh failed");
 		return API_INTERNAL;
 	}
@@ -623,61 +742,99 @@ static int exec_refresh(struct api_ctx *x, const struct api_req *r, struct jw *o
 	return API_OK;
 }
 
+static void presence_stats_done(void *arg, int rc, uint32_t nc, uint32_t nu)
+{
+	struct api_job *j = arg;
+
+	if (job_gone(j))
+		return;
+	if (rc != RT_OK) {
+		job_resume(j, API_INTERNAL);
+		return;
+	}
+	jw_lit(&j->out, "{\"num_clients\":");
+	jw_u64(&j->out, nc);
+	jw_lit(&j->out, ",\"num_users\":");
+	jw_u64(&j->out, nu);
+	jw_lit(&j->out, "}");
+	job_resume(j, API_OK);
+}
+
+static void presence_done(void *arg, int rc, const struct node_presence *p)
+{
+	struct api_job *j = arg;
+
+	if (job_gone(j))
+		return;
+	if (rc != RT_OK || proto_presence_result(&j->out, p->v, p->n) != RT_OK)
+		job_resume(j, API_INTERNAL);
+	else
+		job_resume(j, API_OK);
+}
+
 /* presence, presence_stats: who is subscribed to a channel with presence. */
-static int exec_presence(struct api_ctx *x, const struct api_req *r, struct jw *out, bool stats)
+static int exec_presence(struct api_job *j, const struct api_req *r, bool stats)
 {
 	const struct chan_opts *o;
 
+	if (j->step > 0)
+		return j->rc; /* presence_done, presence_stats_done */
 	if (r->channel.n == 0)
 		return API_BAD_REQUEST;
-	if ((o = chan_lookup(x->chan, r->channel, NULL)) == NULL)
+	if ((o = chan_lookup(A.chan, r->channel, NULL)) == NULL)
 		return API_UNKNOWN_CHANNEL;
 	if (!o->presence)
 		return API_NOT_AVAILABLE;
-	if (stats) {
-		uint32_t nc, nu;
-		if (node_presence_stats(x->w, r->channel, &nc, &nu) != RT_OK)
-			return API_INTERNAL;
-		jw_lit(out, "{\"num_clients\":");
-		jw_u64(out, nc);
-		jw_lit(out, ",\"num_users\":");
-		jw_u64(out, nu);
-		jw_lit(out, "}");
-		return API_OK;
-	}
-	struct node_presence p;
-	int res = API_OK;
-	if (node_presence(x->w, r->channel, &p) != RT_OK || proto_presence_result(out, p.v, p.n) != RT_OK)
-		res = API_INTERNAL;
-	node_presence_free(&p);
-	return res;
+	j->waiting = true;
+	if (stats)
+		node_presence_stats(j->x.w, r->channel, presence_stats_done, j);
+	else
+		node_presence(j->x.w, r->channel, presence_done, j);
+	return API_LATER;
 }
 
-static int exec_presence_list(struct api_ctx *x, const struct api_req *r, struct jw *out)
+static int exec_presence_list(struct api_job *j, const struct api_req *r, struct jw *out)
 {
-	return exec_presence(x, r, out, false);
+	return exec_presence(j, r, false);
 }
 
-static int exec_presence_stats(struct api_ctx *x, const struct api_req *r, struct jw *out)
+static int exec_presence_stats(struct api_job *j, const struct api_req *r, struct jw *out)
 {
-	return exec_presence(x, r, out, true);
+	return exec_presence(j, r, true);
+}
+
+static void history_done(void *arg, int rc, const struct node_history *h)
+{
+	struct api_job *j = arg;
+
+	if (job_gone(j))
+		return;
+	if (rc != RT_OK)
+		job_resume(j, API_INTERNAL); /* reverse with since.offset 0 included, as the core maps it */
+	else if (h->epoch_mismatch)
+		job_resume(j, API_UNRECOVERABLE);
+	else if (proto_history_result(&j->out, h->v, h->n, pstr_c(h->epoch), h->top) != RT_OK)
+		job_resume(j, API_INTERNAL);
+	else
+		job_resume(j, API_OK);
 }
 
 /* history: as centrifuge core reads it (server-api.md 1.4); the
  * client's 300 cap does not apply to the API. */
-static int exec_history(struct api_ctx *x, const struct api_req *r, struct jw *out)
+static int exec_history(struct api_job *j, const struct api_req *r, struct jw *out)
 {
 	const struct chan_opts *o;
-	struct node_history h;
 	char epoch[64] = "";
 
+	if (j->step > 0)
+		return j->rc; /* history_done */
 	if (r->channel.n == 0)
 		return API_BAD_REQUEST;
-	if ((o = chan_lookup(x->chan, r->channel, NULL)) == NULL)
+	if ((o = chan_lookup(A.chan, r->channel, NULL)) == NULL)
 		return API_UNKNOWN_CHANNEL;
 	if (!chan_has_history(o))
 		return API_NOT_AVAILABLE;
-	if (!node_history_fits(x->w, r->channel))
+	if (!node_history_fits(j->x.w, r->channel))
 		return API_BAD_REQUEST;
 	if (!pstr_copy(epoch, sizeof(epoch), r->since_epoch))
 		return API_UNRECOVERABLE; /* no epoch is that long */
@@ -686,34 +843,40 @@ static int exec_history(struct api_ctx *x, const struct api_req *r, struct jw *o
 		.since_offset = r->since_offset, .since_epoch = epoch,
 		.meta_ttl_ms = (uint64_t)o->history_meta_ttl_ms,
 	};
-	int rc = node_history(x->w, r->channel, &q, &h), res = API_OK;
-	if (rc != RT_OK)
-		res = API_INTERNAL; /* reverse with since.offset 0 included, as the core maps it */
-	else if (h.epoch_mismatch)
-		res = API_UNRECOVERABLE;
-	else if (proto_history_result(out, h.v, h.n, pstr_c(h.epoch), h.top) != RT_OK)
-		res = API_INTERNAL;
-	node_history_free(&h);
-	return res;
+	j->waiting = true;
+	node_history(j->x.w, r->channel, &q, history_done, j);
+	return API_LATER;
+}
+
+static void history_removed(void *arg, int rc)
+{
+	struct api_job *j = arg;
+
+	if (job_gone(j))
+		return;
+	if (rc == RT_OK)
+		jw_lit(&j->out, "{}");
+	job_resume(j, rc == RT_OK ? API_OK : API_INTERNAL);
 }
 
 /* history_remove: drops the publications, keeps the stream's position. */
-static int exec_history_remove(struct api_ctx *x, const struct api_req *r, struct jw *out)
+static int exec_history_remove(struct api_job *j, const struct api_req *r, struct jw *out)
 {
 	const struct chan_opts *o;
 
+	if (j->step > 0)
+		return j->rc; /* history_removed */
 	if (r->channel.n == 0)
 		return API_BAD_REQUEST;
-	if ((o = chan_lookup(x->chan, r->channel, NULL)) == NULL)
+	if ((o = chan_lookup(A.chan, r->channel, NULL)) == NULL)
 		return API_UNKNOWN_CHANNEL;
 	if (!chan_has_history(o))
 		return API_NOT_AVAILABLE;
-	if (!node_history_fits(x->w, r->channel))
+	if (!node_history_fits(j->x.w, r->channel))
 		return API_BAD_REQUEST;
-	if (node_history_remove(x->w, r->channel) != RT_OK)
-		return API_INTERNAL;
-	jw_lit(out, "{}");
-	return API_OK;
+	j->waiting = true;
+	node_history_remove(j->x.w, r->channel, history_removed, j);
+	return API_LATER;
 }
 
 struct chan_count {
@@ -757,9 +920,9 @@ static int count_cmp(const void *pa, const void *pb)
 	return a->name.n < b->name.n ? -1 : a->name.n > b->name.n;
 }
 
-static int exec_channels(struct api_ctx *x, const struct api_req *r, struct jw *out)
+static int exec_channels(struct api_job *j, const struct api_req *r, struct jw *out)
 {
-	struct channels_acc a = { .x = x };
+	struct channels_acc a = { .x = &j->x };
 	struct chan_glob *g = NULL;
 	int rc = API_OK;
 
@@ -768,7 +931,7 @@ static int exec_channels(struct api_ctx *x, const struct api_req *r, struct jw *
 	if (r->pattern.n > 0 && (g = chan_glob_new(r->pattern.p, r->pattern.n)) == NULL)
 		return API_INTERNAL;
 	a.glob = g;
-	if (node_channels(x->w, channels_cb, &a) != RT_OK) {
+	if (node_channels(j->x.w, channels_cb, &a) != RT_OK) {
 		log_error("api: listing channels failed");
 		rc = API_INTERNAL;
 		goto done;
@@ -799,36 +962,50 @@ static void write_kv_u64(struct jw *out, const char *key, uint64_t v)
 	jw_u64(out, v);
 }
 
-static int exec_info(struct api_ctx *x, const struct api_req *r, struct jw *out)
+static void write_node(struct jw *out, const struct node_info *ni)
 {
-	struct node_info ni;
-	const char *name, *version;
-
-	memset(&ni, 0, sizeof(ni));
-	if (node_info(x->w, &ni) != RT_OK) {
-		log_error("api: node info failed");
-		return API_INTERNAL;
-	}
-	name = ni.name ? ni.name : "";
-	version = ni.version ? ni.version : "";
-	jw_lit(out, "{\"nodes\":[{\"uid\":");
-	jw_str(out, ni.uid, strnlen(ni.uid, sizeof(ni.uid)));
+	const char *name = ni->name ? ni->name : "", *version = ni->version ? ni->version : "";
+	jw_lit(out, "{\"uid\":");
+	jw_str(out, ni->uid, strnlen(ni->uid, sizeof(ni->uid)));
 	jw_lit(out, ",\"name\":");
 	jw_str(out, name, strlen(name));
 	jw_lit(out, ",\"version\":");
 	jw_str(out, version, strlen(version));
-	write_kv_u64(out, "num_clients", ni.num_clients);
-	write_kv_u64(out, "num_users", ni.num_users);
-	write_kv_u64(out, "num_channels", ni.num_channels);
-	if (ni.uptime > 0)
-		write_kv_u64(out, "uptime", (uint64_t)ni.uptime);
-	write_kv_u64(out, "num_subs", ni.num_subs);
-	jw_lit(out, "}]}");
+	write_kv_u64(out, "num_clients", ni->num_clients);
+	write_kv_u64(out, "num_users", ni->num_users);
+	write_kv_u64(out, "num_channels", ni->num_channels);
+	if (ni->uptime > 0)
+		write_kv_u64(out, "uptime", (uint64_t)ni->uptime);
+	write_kv_u64(out, "num_subs", ni->num_subs);
+	jw_lit(out, "}");
+}
+
+static void write_peer(void *arg, const struct node_info *ni)
+{
+	struct jw *out = arg;
+	jw_lit(out, ",");
+	write_node(out, ni);
+}
+
+/* This node, then the others the engine knows of (Redis). */
+static int exec_info(struct api_job *j, const struct api_req *r, struct jw *out)
+{
+	struct node_info ni;
+
+	memset(&ni, 0, sizeof(ni));
+	if (node_info(j->x.w, &ni) != RT_OK) {
+		log_error("api: node info failed");
+		return API_INTERNAL;
+	}
+	jw_lit(out, "{\"nodes\":[");
+	write_node(out, &ni);
+	node_peers(j->x.w, write_peer, out);
+	jw_lit(out, "]}");
 	return API_OK;
 }
 
 /* OSS Centrifugo registers no server-side RPC methods. */
-static int exec_rpc(struct api_ctx *x, const struct api_req *r, struct jw *out)
+static int exec_rpc(struct api_job *j, const struct api_req *r, struct jw *out)
 {
 	return r->method.n == 0 ? API_BAD_REQUEST : API_NOT_FOUND;
 }
@@ -857,28 +1034,185 @@ static const struct method methods[] = {
 	{ "channels", 8, channels_fields, exec_channels },
 };
 
-/* Runs M on R: the result object, or the error code, goes to OUT. */
-static int run(struct api_ctx *x, const struct method *m, const struct api_req *r, struct jw *out)
-{
-	size_t mark = out->len;
-	int rc = m->exec(x, r, out);
 
-	if (rc != API_OK)
-		out->len = mark;
-	return rc;
+/* ---- running a job ------------------------------------------------------ */
+
+static void bad_request(struct http_req *req);
+static bool transport_mode(const struct http_req *req);
+
+static struct api_job *job_new(struct http_req *req, enum job_kind kind)
+{
+	struct api_job *j = xmalloc(sizeof(*j));
+
+	*j = (struct api_job){ .req = req, .kind = kind, .x = { .w = A.w } };
+	return j;
 }
 
-/* ---- module state, auth ------------------------------------------------- */
+static void job_free(struct api_job *j)
+{
+	jw_free(&j->out);
+	js_free(&j->d);
+	arena_free(&j->x.ar);
+	free(j->cmds);
+	free(j);
+}
 
-static struct {
-	struct worker *w;
-	struct chan_cfg *chan;
-	char **paths;               /* routes registered, to remove */
-	size_t npaths;
-	unsigned route_flags;       /* theirs */
-	bool transport;             /* http_api.error_mode is "transport" */
-	bool empty_key_logged;
-} A;
+/* A new command at the end of J's, its request empty. */
+static struct api_cmd *job_cmd_add(struct api_job *j)
+{
+	struct api_cmd *c;
+
+	if (j->ncmds == j->cmds_cap) {
+		j->cmds_cap = j->cmds_cap ? 2 * j->cmds_cap : 4;
+		j->cmds = xrealloc(j->cmds, j->cmds_cap * sizeof(*j->cmds));
+	}
+	c = &j->cmds[j->ncmds++];
+	*c = (struct api_cmd){ .rc = API_OK };
+	req_init(&c->r);
+	return c;
+}
+
+/* The connection closed before the job answered (http_req_on_abort): the
+ * engine call outstanding (job_gone), or job_run, frees the job. */
+static void job_abort(void *arg)
+{
+	struct api_job *j = arg;
+
+	assert(j->running || j->waiting);
+	j->req = NULL;
+}
+
+/* Opens command C's reply in OUT up to where its result goes. */
+static void cmd_open(struct api_job *j, const struct api_cmd *c)
+{
+	struct jw *out = &j->out;
+
+	switch (j->kind) {
+	case JOB_METHOD:
+		jw_lit(out, "{\"result\":");
+		j->mark = out->len;
+		break;
+	case JOB_BATCH:
+		jw_lit(out, j->next ? ",{" : "{\"replies\":[{");
+		j->mark = out->len;
+		if (c->m) {
+			jw_lit(out, "\"");
+			jw_lit(out, c->m->name);
+			jw_lit(out, "\":");
+		}
+		break;
+	case JOB_LEGACY:
+		jw_lit(out, j->next ? "\n{" : "{");
+		if (c->id) {
+			jw_lit(out, "\"id\":");
+			jw_u64(out, c->id);
+			jw_lit(out, ",");
+		}
+		j->mark = out->len;
+		jw_lit(out, "\"result\":");
+		break;
+	}
+}
+
+/* Closes the reply of the command that ended with RC: an error replaces
+ * what it wrote (a method request's is written by job_answer). */
+static void cmd_close(struct api_job *j, int rc)
+{
+	struct jw *out = &j->out;
+
+	if (j->kind == JOB_METHOD) {
+		j->method_rc = rc;
+		if (rc == API_OK)
+			jw_lit(out, "}");
+		return;
+	}
+	if (rc != API_OK) {
+		out->len = j->mark;
+		jw_lit(out, "\"error\":");
+		write_error(out, rc);
+	}
+	jw_lit(out, "}");
+}
+
+/* Every command is done: answers the request. */
+static void job_answer(struct api_job *j)
+{
+	struct http_req *req = j->req;
+	struct jw *out = &j->out;
+	int rc = j->method_rc;
+
+	/* Answered, the request is gone even if the connection is closing. */
+	http_req_on_abort(req, NULL, NULL);
+	switch (j->kind) {
+	case JOB_METHOD:
+		if (rc == API_OK) {
+			http_respond(req, 200, "application/json", out->buf, out->len);
+		} else if (transport_mode(req)) {
+			out->len = 0;
+			write_error(out, rc);
+			http_respond(req, err_status(rc), "application/json", out->buf, out->len);
+		} else {
+			out->len = 0;
+			jw_lit(out, "{\"error\":");
+			write_error(out, rc);
+			jw_lit(out, "}");
+			http_respond(req, 200, "application/json", out->buf, out->len);
+		}
+		break;
+	case JOB_BATCH:
+		jw_lit(out, j->ncmds ? "]}" : "{}");
+		http_respond(req, 200, "application/json", out->buf, out->len);
+		break;
+	case JOB_LEGACY:
+		if (j->bad) {
+			/* Commands before the bad one have run, as in Centrifugo. */
+			log_debug("api: undecodable legacy command stream");
+			bad_request(req);
+		} else {
+			http_respond(req, 200, "application/json", out->buf ? out->buf : "", out->len);
+		}
+		break;
+	}
+}
+
+/* Runs J's commands in order from where it stands, until one waits for
+ * the engine (its callback resumes the job) or all are done: then answers
+ * and frees J. Frees J without answering once the connection is gone. */
+static void job_run(struct api_job *j)
+{
+	j->running = true;
+	while (j->req && !j->waiting && j->next < j->ncmds) {
+		const struct api_cmd *c = &j->cmds[j->next];
+		int rc = c->rc;
+
+		if (j->step == 0)
+			cmd_open(j, c);
+		if (rc == API_OK && c->m)
+			rc = c->m->exec(j, &c->r, &j->out);
+		if (rc == API_LATER) {
+			j->step++;
+			continue;
+		}
+		cmd_close(j, rc);
+		j->next++;
+		j->step = 0;
+	}
+	j->running = false;
+	if (j->waiting)
+		return;
+	if (j->req)
+		job_answer(j);
+	job_free(j);
+}
+
+/* Runs J, which holds its decoded commands, for its request. */
+static void job_start(struct api_job *j)
+{
+	http_req_on_abort(j->req, job_abort, j);
+	job_run(j);
+}
+
+/* ---- auth --------------------------------------------------------------- */
 
 static bool key_eq(const char *key, size_t klen, const char *s, size_t n)
 {
@@ -1027,11 +1361,6 @@ static bool transport_mode(const struct http_req *req)
 	return A.transport || (h && strcmp(h, "transport") == 0);
 }
 
-static void ctx_init(struct api_ctx *x)
-{
-	*x = (struct api_ctx){ .w = A.w, .chan = A.chan };
-}
-
 /* Scans the whole body as one JSON value (any depth Go would take). */
 static int scan_body(struct js_doc *d, const struct http_req *req)
 {
@@ -1044,40 +1373,21 @@ static int scan_body(struct js_doc *d, const struct http_req *req)
 static void handle_method(struct http_req *req, void *arg)
 {
 	const struct method *m = arg;
-	struct js_doc d = { 0 };
-	struct api_ctx x;
-	struct api_req r;
-	struct jw out = { 0 };
-	int rc;
+	struct api_job *j;
+	struct api_cmd *c;
 
 	if (!admit(req))
 		return;
-	ctx_init(&x);
-	if (scan_body(&d, req) != RT_OK || decode_req(&x, &d, 0, m->fields, &r) != RT_OK) {
+	j = job_new(req, JOB_METHOD);
+	c = job_cmd_add(j);
+	c->m = m;
+	if (scan_body(&j->d, req) != RT_OK || decode_req(&j->x, &j->d, 0, m->fields, &c->r) != RT_OK) {
 		log_debug("api %s: undecodable request body", m->name);
 		bad_request(req);
-		goto done;
+		job_free(j);
+		return;
 	}
-	jw_lit(&out, "{\"result\":");
-	rc = run(&x, m, &r, &out);
-	if (rc == API_OK) {
-		jw_lit(&out, "}");
-		http_respond(req, 200, "application/json", out.buf, out.len);
-	} else if (transport_mode(req)) {
-		out.len = 0;
-		write_error(&out, rc);
-		http_respond(req, err_status(rc), "application/json", out.buf, out.len);
-	} else {
-		out.len = 0;
-		jw_lit(&out, "{\"error\":");
-		write_error(&out, rc);
-		jw_lit(&out, "}");
-		http_respond(req, 200, "application/json", out.buf, out.len);
-	}
-done:
-	jw_free(&out);
-	js_free(&d);
-	arena_free(&x.ar);
+	job_start(j);
 }
 
 /* ---- POST <prefix>/batch ------------------------------------------------ */
@@ -1098,14 +1408,10 @@ static const struct field batch_fields[] = {
 	{ "commands", F_RAW, 0, NULL, 0 }, { "parallel", F_BOOL, 1, NULL, 0 }, END,
 };
 
-struct batch_cmd {
-	const struct method *m;     /* NULL: no method set (104) */
-	struct api_req r;
-};
-
 /* Decodes one Command: every method field present must decode (as Go
- * decodes the whole struct); the first in methods[] order is the one run. */
-static int decode_command(struct api_ctx *x, const struct js_doc *d, uint32_t v, struct batch_cmd *c)
+ * decodes the whole struct); the first in methods[] order is the one run,
+ * none is 104. */
+static int decode_command(struct api_ctx *x, const struct js_doc *d, uint32_t v, struct api_cmd *c)
 {
 	uint32_t it = 0, k, val;
 	struct api_req scratch;
@@ -1113,6 +1419,7 @@ static int decode_command(struct api_ctx *x, const struct js_doc *d, uint32_t v,
 	uint32_t tok[ROTOR_ARRAY_LEN(methods)] = { 0 };
 
 	c->m = NULL;
+	c->rc = API_NOT_FOUND;
 	if (js_type(d, v) == JS_NULL)
 		return RT_OK;
 	if (js_type(d, v) != JS_OBJECT)
@@ -1136,6 +1443,7 @@ static int decode_command(struct api_ctx *x, const struct js_doc *d, uint32_t v,
 	for (size_t i = 0; i < ROTOR_ARRAY_LEN(methods); i++) {
 		if (set[i]) {
 			c->m = &methods[i];
+			c->rc = API_OK;
 			return decode_req(x, d, tok[i], methods[i].fields, &c->r);
 		}
 	}
@@ -1144,31 +1452,29 @@ static int decode_command(struct api_ctx *x, const struct js_doc *d, uint32_t v,
 
 static void handle_batch(struct http_req *req, void *arg)
 {
-	struct js_doc d = { 0 };
-	struct api_ctx x;
-	struct jw out = { 0 };
-	struct batch_cmd *cmds = NULL;
-	size_t ncmds = 0;
+	struct api_job *j;
+	struct js_doc *d;
 	uint32_t it = 0, k, v, cv;
 	int64_t commands = -1;
 
 	if (!admit(req))
 		return;
-	ctx_init(&x);
-	if (scan_body(&d, req) != RT_OK || (js_type(&d, 0) != JS_OBJECT && js_type(&d, 0) != JS_NULL))
+	j = job_new(req, JOB_BATCH);
+	d = &j->d;
+	if (scan_body(d, req) != RT_OK || (js_type(d, 0) != JS_OBJECT && js_type(d, 0) != JS_NULL))
 		goto bad;
-	while (js_next_member(&d, 0, &it, &k, &v)) {
-		const struct field *f = field_find(&d, k, batch_fields);
+	while (js_next_member(d, 0, &it, &k, &v)) {
+		const struct field *f = field_find(d, k, batch_fields);
 		bool parallel;
 
 		if (f == NULL)
 			continue;
 		if (f->off == 1) {
-			if (js_type(&d, v) != JS_NULL && js_bool(&d, v, &parallel) != RT_OK)
+			if (js_type(d, v) != JS_NULL && js_bool(d, v, &parallel) != RT_OK)
 				goto bad;
-		} else if (js_type(&d, v) == JS_NULL) {
+		} else if (js_type(d, v) == JS_NULL) {
 			commands = -1;
-		} else if (js_type(&d, v) == JS_ARRAY) {
+		} else if (js_type(d, v) == JS_ARRAY) {
 			commands = v;
 		} else {
 			goto bad;
@@ -1177,47 +1483,17 @@ static void handle_batch(struct http_req *req, void *arg)
 	if (commands >= 0) {
 		uint32_t ci = 0;
 
-		cmds = arena_alloc(&x.ar, d.t[commands].size * sizeof(*cmds));
-		while (js_next_elem(&d, (uint32_t)commands, &ci, &cv))
-			if (decode_command(&x, &d, cv, &cmds[ncmds++]) != RT_OK)
+		while (js_next_elem(d, (uint32_t)commands, &ci, &cv))
+			if (decode_command(&j->x, d, cv, job_cmd_add(j)) != RT_OK)
 				goto bad;
 	}
 	/* parallel: run in order all the same; the replies are what matters. */
-	if (ncmds == 0) {
-		jw_lit(&out, "{}");
-	} else {
-		jw_lit(&out, "{\"replies\":[");
-		for (size_t i = 0; i < ncmds; i++) {
-			const struct method *m = cmds[i].m;
-			size_t mark;
-			int rc = API_NOT_FOUND;
-
-			jw_lit(&out, i ? ",{" : "{");
-			mark = out.len;
-			if (m) {
-				jw_lit(&out, "\"");
-				jw_lit(&out, m->name);
-				jw_lit(&out, "\":");
-				rc = run(&x, m, &cmds[i].r, &out);
-			}
-			if (rc != API_OK) {
-				out.len = mark;
-				jw_lit(&out, "\"error\":");
-				write_error(&out, rc);
-			}
-			jw_lit(&out, "}");
-		}
-		jw_lit(&out, "]}");
-	}
-	http_respond(req, 200, "application/json", out.buf, out.len);
-	goto done;
+	job_start(j);
+	return;
 bad:
 	log_debug("api batch: undecodable request body");
 	bad_request(req);
-done:
-	jw_free(&out);
-	js_free(&d);
-	arena_free(&x.ar);
+	job_free(j);
 }
 
 /* ---- POST <prefix>: the legacy command stream --------------------------- */
@@ -1337,17 +1613,73 @@ static int next_value(const char *s, size_t n, size_t *pos, size_t *start, size_
 	return 1;
 }
 
-static void handle_legacy(struct http_req *req, void *arg)
+/* Decodes the legacy stream into J's commands, up to the end or the first
+ * value that does not decode (J's BAD). */
+static void decode_legacy(struct api_job *j, const struct http_req *req)
 {
 	static const struct field cmd_fields[] = {
 		{ "id", F_U32, 0, NULL, 0 }, { "method", F_RAW, 1, NULL, 0 },
 		{ "params", F_RAW, 2, NULL, 0 }, END,
 	};
-	struct api_ctx x;
-	struct jw out = { 0 };
-	struct js_doc d = { 0 };
-	size_t pos = 0, start = 0, end = 0, count = 0;
+	struct js_doc *d = &j->d;
+	size_t pos = 0, start = 0, end = 0;
 	int more;
+
+	d->depth_limit = JS_DEPTH_MAX;
+	/* Each value is scanned into D again: what a command keeps points into
+	 * the body or the arena, not D. */
+	while ((more = next_value(req->body, req->body_len, &pos, &start, &end)) > 0) {
+		uint32_t it = 0, k, v, id = 0;
+		int32_t method = 0;
+		int64_t params = -1;
+		const struct method *m = NULL;
+		struct api_cmd *c;
+
+		if (js_scan(d, req->body + start, end - start, 0) != RT_OK ||
+		    (js_type(d, 0) != JS_OBJECT && js_type(d, 0) != JS_NULL))
+			goto bad;
+		while (js_next_member(d, 0, &it, &k, &v)) {
+			const struct field *f = field_find(d, k, cmd_fields);
+			uint64_t u;
+
+			if (f == NULL)
+				continue;
+			if (f->off == 0) {
+				if (js_type(d, v) == JS_NULL)
+					continue;
+				if (js_uint64(d, v, &u) != RT_OK || u > UINT32_MAX)
+					goto bad;
+				id = (uint32_t)u;
+			} else if (f->off == 1) {
+				if (legacy_method(d, v, &method) != RT_OK)
+					goto bad;
+			} else {
+				params = v;
+			}
+		}
+		for (size_t i = 0; i < ROTOR_ARRAY_LEN(methods); i++)
+			if (methods[i].legacy == method)
+				m = &methods[i];
+		c = job_cmd_add(j);
+		c->id = id;
+		if (m == NULL)
+			c->rc = API_NOT_FOUND;
+		else if (m->exec == exec_info)
+			c->m = m; /* info ignores its params */
+		else if (params < 0 || decode_req(&j->x, d, (uint32_t)params, m->fields, &c->r) != RT_OK)
+			c->rc = API_BAD_REQUEST; /* absent params do not decode either */
+		else
+			c->m = m;
+	}
+	if (more == 0)
+		return;
+bad:
+	j->bad = true;
+}
+
+static void handle_legacy(struct http_req *req, void *arg)
+{
+	struct api_job *j;
 
 	if (!admit(req))
 		return;
@@ -1359,82 +1691,9 @@ static void handle_legacy(struct http_req *req, void *arg)
 		bad_request(req);
 		return;
 	}
-	ctx_init(&x);
-	d.depth_limit = JS_DEPTH_MAX;
-	while ((more = next_value(req->body, req->body_len, &pos, &start, &end)) > 0) {
-		uint32_t it = 0, k, v, id = 0;
-		int32_t method = 0;
-		int64_t params = -1;
-		const struct method *m = NULL;
-		struct api_req r;
-		size_t mark;
-		int rc;
-
-		if (js_scan(&d, req->body + start, end - start, 0) != RT_OK ||
-		    (js_type(&d, 0) != JS_OBJECT && js_type(&d, 0) != JS_NULL))
-			goto bad;
-		while (js_next_member(&d, 0, &it, &k, &v)) {
-			const struct field *f = field_find(&d, k, cmd_fields);
-			uint64_t u;
-
-			if (f == NULL)
-				continue;
-			if (f->off == 0) {
-				if (js_type(&d, v) == JS_NULL)
-					continue;
-				if (js_uint64(&d, v, &u) != RT_OK || u > UINT32_MAX)
-					goto bad;
-				id = (uint32_t)u;
-			} else if (f->off == 1) {
-				if (legacy_method(&d, v, &method) != RT_OK)
-					goto bad;
-			} else {
-				params = v;
-			}
-		}
-		for (size_t i = 0; i < ROTOR_ARRAY_LEN(methods); i++)
-			if (methods[i].legacy == method)
-				m = &methods[i];
-		jw_lit(&out, count++ ? "\n{" : "{");
-		if (id) {
-			jw_lit(&out, "\"id\":");
-			jw_u64(&out, id);
-			jw_lit(&out, ",");
-		}
-		mark = out.len;
-		if (m == NULL) {
-			rc = API_NOT_FOUND;
-		} else if (m->exec == exec_info) {
-			req_init(&r); /* info ignores its params */
-			jw_lit(&out, "\"result\":");
-			rc = run(&x, m, &r, &out);
-		} else if (params < 0 || decode_req(&x, &d, (uint32_t)params, m->fields, &r) != RT_OK) {
-			rc = API_BAD_REQUEST; /* absent params do not decode either */
-		} else {
-			jw_lit(&out, "\"result\":");
-			rc = run(&x, m, &r, &out);
-		}
-		if (rc != API_OK) {
-			out.len = mark;
-			jw_lit(&out, "\"error\":");
-			write_error(&out, rc);
-		}
-		jw_lit(&out, "}");
-		/* Spans of this command die with the next scan. */
-		arena_free(&x.ar);
-	}
-	if (more < 0)
-		goto bad;
-	http_respond(req, 200, "application/json", out.buf ? out.buf : "", out.len);
-	goto done;
-bad:
-	/* Commands before the bad one have run, as in Centrifugo. */
-	log_debug("api: undecodable legacy command stream");
-	bad_request(req);
-done:
-	jw_free(&out);
-	js_free(&d);
-	arena_free(&x.ar);
+	j = job_new(req, JOB_LEGACY);
+	decode_legacy(j, req);
+	job_start(j);
 }
 
 /* ---- routes ------------------------------------------------------------- */

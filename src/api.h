@@ -19,8 +19,9 @@ void api_init(struct worker *w);
 
 /* Applies W's new config after a reload: the routes move with
  * http_api.handler_prefix and go away with http_api.disabled; namespaces,
- * key and error mode are those of the new config from the next request on.
- * Requests in progress are not affected (they complete before returning). */
+ * key and error mode are those of the new config from the next request on;
+ * a request waiting for the engine runs its commands still to come with the
+ * new namespaces. */
 void api_reconfigure(struct worker *w);
 
 /* Removes the API's routes and frees what it holds (worker exit, tests). */

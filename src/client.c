@@ -30,7 +30,6 @@
 #include "json.h"
 #include "log.h"
 #include "node.h"
-#include "pres.h"
 #include "smap.h"
 #include "token.h"
 #include "util.h"
@@ -65,6 +64,7 @@ struct client {
 	int64_t stale_at, ping_at, pong_at, expire_close_at; /* monotonic ms; 0: none */
 	struct csub **subs;
 	uint16_t nsubs, capsubs;
+	struct stall *stall;          /* waiting for the engine, see below */
 };
 
 static struct {
@@ -98,25 +98,6 @@ static bool pstr_eq(struct pstr a, const char *s)
 {
 	size_t n = strlen(s);
 	return a.n == n && (n == 0 || memcmp(a.p, s, n) == 0); /* an empty A's p may be NULL */
-}
-
-static struct pstr pstr_dup(struct pstr s)
-{
-	struct pstr r = { NULL, 0 };
-	if (s.n) {
-		char *p = xmalloc(s.n);
-		memcpy(p, s.p, s.n);
-		r.p = p;
-		r.n = s.n;
-	}
-	return r;
-}
-
-static void pstr_free(struct pstr *s)
-{
-	free((void *)s->p);
-	s->p = NULL;
-	s->n = 0;
 }
 
 /* A version 4 UUID in text form, from a pool of kernel randomness. */
@@ -280,6 +261,413 @@ static void set_expiry(struct client *c, int64_t expire_at)
 	}
 }
 
+/* ---- waiting for the engine ----------------------------------------------
+ *
+ * The engine (node.h) answers at once or later. A command whose answer
+ * comes later stalls its session: the commands after it, in the same frame
+ * and in frames that arrive meanwhile, wait, so a client's commands are
+ * still handled in the order it sent them. Two kinds of commands wait:
+ *
+ * - publish, history, presence: their callback writes the reply, and the
+ *   session goes on with the next command;
+ * - subscribe and connect, whose position reads (eng_top, eng_history)
+ *   happen before anything else changes: the command gives up when a read
+ *   is pending and is handled again from the start (replayed) once every
+ *   read it asked for is answered, finding the answers in the cache.
+ *
+ * A session that ends while it waits detaches its stall (st->c = NULL);
+ * the engine's callbacks then only free what is theirs. */
+
+enum { ER_LISTEN, ER_TOP, ER_HISTORY };
+
+/* A position read for the command being handled, and its answer. */
+struct eng_res {
+	struct eng_res *next;
+	struct stall *st;             /* to tell when it is answered; NULL when at once */
+	uint8_t kind;
+	bool done;
+	int rc;
+	struct pstr channel;          /* owned */
+	uint64_t top;
+	char epoch[NODE_EPOCH_MAX + 1];
+	struct node_history h;        /* ER_HISTORY: owned copies */
+};
+
+/* What came for a stalled session: a frame, or a server-side subscribe. */
+struct backlog {
+	struct backlog *next;
+	struct node_sub *ssub;        /* a deep copy, or NULL for a frame */
+	size_t len;
+	char data[];
+};
+
+enum { RP_FRAME, RP_UNI, RP_SERVER_SUB };
+
+struct stall {
+	struct client *c;             /* NULL once the session ended */
+	unsigned pending;             /* answers still awaited */
+	bool replay;                  /* handle command INDEX again (else go on after it) */
+	bool saved;                   /* what to go on with is saved below */
+	uint8_t what;                 /* RP_* */
+	char *frame;                  /* RP_FRAME, RP_UNI: a copy */
+	size_t len, index;
+	struct node_sub *ssub;        /* RP_SERVER_SUB: a deep copy */
+	struct eng_res *cache;        /* the reads of the command to replay */
+	struct backlog *backlog, **tail;
+};
+
+static void client_run(struct client *c, const char *data, size_t len, size_t from);
+static void replay_server_sub(struct client *c, const struct node_sub *ns);
+
+static struct eng_res *S_cache;   /* the reads of the command being handled */
+static void cache_drop(void);
+
+#define ENG_PENDING (-2)
+
+static void eng_res_free(struct eng_res *e)
+{
+	while (e) {
+		struct eng_res *next = e->next;
+		pstr_free(&e->channel);
+		for (size_t i = 0; i < e->h.n; i++)
+			free(e->h.blocks[i]);
+		free(e->h.blocks);
+		free(e->h.v);
+		free(e);
+		e = next;
+	}
+}
+
+static struct stall *stall_of(struct client *c)
+{
+	if (c->stall == NULL) {
+		c->stall = xcalloc(1, sizeof(*c->stall));
+		c->stall->c = c;
+		c->stall->tail = &c->stall->backlog;
+	}
+	return c->stall;
+}
+
+static struct node_sub *ssub_copy(const struct node_sub *ns)
+{
+	struct node_sub *copy = xmalloc(sizeof(*copy));
+	*copy = *ns;
+	copy->channel = pstr_dup(ns->channel);
+	copy->info = pstr_dup(ns->info);
+	copy->data = pstr_dup(ns->data);
+	copy->since_epoch = pstr_dup(ns->since_epoch);
+	return copy;
+}
+
+static void ssub_free(struct node_sub *ns)
+{
+	if (ns == NULL)
+		return;
+	pstr_free(&ns->channel);
+	pstr_free(&ns->info);
+	pstr_free(&ns->data);
+	pstr_free(&ns->since_epoch);
+	free(ns);
+}
+
+static void backlog_add(struct stall *st, struct node_sub *ssub, const char *data, size_t len)
+{
+	struct backlog *b = xmalloc(sizeof(*b) + len);
+	b->next = NULL;
+	b->ssub = ssub;
+	b->len = len;
+	if (len)
+		memcpy(b->data, data, len);
+	*st->tail = b;
+	st->tail = &b->next;
+}
+
+static void stall_free(struct stall *st)
+{
+	for (struct backlog *b = st->backlog, *next; b; b = next) {
+		next = b->next;
+		ssub_free(b->ssub);
+		free(b);
+	}
+	ssub_free(st->ssub);
+	eng_res_free(st->cache);
+	free(st->frame);
+	free(st);
+}
+
+/* Everything ST waited for is answered: go on where the session stopped,
+ * then with the frames that came meanwhile. */
+static void stall_resume(struct stall *st)
+{
+	struct client *c = st->c;
+
+	if (c == NULL) {
+		stall_free(st);
+		return;
+	}
+	c->stall = NULL;
+	if (c->state != CS_CLOSED) {
+		struct eng_res *saved = S_cache;
+		S_cache = st->replay ? st->cache : NULL;
+		st->cache = NULL;
+		if (st->what == RP_SERVER_SUB) {
+			replay_server_sub(c, st->ssub);
+		} else if (st->what == RP_UNI) {
+			client_uni_connect(c, st->frame, st->len, NULL);
+		} else {
+			client_run(c, st->frame, st->len, st->replay ? st->index : st->index + 1);
+		}
+		S_cache = saved;
+	}
+	/* The frames that came meanwhile, in order (into the new stall's
+	 * backlog if the session stalled again). */
+	for (struct backlog *b = st->backlog, *next; b; b = next) {
+		next = b->next;
+		if (c->state == CS_CLOSED)
+			;
+		else if (c->stall != NULL)
+			backlog_add(c->stall, b->ssub, b->data, b->len), b->ssub = NULL;
+		else if (b->ssub)
+			replay_server_sub(c, b->ssub);
+		else
+			client_frame(c, b->data, b->len);
+		ssub_free(b->ssub);
+		free(b);
+	}
+	st->backlog = NULL;
+	stall_free(st);
+}
+
+/* One answer fewer to wait for. */
+static void stall_answered(struct stall *st)
+{
+	if (--st->pending == 0 && st->saved)
+		stall_resume(st);
+}
+
+/* After handling a command: when it left answers pending, the session
+ * stalls on it; REPLAY/INDEX say where it goes on. False when nothing is
+ * pending (the engine answered at once). */
+static bool stall_save(struct client *c, uint8_t what, const char *data, size_t len, size_t index)
+{
+	struct stall *st = c->stall;
+	if (st == NULL) {
+		cache_drop();
+		return false;
+	}
+	if (st->saved)
+		return true;
+	if (st->pending == 0 && !st->replay) {
+		c->stall = NULL;
+		stall_free(st);
+		cache_drop();
+		return false;
+	}
+	st->saved = true;
+	st->what = what;
+	st->frame = xmalloc(len + 1);
+	if (len)
+		memcpy(st->frame, data, len);
+	st->len = len;
+	st->index = index;
+	if (st->replay)
+		st->cache = S_cache;
+	else
+		eng_res_free(S_cache);
+	S_cache = NULL;
+	if (st->pending == 0)
+		stall_resume(st);
+	return true;
+}
+
+/* After handling a command that did not stall: its reads are done with. */
+static void cache_drop(void)
+{
+	eng_res_free(S_cache);
+	S_cache = NULL;
+}
+
+/* The cached answer of a read of KIND for CHANNEL, if any. */
+static struct eng_res *cache_find(uint8_t kind, struct pstr ch)
+{
+	for (struct eng_res *e = S_cache; e; e = e->next)
+		if (e->kind == kind && e->channel.n == ch.n && memcmp(e->channel.p, ch.p, ch.n) == 0)
+			return e;
+	return NULL;
+}
+
+static struct eng_res *cache_add(struct client *c, uint8_t kind, struct pstr ch)
+{
+	struct eng_res *e = xcalloc(1, sizeof(*e));
+	e->kind = kind;
+	e->channel = pstr_dup(ch);
+	e->st = stall_of(c);
+	e->st->pending++;
+	e->next = S_cache;
+	S_cache = e;
+	return e;
+}
+
+/* An answer came: when later, the command will be replayed. */
+static void cache_done(struct eng_res *e)
+{
+	e->done = true;
+	struct stall *st = e->st;
+	e->st = NULL;
+	stall_answered(st);
+}
+
+/* After asking: the answer, or ENG_PENDING (the command must give up
+ * without changing anything; it is replayed when the answer is in). */
+static int cache_result(struct client *c, struct eng_res *e)
+{
+	if (!e->done) {
+		stall_of(c)->replay = true;
+		return ENG_PENDING;
+	}
+	return e->rc == RT_OK ? 0 : e->rc == RT_INVAL ? 107 : 100;
+}
+
+static void on_top(void *arg, int rc, uint64_t offset, struct pstr epoch)
+{
+	struct eng_res *e = arg;
+	e->rc = rc;
+	e->top = offset;
+	if (rc == RT_OK && !pstr_copy(e->epoch, sizeof(e->epoch), epoch)) {
+		log_warn("history: a %zu-byte epoch in %.*s is longer than any rotor knows", epoch.n,
+			 (int)e->channel.n, e->channel.p);
+		e->rc = RT_ERR;
+	}
+	cache_done(e);
+}
+
+/* The stream position of CH: 0 with *TOP and EPOCH (valid while the
+ * command is handled), 100, or ENG_PENDING. */
+static int eng_top(struct client *c, struct pstr ch, uint64_t meta_ttl_ms, uint64_t *top, const char **epoch)
+{
+	struct eng_res *e = cache_find(ER_TOP, ch);
+	if (e == NULL) {
+		e = cache_add(c, ER_TOP, ch);
+		node_history_top(S.w, ch, meta_ttl_ms, on_top, e);
+	}
+	int rc = cache_result(c, e);
+	*top = e->top;
+	*epoch = e->epoch;
+	return rc;
+}
+
+static void on_listen(void *arg, int rc)
+{
+	struct eng_res *e = arg;
+	e->rc = rc;
+	cache_done(e);
+}
+
+/* Has the node receive CH before the subscription reads its position:
+ * 0, 100, or ENG_PENDING. */
+static int eng_listen(struct client *c, struct pstr ch)
+{
+	struct eng_res *e = cache_find(ER_LISTEN, ch);
+	if (e == NULL) {
+		e = cache_add(c, ER_LISTEN, ch);
+		node_listen(S.w, ch, on_listen, e);
+	}
+	return cache_result(c, e);
+}
+
+/* Deep copy of what a history read answered, for a replay. */
+struct hist_block {
+	struct publication p;
+	struct client_info ci;
+	struct tag tags[];
+};
+
+static void copy_history(struct node_history *dst, const struct node_history *h)
+{
+	*dst = *h;
+	dst->blocks = xcalloc(h->n + 1, sizeof(*dst->blocks));
+	dst->v = xcalloc(h->n + 1, sizeof(*dst->v));
+	for (size_t i = 0; i < h->n; i++) {
+		const struct publication *p = &h->v[i];
+		size_t bytes = p->data.n;
+		if (p->info)
+			bytes += p->info->user.n + p->info->client.n + p->info->conn_info.n + p->info->chan_info.n;
+		for (size_t t = 0; t < p->ntags; t++)
+			bytes += p->tags[t].key.n + p->tags[t].value.n;
+		struct hist_block *b = xmalloc(sizeof(*b) + p->ntags * sizeof(struct tag) + bytes);
+		char *at = (char *)&b->tags[p->ntags];
+#define COPY(d, src) do { if ((src).n) memcpy(at, (src).p, (src).n); (d) = (struct pstr){ at, (src).n }; at += (src).n; } while (0)
+		b->p = *p;
+		COPY(b->p.data, p->data);
+		if (p->info) {
+			COPY(b->ci.user, p->info->user);
+			COPY(b->ci.client, p->info->client);
+			COPY(b->ci.conn_info, p->info->conn_info);
+			COPY(b->ci.chan_info, p->info->chan_info);
+			b->p.info = &b->ci;
+		}
+		for (size_t t = 0; t < p->ntags; t++) {
+			COPY(b->tags[t].key, p->tags[t].key);
+			COPY(b->tags[t].value, p->tags[t].value);
+		}
+#undef COPY
+		b->p.tags = b->tags;
+		dst->blocks[i] = b;
+		dst->v[i] = b->p;
+	}
+}
+
+static void on_history(void *arg, int rc, const struct node_history *h)
+{
+	struct eng_res *e = arg;
+	e->rc = rc;
+	if (rc == RT_OK)
+		copy_history(&e->h, h);
+	cache_done(e);
+}
+
+/* A history read of CH: 0 with *H (valid while the command is handled),
+ * 107, 100, or ENG_PENDING. */
+static int eng_history(struct client *c, struct pstr ch, const struct hist_query *q, const struct node_history **h)
+{
+	struct eng_res *e = cache_find(ER_HISTORY, ch);
+	if (e == NULL) {
+		e = cache_add(c, ER_HISTORY, ch);
+		node_history(S.w, ch, q, on_history, e);
+	}
+	*h = &e->h;
+	return cache_result(c, e);
+}
+
+/* A publish, history or presence call waiting for its answer. */
+struct op {
+	struct stall *st;
+	uint32_t id;
+};
+
+static struct op *op_new(struct client *c, uint32_t id)
+{
+	struct op *o = xmalloc(sizeof(*o));
+	o->st = stall_of(c);
+	o->st->pending++;
+	o->id = id;
+	return o;
+}
+
+/* The session to answer, NULL when it ended meanwhile. */
+static struct client *op_client(struct op *o)
+{
+	struct client *c = o->st->c;
+	return c != NULL && c->state != CS_CLOSED ? c : NULL;
+}
+
+static void op_done(struct op *o)
+{
+	struct stall *st = o->st;
+	free(o);
+	stall_answered(st);
+}
+
 /* ---- subscriptions ----------------------------------------------------- */
 
 /* When a subscription expiring at EXPIRE_AT (unix seconds) ends unless
@@ -302,18 +690,12 @@ static struct csub *find_sub(const struct client *c, struct pstr ch)
 	return NULL;
 }
 
-/* Puts S's client into the presence of its channel (CSUB_PRESENCE). A
- * full table leaves the subscription working without presence. */
+/* Puts S's client into the presence of its channel (CSUB_PRESENCE). */
 static void presence_add(struct client *c, struct csub *s)
 {
-	struct pres_item it = {
-		.client = c->id, .user = c->user, .conn_info = c->info.p, .conn_info_len = c->info.n,
-		.chan_info = s->chan_info.p, .chan_info_len = s->chan_info.n, .owner = S.w->bus_slot,
-	};
-	if (pres_add(S.w->pres, s->ch->name, &it) < 0)
-		log_warn("presence: cannot add client %s to %s: %s", c->id, s->ch->name,
-			 errno == ENOSPC ? "the table is full (shm.presence_entries, shm.presence_size)"
-					 : strerror(errno));
+	struct client_info ci = my_info(c);
+	ci.chan_info = s->chan_info;
+	node_presence_add(S.w, (struct pstr){ s->ch->name, s->ch->len }, &ci);
 }
 
 /* Publishes S's client joining or leaving its channel (CSUB_EMIT_JOIN). */
@@ -354,8 +736,10 @@ static void drop_sub(struct client *c, struct csub *s)
 			break;
 		}
 	}
-	if ((s->flags & CSUB_PRESENCE) && pres_remove(S.w->pres, s->ch->name, c->id) < 0 && errno != ENOENT)
-		log_syscall("pres_remove(%s, %s)", s->ch->name, c->id);
+	if (s->flags & CSUB_PRESENCE) {
+		struct client_info ci = my_info(c);
+		node_presence_remove(S.w, (struct pstr){ s->ch->name, s->ch->len }, &ci);
+	}
 	if (s->flags & CSUB_EMIT_JOIN)
 		join_leave(c, s, false);
 	hub_unlink(s, c->fmt);
@@ -369,11 +753,7 @@ void client_presence_lease(struct worker *w, bool first)
 	if (!first && w->now_ms - w->pres_touch_ms < iv)
 		return;
 	w->pres_touch_ms = w->now_ms;
-	int rc = pres_touch_owner(w->pres, w->bus_slot, w->now_ms, w->now_ms + pres_lease_ms(iv));
-	if (rc == 1 && !first) {
-		/* The lease ran out (this worker was stopped or starved): its
-		 * entries are gone; put them back. */
-		log_warn("presence: this worker's lease had run out; adding its entries again");
+	if (node_presence_refresh(w, first)) {
 		for (struct client *c = S.all; c; c = c->next)
 			for (uint16_t i = 0; i < c->nsubs; i++)
 				if (c->subs[i]->flags & CSUB_PRESENCE)
@@ -468,7 +848,7 @@ static int64_t claim_expire_at(const json_t *claims)
  * tracking: TOP/EPOCH. */
 struct sub_pos {
 	uint64_t top;
-	char epoch[9];
+	char epoch[NODE_EPOCH_MAX + 1];
 };
 
 static bool pstr_is(struct pstr a, const char *s)
@@ -479,23 +859,31 @@ static bool pstr_is(struct pstr a, const char *s)
 /* Fills R's position for a subscription to CH (options O, granted SO),
  * recovering from the position in RQ when it asks to (client-protocol.md
  * 6.3; cache mode reads the latest publication only). Recovered
- * publications go into H, which must outlive R. Returns 0; 112 when
- * recovery failed and RQ rejects unrecovered positions; 107 when CH is
- * too long to have a stream; 100 when the history could not be read. */
+ * publications stay in the command's read cache, valid while the command
+ * is handled. Returns 0; 112 when recovery failed and RQ rejects
+ * unrecovered positions; 107 when CH is too long to have a stream; 100
+ * when the history could not be read; ENG_PENDING when the read is under
+ * way (the command gives up and is replayed). */
 static int position(struct client *c, struct pstr ch, const struct chan_opts *o,
 		    const struct chan_sub_opts *so, const struct sub_req *rq, struct sub_result *r,
-		    struct node_history *h, struct sub_pos *pos)
+		    struct sub_pos *pos)
 {
 	bool recover = rq && rq->recover;
 	r->was_recovering = recover;
 	memset(pos, 0, sizeof(*pos));
+	int rc = eng_listen(c, ch);
+	if (rc != 0)
+		return rc;
 	if (!so->positioning && !so->recovery)
 		return 0;
 	if (!node_history_fits(S.w, ch))
 		return 107;
 	if (!recover || !so->recovery) {
-		if (node_history_top(S.w, ch, (uint64_t)o->history_meta_ttl_ms, &pos->top, pos->epoch) != RT_OK)
-			return 100;
+		const char *epoch;
+		rc = eng_top(c, ch, (uint64_t)o->history_meta_ttl_ms, &pos->top, &epoch);
+		if (rc != 0)
+			return rc;
+		memcpy(pos->epoch, epoch, sizeof(pos->epoch));
 		r->offset = pos->top;
 		r->epoch = pstr_c(pos->epoch);
 		return 0;
@@ -513,18 +901,21 @@ static int position(struct client *c, struct pstr ch, const struct chan_opts *o,
 	char want_epoch[64] = "";
 	if (rq->epoch.n && pstr_copy(want_epoch, sizeof(want_epoch), rq->epoch))
 		q.since_epoch = want_epoch;
-	if (node_history(S.w, ch, &q, h) != RT_OK)
-		return 100;
+	const struct node_history *h;
+	rc = eng_history(c, ch, &q, &h);
+	if (rc != 0)
+		return rc == 107 ? 100 : rc;
 	pos->top = h->top;
 	memcpy(pos->epoch, h->epoch, sizeof(pos->epoch));
 	bool epoch_ok = !h->epoch_mismatch && (rq->epoch.n == 0 || pstr_is(rq->epoch, h->epoch));
 	bool recovered;
+	size_t n = h->n;
 	if (cache) {
 		/* Only the latest publication: nothing to send when the client
 		 * holds the top, else the latest if it is the top. */
 		recovered = epoch_ok && (rq->offset == h->top || (h->n == 1 && h->v[0].offset == h->top));
 		if (rq->offset == h->top)
-			h->n = 0;
+			n = 0;
 	} else {
 		recovered = epoch_ok && ((h->n == 0 && h->top == rq->offset) ||
 					 (h->n > 0 && h->v[0].offset == rq->offset + 1 &&
@@ -538,10 +929,9 @@ static int position(struct client *c, struct pstr ch, const struct chan_opts *o,
 		return 0;
 	}
 	r->recovered = true;
-	r->offset = cache && h->n ? h->top : rq->offset;
+	r->offset = cache && n ? h->top : rq->offset;
 	r->pubs = h->v;
-	r->npubs = h->n;
-	(void)c;
+	r->npubs = n;
 	return 0;
 }
 
@@ -569,8 +959,7 @@ static uint8_t csub_flags(const struct chan_sub_opts *so)
  * per-channel override OV; fills R for the connect result or push. */
 static struct csub *subscribe_server_side(struct client *c, struct pstr ch, const struct chan_opts *o,
 					  const struct chan_override *ov, struct pstr chan_info,
-					  int64_t expire_at, const struct sub_req *rq, struct sub_result *r,
-					  struct node_history *h)
+					  int64_t expire_at, const struct sub_req *rq, struct sub_result *r)
 {
 	struct chan_sub_opts so;
 	struct sub_pos pos;
@@ -589,7 +978,8 @@ static struct csub *subscribe_server_side(struct client *c, struct pstr ch, cons
 		plain.flag &= ~2;
 		rq = &plain;
 	}
-	position(c, ch, o, &so, rq, r, h, &pos);
+	if (position(c, ch, o, &so, rq, r, &pos) == ENG_PENDING)
+		return NULL; /* the caller gives up and is replayed */
 	struct csub *s = add_sub(c, ch, flags, expire_at, chan_info);
 	s->offset = pos.top;
 	memcpy(s->epoch, pos.epoch, sizeof(s->epoch));
@@ -597,6 +987,25 @@ static struct csub *subscribe_server_side(struct client *c, struct pstr ch, cons
 	if (r->epoch.n)
 		r->epoch = pstr_c(s->epoch);
 	return s;
+}
+
+/* Asks for the position reads a server-side subscription of C to CH
+ * will need; true when one is under way (answered later). */
+static bool prefetch_position(struct client *c, const char *user, struct pstr ch, const struct chan_opts *o,
+			      const struct chan_override *ov, const struct sub_req *rq)
+{
+	struct chan_sub_opts so;
+	struct sub_result r = { 0 };
+	struct sub_pos pos;
+	struct sub_req plain;
+
+	chan_grant(S.chans, o, ov, NULL, pstr_c(user), &so);
+	if (rq && (rq->flag & 2)) {
+		plain = *rq;
+		plain.flag &= ~2;
+		rq = &plain;
+	}
+	return position(c, ch, o, &so, rq, &r, &pos) == ENG_PENDING;
 }
 
 /* Reads a token override object ({"presence":{"value":true},...}). */
@@ -801,7 +1210,6 @@ static void cmd_connect(struct client *c, const struct cmd *cmd)
 	size_t total = nps + (personal != NULL) + r->nsubs;
 	const struct chan_opts **opts = xcalloc(total + 1, sizeof(*opts));
 	struct connect_sub_result *subres = xcalloc(total + 1, sizeof(*subres));
-	struct node_history *hist = xcalloc(total + 1, sizeof(*hist));
 	size_t nsub = 0;
 	uint32_t fail = 0;
 
@@ -836,6 +1244,21 @@ static void cmd_connect(struct client *c, const struct cmd *cmd)
 		goto done;
 	}
 
+	/* The positions of the server-side subscriptions are read before
+	 * anything changes: when the engine answers later, the connect is
+	 * handled again, with the answers at hand. */
+	bool pending = false;
+	for (size_t i = 0; i < nps; i++)
+		pending |= prefetch_position(c, user, pstr_c(ps[i].channel), opts[i], &ps[i].ov, connect_sub_req(r, pstr_c(ps[i].channel)));
+	for (size_t i = 0; i < r->nsubs; i++) {
+		struct chan_override none = CHAN_OVERRIDE_NONE;
+		if (r->subs[i].channel.n > 0 &&
+		    chan_check_connect_sub(S.chans, r->subs[i].channel, pstr_c(user), &ropts[i]) == CHAN_OK)
+			pending |= prefetch_position(c, user, r->subs[i].channel, ropts[i], &none, &r->subs[i].req);
+	}
+	if (pending)
+		goto done;
+
 	/* The session is on: from here nothing fails. */
 	c->user = user;
 	user = NULL;
@@ -853,7 +1276,7 @@ static void cmd_connect(struct client *c, const struct cmd *cmd)
 			continue;
 		subres[nsub].channel = pstr_dup(ch);
 		subscribe_server_side(c, ch, opts[i], &ps[i].ov, ps[i].info, 0, connect_sub_req(r, ch),
-				      &subres[nsub].res, &hist[nsub]);
+				      &subres[nsub].res);
 		nsub++;
 	}
 	for (size_t i = 0; i < r->nsubs; i++) {
@@ -866,7 +1289,7 @@ static void cmd_connect(struct client *c, const struct cmd *cmd)
 		subres[nsub].channel = pstr_dup(ch);
 		struct chan_override none = CHAN_OVERRIDE_NONE;
 		subscribe_server_side(c, ch, ropts[i], &none, (struct pstr){ NULL, 0 }, 0, &r->subs[i].req,
-				      &subres[nsub].res, &hist[nsub]);
+				      &subres[nsub].res);
 		nsub++;
 	}
 
@@ -902,11 +1325,8 @@ static void cmd_connect(struct client *c, const struct cmd *cmd)
 	send_out(c);
 	log_debug("client %s connected as user \"%s\" with %zu server-side channel(s)", c->id, c->user, nsub);
 done:
-	for (size_t i = 0; i < nsub; i++) {
+	for (size_t i = 0; i < nsub; i++)
 		free((void *)subres[i].channel.p);
-		node_history_free(&hist[i]);
-	}
-	free(hist);
 	free(subres);
 	free(opts);
 	free(user);
@@ -1054,7 +1474,6 @@ static void cmd_subscribe(struct client *c, const struct cmd *cmd)
 	uint8_t flags = csub_flags(&so);
 
 	struct sub_result res = { 0 };
-	struct node_history h = { 0 };
 	struct sub_pos pos;
 	res.positioned = (flags & CSUB_POSITIONED) != 0;
 	res.recoverable = (flags & CSUB_RECOVERABLE) != 0;
@@ -1064,7 +1483,9 @@ static void cmd_subscribe(struct client *c, const struct cmd *cmd)
 		res.expires = true;
 		res.ttl = ttl > 0 ? (uint32_t)ttl : 0;
 	}
-	rc = position(c, r->channel, o, &so, r, &res, &h, &pos);
+	rc = position(c, r->channel, o, &so, r, &res, &pos);
+	if (rc == ENG_PENDING)
+		goto out; /* replayed with the answer */
 	if (rc != 0) {
 		reply_error(c, cmd->id, (uint32_t)rc);
 		goto out;
@@ -1085,7 +1506,6 @@ static void cmd_subscribe(struct client *c, const struct cmd *cmd)
 	if (expire_at > 0)
 		arm(c);
 out:
-	node_history_free(&h);
 	pstr_free(&info);
 	pstr_free(&data);
 }
@@ -1156,6 +1576,21 @@ static void cmd_sub_refresh(struct client *c, const struct cmd *cmd)
 
 /* ---- publish, presence, history, rpc, send --------------------------------- */
 
+static void on_published(void *arg, int rc, const struct node_pub_result *r)
+{
+	struct op *o = arg;
+	struct client *c = op_client(o);
+	(void)r;
+	if (c != NULL && rc != RT_OK) {
+		reply_error(c, o->id, rc == RT_INVAL ? 107 : 100);
+	} else if (c != NULL) {
+		S.out.len = 0;
+		proto_reply_empty(&S.out, c->fmt, o->id, CMD_PUBLISH);
+		send_out(c);
+	}
+	op_done(o);
+}
+
 static void cmd_publish(struct client *c, const struct cmd *cmd)
 {
 	const struct chan_opts *o;
@@ -1180,14 +1615,29 @@ static void cmd_publish(struct client *c, const struct cmd *cmd)
 		ci.chan_info = s->chan_info;
 	struct node_pub p = { .channel = ch, .data = cmd->publish.data, .info = &ci };
 	chan_pub_history(o, &p);
-	struct node_pub_result pr;
-	if ((rc = node_publish(S.w, &p, &pr)) != RT_OK) {
-		reply_error(c, cmd->id, rc == RT_INVAL ? 107 : 100);
-		return;
+	node_publish(S.w, &p, on_published, op_new(c, cmd->id));
+}
+
+static void on_history_read(void *arg, int rc, const struct node_history *h)
+{
+	struct op *o = arg;
+	struct client *c = op_client(o);
+	if (c == NULL)
+		;
+	else if (rc == RT_INVAL)
+		reply_error(c, o->id, 107);
+	else if (rc != RT_OK)
+		reply_error(c, o->id, 100);
+	else if (h->epoch_mismatch)
+		reply_error(c, o->id, 112);
+	else {
+		S.out.len = 0;
+		if (proto_reply_history(&S.out, c->fmt, o->id, h->v, h->n, pstr_c(h->epoch), h->top) != RT_OK)
+			client_disconnect(c, 3506, "inappropriate protocol");
+		else
+			send_out(c);
 	}
-	S.out.len = 0;
-	proto_reply_empty(&S.out, c->fmt, cmd->id, CMD_PUBLISH);
-	send_out(c);
+	op_done(o);
 }
 
 /* history: client-protocol.md 6.5, capped by
@@ -1196,7 +1646,6 @@ static void cmd_history(struct client *c, const struct cmd *cmd)
 {
 	const struct chan_opts *o;
 	struct pstr ch = cmd->history.channel;
-	struct node_history h;
 	char epoch[64] = "";
 
 	if (ch.n == 0) {
@@ -1223,21 +1672,37 @@ static void cmd_history(struct client *c, const struct cmd *cmd)
 		.since_offset = cmd->history.since_offset, .since_epoch = epoch,
 		.meta_ttl_ms = (uint64_t)o->history_meta_ttl_ms,
 	};
-	rc = node_history(S.w, ch, &q, &h);
-	if (rc == RT_INVAL)
-		reply_error(c, cmd->id, 107);
+	node_history(S.w, ch, &q, on_history_read, op_new(c, cmd->id));
+}
+
+static void on_presence(void *arg, int rc, const struct node_presence *p)
+{
+	struct op *o = arg;
+	struct client *c = op_client(o);
+	S.out.len = 0;
+	if (c == NULL)
+		;
 	else if (rc != RT_OK)
-		reply_error(c, cmd->id, 100);
-	else if (h.epoch_mismatch)
-		reply_error(c, cmd->id, 112);
-	else {
+		reply_error(c, o->id, 100);
+	else if (proto_reply_presence(&S.out, c->fmt, o->id, p->v, p->n) != RT_OK)
+		client_disconnect(c, 3506, "inappropriate protocol");
+	else
+		send_out(c);
+	op_done(o);
+}
+
+static void on_presence_stats(void *arg, int rc, uint32_t nc, uint32_t nu)
+{
+	struct op *o = arg;
+	struct client *c = op_client(o);
+	if (c != NULL && rc != RT_OK) {
+		reply_error(c, o->id, 100);
+	} else if (c != NULL) {
 		S.out.len = 0;
-		if (proto_reply_history(&S.out, c->fmt, cmd->id, h.v, h.n, pstr_c(h.epoch), h.top) != RT_OK)
-			client_disconnect(c, 3506, "inappropriate protocol");
-		else
-			send_out(c);
+		proto_reply_presence_stats(&S.out, c->fmt, o->id, nc, nu);
+		send_out(c);
 	}
-	node_history_free(&h);
+	op_done(o);
 }
 
 /* presence and presence_stats: who is subscribed to a channel with
@@ -1254,25 +1719,10 @@ static void cmd_presence(struct client *c, const struct cmd *cmd, struct pstr ch
 		reply_error(c, cmd->id, (uint32_t)rc);
 		return;
 	}
-	S.out.len = 0;
-	if (stats) {
-		uint32_t nc, nu;
-		if (node_presence_stats(S.w, ch, &nc, &nu) != RT_OK) {
-			reply_error(c, cmd->id, 100);
-			return;
-		}
-		proto_reply_presence_stats(&S.out, c->fmt, cmd->id, nc, nu);
-		send_out(c);
-		return;
-	}
-	struct node_presence p;
-	if (node_presence(S.w, ch, &p) != RT_OK)
-		reply_error(c, cmd->id, 100);
-	else if (proto_reply_presence(&S.out, c->fmt, cmd->id, p.v, p.n) != RT_OK)
-		client_disconnect(c, 3506, "inappropriate protocol");
+	if (stats)
+		node_presence_stats(S.w, ch, on_presence_stats, op_new(c, cmd->id));
 	else
-		send_out(c);
-	node_presence_free(&p);
+		node_presence(S.w, ch, on_presence, op_new(c, cmd->id));
 }
 
 /* ---- dispatch ------------------------------------------------------------- */
@@ -1318,20 +1768,34 @@ static void handle(struct client *c, const struct cmd *cmd)
 	}
 }
 
-void client_frame(struct client *c, const char *data, size_t len)
+/* Handles the commands of frame DATA from the FROM-th on, until one
+ * stalls the session (which then keeps a copy of the frame). */
+static void client_run(struct client *c, const char *data, size_t len, size_t from)
 {
 	struct cmd_batch b = { 0 };
 
-	if (c->state == CS_CLOSED)
-		return;
 	if (proto_decode(c->fmt, data, len, MAX_CMDS_PER_FRAME, &b) != RT_OK) {
 		proto_batch_free(&b);
 		client_disconnect(c, 3501, "bad request");
 		return;
 	}
-	for (size_t i = 0; i < b.n && c->state != CS_CLOSED; i++)
+	for (size_t i = from; i < b.n && c->state != CS_CLOSED; i++) {
 		handle(c, &b.v[i]);
+		if (stall_save(c, RP_FRAME, data, len, i))
+			break;
+	}
 	proto_batch_free(&b);
+}
+
+void client_frame(struct client *c, const char *data, size_t len)
+{
+	if (c->state == CS_CLOSED)
+		return;
+	if (c->stall != NULL) {
+		backlog_add(c->stall, NULL, data, len); /* waiting for the engine: this comes after */
+		return;
+	}
+	client_run(c, data, len, 0);
 }
 
 /* ---- lifecycle ------------------------------------------------------------- */
@@ -1368,6 +1832,8 @@ uint32_t client_uni_connect(struct client *c, const char *data, size_t len, cons
 	else
 		cmd_connect(c, &b.v[0]);
 	proto_batch_free(&b);
+	if (stall_save(c, RP_UNI, data, len, 0))
+		return 0; /* connecting: its result (or disconnect) follows */
 	if (reason)
 		*reason = c->fail_reason;
 	return c->state == CS_CONNECTED ? 0 : c->fail_code;
@@ -1405,6 +1871,14 @@ void client_transport_closed(struct client *c)
 {
 	c->closed_by_transport = true;
 	deafen(c);
+	if (c->stall != NULL) {
+		/* The answers still awaited free it (a stall not saved yet
+		 * belongs to a command on the stack: stall_save frees it). */
+		c->stall->c = NULL;
+		if (c->stall->saved && c->stall->pending == 0)
+			stall_free(c->stall);
+		c->stall = NULL;
+	}
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -1579,6 +2053,43 @@ void client_apply_unsubscribe(const struct node_target *t, struct pstr channel)
 	}
 }
 
+/* Subscribes C server-side as NS says (one of client_apply_subscribe's
+ * matches). When the position is read later, C stalls with a copy of NS
+ * and this runs again with the answer. */
+static void server_sub(struct client *c, const struct chan_opts *o, const struct node_sub *ns)
+{
+	struct sub_result r;
+	struct sub_req since = { .recover = ns->has_since, .offset = ns->since_offset, .epoch = ns->since_epoch };
+	if (subscribe_server_side(c, ns->channel, o, &ns->override, ns->info, ns->expire_at, &since, &r) == NULL) {
+		stall_of(c)->ssub = ssub_copy(ns);
+		stall_save(c, RP_SERVER_SUB, NULL, 0, 0);
+		return;
+	}
+	if (ns->expire_at > 0)
+		arm(c);
+	r.data = ns->data;
+	S.out.len = 0;
+	proto_push_subscribe(&S.out, c->fmt, ns->channel, &r);
+	send_out(c);
+	/* The Subscribe push has no place for publications: recovered ones
+	 * follow it as pushes, in order. */
+	for (size_t i = 0; i < r.npubs; i++) {
+		S.out.len = 0;
+		if (proto_push_pub(&S.out, c->fmt, ns->channel, &r.pubs[i]) == RT_OK)
+			send_out(c);
+	}
+	cache_drop();
+}
+
+static void replay_server_sub(struct client *c, const struct node_sub *ns)
+{
+	const struct chan_opts *o = chan_lookup(S.chans, ns->channel, NULL);
+	if (o != NULL && !find_sub(c, ns->channel))
+		server_sub(c, o, ns);
+	else
+		cache_drop();
+}
+
 void client_apply_subscribe(const struct node_target *t, const struct node_sub *ns)
 {
 	const struct chan_opts *o = chan_lookup(S.chans, ns->channel, NULL);
@@ -1587,28 +2098,15 @@ void client_apply_subscribe(const struct node_target *t, const struct node_sub *
 	for (struct client *c = S.all; c; c = c->next) {
 		if (!target_match(c, t) || find_sub(c, ns->channel))
 			continue;
+		if (c->stall != NULL) {
+			backlog_add(c->stall, ssub_copy(ns), NULL, 0); /* after what it waits for */
+			continue;
+		}
 		if (S.w->conf->channel_limit > 0 && c->nsubs >= S.w->conf->channel_limit) {
 			client_disconnect(c, 3505, "channel limit");
 			continue;
 		}
-		struct sub_result r;
-		struct node_history h = { 0 };
-		struct sub_req since = { .recover = ns->has_since, .offset = ns->since_offset, .epoch = ns->since_epoch };
-		subscribe_server_side(c, ns->channel, o, &ns->override, ns->info, ns->expire_at, &since, &r, &h);
-		if (ns->expire_at > 0)
-			arm(c);
-		r.data = ns->data;
-		S.out.len = 0;
-		proto_push_subscribe(&S.out, c->fmt, ns->channel, &r);
-		send_out(c);
-		/* The Subscribe push has no place for publications: recovered ones
-		 * follow it as pushes, in order. */
-		for (size_t i = 0; i < r.npubs; i++) {
-			S.out.len = 0;
-			if (proto_push_pub(&S.out, c->fmt, ns->channel, &r.pubs[i]) == RT_OK)
-				send_out(c);
-		}
-		node_history_free(&h);
+		server_sub(c, o, ns);
 	}
 }
 

@@ -12,6 +12,7 @@
 
 #include "rotor.h"
 #include "proto.h"
+#include "node.h"
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -36,7 +37,7 @@ struct csub {
 	int64_t expire_at;         /* unix seconds; 0 = never */
 	int64_t close_at;          /* monotonic ms when it ends unless refreshed; 0 = never */
 	uint64_t offset;           /* CSUB_POSITIONED: the last offset it got */
-	char epoch[9];             /* ... in this epoch ("" until known) */
+	char epoch[NODE_EPOCH_MAX + 1]; /* ... in this epoch ("" until known) */
 	struct pstr chan_info;     /* owned copy; may be empty */
 };
 

@@ -17,6 +17,11 @@
  *   EMU      u32 bus slot of the owner | str16 session | str32 commands
  *            | u32 bus slot of the sender | u64 tag
  *   EMU_ACK  u32 bus slot of the sender | u64 tag | u8 taken
+ *   LISTEN   u32 bus slot of the sender | u64 tag | str16 channel
+ *            (Redis engine: to the broker, which subscribes the node)
+ *   LISTEN_ACK  u32 bus slot of the sender | u64 tag | u8 ok
+ *   LOST     (nothing: the broker's link to Redis was down; every
+ *            positioned subscription may have missed publications)
  *   info     u8 present | str16 user | str16 client | str32 conn_info | str32 chan_info
  *
  * A worker that was lapped lost records: it logs how many; subscriptions
@@ -25,6 +30,7 @@
  */
 #include "config.h"
 #include "node.h"
+#include "engine.h"
 #include "smap.h"
 #include "client.h"
 #include "hub.h"
@@ -51,6 +57,9 @@ enum {
 	REC_CONTROL = 4,
 	REC_EMU = 5,
 	REC_EMU_ACK = 6,
+	REC_LISTEN = 7,
+	REC_LISTEN_ACK = 8,
+	REC_LOST = 9,
 };
 
 enum {
@@ -195,7 +204,7 @@ static void fill_pub(void *dst, size_t len, uint64_t seq, void *arg)
 	memcpy((char *)dst + f->epoch_pos, f->pos.epoch, HIST_EPOCH_LEN);
 }
 
-int node_publish(struct worker *w, const struct node_pub *p, struct node_pub_result *res)
+int node_bus_publish(struct worker *w, const struct node_pub *p, struct node_pub_result *res)
 {
 	static struct hist_rec hrec;
 	bool history = p->history_size > 0 && p->history_ttl_ms > 0 && !p->skip_history;
@@ -257,50 +266,58 @@ int node_publish(struct worker *w, const struct node_pub *p, struct node_pub_res
 	return RT_OK;
 }
 
-/* ---- history reads ------------------------------------------------------ */
+/* ---- the engine's operations ---------------------------------------------- */
 
-/* One publication and everything it points to, in one block. */
-struct hist_copy {
-	struct publication p;
-	struct client_info ci;
-	struct tag tags[];
-};
-
-static int copy_pub(void *arg, const struct hist_pub *hp)
+void node_publish(struct worker *w, const struct node_pub *p, node_pub_fn *done, void *arg)
 {
-	struct node_history *h = arg;
-	const struct hist_info *hi = hp->info;
-	size_t ntags = hp->ntags, bytes = hp->data_len;
+	w->engine->publish(w, p, done, arg);
+}
 
-	if (hi)
-		bytes += hi->user_len + hi->client_len + hi->conn_info_len + hi->chan_info_len;
-	for (size_t i = 0; i < ntags; i++)
-		bytes += hp->tags[i].key_len + hp->tags[i].val_len;
-	struct hist_copy *c = xmalloc(sizeof(*c) + ntags * sizeof(struct tag) + bytes);
-	char *at = (char *)&c->tags[ntags];
-/* (an empty field's pointer may be NULL, which memcpy must not see) */
-#define COPY(dst, src, len) do { if (len) memcpy(at, (src), (len)); (dst) = (struct pstr){ at, (len) }; at += (len); } while (0)
-	memset(&c->p, 0, sizeof(c->p));
-	c->p.offset = hp->offset;
-	COPY(c->p.data, hp->data, hp->data_len);
-	if (hi) {
-		COPY(c->ci.user, hi->user, hi->user_len);
-		COPY(c->ci.client, hi->client, hi->client_len);
-		COPY(c->ci.conn_info, hi->conn_info, hi->conn_info_len);
-		COPY(c->ci.chan_info, hi->chan_info, hi->chan_info_len);
-		c->p.info = &c->ci;
-	}
-	for (size_t i = 0; i < ntags; i++) {
-		COPY(c->tags[i].key, hp->tags[i].key, hp->tags[i].key_len);
-		COPY(c->tags[i].value, hp->tags[i].val, hp->tags[i].val_len);
-	}
-#undef COPY
-	c->p.tags = c->tags;
-	c->p.ntags = ntags;
-	h->blocks = xrealloc(h->blocks, (h->n + 1) * sizeof(*h->blocks));
-	h->blocks[h->n] = c;
-	h->n++;
-	return 0;
+void node_history(struct worker *w, struct pstr channel, const struct hist_query *q,
+		  node_history_fn *done, void *arg)
+{
+	w->engine->history(w, channel, q, done, arg);
+}
+
+void node_history_top(struct worker *w, struct pstr channel, uint64_t meta_ttl_ms, node_top_fn *done,
+		      void *arg)
+{
+	w->engine->history_top(w, channel, meta_ttl_ms, done, arg);
+}
+
+void node_history_remove(struct worker *w, struct pstr channel, node_done_fn *done, void *arg)
+{
+	w->engine->history_remove(w, channel, done, arg);
+}
+
+void node_presence(struct worker *w, struct pstr channel, node_presence_fn *done, void *arg)
+{
+	w->engine->presence(w, channel, done, arg);
+}
+
+void node_presence_stats(struct worker *w, struct pstr channel, node_stats_fn *done, void *arg)
+{
+	w->engine->presence_stats(w, channel, done, arg);
+}
+
+void node_presence_add(struct worker *w, struct pstr channel, const struct client_info *ci)
+{
+	w->engine->presence_add(w, channel, ci);
+}
+
+void node_presence_remove(struct worker *w, struct pstr channel, const struct client_info *ci)
+{
+	w->engine->presence_remove(w, channel, ci);
+}
+
+void node_listen(struct worker *w, struct pstr channel, node_done_fn *done, void *arg)
+{
+	w->engine->listen(w, channel, done, arg);
+}
+
+bool node_presence_refresh(struct worker *w, bool first)
+{
+	return w->engine->presence_refresh(w, first);
 }
 
 bool node_history_fits(const struct worker *w, struct pstr channel)
@@ -308,130 +325,12 @@ bool node_history_fits(const struct worker *w, struct pstr channel)
 	return channel.n <= w->ctab->name_max;
 }
 
-int node_history(struct worker *w, struct pstr channel, const struct hist_query *q, struct node_history *h)
-{
-	struct hist_result res = { 0 };
-
-	memset(h, 0, sizeof(*h));
-	if (hist_read(w->ctab, channel.p, channel.n, q, util_wall_ms(), copy_pub, h, &res) < 0) {
-		if (errno == EINVAL && q->reverse && q->has_since && q->since_offset == 0)
-			return RT_INVAL;
-		log_syscall("hist_read(%.*s)", (int)channel.n, channel.p);
-		return RT_ERR;
-	}
-	h->v = xcalloc(h->n + 1, sizeof(*h->v));
-	for (size_t i = 0; i < h->n; i++)
-		h->v[i] = ((struct hist_copy *)h->blocks[i])->p;
-	h->top = res.top.offset;
-	h->first = res.first;
-	memcpy(h->epoch, res.top.epoch, sizeof(h->epoch));
-	h->epoch_mismatch = res.epoch_mismatch;
-	return RT_OK;
-}
-
-void node_history_free(struct node_history *h)
-{
-	for (size_t i = 0; i < h->n; i++)
-		free(h->blocks[i]);
-	free(h->blocks);
-	free(h->v);
-	memset(h, 0, sizeof(*h));
-}
-
-int node_history_top(struct worker *w, struct pstr channel, uint64_t meta_ttl_ms, uint64_t *offset,
-		     char epoch[9])
-{
-	struct hist_pos pos;
-	if (hist_top(w->ctab, channel.p, channel.n, meta_ttl_ms, util_wall_ms(), &pos) < 0) {
-		log_syscall("hist_top(%.*s)", (int)channel.n, channel.p);
-		return RT_ERR;
-	}
-	*offset = pos.offset;
-	memcpy(epoch, pos.epoch, 9);
-	return RT_OK;
-}
-
-int node_history_remove(struct worker *w, struct pstr channel)
-{
-	if (hist_remove(w->ctab, channel.p, channel.n, util_wall_ms()) < 0) {
-		log_syscall("hist_remove(%.*s)", (int)channel.n, channel.p);
-		return RT_ERR;
-	}
-	return RT_OK;
-}
-
-/* ---- presence reads -------------------------------------------------------- */
-
-static int copy_entry(void *arg, const struct pres_item *it)
-{
-	struct node_presence *p = arg;
-	size_t nc = strlen(it->client), nu = strlen(it->user);
-	char *b = xmalloc(nc + nu + it->conn_info_len + it->chan_info_len + 1);
-	struct client_info *ci;
-
-	if (p->n == p->cap) {
-		p->cap = p->cap ? 2 * p->cap : 16;
-		p->v = xrealloc(p->v, p->cap * sizeof(*p->v));
-	}
-	ci = &p->v[p->n++];
-	memcpy(b, it->client, nc);
-	ci->client = (struct pstr){ b, nc };
-	memcpy(b + nc, it->user, nu);
-	ci->user = (struct pstr){ b + nc, nu };
-	if (it->conn_info_len) /* else conn_info may be NULL, which memcpy must not see */
-		memcpy(b + nc + nu, it->conn_info, it->conn_info_len);
-	ci->conn_info = (struct pstr){ b + nc + nu, it->conn_info_len };
-	if (it->chan_info_len)
-		memcpy(b + nc + nu + it->conn_info_len, it->chan_info, it->chan_info_len);
-	ci->chan_info = (struct pstr){ b + nc + nu + it->conn_info_len, it->chan_info_len };
-	return 0;
-}
-
-/* pres_* take NUL-terminated names; channel names may come from the wire. */
-static const char *cname(struct pstr ch, char *buf, size_t cap)
-{
-	if ((ch.n && memchr(ch.p, '\0', ch.n)) || !pstr_copy(buf, cap, ch))
-		return NULL;
-	return buf;
-}
-
-int node_presence(struct worker *w, struct pstr channel, struct node_presence *p)
-{
-	char name[PRES_CHANNEL_MAX + 1];
-	const char *ch = cname(channel, name, sizeof(name));
-	memset(p, 0, sizeof(*p));
-	if (ch == NULL)
-		return RT_OK; /* a name presence cannot hold has nobody in it */
-	if (pres_get(w->pres, ch, util_mono_ms(), copy_entry, p) < 0) {
-		log_syscall("pres_get(%s)", ch);
-		return RT_ERR;
-	}
-	return RT_OK;
-}
-
-void node_presence_free(struct node_presence *p)
-{
-	for (size_t i = 0; i < p->n; i++)
-		free((void *)p->v[i].client.p);
-	free(p->v);
-	memset(p, 0, sizeof(*p));
-}
-
-int node_presence_stats(struct worker *w, struct pstr channel, uint32_t *num_clients, uint32_t *num_users)
-{
-	char name[PRES_CHANNEL_MAX + 1];
-	const char *ch = cname(channel, name, sizeof(name));
-	*num_clients = *num_users = 0;
-	if (ch == NULL)
-		return RT_OK;
-	if (pres_stats(w->pres, ch, util_mono_ms(), num_clients, num_users) < 0) {
-		log_syscall("pres_stats(%s)", ch);
-		return RT_ERR;
-	}
-	return RT_OK;
-}
-
 int node_join_leave(struct worker *w, struct pstr channel, const struct client_info *ci, bool join)
+{
+	return w->engine->join_leave(w, channel, ci, join);
+}
+
+int node_bus_join_leave(struct worker *w, struct pstr channel, const struct client_info *ci, bool join)
 {
 	rec.len = 0;
 	put_str16(channel);
@@ -450,6 +349,8 @@ int node_disconnect(struct worker *w, const struct node_target *t, const struct 
 	put_u32((uint32_t)nwhitelist);
 	for (size_t i = 0; i < nwhitelist; i++)
 		put_str16(whitelist[i]);
+	if (w->engine->disconnect)
+		w->engine->disconnect(w, t, whitelist, nwhitelist, code, reason);
 	return append(w, REC_CONTROL);
 }
 
@@ -459,6 +360,8 @@ int node_unsubscribe(struct worker *w, const struct node_target *t, struct pstr 
 	put_u8(OP_UNSUBSCRIBE);
 	put_target(t);
 	put_str16(channel);
+	if (w->engine->unsubscribe)
+		w->engine->unsubscribe(w, t, channel);
 	return append(w, REC_CONTROL);
 }
 
@@ -479,6 +382,8 @@ int node_subscribe(struct worker *w, const struct node_target *t, const struct n
 	put_u8((uint8_t)s->override.force_push_join_leave);
 	put_u8((uint8_t)s->override.force_recovery);
 	put_u8((uint8_t)s->override.force_positioning);
+	if (w->engine->subscribe)
+		w->engine->subscribe(w, t, s);
 	return append(w, REC_CONTROL);
 }
 
@@ -491,6 +396,8 @@ int node_refresh(struct worker *w, const struct node_target *t, bool expired, in
 	put_u8(expired);
 	put_u64((uint64_t)expire_at);
 	put_str32(info);
+	if (w->engine->refresh)
+		w->engine->refresh(w, t, expired, expire_at, info);
 	return append(w, REC_CONTROL);
 }
 
@@ -642,6 +549,74 @@ static void apply_emu_ack(struct worker *w, struct rd *r)
 		emu_ack(tag, taken);
 }
 
+static node_listen_fn *on_listen;
+static node_listen_ack_fn *on_listen_ack;
+
+void node_on_listen(node_listen_fn *listen, node_listen_ack_fn *ack)
+{
+	on_listen = listen;
+	on_listen_ack = ack;
+}
+
+static void apply_listen(struct worker *w, struct rd *r)
+{
+	uint32_t slot = GET(r, uint32_t);
+	uint64_t tag = GET(r, uint64_t);
+	struct pstr ch = get_str(r, 2);
+	if (!r->bad && on_listen)
+		on_listen(w, slot, tag, ch);
+}
+
+static void apply_listen_ack(struct worker *w, struct rd *r)
+{
+	uint32_t slot = GET(r, uint32_t);
+	uint64_t tag = GET(r, uint64_t);
+	bool ok = GET(r, uint8_t);
+	if (!r->bad && slot == w->bus_slot && on_listen_ack)
+		on_listen_ack(w, tag, ok);
+}
+
+int node_bus_listen(struct worker *w, uint64_t tag, struct pstr channel)
+{
+	rec.len = 0;
+	put_u32(w->bus_slot);
+	put_u64(tag);
+	put_str16(channel);
+	return append(w, REC_LISTEN);
+}
+
+int node_bus_listen_ack(struct worker *w, unsigned slot, uint64_t tag, bool ok)
+{
+	rec.len = 0;
+	put_u32(slot);
+	put_u64(tag);
+	put_u8(ok);
+	return append(w, REC_LISTEN_ACK);
+}
+
+int node_bus_lost(struct worker *w)
+{
+	rec.len = 0;
+	return append(w, REC_LOST);
+}
+
+int node_bus_deliver(struct worker *w, struct pstr channel, const struct publication *p, struct pstr epoch)
+{
+	rec.len = 0;
+	put_str16(channel);
+	put_str32(p->data);
+	put_info(p->info);
+	put_u16((uint16_t)p->ntags);
+	for (size_t i = 0; i < p->ntags; i++) {
+		put_str16(p->tags[i].key);
+		put_str16(p->tags[i].value);
+	}
+	put_u64(p->offset);
+	put_str16(epoch);
+	put_u64((uint64_t)p->time);
+	return append(w, REC_PUB);
+}
+
 /* Record bytes applied in this node_poll, and where it stops (0: never). */
 static size_t poll_bytes, poll_budget;
 
@@ -656,6 +631,9 @@ static int on_record(void *arg, uint64_t seq, unsigned type, const void *data, s
 	case REC_JOIN: apply_join_leave(&r, true); break;
 	case REC_LEAVE: apply_join_leave(&r, false); break;
 	case REC_CONTROL: apply_control(&r); break;
+	case REC_LISTEN: apply_listen(arg, &r); break;
+	case REC_LISTEN_ACK: apply_listen_ack(arg, &r); break;
+	case REC_LOST: client_lost_state(); break;
 	default: r.bad = true;
 	}
 	if (r.bad)
@@ -907,6 +885,43 @@ int node_channels(struct worker *w, node_channel_fn fn, void *arg)
 	smap_each(&m.chans, each_channel, &cb);
 	merged_free(&m);
 	return RT_OK;
+}
+
+bool node_health(struct worker *w, char *why, size_t n)
+{
+	return w->engine == NULL || w->engine->health == NULL || w->engine->health(w, why, n);
+}
+
+void node_peers(struct worker *w, void (*fn)(void *arg, const struct node_info *ni), void *arg)
+{
+	/* The broker's registry: one line per node, tab-separated (broker.c). */
+	char *path = xasprintf("%s/rotor-%lld.nodes", w->conf->shm_dir, w->conf->port);
+	FILE *f = fopen(path, "r");
+	char line[1024];
+	free(path);
+	if (f == NULL)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		struct node_info ni = { 0 };
+		char *save, *uid = strtok_r(line, "\t", &save);
+		unsigned long long v[5] = { 0 };
+		int k = 0;
+		for (char *t; k < 5 && (t = strtok_r(NULL, "\t", &save)) != NULL; k++)
+			v[k] = strtoull(t, NULL, 10);
+		char *version = strtok_r(NULL, "\t", &save), *name = strtok_r(NULL, "\n", &save);
+		if (uid == NULL || k < 5 || version == NULL)
+			continue;
+		snprintf(ni.uid, sizeof(ni.uid), "%s", uid);
+		ni.num_clients = (uint32_t)v[0];
+		ni.num_users = (uint32_t)v[1];
+		ni.num_channels = (uint32_t)v[2];
+		ni.num_subs = (uint32_t)v[3];
+		ni.uptime = (int64_t)v[4];
+		ni.version = version;
+		ni.name = name ? name : "";
+		fn(arg, &ni);
+	}
+	fclose(f);
 }
 
 const char *node_uid(struct worker *w)

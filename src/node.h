@@ -45,18 +45,34 @@ struct node_pub {
 	uint64_t history_ttl_ms, history_meta_ttl_ms;
 };
 
+/* Epochs are opaque strings: rotor's own are 8 letters, Centrifugo wrote
+ * 10-digit unix times before v6.8 into a Redis both may share
+ * (redis-engine.md §10.5). Longer ones are refused as unknown. */
+#define NODE_EPOCH_MAX 32
+
 struct node_pub_result {
 	uint64_t offset;   /* 0 when the channel keeps no history */
-	char epoch[16];    /* "" when the channel keeps no history */
+	char epoch[NODE_EPOCH_MAX + 1];  /* "" when the channel keeps no history */
+	bool suppressed;   /* an idempotency key seen before: nothing new was published */
 };
 
-/* Publishes P to every subscriber on the node, keeping it in the channel's
- * history when it has one: its offset is assigned under the bus lock as the
- * bus record is appended, so every worker sees a channel's publications in
- * offset order. R gets the offset and epoch (none without history).
- * Returns RT_OK; RT_INVAL when the channel keeps history and its name does
- * not fit (node_history_fits); RT_ERR otherwise (logged). */
-int node_publish(struct worker *w, const struct node_pub *p, struct node_pub_result *r);
+/* The operations that the engine serves (the shared-memory one, or Redis
+ * with several nodes) complete through a callback, called exactly once:
+ * before the call returns when the engine has the answer at hand, or later
+ * from the worker's loop. RC is RT_OK, RT_INVAL (the caller's bad
+ * request, as documented per call) or RT_ERR (logged: the caller answers
+ * 100 internal, or 100 temporary for a client). What the callback is given
+ * is valid during the call only. A caller whose object may end before the
+ * answer (a client, an HTTP request) keeps ARG alive or detaches it. */
+typedef void node_pub_fn(void *arg, int rc, const struct node_pub_result *r);
+
+/* Publishes P to every subscriber on the node (every node, with Redis),
+ * keeping it in the channel's history when it has one: its offset is
+ * assigned by the engine in the order the subscribers receive it. The
+ * result carries the offset and epoch (none without history). RT_INVAL
+ * when the channel keeps history and its name does not fit
+ * (node_history_fits). P is read during the call only. */
+void node_publish(struct worker *w, const struct node_pub *p, node_pub_fn *done, void *arg);
 
 /* A history read (hist_read in shm/chan.h): the publications, owned, and
  * the stream's position. */
@@ -65,7 +81,7 @@ struct node_history {
 	struct publication *v;
 	size_t n;
 	uint64_t top, first;
-	char epoch[9];
+	char epoch[NODE_EPOCH_MAX + 1];
 	bool epoch_mismatch;       /* the client's 112 */
 	void **blocks;             /* owned copies, one per publication */
 };
@@ -76,28 +92,48 @@ struct node_history {
  * bad request (107), not an internal error. */
 bool node_history_fits(const struct worker *w, struct pstr channel);
 
-/* Reads CHANNEL's history as Q says. Returns RT_OK; RT_INVAL for a
- * reverse read with since offset 0 (client 107, API 100); RT_ERR otherwise
- * (logged). H must be freed with node_history_free whatever the result. */
-int node_history(struct worker *w, struct pstr channel, const struct hist_query *q, struct node_history *h);
-void node_history_free(struct node_history *h);
+/* Reads CHANNEL's history as Q says; H (the publications, the position)
+ * is the engine's and valid during DONE only. RT_INVAL for a reverse read
+ * with since offset 0 (client 107, API 100). */
+typedef void node_history_fn(void *arg, int rc, const struct node_history *h);
+void node_history(struct worker *w, struct pstr channel, const struct hist_query *q,
+		  node_history_fn *done, void *arg);
 
 /* The stream position of CHANNEL, creating its epoch if needed, refreshing
- * its meta ttl. RT_OK or RT_ERR (logged). */
-int node_history_top(struct worker *w, struct pstr channel, uint64_t meta_ttl_ms, uint64_t *offset,
-		     char epoch[9]);
+ * its meta ttl. */
+typedef void node_top_fn(void *arg, int rc, uint64_t offset, struct pstr epoch);
+void node_history_top(struct worker *w, struct pstr channel, uint64_t meta_ttl_ms, node_top_fn *done,
+		      void *arg);
 
 /* history_remove: drops CHANNEL's publications, keeps its position. */
-int node_history_remove(struct worker *w, struct pstr channel);
+typedef void node_done_fn(void *arg, int rc);
+void node_history_remove(struct worker *w, struct pstr channel, node_done_fn *done, void *arg);
 
-/* Who is in CHANNEL (presence): live entries, owned copies. */
+/* Who is in CHANNEL (presence): live entries. */
 struct node_presence {
 	struct client_info *v;
 	size_t n, cap;
 };
-int node_presence(struct worker *w, struct pstr channel, struct node_presence *p);
-void node_presence_free(struct node_presence *p);
-int node_presence_stats(struct worker *w, struct pstr channel, uint32_t *num_clients, uint32_t *num_users);
+typedef void node_presence_fn(void *arg, int rc, const struct node_presence *p);
+void node_presence(struct worker *w, struct pstr channel, node_presence_fn *done, void *arg);
+typedef void node_stats_fn(void *arg, int rc, uint32_t num_clients, uint32_t num_users);
+void node_presence_stats(struct worker *w, struct pstr channel, node_stats_fn *done, void *arg);
+
+/* Has the node receive CHANNEL's publications; DONE answers RT_OK once
+ * it does (RT_ERR: it could not, the client gets a temporary error). A
+ * subscription asks before it reads its position, so that nothing
+ * published after the read can pass it by. */
+void node_listen(struct worker *w, struct pstr channel, node_done_fn *done, void *arg);
+
+/* CI enters (or is put back into) CHANNEL's presence, or leaves it: fire
+ * and forget, a failure is logged. */
+void node_presence_add(struct worker *w, struct pstr channel, const struct client_info *ci);
+void node_presence_remove(struct worker *w, struct pstr channel, const struct client_info *ci);
+
+/* Keeps this worker's presence entries alive; called every
+ * client.presence_update_interval (FIRST: at start). True when the caller
+ * must add every entry again (they were lost). */
+bool node_presence_refresh(struct worker *w, bool first);
 
 /* Disconnects the matching connections except those whose client id is in
  * WHITELIST, with CODE and REASON (close frame / disconnect push). */
@@ -140,6 +176,15 @@ struct node_info {
 	int64_t uptime;        /* seconds */
 };
 int node_info(struct worker *w, struct node_info *out);
+
+/* Whether W's engine can serve (with Redis: every shard's link is up);
+ * else WHY says what is wrong. */
+bool node_health(struct worker *w, char *why, size_t n);
+
+/* Calls FN for every other node this one knows of (the Redis engine's
+ * registry of announcements; none with the shared-memory engine). NI is
+ * valid during the call only. */
+void node_peers(struct worker *w, void (*fn)(void *arg, const struct node_info *ni), void *arg);
 
 /* This rotord's node id (info's uid, ConnectResult.node of emulation
  * sessions): 36 characters and a NUL, fixed for the master's lifetime. */

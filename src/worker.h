@@ -65,6 +65,9 @@ struct worker {
 	struct bus *bus;
 	struct ctab *ctab;    /* channel table and history streams (shm/chan.h) */
 	struct pres *pres;    /* presence table (shm/pres.h) */
+	const struct engine *engine; /* where publications, history, presence live (engine.h) */
+	bool broker;          /* the Redis engine's broker (broker.c): no listener, no clients */
+	void *engine_state;   /* the engine's own, per worker */
 	int64_t pres_touch_ms; /* last lease refresh */
 	int64_t sweep_ms;     /* last history sweep */
 	struct bus_reader reader;
@@ -103,6 +106,7 @@ struct worker_boot {
 	const uint64_t *secret; /* 2 words, drawn once by the master */
 	int handoff_fd;       /* the receiving end of this worker's handoff socket */
 	const int *handoff_fds; /* BUS_SLOTS_MAX entries: the others' sending ends */
+	bool broker;          /* run as the Redis engine's broker (listen_fd is -1) */
 };
 
 /* The one worker of this process (NULL in the master and in rotorctl). */

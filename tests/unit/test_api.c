@@ -1,10 +1,19 @@
 /*
  * test_api.c - the server HTTP API (src/api.c) driven through the real HTTP
  * server on a libev loop and socketpairs, as test_http.c does, against a
- * fake node: the node_* functions are defined here, record each call as a
- * line of text, and answer what the test sets. Covers both endpoint forms
- * and batch, every auth path, both error modes, each method's validation
- * and result shape, raw payloads byte for byte, and reconfiguration.
+ * fake node: the node_* functions are defined here (so node.o is never
+ * linked: librotor.a's member is only pulled for a symbol nothing else
+ * defines), record each call as a line of text, and answer what the test
+ * sets. Covers both endpoint forms and batch, every auth path, both error
+ * modes, each method's validation and result shape, raw payloads byte for
+ * byte, and reconfiguration.
+ *
+ * The engine's operations answer through callbacks (node.h): at once, as
+ * the shared-memory engine does, or from a later loop iteration, as the
+ * Redis one will. The whole suite runs twice, the second time with every
+ * answer deferred, and test_deferred covers what only the deferred path
+ * has: replies in order when one command of several waits, and a
+ * connection that closes while the engine has not answered.
  */
 #include "config.h"
 #include "api.h"
@@ -19,6 +28,7 @@
 #include "harness.h"
 #include "../tap.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -36,6 +46,7 @@ static struct {
 	uint64_t offset;          /* node_publish result */
 	const char *epoch;
 	const char *const *channels; /* node_channels: name, count, name, count..., NULL */
+	bool peer;                /* node_peers lists one other node */
 } F;
 
 static void logf_(const char *fmt, ...) ROTOR_PRINTF(1, 2);
@@ -56,18 +67,87 @@ static void log_target(const struct node_target *t)
 	logf_(" user=%.*s client=%.*s session=%.*s", P(t->user), P(t->client), P(t->session));
 }
 
-int node_publish(struct worker *wk, const struct node_pub *p, struct node_pub_result *r)
+/* ---- engine answers: at once, or from a later loop iteration ---------- */
+
+enum { A_PUB, A_HIST, A_DONE, A_PRES, A_STATS };
+
+/* One answer of the fake engine, with a copy of its result. */
+struct answer {
+	int kind, rc;
+	void *fn, *arg;
+	unsigned iteration;         /* the loop iteration it was made in */
+	struct node_pub_result pub;
+	struct node_history hist;   /* its publication is static */
+	struct node_presence pres;  /* its entry is static */
+	uint32_t nc, nu;
+};
+
+static struct {
+	bool all;                   /* defer every answer */
+	uint32_t mask;              /* defer answer I (since reset_node) when bit I is set */
+	bool hold;                  /* keep deferred answers until released */
+	unsigned ncalls;            /* engine calls since reset_node */
+	struct answer q[64];
+	size_t n;
+	ev_check w;
+	unsigned answered;          /* deferred answers given */
+	unsigned at_once;           /* answers given before the call returned */
+} D;
+
+static void answer_now(const struct answer *a)
 {
+	switch (a->kind) {
+	case A_PUB: ((node_pub_fn *)a->fn)(a->arg, a->rc, &a->pub); break;
+	case A_HIST: ((node_history_fn *)a->fn)(a->arg, a->rc, &a->hist); break;
+	case A_DONE: ((node_done_fn *)a->fn)(a->arg, a->rc); break;
+	case A_PRES: ((node_presence_fn *)a->fn)(a->arg, a->rc, &a->pres); break;
+	case A_STATS: ((node_stats_fn *)a->fn)(a->arg, a->rc, a->nc, a->nu); break;
+	}
+}
+
+/* Gives the deferred answers made in an earlier loop iteration, in order
+ * (those given now may defer more). */
+static void answer_deferred(struct ev_loop *loop, ev_check *c, int revents)
+{
+	while (!D.hold && D.n > 0 && D.q[0].iteration < ev_iteration(loop)) {
+		struct answer a = D.q[0];
+
+		memmove(D.q, D.q + 1, --D.n * sizeof(*D.q));
+		D.answered++;
+		answer_now(&a);
+	}
+}
+
+/* The engine answers A: now, or later when the test defers this call. */
+static void answer(struct answer a)
+{
+	unsigned i = D.ncalls++;
+
+	if (!D.all && !(i < 32 && (D.mask >> i & 1))) {
+		D.at_once++;
+		answer_now(&a);
+		return;
+	}
+	assert(D.n < ROTOR_ARRAY_LEN(D.q));
+	a.iteration = ev_iteration(w.loop);
+	D.q[D.n++] = a;
+}
+
+void node_publish(struct worker *wk, const struct node_pub *p, node_pub_fn *done, void *arg)
+{
+	struct answer a = { .kind = A_PUB, .fn = (void *)done, .arg = arg };
+
 	logf_("publish ch=%.*s data=%.*s skip=%d key=%.*s tags=", P(p->channel), P(p->data),
 	      p->skip_history, P(p->idempotency_key));
 	for (size_t i = 0; i < p->ntags; i++)
 		logf_("%s%.*s:%.*s", i ? "," : "", P(p->tags[i].key), P(p->tags[i].value));
 	logf_(" info=%s\n", p->info ? "set" : "null");
-	if (F.fail)
-		return RT_ERR;
-	r->offset = F.offset;
-	snprintf(r->epoch, sizeof(r->epoch), "%s", F.epoch ? F.epoch : "");
-	return RT_OK;
+	a.rc = F.fail ? RT_ERR : RT_OK;
+	if (!F.fail) {
+		a.pub.offset = F.offset;
+		snprintf(a.pub.epoch, sizeof(a.pub.epoch), "%s", F.epoch ? F.epoch : "");
+	}
+	answer(a);
 }
 
 int node_disconnect(struct worker *wk, const struct node_target *t, const struct pstr *wl, size_t nwl,
@@ -120,14 +200,20 @@ bool node_history_fits(const struct worker *wk, struct pstr channel)
 
 /* History: the fake store holds one publication at offset F.offset in
  * epoch F.epoch ("" means none). */
-int node_history(struct worker *wk, struct pstr channel, const struct hist_query *q, struct node_history *h)
+void node_history(struct worker *wk, struct pstr channel, const struct hist_query *q,
+		  node_history_fn *done, void *arg)
 {
 	static struct publication pub;
-	memset(h, 0, sizeof(*h));
+	struct answer a = { .kind = A_HIST, .fn = (void *)done, .arg = arg, .rc = RT_OK };
+	struct node_history *h = &a.hist;
+
 	logf_("history ch=%.*s limit=%d reverse=%d since=%d:%llu:%s\n", P(channel), q->limit, q->reverse,
 	      q->has_since, (unsigned long long)q->since_offset, q->since_epoch ? q->since_epoch : "");
-	if (F.fail)
-		return RT_ERR;
+	if (F.fail) {
+		a.rc = RT_ERR;
+		answer(a);
+		return;
+	}
 	snprintf(h->epoch, sizeof(h->epoch), "%s", F.epoch ? F.epoch : "");
 	h->top = F.offset;
 	h->epoch_mismatch = q->since_epoch && *q->since_epoch && strcmp(q->since_epoch, h->epoch) != 0;
@@ -136,45 +222,35 @@ int node_history(struct worker *wk, struct pstr channel, const struct hist_query
 		h->v = &pub;
 		h->n = 1;
 	}
-	return RT_OK;
+	answer(a);
 }
 
-void node_history_free(struct node_history *h)
-{
-	memset(h, 0, sizeof(*h));
-}
-
-int node_history_remove(struct worker *wk, struct pstr channel)
+void node_history_remove(struct worker *wk, struct pstr channel, node_done_fn *done, void *arg)
 {
 	logf_("history_remove ch=%.*s\n", P(channel));
-	return F.fail ? RT_ERR : RT_OK;
+	answer((struct answer){ .kind = A_DONE, .fn = (void *)done, .arg = arg, .rc = F.fail ? RT_ERR : RT_OK });
 }
 
 /* Presence: the fake table holds one anonymous client with raw info. */
-int node_presence(struct worker *wk, struct pstr channel, struct node_presence *p)
+void node_presence(struct worker *wk, struct pstr channel, node_presence_fn *done, void *arg)
 {
 	static struct client_info ci;
-	memset(p, 0, sizeof(*p));
+	struct answer a = { .kind = A_PRES, .fn = (void *)done, .arg = arg, .rc = F.fail ? RT_ERR : RT_OK };
+
 	logf_("presence ch=%.*s\n", P(channel));
-	if (F.fail)
-		return RT_ERR;
-	ci = (struct client_info){ PSTR(""), PSTR("c1"), PSTR("{\"n\":1.50}"), { NULL, 0 } };
-	p->v = &ci;
-	p->n = 1;
-	return RT_OK;
+	if (!F.fail) {
+		ci = (struct client_info){ PSTR(""), PSTR("c1"), PSTR("{\"n\":1.50}"), { NULL, 0 } };
+		a.pres.v = &ci;
+		a.pres.n = 1;
+	}
+	answer(a);
 }
 
-void node_presence_free(struct node_presence *p)
-{
-	memset(p, 0, sizeof(*p));
-}
-
-int node_presence_stats(struct worker *wk, struct pstr channel, uint32_t *nc, uint32_t *nu)
+void node_presence_stats(struct worker *wk, struct pstr channel, node_stats_fn *done, void *arg)
 {
 	logf_("presence_stats ch=%.*s\n", P(channel));
-	*nc = 3;
-	*nu = 2;
-	return F.fail ? RT_ERR : RT_OK;
+	answer((struct answer){ .kind = A_STATS, .fn = (void *)done, .arg = arg,
+				.rc = F.fail ? RT_ERR : RT_OK, .nc = 3, .nu = 2 });
 }
 
 int node_channels(struct worker *wk, node_channel_fn fn, void *arg)
@@ -201,6 +277,49 @@ int node_info(struct worker *wk, struct node_info *out)
 	out->num_subs = 4;
 	out->uptime = F.offset ? (int64_t)F.offset : 0;
 	return RT_OK;
+}
+
+/* /health (http.c) asks the engine; this one always serves. */
+bool node_health(struct worker *wk, char *why, size_t n)
+{
+	(void)wk, (void)why, (void)n;
+	return true;
+}
+
+/* What the sessions (client.c, linked in) use; the API never calls them. */
+void node_listen(struct worker *wk, struct pstr channel, node_done_fn *done, void *arg)
+{
+	(void)wk, (void)channel;
+	done(arg, RT_OK);
+}
+
+void node_presence_add(struct worker *wk, struct pstr channel, const struct client_info *ci)
+{
+	(void)wk, (void)channel, (void)ci;
+}
+
+void node_presence_remove(struct worker *wk, struct pstr channel, const struct client_info *ci)
+{
+	(void)wk, (void)channel, (void)ci;
+}
+
+bool node_presence_refresh(struct worker *wk, bool first)
+{
+	(void)wk, (void)first;
+	return false;
+}
+
+/* One other node, as a Redis engine's registry would list it, when the
+ * test asks for it. */
+void node_peers(struct worker *wk, void (*fn)(void *arg, const struct node_info *ni), void *arg)
+{
+	(void)wk;
+	if (!F.peer)
+		return;
+	struct node_info ni = { .name = "other", .version = "6.9.1 OSS", .num_clients = 7, .num_users = 5,
+				.num_channels = 2, .num_subs = 9, .uptime = 11 };
+	snprintf(ni.uid, sizeof(ni.uid), "%s", "11111111-2222-4333-8444-555555555555");
+	fn(arg, &ni);
 }
 
 /* ---- the loop, configs, requests ---------------------------------------- */
@@ -321,6 +440,7 @@ static void call(const char *method, const char *path, const char *hdrs, const c
 static void reset_node(void)
 {
 	memset(&F, 0, sizeof(F));
+	D.ncalls = 0;
 }
 
 /* ---- tests -------------------------------------------------------------- */
@@ -345,6 +465,13 @@ static void test_auth(void)
 	       "\"num_channels\":0,\"num_subs\":4}]}}", "X-API-Key");
 	ok(rhdr("Content-Type") && strcmp(rhdr("Content-Type"), "application/json") == 0,
 	   "Content-Type: application/json");
+	F.peer = true;
+	api_is("/api/info", "{}", "{\"result\":{\"nodes\":[{\"uid\":\"0b6a8e2c-1c2f-4b7e-9d53-5f1e2a3b4c5d\","
+	       "\"name\":\"host_8000\",\"version\":\"0.1.0 rotor\",\"num_clients\":3,\"num_users\":2,"
+	       "\"num_channels\":0,\"num_subs\":4},{\"uid\":\"11111111-2222-4333-8444-555555555555\","
+	       "\"name\":\"other\",\"version\":\"6.9.1 OSS\",\"num_clients\":7,\"num_users\":5,"
+	       "\"num_channels\":2,\"uptime\":11,\"num_subs\":9}]}}", "info lists the other nodes after this one");
+	F.peer = false;
 	call("POST", "/api/info", "x-api-key: sekret\r\n", "{}");
 	is_int(R.status, 200, "header names in any case");
 	call("POST", "/api/info", "X-API-Key: sekre\r\n", "{}");
@@ -853,8 +980,125 @@ static void test_reconfigure(void)
 	is_int(R.status, 200, "enabled again");
 }
 
+/* Sends METHOD PATH with the key and BODY on a new connection; returns
+ * the client end, the request handled. */
+static int send_req(const char *path, const char *body)
+{
+	int fd = client();
+	char *req;
+	int n = asprintf(&req, "POST %s HTTP/1.1\r\nHost: x\r\n" KEY "Content-Length: %zu\r\n\r\n%s",
+			 path, strlen(body), body);
+
+	if (n < 0)
+		abort();
+	send_str(fd, req);
+	free(req);
+	spin();
+	return fd;
+}
+
+/* The body of the response FD has received so far, "" when none. */
+static const char *body_of(int fd)
+{
+	static char body[8192];
+	bool eof;
+	char *resp = recv_avail(fd, &eof, NULL);
+	const char *b = strstr(resp, "\r\n\r\n");
+
+	snprintf(body, sizeof(body), "%s", b ? b + 4 : "");
+	free(resp);
+	return body;
+}
+
+/* What only an engine that answers later exercises. */
+static void test_deferred(void)
+{
+	int fd;
+	unsigned before;
+
+	reset_node();
+	F.offset = 3;
+	D.mask = 1;
+	D.hold = true;
+	fd = send_req("/api/publish", "{\"channel\":\"chat:x\",\"data\":1}");
+	is_str(body_of(fd), "", "deferred publish: no answer while the engine has not answered");
+	D.hold = false;
+	before = D.answered;
+	is_str(body_of(fd), "{\"result\":{\"offset\":3}}", "... the answer once it has, a loop iteration later");
+	is_int(D.answered - before, 1, "... which it gave from the loop");
+	close(fd);
+
+	reset_node();
+	F.offset = 7;
+	F.epoch = "abcdEFGH";
+	D.mask = 2; /* the second engine call */
+	D.hold = true;
+	fd = send_req("/api/batch", "{\"commands\":[{\"publish\":{\"channel\":\"a\",\"data\":1}},"
+		      "{\"history\":{\"channel\":\"chat:x\",\"limit\":1}},"
+		      "{\"presence_stats\":{\"channel\":\"chat:x\"}}],\"parallel\":true}");
+	is_str(body_of(fd), "", "batch: no answer while its second command waits");
+	is_str(F.log, "publish ch=a data=1 skip=0 key= tags= info=null\n"
+	       "history ch=chat:x limit=1 reverse=0 since=0:0:\n", "... and the third has not started");
+	D.hold = false;
+	is_str(body_of(fd), "{\"replies\":[{\"publish\":{\"offset\":7,\"epoch\":\"abcdEFGH\"}},{\"history\":{\"publications\":[{\"data\":{\"x\":1.10},"
+	       "\"offset\":7}],\"epoch\":\"abcdEFGH\",\"offset\":7}},{\"presence_stats\":{\"num_clients\":3,"
+	       "\"num_users\":2}}]}", "... then every reply, in order");
+	close(fd);
+
+	/* The connection goes while the first channel of a broadcast waits:
+	 * the answer then frees the job and goes no further (ASan: nothing
+	 * touched after free, nothing leaked). The HTTP layer does not read
+	 * a connection whose request is with a handler, so the close is seen
+	 * when the worker closes its connections. */
+	reset_node();
+	D.mask = 1;
+	D.hold = true;
+	fd = send_req("/api/broadcast", "{\"channels\":[\"a\",\"b\"],\"data\":1}");
+	close(fd);
+	spin();
+	conn_close_all(&w);
+	spin();
+	is_int(w.nconns, 0, "aborted: the connection is gone");
+	before = D.answered;
+	D.hold = false;
+	spin();
+	is_int(D.answered - before, 1, "... the engine answered afterwards");
+	is_str(F.log, "publish ch=a data=1 skip=0 key= tags= info=null\n", "... and the job went no further");
+
+	/* The same for a legacy stream, its second command waiting. */
+	reset_node();
+	D.mask = 2;
+	D.hold = true;
+	fd = send_req("/api", "{\"method\":\"publish\",\"params\":{\"channel\":\"a\",\"data\":1}}\n"
+		      "{\"method\":\"history_remove\",\"params\":{\"channel\":\"chat:x\"}}\n"
+		      "{\"method\":\"presence\",\"params\":{\"channel\":\"chat:x\"}}");
+	close(fd);
+	conn_close_all(&w);
+	D.hold = false;
+	spin();
+	is_int(D.n, 0, "legacy aborted: the engine answered");
+	is_str(F.log, "publish ch=a data=1 skip=0 key= tags= info=null\nhistory_remove ch=chat:x\n",
+	       "... and the job went no further");
+	D.mask = 0;
+}
+
+static void run_suite(void)
+{
+	test_auth();
+	test_errors();
+	test_publish();
+	test_broadcast();
+	test_subscribe_family();
+	test_other_methods();
+	test_batch();
+	test_legacy();
+	test_reconfigure();
+}
+
 int main(void)
 {
+	unsigned at_once;
+
 	log_set_level(LOG_NONE);
 	w.loop = ev_default_loop(0);
 	w.now_ms = 1000000;
@@ -866,16 +1110,18 @@ int main(void)
 	http_init(&w);
 	api_init(&w);
 	harness_init(&w, NULL);
+	ev_check_init(&D.w, answer_deferred);
+	ev_check_start(w.loop, &D.w);
 
-	test_auth();
-	test_errors();
-	test_publish();
-	test_broadcast();
-	test_subscribe_family();
-	test_other_methods();
-	test_batch();
-	test_legacy();
-	test_reconfigure();
+	run_suite();
+	printf("# again, the engine answering every call from a later loop iteration\n");
+	D.all = true;
+	at_once = D.at_once;
+	run_suite();
+	ok(D.answered > 0 && D.at_once == at_once && D.n == 0, "every answer of that run came later (%u)",
+	   D.answered);
+	D.all = false;
+	test_deferred();
 
 	is_int(w.nconns, 0, "no connection left");
 	api_free();
