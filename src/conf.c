@@ -25,6 +25,7 @@
  */
 #include "config.h"
 #include "conf.h"
+#include "engine.h"
 #include "token.h"
 #include "log.h"
 #include "util.h"
@@ -1262,9 +1263,13 @@ static void report_unsupported_keys(const struct conf *c, struct conf_report *re
 	char opts[128], where[192];
 	const char *engine = json_string_value(doc_get(c->doc, "engine.type"));
 
-	if (engine && strcmp(engine, "memory") != 0)
-		conf_report_error(rep, "engine.type: \"%s\" is not supported by rotor yet; refused (TLS, engines "
-				  "and proxies are never ignored); use \"memory\"", engine);
+	if (engine && strcmp(engine, "redis") == 0) {
+		struct redis_conf rc;
+		redis_conf_load(c, &rc, rep); /* errors name the key */
+	} else if (engine && strcmp(engine, "memory") != 0) {
+		conf_report_error(rep, "engine.type: \"%s\" is not supported by rotor; refused (TLS, engines "
+				  "and proxies are never ignored); use \"memory\" or \"redis\"", engine);
+	}
 	for (size_t i = 0; i < conf_nkeys; i++) {
 		const struct conf_key *k = &conf_keys[i];
 		if (k->flags & CONF_IGNORED) {

@@ -34,6 +34,7 @@
  */
 #include "config.h"
 #include "http.h"
+#include "node.h"
 #include "tls.h"
 #include "conn.h"
 #include "worker.h"
@@ -1071,10 +1072,23 @@ void http_routes_free(void)
 	H.health_path = NULL;
 }
 
-/* GET (or anything) /health: 200 {} while the worker serves. */
+/* GET (or anything) /health: 200 {} while the worker serves and its
+ * engine can serve it (Centrifugo's answer); else 503 with the reason,
+ * e.g. the Redis shard that is down (a load balancer then sends clients
+ * to another node). */
 static void health_handler(struct http_req *req, void *arg)
 {
-	http_respond(req, 200, "application/json", "{}", 2);
+	char why[256];
+	if (node_health(req->conn->w, why, sizeof(why))) {
+		http_respond(req, 200, "application/json", "{}", 2);
+		return;
+	}
+	struct jw out = { 0 };
+	jw_lit(&out, "{\"error\":");
+	jw_str(&out, why, strlen(why));
+	jw_lit(&out, "}");
+	http_respond(req, 503, "application/json", out.buf, out.len);
+	jw_free(&out);
 }
 
 static void builtin_routes(struct worker *w)

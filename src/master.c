@@ -50,7 +50,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define MAX_SLOTS 256
+#define MAX_SLOTS 257          /* the workers' (at most 256), and the broker's */
+#define BROKER_SLOT (MAX_SLOTS - 1) /* the Redis engine's broker: no listener */
 #define MAX_CHILDREN (2 * MAX_SLOTS)
 #define YOUNG_MS 5000          /* a worker dying younger than this is "failing" */
 #define BACKOFF_MAX_MS 10000
@@ -621,7 +622,7 @@ static int spawn(int slot)
 			.conf = M.conf, .ctr = ctr, .stats_seg = &M.stats, .bus = &M.bus, .bus_slot = bus_slot,
 			.ctab = &M.ctab, .pres = &M.pres,
 			.wake_fd = wake_fd, .wake_fds = wake_fds, .secret = M.secret,
-			.handoff_fd = hv[1], .handoff_fds = handoff_fds,
+			.handoff_fd = hv[1], .handoff_fds = handoff_fds, .broker = slot == BROKER_SLOT,
 		};
 		worker_main(&boot);
 	}
@@ -648,6 +649,13 @@ static int spawn(int slot)
 	M.slots[slot].spawn_at_ms = 0;
 	log_info("started worker %d (pid %ld, generation %u)", slot, (long)pid, M.gen);
 	return RT_OK;
+}
+
+/* Whether CONF's engine needs a broker process (the Redis engine). */
+static bool wants_broker(const struct conf *conf)
+{
+	const char *t = json_string_value(conf_get(conf, "engine.type"));
+	return t != NULL && strcmp(t, "redis") == 0;
 }
 
 /* Does slot SLOT have a live worker of the current generation? */
@@ -901,8 +909,14 @@ static void reload(void)
 	for (int i = 0; i < MAX_CHILDREN; i++)
 		if (M.children[i].pid != 0)
 			M.children[i].retiring = true;
+	/* Two brokers would each feed the bus: the old one goes first. */
+	for (int i = 0; i < MAX_CHILDREN; i++)
+		if (M.children[i].pid != 0 && M.children[i].slot == BROKER_SLOT)
+			kill(M.children[i].pid, SIGTERM);
 	for (int i = 0; i < n; i++)
 		spawn(i);
+	if (wants_broker(nc))
+		spawn(BROKER_SLOT);
 	publish_route(n);
 	signal_children(SIGQUIT, true);
 	log_info("reload: generation %u started with %d worker(s); the old workers drain", M.gen, n);
@@ -1030,6 +1044,8 @@ int master_run(const struct master_args *args, struct conf *conf)
 		 (long)getpid());
 	for (int i = 0; i < M.nslots; i++)
 		spawn(i);
+	if (wants_broker(conf))
+		spawn(BROKER_SLOT);
 	publish_route(M.nslots);
 	if (args->ready_fd >= 0) {
 		/* rotord -d: the waiting parent exits 0 now; had we failed
@@ -1043,7 +1059,9 @@ int master_run(const struct master_args *args, struct conf *conf)
 		int64_t now = util_mono_ms();
 		int64_t wake = now + 1000;
 
-		for (int i = 0; i < M.nslots && M.stopping == RUNNING; i++) {
+		for (int i = 0; i < MAX_SLOTS && M.stopping == RUNNING; i++) {
+			if (i >= M.nslots && i != BROKER_SLOT)
+				continue;
 			if (M.slots[i].spawn_at_ms && !slot_served(i)) {
 				if (M.slots[i].spawn_at_ms <= now)
 					spawn(i);

@@ -22,6 +22,7 @@
  */
 #include "config.h"
 #include "worker.h"
+#include "engine.h"
 #include "api.h"
 #include "client.h"
 #include "conn.h"
@@ -70,6 +71,10 @@ static struct stats_block *my_stats(struct worker *w)
 static ROTOR_NORETURN void worker_exit(struct worker *w, int status)
 {
 	log_info("exiting");
+	if (w->broker)
+		broker_stop(w);
+	else if (w->engine != NULL)
+		w->engine->stop(w);
 	if (w->ctr != NULL) {
 		__atomic_store_n(&w->ctr->state, 0, __ATOMIC_RELAXED);
 		STATS_SUB(w->ctr, conns_current, STATS_GET(w->ctr, conns_current));
@@ -434,7 +439,10 @@ void worker_main(const struct worker_boot *b)
 	int listen_fd = b->listen_fd, ctl_fd = b->ctl_fd;
 	struct stats_block *ctr = b->ctr;
 
-	log_set_role("worker %d", slot);
+	if (b->broker)
+		log_set_role("broker");
+	else
+		log_set_role("worker %d", slot);
 	/* Die with the master, even if it is killed: the ctl EOF covers the
 	 * same case, this one also covers a worker stuck in a long callback. */
 	if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0)
@@ -499,6 +507,13 @@ void worker_main(const struct worker_boot *b)
 		_exit(1);
 	}
 	bus_set_waker(w->bus, wake_slot, w);
+	/* The broker feeds the bus from Redis; its own actions (the control
+	 * commands other nodes send) stay on this node: its engine is the
+	 * shared-memory one, which never sends anything back to Redis. */
+	w->broker = b->broker;
+	w->engine = w->broker ? &engine_memory : engine_of(w->conf);
+	if (w->engine->start(w) != RT_OK || (w->broker && broker_start(w) != RT_OK))
+		_exit(1);
 	node_snapshot_init(w);
 	client_presence_lease(w, true);
 	ev_idle_init(&w->busy_w, on_busy);
@@ -506,11 +521,13 @@ void worker_main(const struct worker_boot *b)
 	w->wake_w.data = w;
 	ev_io_start(w->loop, &w->wake_w);
 
-	util_set_nonblock(listen_fd);
 	util_set_nonblock(ctl_fd);
 	ev_io_init(&w->accept_w, on_accept, listen_fd, EV_READ);
 	w->accept_w.data = w;
-	ev_io_start(w->loop, &w->accept_w);
+	if (listen_fd >= 0) { /* the broker has no listener */
+		util_set_nonblock(listen_fd);
+		ev_io_start(w->loop, &w->accept_w);
+	}
 	ev_io_init(&w->accept_int_w, on_accept, w->internal_fd, EV_READ);
 	w->accept_int_w.data = w;
 	if (w->internal_fd >= 0) {

@@ -13,7 +13,7 @@
  *
  * (Debian's clang needs libclang-rt-14-dev for -fsanitize=fuzzer.)
  *
- * SOURCES: src/proto.c src/json.c src/util.c src/log.c
+ * SOURCES: src/proto.c src/json.c src/util.c src/log.c src/pb.c
  *
  * The first input byte picks what is exercised; the rest is the input:
  *   0: proto_decode_emulation(JSON): every span is read; node, session

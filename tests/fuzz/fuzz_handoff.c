@@ -14,8 +14,8 @@
  *       tests/fuzz/fuzz_handoff.c <SOURCES below> <LIBS below> -o /tmp/fuzz_handoff
  *   /tmp/fuzz_handoff -max_total_time=1800 -max_len=4096 tests/fuzz/corpus/fuzz_handoff
  *
- * SOURCES: src/handoff.c src/http.c src/conn.c src/transport/tls.c src/transport/tls13.c src/conf.c src/conf_keys.c src/json.c src/util.c src/log.c src/wheel.c src/smap.c src/b64.c src/token.c src/transport/transport.c src/transport/query.c src/transport/sockjs.c src/transport/sockjs_session.c src/transport/sockjs_frame.c src/transport/stream.c src/transport/fcache.c src/transport/ws.c src/transport/ws_deflate.c shm/siphash.c
- * LIBS: @BUILD@/src/libllhttp.a @LLHTTP_LIBS@ -lev -ljwt -ljansson -lssl -lcrypto -luring -lz -lm
+ * SOURCES: src/handoff.c src/http.c src/conn.c src/transport/tls.c src/transport/tls13.c src/conf.c src/conf_keys.c src/json.c src/util.c src/log.c src/wheel.c src/smap.c src/b64.c src/token.c src/transport/transport.c src/transport/query.c src/transport/sockjs.c src/transport/sockjs_session.c src/transport/sockjs_frame.c src/transport/stream.c src/transport/fcache.c src/transport/ws.c src/transport/ws_deflate.c shm/siphash.c src/engine/redis_conf.c src/engine/redis_link.c src/engine/redis_wire.c src/pb.c
+ * LIBS: @BUILD@/src/libllhttp.a @LLHTTP_LIBS@ -lhiredis -lev -ljwt -ljansson -lssl -lcrypto -luring -lz -lm
  *
  * The first input byte picks the mode (low bit) and how the bytes are cut
  * (the rest); the other bytes are the input:
@@ -59,6 +59,8 @@ void client_shutdown(struct client *c) { __builtin_trap(); }
 void client_transport_closed(struct client *c) { __builtin_trap(); }
 /* client.connection_limit is 0: transport_admit never counts. */
 uint64_t node_clients(struct worker *w) { __builtin_trap(); }
+/* /health asks the engine; none here: it serves. */
+bool node_health(struct worker *w, char *why, size_t n) { (void)w, (void)why, (void)n; return true; }
 
 static const char *const keys[] = {
 	"sockjs.test_services_prefix", "/t",

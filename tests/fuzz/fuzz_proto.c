@@ -8,7 +8,7 @@
  *       -o /tmp/fuzz_proto
  *   /tmp/fuzz_proto -max_total_time=300 -max_len=4096 /tmp/corpus
  *
- * SOURCES: src/proto.c src/json.c src/util.c src/log.c
+ * SOURCES: src/proto.c src/json.c src/util.c src/log.c src/pb.c
  *
  * The first input byte picks what is exercised; the rest is the input:
  *   0: proto_decode(JSON), then every decoded span is read and fed back

@@ -15,7 +15,7 @@
  *       src/util.c src/log.c -o /tmp/fuzz_uni_connect
  *   /tmp/fuzz_uni_connect -max_total_time=1200 -max_len=4096 /tmp/corpus_uni
  *
- * SOURCES: src/transport/query.c src/proto.c src/json.c src/util.c src/log.c
+ * SOURCES: src/transport/query.c src/proto.c src/json.c src/util.c src/log.c src/pb.c
  *
  * The whole input is the query string (it is NUL-terminated first, as
  * llhttp hands it over) and also, as it is, a request body. Invariants are

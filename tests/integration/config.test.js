@@ -62,7 +62,7 @@ test('rotord -t: a missing file given with -c is an error', () => {
 test('TLS, engine and proxy keys rotor does not implement stop -t and the start, each named', () => {
   const conf = {
     http_server: { tls_autocert: { enabled: true, host_whitelist: ['example.com'] } },
-    engine: { type: 'redis' },
+    engine: { type: 'redis', redis: { cluster_address: ['127.0.0.1:7000'] } },
     client: { proxy: { connect: { enabled: true } } },
     channel: { namespaces: [{ name: 'chat', publish_proxy_enabled: true }] },
   };
@@ -71,7 +71,8 @@ test('TLS, engine and proxy keys rotor does not implement stop -t and the start,
       const r = run(ROTORD, args);
       assert.strictEqual(r.status, 1, `rotord ${args.join(' ')}: ${r.stderr}`);
       for (const key of ['http_server.tls_autocert.enabled',
-        'engine.type', 'client.proxy.connect.enabled', 'channel.namespaces[chat].publish_proxy_enabled']) {
+        'engine.redis.cluster_address', 'client.proxy.connect.enabled',
+        'channel.namespaces[chat].publish_proxy_enabled']) {
         assert.match(r.stderr, new RegExp(`(error|config): ${key.replace(/[.[\]]/g, '\\$&')}: .*not supported by rotor yet; refused`),
           `${key} named: ${r.stderr}`);
       }

@@ -255,7 +255,7 @@ class Rotord {
       if (this.proc.exitCode !== null) throw new Error(`rotord exited: ${this.log()}`);
       if (this.workers().length !== want) return false;
       const r = await request(this.opts.healthPort || this.port, { path: '/health', tls: this.opts.tls });
-      return r.status === 200;
+      return r.status === (this.opts.healthStatus || 200);
     }, 10000, 25, 'rotord to serve /health');
     return this;
   }

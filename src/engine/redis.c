@@ -1,0 +1,800 @@
+/*
+ * redis.c - the Redis engine's worker side (engine.type "redis"): several
+ * rotord nodes, and Centrifugo nodes, share publications, history and
+ * presence through Redis with Centrifugo's layout (redis_wire.h,
+ * ref/redis-engine.md).
+ *
+ * Each worker holds one command link per shard (redis_link.h), pipelined;
+ * a channel's keys live on the shard rw_shard_of names. A publication is
+ * never delivered here at publish time: like every node, this one gets it
+ * back from Redis PUB/SUB (the node's broker feeds it into the bus), so
+ * subscribers see Redis's order, which is offset order. Offsets and epochs
+ * come only from the scripts.
+ *
+ * The answers come later, from the loop; a request keeps what it needs to
+ * answer in its own heap block (struct rq), and a link that is down answers
+ * every request with an error (the caller's 100), never "ok".
+ */
+#include "config.h"
+#include "engine.h"
+#include "redis_link.h"
+#include "redis_wire.h"
+#include "conf.h"
+#include "json.h"
+#include "log.h"
+#include "util.h"
+#include "worker.h"
+#include "chan.h"
+
+#include <ev.h>
+#include <hiredis/hiredis.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- per worker ------------------------------------------------------------ */
+
+/* A listen request waiting for the broker's acknowledgement. */
+struct lwait {
+	struct lwait *next;
+	uint64_t tag;
+	int64_t since_ms;
+	node_done_fn *done;
+	void *arg;
+};
+
+struct reng {
+	struct worker *w;
+	struct redis_conf cf;
+	struct rlink *cmd[REDIS_SHARDS_MAX];
+	struct jw key[4], arg;          /* scratch for names and arguments */
+	struct lwait *waits;
+	uint64_t next_tag;
+	unsigned rr;                    /* control commands go to the shards in turn */
+	ev_timer tick;
+};
+
+static struct rscript s_publish = { rw_script_publish_stream, "" };
+static struct rscript s_publish_idem = { rw_script_publish_idempotent, "" };
+static struct rscript s_history = { rw_script_history_stream, "" };
+static struct rscript s_pres_add = { rw_script_presence_add, "" };
+static struct rscript s_pres_rem = { rw_script_presence_rem, "" };
+static struct rscript s_pres_get = { rw_script_presence_get, "" };
+static struct rscript s_pres_stats = { rw_script_presence_stats, "" };
+
+static struct reng *R(struct worker *w)
+{
+	return w->engine_state;
+}
+
+static struct rlink *link_of(struct reng *r, struct pstr ch)
+{
+	return r->cmd[rw_shard_of(ch, r->cf.nshards)];
+}
+
+/* Fills key scratch I with name KIND of CH. */
+static struct pstr name(struct reng *r, int i, enum rw_name kind, struct pstr ch, struct pstr extra)
+{
+	r->key[i].len = 0;
+	rw_name(&r->key[i], r->cf.prefix, false, kind, ch, extra);
+	return (struct pstr){ r->key[i].buf, r->key[i].len };
+}
+
+/* Arguments of one request, with their lengths. */
+struct args {
+	const char *v[16];
+	size_t n[16];
+	int c;
+	char nums[8][24];
+	int nnums;
+};
+
+static void put(struct args *a, struct pstr s)
+{
+	a->v[a->c] = s.p ? s.p : "";
+	a->n[a->c] = s.n;
+	a->c++;
+}
+
+static void put_s(struct args *a, const char *s)
+{
+	put(a, (struct pstr){ s, strlen(s) });
+}
+
+static void put_u(struct args *a, uint64_t v)
+{
+	char *b = a->nums[a->nnums++];
+	snprintf(b, 24, "%" PRIu64, v);
+	put_s(a, b);
+}
+
+static void put_i(struct args *a, int64_t v)
+{
+	char *b = a->nums[a->nnums++];
+	snprintf(b, 24, "%" PRId64, v);
+	put_s(a, b);
+}
+
+/* A request waiting for its reply: whom to answer. */
+struct rq {
+	struct worker *w;
+	void *done, *arg;
+	struct pstr channel;           /* owned, for logs */
+	char since_epoch[NODE_EPOCH_MAX + 1];
+	bool has_since_epoch;
+	bool stats_by_hand;            /* presence_stats without the user mapping */
+	const char *what;              /* fire-and-forget requests: for the log */
+};
+
+static struct rq *rq_new(struct worker *w, void *done, void *arg, struct pstr ch)
+{
+	struct rq *q = xcalloc(1, sizeof(*q));
+	q->w = w;
+	q->done = done;
+	q->arg = arg;
+	q->channel = pstr_dup(ch);
+	return q;
+}
+
+static void rq_free(struct rq *q)
+{
+	pstr_free(&q->channel);
+	free(q);
+}
+
+/* Logs a failed request; true when R is no answer to use. */
+static bool failed(const struct rq *q, const char *what, redisReply *r, const char *err)
+{
+	if (err == NULL && r != NULL && r->type != REDIS_REPLY_ERROR)
+		return false;
+	log_warn("redis: %s of %.*s failed: %s", what, (int)q->channel.n, q->channel.p,
+		 err ? err : r->str);
+	return true;
+}
+
+static bool reply_u64(const redisReply *r, uint64_t *v)
+{
+	if (r->type == REDIS_REPLY_INTEGER) {
+		*v = (uint64_t)r->integer;
+		return r->integer >= 0;
+	}
+	if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) {
+		char *end;
+		errno = 0;
+		*v = strtoull(r->str, &end, 10);
+		return errno == 0 && end != r->str && *end == '\0';
+	}
+	if (r->type == REDIS_REPLY_NIL) {
+		*v = 0;
+		return true;
+	}
+	return false;
+}
+
+static bool reply_str(const redisReply *r, struct pstr *s)
+{
+	if (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_STATUS)
+		return false;
+	*s = (struct pstr){ r->str, r->len };
+	return true;
+}
+
+/* ---- publish --------------------------------------------------------------- */
+
+static void on_publish(void *arg, redisReply *r, const char *err)
+{
+	struct rq *q = arg;
+	struct node_pub_result res = { 0 };
+	int rc = RT_ERR;
+	struct pstr epoch;
+	uint64_t suppressed = 0;
+
+	if (!failed(q, "publish", r, err)) {
+		if (r->type == REDIS_REPLY_INTEGER) {
+			rc = RT_OK; /* PUBLISH: the number of receivers; no history */
+		} else if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2 && reply_u64(r->element[0], &res.offset) &&
+			   reply_str(r->element[1], &epoch) && pstr_copy(res.epoch, sizeof(res.epoch), epoch)) {
+			if (r->elements >= 3)
+				reply_u64(r->element[2], &suppressed);
+			res.suppressed = suppressed == 1;
+			rc = RT_OK;
+		} else if (r->type == REDIS_REPLY_NIL || r->type == REDIS_REPLY_ARRAY) {
+			rc = RT_OK; /* the idempotent publish without history answers nothing */
+		} else {
+			log_warn("redis: publish to %.*s: unexpected reply of type %d", (int)q->channel.n,
+				 q->channel.p, r->type);
+		}
+	}
+	((node_pub_fn *)q->done)(q->arg, rc, &res);
+	rq_free(q);
+}
+
+static void redis_publish(struct worker *w, const struct node_pub *p, node_pub_fn *done, void *arg)
+{
+	struct reng *r = R(w);
+	bool history = p->history_size > 0 && p->history_ttl_ms > 0 && !p->skip_history;
+	struct publication pub = { .data = p->data, .info = p->info, .tags = p->tags, .ntags = p->ntags,
+				   .time = util_wall_ms() };
+	struct args a = { 0 };
+	char epoch[9];
+
+	r->arg.len = 0;
+	rw_pub_encode(&r->arg, &pub, false);
+	struct pstr body = { r->arg.buf, r->arg.len };
+	struct pstr client = name(r, 0, RW_CLIENT, p->channel, (struct pstr){ NULL, 0 });
+	struct rq *q = rq_new(w, (void *)done, arg, p->channel);
+	struct rlink *l = link_of(r, p->channel);
+
+	if (history) {
+		/* §4.1: KEYS stream, meta, result; ARGV 1..11. */
+		put(&a, name(r, 1, RW_STREAM, p->channel, (struct pstr){ NULL, 0 }));
+		put(&a, name(r, 2, RW_STREAM_META, p->channel, (struct pstr){ NULL, 0 }));
+		put(&a, name(r, 3, RW_RESULT, p->channel, p->idempotency_key));
+		put(&a, body);
+		put_u(&a, p->history_size);
+		put_u(&a, rw_secs(p->history_ttl_ms));
+		put(&a, client);
+		put_u(&a, rw_secs(p->history_meta_ttl_ms));
+		rw_epoch_new(epoch);
+		put_s(&a, epoch);
+		put_s(&a, "publish");
+		put_s(&a, p->idempotency_key.n ? "300" : "");
+		put_s(&a, "");
+		put_s(&a, "0");
+		put_s(&a, "");
+		rlink_eval(l, &s_publish, 3, a.c, a.v, a.n, on_publish, q);
+	} else if (p->idempotency_key.n) {
+		/* §4.3 */
+		put(&a, name(r, 3, RW_RESULT, p->channel, p->idempotency_key));
+		put(&a, body);
+		put(&a, client);
+		put_s(&a, "publish");
+		put_s(&a, "300");
+		rlink_eval(l, &s_publish_idem, 1, a.c, a.v, a.n, on_publish, q);
+	} else {
+		put_s(&a, "PUBLISH");
+		put(&a, client);
+		put(&a, body);
+		rlink_cmd(l, a.c, a.v, a.n, on_publish, q);
+	}
+}
+
+/* ---- history ----------------------------------------------------------------- */
+
+/* One publication of a history reply and what it points to. */
+struct hblock {
+	struct publication p;
+	struct client_info ci;
+	struct tag tags[64];
+};
+
+/* Fills H from the entries of an XRANGE-shaped reply E: [[id, [field,
+ * value, ...]], ...]; the pointers go into the reply. RT_OK or RT_ERR. */
+static int history_entries(const redisReply *e, struct node_history *h)
+{
+	if (e->type == REDIS_REPLY_NIL)
+		return RT_OK;
+	if (e->type != REDIS_REPLY_ARRAY)
+		return RT_ERR;
+	h->v = xcalloc(e->elements + 1, sizeof(*h->v));
+	h->blocks = xcalloc(e->elements + 1, sizeof(*h->blocks));
+	for (size_t i = 0; i < e->elements; i++) {
+		const redisReply *x = e->element[i];
+		if (x->type != REDIS_REPLY_ARRAY || x->elements < 2 || x->element[0]->type != REDIS_REPLY_STRING ||
+		    x->element[1]->type != REDIS_REPLY_ARRAY)
+			return RT_ERR;
+		uint64_t offset = strtoull(x->element[0]->str, NULL, 10);
+		const redisReply *f = x->element[1];
+		const redisReply *d = NULL;
+		for (size_t j = 0; j + 1 < f->elements; j += 2)
+			if (f->element[j]->type == REDIS_REPLY_STRING && f->element[j]->len == 1 &&
+			    f->element[j]->str[0] == 'd')
+				d = f->element[j + 1];
+		if (d == NULL || d->type != REDIS_REPLY_STRING)
+			return RT_ERR;
+		struct hblock *b = xcalloc(1, sizeof(*b));
+		bool delta;
+		h->blocks[h->n] = b;
+		if (rw_pub_decode(d->str, d->len, &b->p, &b->ci, b->tags, ROTOR_ARRAY_LEN(b->tags), &delta) != 0) {
+			free(b);
+			h->blocks[h->n] = NULL;
+			return RT_ERR;
+		}
+		b->p.offset = offset;
+		h->v[h->n++] = b->p;
+		if (h->first == 0 || offset < h->first)
+			h->first = offset;
+	}
+	return RT_OK;
+}
+
+static void history_free(struct node_history *h)
+{
+	for (size_t i = 0; i < h->n; i++)
+		free(h->blocks[i]);
+	free(h->blocks);
+	free(h->v);
+}
+
+static void on_history(void *arg, redisReply *r, const char *err)
+{
+	struct rq *q = arg;
+	struct node_history h = { 0 };
+	int rc = RT_ERR;
+	struct pstr epoch;
+
+	if (!failed(q, "history", r, err)) {
+		if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2 && reply_u64(r->element[0], &h.top) &&
+		    reply_str(r->element[1], &epoch) && pstr_copy(h.epoch, sizeof(h.epoch), epoch) &&
+		    (r->elements < 3 || history_entries(r->element[2], &h) == RT_OK)) {
+			rc = RT_OK;
+			if (q->has_since_epoch && strcmp(q->since_epoch, h.epoch) != 0) {
+				/* As the shared-memory engine: the client's 112, no publications. */
+				h.epoch_mismatch = true;
+				history_free(&h);
+				h.v = NULL, h.blocks = NULL, h.n = 0;
+			}
+		} else {
+			log_warn("redis: history of %.*s: unexpected reply", (int)q->channel.n, q->channel.p);
+		}
+	}
+	if (rc != RT_OK) {
+		history_free(&h);
+		memset(&h, 0, sizeof(h));
+	}
+	((node_history_fn *)q->done)(q->arg, rc, &h);
+	history_free(&h);
+	rq_free(q);
+}
+
+/* A history read (§4.4), the script's arguments from a query; a reverse
+ * read from offset 1 fetches the position only. DONE is a node_history_fn. */
+static void history_read(struct worker *w, struct pstr ch, int32_t limit, bool reverse, bool has_since,
+			 uint64_t since, const char *since_epoch, uint64_t meta_ttl_ms, void *done, void *arg)
+{
+	struct reng *r = R(w);
+	struct args a = { 0 };
+	char epoch[9];
+	bool include = limit != 0;
+	char start[24] = "0";
+
+	if (has_since && !reverse)
+		snprintf(start, sizeof(start), "%" PRIu64, since + 1);
+	else if (has_since && reverse) {
+		if (since <= 1)
+			include = false;
+		else
+			snprintf(start, sizeof(start), "%" PRIu64, since - 1);
+	}
+	struct rq *q = rq_new(w, done, arg, ch);
+	if (since_epoch && *since_epoch && pstr_copy(q->since_epoch, sizeof(q->since_epoch), pstr_c(since_epoch)))
+		q->has_since_epoch = true;
+	put(&a, name(r, 0, RW_STREAM, ch, (struct pstr){ NULL, 0 }));
+	put(&a, name(r, 1, RW_STREAM_META, ch, (struct pstr){ NULL, 0 }));
+	put_s(&a, include ? "1" : "0");
+	put_s(&a, start);
+	put_i(&a, limit > 0 ? limit : 0);
+	put_s(&a, reverse ? "1" : "0");
+	put_u(&a, rw_secs(meta_ttl_ms));
+	rw_epoch_new(epoch);
+	put_s(&a, epoch);
+	rlink_eval(link_of(r, ch), &s_history, 2, a.c, a.v, a.n, on_history, q);
+}
+
+static void redis_history(struct worker *w, struct pstr ch, const struct hist_query *q, node_history_fn *done,
+			  void *arg)
+{
+	if (q->reverse && q->has_since && q->since_offset == 0) {
+		struct node_history h = { 0 };
+		done(arg, RT_INVAL, &h);
+		return;
+	}
+	history_read(w, ch, q->limit, q->reverse, q->has_since, q->since_offset, q->since_epoch, q->meta_ttl_ms,
+		     (void *)done, arg);
+}
+
+/* The position only: a history read of no publications. */
+struct top_rq {
+	node_top_fn *done;
+	void *arg;
+};
+
+static void on_top(void *arg, int rc, const struct node_history *h)
+{
+	struct top_rq *t = arg;
+	t->done(t->arg, rc, h->top, pstr_c(h->epoch));
+	free(t);
+}
+
+static void redis_history_top(struct worker *w, struct pstr ch, uint64_t meta_ttl_ms, node_top_fn *done,
+			      void *arg)
+{
+	struct top_rq *t = xmalloc(sizeof(*t));
+	t->done = done;
+	t->arg = arg;
+	history_read(w, ch, 0, false, false, 0, NULL, meta_ttl_ms, (void *)on_top, t);
+}
+
+static void on_removed(void *arg, redisReply *r, const char *err)
+{
+	struct rq *q = arg;
+	int rc = failed(q, "history_remove", r, err) ? RT_ERR : RT_OK;
+	((node_done_fn *)q->done)(q->arg, rc);
+	rq_free(q);
+}
+
+/* §4.6: the stream goes, the meta (and so the position) stays. */
+static void redis_history_remove(struct worker *w, struct pstr ch, node_done_fn *done, void *arg)
+{
+	struct reng *r = R(w);
+	struct args a = { 0 };
+	put_s(&a, "DEL");
+	put(&a, name(r, 0, RW_STREAM, ch, (struct pstr){ NULL, 0 }));
+	rlink_cmd(link_of(r, ch), a.c, a.v, a.n, on_removed, rq_new(w, (void *)done, arg, ch));
+}
+
+/* ---- presence ---------------------------------------------------------------- */
+
+/* KEYS 1..4 of the presence scripts (§4.7). */
+static void presence_keys(struct reng *r, struct args *a, struct pstr ch)
+{
+	put(a, name(r, 0, RW_PRES_EXPIRE, ch, (struct pstr){ NULL, 0 }));
+	put(a, name(r, 1, RW_PRES_DATA, ch, (struct pstr){ NULL, 0 }));
+	put(a, name(r, 2, RW_PRES_USER_EXPIRE, ch, (struct pstr){ NULL, 0 }));
+	put(a, name(r, 3, RW_PRES_USER_CLIENTS, ch, (struct pstr){ NULL, 0 }));
+}
+
+static void on_presence(void *arg, redisReply *r, const char *err)
+{
+	struct rq *q = arg;
+	struct node_presence p = { 0 };
+	int rc = RT_ERR;
+
+	if (!failed(q, "presence", r, err) && r->type == REDIS_REPLY_ARRAY && r->elements % 2 == 0) {
+		rc = RT_OK;
+		p.v = xcalloc(r->elements / 2 + 1, sizeof(*p.v));
+		for (size_t i = 0; i + 1 < r->elements; i += 2) {
+			const redisReply *v = r->element[i + 1];
+			if (v->type != REDIS_REPLY_STRING || rw_info_decode(v->str, v->len, &p.v[p.n]) != 0) {
+				/* Centrifugo fails the whole call on one bad value: so do we. */
+				log_warn("redis: presence of %.*s: an undecodable ClientInfo", (int)q->channel.n,
+					 q->channel.p);
+				rc = RT_ERR;
+				p.n = 0;
+				break;
+			}
+			p.n++;
+		}
+	}
+	if (q->stats_by_hand) {
+		/* Distinct users among the entries. */
+		uint32_t nu = 0;
+		for (size_t i = 0; i < p.n; i++) {
+			bool seen = false;
+			for (size_t j = 0; j < i && !seen; j++)
+				seen = p.v[j].user.n == p.v[i].user.n &&
+				       memcmp(p.v[j].user.p, p.v[i].user.p, p.v[i].user.n) == 0;
+			nu += !seen;
+		}
+		((node_stats_fn *)q->done)(q->arg, rc, rc == RT_OK ? (uint32_t)p.n : 0, rc == RT_OK ? nu : 0);
+	} else {
+		((node_presence_fn *)q->done)(q->arg, rc, &p);
+	}
+	free(p.v);
+	rq_free(q);
+}
+
+static void presence_get(struct worker *w, struct pstr ch, void *done, void *arg, bool stats)
+{
+	struct reng *r = R(w);
+	struct args a = { 0 };
+	struct rq *q = rq_new(w, done, arg, ch);
+	q->stats_by_hand = stats;
+	put(&a, name(r, 0, RW_PRES_EXPIRE, ch, (struct pstr){ NULL, 0 }));
+	put(&a, name(r, 1, RW_PRES_DATA, ch, (struct pstr){ NULL, 0 }));
+	put_i(&a, util_wall_ms() / 1000);
+	put_s(&a, "0");
+	rlink_eval(link_of(r, ch), &s_pres_get, 2, a.c, a.v, a.n, on_presence, q);
+}
+
+static void redis_presence(struct worker *w, struct pstr ch, node_presence_fn *done, void *arg)
+{
+	presence_get(w, ch, (void *)done, arg, false);
+}
+
+static void on_stats(void *arg, redisReply *r, const char *err)
+{
+	struct rq *q = arg;
+	uint64_t nc = 0, nu = 0;
+	int rc = RT_ERR;
+	if (!failed(q, "presence_stats", r, err) && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+	    reply_u64(r->element[0], &nc) && reply_u64(r->element[1], &nu))
+		rc = RT_OK;
+	((node_stats_fn *)q->done)(q->arg, rc, (uint32_t)nc, (uint32_t)nu);
+	rq_free(q);
+}
+
+static void redis_presence_stats(struct worker *w, struct pstr ch, node_stats_fn *done, void *arg)
+{
+	struct reng *r = R(w);
+	if (!r->cf.user_mapping) {
+		presence_get(w, ch, (void *)done, arg, true);
+		return;
+	}
+	struct args a = { 0 };
+	presence_keys(r, &a, ch);
+	put_i(&a, util_wall_ms() / 1000);
+	put_s(&a, "0");
+	rlink_eval(link_of(r, ch), &s_pres_stats, 4, a.c, a.v, a.n, on_stats, rq_new(w, (void *)done, arg, ch));
+}
+
+static void on_fire_and_forget(void *arg, redisReply *r, const char *err)
+{
+	struct rq *q = arg;
+	failed(q, q->what, r, err);
+	rq_free(q);
+}
+
+static struct rq *rq_log(struct worker *w, const char *what, struct pstr ch)
+{
+	struct rq *q = rq_new(w, NULL, NULL, ch);
+	q->what = what;
+	return q;
+}
+
+static void redis_presence_add(struct worker *w, struct pstr ch, const struct client_info *ci)
+{
+	struct reng *r = R(w);
+	struct args a = { 0 };
+	presence_keys(r, &a, ch);
+	put_u(&a, r->cf.presence_ttl_s);
+	put_i(&a, util_wall_ms() / 1000 + (int64_t)r->cf.presence_ttl_s);
+	put(&a, ci->client);
+	r->arg.len = 0;
+	rw_info_encode(&r->arg, ci);
+	put(&a, (struct pstr){ r->arg.buf, r->arg.len });
+	put(&a, ci->user);
+	put_s(&a, r->cf.user_mapping ? "1" : "0");
+	put_s(&a, "0");
+	rlink_eval(link_of(r, ch), &s_pres_add, 4, a.c, a.v, a.n, on_fire_and_forget,
+		   rq_log(w, "presence add", ch));
+}
+
+static void redis_presence_remove(struct worker *w, struct pstr ch, const struct client_info *ci)
+{
+	struct reng *r = R(w);
+	struct args a = { 0 };
+	presence_keys(r, &a, ch);
+	put(&a, ci->client);
+	put(&a, ci->user);
+	put_s(&a, r->cf.user_mapping ? "1" : "0");
+	put_s(&a, "0");
+	rlink_eval(link_of(r, ch), &s_pres_rem, 4, a.c, a.v, a.n, on_fire_and_forget,
+		   rq_log(w, "presence remove", ch));
+}
+
+/* Entries live presence_ttl in Redis: every update interval the session
+ * adds all of them again, which is the refresh (as Centrifugo does). */
+static bool redis_presence_refresh(struct worker *w, bool first)
+{
+	(void)w;
+	return !first;
+}
+
+static int redis_join_leave(struct worker *w, struct pstr ch, const struct client_info *ci, bool join)
+{
+	struct reng *r = R(w);
+	struct args a = { 0 };
+	put_s(&a, "PUBLISH");
+	put(&a, name(r, 0, RW_CLIENT, ch, (struct pstr){ NULL, 0 }));
+	r->arg.len = 0;
+	rw_join_leave(&r->arg, join, ci);
+	put(&a, (struct pstr){ r->arg.buf, r->arg.len });
+	rlink_cmd(link_of(r, ch), a.c, a.v, a.n, on_fire_and_forget,
+		  rq_log(w, join ? "join" : "leave", ch));
+	return RT_OK;
+}
+
+/* ---- listening, through the broker ------------------------------------------ */
+
+static void redis_listen(struct worker *w, struct pstr ch, node_done_fn *done, void *arg)
+{
+	struct reng *r = R(w);
+	struct lwait *x = xmalloc(sizeof(*x));
+	x->tag = ++r->next_tag;
+	x->since_ms = util_mono_ms();
+	x->done = done;
+	x->arg = arg;
+	x->next = r->waits;
+	r->waits = x;
+	if (node_bus_listen(w, x->tag, ch) != RT_OK)
+		x->since_ms = INT64_MIN / 2; /* answered RT_ERR at the next tick */
+}
+
+static void on_listen_ack(struct worker *w, uint64_t tag, bool ok)
+{
+	struct reng *r = R(w);
+	for (struct lwait **pp = &r->waits, *x; (x = *pp) != NULL; pp = &x->next) {
+		if (x->tag == tag) {
+			*pp = x->next;
+			x->done(x->arg, ok ? RT_OK : RT_ERR);
+			free(x);
+			return;
+		}
+	}
+}
+
+/* Listen requests the broker never answered (it is dead or restarting)
+ * fail after io_timeout and a second: the client retries. */
+static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct reng *r = t->data;
+	int64_t now = util_mono_ms(), limit = (int64_t)r->cf.shard[0].io_timeout_ms + 1000;
+	(void)loop, (void)revents;
+	for (struct lwait **pp = &r->waits, *x; (x = *pp) != NULL;) {
+		if (now - x->since_ms > limit) {
+			*pp = x->next;
+			log_warn("redis: the broker did not answer a listen request");
+			x->done(x->arg, RT_ERR);
+			free(x);
+		} else {
+			pp = &x->next;
+		}
+	}
+}
+
+/* ---- server-side actions to the other nodes (§6.5) -------------------------------- */
+
+static void send_control(struct worker *w, struct rw_cmd *c)
+{
+	struct reng *r = R(w);
+	struct jw ch = { 0 };
+	struct args a = { 0 };
+	c->uid = pstr_c(node_uid(w));
+	r->arg.len = 0;
+	rw_cmd_encode(&r->arg, c);
+	rw_control(&ch, r->cf.prefix);
+	put_s(&a, "PUBLISH");
+	put(&a, (struct pstr){ ch.buf, ch.len });
+	put(&a, (struct pstr){ r->arg.buf, r->arg.len });
+	rlink_cmd(r->cmd[r->rr++ % r->cf.nshards], a.c, a.v, a.n, on_fire_and_forget,
+		  rq_log(w, "control command", pstr_c("{control}")));
+	jw_free(&ch);
+}
+
+static void redis_disconnect(struct worker *w, const struct node_target *t, const struct pstr *whitelist,
+			     size_t nwhitelist, uint32_t code, struct pstr reason)
+{
+	struct rw_cmd c = { .type = RW_CMD_DISCONNECT };
+	struct jw wl = { 0 };
+	c.disconnect.user = t->user;
+	c.disconnect.client = t->client;
+	c.disconnect.session = t->session;
+	c.disconnect.code = code;
+	c.disconnect.reason = reason;
+	rw_cmd_set_whitelist(&wl, whitelist, nwhitelist, &c);
+	send_control(w, &c);
+	jw_free(&wl);
+}
+
+static void redis_unsubscribe(struct worker *w, const struct node_target *t, struct pstr channel)
+{
+	struct rw_cmd c = { .type = RW_CMD_UNSUBSCRIBE };
+	c.unsubscribe.user = t->user;
+	c.unsubscribe.client = t->client;
+	c.unsubscribe.session = t->session;
+	c.unsubscribe.channel = channel;
+	c.unsubscribe.code = 2000;
+	c.unsubscribe.reason = pstr_c("server unsubscribe");
+	send_control(w, &c);
+}
+
+static void redis_subscribe(struct worker *w, const struct node_target *t, const struct node_sub *s)
+{
+	struct rw_cmd c = { .type = RW_CMD_SUBSCRIBE };
+	c.subscribe.user = t->user;
+	c.subscribe.client = t->client;
+	c.subscribe.session = t->session;
+	c.subscribe.channel = s->channel;
+	c.subscribe.channel_info = s->info;
+	c.subscribe.data = s->data;
+	c.subscribe.expire_at = s->expire_at;
+	c.subscribe.has_since = s->has_since;
+	c.subscribe.recover = s->has_since;
+	c.subscribe.since_offset = s->since_offset;
+	c.subscribe.since_epoch = s->since_epoch;
+	send_control(w, &c);
+}
+
+static void redis_refresh(struct worker *w, const struct node_target *t, bool expired, int64_t expire_at,
+			  struct pstr info)
+{
+	struct rw_cmd c = { .type = RW_CMD_REFRESH };
+	c.refresh.user = t->user;
+	c.refresh.client = t->client;
+	c.refresh.session = t->session;
+	c.refresh.expired = expired;
+	c.refresh.expire_at = expire_at;
+	c.refresh.info = info;
+	send_control(w, &c);
+}
+
+/* ---- start, stop ---------------------------------------------------------- */
+
+static int redis_start(struct worker *w)
+{
+	struct reng *r = xcalloc(1, sizeof(*r));
+	if (redis_conf_load(w->conf, &r->cf, NULL) != RT_OK) {
+		log_error("redis: the engine's configuration does not load");
+		free(r);
+		return RT_ERR;
+	}
+	r->w = w;
+	for (unsigned i = 0; i < r->cf.nshards; i++) {
+		struct rlink_opts o = { .loop = w->loop, .addr = &r->cf.shard[i], .kind = RLINK_CMD };
+		r->cmd[i] = rlink_new(&o);
+	}
+	w->engine_state = r;
+	node_on_listen(NULL, on_listen_ack);
+	ev_timer_init(&r->tick, on_tick, 1.0, 1.0);
+	r->tick.data = r;
+	ev_timer_start(w->loop, &r->tick);
+	return RT_OK;
+}
+
+static void redis_stop(struct worker *w)
+{
+	struct reng *r = R(w);
+	if (r == NULL)
+		return;
+	ev_timer_stop(w->loop, &r->tick);
+	for (struct lwait *x = r->waits, *next; x; x = next) {
+		next = x->next;
+		x->done(x->arg, RT_ERR);
+		free(x);
+	}
+	for (unsigned i = 0; i < r->cf.nshards; i++)
+		rlink_free(r->cmd[i]);
+	for (size_t i = 0; i < ROTOR_ARRAY_LEN(r->key); i++)
+		jw_free(&r->key[i]);
+	jw_free(&r->arg);
+	free(r);
+	w->engine_state = NULL;
+}
+
+static bool redis_health(struct worker *w, char *why, size_t n)
+{
+	struct reng *r = R(w);
+	for (unsigned i = 0; r && i < r->cf.nshards; i++) {
+		if (!rlink_up(r->cmd[i])) {
+			snprintf(why, n, "redis shard %s: %s", redis_addr_str(&r->cf.shard[i]),
+				 *rlink_error(r->cmd[i]) ? rlink_error(r->cmd[i]) : "not connected");
+			return false;
+		}
+	}
+	return true;
+}
+
+const struct engine engine_redis = {
+	.name = "redis",
+	.start = redis_start,
+	.stop = redis_stop,
+	.publish = redis_publish,
+	.history = redis_history,
+	.history_top = redis_history_top,
+	.history_remove = redis_history_remove,
+	.presence = redis_presence,
+	.presence_stats = redis_presence_stats,
+	.presence_add = redis_presence_add,
+	.presence_remove = redis_presence_remove,
+	.presence_refresh = redis_presence_refresh,
+	.join_leave = redis_join_leave,
+	.listen = redis_listen,
+	.health = redis_health,
+	.disconnect = redis_disconnect,
+	.unsubscribe = redis_unsubscribe,
+	.subscribe = redis_subscribe,
+	.refresh = redis_refresh,
+};

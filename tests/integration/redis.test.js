@@ -1,0 +1,312 @@
+'use strict';
+// The Redis engine end to end: two rotord nodes (2 workers and a broker
+// each) on one real redis-server started here, clients of the real SDK and
+// raw ones spread over both. Cross-node fan-out in order and once, history
+// and recovery on the other node, presence and join/leave across nodes,
+// server API actions reaching a user on the other node, info listing both,
+// Centrifugo's bytes in Redis (and frames injected by hand as a Centrifugo
+// node, with an epoch of either form, would publish them), one Redis
+// subscription per node whatever its workers, and the faults: Redis killed
+// and back, the broker killed, a bad password.
+const test = require('node:test');
+const assert = require('node:assert');
+const WebSocket = require('ws');
+const { Centrifuge } = require('centrifuge');
+const { Rotord, waitFor, sleep, hs256, apiPost, request } = require('./lib/rotord');
+const { Redis, available } = require('./lib/redis');
+
+const skip = available() ? false : 'redis-server is not installed';
+
+function api(node, method, body) {
+  return apiPost(node.port, `/api/${method}`, body).then((r) => JSON.parse(r.body));
+}
+
+const NS = {
+  channel: {
+    without_namespace: { history_size: 100, history_ttl: '300s', force_recovery: true, allow_publish_for_client: true,
+      allow_subscribe_for_client: true },
+    namespaces: [{ name: 'room', presence: true, join_leave: true, force_push_join_leave: true,
+      allow_subscribe_for_client: true, allow_presence_for_client: true }],
+  },
+};
+
+function nodeConfig(redis, name, extra = {}) {
+  return {
+    ...NS,
+    engine: { type: 'redis', redis: { address: [`redis://127.0.0.1:${redis.port}`], io_timeout: '1s', ...extra } },
+    node: { name },
+  };
+}
+
+async function startNode(redis, name, extra, opts = {}) {
+  return new Rotord(nodeConfig(redis, name, extra), { workers: 2, expectWorkers: 3, ...opts }).start();
+}
+
+function brokerPid(node) {
+  const all = [...node.log().matchAll(/\[broker\] serving \(generation \d+, pid (\d+)\)/g)];
+  return all.length ? Number(all[all.length - 1][1]) : 0;
+}
+
+// A raw JSON client connected to NODE as USER; collects what it gets.
+async function client(node, user) {
+  const ws = new WebSocket(`ws://127.0.0.1:${node.port}/connection/websocket`);
+  const msgs = [];
+  let id = 1;
+  ws.on('message', (d) => {
+    for (const l of d.toString().split('\n')) {
+      const m = JSON.parse(l);
+      if (Object.keys(m).length === 0) ws.send('{}');
+      else msgs.push(m);
+    }
+  });
+  ws.on('error', () => {});
+  await new Promise((resolve, reject) => { ws.on('open', resolve); ws.on('error', reject); });
+  const call = async (cmd) => {
+    const my = ++id;
+    ws.send(JSON.stringify({ id: my, ...cmd }));
+    return waitFor(() => msgs.find((m) => m.id === my), 6000, 10, `reply to ${JSON.stringify(cmd)}`);
+  };
+  ws.send(JSON.stringify({ id: 1, connect: { token: hs256({ sub: user }) } }));
+  const c = await waitFor(() => msgs.find((m) => m.id === 1), 6000, 10, 'connect');
+  assert.ok(c.connect, JSON.stringify(c));
+  const closed = new Promise((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+  return { ws, msgs, call, closed, id: c.connect.client, pubs: (ch) => msgs.filter((m) => m.push && m.push.pub && m.push.channel === ch).map((m) => m.push.pub) };
+}
+
+test('the Redis engine', { skip, timeout: 180000 }, async (t) => {
+  const redis = await new Redis().start();
+  let a, b;
+  try {
+    a = await startNode(redis, 'node-a');
+    b = await startNode(redis, 'node-b');
+
+    await t.test('info lists both nodes, each once', async () => {
+      const info = await waitFor(async () => {
+        const r = await api(a, 'info', {});
+        return r.result.nodes.length === 2 ? r : false;
+      }, 8000, 100, 'two nodes in info');
+      const names = info.result.nodes.map((n) => n.name).sort();
+      assert.deepStrictEqual(names, ['node-a', 'node-b']);
+      const other = await api(b, 'info', {});
+      assert.strictEqual(other.result.nodes.length, 2);
+    });
+
+    await t.test('cross-node fan-out: every publication once, in order, on both nodes', async () => {
+      const ca = await client(a, 'alice');
+      const cb = await client(b, 'bob');
+      const sa = await ca.call({ subscribe: { channel: 'news' } });
+      const sb = await cb.call({ subscribe: { channel: 'news' } });
+      assert.ok(sa.subscribe && sb.subscribe);
+      const results = [];
+      for (let i = 0; i < 40; i++) {
+        const r = await api(i % 2 ? a : b, 'publish', { channel: 'news', data: { i } });
+        assert.ok(r.result, JSON.stringify(r));
+        results.push(r.result);
+      }
+      const epoch = results[0].epoch;
+      assert.ok(/^[A-Za-z]{8}$/.test(epoch), epoch);
+      assert.deepStrictEqual(results.map((r) => r.offset), Array.from({ length: 40 }, (_, i) => i + 1));
+      assert.ok(results.every((r) => r.epoch === epoch), 'one epoch');
+      for (const c of [ca, cb]) {
+        const pubs = await waitFor(() => (c.pubs('news').length >= 40 ? c.pubs('news') : false), 5000, 20, 'forty');
+        await sleep(200);
+        assert.strictEqual(c.pubs('news').length, 40, 'each exactly once');
+        assert.deepStrictEqual(pubs.map((p) => p.data.i), Array.from({ length: 40 }, (_, i) => i));
+        assert.deepStrictEqual(pubs.map((p) => p.offset), Array.from({ length: 40 }, (_, i) => i + 1));
+      }
+      // One Redis subscription per node, not per worker.
+      assert.strictEqual(redis.cli('PUBSUB', 'NUMSUB', 'centrifugo.client.news').trim().split('\n')[1], '2');
+      ca.ws.close();
+      cb.ws.close();
+    });
+
+    await t.test("Centrifugo's layout in Redis", async () => {
+      const ids = redis.cli('XRANGE', 'centrifugo.stream.news', '-', '+').split('\n').filter((l) => /^\d+-0$/.test(l));
+      assert.deepStrictEqual(ids.slice(0, 3), ['1-0', '2-0', '3-0']);
+      assert.strictEqual(ids.length, 40);
+      const meta = redis.cli('HGETALL', 'centrifugo.stream.meta.news').trim().split('\n');
+      const m = {};
+      for (let i = 0; i + 1 < meta.length; i += 2) m[meta[i]] = meta[i + 1];
+      assert.strictEqual(m.s, '40');
+      assert.ok(/^[A-Za-z]{8}$/.test(m.e), m.e);
+      const ttl = Number(redis.cli('TTL', 'centrifugo.stream.news'));
+      assert.ok(ttl > 290 && ttl <= 300, `history_ttl ${ttl}`);
+    });
+
+    await t.test('history from either node, and recovery on the other node', async () => {
+      const ha = await api(a, 'history', { channel: 'news', limit: -1 });
+      const hb = await api(b, 'history', { channel: 'news', limit: -1 });
+      assert.strictEqual(ha.result.publications.length, 40);
+      assert.deepStrictEqual(ha.result, hb.result);
+      // A client at offset 35 on node A comes back on node B.
+      const epoch = ha.result.epoch;
+      const c = await client(b, 'carol');
+      const r = await c.call({ subscribe: { channel: 'news', recover: true, offset: 35, epoch } });
+      assert.strictEqual(r.subscribe.recovered, true, JSON.stringify(r));
+      assert.deepStrictEqual(r.subscribe.publications.map((p) => p.offset), [36, 37, 38, 39, 40]);
+      const stale = await c.call({ subscribe: { channel: 'other', recover: true, offset: 3, epoch: 'Nosuchep' } });
+      assert.ok(!stale.subscribe.recovered, 'another epoch is not recovered');
+      c.ws.close();
+    });
+
+    await t.test('presence and join/leave across nodes', async () => {
+      const ca = await client(a, 'alice');
+      await ca.call({ subscribe: { channel: 'room:1' } });
+      const cb = await client(b, 'bob');
+      await cb.call({ subscribe: { channel: 'room:1' } });
+      const join = await waitFor(() => ca.msgs.find((m) => m.push && m.push.join && m.push.join.info.user === 'bob'),
+        5000, 20, 'the join of bob on node A');
+      assert.strictEqual(join.push.channel, 'room:1');
+      for (const n of [a, b]) {
+        const p = await api(n, 'presence', { channel: 'room:1' });
+        assert.deepStrictEqual(Object.values(p.result.presence).map((x) => x.user).sort(), ['alice', 'bob']);
+        const s = await api(n, 'presence_stats', { channel: 'room:1' });
+        assert.deepStrictEqual(s.result, { num_clients: 2, num_users: 2 });
+      }
+      const fromClient = await ca.call({ presence: { channel: 'room:1' } });
+      assert.strictEqual(Object.keys(fromClient.presence.presence).length, 2);
+      cb.ws.close();
+      await waitFor(() => ca.msgs.find((m) => m.push && m.push.leave && m.push.leave.info.user === 'bob'),
+        5000, 20, 'the leave of bob on node A');
+      await waitFor(async () => Object.keys((await api(a, 'presence', { channel: 'room:1' })).result.presence).length === 1,
+        5000, 50, 'bob gone from presence');
+      ca.ws.close();
+    });
+
+    await t.test('server API actions reach a user on the other node', async () => {
+      const cb = await client(b, 'dave');
+      await cb.call({ subscribe: { channel: 'news' } });
+      const un = await api(a, 'unsubscribe', { user: 'dave', channel: 'news' });
+      assert.deepStrictEqual(un, { result: {} });
+      await waitFor(() => cb.msgs.find((m) => m.push && m.push.unsubscribe && m.push.channel === 'news'),
+        5000, 20, 'the unsubscribe push on node B');
+      const sub = await api(a, 'subscribe', { user: 'dave', channel: 'room:2' });
+      assert.deepStrictEqual(sub, { result: {} });
+      await waitFor(() => cb.msgs.find((m) => m.push && m.push.subscribe && m.push.channel === 'room:2'),
+        5000, 20, 'the subscribe push on node B');
+      const dis = await api(a, 'disconnect', { user: 'dave', disconnect: { code: 4000, reason: 'bye' } });
+      assert.deepStrictEqual(dis, { result: {} });
+      const closed = await cb.closed;
+      assert.strictEqual(closed.code, 4000);
+      assert.strictEqual(closed.reason, 'bye');
+    });
+
+    await t.test('frames a Centrifugo node publishes are delivered, either epoch form', async () => {
+      // A stream an older Centrifugo started: its epoch is unix seconds.
+      redis.cli('HSET', 'centrifugo.stream.meta.legacy', 'e', '1700000000', 's', '6');
+      const c = await client(a, 'erin');
+      const r = await c.call({ subscribe: { channel: 'legacy' } });
+      assert.strictEqual(r.subscribe.epoch, '1700000000');
+      assert.strictEqual(r.subscribe.offset, 6);
+      await c.call({ subscribe: { channel: 'room:legacy' } });
+      // Publication{data: {"x":1}} as bytes: field 4, 7 bytes.
+      const pb = Buffer.concat([Buffer.from([0x22, 0x07]), Buffer.from('{"x":1}')]);
+      redis.cliStdin(Buffer.concat([Buffer.from('__p1:7:1700000000__'), pb]), 'PUBLISH', 'centrifugo.client.legacy');
+      redis.cliStdin(pb, 'PUBLISH', 'centrifugo.client.room:legacy');
+      const got = await waitFor(() => (c.pubs('legacy').length >= 1 ? c.pubs('legacy') : false), 5000, 20, 'the p1 frame');
+      assert.deepStrictEqual(got[0], { data: { x: 1 }, offset: 7 });
+      const raw = await waitFor(() => (c.pubs('room:legacy').length >= 1 ? c.pubs('room:legacy') : false), 5000, 20, 'the raw frame');
+      assert.deepStrictEqual(raw[0], { data: { x: 1 } });
+      // rotor's own publish continues Centrifugo's stream.
+      const p = await api(b, 'publish', { channel: 'legacy', data: { y: 2 } });
+      assert.deepStrictEqual(p.result, { offset: 7, epoch: '1700000000' });
+      c.ws.close();
+    });
+
+    await t.test('the SDK: centrifuge-js subscribed on B gets what is published on A', async () => {
+      const cf = new Centrifuge(`ws://127.0.0.1:${b.port}/connection/websocket`, {
+        websocket: WebSocket, token: hs256({ sub: 'frank' }),
+      });
+      const got = [];
+      const sub = cf.newSubscription('sdk');
+      sub.on('publication', (ctx) => got.push(ctx.data.n));
+      cf.connect();
+      sub.subscribe();
+      await new Promise((r) => sub.once('subscribed', r));
+      for (let n = 0; n < 10; n++) await api(a, 'publish', { channel: 'sdk', data: { n } });
+      await waitFor(() => got.length === 10, 5000, 20, 'ten on the SDK');
+      assert.deepStrictEqual(got, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+      cf.disconnect();
+    });
+
+    await t.test('the broker killed with -9 is restarted; its subscribers catch up from history', async () => {
+      const c = await client(b, 'gina');
+      const s0 = await c.call({ subscribe: { channel: 'after-broker' } });
+      const epoch = s0.subscribe.epoch;
+      await api(a, 'publish', { channel: 'after-broker', data: { n: 1 } });
+      await waitFor(() => c.pubs('after-broker').length === 1, 5000, 20, 'the first');
+      const old = brokerPid(b);
+      assert.ok(old > 0);
+      process.kill(old, 'SIGKILL');
+      // Published while node B has no broker: nobody there hears it.
+      await api(a, 'publish', { channel: 'after-broker', data: { n: 2 } });
+      await waitFor(() => brokerPid(b) !== old && brokerPid(b) > 0, 10000, 50, 'a new broker');
+      // The new broker subscribes what the workers hold and tells them
+      // publications may have passed: insufficient state, never a gap.
+      await waitFor(() => c.msgs.find((m) => m.push && m.push.unsubscribe && m.push.channel === 'after-broker' &&
+        m.push.unsubscribe.code === 2500), 10000, 50, 'insufficient state');
+      const r = await waitFor(async () => {
+        const x = await c.call({ subscribe: { channel: 'after-broker', recover: true, offset: 1, epoch } });
+        return x.subscribe ? x : false;
+      }, 10000, 200, 'subscribing again');
+      assert.strictEqual(r.subscribe.recovered, true);
+      assert.deepStrictEqual(r.subscribe.publications.map((p) => p.data.n), [2], 'the missed one, from history');
+      await api(a, 'publish', { channel: 'after-broker', data: { n: 3 } });
+      await waitFor(() => c.pubs('after-broker').some((p) => p.data.n === 3), 5000, 20, 'delivery through the new broker');
+      c.ws.close();
+    });
+
+    await t.test('Redis killed: publishes fail, clients stay, all comes back', async () => {
+      const c = await client(b, 'hank');
+      await c.call({ subscribe: { channel: 'outage' } });
+      const before = await api(a, 'publish', { channel: 'outage', data: { n: 1 } });
+      assert.strictEqual(before.result.offset, 1);
+      await redis.kill();
+      const during = await api(a, 'publish', { channel: 'outage', data: { n: 2 } });
+      assert.deepStrictEqual(during.error, { code: 100, message: 'internal server error' },
+        'never ok for something that was not stored');
+      assert.strictEqual(c.ws.readyState, WebSocket.OPEN, 'the client stays connected');
+      await redis.start(redis.port);
+      const after = await waitFor(async () => {
+        const r = await api(a, 'publish', { channel: 'outage', data: { n: 3 } });
+        return r.result ? r : false;
+      }, 15000, 200, 'publishing again');
+      assert.strictEqual(after.result.offset, 1, 'a new Redis, a new stream');
+      // The subscription positioned in the old epoch cannot be proven: it
+      // gets insufficient state (never a silent gap) and the client
+      // subscribes again.
+      await waitFor(() => c.msgs.find((m) => m.push && m.push.unsubscribe && m.push.unsubscribe.code === 2500),
+        15000, 50, 'insufficient state');
+      // Subscribing answers a temporary error until the node listens
+      // again (as an SDK would, ask again).
+      await waitFor(async () => (await c.call({ subscribe: { channel: 'outage' } })).subscribe, 15000, 300,
+        'subscribing again');
+      await waitFor(async () => {
+        await api(b, 'publish', { channel: 'outage', data: { n: 4 } });
+        return c.pubs('outage').some((p) => p.data.n === 4);
+      }, 10000, 200, 'delivery after the outage');
+      c.ws.close();
+    });
+  } finally {
+    if (a) await a.stop();
+    if (b) await b.stop();
+    await redis.stop();
+  }
+});
+
+test('a wrong Redis password: the daemon runs, says why, and keeps trying', { skip, timeout: 60000 }, async () => {
+  const redis = await new Redis({ args: ['--requirepass', 'right'], password: 'right' }).start();
+  let n;
+  try {
+    n = await startNode(redis, 'node-p', { password: 'wrong' }, { healthStatus: 503 });
+    const r = await api(n, 'publish', { channel: 'news', data: {} });
+    assert.strictEqual(r.error.code, 100);
+    await waitFor(() => /WRONGPASS|invalid password|AUTH/i.test(n.log()), 5000, 50, 'the reason in the log');
+    const h = await request(n.port, { path: '/health' });
+    assert.strictEqual(h.status, 503, 'health says the engine is down');
+    assert.match(h.body, /redis/);
+  } finally {
+    if (n) await n.stop();
+    await redis.stop();
+  }
+});
