@@ -42,6 +42,8 @@ struct bench_opts {
 	int post_pipeline;          /* POSTs in flight on each */
 	struct sockaddr_in dst;     /* rotord's address */
 	char host[80];              /* Host header: name:port */
+	struct sockaddr_in api_dst; /* where publications go (--api-url: another node), */
+	char api_host[80];          /* ... and its Host header; else dst and host */
 	const char *api_key;
 	const char *token_secret;   /* HS256 connection tokens, or NULL: none */
 	const char *chan_prefix;    /* channel names are <prefix><index> */

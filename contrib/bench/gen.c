@@ -776,7 +776,10 @@ void gen_main(const struct bench_opts *o, struct bench_shared *sh, int proc,
 	sock_setup(L, o->src_addrs, o->uring);
 	if (o->tls && sock_tls() < 0)
 		_exit(1);
-	hcli_setup(&o->dst, o->host, o->api_key);
+	if (o->api_host[0])
+		hcli_setup(&o->api_dst, o->api_host, o->api_key);
+	else
+		hcli_setup(&o->dst, o->host, o->api_key);
 	struct tp_env env = { .dst = o->dst, .host = o->host, .post_conns = o->post_conns,
 				.post_depth = o->post_pipeline, .k0 = (unsigned)proc, .deflate = o->deflate };
 	tp_setup(o->tp, &env);

@@ -72,6 +72,8 @@ static void usage(FILE *f)
 "                       CPUs it was pinned to, for the per-CPU figures\n"
 "  --url URL            a running server instead (http://127.0.0.1:8000)\n"
 "  --api-key KEY        its http_api.key\n"
+"  --api-url URL        publish through this server instead (another node of\n"
+"                       the same Redis engine: deliveries cross nodes)\n"
 "  --pid PID            its master's pid, for CPU and memory from /proc\n"
 "  --token-secret S     sign HS256 connection tokens with S (with --rotord:\n"
 "                       configured instead of client.insecure)\n"
@@ -620,7 +622,7 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 /* ---- options ---------------------------------------------------------------- */
 
 enum {
-	O_ROTORD = 256, O_WORKERS, O_CPU_SERVER, O_URL, O_API_KEY, O_PID, O_SECRET, O_FORMAT,
+	O_ROTORD = 256, O_WORKERS, O_CPU_SERVER, O_URL, O_API_URL, O_API_KEY, O_PID, O_SECRET, O_FORMAT,
 	O_RATE, O_BURST, O_WINDOW, O_SIZE, O_PUB_CONNS, O_PIPELINE, O_CONCURRENCY, O_CHURN,
 	O_PREFIX, O_PROCS, O_CPU, O_SRC, O_URING, O_URING_EVENTFD, O_URING_NOCHECK, O_WARMUP, O_DRAIN,
 	O_SETUP, O_TRANSPORT, O_POST_CONNS, O_POST_PIPELINE, O_DEFLATE, O_TLS,
@@ -628,7 +630,8 @@ enum {
 
 static const struct option longopts[] = {
 	{ "rotord", 1, 0, O_ROTORD }, { "workers", 1, 0, O_WORKERS },
-	{ "cpu-server", 1, 0, O_CPU_SERVER }, { "url", 1, 0, O_URL }, { "api-key", 1, 0, O_API_KEY },
+	{ "cpu-server", 1, 0, O_CPU_SERVER }, { "url", 1, 0, O_URL }, { "api-url", 1, 0, O_API_URL },
+	{ "api-key", 1, 0, O_API_KEY },
 	{ "pid", 1, 0, O_PID }, { "token-secret", 1, 0, O_SECRET }, { "conns", 1, 0, 'n' },
 	{ "channels", 1, 0, 'm' }, { "format", 1, 0, O_FORMAT }, { "rate", 1, 0, O_RATE },
 	{ "burst", 1, 0, O_BURST }, { "window", 1, 0, O_WINDOW }, { "size", 1, 0, O_SIZE },
@@ -672,7 +675,7 @@ int main(int argc, char **argv)
 {
 	struct bench_opts o;
 	memset(&o, 0, sizeof(o));
-	const char *rotord = NULL, *url = NULL;
+	const char *rotord = NULL, *url = NULL, *api_url = NULL;
 	int workers = 1, cpu_server[BENCH_MAX_PROCS], ncpu_server = 0;
 	pid_t server_pid = 0;
 	long conns = -1, channels = -1, burst = -1, window = -1, pub_conns = -1, concurrency = -1, procs = 0;
@@ -714,6 +717,7 @@ int main(int argc, char **argv)
 				die("bad --cpu-server", optarg);
 			break;
 		case O_URL: url = optarg; break;
+		case O_API_URL: api_url = optarg; break;
 		case O_API_KEY: o.api_key = optarg; break;
 		case O_PID: server_pid = (pid_t)num(optarg, 1, 1 << 30, "bad --pid"); break;
 		case O_SECRET: o.token_secret = optarg; break;
@@ -856,6 +860,18 @@ int main(int argc, char **argv)
 		parse_url(u, &o);
 	} else if (parse_url(url, &o) < 0) {
 		die("bad --url", url);
+	}
+	if (api_url) {
+		/* parse_url fills dst and host: keep the subscribers' aside. */
+		struct sockaddr_in dst = o.dst;
+		char host[sizeof(o.host)];
+		memcpy(host, o.host, sizeof(host));
+		if (parse_url(api_url, &o) < 0)
+			die("bad --api-url", api_url);
+		o.api_dst = o.dst;
+		memcpy(o.api_host, o.host, sizeof(o.api_host));
+		o.dst = dst;
+		memcpy(o.host, host, sizeof(o.host));
 	}
 	if (!rotord) {
 		pid_t kids[PSTAT_MAX];

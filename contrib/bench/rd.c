@@ -219,7 +219,8 @@ int rd_start(struct rd *r, const char *path, int workers, const int *cpus, int n
 			return -1;
 		}
 		pid_t kids[256];
-		if (pstat_children(pid, kids, 256) == workers && healthy(r->port, r->tls))
+		/* Every worker (and, with the Redis engine, its broker too). */
+		if (pstat_children(pid, kids, 256) >= workers && healthy(r->port, r->tls))
 			return 0;
 		sleep_ms(10);
 	}
