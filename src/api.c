@@ -471,6 +471,7 @@ struct api_job {
 	struct pstr data;
 	size_t item_mark;
 	struct pstr pub_channel;    /* the channel being published to (logs) */
+	struct channels_acc *chans; /* channels': what the nodes answered so far */
 };
 
 /* Returned by an executor that is not done: it is called again, STEP one
@@ -886,7 +887,7 @@ struct chan_count {
 
 struct channels_acc {
 	struct api_ctx *x;
-	const struct chan_glob *glob;
+	struct chan_glob *glob;
 	struct chan_count *v;
 	size_t n, cap;
 };
@@ -920,37 +921,80 @@ static int count_cmp(const void *pa, const void *pb)
 	return a->name.n < b->name.n ? -1 : a->name.n > b->name.n;
 }
 
+static void channels_free(struct channels_acc *a)
+{
+	if (a == NULL)
+		return;
+	chan_glob_free(a->glob);
+	free(a->v);
+	free(a);
+}
+
+static void channels_others(void *arg, struct pstr channel, uint32_t num_clients)
+{
+	struct api_job *j = arg;
+	if (j->req)
+		channels_cb(j->chans, channel, num_clients);
+}
+
+static void channels_done(void *arg, int rc)
+{
+	struct api_job *j = arg;
+	if (job_gone(j))
+		return;
+	if (rc != RT_OK)
+		log_error("api: listing the other nodes' channels failed");
+	job_resume(j, rc == RT_OK ? API_OK : API_INTERNAL);
+}
+
+/* Step 0 lists this node's channels and asks the others (channels_done);
+ * step 1 merges: a channel several nodes hold once, with the sum of their
+ * counts. */
 static int exec_channels(struct api_job *j, const struct api_req *r, struct jw *out)
 {
-	struct channels_acc a = { .x = &j->x };
-	struct chan_glob *g = NULL;
-	int rc = API_OK;
+	struct channels_acc *a;
+	int rc = j->rc;
 
-	/* Centrifugo's survey answers "invalid request" for a pattern that does
-	 * not compile, which its API reports as an internal error. */
-	if (r->pattern.n > 0 && (g = chan_glob_new(r->pattern.p, r->pattern.n)) == NULL)
-		return API_INTERNAL;
-	a.glob = g;
-	if (node_channels(j->x.w, channels_cb, &a) != RT_OK) {
-		log_error("api: listing channels failed");
-		rc = API_INTERNAL;
-		goto done;
+	if (j->step == 0) {
+		a = j->chans = xcalloc(1, sizeof(*a));
+		a->x = &j->x;
+		/* Centrifugo's survey answers "invalid request" for a pattern
+		 * that does not compile, which its API reports as an internal
+		 * error. */
+		if (r->pattern.n > 0 && (a->glob = chan_glob_new(r->pattern.p, r->pattern.n)) == NULL) {
+			rc = API_INTERNAL;
+			goto done;
+		}
+		if (node_channels(j->x.w, channels_cb, a) != RT_OK) {
+			log_error("api: listing channels failed");
+			rc = API_INTERNAL;
+			goto done;
+		}
+		j->waiting = true;
+		node_channels_others(j->x.w, r->pattern, channels_others, channels_done, j);
+		return API_LATER;
 	}
-	if (a.n > 1)
-		qsort(a.v, a.n, sizeof(*a.v), count_cmp);
+	a = j->chans;
+	if (rc != API_OK)
+		goto done;
+	if (a->n > 1)
+		qsort(a->v, a->n, sizeof(*a->v), count_cmp);
 	jw_lit(out, "{\"channels\":{");
-	for (size_t i = 0; i < a.n; i++) {
+	for (size_t i = 0, k = 0; i < a->n; i = k) {
+		uint64_t sum = 0;
+		for (k = i; k < a->n && count_cmp(&a->v[i], &a->v[k]) == 0; k++)
+			sum += a->v[k].num_clients;
 		if (i)
 			jw_lit(out, ",");
-		jw_str(out, a.v[i].name.p, a.v[i].name.n);
+		jw_str(out, a->v[i].name.p, a->v[i].name.n);
 		jw_lit(out, ":{\"num_clients\":");
-		jw_u64(out, a.v[i].num_clients);
+		jw_u64(out, sum > UINT32_MAX ? UINT32_MAX : sum);
 		jw_lit(out, "}");
 	}
 	jw_lit(out, "}}");
 done:
-	free(a.v);
-	chan_glob_free(g);
+	channels_free(j->chans);
+	j->chans = NULL;
 	return rc;
 }
 
@@ -1050,6 +1094,7 @@ static struct api_job *job_new(struct http_req *req, enum job_kind kind)
 
 static void job_free(struct api_job *j)
 {
+	channels_free(j->chans);
 	jw_free(&j->out);
 	js_free(&j->d);
 	arena_free(&j->x.ar);

@@ -22,6 +22,8 @@
  *   LISTEN_ACK  u32 bus slot of the sender | u64 tag | u8 ok
  *   LOST     (nothing: the broker's link to Redis was down; every
  *            positioned subscription may have missed publications)
+ *   SURVEY   u32 bus slot of the asker | u64 survey id | u32 code | str32 data
+ *            (Redis engine: another node's answer, from the broker)
  *   info     u8 present | str16 user | str16 client | str32 conn_info | str32 chan_info
  *
  * A worker that was lapped lost records: it logs how many; subscriptions
@@ -60,6 +62,7 @@ enum {
 	REC_LISTEN = 7,
 	REC_LISTEN_ACK = 8,
 	REC_LOST = 9,
+	REC_SURVEY = 10,
 };
 
 enum {
@@ -600,6 +603,35 @@ int node_bus_lost(struct worker *w)
 	return append(w, REC_LOST);
 }
 
+static node_survey_fn *on_survey;
+
+void node_on_survey(node_survey_fn *fn)
+{
+	on_survey = fn;
+}
+
+static void apply_survey(struct worker *w, struct rd *r)
+{
+	uint32_t slot = GET(r, uint32_t);
+	if (r->bad || slot != w->bus_slot)
+		return;
+	uint64_t id = GET(r, uint64_t);
+	uint32_t code = GET(r, uint32_t);
+	struct pstr data = get_str(r, 4);
+	if (!r->bad && on_survey)
+		on_survey(w, id, code, data);
+}
+
+int node_bus_survey(struct worker *w, unsigned slot, uint64_t id, uint32_t code, struct pstr data)
+{
+	rec.len = 0;
+	put_u32(slot);
+	put_u64(id);
+	put_u32(code);
+	put_str32(data);
+	return append(w, REC_SURVEY);
+}
+
 int node_bus_deliver(struct worker *w, struct pstr channel, const struct publication *p, struct pstr epoch)
 {
 	rec.len = 0;
@@ -634,6 +666,7 @@ static int on_record(void *arg, uint64_t seq, unsigned type, const void *data, s
 	case REC_LISTEN: apply_listen(arg, &r); break;
 	case REC_LISTEN_ACK: apply_listen_ack(arg, &r); break;
 	case REC_LOST: client_lost_state(); break;
+	case REC_SURVEY: apply_survey(arg, &r); break;
 	default: r.bad = true;
 	}
 	if (r.bad)
@@ -885,6 +918,15 @@ int node_channels(struct worker *w, node_channel_fn fn, void *arg)
 	smap_each(&m.chans, each_channel, &cb);
 	merged_free(&m);
 	return RT_OK;
+}
+
+void node_channels_others(struct worker *w, struct pstr pattern, node_channel_fn fn, node_done_fn *done,
+			  void *arg)
+{
+	if (w->engine->channels)
+		w->engine->channels(w, pattern, fn, done, arg);
+	else
+		done(arg, RT_OK);
 }
 
 bool node_health(struct worker *w, char *why, size_t n)

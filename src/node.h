@@ -168,6 +168,15 @@ int node_refresh(struct worker *w, const struct node_target *t, bool expired, in
 typedef void (*node_channel_fn)(void *arg, struct pstr channel, uint32_t num_clients);
 int node_channels(struct worker *w, node_channel_fn fn, void *arg);
 
+/* The same from every other node (the Redis engine asks them: a survey
+ * with op "channels"): FN once for each channel matching PATTERN (a
+ * channels API pattern; empty: all) on each node that answers, so a
+ * channel several nodes hold comes once from each; then DONE once: RT_OK
+ * when every node known answered, RT_ERR when one did not in time or
+ * failed. Without other nodes DONE answers RT_OK at once. */
+void node_channels_others(struct worker *w, struct pstr pattern, node_channel_fn fn, node_done_fn *done,
+			  void *arg);
+
 struct node_info {
 	char uid[37];          /* this rotord's UUID, fixed for its lifetime */
 	const char *name;      /* node.name, or <hostname>_<port> */

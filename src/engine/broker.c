@@ -19,6 +19,7 @@
  *                                   sent back to Redis)
  *   node announcements           -> the registry, which `info` lists
  *   surveys                      -> answered (channels; any other op: 3)
+ *   answers to our workers' surveys -> node_bus_survey, to the asking slot
  *
  * Listening: a worker that is about to subscribe a client asks, through
  * the bus (LISTEN), and the broker acknowledges once Redis acknowledged
@@ -37,6 +38,8 @@
  */
 #include "config.h"
 #include "engine.h"
+#include "bus.h"
+#include "channel.h"
 #include "redis_link.h"
 #include "redis_wire.h"
 #include "conf.h"
@@ -49,7 +52,6 @@
 #include <ev.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,17 +235,14 @@ static void registry_write(void)
 /* ---- surveys ------------------------------------------------------------------- */
 
 struct chan_acc {
-	struct pstr pattern;
-	char *pat;
+	struct chan_glob *glob;     /* NULL: every channel */
 };
 
 static void survey_channel(void *arg, struct pstr channel, uint32_t n)
 {
 	struct chan_acc *a = arg;
-	char name[512];
-	if (a->pat && (!pstr_copy(name, sizeof(name), channel) || fnmatch(a->pat, name, 0) != 0))
-		return;
-	rw_channels_result_add(&B.scratch, channel, n);
+	if (a->glob == NULL || chan_glob_match(a->glob, channel))
+		rw_channels_result_add(&B.scratch, channel, n);
 }
 
 static void on_survey(const struct rw_cmd *c)
@@ -253,13 +252,13 @@ static void on_survey(const struct rw_cmd *c)
 	B.scratch.len = 0;
 	if (c->survey_request.op.n == 8 && memcmp(c->survey_request.op.p, "channels", 8) == 0) {
 		struct chan_acc a = { 0 };
-		if (rw_channels_request_decode(c->survey_request.data.p, c->survey_request.data.n, &a.pattern) != 0) {
+		struct pstr pattern;
+		if (rw_channels_request_decode(c->survey_request.data.p, c->survey_request.data.n, &pattern) != 0 ||
+		    (pattern.n && (a.glob = chan_glob_new(pattern.p, pattern.n)) == NULL)) {
 			r.survey_response.code = 2; /* a bad request */
 		} else {
-			if (a.pattern.n)
-				a.pat = xstrndup(a.pattern.p, a.pattern.n);
 			node_channels(B.w, survey_channel, &a);
-			free(a.pat);
+			chan_glob_free(a.glob);
 		}
 	} else {
 		r.survey_response.code = 3; /* an op we do not know: answered, never left to time out */
@@ -269,6 +268,19 @@ static void on_survey(const struct rw_cmd *c)
 	r.survey_response.data = (struct pstr){ data.buf, data.len };
 	send_command(&r, c->uid);
 	jw_free(&data);
+}
+
+/* An answer to a survey one of our workers asked (the id's high bits name
+ * its bus slot, redis.c): handed over the bus; one too large for it goes
+ * as a failure, so that the worker need not wait for its timeout. */
+static void on_survey_response(const struct rw_cmd *c)
+{
+	uint64_t id = c->survey_response.id;
+	unsigned slot = (unsigned)(id >> 40);
+	if (slot >= BUS_SLOTS_MAX)
+		return;
+	if (node_bus_survey(B.w, slot, id, c->survey_response.code, c->survey_response.data) != RT_OK)
+		node_bus_survey(B.w, slot, id, 1, (struct pstr){ 0 });
 }
 
 /* ---- the control plane ---------------------------------------------------------- */
@@ -326,8 +338,11 @@ static void on_control(void *arg, const char *channel, size_t chlen, const char 
 	case RW_CMD_SURVEY_REQUEST:
 		on_survey(&c);
 		break;
+	case RW_CMD_SURVEY_RESPONSE:
+		on_survey_response(&c);
+		break;
 	default:
-		break; /* survey responses (rotor asks none yet), notifications */
+		break; /* notifications */
 	}
 }
 

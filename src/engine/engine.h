@@ -51,6 +51,10 @@ struct engine {
 	 * subscribes (then reads its position): DONE answers once it does. */
 	void (*listen)(struct worker *w, struct pstr channel, node_done_fn *done, void *arg);
 
+	/* node_channels_others (NULL: there are no other nodes). */
+	void (*channels)(struct worker *w, struct pstr pattern, node_channel_fn fn, node_done_fn *done,
+			 void *arg);
+
 	/* Whether the engine can serve; else WHY says what is wrong (NULL:
 	 * always). */
 	bool (*health)(struct worker *w, char *why, size_t n);
@@ -84,12 +88,18 @@ int node_bus_deliver(struct worker *w, struct pstr channel, const struct publica
 int node_bus_listen(struct worker *w, uint64_t tag, struct pstr channel);
 int node_bus_listen_ack(struct worker *w, unsigned slot, uint64_t tag, bool ok);
 int node_bus_lost(struct worker *w);
+/* A survey's response from another node, forwarded by the broker to the
+ * slot that asked (the high bits of ID): CODE 0 and the op's DATA, or an
+ * error code. */
+int node_bus_survey(struct worker *w, unsigned slot, uint64_t id, uint32_t code, struct pstr data);
 
 /* Who receives those: the broker the listen requests, the engine of a
  * worker the acknowledgements addressed to its slot. */
 typedef void node_listen_fn(struct worker *w, unsigned slot, uint64_t tag, struct pstr channel);
 typedef void node_listen_ack_fn(struct worker *w, uint64_t tag, bool ok);
 void node_on_listen(node_listen_fn *listen, node_listen_ack_fn *ack);
+typedef void node_survey_fn(struct worker *w, uint64_t id, uint32_t code, struct pstr data);
+void node_on_survey(node_survey_fn *fn);
 
 extern const struct engine engine_redis;
 

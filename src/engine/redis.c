@@ -45,12 +45,25 @@ struct lwait {
 	void *arg;
 };
 
+/* A channels survey waiting for the other nodes' answers. */
+struct swait {
+	struct swait *next;
+	uint64_t id;
+	int64_t since_ms;
+	unsigned want;                  /* answers still due */
+	int rc;
+	node_channel_fn fn;
+	node_done_fn *done;
+	void *arg;
+};
+
 struct reng {
 	struct worker *w;
 	struct redis_conf cf;
 	struct rlink *cmd[REDIS_SHARDS_MAX];
 	struct jw key[4], arg;          /* scratch for names and arguments */
 	struct lwait *waits;
+	struct swait *surveys;
 	uint64_t next_tag;
 	unsigned rr;                    /* control commands go to the shards in turn */
 	ev_timer tick;
@@ -643,6 +656,16 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
 			pp = &x->next;
 		}
 	}
+	for (struct swait **pp = &r->surveys, *x; (x = *pp) != NULL;) {
+		if (now - x->since_ms > limit) {
+			*pp = x->next;
+			log_warn("redis: %u node(s) did not answer a channels survey", x->want);
+			x->done(x->arg, RT_ERR);
+			free(x);
+		} else {
+			pp = &x->next;
+		}
+	}
 }
 
 /* ---- server-side actions to the other nodes (§6.5) -------------------------------- */
@@ -721,6 +744,70 @@ static void redis_refresh(struct worker *w, const struct node_target *t, bool ex
 	send_control(w, &c);
 }
 
+/* ---- the channels of the other nodes: a survey (§6.4) ------------------------ */
+
+static void count_peer(void *arg, const struct node_info *ni)
+{
+	(void)ni;
+	++*(unsigned *)arg;
+}
+
+/* Every node answers on our node channel, which the broker holds: it
+ * hands the answer to the slot in the id's high bits (node_bus_survey). */
+static void redis_channels(struct worker *w, struct pstr pattern, node_channel_fn fn, node_done_fn *done,
+			   void *arg)
+{
+	struct reng *r = R(w);
+	struct rw_cmd c = { .type = RW_CMD_SURVEY_REQUEST };
+	struct jw data = { 0 };
+	unsigned peers = 0;
+
+	node_peers(w, count_peer, &peers);
+	if (peers == 0) {
+		done(arg, RT_OK);
+		return;
+	}
+	struct swait *x = xcalloc(1, sizeof(*x));
+	x->id = (uint64_t)w->bus_slot << 40 | (++r->next_tag & ((UINT64_C(1) << 40) - 1));
+	x->since_ms = util_mono_ms();
+	x->want = peers;
+	x->rc = RT_OK;
+	x->fn = fn;
+	x->done = done;
+	x->arg = arg;
+	x->next = r->surveys;
+	r->surveys = x;
+	rw_channels_request(&data, pattern);
+	c.survey_request.id = x->id;
+	c.survey_request.op = pstr_c("channels");
+	c.survey_request.data = (struct pstr){ data.buf, data.len };
+	send_control(w, &c);
+	jw_free(&data);
+}
+
+static void on_survey(struct worker *w, uint64_t id, uint32_t code, struct pstr data)
+{
+	struct reng *r = R(w);
+	struct swait **pp = &r->surveys, *x;
+
+	while ((x = *pp) != NULL && x->id != id)
+		pp = &x->next;
+	if (x == NULL)
+		return; /* timed out already, or not ours */
+	if (code != 0) {
+		log_warn("redis: a node answered a channels survey with code %u", code);
+		x->rc = RT_ERR;
+	} else if (rw_channels_result_decode(data.p, data.n, x->fn, x->arg) != 0) {
+		log_warn("redis: an undecodable answer to a channels survey (%zu bytes)", data.n);
+		x->rc = RT_ERR;
+	}
+	if (--x->want > 0)
+		return;
+	*pp = x->next;
+	x->done(x->arg, x->rc);
+	free(x);
+}
+
 /* ---- start, stop ---------------------------------------------------------- */
 
 static int redis_start(struct worker *w)
@@ -738,6 +825,7 @@ static int redis_start(struct worker *w)
 	}
 	w->engine_state = r;
 	node_on_listen(NULL, on_listen_ack);
+	node_on_survey(on_survey);
 	ev_timer_init(&r->tick, on_tick, 1.0, 1.0);
 	r->tick.data = r;
 	ev_timer_start(w->loop, &r->tick);
@@ -751,6 +839,11 @@ static void redis_stop(struct worker *w)
 		return;
 	ev_timer_stop(w->loop, &r->tick);
 	for (struct lwait *x = r->waits, *next; x; x = next) {
+		next = x->next;
+		x->done(x->arg, RT_ERR);
+		free(x);
+	}
+	for (struct swait *x = r->surveys, *next; x; x = next) {
 		next = x->next;
 		x->done(x->arg, RT_ERR);
 		free(x);
@@ -792,6 +885,7 @@ const struct engine engine_redis = {
 	.presence_refresh = redis_presence_refresh,
 	.join_leave = redis_join_leave,
 	.listen = redis_listen,
+	.channels = redis_channels,
 	.health = redis_health,
 	.disconnect = redis_disconnect,
 	.unsubscribe = redis_unsubscribe,

@@ -3,7 +3,7 @@
 // each) on one real redis-server started here, clients of the real SDK and
 // raw ones spread over both. Cross-node fan-out in order and once, history
 // and recovery on the other node, presence and join/leave across nodes,
-// server API actions reaching a user on the other node, info listing both,
+// channels of every node, server API actions reaching a user on the other node, info listing both,
 // Centrifugo's bytes in Redis (and frames injected by hand as a Centrifugo
 // node, with an epoch of either form, would publish them), one Redis
 // subscription per node whatever its workers, and the faults: Redis killed
@@ -171,6 +171,28 @@ test('the Redis engine', { skip, timeout: 180000 }, async (t) => {
       await waitFor(async () => Object.keys((await api(a, 'presence', { channel: 'room:1' })).result.presence).length === 1,
         5000, 50, 'bob gone from presence');
       ca.ws.close();
+    });
+
+    await t.test('channels lists every node\'s channels, a shared one with the sum of its clients', async () => {
+      const ca = await client(a, 'alice');
+      const cb = await client(b, 'bob');
+      const cb2 = await client(b, 'bert');
+      for (const [c, ch] of [[ca, 'tally'], [ca, 'only-a'], [cb, 'tally'], [cb, 'only-b'], [cb2, 'tally']]) {
+        const r = await c.call({ subscribe: { channel: ch } });
+        assert.ok(r.subscribe, JSON.stringify(r));
+      }
+      // Each worker shows its channels to the others every 200 ms at most.
+      const want = { tally: { num_clients: 3 }, 'only-a': { num_clients: 1 }, 'only-b': { num_clients: 1 } };
+      for (const n of [a, b]) {
+        let all;
+        await waitFor(async () => {
+          all = (await api(n, 'channels', {})).result.channels;
+          return JSON.stringify([all.tally, all['only-a'], all['only-b']]) === JSON.stringify(Object.values(want));
+        }, 3000, 100, 'both nodes\' channels').catch(() => assert.fail(`channels: ${JSON.stringify(all)}`));
+        const some = await api(n, 'channels', { pattern: 'only-*' });
+        assert.deepStrictEqual(some, { result: { channels: { 'only-a': { num_clients: 1 }, 'only-b': { num_clients: 1 } } } });
+      }
+      for (const c of [ca, cb, cb2]) c.ws.close();
     });
 
     await t.test('server API actions reach a user on the other node', async () => {

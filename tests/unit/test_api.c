@@ -47,6 +47,8 @@ static struct {
 	const char *epoch;
 	const char *const *channels; /* node_channels: name, count, name, count..., NULL */
 	bool peer;                /* node_peers lists one other node */
+	const char *const *others; /* node_channels_others: the other node's, as channels */
+	bool others_fail;         /* ... which then fails */
 } F;
 
 static void logf_(const char *fmt, ...) ROTOR_PRINTF(1, 2);
@@ -261,6 +263,18 @@ int node_channels(struct worker *wk, node_channel_fn fn, void *arg)
 	for (const char *const *c = F.channels; c && *c; c += 2)
 		fn(arg, pstr_c(c[0]), (uint32_t)atoi(c[1]));
 	return RT_OK;
+}
+
+/* The other node's channels at once, unfiltered (the API applies the
+ * pattern to what comes back too); the end through answer(). */
+void node_channels_others(struct worker *wk, struct pstr pattern, node_channel_fn fn, node_done_fn *done,
+			  void *arg)
+{
+	logf_("channels_others pattern=%.*s\n", P(pattern));
+	for (const char *const *c = F.others; c && *c; c += 2)
+		fn(arg, pstr_c(c[0]), (uint32_t)atoi(c[1]));
+	answer((struct answer){ .kind = A_DONE, .fn = (void *)done, .arg = arg,
+				.rc = F.others_fail ? RT_ERR : RT_OK });
 }
 
 int node_info(struct worker *wk, struct node_info *out)
@@ -824,6 +838,20 @@ static void test_other_methods(void)
 	api_is("/api/channels", "{\"pattern\":\"zzz\"}", "{\"result\":{\"channels\":{}}}", "nothing matches: {}");
 	api_is("/api/channels", "{\"pattern\":\"[a\"}", "{\"error\":{\"code\":100,\"message\":\"internal server error\"}}",
 	       "a pattern that does not compile: 100, as Centrifugo");
+	F.others = (const char *const[]){ "news", "4", "chat:c", "1", "zzz", "0", NULL };
+	api_is("/api/channels", "{}", "{\"result\":{\"channels\":{\"chat:a\":{\"num_clients\":2},"
+	       "\"chat:b\":{\"num_clients\":1},\"chat:c\":{\"num_clients\":1},\"news\":{\"num_clients\":7},"
+	       "\"\xc3\xa9t\xc3\xa9\":{\"num_clients\":5}}}}",
+	       "channels of the other nodes: merged, a channel on both once with the sum");
+	api_is("/api/channels", "{\"pattern\":\"chat:*\"}", "{\"result\":{\"channels\":{\"chat:a\":{\"num_clients\":2},"
+	       "\"chat:b\":{\"num_clients\":1},\"chat:c\":{\"num_clients\":1}}}}",
+	       "... the pattern applied to what they answer too");
+	ok(strstr(F.log, "channels_others pattern=chat:*\n") != NULL, "... and sent to them");
+	F.others_fail = true;
+	api_is("/api/channels", "{}", "{\"error\":{\"code\":100,\"message\":\"internal server error\"}}",
+	       "a node that does not answer: 100, as Centrifugo's survey timeout");
+	F.others_fail = false;
+	F.others = NULL;
 	F.channels = NULL;
 	F.fail = 1;
 	api_is("/api/channels", "{}", "{\"error\":{\"code\":100,\"message\":\"internal server error\"}}",
@@ -1079,6 +1107,31 @@ static void test_deferred(void)
 	is_int(D.n, 0, "legacy aborted: the engine answered");
 	is_str(F.log, "publish ch=a data=1 skip=0 key= tags= info=null\nhistory_remove ch=chat:x\n",
 	       "... and the job went no further");
+
+	/* channels waiting for the other nodes; then the same, its
+	 * connection gone meanwhile (what it gathered is freed). */
+	reset_node();
+	F.others = (const char *const[]){ "x", "2", NULL };
+	D.mask = 1;
+	D.hold = true;
+	fd = send_req("/api/channels", "{}");
+	is_str(body_of(fd), "", "channels: no answer while the other nodes have not answered");
+	D.hold = false;
+	is_str(body_of(fd), "{\"result\":{\"channels\":{\"x\":{\"num_clients\":2}}}}", "... then theirs");
+	close(fd);
+	reset_node();
+	F.others = (const char *const[]){ "x", "2", NULL };
+	D.mask = 1;
+	D.hold = true;
+	fd = send_req("/api/channels", "{}");
+	close(fd);
+	spin();
+	conn_close_all(&w);
+	spin();
+	before = D.answered;
+	D.hold = false;
+	spin();
+	is_int(D.answered - before, 1, "channels aborted: the survey ended afterwards");
 	D.mask = 0;
 }
 
