@@ -929,6 +929,15 @@ void node_channels_others(struct worker *w, struct pstr pattern, node_channel_fn
 		done(arg, RT_OK);
 }
 
+void node_emulate_remote(struct worker *w, struct pstr node, struct pstr session, struct pstr data,
+			 node_emu_fn *done, void *arg)
+{
+	if (w->engine->emulate)
+		w->engine->emulate(w, node, session, data, done, arg);
+	else
+		done(arg, NODE_EMU_NO_NODE);
+}
+
 bool node_health(struct worker *w, char *why, size_t n)
 {
 	return w->engine == NULL || w->engine->health == NULL || w->engine->health(w, why, n);

@@ -223,6 +223,17 @@ typedef bool node_emulation_fn(struct pstr session, struct pstr data);
 typedef void node_emulation_ack_fn(uint64_t tag, bool taken);
 void node_on_emulation(node_emulation_fn *deliver, node_emulation_ack_fn *ack);
 
+/* Hands DATA, an /emulation POST's commands for SESSION, to another node,
+ * NODE (the Redis engine asks it with a survey, op centrifuge_emulation,
+ * as Centrifugo does). DONE answers once, at once or later, with one of
+ * NODE_EMU_*: NO_NODE when NODE is not a node this one knows of (always
+ * without other nodes), FAILED when it did not answer in time. DATA is
+ * copied before this returns. */
+enum { NODE_EMU_TAKEN, NODE_EMU_NO_SESSION, NODE_EMU_NO_NODE, NODE_EMU_FAILED };
+typedef void node_emu_fn(void *arg, int outcome);
+void node_emulate_remote(struct worker *w, struct pstr node, struct pstr session, struct pstr data,
+			 node_emu_fn *done, void *arg);
+
 /* Publishes a join (JOIN true) or leave of CI in CHANNEL to its subscribers
  * that receive join/leave pushes. */
 int node_join_leave(struct worker *w, struct pstr channel, const struct client_info *ci, bool join);

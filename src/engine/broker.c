@@ -18,7 +18,9 @@
  *                                   engine is the memory one: they are not
  *                                   sent back to Redis)
  *   node announcements           -> the registry, which `info` lists
- *   surveys                      -> answered (channels; any other op: 3)
+ *   surveys                      -> answered (channels; centrifuge_emulation:
+ *                                   fed to the session's worker, then
+ *                                   answered; any other op: 3)
  *   answers to our workers' surveys -> node_bus_survey, to the asking slot
  *
  * Listening: a worker that is about to subscribe a client asks, through
@@ -45,7 +47,9 @@
 #include "conf.h"
 #include "json.h"
 #include "log.h"
+#include "proto.h"
 #include "smap.h"
+#include "transport.h"
 #include "util.h"
 #include "worker.h"
 
@@ -245,6 +249,44 @@ static void survey_channel(void *arg, struct pstr channel, uint32_t n)
 		rw_channels_result_add(&B.scratch, channel, n);
 }
 
+/* A centrifuge_emulation survey waiting for the session's worker. */
+struct emu_answer {
+	uint64_t id;
+	char to[64];                /* the asking node's uid */
+};
+
+static void emulation_answered(void *arg, int outcome)
+{
+	struct emu_answer *a = arg;
+	struct rw_cmd r = { .uid = pstr_c(B.uid), .type = RW_CMD_SURVEY_RESPONSE };
+	r.survey_response.id = a->id;
+	r.survey_response.code = outcome == NODE_EMU_TAKEN ? 0 : outcome == NODE_EMU_NO_SESSION ? 2 : 1;
+	send_command(&r, pstr_c(a->to));
+	free(a);
+}
+
+/* Centrifugo's codes: 1 a bad request (or, here, a worker that did not
+ * answer), 2 no such session. */
+static void on_emulation(const struct rw_cmd *c)
+{
+	struct emu_req er;
+	struct cmd_batch b;
+	struct emu_answer *a = xcalloc(1, sizeof(*a));
+
+	a->id = c->survey_request.id;
+	if (!pstr_copy(a->to, sizeof(a->to), c->uid) ||
+	    proto_decode_emulation(PROTO_PB, c->survey_request.data.p, c->survey_request.data.n, &er, &b) != RT_OK) {
+		proto_batch_free(&b);
+		if (a->to[0])
+			emulation_answered(a, NODE_EMU_FAILED);
+		else
+			free(a);
+		return;
+	}
+	emulation_forwarded(er.session, er.data, emulation_answered, a);
+	proto_batch_free(&b);
+}
+
 static void on_survey(const struct rw_cmd *c)
 {
 	struct rw_cmd r = { .uid = pstr_c(B.uid), .type = RW_CMD_SURVEY_RESPONSE };
@@ -336,7 +378,10 @@ static void on_control(void *arg, const char *channel, size_t chlen, const char 
 		break;
 	}
 	case RW_CMD_SURVEY_REQUEST:
-		on_survey(&c);
+		if (c.survey_request.op.n == 20 && memcmp(c.survey_request.op.p, "centrifuge_emulation", 20) == 0)
+			on_emulation(&c);
+		else
+			on_survey(&c);
 		break;
 	case RW_CMD_SURVEY_RESPONSE:
 		on_survey_response(&c);

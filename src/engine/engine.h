@@ -55,6 +55,10 @@ struct engine {
 	void (*channels)(struct worker *w, struct pstr pattern, node_channel_fn fn, node_done_fn *done,
 			 void *arg);
 
+	/* node_emulate_remote (NULL: there are no other nodes). */
+	void (*emulate)(struct worker *w, struct pstr node, struct pstr session, struct pstr data,
+			node_emu_fn *done, void *arg);
+
 	/* Whether the engine can serve; else WHY says what is wrong (NULL:
 	 * always). */
 	bool (*health)(struct worker *w, char *why, size_t n);

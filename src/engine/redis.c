@@ -22,6 +22,7 @@
 #include "conf.h"
 #include "json.h"
 #include "log.h"
+#include "pb.h"
 #include "util.h"
 #include "worker.h"
 #include "chan.h"
@@ -45,15 +46,18 @@ struct lwait {
 	void *arg;
 };
 
-/* A channels survey waiting for the other nodes' answers. */
+/* A survey waiting for the other nodes' answers: channels (from every
+ * node) or centrifuge_emulation (from one). */
 struct swait {
 	struct swait *next;
 	uint64_t id;
 	int64_t since_ms;
 	unsigned want;                  /* answers still due */
-	int rc;
-	node_channel_fn fn;
-	node_done_fn *done;
+	bool emu;
+	int rc;                         /* channels: RT_OK until an answer fails */
+	node_channel_fn fn;             /* channels */
+	node_done_fn *done;             /* channels */
+	node_emu_fn *emu_done;          /* emulation */
 	void *arg;
 };
 
@@ -639,8 +643,11 @@ static void on_listen_ack(struct worker *w, uint64_t tag, bool ok)
 	}
 }
 
+static void survey_end(struct swait *x, int rc);
+
 /* Listen requests the broker never answered (it is dead or restarting)
- * fail after io_timeout and a second: the client retries. */
+ * fail after io_timeout and a second: the client retries. So do surveys
+ * some node did not answer. */
 static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	struct reng *r = t->data;
@@ -659,9 +666,9 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
 	for (struct swait **pp = &r->surveys, *x; (x = *pp) != NULL;) {
 		if (now - x->since_ms > limit) {
 			*pp = x->next;
-			log_warn("redis: %u node(s) did not answer a channels survey", x->want);
-			x->done(x->arg, RT_ERR);
-			free(x);
+			log_warn("redis: %u node(s) did not answer a %s survey", x->want,
+				 x->emu ? "centrifuge_emulation" : "channels");
+			survey_end(x, RT_ERR);
 		} else {
 			pp = &x->next;
 		}
@@ -670,7 +677,8 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
 
 /* ---- server-side actions to the other nodes (§6.5) -------------------------------- */
 
-static void send_control(struct worker *w, struct rw_cmd *c)
+/* To every node ({p}.control), or to the one whose uid is TO. */
+static void send_control(struct worker *w, struct rw_cmd *c, struct pstr to)
 {
 	struct reng *r = R(w);
 	struct jw ch = { 0 };
@@ -678,7 +686,10 @@ static void send_control(struct worker *w, struct rw_cmd *c)
 	c->uid = pstr_c(node_uid(w));
 	r->arg.len = 0;
 	rw_cmd_encode(&r->arg, c);
-	rw_control(&ch, r->cf.prefix);
+	if (to.n)
+		rw_node(&ch, r->cf.prefix, to);
+	else
+		rw_control(&ch, r->cf.prefix);
 	put_s(&a, "PUBLISH");
 	put(&a, (struct pstr){ ch.buf, ch.len });
 	put(&a, (struct pstr){ r->arg.buf, r->arg.len });
@@ -698,7 +709,7 @@ static void redis_disconnect(struct worker *w, const struct node_target *t, cons
 	c.disconnect.code = code;
 	c.disconnect.reason = reason;
 	rw_cmd_set_whitelist(&wl, whitelist, nwhitelist, &c);
-	send_control(w, &c);
+	send_control(w, &c, (struct pstr){ 0 });
 	jw_free(&wl);
 }
 
@@ -711,7 +722,7 @@ static void redis_unsubscribe(struct worker *w, const struct node_target *t, str
 	c.unsubscribe.channel = channel;
 	c.unsubscribe.code = 2000;
 	c.unsubscribe.reason = pstr_c("server unsubscribe");
-	send_control(w, &c);
+	send_control(w, &c, (struct pstr){ 0 });
 }
 
 static void redis_subscribe(struct worker *w, const struct node_target *t, const struct node_sub *s)
@@ -728,7 +739,7 @@ static void redis_subscribe(struct worker *w, const struct node_target *t, const
 	c.subscribe.recover = s->has_since;
 	c.subscribe.since_offset = s->since_offset;
 	c.subscribe.since_epoch = s->since_epoch;
-	send_control(w, &c);
+	send_control(w, &c, (struct pstr){ 0 });
 }
 
 static void redis_refresh(struct worker *w, const struct node_target *t, bool expired, int64_t expire_at,
@@ -741,10 +752,10 @@ static void redis_refresh(struct worker *w, const struct node_target *t, bool ex
 	c.refresh.expired = expired;
 	c.refresh.expire_at = expire_at;
 	c.refresh.info = info;
-	send_control(w, &c);
+	send_control(w, &c, (struct pstr){ 0 });
 }
 
-/* ---- the channels of the other nodes: a survey (§6.4) ------------------------ */
+/* ---- surveys of the other nodes (§6.4): channels, emulation -------------------- */
 
 static void count_peer(void *arg, const struct node_info *ni)
 {
@@ -752,13 +763,50 @@ static void count_peer(void *arg, const struct node_info *ni)
 	++*(unsigned *)arg;
 }
 
+struct find_peer {
+	struct pstr uid;
+	bool found;
+};
+
+static void find_peer(void *arg, const struct node_info *ni)
+{
+	struct find_peer *f = arg;
+	if (f->uid.n == strlen(ni->uid) && memcmp(f->uid.p, ni->uid, f->uid.n) == 0)
+		f->found = true;
+}
+
 /* Every node answers on our node channel, which the broker holds: it
- * hands the answer to the slot in the id's high bits (node_bus_survey). */
-static void redis_channels(struct worker *w, struct pstr pattern, node_channel_fn fn, node_done_fn *done,
-			   void *arg)
+ * hands the answer to the slot in the id's high bits (node_bus_survey).
+ * X is filled but for its id; TO is one node's uid, or empty: all. */
+static void survey_send(struct worker *w, struct swait *x, const char *op, struct pstr data, struct pstr to)
 {
 	struct reng *r = R(w);
 	struct rw_cmd c = { .type = RW_CMD_SURVEY_REQUEST };
+
+	x->id = (uint64_t)w->bus_slot << 40 | (++r->next_tag & ((UINT64_C(1) << 40) - 1));
+	x->since_ms = util_mono_ms();
+	x->next = r->surveys;
+	r->surveys = x;
+	c.survey_request.id = x->id;
+	c.survey_request.op = pstr_c(op);
+	c.survey_request.data = data;
+	send_control(w, &c, to);
+}
+
+/* Answers X's caller (RC: RT_ERR when an answer is missing) and frees X,
+ * which is off the list. */
+static void survey_end(struct swait *x, int rc)
+{
+	if (x->emu)
+		x->emu_done(x->arg, rc == RT_OK ? x->rc : NODE_EMU_FAILED);
+	else
+		x->done(x->arg, rc == RT_OK ? x->rc : RT_ERR);
+	free(x);
+}
+
+static void redis_channels(struct worker *w, struct pstr pattern, node_channel_fn fn, node_done_fn *done,
+			   void *arg)
+{
 	struct jw data = { 0 };
 	unsigned peers = 0;
 
@@ -768,21 +816,39 @@ static void redis_channels(struct worker *w, struct pstr pattern, node_channel_f
 		return;
 	}
 	struct swait *x = xcalloc(1, sizeof(*x));
-	x->id = (uint64_t)w->bus_slot << 40 | (++r->next_tag & ((UINT64_C(1) << 40) - 1));
-	x->since_ms = util_mono_ms();
 	x->want = peers;
 	x->rc = RT_OK;
 	x->fn = fn;
 	x->done = done;
 	x->arg = arg;
-	x->next = r->surveys;
-	r->surveys = x;
 	rw_channels_request(&data, pattern);
-	c.survey_request.id = x->id;
-	c.survey_request.op = pstr_c("channels");
-	c.survey_request.data = (struct pstr){ data.buf, data.len };
-	send_control(w, &c);
+	survey_send(w, x, "channels", (struct pstr){ data.buf, data.len }, (struct pstr){ 0 });
 	jw_free(&data);
+}
+
+/* To the node that owns the session, which feeds DATA to it and answers
+ * 0, or 2 when it has no such session. */
+static void redis_emulate(struct worker *w, struct pstr node, struct pstr session, struct pstr data,
+			  node_emu_fn *done, void *arg)
+{
+	struct find_peer f = { node, false };
+	struct jw req = { 0 };
+
+	node_peers(w, find_peer, &f);
+	if (!f.found) {
+		done(arg, NODE_EMU_NO_NODE);
+		return;
+	}
+	struct swait *x = xcalloc(1, sizeof(*x));
+	x->want = 1;
+	x->emu = true;
+	x->emu_done = done;
+	x->arg = arg;
+	pb_lenfield(&req, 1, node.p, node.n);
+	pb_lenfield(&req, 2, session.p, session.n);
+	pb_lenfield(&req, 3, data.p, data.n);
+	survey_send(w, x, "centrifuge_emulation", (struct pstr){ req.buf, req.len }, node);
+	jw_free(&req);
 }
 
 static void on_survey(struct worker *w, uint64_t id, uint32_t code, struct pstr data)
@@ -794,7 +860,11 @@ static void on_survey(struct worker *w, uint64_t id, uint32_t code, struct pstr 
 		pp = &x->next;
 	if (x == NULL)
 		return; /* timed out already, or not ours */
-	if (code != 0) {
+	if (x->emu) {
+		x->rc = code == 0 ? NODE_EMU_TAKEN : code == 2 ? NODE_EMU_NO_SESSION : NODE_EMU_FAILED;
+		if (x->rc == NODE_EMU_FAILED)
+			log_warn("redis: a node answered a centrifuge_emulation survey with code %u", code);
+	} else if (code != 0) {
 		log_warn("redis: a node answered a channels survey with code %u", code);
 		x->rc = RT_ERR;
 	} else if (rw_channels_result_decode(data.p, data.n, x->fn, x->arg) != 0) {
@@ -804,8 +874,7 @@ static void on_survey(struct worker *w, uint64_t id, uint32_t code, struct pstr 
 	if (--x->want > 0)
 		return;
 	*pp = x->next;
-	x->done(x->arg, x->rc);
-	free(x);
+	survey_end(x, RT_OK);
 }
 
 /* ---- start, stop ---------------------------------------------------------- */
@@ -845,8 +914,7 @@ static void redis_stop(struct worker *w)
 	}
 	for (struct swait *x = r->surveys, *next; x; x = next) {
 		next = x->next;
-		x->done(x->arg, RT_ERR);
-		free(x);
+		survey_end(x, RT_ERR);
 	}
 	for (unsigned i = 0; i < r->cf.nshards; i++)
 		rlink_free(r->cmd[i]);
@@ -886,6 +954,7 @@ const struct engine engine_redis = {
 	.join_leave = redis_join_leave,
 	.listen = redis_listen,
 	.channels = redis_channels,
+	.emulate = redis_emulate,
 	.health = redis_health,
 	.disconnect = redis_disconnect,
 	.unsubscribe = redis_unsubscribe,

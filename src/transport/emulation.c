@@ -17,7 +17,9 @@
  * the owner's slot (node_emulate), which keeps one POST's commands together
  * and in order. The POST's `node` must be this node's id: another one is
  * 404 (centrifuge-js then reconnects), as with an unknown node in a
- * Centrifugo cluster; the Redis engine will route by it.
+ * Centrifugo cluster, unless the engine knows that node (Redis): then the
+ * POST goes to it (node_emulate_remote, a survey Centrifugo nodes answer
+ * too) and is answered as that node's worker answered.
  *
  * What a status promises: 204 means the session took the POST's commands
  * as one frame, exactly as a WebSocket frame is read: they were handled in
@@ -78,10 +80,13 @@ struct emu {
 	char session[SESSION_LEN + 1];
 };
 
-/* An /emulation POST waiting for the owner's acknowledgement. */
+/* An /emulation POST waiting for the owner's acknowledgement: from a
+ * client (REQ), or from another node (DONE, ARG: emulation_forwarded). */
 struct emu_wait {
 	uint64_t tag;
 	struct http_req *req;
+	void (*done)(void *arg, int outcome);
+	void *arg;
 	struct wheel_timer timer;
 };
 
@@ -300,8 +305,12 @@ static void on_ack(uint64_t tag, bool taken)
 
 	if (!wt)
 		return;
-	http_req_on_abort(wt->req, NULL, NULL);
-	transport_answer(wt->req, 204, taken ? NULL : NO_SESSION_HEADER);
+	if (wt->done) {
+		wt->done(wt->arg, taken ? NODE_EMU_TAKEN : NODE_EMU_NO_SESSION);
+	} else {
+		http_req_on_abort(wt->req, NULL, NULL);
+		transport_answer(wt->req, 204, taken ? NULL : NO_SESSION_HEADER);
+	}
 	wait_free(wt);
 }
 
@@ -310,8 +319,12 @@ static void on_wait_timeout(struct wheel_timer *t)
 	struct emu_wait *wt = (struct emu_wait *)((char *)t - offsetof(struct emu_wait, timer));
 
 	log_info("emulation: no answer from the session's worker in %d ms; 504", EMU_ACK_TIMEOUT_MS);
-	http_req_on_abort(wt->req, NULL, NULL);
-	transport_answer(wt->req, 504, NULL);
+	if (wt->done) {
+		wt->done(wt->arg, NODE_EMU_FAILED);
+	} else {
+		http_req_on_abort(wt->req, NULL, NULL);
+		transport_answer(wt->req, 504, NULL);
+	}
 	wait_free(wt);
 }
 
@@ -321,23 +334,82 @@ static void on_wait_abort(void *arg)
 	wait_free(arg);
 }
 
-/* Routes DATA to SESSION, owned by the worker in bus SLOT, and leaves REQ
- * waiting for the answer. */
-static void route(struct http_req *req, unsigned slot, struct pstr session, struct pstr data)
+/* Routes DATA to SESSION, owned by the worker in bus SLOT, and leaves WT
+ * waiting for the answer; false when the bus did not take it (WT is
+ * then the caller's). */
+static bool route(struct emu_wait *wt, unsigned slot, struct pstr session, struct pstr data)
+{
+	wt->tag = ++E.next_tag;
+	if (node_emulate(E.w, slot, session, data, wt->tag) != RT_OK)
+		return false;
+	smap_set(&E.waits, (const char *)&wt->tag, sizeof(wt->tag), (uint64_t)(uintptr_t)wt);
+	wheel_timer_init(&wt->timer, on_wait_timeout);
+	wheel_add(&E.w->wheel, &wt->timer, E.w->now_ms + EMU_ACK_TIMEOUT_MS);
+	return true;
+}
+
+static void route_req(struct http_req *req, unsigned slot, struct pstr session, struct pstr data)
 {
 	struct emu_wait *wt = xcalloc(1, sizeof(*wt));
 
-	wt->tag = ++E.next_tag;
-	if (node_emulate(E.w, slot, session, data, wt->tag) != RT_OK) {
+	wt->req = req;
+	if (!route(wt, slot, session, data)) {
 		free(wt);
 		transport_answer(req, 500, NULL);
 		return;
 	}
-	wt->req = req;
-	smap_set(&E.waits, (const char *)&wt->tag, sizeof(wt->tag), (uint64_t)(uintptr_t)wt);
-	wheel_timer_init(&wt->timer, on_wait_timeout);
-	wheel_add(&E.w->wheel, &wt->timer, E.w->now_ms + EMU_ACK_TIMEOUT_MS);
 	http_req_on_abort(req, on_wait_abort, wt);
+}
+
+void emulation_forwarded(struct pstr session, struct pstr data, void (*done)(void *arg, int outcome),
+			 void *arg)
+{
+	long slot = session_slot(session);
+	struct emu_wait *wt;
+
+	if (slot < 0) {
+		done(arg, NODE_EMU_NO_SESSION);
+		return;
+	}
+	if (slot == (long)E.w->bus_slot || data.n == 0) { /* the broker owns none */
+		done(arg, data.n == 0 || deliver(session, data) ? NODE_EMU_TAKEN : NODE_EMU_NO_SESSION);
+		return;
+	}
+	wt = xcalloc(1, sizeof(*wt));
+	wt->done = done;
+	wt->arg = arg;
+	if (!route(wt, (unsigned)slot, session, data)) {
+		free(wt);
+		done(arg, NODE_EMU_FAILED);
+	}
+}
+
+/* A POST for a session of another node waits for that node (REQ goes NULL
+ * when its client goes away meanwhile). */
+struct remote_wait {
+	struct http_req *req;
+};
+
+static void remote_abort(void *arg)
+{
+	struct remote_wait *rw = arg;
+	rw->req = NULL;
+}
+
+static void remote_done(void *arg, int outcome)
+{
+	struct remote_wait *rw = arg;
+
+	if (rw->req) {
+		http_req_on_abort(rw->req, NULL, NULL);
+		switch (outcome) {
+		case NODE_EMU_TAKEN: transport_answer(rw->req, 204, NULL); break;
+		case NODE_EMU_NO_SESSION: transport_answer(rw->req, 204, NO_SESSION_HEADER); break;
+		case NODE_EMU_NO_NODE: transport_answer(rw->req, 404, NULL); break;
+		default: transport_answer(rw->req, 504, NULL); break;
+		}
+	}
+	free(rw);
 }
 
 static void emulation_handler(struct http_req *req, void *arg)
@@ -362,8 +434,11 @@ static void emulation_handler(struct http_req *req, void *arg)
 		return;
 	}
 	if (r.node.n != SESSION_LEN || memcmp(r.node.p, node_uid(E.w), SESSION_LEN) != 0) {
+		struct remote_wait *rw = xcalloc(1, sizeof(*rw));
+		rw->req = req;
+		http_req_on_abort(req, remote_abort, rw);
+		node_emulate_remote(E.w, r.node, r.session, r.data, remote_done, rw);
 		proto_batch_free(&b);
-		transport_answer(req, 404, NULL);
 		return;
 	}
 	slot = session_slot(r.session);
@@ -380,7 +455,7 @@ static void emulation_handler(struct http_req *req, void *arg)
 	else if (slot == (long)E.w->bus_slot)
 		transport_answer(req, 204, deliver(r.session, r.data) ? NULL : NO_SESSION_HEADER);
 	else
-		route(req, (unsigned)slot, r.session, r.data);
+		route_req(req, (unsigned)slot, r.session, r.data);
 	proto_batch_free(&b);
 }
 

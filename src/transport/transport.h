@@ -21,6 +21,7 @@
 #include "rotor.h"
 #include "http.h"
 #include "json.h"
+#include "proto.h"
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -47,6 +48,13 @@ void transport_init(struct worker *w);
 void transport_reconfigure(struct worker *w);
 void transport_flush(struct worker *w);
 void transport_drain(struct worker *w);
+
+/* Another node's /emulation POST for SESSION, here (the Redis engine's
+ * broker, from a centrifuge_emulation survey): DATA goes to the session's
+ * worker over the bus; DONE answers once, at once or later, with a
+ * NODE_EMU_* outcome (TAKEN, NO_SESSION, FAILED). */
+void emulation_forwarded(struct pstr session, struct pstr data, void (*done)(void *arg, int outcome),
+			 void *arg);
 
 /* ---- admission -------------------------------------------------------- */
 

@@ -178,6 +178,13 @@ int node_emulate(struct worker *w, unsigned slot, struct pstr session, struct ps
 {
 	return RT_ERR; /* the POST is answered 500 */
 }
+/* A node of its own only: another node's POST is a 404, as with the
+ * shared-memory engine. */
+void node_emulate_remote(struct worker *w, struct pstr node, struct pstr session, struct pstr data,
+			 node_emu_fn *done, void *arg)
+{
+	done(arg, NODE_EMU_NO_NODE);
+}
 
 /* ---- the target ------------------------------------------------------------- */
 

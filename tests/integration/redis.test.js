@@ -3,7 +3,8 @@
 // each) on one real redis-server started here, clients of the real SDK and
 // raw ones spread over both. Cross-node fan-out in order and once, history
 // and recovery on the other node, presence and join/leave across nodes,
-// channels of every node, server API actions reaching a user on the other node, info listing both,
+// channels of every node, /emulation POSTs forwarded to the session's
+// node, server API actions reaching a user on the other node, info listing both,
 // Centrifugo's bytes in Redis (and frames injected by hand as a Centrifugo
 // node, with an epoch of either form, would publish them), one Redis
 // subscription per node whatever its workers, and the faults: Redis killed
@@ -14,6 +15,7 @@ const WebSocket = require('ws');
 const { Centrifuge } = require('centrifuge');
 const { Rotord, waitFor, sleep, hs256, apiPost, request } = require('./lib/rotord');
 const { Redis, available } = require('./lib/redis');
+const { sdk, once } = require('./lib/transports');
 
 const skip = available() ? false : 'redis-server is not installed';
 
@@ -22,6 +24,8 @@ function api(node, method, body) {
 }
 
 const NS = {
+  http_stream: { enabled: true },
+  sse: { enabled: true },
   channel: {
     without_namespace: { history_size: 100, history_ttl: '300s', force_recovery: true, allow_publish_for_client: true,
       allow_subscribe_for_client: true },
@@ -87,8 +91,12 @@ test('the Redis engine', { skip, timeout: 180000 }, async (t) => {
       }, 8000, 100, 'two nodes in info');
       const names = info.result.nodes.map((n) => n.name).sort();
       assert.deepStrictEqual(names, ['node-a', 'node-b']);
-      const other = await api(b, 'info', {});
-      assert.strictEqual(other.result.nodes.length, 2);
+      // B learns of A from A's answer to its announcement, a moment later.
+      const other = await waitFor(async () => {
+        const r = await api(b, 'info', {});
+        return r.result.nodes.length === 2 ? r : false;
+      }, 8000, 100, 'two nodes in B\'s info');
+      assert.deepStrictEqual(other.result.nodes.map((n) => n.name).sort(), ['node-a', 'node-b']);
     });
 
     await t.test('cross-node fan-out: every publication once, in order, on both nodes', async () => {
@@ -249,6 +257,41 @@ test('the Redis engine', { skip, timeout: 180000 }, async (t) => {
       await waitFor(() => got.length === 10, 5000, 20, 'ten on the SDK');
       assert.deepStrictEqual(got, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
       cf.disconnect();
+    });
+
+    await t.test('emulation: POSTs that land on another node reach the session there', async () => {
+      const uidB = (await api(b, 'info', {})).result.nodes[0].uid;
+      for (const t of [{ name: 'http_stream', fmt: 'json' }, { name: 'http_stream', fmt: 'protobuf' }, { name: 'sse', fmt: 'json' }]) {
+        const what = `${t.name}/${t.fmt}`;
+        // The stream on B, the commands through A (a load balancer's split).
+        const c = sdk(b.port, t, { token: hs256({ sub: 'gina' }), emulationEndpoint: `http://127.0.0.1:${a.port}/emulation` });
+        try {
+          const connected = once(c, 'connected', 8000);
+          c.connect();
+          assert.strictEqual((await connected).transport, t.name, what);
+          const sub = c.newSubscription(`emu-${t.fmt}-${t.name}`);
+          const got = [];
+          // Protobuf carries bytes: the SDK hands them over as they are.
+          sub.on('publication', (ctx) => got.push(t.fmt === 'protobuf' ? JSON.parse(Buffer.from(ctx.data).toString()) : ctx.data));
+          sub.subscribe();
+          await sub.ready(5000);
+          const mine = { from: 'client', what };
+          await sub.publish(t.fmt === 'protobuf' ? new TextEncoder().encode(JSON.stringify(mine)) : mine);
+          await api(a, 'publish', { channel: sub.channel, data: { from: 'api', what } });
+          await waitFor(() => got.length >= 2, 5000, 20, `${what}: both publications`);
+          assert.deepStrictEqual(got, [{ from: 'client', what }, { from: 'api', what }], what);
+          assert.strictEqual(c.errors.length, 0, `${what}: ${c.errors.map((e) => e.error && e.error.message)}`);
+        } finally {
+          c.disconnect();
+        }
+      }
+      const post = (node, session) => request(a.port, { method: 'POST', path: '/emulation',
+        headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ node, session, data: '{"id":5,"ping":{}}' }) });
+      const unknownNode = await post('01234567-89ab-4cde-8f01-23456789abcd', 'x'.repeat(36));
+      assert.strictEqual(unknownNode.status, 404, 'a node nobody knows: 404');
+      const noSession = await post(uidB, '0'.repeat(36));
+      assert.strictEqual(noSession.status, 204);
+      assert.strictEqual(noSession.headers['x-rotor-emulation'], 'no-session', 'a session node B never made');
     });
 
     await t.test('the broker killed with -9 is restarted; its subscribers catch up from history', async () => {
