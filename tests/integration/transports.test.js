@@ -289,19 +289,24 @@ describe('every transport', { concurrency: true }, () => {
   }));
 
   test('client.user_connection_limit: one connection too many ends with 3504', { timeout: 30000 }, () => withDaemon({ client: { user_connection_limit: 1 } }, async (x) => {
+    const firsts = [];
     for (const t of TRANSPORTS) {
       const first = await connected(x, TRANSPORTS[0], `ucl-${label(t)}`);
-      // Workers learn each other's users from snapshots written every
-      // tick and merged at most every 200 ms.
-      await sleep(600);
+      firsts.push(first);
+      // Workers learn each other's users from the snapshots they write
+      // on their ticks (info merges them afresh: once it counts this user,
+      // every snapshot does) and cache the merge for 200 ms at most.
+      await waitFor(async () => (await x.api('info', {})).nodes[0].num_users === firsts.length, 10000, 25,
+        `${label(t)}: the user in every worker's view`);
+      await sleep(300);
       const c = x.sdk(t, { token: hs256({ sub: `ucl-${label(t)}` }) });
       const d = once(c, 'disconnected');
       c.connect();
       const ctx = await d;
       assert.deepStrictEqual([ctx.code, ctx.reason], [3504, 'connection limit'], label(t));
       assert.strictEqual(first.state, 'connected', 'the first one stays');
-      first.disconnect();
     }
+    for (const first of firsts) first.disconnect();
   }));
 
   test('a client that does not answer pings: 3012 and the connection freed', { timeout: 30000 }, () => withDaemon({ client: { ping_interval: '1s', pong_timeout: '500ms' } }, async (x) => {
