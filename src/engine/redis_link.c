@@ -69,6 +69,7 @@
 #define RLINK_DEF_CONNECT_MS 1000
 #define RLINK_DEF_IO_MS 4000
 #define RLINK_SENTINEL_CHECK_S 5.0
+#define RLINK_SENTINEL_BACKOFF_MAX_MS 1000
 
 /* ---- addresses ------------------------------------------------------------ */
 
@@ -684,16 +685,19 @@ static void note_error(struct rlink *l, const char *why)
 	}
 }
 
-/* Arms the back-off timer for the next attempt: 250 ms doubling to 5 s,
+/* Arms the back-off timer for the next attempt: 250 ms doubling to 5 s
+ * (1 s on a Sentinel link: the master it failed to reach is replaced once
+ * the sentinels finish a failover, and the link should learn it soon),
  * plus up to a fifth more at random so that many links spread out. */
 static void schedule_retry(struct rlink *l)
 {
 	uint32_t r = 0;
 	double ms = l->backoff_ms;
+	unsigned max = SENTINEL(l) ? RLINK_SENTINEL_BACKOFF_MAX_MS : RLINK_BACKOFF_MAX_MS;
 
 	util_random(&r, sizeof(r));
 	ms += ms * 0.2 * (r / 4294967296.0);
-	l->backoff_ms = l->backoff_ms * 2 > RLINK_BACKOFF_MAX_MS ? RLINK_BACKOFF_MAX_MS : l->backoff_ms * 2;
+	l->backoff_ms = l->backoff_ms * 2 > max ? max : l->backoff_ms * 2;
 	ev_timer_stop(l->loop, &l->conn_w);
 	ev_timer_set(&l->conn_w, ms / 1000., 0.);
 	ev_timer_start(l->loop, &l->conn_w);
