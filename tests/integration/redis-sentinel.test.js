@@ -59,6 +59,98 @@ async function client(node, user) {
   return { ws, msgs, call, closed };
 }
 
+// Under a steady publisher on node A (one publish every 20 ms on CH), the
+// master is killed (HOW "kill") or SENTINEL FAILOVER is asked (HOW
+// "failover"): publishes work again, every one answered OK is in the
+// history of both nodes, and the subscriber on B got each one or was told
+// insufficient state and recovers them.
+async function steadyFailover(t, group, a, b, ch, how) {
+      const sub = await client(b, 'carol');
+      const s = await sub.call({ subscribe: { channel: ch, recover: true } });
+      assert.ok(s.subscribe, JSON.stringify(s));
+      const okPubs = []; // { i, offset, epoch }
+      const failed = []; // { i, at, error }
+      let stop = false;
+      let i = 0;
+      const publisher = (async () => {
+        while (!stop) {
+          const n = i++;
+          const at = Date.now();
+          try {
+            const r = await apiPost(a.port, '/api/publish', JSON.stringify({ channel: ch, data: { n } }));
+            const j = JSON.parse(r.body);
+            if (j.result) okPubs.push({ n, offset: j.result.offset, epoch: j.result.epoch, at });
+            else failed.push({ n, at, error: JSON.stringify(j.error) });
+          } catch (e) {
+            failed.push({ n, at, error: e.message });
+          }
+          await sleep(Math.max(0, 20 - (Date.now() - at)));
+        }
+      })();
+      try {
+        await waitFor(() => okPubs.length >= 50, 10000, 20, 'fifty publishes before the failover');
+        const old = group.master();
+        const killedAt = Date.now();
+        if (how === 'kill') await old.kill('SIGKILL');
+        else assert.strictEqual(group.sentinels[0].cli('SENTINEL', 'failover', group.name).trim(), 'OK');
+        await waitFor(() => { const p = group.sentinels[0].masterNow(); return p && p !== old.port; }, 30000, 50,
+          'the sentinels to name a new master');
+        const namedAt = Date.now();
+        // publishes work again: 50 in a row after the last failure
+        await waitFor(() => failed.length > 0 && okPubs.filter((p) => p.at > failed[failed.length - 1].at).length >= 50,
+          25000, 50, 'fifty good publishes after the failover');
+        const window = failed.length ? failed[failed.length - 1].at - failed[0].at : 0;
+        t.diagnostic(`failover: ${failed.length} publishes failed over ${window} ms (first ${failed.length ?
+          failed[0].at - killedAt : 0} ms after the ${how}); ${okPubs.length} OK; errors: ${[...new Set(
+          failed.map((f) => f.error))].slice(0, 3).join(' | ')}`);
+        console.log(`# ${how}: failover window: ${window} ms, ${failed.length} failed, first failure ${failed.length ?
+          failed[0].at - killedAt : 0} ms after the ${how}, new master named after ${namedAt - killedAt} ms, last `
+          + `failure ${failed[failed.length - 1].at - namedAt} ms after that`);
+      } finally {
+        stop = true;
+        await publisher;
+      }
+
+      // EVERY publish answered OK is in the history, with its offset, on either node.
+      const epoch = okPubs[0].epoch;
+      for (const node of [a, b]) {
+        const h = await api(node, 'history', { channel: ch, limit: -1 });
+        assert.ok(h.result, JSON.stringify(h));
+        const byOffset = new Map(h.result.publications.map((p) => [Number(p.offset), p.data.n]));
+        const missing = okPubs.filter((p) => byOffset.get(p.offset) !== p.n);
+        assert.deepStrictEqual(missing, [], `acknowledged publishes missing from history on ${node === a ? 'A' : 'B'}`);
+        assert.ok(okPubs.every((p) => p.epoch === epoch), 'one epoch: the data survived the failover');
+        assert.strictEqual(h.result.epoch, epoch);
+      }
+      const offsets = okPubs.map((p) => p.offset);
+      assert.ok(offsets.every((o, k) => k === 0 || o > offsets[k - 1]), 'offsets increase');
+
+      // The subscriber: every acknowledged publication, or insufficient state.
+      const want = new Set(okPubs.map((p) => p.n));
+      const got = () => sub.msgs.filter((m) => m.push && m.push.pub && m.push.channel === ch).map((m) => m.push.pub);
+      const lost = () => sub.msgs.find((m) => m.push && m.push.unsubscribe && m.push.channel === ch &&
+        m.push.unsubscribe.code === 2500);
+      await waitFor(() => got().some((p) => p.data.n === okPubs[okPubs.length - 1].n) || lost(), 8000, 20,
+        'the last publication or insufficient state');
+      const pubs = got();
+      // no silent gap: until insufficient state, offsets are contiguous
+      for (let k = 1; k < pubs.length; k++) {
+        assert.strictEqual(Number(pubs[k].offset), Number(pubs[k - 1].offset) + 1,
+          `a gap between offsets ${pubs[k - 1].offset} and ${pubs[k].offset} without insufficient state`);
+      }
+      let received = new Set(pubs.map((p) => p.data.n));
+      if (lost()) {
+        t.diagnostic(`the subscriber got insufficient state after ${pubs.length} publications; recovering`);
+        const last = pubs[pubs.length - 1];
+        const r = await sub.call({ subscribe: { channel: ch, recover: true, epoch, offset: last ? Number(last.offset) : 0 } });
+        assert.ok(r.subscribe && r.subscribe.recovered, `recovered: ${JSON.stringify(r).slice(0, 300)}`);
+        received = new Set([...received, ...(r.subscribe.publications || []).map((p) => p.data.n)]);
+      }
+      const notReceived = [...want].filter((n) => !received.has(n));
+      assert.deepStrictEqual(notReceived, [], 'every acknowledged publication reached the subscriber');
+      sub.ws.close();
+}
+
 test('the Redis engine on a Sentinel group', { skip, timeout: 90000 }, async (t) => {
   const group = await sentinelGroup('m1');
   let a, b;
@@ -80,93 +172,18 @@ test('the Redis engine on a Sentinel group', { skip, timeout: 90000 }, async (t)
       cb.ws.close();
     });
 
+    // Sentinel promotes a replica while the old master still takes writes
+    // until it is converted, seconds later: whatever rotor wrote there in
+    // between was acknowledged and is lost (measured: ~150 of ~470 at one
+    // publish per 20 ms). Kept as a known failure until publishes wait for
+    // their replication (WAIT) on Sentinel shards.
+    await t.test('SENTINEL FAILOVER under a steady publisher: no acknowledged publish lost, no silent gap',
+      { todo: 'acknowledged writes to the demoted master are lost (no WAIT yet)' },
+      () => steadyFailover(t, group, a, b, 'manual', 'failover'));
+    await group.ready();
+
     await t.test('SIGKILL of the master under a steady publisher: no acknowledged publish lost, no silent gap',
-      async () => {
-        const ch = 'steady';
-        const sub = await client(b, 'carol');
-        const s = await sub.call({ subscribe: { channel: ch, recover: true } });
-        assert.ok(s.subscribe, JSON.stringify(s));
-        const okPubs = []; // { i, offset, epoch }
-        const failed = []; // { i, at, error }
-        let stop = false;
-        let i = 0;
-        const publisher = (async () => {
-          while (!stop) {
-            const n = i++;
-            const at = Date.now();
-            try {
-              const r = await apiPost(a.port, '/api/publish', JSON.stringify({ channel: ch, data: { n } }));
-              const j = JSON.parse(r.body);
-              if (j.result) okPubs.push({ n, offset: j.result.offset, epoch: j.result.epoch, at });
-              else failed.push({ n, at, error: JSON.stringify(j.error) });
-            } catch (e) {
-              failed.push({ n, at, error: e.message });
-            }
-            await sleep(Math.max(0, 20 - (Date.now() - at)));
-          }
-        })();
-        try {
-          await waitFor(() => okPubs.length >= 50, 10000, 20, 'fifty publishes before the failover');
-          const old = group.master();
-          const killedAt = Date.now();
-          await old.kill('SIGKILL');
-          await waitFor(() => { const p = group.sentinels[0].masterNow(); return p && p !== old.port; }, 30000, 50,
-            'the sentinels to name a new master');
-          const namedAt = Date.now();
-          // publishes work again: 50 in a row after the last failure
-          await waitFor(() => failed.length > 0 && okPubs.filter((p) => p.at > failed[failed.length - 1].at).length >= 50,
-            25000, 50, 'fifty good publishes after the failover');
-          const window = failed.length ? failed[failed.length - 1].at - failed[0].at : 0;
-          t.diagnostic(`failover: ${failed.length} publishes failed over ${window} ms (first ${failed.length ?
-            failed[0].at - killedAt : 0} ms after the SIGKILL); ${okPubs.length} OK; errors: ${[...new Set(
-            failed.map((f) => f.error))].slice(0, 3).join(' | ')}`);
-          console.log(`# failover window: ${window} ms, ${failed.length} failed, first failure ${failed.length ?
-            failed[0].at - killedAt : 0} ms after the kill, new master named after ${namedAt - killedAt} ms, last `
-            + `failure ${failed[failed.length - 1].at - namedAt} ms after that`);
-        } finally {
-          stop = true;
-          await publisher;
-        }
-
-        // EVERY publish answered OK is in the history, with its offset, on either node.
-        const epoch = okPubs[0].epoch;
-        for (const node of [a, b]) {
-          const h = await api(node, 'history', { channel: ch, limit: -1 });
-          assert.ok(h.result, JSON.stringify(h));
-          const byOffset = new Map(h.result.publications.map((p) => [Number(p.offset), p.data.n]));
-          const missing = okPubs.filter((p) => byOffset.get(p.offset) !== p.n);
-          assert.deepStrictEqual(missing, [], `acknowledged publishes missing from history on ${node === a ? 'A' : 'B'}`);
-          assert.ok(okPubs.every((p) => p.epoch === epoch), 'one epoch: the data survived the failover');
-          assert.strictEqual(h.result.epoch, epoch);
-        }
-        const offsets = okPubs.map((p) => p.offset);
-        assert.ok(offsets.every((o, k) => k === 0 || o > offsets[k - 1]), 'offsets increase');
-
-        // The subscriber: every acknowledged publication, or insufficient state.
-        const want = new Set(okPubs.map((p) => p.n));
-        const got = () => sub.msgs.filter((m) => m.push && m.push.pub && m.push.channel === ch).map((m) => m.push.pub);
-        const lost = () => sub.msgs.find((m) => m.push && m.push.unsubscribe && m.push.channel === ch &&
-          m.push.unsubscribe.code === 2500);
-        await waitFor(() => got().some((p) => p.data.n === okPubs[okPubs.length - 1].n) || lost(), 8000, 20,
-          'the last publication or insufficient state');
-        const pubs = got();
-        // no silent gap: until insufficient state, offsets are contiguous
-        for (let k = 1; k < pubs.length; k++) {
-          assert.strictEqual(Number(pubs[k].offset), Number(pubs[k - 1].offset) + 1,
-            `a gap between offsets ${pubs[k - 1].offset} and ${pubs[k].offset} without insufficient state`);
-        }
-        let received = new Set(pubs.map((p) => p.data.n));
-        if (lost()) {
-          t.diagnostic(`the subscriber got insufficient state after ${pubs.length} publications; recovering`);
-          const last = pubs[pubs.length - 1];
-          const r = await sub.call({ subscribe: { channel: ch, recover: true, epoch, offset: last ? Number(last.offset) : 0 } });
-          assert.ok(r.subscribe && r.subscribe.recovered, `recovered: ${JSON.stringify(r).slice(0, 300)}`);
-          received = new Set([...received, ...(r.subscribe.publications || []).map((p) => p.data.n)]);
-        }
-        const notReceived = [...want].filter((n) => !received.has(n));
-        assert.deepStrictEqual(notReceived, [], 'every acknowledged publication reached the subscriber');
-        sub.ws.close();
-      });
+      () => steadyFailover(t, group, a, b, 'steady', 'kill'));
   } finally {
     if (a) await a.stop();
     if (b) await b.stop();
