@@ -1,8 +1,10 @@
 /*
  * redis_conf.c - the Redis engine's settings (engine.redis.*), read the
  * same way by rotord -t, the master, the broker and every worker: the
- * shard addresses (redis_link.h parses them), the prefix, presence
- * options, and an error naming each key rotor does not serve yet.
+ * shard addresses (redis_link.h parses them: servers, or Sentinel groups
+ * from sentinel_address, which then wins over address as in Centrifugo),
+ * the prefix, presence options, and an error naming each key rotor does
+ * not serve yet.
  */
 #include "config.h"
 #include "engine.h"
@@ -11,6 +13,7 @@
 #include "conf.h"
 #include "util.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -18,7 +21,7 @@
  * stop rotord (where data lives and how it is protected are never
  * guessed). */
 static const char *const refused_keys[] = {
-	"cluster_address", "sentinel_address", "tls.enabled", "sentinel_tls.enabled",
+	"cluster_address", "tls.enabled", "sentinel_tls.enabled",
 	"history_use_lists", "presence_hash_field_ttl",
 };
 
@@ -59,7 +62,7 @@ int redis_conf_load(const struct conf *k, struct redis_conf *rc, struct conf_rep
 		if (key_set(conf_get(k, key))) {
 			if (rep)
 				conf_report_error(rep, "%s: not supported by rotor yet; refused (engine.type \"redis\" "
-						  "serves standalone Redis shards)", key);
+						  "serves standalone Redis shards and Sentinel groups)", key);
 			bad++;
 		}
 	}
@@ -81,21 +84,57 @@ int redis_conf_load(const struct conf *k, struct redis_conf *rc, struct conf_rep
 	snprintf(dflt.user, sizeof(dflt.user), "%s", str_of(k, "engine.redis.user"));
 	snprintf(dflt.password, sizeof(dflt.password), "%s", str_of(k, "engine.redis.password"));
 	snprintf(dflt.client_name, sizeof(dflt.client_name), "%s", str_of(k, "engine.redis.client_name"));
+	static const struct {
+		const char *key;
+		size_t off, size;
+	} sen_strs[] = {
+		{ "engine.redis.sentinel_master_name", offsetof(struct redis_addr, master_name),
+		  sizeof(dflt.master_name) },
+		{ "engine.redis.sentinel_user", offsetof(struct redis_addr, sentinel_user), sizeof(dflt.sentinel_user) },
+		{ "engine.redis.sentinel_password", offsetof(struct redis_addr, sentinel_password),
+		  sizeof(dflt.sentinel_password) },
+		{ "engine.redis.sentinel_client_name", offsetof(struct redis_addr, sentinel_client_name),
+		  sizeof(dflt.sentinel_client_name) },
+	};
+	for (size_t j = 0; j < ROTOR_ARRAY_LEN(sen_strs); j++) {
+		const char *v = str_of(k, sen_strs[j].key);
+		if (strlen(v) >= sen_strs[j].size) {
+			if (rep)
+				conf_report_error(rep, "%s: longer than %zu bytes", sen_strs[j].key, sen_strs[j].size - 1);
+			bad++;
+			continue;
+		}
+		strcpy((char *)&dflt + sen_strs[j].off, v);
+	}
 
-	const json_t *addrs = conf_get(k, "engine.redis.address");
+	/* sentinel_address, when set, wins over address (§7.3) */
+	bool sentinel = key_set(conf_get(k, "engine.redis.sentinel_address"));
+	const char *list = sentinel ? "engine.redis.sentinel_address" : "engine.redis.address";
+	if (sentinel && dflt.master_name[0] == '\0') {
+		if (rep)
+			conf_report_error(rep, "engine.redis.sentinel_master_name: required with "
+					  "engine.redis.sentinel_address (the name the sentinels monitor the master by)");
+		bad++;
+	}
 	size_t i;
 	const json_t *a;
-	json_array_foreach(addrs, i, a) {
+	json_array_foreach(conf_get(k, list), i, a) {
+		if (sentinel && dflt.master_name[0] == '\0')
+			break;
 		const char *s = json_string_value(a);
 		if (rc->nshards == REDIS_SHARDS_MAX) {
 			if (rep)
-				conf_report_error(rep, "engine.redis.address: more than %d shards", REDIS_SHARDS_MAX);
+				conf_report_error(rep, "%s: more than %d shards", list, REDIS_SHARDS_MAX);
 			bad++;
 			break;
 		}
-		if (s == NULL || redis_addr_parse(s, &dflt, &rc->shard[rc->nshards], err, sizeof(err)) != 0) {
+		int r = -1;
+		if (s)
+			r = sentinel ? redis_addr_parse_sentinels(s, &dflt, &rc->shard[rc->nshards], err, sizeof(err))
+				     : redis_addr_parse(s, &dflt, &rc->shard[rc->nshards], err, sizeof(err));
+		if (r != 0) {
 			if (rep)
-				conf_report_error(rep, "engine.redis.address[%zu]: %s", i, s ? err : "not a string");
+				conf_report_error(rep, "%s[%zu]: %s", list, i, s ? err : "not a string");
 			bad++;
 			continue;
 		}
@@ -103,7 +142,7 @@ int redis_conf_load(const struct conf *k, struct redis_conf *rc, struct conf_rep
 	}
 	if (rc->nshards == 0 && bad == 0) {
 		if (rep)
-			conf_report_error(rep, "engine.redis.address: no Redis address");
+			conf_report_error(rep, "%s: no Redis address", list);
 		bad++;
 	}
 	rc->presence_ttl_s = rw_secs(dur_ms(k, "engine.redis.presence_ttl", 60000));

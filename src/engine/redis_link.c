@@ -68,6 +68,8 @@
 #define RLINK_SUB_BATCH 512
 #define RLINK_DEF_CONNECT_MS 1000
 #define RLINK_DEF_IO_MS 4000
+#define RLINK_SENTINEL_CHECK_S 5.0
+#define RLINK_SENTINEL_BACKOFF_MAX_MS 1000
 
 /* ---- addresses ------------------------------------------------------------ */
 
@@ -105,8 +107,10 @@ static int pct_decode(const char *s, size_t n, char *out, size_t size)
 	return 0;
 }
 
-/* "host[:port]" or "[v6][:port]", N bytes at S, into A. */
-static int parse_hostport(const char *s, size_t n, struct redis_addr *a, char *err, size_t errlen)
+/* "host[:port]" or "[v6][:port]", N bytes at S, into HOST (HOSTSIZE
+ * bytes) and PORT (DFLT_PORT when left out). */
+static int parse_hostport(const char *s, size_t n, char *hostbuf, size_t hostsize, int *portp, int dflt_port,
+			  char *err, size_t errlen)
 {
 	const char *host = s, *port = NULL;
 	size_t hlen = n, plen = 0;
@@ -141,23 +145,23 @@ static int parse_hostport(const char *s, size_t n, struct redis_addr *a, char *e
 		snprintf(err, errlen, "no host");
 		return -1;
 	}
-	if (hlen >= sizeof(a->host)) {
+	if (hlen >= hostsize) {
 		snprintf(err, errlen, "host too long");
 		return -1;
 	}
-	memcpy(a->host, host, hlen);
-	a->host[hlen] = '\0';
+	memcpy(hostbuf, host, hlen);
+	hostbuf[hlen] = '\0';
 
 	unsigned char bin[16];
-	if (strcmp(a->host, "localhost") != 0 && inet_pton(AF_INET, a->host, bin) != 1 &&
-	    inet_pton(AF_INET6, a->host, bin) != 1) {
+	if (strcmp(hostbuf, "localhost") != 0 && inet_pton(AF_INET, hostbuf, bin) != 1 &&
+	    inet_pton(AF_INET6, hostbuf, bin) != 1) {
 		snprintf(err, errlen,
 			 "host \"%s\" is not a numeric IP address or localhost (rotor does not resolve names: "
 			 "a lookup would block the event loop)",
-			 a->host);
+			 hostbuf);
 		return -1;
 	}
-	a->port = 6379;
+	*portp = dflt_port;
 	if (port) {
 		char buf[8];
 		long long v;
@@ -171,7 +175,7 @@ static int parse_hostport(const char *s, size_t n, struct redis_addr *a, char *e
 			snprintf(err, errlen, "bad port \"%s\" (1 to 65535)", buf);
 			return -1;
 		}
-		a->port = (int)v;
+		*portp = (int)v;
 	}
 	return 0;
 }
@@ -208,8 +212,25 @@ static int parse_timeout(const char *name, const char *v, uint64_t *out, char *e
 	return 0;
 }
 
-/* The query string (after '?', N bytes): only the options rotor serves. */
-static int parse_query(const char *s, size_t n, struct redis_addr *a, char *err, size_t errlen)
+/* Adds the sentinel "host[:port]" (N bytes at S) to A. */
+static int add_sentinel(const char *s, size_t n, struct redis_addr *a, char *err, size_t errlen)
+{
+	struct redis_sentinel *x;
+
+	if (a->nsentinels == REDIS_SENTINELS_MAX) {
+		snprintf(err, errlen, "more than %d sentinels in one shard", REDIS_SENTINELS_MAX);
+		return -1;
+	}
+	x = &a->sentinel[a->nsentinels];
+	if (parse_hostport(s, n, x->host, sizeof(x->host), &x->port, 26379, err, errlen) != 0)
+		return -1;
+	a->nsentinels++;
+	return 0;
+}
+
+/* The query string (after '?', N bytes): only the options rotor serves;
+ * the sentinel ones only in a redis+sentinel:// URL (SENTINEL). */
+static int parse_query(const char *s, size_t n, bool sentinel, struct redis_addr *a, char *err, size_t errlen)
 {
 	const char *end = s + n;
 
@@ -217,7 +238,7 @@ static int parse_query(const char *s, size_t n, struct redis_addr *a, char *err,
 		const char *amp = memchr(s, '&', (size_t)(end - s));
 		const char *e = amp ? amp : end;
 		const char *eq = memchr(s, '=', (size_t)(e - s));
-		char key[64], val[128];
+		char key[64], val[300];
 		size_t klen = eq ? (size_t)(eq - s) : (size_t)(e - s);
 
 		if (klen == 0 && e == s) {
@@ -242,16 +263,34 @@ static int parse_query(const char *s, size_t n, struct redis_addr *a, char *err,
 				return -1;
 		} else if (strcmp(key, "force_resp2") == 0) {
 			/* rotor always speaks RESP2 (hiredis 0.14 knows no RESP3) */
-		} else if (strcmp(key, "tls_enabled") == 0) {
-			snprintf(err, errlen, "option tls_enabled: TLS to Redis is not supported (hiredis 0.14 has no TLS)");
+		} else if (strcmp(key, "tls_enabled") == 0 || strcmp(key, "sentinel_tls_enabled") == 0) {
+			snprintf(err, errlen, "option %s: TLS to Redis is not supported (hiredis 0.14 has no TLS)", key);
 			return -1;
-		} else if (strncmp(key, "sentinel_", 9) == 0) {
-			snprintf(err, errlen, "option %s: Redis Sentinel is not supported", key);
+		} else if (!sentinel && (strncmp(key, "sentinel_", 9) == 0 || strcmp(key, "addr") == 0)) {
+			snprintf(err, errlen, "option %s: only in a redis+sentinel:// URL",
+				 key);
 			return -1;
 		} else if (strcmp(key, "addr") == 0) {
-			snprintf(err, errlen,
-				 "option addr: extra seed or sentinel addresses are not supported (one server per entry)");
-			return -1;
+			if (add_sentinel(val, strlen(val), a, err, errlen) != 0)
+				return -1;
+		} else if (strcmp(key, "sentinel_master_name") == 0) {
+			if (strlen(val) >= sizeof(a->master_name)) {
+				snprintf(err, errlen, "sentinel_master_name too long");
+				return -1;
+			}
+			strcpy(a->master_name, val);
+		} else if (strcmp(key, "sentinel_user") == 0) {
+			if (strlen(val) >= sizeof(a->sentinel_user)) {
+				snprintf(err, errlen, "sentinel_user too long");
+				return -1;
+			}
+			strcpy(a->sentinel_user, val);
+		} else if (strcmp(key, "sentinel_password") == 0) {
+			if (strlen(val) >= sizeof(a->sentinel_password)) {
+				snprintf(err, errlen, "sentinel_password too long");
+				return -1;
+			}
+			strcpy(a->sentinel_password, val);
 		} else if (strcmp(key, "replica_client_enabled") == 0) {
 			snprintf(err, errlen, "option replica_client_enabled: replica clients are not supported");
 			return -1;
@@ -276,6 +315,7 @@ int redis_addr_parse(const char *s, const struct redis_addr *defaults, struct re
 		addr_defaults(&a);
 	a.host[0] = a.path[0] = '\0';
 	a.port = 0;
+	a.nsentinels = 0;
 	if (errlen)
 		err[0] = '\0';
 
@@ -284,14 +324,15 @@ int redis_addr_parse(const char *s, const struct redis_addr *defaults, struct re
 			snprintf(err, errlen, "\"host:port\" takes no user, path or options: use redis://");
 			return -1;
 		}
-		if (parse_hostport(s, strlen(s), &a, err, errlen) != 0)
+		if (parse_hostport(s, strlen(s), a.host, sizeof(a.host), &a.port, 6379, err, errlen) != 0)
 			return -1;
+		a.master_name[0] = '\0';
 		*out = a;
 		return 0;
 	}
 
 	size_t slen = (size_t)(sep - s);
-	bool unix_sock = false;
+	bool unix_sock = false, sentinel = false;
 #define SCHEME(lit) (slen == sizeof(lit) - 1 && strncasecmp(s, lit, slen) == 0)
 	if (SCHEME("redis") || SCHEME("tcp")) {
 		unix_sock = false;
@@ -301,8 +342,7 @@ int redis_addr_parse(const char *s, const struct redis_addr *defaults, struct re
 		snprintf(err, errlen, "%.*s://: TLS to Redis is not supported (hiredis 0.14 has no TLS)", (int)slen, s);
 		return -1;
 	} else if (SCHEME("redis+sentinel")) {
-		snprintf(err, errlen, "redis+sentinel://: Redis Sentinel is not supported");
-		return -1;
+		sentinel = true;
 	} else if (SCHEME("redis+cluster") || SCHEME("rediss+cluster")) {
 		snprintf(err, errlen, "%.*s://: Redis Cluster is not supported", (int)slen, s);
 		return -1;
@@ -352,8 +392,13 @@ int redis_addr_parse(const char *s, const struct redis_addr *defaults, struct re
 				return -1;
 			p = at + 1;
 		}
-		if (parse_hostport(p, (size_t)(hend - p), &a, err, errlen) != 0)
+		if (sentinel) {
+			if (add_sentinel(p, (size_t)(hend - p), &a, err, errlen) != 0)
+				return -1;
+		} else if (parse_hostport(p, (size_t)(hend - p), a.host, sizeof(a.host), &a.port, 6379, err,
+					  errlen) != 0) {
 			return -1;
+		}
 		if (slash && slash + 1 < end) {
 			char buf[16];
 			long long db;
@@ -371,8 +416,60 @@ int redis_addr_parse(const char *s, const struct redis_addr *defaults, struct re
 			a.db = (int)db;
 		}
 	}
-	if (q && parse_query(q + 1, strlen(q + 1), &a, err, errlen) != 0)
+	if (!sentinel)
+		a.master_name[0] = '\0';
+	if (q && parse_query(q + 1, strlen(q + 1), sentinel, &a, err, errlen) != 0)
 		return -1;
+	if (sentinel && a.master_name[0] == '\0') {
+		snprintf(err, errlen, "redis+sentinel:// needs a master name (option sentinel_master_name, or "
+			 "the config's sentinel_master_name)");
+		return -1;
+	}
+	*out = a;
+	return 0;
+}
+
+int redis_addr_parse_sentinels(const char *s, const struct redis_addr *defaults, struct redis_addr *out,
+			       char *err, size_t errlen)
+{
+	struct redis_addr a = *defaults;
+
+	a.host[0] = a.path[0] = '\0';
+	a.port = 0;
+	a.nsentinels = 0;
+	if (errlen)
+		err[0] = '\0';
+	if (a.master_name[0] == '\0') {
+		snprintf(err, errlen, "no master name");
+		return -1;
+	}
+	if (strpbrk(s, "/@?")) {
+		snprintf(err, errlen, "\"%s\": a list of sentinels \"host:port,host:port\" (no URL)", s);
+		return -1;
+	}
+	while (*s) {
+		const char *comma = strchr(s, ',');
+		size_t n = comma ? (size_t)(comma - s) : strlen(s);
+		while (n > 0 && *s == ' ')
+			s++, n--;
+		while (n > 0 && s[n - 1] == ' ')
+			n--;
+		if (n == 0) {
+			snprintf(err, errlen, "an empty sentinel address");
+			return -1;
+		}
+		if (add_sentinel(s, n, &a, err, errlen) != 0)
+			return -1;
+		s = comma ? comma + 1 : s + strlen(s);
+		if (comma && *s == '\0') {
+			snprintf(err, errlen, "an empty sentinel address");
+			return -1;
+		}
+	}
+	if (a.nsentinels == 0) {
+		snprintf(err, errlen, "no sentinel address");
+		return -1;
+	}
 	*out = a;
 	return 0;
 }
@@ -383,7 +480,14 @@ const char *redis_addr_str(const struct redis_addr *a)
 	static unsigned next;
 	char *b = bufs[next++ % 4];
 
-	if (a->path[0])
+	if (a->master_name[0]) {
+		int n = snprintf(b, sizeof(bufs[0]), "sentinel master %.100s (", a->master_name);
+		for (int i = 0; i < a->nsentinels && n > 0 && (size_t)n < sizeof(bufs[0]); i++)
+			n += snprintf(b + n, sizeof(bufs[0]) - (size_t)n, strchr(a->sentinel[i].host, ':') ?
+				      "%s[%s]:%d" : "%s%s:%d", i ? "," : "", a->sentinel[i].host, a->sentinel[i].port);
+		if (n > 0 && (size_t)n < sizeof(bufs[0]) - 1)
+			strcat(b, ")");
+	} else if (a->path[0])
 		snprintf(b, sizeof(bufs[0]), "%s", a->path);
 	else if (strchr(a->host, ':'))
 		snprintf(b, sizeof(bufs[0]), "[%s]:%d", a->host, a->port);
@@ -394,7 +498,7 @@ const char *redis_addr_str(const struct redis_addr *a)
 
 /* ---- links ---------------------------------------------------------------- */
 
-enum rlink_state { ST_DOWN, ST_CONNECTING, ST_HANDSHAKE, ST_UP };
+enum rlink_state { ST_DOWN, ST_RESOLVING, ST_CONNECTING, ST_HANDSHAKE, ST_UP };
 
 struct rreq {
 	TAILQ_ENTRY(rreq) q;
@@ -433,7 +537,7 @@ struct rlink {
 	uint64_t gen;
 	unsigned backoff_ms;
 	int hs_left, hs_total;
-	const char *hs_names[4];
+	const char *hs_names[5];
 
 	ev_timer conn_w;         /* DOWN: the back-off; CONNECTING, HANDSHAKE: connect_timeout */
 	ev_timer io_w;           /* the oldest request's deadline; idle PING */
@@ -448,13 +552,27 @@ struct rlink {
 	bool freeing;
 	char err[256];           /* why not up */
 	char logged[256];        /* the last error logged, so a retry loop logs once */
+
+	/* Sentinel (addr.master_name set; see "Sentinel" below): */
+	struct rlink *sen;       /* a command link to addr.sentinel[sen_idx] */
+	struct rlink *owner;     /* on such a sentinel link: the link it serves */
+	int sen_idx;
+	int sen_tried, sen_unknown; /* this round: sentinels given up on, of which said "unknown master" */
+	bool sen_query;          /* a SENTINEL get-master-addr-by-name in flight on sen */
+	bool sen_said_unknown;   /* the current sentinel does not know the master */
+	char sen_why[256];       /* why the current sentinel failed us, "" if it did not */
+	struct redis_addr master; /* where the master was said to be; host "" before any answer */
+	ev_timer check_w;        /* asks the sentinel again every RLINK_SENTINEL_CHECK_S */
 };
 
+#define SENTINEL(l) ((l)->addr.master_name[0] != '\0')
+
 /* For log lines: which of the links to one server. */
-#define KIND(l) ((l)->kind == RLINK_SUB ? " (pub/sub)" : "")
+#define KIND(l) ((l)->owner ? " (sentinel)" : (l)->kind == RLINK_SUB ? " (pub/sub)" : "")
 
 static void connect_start(struct rlink *l);
 static void drop(struct rlink *l, const char *why, const char *reqerr, bool ac_dying);
+static void sen_fail(struct rlink *l, const char *why, bool unknown);
 
 static void link_enter(struct rlink *l)
 {
@@ -552,29 +670,39 @@ static void later_push(struct rlink *l, rlink_reply_fn *cb, void *arg, const cha
 }
 
 /* Records WHY as the link's error and logs it unless it was the last
- * thing logged. */
+ * thing logged. On a Sentinel link, an error of the master's connection
+ * says which master it was. */
 static void note_error(struct rlink *l, const char *why)
 {
-	snprintf(l->err, sizeof(l->err), "%s", why);
+	if (SENTINEL(l) && strncmp(why, "sentinel:", 9) != 0 && l->master.host[0])
+		snprintf(l->err, sizeof(l->err), "master %.100s at %s: %.100s", l->addr.master_name,
+			 redis_addr_str(&l->master), why);
+	else
+		snprintf(l->err, sizeof(l->err), "%s", why);
 	if (strcmp(l->logged, l->err) != 0) {
 		log_warn("redis %s%s: %s", redis_addr_str(&l->addr), KIND(l), l->err);
 		snprintf(l->logged, sizeof(l->logged), "%s", l->err);
 	}
 }
 
-/* Arms the back-off timer for the next attempt: 250 ms doubling to 5 s,
+/* Arms the back-off timer for the next attempt: 250 ms doubling to 5 s
+ * (1 s on a Sentinel link: the master it failed to reach is replaced once
+ * the sentinels finish a failover, and the link should learn it soon),
  * plus up to a fifth more at random so that many links spread out. */
 static void schedule_retry(struct rlink *l)
 {
 	uint32_t r = 0;
 	double ms = l->backoff_ms;
+	unsigned max = SENTINEL(l) ? RLINK_SENTINEL_BACKOFF_MAX_MS : RLINK_BACKOFF_MAX_MS;
 
 	util_random(&r, sizeof(r));
 	ms += ms * 0.2 * (r / 4294967296.0);
-	l->backoff_ms = l->backoff_ms * 2 > RLINK_BACKOFF_MAX_MS ? RLINK_BACKOFF_MAX_MS : l->backoff_ms * 2;
+	l->backoff_ms = l->backoff_ms * 2 > max ? max : l->backoff_ms * 2;
 	ev_timer_stop(l->loop, &l->conn_w);
 	ev_timer_set(&l->conn_w, ms / 1000., 0.);
 	ev_timer_start(l->loop, &l->conn_w);
+	if (l->owner)
+		sen_fail(l->owner, l->err, false);
 }
 
 /* (Re)arms the io timer for the oldest request's deadline and, on an UP
@@ -683,6 +811,17 @@ static void hs_reply(void *arg, redisReply *r, const char *err)
 		drop(l, why, "connection lost", false);
 		return;
 	}
+	if (strcmp(name, "ROLE") == 0 && !(r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+					   r->element[0]->type == REDIS_REPLY_STRING &&
+					   strcmp(r->element[0]->str, "master") == 0)) {
+		char why[300];
+		snprintf(why, sizeof(why), "sentinel: %s, named master %.100s, is not a master (ROLE %.20s)",
+			 redis_addr_str(&l->master), l->addr.master_name,
+			 r->type == REDIS_REPLY_ARRAY && r->elements > 0 && r->element[0]->str ?
+			 r->element[0]->str : "?");
+		drop(l, why, "connection lost", false);
+		return;
+	}
 	if (--l->hs_left == 0)
 		link_up(l);
 }
@@ -741,6 +880,8 @@ static void on_connect(const redisAsyncContext *cac, int status)
 	}
 	if (l->addr.client_name[0])
 		hs_send(l, "CLIENT SETNAME", 3, (const char *[]){ "CLIENT", "SETNAME", l->addr.client_name });
+	if (SENTINEL(l)) /* the sentinel's answer may be stale: a demoted master is a replica now */
+		hs_send(l, "ROLE", 1, (const char *[]){ "ROLE" });
 	if (l->hs_total == 0)
 		hs_send(l, "PING", 1, (const char *[]){ "PING" });
 }
@@ -760,9 +901,13 @@ static void on_disconnect(const redisAsyncContext *cac, int status)
 	free(c);
 }
 
-static void connect_start(struct rlink *l)
+static void resolve_start(struct rlink *l);
+
+/* Opens a connection to the server (for a Sentinel link: to where the
+ * sentinel said the master is). */
+static void connect_server(struct rlink *l)
 {
-	const struct redis_addr *a = &l->addr;
+	const struct redis_addr *a = SENTINEL(l) ? &l->master : &l->addr;
 	redisAsyncContext *ac;
 
 	if (a->path[0])
@@ -793,6 +938,16 @@ static void connect_start(struct rlink *l)
 	ev_timer_stop(l->loop, &l->conn_w);
 	ev_timer_set(&l->conn_w, a->connect_timeout_ms / 1000., 0.);
 	ev_timer_start(l->loop, &l->conn_w);
+}
+
+/* The next connection attempt: a Sentinel link asks where the master is
+ * first. */
+static void connect_start(struct rlink *l)
+{
+	if (SENTINEL(l))
+		resolve_start(l);
+	else
+		connect_server(l);
 }
 
 /* Detaches L's connection and answers what was in flight with REQERR. The
@@ -840,12 +995,18 @@ static void drop(struct rlink *l, const char *why, const char *reqerr, bool ac_d
 	link_leave(l);
 }
 
+static void sentinel_next(struct rlink *l);
+
 static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct rlink *l = w->data;
 
 	if (l->st == ST_DOWN) {
 		connect_start(l);
+		return;
+	}
+	if (l->st == ST_RESOLVING) {
+		sentinel_next(l);
 		return;
 	}
 	char why[96];
@@ -1004,6 +1165,7 @@ static void link_up(struct rlink *l)
 	l->st = ST_UP;
 	ev_timer_stop(l->loop, &l->conn_w);
 	l->backoff_ms = RLINK_BACKOFF_MIN_MS;
+	l->sen_tried = l->sen_unknown = 0;
 	l->err[0] = '\0';
 	l->last_rx = ev_now(l->loop);
 	if (l->logged[0]) {
@@ -1023,9 +1185,255 @@ static void link_up(struct rlink *l)
 	}
 }
 
+/* ---- Sentinel ----------------------------------------------------------------- */
+
+/* A link whose shard is a Sentinel group keeps a command link (l->sen) to
+ * one of its sentinels, and asks it SENTINEL get-master-addr-by-name
+ * before every connection attempt (ST_RESOLVING, under connect_timeout +
+ * io_timeout for each sentinel) and every RLINK_SENTINEL_CHECK_S while up:
+ * a failover announced by +switch-master can be missed (centrifugo#1201).
+ * A sentinel that cannot be reached, times out, answers an error or a host
+ * name (never resolved: it would block the loop), or does not know the
+ * master, is replaced by the next one at once; when the whole round
+ * failed, the link waits its back-off and starts again. The master's
+ * handshake ends with ROLE, which must say "master". A master that moved
+ * ends the connection; so do READONLY, LOADING and MASTERDOWN (on_reply).
+ *
+ * Every way the current sentinel fails (its link's failed attempts, a
+ * failed query) goes through sen_fail, which records why and, while
+ * resolving, lets conn_w fire at once to move on: a sentinel link is only
+ * ever freed from the owner's own timers or from rlink_free, never from
+ * inside the sentinel link's callbacks. */
+
+static const char *sen_str(const struct rlink *l)
+{
+	static char buf[96];
+	const struct redis_sentinel *x = &l->addr.sentinel[l->sen_idx];
+
+	snprintf(buf, sizeof(buf), strchr(x->host, ':') ? "sentinel [%s]:%d" : "sentinel %s:%d", x->host, x->port);
+	return buf;
+}
+
+static struct rlink *link_make(const struct rlink_opts *o, struct rlink *owner);
+
+static void sen_on_state(void *arg, bool up);
+
+/* Opens l->sen to the sentinel at l->sen_idx. */
+static void sen_open(struct rlink *l)
+{
+	const struct redis_sentinel *x = &l->addr.sentinel[l->sen_idx];
+	struct redis_addr a;
+
+	addr_defaults(&a);
+	snprintf(a.host, sizeof(a.host), "%s", x->host);
+	a.port = x->port;
+	snprintf(a.user, sizeof(a.user), "%s", l->addr.sentinel_user);
+	snprintf(a.password, sizeof(a.password), "%s", l->addr.sentinel_password);
+	snprintf(a.client_name, sizeof(a.client_name), "%s", l->addr.sentinel_client_name);
+	a.connect_timeout_ms = l->addr.connect_timeout_ms;
+	a.io_timeout_ms = l->addr.io_timeout_ms;
+	l->sen_why[0] = '\0';
+	l->sen_said_unknown = false;
+	struct rlink_opts o = { .loop = l->loop, .addr = &a, .kind = RLINK_CMD, .on_state = sen_on_state, .arg = l };
+	l->sen = link_make(&o, l);
+}
+
+/* Replaces l->sen by a link to the next sentinel. */
+static void sen_switch(struct rlink *l)
+{
+	struct rlink *old = l->sen;
+
+	l->sen = NULL;
+	l->sen_query = false; /* the query old answers "closed" now is nobody's */
+	l->sen_idx = (l->sen_idx + 1) % l->addr.nsentinels;
+	rlink_free(old);
+	sen_open(l);
+}
+
+static void sen_reply(void *arg, redisReply *r, const char *err);
+
+static void sen_ask(struct rlink *l)
+{
+	const char *argv[] = { "SENTINEL", "get-master-addr-by-name", l->addr.master_name };
+
+	l->sen_query = true;
+	rlink_cmd(l->sen, 3, argv, NULL, sen_reply, l);
+}
+
+/* The current sentinel failed us (WHY; UNKNOWN: it does not know the
+ * master). The first reason is kept until the next sentinel is tried. */
+static void sen_fail(struct rlink *l, const char *why, bool unknown)
+{
+	if (l->freeing)
+		return;
+	if (l->sen_why[0] == '\0') {
+		snprintf(l->sen_why, sizeof(l->sen_why), "%.90s: %.150s", sen_str(l), why);
+		l->sen_said_unknown = unknown;
+	}
+	if (l->st == ST_RESOLVING) {
+		ev_timer_stop(l->loop, &l->conn_w);
+		ev_timer_set(&l->conn_w, 0., 0.);
+		ev_timer_start(l->loop, &l->conn_w);
+	}
+}
+
+static void resolve_start(struct rlink *l)
+{
+	l->st = ST_RESOLVING;
+	ev_timer_stop(l->loop, &l->conn_w);
+	if (l->sen_why[0])
+		ev_timer_set(&l->conn_w, 0., 0.);
+	else
+		ev_timer_set(&l->conn_w, (l->addr.connect_timeout_ms + l->addr.io_timeout_ms) / 1000., 0.);
+	ev_timer_start(l->loop, &l->conn_w);
+	if (!l->sen_why[0] && !l->sen_query && rlink_up(l->sen))
+		sen_ask(l);
+}
+
+/* The current sentinel did not give a usable answer in time: the next
+ * one, or, after a whole round, the back-off. */
+static void sentinel_next(struct rlink *l)
+{
+	char e[sizeof(l->err)];
+
+	if (l->sen_why[0] == '\0')
+		snprintf(l->sen_why, sizeof(l->sen_why), "%s: no answer in %llu ms", sen_str(l),
+			 (unsigned long long)(l->addr.connect_timeout_ms + l->addr.io_timeout_ms));
+	l->sen_tried++;
+	l->sen_unknown += l->sen_said_unknown;
+	if (l->sen_tried < l->addr.nsentinels) {
+		log_debug("redis %s: %s; asking the next sentinel", redis_addr_str(&l->addr), l->sen_why);
+		sen_switch(l);
+		resolve_start(l);
+		return;
+	}
+	if (l->sen_unknown == l->sen_tried)
+		snprintf(e, sizeof(e), "sentinel: master %.100s unknown to all %d sentinels", l->addr.master_name,
+			 l->sen_tried);
+	else
+		snprintf(e, sizeof(e), "sentinel: no sentinel answered where master %.40s is (last: %.140s)",
+			 l->addr.master_name, l->sen_why);
+	l->sen_tried = l->sen_unknown = 0;
+	sen_switch(l);
+	l->st = ST_DOWN;
+	note_error(l, e);
+	schedule_retry(l);
+}
+
+/* A sentinel's answer (R, or ERR) to get-master-addr-by-name into M (the
+ * master's settings with the host and port named). 0; 1 when the sentinel
+ * does not know the master; -1 otherwise; WHY says why not. */
+static int sen_answer(struct rlink *l, redisReply *r, const char *err, struct redis_addr *m, char *why,
+		      size_t whylen)
+{
+	char hp[128];
+
+	if (r == NULL) {
+		snprintf(why, whylen, "%s", err);
+		return -1;
+	}
+	if (r->type == REDIS_REPLY_ERROR) {
+		snprintf(why, whylen, "answered %.150s", r->str ? r->str : "");
+		return -1;
+	}
+	if (r->type == REDIS_REPLY_NIL) {
+		snprintf(why, whylen, "master %.100s unknown", l->addr.master_name);
+		return 1;
+	}
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING ||
+	    r->element[1]->type != REDIS_REPLY_STRING || r->element[0]->len > 64 || r->element[1]->len > 8) {
+		snprintf(why, whylen, "answered something that is not an address");
+		return -1;
+	}
+	snprintf(hp, sizeof(hp), strchr(r->element[0]->str, ':') ? "[%s]:%s" : "%s:%s", r->element[0]->str,
+		 r->element[1]->str);
+	*m = l->addr;
+	m->master_name[0] = '\0';
+	m->nsentinels = 0;
+	if (parse_hostport(hp, strlen(hp), m->host, sizeof(m->host), &m->port, 6379, why, whylen) != 0)
+		return -1; /* a host name (announce-hostnames): never resolved in the loop */
+	return 0;
+}
+
+static bool same_server(const struct redis_addr *a, const struct redis_addr *b)
+{
+	return a->port == b->port && strcmp(a->host, b->host) == 0;
+}
+
+/* The answer of l->sen to sen_ask: while resolving, where to connect;
+ * while up, whether the master moved. */
+static void sen_reply(void *arg, redisReply *r, const char *err)
+{
+	struct rlink *l = arg;
+	struct redis_addr m;
+	char why[200];
+	int rc;
+
+	if (l->freeing || !l->sen_query)
+		return; /* a sentinel link being replaced, or the link being freed */
+	l->sen_query = false;
+	rc = sen_answer(l, r, err, &m, why, sizeof(why));
+	if (l->st == ST_UP) {
+		if (rc != 0) {
+			log_debug("redis %s: %s: %s", redis_addr_str(&l->addr), sen_str(l), why);
+			return;
+		}
+		if (same_server(&m, &l->master))
+			return;
+		snprintf(why, sizeof(why), "sentinel: master %.60s moved to %s", l->addr.master_name,
+			 redis_addr_str(&m));
+		drop(l, why, "connection lost", false);
+		return;
+	}
+	if (l->st != ST_RESOLVING)
+		return;
+	if (rc != 0) {
+		sen_fail(l, why, rc == 1);
+		return;
+	}
+	if (!same_server(&m, &l->master))
+		log_info("redis %s: the master is at %s (said %s)", redis_addr_str(&l->addr), redis_addr_str(&m),
+			 sen_str(l));
+	l->master = m;
+	ev_timer_stop(l->loop, &l->conn_w);
+	l->st = ST_DOWN;
+	connect_server(l);
+}
+
+static void sen_on_state(void *arg, bool up)
+{
+	struct rlink *l = arg;
+
+	if (!up || l->freeing)
+		return;
+	l->sen_why[0] = '\0';
+	if (l->st == ST_RESOLVING && !l->sen_query)
+		sen_ask(l);
+}
+
+/* Every RLINK_SENTINEL_CHECK_S: while up, whether the master moved; a
+ * sentinel that is not reachable now is replaced for the next time. */
+static void check_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct rlink *l = w->data;
+
+	if (l->st != ST_UP || l->sen_query)
+		return;
+	if (!rlink_up(l->sen))
+		sen_switch(l);
+	else
+		sen_ask(l);
+}
+
 /* ---- the interface ------------------------------------------------------------ */
 
 struct rlink *rlink_new(const struct rlink_opts *o)
+{
+	return link_make(o, NULL);
+}
+
+/* A link; OWNER is the link a sentinel link serves, else NULL. */
+static struct rlink *link_make(const struct rlink_opts *o, struct rlink *owner)
 {
 	struct rlink *l = xcalloc(1, sizeof(*l));
 
@@ -1049,6 +1457,14 @@ struct rlink *rlink_new(const struct rlink_opts *o)
 	ev_timer_init(&l->io_w, io_timer_cb, 0., 0.);
 	ev_timer_init(&l->later_w, later_cb, 0., 0.);
 	l->conn_w.data = l->io_w.data = l->later_w.data = l;
+	l->owner = owner;
+	if (SENTINEL(l)) {
+		assert(l->addr.nsentinels > 0);
+		ev_timer_init(&l->check_w, check_cb, RLINK_SENTINEL_CHECK_S, RLINK_SENTINEL_CHECK_S);
+		l->check_w.data = l;
+		ev_timer_start(l->loop, &l->check_w);
+		sen_open(l);
+	}
 	connect_start(l);
 	return l;
 }
@@ -1062,6 +1478,11 @@ void rlink_free(struct rlink *l)
 	link_enter(l);
 	l->freeing = true;
 	ev_timer_stop(l->loop, &l->later_w);
+	if (SENTINEL(l)) {
+		ev_timer_stop(l->loop, &l->check_w);
+		rlink_free(l->sen);
+		l->sen = NULL;
+	}
 	detach(l, "closed", false);
 	while ((q = TAILQ_FIRST(&l->later)) != NULL) {
 		req_unlink(&l->later, q);

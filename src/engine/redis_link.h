@@ -25,8 +25,13 @@
 struct ev_loop;
 struct redisReply;
 
-/* One shard entry of engine.redis.address (§7.3), with the connection
- * block's settings that apply to it. */
+#define REDIS_SENTINELS_MAX 8
+
+/* One shard entry of engine.redis.address or .sentinel_address (§7.3), with
+ * the connection block's settings that apply to it. A shard is either one
+ * server (host and port, or path) or a Sentinel group (master_name set):
+ * then host, port and path are unused and the link asks the sentinels where
+ * the master is; user, password, db and client_name are the master's. */
 struct redis_addr {
 	char host[256];            /* numeric IPv4/IPv6, or "localhost"; "" with a socket path */
 	int port;
@@ -35,24 +40,45 @@ struct redis_addr {
 	int db;
 	uint64_t connect_timeout_ms, io_timeout_ms;
 	char client_name[128];     /* CLIENT SETNAME after connect when not "" */
+	/* Sentinel: */
+	char master_name[128];     /* "" for a plain server */
+	int nsentinels;
+	struct redis_sentinel {
+		char host[64];     /* numeric, or "localhost" */
+		int port;
+	} sentinel[REDIS_SENTINELS_MAX];
+	char sentinel_user[128], sentinel_password[256], sentinel_client_name[128];
 };
 
 /* Parses one address entry S: "host:port", "redis://[user[:pass]@]host:port[/db][?opts]",
- * "tcp://…", "unix://[user:pass@]/path". DEFAULTS (user, password, db,
- * timeouts, client_name: the config block's) are copied first; the URL's
- * user, password, db and the query options connect_timeout and io_timeout
- * (Go durations) override them (a URL user only when not empty; a URL
- * password whenever the URL has one). Without a port, 6379. Forms rotor
- * does not serve (rediss://, redis+sentinel://, redis+cluster://,
- * tls_enabled, sentinel_*, addr, replica_client_enabled, unknown options)
- * and host names other than localhost (connected to as 127.0.0.1) are
- * refused. 0, or -1 with a message in ERR naming the problem (never the
- * password). */
+ * "tcp://…", "unix://[user:pass@]/path",
+ * "redis+sentinel://[user[:pass]@]host:port[/db]?sentinel_master_name=M&addr=h2:p2…".
+ * DEFAULTS (user, password, db, timeouts, client_name, and the sentinel_*
+ * settings: the config block's) are copied first; the URL's user, password,
+ * db and the query options connect_timeout and io_timeout (Go durations)
+ * override them (a URL user only when not empty; a URL password whenever
+ * the URL has one). A redis+sentinel:// URL names the sentinels (its host
+ * and every addr option, port 26379 by default) and takes the options
+ * sentinel_master_name, sentinel_user and sentinel_password; its user,
+ * password and db are the master's. Without a port, 6379. Forms rotor does
+ * not serve (rediss://, rediss+sentinel://, redis+cluster://, tls_enabled,
+ * sentinel_tls_enabled, replica_client_enabled, unknown options), sentinel
+ * options outside redis+sentinel://, and host names other than localhost
+ * (connected to as 127.0.0.1) are refused. 0, or -1 with a message in ERR
+ * naming the problem (never the password). */
 int redis_addr_parse(const char *s, const struct redis_addr *defaults, struct redis_addr *out,
 		     char *err, size_t errlen);
 
-/* "host:port" ("[v6]:port") or the socket path, for logs: in one of four
- * static buffers used in turn. */
+/* Parses one entry of sentinel_address: "host:port[,host:port…]", the
+ * sentinels of one shard (port 26379 when left out; numeric addresses or
+ * localhost only). DEFAULTS must carry the master name (the config's
+ * sentinel_master_name) and the rest of the connection block, copied as by
+ * redis_addr_parse. 0, or -1 with a message in ERR. */
+int redis_addr_parse_sentinels(const char *s, const struct redis_addr *defaults, struct redis_addr *out,
+			       char *err, size_t errlen);
+
+/* "host:port" ("[v6]:port"), the socket path, or "sentinel master M
+ * (host:port,…)", for logs: in one of four static buffers used in turn. */
 const char *redis_addr_str(const struct redis_addr *a);
 
 /* R is the reply (owned by hiredis, valid during the call only; an error

@@ -81,6 +81,20 @@ test('TLS, engine and proxy keys rotor does not implement stop -t and the start,
   });
 });
 
+test('rotord -t: sentinel_address without sentinel_master_name is refused, naming the key', () => {
+  const conf = { engine: { type: 'redis', redis: { sentinel_address: ['127.0.0.1:26379,127.0.0.1:26380'] } } };
+  withFile(conf, (p) => {
+    const r = run(ROTORD, ['-t', '-c', p]);
+    assert.strictEqual(r.status, 1, r.stderr);
+    assert.match(r.stderr, /engine\.redis\.sentinel_master_name: required with engine\.redis\.sentinel_address/);
+    assert.doesNotMatch(r.stdout, /valid/);
+  });
+  withFile({ engine: { type: 'redis', redis: { ...conf.engine.redis, sentinel_master_name: 'm1' } } }, (p) => {
+    const r = run(ROTORD, ['-t', '-c', p]);
+    assert.strictEqual(r.status, 0, r.stderr);
+  });
+});
+
 test('rotord -t: pong_timeout must stay below ping_interval, and the error names both keys', () => {
   withFile({ client: { ping_interval: '5s', pong_timeout: '10s' } }, (p) => {
     const r = run(ROTORD, ['-t', '-c', p]);

@@ -4,6 +4,8 @@
 #include "redis_server.h"
 
 #include <arpa/inet.h>
+#include <hiredis/hiredis.h>
+#include <stdarg.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -55,6 +57,35 @@ static bool pings(int port)
 	return ok;
 }
 
+/* Forks and execs ARGV[0] for S (port and directory set) and waits until
+ * it answers PING. */
+static int spawn(struct redis_server *s, const char *const *argv)
+{
+	s->pid = fork();
+	if (s->pid < 0)
+		return -1;
+	if (s->pid == 0) {
+		int null = open("/dev/null", 1);
+		if (null >= 0)
+			dup2(null, 1);
+		execvp(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	for (int i = 0; i < 250; i++) {
+		if (pings(s->port))
+			return 0;
+		if (waitpid(s->pid, NULL, WNOHANG) == s->pid) {
+			fprintf(stderr, "%s on port %d exited at start\n", argv[0], s->port);
+			s->pid = 0;
+			return -1;
+		}
+		nanosleep(&(struct timespec){ 0, 20000000 }, NULL);
+	}
+	fprintf(stderr, "%s on port %d did not answer in 5 s\n", argv[0], s->port);
+	redis_server_stop(s, true);
+	return -1;
+}
+
 int redis_server_start(struct redis_server *s, int port, const char *const *extra)
 {
 	const char *argv[64];
@@ -87,29 +118,109 @@ int redis_server_start(struct redis_server *s, int port, const char *const *extr
 	for (int i = 0; extra && extra[i] && n < 62; i++)
 		argv[n++] = extra[i];
 	argv[n] = NULL;
-	s->pid = fork();
-	if (s->pid < 0)
+	return spawn(s, argv);
+}
+
+int redis_sentinel_start(struct redis_server *s, int port, const char *master_name, int master_port, int quorum,
+			 int down_ms, const char *const *extra)
+{
+	char path[128];
+	FILE *f;
+
+	memset(s, 0, sizeof(*s));
+	s->port = port ? port : free_port();
+	if (s->port <= 0)
 		return -1;
-	if (s->pid == 0) {
-		int null = open("/dev/null", 1);
-		if (null >= 0)
-			dup2(null, 1);
-		execvp("redis-server", (char *const *)argv);
-		_exit(127);
+	snprintf(s->dir, sizeof(s->dir), "/tmp/rotor-sentinel.XXXXXX");
+	if (mkdtemp(s->dir) == NULL) {
+		perror("mkdtemp");
+		return -1;
 	}
-	for (int i = 0; i < 250; i++) {
-		if (pings(s->port))
-			return 0;
-		if (waitpid(s->pid, NULL, WNOHANG) == s->pid) {
-			fprintf(stderr, "redis-server on port %d exited at start\n", s->port);
-			s->pid = 0;
-			return -1;
+	snprintf(path, sizeof(path), "%s/sentinel.conf", s->dir);
+	if ((f = fopen(path, "w")) == NULL) {
+		perror(path);
+		return -1;
+	}
+	fprintf(f, "port %d\nbind 127.0.0.1\ndir %s\nloglevel warning\nlogfile \"\"\n"
+		"sentinel monitor %s 127.0.0.1 %d %d\n"
+		"sentinel down-after-milliseconds %s %d\nsentinel failover-timeout %s 3000\n",
+		s->port, s->dir, master_name, master_port, quorum, master_name, down_ms, master_name);
+	for (int i = 0; extra && extra[i]; i++)
+		fprintf(f, "%s\n", extra[i]);
+	if (fclose(f) != 0) {
+		perror(path);
+		return -1;
+	}
+	const char *argv[] = { "redis-sentinel", path, NULL };
+	return spawn(s, argv);
+}
+
+struct redisReply *redis_server_cmd(int port, const char *password, const char *fmt, ...)
+{
+	struct timeval tv = { 2, 0 };
+	redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+	redisReply *r = NULL;
+	va_list ap;
+
+	if (c == NULL || c->err) {
+		redisFree(c);
+		return NULL;
+	}
+	redisSetTimeout(c, tv);
+	if (password) {
+		r = redisCommand(c, "AUTH %s", password);
+		if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+			if (r)
+				freeReplyObject(r);
+			redisFree(c);
+			return NULL;
 		}
-		nanosleep(&(struct timespec){ 0, 20000000 }, NULL);
+		freeReplyObject(r);
 	}
-	fprintf(stderr, "redis-server on port %d did not answer in 5 s\n", s->port);
-	redis_server_stop(s, true);
-	return -1;
+	va_start(ap, fmt);
+	r = redisvCommand(c, fmt, ap);
+	va_end(ap);
+	redisFree(c);
+	return r;
+}
+
+const char *redis_server_str(int port, const char *fmt, ...)
+{
+	static char buf[1024];
+	struct timeval tv = { 2, 0 };
+	redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+	redisReply *r = NULL;
+	va_list ap;
+
+	buf[0] = '\0';
+	if (c == NULL || c->err) {
+		redisFree(c);
+		return buf;
+	}
+	redisSetTimeout(c, tv);
+	va_start(ap, fmt);
+	r = redisvCommand(c, fmt, ap);
+	va_end(ap);
+	redisFree(c);
+	if (r == NULL)
+		return buf;
+	if (r->type == REDIS_REPLY_INTEGER)
+		snprintf(buf, sizeof(buf), "%lld", r->integer);
+	else if (r->type == REDIS_REPLY_NIL)
+		snprintf(buf, sizeof(buf), "(nil)");
+	else if (r->type == REDIS_REPLY_ARRAY)
+		for (size_t i = 0; i < r->elements; i++) {
+			size_t n = strlen(buf);
+			const redisReply *e = r->element[i];
+			if (e->type == REDIS_REPLY_INTEGER)
+				snprintf(buf + n, sizeof(buf) - n, "%s%lld", i ? " " : "", e->integer);
+			else
+				snprintf(buf + n, sizeof(buf) - n, "%s%s", i ? " " : "", e->str ? e->str : "?");
+		}
+	else if (r->str)
+		snprintf(buf, sizeof(buf), "%s", r->str);
+	freeReplyObject(r);
+	return buf;
 }
 
 void redis_server_stop(struct redis_server *s, bool hard)

@@ -30,4 +30,24 @@ void redis_server_stop(struct redis_server *s, bool hard);
 /* SIGSTOP / SIGCONT. */
 void redis_server_pause(struct redis_server *s, bool pause);
 
+/* Starts redis-sentinel (stopped with redis_server_stop) from a config file
+ * of its own in its directory (Sentinel rewrites it): PORT (0: a free
+ * one), monitoring MASTER_NAME at 127.0.0.1:MASTER_PORT with QUORUM,
+ * down-after-milliseconds DOWN_MS, failover-timeout 3000, plus the config
+ * lines EXTRA (NULL-terminated, may be NULL). Waits until it answers PING
+ * (at most 5 s). 0, or -1 (reported on stderr). */
+int redis_sentinel_start(struct redis_server *s, int port, const char *master_name, int master_port, int quorum,
+			 int down_ms, const char *const *extra);
+
+struct redisReply;
+/* One command (hiredis format) to 127.0.0.1:PORT, after AUTH PASSWORD when
+ * not NULL, over a blocking connection (tests only: never in the loop
+ * under test), 2 s at most. The reply (freeReplyObject), or NULL. */
+struct redisReply *redis_server_cmd(int port, const char *password, const char *fmt, ...);
+
+/* The same for a reply expected to be an integer, a status or a string:
+ * its text in a static buffer ("" on failure; "(nil)" for nil; an array
+ * as its elements joined by spaces). */
+const char *redis_server_str(int port, const char *fmt, ...);
+
 #endif

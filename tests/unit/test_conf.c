@@ -5,6 +5,8 @@
  */
 #include "config.h"
 #include "conf.h"
+#include "engine.h"
+#include "redis_link.h"
 #include "log.h"
 #include "../tap.h"
 #include "util.h"
@@ -443,9 +445,9 @@ static void test_refused(void)
 	}
 	/* The Redis engine is implemented; what it does not serve is named. */
 	has_error(&rep, "engine.redis.cluster_address: not supported by rotor yet; refused (engine.type \"redis\" "
-		  "serves standalone Redis shards)");
+		  "serves standalone Redis shards and Sentinel groups)");
 	has_error(&rep, "engine.redis.tls.enabled: not supported by rotor yet; refused (engine.type \"redis\" "
-		  "serves standalone Redis shards)");
+		  "serves standalone Redis shards and Sentinel groups)");
 	is_int(rep.nerrors, ROTOR_ARRAY_LEN(refused) + 4, "nothing else");
 	bool addr0 = false, addr1 = false;
 	for (size_t i = 0; i < rep.nerrors; i++) {
@@ -465,6 +467,79 @@ static void test_refused(void)
 	is_int(build(&c, "{\"http_server\": {\"tls\": {\"enabled\": false}}, \"engine\": {\"type\": \"memory\"}}",
 		     NULL, &rep), RT_OK, "at their defaults they pass");
 	is_int(rep.nerrors + rep.nwarnings, 0, "without a word");
+	conf_report_free(&rep);
+	conf_free(&c);
+}
+
+/* engine.redis.sentinel_*: a list of Sentinel groups, one per shard, that
+ * wins over address; the master name required; sentinel_tls refused. */
+static void test_sentinel(void)
+{
+	struct conf c;
+	struct conf_report rep = { 0 };
+	struct redis_conf rc;
+
+	is_int(build(&c, "{\"engine\": {\"type\": \"redis\", \"redis\": {"
+		     "\"sentinel_address\": [\"127.0.0.1:26381,127.0.0.1:26382\", \"[::1]:26390\"],"
+		     " \"address\": [\"redis.example:6379\"], \"sentinel_master_name\": \"m1\","
+		     " \"sentinel_user\": \"su\", \"sentinel_password\": \"sp\", \"sentinel_client_name\": \"sc\","
+		     " \"password\": \"mp\", \"db\": 2}}}", NULL, &rep), RT_OK,
+	       "sentinel_address with sentinel_master_name is accepted (address ignored)");
+	clean(&rep, "sentinel");
+	is_int(redis_conf_load(&c, &rc, NULL), RT_OK, "redis_conf_load");
+	is_int(rc.nshards, 2, "one shard per sentinel_address entry");
+	ok(rc.shard[0].nsentinels == 2 && rc.shard[0].sentinel[1].port == 26382 &&
+	   strcmp(rc.shard[0].sentinel[0].host, "127.0.0.1") == 0, "shard 0: two sentinels");
+	ok(rc.shard[1].nsentinels == 1 && strcmp(rc.shard[1].sentinel[0].host, "::1") == 0 &&
+	   rc.shard[1].sentinel[0].port == 26390, "shard 1: an IPv6 sentinel");
+	ok(strcmp(rc.shard[0].master_name, "m1") == 0 && strcmp(rc.shard[0].sentinel_user, "su") == 0 &&
+	   strcmp(rc.shard[0].sentinel_password, "sp") == 0 && strcmp(rc.shard[0].sentinel_client_name, "sc") == 0,
+	   "sentinel_master_name, _user, _password, _client_name");
+	ok(strcmp(rc.shard[1].password, "mp") == 0 && rc.shard[1].db == 2, "the master's password and db");
+	is_str(redis_addr_str(&rc.shard[0]), "sentinel master m1 (127.0.0.1:26381,127.0.0.1:26382)",
+	       "redis_addr_str of a Sentinel group");
+	conf_report_free(&rep);
+	conf_free(&c);
+
+	rep = (struct conf_report){ 0 };
+	is_int(build(&c, "{\"engine\": {\"type\": \"redis\", \"redis\": {"
+		     "\"sentinel_address\": [\"127.0.0.1:26381\"]}}}", NULL, &rep), RT_INVAL,
+	       "sentinel_address without sentinel_master_name is refused");
+	has_error(&rep, "engine.redis.sentinel_master_name: required with engine.redis.sentinel_address (the name "
+		  "the sentinels monitor the master by)");
+	is_int(rep.nerrors, 1, "one error");
+	conf_report_free(&rep);
+	conf_free(&c);
+
+	rep = (struct conf_report){ 0 };
+	is_int(build(&c, "{\"engine\": {\"type\": \"redis\", \"redis\": {\"sentinel_master_name\": \"m1\","
+		     " \"sentinel_address\": [\"127.0.0.1:26381,sentinel.example:26379\", \"127.0.0.1:1,\"],"
+		     " \"sentinel_tls\": {\"enabled\": true}}}}", NULL, &rep), RT_INVAL,
+	       "bad sentinel addresses and sentinel_tls are refused");
+	has_error(&rep, "engine.redis.sentinel_tls.enabled: not supported by rotor yet; refused (engine.type "
+		  "\"redis\" serves standalone Redis shards and Sentinel groups)");
+	bool name = false, empty = false;
+	for (size_t i = 0; i < rep.nerrors; i++) {
+		name |= strncmp(rep.errors[i], "engine.redis.sentinel_address[0]: ", 34) == 0 &&
+			strstr(rep.errors[i], "sentinel.example") != NULL;
+		empty |= strncmp(rep.errors[i], "engine.redis.sentinel_address[1]: ", 34) == 0 &&
+			 strstr(rep.errors[i], "empty") != NULL;
+	}
+	ok(name, "a sentinel host name is an error naming the entry");
+	ok(empty, "an empty sentinel address is an error naming the entry");
+	is_int(rep.nerrors, 3, "all three in one pass");
+	conf_report_free(&rep);
+	conf_free(&c);
+
+	rep = (struct conf_report){ 0 };
+	is_int(build(&c, "{\"engine\": {\"type\": \"redis\", \"redis\": {\"address\": "
+		     "[\"redis+sentinel://:mp@127.0.0.1:26381/3?sentinel_master_name=m2&addr=127.0.0.1:26382\"]}}}",
+		     NULL, &rep), RT_OK, "a redis+sentinel:// address");
+	clean(&rep, "redis+sentinel://");
+	is_int(redis_conf_load(&c, &rc, NULL), RT_OK, "redis_conf_load");
+	ok(rc.nshards == 1 && rc.shard[0].nsentinels == 2 && strcmp(rc.shard[0].master_name, "m2") == 0 &&
+	   strcmp(rc.shard[0].password, "mp") == 0 && rc.shard[0].db == 3,
+	   "its sentinels, master name, and the master's password and db");
 	conf_report_free(&rep);
 	conf_free(&c);
 }
@@ -955,6 +1030,7 @@ int main(void)
 	test_internal_listener();
 	test_warnings();
 	test_refused();
+	test_sentinel();
 	test_v5();
 	test_types();
 	test_durations();

@@ -281,10 +281,10 @@ static void test_addr_refused(void)
 	} bad[] = {
 		{ "rediss://127.0.0.1:6379", "TLS" },
 		{ "rediss+sentinel://127.0.0.1:26379?sentinel_master_name=m", "TLS" },
-		{ "redis+sentinel://127.0.0.1:26379?sentinel_master_name=m", "Sentinel" },
+		{ "redis+sentinel://127.0.0.1:26379", "needs a master name" },
 		{ "redis+cluster://127.0.0.1:7000", "Cluster" },
 		{ "redis://127.0.0.1:6379?tls_enabled=true", "TLS" },
-		{ "redis://127.0.0.1:6379?sentinel_master_name=m", "Sentinel" },
+		{ "redis://127.0.0.1:6379?sentinel_master_name=m", "only in a redis+sentinel:// URL" },
 		{ "redis://127.0.0.1:6379?sentinel_password=x", "sentinel_password" },
 		{ "redis://127.0.0.1:6379?addr=127.0.0.1:6380", "addr" },
 		{ "redis://127.0.0.1:6379?replica_client_enabled=true", "replica" },

@@ -59,4 +59,74 @@ class Redis {
   }
 }
 
-module.exports = { Redis, available };
+// redis-sentinel from a writable config file of its own (Sentinel rewrites
+// it), monitoring MASTER_NAME at 127.0.0.1:masterPort.
+class Sentinel extends Redis {
+  constructor(masterName, masterPort, opts = {}) {
+    super(opts);
+    this.masterName = masterName;
+    this.masterPort = masterPort;
+  }
+
+  async start(port) {
+    this.port = port || this.port || await freePort();
+    const file = `${this.dir}/sentinel.conf`;
+    const n = this.masterName;
+    fs.writeFileSync(file, [`port ${this.port}`, 'bind 127.0.0.1', `dir ${this.dir}`, 'loglevel warning',
+      `sentinel monitor ${n} 127.0.0.1 ${this.masterPort} ${this.opts.quorum || 2}`,
+      `sentinel down-after-milliseconds ${n} ${this.opts.downAfter || 1000}`,
+      `sentinel failover-timeout ${n} 3000`, ...(this.opts.lines || [])].join('\n') + '\n');
+    this.proc = spawn('redis-sentinel', [file], { stdio: 'ignore' });
+    this.pid = this.proc.pid;
+    this.exited = new Promise((resolve) => this.proc.on('exit', resolve));
+    await waitFor(() => this.cli('PING').trim() === 'PONG', 5000, 20, `redis-sentinel on ${this.port}`);
+    return this;
+  }
+
+  // The port of the master this sentinel names now, 0 if none.
+  masterNow() {
+    const [, port] = this.cli('SENTINEL', 'get-master-addr-by-name', this.masterName).trim().split('\n');
+    return Number(port) || 0;
+  }
+}
+
+function sentinelAvailable() {
+  return available() && spawnSync('sh', ['-c', 'command -v redis-sentinel']).status === 0;
+}
+
+// ref/redis-engine.md §11 topology 3: a master, two replicas and three
+// sentinels monitoring it as NAME (down-after 1 s, failover-timeout 3 s),
+// ready for a failover (each sentinel sees the quorum and both replicas
+// are linked). stop() stops every process by pid, whatever started.
+async function sentinelGroup(name = 'm1') {
+  const g = { name, servers: [], sentinels: [] };
+  g.stop = async () => { for (const p of [...g.sentinels, ...g.servers]) await p.stop(); };
+  // Ready for a failover: every sentinel sees the quorum and two replicas
+  // in good state (flags "slave" only), and both replicas finished their
+  // initial sync (ROLE "connected"): until then, what the master
+  // acknowledges exists only there, and a failover loses it whoever the
+  // client is.
+  g.ready = () => waitFor(() => g.sentinels.every((s) => s.cli('SENTINEL', 'ckquorum', name).startsWith('OK 3') &&
+    s.cli('SENTINEL', 'replicas', name).split('\n').filter((l, i, a) => a[i - 1] === 'flags' && l === 'slave')
+      .length === 2) && g.servers.filter((r) => r.cli('ROLE').startsWith('slave\n'))
+    .filter((r) => r.cli('ROLE').split('\n')[3] === 'connected').length === 2,
+  20000, 100, 'the sentinels to see the quorum and two replicas in sync');
+  try {
+    const master = await new Redis({ args: ['--repl-diskless-sync-delay', '0'] }).start();
+    g.servers.push(master);
+    for (let i = 0; i < 2; i++) {
+      g.servers.push(await new Redis({ args: ['--replicaof', '127.0.0.1', String(master.port)] }).start());
+    }
+    for (let i = 0; i < 3; i++) g.sentinels.push(await new Sentinel(name, master.port).start());
+    await g.ready();
+  } catch (e) {
+    await g.stop();
+    throw e;
+  }
+  g.address = g.sentinels.map((s) => `127.0.0.1:${s.port}`).join(',');
+  // The server the sentinels name master now.
+  g.master = () => g.servers.find((s) => s.port === g.sentinels[0].masterNow());
+  return g;
+}
+
+module.exports = { Redis, Sentinel, available, sentinelAvailable, sentinelGroup };
