@@ -440,6 +440,8 @@ static int check_http_response(const struct conf_key *k, const json_t *v, struct
 	STR(p ".sentinel_password", "", (fl) | SEC, NF, NULL, "Sentinel password"), \
 	STR(p ".sentinel_master_name", "", fl, NF, NULL, "name of the master Sentinel watches"), \
 	STR(p ".sentinel_client_name", "", fl, NF, NULL, "CLIENT SETNAME value towards Sentinel"), \
+	BOOL(p ".sentinel_wait_replicas", "false", fl, NF, \
+	     "rotor: a publish with history is ok only once every healthy replica has it (WAIT)"), \
 	TLS_KEYS(p ".sentinel_tls", fl)
 
 #define REDIS_HISTORY_KEYS(p, fl) \

@@ -116,6 +116,7 @@ struct redis_conf {
 	struct redis_addr shard[REDIS_SHARDS_MAX];
 	uint64_t presence_ttl_s;
 	bool user_mapping;
+	bool wait_replicas;      /* sentinel_wait_replicas: publishes with history WAIT */
 };
 
 struct conf_report;

@@ -142,6 +142,8 @@ struct rq {
 	char since_epoch[NODE_EPOCH_MAX + 1];
 	bool has_since_epoch;
 	bool stats_by_hand;            /* presence_stats without the user mapping */
+	struct node_pub_result res;    /* publish: the result, while WAIT runs */
+	int replicas;                  /* ... for how many replicas */
 	const char *what;              /* fire-and-forget requests: for the log */
 };
 
@@ -200,6 +202,28 @@ static bool reply_str(const redisReply *r, struct pstr *s)
 
 /* ---- publish --------------------------------------------------------------- */
 
+/* The answer to the WAIT after a publish with history on a Sentinel
+ * shard (sentinel_wait_replicas): ok only when every replica the
+ * sentinels consider healthy has it, so that no failover, manual ones
+ * included (the old master takes writes until it is demoted, and they are
+ * lost), takes away a publication that was answered ok. */
+static void on_waited(void *arg, redisReply *r, const char *err)
+{
+	struct rq *q = arg;
+	int rc = RT_ERR;
+
+	if (!failed(q, "waiting for the replicas of a publish", r, err)) {
+		if (r->type == REDIS_REPLY_INTEGER && r->integer >= q->replicas)
+			rc = RT_OK;
+		else
+			log_warn("redis: a publish to %.*s reached %lld of %d replicas in time; answered as failed",
+				 (int)q->channel.n, q->channel.p, r->type == REDIS_REPLY_INTEGER ? r->integer : -1LL,
+				 q->replicas);
+	}
+	((node_pub_fn *)q->done)(q->arg, rc, &q->res);
+	rq_free(q);
+}
+
 static void on_publish(void *arg, redisReply *r, const char *err)
 {
 	struct rq *q = arg;
@@ -217,6 +241,17 @@ static void on_publish(void *arg, redisReply *r, const char *err)
 				reply_u64(r->element[2], &suppressed);
 			res.suppressed = suppressed == 1;
 			rc = RT_OK;
+			if (q->replicas > 0 && !res.suppressed) {
+				struct reng *e = R(q->w);
+				struct rlink *l = link_of(e, q->channel);
+				char n[16], ms[24];
+				uint64_t t = e->cf.shard[0].io_timeout_ms / 2;
+				snprintf(n, sizeof(n), "%d", q->replicas);
+				snprintf(ms, sizeof(ms), "%llu", (unsigned long long)(t < 100 ? 100 : t));
+				q->res = res;
+				rlink_cmd(l, 3, (const char *[]){ "WAIT", n, ms }, NULL, on_waited, q);
+				return;
+			}
 		} else if (r->type == REDIS_REPLY_NIL || r->type == REDIS_REPLY_ARRAY) {
 			rc = RT_OK; /* the idempotent publish without history answers nothing */
 		} else {
@@ -261,6 +296,10 @@ static void redis_publish(struct worker *w, const struct node_pub *p, node_pub_f
 		put_s(&a, "");
 		put_s(&a, "0");
 		put_s(&a, "");
+		/* WAIT goes after the script's reply: a NOSCRIPT retry of
+		 * EVALSHA would otherwise come after it. */
+		if (r->cf.wait_replicas && r->cf.shard[rw_shard_of(p->channel, r->cf.nshards)].master_name[0])
+			q->replicas = rlink_replicas(l) < 0 ? 1 : rlink_replicas(l); /* unknown yet: one at least */
 		rlink_eval(l, &s_publish, 3, a.c, a.v, a.n, on_publish, q);
 	} else if (p->idempotency_key.n) {
 		/* §4.3 */

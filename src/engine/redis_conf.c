@@ -149,5 +149,6 @@ int redis_conf_load(const struct conf *k, struct redis_conf *rc, struct conf_rep
 	if (rc->presence_ttl_s == 0)
 		rc->presence_ttl_s = 1;
 	rc->user_mapping = json_is_true(conf_get(k, "engine.redis.presence_user_mapping"));
+	rc->wait_replicas = json_is_true(conf_get(k, "engine.redis.sentinel_wait_replicas"));
 	return bad ? RT_INVAL : RT_OK;
 }

@@ -559,6 +559,7 @@ struct rlink {
 	int sen_idx;
 	int sen_tried, sen_unknown; /* this round: sentinels given up on, of which said "unknown master" */
 	bool sen_query;          /* a SENTINEL get-master-addr-by-name in flight on sen */
+	int sen_replicas;        /* healthy replicas of the master, as a sentinel last said; -1: unknown */
 	bool sen_said_unknown;   /* the current sentinel does not know the master */
 	char sen_why[256];       /* why the current sentinel failed us, "" if it did not */
 	struct redis_addr master; /* where the master was said to be; host "" before any answer */
@@ -1252,12 +1253,39 @@ static void sen_switch(struct rlink *l)
 
 static void sen_reply(void *arg, redisReply *r, const char *err);
 
+/* The answer to SENTINEL REPLICAS: one array of field, value pairs per
+ * replica; those whose flags say neither down nor disconnected count. */
+static void sen_replicas_reply(void *arg, redisReply *r, const char *err)
+{
+	struct rlink *l = arg;
+	int n = 0;
+
+	(void)err;
+	if (l->freeing || r == NULL || r->type != REDIS_REPLY_ARRAY)
+		return;
+	for (size_t i = 0; i < r->elements; i++) {
+		const redisReply *e = r->element[i];
+		bool healthy = false;
+		for (size_t k = 0; e->type == REDIS_REPLY_ARRAY && k + 1 < e->elements; k += 2) {
+			const redisReply *f = e->element[k], *v = e->element[k + 1];
+			if (f->type == REDIS_REPLY_STRING && strcmp(f->str, "flags") == 0 && v->type == REDIS_REPLY_STRING)
+				healthy = !strstr(v->str, "s_down") && !strstr(v->str, "o_down") &&
+					  !strstr(v->str, "disconnected");
+		}
+		n += healthy;
+	}
+	l->sen_replicas = n;
+}
+
+/* Where the master is; and, for rlink_replicas, how many replicas it has. */
 static void sen_ask(struct rlink *l)
 {
 	const char *argv[] = { "SENTINEL", "get-master-addr-by-name", l->addr.master_name };
+	const char *rargv[] = { "SENTINEL", "replicas", l->addr.master_name };
 
 	l->sen_query = true;
 	rlink_cmd(l->sen, 3, argv, NULL, sen_reply, l);
+	rlink_cmd(l->sen, 3, rargv, NULL, sen_replicas_reply, l);
 }
 
 /* The current sentinel failed us (WHY; UNKNOWN: it does not know the
@@ -1458,6 +1486,7 @@ static struct rlink *link_make(const struct rlink_opts *o, struct rlink *owner)
 	ev_timer_init(&l->later_w, later_cb, 0., 0.);
 	l->conn_w.data = l->io_w.data = l->later_w.data = l;
 	l->owner = owner;
+	l->sen_replicas = -1;
 	if (SENTINEL(l)) {
 		assert(l->addr.nsentinels > 0);
 		ev_timer_init(&l->check_w, check_cb, RLINK_SENTINEL_CHECK_S, RLINK_SENTINEL_CHECK_S);
@@ -1492,6 +1521,11 @@ void rlink_free(struct rlink *l)
 	ev_timer_stop(l->loop, &l->conn_w);
 	ev_timer_stop(l->loop, &l->io_w);
 	link_leave(l);
+}
+
+int rlink_replicas(const struct rlink *l)
+{
+	return SENTINEL(l) ? l->sen_replicas : -1;
 }
 
 bool rlink_up(const struct rlink *l)

@@ -127,6 +127,12 @@ void rlink_free(struct rlink *l);
 
 bool rlink_up(const struct rlink *l);
 
+/* A link to a Sentinel group's master: how many replicas the sentinels
+ * last said the master has that are neither down nor disconnected (asked
+ * with every master lookup, so every few seconds). -1 for other links and
+ * until a sentinel answered. */
+int rlink_replicas(const struct rlink *l);
+
 /* The last connection error, "" when up (for /health and logs). */
 const char *rlink_error(const struct rlink *l);
 

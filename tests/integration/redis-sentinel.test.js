@@ -1,8 +1,9 @@
 'use strict';
 // The Redis engine on a Sentinel group (ref/redis-engine.md §11, topology
 // 3): a master, two replicas and three sentinels started here, two rotord
-// nodes configured with sentinel_address only. Cross-node delivery; then
-// the master is killed (SIGKILL) under a steady publisher on node A (one
+// nodes configured with sentinel_address and sentinel_wait_replicas.
+// Cross-node delivery; then a manual failover (SENTINEL FAILOVER) and the
+// master killed (SIGKILL), each under a steady publisher on node A (one
 // publish every 20 ms, history on): publishes work again after the
 // failover, EVERY publish answered OK is in the history afterwards (from
 // either node), and a subscriber on node B either received each of them or
@@ -28,7 +29,7 @@ function nodeConfig(group, name) {
         allow_subscribe_for_client: true },
     },
     engine: { type: 'redis', redis: { sentinel_address: [group.address], sentinel_master_name: group.name,
-      io_timeout: '1s' } },
+      io_timeout: '1s', sentinel_wait_replicas: true } },
     node: { name },
   };
 }
@@ -173,12 +174,12 @@ test('the Redis engine on a Sentinel group', { skip, timeout: 90000 }, async (t)
     });
 
     // Sentinel promotes a replica while the old master still takes writes
-    // until it is converted, seconds later: whatever rotor wrote there in
-    // between was acknowledged and is lost (measured: ~150 of ~470 at one
-    // publish per 20 ms). Kept as a known failure until publishes wait for
-    // their replication (WAIT) on Sentinel shards.
+    // until it is converted, seconds later: what it took in between is
+    // lost (without sentinel_wait_replicas: ~150 of ~470 acknowledged
+    // publishes at one per 20 ms). With it, a publish is ok only once
+    // every healthy replica has it, and the promoted one stopped
+    // replicating from the old master: those publishes fail instead.
     await t.test('SENTINEL FAILOVER under a steady publisher: no acknowledged publish lost, no silent gap',
-      { todo: 'acknowledged writes to the demoted master are lost (no WAIT yet)' },
       () => steadyFailover(t, group, a, b, 'manual', 'failover'));
     await group.ready();
 

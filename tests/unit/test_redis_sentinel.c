@@ -83,6 +83,7 @@ struct got {
 	int type;          /* REDIS_REPLY_*, or -1 with err */
 	char str[256];
 	int port;          /* CONFIG GET port */
+	long long integer; /* an integer reply */
 	char err[64];
 };
 
@@ -99,6 +100,7 @@ static void got_cb(void *arg, redisReply *r, const char *err)
 		return;
 	}
 	g->type = r->type;
+	g->integer = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
 	if (r->str)
 		snprintf(g->str, sizeof(g->str), "%.*s", (int)r->len, r->str);
 	if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[1]->str)
@@ -325,6 +327,10 @@ static void test_find_master(void)
 	is_str(g.str, "v", "GET works");
 	ok(WAIT(strcmp(redis_server_str(proc[P_MASTER].port, "PUBSUB NUMSUB news"), "news 1") == 0, 3.0),
 	   "the subscriber is subscribed on the master");
+	ok(WAIT(rlink_replicas(l) == 2, 3.0), "rlink_replicas: the sentinels' two healthy replicas (%d)",
+	   rlink_replicas(l));
+	CMD_WAIT(l, &g, "WAIT", "2", "2000");
+	is_int(g.integer, 2, "... which WAIT finds: both have the SET");
 	spin(6.0); /* one periodic check: the master did not move */
 	ok(rlink_up(l) && s.downs == 0 && ss.downs == 0, "the periodic sentinel check leaves an unmoved link alone");
 	rlink_free(sub);
