@@ -12,9 +12,8 @@
 // printed.
 const test = require('node:test');
 const assert = require('node:assert');
-const WebSocket = require('ws');
-const { Rotord, waitFor, sleep, hs256, apiPost } = require('./lib/rotord');
-const { sentinelAvailable, sentinelGroup } = require('./lib/redis');
+const { Rotord, waitFor, sleep, apiPost } = require('./lib/rotord');
+const { sentinelAvailable, sentinelGroup, nodeClient: client } = require('./lib/redis');
 
 const skip = sentinelAvailable() ? false : 'redis-server or redis-sentinel is not installed';
 
@@ -32,32 +31,6 @@ function nodeConfig(group, name) {
       io_timeout: '1s', sentinel_wait_replicas: true } },
     node: { name },
   };
-}
-
-// A raw JSON client on NODE: what it got, and a call helper.
-async function client(node, user) {
-  const ws = new WebSocket(`ws://127.0.0.1:${node.port}/connection/websocket`);
-  const msgs = [];
-  let id = 1;
-  ws.on('message', (d) => {
-    for (const l of d.toString().split('\n')) {
-      const m = JSON.parse(l);
-      if (Object.keys(m).length === 0) ws.send('{}');
-      else msgs.push(m);
-    }
-  });
-  ws.on('error', () => {});
-  await new Promise((resolve, reject) => { ws.on('open', resolve); ws.on('error', reject); });
-  const closed = new Promise((resolve) => ws.on('close', (code) => resolve(code)));
-  const call = async (cmd) => {
-    const my = ++id;
-    ws.send(JSON.stringify({ id: my, ...cmd }));
-    return waitFor(() => msgs.find((m) => m.id === my), 8000, 10, `reply to ${JSON.stringify(cmd)}`);
-  };
-  ws.send(JSON.stringify({ id: 1, connect: { token: hs256({ sub: user }) } }));
-  const c = await waitFor(() => msgs.find((m) => m.id === 1), 8000, 10, 'connect');
-  assert.ok(c.connect, JSON.stringify(c));
-  return { ws, msgs, call, closed };
 }
 
 // Under a steady publisher on node A (one publish every 20 ms on CH), the

@@ -14,7 +14,7 @@ const assert = require('node:assert');
 const WebSocket = require('ws');
 const { Centrifuge } = require('centrifuge');
 const { Rotord, waitFor, sleep, hs256, apiPost, request } = require('./lib/rotord');
-const { Redis, available } = require('./lib/redis');
+const { Redis, available, nodeClient: client } = require('./lib/redis');
 const { sdk, once } = require('./lib/transports');
 
 const skip = available() ? false : 'redis-server is not installed';
@@ -49,32 +49,6 @@ async function startNode(redis, name, extra, opts = {}) {
 function brokerPid(node) {
   const all = [...node.log().matchAll(/\[broker\] serving \(generation \d+, pid (\d+)\)/g)];
   return all.length ? Number(all[all.length - 1][1]) : 0;
-}
-
-// A raw JSON client connected to NODE as USER; collects what it gets.
-async function client(node, user) {
-  const ws = new WebSocket(`ws://127.0.0.1:${node.port}/connection/websocket`);
-  const msgs = [];
-  let id = 1;
-  ws.on('message', (d) => {
-    for (const l of d.toString().split('\n')) {
-      const m = JSON.parse(l);
-      if (Object.keys(m).length === 0) ws.send('{}');
-      else msgs.push(m);
-    }
-  });
-  ws.on('error', () => {});
-  await new Promise((resolve, reject) => { ws.on('open', resolve); ws.on('error', reject); });
-  const call = async (cmd) => {
-    const my = ++id;
-    ws.send(JSON.stringify({ id: my, ...cmd }));
-    return waitFor(() => msgs.find((m) => m.id === my), 6000, 10, `reply to ${JSON.stringify(cmd)}`);
-  };
-  ws.send(JSON.stringify({ id: 1, connect: { token: hs256({ sub: user }) } }));
-  const c = await waitFor(() => msgs.find((m) => m.id === 1), 6000, 10, 'connect');
-  assert.ok(c.connect, JSON.stringify(c));
-  const closed = new Promise((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
-  return { ws, msgs, call, closed, id: c.connect.client, pubs: (ch) => msgs.filter((m) => m.push && m.push.pub && m.push.channel === ch).map((m) => m.push.pub) };
 }
 
 test('the Redis engine', { skip, timeout: 180000 }, async (t) => {

@@ -6,7 +6,9 @@
 
 const { spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
-const { freePort, waitFor, mkTmp } = require('./rotord');
+const assert = require('node:assert');
+const WebSocket = require('ws');
+const { freePort, waitFor, mkTmp, hs256 } = require('./rotord');
 
 function available() {
   return spawnSync('sh', ['-c', 'command -v redis-server && command -v redis-cli']).status === 0;
@@ -129,4 +131,33 @@ async function sentinelGroup(name = 'm1') {
   return g;
 }
 
-module.exports = { Redis, Sentinel, available, sentinelAvailable, sentinelGroup };
+// A raw JSON client connected to rotord NODE as USER (the tests of the
+// Redis engine spread them over nodes): what it got, a call helper, its
+// close and the publications of a channel.
+async function nodeClient(node, user) {
+  const ws = new WebSocket(`ws://127.0.0.1:${node.port}/connection/websocket`);
+  const msgs = [];
+  let id = 1;
+  ws.on('message', (d) => {
+    for (const l of d.toString().split('\n')) {
+      const m = JSON.parse(l);
+      if (Object.keys(m).length === 0) ws.send('{}');
+      else msgs.push(m);
+    }
+  });
+  ws.on('error', () => {});
+  await new Promise((resolve, reject) => { ws.on('open', resolve); ws.on('error', reject); });
+  const call = async (cmd) => {
+    const my = ++id;
+    ws.send(JSON.stringify({ id: my, ...cmd }));
+    return waitFor(() => msgs.find((m) => m.id === my), 8000, 10, `reply to ${JSON.stringify(cmd)}`);
+  };
+  ws.send(JSON.stringify({ id: 1, connect: { token: hs256({ sub: user }) } }));
+  const c = await waitFor(() => msgs.find((m) => m.id === 1), 8000, 10, 'connect');
+  assert.ok(c.connect, JSON.stringify(c));
+  const closed = new Promise((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+  return { ws, msgs, call, closed, id: c.connect.client,
+    pubs: (ch) => msgs.filter((m) => m.push && m.push.pub && m.push.channel === ch).map((m) => m.push.pub) };
+}
+
+module.exports = { Redis, Sentinel, available, sentinelAvailable, sentinelGroup, nodeClient };
