@@ -1264,31 +1264,6 @@ static bool key_eq(const char *key, size_t klen, const char *s, size_t n)
 	return n == klen && CRYPTO_memcmp(key, s, n) == 0;
 }
 
-/* Go's QueryUnescape of S[0..N) into OUT (room for N bytes): '+' is a
- * space, %XX a byte. Returns the length, or -1 for a bad escape. */
-static ssize_t query_unescape(const char *s, size_t n, char *out)
-{
-	size_t o = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] == '%') {
-			int hi, lo;
-
-			if (i + 2 >= n)
-				return -1;
-			hi = utf8_hexval((unsigned char)s[i + 1]);
-			lo = utf8_hexval((unsigned char)s[i + 2]);
-			if (hi < 0 || lo < 0)
-				return -1;
-			out[o++] = (char)(hi << 4 | lo);
-			i += 2;
-		} else {
-			out[o++] = s[i] == '+' ? ' ' : s[i];
-		}
-	}
-	return (ssize_t)o;
-}
-
 /* Whether the first api_key parameter of QUERY (as Go's URL.Query().Get
  * finds it) is the key. */
 static bool query_key_ok(const char *query, const char *key, size_t klen)
@@ -1303,12 +1278,12 @@ static bool query_key_ok(const char *query, const char *key, size_t klen)
 		size_t klen_raw = eq ? (size_t)(eq - p) : len;
 		ssize_t kn, vn;
 
-		if (memchr(p, ';', len) == NULL && (kn = query_unescape(p, klen_raw, buf)) >= 0 &&
+		if (memchr(p, ';', len) == NULL && (kn = util_unescape(p, klen_raw, buf, true)) >= 0 &&
 		    (size_t)kn == 7 && memcmp(buf, "api_key", 7) == 0) {
 			const char *val = eq ? eq + 1 : p + len;
 			size_t vlen = eq ? len - klen_raw - 1 : 0;
 
-			if ((vn = query_unescape(val, vlen, buf)) >= 0) {
+			if ((vn = util_unescape(val, vlen, buf, true)) >= 0) {
 				ok = key_eq(key, klen, buf, (size_t)vn);
 				break;
 			}

@@ -7,6 +7,7 @@
 #include "util.h"
 #include "log.h"
 #include "proto.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -71,6 +72,29 @@ char *xasprintf(const char *fmt, ...)
 	if (n < 0)
 		out_of_memory(strlen(fmt));
 	return s;
+}
+
+long util_unescape(const char *s, size_t n, char *out, bool plus_space)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '%') {
+			int hi, lo;
+
+			if (i + 2 >= n)
+				return -1;
+			hi = utf8_hexval((unsigned char)s[i + 1]);
+			lo = utf8_hexval((unsigned char)s[i + 2]);
+			if (hi < 0 || lo < 0)
+				return -1;
+			out[o++] = (char)(hi << 4 | lo);
+			i += 2;
+		} else {
+			out[o++] = plus_space && s[i] == '+' ? ' ' : s[i];
+		}
+	}
+	return (long)o;
 }
 
 int util_random(void *buf, size_t n)

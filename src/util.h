@@ -23,6 +23,11 @@ struct pstr;
 struct pstr pstr_dup(struct pstr s);
 void pstr_free(struct pstr *s);
 
+/* Percent-decodes N bytes at S into OUT (room for N bytes): %XX is a
+ * byte, and '+' a space when PLUS_SPACE (Go's QueryUnescape). Returns the
+ * length, or -1 for a bad escape. */
+long util_unescape(const char *s, size_t n, char *out, bool plus_space);
+
 /* Fills BUF with N bytes from the kernel's CSPRNG (getrandom). Returns RT_OK
  * or RT_ERR (logged). */
 int util_random(void *buf, size_t n);

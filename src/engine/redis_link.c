@@ -46,7 +46,6 @@
 #include "conf.h"
 #include "log.h"
 #include "smap.h"
-#include "utf8.h"
 #include "util.h"
 
 #include <arpa/inet.h>
@@ -84,25 +83,10 @@ static void addr_defaults(struct redis_addr *a)
  * -1 on a bad escape or when it does not fit. */
 static int pct_decode(const char *s, size_t n, char *out, size_t size)
 {
-	size_t o = 0;
+	long o;
 
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c == '%') {
-			int hi, lo;
-			if (i + 2 >= n)
-				return -1;
-			hi = utf8_hexval((unsigned char)s[i + 1]);
-			lo = utf8_hexval((unsigned char)s[i + 2]);
-			if (hi < 0 || lo < 0)
-				return -1;
-			c = (unsigned char)(hi << 4 | lo);
-			i += 2;
-		}
-		if (o + 1 >= size)
-			return -1;
-		out[o++] = (char)c;
-	}
+	if (n >= size || (o = util_unescape(s, n, out, false)) < 0)
+		return -1;
 	out[o] = '\0';
 	return 0;
 }

@@ -3,6 +3,8 @@
  */
 #include "redis_server.h"
 
+#include <ev.h>
+
 #include <arpa/inet.h>
 #include <hiredis/hiredis.h>
 #include <stdarg.h>
@@ -245,4 +247,11 @@ void redis_server_pause(struct redis_server *s, bool pause)
 {
 	if (s->pid > 0)
 		kill(s->pid, pause ? SIGSTOP : SIGCONT);
+}
+
+void redis_loop_spin(struct ev_loop *lp, double secs)
+{
+	double t0 = ev_time();
+	while (ev_time() - t0 < secs)
+		ev_run(lp, EVRUN_ONCE);
 }

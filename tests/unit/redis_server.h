@@ -39,6 +39,17 @@ void redis_server_pause(struct redis_server *s, bool pause);
 int redis_sentinel_start(struct redis_server *s, int port, const char *master_name, int master_port, int quorum,
 			 int down_ms, const char *const *extra);
 
+/* Runs the libev loop LP until COND holds or SECS pass; the value of COND. */
+#define REDIS_LOOP_WAIT(lp, cond, secs) __extension__({ \
+	double t0_ = ev_time(); \
+	while (!(cond) && ev_time() - t0_ < (secs)) \
+		ev_run((lp), EVRUN_ONCE); \
+	(cond); })
+
+struct ev_loop;
+/* Runs LP for SECS. */
+void redis_loop_spin(struct ev_loop *lp, double secs);
+
 struct redisReply;
 /* One command (hiredis format) to 127.0.0.1:PORT, after AUTH PASSWORD when
  * not NULL, over a blocking connection (tests only: never in the loop

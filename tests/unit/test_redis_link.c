@@ -47,17 +47,11 @@ static void gap_reset(void)
 }
 
 /* Runs the loop until COND holds or SECS pass; the value of COND. */
-#define WAIT(cond, secs) __extension__({ \
-	double t0_ = ev_time(); \
-	while (!(cond) && ev_time() - t0_ < (secs)) \
-		ev_run(loop, EVRUN_ONCE); \
-	(cond); })
+#define WAIT(cond, secs) REDIS_LOOP_WAIT(loop, cond, secs)
 
 static void spin(double secs)
 {
-	double t0 = ev_time();
-	while (ev_time() - t0 < secs)
-		ev_run(loop, EVRUN_ONCE);
+	redis_loop_spin(loop, secs);
 }
 
 /* ---- replies -------------------------------------------------------------- */
