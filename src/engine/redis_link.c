@@ -196,6 +196,17 @@ static int parse_timeout(const char *name, const char *v, uint64_t *out, char *e
 	return 0;
 }
 
+/* Copies option KEY's value VAL into DST (SIZE bytes). */
+static int set_opt(char *dst, size_t size, const char *key, const char *val, char *err, size_t errlen)
+{
+	if (strlen(val) >= size) {
+		snprintf(err, errlen, "%s too long", key);
+		return -1;
+	}
+	strcpy(dst, val);
+	return 0;
+}
+
 /* Adds the sentinel "host[:port]" (N bytes at S) to A. */
 static int add_sentinel(const char *s, size_t n, struct redis_addr *a, char *err, size_t errlen)
 {
@@ -258,23 +269,14 @@ static int parse_query(const char *s, size_t n, bool sentinel, struct redis_addr
 			if (add_sentinel(val, strlen(val), a, err, errlen) != 0)
 				return -1;
 		} else if (strcmp(key, "sentinel_master_name") == 0) {
-			if (strlen(val) >= sizeof(a->master_name)) {
-				snprintf(err, errlen, "sentinel_master_name too long");
+			if (set_opt(a->master_name, sizeof(a->master_name), key, val, err, errlen) != 0)
 				return -1;
-			}
-			strcpy(a->master_name, val);
 		} else if (strcmp(key, "sentinel_user") == 0) {
-			if (strlen(val) >= sizeof(a->sentinel_user)) {
-				snprintf(err, errlen, "sentinel_user too long");
+			if (set_opt(a->sentinel_user, sizeof(a->sentinel_user), key, val, err, errlen) != 0)
 				return -1;
-			}
-			strcpy(a->sentinel_user, val);
 		} else if (strcmp(key, "sentinel_password") == 0) {
-			if (strlen(val) >= sizeof(a->sentinel_password)) {
-				snprintf(err, errlen, "sentinel_password too long");
+			if (set_opt(a->sentinel_password, sizeof(a->sentinel_password), key, val, err, errlen) != 0)
 				return -1;
-			}
-			strcpy(a->sentinel_password, val);
 		} else if (strcmp(key, "replica_client_enabled") == 0) {
 			snprintf(err, errlen, "option replica_client_enabled: replica clients are not supported");
 			return -1;
