@@ -8,7 +8,11 @@
  * Per shard it holds a PUB/SUB link for the channels ({p}.shard.0 as the
  * anchor, then {p}.client.CH for every channel with subscribers on this
  * node), a PUB/SUB link for the control plane ({p}.control and
- * {p}.node.<uid>), and a command link to publish on. What comes in goes
+ * {p}.node.<uid>), and a command link to publish on. On a Redis Cluster
+ * shard the two PUB/SUB links sit on any node (a classic PUBLISH reaches
+ * all of them) and subscribe the {CH}-tagged names (§2.2); whether a shard
+ * given as a plain address is a cluster, its command link finds out when
+ * it connects, and until then nothing is subscribed on it by name. What comes in goes
  * into the node's bus, where the workers fan it out exactly as they do with
  * the shared-memory engine:
  *
@@ -114,10 +118,18 @@ static int64_t now(void)
 	return util_mono_ms();
 }
 
+/* Whether shard I is a Redis Cluster (configured, or found so by its
+ * command link): its channel names carry the {CH} hash tag (§2.2). */
+static bool cluster_of(unsigned i)
+{
+	return rlink_cluster(B.sh[i].cmd);
+}
+
 static struct pstr client_name(struct pstr ch)
 {
 	B.name.len = 0;
-	rw_name(&B.name, B.cf.prefix, false, RW_CLIENT, ch, (struct pstr){ NULL, 0 });
+	rw_name(&B.name, B.cf.prefix, cluster_of(rw_shard_of(ch, B.cf.nshards)), RW_CLIENT, ch,
+		(struct pstr){ NULL, 0 });
 	return (struct pstr){ B.name.buf, B.name.len };
 }
 
@@ -133,7 +145,7 @@ static void publish_on(unsigned i, struct pstr channel, struct pstr payload, con
 {
 	const char *argv[] = { "PUBLISH", channel.p, payload.p ? payload.p : "" };
 	size_t lens[] = { 7, channel.n, payload.n };
-	rlink_cmd(B.sh[i].cmd, 3, argv, lens, on_logged, (void *)what);
+	rlink_cmd_key(B.sh[i].cmd, 1, 3, argv, lens, on_logged, (void *)what);
 }
 
 /* A control Command to everyone ({p}.control, one shard in turn: every
@@ -418,6 +430,11 @@ static void on_listen(struct worker *w, unsigned slot, uint64_t tag, struct pstr
 {
 	unsigned i = rw_shard_of(ch, B.cf.nshards);
 	smap_set(&B.listened, ch.p, ch.n, (uint64_t)now());
+	if (!rlink_mode_known(B.sh[i].cmd)) {
+		/* Whether the names take the cluster form is not known yet. */
+		node_bus_listen_ack(w, slot, tag, false);
+		return;
+	}
 	struct pstr name = client_name(ch);
 	if (!rlink_up(B.sh[i].sub)) {
 		/* As Centrifugo: no subscribing while PUB/SUB is down (the
@@ -449,7 +466,7 @@ static void on_message(void *arg, const char *channel, size_t chlen, const char 
 
 	s->heard_ms = now();
 	s->probe_ms = 0;
-	if (!rw_client_channel(name, B.cf.prefix, false, &ch))
+	if (!rw_client_channel(name, B.cf.prefix, cluster_of((unsigned)(s - B.sh)), &ch))
 		return; /* the anchor: a probe, ours or another node's */
 	if (rw_frame_parse(msg, len, &f) != 0) {
 		log_warn("broker: an unknown frame (%zu bytes) on %.*s skipped", len, (int)chlen, channel);
@@ -505,8 +522,10 @@ struct reconcile {
 static void keep_channel(void *arg, struct pstr channel, uint32_t n)
 {
 	struct reconcile *r = arg;
-	struct pstr name = client_name(channel);
 	(void)n;
+	if (!rlink_mode_known(B.sh[rw_shard_of(channel, B.cf.nshards)].cmd))
+		return; /* the form of its name is not known yet: the next round */
+	struct pstr name = client_name(channel);
 	smap_set(&r->keep, name.p, name.n, 1);
 	if (smap_get(&B.subscribed, name.p, name.n) == 0) {
 		unsigned i = rw_shard_of(channel, B.cf.nshards);

@@ -5,7 +5,9 @@
  * ref/redis-engine.md).
  *
  * Each worker holds one command link per shard (redis_link.h), pipelined;
- * a channel's keys live on the shard rw_shard_of names. A publication is
+ * a channel's keys live on the shard rw_shard_of names. On a Redis Cluster
+ * shard the names carry the {CH} hash tag, so that every key of a script
+ * is in one slot, and the link routes each request by its first key. A publication is
  * never delivered here at publish time: like every node, this one gets it
  * back from Redis PUB/SUB (the node's broker feeds it into the bus), so
  * subscribers see Redis's order, which is offset order. Offsets and epochs
@@ -91,11 +93,12 @@ static struct rlink *link_of(struct reng *r, struct pstr ch)
 	return r->cmd[rw_shard_of(ch, r->cf.nshards)];
 }
 
-/* Fills key scratch I with name KIND of CH. */
+/* Fills key scratch I with name KIND of CH: hash-tagged {CH} when CH's
+ * shard is a Redis Cluster (§2.2). */
 static struct pstr name(struct reng *r, int i, enum rw_name kind, struct pstr ch, struct pstr extra)
 {
 	r->key[i].len = 0;
-	rw_name(&r->key[i], r->cf.prefix, false, kind, ch, extra);
+	rw_name(&r->key[i], r->cf.prefix, rlink_cluster(link_of(r, ch)), kind, ch, extra);
 	return (struct pstr){ r->key[i].buf, r->key[i].len };
 }
 
@@ -313,7 +316,7 @@ static void redis_publish(struct worker *w, const struct node_pub *p, node_pub_f
 		put_s(&a, "PUBLISH");
 		put(&a, client);
 		put(&a, body);
-		rlink_cmd(l, a.c, a.v, a.n, on_publish, q);
+		rlink_cmd_key(l, 1, a.c, a.v, a.n, on_publish, q);
 	}
 }
 
@@ -488,7 +491,7 @@ static void redis_history_remove(struct worker *w, struct pstr ch, node_done_fn 
 	struct args a = { 0 };
 	put_s(&a, "DEL");
 	put(&a, name(r, 0, RW_STREAM, ch, (struct pstr){ NULL, 0 }));
-	rlink_cmd(link_of(r, ch), a.c, a.v, a.n, on_removed, rq_new(w, (void *)done, arg, ch));
+	rlink_cmd_key(link_of(r, ch), 1, a.c, a.v, a.n, on_removed, rq_new(w, (void *)done, arg, ch));
 }
 
 /* ---- presence ---------------------------------------------------------------- */
@@ -648,7 +651,7 @@ static int redis_join_leave(struct worker *w, struct pstr ch, const struct clien
 	r->arg.len = 0;
 	rw_join_leave(&r->arg, join, ci);
 	put(&a, (struct pstr){ r->arg.buf, r->arg.len });
-	rlink_cmd(link_of(r, ch), a.c, a.v, a.n, on_fire_and_forget,
+	rlink_cmd_key(link_of(r, ch), 1, a.c, a.v, a.n, on_fire_and_forget,
 		  rq_log(w, join ? "join" : "leave", ch));
 	return RT_OK;
 }
@@ -732,7 +735,7 @@ static void send_control(struct worker *w, struct rw_cmd *c, struct pstr to)
 	put_s(&a, "PUBLISH");
 	put(&a, (struct pstr){ ch.buf, ch.len });
 	put(&a, (struct pstr){ r->arg.buf, r->arg.len });
-	rlink_cmd(r->cmd[r->rr++ % r->cf.nshards], a.c, a.v, a.n, on_fire_and_forget,
+	rlink_cmd_key(r->cmd[r->rr++ % r->cf.nshards], 1, a.c, a.v, a.n, on_fire_and_forget,
 		  rq_log(w, "control command", pstr_c("{control}")));
 	jw_free(&ch);
 }

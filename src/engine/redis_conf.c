@@ -1,8 +1,10 @@
 /*
  * redis_conf.c - the Redis engine's settings (engine.redis.*), read the
  * same way by rotord -t, the master, the broker and every worker: the
- * shard addresses (redis_link.h parses them: servers, or Sentinel groups
- * from sentinel_address, which then wins over address as in Centrifugo),
+ * shard addresses (redis_link.h parses them: servers, Sentinel groups from
+ * sentinel_address, or Redis Clusters from cluster_address; as in
+ * Centrifugo cluster_address wins over both others, sentinel_address over
+ * address),
  * the prefix, presence options, and an error naming each key rotor does
  * not serve yet.
  */
@@ -21,7 +23,7 @@
  * stop rotord (where data lives and how it is protected are never
  * guessed). */
 static const char *const refused_keys[] = {
-	"cluster_address", "tls.enabled", "sentinel_tls.enabled",
+	"tls.enabled", "sentinel_tls.enabled",
 	"history_use_lists", "presence_hash_field_ttl",
 };
 
@@ -62,7 +64,7 @@ int redis_conf_load(const struct conf *k, struct redis_conf *rc, struct conf_rep
 		if (key_set(conf_get(k, key))) {
 			if (rep)
 				conf_report_error(rep, "%s: not supported by rotor yet; refused (engine.type \"redis\" "
-						  "serves standalone Redis shards and Sentinel groups)", key);
+						  "serves Redis shards without TLS, and no list-mode history or hash field TTL)", key);
 			bad++;
 		}
 	}
@@ -107,9 +109,14 @@ int redis_conf_load(const struct conf *k, struct redis_conf *rc, struct conf_rep
 		strcpy((char *)&dflt + sen_strs[j].off, v);
 	}
 
-	/* sentinel_address, when set, wins over address (§7.3) */
-	bool sentinel = key_set(conf_get(k, "engine.redis.sentinel_address"));
-	const char *list = sentinel ? "engine.redis.sentinel_address" : "engine.redis.address";
+	/* cluster_address, when set, wins over the two others, sentinel_address
+	 * over address (§7.3) */
+	bool cluster = key_set(conf_get(k, "engine.redis.cluster_address"));
+	bool sentinel = !cluster && key_set(conf_get(k, "engine.redis.sentinel_address"));
+	const char *list = cluster ? "engine.redis.cluster_address" :
+			   sentinel ? "engine.redis.sentinel_address" : "engine.redis.address";
+	if (cluster)
+		dflt.master_name[0] = '\0';
 	if (sentinel && dflt.master_name[0] == '\0') {
 		if (rep)
 			conf_report_error(rep, "engine.redis.sentinel_master_name: required with "
@@ -130,8 +137,9 @@ int redis_conf_load(const struct conf *k, struct redis_conf *rc, struct conf_rep
 		}
 		int r = -1;
 		if (s)
-			r = sentinel ? redis_addr_parse_sentinels(s, &dflt, &rc->shard[rc->nshards], err, sizeof(err))
-				     : redis_addr_parse(s, &dflt, &rc->shard[rc->nshards], err, sizeof(err));
+			r = cluster ? redis_addr_parse_cluster(s, &dflt, &rc->shard[rc->nshards], err, sizeof(err))
+			    : sentinel ? redis_addr_parse_sentinels(s, &dflt, &rc->shard[rc->nshards], err, sizeof(err))
+				       : redis_addr_parse(s, &dflt, &rc->shard[rc->nshards], err, sizeof(err));
 		if (r != 0) {
 			if (rep)
 				conf_report_error(rep, "%s[%zu]: %s", list, i, s ? err : "not a string");

@@ -223,10 +223,36 @@ static int add_sentinel(const char *s, size_t n, struct redis_addr *a, char *err
 	return 0;
 }
 
-/* The query string (after '?', N bytes): only the options rotor serves;
- * the sentinel ones only in a redis+sentinel:// URL (SENTINEL). */
-static int parse_query(const char *s, size_t n, bool sentinel, struct redis_addr *a, char *err, size_t errlen)
+/* Adds the cluster seed "host[:port]" (N bytes at S) to A; the first is
+ * also A's host and port. */
+static int add_seed(const char *s, size_t n, struct redis_addr *a, char *err, size_t errlen)
 {
+	struct redis_sentinel *x;
+
+	if (a->nseeds == REDIS_SEEDS_MAX) {
+		snprintf(err, errlen, "more than %d seed nodes in one cluster shard", REDIS_SEEDS_MAX);
+		return -1;
+	}
+	x = &a->seed[a->nseeds];
+	if (parse_hostport(s, n, x->host, sizeof(x->host), &x->port, 6379, err, errlen) != 0)
+		return -1;
+	if (a->nseeds++ == 0) {
+		strcpy(a->host, x->host); /* 64 bytes into 256 */
+		a->port = x->port;
+	}
+	return 0;
+}
+
+enum url_kind { URL_PLAIN, URL_SENTINEL, URL_CLUSTER };
+
+/* The query string (after '?', N bytes): only the options rotor serves;
+ * the sentinel ones only in a redis+sentinel:// URL, addr in that and in
+ * a redis+cluster:// URL (KIND). */
+static int parse_query(const char *s, size_t n, enum url_kind kind, struct redis_addr *a, char *err,
+		       size_t errlen)
+{
+	bool sentinel = kind == URL_SENTINEL;
+
 	const char *end = s + n;
 
 	while (s < end) {
@@ -261,10 +287,16 @@ static int parse_query(const char *s, size_t n, bool sentinel, struct redis_addr
 		} else if (strcmp(key, "tls_enabled") == 0 || strcmp(key, "sentinel_tls_enabled") == 0) {
 			snprintf(err, errlen, "option %s: TLS to Redis is not supported (hiredis 0.14 has no TLS)", key);
 			return -1;
-		} else if (!sentinel && (strncmp(key, "sentinel_", 9) == 0 || strcmp(key, "addr") == 0)) {
+		} else if (kind == URL_PLAIN && strcmp(key, "addr") == 0) {
+			snprintf(err, errlen, "option addr: only in a redis+sentinel:// or redis+cluster:// URL");
+			return -1;
+		} else if (!sentinel && strncmp(key, "sentinel_", 9) == 0) {
 			snprintf(err, errlen, "option %s: only in a redis+sentinel:// URL",
 				 key);
 			return -1;
+		} else if (strcmp(key, "addr") == 0 && kind == URL_CLUSTER) {
+			if (add_seed(val, strlen(val), a, err, errlen) != 0)
+				return -1;
 		} else if (strcmp(key, "addr") == 0) {
 			if (add_sentinel(val, strlen(val), a, err, errlen) != 0)
 				return -1;
@@ -302,6 +334,8 @@ int redis_addr_parse(const char *s, const struct redis_addr *defaults, struct re
 	a.host[0] = a.path[0] = '\0';
 	a.port = 0;
 	a.nsentinels = 0;
+	a.cluster = false;
+	a.nseeds = 0;
 	if (errlen)
 		err[0] = '\0';
 
@@ -318,20 +352,19 @@ int redis_addr_parse(const char *s, const struct redis_addr *defaults, struct re
 	}
 
 	size_t slen = (size_t)(sep - s);
-	bool unix_sock = false, sentinel = false;
+	bool unix_sock = false, sentinel = false, cluster = false;
 #define SCHEME(lit) (slen == sizeof(lit) - 1 && strncasecmp(s, lit, slen) == 0)
 	if (SCHEME("redis") || SCHEME("tcp")) {
 		unix_sock = false;
 	} else if (SCHEME("unix")) {
 		unix_sock = true;
-	} else if (SCHEME("rediss") || SCHEME("rediss+sentinel")) {
+	} else if (SCHEME("rediss") || SCHEME("rediss+sentinel") || SCHEME("rediss+cluster")) {
 		snprintf(err, errlen, "%.*s://: TLS to Redis is not supported (hiredis 0.14 has no TLS)", (int)slen, s);
 		return -1;
 	} else if (SCHEME("redis+sentinel")) {
 		sentinel = true;
-	} else if (SCHEME("redis+cluster") || SCHEME("rediss+cluster")) {
-		snprintf(err, errlen, "%.*s://: Redis Cluster is not supported", (int)slen, s);
-		return -1;
+	} else if (SCHEME("redis+cluster")) {
+		cluster = true;
 	} else {
 		snprintf(err, errlen, "unknown scheme \"%.*s://\" (redis://, tcp://, unix:// or host:port)",
 			 (int)(slen < 32 ? slen : 32), s);
@@ -381,6 +414,9 @@ int redis_addr_parse(const char *s, const struct redis_addr *defaults, struct re
 		if (sentinel) {
 			if (add_sentinel(p, (size_t)(hend - p), &a, err, errlen) != 0)
 				return -1;
+		} else if (cluster) {
+			if (add_seed(p, (size_t)(hend - p), &a, err, errlen) != 0)
+				return -1;
 		} else if (parse_hostport(p, (size_t)(hend - p), a.host, sizeof(a.host), &a.port, 6379, err,
 					  errlen) != 0) {
 			return -1;
@@ -404,8 +440,14 @@ int redis_addr_parse(const char *s, const struct redis_addr *defaults, struct re
 	}
 	if (!sentinel)
 		a.master_name[0] = '\0';
-	if (q && parse_query(q + 1, strlen(q + 1), sentinel, &a, err, errlen) != 0)
+	if (q && parse_query(q + 1, strlen(q + 1), sentinel ? URL_SENTINEL : cluster ? URL_CLUSTER : URL_PLAIN, &a,
+			     err, errlen) != 0)
 		return -1;
+	if (cluster && a.db != 0) {
+		snprintf(err, errlen, "redis+cluster://: a Redis Cluster has database 0 only");
+		return -1;
+	}
+	a.cluster = cluster;
 	if (sentinel && a.master_name[0] == '\0') {
 		snprintf(err, errlen, "redis+sentinel:// needs a master name (option sentinel_master_name, or "
 			 "the config's sentinel_master_name)");
@@ -460,6 +502,48 @@ int redis_addr_parse_sentinels(const char *s, const struct redis_addr *defaults,
 	return 0;
 }
 
+int redis_addr_parse_cluster(const char *s, const struct redis_addr *defaults, struct redis_addr *out,
+			     char *err, size_t errlen)
+{
+	struct redis_addr a = *defaults;
+
+	a.host[0] = a.path[0] = a.master_name[0] = '\0';
+	a.port = 0;
+	a.nsentinels = a.nseeds = 0;
+	a.cluster = true;
+	if (errlen)
+		err[0] = '\0';
+	if (a.db != 0) {
+		snprintf(err, errlen, "a Redis Cluster has database 0 only (engine.redis.db is %d)", a.db);
+		return -1;
+	}
+	if (strpbrk(s, "/@?")) {
+		snprintf(err, errlen, "\"%s\": a list of cluster nodes \"host:port,host:port\" (no URL)", s);
+		return -1;
+	}
+	while (*s) {
+		const char *comma = strchr(s, ',');
+		size_t n = comma ? (size_t)(comma - s) : strlen(s);
+		while (n > 0 && *s == ' ')
+			s++, n--;
+		while (n > 0 && s[n - 1] == ' ')
+			n--;
+		if (n == 0 || (comma && comma[1] == '\0')) {
+			snprintf(err, errlen, "an empty cluster node address");
+			return -1;
+		}
+		if (add_seed(s, n, &a, err, errlen) != 0)
+			return -1;
+		s = comma ? comma + 1 : s + strlen(s);
+	}
+	if (a.nseeds == 0) {
+		snprintf(err, errlen, "no cluster node address");
+		return -1;
+	}
+	*out = a;
+	return 0;
+}
+
 const char *redis_addr_str(const struct redis_addr *a)
 {
 	static char bufs[4][300];
@@ -471,6 +555,13 @@ const char *redis_addr_str(const struct redis_addr *a)
 		for (int i = 0; i < a->nsentinels && n > 0 && (size_t)n < sizeof(bufs[0]); i++)
 			n += snprintf(b + n, sizeof(bufs[0]) - (size_t)n, strchr(a->sentinel[i].host, ':') ?
 				      "%s[%s]:%d" : "%s%s:%d", i ? "," : "", a->sentinel[i].host, a->sentinel[i].port);
+		if (n > 0 && (size_t)n < sizeof(bufs[0]) - 1)
+			strcat(b, ")");
+	} else if (a->cluster) {
+		int n = snprintf(b, sizeof(bufs[0]), "cluster (");
+		for (int i = 0; i < a->nseeds && n > 0 && (size_t)n < sizeof(bufs[0]); i++)
+			n += snprintf(b + n, sizeof(bufs[0]) - (size_t)n, strchr(a->seed[i].host, ':') ?
+				      "%s[%s]:%d" : "%s%s:%d", i ? "," : "", a->seed[i].host, a->seed[i].port);
 		if (n > 0 && (size_t)n < sizeof(bufs[0]) - 1)
 			strcat(b, ")");
 	} else if (a->path[0])
@@ -550,14 +641,37 @@ struct rlink {
 	char sen_why[256];       /* why the current sentinel failed us, "" if it did not */
 	struct redis_addr master; /* where the master was said to be; host "" before any answer */
 	ev_timer check_w;        /* asks the sentinel again every RLINK_SENTINEL_CHECK_S */
+
+	/* Cluster (addr.cluster set; see "Cluster" below): */
+	struct rlink *clu;       /* on a node link: the cluster link it serves */
+	int seed_idx;            /* a cluster SUB link: the seed of the next attempt */
+	bool detected;           /* the handshake's INFO said cluster_enabled:1 */
+	bool mode_known;         /* plain or cluster: known since the link was first up */
+	struct clu_node *nodes;  /* CLU_NODES_MAX, in use: nnodes */
+	int nnodes;
+	uint16_t *slots;         /* CLU_SLOTS entries: master's node index + 1; 0: none */
+	bool map_known, refreshing, refresh_wanted;
+	int refresh_node;        /* where the CLUSTER SLOTS in flight went */
+	unsigned rr;
+	ev_timer refresh_w;
 };
 
 #define SENTINEL(l) ((l)->addr.master_name[0] != '\0')
+#define CLUSTER(l) ((l)->addr.cluster)
 
 /* For log lines: which of the links to one server. */
-#define KIND(l) ((l)->owner ? " (sentinel)" : (l)->kind == RLINK_SUB ? " (pub/sub)" : "")
+#define KIND(l) ((l)->owner ? " (sentinel)" : (l)->clu ? " (cluster node)" : \
+		 (l)->kind == RLINK_SUB ? " (pub/sub)" : "")
+
+/* A plain server's command link asks whether it is a cluster node. */
+#define DETECTS(l) ((l)->kind == RLINK_CMD && !(l)->owner && !(l)->clu && !SENTINEL(l) && !CLUSTER(l) && \
+		    (l)->addr.path[0] == '\0')
 
 static void connect_start(struct rlink *l);
+static void clu_start(struct rlink *l);
+static void clu_stop(struct rlink *l);
+static void clu_cmd(struct rlink *l, struct rscript *s, int nkeys, int key, int argc, const char *const *argv,
+		    const size_t *lens, rlink_reply_fn *cb, void *arg);
 static void drop(struct rlink *l, const char *why, const char *reqerr, bool ac_dying);
 static void sen_fail(struct rlink *l, const char *why, bool unknown);
 
@@ -570,6 +684,8 @@ static void link_destroy(struct rlink *l)
 {
 	smap_clear(&l->wanted);
 	smap_clear(&l->loaded);
+	free(l->nodes);
+	free(l->slots);
 	free(l);
 }
 
@@ -792,6 +908,13 @@ static void hs_reply(void *arg, redisReply *r, const char *err)
 	if (err)
 		return; /* the link is being dropped */
 	const char *name = l->hs_names[l->hs_total - l->hs_left];
+	if (strcmp(name, "INFO") == 0) {
+		/* an error (an ACL without INFO): taken as a plain server */
+		l->detected = r->type == REDIS_REPLY_STRING && strstr(r->str, "cluster_enabled:1") != NULL;
+		if (--l->hs_left == 0)
+			link_up(l);
+		return;
+	}
 	if (r->type == REDIS_REPLY_ERROR) {
 		char why[300];
 		snprintf(why, sizeof(why), "%s failed: %.200s", name, r->str ? r->str : "");
@@ -869,6 +992,8 @@ static void on_connect(const redisAsyncContext *cac, int status)
 		hs_send(l, "CLIENT SETNAME", 3, (const char *[]){ "CLIENT", "SETNAME", l->addr.client_name });
 	if (SENTINEL(l)) /* the sentinel's answer may be stale: a demoted master is a replica now */
 		hs_send(l, "ROLE", 1, (const char *[]){ "ROLE" });
+	if (DETECTS(l)) /* a cluster node given as a plain address (§2.2) */
+		hs_send(l, "INFO", 2, (const char *[]){ "INFO", "cluster" });
 	if (l->hs_total == 0)
 		hs_send(l, "PING", 1, (const char *[]){ "PING" });
 }
@@ -895,12 +1020,19 @@ static void resolve_start(struct rlink *l);
 static void connect_server(struct rlink *l)
 {
 	const struct redis_addr *a = SENTINEL(l) ? &l->master : &l->addr;
+	const char *host = a->host;
+	int port = a->port;
 	redisAsyncContext *ac;
 
+	if (CLUSTER(l)) { /* a SUB link: any node hears every PUBLISH */
+		const struct redis_sentinel *x = &a->seed[l->seed_idx++ % a->nseeds];
+		host = x->host;
+		port = x->port;
+	}
 	if (a->path[0])
 		ac = redisAsyncConnectUnix(a->path);
 	else /* "localhost" is not looked up: hiredis would call getaddrinfo */
-		ac = redisAsyncConnect(strcmp(a->host, "localhost") == 0 ? "127.0.0.1" : a->host, a->port);
+		ac = redisAsyncConnect(strcmp(host, "localhost") == 0 ? "127.0.0.1" : host, port);
 	if (ac == NULL) {
 		note_error(l, "out of memory");
 		schedule_retry(l);
@@ -1149,6 +1281,21 @@ static void resubscribe(struct rlink *l)
 
 static void link_up(struct rlink *l)
 {
+	if (l->detected && DETECTS(l)) {
+		/* A cluster node: the shard is the cluster it belongs to,
+		 * served through its slot map from now on. */
+		log_info("redis %s: a Redis Cluster node (cluster_enabled:1): serving the shard as a cluster",
+			 redis_addr_str(&l->addr));
+		detach(l, "connection lost", false);
+		l->addr.cluster = true;
+		l->addr.nseeds = 1;
+		snprintf(l->addr.seed[0].host, sizeof(l->addr.seed[0].host), "%s", l->addr.host);
+		l->addr.seed[0].port = l->addr.port;
+		l->addr.db = 0;
+		clu_start(l);
+		return;
+	}
+	l->mode_known = true;
 	l->st = ST_UP;
 	ev_timer_stop(l->loop, &l->conn_w);
 	l->backoff_ms = RLINK_BACKOFF_MIN_MS;
@@ -1439,6 +1586,410 @@ static void check_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		sen_ask(l);
 }
 
+/* ---- Cluster ------------------------------------------------------------------ */
+
+/* A command link whose shard is a Redis Cluster has no connection of its
+ * own: it keeps a command link per node (nodes[], made as they are first
+ * named: the seeds, the masters of CLUSTER SLOTS, the targets of
+ * redirections; a node is never dropped while the cluster link lives, so
+ * an index stays valid) and a table from each of the 16384 hash slots to
+ * its master's node. A request (struct creq, owning a copy of its
+ * arguments) goes to the master of its key's slot, or to any master when
+ * it has no key; MOVED updates the slot, asks for a fresh map soon and
+ * sends the request again to the node named, ASK sends ASKING and the
+ * request to the node named, both at most CLU_REDIRECTS times. The map is
+ * asked for (CLUSTER SLOTS, from the nodes in turn) when a node link comes
+ * up while none is known, soon after a redirection, an error that says the
+ * cluster changed, or a failed request, and every CLU_REFRESH_S anyway.
+ * Node links report to the cluster link through their callbacks only; the
+ * cluster link is UP while it has a map that covers every slot and the
+ * links to all its masters are up. Requests are accepted once a map is
+ * known: those for a slot whose master is unreachable fail as any request
+ * on a link that is down. Host names in the map are not resolved (that
+ * would block the loop): their slots stay without a master, said once in
+ * the log. */
+
+#define CLU_SLOTS 16384
+#define CLU_NODES_MAX 64
+#define CLU_REDIRECTS 5
+#define CLU_REFRESH_S 5.0
+#define CLU_SOON_S 0.1
+
+struct clu_node {
+	char host[64];
+	int port;
+	bool master;             /* named by the current map */
+	struct rlink *link;
+};
+
+struct creq {
+	struct rlink *l;
+	rlink_reply_fn *cb;
+	void *arg;
+	struct rscript *script;  /* NULL: a command */
+	int nkeys, key, argc, redirects;
+	const char **argv;       /* in the same block as the arguments */
+	size_t *lens;
+};
+
+unsigned rlink_slot(const char *key, size_t n)
+{
+	const char *open = memchr(key, '{', n);
+
+	if (open) {
+		const char *close = memchr(open + 1, '}', n - (size_t)(open + 1 - key));
+		if (close && close > open + 1) {
+			key = open + 1;
+			n = (size_t)(close - key);
+		}
+	}
+	uint16_t crc = 0;
+	for (size_t i = 0; i < n; i++) {
+		crc ^= (uint16_t)((unsigned char)key[i] << 8);
+		for (int b = 0; b < 8; b++)
+			crc = crc & 0x8000 ? (uint16_t)(crc << 1 ^ 0x1021) : (uint16_t)(crc << 1);
+	}
+	return crc & (CLU_SLOTS - 1);
+}
+
+static void clu_node_state(void *arg, bool up);
+
+/* The index of node HOST:PORT, made (and its link opened) if new; -1 when
+ * there are CLU_NODES_MAX already. */
+static int clu_node(struct rlink *l, const char *host, int port)
+{
+	for (int i = 0; i < l->nnodes; i++)
+		if (l->nodes[i].port == port && strcmp(l->nodes[i].host, host) == 0)
+			return i;
+	if (l->nnodes == CLU_NODES_MAX)
+		return -1;
+	struct clu_node *n = &l->nodes[l->nnodes];
+	struct redis_addr a = l->addr;
+	snprintf(n->host, sizeof(n->host), "%s", host);
+	n->port = port;
+	snprintf(a.host, sizeof(a.host), "%s", host);
+	a.port = port;
+	a.cluster = false;
+	a.nseeds = 0;
+	a.db = 0;
+	struct rlink_opts o = { .loop = l->loop, .addr = &a, .kind = RLINK_CMD, .on_state = clu_node_state,
+				.arg = l };
+	n->link = link_make(&o, NULL);
+	n->link->clu = l;
+	return l->nnodes++;
+}
+
+/* UP while the map covers every slot and all masters are reachable; the
+ * owner hears of changes. L must be held. */
+static void clu_update(struct rlink *l)
+{
+	bool up = l->map_known;
+	const char *why = "no slot map yet";
+
+	for (int i = 0; up && i < l->nnodes; i++)
+		if (l->nodes[i].master && !rlink_up(l->nodes[i].link)) {
+			up = false;
+			why = NULL;
+			snprintf(l->err, sizeof(l->err), "master %.80s: %.150s", redis_addr_str(&l->nodes[i].link->addr),
+				 rlink_error(l->nodes[i].link));
+		}
+	for (int s = 0; up && s < CLU_SLOTS; s++)
+		if (l->slots[s] == 0) {
+			up = false;
+			why = "some hash slots have no master";
+		}
+	if (why && !up)
+		snprintf(l->err, sizeof(l->err), "%s", why);
+	if (up == (l->st == ST_UP))
+		return;
+	l->st = up ? ST_UP : ST_DOWN;
+	if (up) {
+		l->err[0] = '\0';
+		log_info("redis %s: cluster ready", redis_addr_str(&l->addr));
+	} else {
+		log_warn("redis %s: %s", redis_addr_str(&l->addr), l->err);
+	}
+	if (l->on_state)
+		l->on_state(l->arg, up);
+}
+
+static void clu_refresh(struct rlink *l);
+
+/* A fresh map soon (not later than CLU_SOON_S from now). */
+static void clu_refresh_soon(struct rlink *l)
+{
+	if (ev_timer_remaining(l->loop, &l->refresh_w) <= CLU_SOON_S)
+		return;
+	ev_timer_stop(l->loop, &l->refresh_w);
+	ev_timer_set(&l->refresh_w, CLU_SOON_S, CLU_REFRESH_S);
+	ev_timer_start(l->loop, &l->refresh_w);
+}
+
+static void clu_node_state(void *arg, bool up)
+{
+	struct rlink *l = arg;
+
+	link_enter(l);
+	if (!l->freeing) {
+		if (up && (l->refresh_wanted || !l->map_known))
+			clu_refresh(l);
+		if (!up)
+			clu_refresh_soon(l);
+		clu_update(l);
+	}
+	link_leave(l);
+}
+
+/* CLUSTER SLOTS: [[start, end, [host, port, id…], replicas…]…]. */
+static void clu_slots_reply(void *arg, redisReply *r, const char *err)
+{
+	struct rlink *l = arg;
+	char why[300];
+
+	link_enter(l);
+	if (l->freeing || !l->refreshing)
+		goto out;
+	l->refreshing = false;
+	struct clu_node *asked = &l->nodes[l->refresh_node];
+	if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
+		snprintf(why, sizeof(why), "CLUSTER SLOTS to %s:%d: %.200s", asked->host, asked->port,
+			 r && r->type == REDIS_REPLY_ERROR ? r->str : err ? err : "an answer that is not a slot map");
+		l->refresh_wanted = true;
+		l->rr++;                 /* the next node next time */
+		if (!l->map_known)
+			note_error(l, why);
+		else
+			log_warn("redis %s: %s", redis_addr_str(&l->addr), why);
+		clu_refresh_soon(l);
+		goto out;
+	}
+	uint16_t *map = xcalloc(CLU_SLOTS, sizeof(*map));
+	bool master[CLU_NODES_MAX] = { false };
+	for (size_t i = 0; i < r->elements; i++) {
+		const redisReply *e = r->element[i], *m;
+		if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 || e->element[0]->type != REDIS_REPLY_INTEGER ||
+		    e->element[1]->type != REDIS_REPLY_INTEGER || (m = e->element[2])->type != REDIS_REPLY_ARRAY ||
+		    m->elements < 2 || m->element[0]->type != REDIS_REPLY_STRING ||
+		    m->element[1]->type != REDIS_REPLY_INTEGER)
+			continue;
+		long long lo = e->element[0]->integer, hi = e->element[1]->integer;
+		const char *host = m->element[0]->len ? m->element[0]->str : asked->host; /* "": the node asked */
+		char hp[128], h[64];
+		int port, idx;
+		snprintf(hp, sizeof(hp), strchr(host, ':') ? "[%.60s]:%lld" : "%.60s:%lld", host,
+			 m->element[1]->integer);
+		if (lo < 0 || hi >= CLU_SLOTS || lo > hi)
+			continue;
+		if (parse_hostport(hp, strlen(hp), h, sizeof(h), &port, 6379, why, sizeof(why)) != 0) {
+			char e2[sizeof(l->err)];
+			snprintf(e2, sizeof(e2), "slots %lld-%lld skipped: master %.150s", lo, hi, why);
+			if (strcmp(l->logged, e2) != 0) {
+				log_warn("redis %s: %s", redis_addr_str(&l->addr), e2);
+				snprintf(l->logged, sizeof(l->logged), "%s", e2);
+			}
+			continue;
+		}
+		if ((idx = clu_node(l, h, port)) < 0)
+			continue;
+		master[idx] = true;
+		for (long long s = lo; s <= hi; s++)
+			map[s] = (uint16_t)(idx + 1);
+	}
+	memcpy(l->slots, map, CLU_SLOTS * sizeof(*map));
+	free(map);
+	for (int i = 0; i < l->nnodes; i++)
+		l->nodes[i].master = master[i];
+	if (!l->map_known)
+		log_debug("redis %s: slot map from %s:%d", redis_addr_str(&l->addr), asked->host, asked->port);
+	l->map_known = l->mode_known = true;
+	l->refresh_wanted = false;
+	clu_update(l);
+out:
+	link_leave(l);
+}
+
+/* Asks a node that is up (the next in turn) for the slot map; with none
+ * up, the first node link to come up asks. */
+static void clu_refresh(struct rlink *l)
+{
+	if (l->refreshing)
+		return;
+	for (int k = 0; k < l->nnodes; k++) {
+		int i = (int)((l->rr + (unsigned)k) % (unsigned)l->nnodes);
+		if (rlink_up(l->nodes[i].link)) {
+			l->refreshing = true;
+			l->refresh_node = i;
+			rlink_cmd(l->nodes[i].link, 2, (const char *[]){ "CLUSTER", "SLOTS" }, NULL, clu_slots_reply, l);
+			return;
+		}
+	}
+	l->refresh_wanted = true;
+}
+
+static void refresh_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct rlink *l = w->data;
+
+	clu_refresh(l);
+}
+
+static void clu_start(struct rlink *l)
+{
+	l->nodes = xcalloc(CLU_NODES_MAX, sizeof(*l->nodes));
+	l->slots = xcalloc(CLU_SLOTS, sizeof(*l->slots));
+	l->st = ST_DOWN;
+	snprintf(l->err, sizeof(l->err), "no slot map yet");
+	ev_timer_init(&l->refresh_w, refresh_cb, CLU_REFRESH_S, CLU_REFRESH_S);
+	l->refresh_w.data = l;
+	ev_timer_start(l->loop, &l->refresh_w);
+	for (int i = 0; i < l->addr.nseeds; i++)
+		clu_node(l, l->addr.seed[i].host, l->addr.seed[i].port);
+}
+
+/* Frees the node links: what was in flight on them is answered "closed". */
+static void clu_stop(struct rlink *l)
+{
+	if (l->nodes == NULL)
+		return;
+	ev_timer_stop(l->loop, &l->refresh_w);
+	for (int i = 0; i < l->nnodes; i++) {
+		rlink_free(l->nodes[i].link);
+		l->nodes[i].link = NULL;
+	}
+}
+
+static void creq_reply(void *arg, redisReply *r, const char *err);
+
+static void clu_ignore(void *arg, redisReply *r, const char *err)
+{
+}
+
+/* Sends C to node I, after ASKING when ASK. */
+static void clu_send(struct creq *c, int i, bool ask)
+{
+	struct rlink *n = c->l->nodes[i].link;
+
+	if (ask)
+		rlink_cmd(n, 1, (const char *[]){ "ASKING" }, NULL, clu_ignore, NULL);
+	if (c->script)
+		rlink_eval(n, c->script, c->nkeys, c->argc, c->argv, c->lens, creq_reply, c);
+	else
+		rlink_cmd(n, c->argc, c->argv, c->lens, creq_reply, c);
+}
+
+/* "MOVED 3999 127.0.0.1:6381" (or ASK): the slot and the node, made if
+ * new. False when it does not parse or names a host name. */
+static bool parse_redirect(struct rlink *l, const char *s, unsigned *slot, int *node)
+{
+	const char *sp = strchr(s, ' '), *sp2;
+	char h[64], why[128];
+	int port;
+	long v;
+
+	if (sp == NULL || (sp2 = strchr(sp + 1, ' ')) == NULL)
+		return false;
+	v = strtol(sp + 1, NULL, 10);
+	if (v < 0 || v >= CLU_SLOTS)
+		return false;
+	if (parse_hostport(sp2 + 1, strlen(sp2 + 1), h, sizeof(h), &port, 6379, why, sizeof(why)) != 0)
+		return false;
+	*slot = (unsigned)v;
+	return (*node = clu_node(l, h, port)) >= 0;
+}
+
+static void creq_free(struct creq *c)
+{
+	free(c);
+}
+
+static void creq_reply(void *arg, redisReply *r, const char *err)
+{
+	struct creq *c = arg;
+	struct rlink *l = c->l;
+
+	link_enter(l);
+	if (!l->freeing && r && r->type == REDIS_REPLY_ERROR && r->str && c->redirects < CLU_REDIRECTS) {
+		bool moved = strncmp(r->str, "MOVED ", 6) == 0, ask = strncmp(r->str, "ASK ", 4) == 0;
+		unsigned slot;
+		int node;
+		if ((moved || ask) && parse_redirect(l, r->str, &slot, &node)) {
+			c->redirects++;
+			if (moved) {
+				l->slots[slot] = (uint16_t)(node + 1);
+				clu_refresh_soon(l);
+			}
+			clu_send(c, node, ask);
+			link_leave(l);
+			return;
+		}
+	}
+	if (!l->freeing && (err || (r && r->type == REDIS_REPLY_ERROR && r->str &&
+				    (strncmp(r->str, "CLUSTERDOWN", 11) == 0 || strncmp(r->str, "TRYAGAIN", 8) == 0 ||
+				     strncmp(r->str, "READONLY", 8) == 0 || strncmp(r->str, "MOVED", 5) == 0 ||
+				     strncmp(r->str, "ASK", 3) == 0))))
+		clu_refresh_soon(l);
+	c->cb(c->arg, r, err);
+	creq_free(c);
+	link_leave(l);
+}
+
+/* A request on cluster link L (see rlink_cmd_key and rlink_eval). */
+static void clu_cmd(struct rlink *l, struct rscript *s, int nkeys, int key, int argc, const char *const *argv,
+		    const size_t *lens, rlink_reply_fn *cb, void *arg)
+{
+	size_t size = sizeof(struct creq) + (size_t)argc * (sizeof(char *) + sizeof(size_t));
+	int node = -1;
+
+	if (l->freeing) {
+		cb(arg, NULL, "closed");
+		return;
+	}
+	if (!l->map_known) {
+		later_push(l, cb, arg, "not connected");
+		return;
+	}
+	if (key >= 0) {
+		int m = l->slots[rlink_slot(argv[key], lens ? lens[key] : strlen(argv[key]))];
+		if (m == 0) {
+			later_push(l, cb, arg, "no master serves the key's hash slot");
+			return;
+		}
+		node = m - 1;
+	} else {
+		for (int k = 0; k < l->nnodes && node < 0; k++) {
+			int i = (int)(l->rr++ % (unsigned)l->nnodes);
+			if (l->nodes[i].master && rlink_up(l->nodes[i].link))
+				node = i;
+		}
+		if (node < 0) {
+			later_push(l, cb, arg, "no cluster master is reachable");
+			return;
+		}
+	}
+	for (int i = 0; i < argc; i++)
+		size += (lens ? lens[i] : strlen(argv[i])) + 1;
+	struct creq *c = xcalloc(1, size);
+	c->l = l;
+	c->cb = cb;
+	c->arg = arg;
+	c->script = s;
+	c->nkeys = nkeys;
+	c->key = key;
+	c->argc = argc;
+	c->argv = (const char **)(c + 1);
+	c->lens = (size_t *)(c->argv + argc);
+	char *p = (char *)(c->lens + argc);
+	for (int i = 0; i < argc; i++) {
+		size_t n = lens ? lens[i] : strlen(argv[i]);
+		memcpy(p, argv[i], n);
+		p[n] = '\0';
+		c->argv[i] = p;
+		c->lens[i] = n;
+		p += n + 1;
+	}
+	clu_send(c, node, false);
+}
+
 /* ---- the interface ------------------------------------------------------------ */
 
 struct rlink *rlink_new(const struct rlink_opts *o)
@@ -1480,7 +2031,10 @@ static struct rlink *link_make(const struct rlink_opts *o, struct rlink *owner)
 		ev_timer_start(l->loop, &l->check_w);
 		sen_open(l);
 	}
-	connect_start(l);
+	if (CLUSTER(l) && l->kind == RLINK_CMD)
+		clu_start(l);
+	else
+		connect_start(l);
 	return l;
 }
 
@@ -1498,6 +2052,7 @@ void rlink_free(struct rlink *l)
 		rlink_free(l->sen);
 		l->sen = NULL;
 	}
+	clu_stop(l);
 	detach(l, "closed", false);
 	while ((q = TAILQ_FIRST(&l->later)) != NULL) {
 		req_unlink(&l->later, q);
@@ -1517,6 +2072,16 @@ int rlink_replicas(const struct rlink *l)
 bool rlink_up(const struct rlink *l)
 {
 	return l->st == ST_UP;
+}
+
+bool rlink_cluster(const struct rlink *l)
+{
+	return CLUSTER(l);
+}
+
+bool rlink_mode_known(const struct rlink *l)
+{
+	return CLUSTER(l) || l->mode_known;
 }
 
 const char *rlink_error(const struct rlink *l)
@@ -1554,9 +2119,19 @@ static bool switches_mode(const char *name, size_t n)
 void rlink_cmd(struct rlink *l, int argc, const char *const *argv, const size_t *lens, rlink_reply_fn *cb,
 	       void *arg)
 {
-	assert(l->kind == RLINK_CMD && argc > 0);
+	rlink_cmd_key(l, -1, argc, argv, lens, cb, arg);
+}
+
+void rlink_cmd_key(struct rlink *l, int key, int argc, const char *const *argv, const size_t *lens,
+		   rlink_reply_fn *cb, void *arg)
+{
+	assert(l->kind == RLINK_CMD && argc > 0 && key < argc);
 	if (!l->freeing && switches_mode(argv[0], lens ? lens[0] : strlen(argv[0]))) {
 		later_push(l, cb, arg, "not allowed on a command link");
+		return;
+	}
+	if (CLUSTER(l)) {
+		clu_cmd(l, NULL, 0, key, argc, argv, lens, cb, arg);
 		return;
 	}
 	if (!can_send(l, cb, arg))
@@ -1639,6 +2214,10 @@ void rlink_eval(struct rlink *l, struct rscript *s, int nkeys, int argc, const c
 	char *p;
 
 	assert(l->kind == RLINK_CMD && nkeys >= 0 && nkeys <= argc);
+	if (CLUSTER(l)) {
+		clu_cmd(l, s, nkeys, nkeys > 0 ? 0 : -1, argc, argv, lens, cb, arg);
+		return;
+	}
 	if (!can_send(l, cb, arg))
 		return;
 	script_sha(s);

@@ -26,12 +26,17 @@ struct ev_loop;
 struct redisReply;
 
 #define REDIS_SENTINELS_MAX 8
+#define REDIS_SEEDS_MAX 8
 
-/* One shard entry of engine.redis.address or .sentinel_address (§7.3), with
- * the connection block's settings that apply to it. A shard is either one
- * server (host and port, or path) or a Sentinel group (master_name set):
- * then host, port and path are unused and the link asks the sentinels where
- * the master is; user, password, db and client_name are the master's. */
+/* One shard entry of engine.redis.address, .sentinel_address or
+ * .cluster_address (§7.3), with the connection block's settings that apply
+ * to it. A shard is one server (host and port, or path), a Sentinel group
+ * (master_name set: then host, port and path are unused and the link asks
+ * the sentinels where the master is; user, password, db and client_name
+ * are the master's), or a Redis Cluster (cluster set: seed[] are the nodes
+ * asked for the slot map, host and port repeat the first; user, password
+ * and client_name are every node's, db is 0). A plain server found to be a
+ * cluster node is served as a cluster with itself as the seed. */
 struct redis_addr {
 	char host[256];            /* numeric IPv4/IPv6, or "localhost"; "" with a socket path */
 	int port;
@@ -48,11 +53,16 @@ struct redis_addr {
 		int port;
 	} sentinel[REDIS_SENTINELS_MAX];
 	char sentinel_user[128], sentinel_password[256], sentinel_client_name[128];
+	/* Cluster: */
+	bool cluster;
+	int nseeds;
+	struct redis_sentinel seed[REDIS_SEEDS_MAX];
 };
 
 /* Parses one address entry S: "host:port", "redis://[user[:pass]@]host:port[/db][?opts]",
  * "tcp://…", "unix://[user:pass@]/path",
- * "redis+sentinel://[user[:pass]@]host:port[/db]?sentinel_master_name=M&addr=h2:p2…".
+ * "redis+sentinel://[user[:pass]@]host:port[/db]?sentinel_master_name=M&addr=h2:p2…",
+ * "redis+cluster://[user[:pass]@]host:port[?addr=h2:p2…]".
  * DEFAULTS (user, password, db, timeouts, client_name, and the sentinel_*
  * settings: the config block's) are copied first; the URL's user, password,
  * db and the query options connect_timeout and io_timeout (Go durations)
@@ -60,8 +70,9 @@ struct redis_addr {
  * the URL has one). A redis+sentinel:// URL names the sentinels (its host
  * and every addr option, port 26379 by default) and takes the options
  * sentinel_master_name, sentinel_user and sentinel_password; its user,
- * password and db are the master's. Without a port, 6379. Forms rotor does
- * not serve (rediss://, rediss+sentinel://, redis+cluster://, tls_enabled,
+ * password and db are the master's. A redis+cluster:// URL names the seeds
+ * (its host and every addr option) and takes no db but 0. Without a port,
+ * 6379. Forms rotor does not serve (rediss:// and every TLS form, tls_enabled,
  * sentinel_tls_enabled, replica_client_enabled, unknown options), sentinel
  * options outside redis+sentinel://, and host names other than localhost
  * (connected to as 127.0.0.1) are refused. 0, or -1 with a message in ERR
@@ -77,8 +88,16 @@ int redis_addr_parse(const char *s, const struct redis_addr *defaults, struct re
 int redis_addr_parse_sentinels(const char *s, const struct redis_addr *defaults, struct redis_addr *out,
 			       char *err, size_t errlen);
 
-/* "host:port" ("[v6]:port"), the socket path, or "sentinel master M
- * (host:port,…)", for logs: in one of four static buffers used in turn. */
+/* Parses one entry of cluster_address: "host:port[,host:port…]", the seed
+ * nodes of one Redis Cluster (port 6379 when left out; numeric addresses or
+ * localhost only), with DEFAULTS as redis_addr_parse. 0, or -1 with a
+ * message in ERR. */
+int redis_addr_parse_cluster(const char *s, const struct redis_addr *defaults, struct redis_addr *out,
+			     char *err, size_t errlen);
+
+/* "host:port" ("[v6]:port"), the socket path, "sentinel master M
+ * (host:port,…)" or "cluster (host:port,…)", for logs: in one of four
+ * static buffers used in turn. */
 const char *redis_addr_str(const struct redis_addr *a);
 
 /* R is the reply (owned by hiredis, valid during the call only; an error
@@ -140,9 +159,25 @@ const char *rlink_error(const struct rlink *l);
  * on a CMD link; never (P)SUBSCRIBE, (P)UNSUBSCRIBE or MONITOR, which
  * hiredis would turn the connection over to (refused: "not allowed on a
  * command link"). CB is always called exactly once, later (never from
- * inside this call): with "not connected" when the link is down. */
+ * inside this call): with "not connected" when the link is down. On a
+ * cluster link the command goes to any master (PUBLISH: it reaches the
+ * whole cluster); rlink_cmd_key sends it to the master of argument KEY's
+ * hash slot (KEY < 0: any master), following MOVED and ASK. */
 void rlink_cmd(struct rlink *l, int argc, const char *const *argv, const size_t *lens,
 	       rlink_reply_fn *cb, void *arg);
+void rlink_cmd_key(struct rlink *l, int key, int argc, const char *const *argv, const size_t *lens,
+		   rlink_reply_fn *cb, void *arg);
+
+/* Whether L serves a Redis Cluster: configured so, or a plain server that
+ * said cluster_enabled:1 when the link connected. Keys and channel names
+ * then take the {CH} hash tag (§2.2). Known once the link was up
+ * (rlink_mode_known); false before. */
+bool rlink_cluster(const struct rlink *l);
+bool rlink_mode_known(const struct rlink *l);
+
+/* The hash slot of a key (CRC16-XMODEM of the key, or of its first
+ * non-empty {…} tag, modulo 16384), as Redis Cluster computes it. */
+unsigned rlink_slot(const char *key, size_t n);
 
 /* A Lua script: its text and, computed on first use, its SHA-1. It must
  * outlive every request made with it (scripts are static). */
@@ -153,11 +188,14 @@ struct rscript {
 
 /* EVALSHA S with NKEYS of the ARGC arguments as keys; on NOSCRIPT (a
  * restarted or failed-over server) the same call is repeated with EVAL,
- * transparently. CB as rlink_cmd's. */
+ * transparently. CB as rlink_cmd's. On a cluster link the script goes to
+ * the master of the first key's slot (all its keys must share the slot). */
 void rlink_eval(struct rlink *l, struct rscript *s, int nkeys, int argc, const char *const *argv,
 		const size_t *lens, rlink_reply_fn *cb, void *arg);
 
-/* SUB links: the set of channels wanted. SUBSCRIBE is sent at once when the
+/* SUB links: the set of channels wanted. On a cluster shard a SUB link
+ * sits on one seed (the next one after each failed attempt): classic
+ * PUBLISH reaches every node of a cluster. SUBSCRIBE is sent at once when the
  * link is up (and again for the whole set after every reconnect, in batches
  * of at most 512 channels); on_subscribed reports each acknowledgement.
  * UNSUBSCRIBE removes the channel from the set. Idempotent. on_subscribed

@@ -62,7 +62,7 @@ test('rotord -t: a missing file given with -c is an error', () => {
 test('TLS, engine and proxy keys rotor does not implement stop -t and the start, each named', () => {
   const conf = {
     http_server: { tls_autocert: { enabled: true, host_whitelist: ['example.com'] } },
-    engine: { type: 'redis', redis: { cluster_address: ['127.0.0.1:7000'] } },
+    engine: { type: 'redis', redis: { cluster_address: ['127.0.0.1:7000'], tls: { enabled: true } } },
     client: { proxy: { connect: { enabled: true } } },
     channel: { namespaces: [{ name: 'chat', publish_proxy_enabled: true }] },
   };
@@ -71,13 +71,32 @@ test('TLS, engine and proxy keys rotor does not implement stop -t and the start,
       const r = run(ROTORD, args);
       assert.strictEqual(r.status, 1, `rotord ${args.join(' ')}: ${r.stderr}`);
       for (const key of ['http_server.tls_autocert.enabled',
-        'engine.redis.cluster_address', 'client.proxy.connect.enabled',
+        'engine.redis.tls.enabled', 'client.proxy.connect.enabled',
         'channel.namespaces[chat].publish_proxy_enabled']) {
         assert.match(r.stderr, new RegExp(`(error|config): ${key.replace(/[.[\]]/g, '\\$&')}: .*not supported by rotor yet; refused`),
           `${key} named: ${r.stderr}`);
       }
       assert.doesNotMatch(r.stdout, /valid/);
     }
+  });
+});
+
+test('rotord -t: cluster_address is accepted; a node it cannot reach without a lookup is named', () => {
+  withFile({ engine: { type: 'redis', redis: { cluster_address: ['127.0.0.1:7000,127.0.0.1:7001'] } } }, (p) => {
+    const r = run(ROTORD, ['-t', '-c', p]);
+    assert.strictEqual(r.status, 0, r.stderr);
+  });
+  withFile({ engine: { type: 'redis', redis: { address: ['redis+cluster://127.0.0.1:7000?addr=127.0.0.1:7001'] } } },
+    (p) => assert.strictEqual(run(ROTORD, ['-t', '-c', p]).status, 0));
+  withFile({ engine: { type: 'redis', redis: { cluster_address: ['127.0.0.1:7000,node.example:7001'] } } }, (p) => {
+    const r = run(ROTORD, ['-t', '-c', p]);
+    assert.strictEqual(r.status, 1, r.stderr);
+    assert.match(r.stderr, /engine\.redis\.cluster_address\[0\]: .*node\.example/);
+  });
+  withFile({ engine: { type: 'redis', redis: { address: ['rediss+cluster://127.0.0.1:7000'] } } }, (p) => {
+    const r = run(ROTORD, ['-t', '-c', p]);
+    assert.strictEqual(r.status, 1, r.stderr);
+    assert.match(r.stderr, /engine\.redis\.address\[0\]: .*TLS/);
   });
 });
 

@@ -39,6 +39,19 @@ static int free_port(void)
 	return port;
 }
 
+/* Whether PORT can be bound on the loopback address now. */
+static bool port_free(int port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	bool ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
 /* One PING over a plain socket: whether +PONG came back. */
 static bool pings(int port)
 {
@@ -223,6 +236,73 @@ const char *redis_server_str(int port, const char *fmt, ...)
 		snprintf(buf, sizeof(buf), "%s", r->str);
 	freeReplyObject(r);
 	return buf;
+}
+
+int redis_cluster_start(struct redis_server *s, int n)
+{
+	static const char *const extra[] = { "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+					     "--cluster-node-timeout", "5000", NULL };
+	const char *argv[16];
+	char addrs[8][32];
+	int k = 0, status = -1;
+	pid_t pid;
+
+	if (n > 8)
+		return -1;
+	memset(s, 0, (size_t)n * sizeof(*s));
+	for (int i = 0; i < n; i++) {
+		/* the cluster bus listens on port + 10000 */
+		int port = 0;
+		for (int t = 0; t < 100 && port == 0; t++) {
+			int p = free_port();
+			if (p > 1024 && p + 10000 <= 65535 && port_free(p + 10000))
+				port = p;
+		}
+		if (port == 0 || redis_server_start(&s[i], port, extra) != 0)
+			goto fail;
+	}
+	argv[k++] = "redis-cli";
+	argv[k++] = "--cluster";
+	argv[k++] = "create";
+	for (int i = 0; i < n; i++) {
+		snprintf(addrs[i], sizeof(addrs[i]), "127.0.0.1:%d", s[i].port);
+		argv[k++] = addrs[i];
+	}
+	argv[k++] = "--cluster-replicas";
+	argv[k++] = "0";
+	argv[k++] = "--cluster-yes";
+	argv[k] = NULL;
+	pid = fork();
+	if (pid < 0)
+		goto fail;
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+		if (null >= 0)
+			dup2(null, 1);
+		execvp(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		fprintf(stderr, "redis-cli --cluster create failed (status %d)\n", status);
+		goto fail;
+	}
+	for (int t = 0; t < 1000; t++) {
+		int ok = 0;
+		for (int i = 0; i < n; i++) {
+			redisReply *r = redis_server_cmd(s[i].port, NULL, "CLUSTER INFO");
+			ok += r && r->type == REDIS_REPLY_STRING && strstr(r->str, "cluster_state:ok") != NULL;
+			if (r)
+				freeReplyObject(r);
+		}
+		if (ok == n)
+			return 0;
+		nanosleep(&(struct timespec){ 0, 20000000 }, NULL);
+	}
+	fprintf(stderr, "the cluster did not reach cluster_state:ok in 20 s\n");
+fail:
+	for (int i = 0; i < n; i++)
+		redis_server_stop(&s[i], true);
+	return -1;
 }
 
 void redis_server_stop(struct redis_server *s, bool hard)

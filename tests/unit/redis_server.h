@@ -39,6 +39,13 @@ void redis_server_pause(struct redis_server *s, bool pause);
 int redis_sentinel_start(struct redis_server *s, int port, const char *master_name, int master_port, int quorum,
 			 int down_ms, const char *const *extra);
 
+/* Topology 4 of ref/redis-engine.md §11: N (at most 8) cluster-enabled
+ * servers on free ports, joined by redis-cli --cluster create with no
+ * replicas, waited for until every one says cluster_state:ok (at most
+ * 20 s). Stopped with redis_server_stop each. 0, or -1 (reported on
+ * stderr, everything started stopped again). */
+int redis_cluster_start(struct redis_server *s, int n);
+
 /* Runs the libev loop LP until COND holds or SECS pass; the value of COND. */
 #define REDIS_LOOP_WAIT(lp, cond, secs) __extension__({ \
 	double t0_ = ev_time(); \

@@ -429,7 +429,7 @@ static void test_refused(void)
 	char want[256];
 
 	is_int(build(&c, "{\"http_server\": {\"tls_autocert\": {\"enabled\": true}},"
-		     " \"engine\": {\"type\": \"redis\", \"redis\": {\"cluster_address\": [\"127.0.0.1:7000\"],"
+		     " \"engine\": {\"type\": \"redis\", \"redis\": {"
 		     " \"tls\": {\"enabled\": true}, \"address\": [\"rediss://127.0.0.1:6380\", \"redis.example:6379\"]}},"
 		     " \"broker\": {\"enabled\": true},"
 		     " \"presence_manager\": {\"enabled\": true},"
@@ -444,11 +444,9 @@ static void test_refused(void)
 		has_error(&rep, want);
 	}
 	/* The Redis engine is implemented; what it does not serve is named. */
-	has_error(&rep, "engine.redis.cluster_address: not supported by rotor yet; refused (engine.type \"redis\" "
-		  "serves standalone Redis shards and Sentinel groups)");
 	has_error(&rep, "engine.redis.tls.enabled: not supported by rotor yet; refused (engine.type \"redis\" "
-		  "serves standalone Redis shards and Sentinel groups)");
-	is_int(rep.nerrors, ROTOR_ARRAY_LEN(refused) + 4, "nothing else");
+		  "serves Redis shards without TLS, and no list-mode history or hash field TTL)");
+	is_int(rep.nerrors, ROTOR_ARRAY_LEN(refused) + 3, "nothing else");
 	bool addr0 = false, addr1 = false;
 	for (size_t i = 0; i < rep.nerrors; i++) {
 		addr0 |= strncmp(rep.errors[i], "engine.redis.address[0]: ", 25) == 0 && strstr(rep.errors[i], "TLS");
@@ -517,7 +515,7 @@ static void test_sentinel(void)
 		     " \"sentinel_tls\": {\"enabled\": true}}}}", NULL, &rep), RT_INVAL,
 	       "bad sentinel addresses and sentinel_tls are refused");
 	has_error(&rep, "engine.redis.sentinel_tls.enabled: not supported by rotor yet; refused (engine.type "
-		  "\"redis\" serves standalone Redis shards and Sentinel groups)");
+		  "\"redis\" serves Redis shards without TLS, and no list-mode history or hash field TTL)");
 	bool name = false, empty = false;
 	for (size_t i = 0; i < rep.nerrors; i++) {
 		name |= strncmp(rep.errors[i], "engine.redis.sentinel_address[0]: ", 34) == 0 &&
@@ -540,6 +538,44 @@ static void test_sentinel(void)
 	ok(rc.nshards == 1 && rc.shard[0].nsentinels == 2 && strcmp(rc.shard[0].master_name, "m2") == 0 &&
 	   strcmp(rc.shard[0].password, "mp") == 0 && rc.shard[0].db == 3,
 	   "its sentinels, master name, and the master's password and db");
+	conf_report_free(&rep);
+	conf_free(&c);
+
+	/* Redis Cluster: cluster_address wins over address (§7.3). */
+	rep = (struct conf_report){ 0 };
+	is_int(build(&c, "{\"engine\": {\"type\": \"redis\", \"redis\": {\"address\": [\"redis.example:1\"],"
+		     " \"cluster_address\": [\"127.0.0.1:7000, 127.0.0.1:7001\", \"127.0.0.1:7100\"]}}}", NULL, &rep),
+	       RT_OK, "cluster_address is accepted, and address then ignored");
+	clean(&rep, "cluster_address");
+	is_int(redis_conf_load(&c, &rc, NULL), RT_OK, "redis_conf_load of cluster_address");
+	ok(rc.nshards == 2 && rc.shard[0].cluster && rc.shard[0].nseeds == 2 && rc.shard[0].seed[1].port == 7001 &&
+	   rc.shard[1].cluster && rc.shard[1].nseeds == 1 && rc.shard[1].seed[0].port == 7100,
+	   "two cluster shards with their seeds");
+	conf_report_free(&rep);
+	conf_free(&c);
+
+	rep = (struct conf_report){ 0 };
+	is_int(build(&c, "{\"engine\": {\"type\": \"redis\", \"redis\": {\"cluster_address\": "
+		     "[\"127.0.0.1:7000,node.example:7001\"], \"tls\": {\"enabled\": true}}}}", NULL, &rep), RT_INVAL,
+	       "a cluster with TLS or a host name is refused");
+	has_error(&rep, "engine.redis.tls.enabled: not supported by rotor yet; refused (engine.type \"redis\" "
+		  "serves Redis shards without TLS, and no list-mode history or hash field TTL)");
+	bool host = false;
+	for (size_t i = 0; i < rep.nerrors; i++)
+		host |= strncmp(rep.errors[i], "engine.redis.cluster_address[0]: ", 33) == 0 &&
+			strstr(rep.errors[i], "node.example") != NULL;
+	ok(host, "a cluster node's host name is an error naming the entry");
+	is_int(rep.nerrors, 2, "both in one pass");
+	conf_report_free(&rep);
+	conf_free(&c);
+
+	rep = (struct conf_report){ 0 };
+	is_int(build(&c, "{\"engine\": {\"type\": \"redis\", \"redis\": {\"address\": "
+		     "[\"redis+cluster://:pw@127.0.0.1:7000?addr=127.0.0.1:7001&addr=127.0.0.1:7002\"]}}}",
+		     NULL, &rep), RT_OK, "a redis+cluster:// address");
+	is_int(redis_conf_load(&c, &rc, NULL), RT_OK, "redis_conf_load of redis+cluster://");
+	ok(rc.nshards == 1 && rc.shard[0].cluster && rc.shard[0].nseeds == 3 && rc.shard[0].seed[2].port == 7002 &&
+	   strcmp(rc.shard[0].password, "pw") == 0, "its seeds and password");
 	conf_report_free(&rep);
 	conf_free(&c);
 }

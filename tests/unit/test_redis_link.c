@@ -266,6 +266,24 @@ static void test_addr_good(void)
 	ok(redis_addr_parse("redis://:urlpass@127.0.0.1:1/4", &d, &a, err, sizeof(err)) == 0, "URL over defaults");
 	ok(strcmp(a.user, "cfguser") == 0 && strcmp(a.password, "urlpass") == 0 && a.db == 4,
 	   "the URL's password and db override, an empty URL user does not");
+
+	ok(redis_addr_parse("redis+cluster://127.0.0.1:7000?addr=127.0.0.1:7001&addr=[::1]:7002", NULL, &a, err,
+			    sizeof(err)) == 0, "redis+cluster://");
+	ok(a.cluster && a.nseeds == 3 && strcmp(a.host, "127.0.0.1") == 0 && a.port == 7000 &&
+	   strcmp(a.seed[2].host, "::1") == 0 && a.seed[2].port == 7002, "its seeds, the first as host and port");
+	is_str(redis_addr_str(&a), "cluster (127.0.0.1:7000,127.0.0.1:7001,[::1]:7002)", "redis_addr_str of a cluster");
+	memset(&d, 0, sizeof(d));
+	ok(redis_addr_parse_cluster("127.0.0.1:7000, localhost", &d, &a, err, sizeof(err)) == 0,
+	   "a cluster_address entry");
+	ok(a.cluster && a.nseeds == 2 && a.seed[1].port == 6379 && strcmp(a.seed[1].host, "localhost") == 0,
+	   "its seeds, 6379 by default");
+	ok(redis_addr_parse_cluster("127.0.0.1:7000,", &d, &a, err, sizeof(err)) == -1 && strstr(err, "empty"),
+	   "an empty seed is refused: %s", err);
+	d.db = 1;
+	ok(redis_addr_parse_cluster("127.0.0.1:7000", &d, &a, err, sizeof(err)) == -1 && strstr(err, "database 0"),
+	   "a db other than 0 is refused: %s", err);
+	ok(redis_addr_parse("127.0.0.1:7000", NULL, &a, err, sizeof(err)) == 0 && !a.cluster,
+	   "a plain address is no cluster (until the server says so)");
 }
 
 static void test_addr_refused(void)
@@ -276,7 +294,10 @@ static void test_addr_refused(void)
 		{ "rediss://127.0.0.1:6379", "TLS" },
 		{ "rediss+sentinel://127.0.0.1:26379?sentinel_master_name=m", "TLS" },
 		{ "redis+sentinel://127.0.0.1:26379", "needs a master name" },
-		{ "redis+cluster://127.0.0.1:7000", "Cluster" },
+		{ "rediss+cluster://127.0.0.1:7000", "TLS" },
+		{ "redis+cluster://127.0.0.1:7000/2", "database 0 only" },
+		{ "redis+cluster://127.0.0.1:7000?sentinel_master_name=m", "only in a redis+sentinel:// URL" },
+		{ "redis+cluster://127.0.0.1:7000?addr=node.example:7001", "not a numeric IP address" },
 		{ "redis://127.0.0.1:6379?tls_enabled=true", "TLS" },
 		{ "redis://127.0.0.1:6379?sentinel_master_name=m", "only in a redis+sentinel:// URL" },
 		{ "redis://127.0.0.1:6379?sentinel_password=x", "sentinel_password" },

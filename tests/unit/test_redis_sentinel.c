@@ -221,7 +221,7 @@ static void test_parse(void)
 		{ "redis+sentinel://127.0.0.1?sentinel_master_name=m&addr=sentinel.example:1", "not a numeric" },
 		{ "redis+sentinel://127.0.0.1?sentinel_master_name=m&addr=[::1]:1&addr=[::1]:2&addr=[::1]:3&addr=[::1]:4"
 		  "&addr=[::1]:5&addr=[::1]:6&addr=[::1]:7&addr=[::1]:8", "more than 8 sentinels" },
-		{ "redis://127.0.0.1?addr=127.0.0.1:2", "only in a redis+sentinel:// URL" },
+		{ "redis://127.0.0.1?addr=127.0.0.1:2", "only in a redis+sentinel:// or redis+cluster:// URL" },
 	};
 	for (size_t i = 0; i < ROTOR_ARRAY_LEN(bad); i++) {
 		err[0] = '\0';

@@ -6,6 +6,7 @@
 
 const { spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
+const net = require('node:net');
 const assert = require('node:assert');
 const WebSocket = require('ws');
 const { freePort, waitFor, mkTmp, hs256 } = require('./rotord');
@@ -160,4 +161,50 @@ async function nodeClient(node, user) {
     pubs: (ch) => msgs.filter((m) => m.push && m.push.pub && m.push.channel === ch).map((m) => m.push.pub) };
 }
 
-module.exports = { Redis, Sentinel, available, sentinelAvailable, sentinelGroup, nodeClient };
+// A free loopback port that leaves room for a cluster bus at port + 10000.
+async function clusterPort() {
+  for (let i = 0; i < 200; i++) {
+    const p = await freePort();
+    if (p + 10000 > 65535) continue;
+    const busFree = await new Promise((resolve) => {
+      const srv = net.createServer();
+      srv.once('error', () => resolve(false));
+      srv.listen(p + 10000, '127.0.0.1', () => srv.close(() => resolve(true)));
+    });
+    if (busFree) return p;
+  }
+  throw new Error('no free port pair for a cluster node');
+}
+
+// ref/redis-engine.md §11 topology 4: N cluster-enabled servers joined by
+// redis-cli --cluster create with no replicas, ready once every one says
+// cluster_state:ok. g.cli(...) asks one node and follows redirections
+// (redis-cli -c); g.numsub(ch) sums PUBSUB NUMSUB over the nodes (each
+// counts its own subscribers). stop() stops every process by pid.
+async function clusterGroup(n = 3) {
+  const g = { servers: [] };
+  g.stop = async () => { for (const p of g.servers) await p.stop(); };
+  try {
+    for (let i = 0; i < n; i++) {
+      const r = new Redis({ args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf',
+        '--cluster-node-timeout', '5000'] });
+      g.servers.push(r);
+      await r.start(await clusterPort());
+    }
+    const res = spawnSync('redis-cli', ['--cluster', 'create', ...g.servers.map((r) => `127.0.0.1:${r.port}`),
+      '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8', timeout: 30000 });
+    if (res.status !== 0) throw new Error(`redis-cli --cluster create: ${res.stdout} ${res.stderr}`);
+    await waitFor(() => g.servers.every((r) => r.cli('CLUSTER', 'INFO').includes('cluster_state:ok')), 20000, 50,
+      'cluster_state:ok on every node');
+  } catch (e) {
+    await g.stop();
+    throw e;
+  }
+  g.cli = (...args) => spawnSync('redis-cli', ['-c', '-p', String(g.servers[0].port), '--raw', ...args],
+    { encoding: 'latin1' }).stdout || '';
+  g.numsub = (ch) => g.servers.reduce((sum, r) => sum + Number(r.cli('PUBSUB', 'NUMSUB', ch).trim().split('\n')[1]), 0);
+  g.seeds = (k) => g.servers.slice(0, k).map((r) => `127.0.0.1:${r.port}`).join(',');
+  return g;
+}
+
+module.exports = { Redis, Sentinel, available, sentinelAvailable, sentinelGroup, clusterGroup, nodeClient };
