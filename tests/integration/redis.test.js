@@ -13,7 +13,7 @@ const test = require('node:test');
 const assert = require('node:assert');
 const WebSocket = require('ws');
 const { Centrifuge } = require('centrifuge');
-const { Rotord, waitFor, sleep, hs256, apiPost, request } = require('./lib/rotord');
+const { Rotord, waitFor, sleep, hs256, apiPost, request, freePort } = require('./lib/rotord');
 const { Redis, available, nodeClient: client } = require('./lib/redis');
 const { sdk, once } = require('./lib/transports');
 
@@ -329,6 +329,114 @@ test('the Redis engine', { skip, timeout: 180000 }, async (t) => {
   } finally {
     if (a) await a.stop();
     if (b) await b.stop();
+    await redis.stop();
+  }
+});
+
+// Centrifugo's channel -> shard mapping (ref/redis-engine.md §7.1): FNV-1a
+// 64 of the channel, then jump consistent hash with its quotients in
+// float64, as centrifuge computes them.
+function shardOf(ch, n) {
+  const M = (1n << 64n) - 1n;
+  let h = 0xcbf29ce484222325n;
+  for (const byte of Buffer.from(ch)) h = ((h ^ BigInt(byte)) * 0x100000001b3n) & M;
+  let b = -1n;
+  let j = 0n;
+  while (j < BigInt(n)) {
+    b = j;
+    h = (h * 2862933555777941757n + 1n) & M;
+    j = BigInt(Math.trunc(Number(b + 1n) * (2 ** 31 / Number((h >> 33n) + 1n))));
+  }
+  return Number(b);
+}
+
+test('two shards: each channel on the shard Centrifugo\'s hash picks, delivery across nodes on both', { skip, timeout: 60000 }, async () => {
+  const r1 = await new Redis().start();
+  const r2 = await new Redis().start();
+  let c, d;
+  try {
+    const shards = { address: [`redis://127.0.0.1:${r1.port}`, `redis://127.0.0.1:${r2.port}`] };
+    const cfg = (name) => ({ ...NS, engine: { type: 'redis', redis: { ...shards, io_timeout: '1s' } }, node: { name } });
+    c = await new Rotord(cfg('node-c'), { workers: 2, expectWorkers: 3 }).start();
+    d = await new Rotord(cfg('node-d'), { workers: 2, expectWorkers: 3 }).start();
+    await waitFor(async () => (await api(c, 'info', {})).result.nodes.length === 2, 8000, 100, 'two nodes');
+    const sub = await client(d, 'ivan');
+    const chans = Array.from({ length: 12 }, (_, i) => `sh${i}`);
+    for (const ch of chans) assert.ok((await sub.call({ subscribe: { channel: ch } })).subscribe, ch);
+    for (const ch of chans) {
+      for (let n = 1; n <= 3; n++) {
+        const r = await api(c, 'publish', { channel: ch, data: { n } });
+        assert.strictEqual(r.result && r.result.offset, n, JSON.stringify(r));
+      }
+    }
+    const on = { [r1.port]: [], [r2.port]: [] };
+    for (const ch of chans) {
+      const where = [r1, r2].filter((r) => r.cli('XLEN', `centrifugo.stream.${ch}`).trim() === '3');
+      assert.strictEqual(where.length, 1, `${ch}: its stream on exactly one shard`);
+      assert.strictEqual(where[0], [r1, r2][shardOf(ch, 2)], `${ch}: on the shard Centrifugo's mapping names`);
+      on[where[0].port].push(ch);
+      // its PUB/SUB channel on that shard too: the nodes subscribe it there
+      assert.strictEqual(where[0].cli('PUBSUB', 'NUMSUB', `centrifugo.client.${ch}`).trim().split('\n')[1], '1', ch);
+    }
+    assert.ok(on[r1.port].length > 0 && on[r2.port].length > 0, `channels on both shards: ${JSON.stringify(on)}`);
+    for (const ch of chans) {
+      await waitFor(() => sub.pubs(ch).length === 3, 5000, 20, `${ch} on node D`);
+      assert.deepStrictEqual(sub.pubs(ch).map((p) => p.data.n), [1, 2, 3], ch);
+    }
+    sub.ws.close();
+  } finally {
+    if (c) await c.stop();
+    if (d) await d.stop();
+    await r1.stop();
+    await r2.stop();
+  }
+});
+
+test('a node restarted: its clients recover from the history in Redis', { skip, timeout: 60000 }, async () => {
+  const redis = await new Redis().start();
+  let a, b;
+  try {
+    a = await startNode(redis, 'node-a');
+    b = await startNode(redis, 'node-b');
+    const c = await client(a, 'judy');
+    const s = await c.call({ subscribe: { channel: 'restart' } });
+    for (let n = 1; n <= 3; n++) await api(b, 'publish', { channel: 'restart', data: { n } });
+    await waitFor(() => c.pubs('restart').length === 3, 5000, 20, 'three before the restart');
+    const port = a.port;
+    await a.stop();
+    a = null;
+    for (let n = 4; n <= 6; n++) await api(b, 'publish', { channel: 'restart', data: { n } });
+    a = await startNode(redis, 'node-a', {}, { port });
+    const back = await client(a, 'judy');
+    const r = await back.call({ subscribe: { channel: 'restart', recover: true, offset: 3, epoch: s.subscribe.epoch } });
+    assert.strictEqual(r.subscribe.recovered, true, JSON.stringify(r));
+    assert.deepStrictEqual(r.subscribe.publications.map((p) => p.data.n), [4, 5, 6], 'what it missed while the node was down');
+    await api(b, 'publish', { channel: 'restart', data: { n: 7 } });
+    await waitFor(() => back.pubs('restart').some((p) => p.data.n === 7), 5000, 20, 'live again on the restarted node');
+    back.ws.close();
+  } finally {
+    if (a) await a.stop();
+    if (b) await b.stop();
+    await redis.stop();
+  }
+});
+
+test('a Redis address nobody listens on: the daemon runs, says why, and serves once Redis is there', { skip, timeout: 60000 }, async () => {
+  const redis = new Redis();
+  redis.port = await freePort();
+  const n = await new Rotord(nodeConfig(redis, 'early'), { workers: 2, expectWorkers: 3, healthStatus: 503 }).start();
+  try {
+    const h = await request(n.port, { path: '/health' });
+    assert.strictEqual(h.status, 503);
+    assert.match(h.body, /redis shard 127\.0\.0\.1:\d+: .*(refused|connect)/i, h.body);
+    const p = await api(n, 'publish', { channel: 'early', data: {} });
+    assert.deepStrictEqual(p.error, { code: 100, message: 'internal server error' }, 'never ok before Redis is there');
+    await redis.start(redis.port);
+    await waitFor(async () => (await request(n.port, { path: '/health' })).status === 200, 15000, 200, 'healthy once Redis listens');
+    const ok = await api(n, 'publish', { channel: 'early', data: {} });
+    assert.strictEqual(ok.result.offset, 1, JSON.stringify(ok));
+  } finally {
+    await n.stop();
     await redis.stop();
   }
 });
