@@ -413,6 +413,11 @@ static void queued(struct conn *c, size_t len)
 		mark_dirty(c);
 }
 
+void conn_answering(struct conn *c)
+{
+	c->read_iter = c->w->iter;
+}
+
 int conn_queue(struct conn *c, struct rbuf *b, size_t off, size_t len)
 {
 	struct conn_seg *s;

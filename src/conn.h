@@ -179,6 +179,12 @@ void conn_set_ops(struct conn *c, const struct conn_ops *ops, void *ud);
 int conn_queue(struct conn *c, struct rbuf *b, size_t off, size_t len);
 int conn_queue_copy(struct conn *c, const void *data, size_t len);
 
+/* What C queues next answers its input, though the input came in an
+ * earlier iteration (a request the engine completed later): it goes to the
+ * front of the flush, as an answer in the iteration of its input does,
+ * not behind a fan-out. */
+void conn_answering(struct conn *c);
+
 /* Whether C is closed or shutting down (conn_shutdown): nothing more can be
  * queued on it. */
 bool conn_closing(const struct conn *c);

@@ -601,6 +601,9 @@ static void queue_response(struct http_conn *hc, int status, const char *ctype,
 	char buf[512];
 	int n;
 
+	/* A response always answers a request, also one the engine answered
+	 * iterations later (Redis): ahead of any fan-out in the flush. */
+	conn_answering(hc->c);
 	n = snprintf(buf, sizeof(buf), "HTTP/1.1 %d %s\r\n%s%s%sContent-Length: %zu\r\n%s",
 		     status, http_reason(status),
 		     ctype ? "Content-Type: " : "", ctype ? ctype : "", ctype ? "\r\n" : "",
