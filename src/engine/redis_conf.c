@@ -2,13 +2,11 @@
  * redis_conf.c - the settings of one Redis connection block (engine.redis.*,
  * broker.redis.* or presence_manager.redis.*: engine.c says which block
  * serves which side), read the same way by rotord -t, the broker and every
- * worker: the
- * shard addresses (redis_link.h parses them: servers, Sentinel groups from
- * sentinel_address, or Redis Clusters from cluster_address; as in
- * Centrifugo cluster_address wins over both others, sentinel_address over
- * address),
- * the prefix, presence options, and an error naming each key rotor does
- * not serve yet.
+ * worker: the shard addresses (redis_link.h parses them: servers, Sentinel
+ * groups from sentinel_address, or Redis Clusters from cluster_address; as
+ * in Centrifugo cluster_address wins over both others, sentinel_address
+ * over address), the prefix, presence options, and an error naming each
+ * key rotor does not serve yet.
  */
 #include "config.h"
 #include "engine.h"
