@@ -1261,15 +1261,8 @@ static void report_unsupported(const struct conf_key *k, const char *prefix, con
 static void report_unsupported_keys(const struct conf *c, struct conf_report *rep)
 {
 	char opts[128], where[192];
-	const char *engine = json_string_value(doc_get(c->doc, "engine.type"));
 
-	if (engine && strcmp(engine, "redis") == 0) {
-		struct redis_conf rc;
-		redis_conf_load(c, &rc, rep); /* errors name the key */
-	} else if (engine && strcmp(engine, "memory") != 0) {
-		conf_report_error(rep, "engine.type: \"%s\" is not supported by rotor; refused (TLS, engines "
-				  "and proxies are never ignored); use \"memory\" or \"redis\"", engine);
-	}
+	engine_check(c, rep); /* the engine, broker and presence sections; errors name the key */
 	for (size_t i = 0; i < conf_nkeys; i++) {
 		const struct conf_key *k = &conf_keys[i];
 		if (k->flags & CONF_IGNORED) {

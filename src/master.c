@@ -23,6 +23,7 @@
  */
 #include "config.h"
 #include "master.h"
+#include "engine.h"
 #include "log.h"
 #include "bus.h"
 #include "chan.h"
@@ -651,11 +652,12 @@ static int spawn(int slot)
 	return RT_OK;
 }
 
-/* Whether CONF's engine needs a broker process (the Redis engine). */
+/* Whether CONF needs a broker process: its broker side (PUB/SUB, control)
+ * is in Redis. */
 static bool wants_broker(const struct conf *conf)
 {
-	const char *t = json_string_value(conf_get(conf, "engine.type"));
-	return t != NULL && strcmp(t, "redis") == 0;
+	struct engine_plan p;
+	return engine_plan(conf, &p, NULL) == RT_OK && p.broker_redis;
 }
 
 /* Does slot SLOT have a live worker of the current generation? */

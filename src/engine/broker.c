@@ -637,8 +637,10 @@ static void on_tick(struct ev_loop *loop, ev_timer *tm, int revents)
 
 int broker_start(struct worker *w)
 {
-	if (redis_conf_load(w->conf, &B.cf, NULL) != RT_OK) {
-		log_error("broker: the engine's configuration does not load");
+	struct engine_plan p;
+	if (engine_plan(w->conf, &p, NULL) != RT_OK || !p.broker_redis ||
+	    redis_conf_load(w->conf, p.broker_section, &B.cf, NULL) != RT_OK) {
+		log_error("broker: the broker's Redis configuration does not load");
 		return RT_ERR;
 	}
 	B.w = w;

@@ -107,7 +107,8 @@ void node_on_survey(node_survey_fn *fn);
 
 extern const struct engine engine_redis;
 
-/* The Redis engine's settings (engine.redis.*), as every process of a node
+/* The settings of one Redis connection block (engine.redis.*,
+ * broker.redis.* or presence_manager.redis.*), as every process of a node
  * reads them. */
 #define REDIS_SHARDS_MAX 16
 struct redis_conf {
@@ -120,17 +121,36 @@ struct redis_conf {
 };
 
 struct conf_report;
-/* Loads RC from K; errors name the key (into REP when not NULL): a bad
- * address, and every key of the block rotor does not serve yet. RT_OK or
- * RT_INVAL. */
-int redis_conf_load(const struct conf *k, struct redis_conf *rc, struct conf_report *rep);
+/* Loads RC from K's block SECTION ("engine.redis", "broker.redis" or
+ * "presence_manager.redis"); errors name the full key (into REP when not
+ * NULL): a bad address, and every key of the block rotor does not serve
+ * yet. RT_OK or RT_INVAL. */
+int redis_conf_load(const struct conf *k, const char *section, struct redis_conf *rc, struct conf_report *rep);
+
+/* Where a node's broker side (publish, history, idempotency, join/leave,
+ * listening, the control channel) and its presence live, resolved from
+ * engine.*, broker.* and presence_manager.* (engine.c): in Redis with the
+ * connection block named (NULL: this node's shared memory). */
+struct engine_plan {
+	bool broker_redis, presence_redis;
+	const char *broker_section, *presence_section;
+};
+/* Fills P from K; RT_OK, or RT_INVAL with an error naming each type key
+ * rotor does not serve (into REP when not NULL). */
+int engine_plan(const struct conf *k, struct engine_plan *p, struct conf_report *rep);
+/* Whether both sides are in Redis on the same connection block. */
+bool engine_plan_shared(const struct engine_plan *p);
+/* engine_plan, then every Redis block it uses loaded: what rotord -t
+ * reports. RT_OK or RT_INVAL. */
+int engine_check(const struct conf *k, struct conf_report *rep);
 
 /* The broker process of a node with the Redis engine (broker.c): a worker
  * without listener whose loop runs these. */
 int broker_start(struct worker *w);
 void broker_stop(struct worker *w);
 
-/* The engine W's config asks for. */
+/* The engine a worker of config K runs (engine_plan): a member, or the
+ * broker member's table with the presence member's presence operations. */
 const struct engine *engine_of(const struct conf *k);
 
 #endif

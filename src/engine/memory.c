@@ -285,8 +285,31 @@ const struct engine engine_memory = {
 	.listen = mem_listen,
 };
 
+/* A node whose broker and presence are different members runs the
+ * broker's table with the presence member's five presence operations;
+ * start, stop and health are the Redis engine's, which opens the links
+ * of whichever side is in Redis (redis.c). One per process: every worker
+ * of a generation has one config. */
+static struct engine mixed;
+
 const struct engine *engine_of(const struct conf *k)
 {
-	const char *t = json_string_value(conf_get(k, "engine.type"));
-	return t != NULL && strcmp(t, "redis") == 0 ? &engine_redis : &engine_memory;
+	struct engine_plan p;
+
+	if (engine_plan(k, &p, NULL) != RT_OK) /* rotord -t refused it first */
+		return &engine_memory;
+	if (p.broker_redis == p.presence_redis)
+		return p.broker_redis ? &engine_redis : &engine_memory;
+	const struct engine *pres = p.presence_redis ? &engine_redis : &engine_memory;
+	mixed = p.broker_redis ? engine_redis : engine_memory;
+	mixed.name = p.broker_redis ? "redis broker, memory presence" : "memory broker, redis presence";
+	mixed.presence = pres->presence;
+	mixed.presence_stats = pres->presence_stats;
+	mixed.presence_add = pres->presence_add;
+	mixed.presence_remove = pres->presence_remove;
+	mixed.presence_refresh = pres->presence_refresh;
+	mixed.start = engine_redis.start;
+	mixed.stop = engine_redis.stop;
+	mixed.health = engine_redis.health;
+	return &mixed;
 }

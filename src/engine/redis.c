@@ -16,6 +16,13 @@
  * The answers come later, from the loop; a request keeps what it needs to
  * answer in its own heap block (struct rq), and a link that is down answers
  * every request with an error (the caller's 100), never "ok".
+ *
+ * Two sets of shards (engine.c's plan): the broker's (publish, history,
+ * join/leave, control) and presence's, each from its own connection block
+ * (engine.redis, broker.redis, presence_manager.redis), the same set when
+ * both come from one block. Either may be absent: engine_of then runs
+ * the shared-memory engine's operations for that side, and this file only
+ * opens, frees and watches the other's links.
  */
 #include "config.h"
 #include "engine.h"
@@ -63,10 +70,16 @@ struct swait {
 	void *arg;
 };
 
-struct reng {
-	struct worker *w;
+/* One set of shards, with a command link to each. */
+struct rside {
 	struct redis_conf cf;
 	struct rlink *cmd[REDIS_SHARDS_MAX];
+};
+
+struct reng {
+	struct worker *w;
+	struct rside sides[2];
+	struct rside *bro, *pre;        /* the broker's, presence's (NULL: in shm; may be one) */
 	struct jw key[4], arg;          /* scratch for names and arguments */
 	struct lwait *waits;
 	struct swait *surveys;
@@ -88,17 +101,18 @@ static struct reng *R(struct worker *w)
 	return w->engine_state;
 }
 
-static struct rlink *link_of(struct reng *r, struct pstr ch)
+static struct rlink *link_of(const struct rside *s, struct pstr ch)
 {
-	return r->cmd[rw_shard_of(ch, r->cf.nshards)];
+	return s->cmd[rw_shard_of(ch, s->cf.nshards)];
 }
 
-/* Fills key scratch I with name KIND of CH: hash-tagged {CH} when CH's
- * shard is a Redis Cluster (§2.2). */
-static struct pstr name(struct reng *r, int i, enum rw_name kind, struct pstr ch, struct pstr extra)
+/* Fills key scratch I with name KIND of CH on side S: hash-tagged {CH}
+ * when CH's shard is a Redis Cluster (§2.2). */
+static struct pstr name(struct reng *r, const struct rside *s, int i, enum rw_name kind, struct pstr ch,
+			struct pstr extra)
 {
 	r->key[i].len = 0;
-	rw_name(&r->key[i], r->cf.prefix, rlink_cluster(link_of(r, ch)), kind, ch, extra);
+	rw_name(&r->key[i], s->cf.prefix, rlink_cluster(link_of(s, ch)), kind, ch, extra);
 	return (struct pstr){ r->key[i].buf, r->key[i].len };
 }
 
@@ -246,9 +260,9 @@ static void on_publish(void *arg, redisReply *r, const char *err)
 			rc = RT_OK;
 			if (q->replicas > 0 && !res.suppressed) {
 				struct reng *e = R(q->w);
-				struct rlink *l = link_of(e, q->channel);
+				struct rlink *l = link_of(e->bro, q->channel);
 				char n[16], ms[24];
-				uint64_t t = e->cf.shard[0].io_timeout_ms / 2;
+				uint64_t t = e->bro->cf.shard[0].io_timeout_ms / 2;
 				snprintf(n, sizeof(n), "%d", q->replicas);
 				snprintf(ms, sizeof(ms), "%llu", (unsigned long long)(t < 100 ? 100 : t));
 				q->res = res;
@@ -278,15 +292,16 @@ static void redis_publish(struct worker *w, const struct node_pub *p, node_pub_f
 	r->arg.len = 0;
 	rw_pub_encode(&r->arg, &pub, false);
 	struct pstr body = { r->arg.buf, r->arg.len };
-	struct pstr client = name(r, 0, RW_CLIENT, p->channel, (struct pstr){ NULL, 0 });
+	struct rside *b = r->bro;
+	struct pstr client = name(r, b, 0, RW_CLIENT, p->channel, (struct pstr){ NULL, 0 });
 	struct rq *q = rq_new(w, (void *)done, arg, p->channel);
-	struct rlink *l = link_of(r, p->channel);
+	struct rlink *l = link_of(b, p->channel);
 
 	if (history) {
 		/* §4.1: KEYS stream, meta, result; ARGV 1..11. */
-		put(&a, name(r, 1, RW_STREAM, p->channel, (struct pstr){ NULL, 0 }));
-		put(&a, name(r, 2, RW_STREAM_META, p->channel, (struct pstr){ NULL, 0 }));
-		put(&a, name(r, 3, RW_RESULT, p->channel, p->idempotency_key));
+		put(&a, name(r, b, 1, RW_STREAM, p->channel, (struct pstr){ NULL, 0 }));
+		put(&a, name(r, b, 2, RW_STREAM_META, p->channel, (struct pstr){ NULL, 0 }));
+		put(&a, name(r, b, 3, RW_RESULT, p->channel, p->idempotency_key));
 		put(&a, body);
 		put_u(&a, p->history_size);
 		put_u(&a, rw_secs(p->history_ttl_ms));
@@ -301,12 +316,12 @@ static void redis_publish(struct worker *w, const struct node_pub *p, node_pub_f
 		put_s(&a, "");
 		/* WAIT goes after the script's reply: a NOSCRIPT retry of
 		 * EVALSHA would otherwise come after it. */
-		if (r->cf.wait_replicas && r->cf.shard[rw_shard_of(p->channel, r->cf.nshards)].master_name[0])
+		if (b->cf.wait_replicas && b->cf.shard[rw_shard_of(p->channel, b->cf.nshards)].master_name[0])
 			q->replicas = rlink_replicas(l) < 0 ? 1 : rlink_replicas(l); /* unknown yet: one at least */
 		rlink_eval(l, &s_publish, 3, a.c, a.v, a.n, on_publish, q);
 	} else if (p->idempotency_key.n) {
 		/* §4.3 */
-		put(&a, name(r, 3, RW_RESULT, p->channel, p->idempotency_key));
+		put(&a, name(r, b, 3, RW_RESULT, p->channel, p->idempotency_key));
 		put(&a, body);
 		put(&a, client);
 		put_s(&a, "publish");
@@ -430,8 +445,8 @@ static void history_read(struct worker *w, struct pstr ch, int32_t limit, bool r
 	struct rq *q = rq_new(w, done, arg, ch);
 	if (since_epoch && *since_epoch && pstr_copy(q->since_epoch, sizeof(q->since_epoch), pstr_c(since_epoch)))
 		q->has_since_epoch = true;
-	put(&a, name(r, 0, RW_STREAM, ch, (struct pstr){ NULL, 0 }));
-	put(&a, name(r, 1, RW_STREAM_META, ch, (struct pstr){ NULL, 0 }));
+	put(&a, name(r, r->bro, 0, RW_STREAM, ch, (struct pstr){ NULL, 0 }));
+	put(&a, name(r, r->bro, 1, RW_STREAM_META, ch, (struct pstr){ NULL, 0 }));
 	put_s(&a, include ? "1" : "0");
 	put_s(&a, start);
 	put_i(&a, limit > 0 ? limit : 0);
@@ -439,7 +454,7 @@ static void history_read(struct worker *w, struct pstr ch, int32_t limit, bool r
 	put_u(&a, rw_secs(meta_ttl_ms));
 	rw_epoch_new(epoch);
 	put_s(&a, epoch);
-	rlink_eval(link_of(r, ch), &s_history, 2, a.c, a.v, a.n, on_history, q);
+	rlink_eval(link_of(r->bro, ch), &s_history, 2, a.c, a.v, a.n, on_history, q);
 }
 
 static void redis_history(struct worker *w, struct pstr ch, const struct hist_query *q, node_history_fn *done,
@@ -490,19 +505,19 @@ static void redis_history_remove(struct worker *w, struct pstr ch, node_done_fn 
 	struct reng *r = R(w);
 	struct args a = { 0 };
 	put_s(&a, "DEL");
-	put(&a, name(r, 0, RW_STREAM, ch, (struct pstr){ NULL, 0 }));
-	rlink_cmd_key(link_of(r, ch), 1, a.c, a.v, a.n, on_removed, rq_new(w, (void *)done, arg, ch));
+	put(&a, name(r, r->bro, 0, RW_STREAM, ch, (struct pstr){ NULL, 0 }));
+	rlink_cmd_key(link_of(r->bro, ch), 1, a.c, a.v, a.n, on_removed, rq_new(w, (void *)done, arg, ch));
 }
 
 /* ---- presence ---------------------------------------------------------------- */
 
-/* KEYS 1..4 of the presence scripts (§4.7). */
+/* KEYS 1..4 of the presence scripts (§4.7), on the presence shards. */
 static void presence_keys(struct reng *r, struct args *a, struct pstr ch)
 {
-	put(a, name(r, 0, RW_PRES_EXPIRE, ch, (struct pstr){ NULL, 0 }));
-	put(a, name(r, 1, RW_PRES_DATA, ch, (struct pstr){ NULL, 0 }));
-	put(a, name(r, 2, RW_PRES_USER_EXPIRE, ch, (struct pstr){ NULL, 0 }));
-	put(a, name(r, 3, RW_PRES_USER_CLIENTS, ch, (struct pstr){ NULL, 0 }));
+	put(a, name(r, r->pre, 0, RW_PRES_EXPIRE, ch, (struct pstr){ NULL, 0 }));
+	put(a, name(r, r->pre, 1, RW_PRES_DATA, ch, (struct pstr){ NULL, 0 }));
+	put(a, name(r, r->pre, 2, RW_PRES_USER_EXPIRE, ch, (struct pstr){ NULL, 0 }));
+	put(a, name(r, r->pre, 3, RW_PRES_USER_CLIENTS, ch, (struct pstr){ NULL, 0 }));
 }
 
 static void on_presence(void *arg, redisReply *r, const char *err)
@@ -551,11 +566,11 @@ static void presence_get(struct worker *w, struct pstr ch, void *done, void *arg
 	struct args a = { 0 };
 	struct rq *q = rq_new(w, done, arg, ch);
 	q->stats_by_hand = stats;
-	put(&a, name(r, 0, RW_PRES_EXPIRE, ch, (struct pstr){ NULL, 0 }));
-	put(&a, name(r, 1, RW_PRES_DATA, ch, (struct pstr){ NULL, 0 }));
+	put(&a, name(r, r->pre, 0, RW_PRES_EXPIRE, ch, (struct pstr){ NULL, 0 }));
+	put(&a, name(r, r->pre, 1, RW_PRES_DATA, ch, (struct pstr){ NULL, 0 }));
 	put_i(&a, util_wall_ms() / 1000);
 	put_s(&a, "0");
-	rlink_eval(link_of(r, ch), &s_pres_get, 2, a.c, a.v, a.n, on_presence, q);
+	rlink_eval(link_of(r->pre, ch), &s_pres_get, 2, a.c, a.v, a.n, on_presence, q);
 }
 
 static void redis_presence(struct worker *w, struct pstr ch, node_presence_fn *done, void *arg)
@@ -578,7 +593,7 @@ static void on_stats(void *arg, redisReply *r, const char *err)
 static void redis_presence_stats(struct worker *w, struct pstr ch, node_stats_fn *done, void *arg)
 {
 	struct reng *r = R(w);
-	if (!r->cf.user_mapping) {
+	if (!r->pre->cf.user_mapping) {
 		presence_get(w, ch, (void *)done, arg, true);
 		return;
 	}
@@ -586,7 +601,7 @@ static void redis_presence_stats(struct worker *w, struct pstr ch, node_stats_fn
 	presence_keys(r, &a, ch);
 	put_i(&a, util_wall_ms() / 1000);
 	put_s(&a, "0");
-	rlink_eval(link_of(r, ch), &s_pres_stats, 4, a.c, a.v, a.n, on_stats, rq_new(w, (void *)done, arg, ch));
+	rlink_eval(link_of(r->pre, ch), &s_pres_stats, 4, a.c, a.v, a.n, on_stats, rq_new(w, (void *)done, arg, ch));
 }
 
 static void on_fire_and_forget(void *arg, redisReply *r, const char *err)
@@ -608,16 +623,16 @@ static void redis_presence_add(struct worker *w, struct pstr ch, const struct cl
 	struct reng *r = R(w);
 	struct args a = { 0 };
 	presence_keys(r, &a, ch);
-	put_u(&a, r->cf.presence_ttl_s);
-	put_i(&a, util_wall_ms() / 1000 + (int64_t)r->cf.presence_ttl_s);
+	put_u(&a, r->pre->cf.presence_ttl_s);
+	put_i(&a, util_wall_ms() / 1000 + (int64_t)r->pre->cf.presence_ttl_s);
 	put(&a, ci->client);
 	r->arg.len = 0;
 	rw_info_encode(&r->arg, ci);
 	put(&a, (struct pstr){ r->arg.buf, r->arg.len });
 	put(&a, ci->user);
-	put_s(&a, r->cf.user_mapping ? "1" : "0");
+	put_s(&a, r->pre->cf.user_mapping ? "1" : "0");
 	put_s(&a, "0");
-	rlink_eval(link_of(r, ch), &s_pres_add, 4, a.c, a.v, a.n, on_fire_and_forget,
+	rlink_eval(link_of(r->pre, ch), &s_pres_add, 4, a.c, a.v, a.n, on_fire_and_forget,
 		   rq_log(w, "presence add", ch));
 }
 
@@ -628,9 +643,9 @@ static void redis_presence_remove(struct worker *w, struct pstr ch, const struct
 	presence_keys(r, &a, ch);
 	put(&a, ci->client);
 	put(&a, ci->user);
-	put_s(&a, r->cf.user_mapping ? "1" : "0");
+	put_s(&a, r->pre->cf.user_mapping ? "1" : "0");
 	put_s(&a, "0");
-	rlink_eval(link_of(r, ch), &s_pres_rem, 4, a.c, a.v, a.n, on_fire_and_forget,
+	rlink_eval(link_of(r->pre, ch), &s_pres_rem, 4, a.c, a.v, a.n, on_fire_and_forget,
 		   rq_log(w, "presence remove", ch));
 }
 
@@ -647,11 +662,11 @@ static int redis_join_leave(struct worker *w, struct pstr ch, const struct clien
 	struct reng *r = R(w);
 	struct args a = { 0 };
 	put_s(&a, "PUBLISH");
-	put(&a, name(r, 0, RW_CLIENT, ch, (struct pstr){ NULL, 0 }));
+	put(&a, name(r, r->bro, 0, RW_CLIENT, ch, (struct pstr){ NULL, 0 }));
 	r->arg.len = 0;
 	rw_join_leave(&r->arg, join, ci);
 	put(&a, (struct pstr){ r->arg.buf, r->arg.len });
-	rlink_cmd_key(link_of(r, ch), 1, a.c, a.v, a.n, on_fire_and_forget,
+	rlink_cmd_key(link_of(r->bro, ch), 1, a.c, a.v, a.n, on_fire_and_forget,
 		  rq_log(w, join ? "join" : "leave", ch));
 	return RT_OK;
 }
@@ -693,7 +708,7 @@ static void survey_end(struct swait *x, int rc);
 static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	struct reng *r = t->data;
-	int64_t now = util_mono_ms(), limit = (int64_t)r->cf.shard[0].io_timeout_ms + 1000;
+	int64_t now = util_mono_ms(), limit = (int64_t)r->bro->cf.shard[0].io_timeout_ms + 1000;
 	(void)loop, (void)revents;
 	for (struct lwait **pp = &r->waits, *x; (x = *pp) != NULL;) {
 		if (now - x->since_ms > limit) {
@@ -729,13 +744,13 @@ static void send_control(struct worker *w, struct rw_cmd *c, struct pstr to)
 	r->arg.len = 0;
 	rw_cmd_encode(&r->arg, c);
 	if (to.n)
-		rw_node(&ch, r->cf.prefix, to);
+		rw_node(&ch, r->bro->cf.prefix, to);
 	else
-		rw_control(&ch, r->cf.prefix);
+		rw_control(&ch, r->bro->cf.prefix);
 	put_s(&a, "PUBLISH");
 	put(&a, (struct pstr){ ch.buf, ch.len });
 	put(&a, (struct pstr){ r->arg.buf, r->arg.len });
-	rlink_cmd_key(r->cmd[r->rr++ % r->cf.nshards], 1, a.c, a.v, a.n, on_fire_and_forget,
+	rlink_cmd_key(r->bro->cmd[r->rr++ % r->bro->cf.nshards], 1, a.c, a.v, a.n, on_fire_and_forget,
 		  rq_log(w, "control command", pstr_c("{control}")));
 	jw_free(&ch);
 }
@@ -921,26 +936,68 @@ static void on_survey(struct worker *w, uint64_t id, uint32_t code, struct pstr 
 
 /* ---- start, stop ---------------------------------------------------------- */
 
-static int redis_start(struct worker *w)
+/* Loads side S from block SECTION and opens its links. RT_OK or RT_ERR. */
+static int side_open(struct worker *w, struct rside *s, const char *section)
 {
-	struct reng *r = xcalloc(1, sizeof(*r));
-	if (redis_conf_load(w->conf, &r->cf, NULL) != RT_OK) {
-		log_error("redis: the engine's configuration does not load");
-		free(r);
+	if (redis_conf_load(w->conf, section, &s->cf, NULL) != RT_OK) {
+		log_error("redis: the configuration of %s does not load", section);
+		s->cf.nshards = 0; /* no links opened */
 		return RT_ERR;
 	}
-	r->w = w;
-	for (unsigned i = 0; i < r->cf.nshards; i++) {
-		struct rlink_opts o = { .loop = w->loop, .addr = &r->cf.shard[i], .kind = RLINK_CMD };
-		r->cmd[i] = rlink_new(&o);
+	for (unsigned i = 0; i < s->cf.nshards; i++) {
+		struct rlink_opts o = { .loop = w->loop, .addr = &s->cf.shard[i], .kind = RLINK_CMD };
+		s->cmd[i] = rlink_new(&o);
 	}
-	w->engine_state = r;
-	node_on_listen(NULL, on_listen_ack);
-	node_on_survey(on_survey);
-	ev_timer_init(&r->tick, on_tick, 1.0, 1.0);
-	r->tick.data = r;
-	ev_timer_start(w->loop, &r->tick);
 	return RT_OK;
+}
+
+static void side_close(struct rside *s)
+{
+	for (unsigned i = 0; i < s->cf.nshards; i++)
+		rlink_free(s->cmd[i]);
+	s->cf.nshards = 0;
+}
+
+/* Opens the links of each side the plan puts in Redis: one set when both
+ * sides come from one block. Listening and surveys go through the broker
+ * process, which runs only when the broker side is in Redis. */
+static int redis_start(struct worker *w)
+{
+	struct engine_plan p;
+	struct reng *r = xcalloc(1, sizeof(*r));
+
+	r->w = w;
+	w->engine_state = r;
+	if (engine_plan(w->conf, &p, NULL) != RT_OK || (!p.broker_redis && !p.presence_redis)) {
+		log_error("redis: the configuration puts nothing in Redis");
+		goto fail;
+	}
+	if (p.broker_redis) {
+		if (side_open(w, &r->sides[0], p.broker_section) != RT_OK)
+			goto fail;
+		r->bro = &r->sides[0];
+	}
+	if (engine_plan_shared(&p)) {
+		r->pre = r->bro;
+	} else if (p.presence_redis) {
+		if (side_open(w, &r->sides[1], p.presence_section) != RT_OK)
+			goto fail;
+		r->pre = &r->sides[1];
+	}
+	if (r->bro) {
+		node_on_listen(NULL, on_listen_ack);
+		node_on_survey(on_survey);
+		ev_timer_init(&r->tick, on_tick, 1.0, 1.0);
+		r->tick.data = r;
+		ev_timer_start(w->loop, &r->tick);
+	}
+	return RT_OK;
+fail:
+	side_close(&r->sides[0]);
+	side_close(&r->sides[1]);
+	free(r);
+	w->engine_state = NULL;
+	return RT_ERR;
 }
 
 static void redis_stop(struct worker *w)
@@ -948,7 +1005,8 @@ static void redis_stop(struct worker *w)
 	struct reng *r = R(w);
 	if (r == NULL)
 		return;
-	ev_timer_stop(w->loop, &r->tick);
+	if (r->bro)
+		ev_timer_stop(w->loop, &r->tick);
 	for (struct lwait *x = r->waits, *next; x; x = next) {
 		next = x->next;
 		x->done(x->arg, RT_ERR);
@@ -958,8 +1016,8 @@ static void redis_stop(struct worker *w)
 		next = x->next;
 		survey_end(x, RT_ERR);
 	}
-	for (unsigned i = 0; i < r->cf.nshards; i++)
-		rlink_free(r->cmd[i]);
+	side_close(&r->sides[0]);
+	side_close(&r->sides[1]);
 	for (size_t i = 0; i < ROTOR_ARRAY_LEN(r->key); i++)
 		jw_free(&r->key[i]);
 	jw_free(&r->arg);
@@ -967,14 +1025,20 @@ static void redis_stop(struct worker *w)
 	w->engine_state = NULL;
 }
 
+/* Healthy when every link of both sides is up; else WHY names the first
+ * that is not. */
 static bool redis_health(struct worker *w, char *why, size_t n)
 {
 	struct reng *r = R(w);
-	for (unsigned i = 0; r && i < r->cf.nshards; i++) {
-		if (!rlink_up(r->cmd[i])) {
-			snprintf(why, n, "redis shard %s: %s", redis_addr_str(&r->cf.shard[i]),
-				 *rlink_error(r->cmd[i]) ? rlink_error(r->cmd[i]) : "not connected");
-			return false;
+	for (int k = 0; r && k < 2; k++) {
+		const struct rside *s = &r->sides[k];
+		for (unsigned i = 0; i < s->cf.nshards; i++) {
+			if (!rlink_up(s->cmd[i])) {
+				snprintf(why, n, "redis %sshard %s: %s", s == r->pre && s != r->bro ? "presence " : "",
+					 redis_addr_str(&s->cf.shard[i]),
+					 *rlink_error(s->cmd[i]) ? rlink_error(s->cmd[i]) : "not connected");
+				return false;
+			}
 		}
 	}
 	return true;

@@ -419,8 +419,7 @@ static void test_warnings(void)
 static void test_refused(void)
 {
 	static const char *const refused[] = {
-		"http_server.tls_autocert.enabled", "broker.enabled",
-		"presence_manager.enabled", "client.proxy.connect.enabled", "client.proxy.refresh.enabled",
+		"http_server.tls_autocert.enabled", "client.proxy.connect.enabled", "client.proxy.refresh.enabled",
 		"channel.without_namespace.publish_proxy_enabled", "rpc.without_namespace.proxy_enabled",
 		"channel.namespaces[chat].subscribe_proxy_enabled",
 	};
@@ -431,8 +430,6 @@ static void test_refused(void)
 	is_int(build(&c, "{\"http_server\": {\"tls_autocert\": {\"enabled\": true}},"
 		     " \"engine\": {\"type\": \"redis\", \"redis\": {"
 		     " \"tls\": {\"enabled\": true}, \"address\": [\"rediss://127.0.0.1:6380\", \"redis.example:6379\"]}},"
-		     " \"broker\": {\"enabled\": true},"
-		     " \"presence_manager\": {\"enabled\": true},"
 		     " \"client\": {\"proxy\": {\"connect\": {\"enabled\": true}, \"refresh\": {\"enabled\": true}}},"
 		     " \"channel\": {\"without_namespace\": {\"publish_proxy_enabled\": true},"
 		     " \"namespaces\": [{\"name\": \"chat\", \"subscribe_proxy_enabled\": true}]},"
@@ -444,8 +441,8 @@ static void test_refused(void)
 		has_error(&rep, want);
 	}
 	/* The Redis engine is implemented; what it does not serve is named. */
-	has_error(&rep, "engine.redis.tls.enabled: not supported by rotor yet; refused (engine.type \"redis\" "
-		  "serves Redis shards without TLS, and no list-mode history or hash field TTL)");
+	has_error(&rep, "engine.redis.tls.enabled: not supported by rotor yet; refused (rotor serves Redis "
+		  "shards without TLS, and no list-mode history or hash field TTL)");
 	is_int(rep.nerrors, ROTOR_ARRAY_LEN(refused) + 3, "nothing else");
 	bool addr0 = false, addr1 = false;
 	for (size_t i = 0; i < rep.nerrors; i++) {
@@ -471,6 +468,98 @@ static void test_refused(void)
 
 /* engine.redis.sentinel_*: a list of Sentinel groups, one per shard, that
  * wins over address; the master name required; sentinel_tls refused. */
+/* Centrifugo v6's broker and presence_manager sections: whichever is
+ * enabled wins over engine.* for its side, with both enabled engine.* is
+ * not read at all, and a type rotor does not serve is refused naming its
+ * key. */
+static void test_engine_plan(void)
+{
+	struct conf c;
+	struct conf_report rep = { 0 };
+	struct engine_plan p;
+
+	is_int(build(&c, "{}", NULL, &rep), RT_OK, "defaults");
+	ok(engine_plan(&c, &p, NULL) == RT_OK && !p.broker_redis && !p.presence_redis &&
+	   p.broker_section == NULL && p.presence_section == NULL, "defaults: both in shared memory");
+	conf_free(&c);
+
+	is_int(build(&c, "{\"engine\": {\"type\": \"redis\"}}", NULL, &rep), RT_OK, "engine.type redis");
+	ok(engine_plan(&c, &p, NULL) == RT_OK && p.broker_redis && p.presence_redis &&
+	   strcmp(p.broker_section, "engine.redis") == 0 && engine_plan_shared(&p),
+	   "engine redis alone: both sides on engine.redis, one set of shards");
+	conf_free(&c);
+
+	is_int(build(&c, "{\"engine\": {\"type\": \"redis\", \"redis\": {\"address\": [\"127.0.0.1:6379\"]}},"
+		     " \"broker\": {\"enabled\": true, \"type\": \"redis\", \"redis\": {\"address\": [\"127.0.0.1:6380\"]}}}",
+		     NULL, &rep), RT_OK, "broker section over engine redis");
+	clean(&rep, "broker.enabled");
+	ok(engine_plan(&c, &p, NULL) == RT_OK && p.broker_redis && p.presence_redis &&
+	   strcmp(p.broker_section, "broker.redis") == 0 && strcmp(p.presence_section, "engine.redis") == 0 &&
+	   !engine_plan_shared(&p), "the broker from broker.redis, presence still from engine.redis");
+	conf_free(&c);
+
+	is_int(build(&c, "{\"broker\": {\"enabled\": true, \"type\": \"redis\"}}", NULL, &rep), RT_OK,
+	       "broker redis, engine memory");
+	ok(engine_plan(&c, &p, NULL) == RT_OK && p.broker_redis && !p.presence_redis,
+	   "broker redis, presence from engine.type memory: in shared memory");
+	conf_free(&c);
+
+	is_int(build(&c, "{\"engine\": {\"type\": \"redis\"}, \"presence_manager\": {\"enabled\": true}}", NULL,
+		     &rep), RT_OK, "presence_manager memory over engine redis");
+	ok(engine_plan(&c, &p, NULL) == RT_OK && p.broker_redis && !p.presence_redis &&
+	   strcmp(p.broker_section, "engine.redis") == 0, "presence_manager.type defaults to memory and wins");
+	conf_free(&c);
+
+	/* Both enabled: engine.* is ignored, however wrong. */
+	is_int(build(&c, "{\"engine\": {\"type\": \"redis\", \"redis\": {\"address\": [\"redis.example:6379\"],"
+		     " \"tls\": {\"enabled\": true}}},"
+		     " \"broker\": {\"enabled\": true, \"type\": \"redis\", \"redis\": {\"address\": [\"127.0.0.1:6380\"]}},"
+		     " \"presence_manager\": {\"enabled\": true, \"type\": \"redis\","
+		     " \"redis\": {\"address\": [\"127.0.0.1:6381\"], \"prefix\": \"pm\"}}}", NULL, &rep), RT_OK,
+	       "both enabled: a broken engine.redis is not read");
+	clean(&rep, "both enabled");
+	ok(engine_plan(&c, &p, NULL) == RT_OK && strcmp(p.broker_section, "broker.redis") == 0 &&
+	   strcmp(p.presence_section, "presence_manager.redis") == 0, "each side from its own section");
+	struct redis_conf rc;
+	ok(redis_conf_load(&c, "presence_manager.redis", &rc, NULL) == RT_OK && rc.nshards == 1 &&
+	   rc.shard[0].port == 6381 && strcmp(rc.prefix, "pm") == 0, "presence_manager.redis.* read under its prefix");
+	conf_free(&c);
+
+	/* Errors name the key under the section that is read. */
+	rep = (struct conf_report){ 0 };
+	is_int(build(&c, "{\"broker\": {\"enabled\": true, \"type\": \"redis\", \"redis\": {\"address\": [\"h.example:1\"],"
+		     " \"tls\": {\"enabled\": true}, \"prefix\": \"{x}\"}},"
+		     " \"presence_manager\": {\"enabled\": true, \"type\": \"redis\", \"redis\": {"
+		     " \"sentinel_address\": [\"127.0.0.1:26379\"]}}}", NULL, &rep), RT_INVAL,
+	       "bad broker.redis and presence_manager.redis blocks are refused");
+	has_error(&rep, "broker.redis.tls.enabled: not supported by rotor yet; refused (rotor serves Redis shards "
+		  "without TLS, and no list-mode history or hash field TTL)");
+	has_error(&rep, "broker.redis.prefix: \"{x}\" cannot prefix Redis keys (empty, too long, or with a brace)");
+	has_error(&rep, "presence_manager.redis.sentinel_master_name: required with "
+		  "presence_manager.redis.sentinel_address (the name the sentinels monitor the master by)");
+	bool named = false;
+	for (size_t i = 0; i < rep.nerrors; i++)
+		named |= strncmp(rep.errors[i], "broker.redis.address[0]: ", 25) == 0;
+	ok(named, "a bad broker address names broker.redis.address[0]");
+	conf_report_free(&rep);
+	conf_free(&c);
+
+	rep = (struct conf_report){ 0 };
+	is_int(build(&c, "{\"broker\": {\"enabled\": true, \"type\": \"nats\"}}", NULL, &rep), RT_INVAL,
+	       "broker.type nats is refused");
+	has_error(&rep, "broker.type: \"nats\" is not supported by rotor; refused (TLS, engines and proxies are "
+		  "never ignored); use \"memory\" or \"redis\"");
+	is_int(rep.nerrors, 1, "one error");
+	conf_report_free(&rep);
+	conf_free(&c);
+
+	rep = (struct conf_report){ 0 };
+	is_int(build(&c, "{\"broker\": {\"type\": \"redisnats\"}}", NULL, &rep), RT_OK,
+	       "broker.type without broker.enabled is not read, as in Centrifugo");
+	conf_report_free(&rep);
+	conf_free(&c);
+}
+
 static void test_sentinel(void)
 {
 	struct conf c;
@@ -484,7 +573,7 @@ static void test_sentinel(void)
 		     " \"password\": \"mp\", \"db\": 2}}}", NULL, &rep), RT_OK,
 	       "sentinel_address with sentinel_master_name is accepted (address ignored)");
 	clean(&rep, "sentinel");
-	is_int(redis_conf_load(&c, &rc, NULL), RT_OK, "redis_conf_load");
+	is_int(redis_conf_load(&c, "engine.redis", &rc, NULL), RT_OK, "redis_conf_load");
 	is_int(rc.nshards, 2, "one shard per sentinel_address entry");
 	ok(rc.shard[0].nsentinels == 2 && rc.shard[0].sentinel[1].port == 26382 &&
 	   strcmp(rc.shard[0].sentinel[0].host, "127.0.0.1") == 0, "shard 0: two sentinels");
@@ -514,8 +603,8 @@ static void test_sentinel(void)
 		     " \"sentinel_address\": [\"127.0.0.1:26381,sentinel.example:26379\", \"127.0.0.1:1,\"],"
 		     " \"sentinel_tls\": {\"enabled\": true}}}}", NULL, &rep), RT_INVAL,
 	       "bad sentinel addresses and sentinel_tls are refused");
-	has_error(&rep, "engine.redis.sentinel_tls.enabled: not supported by rotor yet; refused (engine.type "
-		  "\"redis\" serves Redis shards without TLS, and no list-mode history or hash field TTL)");
+	has_error(&rep, "engine.redis.sentinel_tls.enabled: not supported by rotor yet; refused (rotor "
+		  "serves Redis shards without TLS, and no list-mode history or hash field TTL)");
 	bool name = false, empty = false;
 	for (size_t i = 0; i < rep.nerrors; i++) {
 		name |= strncmp(rep.errors[i], "engine.redis.sentinel_address[0]: ", 34) == 0 &&
@@ -534,7 +623,7 @@ static void test_sentinel(void)
 		     "[\"redis+sentinel://:mp@127.0.0.1:26381/3?sentinel_master_name=m2&addr=127.0.0.1:26382\"]}}}",
 		     NULL, &rep), RT_OK, "a redis+sentinel:// address");
 	clean(&rep, "redis+sentinel://");
-	is_int(redis_conf_load(&c, &rc, NULL), RT_OK, "redis_conf_load");
+	is_int(redis_conf_load(&c, "engine.redis", &rc, NULL), RT_OK, "redis_conf_load");
 	ok(rc.nshards == 1 && rc.shard[0].nsentinels == 2 && strcmp(rc.shard[0].master_name, "m2") == 0 &&
 	   strcmp(rc.shard[0].password, "mp") == 0 && rc.shard[0].db == 3,
 	   "its sentinels, master name, and the master's password and db");
@@ -547,7 +636,7 @@ static void test_sentinel(void)
 		     " \"cluster_address\": [\"127.0.0.1:7000, 127.0.0.1:7001\", \"127.0.0.1:7100\"]}}}", NULL, &rep),
 	       RT_OK, "cluster_address is accepted, and address then ignored");
 	clean(&rep, "cluster_address");
-	is_int(redis_conf_load(&c, &rc, NULL), RT_OK, "redis_conf_load of cluster_address");
+	is_int(redis_conf_load(&c, "engine.redis", &rc, NULL), RT_OK, "redis_conf_load of cluster_address");
 	ok(rc.nshards == 2 && rc.shard[0].cluster && rc.shard[0].nseeds == 2 && rc.shard[0].seed[1].port == 7001 &&
 	   rc.shard[1].cluster && rc.shard[1].nseeds == 1 && rc.shard[1].seed[0].port == 7100,
 	   "two cluster shards with their seeds");
@@ -558,8 +647,8 @@ static void test_sentinel(void)
 	is_int(build(&c, "{\"engine\": {\"type\": \"redis\", \"redis\": {\"cluster_address\": "
 		     "[\"127.0.0.1:7000,node.example:7001\"], \"tls\": {\"enabled\": true}}}}", NULL, &rep), RT_INVAL,
 	       "a cluster with TLS or a host name is refused");
-	has_error(&rep, "engine.redis.tls.enabled: not supported by rotor yet; refused (engine.type \"redis\" "
-		  "serves Redis shards without TLS, and no list-mode history or hash field TTL)");
+	has_error(&rep, "engine.redis.tls.enabled: not supported by rotor yet; refused (rotor serves Redis "
+		  "shards without TLS, and no list-mode history or hash field TTL)");
 	bool host = false;
 	for (size_t i = 0; i < rep.nerrors; i++)
 		host |= strncmp(rep.errors[i], "engine.redis.cluster_address[0]: ", 33) == 0 &&
@@ -573,7 +662,7 @@ static void test_sentinel(void)
 	is_int(build(&c, "{\"engine\": {\"type\": \"redis\", \"redis\": {\"address\": "
 		     "[\"redis+cluster://:pw@127.0.0.1:7000?addr=127.0.0.1:7001&addr=127.0.0.1:7002\"]}}}",
 		     NULL, &rep), RT_OK, "a redis+cluster:// address");
-	is_int(redis_conf_load(&c, &rc, NULL), RT_OK, "redis_conf_load of redis+cluster://");
+	is_int(redis_conf_load(&c, "engine.redis", &rc, NULL), RT_OK, "redis_conf_load of redis+cluster://");
 	ok(rc.nshards == 1 && rc.shard[0].cluster && rc.shard[0].nseeds == 3 && rc.shard[0].seed[2].port == 7002 &&
 	   strcmp(rc.shard[0].password, "pw") == 0, "its seeds and password");
 	conf_report_free(&rep);
@@ -1066,6 +1155,7 @@ int main(void)
 	test_internal_listener();
 	test_warnings();
 	test_refused();
+	test_engine_plan();
 	test_sentinel();
 	test_v5();
 	test_types();

@@ -374,6 +374,73 @@ static void test_down(void)
 	ok(is_epoch8(A.pub.epoch) && A.pub.offset == 1, "a new Redis: a new epoch from offset 1");
 }
 
+/* broker.* and presence_manager.* on two servers (engine.c's plan): the
+ * stream goes to the broker's, the presence hash and zset to presence's,
+ * and nothing of either to the other. Then broker redis, presence memory:
+ * the table engine_of gives runs the shared-memory presence. */
+static void test_split(void)
+{
+	struct redis_server srv2;
+	struct conf_report rep = { 0 };
+	char a1[64], a2[64];
+	if (redis_server_start(&srv2, 0, NULL) != 0) {
+		ok(0, "a second redis-server starts");
+		engine_redis.stop(&w);
+		return;
+	}
+	engine_redis.stop(&w);
+	conf_free(&k);
+	conf_init(&k);
+	snprintf(a1, sizeof(a1), "redis://127.0.0.1:%d", srv.port);
+	snprintf(a2, sizeof(a2), "redis://127.0.0.1:%d", srv2.port);
+	conf_set(&k, "broker.enabled", "true", &rep);
+	conf_set(&k, "broker.type", "redis", &rep);
+	conf_set(&k, "broker.redis.address", a1, &rep);
+	conf_set(&k, "presence_manager.enabled", "true", &rep);
+	conf_set(&k, "presence_manager.type", "redis", &rep);
+	conf_set(&k, "presence_manager.redis.address", a2, &rep);
+	conf_set(&k, "engine.redis.address", "redis://127.0.0.1:1", &rep); /* ignored: both sections are on */
+	is_int(rep.nerrors, 0, "the split config sets");
+	ok(engine_of(&k) == &engine_redis, "broker and presence both in Redis: the Redis engine's table");
+	ok(engine_redis.start(&w) == RT_OK, "the engine starts on two blocks");
+	ok(wait_up(5000), "both sides' links are up");
+	is_int(publish("split", "{\"s\":1}", NULL, true), RT_OK, "a publish with history");
+	struct client_info ci = { pstr_c("u1"), pstr_c("c-s"), { NULL, 0 }, { NULL, 0 } };
+	engine_redis.presence_add(&w, pstr_c("split"), &ci);
+	int before = answers;
+	engine_redis.presence(&w, pstr_c("split"), on_pres, NULL);
+	wait_answers(before + 1, 6000);
+	ok(A.rc == RT_OK && A.n == 1, "presence answers from the presence shards (%zu)", A.n);
+	is_str(redis_server_str(srv.port, "EXISTS centrifugo.stream.split"), "1", "the stream is on the broker's Redis");
+	is_str(redis_server_str(srv2.port, "EXISTS centrifugo.stream.split"), "0", "... not on presence's");
+	is_str(redis_server_str(srv2.port, "HLEN centrifugo.presence.data.split"), "1",
+	       "the presence hash is on presence's Redis");
+	is_str(redis_server_str(srv2.port, "ZCARD centrifugo.presence.expire.split"), "1", "... with its zset");
+	is_str(redis_server_str(srv.port, "EXISTS centrifugo.presence.data.split centrifugo.presence.expire.split"),
+	       "0", "... and neither is on the broker's");
+	redis_server_stop(&srv2, true);
+	char why[256];
+	ok(REDIS_LOOP_WAIT(w.loop, !engine_redis.health(&w, why, sizeof(why)), 6.0) &&
+	   strstr(why, "redis presence shard") != NULL, "presence's Redis gone: unhealthy, and why: %s", why);
+	engine_redis.stop(&w);
+
+	conf_set(&k, "presence_manager.type", "memory", &rep);
+	const struct engine *e = engine_of(&k);
+	ok(e != &engine_redis && e != &engine_memory && e->publish == engine_redis.publish &&
+	   e->join_leave == engine_redis.join_leave && e->presence == engine_memory.presence &&
+	   e->presence_add == engine_memory.presence_add && e->presence_refresh == engine_memory.presence_refresh,
+	   "broker redis, presence memory: Redis's broker side, shared memory's presence (%s)", e->name);
+	conf_set(&k, "broker.type", "memory", &rep);
+	conf_set(&k, "presence_manager.type", "redis", &rep);
+	e = engine_of(&k);
+	ok(e->publish == engine_memory.publish && e->listen == engine_memory.listen && e->channels == NULL &&
+	   e->presence == engine_redis.presence && e->start == engine_redis.start,
+	   "broker memory, presence redis: the other way round (%s)", e->name);
+	conf_set(&k, "presence_manager.enabled", "false", &rep);
+	ok(engine_of(&k) == &engine_memory, "presence_manager off: engine.type memory for presence");
+	conf_report_free(&rep);
+}
+
 int main(void)
 {
 	if (!redis_server_available()) {
@@ -389,6 +456,7 @@ int main(void)
 	struct conf_report rep = { 0 };
 	conf_init(&k);
 	snprintf(addr, sizeof(addr), "redis://127.0.0.1:%d", srv.port);
+	conf_set(&k, "engine.type", "redis", &rep);
 	conf_set(&k, "engine.redis.address", addr, &rep);
 	conf_set(&k, "engine.redis.io_timeout", "2s", &rep);
 	w.loop = ev_default_loop(0);
@@ -404,7 +472,7 @@ int main(void)
 	test_presence();
 	redisFree(rdb);
 	test_down();
-	engine_redis.stop(&w);
+	test_split();
 	redis_server_stop(&srv, true);
 	conf_free(&k);
 	conf_report_free(&rep);
