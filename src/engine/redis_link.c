@@ -207,38 +207,36 @@ static int set_opt(char *dst, size_t size, const char *key, const char *val, cha
 	return 0;
 }
 
+/* Appends "host[:port]" (N bytes at S, DEFPORT when left out) to the
+ * list V of *COUNT entries, at most MAX (WHAT names them in the error). */
+static int add_host(const char *s, size_t n, struct redis_sentinel *v, int *count, int max, int defport,
+		    const char *what, char *err, size_t errlen)
+{
+	if (*count == max) {
+		snprintf(err, errlen, "more than %d %s in one shard", max, what);
+		return -1;
+	}
+	if (parse_hostport(s, n, v[*count].host, sizeof(v[*count].host), &v[*count].port, defport, err, errlen) != 0)
+		return -1;
+	++*count;
+	return 0;
+}
+
 /* Adds the sentinel "host[:port]" (N bytes at S) to A. */
 static int add_sentinel(const char *s, size_t n, struct redis_addr *a, char *err, size_t errlen)
 {
-	struct redis_sentinel *x;
-
-	if (a->nsentinels == REDIS_SENTINELS_MAX) {
-		snprintf(err, errlen, "more than %d sentinels in one shard", REDIS_SENTINELS_MAX);
-		return -1;
-	}
-	x = &a->sentinel[a->nsentinels];
-	if (parse_hostport(s, n, x->host, sizeof(x->host), &x->port, 26379, err, errlen) != 0)
-		return -1;
-	a->nsentinels++;
-	return 0;
+	return add_host(s, n, a->sentinel, &a->nsentinels, REDIS_SENTINELS_MAX, 26379, "sentinels", err, errlen);
 }
 
 /* Adds the cluster seed "host[:port]" (N bytes at S) to A; the first is
  * also A's host and port. */
 static int add_seed(const char *s, size_t n, struct redis_addr *a, char *err, size_t errlen)
 {
-	struct redis_sentinel *x;
-
-	if (a->nseeds == REDIS_SEEDS_MAX) {
-		snprintf(err, errlen, "more than %d seed nodes in one cluster shard", REDIS_SEEDS_MAX);
+	if (add_host(s, n, a->seed, &a->nseeds, REDIS_SEEDS_MAX, 6379, "seed nodes", err, errlen) != 0)
 		return -1;
-	}
-	x = &a->seed[a->nseeds];
-	if (parse_hostport(s, n, x->host, sizeof(x->host), &x->port, 6379, err, errlen) != 0)
-		return -1;
-	if (a->nseeds++ == 0) {
-		strcpy(a->host, x->host); /* 64 bytes into 256 */
-		a->port = x->port;
+	if (a->nseeds == 1) {
+		strcpy(a->host, a->seed[0].host); /* 64 bytes into 256 */
+		a->port = a->seed[0].port;
 	}
 	return 0;
 }

@@ -9,14 +9,11 @@
 // {p}.client.{CH} PUB/SUB channel.
 const test = require('node:test');
 const assert = require('node:assert');
-const { Rotord, waitFor, sleep, apiPost } = require('./lib/rotord');
-const { available, clusterGroup, nodeClient: client } = require('./lib/redis');
+const { Rotord, waitFor, sleep } = require('./lib/rotord');
+const { available, clusterGroup, nodeClient: client, nodeApi: api } = require('./lib/redis');
 
 const skip = available() ? false : 'redis-server is not installed';
 
-function api(node, method, body) {
-  return apiPost(node.port, `/api/${method}`, body).then((r) => JSON.parse(r.body));
-}
 
 function nodeConfig(redis, name) {
   return {

@@ -7,14 +7,11 @@
 // is on its server and nowhere else.
 const test = require('node:test');
 const assert = require('node:assert');
-const { Rotord, waitFor, apiPost } = require('./lib/rotord');
-const { Redis, available, nodeClient: client } = require('./lib/redis');
+const { Rotord, waitFor } = require('./lib/rotord');
+const { Redis, available, nodeClient: client, nodeApi: api } = require('./lib/redis');
 
 const skip = available() ? false : 'redis-server is not installed';
 
-function api(node, method, body) {
-  return apiPost(node.port, `/api/${method}`, body).then((r) => JSON.parse(r.body));
-}
 
 const NS = {
   channel: {

@@ -13,13 +13,10 @@
 const test = require('node:test');
 const assert = require('node:assert');
 const { Rotord, waitFor, sleep, apiPost } = require('./lib/rotord');
-const { sentinelAvailable, sentinelGroup, nodeClient: client } = require('./lib/redis');
+const { sentinelAvailable, sentinelGroup, nodeClient: client, nodeApi: api } = require('./lib/redis');
 
 const skip = sentinelAvailable() ? false : 'redis-server or redis-sentinel is not installed';
 
-function api(node, method, body) {
-  return apiPost(node.port, `/api/${method}`, body).then((r) => JSON.parse(r.body));
-}
 
 function nodeConfig(group, name) {
   return {

@@ -13,15 +13,12 @@ const test = require('node:test');
 const assert = require('node:assert');
 const WebSocket = require('ws');
 const { Centrifuge } = require('centrifuge');
-const { Rotord, waitFor, sleep, hs256, apiPost, request, freePort } = require('./lib/rotord');
-const { Redis, available, nodeClient: client } = require('./lib/redis');
+const { Rotord, waitFor, sleep, hs256, request, freePort } = require('./lib/rotord');
+const { Redis, available, nodeClient: client, nodeApi: api } = require('./lib/redis');
 const { sdk, once } = require('./lib/transports');
 
 const skip = available() ? false : 'redis-server is not installed';
 
-function api(node, method, body) {
-  return apiPost(node.port, `/api/${method}`, body).then((r) => JSON.parse(r.body));
-}
 
 const NS = {
   http_stream: { enabled: true },

@@ -9,7 +9,7 @@ const fs = require('node:fs');
 const net = require('node:net');
 const assert = require('node:assert');
 const WebSocket = require('ws');
-const { freePort, waitFor, mkTmp, hs256 } = require('./rotord');
+const { freePort, waitFor, mkTmp, hs256, apiPost } = require('./rotord');
 
 function available() {
   return spawnSync('sh', ['-c', 'command -v redis-server && command -v redis-cli']).status === 0;
@@ -207,4 +207,9 @@ async function clusterGroup(n = 3) {
   return g;
 }
 
-module.exports = { Redis, Sentinel, available, sentinelAvailable, sentinelGroup, clusterGroup, nodeClient };
+// The server API of rotord NODE: METHOD with BODY, the parsed answer.
+function nodeApi(node, method, body) {
+  return apiPost(node.port, `/api/${method}`, body).then((r) => JSON.parse(r.body));
+}
+
+module.exports = { nodeApi, Redis, Sentinel, available, sentinelAvailable, sentinelGroup, clusterGroup, nodeClient };
