@@ -408,6 +408,8 @@ static void stall_resume(struct stall *st)
 	c->stall = NULL;
 	if (c->state != CS_CLOSED) {
 		struct eng_res *saved = S_cache;
+		if (c->tops->answering)
+			c->tops->answering(c->t); /* the replies of the commands it goes on with */
 		S_cache = st->replay ? st->cache : NULL;
 		st->cache = NULL;
 		if (st->what == RP_SERVER_SUB) {
@@ -654,11 +656,16 @@ static struct op *op_new(struct client *c, uint32_t id)
 	return o;
 }
 
-/* The session to answer, NULL when it ended meanwhile. */
+/* The session to answer, NULL when it ended meanwhile; its transport is
+ * told that an answer comes (ahead of fan-out). */
 static struct client *op_client(struct op *o)
 {
 	struct client *c = o->st->c;
-	return c != NULL && c->state != CS_CLOSED ? c : NULL;
+	if (c == NULL || c->state == CS_CLOSED)
+		return NULL;
+	if (c->tops->answering)
+		c->tops->answering(c->t);
+	return c;
 }
 
 static void op_done(struct op *o)

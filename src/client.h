@@ -28,6 +28,9 @@ struct transport_ops {
 	/* Ends the connection with a disconnect CODE and REASON; the transport
 	 * calls client_transport_closed when it is gone. */
 	void (*close)(void *t, uint32_t code, const char *reason);
+	/* Optional: what is sent next answers a command of an earlier loop
+	 * iteration (the engine answered late), so it goes ahead of fan-out. */
+	void (*answering)(void *t);
 };
 
 /* How a session behaves on its transport. */

@@ -166,8 +166,13 @@ static void t_close(void *t, uint32_t code, const char *reason)
 	hs_end(e->hs, false);
 }
 
-static const struct transport_ops http_stream_ops = { "http_stream", t_send, t_send_copy, t_close };
-static const struct transport_ops sse_ops = { "sse", t_send, t_send_copy, t_close };
+static void t_answering(void *t)
+{
+	hs_answering(t);
+}
+
+static const struct transport_ops http_stream_ops = { "http_stream", t_send, t_send_copy, t_close, t_answering };
+static const struct transport_ops sse_ops = { "sse", t_send, t_send_copy, t_close, t_answering };
 
 static void s_drain(struct hs *s, void *ud)
 {

@@ -98,7 +98,9 @@ static void c_close(void *t, uint32_t code, const char *reason)
 	sjs_close(t, code, reason);
 }
 
-static const struct transport_ops client_ops = { "sockjs", c_send, c_send_copy, c_close };
+/* answering: not wired; a SockJS session's late answers leave in the
+ * order the flush meets its connection. */
+static const struct transport_ops client_ops = { "sockjs", c_send, c_send_copy, c_close, NULL };
 
 static void *c_open(struct sjs *s, const struct http_req *req)
 {

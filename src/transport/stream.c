@@ -404,6 +404,12 @@ int hs_send(struct hs *s, struct rbuf *b, size_t off, size_t len)
 	return RT_OK;
 }
 
+void hs_answering(struct hs *s)
+{
+	if (s->c)
+		conn_answering(s->c);
+}
+
 int hs_send_copy(struct hs *s, const void *p, size_t n)
 {
 	struct rbuf *b;

@@ -90,6 +90,9 @@ struct hs *hs_start(struct http_req *req, const char *ctype, const char *extra, 
  * ignored. */
 int hs_send(struct hs *s, struct rbuf *b, size_t off, size_t len);
 int hs_send_copy(struct hs *s, const void *p, size_t n);
+/* What S sends next answers a command of an earlier loop iteration: ahead
+ * of fan-out (conn_answering). */
+void hs_answering(struct hs *s);
 
 /* Queues one chunk of its own made of the N segments V (conn.h's: LEN
  * bytes of B from OFF each, by reference), written as they are: the frame

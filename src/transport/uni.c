@@ -142,9 +142,9 @@ static void t_close(void *t, uint32_t code, const char *reason)
 }
 
 static const struct transport_ops ops[UNI_KINDS] = {
-	{ "uni_websocket", t_send, t_send_copy, t_close },
-	{ "uni_sse", t_send, t_send_copy, t_close },
-	{ "uni_http_stream", t_send, t_send_copy, t_close },
+	{ "uni_websocket", t_send, t_send_copy, t_close, NULL }, /* no commands to answer */
+	{ "uni_sse", t_send, t_send_copy, t_close, NULL },
+	{ "uni_http_stream", t_send, t_send_copy, t_close, NULL },
 };
 
 static struct uni *uni_new(struct worker *w, enum uni_kind kind)

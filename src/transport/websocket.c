@@ -34,7 +34,12 @@ static void t_close(void *t, uint32_t code, const char *reason)
 	ws_close(t, code, reason);
 }
 
-static const struct transport_ops ops = { "websocket", t_send, t_send_copy, t_close };
+static void t_answering(void *t)
+{
+	ws_answering(t);
+}
+
+static const struct transport_ops ops = { "websocket", t_send, t_send_copy, t_close, t_answering };
 
 static void on_message(struct ws *ws, void *ud, const char *data, size_t len)
 {

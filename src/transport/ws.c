@@ -595,6 +595,12 @@ int ws_send_parts(struct ws *ws, const struct rseg *v, size_t n)
 	return RT_OK;
 }
 
+void ws_answering(struct ws *ws)
+{
+	if (ws->c)
+		conn_answering(ws->c);
+}
+
 int ws_send_copy(struct ws *ws, const void *data, size_t len)
 {
 	struct rbuf *b;

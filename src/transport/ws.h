@@ -149,6 +149,9 @@ void ws_set_handler(struct ws *ws, const struct ws_handler *h, void *ud);
 int ws_send(struct ws *ws, struct rbuf *b, size_t off, size_t len);
 /* Same with a copy of DATA (for small one-off replies). */
 int ws_send_copy(struct ws *ws, const void *data, size_t len);
+/* What WS sends next answers a message of an earlier loop iteration (the
+ * engine answered late): it leaves ahead of fan-out (conn_answering). */
+void ws_answering(struct ws *ws);
 /* Queues one text message of its own made of the N segments V (conn.h's:
  * LEN bytes of B from OFF each, by reference): for protocols that frame
  * their messages themselves (SockJS: "o", "a[...]", "c[...]" each one
