@@ -323,7 +323,9 @@ describe('every transport', { concurrency: true }, () => {
     }));
   }));
 
-  test('a client that stops reading is disconnected as slow (3008)', { timeout: 40000 }, () => withDaemon({ client: { queue_max_size: 65536 } }, async (x) => {
+  // Pings far apart: a paused client cannot answer them, and on a busy
+  // machine the publishing below may outlast BASE's 4 s + 3 s (3012 first).
+  test('a client that stops reading is disconnected as slow (3008)', { timeout: 40000 }, () => withDaemon({ client: { queue_max_size: 65536, ping_interval: '60s', pong_timeout: '30s' } }, async (x) => {
     const big = 'y'.repeat(16000);
     await Promise.all(RAW_TRANSPORTS.map(async (tr, i) => {
       const user = `slow-${i}`;
