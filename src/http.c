@@ -93,6 +93,7 @@ struct http_conn {
 	size_t head_spans;     /* bytes of the section up to its last token's end */
 	size_t nfields;        /* header and trailer fields */
 	size_t trailer_bytes;
+	bool in_trailer_section; /* past the last chunk's size line */
 	uint32_t val_spans;    /* spans of the current field value */
 	bool val_at_end;       /* the last one ended at the end of its chunk */
 
@@ -291,6 +292,7 @@ static int on_message_begin(llhttp_t *p)
 	hc->head_spans = 0;
 	hc->nfields = 0;
 	hc->trailer_bytes = 0;
+	hc->in_trailer_section = false;
 	hc->val_spans = 0;
 	conn_set_write_timeout(hc->c, k->write_timeout_ms);
 	conn_set_deadline(hc->c, min64(after(now, header_timeout(k)), after(now, k->read_timeout_ms)));
@@ -346,6 +348,15 @@ static int on_version_complete(llhttp_t *p)
 static bool in_trailers(const struct http_conn *hc)
 {
 	return hc->state == H_BODY;
+}
+
+/* The last chunk's size line: what follows is the trailer section. */
+static int on_chunk_header(llhttp_t *p)
+{
+	struct http_conn *hc = p->data;
+	if (p->content_length == 0)
+		hc->in_trailer_section = true;
+	return 0;
 }
 
 /* Counts trailer bytes against the header limit (trailers are not kept). */
@@ -665,6 +676,15 @@ static int errno_status(struct http_conn *hc, llhttp_errno_t e)
 	 * before the bad byte (the check at the end of each read); the answer
 	 * must not depend on where reads end. */
 	if (hc->state == H_HEAD && head_size(hc, llhttp_get_error_pos(&hc->parser)) > head_max(cf(hc)))
+		return 431;
+	/* The same for trailers, counted by their tokens: the one the bad
+	 * byte cut short, which llhttp never reported, counts up to that
+	 * byte, as a read ending there would have reported it. llhttp keeps
+	 * where that token started in _span_pos0 (a field of its public
+	 * struct, set while a token is open). */
+	if (hc->in_trailer_section && hc->parser._span_pos0 != NULL &&
+	    hc->trailer_bytes + (size_t)(llhttp_get_error_pos(&hc->parser) - (const char *)hc->parser._span_pos0) >
+		    head_max(cf(hc)))
 		return 431;
 	if (e == HPE_INVALID_VERSION && reason && strcmp(reason, "Invalid HTTP version") == 0)
 		return 505; /* well-formed, but neither 1.0 nor 1.1 */
@@ -1131,6 +1151,7 @@ void http_init(struct worker *w)
 	s->on_header_value_complete = on_header_value_complete;
 	s->on_headers_complete = on_headers_complete;
 	s->on_body = on_body;
+	s->on_chunk_header = on_chunk_header;
 	s->on_message_complete = on_message_complete;
 	builtin_routes(w);
 }
