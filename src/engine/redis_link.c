@@ -455,6 +455,35 @@ int redis_addr_parse(const char *s, const struct redis_addr *defaults, struct re
 	return 0;
 }
 
+/* Adds each entry of the list S, "host:port,host:port" (spaces around
+ * entries allowed), to A with ADD; MANY and ONE name the entries in
+ * errors. */
+static int parse_hosts(const char *s, const char *many, const char *one,
+		       int (*add)(const char *, size_t, struct redis_addr *, char *, size_t), struct redis_addr *a,
+		       char *err, size_t errlen)
+{
+	if (strpbrk(s, "/@?")) {
+		snprintf(err, errlen, "\"%s\": a list of %s \"host:port,host:port\" (no URL)", s, many);
+		return -1;
+	}
+	while (*s) {
+		const char *comma = strchr(s, ',');
+		size_t n = comma ? (size_t)(comma - s) : strlen(s);
+		while (n > 0 && *s == ' ')
+			s++, n--;
+		while (n > 0 && s[n - 1] == ' ')
+			n--;
+		if (n == 0 || (comma && comma[1] == '\0')) {
+			snprintf(err, errlen, "an empty %s address", one);
+			return -1;
+		}
+		if (add(s, n, a, err, errlen) != 0)
+			return -1;
+		s = comma ? comma + 1 : s + strlen(s);
+	}
+	return 0;
+}
+
 int redis_addr_parse_sentinels(const char *s, const struct redis_addr *defaults, struct redis_addr *out,
 			       char *err, size_t errlen)
 {
@@ -469,29 +498,8 @@ int redis_addr_parse_sentinels(const char *s, const struct redis_addr *defaults,
 		snprintf(err, errlen, "no master name");
 		return -1;
 	}
-	if (strpbrk(s, "/@?")) {
-		snprintf(err, errlen, "\"%s\": a list of sentinels \"host:port,host:port\" (no URL)", s);
+	if (parse_hosts(s, "sentinels", "sentinel", add_sentinel, &a, err, errlen) != 0)
 		return -1;
-	}
-	while (*s) {
-		const char *comma = strchr(s, ',');
-		size_t n = comma ? (size_t)(comma - s) : strlen(s);
-		while (n > 0 && *s == ' ')
-			s++, n--;
-		while (n > 0 && s[n - 1] == ' ')
-			n--;
-		if (n == 0) {
-			snprintf(err, errlen, "an empty sentinel address");
-			return -1;
-		}
-		if (add_sentinel(s, n, &a, err, errlen) != 0)
-			return -1;
-		s = comma ? comma + 1 : s + strlen(s);
-		if (comma && *s == '\0') {
-			snprintf(err, errlen, "an empty sentinel address");
-			return -1;
-		}
-	}
 	if (a.nsentinels == 0) {
 		snprintf(err, errlen, "no sentinel address");
 		return -1;
@@ -515,25 +523,8 @@ int redis_addr_parse_cluster(const char *s, const struct redis_addr *defaults, s
 		snprintf(err, errlen, "a Redis Cluster has database 0 only (engine.redis.db is %d)", a.db);
 		return -1;
 	}
-	if (strpbrk(s, "/@?")) {
-		snprintf(err, errlen, "\"%s\": a list of cluster nodes \"host:port,host:port\" (no URL)", s);
+	if (parse_hosts(s, "cluster nodes", "cluster node", add_seed, &a, err, errlen) != 0)
 		return -1;
-	}
-	while (*s) {
-		const char *comma = strchr(s, ',');
-		size_t n = comma ? (size_t)(comma - s) : strlen(s);
-		while (n > 0 && *s == ' ')
-			s++, n--;
-		while (n > 0 && s[n - 1] == ' ')
-			n--;
-		if (n == 0 || (comma && comma[1] == '\0')) {
-			snprintf(err, errlen, "an empty cluster node address");
-			return -1;
-		}
-		if (add_seed(s, n, &a, err, errlen) != 0)
-			return -1;
-		s = comma ? comma + 1 : s + strlen(s);
-	}
 	if (a.nseeds == 0) {
 		snprintf(err, errlen, "no cluster node address");
 		return -1;
