@@ -60,9 +60,19 @@ struct stats_block {
 	uint64_t bus_lost;         /* bus records lost to laps */
 	uint64_t clients;          /* sessions that completed connect */
 	uint64_t subs;             /* their subscriptions */
-	uint8_t pad[24];
+	uint32_t engine;           /* STATS_ENGINE_*: whether its engine serves,
+	                            * as its last tick found (node_health) */
+	uint8_t pad[20];
 };
 _Static_assert(sizeof(struct stats_block) == 128, "stats_block is two cache lines");
+
+/* The broker of the Redis engine holds the block whose slot is this (one
+ * past the last listener slot); it has no listener. */
+#define STATS_SLOT_BROKER 256
+
+#define STATS_ENGINE_STARTING 0    /* not reported yet: not serving yet */
+#define STATS_ENGINE_UP 1
+#define STATS_ENGINE_DOWN 2
 
 #define STATS_SEG_SIZE (64 + sizeof(struct stats_hdr) + STATS_SLOTS * sizeof(struct stats_block))
 

@@ -1095,10 +1095,10 @@ void http_routes_free(void)
 	H.health_path = NULL;
 }
 
-/* GET (or anything) /health: 200 {} while the worker serves and its
- * engine can serve it (Centrifugo's answer); else 503 with the reason,
- * e.g. the Redis shard that is down (a load balancer then sends clients
- * to another node). */
+/* GET (or anything) /health: 200 {} while the node serves and its
+ * engine can serve it, in every worker and the broker (Centrifugo's
+ * answer); else 503 with the reason, e.g. the Redis shard that is down
+ * (a load balancer then sends clients to another node). */
 static void health_handler(struct http_req *req, void *arg)
 {
 	char why[256];

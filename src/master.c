@@ -52,7 +52,8 @@
 #include <unistd.h>
 
 #define MAX_SLOTS 257          /* the workers' (at most 256), and the broker's */
-#define BROKER_SLOT (MAX_SLOTS - 1) /* the Redis engine's broker: no listener */
+#define BROKER_SLOT STATS_SLOT_BROKER /* the Redis engine's broker: no listener */
+_Static_assert(STATS_SLOT_BROKER == MAX_SLOTS - 1, "the broker's slot follows the workers'");
 #define MAX_CHILDREN (2 * MAX_SLOTS)
 #define YOUNG_MS 5000          /* a worker dying younger than this is "failing" */
 #define BACKOFF_MAX_MS 10000

@@ -938,9 +938,59 @@ void node_emulate_remote(struct worker *w, struct pstr node, struct pstr session
 		done(arg, NODE_EMU_NO_NODE);
 }
 
+/* This process's own answer: the broker's links, or its engine's. */
+static bool own_health(struct worker *w, char *why, size_t n)
+{
+	if (w->broker)
+		return broker_health(why, n);
+	return w->engine == NULL || w->engine->health == NULL || w->engine->health(w, why, n);
+}
+
+void node_health_report(struct worker *w)
+{
+	char why[256];
+	if (w->ctr != NULL)
+		__atomic_store_n(&w->ctr->engine, own_health(w, why, sizeof(why)) ? STATS_ENGINE_UP : STATS_ENGINE_DOWN,
+				 __ATOMIC_RELAXED);
+}
+
+/* A load balancer asks one worker for the whole node: a client it sends
+ * here may land on any worker, and its subscriptions go through the
+ * broker. So the others' last reports count too (stale by a tick at most). */
 bool node_health(struct worker *w, char *why, size_t n)
 {
-	return w->engine == NULL || w->engine->health == NULL || w->engine->health(w, why, n);
+	if (!own_health(w, why, n))
+		return false;
+	if (w->stats_seg == NULL)
+		return true;
+	const struct stats_hdr *h = seg_payload(w->stats_seg);
+	uint32_t gen = STATS_ROUTE_GEN(__atomic_load_n(&h->route, __ATOMIC_ACQUIRE));
+	const struct stats_block *b = stats_blocks(seg_payload(w->stats_seg));
+	struct engine_plan p;
+	bool broker = w->broker || engine_plan(w->conf, &p, NULL) != RT_OK || !p.broker_redis;
+	for (unsigned i = 0; i < STATS_SLOTS && i < BUS_SLOTS_MAX; i++) {
+		int32_t slot = __atomic_load_n(&b[i].slot, __ATOMIC_RELAXED);
+		bool is_broker = slot == STATS_SLOT_BROKER;
+		if (i == w->bus_slot || __atomic_load_n(&b[i].pid, __ATOMIC_RELAXED) <= 0 ||
+		    __atomic_load_n(&b[i].state, __ATOMIC_RELAXED) != 1 ||
+		    (!is_broker && __atomic_load_n(&b[i].gen, __ATOMIC_RELAXED) != gen))
+			continue;
+		/* One that has not reported yet accepts nobody yet either (the
+		 * report comes before its loop runs). */
+		broker |= is_broker;
+		if (__atomic_load_n(&b[i].engine, __ATOMIC_RELAXED) == STATS_ENGINE_DOWN) {
+			if (is_broker)
+				snprintf(why, n, "broker: its Redis links are not all up");
+			else
+				snprintf(why, n, "worker %d: its Redis links are not all up", slot);
+			return false;
+		}
+	}
+	if (!broker) {
+		snprintf(why, n, "broker: not running");
+		return false;
+	}
+	return true;
 }
 
 void node_peers(struct worker *w, void (*fn)(void *arg, const struct node_info *ni), void *arg)

@@ -186,9 +186,12 @@ struct node_info {
 };
 int node_info(struct worker *w, struct node_info *out);
 
-/* Whether W's engine can serve (with Redis: every shard's link is up);
- * else WHY says what is wrong. */
+/* Whether the node can serve: W's engine (with Redis: every shard's link
+ * is up), and what every other running worker and the broker last
+ * reported; else WHY says what is wrong. */
 bool node_health(struct worker *w, char *why, size_t n);
+/* W's own answer, into its stats block for the others (every tick). */
+void node_health_report(struct worker *w);
 
 /* Calls FN for every other node this one knows of (the Redis engine's
  * registry of announcements; none with the shared-memory engine). NI is

@@ -400,6 +400,7 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
 	if (w->ctr != NULL)
 		__atomic_store_n(&w->ctr->conns_current, (uint64_t)w->nconns, __ATOMIC_RELAXED);
 	node_snapshot(w);
+	node_health_report(w);
 	client_presence_lease(w, false);
 	/* History upkeep about once a second: expired records and streams give
 	 * their room back (expiry also happens lazily on access). */
@@ -514,6 +515,7 @@ void worker_main(const struct worker_boot *b)
 	w->engine = w->broker ? &engine_memory : engine_of(w->conf);
 	if (w->engine->start(w) != RT_OK || (w->broker && broker_start(w) != RT_OK))
 		_exit(1);
+	node_health_report(w); /* before the loop runs: reported before it serves */
 	node_snapshot_init(w);
 	client_presence_lease(w, true);
 	ev_idle_init(&w->busy_w, on_busy);

@@ -680,6 +680,21 @@ int broker_start(struct worker *w)
 	return RT_OK;
 }
 
+bool broker_health(char *why, size_t n)
+{
+	for (unsigned i = 0; B.w != NULL && i < B.cf.nshards; i++) {
+		const struct shard *s = &B.sh[i];
+		const char *what = !rlink_up(s->cmd) ? "command" : !rlink_mode_known(s->cmd) ? "cluster probe" :
+				   !rlink_up(s->sub) ? "PUB/SUB" : !rlink_up(s->ctl) ? "control" : NULL;
+		if (what != NULL) {
+			snprintf(why, n, "broker: redis shard %s: %s link %s", redis_addr_str(&B.cf.shard[i]), what,
+				 *rlink_error(s->cmd) && !rlink_up(s->cmd) ? rlink_error(s->cmd) : "not ready");
+			return false;
+		}
+	}
+	return true;
+}
+
 void broker_stop(struct worker *w)
 {
 	(void)w;

@@ -148,6 +148,9 @@ int engine_check(const struct conf *k, struct conf_report *rep);
  * without listener whose loop runs these. */
 int broker_start(struct worker *w);
 void broker_stop(struct worker *w);
+/* Whether every link of the broker is up and knows its mode; else WHY
+ * names the first that is not. */
+bool broker_health(char *why, size_t n);
 
 /* The engine a worker of config K runs (engine_plan): a member, or the
  * broker member's table with the presence member's presence operations. */

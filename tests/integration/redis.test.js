@@ -406,6 +406,7 @@ test('a node restarted: its clients recover from the history in Redis', { skip, 
     a = await startNode(redis, 'node-a', {}, { port });
     const back = await client(a, 'judy');
     const r = await back.call({ subscribe: { channel: 'restart', recover: true, offset: 3, epoch: s.subscribe.epoch } });
+    assert.ok(r.subscribe, JSON.stringify(r));
     assert.strictEqual(r.subscribe.recovered, true, JSON.stringify(r));
     assert.deepStrictEqual(r.subscribe.publications.map((p) => p.data.n), [4, 5, 6], 'what it missed while the node was down');
     await api(b, 'publish', { channel: 'restart', data: { n: 7 } });
@@ -414,6 +415,32 @@ test('a node restarted: its clients recover from the history in Redis', { skip, 
   } finally {
     if (a) await a.stop();
     if (b) await b.stop();
+    await redis.stop();
+  }
+});
+
+test('/health answers for the whole node: once 200 after an outage, a subscribe on any worker works', { skip, timeout: 60000 }, async () => {
+  const redis = await new Redis().start();
+  let n;
+  try {
+    n = await startNode(redis, 'node-h', {}, { workers: 3, expectWorkers: 4 });
+    await redis.kill();
+    await waitFor(async () => (await request(n.port, { path: '/health' })).status === 503, 5000, 25, 'unhealthy');
+    // Each link retries on its own back-off, doubling, with jitter: after
+    // a few seconds down, the workers and the broker come back at moments
+    // up to a second apart.
+    await sleep(4000);
+    await redis.start(redis.port);
+    await waitFor(async () => (await request(n.port, { path: '/health' })).status === 200, 20000, 25, 'healthy again');
+    const cs = await Promise.all([...Array(8).keys()].map((i) => client(n, `h${i}`)));
+    try {
+      const rs = await Promise.all(cs.map((c, i) => c.call({ subscribe: { channel: `h${i}`, recover: true } })));
+      for (const r of rs) assert.ok(r.subscribe, `health said 200, yet ${JSON.stringify(r)}`);
+    } finally {
+      for (const c of cs) c.ws.close();
+    }
+  } finally {
+    if (n) await n.stop();
     await redis.stop();
   }
 });
