@@ -1214,7 +1214,9 @@ static void job_answer(struct api_job *j)
 			log_debug("api: undecodable legacy command stream");
 			bad_request(req);
 		} else {
-			http_respond(req, 200, "application/json", out->buf ? out->buf : "", out->len);
+			/* nosniff: the admin UI's browser reads this answer too. */
+			http_respond_hdrs(req, 200, "application/json", "X-Content-Type-Options: nosniff\r\n",
+					  out->buf ? out->buf : "", out->len);
 		}
 		break;
 	}
@@ -1697,12 +1699,10 @@ bad:
 	j->bad = true;
 }
 
-static void handle_legacy(struct http_req *req, void *arg)
+void api_serve_legacy(struct http_req *req)
 {
 	struct api_job *j;
 
-	if (!admit(req))
-		return;
 	if (A.w->draining) {
 		http_respond(req, 503, NULL, NULL, 0);
 		return;
@@ -1714,6 +1714,12 @@ static void handle_legacy(struct http_req *req, void *arg)
 	j = job_new(req, JOB_LEGACY);
 	decode_legacy(j, req);
 	job_start(j);
+}
+
+static void handle_legacy(struct http_req *req, void *arg)
+{
+	if (admit(req))
+		api_serve_legacy(req);
 }
 
 /* ---- routes ------------------------------------------------------------- */
