@@ -173,6 +173,7 @@
     ev.preventDefault();
     await guarded('channels-error', async () => {
       const pattern = $('channels-pattern').value.trim();
+      fill($('channels-table').tBodies[0], []);
       const res = await call('channels', pattern ? { pattern } : {});
       const names = Object.keys(res.channels || {}).sort();
       fill($('channels-table').tBodies[0], names.map((ch) => {
