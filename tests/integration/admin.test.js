@@ -346,6 +346,23 @@ test('handler_prefix: the UI under <prefix>/, <prefix> redirects there, the root
   });
 });
 
+test('without admin.web_path the installed UI is served, or a warning says it is not installed', async () => {
+  const cfg = adminConfig();
+  delete cfg.admin.web_path;
+  await withDaemon(cfg, {}, async (rd) => {
+    assert.strictEqual((await request(rd.port, { path: '/admin/settings' })).status, 200, 'the endpoints regardless');
+    const page = await request(rd.port, { path: '/' });
+    const missing = /admin\.web_path: not set, and rotor's web UI is not installed in (\S+):/.exec(rd.log());
+    if (missing) {
+      assert.ok(!fs.existsSync(path.join(missing[1], 'index.html')));
+      assert.strictEqual(page.status, 404);
+    } else {
+      assert.strictEqual(page.status, 200, 'make install put the UI in $(datadir)/rotor/admin');
+      assert.match(page.body, /rotor admin/);
+    }
+  });
+});
+
 // ---- placement, insecure mode, reload, config ---------------------------------------------
 
 test('with an internal port the admin is there only, unless admin.external', async () => {
@@ -442,6 +459,44 @@ test('HUP: a new password ends the sessions, the prefix moves, enabled=false rem
     assert.strictEqual((await request(rd.port, { path: '/adm/' })).status, 404);
   });
 });
+
+test('with the Redis engine, admin/api info lists every node, and a publication reaches the other node',
+  { skip: require('./lib/redis').available() ? false : 'redis-server is not installed' }, async () => {
+    const { Redis, nodeClient } = require('./lib/redis');
+    const redis = await new Redis().start();
+    const nodes = [];
+    try {
+      const engine = { type: 'redis', redis: { address: [`redis://127.0.0.1:${redis.port}`] } };
+      nodes.push(await new Rotord(adminConfig({}, { engine, node: { name: 'node-a' } }),
+        { workers: 2, expectWorkers: 3 }).start());
+      nodes.push(await new Rotord({ channel: CHANNELS, engine, node: { name: 'node-b' } },
+        { workers: 2, expectWorkers: 3 }).start());
+      const [a, b] = nodes;
+      const token = await login(a.port);
+      const info = await waitFor(async () => {
+        const r = JSON.parse((await adminApi(a.port, { method: 'info', params: {} }, { token })).body);
+        return r.result.nodes.length === 2 && r;
+      }, 10000, 100, 'both nodes in info');
+      assert.deepStrictEqual(info.result.nodes.map((n) => n.name).sort(), ['node-a', 'node-b']);
+      // The admin interface is node A's alone.
+      assert.strictEqual((await request(b.port, { path: '/admin/settings' })).status, 404);
+      const c = await nodeClient(b, 'bob');
+      try {
+        const sub = await c.call({ subscribe: { channel: 'news' } });
+        assert.ok(sub.subscribe, JSON.stringify(sub));
+        const r = await adminApi(a.port, { method: 'publish', params: { channel: 'news', data: { via: 'admin' } } },
+          { token });
+        assert.ok(JSON.parse(r.body).result, r.body);
+        const pubs = await waitFor(() => c.pubs('news').length && c.pubs('news'), 8000, 25, 'the publication on node B');
+        assert.deepStrictEqual(pubs.map((p) => p.data), [{ via: 'admin' }]);
+      } finally {
+        c.ws.terminate();
+      }
+    } finally {
+      for (const n of nodes) await n.stop();
+      await redis.stop();
+    }
+  });
 
 // ---- the UI in a real browser ---------------------------------------------------------------
 
