@@ -1298,33 +1298,13 @@ static bool query_key_ok(const char *query, const char *key, size_t klen)
 	return ok;
 }
 
-static bool is_space(char c)
-{
-	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
-}
-
-/* "apikey KEY": exactly two whitespace-separated fields, the scheme in any
- * case. */
+/* "apikey KEY" (http_auth_credentials). */
 static bool authorization_ok(const char *h, const char *key, size_t klen)
 {
-	const char *f[3];
-	size_t flen[3], nf = 0;
+	const char *cred;
+	size_t n;
 
-	while (*h) {
-		while (is_space(*h))
-			h++;
-		if (*h == '\0')
-			break;
-		if (nf == 3)
-			return false;
-		f[nf] = h;
-		while (*h && !is_space(*h))
-			h++;
-		flen[nf] = (size_t)(h - f[nf]);
-		nf++;
-	}
-	return nf == 2 && flen[0] == 6 && strncasecmp(f[0], "apikey", 6) == 0 &&
-	       key_eq(key, klen, f[1], flen[1]);
+	return http_auth_credentials(h, "apikey", &cred, &n) && key_eq(key, klen, cred, n);
 }
 
 /* Centrifugo's APIKeyAuth: X-API-Key when sent decides for the headers,
