@@ -104,21 +104,19 @@ static struct {
 
 /* ---- config ----------------------------------------------------------- */
 
-static const char *cstr(const struct conf *c, const char *key)
+/* The admin.* keys of the worker's current config. */
+static struct admin_settings cur(void)
 {
-	const char *s = json_string_value(conf_get(c, key));
-	return s ? s : "";
-}
+	struct admin_settings a;
 
-static bool cbool(const struct conf *c, const char *key)
-{
-	return json_is_true(conf_get(c, key));
+	admin_settings_of(AD.w->conf, &a);
+	return a;
 }
 
 /* admin.handler_prefix without trailing '/' ("" for the root); caller frees. */
-static char *prefix_of(const struct conf *c)
+static char *prefix_of(const struct admin_settings *a)
 {
-	const char *p = cstr(c, "admin.handler_prefix");
+	const char *p = a->handler_prefix;
 	size_t len = strlen(p);
 
 	while (len > 0 && p[len - 1] == '/')
@@ -126,45 +124,13 @@ static char *prefix_of(const struct conf *c)
 	return xstrndup(p, len);
 }
 
-void admin_conf_check(const struct conf *c, struct conf_report *rep)
-{
-	const char *prefix = cstr(c, "admin.handler_prefix");
-	const char *web = cstr(c, "admin.web_path");
-	struct stat st;
-
-	if (*prefix && *prefix != '/')
-		conf_report_error(rep, "admin.handler_prefix: must be empty or start with '/', got \"%s\"", prefix);
-	if (!cbool(c, "admin.enabled"))
-		return;
-	if (cbool(c, "admin.insecure")) {
-		conf_report_warn(rep, "admin.insecure: the admin interface and its server API are open to "
-				 "anyone who reaches them, without a password; never in production");
-	} else {
-		if (!*cstr(c, "admin.password"))
-			conf_report_error(rep, "admin.password: must be set when admin.enabled is true "
-					  "(or set admin.insecure for development)");
-		if (!*cstr(c, "admin.secret"))
-			conf_report_error(rep, "admin.secret: must be set when admin.enabled is true "
-					  "(it signs admin sessions; or set admin.insecure for development)");
-	}
-	if (*web) {
-		if (stat(web, &st) != 0)
-			conf_report_error(rep, "admin.web_path: %s: %s", web, strerror(errno));
-		else if (!S_ISDIR(st.st_mode))
-			conf_report_error(rep, "admin.web_path: %s: not a directory", web);
-	} else if (stat(ROTOR_ADMINDIR, &st) != 0 || !S_ISDIR(st.st_mode)) {
-		conf_report_warn(rep, "admin.web_path: not set, and rotor's web UI is not installed in %s: "
-				 "only the admin endpoints are served", ROTOR_ADMINDIR);
-	}
-}
-
 /* ---- sessions ------------------------------------------------------------ */
 
-/* MAC of a session issued at IAT under C's secret and password. */
-static void session_mac(const struct conf *c, const unsigned char iat[8], unsigned char mac[MAC_LEN])
+/* MAC of a session issued at IAT under A's secret and password. */
+static void session_mac(const struct admin_settings *a, const unsigned char iat[8], unsigned char mac[MAC_LEN])
 {
 	static const char tag[] = "rotor-admin-session";
-	const char *secret = cstr(c, "admin.secret"), *pw = cstr(c, "admin.password");
+	const char *secret = a->secret, *pw = a->password;
 	unsigned char msg[sizeof(tag) + 8 + SHA256_DIGEST_LENGTH];
 	unsigned int n = MAC_LEN;
 
@@ -177,20 +143,20 @@ static void session_mac(const struct conf *c, const unsigned char iat[8], unsign
 	}
 }
 
-/* A new session token under C; caller frees. */
-static char *session_new(const struct conf *c)
+/* A new session token under A; caller frees. */
+static char *session_new(const struct admin_settings *a)
 {
 	unsigned char raw[TOKEN_RAW];
 	uint64_t now = (uint64_t)time(NULL);
 
 	for (int i = 0; i < 8; i++)
 		raw[i] = (unsigned char)(now >> (56 - 8 * i));
-	session_mac(c, raw, raw + 8);
+	session_mac(a, raw, raw + 8);
 	return b64_encode_alloc(raw, sizeof(raw), B64_URL | B64_NOPAD);
 }
 
-/* Whether the LEN bytes of TOKEN are a live session under C. */
-static bool session_valid(const struct conf *c, const char *token, size_t len)
+/* Whether the LEN bytes of TOKEN are a live session under A. */
+static bool session_valid(const struct admin_settings *a, const char *token, size_t len)
 {
 	unsigned char raw[64], mac[MAC_LEN];
 	size_t n = 0;
@@ -200,7 +166,7 @@ static bool session_valid(const struct conf *c, const char *token, size_t len)
 	if (len == 0 || len > 80 || b64_decoded_max(len) > sizeof(raw) ||
 	    b64_decode(raw, &n, token, len, B64_URL | B64_NOPAD) != RT_OK || n != TOKEN_RAW)
 		return false;
-	session_mac(c, raw, mac);
+	session_mac(a, raw, mac);
 	if (CRYPTO_memcmp(mac, raw + 8, MAC_LEN) != 0)
 		return false;
 	for (int i = 0; i < 8; i++)
@@ -208,50 +174,27 @@ static bool session_valid(const struct conf *c, const char *token, size_t len)
 	return (int64_t)iat <= now + ADMIN_SKEW_S && now - (int64_t)iat < ADMIN_SESSION_S;
 }
 
-static bool is_space(char ch)
-{
-	return ch == ' ' || ch == '\t';
-}
-
 /* Whether REQ carries a live session: "Authorization: token <t>" (exactly
  * two fields, the scheme in any case), else ?token=<t>. Always true with
  * admin.insecure; never without a secret. */
 static bool session_ok(const struct http_req *req)
 {
-	const struct conf *c = AD.w->conf;
-	const char *h = http_req_header(req, "Authorization");
+	struct admin_settings a = cur();
+	const char *h = http_req_header(req, "Authorization"), *t;
+	size_t n;
 	bool ok = false;
 
-	if (cbool(c, "admin.insecure"))
+	if (a.insecure)
 		return true;
-	if (!*cstr(c, "admin.secret"))
+	if (!*a.secret)
 		return false;
-	if (h) {
-		const char *s = h, *t, *e;
-
-		while (is_space(*s))
-			s++;
-		t = s;
-		while (*t && !is_space(*t))
-			t++;
-		if (t - s == 5 && strncasecmp(s, "token", 5) == 0) {
-			while (is_space(*t))
-				t++;
-			e = t;
-			while (*e && !is_space(*e))
-				e++;
-			const char *rest = e;
-			while (is_space(*rest))
-				rest++;
-			if (*rest == '\0')
-				ok = session_valid(c, t, (size_t)(e - t));
-		}
-	}
+	if (h && http_auth_credentials(h, "token", &t, &n))
+		ok = session_valid(&a, t, n);
 	if (!ok && req->query && *req->query) {
 		struct jw v = { 0 };
 
 		if (transport_query_get(req->query, "token", &v))
-			ok = session_valid(c, v.buf ? v.buf : "", v.len);
+			ok = session_valid(&a, v.buf ? v.buf : "", v.len);
 		jw_free(&v);
 	}
 	return ok;
@@ -332,7 +275,7 @@ static void answer_text(struct http_req *req, int status, const char *extra)
 static void handle_settings(struct http_req *req, void *arg)
 {
 	bool init = arg != NULL;
-	bool insecure = cbool(AD.w->conf, "admin.insecure");
+	bool insecure = cur().insecure;
 	char body[128];
 	int n = snprintf(body, sizeof(body), "{\"insecure\":%s,\"edition\":\"oss\"%s%s}",
 			 insecure ? "true" : "false", init ? ",\"authenticated\":" : "",
@@ -433,8 +376,8 @@ static bool password_of(const struct http_req *req, struct jw *out)
 
 static void handle_auth(struct http_req *req, void *arg)
 {
-	const struct conf *c = AD.w->conf;
-	const char *pw = cstr(c, "admin.password");
+	struct admin_settings a = cur();
+	const char *pw = a.password;
 	char addr[INET6_ADDRSTRLEN], retry[64];
 	unsigned char want[SHA256_DIGEST_LENGTH], got[SHA256_DIGEST_LENGTH];
 	struct auth_slot *s;
@@ -446,12 +389,12 @@ static void handle_auth(struct http_req *req, void *arg)
 		answer_text(req, 413, NULL);
 		return;
 	}
-	if (cbool(c, "admin.insecure")) {
+	if (a.insecure) {
 		static const char body[] = "{\"token\":\"insecure\"}";
 		answer(req, 200, "application/json", NULL, body, sizeof(body) - 1);
 		return;
 	}
-	if (!*pw || !*cstr(c, "admin.secret")) {
+	if (!*pw || !*a.secret) {
 		answer_text(req, 400, NULL); /* Centrifugo's answer: nothing to log in to */
 		return;
 	}
@@ -479,7 +422,7 @@ static void handle_auth(struct http_req *req, void *arg)
 		answer_text(req, 400, NULL);
 		return;
 	}
-	char *token = session_new(c);
+	char *token = session_new(&a);
 	struct jw out = { 0 };
 
 	jw_lit(&out, "{\"token\":");
@@ -573,9 +516,9 @@ static char *read_all(int fd, size_t size)
 
 static void handle_file(struct http_req *req, void *arg)
 {
-	const struct conf *c = AD.w->conf;
-	const char *dir = *cstr(c, "admin.web_path") ? cstr(c, "admin.web_path") : ROTOR_ADMINDIR;
-	char *prefix = prefix_of(c), *rel = NULL, *full = NULL, *rdir = NULL, *rfile = NULL, *data = NULL;
+	struct admin_settings a = cur();
+	const char *dir = *a.web_path ? a.web_path : ROTOR_ADMINDIR;
+	char *prefix = prefix_of(&a), *rel = NULL, *full = NULL, *rdir = NULL, *rfile = NULL, *data = NULL;
 	const char *raw = req->path + strlen(prefix) + 1; /* after "P/" */
 	size_t rlen = strlen(raw);
 	struct stat st;
@@ -671,12 +614,14 @@ static void routes_add(const struct conf *c)
 {
 	const uint64_t get = HTTP_METHOD_BIT(HTTP_GET) | HTTP_METHOD_BIT(HTTP_HEAD);
 	const uint64_t post = HTTP_METHOD_BIT(HTTP_POST);
+	struct admin_settings a;
 	char *p, *path;
 
-	if (!cbool(c, "admin.enabled"))
+	admin_settings_of(c, &a);
+	if (!a.enabled)
 		return;
-	AD.flags = cbool(c, "admin.external") ? 0 : HTTP_ROUTE_INTERNAL;
-	p = prefix_of(c);
+	AD.flags = a.external ? 0 : HTTP_ROUTE_INTERNAL;
+	p = prefix_of(&a);
 	path = xasprintf("%s/admin/settings", p);
 	route(path, HTTP_ROUTE_EXACT, get, handle_settings, NULL);
 	free(path);

@@ -7,6 +7,7 @@
 #define ROTOR_ADMIN_H
 
 #include "rotor.h"
+#include <stdbool.h>
 
 struct worker;
 struct conf;
@@ -30,6 +31,15 @@ void admin_reconfigure(struct worker *w);
 
 /* Removes the routes (worker exit, tests). */
 void admin_free(void);
+
+/* The admin.* keys of a config, read by admin_settings_of. The strings
+ * point into the config's document and live as long as it; never NULL. */
+struct admin_settings {
+	bool enabled, insecure, external;
+	const char *handler_prefix, *password, *secret, *web_path;
+};
+
+void admin_settings_of(const struct conf *c, struct admin_settings *s);
 
 /* The cross-key rules of the admin.* keys, for conf_check: with
  * admin.enabled and not admin.insecure, admin.password and admin.secret
