@@ -597,8 +597,31 @@ test('the UI in headless Chromium: log in, see the node, publish to an SDK clien
         .some((td) => td.textContent === name), {}, node);
       await page.screenshot({ path: path.join(artifacts, 'admin.png') });
       assert.ok(fs.statSync(path.join(artifacts, 'admin.png')).size > 1000);
-      assert.deepStrictEqual(errors, [], 'no script error or CSP violation in the page');
       await waitFor(() => /admin: session opened from 127\.0\.0\.1/.test(rd.log()), 5000, 25, 'the session log line');
+
+      // Log out: back to the login page, which a reload keeps.
+      await page.click('#logout');
+      await page.waitForSelector('#login-password', { visible: true });
+      await page.reload({ waitUntil: 'load' });
+      await page.waitForSelector('#login-password', { visible: true });
+      assert.strictEqual(await page.$eval('#nav', (e) => e.hidden), true);
+
+      // admin.insecure under a handler_prefix: no login, the relative URLs
+      // resolve under /ui/ (reached through the redirect from /ui).
+      await withDaemon(adminConfig({ insecure: true, password: '', secret: '', handler_prefix: '/ui' }), {},
+        async (rd2) => {
+          const p2 = await browser.newPage();
+          p2.on('pageerror', (e) => errors.push(e.message));
+          p2.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+          await p2.goto(`http://127.0.0.1:${rd2.port}/ui`, { waitUntil: 'load' });
+          assert.strictEqual(p2.url(), `http://127.0.0.1:${rd2.port}/ui/`);
+          await p2.waitForFunction(() => document.querySelectorAll('#status-table tbody tr').length === 1);
+          assert.strictEqual(await p2.$eval('#page-login', (e) => e.hidden), true);
+          assert.strictEqual(await p2.$eval('#insecure-badge', (e) => e.hidden), false);
+          await p2.screenshot({ path: path.join(artifacts, 'admin-insecure.png') });
+          await p2.close();
+        });
+      assert.deepStrictEqual(errors, [], 'no script error or CSP violation in the pages');
     } finally {
       if (sdk) sdk.disconnect();
       if (browser) {
