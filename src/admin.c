@@ -24,7 +24,8 @@
  * Comparisons of passwords and MACs are constant-time.
  *
  * Wrong passwords: each worker keeps a token bucket per remote address
- * (AUTH_BURST tries, one more every AUTH_REFILL_MS, AUTH_SLOTS addresses);
+ * (AUTH_BURST tries, one more every AUTH_REFILL_MS, AUTH_SLOTS addresses;
+ * an address new to a full table inherits the fullest bucket's tokens);
  * an address whose bucket is empty gets 429 with Retry-After for every
  * auth request, right password included, until it refills. Every wrong
  * password is logged with the address; the start of a lockout too.
@@ -217,8 +218,8 @@ static void peer_of(const struct http_req *req, char *buf, size_t size)
 		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, buf, (socklen_t)size);
 }
 
-/* ADDR's bucket, refilled up to now; a full one (the least suspicious)
- * makes room when every slot is taken. */
+/* ADDR's bucket, refilled up to now. When every slot is taken, the
+ * fullest (the least suspicious) makes room, its tokens kept. */
 static struct auth_slot *slot_of(const char *addr, int64_t now)
 {
 	struct auth_slot *s = NULL, *victim = NULL;
@@ -244,8 +245,12 @@ static struct auth_slot *slot_of(const char *addr, int64_t now)
 	}
 	if (s)
 		return s;
+	/* A newcomer takes over the slot with what it had left: when every
+	 * slot is being punished, fresh addresses do not start with a full
+	 * bucket (many addresses must not buy many tries). */
+	if (!victim->addr[0])
+		victim->tokens = AUTH_BURST;
 	snprintf(victim->addr, sizeof(victim->addr), "%s", addr);
-	victim->tokens = AUTH_BURST;
 	victim->last_ms = now;
 	victim->locked = false;
 	return victim;

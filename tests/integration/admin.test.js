@@ -66,6 +66,23 @@ function multipart(fields) {
   };
 }
 
+// POSTs PASSWORD to admin/auth from the local address FROM.
+function authFrom(from, port, password) {
+  const http = require('node:http');
+  const body = new URLSearchParams({ password }).toString();
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/admin/auth', localAddress: from,
+      agent: false, headers: { 'Content-Type': 'application/x-www-form-urlencoded',
+        'Content-Length': Buffer.byteLength(body) } }, (res) => {
+      let text = '';
+      res.on('data', (d) => { text += d; });
+      res.on('end', () => resolve({ status: res.statusCode, body: text }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 async function login(port, password = PASSWORD) {
   const r = await request(port, { path: '/admin/auth', ...form({ password }) });
   assert.strictEqual(r.status, 200, `auth: ${r.status} ${r.body}`);
@@ -277,6 +294,25 @@ test('wrong passwords: 429 with Retry-After once the bucket is empty, right pass
     // Sessions already open keep working.
     const r = await adminApi(rd.port, { method: 'info', params: {} }, { token });
     assert.strictEqual(r.status, 200);
+    // The bucket is the address's: another loopback address logs in.
+    const other = await authFrom('127.0.0.2', rd.port, PASSWORD);
+    assert.strictEqual(other.status, 200, `from 127.0.0.2: ${other.status} ${other.body}`);
+    assert.match(rd.log(), /session opened from 127\.0\.0\.2/);
+  });
+});
+
+test('wrong passwords from many addresses do not buy fresh buckets once the table is full', async () => {
+  await withDaemon(adminConfig(), { workers: 1 }, async (rd) => {
+    const start = Date.now();
+    // 64 addresses (the table's size), each until its bucket is empty.
+    for (let i = 1; i <= 64; i++) {
+      let status = 0;
+      for (let n = 0; n < 30 && status !== 429; n++) status = (await authFrom(`127.0.1.${i}`, rd.port, 'guess')).status;
+      assert.strictEqual(status, 429, `127.0.1.${i} locked`);
+    }
+    // A 65th address inherits an empty bucket: even the right password waits.
+    const r = await authFrom('127.0.2.1', rd.port, PASSWORD);
+    if (r.status !== 429) assert.ok(Date.now() - start >= 12000, `a newcomer got ${r.status} at once`);
   });
 });
 
