@@ -20,7 +20,7 @@ const {
 
 const SRCDIR = process.env.ROTOR_SRCDIR || path.resolve(__dirname, '../..');
 const BUILDDIR = process.env.ROTOR_BUILDDIR || SRCDIR;
-const WEB = path.join(SRCDIR, 'admin');
+const WEB = path.join(SRCDIR, 'src', 'admin');
 const CHROMIUM = '/usr/bin/chromium';
 const PASSWORD = 'admin-password';
 const SECRET = 'admin-secret-for-tests';
