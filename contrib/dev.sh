@@ -20,10 +20,11 @@ cd "$top"
 # Debian packages: to build, and to test (node runs the real client SDKs,
 # mandoc lints the man pages, clang with libFuzzer runs tests/fuzz briefly,
 # redis-server and redis-sentinel serve the Redis engine's tests, started by
-# the tests themselves on free loopback ports).
+# the tests themselves on free loopback ports; chromium runs the admin UI's
+# browser test, driven by npm puppeteer-core).
 BUILD_DEBS="build-essential autoconf automake pkg-config libev-dev libwslay-dev libmsgpack-dev
  libjwt-dev libjansson-dev libssl-dev libhiredis-dev liburing-dev zlib1g-dev node-llhttp"
-TEST_DEBS="mandoc curl clang libclang-rt-14-dev redis-server redis-sentinel redis-tools"
+TEST_DEBS="mandoc curl clang libclang-rt-14-dev redis-server redis-sentinel redis-tools chromium"
 
 say() { printf '==> %s\n' "$*" >&2; }
 

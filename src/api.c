@@ -1214,7 +1214,9 @@ static void job_answer(struct api_job *j)
 			log_debug("api: undecodable legacy command stream");
 			bad_request(req);
 		} else {
-			http_respond(req, 200, "application/json", out->buf ? out->buf : "", out->len);
+			/* nosniff: the admin UI's browser reads this answer too. */
+			http_respond_hdrs(req, 200, "application/json", "X-Content-Type-Options: nosniff\r\n",
+					  out->buf ? out->buf : "", out->len);
 		}
 		break;
 	}
@@ -1296,33 +1298,13 @@ static bool query_key_ok(const char *query, const char *key, size_t klen)
 	return ok;
 }
 
-static bool is_space(char c)
-{
-	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
-}
-
-/* "apikey KEY": exactly two whitespace-separated fields, the scheme in any
- * case. */
+/* "apikey KEY" (http_auth_credentials). */
 static bool authorization_ok(const char *h, const char *key, size_t klen)
 {
-	const char *f[3];
-	size_t flen[3], nf = 0;
+	const char *cred;
+	size_t n;
 
-	while (*h) {
-		while (is_space(*h))
-			h++;
-		if (*h == '\0')
-			break;
-		if (nf == 3)
-			return false;
-		f[nf] = h;
-		while (*h && !is_space(*h))
-			h++;
-		flen[nf] = (size_t)(h - f[nf]);
-		nf++;
-	}
-	return nf == 2 && flen[0] == 6 && strncasecmp(f[0], "apikey", 6) == 0 &&
-	       key_eq(key, klen, f[1], flen[1]);
+	return http_auth_credentials(h, "apikey", &cred, &n) && key_eq(key, klen, cred, n);
 }
 
 /* Centrifugo's APIKeyAuth: X-API-Key when sent decides for the headers,
@@ -1697,12 +1679,10 @@ bad:
 	j->bad = true;
 }
 
-static void handle_legacy(struct http_req *req, void *arg)
+void api_serve_legacy(struct http_req *req)
 {
 	struct api_job *j;
 
-	if (!admit(req))
-		return;
 	if (A.w->draining) {
 		http_respond(req, 503, NULL, NULL, 0);
 		return;
@@ -1714,6 +1694,12 @@ static void handle_legacy(struct http_req *req, void *arg)
 	j = job_new(req, JOB_LEGACY);
 	decode_legacy(j, req);
 	job_start(j);
+}
+
+static void handle_legacy(struct http_req *req, void *arg)
+{
+	if (admit(req))
+		api_serve_legacy(req);
 }
 
 /* ---- routes ------------------------------------------------------------- */

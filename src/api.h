@@ -10,6 +10,7 @@
 #include "rotor.h"
 
 struct worker;
+struct http_req;
 
 /* Registers the API routes on W's HTTP server from W's config
  * (http_api.handler_prefix, http_api.disabled) and compiles the channel
@@ -23,6 +24,13 @@ void api_init(struct worker *w);
  * a request waiting for the engine runs its commands still to come with the
  * new namespaces. */
 void api_reconfigure(struct worker *w);
+
+/* Runs REQ's body as the legacy command stream ({"method","params","id"}
+ * values, replies joined by '\n') and answers it, exactly as POST
+ * <prefix> does once the key is checked: for a caller that has authorised
+ * REQ itself (the admin API, admin.c). 503 while the worker drains, 400 for
+ * an empty or undecodable body. */
+void api_serve_legacy(struct http_req *req);
 
 /* Removes the API's routes and frees what it holds (worker exit, tests). */
 void api_free(void);

@@ -826,12 +826,12 @@ const struct conf_key conf_keys[] = {
 
 	/* operations */
 	BOOL("admin.enabled", "false", RLD, NF, "serve the admin web interface"),
-	STR("admin.handler_prefix", "", RLD, NF, NULL, "path prefix of the admin interface"),
+	STR("admin.handler_prefix", "", RLD, NF, NULL, "path prefix of the admin interface (\"\": the root)"),
 	STR("admin.password", "", RLD | SEC, NF, NULL, "admin interface password"),
 	STR("admin.secret", "", RLD | SEC, NF, NULL, "secret that signs admin session tokens"),
 	BOOL("admin.insecure", "false", RLD, NF, "admin interface without authentication (development only)"),
-	STR("admin.web_path", "", RLD, NF, NULL, "directory of a custom admin web application"),
-	STR("admin.web_proxy_address", "", RLD, NF, NULL, "address the admin web application is proxied to"),
+	STR("admin.web_path", "", RLD, NF, NULL, "directory of a custom admin web application (default: rotor's own UI)"),
+	STR("admin.web_proxy_address", "", RLD | IGN, NF, NULL, "address the admin web application is proxied to"),
 	BOOL("admin.external", "false", RLD, NF, "serve the admin interface on the external port"),
 	BOOL("prometheus.enabled", "false", RLD, NF, "serve Prometheus metrics"),
 	STR("prometheus.handler_prefix", "/metrics", RLD, NF, NULL, "path of the metrics endpoint"),

@@ -797,6 +797,36 @@ const char *http_req_header(const struct http_req *req, const char *name)
 	return NULL;
 }
 
+static bool is_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
+}
+
+bool http_auth_credentials(const char *h, const char *scheme, const char **cred, size_t *len)
+{
+	const char *f[3];
+	size_t flen[3], nf = 0;
+
+	while (*h) {
+		while (is_space(*h))
+			h++;
+		if (*h == '\0')
+			break;
+		if (nf == 3)
+			return false;
+		f[nf] = h;
+		while (*h && !is_space(*h))
+			h++;
+		flen[nf] = (size_t)(h - f[nf]);
+		nf++;
+	}
+	if (nf != 2 || flen[0] != strlen(scheme) || strncasecmp(f[0], scheme, flen[0]) != 0)
+		return false;
+	*cred = f[1];
+	*len = flen[1];
+	return true;
+}
+
 static void hc_free(struct http_conn *hc)
 {
 	req_free(hc);

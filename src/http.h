@@ -104,6 +104,12 @@ void http_drain(struct worker *w);
 /* The value of the first header named NAME (case-insensitive), or NULL. */
 const char *http_req_header(const struct http_req *req, const char *name);
 
+/* The credentials of Authorization value H for SCHEME, as Centrifugo
+ * reads "apikey KEY" and "token T": exactly two whitespace-separated
+ * fields, the first SCHEME in any case. Sets *CRED (pointing into H) and
+ * *LEN and returns true, or returns false. */
+bool http_auth_credentials(const char *h, const char *scheme, const char **cred, size_t *len);
+
 /* Answers REQ: status line, Content-Type (if CTYPE), Content-Length,
  * Connection, then EXTRA (NULL, or complete "Name: value\r\n" lines) and
  * the body (left out for HEAD). The bytes are queued and go out at the

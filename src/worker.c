@@ -22,6 +22,7 @@
  */
 #include "config.h"
 #include "worker.h"
+#include "admin.h"
 #include "engine.h"
 #include "api.h"
 #include "client.h"
@@ -211,6 +212,7 @@ static void apply_config(struct worker *w, const char *text, size_t len)
 	client_reconfigure(w);
 	transport_reconfigure(w);
 	tls_worker_configure(w);
+	admin_reconfigure(w);
 	conf_free(old);
 	free(old);
 	log_info("configuration reloaded in place");
@@ -503,6 +505,7 @@ void worker_main(const struct worker_boot *b)
 	transport_init(w);
 	api_init(w);
 	handoff_init(w);
+	admin_init(w);
 	if (bus_reader_init(&w->reader, w->bus, w->bus_slot) < 0) {
 		log_syscall("bus_reader_init(slot %u)", w->bus_slot);
 		_exit(1);
