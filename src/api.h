@@ -9,6 +9,8 @@
 
 #include "rotor.h"
 
+#include <stddef.h>
+
 struct worker;
 
 /* Registers the API routes on W's HTTP server from W's config
@@ -23,6 +25,10 @@ void api_init(struct worker *w);
  * a request waiting for the engine runs its commands still to come with the
  * new namespaces. */
 void api_reconfigure(struct worker *w);
+
+/* The name of server API method I in the order of the stats block's
+ * api counters (stats.h); "unknown" past the last. */
+const char *api_method_name(size_t i);
 
 /* Removes the API's routes and frees what it holds (worker exit, tests). */
 void api_free(void);
