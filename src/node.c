@@ -711,6 +711,16 @@ static int on_record(void *arg, uint64_t seq, unsigned type, const void *data, s
 	return poll_budget && poll_bytes >= poll_budget;
 }
 
+bool node_record_publication(unsigned type, const void *data, size_t len, struct pstr *channel)
+{
+	struct rd r = { data, (const unsigned char *)data + len, false };
+
+	if (type != REC_PUB)
+		return false;
+	*channel = get_str(&r, 2);
+	return !r.bad;
+}
+
 bool node_poll(struct worker *w)
 {
 	uint64_t lost = 0;
