@@ -116,20 +116,23 @@ static void put(const char *fmt, ...)
 		jw_raw(&X.out, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
 }
 
-/* Writes S escaped for a HELP line (LABEL false: \ and newline) or a label
- * value (LABEL true: also "). */
-static void put_escaped(const char *s, bool label)
+void metrics_escape(struct jw *out, const char *s, bool label)
 {
 	for (; *s; s++) {
 		if (*s == '\\')
-			jw_lit(&X.out, "\\\\");
+			jw_lit(out, "\\\\");
 		else if (*s == '\n')
-			jw_lit(&X.out, "\\n");
+			jw_lit(out, "\\n");
 		else if (*s == '"' && label)
-			jw_lit(&X.out, "\\\"");
+			jw_lit(out, "\\\"");
 		else
-			jw_raw(&X.out, s, 1);
+			jw_raw(out, s, 1);
 	}
+}
+
+static void put_escaped(const char *s, bool label)
+{
+	metrics_escape(&X.out, s, label);
 }
 
 /* Opens family NAME: its HELP and TYPE lines, once, before its samples. */
