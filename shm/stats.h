@@ -190,21 +190,23 @@ static inline void stats_observe(struct stats_hist *h, uint64_t ns)
 	STATS_BUMP(h, sum_ns, ns);
 }
 
-/* Adds FROM's monotonic counters into INTO. The master's, with FROM's
- * worker reaped; the caller brackets it with fold_seq. */
+/* Adds FROM's monotonic counters into INTO, whose only writer the caller
+ * is: the master into the retired block, with FROM's worker reaped (it
+ * brackets the fold with fold_seq), or a reader summing the node into a
+ * block of its own while FROM's owner may be counting (relaxed loads). */
 static inline void stats_fold(struct stats_block *into, const struct stats_block *from)
 {
 	const uint64_t *f = (const uint64_t *)&from->n;
 	uint64_t *t = (uint64_t *)&into->n;
 	for (size_t i = 0; i < sizeof(from->n) / sizeof(uint64_t); i++)
-		__atomic_store_n(&t[i], t[i] + f[i], __ATOMIC_RELAXED);
-	STATS_BUMP(into, conns_accepted, from->conns_accepted);
-	STATS_BUMP(into, http_requests, from->http_requests);
-	STATS_BUMP(into, http_errors, from->http_errors);
-	STATS_BUMP(into, bytes_in, from->bytes_in);
-	STATS_BUMP(into, bytes_out, from->bytes_out);
-	STATS_BUMP(into, accept_errors, from->accept_errors);
-	STATS_BUMP(into, bus_lost, from->bus_lost);
+		__atomic_store_n(&t[i], t[i] + __atomic_load_n(&f[i], __ATOMIC_RELAXED), __ATOMIC_RELAXED);
+	STATS_BUMP(into, conns_accepted, STATS_GET(from, conns_accepted));
+	STATS_BUMP(into, http_requests, STATS_GET(from, http_requests));
+	STATS_BUMP(into, http_errors, STATS_GET(from, http_errors));
+	STATS_BUMP(into, bytes_in, STATS_GET(from, bytes_in));
+	STATS_BUMP(into, bytes_out, STATS_GET(from, bytes_out));
+	STATS_BUMP(into, accept_errors, STATS_GET(from, accept_errors));
+	STATS_BUMP(into, bus_lost, STATS_GET(from, bus_lost));
 }
 
 #endif

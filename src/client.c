@@ -1847,18 +1847,26 @@ void client_frame(struct client *c, const char *data, size_t len)
 
 /* ---- lifecycle ------------------------------------------------------------- */
 
+/* The transports the stats count apart (transport_ops.name), by enum
+ * stats_transport. */
+static const char *const transport_names[STATS_TRANSPORTS] = {
+	[STATS_T_WEBSOCKET] = "websocket", [STATS_T_HTTP_STREAM] = "http_stream",
+	[STATS_T_SSE] = "sse", [STATS_T_SOCKJS] = "sockjs",
+	[STATS_T_UNI_WEBSOCKET] = "uni_websocket", [STATS_T_UNI_SSE] = "uni_sse",
+	[STATS_T_UNI_HTTP_STREAM] = "uni_http_stream", [STATS_T_OTHER] = "other",
+};
+
 unsigned client_transport_index(const char *name)
 {
-	static const char *const names[STATS_T_OTHER] = {
-		[STATS_T_WEBSOCKET] = "websocket", [STATS_T_HTTP_STREAM] = "http_stream",
-		[STATS_T_SSE] = "sse", [STATS_T_SOCKJS] = "sockjs",
-		[STATS_T_UNI_WEBSOCKET] = "uni_websocket", [STATS_T_UNI_SSE] = "uni_sse",
-		[STATS_T_UNI_HTTP_STREAM] = "uni_http_stream",
-	};
 	for (unsigned i = 0; i < STATS_T_OTHER; i++)
-		if (strcmp(name, names[i]) == 0)
+		if (strcmp(name, transport_names[i]) == 0)
 			return i;
 	return STATS_T_OTHER;
+}
+
+const char *client_transport_name(unsigned i)
+{
+	return i < STATS_TRANSPORTS ? transport_names[i] : "other";
 }
 
 struct client *client_new(struct worker *w, const struct transport_ops *ops, void *t,

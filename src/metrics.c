@@ -27,6 +27,7 @@
 #include "api.h"
 #include "bus.h"
 #include "chan.h"
+#include "client.h"
 #include "conf.h"
 #include "conn.h"
 #include "http.h"
@@ -50,27 +51,13 @@ static struct {
 	struct jw out;         /* the exposition being written */
 } X;
 
-/* What a scrape sums: counters of every block in use and the retired one,
- * gauges of the live ones. */
+/* What a scrape sums: the counters of every block in use and the retired
+ * one (folded into SUM as the master folds), the gauges of the live ones. */
 struct totals {
-	struct stats_counts n;
-	uint64_t conns_accepted, accept_errors, bus_lost;
+	struct stats_block sum;
 	uint64_t conns, clients, subs;
 	uint64_t inflight[STATS_TRANSPORTS];
 };
-
-/* Adds the counters of block B into T (relaxed loads: B's owner may be
- * counting meanwhile). */
-static void add_counts(struct totals *t, const struct stats_block *b)
-{
-	const uint64_t *f = (const uint64_t *)&b->n;
-	uint64_t *to = (uint64_t *)&t->n;
-	for (size_t i = 0; i < sizeof(b->n) / sizeof(uint64_t); i++)
-		to[i] += __atomic_load_n(&f[i], __ATOMIC_RELAXED);
-	t->conns_accepted += STATS_GET(b, conns_accepted);
-	t->accept_errors += STATS_GET(b, accept_errors);
-	t->bus_lost += STATS_GET(b, bus_lost);
-}
 
 /* Sums the stats segment of W into T; false when a fold kept overlapping. */
 static bool sum_blocks(struct worker *w, struct totals *t)
@@ -83,11 +70,11 @@ static bool sum_blocks(struct worker *w, struct totals *t)
 		if (seq & 1)
 			continue;
 		memset(t, 0, sizeof(*t));
-		add_counts(t, stats_retired(h));
+		stats_fold(&t->sum, stats_retired(h));
 		for (unsigned i = 0; i < STATS_SLOTS; i++) {
 			if (__atomic_load_n(&b[i].pid, __ATOMIC_RELAXED) == 0)
 				continue;
-			add_counts(t, &b[i]);
+			stats_fold(&t->sum, &b[i]);
 			t->conns += STATS_GET(&b[i], conns_current);
 			t->clients += STATS_GET(&b[i], clients);
 			t->subs += STATS_GET(&b[i], subs);
@@ -211,13 +198,6 @@ static uint64_t hist_count(const struct stats_hist *h)
 
 /* ---- the families ---------------------------------------------------------- */
 
-static const char *const transport_names[STATS_TRANSPORTS] = {
-	[STATS_T_WEBSOCKET] = "websocket", [STATS_T_HTTP_STREAM] = "http_stream", [STATS_T_SSE] = "sse",
-	[STATS_T_SOCKJS] = "sockjs", [STATS_T_UNI_WEBSOCKET] = "uni_websocket",
-	[STATS_T_UNI_SSE] = "uni_sse", [STATS_T_UNI_HTTP_STREAM] = "uni_http_stream",
-	[STATS_T_OTHER] = "other",
-};
-
 /* Client commands by CMD_* - 1 (Centrifugo's method label values). */
 static const char *const cmd_names[STATS_CMDS] = {
 	"connect", "subscribe", "unsubscribe", "publish", "presence", "presence_stats", "history",
@@ -258,12 +238,12 @@ static void node_families(struct worker *w, const struct totals *t)
 	family("centrifugo_node_messages_sent_count", "counter", "Number of messages sent by node to broker.");
 	for (unsigned i = 0; i < STATS_MSGS; i++)
 		sample("centrifugo_node_messages_sent_count", (const char *const[]){ "type", msg_types[i], NULL },
-		       t->n.node_sent[i]);
+		       t->sum.n.node_sent[i]);
 	family("centrifugo_node_messages_received_count", "counter",
 	       "Number of messages received by node from broker.");
 	for (unsigned i = 0; i < STATS_MSGS; i++)
 		sample("centrifugo_node_messages_received_count", (const char *const[]){ "type", msg_types[i], NULL },
-		       t->n.node_recv[i]);
+		       t->sum.n.node_recv[i]);
 }
 
 static void client_families(const struct totals *t)
@@ -273,33 +253,33 @@ static void client_families(const struct totals *t)
 	family("centrifugo_client_num_reply_errors", "counter", "Number of errors in replies sent to clients.");
 	for (unsigned m = 0; m < STATS_CMDS; m++) {
 		for (unsigned k = 0; k < STATS_CODES; k++) {
-			if (t->n.reply_err[m][k] == 0)
+			if (t->sum.n.reply_err[m][k] == 0)
 				continue;
 			if (k == STATS_CODE_OTHER)
 				snprintf(code, sizeof(code), "other");
 			else
 				snprintf(code, sizeof(code), "%u", 100 + k);
 			sample("centrifugo_client_num_reply_errors",
-			       (const char *const[]){ "method", cmd_names[m], "code", code, NULL }, t->n.reply_err[m][k]);
+			       (const char *const[]){ "method", cmd_names[m], "code", code, NULL }, t->sum.n.reply_err[m][k]);
 		}
 	}
 	family("centrifugo_client_command_duration_seconds", "histogram",
 	       "Client command duration (until answered or handed to the engine).");
 	for (unsigned m = 0; m < STATS_CMDS; m++)
-		if (hist_count(&t->n.cmd[m]) > 0)
+		if (hist_count(&t->sum.n.cmd[m]) > 0)
 			histogram("centrifugo_client_command_duration_seconds",
-				  (const char *const[]){ "method", cmd_names[m], NULL }, &t->n.cmd[m]);
+				  (const char *const[]){ "method", cmd_names[m], NULL }, &t->sum.n.cmd[m]);
 
 	family("centrifugo_client_connections_accepted", "counter", "Number of accepted client sessions.");
 	for (unsigned i = 0; i < STATS_TRANSPORTS; i++)
-		if (t->n.sessions[i] > 0)
+		if (t->sum.n.sessions[i] > 0)
 			sample("centrifugo_client_connections_accepted",
-			       (const char *const[]){ "transport", transport_names[i], NULL }, t->n.sessions[i]);
+			       (const char *const[]){ "transport", client_transport_name(i), NULL }, t->sum.n.sessions[i]);
 	family("centrifugo_client_connections_inflight", "gauge", "Number of client sessions open.");
 	for (unsigned i = 0; i < STATS_TRANSPORTS; i++)
-		if (t->n.sessions[i] > 0)
+		if (t->sum.n.sessions[i] > 0)
 			sample("centrifugo_client_connections_inflight",
-			       (const char *const[]){ "transport", transport_names[i], NULL }, t->inflight[i]);
+			       (const char *const[]){ "transport", client_transport_name(i), NULL }, t->inflight[i]);
 
 	static const struct { const char *name, *help; size_t off; } tr[] = {
 		{ "centrifugo_transport_messages_sent", "Number of messages sent to clients.",
@@ -312,11 +292,11 @@ static void client_families(const struct totals *t)
 		  offsetof(struct stats_counts, t_recv_bytes) },
 	};
 	for (size_t f = 0; f < ROTOR_ARRAY_LEN(tr); f++) {
-		const uint64_t *v = (const uint64_t *)((const char *)&t->n + tr[f].off);
+		const uint64_t *v = (const uint64_t *)((const char *)&t->sum.n + tr[f].off);
 		family(tr[f].name, "counter", tr[f].help);
 		for (unsigned i = 0; i < STATS_TRANSPORTS; i++)
-			if (t->n.sessions[i] > 0)
-				sample(tr[f].name, (const char *const[]){ "transport", transport_names[i], NULL }, v[i]);
+			if (t->sum.n.sessions[i] > 0)
+				sample(tr[f].name, (const char *const[]){ "transport", client_transport_name(i), NULL }, v[i]);
 	}
 }
 
@@ -324,16 +304,16 @@ static void api_families(const struct totals *t)
 {
 	family("centrifugo_api_command_duration_seconds", "histogram", "Server API command duration.");
 	for (unsigned m = 0; m < STATS_API_METHODS; m++)
-		if (hist_count(&t->n.api[m]) > 0)
+		if (hist_count(&t->sum.n.api[m]) > 0)
 			histogram("centrifugo_api_command_duration_seconds",
 				  (const char *const[]){ "protocol", "http", "method", api_method_name(m), NULL },
-				  &t->n.api[m]);
+				  &t->sum.n.api[m]);
 	family("rotor_api_command_errors_total", "counter", "Server API commands answered with an error.");
 	for (unsigned m = 0; m < STATS_API_METHODS; m++)
-		if (hist_count(&t->n.api[m]) > 0)
+		if (hist_count(&t->sum.n.api[m]) > 0)
 			sample("rotor_api_command_errors_total",
 			       (const char *const[]){ "protocol", "http", "method", api_method_name(m), NULL },
-			       t->n.api_err[m]);
+			       t->sum.n.api_err[m]);
 }
 
 /* rotor's own: the bus, history, every worker. */
@@ -345,9 +325,9 @@ static void rotor_families(struct worker *w, const struct totals *t)
 	char slot[16], gen[16];
 
 	family("rotor_connections_accepted_total", "counter", "TCP connections accepted.");
-	sample("rotor_connections_accepted_total", NULL, t->conns_accepted);
+	sample("rotor_connections_accepted_total", NULL, t->sum.conns_accepted);
 	family("rotor_accept_errors_total", "counter", "Failed accept calls.");
-	sample("rotor_accept_errors_total", NULL, t->accept_errors);
+	sample("rotor_accept_errors_total", NULL, t->sum.accept_errors);
 	family("rotor_connections", "gauge", "Open TCP connections.");
 	sample("rotor_connections", NULL, t->conns);
 
@@ -359,7 +339,7 @@ static void rotor_families(struct worker *w, const struct totals *t)
 	family("rotor_bus_laps_total", "counter", "Times the bus writer lapped a reader.");
 	sample("rotor_bus_laps_total", NULL, bs.laps);
 	family("rotor_bus_lost_records_total", "counter", "Bus records workers lost to laps.");
-	sample("rotor_bus_lost_records_total", NULL, t->bus_lost);
+	sample("rotor_bus_lost_records_total", NULL, t->sum.bus_lost);
 	family("rotor_bus_readers", "gauge", "Workers reading the bus.");
 	sample("rotor_bus_readers", NULL, bs.readers);
 
