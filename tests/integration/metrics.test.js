@@ -8,7 +8,8 @@
 // whose +Inf bucket is _count, the exact Content-Type), and its values
 // against the traffic, exactly where they are exact, whichever worker
 // answers. Then a worker is killed with SIGKILL and replaced: no counter
-// goes down. Also: disabled means 404, handler_prefix moves the route, and
+// goes down, nor after a reload that replaces every worker. Also:
+// disabled means 404, handler_prefix moves the route, and
 // with an internal port the metrics are served there only.
 //
 // Waits are bounded and poll for a state; nothing asserts on timing.
@@ -18,7 +19,7 @@ const assert = require('node:assert');
 const WebSocket = require('ws');
 const { Centrifuge } = require('centrifuge');
 const parsePrometheus = require('parse-prometheus-text-format');
-const { Rotord, waitFor, hs256, connOwners, apiPost, request, freePort } = require('./lib/rotord.js');
+const { Rotord, waitFor, hs256, connOwners, apiPost, request, freePort, deepMerge } = require('./lib/rotord.js');
 
 const PATH = '/connection/websocket';
 const CTYPE = 'text/plain; version=0.0.4; charset=utf-8';
@@ -345,6 +346,34 @@ test('a worker killed with SIGKILL and replaced: no counter goes down', async ()
     assert.strictEqual(value(m, 'centrifugo_node_messages_sent_count', { type: 'publication' }), K + 1);
     assert.strictEqual(value(m, 'centrifugo_client_connections_inflight', { transport: 'websocket' }), clients.length);
   }
+});
+
+test('a reload that replaces every worker: no counter goes down', async () => {
+  const before = await scrape(rd.port);
+  const was = counters(before);
+  const old = rd.workers();
+  rd.fullConfig = deepMerge(rd.fullConfig, { workers: 3 });
+  rd.writeConfig(rd.fullConfig);
+  rd.signal('SIGHUP');
+  await waitFor(() => {
+    const now = rd.workers();
+    return now.length === 3 && now.every((p) => !old.includes(p));
+  }, 15000, 25, 'three new workers, the old ones gone');
+  const m = await scrape(rd.port);
+  const now = counters(m);
+  for (const [key, v] of was) {
+    assert.ok(now.has(key), `${key} still there`);
+    assert.ok(now.get(key) >= v, `${key}: ${now.get(key)} < ${v} before the reload`);
+  }
+  for (const name of ['rotor_api_command_errors_total', 'centrifugo_client_num_reply_errors',
+    'centrifugo_node_messages_sent_count']) {
+    for (const s of before.fams.get(name).metrics) {
+      assert.strictEqual(value(m, name, s.labels), Number(s.value), `${name}${JSON.stringify(s.labels)} exactly`);
+    }
+  }
+  assert.strictEqual(value(m, 'centrifugo_api_command_duration_seconds', { method: 'publish' }),
+    value(before, 'centrifugo_api_command_duration_seconds', { method: 'publish' }));
+  assert.strictEqual(m.fams.get('rotor_worker_clients').metrics.length, 3, 'the three new workers');
 });
 
 test('disabled: 404; handler_prefix moves it', async () => {
