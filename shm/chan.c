@@ -1977,6 +1977,28 @@ void ctab_stats(const struct ctab *t, struct ctab_stats *st)
 	st->lock_owner = LOAD(&h->owner);
 }
 
+int hist_peek(const struct ctab *t, const char *name, size_t name_len, int64_t now_ms, struct hist_peek *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (name_len == 0 || name_len > t->name_max)
+		return -1;
+	/* find_locked without the lock: bounded by nstreams steps, and what it
+	 * reads may be half of a change, which a monitor can live with. */
+	uint32_t e = find_locked(t, name, name_len, siphash24(t->h->key, name, name_len));
+	if (e == NONE)
+		return -1;
+	const struct hist_meta *m = &ent(t, e)->m;
+	int64_t meta_expire = LOAD(&m->meta_expire_ms), expire = LOAD(&m->expire_ms);
+	if (meta_expire != 0 && now_ms >= meta_expire)
+		return -1;
+	out->top = LOAD(&m->top);
+	out->count = now_ms >= expire ? 0 : LOAD(&m->count);
+	for (int i = 0; i < HIST_EPOCH_LEN; i++)
+		out->epoch[i] = LOAD(&m->epoch[i]);
+	out->epoch[HIST_EPOCH_LEN] = '\0';
+	return 0;
+}
+
 int ctab_verify(struct ctab *t, bool deep, uint64_t *nrecords)
 {
 	struct walk w = { .mode = WALK_CHECK, .crc = deep };

@@ -459,6 +459,20 @@ struct ctab_stats {
 /* A snapshot of T's counters, without the lock (each field loaded alone). */
 void ctab_stats(const struct ctab *t, struct ctab_stats *st);
 
+/* What hist_peek sees of a stream. epoch is NUL-terminated. */
+struct hist_peek {
+	uint64_t top;              /* last offset given in this epoch */
+	uint32_t count;            /* publications retained (0 once expired) */
+	char epoch[HIST_EPOCH_LEN + 1];
+};
+
+/* Channel NAME's stream as it stands, without the lock and without changing
+ * anything (rotorctl top, on a read-only mapping): -1 when there is none or
+ * its meta expired (at NOW_MS), else 0 with *OUT filled. Fields are loaded
+ * one by one while writers may be changing them: a monitor's view, never a
+ * basis for recovery. */
+int hist_peek(const struct ctab *t, const char *name, size_t name_len, int64_t now_ms, struct hist_peek *out);
+
 /* Takes the lock (repairing as needed) and checks the whole table without
  * changing it: chains, names, metas, every record's links, offsets and
  * check (and with DEEP its CRC), and that the derived bitmaps and counts

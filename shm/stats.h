@@ -3,7 +3,9 @@
  * written only by that worker with relaxed atomic stores and read by anyone
  * (the master, /metrics and the info API, rotorctl stats).
  *
- *   seg_hdr | stats_hdr | stats_block[STATS_SLOTS]
+ *   seg_hdr | stats_hdr | stats_block[STATS_SLOTS] | stats_block retired
+ *
+ *   stats_block: identity and gauges (128 bytes) | struct stats_counts
  *
  * The header also says which workers serve now (route): the master's
  * current generation and its worker count, so that a worker can find the
@@ -12,15 +14,23 @@
  *
  * A block belongs to one worker process at a time: the master assigns a free
  * block before fork (writing pid, slot, gen) and zeroes it after the worker
- * is reaped, so a dead worker's counts vanish with it.
+ * is reaped. Before zeroing, it adds the block's monotonic counters (the
+ * legacy ones named in stats_fold and all of struct stats_counts) into the
+ * retired block, so node totals never go down when a worker dies or a
+ * reload replaces a generation (Prometheus reads a decrease as a reset).
+ * The fold is bracketed by fold_seq (odd while folding): a reader summing
+ * every block retries when fold_seq moved, so it never counts a block twice
+ * or not at all. Gauges (conns_current, clients, subs, inflight) come from
+ * live blocks only and are not folded.
  */
 #ifndef ROTOR_STATS_H
 #define ROTOR_STATS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define SEG_KIND_STATS 0x53544154u /* "STAT" */
-#define STATS_VERSION 2
+#define STATS_VERSION 3
 #define STATS_SLOTS 512            /* 256 workers, twice over during a rolling restart */
 
 struct stats_hdr {
@@ -33,7 +43,9 @@ struct stats_hdr {
 	uint8_t pad2[4];
 	uint64_t route;            /* STATS_ROUTE(gen, workers) once the workers of
 	                            * generation gen all have their blocks; 0 before */
-	uint8_t pad3[56];
+	uint64_t fold_seq;         /* odd while the master folds a block into
+	                            * the retired one (stats_fold) */
+	uint8_t pad3[48];
 };
 _Static_assert(sizeof(struct stats_hdr) == 128, "stats_hdr is two cache lines");
 
@@ -42,6 +54,63 @@ _Static_assert(sizeof(struct stats_hdr) == 128, "stats_hdr is two cache lines");
 #define STATS_ROUTE(gen, workers) ((uint64_t)(gen) << 32 | (uint32_t)(workers))
 #define STATS_ROUTE_GEN(r) ((uint32_t)((r) >> 32))
 #define STATS_ROUTE_WORKERS(r) ((uint32_t)(r))
+
+/* The small enums the counter arrays are indexed by. */
+enum stats_transport {     /* client transports (transport_ops.name) */
+	STATS_T_WEBSOCKET,
+	STATS_T_HTTP_STREAM,
+	STATS_T_SSE,
+	STATS_T_SOCKJS,
+	STATS_T_UNI_WEBSOCKET,
+	STATS_T_UNI_SSE,
+	STATS_T_UNI_HTTP_STREAM,
+	STATS_T_OTHER,
+	STATS_TRANSPORTS
+};
+
+/* Client protocol commands: proto.h's CMD_CONNECT..CMD_SUB_REFRESH, minus 1. */
+#define STATS_CMDS 11
+/* Server API methods, in api.c's table order, then one for unknown ones. */
+#define STATS_API_METHODS 14
+/* Reply error codes 100..100+STATS_CODES-2; the last slot holds the others. */
+#define STATS_CODES 16
+#define STATS_CODE_OTHER (STATS_CODES - 1)
+/* Histogram bounds in ns (STATS_BUCKET_BOUNDS_NS); slot STATS_BUCKETS
+ * counts what is above the last. Buckets are not cumulative here. */
+#define STATS_BUCKETS 16
+#define STATS_BUCKET_BOUNDS_NS { 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000, \
+	25000000, 50000000, 100000000, 250000000, 500000000, 1000000000, 2500000000, 5000000000, \
+	10000000000 }
+
+enum stats_node_msg {      /* Centrifugo's node message types */
+	STATS_MSG_PUBLICATION,
+	STATS_MSG_JOIN,
+	STATS_MSG_LEAVE,
+	STATS_MSG_CONTROL,
+	STATS_MSGS
+};
+
+/* A histogram: bucket counts (not cumulative) and the sum of observations. */
+struct stats_hist {
+	uint64_t bucket[STATS_BUCKETS + 1];
+	uint64_t sum_ns;
+};
+
+/* A worker's monotonic counters: every member is a uint64_t (stats_fold
+ * adds them word by word). */
+struct stats_counts {
+	struct stats_hist cmd[STATS_CMDS];          /* client command durations */
+	uint64_t reply_err[STATS_CMDS][STATS_CODES]; /* client error replies by code */
+	struct stats_hist api[STATS_API_METHODS];   /* server API command durations */
+	uint64_t api_err[STATS_API_METHODS];        /* server API commands that failed */
+	uint64_t t_sent[STATS_TRANSPORTS];          /* messages to clients, by transport */
+	uint64_t t_sent_bytes[STATS_TRANSPORTS];
+	uint64_t t_recv[STATS_TRANSPORTS];          /* commands from clients */
+	uint64_t t_recv_bytes[STATS_TRANSPORTS];
+	uint64_t node_sent[STATS_MSGS];             /* to the engine (node -> broker) */
+	uint64_t node_recv[STATS_MSGS];             /* onto this node's bus (broker -> node) */
+	uint64_t sessions[STATS_TRANSPORTS];        /* sessions opened, by transport */
+};
 
 /* One worker's counters. pid == 0 means the block is free. */
 struct stats_block {
@@ -63,8 +132,15 @@ struct stats_block {
 	uint32_t engine;           /* STATS_ENGINE_*: whether its engine serves,
 	                            * as its last tick found (node_health) */
 	uint8_t pad[20];
+	uint64_t inflight[STATS_TRANSPORTS]; /* gauge: open sessions by transport */
+	uint8_t pad2[64];
+	struct stats_counts n;
 };
-_Static_assert(sizeof(struct stats_block) == 128, "stats_block is two cache lines");
+_Static_assert(sizeof(struct stats_counts) % 64 == 0, "stats_counts is whole cache lines");
+_Static_assert(sizeof(struct stats_block) == 256 + sizeof(struct stats_counts),
+	       "stats_block: four cache lines of identity and gauges, then the counters");
+_Static_assert(sizeof(struct stats_block) == 5760, "a change of stats_block's size is a new STATS_VERSION");
+
 
 /* The broker of the Redis engine holds the block whose slot is this (one
  * past the last listener slot); it has no listener. */
@@ -74,16 +150,63 @@ _Static_assert(sizeof(struct stats_block) == 128, "stats_block is two cache line
 #define STATS_ENGINE_UP 1
 #define STATS_ENGINE_DOWN 2
 
-#define STATS_SEG_SIZE (64 + sizeof(struct stats_hdr) + STATS_SLOTS * sizeof(struct stats_block))
+#define STATS_SEG_SIZE (64 + sizeof(struct stats_hdr) + (STATS_SLOTS + 1) * sizeof(struct stats_block))
 
 static inline struct stats_block *stats_blocks(void *payload)
 {
 	return (struct stats_block *)((char *)payload + sizeof(struct stats_hdr));
 }
 
+/* The retired block: what reaped workers counted (pid 0, never served). */
+static inline struct stats_block *stats_retired(void *payload)
+{
+	return stats_blocks(payload) + STATS_SLOTS;
+}
+
 /* Counter updates: the owner is the only writer, readers tolerate staleness. */
 #define STATS_ADD(b, field, n) __atomic_fetch_add(&(b)->field, (n), __ATOMIC_RELAXED)
 #define STATS_SUB(b, field, n) __atomic_fetch_sub(&(b)->field, (n), __ATOMIC_RELAXED)
 #define STATS_GET(b, field) __atomic_load_n(&(b)->field, __ATOMIC_RELAXED)
+/* The owner's own increment: a relaxed load and store, no locked
+ * instruction (the owner is the only writer). */
+#define STATS_BUMP(b, field, n) \
+	__atomic_store_n(&(b)->field, __atomic_load_n(&(b)->field, __ATOMIC_RELAXED) + (n), __ATOMIC_RELAXED)
+
+/* The histogram slot of a duration of NS nanoseconds. */
+static inline unsigned stats_bucket(uint64_t ns)
+{
+	static const uint64_t bounds[STATS_BUCKETS] = STATS_BUCKET_BOUNDS_NS;
+	unsigned i = 0;
+	while (i < STATS_BUCKETS && ns > bounds[i])
+		i++;
+	return i;
+}
+
+/* Records one observation of NS nanoseconds in H, a histogram of the
+ * caller's own block. */
+static inline void stats_observe(struct stats_hist *h, uint64_t ns)
+{
+	STATS_BUMP(h, bucket[stats_bucket(ns)], 1);
+	STATS_BUMP(h, sum_ns, ns);
+}
+
+/* Adds FROM's monotonic counters into INTO, whose only writer the caller
+ * is: the master into the retired block, with FROM's worker reaped (it
+ * brackets the fold with fold_seq), or a reader summing the node into a
+ * block of its own while FROM's owner may be counting (relaxed loads). */
+static inline void stats_fold(struct stats_block *into, const struct stats_block *from)
+{
+	const uint64_t *f = (const uint64_t *)&from->n;
+	uint64_t *t = (uint64_t *)&into->n;
+	for (size_t i = 0; i < sizeof(from->n) / sizeof(uint64_t); i++)
+		__atomic_store_n(&t[i], t[i] + __atomic_load_n(&f[i], __ATOMIC_RELAXED), __ATOMIC_RELAXED);
+	STATS_BUMP(into, conns_accepted, STATS_GET(from, conns_accepted));
+	STATS_BUMP(into, http_requests, STATS_GET(from, http_requests));
+	STATS_BUMP(into, http_errors, STATS_GET(from, http_errors));
+	STATS_BUMP(into, bytes_in, STATS_GET(from, bytes_in));
+	STATS_BUMP(into, bytes_out, STATS_GET(from, bytes_out));
+	STATS_BUMP(into, accept_errors, STATS_GET(from, accept_errors));
+	STATS_BUMP(into, bus_lost, STATS_GET(from, bus_lost));
+}
 
 #endif

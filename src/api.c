@@ -44,6 +44,7 @@
 #include "json.h"
 #include "log.h"
 #include "node.h"
+#include "stats.h"
 #include "utf8.h"
 #include "util.h"
 #include "worker.h"
@@ -465,6 +466,7 @@ struct api_job {
 	unsigned step;              /* how many times it said API_LATER */
 	size_t mark;                /* where its reply's value starts in OUT */
 	int method_rc;              /* JOB_METHOD: the command's result */
+	int64_t cmd_start_ns;       /* when the command running started */
 	bool running, waiting;
 	int rc;                     /* what the last engine call answered (API_*) */
 	/* Broadcast's: the payload, where the current channel's reply starts. */
@@ -1077,6 +1079,12 @@ static const struct method methods[] = {
 	{ "refresh", 12, refresh_fields, exec_refresh },
 	{ "channels", 8, channels_fields, exec_channels },
 };
+_Static_assert(ROTOR_ARRAY_LEN(methods) < STATS_API_METHODS, "stats.h counts every method, and unknown ones");
+
+const char *api_method_name(size_t i)
+{
+	return i < ROTOR_ARRAY_LEN(methods) ? methods[i].name : "unknown";
+}
 
 
 /* ---- running a job ------------------------------------------------------ */
@@ -1222,6 +1230,20 @@ static void job_answer(struct api_job *j)
 	}
 }
 
+/* Counts command C of J, which ended with RC: its duration since it
+ * started (engine waits included) and whether it failed. */
+static void count_cmd(struct api_job *j, const struct api_cmd *c, int rc)
+{
+	struct stats_block *b = j->x.w->ctr;
+	size_t m = c->m ? (size_t)(c->m - methods) : STATS_API_METHODS - 1;
+
+	if (b == NULL)
+		return;
+	stats_observe(&b->n.api[m], (uint64_t)(util_mono_ns() - j->cmd_start_ns));
+	if (rc != API_OK)
+		STATS_BUMP(b, n.api_err[m], 1);
+}
+
 /* Runs J's commands in order from where it stands, until one waits for
  * the engine (its callback resumes the job) or all are done: then answers
  * and frees J. Frees J without answering once the connection is gone. */
@@ -1232,8 +1254,10 @@ static void job_run(struct api_job *j)
 		const struct api_cmd *c = &j->cmds[j->next];
 		int rc = c->rc;
 
-		if (j->step == 0)
+		if (j->step == 0) {
+			j->cmd_start_ns = util_mono_ns();
 			cmd_open(j, c);
+		}
 		if (rc == API_OK && c->m)
 			rc = c->m->exec(j, &c->r, &j->out);
 		if (rc == API_LATER) {
@@ -1241,6 +1265,7 @@ static void job_run(struct api_job *j)
 			continue;
 		}
 		cmd_close(j, rc);
+		count_cmd(j, c, rc);
 		j->next++;
 		j->step = 0;
 	}

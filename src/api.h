@@ -9,6 +9,8 @@
 
 #include "rotor.h"
 
+#include <stddef.h>
+
 struct worker;
 struct http_req;
 
@@ -31,6 +33,10 @@ void api_reconfigure(struct worker *w);
  * REQ itself (the admin API, admin.c). 503 while the worker drains, 400 for
  * an empty or undecodable body. */
 void api_serve_legacy(struct http_req *req);
+
+/* The name of server API method I in the order of the stats block's
+ * api counters (stats.h); "unknown" past the last. */
+const char *api_method_name(size_t i);
 
 /* Removes the API's routes and frees what it holds (worker exit, tests). */
 void api_free(void);

@@ -31,6 +31,7 @@
 #include "log.h"
 #include "node.h"
 #include "smap.h"
+#include "stats.h"
 #include "token.h"
 #include "util.h"
 #include "worker.h"
@@ -53,6 +54,7 @@ struct client {
 	uint8_t flags;                /* CLIENT_* */
 	bool ping_sent;               /* a ping went out and no pong came back yet */
 	bool closed_by_transport;
+	uint8_t tidx;                 /* enum stats_transport */
 	uint32_t fail_code;           /* a failed connect's own error or disconnect code */
 	const char *fail_reason;
 	char id[37];
@@ -126,25 +128,57 @@ static struct client_info my_info(const struct client *c)
 
 /* ---- output ----------------------------------------------------------- */
 
+/* This worker's stats block (a private one when it has none: unit tests). */
+static struct stats_block *ctr(void)
+{
+	static struct stats_block none;
+	return S.w != NULL && S.w->ctr != NULL ? S.w->ctr : &none;
+}
+
 /* Sends what the scratch encoder holds, then empties it. */
 static void send_out(struct client *c)
 {
-	if (c->state != CS_CLOSED && S.out.len > 0)
+	if (c->state != CS_CLOSED && S.out.len > 0) {
+		STATS_BUMP(ctr(), n.t_sent[c->tidx], 1);
+		STATS_BUMP(ctr(), n.t_sent_bytes[c->tidx], S.out.len);
 		c->tops->send_copy(c->t, S.out.buf, S.out.len);
+	}
 	S.out.len = 0;
 }
 
-static void reply_error(struct client *c, uint32_t id, uint32_t code)
+/* Answers command ID of type METHOD (CMD_*) with error CODE, and counts it. */
+static void reply_error(struct client *c, enum cmd_type method, uint32_t id, uint32_t code)
 {
+	unsigned k = code >= 100 && code < 100 + STATS_CODE_OTHER ? code - 100 : STATS_CODE_OTHER;
+	STATS_BUMP(ctr(), n.reply_err[method - CMD_CONNECT][k], 1);
 	S.out.len = 0;
 	proto_reply_error(&S.out, c->fmt, id, code, proto_error_text(code), proto_error_temporary(code));
 	send_out(c);
 }
 
+/* Fan-out counts, by transport: kept here and added to the worker's block
+ * once per loop iteration (client_count_flush), not once per delivery. */
+static uint64_t pushed[STATS_TRANSPORTS], pushed_bytes[STATS_TRANSPORTS];
+
 void client_push(struct client *c, struct rbuf *b, size_t off, size_t len)
 {
-	if (c->state == CS_CONNECTED)
+	if (c->state == CS_CONNECTED) {
+		pushed[c->tidx]++;
+		pushed_bytes[c->tidx] += len;
 		c->tops->send(c->t, b, off, len);
+	}
+}
+
+void client_count_flush(struct worker *w)
+{
+	(void)w;
+	for (unsigned t = 0; t < STATS_TRANSPORTS; t++) {
+		if (pushed[t] == 0)
+			continue;
+		STATS_BUMP(ctr(), n.t_sent[t], pushed[t]);
+		STATS_BUMP(ctr(), n.t_sent_bytes[t], pushed_bytes[t]);
+		pushed[t] = pushed_bytes[t] = 0;
+	}
 }
 
 /* ---- timers -------------------------------------------------------------- */
@@ -1147,7 +1181,7 @@ static void connect_error(struct client *c, uint32_t id, uint32_t code)
 		uni_disconnect(c, code);
 		return;
 	}
-	reply_error(c, id, code);
+	reply_error(c, CMD_CONNECT, id, code);
 	c->state = CS_FAILED;
 }
 
@@ -1456,11 +1490,11 @@ static void cmd_subscribe(struct client *c, const struct cmd *cmd)
 		return;
 	}
 	if (r->type != 0) {
-		reply_error(c, cmd->id, 108);
+		reply_error(c, CMD_SUBSCRIBE, cmd->id, 108);
 		return;
 	}
 	if (r->has_tf) {
-		reply_error(c, cmd->id, 107);
+		reply_error(c, CMD_SUBSCRIBE, cmd->id, 107);
 		return;
 	}
 	struct chan_sub_req q = { pstr_c(c->user), r->token.n > 0, find_sub(c, r->channel) != NULL, c->nsubs };
@@ -1471,7 +1505,7 @@ static void cmd_subscribe(struct client *c, const struct cmd *cmd)
 			return;
 	}
 	if (rc != CHAN_OK) {
-		reply_error(c, cmd->id, (uint32_t)rc);
+		reply_error(c, CMD_SUBSCRIBE, cmd->id, (uint32_t)rc);
 		return;
 	}
 
@@ -1494,7 +1528,7 @@ static void cmd_subscribe(struct client *c, const struct cmd *cmd)
 	if (rc == ENG_PENDING)
 		goto out; /* replayed with the answer */
 	if (rc != 0) {
-		reply_error(c, cmd->id, (uint32_t)rc);
+		reply_error(c, CMD_SUBSCRIBE, cmd->id, (uint32_t)rc);
 		goto out;
 	}
 	/* The reply (recovered publications inside) goes out before the
@@ -1542,12 +1576,12 @@ static void cmd_sub_refresh(struct client *c, const struct cmd *cmd)
 		return;
 	}
 	if (cmd->sub_refresh.type != 0) {
-		reply_error(c, cmd->id, 108);
+		reply_error(c, CMD_SUB_REFRESH, cmd->id, 108);
 		return;
 	}
 	struct csub *s = find_sub(c, ch);
 	if (s == NULL) {
-		reply_error(c, cmd->id, 103);
+		reply_error(c, CMD_SUB_REFRESH, cmd->id, 103);
 		return;
 	}
 	if (s->expire_at == 0 || (s->flags & CSUB_SERVER_SIDE)) {
@@ -1555,14 +1589,14 @@ static void cmd_sub_refresh(struct client *c, const struct cmd *cmd)
 		return;
 	}
 	if (cmd->sub_refresh.token.n == 0) {
-		reply_error(c, cmd->id, 107);
+		reply_error(c, CMD_SUB_REFRESH, cmd->id, 107);
 		return;
 	}
 	int rc = sub_token(c, ch, cmd->sub_refresh.token, &info, NULL, &expire_at, NULL, true);
 	if (rc < 0)
 		return;
 	if (rc != 0) {
-		reply_error(c, cmd->id, (uint32_t)rc);
+		reply_error(c, CMD_SUB_REFRESH, cmd->id, (uint32_t)rc);
 		return;
 	}
 	if (info.n > 0) {
@@ -1589,7 +1623,7 @@ static void on_published(void *arg, int rc, const struct node_pub_result *r)
 	struct client *c = op_client(o);
 	(void)r;
 	if (c != NULL && rc != RT_OK) {
-		reply_error(c, o->id, rc == RT_INVAL ? 107 : 100);
+		reply_error(c, CMD_PUBLISH, o->id, rc == RT_INVAL ? 107 : 100);
 	} else if (c != NULL) {
 		S.out.len = 0;
 		proto_reply_empty(&S.out, c->fmt, o->id, CMD_PUBLISH);
@@ -1608,12 +1642,12 @@ static void cmd_publish(struct client *c, const struct cmd *cmd)
 		return;
 	}
 	if (cmd->publish.type != 0) {
-		reply_error(c, cmd->id, 108);
+		reply_error(c, CMD_PUBLISH, cmd->id, 108);
 		return;
 	}
 	int rc = chan_check_publish(S.chans, ch, pstr_c(c->user), find_sub(c, ch) != NULL, &o);
 	if (rc != CHAN_OK) {
-		reply_error(c, cmd->id, (uint32_t)rc);
+		reply_error(c, CMD_PUBLISH, cmd->id, (uint32_t)rc);
 		return;
 	}
 	struct client_info ci = my_info(c);
@@ -1632,11 +1666,11 @@ static void on_history_read(void *arg, int rc, const struct node_history *h)
 	if (c == NULL)
 		;
 	else if (rc == RT_INVAL)
-		reply_error(c, o->id, 107);
+		reply_error(c, CMD_HISTORY, o->id, 107);
 	else if (rc != RT_OK)
-		reply_error(c, o->id, 100);
+		reply_error(c, CMD_HISTORY, o->id, 100);
 	else if (h->epoch_mismatch)
-		reply_error(c, o->id, 112);
+		reply_error(c, CMD_HISTORY, o->id, 112);
 	else {
 		S.out.len = 0;
 		if (proto_reply_history(&S.out, c->fmt, o->id, h->v, h->n, pstr_c(h->epoch), h->top) != RT_OK)
@@ -1663,7 +1697,7 @@ static void cmd_history(struct client *c, const struct cmd *cmd)
 	if (rc == CHAN_OK && !node_history_fits(S.w, ch))
 		rc = 107;
 	if (rc != CHAN_OK) {
-		reply_error(c, cmd->id, (uint32_t)rc);
+		reply_error(c, CMD_HISTORY, cmd->id, (uint32_t)rc);
 		return;
 	}
 	long long cap = S.w->conf->history_max_limit;
@@ -1671,7 +1705,7 @@ static void cmd_history(struct client *c, const struct cmd *cmd)
 	if (cap > 0 && (limit < 0 || limit > cap))
 		limit = (int32_t)cap;
 	if (!pstr_copy(epoch, sizeof(epoch), cmd->history.since_epoch)) {
-		reply_error(c, cmd->id, 112); /* no epoch is that long */
+		reply_error(c, CMD_HISTORY, cmd->id, 112); /* no epoch is that long */
 		return;
 	}
 	struct hist_query q = {
@@ -1690,7 +1724,7 @@ static void on_presence(void *arg, int rc, const struct node_presence *p)
 	if (c == NULL)
 		;
 	else if (rc != RT_OK)
-		reply_error(c, o->id, 100);
+		reply_error(c, CMD_PRESENCE, o->id, 100);
 	else if (proto_reply_presence(&S.out, c->fmt, o->id, p->v, p->n) != RT_OK)
 		client_disconnect(c, 3506, "inappropriate protocol");
 	else
@@ -1703,7 +1737,7 @@ static void on_presence_stats(void *arg, int rc, uint32_t nc, uint32_t nu)
 	struct op *o = arg;
 	struct client *c = op_client(o);
 	if (c != NULL && rc != RT_OK) {
-		reply_error(c, o->id, 100);
+		reply_error(c, CMD_PRESENCE_STATS, o->id, 100);
 	} else if (c != NULL) {
 		S.out.len = 0;
 		proto_reply_presence_stats(&S.out, c->fmt, o->id, nc, nu);
@@ -1723,7 +1757,7 @@ static void cmd_presence(struct client *c, const struct cmd *cmd, struct pstr ch
 	}
 	int rc = chan_check_presence(S.chans, ch, pstr_c(c->user), find_sub(c, ch) != NULL, &o);
 	if (rc != CHAN_OK) {
-		reply_error(c, cmd->id, (uint32_t)rc);
+		reply_error(c, stats ? CMD_PRESENCE_STATS : CMD_PRESENCE, cmd->id, (uint32_t)rc);
 		return;
 	}
 	if (stats)
@@ -1759,6 +1793,8 @@ static void handle(struct client *c, const struct cmd *cmd)
 		client_disconnect(c, 3501, "bad request");
 		return;
 	}
+	int64_t t0 = util_mono_ns();
+	STATS_BUMP(ctr(), n.t_recv[c->tidx], 1);
 	switch (cmd->type) {
 	case CMD_CONNECT: cmd_connect(c, cmd); break;
 	case CMD_SUBSCRIBE: cmd_subscribe(c, cmd); break;
@@ -1767,12 +1803,15 @@ static void handle(struct client *c, const struct cmd *cmd)
 	case CMD_PRESENCE: cmd_presence(c, cmd, cmd->presence.channel, false); break;
 	case CMD_PRESENCE_STATS: cmd_presence(c, cmd, cmd->presence_stats.channel, true); break;
 	case CMD_HISTORY: cmd_history(c, cmd); break;
-	case CMD_RPC: reply_error(c, cmd->id, 108); break;  /* no RPC handler */
+	case CMD_RPC: reply_error(c, CMD_RPC, cmd->id, 108); break;  /* no RPC handler */
 	case CMD_SEND: client_disconnect(c, 3508, "not available"); break; /* no message handler */
 	case CMD_REFRESH: cmd_refresh(c, cmd); break;
 	case CMD_SUB_REFRESH: cmd_sub_refresh(c, cmd); break;
 	case CMD_EMPTY: break;
 	}
+	/* Until the command's answer or its hand-over to the engine (whose
+	 * answer may come in a later iteration, with Redis). */
+	stats_observe(&ctr()->n.cmd[cmd->type - CMD_CONNECT], (uint64_t)(util_mono_ns() - t0));
 }
 
 /* Handles the commands of frame DATA from the FROM-th on, until one
@@ -1802,10 +1841,33 @@ void client_frame(struct client *c, const char *data, size_t len)
 		backlog_add(c->stall, NULL, data, len); /* waiting for the engine: this comes after */
 		return;
 	}
+	STATS_BUMP(ctr(), n.t_recv_bytes[c->tidx], len);
 	client_run(c, data, len, 0);
 }
 
 /* ---- lifecycle ------------------------------------------------------------- */
+
+/* The transports the stats count apart (transport_ops.name), by enum
+ * stats_transport. */
+static const char *const transport_names[STATS_TRANSPORTS] = {
+	[STATS_T_WEBSOCKET] = "websocket", [STATS_T_HTTP_STREAM] = "http_stream",
+	[STATS_T_SSE] = "sse", [STATS_T_SOCKJS] = "sockjs",
+	[STATS_T_UNI_WEBSOCKET] = "uni_websocket", [STATS_T_UNI_SSE] = "uni_sse",
+	[STATS_T_UNI_HTTP_STREAM] = "uni_http_stream", [STATS_T_OTHER] = "other",
+};
+
+unsigned client_transport_index(const char *name)
+{
+	for (unsigned i = 0; i < STATS_T_OTHER; i++)
+		if (strcmp(name, transport_names[i]) == 0)
+			return i;
+	return STATS_T_OTHER;
+}
+
+const char *client_transport_name(unsigned i)
+{
+	return i < STATS_TRANSPORTS ? transport_names[i] : "other";
+}
 
 struct client *client_new(struct worker *w, const struct transport_ops *ops, void *t,
 			  const struct client_opts *o)
@@ -1817,6 +1879,9 @@ struct client *client_new(struct worker *w, const struct transport_ops *ops, voi
 	c->flags = (uint8_t)o->flags;
 	c->session = pstr_dup(o->session);
 	c->state = CS_NEW;
+	c->tidx = (uint8_t)client_transport_index(ops->name);
+	STATS_BUMP(ctr(), n.sessions[c->tidx], 1);
+	STATS_BUMP(ctr(), inflight[c->tidx], 1);
 	make_uuid(c->id);
 	wheel_timer_init(&c->timer, on_timer);
 	c->stale_at = w->now_ms + (w->conf->stale_close_delay_ms > 0 ? w->conf->stale_close_delay_ms : 1);
@@ -1877,6 +1942,7 @@ void client_shutdown(struct client *c)
 void client_transport_closed(struct client *c)
 {
 	c->closed_by_transport = true;
+	STATS_SUB(ctr(), inflight[c->tidx], 1);
 	deafen(c);
 	if (c->stall != NULL) {
 		/* The answers still awaited free it (a stall not saved yet

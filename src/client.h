@@ -80,6 +80,15 @@ void client_disconnect(struct client *c, uint32_t code, const char *reason);
 /* Queues a shared push (fan-out). */
 void client_push(struct client *c, struct rbuf *b, size_t off, size_t len);
 
+/* Adds the fan-out counts client_push kept since the last call to W's
+ * stats block (its transport_messages_sent). Once per loop iteration. */
+void client_count_flush(struct worker *w);
+
+/* The enum stats_transport of a transport named NAME (transport_ops.name),
+ * and the name of enum stats_transport I ("other" for the others). */
+unsigned client_transport_index(const char *name);
+const char *client_transport_name(unsigned i);
+
 enum proto_fmt client_fmt(const struct client *c);
 
 /* Keeps this worker's presence entries alive: extends its lease every

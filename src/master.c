@@ -350,6 +350,19 @@ static int open_stats(const struct conf *c)
 	return RT_OK;
 }
 
+/* Folds the counters of B, a reaped worker's block, into the retired block
+ * and frees B, under fold_seq so that a reader never sees them twice or
+ * not at all (stats.h). */
+static void stats_retire(struct stats_block *b)
+{
+	struct stats_hdr *h = seg_payload(&M.stats);
+	__atomic_store_n(&h->fold_seq, h->fold_seq + 1, __ATOMIC_RELAXED); /* odd: folding */
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	stats_fold(stats_retired(h), b);
+	memset(b, 0, sizeof(*b));
+	__atomic_store_n(&h->fold_seq, h->fold_seq + 1, __ATOMIC_RELEASE); /* even: done */
+}
+
 /* Takes a free stats block; its index is also the worker's bus slot. */
 static struct stats_block *stats_take(unsigned *index)
 {
@@ -710,7 +723,7 @@ static void reap(void)
 		unlink(snap);
 		free(snap);
 		if (ch->ctr != NULL)
-			memset(ch->ctr, 0, sizeof(*ch->ctr));
+			stats_retire(ch->ctr);
 		bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
 		int64_t lived = util_mono_ms() - ch->started_ms;
 		int slot = ch->slot;

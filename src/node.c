@@ -113,9 +113,37 @@ static void put_target(const struct node_target *t)
 	put_str16(t->session);
 }
 
+/* Counts one message of TYPE (enum stats_node_msg) that this node sent
+ * to its engine (SENT) or that came onto its bus, Centrifugo's
+ * node_messages_sent_count and _received_count. With the memory engine
+ * the bus is the broker: each publication counts once either way. */
+static void count_msg(struct worker *w, unsigned type, bool sent)
+{
+	if (w->ctr == NULL)
+		return;
+	if (sent)
+		STATS_BUMP(w->ctr, n.node_sent[type], 1);
+	else
+		STATS_BUMP(w->ctr, n.node_recv[type], 1);
+}
+
+/* The stats_node_msg of a bus record TYPE; STATS_MSGS for the others. */
+static unsigned msg_type(unsigned type)
+{
+	switch (type) {
+	case REC_PUB: return STATS_MSG_PUBLICATION;
+	case REC_JOIN: return STATS_MSG_JOIN;
+	case REC_LEAVE: return STATS_MSG_LEAVE;
+	case REC_CONTROL: return STATS_MSG_CONTROL;
+	default: return STATS_MSGS;
+	}
+}
+
 /* Appends the record built in REC as TYPE. */
 static int append(struct worker *w, unsigned type)
 {
+	if (msg_type(type) < STATS_MSGS)
+		count_msg(w, msg_type(type), false);
 	if (bus_append(w->bus, type, rec.buf, rec.len, NULL) < 0) {
 		if (errno == EMSGSIZE)
 			log_warn("bus: a %zu-byte record is over the bus's limit of %zu bytes (shm.bus_size)",
@@ -254,6 +282,7 @@ int node_bus_publish(struct worker *w, const struct node_pub *p, struct node_pub
 			 p->data.n, p->channel.n, strerror(err));
 		return RT_ERR;
 	}
+	count_msg(w, STATS_MSG_PUBLICATION, false);
 	if (bus_append_fn(w->bus, REC_PUB, rec.len, fill_pub, &f, NULL) < 0) {
 		log_syscall("bus_append_fn(publication, %zu bytes)", rec.len);
 		return RT_ERR;
@@ -273,6 +302,7 @@ int node_bus_publish(struct worker *w, const struct node_pub *p, struct node_pub
 
 void node_publish(struct worker *w, const struct node_pub *p, node_pub_fn *done, void *arg)
 {
+	count_msg(w, STATS_MSG_PUBLICATION, true);
 	w->engine->publish(w, p, done, arg);
 }
 
@@ -330,6 +360,7 @@ bool node_history_fits(const struct worker *w, struct pstr channel)
 
 int node_join_leave(struct worker *w, struct pstr channel, const struct client_info *ci, bool join)
 {
+	count_msg(w, join ? STATS_MSG_JOIN : STATS_MSG_LEAVE, true);
 	return w->engine->join_leave(w, channel, ci, join);
 }
 
@@ -344,6 +375,7 @@ int node_bus_join_leave(struct worker *w, struct pstr channel, const struct clie
 int node_disconnect(struct worker *w, const struct node_target *t, const struct pstr *whitelist,
 		    size_t nwhitelist, uint32_t code, struct pstr reason)
 {
+	count_msg(w, STATS_MSG_CONTROL, true);
 	rec.len = 0;
 	put_u8(OP_DISCONNECT);
 	put_target(t);
@@ -359,6 +391,7 @@ int node_disconnect(struct worker *w, const struct node_target *t, const struct 
 
 int node_unsubscribe(struct worker *w, const struct node_target *t, struct pstr channel)
 {
+	count_msg(w, STATS_MSG_CONTROL, true);
 	rec.len = 0;
 	put_u8(OP_UNSUBSCRIBE);
 	put_target(t);
@@ -370,6 +403,7 @@ int node_unsubscribe(struct worker *w, const struct node_target *t, struct pstr 
 
 int node_subscribe(struct worker *w, const struct node_target *t, const struct node_sub *s)
 {
+	count_msg(w, STATS_MSG_CONTROL, true);
 	rec.len = 0;
 	put_u8(OP_SUBSCRIBE);
 	put_target(t);
@@ -393,6 +427,7 @@ int node_subscribe(struct worker *w, const struct node_target *t, const struct n
 int node_refresh(struct worker *w, const struct node_target *t, bool expired, int64_t expire_at,
 		 struct pstr info)
 {
+	count_msg(w, STATS_MSG_CONTROL, true);
 	rec.len = 0;
 	put_u8(OP_REFRESH);
 	put_target(t);
@@ -674,6 +709,16 @@ static int on_record(void *arg, uint64_t seq, unsigned type, const void *data, s
 			  (unsigned long long)seq, type, len);
 	poll_bytes += len;
 	return poll_budget && poll_bytes >= poll_budget;
+}
+
+bool node_record_publication(unsigned type, const void *data, size_t len, struct pstr *channel)
+{
+	struct rd r = { data, (const unsigned char *)data + len, false };
+
+	if (type != REC_PUB)
+		return false;
+	*channel = get_str(&r, 2);
+	return !r.bad;
 }
 
 bool node_poll(struct worker *w)

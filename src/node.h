@@ -248,6 +248,11 @@ int node_join_leave(struct worker *w, struct pstr channel, const struct client_i
  * Returns whether there was any. Called at the worker's flush point. */
 bool node_poll(struct worker *w);
 
+/* When bus record TYPE (DATA, LEN bytes) is a publication: true, and its
+ * channel in *CHANNEL (pointing into DATA). For readers of the bus outside
+ * the workers (rotorctl top); the record layout stays node.c's. */
+bool node_record_publication(unsigned type, const void *data, size_t len, struct pstr *channel);
+
 /* This worker's snapshot for info and channels (shm/snap.h): created at
  * start, rewritten from the worker's tick when it changed (at most every
  * 200 ms), and at once before this worker answers info or channels. */

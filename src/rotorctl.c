@@ -18,6 +18,9 @@
 #include "master.h"
 #include "bus.h"
 #include "chan.h"
+#include "node.h"
+#include "smap.h"
+#include "snap.h"
 #include "pres.h"
 #include "log.h"
 #include "token.h"
@@ -87,6 +90,9 @@ enum {
 	OPT_CHANNEL = 1 << 4, /* -s, --channel NAME */
 	OPT_STRICT = 1 << 5,  /* -s, --strict */
 	OPT_JSON = 1 << 6,    /* --json */
+	OPT_ROWS = 1 << 7,    /* -n, --rows N */
+	OPT_ONCE = 1 << 8,    /* --once */
+	OPT_DELAY = 1 << 9,   /* -d, --delay SECONDS */
 };
 
 struct opts {
@@ -97,6 +103,9 @@ struct opts {
 	bool quiet;
 	bool strict;
 	bool json;
+	bool once;
+	long long rows;
+	double delay;
 	char **args; /* positional arguments */
 	int nargs;
 };
@@ -107,7 +116,7 @@ struct opts {
 static int parse_opts(const struct command *cmd, int argc, char **argv, unsigned mask,
 		      struct opts *o)
 {
-	enum { L_CHANNEL = 256, L_STRICT, L_JSON };
+	enum { L_CHANNEL = 256, L_STRICT, L_JSON, L_ONCE };
 	static const struct option longs[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "user", required_argument, NULL, 'u' },
@@ -116,6 +125,9 @@ static int parse_opts(const struct command *cmd, int argc, char **argv, unsigned
 		{ "channel", required_argument, NULL, L_CHANNEL },
 		{ "strict", no_argument, NULL, L_STRICT },
 		{ "json", no_argument, NULL, L_JSON },
+		{ "rows", required_argument, NULL, 'n' },
+		{ "once", no_argument, NULL, L_ONCE },
+		{ "delay", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -126,11 +138,14 @@ static int parse_opts(const struct command *cmd, int argc, char **argv, unsigned
 	o->config = DEFAULT_CONFIG;
 	o->user = "";
 	o->ttl = DEFAULT_TTL;
+	o->rows = 20;
+	o->delay = 1;
 	/* A leading ':' lets us word the missing-argument message ourselves. */
-	snprintf(optstring, sizeof(optstring), ":%s%s%s%s%sh", mask & OPT_CONFIG ? "c:" : "",
+	snprintf(optstring, sizeof(optstring), ":%s%s%s%s%s%s%sh", mask & OPT_CONFIG ? "c:" : "",
 		 mask & OPT_USER ? "u:" : "", mask & OPT_TTL ? "t:" : "",
 		 mask & OPT_QUIET ? "q" : "",
-		 mask & OPT_CHANNEL ? "s:" : mask & OPT_STRICT ? "s" : "");
+		 mask & OPT_CHANNEL ? "s:" : mask & OPT_STRICT ? "s" : "",
+		 mask & OPT_ROWS ? "n:" : "", mask & OPT_DELAY ? "d:" : "");
 	opterr = 0;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, optstring, longs, &idx)) != -1) {
@@ -140,7 +155,8 @@ static int parse_opts(const struct command *cmd, int argc, char **argv, unsigned
 		if ((ch == 'c' && !(mask & OPT_CONFIG)) || (ch == 'u' && !(mask & OPT_USER)) ||
 		    (ch == 't' && !(mask & OPT_TTL)) || (ch == 'q' && !(mask & OPT_QUIET)) ||
 		    (ch == L_CHANNEL && !(mask & OPT_CHANNEL)) || (ch == L_STRICT && !(mask & OPT_STRICT)) ||
-		    (ch == L_JSON && !(mask & OPT_JSON)))
+		    (ch == L_JSON && !(mask & OPT_JSON)) || (ch == 'n' && !(mask & OPT_ROWS)) ||
+		    (ch == L_ONCE && !(mask & OPT_ONCE)) || (ch == 'd' && !(mask & OPT_DELAY)))
 			return bad_usage(cmd, "option --%s is not accepted here", longs[idx].name);
 		switch (ch) {
 		case 'c':
@@ -165,6 +181,21 @@ static int parse_opts(const struct command *cmd, int argc, char **argv, unsigned
 		case L_JSON:
 			o->json = true;
 			break;
+		case L_ONCE:
+			o->once = true;
+			break;
+		case 'n':
+			if (util_parse_int(optarg, 1, 1000000, &o->rows) < 0)
+				return bad_usage(cmd, "-n/--rows: \"%s\" is not a number of rows", optarg);
+			break;
+		case 'd': {
+			char *end;
+			o->delay = strtod(optarg, &end);
+			if (end == optarg || *end != '\0' || !(o->delay >= 0.05 && o->delay <= 3600))
+				return bad_usage(cmd, "-d/--delay: \"%s\" is not a number of seconds from 0.05 to 3600",
+						 optarg);
+			break;
+		}
 		case 'h':
 			command_help(cmd, stdout);
 			return 0;
@@ -629,14 +660,14 @@ static int cmd_configdoc(int argc, char **argv)
 /* ---- stats: the running daemon's shared memory, read-only ----------------- */
 
 /* Attaches read-only to the stats segment and bus of the rotord that C
- * describes (shm.dir and http_server.port name them). */
-static int attach_shm(const struct conf *c, struct seg *stats, struct bus *bus)
+ * describes (shm.dir and http_server.port name them); errors name CMD. */
+static int attach_shm(const char *cmd, const struct conf *c, struct seg *stats, struct bus *bus)
 {
 	char *path = xasprintf("%s/rotor-%lld.stats", c->shm_dir, c->port);
 	int rc = seg_attach(stats, path, SEG_KIND_STATS, STATS_VERSION, true);
 	if (rc < 0) {
-		fprintf(stderr, "rotorctl stats: cannot attach %s: %s (is rotord running with this config?)\n",
-			path, errno == EPROTO ? "not a rotor stats segment of this version" : strerror(errno));
+		fprintf(stderr, "rotorctl %s: cannot attach %s: %s (is rotord running with this config?)\n",
+			cmd, path, errno == EPROTO ? "not a rotor stats segment of this version" : strerror(errno));
 		free(path);
 		return RT_ERR;
 	}
@@ -644,7 +675,7 @@ static int attach_shm(const struct conf *c, struct seg *stats, struct bus *bus)
 	path = xasprintf("%s/rotor-%lld.bus", c->shm_dir, c->port);
 	rc = bus_attach(bus, path, true);
 	if (rc < 0)
-		fprintf(stderr, "rotorctl stats: cannot attach %s: %s\n", path, strerror(errno));
+		fprintf(stderr, "rotorctl %s: cannot attach %s: %s\n", cmd, path, strerror(errno));
 	free(path);
 	return rc < 0 ? RT_ERR : RT_OK;
 }
@@ -667,7 +698,7 @@ static int cmd_stats(int argc, char **argv)
 		conf_free(&c);
 		return 1;
 	}
-	if (attach_shm(&c, &stats, &bus) != RT_OK) {
+	if (attach_shm("stats", &c, &stats, &bus) != RT_OK) {
 		conf_free(&c);
 		return 1;
 	}
@@ -772,6 +803,255 @@ static int cmd_stats(int argc, char **argv)
 	return 0;
 }
 
+/* ---- top: channels, read from shared memory ----------------------------------- */
+
+/* What top shows of one channel. */
+struct top_row {
+	char *name;
+	size_t len;
+	uint64_t subs, pubs;
+	bool has_stream;
+	struct hist_peek stream;
+};
+
+struct top_view {
+	struct smap subs;          /* channel -> subscribers, over every worker */
+	struct smap pubs;          /* channel -> publications seen on the bus */
+	uint64_t lost;             /* bus records this reader lost to laps */
+	uint64_t clients, nsubs;
+	unsigned workers;
+	bool truncated;            /* a worker's snapshot lists counts only */
+};
+
+/* Adds the channels of the snapshot of the worker of bus slot SLOT (pid
+ * PID) to V: a seqlock copy of its data (snap.h), then its entries. */
+static void top_read_snap(const struct conf *c, unsigned slot, int32_t pid, struct top_view *v)
+{
+	char *path = xasprintf("%s/rotor-%lld.snap.%u", c->shm_dir, c->port, slot);
+	struct seg seg;
+	int rc = seg_attach(&seg, path, SEG_KIND_SNAP, SNAP_VERSION, true);
+	free(path);
+	if (rc < 0)
+		return;
+	const struct snap_hdr *h = seg_payload(&seg);
+	struct snap_hdr hdr;
+	char *data = NULL;
+	bool ok = false;
+	for (int tries = 0; tries < 100 && !ok; tries++) {
+		uint64_t seq = __atomic_load_n(&h->seq, __ATOMIC_ACQUIRE);
+		if (seq & 1)
+			continue;
+		memcpy(&hdr, h, sizeof(hdr));
+		uint32_t len = hdr.len <= SNAP_DATA_MAX ? hdr.len : 0;
+		free(data);
+		data = xmalloc(len + 1);
+		memcpy(data, h + 1, len);
+		hdr.len = len;
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		ok = __atomic_load_n(&h->seq, __ATOMIC_RELAXED) == seq && hdr.pid == pid;
+	}
+	if (ok) {
+		const unsigned char *p = (const unsigned char *)data, *end = p + hdr.len;
+		v->truncated |= hdr.truncated != 0;
+		for (uint32_t k = 0; k < hdr.nchannels; k++) {
+			uint16_t n;
+			uint32_t count;
+			if (end - p < 2)
+				break;
+			memcpy(&n, p, 2);
+			if ((size_t)(end - p) < 2u + n + 4u)
+				break;
+			memcpy(&count, p + 2 + n, 4);
+			smap_add(&v->subs, (const char *)p + 2, n, count);
+			p += 2 + n + 4;
+		}
+	}
+	free(data);
+	seg_detach(&seg);
+}
+
+static int top_on_record(void *arg, uint64_t seq, unsigned type, const void *data, size_t len)
+{
+	struct top_view *v = arg;
+	struct pstr ch;
+	(void)seq;
+	if (node_record_publication(type, data, len, &ch))
+		smap_add(&v->pubs, ch.p, ch.n, 1);
+	return 0;
+}
+
+static volatile sig_atomic_t top_stop;
+
+static void top_on_signal(int sig)
+{
+	(void)sig;
+	top_stop = 1;
+}
+
+/* Reads what the bus carries into V for DELAY seconds, or until SIGINT or
+ * SIGTERM (polling: a reader without a slot cannot sleep on the bus).
+ * Returns the seconds it watched. */
+static double top_watch_bus(struct bus_reader *r, double delay, struct top_view *v)
+{
+	int64_t start = util_mono_ns(), end = start + (int64_t)(delay * 1e9);
+	for (;;) {
+		uint64_t lost = 0;
+		while (bus_read(r, top_on_record, v, 0, &lost) > 0 || lost > 0)
+			v->lost += lost, lost = 0;
+		int64_t now = util_mono_ns(), left = end - now;
+		if (left <= 0 || top_stop)
+			return (double)(now - start) / 1e9;
+		struct timespec ts = { 0, left < 20000000 ? left : 20000000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
+static void top_collect(void *arg, const char *key, size_t n, uint64_t count)
+{
+	struct top_row **rows = arg;
+	(void)count;
+	/* rows[0] is the cursor past the last row written */
+	struct top_row *r = rows[0]++;
+	r->name = xstrndup(key, n);
+	r->len = n;
+}
+
+static int top_cmp(const void *pa, const void *pb)
+{
+	const struct top_row *a = pa, *b = pb;
+	if (a->subs != b->subs)
+		return a->subs < b->subs ? 1 : -1;
+	if (a->pubs != b->pubs)
+		return a->pubs < b->pubs ? 1 : -1;
+	size_t n = a->len < b->len ? a->len : b->len;
+	int c = memcmp(a->name, b->name, n);
+	return c ? c : (a->len > b->len) - (a->len < b->len);
+}
+
+static void top_union(void *arg, const char *key, size_t n, uint64_t count)
+{
+	(void)count;
+	smap_set(arg, key, n, 1);
+}
+
+/* Prints one table of V, publications counted over DELAY seconds: the ROWS
+ * busiest channels (most subscribers, then most publications), with their
+ * streams' tops from T when it is open. */
+static void top_print(const struct top_view *v, const struct ctab *t, double delay, long long rows)
+{
+	struct smap names = { 0 };
+	smap_each(&v->subs, top_union, &names);
+	smap_each(&v->pubs, top_union, &names);
+	struct top_row *all = xcalloc(names.n ? names.n : 1, sizeof(*all)), *cur = all;
+	smap_each(&names, top_collect, &cur);
+	size_t n = (size_t)(cur - all);
+	int64_t now = util_wall_ms();
+	for (size_t i = 0; i < n; i++) {
+		all[i].subs = smap_get(&v->subs, all[i].name, all[i].len);
+		all[i].pubs = smap_get(&v->pubs, all[i].name, all[i].len);
+		all[i].has_stream = t != NULL && hist_peek(t, all[i].name, all[i].len, now, &all[i].stream) == 0;
+	}
+	qsort(all, n, sizeof(*all), top_cmp);
+	printf("%u workers, %llu clients, %llu subscriptions, %zu channels; publications over %.2f s\n",
+	       v->workers, (unsigned long long)v->clients, (unsigned long long)v->nsubs, n, delay);
+	if (v->lost)
+		printf("(this reader lost %llu bus records: publication counts are short)\n",
+		       (unsigned long long)v->lost);
+	if (v->truncated)
+		printf("(a worker's snapshot lists counts only: some channels are missing)\n");
+	printf("%-32s %11s %9s %9s %12s %s\n", "CHANNEL", "SUBSCRIBERS", "PUBS/S", "PUBS", "TOP", "EPOCH");
+	for (size_t i = 0; i < n && (long long)i < rows; i++) {
+		const struct top_row *r = &all[i];
+		/* Names are any bytes: blanks and control characters shown as '?'
+		 * keep the columns and the terminal sane. */
+		for (size_t k = 0; k < r->len; k++)
+			putchar((unsigned char)r->name[k] > ' ' && r->name[k] != 0x7f ? r->name[k] : '?');
+		printf("%*s %11llu %9.1f %9llu ", r->len < 32 ? (int)(32 - r->len) : 0, "",
+		       (unsigned long long)r->subs, (double)r->pubs / delay, (unsigned long long)r->pubs);
+		if (r->has_stream)
+			printf("%12llu %s\n", (unsigned long long)r->stream.top, r->stream.epoch);
+		else
+			printf("%12s %s\n", "-", "-");
+	}
+	for (size_t i = 0; i < n; i++)
+		free(all[i].name);
+	free(all);
+	smap_clear(&names);
+}
+
+static int cmd_top(int argc, char **argv)
+{
+	const struct command *cmd = find_command("top");
+	struct conf c;
+	struct opts o;
+	struct seg stats;
+	struct bus bus;
+	struct bus_reader r;
+	int rc;
+
+	if ((rc = parse_opts(cmd, argc, argv, OPT_CONFIG | OPT_ROWS | OPT_ONCE | OPT_DELAY, &o)) >= 0)
+		return rc;
+	if (o.nargs > 0)
+		return bad_usage(cmd, "unexpected argument %s", o.args[0]);
+	if (load_conf(&c, o.config) != RT_OK) {
+		conf_free(&c);
+		return 1;
+	}
+	if (attach_shm("top", &c, &stats, &bus) != RT_OK) {
+		conf_free(&c);
+		return 1;
+	}
+	if (bus_reader_init(&r, &bus, BUS_NO_SLOT) < 0) {
+		fprintf(stderr, "rotorctl top: bus_reader_init failed: %s\n", strerror(errno));
+		bus_detach(&bus);
+		seg_detach(&stats);
+		conf_free(&c);
+		return 1;
+	}
+	/* The channel table, when history has one: stream tops. */
+	struct ctab_config tc;
+	char *dir = master_history_config(&c, &tc);
+	tc.attach_only = true;
+	struct ctab tab;
+	bool have_hist = ctab_open(&tab, &tc, NULL) == 0;
+	free(dir);
+
+	signal(SIGINT, top_on_signal);
+	signal(SIGTERM, top_on_signal);
+	if (o.once)
+		fprintf(stderr, "rotorctl top: counting publications for %g s (interrupt to print now)\n", o.delay);
+	const struct stats_block *b = stats_blocks(seg_payload(&stats));
+	for (bool first = true; first || !top_stop; first = false) {
+		struct top_view v = { 0 };
+		double watched = top_watch_bus(&r, o.delay, &v);
+		for (unsigned i = 0; i < STATS_SLOTS && i < BUS_SLOTS_MAX; i++) {
+			int32_t pid = __atomic_load_n(&b[i].pid, __ATOMIC_RELAXED);
+			if (pid <= 0)
+				continue;
+			if (__atomic_load_n(&b[i].slot, __ATOMIC_RELAXED) != STATS_SLOT_BROKER)
+				v.workers++;
+			v.clients += STATS_GET(&b[i], clients);
+			v.nsubs += STATS_GET(&b[i], subs);
+			top_read_snap(&c, i, pid, &v);
+		}
+		if (!o.once)
+			printf("\033[H\033[2J"); /* home, clear: a refreshing view */
+		top_print(&v, have_hist ? &tab : NULL, watched > 0 ? watched : o.delay, o.rows);
+		fflush(stdout);
+		smap_clear(&v.subs);
+		smap_clear(&v.pubs);
+		if (o.once)
+			break;
+	}
+	if (have_hist)
+		ctab_close(&tab);
+	bus_reader_free(&r);
+	bus_detach(&bus);
+	seg_detach(&stats);
+	conf_free(&c);
+	return 0;
+}
+
 /* ---- signals to the master, by its pid file --------------------------------- */
 
 static int cmd_signal(int argc, char **argv)
@@ -867,6 +1147,11 @@ static const struct command commands[] = {
 	{ "stats", cmd_stats, "[-c FILE] [--json]",
 	  "Show the running rotord's workers, connections and bus, read from its shared memory",
 	  HELP_CONFIG "      --json           one JSON object instead of text\n" HELP_HELP },
+	{ "top", cmd_top, "[-c FILE] [-n N] [-d SECONDS] [--once]",
+	  "Show the running rotord's busiest channels: subscribers, publication rate, stream top",
+	  HELP_CONFIG "  -n, --rows N         channels shown (default 20)\n"
+	  "  -d, --delay SECONDS  refresh interval, over which publications are counted (default 1)\n"
+	  "      --once           print one table and exit\n" HELP_HELP },
 	{ "reload", cmd_signal, "[-c FILE]", "Make the running rotord reload its config (SIGHUP)",
 	  HELP_CONFIG HELP_HELP },
 	{ "stop", cmd_signal, "[-c FILE]", "Stop the running rotord fast (SIGTERM)", HELP_CONFIG HELP_HELP },

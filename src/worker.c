@@ -36,6 +36,7 @@
 #include "transport.h"
 #include "log.h"
 #include "master.h"
+#include "metrics.h"
 #include "stats.h"
 #include "util.h"
 
@@ -209,6 +210,7 @@ static void apply_config(struct worker *w, const char *text, size_t len)
 	w->conf = c;
 	http_reconfigure(w);
 	api_reconfigure(w);
+	metrics_reconfigure(w);
 	client_reconfigure(w);
 	transport_reconfigure(w);
 	tls_worker_configure(w);
@@ -383,6 +385,7 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
 	 * invoking it, up to the next timer. */
 	if (ev_pending_count(loop) > 0)
 		ev_idle_start(loop, &w->busy_w);
+	client_count_flush(w);
 	if (w->ctr != NULL) {
 		__atomic_store_n(&w->ctr->clients, (uint64_t)client_count(), __ATOMIC_RELAXED);
 		__atomic_store_n(&w->ctr->subs, (uint64_t)hub_nsubs(), __ATOMIC_RELAXED);
@@ -504,6 +507,7 @@ void worker_main(const struct worker_boot *b)
 	client_init(w);
 	transport_init(w);
 	api_init(w);
+	metrics_reconfigure(w);
 	handoff_init(w);
 	admin_init(w);
 	if (bus_reader_init(&w->reader, w->bus, w->bus_slot) < 0) {
