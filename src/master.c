@@ -44,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/filter.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/socket.h>
@@ -82,7 +83,7 @@ struct child {
 enum { L_MAIN, L_INTERNAL, L_COUNT };
 
 struct slot {
-	int fd[L_COUNT];       /* listening sockets, -1 when none */
+	int fd[L_COUNT];       /* listening sockets, -1 when none (listener.c below) */
 	int fails;             /* consecutive young deaths */
 	int64_t spawn_at_ms;   /* when to (re)start its worker; 0: not pending */
 };
@@ -93,7 +94,9 @@ static struct {
 	unsigned gen;
 	struct child children[MAX_CHILDREN];
 	struct slot slots[MAX_SLOTS];
-	int nslots;
+	int nslots;            /* workers of the current generation */
+	int nsock[L_COUNT];    /* listening sockets open per listener, >= nslots */
+	bool steered[L_COUNT]; /* a steering program is attached to the group */
 	struct seg stats;
 	struct bus bus;
 	struct ctab ctab;
@@ -310,15 +313,79 @@ static int open_listeners(const struct conf *c, int l, int *fds, int from, int n
 	return RT_OK;
 }
 
-/* Closes the sockets of every listener in FDS[FROM..N). */
-static void close_listeners(int (*fds)[MAX_SLOTS], int from, int n)
+/* Closes the master's sockets of every listener in slots [FROM, N). */
+static void close_listeners(int from, int n)
 {
-	for (int l = 0; l < L_COUNT; l++)
+	for (int l = 0; l < L_COUNT; l++) {
 		for (int i = from; i < n; i++)
-			if (fds[l][i] >= 0) {
-				close(fds[l][i]);
-				fds[l][i] = -1;
+			if (M.slots[i].fd[l] >= 0) {
+				close(M.slots[i].fd[l]);
+				M.slots[i].fd[l] = -1;
 			}
+		if (M.nsock[l] > from)
+			M.nsock[l] = from;
+	}
+}
+
+/*
+ * Listening sockets across reloads and upgrades. A SO_REUSEPORT socket
+ * closed with connections in its accept queue resets them, and one that
+ * stays in the group while nobody accepts on it collects connections that
+ * wait for nothing. So the master never closes a socket of a group that
+ * keeps serving: when the worker count shrinks, the sockets of the slots
+ * beyond it stay open and in the group, the master stops the kernel from
+ * choosing them for new connections (listener_steer), and a current
+ * worker accepts on each of them what was queued there or still arrives
+ * (slot k goes to worker k % workers, listener_fds). When the count grows
+ * again, slot k takes its socket back. Sockets are closed only when their
+ * listener moves to another address (all of them, a new group) or at stop.
+ *
+ * Steering: a classic BPF program attached to the group returns the index
+ * of the socket to use; the kernel numbers a group's sockets in the order
+ * they joined it, which is slot order because the master opens them in
+ * slot order and never closes one but the whole group. The program draws
+ * a random index below the worker count (the kernel's own choice is a hash
+ * of the 4-tuple; either spreads connections evenly). Without it (a kernel
+ * or a seccomp filter refusing it) everything still works: the extra
+ * sockets keep receiving connections, which their workers accept.
+ */
+static void listener_steer(int l, int n)
+{
+	struct sock_filter code[] = {
+		{ BPF_LD | BPF_W | BPF_ABS, 0, 0, (uint32_t)(SKF_AD_OFF + SKF_AD_RANDOM) },
+		{ BPF_ALU | BPF_MOD | BPF_K, 0, 0, (uint32_t)n },
+		{ BPF_RET | BPF_A, 0, 0, 0 },
+	};
+	struct sock_fprog prog = { .len = ROTOR_ARRAY_LEN(code), .filter = code };
+	int fd = M.slots[0].fd[l];
+
+	if (fd < 0 || n <= 0 || (M.nsock[l] <= n && !M.steered[l]))
+		return;
+	if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof(prog)) < 0) {
+		log_warn("setsockopt(SO_ATTACH_REUSEPORT_CBPF) failed: %s; the %d socket(s) beyond the "
+			 "worker count keep receiving connections, which the workers accept", strerror(errno),
+			 M.nsock[l] - n);
+		return;
+	}
+	M.steered[l] = true;
+}
+
+/* Fills FDS and INTERNAL with the listening sockets the worker of SLOT
+ * accepts on with N workers: its slot's own, then those of every slot
+ * k >= N with k % N == SLOT. Returns how many (none for the broker). */
+static int listener_fds(int slot, int n, int *fds, bool *internal)
+{
+	int k = 0;
+
+	if (slot >= n)
+		return 0;
+	for (int l = 0; l < L_COUNT; l++)
+		for (int i = slot; i < M.nsock[l]; i += n)
+			if (M.slots[i].fd[l] >= 0) {
+				fds[k] = M.slots[i].fd[l];
+				internal[k++] = l == L_INTERNAL;
+			}
+	return k;
 }
 
 /* ---- shared memory ------------------------------------------------------ */
@@ -595,9 +662,12 @@ static int spawn(int slot)
 	if (pid == 0) {
 		/* No exec follows, so CLOEXEC does not help: close by hand
 		 * what belongs to the master and the other workers. */
+		static int lfds[L_COUNT * MAX_SLOTS];
+		static bool linternal[L_COUNT * MAX_SLOTS];
+		int nl = listener_fds(slot, M.nslots, lfds, linternal);
 		for (int i = 0; i < MAX_SLOTS; i++)
 			for (int l = 0; l < L_COUNT; l++)
-				if (i != slot && M.slots[i].fd[l] >= 0)
+				if (M.slots[i].fd[l] >= 0 && (slot >= M.nslots || i % M.nslots != slot))
 					close(M.slots[i].fd[l]);
 		static int wake_fds[BUS_SLOTS_MAX], handoff_fds[BUS_SLOTS_MAX];
 		for (int i = 0; i < BUS_SLOTS_MAX; i++)
@@ -619,8 +689,8 @@ static int spawn(int slot)
 			sigaction(sigs[i], &dfl, NULL);
 		ctr->pid = (int32_t)getpid();
 		struct worker_boot boot = {
-			.slot = slot, .gen = M.gen, .listen_fd = M.slots[slot].fd[L_MAIN],
-			.internal_fd = M.slots[slot].fd[L_INTERNAL], .ctl_fd = sv[1],
+			.slot = slot, .gen = M.gen, .listen_fds = lfds, .internal = linternal, .nlisten = nl,
+			.split = M.slots[0].fd[L_INTERNAL] >= 0, .ctl_fd = sv[1],
 			.conf = M.conf, .ctr = ctr, .stats_seg = &M.stats, .bus = &M.bus, .bus_slot = bus_slot,
 			.ctab = &M.ctab, .pres = &M.pres,
 			.wake_fd = wake_fd, .wake_fds = wake_fds, .secret = M.secret,
@@ -856,46 +926,51 @@ static void reload(void)
 		return;
 	}
 
-	/* A new generation. New listening sockets for a listener whose address
-	 * changed (or that appeared); otherwise the same ones, plus or minus
-	 * the slots the count changed. */
+	/* A new generation. New listening sockets (a new group) for a
+	 * listener whose address changed or that appeared; otherwise the same
+	 * ones, plus new ones for the slots the count grew by. Sockets beyond
+	 * a shrunk count stay open (see listener_steer). */
 	int n = (int)nc->workers;
-	int fds[L_COUNT][MAX_SLOTS];
+	int fds[L_COUNT][MAX_SLOTS], nsock[L_COUNT];
 	bool moved[L_COUNT];
 	for (int l = 0; l < L_COUNT; l++) {
 		const char *a0 = "", *a1 = "", *key;
 		long long p0 = 0, p1 = 0;
 		bool had = listen_addr(M.conf, l, &a0, &p0, &key), has = listen_addr(nc, l, &a1, &p1, &key);
+		int rc;
 
 		moved[l] = had != has || strcmp(a0, a1) != 0 || p0 != p1;
 		for (int i = 0; i < MAX_SLOTS; i++)
-			fds[l][i] = -1;
-		if (moved[l]) {
-			if (open_listeners(nc, l, fds[l], 0, n, true) == RT_OK)
-				continue;
-			log_error("reload: cannot listen on the new address; keeping the running configuration");
-		} else {
-			for (int i = 0; i < n && i < M.nslots; i++)
-				fds[l][i] = M.slots[i].fd[l];
-			if (n <= M.nslots || open_listeners(nc, l, fds[l], M.nslots, n, false) == RT_OK)
-				continue;
-			log_error("reload: cannot open more listening sockets; keeping the running configuration");
-		}
+			fds[l][i] = moved[l] || i >= M.nsock[l] ? -1 : M.slots[i].fd[l];
+		if (moved[l])
+			rc = open_listeners(nc, l, fds[l], 0, n, true);
+		else
+			rc = n <= M.nsock[l] ? RT_OK : open_listeners(nc, l, fds[l], M.nsock[l], n, false);
+		nsock[l] = 0;
+		while (nsock[l] < MAX_SLOTS && fds[l][nsock[l]] >= 0)
+			nsock[l]++;
+		if (rc == RT_OK)
+			continue;
+		log_error(moved[l] ? "reload: cannot listen on the new address; keeping the running configuration"
+				   : "reload: cannot open more listening sockets; keeping the running configuration");
 		/* Undo what this reload opened. */
-		for (int k = 0; k <= l; k++)
-			for (int i = 0; i < n; i++)
-				if (fds[k][i] >= 0 && (moved[k] || i >= M.nslots))
+		for (int k = 0; k < l; k++)
+			for (int i = 0; i < nsock[k]; i++)
+				if (moved[k] || i >= M.nsock[k])
 					close(fds[k][i]);
 		conf_free(nc);
 		free(nc);
 		return;
 	}
-	/* Sockets no longer used: the retiring workers hold their own copies
-	 * until they stop accepting. */
-	for (int l = 0; l < L_COUNT; l++)
-		for (int i = 0; i < M.nslots; i++)
-			if ((moved[l] || i >= n) && M.slots[i].fd[l] >= 0)
-				close(M.slots[i].fd[l]);
+	/* A moved listener's old group: the retiring workers hold their own
+	 * copies until they stop accepting. */
+	for (int l = 0; l < L_COUNT; l++) {
+		if (!moved[l])
+			continue;
+		for (int i = 0; i < M.nsock[l]; i++)
+			close(M.slots[i].fd[l]);
+		M.steered[l] = false;
+	}
 	for (int i = 0; i < MAX_SLOTS; i++) {
 		for (int l = 0; l < L_COUNT; l++)
 			M.slots[i].fd[l] = fds[l][i];
@@ -903,6 +978,10 @@ static void reload(void)
 		M.slots[i].spawn_at_ms = 0;
 	}
 	M.nslots = n;
+	for (int l = 0; l < L_COUNT; l++) {
+		M.nsock[l] = nsock[l];
+		listener_steer(l, n);
+	}
 
 	apply_log_settings(M.conf, nc);
 	conf_free(M.conf);
@@ -973,12 +1052,7 @@ static void begin_stop(bool graceful)
 	int64_t budget = graceful ? M.conf->shutdown_timeout_ms + KILL_GRACE_MS : FAST_STOP_MS;
 	M.stop_deadline_ms = util_mono_ms() + budget;
 	log_info("%s shutdown: %d worker(s) to stop", graceful ? "graceful" : "fast", live_children());
-	for (int i = 0; i < M.nslots; i++)
-		for (int l = 0; l < L_COUNT; l++) {
-			if (M.slots[i].fd[l] >= 0)
-				close(M.slots[i].fd[l]);
-			M.slots[i].fd[l] = -1;
-		}
+	close_listeners(0, MAX_SLOTS);
 	signal_children(graceful ? SIGQUIT : SIGTERM, false);
 }
 
@@ -1032,17 +1106,18 @@ int master_run(const struct master_args *args, struct conf *conf)
 	for (int l = 0; l < L_COUNT; l++)
 		for (int i = 0; i < MAX_SLOTS; i++)
 			fds[l][i] = -1;
-	if (open_listeners(conf, L_MAIN, fds[L_MAIN], 0, M.nslots, true) != RT_OK ||
-	    open_listeners(conf, L_INTERNAL, fds[L_INTERNAL], 0, M.nslots, true) != RT_OK ||
-	    open_stats(conf) != RT_OK || open_bus(conf) != RT_OK || open_history(conf) != RT_OK ||
+	bool ok = open_listeners(conf, L_MAIN, fds[L_MAIN], 0, M.nslots, true) == RT_OK &&
+		  open_listeners(conf, L_INTERNAL, fds[L_INTERNAL], 0, M.nslots, true) == RT_OK;
+	for (int l = 0; l < L_COUNT; l++)
+		for (int i = 0; i < MAX_SLOTS; i++)
+			if ((M.slots[i].fd[l] = fds[l][i]) >= 0)
+				M.nsock[l] = i + 1;
+	if (!ok || open_stats(conf) != RT_OK || open_bus(conf) != RT_OK || open_history(conf) != RT_OK ||
 	    open_presence(conf) != RT_OK) {
-		close_listeners(fds, 0, M.nslots);
+		close_listeners(0, MAX_SLOTS);
 		pidfile_remove();
 		return 1;
 	}
-	for (int i = 0; i < M.nslots; i++)
-		for (int l = 0; l < L_COUNT; l++)
-			M.slots[i].fd[l] = fds[l][i];
 	log_info("rotor %s starting %d worker(s) (master pid %ld)", PACKAGE_VERSION, M.nslots,
 		 (long)getpid());
 	for (int i = 0; i < M.nslots; i++)

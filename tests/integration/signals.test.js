@@ -118,6 +118,74 @@ test('no request fails while HUP restarts the workers under load', async () => {
   }
 });
 
+// One GET /health on a new connection, answered or not: resolves with
+// {status, error} once the server answered and closed, the connection
+// failed, or MS passed ("no answer").
+function oneRequest(port, ms) {
+  return new Promise((resolve) => {
+    const sock = net.connect(port, '127.0.0.1');
+    let got = '';
+    const done = (error) => {
+      clearTimeout(timer);
+      sock.destroy();
+      const m = /^HTTP\/1\.1 (\d+)/.exec(got);
+      resolve({ status: m ? Number(m[1]) : 0, error: m ? null : error });
+    };
+    const timer = setTimeout(() => done('no answer'), ms);
+    sock.on('connect', () => sock.write('GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'));
+    sock.on('data', (b) => { got += b; });
+    sock.on('error', (e) => done(e.code || e.message));
+    sock.on('close', () => done('closed'));
+  });
+}
+
+// The pid of the worker the master started last for SLOT, from its log.
+function workerOfSlot(d, slot) {
+  const all = [...d.log().matchAll(/started worker (\d+) \(pid (\d+), generation (\d+)\)/g)];
+  const m = all.filter((x) => Number(x[1]) === slot).pop();
+  return m ? Number(m[2]) : 0;
+}
+
+// Deterministic form of the load test above: the connections queued on a
+// slot's listening socket while its worker retires. The retiring worker of
+// the slot the reload drops is stopped (SIGSTOP) while connections queue
+// on its socket, so they can be served only if a current worker accepts on
+// that socket; when it resumes and closes its copy, nothing may be reset.
+test('HUP that shrinks the worker count: connections queued on a dropped slot are served, none reset', async () => {
+  const d = await new Rotord({}, { workers: 3 }).start();
+  const stopped = workerOfSlot(d, 2);
+  try {
+    assert.ok(stopped > 0, 'worker 2 found in the log');
+    process.kill(stopped, 'SIGSTOP');
+    // About a third of these land on slot 2's socket and wait there.
+    const early = Array.from({ length: 60 }, () => oneRequest(d.port, 15000));
+    await sleep(300);
+    rewrite(d, { workers: 2 });
+    d.signal('SIGHUP');
+    await waitFor(() => /generation 2 started with 2 worker/.test(d.log()), 5000, 20, 'the new generation');
+    // And these come while the stopped worker's socket is still open.
+    const late = Array.from({ length: 60 }, () => oneRequest(d.port, 15000));
+    const rs = await Promise.all([...early, ...late]);
+    const bad = rs.filter((r) => r.status !== 200).map((r) => r.error);
+    assert.strictEqual(bad.length, 0, `${bad.length} of ${rs.length} requests failed while worker 2 was ` +
+      `stopped: ${[...new Set(bad)].join(', ')}`);
+    // The retiring worker resumes, drains and closes its copy of the socket.
+    process.kill(stopped, 'SIGCONT');
+    const during = [];
+    while (alive(stopped)) {
+      during.push(oneRequest(d.port, 15000));
+      await sleep(5);
+    }
+    const rs2 = await Promise.all(during);
+    const bad2 = rs2.filter((r) => r.status !== 200).map((r) => r.error);
+    assert.strictEqual(bad2.length, 0, `failed while it exited: ${[...new Set(bad2)].join(', ')}`);
+    assert.strictEqual(d.workers().length, 2);
+  } finally {
+    try { process.kill(stopped, 'SIGCONT'); } catch (_) { /* gone */ }
+    await d.stop();
+  }
+});
+
 test('QUIT is graceful: a request in flight completes, then rotord exits 0', async () => {
   const d = await new Rotord({}, { workers: 2 }).start();
   try {
