@@ -945,6 +945,9 @@ static void reap(void)
 			if (M.stopping == RUNNING) {
 				log_error("upgrade: the new master (pid %ld) %s before it served; this master "
 					  "keeps serving", (long)pid, why);
+				struct stats_hdr *h = seg_payload(&M.stats);
+				__atomic_store_n(&h->upgrade_status, WIFEXITED(status) ? WEXITSTATUS(status) :
+						 128 + WTERMSIG(status), __ATOMIC_RELAXED);
 				upgrade_undone();
 			} else {
 				log_info("the new master (pid %ld) %s", (long)pid, why);
@@ -1290,6 +1293,9 @@ static ROTOR_NORETURN void exec_successor(pid_t old)
  * service manager learns that this master still serves. */
 static void upgrade_undone(void)
 {
+	struct stats_hdr *h = seg_payload(&M.stats);
+
+	__atomic_store_n(&h->successor, 0, __ATOMIC_RELEASE);
 	if (M.pid_cur == M.oldbin_path) {
 		if (rename(M.oldbin_path, M.pid_path) < 0)
 			log_syscall("rename(%s, %s)", M.oldbin_path, M.pid_path);
@@ -1297,6 +1303,8 @@ static void upgrade_undone(void)
 			M.pid_cur = M.pid_path;
 	}
 	notify_send("READY=1\nSTATUS=the binary upgrade failed; the old master serves");
+	/* Last: rotorctl upgrade reads it as "done failing". */
+	__atomic_fetch_add(&h->upgrades_failed, 1, __ATOMIC_RELEASE);
 }
 
 /* USR2: starts the binary at this master's path as a new master that
@@ -1306,28 +1314,36 @@ static void upgrade_undone(void)
  * itself a successor whose old master still runs (nginx's two rules). */
 static void upgrade_start(void)
 {
+	struct stats_hdr *h = seg_payload(&M.stats);
 	sigset_t all, old;
 
 	if (M.stopping != RUNNING)
 		return;
 	if (M.args->exe == NULL) {
 		log_error("upgrade: the path of this binary is unknown; SIGUSR2 ignored");
+		__atomic_fetch_add(&h->upgrades_refused, 1, __ATOMIC_RELEASE);
 		return;
 	}
 	if (M.successor != 0) {
 		log_warn("upgrade: already in flight (new master pid %ld); SIGUSR2 ignored", (long)M.successor);
+		__atomic_fetch_add(&h->upgrades_refused, 1, __ATOMIC_RELEASE);
 		return;
 	}
+	if (M.predecessor != 0 && getppid() != M.predecessor)
+		M.predecessor = 0; /* gone since the loop last looked */
 	if (M.predecessor != 0) {
 		log_warn("upgrade: this master is itself the new binary of an upgrade in flight (old master "
 			 "pid %ld); SIGUSR2 ignored", (long)M.predecessor);
+		__atomic_fetch_add(&h->upgrades_refused, 1, __ATOMIC_RELEASE);
 		return;
 	}
 	if (rename(M.pid_path, M.oldbin_path) < 0) {
 		log_syscall("upgrade: rename(%s, %s)", M.pid_path, M.oldbin_path);
+		__atomic_fetch_add(&h->upgrades_refused, 1, __ATOMIC_RELEASE);
 		return;
 	}
 	M.pid_cur = M.oldbin_path;
+	__atomic_fetch_add(&h->upgrades_started, 1, __ATOMIC_RELEASE);
 	notify_send("RELOADING=1\nSTATUS=binary upgrade: starting %s", M.args->exe);
 	sigfillset(&all);
 	sigprocmask(SIG_BLOCK, &all, &old);
@@ -1341,6 +1357,7 @@ static void upgrade_start(void)
 		return;
 	}
 	M.successor = pid;
+	__atomic_store_n(&h->successor, (int32_t)pid, __ATOMIC_RELEASE);
 	log_info("upgrade: started %s as the new master (pid %ld); the pid file is %s until it serves",
 		 M.args->exe, (long)pid, M.oldbin_path);
 }

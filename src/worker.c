@@ -461,6 +461,10 @@ void worker_main(const struct worker_boot *b)
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGINT, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
+	/* USR2 (upgrade) and WINCH belong to the master too: a signal sent to
+	 * the whole process group or cgroup must not kill workers. */
+	signal(SIGUSR2, SIG_IGN);
+	signal(SIGWINCH, SIG_IGN);
 	signal(SIGCHLD, SIG_DFL);
 
 	w->slot = slot;
