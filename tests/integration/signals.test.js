@@ -8,7 +8,7 @@ const assert = require('node:assert');
 const fs = require('node:fs');
 const http = require('node:http');
 const net = require('node:net');
-const { Rotord, ROTORD, request, waitFor, run, sleep, alive } = require('./lib/rotord');
+const { Rotord, ROTORD, request, waitFor, run, sleep, alive, oneRequest, workerOfSlot } = require('./lib/rotord');
 
 function rewrite(d, patch) {
   const { deepMerge } = require('./lib/rotord');
@@ -117,34 +117,6 @@ test('no request fails while HUP restarts the workers under load', async () => {
     await d.stop();
   }
 });
-
-// One GET /health on a new connection, answered or not: resolves with
-// {status, error} once the server answered and closed, the connection
-// failed, or MS passed ("no answer").
-function oneRequest(port, ms) {
-  return new Promise((resolve) => {
-    const sock = net.connect(port, '127.0.0.1');
-    let got = '';
-    const done = (error) => {
-      clearTimeout(timer);
-      sock.destroy();
-      const m = /^HTTP\/1\.1 (\d+)/.exec(got);
-      resolve({ status: m ? Number(m[1]) : 0, error: m ? null : error });
-    };
-    const timer = setTimeout(() => done('no answer'), ms);
-    sock.on('connect', () => sock.write('GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'));
-    sock.on('data', (b) => { got += b; });
-    sock.on('error', (e) => done(e.code || e.message));
-    sock.on('close', () => done('closed'));
-  });
-}
-
-// The pid of the worker the master started last for SLOT, from its log.
-function workerOfSlot(d, slot) {
-  const all = [...d.log().matchAll(/started worker (\d+) \(pid (\d+), generation (\d+)\)/g)];
-  const m = all.filter((x) => Number(x[1]) === slot).pop();
-  return m ? Number(m[2]) : 0;
-}
 
 // Deterministic form of the load test above: the connections queued on a
 // slot's listening socket while its worker retires. The retiring worker of
