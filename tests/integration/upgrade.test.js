@@ -288,9 +288,32 @@ test('a new binary that fails, or refuses the running layout, leaves the old mas
     const workers = d.workers();
     assert.strictEqual(workers.length, 2, 'the old workers serve on');
 
-    // With the config back, the same binary upgrades.
+    // The config back, but the running bus segment says another layout
+    // version (its seg_hdr.version, bytes 12-15, which nothing reads after
+    // attaching): the new master names the segment and both versions.
     d.fullConfig = deepMerge(d.fullConfig, { shm: { bus_size: 16777216 } });
     d.writeConfig(d.fullConfig);
+    const busPath = path.join(d.dir, `rotor-${d.port}.bus`);
+    const fd = fs.openSync(busPath, 'r+');
+    const ver = Buffer.alloc(4);
+    fs.readSync(fd, ver, 0, 4, 12);
+    const real = ver.readUInt32LE(0);
+    const fake = Buffer.alloc(4);
+    fake.writeUInt32LE(real + 98);
+    fs.writeSync(fd, fake, 0, 4, 12);
+    try {
+      r = await upgrade(d);
+    } finally {
+      fs.writeSync(fd, ver, 0, 4, 12);
+      fs.closeSync(fd);
+    }
+    assert.strictEqual(r.status, 3, r.stdout + r.stderr);
+    assert.ok(d.log().includes(`upgrade: the layout of the bus segment ${busPath} changed from version ${real + 98} ` +
+      `(running) to ${real} (this binary); a full restart is required`), d.log().slice(-2000));
+    assert.strictEqual(readPid(d), old);
+    assert.strictEqual((await request(d.port, { path: '/health' })).status, 200);
+
+    // Then the same binary upgrades.
     r = await upgrade(d);
     assert.strictEqual(r.status, 0, r.stderr);
     const now = await waitNewMaster(d, old);
