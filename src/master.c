@@ -98,6 +98,8 @@ static struct {
 	int nslots;            /* workers of the current generation */
 	int nsock[L_COUNT];    /* listening sockets open per listener, >= nslots */
 	bool steered[L_COUNT]; /* a steering program is attached to the group */
+	bool shared[L_COUNT];  /* passed without SO_REUSEPORT: no more can join;
+	                        * the workers share them (listener_fds) */
 	struct seg stats;
 	struct bus bus;
 	struct ctab ctab;
@@ -386,20 +388,38 @@ static void listener_steer(int l, int n)
 
 /* Fills FDS and INTERNAL with the listening sockets the worker of SLOT
  * accepts on with N workers: its slot's own, then those of every slot
- * k >= N with k % N == SLOT. Returns how many (none for the broker). */
+ * k >= N with k % N == SLOT; with fewer sockets than workers (passed by a
+ * service manager without SO_REUSEPORT, so no more can join them), socket
+ * SLOT % count, shared with other workers. Returns how many (none for the
+ * broker). */
 static int listener_fds(int slot, int n, int *fds, bool *internal)
 {
 	int k = 0;
 
 	if (slot >= n)
 		return 0;
-	for (int l = 0; l < L_COUNT; l++)
+	for (int l = 0; l < L_COUNT; l++) {
+		if (M.nsock[l] > 0 && M.nsock[l] < n && M.slots[slot % M.nsock[l]].fd[l] >= 0 &&
+		    slot >= M.nsock[l]) {
+			fds[k] = M.slots[slot % M.nsock[l]].fd[l];
+			internal[k++] = l == L_INTERNAL;
+			continue;
+		}
 		for (int i = slot; i < M.nsock[l]; i += n)
 			if (M.slots[i].fd[l] >= 0) {
 				fds[k] = M.slots[i].fd[l];
 				internal[k++] = l == L_INTERNAL;
 			}
+	}
 	return k;
+}
+
+/* Whether FD has SO_REUSEPORT, so that more sockets may join its group. */
+static bool reuseport(int fd)
+{
+	int on = 0;
+	socklen_t len = sizeof(on);
+	return getsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, &len) == 0 && on;
 }
 
 /* Whether the socket address SA is A's (family, address and port). */
@@ -843,9 +863,13 @@ static int spawn(int slot)
 		static bool linternal[L_COUNT * MAX_SLOTS];
 		int nl = listener_fds(slot, M.nslots, lfds, linternal);
 		for (int i = 0; i < MAX_SLOTS; i++)
-			for (int l = 0; l < L_COUNT; l++)
-				if (M.slots[i].fd[l] >= 0 && (slot >= M.nslots || i % M.nslots != slot))
-					close(M.slots[i].fd[l]);
+			for (int l = 0; l < L_COUNT; l++) {
+				int fd = M.slots[i].fd[l], j = 0;
+				while (j < nl && lfds[j] != fd)
+					j++;
+				if (fd >= 0 && j == nl)
+					close(fd);
+			}
 		static int wake_fds[BUS_SLOTS_MAX], handoff_fds[BUS_SLOTS_MAX];
 		for (int i = 0; i < BUS_SLOTS_MAX; i++)
 			wake_fds[i] = handoff_fds[i] = -1;
@@ -1141,7 +1165,8 @@ static void reload(void)
 		if (moved[l])
 			rc = open_listeners(nc, l, fds[l], 0, n, true);
 		else
-			rc = n <= M.nsock[l] ? RT_OK : open_listeners(nc, l, fds[l], M.nsock[l], n, false);
+			rc = n <= M.nsock[l] || M.shared[l] ? RT_OK
+							    : open_listeners(nc, l, fds[l], M.nsock[l], n, false);
 		nsock[l] = 0;
 		while (nsock[l] < MAX_SLOTS && fds[l][nsock[l]] >= 0)
 			nsock[l]++;
@@ -1167,6 +1192,7 @@ static void reload(void)
 		for (int i = 0; i < M.nsock[l]; i++)
 			close(M.slots[i].fd[l]);
 		M.steered[l] = false;
+		M.shared[l] = false;
 	}
 	for (int i = 0; i < MAX_SLOTS; i++) {
 		for (int l = 0; l < L_COUNT; l++)
@@ -1481,9 +1507,17 @@ int master_run(const struct master_args *args, struct conf *conf)
 			fds[l][i] = -1;
 	listeners_inherit(conf, fds, nsock);
 	bool ok = true;
-	for (int l = 0; l < L_COUNT && ok; l++)
+	for (int l = 0; l < L_COUNT && ok; l++) {
+		if (nsock[l] > 0 && !reuseport(fds[l][0])) {
+			M.shared[l] = true;
+			if (nsock[l] < M.nslots)
+				log_info("the %d listening socket(s) passed without SO_REUSEPORT are shared by the "
+					 "%d workers", nsock[l], M.nslots);
+			continue;
+		}
 		ok = nsock[l] >= M.nslots ||
 		     open_listeners(conf, l, fds[l], nsock[l], M.nslots, nsock[l] == 0) == RT_OK;
+	}
 	for (int l = 0; l < L_COUNT; l++)
 		for (int i = 0; i < MAX_SLOTS; i++)
 			if ((M.slots[i].fd[l] = fds[l][i]) >= 0)

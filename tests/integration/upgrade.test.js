@@ -11,7 +11,7 @@ const test = require('node:test');
 const assert = require('node:assert');
 const fs = require('node:fs');
 const path = require('node:path');
-const { spawn } = require('node:child_process');
+const { spawn, spawnSync } = require('node:child_process');
 const WebSocket = require('ws');
 const { Centrifuge } = require('centrifuge');
 const {
@@ -448,3 +448,33 @@ test('sd_notify to an abstract socket (@name)', { timeout: 30000 }, async () => 
     if (d) await stopAll(d);
   }
 });
+
+// systemd's socket activation through the same code as the upgrade: one
+// socket passed without SO_REUSEPORT, shared by the workers, handed on.
+const activator = spawnSync('sh', ['-c', 'command -v systemd-socket-activate'], { encoding: 'utf8' }).stdout.trim();
+test('socket activation: one passed socket is shared by the workers and handed on by USR2',
+  { timeout: 60000, skip: activator ? false : 'systemd-socket-activate is not installed' }, async () => {
+    const { freePort } = require('./lib/rotord.js');
+    const port = await freePort();
+    // The activator runs rotord at the first connection: this one, which
+    // waits in the socket's queue meanwhile and must be served.
+    const first = (async () => { await sleep(300); return oneRequest(port, 20000); })();
+    const d = await startCopy({}, { port, wrapper: [activator, '-l', `127.0.0.1:${port}`] });
+    try {
+      assert.strictEqual((await first).status, 200, 'the connection that started it is served');
+      assert.match(d.log(), /took 1 listening socket\(s\) from the service manager/);
+      assert.match(d.log(), /the 1 listening socket\(s\) passed without SO_REUSEPORT are shared by the 2 workers/);
+      const before = await Promise.all(Array.from({ length: 40 }, () => oneRequest(d.port, 15000)));
+      assert.deepStrictEqual(before.filter((r) => r.status !== 200), []);
+      const old = d.pid;
+      const r = await upgrade(d);
+      assert.strictEqual(r.status, 0, r.stderr);
+      const now = await waitNewMaster(d, old);
+      assert.match(d.log(), /took 1 listening socket\(s\) from the old master/);
+      assert.strictEqual(childrenOf(now).length, 2);
+      const after = await Promise.all(Array.from({ length: 40 }, () => oneRequest(d.port, 15000)));
+      assert.deepStrictEqual(after.filter((x) => x.status !== 200), []);
+    } finally {
+      await stopAll(d);
+    }
+  });

@@ -221,6 +221,7 @@ class Rotord {
   // config: object merged over a small test config; opts.workers sets
   // `workers`; opts.env adds environment variables; opts.args adds options;
   // opts.bin runs another rotord binary (a copy the test may replace);
+  // opts.wrapper is a command line that execs it (systemd-socket-activate);
   // opts.expectWorkers is the worker count start() waits for when the
   // environment or the command line overrides the file's; opts.tls (node
   // TLS options: ca, cert, key) makes start() reach /health over HTTPS, on
@@ -270,7 +271,9 @@ class Rotord {
   // Spawns rotord on the config file and waits until it serves /health
   // with its workers.
   async launch() {
-    this.proc = spawn(this.opts.bin || ROTORD, ['-c', this.configPath, ...(this.opts.args || [])], {
+    const argv = [...(this.opts.wrapper || []), this.opts.bin || ROTORD, '-c', this.configPath,
+      ...(this.opts.args || [])];
+    this.proc = spawn(argv[0], argv.slice(1), {
       env: { ...process.env, ...(this.opts.env || {}) },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
