@@ -19,7 +19,20 @@
  *     workers start (on the same listening sockets when the address did not
  *     change, so no connection is refused) and then the old ones drain.
  *   - Listeners, the stats segment and the pid file belong to the master;
- *     workers get copies of what they need at fork and close the rest.
+ *     workers get copies of what they need at fork and close the rest. A
+ *     listening socket is never closed while its group serves (see
+ *     listener_steer): a closed SO_REUSEPORT socket resets its queue.
+ *   - Binary upgrade (USR2, nginx's model): the master execs the binary at
+ *     its own path as a child that inherits the listening sockets (the
+ *     systemd LISTEN_FDS convention, also taken from a service manager)
+ *     and attaches the shared segments only if kind, layout version and
+ *     size match. Once its workers serve it QUITs the old master, which
+ *     then leaves the segments and the pid file path to it; if it exits
+ *     first, the old master takes its pid file name back and serves on.
+ *     Both masters share the bus meanwhile, so reader slots are claimed in
+ *     the bus itself (stats_take).
+ *   - The service manager hears READY/RELOADING/STOPPING/MAINPID through
+ *     notify.c when NOTIFY_SOCKET is set.
  */
 #include "config.h"
 #include "master.h"
