@@ -1528,6 +1528,9 @@ int master_run(const struct master_args *args, struct conf *conf)
 					 "%d workers", nsock[l], M.nslots);
 			continue;
 		}
+		/* The old master may have steered the group for another
+		 * count: steer it again for ours. */
+		M.steered[l] = nsock[l] > 0;
 		ok = nsock[l] >= M.nslots ||
 		     open_listeners(conf, l, fds[l], nsock[l], M.nslots, nsock[l] == 0) == RT_OK;
 	}
