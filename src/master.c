@@ -1444,7 +1444,10 @@ static void begin_stop(bool graceful)
 	if (M.stopping == FAST || (M.stopping == GRACEFUL && graceful))
 		return;
 	M.stopping = graceful ? GRACEFUL : FAST;
-	notify_send("STOPPING=1");
+	/* Not from a new binary whose old master still serves: the service
+	 * is not stopping. */
+	if (M.predecessor == 0 || getppid() != M.predecessor)
+		notify_send("STOPPING=1");
 	int64_t budget = graceful ? M.conf->shutdown_timeout_ms + KILL_GRACE_MS : FAST_STOP_MS;
 	M.stop_deadline_ms = util_mono_ms() + budget;
 	log_info("%s shutdown: %d worker(s) to stop", graceful ? "graceful" : "fast", live_children());
@@ -1655,7 +1658,12 @@ int master_run(const struct master_args *args, struct conf *conf)
 		}
 	}
 	log_info("all workers stopped; exiting");
-	if (M.successor != 0) {
+	if (M.predecessor != 0 && getppid() == M.predecessor) {
+		/* A new binary stopped before its old master: that one still
+		 * serves from the bus, presence and history. */
+		log_info("the old master (pid %ld) serves on; the shared segments stay", (long)M.predecessor);
+		seg_unlink(&M.stats);
+	} else if (M.successor != 0) {
 		/* Handed over: the new master uses the bus, presence and
 		 * history, and the stats path is its own segment now. */
 		log_info("the new master (pid %ld) serves on; the shared segments stay", (long)M.successor);
