@@ -324,6 +324,41 @@ test('a new binary that fails, or refuses the running layout, leaves the old mas
   }
 });
 
+test('a new master stopped while its old master still drains leaves the shared segments to it', { timeout: 60000 }, async () => {
+  const d = await startCopy();
+  const net = require('node:net');
+  let sock;
+  try {
+    const old = d.pid;
+    // A request in flight keeps an old worker draining after the QUIT.
+    sock = net.connect(d.port, '127.0.0.1');
+    sock.on('error', () => {});
+    let got = '';
+    sock.on('data', (b) => { got += b; });
+    await new Promise((r) => sock.on('connect', r));
+    sock.write('POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345');
+    await sleep(200);
+    d.signal('SIGUSR2');
+    await waitFor(() => /upgrade: serving; telling the old master/.test(d.log()), 30000, 20, 'the new master serving');
+    const now = await waitFor(() => { const p = readPid(d); return p !== old && p; }, 30000, 20, 'the new pid file');
+    d.masters.add(now);
+    assert.ok(alive(old), 'the old master drains the request');
+    process.kill(now, 'SIGQUIT');
+    await waitFor(() => !alive(now), 30000, 20, 'the new master to exit');
+    assert.match(d.log(), new RegExp(`the old master \\(pid ${old}\\) serves on; the shared segments stay`));
+    for (const f of ['bus', 'pres']) {
+      assert.ok(fs.existsSync(path.join(d.dir, `rotor-${d.port}.${f}`)), `the ${f} segment is still there`);
+    }
+    assert.ok(alive(old));
+    sock.write('67890');
+    assert.deepStrictEqual(await d.waitExit(30000), { code: 0, signal: null });
+    assert.match(got, /^HTTP\/1\.1 200 /, 'the request in flight was answered');
+  } finally {
+    if (sock) sock.destroy();
+    await stopAll(d);
+  }
+});
+
 test('a USR2 while an upgrade is in flight is refused, and the upgrade completes once', { timeout: 60000 }, async () => {
   const d = await startCopy();
   try {
