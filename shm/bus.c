@@ -605,6 +605,26 @@ void bus_wake_all(struct bus *b)
 			b->wake(i, b->wake_arg);
 }
 
+int bus_slot_claim(struct bus *b, unsigned slot, int32_t pid)
+{
+	int32_t free_pid = 0;
+
+	if (b->readonly) {
+		errno = EROFS;
+		return -1;
+	}
+	if (slot >= b->nslots || pid <= 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (!__atomic_compare_exchange_n(&b->slots[slot].pid, &free_pid, pid, false, __ATOMIC_ACQ_REL,
+					 __ATOMIC_RELAXED)) {
+		errno = EBUSY;
+		return -1;
+	}
+	return 0;
+}
+
 int bus_slot_release(struct bus *b, unsigned slot)
 {
 	struct bus_hdr *h = b->h;

@@ -317,6 +317,14 @@ bool bus_reader_sleep(struct bus_reader *r);
  * whatever woke the process, before reading. */
 void bus_reader_wake_cancel(struct bus_reader *r);
 
+/* Claims the free reader SLOT for a worker about to be forked, writing
+ * PID (the claiming master's) in it with one compare-and-swap, so that two
+ * masters sharing the bus during a binary upgrade never give one slot to
+ * two readers; the worker's bus_reader_init then writes its own pid, and
+ * bus_slot_release frees it. Returns 0, or -1 with errno EBUSY (taken),
+ * EINVAL or EROFS. */
+int bus_slot_claim(struct bus *b, unsigned slot, int32_t pid);
+
 /* For the master once SLOT's process is dead and reaped: clears the slot
  * and its announcement, repairs what the process may have left holding the
  * lock (unless a live writer holds it: that one would take it over on its

@@ -149,6 +149,25 @@ int seg_open(struct seg *s, const char *path, uint32_t kind, uint32_t version, s
 	return seg_create(s, path, kind, version, size);
 }
 
+int seg_peek(const char *path, struct seg_hdr *h)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = pread(fd, h, sizeof(*h), 0);
+	int err = errno;
+	close(fd);
+	if (n < 0) {
+		errno = err;
+		return -1;
+	}
+	if (n != (ssize_t)sizeof(*h) || h->magic != SEG_MAGIC) {
+		errno = EPROTO;
+		return -1;
+	}
+	return 0;
+}
+
 void seg_detach(struct seg *s)
 {
 	if (s->hdr != NULL)

@@ -69,6 +69,13 @@ int seg_attach(struct seg *s, const char *path, uint32_t kind, uint32_t version,
 int seg_open(struct seg *s, const char *path, uint32_t kind, uint32_t version, size_t size,
 	     bool *created);
 
+/* Reads the header of the segment file PATH into *H without mapping it
+ * or judging its kind and version, so that a caller can say exactly what
+ * it found (a new binary facing another layout). Returns 0; -1 with errno
+ * ENOENT (no file), EPROTO (no segment header: too short or no magic) or
+ * the failing call's. */
+int seg_peek(const char *path, struct seg_hdr *h);
+
 /* Unmaps S (the file stays). */
 void seg_detach(struct seg *s);
 

@@ -45,7 +45,15 @@ struct stats_hdr {
 	                            * generation gen all have their blocks; 0 before */
 	uint64_t fold_seq;         /* odd while the master folds a block into
 	                            * the retired one (stats_fold) */
-	uint8_t pad3[48];
+	/* Binary upgrades (USR2) of this master, for rotorctl upgrade: each
+	 * counter only grows; successor is the new master's pid while it runs.
+	 * In what was padding: readers that predate them see zeros. */
+	uint32_t upgrades_started;
+	uint32_t upgrades_failed;  /* the new master exited before it served */
+	uint32_t upgrades_refused; /* USR2 while one was in flight, or no path */
+	int32_t successor;
+	int32_t upgrade_status;    /* the last failed one's exit status (128 + signal) */
+	uint8_t pad3[28];
 };
 _Static_assert(sizeof(struct stats_hdr) == 128, "stats_hdr is two cache lines");
 

@@ -82,6 +82,7 @@ struct http_conn {
 	bool handed;           /* the next request was read by another worker */
 	bool internal;         /* accepted on the internal listener */
 	bool redispatch;       /* run the handler again once the output drains */
+	bool used;             /* a request has begun on it */
 	uint8_t span;          /* which span the head buffer is collecting */
 	int err;               /* status of a refusal decided in a callback */
 	int64_t req_start;     /* w->now_ms at the request's first byte */
@@ -287,6 +288,7 @@ static int on_message_begin(llhttp_t *p)
 	req_free(hc);
 	hc->state = H_HEAD;
 	hc->req_start = now;
+	hc->used = true;
 	hc->msg_start = NULL;
 	hc->head_prev = 0;
 	hc->head_spans = 0;
@@ -996,8 +998,13 @@ static void http_on_drain(struct conn *c)
 	/* An idle keep-alive connection is not closed at once: its client may
 	 * be sending a request right now, and a close crossing it fails that
 	 * request. For a short grace its next request is still answered (with
-	 * Connection: close); a connection still idle after it is closed. */
-	int64_t grace = c->w->now_ms + HTTP_DRAIN_IDLE_MS;
+	 * Connection: close); a connection still idle after it is closed. One
+	 * that never carried a request was accepted moments ago (a binary
+	 * upgrade or a reload drains workers under load): its client, perhaps
+	 * busy, has not sent the request it opened it for yet, so it gets
+	 * longer, as Go's Server.Shutdown gives new connections 5 s. The
+	 * header timeout still bounds both. */
+	int64_t grace = c->w->now_ms + (hc->used ? HTTP_DRAIN_IDLE_MS : HTTP_DRAIN_NEW_MS);
 	if (c->deadline > grace)
 		conn_set_deadline(c, grace);
 }

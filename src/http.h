@@ -19,6 +19,8 @@ struct jw;
 /* Graceful stop: how long an idle keep-alive connection stays open for one
  * last request (answered with Connection: close) before it is closed. */
 #define HTTP_DRAIN_IDLE_MS 1000
+/* And how long one that has not carried a request yet waits for its first. */
+#define HTTP_DRAIN_NEW_MS 5000
 
 struct http_header {
 	const char *name;  /* as sent; NUL-terminated */

@@ -19,7 +19,20 @@
  *     workers start (on the same listening sockets when the address did not
  *     change, so no connection is refused) and then the old ones drain.
  *   - Listeners, the stats segment and the pid file belong to the master;
- *     workers get copies of what they need at fork and close the rest.
+ *     workers get copies of what they need at fork and close the rest. A
+ *     listening socket is never closed while its group serves (see
+ *     listener_steer): a closed SO_REUSEPORT socket resets its queue.
+ *   - Binary upgrade (USR2, nginx's model): the master execs the binary at
+ *     its own path as a child that inherits the listening sockets (the
+ *     systemd LISTEN_FDS convention, also taken from a service manager)
+ *     and attaches the shared segments only if kind, layout version and
+ *     size match. Once its workers serve it QUITs the old master, which
+ *     then leaves the segments and the pid file path to it; if it exits
+ *     first, the old master takes its pid file name back and serves on.
+ *     Both masters share the bus meanwhile, so reader slots are claimed in
+ *     the bus itself (stats_take).
+ *   - The service manager hears READY/RELOADING/STOPPING/MAINPID through
+ *     notify.c when NOTIFY_SOCKET is set.
  */
 #include "config.h"
 #include "master.h"
@@ -33,6 +46,7 @@
 #include "util.h"
 #include "worker.h"
 #include "handoff.h"
+#include "notify.h"
 #include "tls.h"
 
 #include <errno.h>
@@ -44,6 +58,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/filter.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/socket.h>
@@ -82,7 +97,7 @@ struct child {
 enum { L_MAIN, L_INTERNAL, L_COUNT };
 
 struct slot {
-	int fd[L_COUNT];       /* listening sockets, -1 when none */
+	int fd[L_COUNT];       /* listening sockets, -1 when none (listener.c below) */
 	int fails;             /* consecutive young deaths */
 	int64_t spawn_at_ms;   /* when to (re)start its worker; 0: not pending */
 };
@@ -93,18 +108,35 @@ static struct {
 	unsigned gen;
 	struct child children[MAX_CHILDREN];
 	struct slot slots[MAX_SLOTS];
-	int nslots;
+	int nslots;            /* workers of the current generation */
+	int nsock[L_COUNT];    /* listening sockets open per listener, >= nslots */
+	bool steered[L_COUNT]; /* a steering program is attached to the group */
+	bool shared[L_COUNT];  /* passed without SO_REUSEPORT: no more can join;
+	                        * the workers share them (listener_fds) */
 	struct seg stats;
 	struct bus bus;
 	struct ctab ctab;
 	struct pres pres;
 	int64_t pres_swept_ms;
 	char *pid_path;
+	char *oldbin_path;     /* <pid_path>.oldbin: ours while a successor starts */
+	const char *pid_cur;   /* where our pid file is now: one of the two */
 	int pid_fd;
+	/* Binary upgrade (USR2): the new master this one started and that has
+	 * not exited (0: none); and the old master that started this one, while
+	 * it runs (0: none, or gone). */
+	pid_t successor;
+	pid_t predecessor;
+	pid_t upgrade_from;    /* the old master this one was started by (0: none) */
+	bool refused;          /* a shared segment does not fit: MASTER_EXIT_LAYOUT */
+	/* What to tell the service manager once the current generation serves. */
+	enum { READY_NONE, READY_START, READY_RELOAD } ready_pending;
 	enum { RUNNING, GRACEFUL, FAST } stopping;
 	int64_t stop_deadline_ms;
 	uint64_t secret[2];    /* random; every worker gets it (worker_boot) */
 } M;
+
+static void upgrade_undone(void);
 
 static void on_signal(int sig)
 {
@@ -310,15 +342,173 @@ static int open_listeners(const struct conf *c, int l, int *fds, int from, int n
 	return RT_OK;
 }
 
-/* Closes the sockets of every listener in FDS[FROM..N). */
-static void close_listeners(int (*fds)[MAX_SLOTS], int from, int n)
+/* Closes the master's sockets of every listener in slots [FROM, N). */
+static void close_listeners(int from, int n)
 {
-	for (int l = 0; l < L_COUNT; l++)
+	for (int l = 0; l < L_COUNT; l++) {
 		for (int i = from; i < n; i++)
-			if (fds[l][i] >= 0) {
-				close(fds[l][i]);
-				fds[l][i] = -1;
+			if (M.slots[i].fd[l] >= 0) {
+				close(M.slots[i].fd[l]);
+				M.slots[i].fd[l] = -1;
 			}
+		if (M.nsock[l] > from)
+			M.nsock[l] = from;
+	}
+}
+
+/*
+ * Listening sockets across reloads and upgrades. A SO_REUSEPORT socket
+ * closed with connections in its accept queue resets them, and one that
+ * stays in the group while nobody accepts on it collects connections that
+ * wait for nothing. So the master never closes a socket of a group that
+ * keeps serving: when the worker count shrinks, the sockets of the slots
+ * beyond it stay open and in the group, the master stops the kernel from
+ * choosing them for new connections (listener_steer), and a current
+ * worker accepts on each of them what was queued there or still arrives
+ * (slot k goes to worker k % workers, listener_fds). When the count grows
+ * again, slot k takes its socket back. Sockets are closed only when their
+ * listener moves to another address (all of them, a new group) or at stop.
+ *
+ * Steering: a classic BPF program attached to the group returns the index
+ * of the socket to use; the kernel numbers a group's sockets in the order
+ * they joined it, which is slot order because the master opens them in
+ * slot order and never closes one but the whole group. The program draws
+ * a random index below the worker count (the kernel's own choice is a hash
+ * of the 4-tuple; either spreads connections evenly). Without it (a kernel
+ * or a seccomp filter refusing it) everything still works: the extra
+ * sockets keep receiving connections, which their workers accept.
+ */
+static void listener_steer(int l, int n)
+{
+	struct sock_filter code[] = {
+		{ BPF_LD | BPF_W | BPF_ABS, 0, 0, (uint32_t)(SKF_AD_OFF + SKF_AD_RANDOM) },
+		{ BPF_ALU | BPF_MOD | BPF_K, 0, 0, (uint32_t)n },
+		{ BPF_RET | BPF_A, 0, 0, 0 },
+	};
+	struct sock_fprog prog = { .len = ROTOR_ARRAY_LEN(code), .filter = code };
+	int fd = M.slots[0].fd[l];
+
+	if (fd < 0 || n <= 0 || (M.nsock[l] <= n && !M.steered[l]))
+		return;
+	if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof(prog)) < 0) {
+		log_warn("setsockopt(SO_ATTACH_REUSEPORT_CBPF) failed: %s; the %d socket(s) beyond the "
+			 "worker count keep receiving connections, which the workers accept", strerror(errno),
+			 M.nsock[l] - n);
+		return;
+	}
+	M.steered[l] = true;
+}
+
+/* Fills FDS and INTERNAL with the listening sockets the worker of SLOT
+ * accepts on with N workers: its slot's own, then those of every slot
+ * k >= N with k % N == SLOT; with fewer sockets than workers (passed by a
+ * service manager without SO_REUSEPORT, so no more can join them), socket
+ * SLOT % count, shared with other workers. Returns how many (none for the
+ * broker). */
+static int listener_fds(int slot, int n, int *fds, bool *internal)
+{
+	int k = 0;
+
+	if (slot >= n)
+		return 0;
+	for (int l = 0; l < L_COUNT; l++) {
+		if (M.nsock[l] > 0 && M.nsock[l] < n && M.slots[slot % M.nsock[l]].fd[l] >= 0 &&
+		    slot >= M.nsock[l]) {
+			fds[k] = M.slots[slot % M.nsock[l]].fd[l];
+			internal[k++] = l == L_INTERNAL;
+			continue;
+		}
+		for (int i = slot; i < M.nsock[l]; i += n)
+			if (M.slots[i].fd[l] >= 0) {
+				fds[k] = M.slots[i].fd[l];
+				internal[k++] = l == L_INTERNAL;
+			}
+	}
+	return k;
+}
+
+/* Whether FD has SO_REUSEPORT, so that more sockets may join its group. */
+static bool reuseport(int fd)
+{
+	int on = 0;
+	socklen_t len = sizeof(on);
+	return getsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, &len) == 0 && on;
+}
+
+/* Whether the socket address SA is A's (family, address and port). */
+static bool same_addr(const struct sockaddr_storage *sa, const struct addrinfo *a)
+{
+	if (sa->ss_family != a->ai_family)
+		return false;
+	if (sa->ss_family == AF_INET) {
+		const struct sockaddr_in *x = (const void *)sa, *y = (const void *)a->ai_addr;
+		return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+	}
+	if (sa->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *x = (const void *)sa, *y = (const void *)a->ai_addr;
+		return x->sin6_port == y->sin6_port && memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+	}
+	return false;
+}
+
+/* Takes the listening sockets passed as fds 3, 4... by the systemd
+ * convention (LISTEN_PID is this process, LISTEN_FDS how many; the names
+ * in LISTEN_FDNAMES are not needed): from the old master in a binary
+ * upgrade, or from the service manager (socket activation). Each goes to
+ * the listener of C whose address it has, in the order passed, which is
+ * the order of its SO_REUSEPORT group (listener_steer). One that is not a
+ * listening socket of C is closed, with a log line. Unsets the variables
+ * (they are this process's alone). Fills FDS and NSOCK; returns how many
+ * were taken. */
+static int listeners_inherit(const struct conf *c, int fds[L_COUNT][MAX_SLOTS], int nsock[L_COUNT])
+{
+	const char *pid_s = getenv("LISTEN_PID"), *n_s = getenv("LISTEN_FDS");
+	struct addrinfo *want[L_COUNT] = { NULL };
+	long long pid, n;
+	int taken = 0;
+
+	if (pid_s == NULL || n_s == NULL)
+		return 0;
+	if (util_parse_int(pid_s, 1, INT32_MAX, &pid) != RT_OK || pid != (long long)getpid() ||
+	    util_parse_int(n_s, 0, L_COUNT * MAX_SLOTS, &n) != RT_OK) {
+		log_warn("LISTEN_PID=%s LISTEN_FDS=%s are not meant for this process; ignored", pid_s, n_s);
+		n = 0;
+	}
+	for (int l = 0; l < L_COUNT && n > 0; l++) {
+		const char *addr, *key;
+		long long port;
+		if (listen_addr(c, l, &addr, &port, &key))
+			want[l] = resolve(addr, port, key);
+	}
+	for (int fd = 3; fd < 3 + n; fd++) {
+		struct sockaddr_storage sa;
+		socklen_t len = sizeof(sa), alen = sizeof(int);
+		int acc = 0, l = -1;
+
+		if (getsockname(fd, (struct sockaddr *)&sa, &len) == 0 &&
+		    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &alen) == 0 && acc)
+			for (int k = 0; k < L_COUNT && l < 0; k++)
+				if (want[k] != NULL && same_addr(&sa, want[k]))
+					l = k;
+		if (l < 0 || nsock[l] >= MAX_SLOTS) {
+			log_warn("inherited fd %d is not a listening socket of this configuration; closed", fd);
+			close(fd);
+			continue;
+		}
+		util_set_cloexec(fd);
+		fds[l][nsock[l]++] = fd;
+		taken++;
+	}
+	for (int l = 0; l < L_COUNT; l++)
+		if (want[l] != NULL)
+			freeaddrinfo(want[l]);
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+	if (taken > 0)
+		log_info("took %d listening socket(s) from %s", taken,
+			 M.upgrade_from != 0 ? "the old master" : "the service manager");
+	return taken;
 }
 
 /* ---- shared memory ------------------------------------------------------ */
@@ -363,12 +553,14 @@ static void stats_retire(struct stats_block *b)
 	__atomic_store_n(&h->fold_seq, h->fold_seq + 1, __ATOMIC_RELEASE); /* even: done */
 }
 
-/* Takes a free stats block; its index is also the worker's bus slot. */
+/* Takes a free stats block whose index is a bus reader slot nobody holds
+ * (another master shares the bus during an upgrade) and claims that slot:
+ * the index is the worker's bus slot. stats_give_back undoes it. */
 static struct stats_block *stats_take(unsigned *index)
 {
 	struct stats_block *b = stats_blocks(seg_payload(&M.stats));
 	for (unsigned i = 0; i < STATS_SLOTS && i < BUS_SLOTS_MAX; i++) {
-		if (b[i].pid == 0) {
+		if (b[i].pid == 0 && bus_slot_claim(&M.bus, i, (int32_t)getpid()) == 0) {
 			memset(&b[i], 0, sizeof(b[i]));
 			b[i].pid = -1; /* taken; the real pid follows fork */
 			*index = i;
@@ -376,6 +568,42 @@ static struct stats_block *stats_take(unsigned *index)
 		}
 	}
 	return NULL;
+}
+
+/* Gives back what stats_take took, for a worker that was never started. */
+static void stats_give_back(struct stats_block *ctr, unsigned bus_slot)
+{
+	memset(ctr, 0, sizeof(*ctr));
+	if (bus_slot_release(&M.bus, bus_slot) < 0)
+		log_syscall("bus_slot_release(%u)", bus_slot);
+}
+
+/* For a new master during an upgrade: whether the running master's segment
+ * PATH (WHAT names it) holds KIND at layout VERSION, with the SIZE this
+ * binary and config make it (its geometry; WHICH names the keys that set
+ * it). Logs exactly what does not fit and marks the start refused. */
+static bool segment_fits(const char *what, const char *path, uint32_t kind, uint32_t version, size_t size,
+			 const char *which)
+{
+	struct seg_hdr h;
+
+	if (seg_peek(path, &h) < 0)
+		log_error("upgrade: the %s segment %s of the running master cannot be read: %s; "
+			  "a full restart is required", what, path, strerror(errno));
+	else if (h.kind != kind)
+		log_error("upgrade: %s holds segment kind 0x%08x, not the %s segment (kind 0x%08x); "
+			  "a full restart is required", path, h.kind, what, kind);
+	else if (h.version != version)
+		log_error("upgrade: the layout of the %s segment %s changed from version %u (running) to %u "
+			  "(this binary); a full restart is required", what, path, h.version, version);
+	else if (h.size != size)
+		log_error("upgrade: the %s segment %s is %llu bytes, this configuration makes it %zu (%s "
+			  "changed); a full restart is required", what, path, (unsigned long long)h.size, size,
+			  which);
+	else
+		return true;
+	M.refused = true;
+	return false;
 }
 
 /* The master's bus waker: bus_slot_release wakes every live worker (one
@@ -395,6 +623,22 @@ static void master_wake(unsigned slot, void *arg)
 static int open_bus(const struct conf *c)
 {
 	char *path = xasprintf("%s/rotor-%lld.bus", c->shm_dir, c->port);
+	if (M.upgrade_from != 0) {
+		/* One bus for both masters: publications made through either
+		 * generation's workers reach the clients of both. */
+		int rc = RT_ERR;
+		if (!segment_fits("bus", path, SEG_KIND_BUS, BUS_VERSION,
+				  bus_seg_size((size_t)c->bus_size, BUS_SLOTS_MAX), "shm.bus_size"))
+			rc = RT_INVAL;
+		else if (bus_attach(&M.bus, path, false) < 0)
+			log_syscall("bus_attach(%s)", path);
+		else
+			rc = RT_OK;
+		free(path);
+		if (rc == RT_OK)
+			bus_set_waker(&M.bus, master_wake, NULL);
+		return rc;
+	}
 	if (bus_create(&M.bus, path, (size_t)c->bus_size, BUS_SLOTS_MAX) < 0) {
 		log_syscall("creating the bus segment %s (%lld bytes)", path, c->bus_size);
 		free(path);
@@ -431,6 +675,16 @@ static int open_history(const struct conf *c)
 		free(dir);
 		return RT_ERR;
 	}
+	if (M.upgrade_from != 0) {
+		char *seg = xasprintf("%s/%s", dir, CTAB_SEG_NAME);
+		bool fits = segment_fits("history", seg, SEG_KIND_CTAB, CTAB_VERSION, ctab_seg_size(&cfg),
+					 "shm.history_size or the stream count");
+		free(seg);
+		if (!fits) {
+			free(dir);
+			return RT_INVAL;
+		}
+	}
 	if (ctab_open(&M.ctab, &cfg, &rep) < 0) {
 		if (errno == ENOSPC || errno == EFBIG)
 			log_error("shm.history_size: no room for %lld bytes of history in %s", c->history_bytes, dir);
@@ -439,7 +693,17 @@ static int open_history(const struct conf *c)
 		free(dir);
 		return RT_ERR;
 	}
-	if (rep.created)
+	if (M.upgrade_from != 0 && (rep.created || rep.sizes_differ)) {
+		log_error("upgrade: the history segment in %s %s; a full restart is required", dir,
+			  rep.created ? "was made anew" : "has other sizes");
+		M.refused = true;
+		ctab_close(&M.ctab);
+		free(dir);
+		return RT_INVAL;
+	}
+	if (M.upgrade_from != 0 && !rep.cold)
+		log_info("history: attached the running master's segment in %s", dir);
+	else if (rep.created)
 		log_info("history: new segment in %s%s%s", dir, rep.why ? ": " : "", rep.why ? rep.why : "");
 	else
 		log_info("history: %u stream(s) kept with %llu publication(s), %u given a new epoch%s%s "
@@ -452,6 +716,19 @@ static int open_history(const struct conf *c)
 static int open_presence(const struct conf *c)
 {
 	char *path = xasprintf("%s/rotor-%lld.pres", c->shm_dir, c->port);
+	if (M.upgrade_from != 0) {
+		int rc = RT_ERR;
+		if (!segment_fits("presence", path, SEG_KIND_PRES, PRES_VERSION,
+				  pres_seg_size((uint32_t)c->presence_nodes, (uint64_t)c->presence_bytes),
+				  "the presence sizes"))
+			rc = RT_INVAL;
+		else if (pres_attach(&M.pres, path, false) < 0)
+			log_syscall("pres_attach(%s)", path);
+		else
+			rc = RT_OK;
+		free(path);
+		return rc;
+	}
 	if (pres_create(&M.pres, path, (uint32_t)c->presence_nodes, (uint64_t)c->presence_bytes) < 0) {
 		log_syscall("creating the presence segment %s", path);
 		free(path);
@@ -583,7 +860,7 @@ static int spawn(int slot)
 	int wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (wake_fd < 0) {
 		log_syscall("eventfd(worker %d)", slot);
-		memset(ctr, 0, sizeof(*ctr));
+		stats_give_back(ctr, bus_slot);
 		close(sv[0]);
 		close(sv[1]);
 		close(hv[0]);
@@ -602,16 +879,23 @@ static int spawn(int slot)
 		close(hv[0]);
 		close(hv[1]);
 		close(wake_fd);
-		memset(ctr, 0, sizeof(*ctr));
+		stats_give_back(ctr, bus_slot);
 		return RT_ERR;
 	}
 	if (pid == 0) {
 		/* No exec follows, so CLOEXEC does not help: close by hand
 		 * what belongs to the master and the other workers. */
+		static int lfds[L_COUNT * MAX_SLOTS];
+		static bool linternal[L_COUNT * MAX_SLOTS];
+		int nl = listener_fds(slot, M.nslots, lfds, linternal);
 		for (int i = 0; i < MAX_SLOTS; i++)
-			for (int l = 0; l < L_COUNT; l++)
-				if (i != slot && M.slots[i].fd[l] >= 0)
-					close(M.slots[i].fd[l]);
+			for (int l = 0; l < L_COUNT; l++) {
+				int fd = M.slots[i].fd[l], j = 0;
+				while (j < nl && lfds[j] != fd)
+					j++;
+				if (fd >= 0 && j == nl)
+					close(fd);
+			}
 		static int wake_fds[BUS_SLOTS_MAX], handoff_fds[BUS_SLOTS_MAX];
 		for (int i = 0; i < BUS_SLOTS_MAX; i++)
 			wake_fds[i] = handoff_fds[i] = -1;
@@ -632,8 +916,8 @@ static int spawn(int slot)
 			sigaction(sigs[i], &dfl, NULL);
 		ctr->pid = (int32_t)getpid();
 		struct worker_boot boot = {
-			.slot = slot, .gen = M.gen, .listen_fd = M.slots[slot].fd[L_MAIN],
-			.internal_fd = M.slots[slot].fd[L_INTERNAL], .ctl_fd = sv[1],
+			.slot = slot, .gen = M.gen, .listen_fds = lfds, .internal = linternal, .nlisten = nl,
+			.split = M.slots[0].fd[L_INTERNAL] >= 0, .ctl_fd = sv[1],
 			.conf = M.conf, .ctr = ctr, .stats_seg = &M.stats, .bus = &M.bus, .bus_slot = bus_slot,
 			.ctab = &M.ctab, .pres = &M.pres,
 			.wake_fd = wake_fd, .wake_fds = wake_fds, .secret = M.secret,
@@ -705,6 +989,21 @@ static void reap(void)
 		for (int i = 0; i < MAX_CHILDREN && ch == NULL; i++)
 			if (M.children[i].pid == pid)
 				ch = &M.children[i];
+		if (ch == NULL && pid == M.successor) {
+			describe_exit(status, why, sizeof(why));
+			M.successor = 0;
+			if (M.stopping == RUNNING) {
+				log_error("upgrade: the new master (pid %ld) %s before it served; this master "
+					  "keeps serving", (long)pid, why);
+				struct stats_hdr *h = seg_payload(&M.stats);
+				__atomic_store_n(&h->upgrade_status, WIFEXITED(status) ? WEXITSTATUS(status) :
+						 128 + WTERMSIG(status), __ATOMIC_RELAXED);
+				upgrade_undone();
+			} else {
+				log_info("the new master (pid %ld) %s", (long)pid, why);
+			}
+			continue;
+		}
 		if (ch == NULL)
 			continue;
 		describe_exit(status, why, sizeof(why));
@@ -833,8 +1132,10 @@ static void reload(void)
 	struct diff_state d = {0};
 
 	log_info("reload: reading the configuration again");
+	notify_send("RELOADING=1\nMONOTONIC_USEC=%lld", (long long)util_mono_ns() / 1000);
 	if (master_load_config(M.args, nc, 0) != RT_OK) {
 		log_error("reload: the new configuration is invalid; keeping the running one unchanged");
+		notify_send("READY=1");
 		conf_free(nc);
 		free(nc);
 		return;
@@ -842,6 +1143,7 @@ static void reload(void)
 	conf_diff(M.conf, nc, log_change, &d);
 	if (d.changed == 0) {
 		log_info("reload: nothing changed");
+		notify_send("READY=1");
 		conf_free(nc);
 		free(nc);
 		return;
@@ -866,49 +1168,58 @@ static void reload(void)
 		free(M.conf);
 		M.conf = nc;
 		log_info("reload: %d change(s) applied in place by every worker", d.changed);
+		notify_send("READY=1");
 		return;
 	}
 
-	/* A new generation. New listening sockets for a listener whose address
-	 * changed (or that appeared); otherwise the same ones, plus or minus
-	 * the slots the count changed. */
+	/* A new generation. New listening sockets (a new group) for a
+	 * listener whose address changed or that appeared; otherwise the same
+	 * ones, plus new ones for the slots the count grew by. Sockets beyond
+	 * a shrunk count stay open (see listener_steer). */
 	int n = (int)nc->workers;
-	int fds[L_COUNT][MAX_SLOTS];
+	int fds[L_COUNT][MAX_SLOTS], nsock[L_COUNT];
 	bool moved[L_COUNT];
 	for (int l = 0; l < L_COUNT; l++) {
 		const char *a0 = "", *a1 = "", *key;
 		long long p0 = 0, p1 = 0;
 		bool had = listen_addr(M.conf, l, &a0, &p0, &key), has = listen_addr(nc, l, &a1, &p1, &key);
+		int rc;
 
 		moved[l] = had != has || strcmp(a0, a1) != 0 || p0 != p1;
 		for (int i = 0; i < MAX_SLOTS; i++)
-			fds[l][i] = -1;
-		if (moved[l]) {
-			if (open_listeners(nc, l, fds[l], 0, n, true) == RT_OK)
-				continue;
-			log_error("reload: cannot listen on the new address; keeping the running configuration");
-		} else {
-			for (int i = 0; i < n && i < M.nslots; i++)
-				fds[l][i] = M.slots[i].fd[l];
-			if (n <= M.nslots || open_listeners(nc, l, fds[l], M.nslots, n, false) == RT_OK)
-				continue;
-			log_error("reload: cannot open more listening sockets; keeping the running configuration");
-		}
+			fds[l][i] = moved[l] || i >= M.nsock[l] ? -1 : M.slots[i].fd[l];
+		if (moved[l])
+			rc = open_listeners(nc, l, fds[l], 0, n, true);
+		else
+			rc = n <= M.nsock[l] || M.shared[l] ? RT_OK
+							    : open_listeners(nc, l, fds[l], M.nsock[l], n, false);
+		nsock[l] = 0;
+		while (nsock[l] < MAX_SLOTS && fds[l][nsock[l]] >= 0)
+			nsock[l]++;
+		if (rc == RT_OK)
+			continue;
+		log_error(moved[l] ? "reload: cannot listen on the new address; keeping the running configuration"
+				   : "reload: cannot open more listening sockets; keeping the running configuration");
+		notify_send("READY=1");
 		/* Undo what this reload opened. */
-		for (int k = 0; k <= l; k++)
-			for (int i = 0; i < n; i++)
-				if (fds[k][i] >= 0 && (moved[k] || i >= M.nslots))
+		for (int k = 0; k < l; k++)
+			for (int i = 0; i < nsock[k]; i++)
+				if (moved[k] || i >= M.nsock[k])
 					close(fds[k][i]);
 		conf_free(nc);
 		free(nc);
 		return;
 	}
-	/* Sockets no longer used: the retiring workers hold their own copies
-	 * until they stop accepting. */
-	for (int l = 0; l < L_COUNT; l++)
-		for (int i = 0; i < M.nslots; i++)
-			if ((moved[l] || i >= n) && M.slots[i].fd[l] >= 0)
-				close(M.slots[i].fd[l]);
+	/* A moved listener's old group: the retiring workers hold their own
+	 * copies until they stop accepting. */
+	for (int l = 0; l < L_COUNT; l++) {
+		if (!moved[l])
+			continue;
+		for (int i = 0; i < M.nsock[l]; i++)
+			close(M.slots[i].fd[l]);
+		M.steered[l] = false;
+		M.shared[l] = false;
+	}
 	for (int i = 0; i < MAX_SLOTS; i++) {
 		for (int l = 0; l < L_COUNT; l++)
 			M.slots[i].fd[l] = fds[l][i];
@@ -916,6 +1227,10 @@ static void reload(void)
 		M.slots[i].spawn_at_ms = 0;
 	}
 	M.nslots = n;
+	for (int l = 0; l < L_COUNT; l++) {
+		M.nsock[l] = nsock[l];
+		listener_steer(l, n);
+	}
 
 	apply_log_settings(M.conf, nc);
 	conf_free(M.conf);
@@ -934,6 +1249,7 @@ static void reload(void)
 	if (wants_broker(nc))
 		spawn(BROKER_SLOT);
 	publish_route(n);
+	M.ready_pending = READY_RELOAD;
 	signal_children(SIGQUIT, true);
 	log_info("reload: generation %u started with %d worker(s); the old workers drain", M.gen, n);
 }
@@ -970,10 +1286,168 @@ static int pidfile_open(void)
 static void pidfile_remove(void)
 {
 	if (M.pid_fd >= 0) {
-		unlink(M.pid_path);
+		unlink(M.pid_cur);
 		close(M.pid_fd);
 		M.pid_fd = -1;
 	}
+}
+
+/* ---- binary upgrade -------------------------------------------------------- */
+
+/* In the child forked by upgrade_start: passes every listening socket as
+ * fds 3, 4... (the systemd convention: LISTEN_FDS, LISTEN_PID,
+ * LISTEN_FDNAMES), main listener first, each in its group's order, closes
+ * everything else, says in ROTOR_UPGRADE_FROM which master it replaces and
+ * execs the binary at the path this master was started from, with the
+ * same arguments. Never returns. */
+static ROTOR_NORETURN void exec_successor(pid_t old)
+{
+	static int fds[L_COUNT * MAX_SLOTS];
+	static char names[L_COUNT * MAX_SLOTS * 16];
+	char num[32];
+	int n = 0;
+	size_t nl = 0;
+
+	for (int l = 0; l < L_COUNT; l++)
+		for (int i = 0; i < M.nsock[l]; i++) {
+			fds[n++] = M.slots[i].fd[l];
+			nl += (size_t)snprintf(names + nl, sizeof(names) - nl, "%s%s", nl ? ":" : "",
+					       l == L_MAIN ? "main" : "internal");
+		}
+	/* Above every target first, so that no dup2 clobbers a source. */
+	for (int i = 0; i < n; i++)
+		if ((fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3 + n)) < 0) {
+			fprintf(stderr, "rotord: upgrade: fcntl(F_DUPFD_CLOEXEC) failed: %s\n", strerror(errno));
+			_exit(127);
+		}
+	for (int i = 0; i < n; i++)
+		if (dup2(fds[i], 3 + i) < 0) { /* the copy is not close-on-exec */
+			fprintf(stderr, "rotord: upgrade: dup2 failed: %s\n", strerror(errno));
+			_exit(127);
+		}
+	close_range((unsigned)(3 + n), ~0U, 0);
+	snprintf(num, sizeof(num), "%d", n);
+	setenv("LISTEN_FDS", num, 1);
+	snprintf(num, sizeof(num), "%ld", (long)getpid());
+	setenv("LISTEN_PID", num, 1);
+	setenv("LISTEN_FDNAMES", names, 1);
+	snprintf(num, sizeof(num), "%ld", (long)old);
+	setenv("ROTOR_UPGRADE_FROM", num, 1);
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	execv(M.args->exe, M.args->argv);
+	fprintf(stderr, "rotord: upgrade: execv(%s) failed: %s\n", M.args->exe, strerror(errno));
+	_exit(127);
+}
+
+/* The upgrade did not happen: the pid file takes its name back, and the
+ * service manager learns that this master still serves. */
+static void upgrade_undone(void)
+{
+	struct stats_hdr *h = seg_payload(&M.stats);
+
+	__atomic_store_n(&h->successor, 0, __ATOMIC_RELEASE);
+	if (M.pid_cur == M.oldbin_path) {
+		if (rename(M.oldbin_path, M.pid_path) < 0)
+			log_syscall("rename(%s, %s)", M.oldbin_path, M.pid_path);
+		else
+			M.pid_cur = M.pid_path;
+	}
+	notify_send("READY=1\nSTATUS=the binary upgrade failed; the old master serves");
+	/* Last: rotorctl upgrade reads it as "done failing". */
+	__atomic_fetch_add(&h->upgrades_failed, 1, __ATOMIC_RELEASE);
+}
+
+/* USR2: starts the binary at this master's path as a new master that
+ * inherits the listening sockets and attaches the shared segments; it
+ * tells this one to QUIT once its workers serve. Refused while an upgrade
+ * is in flight: this master has a successor that has not exited, or is
+ * itself a successor whose old master still runs (nginx's two rules). */
+static void upgrade_start(void)
+{
+	struct stats_hdr *h = seg_payload(&M.stats);
+	sigset_t all, old;
+
+	if (M.stopping != RUNNING)
+		return;
+	if (M.args->exe == NULL) {
+		log_error("upgrade: the path of this binary is unknown; SIGUSR2 ignored");
+		__atomic_fetch_add(&h->upgrades_refused, 1, __ATOMIC_RELEASE);
+		return;
+	}
+	if (M.successor != 0) {
+		log_warn("upgrade: already in flight (new master pid %ld); SIGUSR2 ignored", (long)M.successor);
+		__atomic_fetch_add(&h->upgrades_refused, 1, __ATOMIC_RELEASE);
+		return;
+	}
+	if (M.predecessor != 0 && getppid() != M.predecessor)
+		M.predecessor = 0; /* gone since the loop last looked */
+	if (M.predecessor != 0) {
+		log_warn("upgrade: this master is itself the new binary of an upgrade in flight (old master "
+			 "pid %ld); SIGUSR2 ignored", (long)M.predecessor);
+		__atomic_fetch_add(&h->upgrades_refused, 1, __ATOMIC_RELEASE);
+		return;
+	}
+	if (rename(M.pid_path, M.oldbin_path) < 0) {
+		log_syscall("upgrade: rename(%s, %s)", M.pid_path, M.oldbin_path);
+		__atomic_fetch_add(&h->upgrades_refused, 1, __ATOMIC_RELEASE);
+		return;
+	}
+	M.pid_cur = M.oldbin_path;
+	__atomic_fetch_add(&h->upgrades_started, 1, __ATOMIC_RELEASE);
+	notify_send("RELOADING=1\nSTATUS=binary upgrade: starting %s", M.args->exe);
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, &old);
+	pid_t pid = fork();
+	if (pid == 0)
+		exec_successor(master_pid);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	if (pid < 0) {
+		log_syscall("upgrade: fork");
+		upgrade_undone();
+		return;
+	}
+	M.successor = pid;
+	__atomic_store_n(&h->successor, (int32_t)pid, __ATOMIC_RELEASE);
+	log_info("upgrade: started %s as the new master (pid %ld); the pid file is %s until it serves",
+		 M.args->exe, (long)pid, M.oldbin_path);
+}
+
+/* Whether every worker of the current generation serves: each one has
+ * reported its engine (node_health_report, just before its loop runs). */
+static bool generation_serves(void)
+{
+	int n = 0;
+
+	for (int i = 0; i < MAX_CHILDREN; i++) {
+		const struct child *ch = &M.children[i];
+		if (ch->pid == 0 || ch->retiring || ch->gen != M.gen || ch->slot >= M.nslots)
+			continue;
+		if (__atomic_load_n(&ch->ctr->engine, __ATOMIC_RELAXED) == STATS_ENGINE_STARTING)
+			return false;
+		n++;
+	}
+	return n == M.nslots;
+}
+
+/* Once the current generation serves: READY=1 to the service manager; for
+ * a new master of an upgrade, MAINPID= first and QUIT to the old master. */
+static void ready_check(void)
+{
+	if (M.ready_pending == READY_NONE || !generation_serves())
+		return;
+	if (M.ready_pending == READY_START && M.upgrade_from != 0) {
+		notify_send("MAINPID=%ld\nREADY=1\nSTATUS=serving with %d worker(s) after a binary upgrade",
+			    (long)getpid(), M.nslots);
+		log_info("upgrade: serving; telling the old master (pid %ld) to stop gracefully",
+			 (long)M.predecessor);
+		if (M.predecessor != 0 && kill(M.predecessor, SIGQUIT) < 0)
+			log_syscall("kill(%ld, SIGQUIT)", (long)M.predecessor);
+	} else {
+		notify_send("READY=1\nSTATUS=serving with %d worker(s)", M.nslots);
+	}
+	M.ready_pending = READY_NONE;
 }
 
 /* ---- the loop -------------------------------------------------------------- */
@@ -983,15 +1457,14 @@ static void begin_stop(bool graceful)
 	if (M.stopping == FAST || (M.stopping == GRACEFUL && graceful))
 		return;
 	M.stopping = graceful ? GRACEFUL : FAST;
+	/* Not from a new binary whose old master still serves: the service
+	 * is not stopping. */
+	if (M.predecessor == 0 || getppid() != M.predecessor)
+		notify_send("STOPPING=1");
 	int64_t budget = graceful ? M.conf->shutdown_timeout_ms + KILL_GRACE_MS : FAST_STOP_MS;
 	M.stop_deadline_ms = util_mono_ms() + budget;
 	log_info("%s shutdown: %d worker(s) to stop", graceful ? "graceful" : "fast", live_children());
-	for (int i = 0; i < M.nslots; i++)
-		for (int l = 0; l < L_COUNT; l++) {
-			if (M.slots[i].fd[l] >= 0)
-				close(M.slots[i].fd[l]);
-			M.slots[i].fd[l] = -1;
-		}
+	close_listeners(0, MAX_SLOTS);
 	signal_children(graceful ? SIGQUIT : SIGTERM, false);
 }
 
@@ -1036,26 +1509,75 @@ int master_run(const struct master_args *args, struct conf *conf)
 	sigdelset(&waitmask, SIGUSR2);
 
 	M.pid_path = master_pid_path(conf);
+	M.oldbin_path = xasprintf("%s.oldbin", M.pid_path);
+	M.pid_cur = M.pid_path;
 	M.nslots = (int)conf->workers;
+	const char *from = getenv("ROTOR_UPGRADE_FROM");
+	long long old_pid = 0;
+	if (from != NULL) {
+		if (util_parse_int(from, 2, INT32_MAX, &old_pid) != RT_OK || old_pid != (long long)getppid()) {
+			log_error("ROTOR_UPGRADE_FROM=%s is not this process's parent; not starting", from);
+			return 1;
+		}
+		M.upgrade_from = M.predecessor = (pid_t)old_pid;
+		unsetenv("ROTOR_UPGRADE_FROM");
+		log_info("upgrade: starting as the new binary of the master with pid %lld", old_pid);
+	}
 	if (util_random(M.secret, sizeof(M.secret)) != RT_OK)
 		return 1;
 	if (pidfile_open() != RT_OK)
 		return 1;
-	int fds[L_COUNT][MAX_SLOTS];
+	/* Listening sockets: those passed (upgrade, socket activation), then
+	 * new ones for the slots still missing. Nobody else may listen where
+	 * none was passed (the probe). */
+	int fds[L_COUNT][MAX_SLOTS], nsock[L_COUNT] = { 0 };
 	for (int l = 0; l < L_COUNT; l++)
 		for (int i = 0; i < MAX_SLOTS; i++)
 			fds[l][i] = -1;
-	if (open_listeners(conf, L_MAIN, fds[L_MAIN], 0, M.nslots, true) != RT_OK ||
-	    open_listeners(conf, L_INTERNAL, fds[L_INTERNAL], 0, M.nslots, true) != RT_OK ||
-	    open_stats(conf) != RT_OK || open_bus(conf) != RT_OK || open_history(conf) != RT_OK ||
-	    open_presence(conf) != RT_OK) {
-		close_listeners(fds, 0, M.nslots);
-		pidfile_remove();
-		return 1;
+	listeners_inherit(conf, fds, nsock);
+	bool ok = true;
+	for (int l = 0; l < L_COUNT && ok; l++) {
+		if (nsock[l] > 0 && !reuseport(fds[l][0])) {
+			M.shared[l] = true;
+			if (nsock[l] < M.nslots)
+				log_info("the %d listening socket(s) passed without SO_REUSEPORT are shared by the "
+					 "%d workers", nsock[l], M.nslots);
+			continue;
+		}
+		/* The old master may have steered the group for another
+		 * count: steer it again for ours. */
+		M.steered[l] = nsock[l] > 0;
+		ok = nsock[l] >= M.nslots ||
+		     open_listeners(conf, l, fds[l], nsock[l], M.nslots, nsock[l] == 0) == RT_OK;
 	}
-	for (int i = 0; i < M.nslots; i++)
-		for (int l = 0; l < L_COUNT; l++)
-			M.slots[i].fd[l] = fds[l][i];
+	for (int l = 0; l < L_COUNT; l++)
+		for (int i = 0; i < MAX_SLOTS; i++)
+			if ((M.slots[i].fd[l] = fds[l][i]) >= 0)
+				M.nsock[l] = i + 1;
+	int status = 1;
+	/* The shared segments first: a new binary that refuses them must not
+	 * have replaced the running master's stats segment. */
+	if (ok && open_bus(conf) == RT_OK) {
+		if (open_history(conf) == RT_OK) {
+			if (open_presence(conf) == RT_OK) {
+				if (open_stats(conf) == RT_OK)
+					status = 0;
+				else
+					pres_detach(&M.pres);
+			}
+			if (status != 0)
+				ctab_close(&M.ctab);
+		}
+		if (status != 0)
+			bus_detach(&M.bus);
+	}
+	if (status != 0) {
+		close_listeners(0, MAX_SLOTS);
+		pidfile_remove();
+		return M.refused ? MASTER_EXIT_LAYOUT : 1;
+	}
+	for (int l = 0; l < L_COUNT; l++)
+		listener_steer(l, M.nslots);
 	log_info("rotor %s starting %d worker(s) (master pid %ld)", PACKAGE_VERSION, M.nslots,
 		 (long)getpid());
 	for (int i = 0; i < M.nslots; i++)
@@ -1063,6 +1585,7 @@ int master_run(const struct master_args *args, struct conf *conf)
 	if (wants_broker(conf))
 		spawn(BROKER_SLOT);
 	publish_route(M.nslots);
+	M.ready_pending = READY_START;
 	if (args->ready_fd >= 0) {
 		/* rotord -d: the waiting parent exits 0 now; had we failed
 		 * before this, the pipe's EOF would have made it exit 1. */
@@ -1074,6 +1597,17 @@ int master_run(const struct master_args *args, struct conf *conf)
 	for (;;) {
 		int64_t now = util_mono_ms();
 		int64_t wake = now + 1000;
+
+		if (M.stopping == RUNNING) {
+			ready_check();
+			if (M.ready_pending != READY_NONE)
+				wake = now + 20; /* the workers report soon */
+		}
+		if (M.predecessor != 0 && getppid() != M.predecessor) {
+			log_info("upgrade: the old master (pid %ld) is gone; the upgrade is complete",
+				 (long)M.predecessor);
+			M.predecessor = 0;
+		}
 
 		for (int i = 0; i < MAX_SLOTS && M.stopping == RUNNING; i++) {
 			if (i >= M.nslots && i != BROKER_SLOT)
@@ -1133,20 +1667,32 @@ int master_run(const struct master_args *args, struct conf *conf)
 		}
 		if (got_usr2) {
 			got_usr2 = 0;
-			log_warn("SIGUSR2 (binary upgrade) is not supported yet; ignored");
+			upgrade_start();
 		}
 	}
 	log_info("all workers stopped; exiting");
-	seg_unlink(&M.stats);
+	if (M.predecessor != 0 && getppid() == M.predecessor) {
+		/* A new binary stopped before its old master: that one still
+		 * serves from the bus, presence and history. */
+		log_info("the old master (pid %ld) serves on; the shared segments stay", (long)M.predecessor);
+		seg_unlink(&M.stats);
+	} else if (M.successor != 0) {
+		/* Handed over: the new master uses the bus, presence and
+		 * history, and the stats path is its own segment now. */
+		log_info("the new master (pid %ld) serves on; the shared segments stay", (long)M.successor);
+	} else {
+		seg_unlink(&M.stats);
+		bus_unlink(&M.bus);
+		pres_unlink(&M.pres);
+		/* Every worker is gone: mark the history clean, so the next
+		 * start keeps every stream that validates, even after a
+		 * reboot. */
+		if (ctab_shutdown(&M.ctab) < 0)
+			log_syscall("ctab_shutdown");
+	}
 	seg_detach(&M.stats);
-	bus_unlink(&M.bus);
 	bus_detach(&M.bus);
-	pres_unlink(&M.pres);
 	pres_detach(&M.pres);
-	/* Every worker is gone: mark the history clean, so the next start keeps
-	 * every stream that validates, even after a reboot. */
-	if (ctab_shutdown(&M.ctab) < 0)
-		log_syscall("ctab_shutdown");
 	ctab_close(&M.ctab);
 	pidfile_remove();
 	conf_free(M.conf);

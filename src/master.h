@@ -40,7 +40,14 @@ struct master_args {
 	const char *address;      /* -a */
 	int daemonize;            /* -d */
 	int ready_fd;             /* -d: "0" goes here once serving; -1 if none */
+	const char *exe;          /* the binary's absolute path as started (USR2 runs
+	                           * what is there then); NULL: no upgrade */
+	char **argv;              /* the command line, for the upgrade's exec */
 };
+
+/* Exit status of a new master that refuses an upgrade because a shared
+ * segment of the running one has another kind, layout version or geometry. */
+#define MASTER_EXIT_LAYOUT 3
 
 /* Builds the effective config from ARGS (defaults, file, environment,
  * command line), printing every warning and error through the log. Returns

@@ -1096,6 +1096,131 @@ static int cmd_signal(int argc, char **argv)
 	return 0;
 }
 
+/* ---- binary upgrade ------------------------------------------------------ */
+
+#define UPGRADE_WAIT_MS 30000
+
+/* The pid in the pid file PATH, or 0 (no file, no pid). */
+static long read_pidfile(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long pid = 0;
+
+	if (f == NULL)
+		return 0;
+	if (fscanf(f, "%ld", &pid) != 1 || pid <= 1)
+		pid = 0;
+	fclose(f);
+	return pid;
+}
+
+/* Whether process PID runs (a zombie, waiting for its parent, does not). */
+static bool process_runs(long pid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return false;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	const char *p = strrchr(buf, ')');
+	return p != NULL && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
+}
+
+/* Sends USR2 to the master of the config's pid file and waits until a new
+ * master serves and the old one is gone. The old master's stats segment
+ * (mapped before the signal, so it stays the old one's when the new master
+ * makes its own) says whether it refused the signal or saw its successor
+ * fail. Exit 0 upgraded; 3 the new binary refused the shared segments'
+ * layout (a full restart is needed); 1 anything else, the old master still
+ * serving unless the message says otherwise. */
+static int cmd_upgrade(int argc, char **argv)
+{
+	const struct command *cmd = find_command("upgrade");
+	struct conf c;
+	struct opts o;
+	struct seg stats;
+	int rc;
+
+	if ((rc = parse_opts(cmd, argc, argv, OPT_CONFIG, &o)) >= 0)
+		return rc;
+	if (o.nargs > 0)
+		return bad_usage(cmd, "unexpected argument %s", o.args[0]);
+	if (load_conf(&c, o.config) != RT_OK) {
+		conf_free(&c);
+		return 1;
+	}
+	char *path = master_pid_path(&c);
+	char *spath = xasprintf("%s/rotor-%lld.stats", c.shm_dir, c.port);
+	conf_free(&c);
+	long old = read_pidfile(path);
+	rc = 1;
+	if (old == 0) {
+		fprintf(stderr, "rotorctl upgrade: no pid in %s (is rotord running?)\n", path);
+		goto out;
+	}
+	if (seg_attach(&stats, spath, SEG_KIND_STATS, STATS_VERSION, true) < 0) {
+		fprintf(stderr, "rotorctl upgrade: cannot attach %s: %s\n", spath,
+			errno == EPROTO ? "not a rotor stats segment of this version" : strerror(errno));
+		goto out;
+	}
+	const struct stats_hdr *h = seg_payload(&stats);
+	if (h->master_pid != old) {
+		fprintf(stderr, "rotorctl upgrade: %s belongs to pid %ld, not to the master in %s (%ld); "
+			"is an upgrade in flight?\n", spath, (long)h->master_pid, path, old);
+		seg_detach(&stats);
+		goto out;
+	}
+	uint32_t failed0 = __atomic_load_n(&h->upgrades_failed, __ATOMIC_ACQUIRE);
+	uint32_t refused0 = __atomic_load_n(&h->upgrades_refused, __ATOMIC_ACQUIRE);
+	if (kill((pid_t)old, SIGUSR2) < 0) {
+		fprintf(stderr, "rotorctl upgrade: kill(%ld, SIGUSR2) failed: %s\n", old, strerror(errno));
+		seg_detach(&stats);
+		goto out;
+	}
+	for (int64_t end = util_mono_ms() + UPGRADE_WAIT_MS;; ) {
+		long now = read_pidfile(path);
+		if (now != 0 && now != old && process_runs(now) && !process_runs(old)) {
+			printf("rotorctl upgrade: the new master (pid %ld) serves; the old one (pid %ld) is gone\n",
+			       now, old);
+			rc = 0;
+			break;
+		}
+		if (__atomic_load_n(&h->upgrades_refused, __ATOMIC_ACQUIRE) != refused0) {
+			fprintf(stderr, "rotorctl upgrade: the master (pid %ld) refused: an upgrade is already in "
+				"flight, or its binary's path is unknown (see its log)\n", old);
+			break;
+		}
+		if (__atomic_load_n(&h->upgrades_failed, __ATOMIC_ACQUIRE) != failed0) {
+			int st = __atomic_load_n(&h->upgrade_status, __ATOMIC_RELAXED);
+			fprintf(stderr, "rotorctl upgrade: the new binary %s (exit status %d; see the log); the "
+				"old master (pid %ld) still serves\n",
+				st == 3 ? "refused the running master's shared memory layout: a full restart is "
+				"required" : "failed before it served", st, old);
+			rc = st == 3 ? 3 : 1;
+			break;
+		}
+		if (!process_runs(old) && (now == 0 || now == old)) {
+			fprintf(stderr, "rotorctl upgrade: the master (pid %ld) is gone and no new one serves\n", old);
+			break;
+		}
+		if (util_mono_ms() >= end) {
+			fprintf(stderr, "rotorctl upgrade: no new master serving after %d s; the old master "
+				"(pid %ld) %s\n", UPGRADE_WAIT_MS / 1000, old,
+				process_runs(old) ? "still runs" : "is gone");
+			break;
+		}
+		usleep(50 * 1000);
+	}
+	seg_detach(&stats);
+out:
+	free(path);
+	free(spath);
+	return rc;
+}
+
 static int cmd_help(int argc, char **argv)
 {
 	const struct command *cmd;
@@ -1158,6 +1283,10 @@ static const struct command commands[] = {
 	{ "quit", cmd_signal, "[-c FILE]", "Stop the running rotord gracefully (SIGQUIT)",
 	  HELP_CONFIG HELP_HELP },
 	{ "reopen", cmd_signal, "[-c FILE]", "Make the running rotord reopen its log files (SIGUSR1)",
+	  HELP_CONFIG HELP_HELP },
+	{ "upgrade", cmd_upgrade, "[-c FILE]",
+	  "Replace the running rotord by the binary now at its path, without refusing a connection (SIGUSR2), "
+	  "and wait until the new one serves",
 	  HELP_CONFIG HELP_HELP },
 	{ "version", cmd_version, "", "Print the version", HELP_HELP },
 	{ "help", cmd_help, "[COMMAND]", "Print the list of commands, or the help of one", "" },

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -112,6 +113,19 @@ static int daemonize(int *ready_fd)
 	return 0;
 }
 
+/* This binary's absolute path into OUT: ARGV0 resolved when it names a
+ * path, else (found through PATH) the one the kernel ran. NULL if unknown. */
+static const char *self_path(const char *argv0, char out[PATH_MAX])
+{
+	if (strchr(argv0, '/') != NULL)
+		return realpath(argv0, out);
+	ssize_t n = readlink("/proc/self/exe", out, PATH_MAX - 1);
+	if (n <= 0)
+		return NULL;
+	out[n] = '\0';
+	return out;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -174,6 +188,17 @@ int main(int argc, char **argv)
 	if (sig)
 		return send_signal(sig, c);
 
+	/* The binary upgrade (USR2) runs what is at this path then: resolved
+	 * now, before -d moves to /. Found through PATH, the path is the one
+	 * the kernel ran. */
+	static char exe[PATH_MAX];
+	if (self_path(argv[0], exe) != NULL) {
+		args.exe = exe;
+		args.argv = argv;
+	}
+	/* A new binary started by an upgrade is in the background already. */
+	if (getenv("ROTOR_UPGRADE_FROM") != NULL)
+		args.daemonize = 0;
 	int ready_fd = -1;
 	if (args.daemonize && c->log_file[0] == '\0')
 		fprintf(stderr, "rotord: warning: -d without log.file: the log is discarded\n");

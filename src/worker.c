@@ -91,18 +91,31 @@ static void maybe_finish(struct worker *w)
 		worker_exit(w, 0);
 }
 
+/* Stops accepting and closes this worker's copies of the listening
+ * sockets. The master keeps its own copy of every socket in the group, so
+ * nothing queued on them is reset here: the next generation's worker of
+ * the slot (or, for a slot beyond the new count, the worker the master
+ * gives it to) accepts what is waiting. */
 static void stop_accepting(struct worker *w)
 {
-	ev_io_stop(w->loop, &w->accept_w);
-	ev_io_stop(w->loop, &w->accept_int_w);
 	ev_timer_stop(w->loop, &w->accept_pause_w);
-	if (w->listen_fd >= 0) {
-		close(w->listen_fd);
-		w->listen_fd = -1;
+	for (int i = 0; i < w->nlsn; i++) {
+		ev_io_stop(w->loop, &w->lsn[i].io);
+		close(w->lsn[i].io.fd);
 	}
-	if (w->internal_fd >= 0) {
-		close(w->internal_fd);
-		w->internal_fd = -1;
+	free(w->lsn);
+	w->lsn = NULL;
+	w->nlsn = 0;
+}
+
+/* Starts (or stops, with ON false) watching every listening socket. */
+static void accept_watch(struct worker *w, bool on)
+{
+	for (int i = 0; i < w->nlsn; i++) {
+		if (on)
+			ev_io_start(w->loop, &w->lsn[i].io);
+		else
+			ev_io_stop(w->loop, &w->lsn[i].io);
 	}
 }
 
@@ -134,8 +147,8 @@ static void begin_stop(struct worker *w)
 static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
 {
 	struct worker *w = io->data;
-	bool internal = io == &w->accept_int_w;
-	int lfd = internal ? w->internal_fd : w->listen_fd;
+	bool internal = ((struct worker_listener *)io)->internal;
+	int lfd = io->fd;
 
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
 		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -165,8 +178,7 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
 					close(fd);
 				w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 			}
-			ev_io_stop(loop, &w->accept_w);
-			ev_io_stop(loop, &w->accept_int_w);
+			accept_watch(w, false);
 			ev_timer_set(&w->accept_pause_w, ACCEPT_PAUSE, 0.);
 			ev_timer_start(loop, &w->accept_pause_w);
 			return;
@@ -181,10 +193,8 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
 static void on_accept_pause_end(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	struct worker *w = t->data;
-	if (w->listen_fd >= 0 && !w->draining && !w->stopping)
-		ev_io_start(loop, &w->accept_w);
-	if (w->internal_fd >= 0 && !w->draining && !w->stopping)
-		ev_io_start(loop, &w->accept_int_w);
+	if (!w->draining && !w->stopping)
+		accept_watch(w, true);
 }
 
 /* Applies a new config pushed by the master (already validated there). */
@@ -442,7 +452,7 @@ void worker_main(const struct worker_boot *b)
 	static const int sigs[] = { SIGQUIT, SIGTERM, SIGUSR1 };
 	int slot = b->slot;
 	unsigned gen = b->gen;
-	int listen_fd = b->listen_fd, ctl_fd = b->ctl_fd;
+	int ctl_fd = b->ctl_fd;
 	struct stats_block *ctr = b->ctr;
 
 	if (b->broker)
@@ -456,13 +466,15 @@ void worker_main(const struct worker_boot *b)
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGINT, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
+	/* USR2 (upgrade) and WINCH belong to the master too: a signal sent to
+	 * the whole process group or cgroup must not kill workers. */
+	signal(SIGUSR2, SIG_IGN);
+	signal(SIGWINCH, SIG_IGN);
 	signal(SIGCHLD, SIG_DFL);
 
 	w->slot = slot;
 	w->gen = gen;
-	w->listen_fd = listen_fd;
-	w->internal_fd = b->internal_fd;
-	w->split = b->internal_fd >= 0;
+	w->split = b->split;
 	w->ctl_fd = ctl_fd;
 	w->conf = b->conf;
 	w->ctl_pending_fd = -1;
@@ -531,18 +543,16 @@ void worker_main(const struct worker_boot *b)
 	ev_io_start(w->loop, &w->wake_w);
 
 	util_set_nonblock(ctl_fd);
-	ev_io_init(&w->accept_w, on_accept, listen_fd, EV_READ);
-	w->accept_w.data = w;
-	if (listen_fd >= 0) { /* the broker has no listener */
-		util_set_nonblock(listen_fd);
-		ev_io_start(w->loop, &w->accept_w);
+	/* The broker has no listener. */
+	w->nlsn = b->nlisten;
+	w->lsn = w->nlsn > 0 ? xcalloc((size_t)w->nlsn, sizeof(w->lsn[0])) : NULL;
+	for (int i = 0; i < w->nlsn; i++) {
+		ev_io_init(&w->lsn[i].io, on_accept, b->listen_fds[i], EV_READ);
+		w->lsn[i].io.data = w;
+		w->lsn[i].internal = b->internal[i];
+		util_set_nonblock(b->listen_fds[i]);
 	}
-	ev_io_init(&w->accept_int_w, on_accept, w->internal_fd, EV_READ);
-	w->accept_int_w.data = w;
-	if (w->internal_fd >= 0) {
-		util_set_nonblock(w->internal_fd);
-		ev_io_start(w->loop, &w->accept_int_w);
-	}
+	accept_watch(w, true);
 	ev_timer_init(&w->accept_pause_w, on_accept_pause_end, ACCEPT_PAUSE, 0.);
 	w->accept_pause_w.data = w;
 	/* Control first in every iteration: a worker that starts late finds

@@ -21,15 +21,17 @@ struct worker {
 	struct ev_loop *loop;
 	int slot;             /* 0..workers-1 */
 	unsigned gen;         /* master generation that started this worker */
-	int listen_fd;        /* this worker's SO_REUSEPORT listener */
-	int internal_fd;      /* and the internal endpoints' (-1: none) */
+	/* The listening sockets this worker accepts on: its slot's own, the
+	 * internal endpoints' (when they have a port of their own), and the
+	 * sockets of slots beyond the worker count that the master keeps in
+	 * the SO_REUSEPORT group and gives to this worker (master.c). */
+	struct worker_listener *lsn;
+	int nlsn;
 	bool split;           /* internal endpoints on a listener of their own */
 	int ctl_fd;           /* socketpair end to the master; EOF = master gone */
 	int spare_fd;         /* /dev/null, given up to accept-and-close on EMFILE */
 	struct conf *conf;    /* current config; replaced on reload */
 
-	ev_io accept_w;
-	ev_io accept_int_w;   /* on internal_fd */
 	ev_io ctl_w;
 	ev_prepare flush_w;   /* the one flush point per loop iteration */
 	ev_timer tick_w;      /* drives the timer wheel */
@@ -87,12 +89,19 @@ struct worker {
 	                       * worker: MACs of ids handed to clients */
 };
 
+struct worker_listener {
+	ev_io io;             /* on the listening socket (io.fd) */
+	bool internal;        /* the internal endpoints' listener */
+};
+
 /* What the master hands a new worker. */
 struct worker_boot {
 	int slot;             /* listener slot, 0..workers-1 */
 	unsigned gen;         /* master generation */
-	int listen_fd;
-	int internal_fd;      /* the internal endpoints' listener, or -1 */
+	const int *listen_fds;  /* NLISTEN listening sockets to accept on */
+	const bool *internal;   /* which of them are the internal endpoints' */
+	int nlisten;
+	bool split;           /* the internal endpoints have a listener of their own */
 	int ctl_fd;           /* the worker's end of its control socket */
 	struct conf *conf;    /* becomes the worker's */
 	struct stats_block *ctr;
@@ -106,7 +115,7 @@ struct worker_boot {
 	const uint64_t *secret; /* 2 words, drawn once by the master */
 	int handoff_fd;       /* the receiving end of this worker's handoff socket */
 	const int *handoff_fds; /* BUS_SLOTS_MAX entries: the others' sending ends */
-	bool broker;          /* run as the Redis engine's broker (listen_fd is -1) */
+	bool broker;          /* run as the Redis engine's broker (no listener) */
 };
 
 /* The one worker of this process (NULL in the master and in rotorctl). */

@@ -340,6 +340,15 @@ int main(void)
 	ok(bus_reader_init(&r2, &b, 1) == 0 && bus_read(&r2, collect, &S, 0, &lost) == 0,
 	   "a reader starts at the head: it does not see older records");
 
+	/* ---- slot claims (two masters share a bus during an upgrade) ---- */
+	ok(bus_slot_claim(&b, 2, 4242) == 0, "a free slot is claimed");
+	is_int(b.slots[2].pid, 4242, "the claim names the claiming master");
+	ok(bus_slot_claim(&b, 2, 4343) == -1 && errno == EBUSY, "a claimed slot cannot be claimed again (EBUSY)");
+	ok(bus_slot_claim(&b, 0, 4343) == -1 && errno == EBUSY, "nor one a reader holds");
+	ok(bus_slot_claim(&b, 4, 4242) == -1 && errno == EINVAL, "a slot out of range is refused (EINVAL)");
+	ok(bus_slot_release(&b, 2) == 0 && b.slots[2].pid == 0, "release frees the claim");
+	ok(bus_slot_claim(&b, 2, 4343) == 0 && bus_slot_release(&b, 2) == 0, "and the slot can be claimed again");
+
 	/* ---- limits ---- */
 	ok(bus_append_fn(&b, 1, bus_max_record(&b) + 1, fill_pat, NULL, NULL) == -1 && errno == EMSGSIZE,
 	   "a record over the limit is refused (EMSGSIZE)");

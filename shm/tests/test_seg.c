@@ -36,6 +36,19 @@ int main(void)
 	is_int(s.hdr->gen, 1, "first generation is 1");
 	memcpy(seg_payload(&s), "hello", 6);
 
+	struct seg_hdr h;
+	ok(seg_peek(p, &h) == 0 && h.kind == 7 && h.version == 3 && h.size == 4096,
+	   "seg_peek reads kind, version and size without judging them");
+	{
+		char q[256];
+		path_of(q, sizeof(q), dir, "peek-missing.seg");
+		ok(seg_peek(q, &h) == -1 && errno == ENOENT, "seg_peek of a missing file: ENOENT");
+		int fd = open(q, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		ok(fd >= 0 && write(fd, "not a segment", 13) == 13, "a short file that is no segment");
+		close(fd);
+		ok(seg_peek(q, &h) == -1 && errno == EPROTO, "seg_peek of it: EPROTO");
+		unlink(q);
+	}
 	ok(seg_attach(&r, p, 7, 3, true) == 0, "attach read-only");
 	is_str((char *)seg_payload(&r), "hello", "attacher sees the payload");
 	seg_detach(&r);

@@ -8,7 +8,7 @@ const assert = require('node:assert');
 const fs = require('node:fs');
 const http = require('node:http');
 const net = require('node:net');
-const { Rotord, ROTORD, request, waitFor, run, sleep, alive } = require('./lib/rotord');
+const { Rotord, ROTORD, request, waitFor, run, sleep, alive, oneRequest, workerOfSlot } = require('./lib/rotord');
 
 function rewrite(d, patch) {
   const { deepMerge } = require('./lib/rotord');
@@ -114,6 +114,46 @@ test('no request fails while HUP restarts the workers under load', async () => {
     assert.ok(ok > 100, `only ${ok} requests went through`);
     assert.deepStrictEqual(failures, []);
   } finally {
+    await d.stop();
+  }
+});
+
+// Deterministic form of the load test above: the connections queued on a
+// slot's listening socket while its worker retires. The retiring worker of
+// the slot the reload drops is stopped (SIGSTOP) while connections queue
+// on its socket, so they can be served only if a current worker accepts on
+// that socket; when it resumes and closes its copy, nothing may be reset.
+test('HUP that shrinks the worker count: connections queued on a dropped slot are served, none reset', async () => {
+  const d = await new Rotord({}, { workers: 3 }).start();
+  const stopped = workerOfSlot(d, 2);
+  try {
+    assert.ok(stopped > 0, 'worker 2 found in the log');
+    process.kill(stopped, 'SIGSTOP');
+    // About a third of these land on slot 2's socket and wait there.
+    const early = Array.from({ length: 60 }, () => oneRequest(d.port, 15000));
+    await sleep(300);
+    rewrite(d, { workers: 2 });
+    d.signal('SIGHUP');
+    await waitFor(() => /generation 2 started with 2 worker/.test(d.log()), 5000, 20, 'the new generation');
+    // And these come while the stopped worker's socket is still open.
+    const late = Array.from({ length: 60 }, () => oneRequest(d.port, 15000));
+    const rs = await Promise.all([...early, ...late]);
+    const bad = rs.filter((r) => r.status !== 200).map((r) => r.error);
+    assert.strictEqual(bad.length, 0, `${bad.length} of ${rs.length} requests failed while worker 2 was ` +
+      `stopped: ${[...new Set(bad)].join(', ')}`);
+    // The retiring worker resumes, drains and closes its copy of the socket.
+    process.kill(stopped, 'SIGCONT');
+    const during = [];
+    while (alive(stopped)) {
+      during.push(oneRequest(d.port, 15000));
+      await sleep(5);
+    }
+    const rs2 = await Promise.all(during);
+    const bad2 = rs2.filter((r) => r.status !== 200).map((r) => r.error);
+    assert.strictEqual(bad2.length, 0, `failed while it exited: ${[...new Set(bad2)].join(', ')}`);
+    assert.strictEqual(d.workers().length, 2);
+  } finally {
+    try { process.kill(stopped, 'SIGCONT'); } catch (_) { /* gone */ }
     await d.stop();
   }
 });

@@ -60,6 +60,34 @@ function rawExchange(port, data, ms = 3000) {
   });
 }
 
+// One GET /health on a new connection, answered or not: resolves with
+// {status, error} once the server answered and closed, the connection
+// failed, or MS passed ("no answer").
+function oneRequest(port, ms) {
+  return new Promise((resolve) => {
+    const sock = net.connect(port, '127.0.0.1');
+    let got = '';
+    const done = (error) => {
+      clearTimeout(timer);
+      sock.destroy();
+      const m = /^HTTP\/1\.1 (\d+)/.exec(got);
+      resolve({ status: m ? Number(m[1]) : 0, error: m ? null : error });
+    };
+    const timer = setTimeout(() => done('no answer'), ms);
+    sock.on('connect', () => sock.write('GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'));
+    sock.on('data', (b) => { got += b; });
+    sock.on('error', (e) => done(e.code || e.message));
+    sock.on('close', () => done('closed'));
+  });
+}
+
+// The pid of the worker the master started last for SLOT, from its log.
+function workerOfSlot(d, slot) {
+  const all = [...d.log().matchAll(/started worker (\d+) \(pid (\d+), generation (\d+)\)/g)];
+  const m = all.filter((x) => Number(x[1]) === slot).pop();
+  return m ? Number(m[2]) : 0;
+}
+
 // A minimal HTTP/1.1 request with node's http module: resolves with
 // {status, headers, body}. Without an agent it opens a connection of its
 // own (node's global agent would reuse kept-alive ones across tests). With
@@ -192,6 +220,8 @@ function hs256(claims, secret = 'test-secret') {
 class Rotord {
   // config: object merged over a small test config; opts.workers sets
   // `workers`; opts.env adds environment variables; opts.args adds options;
+  // opts.bin runs another rotord binary (a copy the test may replace);
+  // opts.wrapper is a command line that execs it (systemd-socket-activate);
   // opts.expectWorkers is the worker count start() waits for when the
   // environment or the command line overrides the file's; opts.tls (node
   // TLS options: ca, cert, key) makes start() reach /health over HTTPS, on
@@ -241,7 +271,9 @@ class Rotord {
   // Spawns rotord on the config file and waits until it serves /health
   // with its workers.
   async launch() {
-    this.proc = spawn(ROTORD, ['-c', this.configPath, ...(this.opts.args || [])], {
+    const argv = [...(this.opts.wrapper || []), this.opts.bin || ROTORD, '-c', this.configPath,
+      ...(this.opts.args || [])];
+    this.proc = spawn(argv[0], argv.slice(1), {
       env: { ...process.env, ...(this.opts.env || {}) },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
@@ -331,5 +363,5 @@ function deepMerge(a, b) {
 
 module.exports = {
   ROTORD, ROTORCTL, Rotord, freePort, waitFor, sleep, rawExchange, request, API_KEY, apiPost,
-  childrenOf, alive, mkTmp, run, deepMerge, holderOf, connOwners, bounded, hs256, sanitizerReport,
+  childrenOf, alive, mkTmp, run, oneRequest, workerOfSlot, deepMerge, holderOf, connOwners, bounded, hs256, sanitizerReport,
 };
