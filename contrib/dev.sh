@@ -21,7 +21,7 @@ cd "$top"
 # mandoc lints the man pages, clang with libFuzzer runs tests/fuzz briefly,
 # redis-server and redis-sentinel serve the Redis engine's tests, started by
 # the tests themselves on free loopback ports).
-BUILD_DEBS="build-essential autoconf automake pkg-config libev-dev libwslay-dev libmsgpack-dev
+BUILD_DEBS="build-essential autoconf automake pkg-config libev-dev libmsgpack-dev
  libjwt-dev libjansson-dev libssl-dev libhiredis-dev liburing-dev zlib1g-dev node-llhttp"
 TEST_DEBS="mandoc curl clang libclang-rt-14-dev redis-server redis-sentinel redis-tools"
 
