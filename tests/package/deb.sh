@@ -1,0 +1,214 @@
+#!/bin/sh
+# tests/package/deb.sh - builds rotor's .deb (contrib/package.sh deb) and
+# checks it in a fresh Debian root: install with dpkg -i, the rotor user,
+# the generated config (secrets, 0640 root:rotor, history in /var/lib/rotor),
+# rotord -t, systemd-analyze verify of the installed unit, rotord started by
+# hand as the rotor user serving /health and keeping its history file,
+# reinstall leaving the config alone, remove, purge. TAP output.
+#
+# The root: a debootstrap (minbase) bookworm chroot from the Debian mirror,
+# with the package's dependencies and systemd, made once and cached in
+# $ROTOR_DEB_CACHE (default /var/cache/rotor-test), keyed by that package
+# list; every run copies it to a fresh directory. systemd is not PID 1 here:
+# the unit is checked offline, the daemon started by hand as the unit would
+# (setpriv to rotor:rotor). Needs root, debootstrap, dpkg-buildpackage.
+#
+#   ROTOR_BUILDDIR  a configured build directory (default: the current one)
+#   ROTOR_DEB       test this .deb instead of building one
+#   ROTOR_DEB_MIRROR  Debian mirror (default http://deb.debian.org/debian)
+set -u
+
+builddir=${ROTOR_BUILDDIR:-$PWD}
+srcdir=${ROTOR_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+cache=${ROTOR_DEB_CACHE:-/var/cache/rotor-test}
+mirror=${ROTOR_DEB_MIRROR:-http://deb.debian.org/debian}
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "1..0 # SKIP needs root (chroot, dpkg -i)"
+	exit 0
+fi
+for t in debootstrap dpkg-buildpackage curl setpriv; do
+	command -v "$t" >/dev/null 2>&1 || { echo "1..0 # SKIP $t is not installed"; exit 0; }
+done
+
+n=0 failed=0 root= daemon= mounted=
+# ok DESCRIPTION COMMAND...: one TAP line for the command's exit status.
+ok() {
+	desc=$1
+	shift
+	n=$((n + 1))
+	if out=$("$@" 2>&1); then
+		echo "ok $n - $desc"
+	else
+		echo "not ok $n - $desc"
+		[ -n "$out" ] && printf '%s\n' "$out" | sed 's/^/# /'
+		failed=1
+	fi
+}
+# Gives up: the remaining checks cannot run.
+bail() {
+	echo "Bail out! $*"
+	exit 1
+}
+cleanup() {
+	[ -n "$daemon" ] && kill -KILL "$daemon" 2>/dev/null
+	for m in $mounted; do umount "$m"; done
+	[ -n "$root" ] && rm -rf "$root"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+in_root() { chroot "$root" "$@"; }
+
+# ---- the package ------------------------------------------------------------
+t0=$(date +%s)
+if [ -n "${ROTOR_DEB:-}" ]; then
+	deb=$(cd "$(dirname "$ROTOR_DEB")" && pwd)/$(basename "$ROTOR_DEB")
+else
+	# The unit tests ran in make check already: nocheck.
+	(cd "$builddir" && DEB_BUILD_OPTIONS=nocheck sh "$srcdir/contrib/package.sh" deb) >&2 ||
+		bail "contrib/package.sh deb failed"
+	deb=$(ls "$builddir"/build/deb/rotor_*.deb | head -n 1)
+fi
+[ -f "$deb" ] || bail "no .deb"
+echo "# $(basename "$deb") in $(($(date +%s) - t0)) s"
+
+version=$(dpkg-deb -f "$deb" Version)
+ok "the package's version is configure's ($version)" \
+	sh -c "[ '${version%-*}' = '$(sed -n 's/^PACKAGE_VERSION = //p' "$builddir/Makefile")' ]"
+# Exactly what rotord links, nothing more (dpkg-shlibdeps).
+expected="adduser libc6 libev4 libhiredis0.14 libjansson4 libjwt0 libmsgpackc2 libssl3 liburing2 zlib1g"
+deps=$(dpkg-deb -f "$deb" Depends | tr ',' '\n' | sed 's/|.*//; s/(.*//; s/ //g' | grep . | sort | tr '\n' ' ')
+ok "Depends: exactly the libraries rotord links" test "$deps" = "$expected "
+contents=$(dpkg-deb -c "$deb" | awk '{print $6}')
+for f in ./usr/sbin/rotord ./usr/bin/rotorctl ./usr/share/man/man8/rotord.8.gz \
+	./usr/share/man/man1/rotorctl.1.gz ./usr/share/man/man5/rotor.conf.5.gz \
+	./lib/systemd/system/rotor.service ./usr/lib/sysusers.d/rotor.conf ./etc/logrotate.d/rotor \
+	./usr/share/doc/rotor/README.Debian; do
+	ok "the package holds $f" sh -c "printf '%s\n' \"\$1\" | grep -qx '$f'" - "$contents"
+done
+ok "the package ships no config.json (postinst writes it)" \
+	sh -c "! printf '%s\n' \"\$1\" | grep -q 'config.json'" - "$contents"
+ok "the package ships no wslay" sh -c "! dpkg-deb -f '$deb' Depends | grep -q wslay"
+
+# ---- a fresh root -------------------------------------------------------------
+t0=$(date +%s)
+# systemd for systemd-analyze, man-db for its check of Documentation=.
+include=$(printf '%s\n' $deps systemd man-db | sort -u | tr '\n' ',' | sed 's/,$//')
+key=$(printf '%s %s' "$include" "$mirror" | sha256sum | cut -c1-12)
+base=$cache/bookworm-$key
+if [ ! -f "$base/.complete" ]; then
+	echo "# debootstrap bookworm into $base (once; cached)"
+	rm -rf "$base"
+	mkdir -p "$cache"
+	debootstrap --variant=minbase --include="$include" bookworm "$base" "$mirror" \
+		>"$cache/debootstrap-$key.log" 2>&1 || bail "debootstrap failed: $cache/debootstrap-$key.log"
+	# Nothing started from maintainer scripts, whatever init there is.
+	printf '#!/bin/sh\nexit 101\n' >"$base/usr/sbin/policy-rc.d"
+	chmod 0755 "$base/usr/sbin/policy-rc.d"
+	touch "$base/.complete"
+fi
+root=$(mktemp -d /tmp/rotor-deb-root.XXXXXX)
+cp -a "$base/." "$root/" || bail "cp $base $root failed"
+mount -t proc proc "$root/proc" && mounted="$root/proc" || bail "mount proc failed"
+mkdir -p "$root/dev/shm"
+mount -t tmpfs -o mode=1777 tmpfs "$root/dev/shm" && mounted="$root/dev/shm $mounted" ||
+	bail "mount tmpfs on /dev/shm failed"
+echo "# fresh root $root in $(($(date +%s) - t0)) s"
+
+# ---- install --------------------------------------------------------------------
+t0=$(date +%s)
+cp "$deb" "$root/tmp/rotor.deb"
+ok "dpkg -i installs it" in_root dpkg -i /tmp/rotor.deb
+ok "the package is installed and configured" \
+	sh -c "chroot '$root' dpkg-query -W -f='\${Status}' rotor | grep -qx 'install ok installed'"
+for f in /usr/sbin/rotord /usr/bin/rotorctl /lib/systemd/system/rotor.service \
+	/usr/lib/sysusers.d/rotor.conf /etc/logrotate.d/rotor; do
+	ok "$f is in place" test -f "$root$f"
+done
+ok "the installed unit is contrib/systemd/rotor.service" \
+	cmp "$root/lib/systemd/system/rotor.service" "$srcdir/contrib/systemd/rotor.service"
+ok "the installed logrotate file is contrib/rotor.logrotate" \
+	cmp "$root/etc/logrotate.d/rotor" "$srcdir/contrib/rotor.logrotate"
+ok "rotord runs: -v names the version" \
+	sh -c "chroot '$root' rotord -v | grep -qx 'rotor v${version%-*}'"
+ok "the rotor user exists, home /var/lib/rotor, no login shell" \
+	sh -c "chroot '$root' getent passwd rotor | grep -q ':/var/lib/rotor:/usr/sbin/nologin\$'"
+ok "the rotor group exists and is rotor's primary group" \
+	sh -c "[ \"\$(chroot '$root' id -gn rotor)\" = rotor ]"
+ok "the rotor user is a system user (uid < 1000)" \
+	sh -c "[ \"\$(chroot '$root' id -u rotor)\" -lt 1000 ]"
+
+# stat of path $1 inside the root as "mode owner:group".
+perm() { in_root stat -c '%a %U:%G' "$1"; }
+cfg=/etc/rotor/config.json
+ok "$cfg exists" test -f "$root$cfg"
+ok "$cfg is 0640 root:rotor" test "$(perm $cfg)" = "640 root:rotor"
+ok "/etc/rotor is 0750 root:rotor" test "$(perm /etc/rotor)" = "750 root:rotor"
+ok "/var/lib/rotor is 0750 rotor:rotor" test "$(perm /var/lib/rotor)" = "750 rotor:rotor"
+ok "/var/log/rotor is 2750 rotor:adm" test "$(perm /var/log/rotor)" = "2750 rotor:adm"
+# A secret of 64 random bytes is 86 base64url characters.
+for k in hmac_secret_key key secret; do
+	ok "$cfg holds a fresh secret \"$k\"" grep -Eq "\"$k\": \"[A-Za-z0-9_-]{86}\"" "$root$cfg"
+done
+ok "$cfg keeps history in /var/lib/rotor" grep -q '"data_dir": "/var/lib/rotor"' "$root$cfg"
+ok "rotord -t -c $cfg passes" in_root rotord -t -c $cfg
+ok "rotor.service is enabled (multi-user.target.wants)" \
+	test -L "$root/etc/systemd/system/multi-user.target.wants/rotor.service"
+# verify exits 0 with only a warning for unknown keys: any output fails.
+ok "systemd-analyze verify rotor.service: exit 0, no output" \
+	sh -c "out=\$(chroot '$root' systemd-analyze verify /lib/systemd/system/rotor.service 2>&1) && [ -z \"\$out\" ] || { echo \"\$out\"; exit 1; }"
+ok "the unit runs rotord as rotor with $cfg" \
+	grep -q "^ExecStart=/usr/sbin/rotord -c $cfg\$" "$root/lib/systemd/system/rotor.service"
+
+# ---- rotord started as the unit would start it -------------------------------
+port=$((20000 + $$ % 20000))
+# chroot execs setpriv, which execs rotord: $! is the master.
+chroot "$root" setpriv --reuid=rotor --regid=rotor --init-groups \
+	rotord -c $cfg -a 127.0.0.1 -p $port >"$root/tmp/rotord.log" 2>&1 &
+daemon=$!
+health=
+for _ in $(seq 1 100); do
+	health=$(curl -s --max-time 1 "http://127.0.0.1:$port/health") && break
+	kill -0 "$daemon" 2>/dev/null || break
+	sleep 0.1
+done
+n=$((n + 1))
+if [ -n "$health" ]; then echo "ok $n - rotord as rotor serves /health ($health)"; else
+	echo "not ok $n - rotord as rotor serves /health"
+	sed 's/^/# /' "$root/tmp/rotord.log"
+	failed=1
+fi
+ok "the master runs as rotor" test "$(ps -o uid= -p "$daemon" | tr -d ' ')" = "$(in_root id -u rotor)"
+ok "history segment /var/lib/rotor/channels.seg is rotor's" \
+	sh -c "[ \"\$(chroot '$root' stat -c %U /var/lib/rotor/channels.seg)\" = rotor ]"
+# A QUIT must end it within shutdown.timeout (30 s) + 2 s; a watchdog
+# kills it later than that, so that a hang fails instead of blocking.
+kill -QUIT "$daemon" 2>/dev/null
+(sleep 40; kill -KILL "$daemon" 2>/dev/null) &
+watchdog=$!
+wait "$daemon"
+rc=$?
+kill "$watchdog" 2>/dev/null
+daemon=
+ok "a QUIT stops it cleanly (exit $rc)" test "$rc" -eq 0
+ok "the history segment survives the stop" test -f "$root/var/lib/rotor/channels.seg"
+
+# ---- reinstall, remove, purge -----------------------------------------------------
+before=$(in_root sh -c "sha256sum $cfg; stat -c '%a %U:%G %i' $cfg")
+ok "dpkg -i again (reinstall)" in_root dpkg -i /tmp/rotor.deb
+ok "the reinstall left $cfg untouched (content, mode, owner, inode)" \
+	test "$(in_root sh -c "sha256sum $cfg; stat -c '%a %U:%G %i' $cfg")" = "$before"
+ok "dpkg -r removes it" in_root dpkg -r rotor
+ok "remove: rotord is gone" test ! -e "$root/usr/sbin/rotord"
+ok "remove: $cfg stays" test -f "$root$cfg"
+ok "dpkg -P purges it" in_root dpkg -P rotor
+ok "purge: /etc/rotor is gone" test ! -e "$root/etc/rotor"
+ok "purge: /var/lib/rotor is gone" test ! -e "$root/var/lib/rotor"
+ok "purge: /var/log/rotor is gone" test ! -e "$root/var/log/rotor"
+ok "purge: the unit's enable link is gone" \
+	test ! -e "$root/etc/systemd/system/multi-user.target.wants/rotor.service"
+ok "purge: the rotor user stays (Debian practice)" in_root getent passwd rotor
+echo "# install to purge in $(($(date +%s) - t0)) s"
+
+echo "1..$n"
+exit $failed
