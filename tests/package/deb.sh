@@ -57,7 +57,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
-in_root() { chroot "$root" "$@"; }
+in_root() { chroot "$root" env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$@"; }
 
 # ---- the package ------------------------------------------------------------
 t0=$(date +%s)
@@ -198,7 +198,64 @@ before=$(in_root sh -c "sha256sum $cfg; stat -c '%a %U:%G %i' $cfg")
 ok "dpkg -i again (reinstall)" in_root dpkg -i /tmp/rotor.deb
 ok "the reinstall left $cfg untouched (content, mode, owner, inode)" \
 	test "$(in_root sh -c "sha256sum $cfg; stat -c '%a %U:%G %i' $cfg")" = "$before"
+
+# ---- upgrade and remove under a (stubbed) running systemd ----------------------
+# systemd is not PID 1 here: /run/systemd/system and a systemctl on PATH
+# before the real one (maintainer scripts run with /usr/local/sbin first)
+# make the scripts believe rotor.service runs; both stubs log their calls.
+# Upgrading (dpkg -i of the same version is configure with the old version
+# as $2) must hand over with rotorctl upgrade under Type=notify, restart
+# only if that fails or the unit is Type=exec, and never stop.
+mkdir -p "$root/run/systemd/system" "$root/usr/local/sbin" "$root/usr/local/bin"
+rm -f "$root/usr/sbin/policy-rc.d"
+cat >"$root/usr/local/sbin/systemctl" <<'EOF'
+#!/bin/sh
+echo "systemctl $*" >>/tmp/calls
+case "$*" in
+--version*) echo "systemd 252 (252)" ;;
+*is-enabled*) echo enabled ;;
+*"show -p Type --value"*) cat /tmp/unit-type ;;
+esac
+exit 0
+EOF
+cat >"$root/usr/local/bin/rotorctl" <<'EOF'
+#!/bin/sh
+[ "$1" = upgrade ] || exec /usr/bin/rotorctl "$@"
+echo "rotorctl $*" >>/tmp/calls
+exit "$(cat /tmp/upgrade-rc)"
+EOF
+chmod 0755 "$root/usr/local/sbin/systemctl" "$root/usr/local/bin/rotorctl"
+# upgrade TYPE RC: dpkg -i with the unit reported as Type=TYPE and rotorctl
+# upgrade exiting RC; the calls are in $calls.
+upgrade() {
+	echo "$1" >"$root/tmp/unit-type"
+	echo "$2" >"$root/tmp/upgrade-rc"
+	: >"$root/tmp/calls"
+	in_root dpkg -i /tmp/rotor.deb >/dev/null 2>&1
+	urc=$?
+	calls=$(cat "$root/tmp/calls")
+}
+called() { printf '%s\n' "$calls" | grep -q "$1"; }
+upgrade notify 0
+ok "upgrade, Type=notify: dpkg -i succeeds" test "$urc" -eq 0
+ok "upgrade, Type=notify: rotorctl upgrade -c $cfg hands over" called "^rotorctl upgrade -c $cfg\$"
+ok "upgrade, Type=notify, handover done: no restart, no stop" sh -c '! printf "%s\n" "$1" | grep -Eq "(restart|stop) rotor"' - "$calls"
+upgrade notify 1
+ok "upgrade, Type=notify, handover failed: a restart" called "restart rotor.service"
+ok "upgrade, Type=notify, handover failed: no stop" sh -c '! printf "%s\n" "$1" | grep -q "stop rotor"' - "$calls"
+upgrade exec 0
+ok "upgrade, Type=exec: no handover (systemd would kill the new master)" sh -c '! printf "%s\n" "$1" | grep -q "^rotorctl upgrade"' - "$calls"
+ok "upgrade, Type=exec: a restart instead, no stop" \
+	sh -c 'printf "%s\n" "$1" | grep -q "restart rotor.service" && ! printf "%s\n" "$1" | grep -q "stop rotor"' - "$calls"
+ok "the upgrades left $cfg untouched" \
+	test "$(in_root sh -c "sha256sum $cfg; stat -c '%a %U:%G %i' $cfg")" = "$before"
+: >"$root/tmp/calls"
 ok "dpkg -r removes it" in_root dpkg -r rotor
+calls=$(cat "$root/tmp/calls")
+ok "remove: the unit is stopped" called "stop rotor.service"
+rm -rf "$root/run/systemd/system" "$root/usr/local/sbin/systemctl" "$root/usr/local/bin/rotorctl"
+printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+chmod 0755 "$root/usr/sbin/policy-rc.d"
 ok "remove: rotord is gone" test ! -e "$root/usr/sbin/rotord"
 ok "remove: $cfg stays" test -f "$root$cfg"
 ok "dpkg -P purges it" in_root dpkg -P rotor
