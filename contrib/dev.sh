@@ -23,10 +23,11 @@ cd "$top"
 # the tests themselves on free loopback ports).
 BUILD_DEBS="build-essential autoconf automake pkg-config libev-dev libmsgpack-dev
  libjwt-dev libjansson-dev libssl-dev libhiredis-dev liburing-dev zlib1g-dev node-llhttp"
-# The package test (tests/package/deb.sh) builds the .deb with dpkg-buildpackage
-# and debhelper, runs lintian, and installs it in a debootstrap root.
+# The package tests: tests/package/deb.sh builds the .deb with dpkg-buildpackage
+# and debhelper, runs lintian, and installs it in a debootstrap root;
+# tests/package/rpm.sh builds the RPM with rpmbuild (package rpm).
 TEST_DEBS="mandoc curl clang libclang-rt-14-dev redis-server redis-sentinel redis-tools
- debhelper lintian debootstrap"
+ debhelper lintian debootstrap rpm"
 
 say() { printf '==> %s\n' "$*" >&2; }
 
@@ -187,10 +188,13 @@ test_all() {
 		say "the sanitizer build failed"
 		status=1 broken=$((broken + 1))
 	fi
-	# About 2 minutes (the first run also debootstraps a root from the
-	# Debian mirror into /var/cache/rotor-test, about 5 minutes, once).
+	# About 2.5 minutes (the first run also debootstraps a root from the
+	# Debian mirror into /var/cache/rotor-test, about 5 minutes, once),
+	# and 1 minute for the RPM.
 	say "building the .deb and testing it in a fresh Debian root (tests/package/deb.sh)"
 	ROTOR_BUILDDIR=$top ROTOR_SRCDIR=$top tap_script tests/package/deb.sh
+	say "building the RPM and checking it (tests/package/rpm.sh)"
+	ROTOR_BUILDDIR=$top ROTOR_SRCDIR=$top tap_script tests/package/rpm.sh
 	if [ "$status" -ne 0 ]; then
 		for log in $(grep -l '^:test-result: \(FAIL\|ERROR\|XPASS\)' $(find . -name '*.trs' -not -path './rotor-*' -not -path './build/*')); do
 			say "failed: ${log%.trs}.log"
