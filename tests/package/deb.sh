@@ -167,36 +167,67 @@ ok "the unit runs rotord as rotor with $cfg" \
 
 # ---- rotord started as the unit would start it -------------------------------
 port=$((20000 + $$ % 20000))
-# chroot execs setpriv, which execs rotord: $! is the master.
-chroot "$root" setpriv --reuid=rotor --regid=rotor --init-groups \
-	rotord -c $cfg -a 127.0.0.1 -p $port >"$root/tmp/rotord.log" 2>&1 &
-daemon=$!
-health=
-for _ in $(seq 1 100); do
-	health=$(curl -s --max-time 1 "http://127.0.0.1:$port/health") && break
-	kill -0 "$daemon" 2>/dev/null || break
-	sleep 0.1
-done
-n=$((n + 1))
-if [ -n "$health" ]; then echo "ok $n - rotord as rotor serves /health ($health)"; else
-	echo "not ok $n - rotord as rotor serves /health"
-	sed 's/^/# /' "$root/tmp/rotord.log"
-	failed=1
-fi
+# start_rotord CONFIG: rotord as rotor:rotor in the root on $port; waits
+# for /health (in $health, empty if it never answered). chroot execs
+# setpriv, which execs rotord: $daemon is the master.
+start_rotord() {
+	chroot "$root" setpriv --reuid=rotor --regid=rotor --init-groups \
+		rotord -c "$1" -a 127.0.0.1 -p $port >"$root/tmp/rotord.log" 2>&1 &
+	daemon=$!
+	health=
+	for _ in $(seq 1 100); do
+		health=$(curl -s --max-time 1 "http://127.0.0.1:$port/health") && break
+		kill -0 "$daemon" 2>/dev/null || break
+		sleep 0.1
+	done
+	[ -n "$health" ] || sed 's/^/# /' "$root/tmp/rotord.log"
+}
+# stop_rotord: a QUIT must end it within shutdown.timeout (30 s) + 2 s; a
+# watchdog kills it later than that, so that a hang fails instead of
+# blocking. Its exit status in $rc.
+stop_rotord() {
+	kill -QUIT "$daemon" 2>/dev/null
+	(sleep 40; kill -KILL "$daemon" 2>/dev/null) &
+	watchdog=$!
+	wait "$daemon"
+	rc=$?
+	kill "$watchdog" 2>/dev/null
+	daemon=
+}
+start_rotord $cfg
+ok "rotord as rotor serves /health ($health)" test -n "$health"
 ok "the master runs as rotor" test "$(ps -o uid= -p "$daemon" | tr -d ' ')" = "$(in_root id -u rotor)"
 ok "history segment /var/lib/rotor/channels.seg is rotor's" \
 	sh -c "[ \"\$(chroot '$root' stat -c %U /var/lib/rotor/channels.seg)\" = rotor ]"
-# A QUIT must end it within shutdown.timeout (30 s) + 2 s; a watchdog
-# kills it later than that, so that a hang fails instead of blocking.
-kill -QUIT "$daemon" 2>/dev/null
-(sleep 40; kill -KILL "$daemon" 2>/dev/null) &
-watchdog=$!
-wait "$daemon"
-rc=$?
-kill "$watchdog" 2>/dev/null
-daemon=
+stop_rotord
 ok "a QUIT stops it cleanly (exit $rc)" test "$rc" -eq 0
 ok "the history segment survives the stop" test -f "$root/var/lib/rotor/channels.seg"
+
+# History across a restart: the packaged config plus history for channels
+# without namespace (a copy: the config itself must stay untouched).
+hcfg=/tmp/history.json
+sed '1s|^{$|{\n  "channel": {"without_namespace": {"history_size": 10, "history_ttl": "300s"}},|' \
+	"$root$cfg" >"$root$hcfg"
+in_root chown root:rotor $hcfg
+in_root chmod 0640 $hcfg
+key=$(sed -n 's/.*"key": *"\([^"]*\)".*/\1/p' "$root$cfg" | head -n 1)
+# api METHOD BODY: the server API's answer.
+api() {
+	curl -s --max-time 5 -X POST -H "X-API-Key: $key" -H 'Content-Type: application/json' \
+		-d "$2" "http://127.0.0.1:$port/api/$1"
+}
+start_rotord $hcfg
+ok "rotord with history serves /health" test -n "$health"
+ok "a publication is accepted" sh -c 'printf "%s" "$1" | grep -q "\"result\""' - \
+	"$(api publish '{"channel": "news", "data": {"deb_test": 1}}')"
+stop_rotord
+start_rotord $hcfg
+ok "restarted, rotord serves /health" test -n "$health"
+out=$(api history '{"channel": "news", "limit": 10}')
+ok "the publication is still in the history after the restart" \
+	sh -c 'printf "%s" "$1" | grep -q "\"deb_test\": *1" || { echo "$1"; exit 1; }' - "$out"
+stop_rotord
+ok "stopped again cleanly (exit $rc)" test "$rc" -eq 0
 
 # ---- reinstall, remove, purge -----------------------------------------------------
 before=$(in_root sh -c "sha256sum $cfg; stat -c '%a %U:%G %i' $cfg")
