@@ -83,7 +83,8 @@ contents=$(dpkg-deb -c "$deb" | awk '{print $6}')
 for f in ./usr/sbin/rotord ./usr/bin/rotorctl ./usr/share/man/man8/rotord.8.gz \
 	./usr/share/man/man1/rotorctl.1.gz ./usr/share/man/man5/rotor.conf.5.gz \
 	./lib/systemd/system/rotor.service ./usr/lib/sysusers.d/rotor.conf ./etc/logrotate.d/rotor \
-	./usr/share/doc/rotor/README.Debian; do
+	./usr/share/doc/rotor/README.Debian ./usr/share/rotor/admin/index.html \
+	./usr/share/rotor/admin/admin.js ./usr/share/rotor/admin/admin.css; do
 	ok "the package holds $f" sh -c "printf '%s\n' \"\$1\" | grep -qx '$f'" - "$contents"
 done
 ok "the package ships no config.json (postinst writes it)" \

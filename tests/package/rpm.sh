@@ -71,6 +71,11 @@ expected="/etc/logrotate.d/rotor
 /usr/share/man/man1/rotorctl.1
 /usr/share/man/man5/rotor.conf.5
 /usr/share/man/man8/rotord.8
+/usr/share/rotor
+/usr/share/rotor/admin
+/usr/share/rotor/admin/admin.css
+/usr/share/rotor/admin/admin.js
+/usr/share/rotor/admin/index.html
 /var/lib/rotor
 /var/log/rotor"
 # Debian's rpm names the doc directory rotor-<version>, Fedora's rotor.
