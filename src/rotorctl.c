@@ -680,6 +680,26 @@ static int attach_shm(const char *cmd, const struct conf *c, struct seg *stats, 
 	return rc < 0 ? RT_ERR : RT_OK;
 }
 
+/* The start of a command that reads a running rotord's shared memory: the
+ * options of MASK into O and no operand, the config into C, then the
+ * segments. -1 when the command goes on (C is then the caller's to free),
+ * else the exit status it ends with. */
+static int open_daemon(const struct command *cmd, int argc, char **argv, unsigned mask, struct opts *o,
+		       struct conf *c, struct seg *stats, struct bus *bus)
+{
+	int rc;
+
+	if ((rc = parse_opts(cmd, argc, argv, mask, o)) >= 0)
+		return rc;
+	if (o->nargs > 0)
+		return bad_usage(cmd, "unexpected argument %s", o->args[0]);
+	if (load_conf(c, o->config) != RT_OK || attach_shm(cmd->name, c, stats, bus) != RT_OK) {
+		conf_free(c);
+		return 1;
+	}
+	return -1;
+}
+
 static int cmd_stats(int argc, char **argv)
 {
 	const struct command *cmd = find_command("stats");
@@ -690,18 +710,8 @@ static int cmd_stats(int argc, char **argv)
 	struct bus_stats bs;
 	int rc;
 
-	if ((rc = parse_opts(cmd, argc, argv, OPT_CONFIG | OPT_JSON, &o)) >= 0)
+	if ((rc = open_daemon(cmd, argc, argv, OPT_CONFIG | OPT_JSON, &o, &c, &stats, &bus)) >= 0)
 		return rc;
-	if (o.nargs > 0)
-		return bad_usage(cmd, "unexpected argument %s", o.args[0]);
-	if (load_conf(&c, o.config) != RT_OK) {
-		conf_free(&c);
-		return 1;
-	}
-	if (attach_shm("stats", &c, &stats, &bus) != RT_OK) {
-		conf_free(&c);
-		return 1;
-	}
 	const struct stats_hdr *h = seg_payload(&stats);
 	const struct stats_block *b = stats_blocks(seg_payload(&stats));
 	bus_stats(&bus, &bs);
@@ -989,18 +999,8 @@ static int cmd_top(int argc, char **argv)
 	struct bus_reader r;
 	int rc;
 
-	if ((rc = parse_opts(cmd, argc, argv, OPT_CONFIG | OPT_ROWS | OPT_ONCE | OPT_DELAY, &o)) >= 0)
+	if ((rc = open_daemon(cmd, argc, argv, OPT_CONFIG | OPT_ROWS | OPT_ONCE | OPT_DELAY, &o, &c, &stats, &bus)) >= 0)
 		return rc;
-	if (o.nargs > 0)
-		return bad_usage(cmd, "unexpected argument %s", o.args[0]);
-	if (load_conf(&c, o.config) != RT_OK) {
-		conf_free(&c);
-		return 1;
-	}
-	if (attach_shm("top", &c, &stats, &bus) != RT_OK) {
-		conf_free(&c);
-		return 1;
-	}
 	if (bus_reader_init(&r, &bus, BUS_NO_SLOT) < 0) {
 		fprintf(stderr, "rotorctl top: bus_reader_init failed: %s\n", strerror(errno));
 		bus_detach(&bus);

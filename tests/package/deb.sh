@@ -31,25 +31,8 @@ for t in debootstrap dpkg-buildpackage curl setpriv; do
 	command -v "$t" >/dev/null 2>&1 || { echo "1..0 # SKIP $t is not installed"; exit 0; }
 done
 
-n=0 failed=0 root= daemon= mounted=
-# ok DESCRIPTION COMMAND...: one TAP line for the command's exit status.
-ok() {
-	desc=$1
-	shift
-	n=$((n + 1))
-	if out=$("$@" 2>&1); then
-		echo "ok $n - $desc"
-	else
-		echo "not ok $n - $desc"
-		[ -n "$out" ] && printf '%s\n' "$out" | sed 's/^/# /'
-		failed=1
-	fi
-}
-# Gives up: the remaining checks cannot run.
-bail() {
-	echo "Bail out! $*"
-	exit 1
-}
+. "$(dirname "$0")/tap.sh"
+root= daemon= mounted=
 cleanup() {
 	[ -n "$daemon" ] && kill -KILL "$daemon" 2>/dev/null
 	for m in $mounted; do umount "$m"; done

@@ -19,23 +19,8 @@ for t in rpmbuild rpmspec rpm2cpio cpio; do
 	command -v "$t" >/dev/null 2>&1 || { echo "1..0 # SKIP $t is not installed"; exit 0; }
 done
 
-n=0 failed=0 tmp=
-ok() {
-	desc=$1
-	shift
-	n=$((n + 1))
-	if out=$("$@" 2>&1); then
-		echo "ok $n - $desc"
-	else
-		echo "not ok $n - $desc"
-		[ -n "$out" ] && printf '%s\n' "$out" | sed 's/^/# /'
-		failed=1
-	fi
-}
-bail() {
-	echo "Bail out! $*"
-	exit 1
-}
+. "$(dirname "$0")/tap.sh"
+tmp=
 trap '[ -n "$tmp" ] && rm -rf "$tmp"' EXIT
 trap 'exit 1' INT TERM
 
