@@ -152,6 +152,13 @@ static void sample(const char *name, const char *const *labels, uint64_t v)
 	put(" %llu\n", (unsigned long long)v);
 }
 
+/* A family of one sample without labels. */
+static void single(const char *name, const char *type, const char *help, uint64_t v)
+{
+	family(name, type, help);
+	sample(name, NULL, v);
+}
+
 /* The samples of one histogram series: cumulative buckets with LABELS plus
  * le, then _sum and _count (= the +Inf bucket). */
 static void histogram(const char *name, const char *const *labels, const struct stats_hist *h)
@@ -222,16 +229,11 @@ static void node_families(struct worker *w, const struct totals *t)
 
 	node_info(w, &ni);
 	node_peers(w, count_peer, &nodes);
-	family("centrifugo_node_num_clients", "gauge", "Number of clients connected.");
-	sample("centrifugo_node_num_clients", NULL, t->clients);
-	family("centrifugo_node_num_users", "gauge", "Number of unique users connected.");
-	sample("centrifugo_node_num_users", NULL, ni.num_users);
-	family("centrifugo_node_num_subscriptions", "gauge", "Number of subscriptions.");
-	sample("centrifugo_node_num_subscriptions", NULL, t->subs);
-	family("centrifugo_node_num_channels", "gauge", "Number of channels with one or more subscribers.");
-	sample("centrifugo_node_num_channels", NULL, ni.num_channels);
-	family("centrifugo_node_num_nodes", "gauge", "Number of nodes in the cluster.");
-	sample("centrifugo_node_num_nodes", NULL, 1 + nodes); /* node_peers: the others */
+	single("centrifugo_node_num_clients", "gauge", "Number of clients connected.", t->clients);
+	single("centrifugo_node_num_users", "gauge", "Number of unique users connected.", ni.num_users);
+	single("centrifugo_node_num_subscriptions", "gauge", "Number of subscriptions.", t->subs);
+	single("centrifugo_node_num_channels", "gauge", "Number of channels with one or more subscribers.", ni.num_channels);
+	single("centrifugo_node_num_nodes", "gauge", "Number of nodes in the cluster.", 1 + nodes); /* node_peers: the others */
 	family("centrifugo_node_build", "gauge", "Node build info.");
 	sample("centrifugo_node_build", (const char *const[]){ "version", PACKAGE_VERSION, NULL }, 1);
 
@@ -324,39 +326,25 @@ static void rotor_families(struct worker *w, const struct totals *t)
 	const struct stats_block *b = stats_blocks(seg_payload(w->stats_seg));
 	char slot[16], gen[16];
 
-	family("rotor_connections_accepted_total", "counter", "TCP connections accepted.");
-	sample("rotor_connections_accepted_total", NULL, t->sum.conns_accepted);
-	family("rotor_accept_errors_total", "counter", "Failed accept calls.");
-	sample("rotor_accept_errors_total", NULL, t->sum.accept_errors);
-	family("rotor_connections", "gauge", "Open TCP connections.");
-	sample("rotor_connections", NULL, t->conns);
+	single("rotor_connections_accepted_total", "counter", "TCP connections accepted.", t->sum.conns_accepted);
+	single("rotor_accept_errors_total", "counter", "Failed accept calls.", t->sum.accept_errors);
+	single("rotor_connections", "gauge", "Open TCP connections.", t->conns);
 
 	bus_stats(w->bus, &bs);
-	family("rotor_bus_appends_total", "counter", "Records appended to the shared-memory bus.");
-	sample("rotor_bus_appends_total", NULL, bs.appends);
-	family("rotor_bus_bytes_total", "counter", "Bytes appended to the shared-memory bus.");
-	sample("rotor_bus_bytes_total", NULL, bs.bytes);
-	family("rotor_bus_laps_total", "counter", "Times the bus writer lapped a reader.");
-	sample("rotor_bus_laps_total", NULL, bs.laps);
-	family("rotor_bus_lost_records_total", "counter", "Bus records workers lost to laps.");
-	sample("rotor_bus_lost_records_total", NULL, t->sum.bus_lost);
-	family("rotor_bus_readers", "gauge", "Workers reading the bus.");
-	sample("rotor_bus_readers", NULL, bs.readers);
+	single("rotor_bus_appends_total", "counter", "Records appended to the shared-memory bus.", bs.appends);
+	single("rotor_bus_bytes_total", "counter", "Bytes appended to the shared-memory bus.", bs.bytes);
+	single("rotor_bus_laps_total", "counter", "Times the bus writer lapped a reader.", bs.laps);
+	single("rotor_bus_lost_records_total", "counter", "Bus records workers lost to laps.", t->sum.bus_lost);
+	single("rotor_bus_readers", "gauge", "Workers reading the bus.", bs.readers);
 
 	if (w->ctab != NULL) {
 		ctab_stats(w->ctab, &ts);
-		family("rotor_history_streams", "gauge", "History streams in use.");
-		sample("rotor_history_streams", NULL, ts.nused);
-		family("rotor_history_streams_max", "gauge", "History streams the table holds.");
-		sample("rotor_history_streams_max", NULL, ts.nstreams);
-		family("rotor_history_blocks", "gauge", "Data blocks of the history table.");
-		sample("rotor_history_blocks", NULL, ts.nblocks);
-		family("rotor_history_blocks_free", "gauge", "Free data blocks of the history table.");
-		sample("rotor_history_blocks_free", NULL, ts.nfree);
-		family("rotor_history_appends_total", "counter", "Publications appended to history.");
-		sample("rotor_history_appends_total", NULL, ts.appends);
-		family("rotor_history_evictions_total", "counter", "History streams evicted for room.");
-		sample("rotor_history_evictions_total", NULL, ts.evictions);
+		single("rotor_history_streams", "gauge", "History streams in use.", ts.nused);
+		single("rotor_history_streams_max", "gauge", "History streams the table holds.", ts.nstreams);
+		single("rotor_history_blocks", "gauge", "Data blocks of the history table.", ts.nblocks);
+		single("rotor_history_blocks_free", "gauge", "Free data blocks of the history table.", ts.nfree);
+		single("rotor_history_appends_total", "counter", "Publications appended to history.", ts.appends);
+		single("rotor_history_evictions_total", "counter", "History streams evicted for room.", ts.evictions);
 	}
 
 	/* Per worker (live blocks; the broker is worker="broker"). */
