@@ -39,6 +39,8 @@ struct node_pub {
 	size_t ntags;
 	bool skip_history;
 	struct pstr idempotency_key;
+	bool delta;                      /* fossil deltas to the subscribers that negotiated
+					  * them (API `delta`, namespace delta_publish) */
 	/* The channel's history options (the caller resolved the namespace):
 	 * history is kept when size and ttl are both set and not skip_history. */
 	uint32_t history_size;

@@ -290,7 +290,8 @@ static void redis_publish(struct worker *w, const struct node_pub *p, node_pub_f
 	char epoch[9];
 
 	r->arg.len = 0;
-	rw_pub_encode(&r->arg, &pub, false);
+	/* Without history the delta flag travels in the Publication (§3.1). */
+	rw_pub_encode(&r->arg, &pub, !history && p->delta);
 	struct pstr body = { r->arg.buf, r->arg.len };
 	struct rside *b = r->bro;
 	struct pstr client = name(r, b, 0, RW_CLIENT, p->channel, (struct pstr){ NULL, 0 });
@@ -311,7 +312,7 @@ static void redis_publish(struct worker *w, const struct node_pub *p, node_pub_f
 		put_s(&a, epoch);
 		put_s(&a, "publish");
 		put_s(&a, p->idempotency_key.n ? "300" : "");
-		put_s(&a, "");
+		put_s(&a, p->delta ? "1" : "");
 		put_s(&a, "0");
 		put_s(&a, "");
 		/* WAIT goes after the script's reply: a NOSCRIPT retry of

@@ -145,18 +145,6 @@ static void edit(struct jw *tgt, const char *src, size_t n, bool binary)
 	}
 }
 
-static bool utf8_ok(const char *s, size_t n)
-{
-	const unsigned char *p = (const unsigned char *)s, *end = p + n;
-	while (p < end) {
-		size_t l = *p < 0x80 ? 1 : utf8_seq(p, end);
-		if (l == 0)
-			return false;
-		p += l;
-	}
-	return true;
-}
-
 /* One delta: applied, and the result compared with TGT. */
 static bool round_trip(const char *src, size_t nsrc, const char *tgt, size_t ntgt, size_t *dlen,
 		       bool *dutf8)
@@ -169,7 +157,7 @@ static bool round_trip(const char *src, size_t nsrc, const char *tgt, size_t ntg
 	if (dlen)
 		*dlen = d.len;
 	if (dutf8)
-		*dutf8 = utf8_ok(d.buf, d.len);
+		*dutf8 = utf8_valid((const unsigned char *)d.buf, d.len);
 	free(out);
 	jw_free(&d);
 	return ok;
