@@ -22,6 +22,7 @@ const WebSocket = require('ws');
 const { Centrifuge: CentrifugeJson } = require('centrifuge');
 const { Centrifuge: CentrifugePb } = require('centrifuge/build/protobuf');
 const { Rotord, waitFor, sleep, hs256, connOwners, apiPost } = require('./lib/rotord.js');
+const { Redis, available: redisAvailable } = require('./lib/redis.js');
 
 const PATH = '/connection/websocket';
 const common = {
@@ -334,3 +335,46 @@ test('an unknown delta type is a bad request (3501)', async () => {
     await rd.stop();
   }
 });
+
+// ==== the Redis engine ================================================================
+
+test('the Redis engine: two nodes, deltas from d1 frames, recovery from the Redis stream',
+  { skip: redisAvailable() ? false : 'redis-server is not installed', timeout: 60000 }, async () => {
+    const redis = await new Redis().start();
+    const nodes = [];
+    const clients = [];
+    try {
+      for (const name of ['node-a', 'node-b']) {
+        const cfg = { ...CONFIG, engine: { type: 'redis', redis: { address: [`redis://127.0.0.1:${redis.port}`] } }, node: { name } };
+        nodes.push(await new Rotord(cfg, { workers: 2, expectWorkers: 3 }).start());
+      }
+      for (let i = 0; i < 8; i++) {
+        clients.push(sdk(nodes[i % 2], { pb: i % 4 >= 2, delta: (i >> 1) % 2 === 0, channel: 'dd:redis', user: `x${i}` }));
+      }
+      await waitFor(() => clients.every(isSubscribed), 5000, 10, 'subscribed');
+      const docs = documents(20);
+      for (let k = 0; k < 10; k++) await api(nodes[k % 2], 'publish', { channel: 'dd:redis', data: docs[k], delta: true });
+      await waitFor(() => clients.every((st) => st.data.length >= 10), 5000, 10, 'publications');
+      for (const st of clients) st.c.disconnect();
+      await waitFor(() => clients.every((st) => st.c.state === 'disconnected'), 5000, 10, 'disconnected');
+      for (let k = 10; k < 15; k++) await api(nodes[0], 'publish', { channel: 'dd:redis', data: docs[k], delta: true });
+      for (const st of clients) st.c.connect();
+      await waitFor(() => clients.every((st) => st.subscribed.length === 2 && isSubscribed(st)), 5000, 10, 'resubscribed');
+      for (let k = 15; k < 20; k++) await api(nodes[1], 'publish', { channel: 'dd:redis', data: docs[k], delta: true });
+      await waitFor(() => clients.every((st) => st.data.length >= 20), 5000, 10, 'all publications');
+      await sleep(100);
+      for (const st of clients) {
+        assert.deepStrictEqual(decoded(st), docs, `${label(st)}: every document once, in order`);
+        assert.deepStrictEqual(st.subscribed[1], { recovered: true, wasRecovering: true }, `${label(st)}: recovered`);
+        if (st.delta) {
+          const ds = st.sub.deltaStats();
+          assert.strictEqual(ds.numFullPayloads, 2, `${label(st)}: whole: the first live, the first recovered`);
+          assert.strictEqual(ds.numDeltaPayloads, 18, `${label(st)}: deltas`);
+        }
+      }
+    } finally {
+      closeAll(clients);
+      for (const n of nodes) await n.stop();
+      await redis.stop();
+    }
+  });
