@@ -21,7 +21,7 @@ const assert = require('node:assert');
 const WebSocket = require('ws');
 const { Centrifuge: CentrifugeJson } = require('centrifuge');
 const { Centrifuge: CentrifugePb } = require('centrifuge/build/protobuf');
-const { Rotord, waitFor, sleep, hs256, connOwners, apiPost } = require('./lib/rotord.js');
+const { Rotord, waitFor, sleep, hs256, connOwners, apiPost, rawJsonSession } = require('./lib/rotord.js');
 const { Redis, available: redisAvailable } = require('./lib/redis.js');
 
 const PATH = '/connection/websocket';
@@ -101,32 +101,7 @@ function closeAll(v) {
 
 // ---- raw JSON sessions: every byte received counted ----------------------------
 
-async function raw(rd) {
-  const ws = new WebSocket(`ws://127.0.0.1:${rd.port}${PATH}`);
-  ws.msgs = [];
-  ws.bytes = 0;
-  ws.on('message', (d) => {
-    ws.bytes += d.length;
-    for (const line of d.toString().split('\n')) {
-      if (!line) continue;
-      const m = JSON.parse(line);
-      if (Object.keys(m).length === 0) ws.send('{}');
-      else ws.msgs.push(m);
-    }
-  });
-  ws.closed = new Promise((resolve) => ws.on('close', (code) => resolve(code)));
-  await new Promise((resolve, reject) => { ws.on('open', resolve); ws.on('error', reject); });
-  ws.nextId = 1;
-  ws.call = async (cmd) => {
-    const id = ++ws.nextId;
-    ws.send(JSON.stringify({ id, ...cmd }));
-    return waitFor(() => ws.msgs.find((m) => m.id === id), 3000, 10, `reply ${id}`);
-  };
-  ws.send(JSON.stringify({ id: 1, connect: { token: token('raw') } }));
-  await waitFor(() => ws.msgs.find((m) => m.id === 1 && m.connect), 3000, 10, 'connect');
-  return ws;
-}
-
+const raw = (rd) => rawJsonSession(rd.port, token('raw'));
 const pubs = (ws) => ws.msgs.filter((m) => m.push && m.push.pub).map((m) => m.push.pub);
 
 // ==== the SDK applies what it receives ============================================
