@@ -13,9 +13,8 @@
  * Delta (client-protocol.md 6.6): a channel with subscribers that
  * negotiated fossil deltas keeps the payload of the last publication it
  * delivered, with its offset and epoch. The next offset, when its
- * publisher asked for delta, is encoded a third and fourth time per
- * format: whole (in JSON as a string) and as a delta of that payload,
- * computed once. Each such subscriber gets the delta only when it is
+ * publisher asked for delta, gets two more frames per format: whole (in
+ * JSON as a string) and as a delta of that payload, computed once. Each such subscriber gets the delta only when it is
  * positioned and holds the previous offset (CSUB_DELTA_BASE: it was sent
  * one, live or recovered, since it subscribed); else the whole payload,
  * which becomes its base. A subscriber whose state is in doubt (a lapped
@@ -173,6 +172,18 @@ static int enc_leave(struct jw *out, enum proto_fmt f, const void *ch, const voi
 	return proto_push_leave(out, f, *(const struct pstr *)ch, ci);
 }
 
+/* Appends to OUT the fossil delta that turns BASE into DATA and returns
+ * true when it is shorter than DATA; else leaves OUT as it was: the
+ * payload goes whole (client-protocol.md 6.6). */
+static bool delta_of(struct pstr base, struct pstr data, struct jw *out)
+{
+	size_t start = out->len;
+	if (fossil_delta(base.p, base.n, data.p, data.n, out) < data.n)
+		return true;
+	out->len = start;
+	return false;
+}
+
 /* The frames of one publication for the subscribers with CSUB_DELTA,
  * each encoded on first use. */
 struct dframes {
@@ -217,8 +228,7 @@ static struct rbuf *delta_frame(struct dframes *d, struct csub *s, enum proto_fm
 	if (use && !d->patched) {
 		d->patched = true;
 		H.patch.len = 0;
-		fossil_delta(d->base.p, d->base.n, p->data.p, p->data.n, &H.patch);
-		d->shorter = H.patch.len < p->data.n;
+		d->shorter = delta_of(d->base, p->data, &H.patch);
 	}
 	struct rbuf *b = use && d->shorter ? frame_of(d, 1, f) : NULL;
 	return b ? b : frame_of(d, 0, f);
@@ -332,12 +342,10 @@ void hub_delta_chain(const struct publication *v, size_t n, bool json, struct pu
 		if (i == 0)
 			continue;
 		size_t start = buf->len;
-		if (fossil_delta(v[i - 1].data.p, v[i - 1].data.n, v[i].data.p, v[i].data.n, buf) < v[i].data.n) {
+		if (delta_of(v[i - 1].data, v[i].data, buf)) {
 			out[i].delta = true;
 			out[i].data.n = buf->len - start;
 			at[i] = start;
-		} else {
-			buf->len = start;
 		}
 	}
 	for (size_t i = 0; i < n; i++)  /* BUF has stopped moving */
