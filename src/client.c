@@ -1515,8 +1515,9 @@ static void cmd_subscribe(struct client *c, const struct cmd *cmd)
 	struct chan_ask ask = { r->positioned, r->recoverable, r->join_leave };
 	chan_grant(S.chans, o, &ov, &ask, pstr_c(c->user), &so);
 	uint8_t flags = csub_flags(&so);
-	/* As Centrifugo: a channel that does not allow it just leaves delta
-	 * out of the result; deltas then come only to positioned ones. */
+	/* As Centrifugo: a channel that does not allow delta leaves it out
+	 * of the result, no error. Granted, deltas go to the subscription
+	 * only when it is positioned (hub.c); else whole payloads. */
 	if (r->delta.n > 0 && so.delta_fossil)
 		flags |= CSUB_DELTA;
 

@@ -84,8 +84,9 @@ int node_bus_join_leave(struct worker *w, struct pstr channel, const struct clie
 /* The Redis engine's records (node.c writes and reads every record):
  * a publication received from Redis, with the offset and epoch of its
  * frame (DELTA: a d1 frame, or a raw Publication with its delta flag:
- * delivered as deltas where negotiated); a worker asking the broker to have the node listen to CHANNEL
- * (TAG comes back in the acknowledgement, to the asking slot); the
+ * delivered as deltas where negotiated); a worker asking the broker to
+ * have the node listen to CHANNEL (TAG comes back in the
+ * acknowledgement, to the asking slot); the
  * broker's acknowledgement; and "lost": the broker's link was down, every
  * positioned subscription may have missed publications (client_lost_state
  * in every worker). RT_OK or RT_ERR (logged). */
