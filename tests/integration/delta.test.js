@@ -6,7 +6,8 @@
 // similar documents that grow and shrink, strings with escapes and non-ASCII
 // characters, binary payloads (protobuf), publications with and without the
 // API's delta flag, and delta_publish; after a reconnect they recover through
-// a chain of deltas (the first recovered publication whole). Raw WebSocket
+// a chain of deltas (the first recovered publication whole); on every
+// bidirectional transport; with the Redis engine across two nodes. Raw WebSocket
 // clients check the wire: the subscribe result's delta, data as a JSON string,
 // the first publication whole and the next ones deltas, and the bytes
 // received against a subscriber without delta. A channel without
@@ -23,6 +24,7 @@ const { Centrifuge: CentrifugeJson } = require('centrifuge');
 const { Centrifuge: CentrifugePb } = require('centrifuge/build/protobuf');
 const { Rotord, waitFor, sleep, hs256, connOwners, apiPost, rawJsonSession } = require('./lib/rotord.js');
 const { Redis, available: redisAvailable } = require('./lib/redis.js');
+const { TRANSPORTS, sdk: tpSdk, label: tpLabel } = require('./lib/transports.js');
 
 const PATH = '/connection/websocket';
 const common = {
@@ -227,6 +229,34 @@ test('recovery after a reconnect: a chain of deltas, the first recovered whole, 
     }
   } finally {
     closeAll(clients);
+    await rd.stop();
+  }
+});
+
+test('every bidirectional transport: http_stream and SSE sessions get the same deltas', async () => {
+  const rd = new Rotord({ ...CONFIG, http_stream: { enabled: true }, sse: { enabled: true } }, { workers: 2 });
+  const clients = [];
+  try {
+    await rd.start();
+    for (const t of TRANSPORTS) {
+      const c = tpSdk(rd.port, t, { token: token(`t-${t.name}`) });
+      const st = { t, c, data: [] };
+      st.sub = c.newSubscription('dd:tp', { delta: 'fossil' });
+      st.sub.on('publication', (ctx) => st.data.push(t.fmt === 'protobuf' ? JSON.parse(Buffer.from(ctx.data).toString()) : ctx.data));
+      st.sub.subscribe();
+      c.connect();
+      clients.push(st);
+    }
+    await waitFor(() => clients.every((st) => st.sub.state === 'subscribed'), 5000, 10, 'subscribed');
+    const docs = documents(10);
+    for (const d of docs) await api(rd, 'publish', { channel: 'dd:tp', data: d, delta: true });
+    await waitFor(() => clients.every((st) => st.data.length >= docs.length), 5000, 10, 'publications');
+    for (const st of clients) {
+      assert.deepStrictEqual(st.data, docs, `${tpLabel(st.t)}: the same documents`);
+      assert.strictEqual(st.sub.deltaStats().numDeltaPayloads, docs.length - 1, `${tpLabel(st.t)}: deltas`);
+    }
+  } finally {
+    for (const st of clients) st.c.disconnect();
     await rd.stop();
   }
 });
