@@ -38,8 +38,6 @@ struct bench_opts {
 	enum bench_fmt fmt;
 	const struct tp_kind *tp;   /* the subscribers' transport (tp.h) */
 	bool deflate;               /* websocket: negotiate permessage-deflate */
-	bool positioned;            /* --rotord: channels with history, positioned subscribers */
-	bool delta;                 /* subscribers ask for fossil deltas (implies positioned) */
 	int post_conns;             /* its POST pool's connections per process */
 	int post_pipeline;          /* POSTs in flight on each */
 	struct sockaddr_in dst;     /* rotord's address */

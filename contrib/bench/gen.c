@@ -248,7 +248,7 @@ static int sub_open(struct sub *s)
 			tok = token;
 	}
 	bool pb = sub_protobuf(s->gi);
-	size_t n = cfp_connect_subscribe(buf, sizeof(buf), pb, tok, chan, O->delta);
+	size_t n = cfp_connect_subscribe(buf, sizeof(buf), pb, tok, chan);
 	if (n == 0 || tp_open(s->c, s->gi, pb, buf, n) != 0) {
 		R.err_connect++;
 		return -1;
@@ -292,28 +292,19 @@ static void cmd_done(struct sub *s, bool error, uint64_t now)
 	cmd_next(s, now);
 }
 
-/* Reads our payload: send time and sequence. Returns 0 or -1. To a JSON
- * subscriber with --delta the payload comes as a JSON string: its quotes
- * escaped. */
+/* Reads our payload: send time and sequence. Returns 0 or -1. */
 static int payload_read(const uint8_t *p, size_t n, uint64_t *t, uint32_t *seq)
 {
 	const uint8_t *e = p + n, *q = memmem(p, n, "\"bt\":", 5);
-	const char *bs = ",\"bs\":";
-	size_t kl = 5;
-	if (q == NULL && (q = memmem(p, n, "\\\"bt\\\":", 7)) != NULL) {
-		bs = ",\\\"bs\\\":";
-		kl = 7;
-	}
 	if (q == NULL)
 		return -1;
 	uint64_t v = 0;
-	for (q += kl; q < e && *q >= '0' && *q <= '9'; q++)
+	for (q += 5; q < e && *q >= '0' && *q <= '9'; q++)
 		v = v * 10 + (uint64_t)(*q - '0');
-	size_t bl = strlen(bs);
-	if ((size_t)(e - q) < bl || memcmp(q, bs, bl) != 0)
+	if (e - q < 6 || memcmp(q, ",\"bs\":", 6) != 0)
 		return -1;
 	uint32_t sq = 0;
-	for (q += bl; q < e && *q >= '0' && *q <= '9'; q++)
+	for (q += 6; q < e && *q >= '0' && *q <= '9'; q++)
 		sq = sq * 10 + (uint32_t)(*q - '0');
 	*t = v;
 	*seq = sq;
@@ -338,8 +329,6 @@ static int on_proto_msg(void *arg, const struct cfp_msg *m)
 		R.deliveries_all++;
 		if (in_window(c->now))
 			R.deliveries_win++;
-		if (m->delta)
-			return 0; /* a fossil delta: counted, but no time or sequence to read */
 		if (m->data == NULL || payload_read(m->data, m->dlen, &t, &seq) < 0) {
 			R.err_proto++;
 			return 0;

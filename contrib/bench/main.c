@@ -87,11 +87,6 @@ static void usage(FILE *f)
 "                       http_stream, sse, sockjs-websocket, sockjs-xhr-streaming\n"
 "  --deflate            websocket: negotiate permessage-deflate and inflate what\n"
 "                       arrives (with --rotord: websocket.compression on)\n"
-"  --positioned         with --rotord: channels keep history (10 publications)\n"
-"                       and every subscriber is positioned\n"
-"  --delta              subscribers ask for fossil deltas (delta: \"fossil\"); with\n"
-"                       --rotord the channels allow them and mark every\n"
-"                       publication for delta; implies --positioned\n"
 "  --post-conns K       keep-alive connections per process for the POSTs of\n"
 "                       http_stream, sse and sockjs-xhr-streaming (16; emulation:\n"
 "                       one per connection, at most 1024)\n"
@@ -552,8 +547,7 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 		}
 	}
 
-	printf("{\"scenario\":\"%s\",\"transport\":\"%s\",\"tls\":%s,\"deflate\":%s,\"positioned\":%s,\"delta\":%s,"
-	       "\"format\":\"%s\",\"conns\":%ld,"
+	printf("{\"scenario\":\"%s\",\"transport\":\"%s\",\"tls\":%s,\"deflate\":%s,\"format\":\"%s\",\"conns\":%ld,"
 	       "\"channels\":%ld,\"procs\":%d,\"workers\":%d,\"size\":%d,\"burst\":%d,\"rate\":%g,\"window_s\":%.3f,\"warmup_s\":%.3f,"
 	       "\"setup_s\":%.3f,\"subscribed\":%llu,\"setup_failed\":%llu,"
 	       "\"published\":%llu,\"publications_per_s\":%.1f,\"api_requests\":%llu,\"api_requests_per_s\":%.1f,"
@@ -561,7 +555,6 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 	       "\"deliveries\":%llu,\"deliveries_per_s\":%.1f,\"deliveries_all\":%llu,\"expected\":%llu,"
 	       "\"lost\":%llu,\"out_of_order\":%llu,\"connects\":%llu,\"connects_per_s\":%.1f,\"pings\":%llu",
 	       scen_names[o->scen], o->tp->name, o->tls ? "true" : "false", o->deflate ? "true" : "false",
-	       o->positioned ? "true" : "false", o->delta ? "true" : "false",
 	       fmt_names[o->fmt], o->conns, o->channels, o->procs, workers, o->size,
 	       o->burst, o->rate, window_s, o->warmup, setup_s, (unsigned long long)t.subscribed,
 	       (unsigned long long)t.setup_failed, (unsigned long long)t.pubs_win, (double)t.pubs_win / w,
@@ -632,7 +625,7 @@ enum {
 	O_ROTORD = 256, O_WORKERS, O_CPU_SERVER, O_URL, O_API_URL, O_API_KEY, O_PID, O_SECRET, O_FORMAT,
 	O_RATE, O_BURST, O_WINDOW, O_SIZE, O_PUB_CONNS, O_PIPELINE, O_CONCURRENCY, O_CHURN,
 	O_PREFIX, O_PROCS, O_CPU, O_SRC, O_URING, O_URING_EVENTFD, O_URING_NOCHECK, O_WARMUP, O_DRAIN,
-	O_SETUP, O_TRANSPORT, O_POST_CONNS, O_POST_PIPELINE, O_DEFLATE, O_TLS, O_POSITIONED, O_DELTA,
+	O_SETUP, O_TRANSPORT, O_POST_CONNS, O_POST_PIPELINE, O_DEFLATE, O_TLS,
 };
 
 static const struct option longopts[] = {
@@ -651,7 +644,6 @@ static const struct option longopts[] = {
 	{ "setup-timeout", 1, 0, O_SETUP }, { "quiet", 0, 0, 'q' }, { "help", 0, 0, 'h' },
 	{ "transport", 1, 0, O_TRANSPORT }, { "post-conns", 1, 0, O_POST_CONNS },
 	{ "post-pipeline", 1, 0, O_POST_PIPELINE }, { "deflate", 0, 0, O_DEFLATE }, { "tls", 0, 0, O_TLS },
-	{ "positioned", 0, 0, O_POSITIONED }, { "delta", 0, 0, O_DELTA },
 	{ 0, 0, 0, 0 },
 };
 
@@ -772,8 +764,6 @@ int main(int argc, char **argv)
 			break;
 		case O_POST_CONNS: post_conns = num(optarg, 1, 1024, "bad --post-conns"); break;
 		case O_DEFLATE: o.deflate = true; break;
-		case O_POSITIONED: o.positioned = true; break;
-		case O_DELTA: o.delta = o.positioned = true; break;
 		case O_POST_PIPELINE: o.post_pipeline = (int)num(optarg, 1, 1024, "bad --post-pipeline"); break;
 		case 'q': o.quiet = true; break;
 		case 'h': usage(stdout); return 0;
@@ -860,14 +850,9 @@ int main(int argc, char **argv)
 	/* The server. */
 	struct rd rd = { 0 };
 	if (rotord) {
-		char chan[256];
-		snprintf(chan, sizeof(chan), "%s%s%s",
-			 o.scen == SC_EMULATION ? ", \"presence\": true, \"allow_presence_for_subscriber\": true" : "",
-			 o.positioned ? ", \"history_size\": 10, \"history_ttl\": \"60s\", \"force_positioning\": true" : "",
-			 o.delta ? ", \"allowed_delta_types\": [\"fossil\"], \"delta_publish\": true" : "");
 		if (rd_start(&rd, rotord, workers, cpu_server, ncpu_server, o.api_key, o.token_secret,
 			     o.deflate ? "\"websocket\": {\"compression\": true}" : o.tp->rotord_conf,
-			     chan, o.tls) < 0)
+			     o.scen == SC_EMULATION, o.tls) < 0)
 			return 1;
 		server_pid = rd.pid;
 		char u[64];

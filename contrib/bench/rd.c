@@ -109,7 +109,7 @@ static void remove_dir(const char *dir)
 }
 
 static int write_config(const struct rd *r, int workers, const char *api_key, const char *secret,
-			const char *extra, const char *chan)
+			const char *extra, bool presence)
 {
 	char path[192];
 	snprintf(path, sizeof(path), "%s/config.json", r->dir);
@@ -136,12 +136,13 @@ static int write_config(const struct rd *r, int workers, const char *api_key, co
 	else
 		fprintf(f, "  \"client\": {\"insecure\": true},\n");
 	fprintf(f, "  \"channel\": {\"without_namespace\": {\"allow_subscribe_for_client\": %s%s}}\n}\n",
-		secret ? "true" : "false", chan);
+		secret ? "true" : "false",
+		presence ? ", \"presence\": true, \"allow_presence_for_subscriber\": true" : "");
 	return fclose(f) == 0 ? 0 : -1;
 }
 
 int rd_start(struct rd *r, const char *path, int workers, const int *cpus, int ncpus,
-	     const char *api_key, const char *token_secret, const char *extra, const char *chan, bool tls)
+	     const char *api_key, const char *token_secret, const char *extra, bool presence, bool tls)
 {
 	memset(r, 0, sizeof(*r));
 	r->tls = tls;
@@ -167,7 +168,7 @@ int rd_start(struct rd *r, const char *path, int workers, const int *cpus, int n
 	snprintf(cert, sizeof(cert), "%s/cert.pem", r->dir);
 	snprintf(key, sizeof(key), "%s/key.pem", r->dir);
 	if (r->port < 0 || (tls && tlsc_make_cert(cert, key) < 0) ||
-	    write_config(r, workers, api_key, token_secret, extra, chan) < 0) {
+	    write_config(r, workers, api_key, token_secret, extra, presence) < 0) {
 		rd_stop(r);
 		return -1;
 	}

@@ -25,13 +25,13 @@ struct rd {
  * token_secret the config holds client.token.hmac_secret_key and lets
  * clients subscribe without namespaces; without, client.insecure. `extra`
  * is more top-level members of the config (a transport's keys: "" for
- * none); `chan` is more members of channel.without_namespace (after a
- * comma: "" for none). With tls, a self-signed ECDSA P-256
+ * none); with `presence`, channels outside namespaces keep presence and
+ * their subscribers may ask for it. With tls, a self-signed ECDSA P-256
  * certificate (tlsc.h) in the directory and http_server.tls on, and the
  * health check over TLS. Returns 0 or -1 with a message on stderr (the
  * daemon stopped again). */
 int rd_start(struct rd *r, const char *path, int workers, const int *cpus, int ncpus,
-	     const char *api_key, const char *token_secret, const char *extra, const char *chan, bool tls);
+	     const char *api_key, const char *token_secret, const char *extra, bool presence, bool tls);
 
 /* 0 while the daemon runs; -1 once it has exited by itself (then reaped,
  * its log's end printed, r->pid 0). */
