@@ -125,10 +125,11 @@ static size_t pb_str(uint8_t *p, uint32_t num, const char *s, size_t n)
 /* ---- commands ------------------------------------------------------------ */
 
 /* Command{id, field:{field 1: s}}, varint-delimited, at buf. */
-static size_t pb_command(uint8_t *buf, uint32_t id, uint32_t field, const char *s)
+/* Command{id, FIELD: request{SUB: S}} with its length prefix. */
+static size_t pb_command(uint8_t *buf, uint32_t id, uint32_t field, uint32_t sub, const char *s)
 {
 	uint8_t req[1100], cmd[1200];
-	size_t r = pb_str(req, 1, s, strlen(s));
+	size_t r = pb_str(req, sub, s, strlen(s));
 	size_t c = put_varint(cmd, 1 << 3 | 0);
 	c += put_varint(cmd + c, id);
 	c += pb_str(cmd + c, field, (const char *)req, r);
@@ -168,7 +169,7 @@ size_t cfp_connect_subscribe(uint8_t *buf, size_t cap, bool protobuf,
 	memcpy(buf + off, cmd, c);
 	off += c;
 	/* Command{id:2, subscribe:SubscribeRequest{channel}} */
-	return off + pb_command(buf + off, 2, 5, channel);
+	return off + pb_command(buf + off, 2, 5, 1, channel);
 }
 
 size_t cfp_presence_stats(uint8_t *buf, size_t cap, bool protobuf, uint32_t id, const char *channel)
@@ -177,8 +178,19 @@ size_t cfp_presence_stats(uint8_t *buf, size_t cap, bool protobuf, uint32_t id, 
 	if (cl > 1024 || cl + 64 > cap)
 		return 0;
 	if (protobuf)
-		return pb_command(buf, id, 9, channel);
+		return pb_command(buf, id, 9, 1, channel);
 	int n = snprintf((char *)buf, cap, "{\"id\":%u,\"presence_stats\":{\"channel\":\"%s\"}}", id, channel);
+	return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
+size_t cfp_rpc(uint8_t *buf, size_t cap, bool protobuf, uint32_t id, const char *method)
+{
+	size_t ml = strlen(method);
+	if (ml > 1024 || ml + 64 > cap)
+		return 0;
+	if (protobuf)   /* Command.rpc = 13, RPCRequest.method = 2 */
+		return pb_command(buf, id, 13, 2, method);
+	int n = snprintf((char *)buf, cap, "{\"id\":%u,\"rpc\":{\"method\":\"%s\",\"data\":{}}}", id, method);
 	return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
 

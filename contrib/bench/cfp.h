@@ -42,6 +42,11 @@ size_t cfp_connect_subscribe(uint8_t *buf, size_t cap, bool protobuf,
  * fit. */
 size_t cfp_presence_stats(uint8_t *buf, size_t cap, bool protobuf, uint32_t id, const char *channel);
 
+/* Writes into buf (cap bytes) one frame's payload with command `id` rpc
+ * calling method (JSON data {}; protobuf none), and returns its length, or
+ * 0 if it does not fit. */
+size_t cfp_rpc(uint8_t *buf, size_t cap, bool protobuf, uint32_t id, const char *method);
+
 /* Splits a frame of commands [p, p+n) after its first command: returns the
  * first one's length (JSON: up to its newline; protobuf: with its length
  * prefix, as the http_stream request body wants it) and sets *rest to

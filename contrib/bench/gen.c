@@ -13,10 +13,10 @@
  * connection is done, and closed, as soon as its TCP connect and, with
  * --tls, its TLS handshake are.
  *
- * The emulation scenario has no publisher: from t_start every connection
- * sends one presence_stats command on its channel (ids 3, 4, ...), and
- * the next as soon as the reply came, until t_end: commands per second
- * and their round trip.
+ * The command scenarios have no publisher: from t_start every connection
+ * sends one command (emulation: presence_stats on its channel; rpc: an RPC
+ * call) with ids 3, 4, ..., and the next as soon as the reply came, until
+ * t_end: commands per second and their round trip.
  *
  * Phases: SETUP (subscribers connect, --concurrency handshakes at a time;
  * READY goes to the parent when every one has succeeded or failed) ->
@@ -256,7 +256,7 @@ static int sub_open(struct sub *s)
 	return 0;
 }
 
-/* Sends s's next command (emulation), or stops its loop after the window. */
+/* Sends s's next command (bench_commands), or stops its loop after the window. */
 static void cmd_next(struct sub *s, uint64_t now)
 {
 	char chan[128];
@@ -265,7 +265,8 @@ static void cmd_next(struct sub *s, uint64_t now)
 		return;
 	sub_channel(s, chan, sizeof(chan));
 	s->cmd_id = s->cmd_id < 3 ? 3 : s->cmd_id + 1;
-	size_t n = cfp_presence_stats(buf, sizeof(buf), s->c->protobuf, s->cmd_id, chan);
+	size_t n = O->scen == SC_RPC ? cfp_rpc(buf, sizeof(buf), s->c->protobuf, s->cmd_id, "bench") :
+		   cfp_presence_stats(buf, sizeof(buf), s->c->protobuf, s->cmd_id, chan);
 	if (n == 0)
 		abort();
 	s->cmd_t = now;
@@ -683,7 +684,7 @@ static void phase_step(uint64_t now)
 {
 	if (is_storm() && G_phase == PH_RUN && G_next == 0 && now >= GO.t_start)
 		start_more();
-	if (O->scen == SC_EMULATION && G_phase == PH_RUN && !G_cmds_started && now >= GO.t_start) {
+	if (bench_commands(O->scen) && G_phase == PH_RUN && !G_cmds_started && now >= GO.t_start) {
 		G_cmds_started = true;
 		for (long j = 0; j < G_nsubs; j++)
 			cmd_next(&G_subs[j], now);
@@ -796,7 +797,7 @@ void gen_main(const struct bench_opts *o, struct bench_shared *sh, int proc,
 		abort();
 
 	G_nproc_publishers = o->scen == SC_API ? o->procs :
-			     (o->scen == SC_IDLE || is_storm() || o->scen == SC_EMULATION) ? 0 : 1;
+			     (o->scen == SC_IDLE || is_storm() || bench_commands(o->scen)) ? 0 : 1;
 	if (am_publisher()) {
 		G_npubs = o->pub_conns;
 		G_pubs = calloc((size_t)G_npubs, sizeof(*G_pubs));
