@@ -58,6 +58,8 @@ struct bench_opts {
 	int concurrency;            /* handshakes in flight per process */
 	bool churn;                 /* connect: close each once subscribed */
 	bool proxy;                 /* connect without a token, through the connect proxy */
+	bool history;               /* channels keep history, subscribers positioned */
+	bool delta;                 /* subscribers negotiate fossil deltas */
 	bool tls;                   /* every connection speaks TLS */
 	int procs;
 	int src_addrs;              /* source addresses 127.0.0.1..N */

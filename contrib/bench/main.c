@@ -53,6 +53,17 @@ static void on_signal(int sig)
 	M_stop = 1;
 }
 
+/* The members of channel.without_namespace that the options call for. */
+static const char *chan_opts(const struct bench_opts *o)
+{
+	static char buf[512];
+	snprintf(buf, sizeof(buf), "%s%s%s",
+		 o->scen == SC_EMULATION ? "\"presence\": true, \"allow_presence_for_subscriber\": true" : "",
+		 o->history ? ", \"history_size\": 100, \"history_ttl\": \"300s\", \"force_positioning\": true" : "",
+		 o->delta ? ", \"allowed_delta_types\": [\"fossil\"], \"delta_publish\": true" : "");
+	return buf[0] == ',' ? buf + 2 : buf;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -87,6 +98,11 @@ static void usage(FILE *f)
 "                       a backend of rotor-bench's own (backend.h) on a free\n"
 "                       port; its TCP connections are counted\n"
 "  --cpu-backend LIST   pin that backend to these CPUs\n"
+"  --history            with --rotord: channels keep history (100 for 300 s)\n"
+"                       and subscribers are positioned\n"
+"  --delta              --history, and subscribers negotiate fossil deltas,\n"
+"                       which the channels allow and publications use\n"
+"                       (delta_publish); every delta is applied and checked\n"
 "  --tls                every connection (clients, API publishers, POSTs)\n"
 "                       speaks TLS; the server's certificate is not verified.\n"
 "                       With --rotord: a self-signed ECDSA P-256 certificate\n"
@@ -646,6 +662,7 @@ enum {
 	O_RATE, O_BURST, O_WINDOW, O_SIZE, O_PUB_CONNS, O_PIPELINE, O_CONCURRENCY, O_CHURN,
 	O_PREFIX, O_PROCS, O_CPU, O_SRC, O_URING, O_URING_EVENTFD, O_URING_NOCHECK, O_WARMUP, O_DRAIN,
 	O_SETUP, O_TRANSPORT, O_POST_CONNS, O_POST_PIPELINE, O_DEFLATE, O_TLS, O_PROXY, O_CPU_BACKEND,
+	O_HISTORY, O_DELTA,
 };
 
 static const struct option longopts[] = {
@@ -665,6 +682,7 @@ static const struct option longopts[] = {
 	{ "transport", 1, 0, O_TRANSPORT }, { "post-conns", 1, 0, O_POST_CONNS },
 	{ "post-pipeline", 1, 0, O_POST_PIPELINE }, { "deflate", 0, 0, O_DEFLATE }, { "tls", 0, 0, O_TLS },
 	{ "proxy", 0, 0, O_PROXY }, { "cpu-backend", 1, 0, O_CPU_BACKEND },
+	{ "history", 0, 0, O_HISTORY }, { "delta", 0, 0, O_DELTA },
 	{ 0, 0, 0, 0 },
 };
 
@@ -744,6 +762,8 @@ int main(int argc, char **argv)
 		case O_PID: server_pid = (pid_t)num(optarg, 1, 1 << 30, "bad --pid"); break;
 		case O_SECRET: o.token_secret = optarg; break;
 		case O_PROXY: o.proxy = true; break;
+		case O_HISTORY: o.history = true; break;
+		case O_DELTA: o.delta = o.history = true; break;
 		case O_CPU_BACKEND:
 			if ((ncpu_backend = parse_cpus(optarg, cpu_backend, BENCH_MAX_PROCS)) <= 0)
 				die("bad --cpu-backend", optarg);
@@ -803,6 +823,8 @@ int main(int argc, char **argv)
 		die("give exactly one of --rotord PATH and --url URL", NULL);
 	if (url && strncmp(url, "https://", 8) == 0)
 		o.tls = true;
+	if ((o.history || o.delta) && !rotord)
+		die("--history and --delta need --rotord", NULL);
 	if (o.proxy && (!rotord || o.token_secret))
 		die("--proxy needs --rotord and no --token-secret", NULL);
 	if (o.token_secret && (strpbrk(o.token_secret, "\"\\") || strlen(o.token_secret) > 200))
@@ -889,7 +911,7 @@ int main(int argc, char **argv)
 		if (rd_start(&rd, rotord, workers, cpu_server, ncpu_server, o.api_key, o.token_secret,
 			     o.proxy ? M_backend.port : 0,
 			     o.deflate ? "\"websocket\": {\"compression\": true}" : o.tp->rotord_conf,
-			     o.scen == SC_EMULATION, o.tls) < 0) {
+			     chan_opts(&o), o.tls) < 0) {
 			backend_stop(&M_backend, &M_bcounts);
 			return 1;
 		}
