@@ -357,8 +357,10 @@ static const char *unsafe_group(const char *re, const char *name)
 				q++;
 			} else if (strchr(".*+?{}^$", *q)) {
 				return "is not an explicit list of allowed values (value1|value2|value3)";
-			} else if (*q == '(' && q[1] == '?' && q[2] != ':') {
-				return "is not an explicit list of allowed values (value1|value2|value3)";
+			} else if (*q == '(' && q[1] == '?') {
+				if (q[2] != ':')
+					return "is not an explicit list of allowed values (value1|value2|value3)";
+				q += 2; /* (?: groups only */
 			}
 		}
 		return NULL;

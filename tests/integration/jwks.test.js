@@ -198,12 +198,20 @@ test('key rotation: a new kid verifies after one refetch; the old kid stays cach
   const js = await new JwksServer({ '/jwks': [k1.jwk] }).start();
   try {
     await withDaemon({ client: { token: { jwks_public_endpoint: js.url('/jwks') } } }, async (rd) => {
-      await expectConnected(rd, jwt({ sub: 'u1' }, k1), 'u1', 'k1');
+      const u1 = await rawConnect(rd, jwt({ sub: 'u1', exp: now() + 60 }, k1));
+      assert.ok(u1.reply.connect, 'k1');
       assert.strictEqual(js.count('/jwks'), 1);
       js.sets['/jwks'] = [k2.jwk]; // the provider rotates: k1 is gone
       await sleep(REFETCH_MS + 200);
-      await expectConnected(rd, jwt({ sub: 'u2' }, k2), 'u2', 'k2 after the rotation');
+      // a refresh with a token of the new key waits for the refetch
+      const refreshed = new Promise((resolve) => u1.ws.once('message', (d) => resolve(JSON.parse(d.toString()))));
+      u1.ws.send(JSON.stringify({ id: 2, refresh: { token: jwt({ sub: 'u1', exp: now() + 120 }, k2) } }));
+      const rr = await refreshed;
+      u1.ws.close();
+      assert.strictEqual(rr.id, 2);
+      assert.ok(rr.refresh && rr.refresh.expires === true && rr.refresh.ttl > 100, `refreshed: ${JSON.stringify(rr)}`);
       assert.strictEqual(js.count('/jwks'), 2, 'one refetch');
+      await expectConnected(rd, jwt({ sub: 'u2' }, k2), 'u2', 'k2 after the rotation');
       await expectConnected(rd, jwt({ sub: 'u3' }, k2), 'u3', 'k2 again');
       await expectConnected(rd, jwt({ sub: 'u4' }, k1), 'u4', 'k1, cached, no longer published');
       assert.strictEqual(js.count('/jwks'), 2, 'no more fetches');
