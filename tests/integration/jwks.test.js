@@ -249,6 +249,43 @@ test('a flood of forged kids: the JWKS server sees one request per 2 s; the endp
   }
 });
 
+// The first line of a uni_http_stream response to a connect with TOKEN
+// (the connect push, or a disconnect), then the stream is dropped.
+async function uniFirstLine(rd, token) {
+  const ac = new AbortController();
+  const res = await fetch(`http://127.0.0.1:${rd.port}/connection/uni_http_stream`, {
+    method: 'POST', body: JSON.stringify({ token }), signal: ac.signal,
+    headers: { 'Content-Type': 'application/json' },
+  });
+  let buf = '';
+  try {
+    for await (const chunk of res.body) {
+      buf += Buffer.from(chunk).toString();
+      if (buf.includes('\n')) break;
+    }
+  } finally {
+    ac.abort();
+  }
+  return JSON.parse(buf.split('\n')[0]);
+}
+
+test('unidirectional transports wait for the JWKS fetch too (uni_http_stream)', async () => {
+  const k1 = makeKey('ec', 'k1', 'ES256');
+  const js = await new JwksServer({ '/jwks': [k1.jwk] }).start();
+  try {
+    await withDaemon({ uni_http_stream: { enabled: true }, client: { token: { jwks_public_endpoint: js.url('/jwks') } } },
+      async (rd) => {
+        const first = await uniFirstLine(rd, jwt({ sub: 'uni' }, k1));
+        assert.ok(first.connect && first.connect.client, `connected: ${JSON.stringify(first)}`);
+        assert.strictEqual(js.count('/jwks'), 1);
+        const refused = await uniFirstLine(rd, jwt({ sub: 'uni' }, k1, { kid: 'nope' }));
+        assert.deepStrictEqual(refused, { disconnect: { code: 3500, reason: 'invalid token' } });
+      });
+  } finally {
+    await js.stop();
+  }
+});
+
 test('JWKS server down: cached keys keep verifying, unknown kids are refused', async () => {
   const k1 = makeKey('rsa', 'k1', 'RS256');
   const k2 = makeKey('rsa', 'k2', 'RS256');
