@@ -234,8 +234,28 @@ int jwks_parse_key(const json_t *o, struct jwk *key, const char **why)
 				key->pkey = NULL;
 			}
 		}
+	} else if (strcmp(kty, "OKP") == 0) {
+		const char *crv = json_string_value(json_object_get(o, "crv"));
+		size_t xlen;
+		unsigned char *x;
+
+		key->kty = JWK_OKP;
+		if (crv == NULL || strcmp(crv, "Ed25519") != 0) {
+			*why = "OKP key on a curve other than Ed25519";
+			return -1;
+		}
+		if (a != NULL && strcmp(a, "EdDSA") != 0) {
+			*why = "Ed25519 key for an algorithm other than EdDSA";
+			return -1;
+		}
+		*why = "Ed25519 key without a valid x";
+		x = b64_member(o, "x", &xlen);
+		if (x != NULL && xlen == 32)
+			key->pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, x, xlen);
+		free(x);
+		ERR_clear_error();
 	} else {
-		*why = "kty other than RSA and EC";
+		*why = "kty other than RSA, EC and OKP";
 		return -1;
 	}
 	if (key->pkey == NULL)

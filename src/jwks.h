@@ -26,7 +26,7 @@ struct evp_pkey_st; /* OpenSSL's EVP_PKEY */
 #define JWKS_BODY_MAX (1u << 20)
 #define JWKS_KEYS_MAX 4096         /* cached keys over all URLs */
 
-enum jwk_kty { JWK_RSA, JWK_EC };
+enum jwk_kty { JWK_RSA, JWK_EC, JWK_OKP };
 
 /* A cached public key. ALG is the JWK's "alg" ("" when it has none);
  * CURVE the OpenSSL group name of an EC key ("prime256v1", ...). */
@@ -63,9 +63,10 @@ uint64_t jwks_fetches(const char *url);
  * stops. */
 void jwks_shutdown(void);
 
-/* Turns one JWK (a JSON object) into KEY: kty RSA (n, e) or EC (crv P-256,
- * P-384 or P-521, x, y), "use" absent or "sig", an "alg" (if any) of the
- * key's family and curve. -1 with a reason in *WHY otherwise. */
+/* Turns one JWK (a JSON object) into KEY: kty RSA (n, e), EC (crv P-256,
+ * P-384 or P-521, x, y) or OKP (crv Ed25519, x), "use" absent or "sig", an
+ * "alg" (if any) of the key's family and curve. -1 with a reason in *WHY
+ * otherwise. */
 struct json_t;
 int jwks_parse_key(const struct json_t *jwk, struct jwk *key, const char **why);
 

@@ -1,8 +1,8 @@
 'use strict';
 // JWKS (server-api.md §2.1): connection and subscription tokens verified with
 // keys that the daemon fetches from a JSON Web Key Set served by a Node
-// `http` server of the test (keys made with crypto.generateKeyPairSync, RSA
-// and EC P-256, tokens signed here with node:crypto). Key rotation, a flood
+// `http` server of the test (keys made with crypto.generateKeyPairSync, RSA,
+// EC P-256 and Ed25519, tokens signed here with node:crypto). Key rotation, a flood
 // of forged kids against the rate limit (one fetch per URL per 2 s per
 // worker), an outage of the JWKS server, endpoint templates filled from
 // issuer_regex, and `rotord -t` on bad endpoints.
@@ -29,10 +29,11 @@ const b64u = (b) => Buffer.from(b).toString('base64url');
 function makeKey(type, kid, alg) {
   const { publicKey, privateKey } = type === 'rsa'
     ? crypto.generateKeyPairSync('rsa', { modulusLength: 2048 })
-    : crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    : type === 'ed25519' ? crypto.generateKeyPairSync('ed25519')
+      : crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const jwk = { ...publicKey.export({ format: 'jwk' }), kid, use: 'sig' };
   if (alg) jwk.alg = alg;
-  return { kid, alg: alg || (type === 'rsa' ? 'RS256' : 'ES256'), privateKey, jwk };
+  return { kid, alg: alg || { rsa: 'RS256', ec: 'ES256', ed25519: 'EdDSA' }[type], privateKey, jwk };
 }
 
 // A JWT over CLAIMS signed with KEY (from makeKey); HEADER fields override.
@@ -41,7 +42,8 @@ function jwt(claims, key, header = {}) {
   const data = Buffer.from(`${b64u(JSON.stringify(h))}.${b64u(JSON.stringify(claims))}`);
   const md = `sha${h.alg.slice(2)}`;
   let sig;
-  if (h.alg.startsWith('HS')) sig = crypto.createHmac(md, key).update(data).digest();
+  if (h.alg === 'EdDSA') sig = crypto.sign(null, data, key.privateKey);
+  else if (h.alg.startsWith('HS')) sig = crypto.createHmac(md, key).update(data).digest();
   else if (h.alg.startsWith('RS')) sig = crypto.sign(md, data, key.privateKey);
   else sig = crypto.sign(md, data, { key: key.privateKey, dsaEncoding: 'ieee-p1363' });
   return `${data}.${b64u(sig)}`;
@@ -150,10 +152,11 @@ async function withDaemon(config, fn) {
 
 // ---- tests ------------------------------------------------------------------------------
 
-test('RSA and EC P-256 keys verify connection tokens; only JWKS keys verify; one fetch for both', async () => {
+test('RSA, EC P-256 and Ed25519 keys verify connection tokens; only JWKS keys verify; one fetch for all', async () => {
   const rsa = makeKey('rsa', 'rsa-1', 'RS256');
   const ec = makeKey('ec', 'ec-1', null); // no alg: any ES* of its curve
-  const js = await new JwksServer({ '/jwks': [rsa.jwk, ec.jwk] }).start();
+  const ed = makeKey('ed25519', 'ed-1', null);
+  const js = await new JwksServer({ '/jwks': [rsa.jwk, ec.jwk, ed.jwk] }).start();
   try {
     await withDaemon({ client: { token: { hmac_secret_key: 'test-secret', jwks_public_endpoint: js.url('/jwks') } } },
       async (rd) => {
@@ -165,6 +168,9 @@ test('RSA and EC P-256 keys verify connection tokens; only JWKS keys verify; one
         const b = await sdkConnect(rd, jwt({ sub: 'bob', exp }, ec));
         b.c.disconnect();
         assert.strictEqual(js.count('/jwks'), 1, 'the EC key came with the same fetch');
+        await expectConnected(rd, jwt({ sub: 'dave', exp }, ed), 'dave', 'Ed25519 (EdDSA), as Centrifugo');
+        await expectRefused(rd, jwt({ sub: 'eve' }, rsa, { kid: 'ed-1' }), 'RS256 naming the Ed25519 key');
+        await expectRefused(rd, jwt({ sub: 'eve' }, ed, { kid: 'rsa-1' }), 'EdDSA naming the RSA key');
         const info = await expectConnected(rd, jwt({ sub: 'carol', info: { x: 1 } }, rsa), 'carol', 'RSA, raw');
         assert.strictEqual(info.client.length, 36);
 

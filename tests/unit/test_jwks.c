@@ -109,7 +109,26 @@ static void test_parse(void)
 	is_int(parse(json_pack("{s:s, s:s}", "kty", "oct", "k", "c2VjcmV0"), NULL, &why), -1,
 	       "oct (symmetric) refused: %s", why);
 	is_int(parse(json_pack("{s:s, s:s, s:s}", "kty", "OKP", "crv", "Ed25519", "x", "AAAA"), NULL, &why), -1,
-	       "OKP refused: %s", why);
+	       "Ed25519 with a 3-byte x refused: %s", why);
+	{
+		EVP_PKEY *ed = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+		unsigned char raw[32];
+		size_t n = sizeof(raw);
+		char *x;
+
+		EVP_PKEY_get_raw_public_key(ed, raw, &n);
+		x = b64_encode_alloc(raw, n, B64_URL | B64_NOPAD);
+		is_int(parse(json_pack("{s:s, s:s, s:s, s:s}", "kty", "OKP", "crv", "Ed25519", "x", x, "alg", "EdDSA"),
+			     &key, &why), 0, "Ed25519: %s", why);
+		ok(key.kty == JWK_OKP && EVP_PKEY_eq(key.pkey, ed) == 1, "Ed25519: the same public key");
+		EVP_PKEY_free(key.pkey);
+		is_int(parse(json_pack("{s:s, s:s, s:s}", "kty", "OKP", "crv", "X25519", "x", x), NULL, &why), -1,
+		       "X25519 refused: %s", why);
+		is_int(parse(json_pack("{s:s, s:s, s:s, s:s}", "kty", "OKP", "crv", "Ed25519", "x", x, "alg", "ES256"),
+			     NULL, &why), -1, "Ed25519 with alg ES256 refused: %s", why);
+		free(x);
+		EVP_PKEY_free(ed);
+	}
 	is_int(parse(json_pack("{s:s}", "n", "AQAB"), NULL, &why), -1, "no kty refused: %s", why);
 
 	is_int(parse(ec_jwk(p256, "P-256", 32), &key, &why), 0, "EC P-256: %s", why);
