@@ -251,28 +251,47 @@ static bool valid_user_id_claim(const char *s)
 
 /* ---- JWKS endpoint templates ---------------------------------------------- */
 
+/* Steps over the character RE[I] of a Go regex (an escape, or a bracket
+ * expression's opening, as a whole): the index of the next one. *PAREN is
+ * '(' or ')' when RE[I] is a group's parenthesis, else 0; *IN_CLASS
+ * follows bracket expressions. */
+static size_t re_step(const char *re, size_t i, bool *in_class, char *paren)
+{
+	*paren = 0;
+	if (re[i] == '\\' && re[i + 1])
+		return i + 2;
+	if (*in_class) {
+		*in_class = re[i] != ']';
+		return i + 1;
+	}
+	if (re[i] == '[') {
+		*in_class = true;
+		i++;
+		if (re[i] == '^')
+			i++;
+		if (re[i] == ']') /* a leading ] is literal */
+			i++;
+		return i;
+	}
+	if (re[i] == '(' || re[i] == ')')
+		*paren = re[i];
+	return i + 1;
+}
+
 /* Index just past the group that opens at RE[I] ('('), or strlen(RE). */
 static size_t group_end(const char *re, size_t i)
 {
 	int depth = 0;
 	bool in_class = false;
+	char paren;
 
-	for (; re[i]; i++) {
-		if (re[i] == '\\' && re[i + 1]) {
-			i++;
-		} else if (in_class) {
-			in_class = re[i] != ']';
-		} else if (re[i] == '[') {
-			in_class = true;
-			if (re[i + 1] == '^')
-				i++;
-			if (re[i + 1] == ']')
-				i++;
-		} else if (re[i] == '(') {
+	while (re[i]) {
+		size_t next = re_step(re, i, &in_class, &paren);
+		if (paren == '(')
 			depth++;
-		} else if (re[i] == ')' && --depth == 0) {
-			return i + 1;
-		}
+		else if (paren == ')' && --depth == 0)
+			return next;
+		i = next;
 	}
 	return i;
 }
@@ -283,34 +302,25 @@ static size_t group_end(const char *re, size_t i)
  * *NAMES has. */
 static size_t group_names(const char *re, char ***names)
 {
-	size_t n = 1, i;
+	size_t n = 1, i = 0;
 	bool in_class = false;
+	char paren;
 
 	*names = xcalloc(strlen(re) + 1, sizeof(**names));
-	for (i = 0; re[i]; i++) {
-		if (re[i] == '\\' && re[i + 1]) {
-			i++;
-		} else if (in_class) {
-			in_class = re[i] != ']';
-		} else if (re[i] == '[') {
-			in_class = true;
-			if (re[i + 1] == '^')
-				i++;
-			if (re[i + 1] == ']')
-				i++;
-		} else if (re[i] == '(') {
+	while (re[i]) {
+		size_t next = re_step(re, i, &in_class, &paren);
+		if (paren == '(') {
 			const char *name = NULL;
-			if (re[i + 1] != '?') {
+			if (re[i + 1] != '?')
 				n++;
-				continue;
-			}
-			if (re[i + 2] == 'P' && re[i + 3] == '<')
+			else if (re[i + 2] == 'P' && re[i + 3] == '<')
 				name = re + i + 4;
 			else if (re[i + 2] == '<')
 				name = re + i + 3;
 			if (name != NULL && strchr(name, '>') != NULL)
 				(*names)[n++] = xstrndup(name, (size_t)(strchr(name, '>') - name));
 		}
+		i = next;
 	}
 	return n;
 }
