@@ -79,6 +79,10 @@ int seg_peek(const char *path, struct seg_hdr *h);
 /* Unmaps S (the file stays). */
 void seg_detach(struct seg *s);
 
+/* Fills KEY with random bits for a table's SipHash key (getrandom; the
+ * clock and the pid when there is no entropy to be had). */
+void seg_random_key(uint64_t key[2]);
+
 /* Removes the file of S (the mapping stays valid until seg_detach). */
 int seg_unlink(struct seg *s);
 
