@@ -42,6 +42,7 @@
 #include "worker.h"
 #include "bus.h"
 #include "chan.h"
+#include "idem.h"
 #include "pres.h"
 #include "snap.h"
 #include "stats.h"
@@ -139,17 +140,23 @@ static unsigned msg_type(unsigned type)
 	}
 }
 
+/* Logs why appending the record built in REC as TYPE failed (errno). */
+static void log_append_failed(struct worker *w, unsigned type)
+{
+	if (errno == EMSGSIZE)
+		log_warn("bus: a %zu-byte record is over the bus's limit of %zu bytes (shm.bus_size)", rec.len,
+			 bus_max_record(w->bus));
+	else
+		log_syscall("bus_append(type %u, %zu bytes)", type, rec.len);
+}
+
 /* Appends the record built in REC as TYPE. */
 static int append(struct worker *w, unsigned type)
 {
 	if (msg_type(type) < STATS_MSGS)
 		count_msg(w, msg_type(type), false);
 	if (bus_append(w->bus, type, rec.buf, rec.len, NULL) < 0) {
-		if (errno == EMSGSIZE)
-			log_warn("bus: a %zu-byte record is over the bus's limit of %zu bytes (shm.bus_size)",
-				 rec.len, bus_max_record(w->bus));
-		else
-			log_syscall("bus_append(type %u, %zu bytes)", type, rec.len);
+		log_append_failed(w, type);
 		return RT_ERR;
 	}
 	return RT_OK;
@@ -205,41 +212,93 @@ static void get_target(struct rd *r, struct node_target *t)
 
 /* ---- node operations -------------------------------------------------- */
 
-/* What the bus fill needs to put a publication into history as its record
- * is appended: the record's bytes (built outside the lock), where its
- * offset and epoch go, and the history record. */
+/* What the bus fill needs to write a publication's record: the bytes
+ * built in REC, where its offset and epoch go, and the position the
+ * history append gave it (offset 0: none). */
 struct pub_fill {
-	struct worker *w;
-	const struct node_pub *p;
-	const struct hist_rec *hrec;
 	size_t off_pos, epoch_pos;  /* in the bus record */
 	struct hist_pos pos;
-	int err;                    /* errno of a failed hist_append */
 };
 
-/* Runs under the bus lock: assigns the offset (taking the history lock,
- * after the bus one) and writes the record with it. */
+/* Runs under the bus lock: writes the record with its position. */
 static void fill_pub(void *dst, size_t len, uint64_t seq, void *arg)
 {
 	struct pub_fill *f = arg;
-	struct hist_opts o = { f->p->history_size, f->p->history_ttl_ms, f->p->history_meta_ttl_ms };
 
+	(void)seq;
 	memcpy(dst, rec.buf, len);
-	if (hist_append(f->w->ctab, f->p->channel.p, f->p->channel.n, &o, f->hrec, util_wall_ms(),
-			&f->pos) < 0) {
-		f->err = errno;
-		memset(&f->pos, 0, sizeof(f->pos));
-		return; /* offset 0: subscribers tracking positions resynchronise */
+	if (f->pos.offset != 0) {
+		memcpy((char *)dst + f->off_pos, &f->pos.offset, sizeof(f->pos.offset));
+		memcpy((char *)dst + f->epoch_pos, f->pos.epoch, HIST_EPOCH_LEN);
 	}
-	memcpy((char *)dst + f->off_pos, &f->pos.offset, sizeof(f->pos.offset));
-	memcpy((char *)dst + f->epoch_pos, f->pos.epoch, HIST_EPOCH_LEN);
+}
+
+static void result_of(struct node_pub_result *res, uint64_t offset, const char *epoch, bool suppressed)
+{
+	res->offset = offset;
+	snprintf(res->epoch, sizeof(res->epoch), "%s", epoch);
+	res->suppressed = suppressed;
+}
+
+/* The steps of a publication that must be one across every process, with
+ * the bus lock held: an idempotency key seen within IDEM_TTL_MS answers
+ * its first result; a version the stream has passed answers the stream's
+ * top (hist_append drops it); else the history append, the bus record
+ * with its position right after it, and the key's result remembered.
+ * HREC is P's history record, NULL when P keeps none. A process killed
+ * between the append and the result being remembered leaves the key
+ * unknown: a retry publishes again (at least once, as when Centrifugo's
+ * memory engine restarts). */
+_Static_assert(HIST_EPOCH_LEN <= IDEM_EPOCH_MAX, "a stream's epoch fits an idempotency result");
+
+static int publish_locked(struct worker *w, const struct node_pub *p, const struct hist_rec *hrec,
+			  struct pub_fill *f, struct node_pub_result *res)
+{
+	int64_t now = util_wall_ms();
+	struct idem_result ir;
+	int found = 0;
+
+	if (p->idempotency_key.n > 0 &&
+	    (found = idem_get(w->idem, p->channel.p, p->channel.n, p->idempotency_key.p, p->idempotency_key.n,
+			      now, &ir)) < 0)
+		log_syscall("idem_get(%.*s)", (int)p->channel.n, p->channel.p); /* then published */
+	if (found > 0) {
+		result_of(res, ir.offset, ir.epoch, true);
+		return RT_OK;
+	}
+	if (hrec != NULL) {
+		struct hist_opts o = { p->history_size, p->history_ttl_ms, p->history_meta_ttl_ms, p->version,
+				       p->version_epoch.p, p->version_epoch.n };
+		int rc = hist_append(w->ctab, p->channel.p, p->channel.n, &o, hrec, now, &f->pos);
+		if (rc < 0) {
+			log_syscall("hist_append(%.*s)", (int)p->channel.n, p->channel.p);
+			return RT_ERR;
+		}
+		if (rc == 1) {
+			result_of(res, f->pos.offset, f->pos.epoch, true);
+			return RT_OK;
+		}
+	}
+	count_msg(w, STATS_MSG_PUBLICATION, false);
+	if (bus_append_locked(w->bus, REC_PUB, rec.len, fill_pub, f, NULL) < 0) {
+		log_append_failed(w, REC_PUB);
+		return RT_ERR; /* a history append without its record: subscribers see a gap, recover */
+	}
+	result_of(res, f->pos.offset, f->pos.offset ? f->pos.epoch : "", false);
+	ir.offset = res->offset;
+	memcpy(ir.epoch, res->epoch, sizeof(ir.epoch)); /* a shm epoch: HIST_EPOCH_LEN letters */
+	ir.epoch[IDEM_EPOCH_MAX] = '\0';
+	if (p->idempotency_key.n > 0 && idem_put(w->idem, p->channel.p, p->channel.n, p->idempotency_key.p,
+						  p->idempotency_key.n, &ir, now, IDEM_TTL_MS) < 0)
+		log_syscall("idem_put(%.*s)", (int)p->channel.n, p->channel.p);
+	return RT_OK;
 }
 
 int node_bus_publish(struct worker *w, const struct node_pub *p, struct node_pub_result *res)
 {
 	static struct hist_rec hrec;
 	bool history = p->history_size > 0 && p->history_ttl_ms > 0 && !p->skip_history;
-	struct pub_fill f = { .w = w, .p = p, .hrec = &hrec };
+	struct pub_fill f = { 0 };
 
 	memset(res, 0, sizeof(*res));
 	rec.len = 0;
@@ -256,46 +315,41 @@ int node_bus_publish(struct worker *w, const struct node_pub *p, struct node_pub
 	f.epoch_pos = rec.len + 2;
 	put_str16(history ? (struct pstr){ "\0\0\0\0\0\0\0\0", HIST_EPOCH_LEN } : (struct pstr){ NULL, 0 });
 	put_u64(0);           /* time */
-	if (!history)
+	if (!history && p->idempotency_key.n == 0)
 		return append(w, REC_PUB);
 
 	/* The history record is encoded outside any lock. */
-	struct hist_info hi;
-	struct hist_tag tags[64];
-	struct hist_pub hp = { .time_ms = util_wall_ms(), .data = p->data.p, .data_len = p->data.n };
-	if (p->info) {
-		hi = (struct hist_info){ p->info->user.p, p->info->user.n, p->info->client.p, p->info->client.n,
-					 p->info->conn_info.p, p->info->conn_info.n, p->info->chan_info.p,
-					 p->info->chan_info.n };
-		hp.info = &hi;
+	if (history) {
+		struct hist_info hi;
+		struct hist_tag tags[64];
+		struct hist_pub hp = { .time_ms = util_wall_ms(), .data = p->data.p, .data_len = p->data.n };
+		if (p->info) {
+			hi = (struct hist_info){ p->info->user.p, p->info->user.n, p->info->client.p,
+						 p->info->client.n, p->info->conn_info.p, p->info->conn_info.n,
+						 p->info->chan_info.p, p->info->chan_info.n };
+			hp.info = &hi;
+		}
+		for (size_t i = 0; i < p->ntags && i < ROTOR_ARRAY_LEN(tags); i++)
+			tags[hp.ntags++] = (struct hist_tag){ p->tags[i].key.p, p->tags[i].key.n,
+							      p->tags[i].value.p, p->tags[i].value.n };
+		hp.tags = tags;
+		struct hist_opts o = { p->history_size, p->history_ttl_ms, p->history_meta_ttl_ms, 0, NULL, 0 };
+		int err = hist_encode(&hrec, &hp) < 0 ? ENOMEM : hist_append_check(w->ctab, p->channel.n, &o, &hrec);
+		if (err == ENAMETOOLONG)
+			return RT_INVAL; /* the caller's bad request: !node_history_fits */
+		if (err != 0) {
+			log_warn("history: cannot keep a %zu-byte publication to a %zu-byte channel name: %s",
+				 p->data.n, p->channel.n, strerror(err));
+			return RT_ERR;
+		}
 	}
-	for (size_t i = 0; i < p->ntags && i < ROTOR_ARRAY_LEN(tags); i++)
-		tags[hp.ntags++] = (struct hist_tag){ p->tags[i].key.p, p->tags[i].key.n, p->tags[i].value.p,
-						      p->tags[i].value.n };
-	hp.tags = tags;
-	struct hist_opts o = { p->history_size, p->history_ttl_ms, p->history_meta_ttl_ms };
-	int err = hist_encode(&hrec, &hp) < 0 ? ENOMEM : hist_append_check(w->ctab, p->channel.n, &o, &hrec);
-	if (err == ENAMETOOLONG)
-		return RT_INVAL; /* the caller's bad request: !node_history_fits */
-	if (err != 0) {
-		log_warn("history: cannot keep a %zu-byte publication to a %zu-byte channel name: %s",
-			 p->data.n, p->channel.n, strerror(err));
+	if (bus_lock(w->bus) < 0) {
+		log_syscall("bus_lock(publication to %.*s)", (int)p->channel.n, p->channel.p);
 		return RT_ERR;
 	}
-	count_msg(w, STATS_MSG_PUBLICATION, false);
-	if (bus_append_fn(w->bus, REC_PUB, rec.len, fill_pub, &f, NULL) < 0) {
-		log_syscall("bus_append_fn(publication, %zu bytes)", rec.len);
-		return RT_ERR;
-	}
-	if (f.err) {
-		errno = f.err;
-		log_syscall("hist_append(%.*s)", (int)p->channel.n, p->channel.p);
-		return RT_ERR;
-	}
-	res->offset = f.pos.offset;
-	memcpy(res->epoch, f.pos.epoch, HIST_EPOCH_LEN);
-	res->epoch[HIST_EPOCH_LEN] = '\0';
-	return RT_OK;
+	int rc = publish_locked(w, p, history ? &hrec : NULL, &f, res);
+	bus_unlock(w->bus);
+	return rc;
 }
 
 /* ---- the engine's operations ---------------------------------------------- */
