@@ -1736,6 +1736,28 @@ int hist_append(struct ctab *t, const char *name, size_t name_len, const struct 
 	return rc;
 }
 
+int hist_version_check(struct ctab *t, const char *name, size_t name_len, const struct hist_opts *o, int64_t now,
+		       struct hist_pos *pos)
+{
+	int err = name_check(t, name_len), rc = 0;
+	if (err != 0) {
+		errno = err;
+		return -1;
+	}
+	if (o->version == 0)
+		return 0;
+	uint64_t hash = siphash24(t->h->key, name, name_len);
+	if (lock(t) < 0)
+		return -1;
+	uint32_t si = get_stream_locked(t, name, name_len, hash, now, false);
+	if (si != NONE && version_stale(t, &ent(t, si)->m, o)) {
+		pos_of(&ent(t, si)->m, pos);
+		rc = 1;
+	}
+	unlock(t);
+	return rc;
+}
+
 /* Copies the record at block B, which must be offset OFF of stream M, to
  * t->rbuf at *USED. Returns 0, EIO (it is not that record) or ENOMEM. */
 static int copy_record_locked(struct ctab *t, uint32_t si, const struct hist_meta *m, uint32_t b, uint64_t off,

@@ -393,9 +393,10 @@ int hist_append_check(const struct ctab *t, size_t name_len, const struct hist_o
  * append stores O->version and its epoch (0 and empty included) as the
  * stream's last.
  *
- * Runs under the bus lock, with the bus record written just after it (in a
- * fill, or in the same bus_lock batch), so that offsets are assigned in the
- * bus's order. Lock order: bus lock, then this table's; nothing here takes
+ * Designed to run inside a bus fill (bus_append_fn), so that the offset is
+ * assigned and the bus record written under the bus lock, and a writer
+ * killed after the append leaves a void record that tells readers. Lock
+ * order: bus lock, then this table's; nothing here takes
  * the bus lock. It holds the table lock for a copy of the record and a few
  * cache lines. A dead holder found here is repaired first: its operation
  * finished or undone from the journal, the counts recounted (microseconds;
@@ -403,6 +404,15 @@ int hist_append_check(const struct ctab *t, size_t name_len, const struct hist_o
  * or -1 with errno: hist_append_check's, or the mutex's (ENOTRECOVERABLE). */
 int hist_append(struct ctab *t, const char *name, size_t name_len, const struct hist_opts *o,
 		const struct hist_rec *rec, int64_t now_ms, struct hist_pos *pos);
+
+/* Whether hist_append would drop a publication with O's version on
+ * channel NAME now (without appending, creating nothing): 1 with *POS the
+ * stream's top, 0 when it would append, -1 with errno (EINVAL,
+ * ENAMETOOLONG, the mutex's). Under the bus lock, where every append runs,
+ * hist_append then answers the same: a caller checks this before it takes
+ * a bus record for the append. */
+int hist_version_check(struct ctab *t, const char *name, size_t name_len, const struct hist_opts *o, int64_t now,
+		       struct hist_pos *pos);
 
 /* A history query (client history, server API history, recovery). */
 struct hist_query {

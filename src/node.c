@@ -212,25 +212,41 @@ static void get_target(struct rd *r, struct node_target *t)
 
 /* ---- node operations -------------------------------------------------- */
 
-/* What the bus fill needs to write a publication's record: the bytes
- * built in REC, where its offset and epoch go, and the position the
- * history append gave it (offset 0: none). */
+/* What the bus fill needs to put a publication into history as its record
+ * is appended: the record's bytes (built outside the lock), where its
+ * offset and epoch go, and the history record (NULL: none). */
 struct pub_fill {
+	struct worker *w;
+	const struct node_pub *p;
+	const struct hist_rec *hrec;
 	size_t off_pos, epoch_pos;  /* in the bus record */
 	struct hist_pos pos;
+	int err;                    /* errno of a failed hist_append */
 };
 
-/* Runs under the bus lock: writes the record with its position. */
+/* Runs under the bus lock: assigns the offset (taking the history lock,
+ * after the bus one) and writes the record with it. */
 static void fill_pub(void *dst, size_t len, uint64_t seq, void *arg)
 {
 	struct pub_fill *f = arg;
+	const struct node_pub *p = f->p;
+	struct hist_opts o = { p->history_size, p->history_ttl_ms, p->history_meta_ttl_ms, p->version,
+			       p->version_epoch.p, p->version_epoch.n };
 
 	(void)seq;
 	memcpy(dst, rec.buf, len);
-	if (f->pos.offset != 0) {
-		memcpy((char *)dst + f->off_pos, &f->pos.offset, sizeof(f->pos.offset));
-		memcpy((char *)dst + f->epoch_pos, f->pos.epoch, HIST_EPOCH_LEN);
+	if (f->hrec == NULL)
+		return;
+	int rc = hist_append(f->w->ctab, p->channel.p, p->channel.n, &o, f->hrec, util_wall_ms(), &f->pos);
+	if (rc != 0) {
+		/* 1 cannot be: hist_version_check said it would append, and
+		 * nothing else appends outside the bus lock. */
+		f->err = rc < 0 ? errno : EALREADY;
+		memset(&f->pos, 0, sizeof(f->pos));
+		return; /* offset 0: subscribers tracking positions resynchronise */
 	}
+	memcpy((char *)dst + f->off_pos, &f->pos.offset, sizeof(f->pos.offset));
+	memcpy((char *)dst + f->epoch_pos, f->pos.epoch, HIST_EPOCH_LEN);
 }
 
 static void result_of(struct node_pub_result *res, uint64_t offset, const char *epoch, bool suppressed)
@@ -240,22 +256,22 @@ static void result_of(struct node_pub_result *res, uint64_t offset, const char *
 	res->suppressed = suppressed;
 }
 
+_Static_assert(HIST_EPOCH_LEN <= IDEM_EPOCH_MAX, "a stream's epoch fits an idempotency result");
+
 /* The steps of a publication that must be one across every process, with
  * the bus lock held: an idempotency key seen within IDEM_TTL_MS answers
  * its first result; a version the stream has passed answers the stream's
- * top (hist_append drops it); else the history append, the bus record
- * with its position right after it, and the key's result remembered.
- * HREC is P's history record, NULL when P keeps none. A process killed
- * between the append and the result being remembered leaves the key
- * unknown: a retry publishes again (at least once, as when Centrifugo's
- * memory engine restarts). */
-_Static_assert(HIST_EPOCH_LEN <= IDEM_EPOCH_MAX, "a stream's epoch fits an idempotency result");
-
-static int publish_locked(struct worker *w, const struct node_pub *p, const struct hist_rec *hrec,
-			  struct pub_fill *f, struct node_pub_result *res)
+ * top; else the bus record with the history append in its fill, and the
+ * key's result remembered. A process killed between the record and the
+ * result being remembered leaves the key unknown: a retry publishes again
+ * (at least once, as when Centrifugo's memory engine restarts). */
+static int publish_locked(struct pub_fill *f, struct node_pub_result *res)
 {
+	struct worker *w = f->w;
+	const struct node_pub *p = f->p;
 	int64_t now = util_wall_ms();
 	struct idem_result ir;
+	struct hist_pos top;
 	int found = 0;
 
 	if (p->idempotency_key.n > 0 &&
@@ -266,31 +282,38 @@ static int publish_locked(struct worker *w, const struct node_pub *p, const stru
 		result_of(res, ir.offset, ir.epoch, true);
 		return RT_OK;
 	}
-	if (hrec != NULL) {
+	if (f->hrec != NULL && p->version != 0) {
 		struct hist_opts o = { p->history_size, p->history_ttl_ms, p->history_meta_ttl_ms, p->version,
 				       p->version_epoch.p, p->version_epoch.n };
-		int rc = hist_append(w->ctab, p->channel.p, p->channel.n, &o, hrec, now, &f->pos);
+		int rc = hist_version_check(w->ctab, p->channel.p, p->channel.n, &o, now, &top);
 		if (rc < 0) {
-			log_syscall("hist_append(%.*s)", (int)p->channel.n, p->channel.p);
+			log_syscall("hist_version_check(%.*s)", (int)p->channel.n, p->channel.p);
 			return RT_ERR;
 		}
 		if (rc == 1) {
-			result_of(res, f->pos.offset, f->pos.epoch, true);
+			result_of(res, top.offset, top.epoch, true);
 			return RT_OK;
 		}
 	}
 	count_msg(w, STATS_MSG_PUBLICATION, false);
 	if (bus_append_locked(w->bus, REC_PUB, rec.len, fill_pub, f, NULL) < 0) {
 		log_append_failed(w, REC_PUB);
-		return RT_ERR; /* a history append without its record: subscribers see a gap, recover */
+		return RT_ERR;
+	}
+	if (f->err) {
+		errno = f->err;
+		log_syscall("hist_append(%.*s)", (int)p->channel.n, p->channel.p);
+		return RT_ERR;
 	}
 	result_of(res, f->pos.offset, f->pos.offset ? f->pos.epoch : "", false);
-	ir.offset = res->offset;
-	memcpy(ir.epoch, res->epoch, sizeof(ir.epoch)); /* a shm epoch: HIST_EPOCH_LEN letters */
-	ir.epoch[IDEM_EPOCH_MAX] = '\0';
-	if (p->idempotency_key.n > 0 && idem_put(w->idem, p->channel.p, p->channel.n, p->idempotency_key.p,
-						  p->idempotency_key.n, &ir, now, IDEM_TTL_MS) < 0)
-		log_syscall("idem_put(%.*s)", (int)p->channel.n, p->channel.p);
+	if (p->idempotency_key.n > 0) {
+		ir.offset = res->offset;
+		memcpy(ir.epoch, res->epoch, sizeof(ir.epoch)); /* "" or HIST_EPOCH_LEN letters */
+		ir.epoch[IDEM_EPOCH_MAX] = '\0';
+		if (idem_put(w->idem, p->channel.p, p->channel.n, p->idempotency_key.p, p->idempotency_key.n, &ir,
+			     now, IDEM_TTL_MS) < 0)
+			log_syscall("idem_put(%.*s)", (int)p->channel.n, p->channel.p);
+	}
 	return RT_OK;
 }
 
@@ -298,7 +321,7 @@ int node_bus_publish(struct worker *w, const struct node_pub *p, struct node_pub
 {
 	static struct hist_rec hrec;
 	bool history = p->history_size > 0 && p->history_ttl_ms > 0 && !p->skip_history;
-	struct pub_fill f = { 0 };
+	struct pub_fill f = { .w = w, .p = p, .hrec = history ? &hrec : NULL };
 
 	memset(res, 0, sizeof(*res));
 	rec.len = 0;
@@ -347,7 +370,7 @@ int node_bus_publish(struct worker *w, const struct node_pub *p, struct node_pub
 		log_syscall("bus_lock(publication to %.*s)", (int)p->channel.n, p->channel.p);
 		return RT_ERR;
 	}
-	int rc = publish_locked(w, p, history ? &hrec : NULL, &f, res);
+	int rc = publish_locked(&f, res);
 	bus_unlock(w->bus);
 	return rc;
 }

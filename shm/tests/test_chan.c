@@ -436,6 +436,14 @@ static void test_versions(void)
 	ok(ctab_open(&t, &c, NULL) == 0, "open for versions");
 	ok(put_v(&t, "v", 5, "", 1000, &pos) == 0 && pos.offset == 1, "version 5 on a new stream: offset 1");
 	ok(put_v(&t, "v", 6, "", 1000, &pos) == 0 && pos.offset == 2, "version 6: offset 2");
+	struct hist_opts six = OPTS, seven = OPTS;
+	six.version = 6;
+	seven.version = 7;
+	memset(&pos, 0, sizeof(pos));
+	ok(hist_version_check(&t, "v", 1, &six, 1000, &pos) == 1 && pos.offset == 2,
+	   "hist_version_check: version 6 would be dropped, the top (2)");
+	ok(hist_version_check(&t, "v", 1, &seven, 1000, &pos) == 0, "hist_version_check: version 7 would not");
+	ok(hist_version_check(&t, "nothing", 7, &six, 1000, &pos) == 0, "nor any on a stream not there");
 	ok(put_v(&t, "v", 6, "", 1000, &pos) == 1 && pos.offset == 2, "version 6 again: dropped, the top (2)");
 	ok(put_v(&t, "v", 3, "", 1000, &pos) == 1 && pos.offset == 2, "version 3: dropped");
 	ok(put_v(&t, "v", 7, "a", 1000, &pos) == 0 && pos.offset == 3, "version 7 epoch a: offset 3");
