@@ -22,7 +22,7 @@ const { Redis, available } = require('./lib/redis');
 const CHANNELS = {
   channel: {
     without_namespace: { allow_subscribe_for_client: true },
-    namespaces: [{ name: 'hist', history_size: 10, history_ttl: '300s', allow_subscribe_for_client: true }],
+    namespaces: [{ name: 'hist', history_size: 100, history_ttl: '300s', allow_subscribe_for_client: true }],
   },
 };
 
@@ -117,6 +117,19 @@ async function behaviour(t, rd, redis) {
       const r5 = await api(rd, 'publish', { channel: 'plain', data: { n: 5 }, idempotency_key: 'k1' }, a);
       assert.deepStrictEqual(r5, { result: {} }, 'the same key on another channel is another pair');
       assert.deepStrictEqual(await historyData(rd, 'hist:one'), [{ n: 1 }, { n: 4 }]);
+    });
+
+    await t.test('the same key through two workers at once: one publication per key', async () => {
+      const N = 25;
+      const pairs = await Promise.all(Array.from({ length: N }, (_, i) => Promise.all([a, b].map((ag, k) =>
+        api(rd, 'publish', { channel: 'hist:race', data: { i, k }, idempotency_key: `race-${i}` }, ag)))));
+      for (const [x, y] of pairs) assert.deepStrictEqual(x, y, 'both racers get the same result');
+      const offsets = pairs.map(([x]) => x.result.offset).sort((m, n) => m - n);
+      assert.deepStrictEqual(offsets, Array.from({ length: N }, (_, i) => i + 1), 'one offset per key');
+      const h = await api(rd, 'history', { channel: 'hist:race', limit: -1 });
+      assert.strictEqual(h.result.publications.length, N, 'one publication per key in history');
+      assert.deepStrictEqual(h.result.publications.map((p) => p.data.i).sort((m, n) => m - n),
+        Array.from({ length: N }, (_, i) => i));
     });
 
     await t.test('without history: {} for both, delivered once', async () => {
