@@ -12,6 +12,9 @@
  *
  *   PUB      str16 channel | str32 data | info | u16 ntags (str16 k, str16 v)*
  *            | u64 offset | str8 epoch | i64 time
+ *            (a publish with an idempotency key seen before, or with a
+ *            version its stream has passed, appends no record: that is
+ *            decided under the bus lock, see publish_locked)
  *   JOIN/LEAVE  str16 channel | info
  *   CONTROL  u8 op | target (str16 user, str16 client, str16 session) | op fields
  *   EMU      u32 bus slot of the owner | str16 session | str32 commands
@@ -276,8 +279,11 @@ static int publish_locked(struct pub_fill *f, struct node_pub_result *res)
 
 	if (p->idempotency_key.n > 0 &&
 	    (found = idem_get(w->idem, p->channel.p, p->channel.n, p->idempotency_key.p, p->idempotency_key.n,
-			      now, &ir)) < 0)
-		log_syscall("idem_get(%.*s)", (int)p->channel.n, p->channel.p); /* then published */
+			      now, &ir)) < 0) {
+		/* Not knowing whether it was published: an error, not a risk of twice. */
+		log_syscall("idem_get(%.*s)", (int)p->channel.n, p->channel.p);
+		return RT_ERR;
+	}
 	if (found > 0) {
 		result_of(res, ir.offset, ir.epoch, true);
 		return RT_OK;
