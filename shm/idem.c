@@ -46,8 +46,9 @@ size_t idem_seg_size(uint32_t entries)
 	       (size_t)buckets_for(entries) * IDEM_WAYS * sizeof(struct idem_ent);
 }
 
-static bool hdr_ok(const struct idem_hdr *h, size_t size)
+static bool hdr_ok(const void *payload, size_t size)
 {
+	const struct idem_hdr *h = payload;
 	uint32_t nb = h->nbuckets;
 
 	if (LOAD_ACQ(&h->magic) != IDEM_MAGIC || h->version != IDEM_VERSION ||
@@ -96,13 +97,8 @@ int idem_create(struct idem *t, const char *path, uint32_t entries)
 int idem_attach(struct idem *t, const char *path, bool readonly)
 {
 	memset(t, 0, sizeof(*t));
-	if (seg_attach(&t->seg, path, SEG_KIND_IDEM, IDEM_VERSION, readonly) < 0)
+	if (seg_attach_checked(&t->seg, path, SEG_KIND_IDEM, IDEM_VERSION, readonly, hdr_ok) < 0)
 		return -1;
-	if (!hdr_ok(seg_payload(&t->seg), t->seg.size)) {
-		seg_detach(&t->seg);
-		errno = EPROTO;
-		return -1;
-	}
 	map(t);
 	return 0;
 }

@@ -243,8 +243,9 @@ int pres_create(struct pres *t, const char *path, uint32_t nodes, uint64_t arena
 }
 
 /* Whether H, in a segment of SIZE bytes, describes a presence table. */
-static bool hdr_ok(const struct pres_hdr *h, size_t size)
+static bool hdr_ok(const void *payload, size_t size)
 {
+	const struct pres_hdr *h = payload;
 	struct layout L;
 
 	if (LOAD_ACQ(&h->magic) != PRES_MAGIC || h->version != PRES_VERSION ||
@@ -263,13 +264,8 @@ static bool hdr_ok(const struct pres_hdr *h, size_t size)
 int pres_attach(struct pres *t, const char *path, bool readonly)
 {
 	memset(t, 0, sizeof(*t));
-	if (seg_attach(&t->seg, path, SEG_KIND_PRES, PRES_VERSION, readonly) < 0)
+	if (seg_attach_checked(&t->seg, path, SEG_KIND_PRES, PRES_VERSION, readonly, hdr_ok) < 0)
 		return -1;
-	if (!hdr_ok(seg_payload(&t->seg), t->seg.size)) {
-		seg_detach(&t->seg);
-		errno = EPROTO;
-		return -1;
-	}
 	map(t);
 	return 0;
 }

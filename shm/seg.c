@@ -177,6 +177,19 @@ void seg_detach(struct seg *s)
 	s->size = 0;
 }
 
+int seg_attach_checked(struct seg *s, const char *path, uint32_t kind, uint32_t version, bool readonly,
+		       bool (*check)(const void *payload, size_t size))
+{
+	if (seg_attach(s, path, kind, version, readonly) < 0)
+		return -1;
+	if (!check(seg_payload(s), s->size)) {
+		seg_detach(s);
+		errno = EPROTO;
+		return -1;
+	}
+	return 0;
+}
+
 int seg_unlink(struct seg *s)
 {
 	return unlink(s->path);
