@@ -227,14 +227,49 @@ struct pub_fill {
 	int err;                    /* errno of a failed hist_append */
 };
 
+/* P's history options and version, as hist_append takes them. */
+static struct hist_opts hist_opts_of(const struct node_pub *p)
+{
+	return (struct hist_opts){ p->history_size, p->history_ttl_ms, p->history_meta_ttl_ms, p->version,
+				   p->version_epoch.p, p->version_epoch.n };
+}
+
+/* Encodes P's history record into HREC, outside any lock. RT_OK, RT_INVAL
+ * (the caller's bad request: !node_history_fits) or RT_ERR (logged). */
+static int encode_history(struct worker *w, const struct node_pub *p, struct hist_rec *hrec)
+{
+	struct hist_info hi;
+	struct hist_tag tags[64];
+	struct hist_pub hp = { .time_ms = util_wall_ms(), .data = p->data.p, .data_len = p->data.n };
+	if (p->info) {
+		hi = (struct hist_info){ p->info->user.p, p->info->user.n, p->info->client.p, p->info->client.n,
+					 p->info->conn_info.p, p->info->conn_info.n, p->info->chan_info.p,
+					 p->info->chan_info.n };
+		hp.info = &hi;
+	}
+	for (size_t i = 0; i < p->ntags && i < ROTOR_ARRAY_LEN(tags); i++)
+		tags[hp.ntags++] = (struct hist_tag){ p->tags[i].key.p, p->tags[i].key.n, p->tags[i].value.p,
+						      p->tags[i].value.n };
+	hp.tags = tags;
+	struct hist_opts o = hist_opts_of(p);
+	int err = hist_encode(hrec, &hp) < 0 ? ENOMEM : hist_append_check(w->ctab, p->channel.n, &o, hrec);
+	if (err == ENAMETOOLONG)
+		return RT_INVAL; /* the caller's bad request: !node_history_fits */
+	if (err != 0) {
+		log_warn("history: cannot keep a %zu-byte publication to a %zu-byte channel name: %s",
+			 p->data.n, p->channel.n, strerror(err));
+		return RT_ERR;
+	}
+	return RT_OK;
+}
+
 /* Runs under the bus lock: assigns the offset (taking the history lock,
  * after the bus one) and writes the record with it. */
 static void fill_pub(void *dst, size_t len, uint64_t seq, void *arg)
 {
 	struct pub_fill *f = arg;
 	const struct node_pub *p = f->p;
-	struct hist_opts o = { p->history_size, p->history_ttl_ms, p->history_meta_ttl_ms, p->version,
-			       p->version_epoch.p, p->version_epoch.n };
+	struct hist_opts o = hist_opts_of(p);
 
 	(void)seq;
 	memcpy(dst, rec.buf, len);
@@ -289,8 +324,7 @@ static int publish_locked(struct pub_fill *f, struct node_pub_result *res)
 		return RT_OK;
 	}
 	if (f->hrec != NULL && p->version != 0) {
-		struct hist_opts o = { p->history_size, p->history_ttl_ms, p->history_meta_ttl_ms, p->version,
-				       p->version_epoch.p, p->version_epoch.n };
+		struct hist_opts o = hist_opts_of(p);
 		int rc = hist_version_check(w->ctab, p->channel.p, p->channel.n, &o, now, &top);
 		if (rc < 0) {
 			log_syscall("hist_version_check(%.*s)", (int)p->channel.n, p->channel.p);
@@ -328,6 +362,7 @@ int node_bus_publish(struct worker *w, const struct node_pub *p, struct node_pub
 	static struct hist_rec hrec;
 	bool history = p->history_size > 0 && p->history_ttl_ms > 0 && !p->skip_history;
 	struct pub_fill f = { .w = w, .p = p, .hrec = history ? &hrec : NULL };
+	int rc;
 
 	memset(res, 0, sizeof(*res));
 	rec.len = 0;
@@ -347,36 +382,13 @@ int node_bus_publish(struct worker *w, const struct node_pub *p, struct node_pub
 	if (!history && p->idempotency_key.n == 0)
 		return append(w, REC_PUB);
 
-	/* The history record is encoded outside any lock. */
-	if (history) {
-		struct hist_info hi;
-		struct hist_tag tags[64];
-		struct hist_pub hp = { .time_ms = util_wall_ms(), .data = p->data.p, .data_len = p->data.n };
-		if (p->info) {
-			hi = (struct hist_info){ p->info->user.p, p->info->user.n, p->info->client.p,
-						 p->info->client.n, p->info->conn_info.p, p->info->conn_info.n,
-						 p->info->chan_info.p, p->info->chan_info.n };
-			hp.info = &hi;
-		}
-		for (size_t i = 0; i < p->ntags && i < ROTOR_ARRAY_LEN(tags); i++)
-			tags[hp.ntags++] = (struct hist_tag){ p->tags[i].key.p, p->tags[i].key.n,
-							      p->tags[i].value.p, p->tags[i].value.n };
-		hp.tags = tags;
-		struct hist_opts o = { p->history_size, p->history_ttl_ms, p->history_meta_ttl_ms, 0, NULL, 0 };
-		int err = hist_encode(&hrec, &hp) < 0 ? ENOMEM : hist_append_check(w->ctab, p->channel.n, &o, &hrec);
-		if (err == ENAMETOOLONG)
-			return RT_INVAL; /* the caller's bad request: !node_history_fits */
-		if (err != 0) {
-			log_warn("history: cannot keep a %zu-byte publication to a %zu-byte channel name: %s",
-				 p->data.n, p->channel.n, strerror(err));
-			return RT_ERR;
-		}
-	}
+	if (history && (rc = encode_history(w, p, &hrec)) != RT_OK)
+		return rc;
 	if (bus_lock(w->bus) < 0) {
 		log_syscall("bus_lock(publication to %.*s)", (int)p->channel.n, p->channel.p);
 		return RT_ERR;
 	}
-	int rc = publish_locked(&f, res);
+	rc = publish_locked(&f, res);
 	bus_unlock(w->bus);
 	return rc;
 }
