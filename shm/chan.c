@@ -1183,6 +1183,28 @@ static int allocate_existing(const char *path)
 }
 
 /* The cold open: nobody else has the file. */
+/* A cold open found PATH with a header it cannot attach. Another layout
+ * version of the channel table is never discarded silently: it is renamed
+ * to PATH.v<version> (replacing an older copy aside) for a migration or a
+ * downgrade (*MOVED says whether it was). Returns why the segment is made
+ * anew, or NULL with errno when the rename failed. */
+static const char *set_aside(const char *path, bool *moved)
+{
+	static char why[PATH_MAX + 128];
+	char aside[PATH_MAX];
+	struct seg_hdr h;
+
+	if (seg_peek(path, &h) < 0 || h.kind != SEG_KIND_CTAB || h.version == CTAB_VERSION)
+		return "its segment header does not validate";
+	snprintf(aside, sizeof(aside), "%s.v%u", path, h.version);
+	if (rename(path, aside) < 0)
+		return NULL;
+	*moved = true;
+	snprintf(why, sizeof(why), "it has layout version %u, this binary %u: moved aside to %s", h.version,
+		 CTAB_VERSION, aside);
+	return why;
+}
+
 static int open_cold(struct ctab *t, const struct ctab_config *cfg, const struct geo *g, const char *path,
 		     struct ctab_report *rep)
 {
@@ -1208,6 +1230,8 @@ static int open_cold(struct ctab *t, const struct ctab_config *cfg, const struct
 	} else if (errno == EPROTO) {
 		why = "its segment header does not validate";
 		missing = EPROTO;
+		if (!cfg->attach_only && (why = set_aside(path, &rep->set_aside)) == NULL)
+			return -1;
 	} else if (errno != ENOENT) {
 		return -1;
 	}

@@ -289,6 +289,8 @@ struct ctab_report {
 	bool cold;                 /* this process had the file to itself */
 	bool created;              /* a new segment: every epoch is new */
 	bool sizes_differ;         /* warm open of a segment made with other sizes */
+	bool set_aside;            /* a segment of another layout version was renamed
+	                            * to <name>.v<version> (why says where) */
 	const char *why;           /* why it was created, or why streams were reset */
 	uint32_t streams_kept;     /* cold open: streams validated, epochs kept */
 	uint32_t streams_reset;    /* cold open: streams given a new epoch */
@@ -308,7 +310,8 @@ size_t ctab_seg_size(const struct ctab_config *cfg);
  *     here, never SIGBUS later), the header validated (magic, version,
  *     geometry = CFG, file size); a segment that does not validate or has
  *     other sizes is recreated (every epoch new), unless CFG->attach_only
- *     (then ENOENT or EPROTO, and other sizes are taken as they are).
+ *     (then ENOENT or EPROTO, and other sizes are taken as they are); one
+ *     of another layout version is first renamed to CTAB_SEG_NAME.v<N>.
  *     Otherwise the lock is re-initialised, the operation a dead holder was
  *     in ended, and every stream validated (meta check, links, offsets,
  *     record checks and CRCs): a stream that fails gets a new epoch and

@@ -705,6 +705,8 @@ static int open_history(const struct conf *c)
 	}
 	if (M.upgrade_from != 0 && !rep.cold)
 		log_info("history: attached the running master's segment in %s", dir);
+	else if (rep.set_aside)
+		log_warn("history: new segment in %s, every stream a new epoch: %s", dir, rep.why);
 	else if (rep.created)
 		log_info("history: new segment in %s%s%s", dir, rep.why ? ": " : "", rep.why ? rep.why : "");
 	else

@@ -473,6 +473,31 @@ static void test_versions(void)
 	ctab_close(&t);
 }
 
+/* A segment of another layout version is moved aside, not discarded. */
+static void test_other_layout(void)
+{
+	struct ctab t;
+	struct ctab_config c = config(64, 256 << 10);
+	struct ctab_report rep = { 0 };
+	char aside[400], ep[16];
+	uint32_t old = CTAB_VERSION - 1;
+
+	snprintf(aside, sizeof(aside), "%s.v%u", seg_path, old);
+	unlink(aside);
+	ok(ctab_open(&t, &c, NULL) == 0 && put(&t, "keep", &OPTS, "d", 1000, ep) != 0, "a table with a stream");
+	ctab_close(&t);
+	poke(seg_path, offsetof(struct seg_hdr, version), &old, sizeof(old));
+	ok(ctab_open(&t, &c, &rep) == 0 && rep.created && rep.set_aside, "a cold open of layout %u makes a new table",
+	   old);
+	ok(rep.why != NULL && strstr(rep.why, "layout version") != NULL && strstr(rep.why, aside) != NULL,
+	   "saying why and where the old one went (%s)", rep.why ? rep.why : "");
+	struct seg_hdr h;
+	ok(seg_peek(aside, &h) == 0 && h.kind == SEG_KIND_CTAB && h.version == old, "the old segment is kept aside");
+	ok(put(&t, "keep", &OPTS, "d", 1000, ep) == 1, "the new table starts the stream anew");
+	ctab_close(&t);
+	unlink(aside);
+}
+
 /* ---- room --------------------------------------------------------------- */
 
 static void test_table_full(void)
@@ -1043,6 +1068,7 @@ int main(void)
 	test_expiry();
 	test_remove();
 	test_versions();
+	test_other_layout();
 	test_table_full();
 	test_data_full();
 	test_reopen();
