@@ -577,6 +577,8 @@ static int publish_to(struct api_job *j, struct pstr ch, struct pstr data, const
 	p.ntags = r->tags.n;
 	p.skip_history = r->skip_history;
 	p.idempotency_key = r->idempotency_key;
+	p.version = r->version;
+	p.version_epoch = r->version_epoch;
 	p.delta |= r->delta;
 	j->pub_channel = ch;
 	j->waiting = true;

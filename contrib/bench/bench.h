@@ -26,7 +26,7 @@
 #define BENCH_MAX_SIZE 60000 /* largest --size */
 
 enum bench_scen { SC_FANOUT, SC_CHANNELS, SC_BURST, SC_IDLE, SC_CONNECT, SC_API, SC_EMULATION,
-		  SC_HANDSHAKE };
+		  SC_HANDSHAKE, SC_RPC };
 enum bench_fmt { FMT_JSON, FMT_PROTOBUF, FMT_MIXED };
 
 struct tp_kind;
@@ -57,6 +57,9 @@ struct bench_opts {
 	int pipeline;               /* requests in flight per API connection */
 	int concurrency;            /* handshakes in flight per process */
 	bool churn;                 /* connect: close each once subscribed */
+	bool proxy;                 /* connect without a token, through the connect proxy */
+	bool history;               /* channels keep history, subscribers positioned */
+	bool delta;                 /* subscribers negotiate fossil deltas */
 	bool tls;                   /* every connection speaks TLS */
 	int procs;
 	int src_addrs;              /* source addresses 127.0.0.1..N */
@@ -132,6 +135,14 @@ struct bench_result {
 static inline bool bench_storm(enum bench_scen s)
 {
 	return s == SC_CONNECT || s == SC_HANDSHAKE;
+}
+
+/* The command loops: every connection sends a command and the next as
+ * soon as its reply came (emulation: presence_stats through POST
+ * /emulation; rpc: an RPC over the connection's own transport). */
+static inline bool bench_commands(enum bench_scen s)
+{
+	return s == SC_EMULATION || s == SC_RPC;
 }
 
 static inline uint64_t bench_now(void)

@@ -125,10 +125,11 @@ static size_t pb_str(uint8_t *p, uint32_t num, const char *s, size_t n)
 /* ---- commands ------------------------------------------------------------ */
 
 /* Command{id, field:{field 1: s}}, varint-delimited, at buf. */
-static size_t pb_command(uint8_t *buf, uint32_t id, uint32_t field, const char *s)
+/* Command{id, FIELD: request{SUB: S}} with its length prefix. */
+static size_t pb_command(uint8_t *buf, uint32_t id, uint32_t field, uint32_t sub, const char *s)
 {
 	uint8_t req[1100], cmd[1200];
-	size_t r = pb_str(req, 1, s, strlen(s));
+	size_t r = pb_str(req, sub, s, strlen(s));
 	size_t c = put_varint(cmd, 1 << 3 | 0);
 	c += put_varint(cmd + c, id);
 	c += pb_str(cmd + c, field, (const char *)req, r);
@@ -140,7 +141,7 @@ static size_t pb_command(uint8_t *buf, uint32_t id, uint32_t field, const char *
 #define CLIENT_NAME "rotor-bench"
 
 size_t cfp_connect_subscribe(uint8_t *buf, size_t cap, bool protobuf,
-			     const char *token, const char *channel)
+			     const char *token, const char *channel, bool delta)
 {
 	size_t tl = token ? strlen(token) : 0, cl = strlen(channel);
 	if (tl + cl + 128 > cap)
@@ -148,9 +149,9 @@ size_t cfp_connect_subscribe(uint8_t *buf, size_t cap, bool protobuf,
 	if (!protobuf) {
 		int n = snprintf((char *)buf, cap,
 				 "{\"id\":1,\"connect\":{%s%s%s\"name\":\"" CLIENT_NAME "\"}}\n"
-				 "{\"id\":2,\"subscribe\":{\"channel\":\"%s\"}}",
+				 "{\"id\":2,\"subscribe\":{\"channel\":\"%s\"%s}}",
 				 token ? "\"token\":\"" : "", token ? token : "", token ? "\"," : "",
-				 channel);
+				 channel, delta ? ",\"delta\":\"fossil\"" : "");
 		return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 	}
 	uint8_t req[1024 + 64], cmd[1024 + 96];
@@ -167,8 +168,17 @@ size_t cfp_connect_subscribe(uint8_t *buf, size_t cap, bool protobuf,
 	off += put_varint(buf + off, c);
 	memcpy(buf + off, cmd, c);
 	off += c;
-	/* Command{id:2, subscribe:SubscribeRequest{channel}} */
-	return off + pb_command(buf + off, 2, 5, channel);
+	/* Command{id:2, subscribe:SubscribeRequest{channel, delta (12)}} */
+	if (!delta)
+		return off + pb_command(buf + off, 2, 5, 1, channel);
+	r = pb_str(req, 1, channel, cl);
+	r += pb_str(req + r, 12, "fossil", 6);
+	c = put_varint(cmd, 1 << 3 | 0);
+	c += put_varint(cmd + c, 2);
+	c += pb_str(cmd + c, 5, (const char *)req, r);
+	off += put_varint(buf + off, c);
+	memcpy(buf + off, cmd, c);
+	return off + c;
 }
 
 size_t cfp_presence_stats(uint8_t *buf, size_t cap, bool protobuf, uint32_t id, const char *channel)
@@ -177,8 +187,19 @@ size_t cfp_presence_stats(uint8_t *buf, size_t cap, bool protobuf, uint32_t id, 
 	if (cl > 1024 || cl + 64 > cap)
 		return 0;
 	if (protobuf)
-		return pb_command(buf, id, 9, channel);
+		return pb_command(buf, id, 9, 1, channel);
 	int n = snprintf((char *)buf, cap, "{\"id\":%u,\"presence_stats\":{\"channel\":\"%s\"}}", id, channel);
+	return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
+size_t cfp_rpc(uint8_t *buf, size_t cap, bool protobuf, uint32_t id, const char *method)
+{
+	size_t ml = strlen(method);
+	if (ml > 1024 || ml + 64 > cap)
+		return 0;
+	if (protobuf)   /* Command.rpc = 13, RPCRequest.method = 2 */
+		return pb_command(buf, id, 13, 2, method);
+	int n = snprintf((char *)buf, cap, "{\"id\":%u,\"rpc\":{\"method\":\"%s\",\"data\":{}}}", id, method);
 	return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
 
@@ -321,6 +342,7 @@ static void json_msg(const uint8_t *p, size_t n, struct cfp_msg *m)
 				m->data = d + 7;
 				m->dlen = (size_t)(p + n - m->data);
 			}
+			m->delta = memmem(pub, (size_t)(p + n - pub), "\"delta\":true", 13) != NULL;
 			return;
 		}
 		if (memmem(p, n, "\"unsubscribe\":{", 15)) {
@@ -365,6 +387,7 @@ static void pb_msg(const uint8_t *p, size_t n, struct cfp_msg *m)
 				m->kind = CFP_PUB;
 				if (pb_bytes(b, len, 4, &m->data, &m->dlen) < 0)
 					m->data = NULL;
+				m->delta = pb_uint(b, len, 8) != 0;
 			} else if (pb_bytes(f.b, f.len, 7, &b, &len) == 0) {
 				m->kind = CFP_UNSUB;
 				m->code = (uint32_t)pb_uint(b, len, 2);

@@ -27,20 +27,27 @@ struct cfp_msg {
 	uint32_t id, code;
 	const uint8_t *data;
 	size_t dlen;
+	bool delta;             /* CFP_PUB: data is a fossil delta */
 	const uint8_t *raw;     /* the whole message (without its delimiter) */
 	size_t rawlen;
 };
 
 /* Writes into buf (cap bytes) one frame's payload with command 1 connect
- * (with token when not NULL) and command 2 subscribe to channel, and
- * returns its length, or 0 if it does not fit. */
+ * (with token when not NULL) and command 2 subscribe to channel (asking
+ * for fossil deltas with delta), and returns its length, or 0 if it does
+ * not fit. */
 size_t cfp_connect_subscribe(uint8_t *buf, size_t cap, bool protobuf,
-			     const char *token, const char *channel);
+			     const char *token, const char *channel, bool delta);
 
 /* Writes into buf (cap bytes) one frame's payload with command `id`
  * presence_stats on channel, and returns its length, or 0 if it does not
  * fit. */
 size_t cfp_presence_stats(uint8_t *buf, size_t cap, bool protobuf, uint32_t id, const char *channel);
+
+/* Writes into buf (cap bytes) one frame's payload with command `id` rpc
+ * calling method (JSON data {}; protobuf none), and returns its length, or
+ * 0 if it does not fit. */
+size_t cfp_rpc(uint8_t *buf, size_t cap, bool protobuf, uint32_t id, const char *method);
 
 /* Splits a frame of commands [p, p+n) after its first command: returns the
  * first one's length (JSON: up to its newline; protobuf: with its length

@@ -13,10 +13,10 @@
  * connection is done, and closed, as soon as its TCP connect and, with
  * --tls, its TLS handshake are.
  *
- * The emulation scenario has no publisher: from t_start every connection
- * sends one presence_stats command on its channel (ids 3, 4, ...), and
- * the next as soon as the reply came, until t_end: commands per second
- * and their round trip.
+ * The command scenarios have no publisher: from t_start every connection
+ * sends one command (emulation: presence_stats on its channel; rpc: an RPC
+ * call) with ids 3, 4, ..., and the next as soon as the reply came, until
+ * t_end: commands per second and their round trip.
  *
  * Phases: SETUP (subscribers connect, --concurrency handshakes at a time;
  * READY goes to the parent when every one has succeeded or failed) ->
@@ -34,6 +34,7 @@
  */
 #include "bench.h"
 #include "cfp.h"
+#include "fossil.h"
 #include "hcli.h"
 #include "tp.h"
 
@@ -58,6 +59,8 @@ struct sub {
 	uint8_t st;
 	uint8_t replies;        /* bit 0: connect, bit 1: subscribe */
 	bool cmd_busy;          /* a command awaits its reply */
+	uint32_t prev_len;      /* --delta: the last payload's length, */
+	char *prev;             /* ... and its bytes (O->size + 1) */
 };
 
 #define PIPE_MAX 256
@@ -248,7 +251,7 @@ static int sub_open(struct sub *s)
 			tok = token;
 	}
 	bool pb = sub_protobuf(s->gi);
-	size_t n = cfp_connect_subscribe(buf, sizeof(buf), pb, tok, chan);
+	size_t n = cfp_connect_subscribe(buf, sizeof(buf), pb, tok, chan, O->delta);
 	if (n == 0 || tp_open(s->c, s->gi, pb, buf, n) != 0) {
 		R.err_connect++;
 		return -1;
@@ -256,7 +259,7 @@ static int sub_open(struct sub *s)
 	return 0;
 }
 
-/* Sends s's next command (emulation), or stops its loop after the window. */
+/* Sends s's next command (bench_commands), or stops its loop after the window. */
 static void cmd_next(struct sub *s, uint64_t now)
 {
 	char chan[128];
@@ -265,7 +268,8 @@ static void cmd_next(struct sub *s, uint64_t now)
 		return;
 	sub_channel(s, chan, sizeof(chan));
 	s->cmd_id = s->cmd_id < 3 ? 3 : s->cmd_id + 1;
-	size_t n = cfp_presence_stats(buf, sizeof(buf), s->c->protobuf, s->cmd_id, chan);
+	size_t n = O->scen == SC_RPC ? cfp_rpc(buf, sizeof(buf), s->c->protobuf, s->cmd_id, "bench") :
+		   cfp_presence_stats(buf, sizeof(buf), s->c->protobuf, s->cmd_id, chan);
 	if (n == 0)
 		abort();
 	s->cmd_t = now;
@@ -311,6 +315,94 @@ static int payload_read(const uint8_t *p, size_t n, uint64_t *t, uint32_t *seq)
 	return 0;
 }
 
+/* Unescapes the JSON string at p (n bytes from its opening quote on) into
+ * out (cap bytes). Returns its length, or -1. Only what rotord writes:
+ * the short escapes and \u00XX. */
+static long json_unstring(const uint8_t *p, size_t n, char *out, size_t cap)
+{
+	static const char esc[] = "\"\"\\\\//b\bf\fn\nr\rt\t";
+	size_t k = 0;
+	if (n == 0 || *p != '"')
+		return -1;
+	for (size_t i = 1; i < n; i++) {
+		char c = (char)p[i];
+		if (c == '"')
+			return (long)k;
+		if (k == cap)
+			return -1;
+		if (c != '\\') {
+			out[k++] = c;
+			continue;
+		}
+		if (++i == n)
+			return -1;
+		if (p[i] == 'u') {
+			unsigned v = 0;
+			if (i + 4 >= n)
+				return -1;
+			for (int j = 1; j <= 4; j++) {
+				int d = p[i + j];
+				v = v << 4 | (unsigned)(d <= '9' ? d - '0' : (d | 32) - 'a' + 10);
+			}
+			if (v > 0x7f)
+				return -1;
+			out[k++] = (char)v;
+			i += 4;
+			continue;
+		}
+		const char *e = NULL;
+		for (size_t j = 0; esc[j]; j += 2)
+			if (esc[j] == (char)p[i])
+				e = esc + j + 1;
+		if (e == NULL)
+			return -1;
+		out[k++] = *e;
+	}
+	return -1;
+}
+
+/* The payload of publication m as the publisher wrote it, for a delta
+ * subscriber s: its data (in JSON a string once delta was granted, the
+ * object when it was not) with a delta applied to s's previous payload,
+ * which it then replaces. Returns the length in out
+ * (cap bytes), or -1. */
+static long delta_payload(struct sub *s, const struct cfp_msg *m, char *out, size_t cap)
+{
+	static char raw[BENCH_MAX_SIZE * 2 + 64];
+	const uint8_t *d = m->data;
+	long n = (long)m->dlen;
+	if (d == NULL)
+		return -1;
+	if (!s->c->protobuf && *d == '{') {
+		/* Not granted: the object itself, which has no nested one. */
+		const uint8_t *q = d;
+		bool str = false;
+		for (; q < d + m->dlen && (str || *q != '}'); q++)
+			if (*q == '\\' && str)
+				q++;
+			else if (*q == '"')
+				str = !str;
+		if (q == d + m->dlen)
+			return -1;
+		n = q + 1 - d;
+	} else if (!s->c->protobuf) {
+		if ((n = json_unstring(d, m->dlen, raw, sizeof(raw))) < 0)
+			return -1;
+		d = (const uint8_t *)raw;
+	}
+	if (m->delta)
+		n = fossil_apply(s->prev, s->prev_len, (const char *)d, (size_t)n, out, cap);
+	else if ((size_t)n <= cap)
+		memcpy(out, d, (size_t)n);
+	else
+		n = -1;
+	if (n < 0 || (size_t)n > (size_t)O->size)
+		return -1;
+	memcpy(s->prev, out, (size_t)n);
+	s->prev_len = (uint32_t)n;
+	return n;
+}
+
 struct msg_ctx {
 	struct sub *s;
 	uint64_t now;
@@ -329,7 +421,12 @@ static int on_proto_msg(void *arg, const struct cfp_msg *m)
 		R.deliveries_all++;
 		if (in_window(c->now))
 			R.deliveries_win++;
-		if (m->data == NULL || payload_read(m->data, m->dlen, &t, &seq) < 0) {
+		static char whole[BENCH_MAX_SIZE];
+		const uint8_t *d = m->data;
+		long dn = (long)m->dlen;
+		if (O->delta && (dn = delta_payload(s, m, whole, sizeof(whole))) >= 0)
+			d = (const uint8_t *)whole;
+		if (d == NULL || dn < 0 || payload_read(d, (size_t)dn, &t, &seq) < 0) {
 			R.err_proto++;
 			return 0;
 		}
@@ -683,7 +780,7 @@ static void phase_step(uint64_t now)
 {
 	if (is_storm() && G_phase == PH_RUN && G_next == 0 && now >= GO.t_start)
 		start_more();
-	if (O->scen == SC_EMULATION && G_phase == PH_RUN && !G_cmds_started && now >= GO.t_start) {
+	if (bench_commands(O->scen) && G_phase == PH_RUN && !G_cmds_started && now >= GO.t_start) {
 		G_cmds_started = true;
 		for (long j = 0; j < G_nsubs; j++)
 			cmd_next(&G_subs[j], now);
@@ -791,12 +888,14 @@ void gen_main(const struct bench_opts *o, struct bench_shared *sh, int proc,
 	for (long j = 0; j < G_nsubs; j++) {
 		G_subs[j].gi = (uint32_t)(j * o->procs + proc);
 		G_subs[j].c = tp_new(o->tp, &sub_ops, &G_subs[j]);
+		if (o->delta && (G_subs[j].prev = malloc((size_t)o->size + 1)) == NULL)
+			abort();
 	}
 	if (o->scen == SC_HANDSHAKE && (G_bare = calloc((size_t)(G_nsubs ? G_nsubs : 1), sizeof(*G_bare))) == NULL)
 		abort();
 
 	G_nproc_publishers = o->scen == SC_API ? o->procs :
-			     (o->scen == SC_IDLE || is_storm() || o->scen == SC_EMULATION) ? 0 : 1;
+			     (o->scen == SC_IDLE || is_storm() || bench_commands(o->scen)) ? 0 : 1;
 	if (am_publisher()) {
 		G_npubs = o->pub_conns;
 		G_pubs = calloc((size_t)G_npubs, sizeof(*G_pubs));
@@ -835,8 +934,10 @@ void gen_main(const struct bench_opts *o, struct bench_shared *sh, int proc,
 	R.reads.stalls = rs.stalls;
 	R.reads.check_us = rs.check_us;
 	write_all(res_fd, &R, sizeof(R));
-	for (long j = 0; j < G_nsubs; j++)
+	for (long j = 0; j < G_nsubs; j++) {
 		tp_free(G_subs[j].c);
+		free(G_subs[j].prev);
+	}
 	for (long j = 0; G_bare && j < G_nsubs; j++)
 		sock_close(&G_bare[j].k);
 	free(G_bare);

@@ -14,6 +14,7 @@
  * the drain by --drain; a generator that does not answer in time is killed
  * by its pid. SIGINT/SIGTERM end the run early, with a report.
  */
+#include "backend.h"
 #include "bench.h"
 #include "pstat.h"
 #include "rd.h"
@@ -38,16 +39,29 @@
 #include <unistd.h>
 
 static const char *const scen_names[] = { "fanout", "channels", "burst", "idle", "connect", "api",
-					  "emulation", "handshake" };
+					  "emulation", "handshake", "rpc" };
 #define NSCEN (sizeof(scen_names) / sizeof(scen_names[0]))
 static const char *const fmt_names[] = { "json", "protobuf", "mixed" };
 
 static volatile sig_atomic_t M_stop;
+static struct backend M_backend;        /* --proxy: the backend (backend.h) */
+static struct backend_counts M_bcounts; /* its counts, once stopped */
 
 static void on_signal(int sig)
 {
 	(void)sig;
 	M_stop = 1;
+}
+
+/* The members of channel.without_namespace that the options call for. */
+static const char *chan_opts(const struct bench_opts *o)
+{
+	static char buf[512];
+	snprintf(buf, sizeof(buf), "%s%s%s",
+		 o->scen == SC_EMULATION ? "\"presence\": true, \"allow_presence_for_subscriber\": true" : "",
+		 o->history ? ", \"history_size\": 100, \"history_ttl\": \"300s\", \"force_positioning\": true" : "",
+		 o->delta ? ", \"allowed_delta_types\": [\"fossil\"], \"delta_publish\": true" : "");
+	return buf[0] == ',' ? buf + 2 : buf;
 }
 
 static void usage(FILE *f)
@@ -65,6 +79,8 @@ static void usage(FILE *f)
 "            commands through POST /emulation one after another\n"
 "  handshake a storm of bare handshakes: TCP connect, with --tls the TLS\n"
 "            handshake, close; no HTTP, no transport\n"
+"  rpc       N connections, each sending RPC calls one after another (with\n"
+"            --proxy: through the RPC proxy to the benchmark's backend)\n"
 "server:\n"
 "  --rotord PATH        start this rotord (temporary config, free port)\n"
 "  --workers N          its workers (1)\n"
@@ -77,6 +93,16 @@ static void usage(FILE *f)
 "  --pid PID            its master's pid, for CPU and memory from /proc\n"
 "  --token-secret S     sign HS256 connection tokens with S (with --rotord:\n"
 "                       configured instead of client.insecure)\n"
+"  --proxy              with --rotord: connect without a token, through the\n"
+"                       connect proxy, and route RPC through the RPC proxy, to\n"
+"                       a backend of rotor-bench's own (backend.h) on a free\n"
+"                       port; its TCP connections are counted\n"
+"  --cpu-backend LIST   pin that backend to these CPUs\n"
+"  --history            with --rotord: channels keep history (100 for 300 s)\n"
+"                       and subscribers are positioned\n"
+"  --delta              --history, and subscribers negotiate fossil deltas,\n"
+"                       which the channels allow and publications use\n"
+"                       (delta_publish); every delta is applied and checked\n"
 "  --tls                every connection (clients, API publishers, POSTs)\n"
 "                       speaks TLS; the server's certificate is not verified.\n"
 "                       With --rotord: a self-signed ECDSA P-256 certificate\n"
@@ -468,12 +494,14 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 		print_lat("latency", &t.lat_deliv);
 		print_lat("arrival", &t.lat_arrive);
 		print_lat("api rtt", &t.lat_api);
-		if (o->scen == SC_EMULATION) {
+		if (bench_commands(o->scen)) {
 			fmt_count(a, sizeof(a), (double)t.cmds_win / w);
-			printf("  %-11s %llu replies in the window: %s/s (presence_stats, one in flight per "
-			       "connection; POSTs over %d conn%s x %d in flight per process)\n", "commands",
-			       (unsigned long long)t.cmds_win, a, o->post_conns, o->post_conns == 1 ? "" : "s",
-			       o->post_pipeline);
+			printf("  %-11s %llu replies in the window: %s/s (%s, one in flight per connection", "commands",
+			       (unsigned long long)t.cmds_win, a, o->scen == SC_RPC ? "rpc" : "presence_stats");
+			if (o->tp->posts)
+				printf("; POSTs over %d conn%s x %d in flight per process", o->post_conns,
+				       o->post_conns == 1 ? "" : "s", o->post_pipeline);
+			printf(")\n");
 			print_lat("command", &t.lat_cmd);
 		}
 		if (bench_storm(o->scen)) {
@@ -484,15 +512,19 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 			       (unsigned long long)t.setup_failed);
 			print_lat("connect", &t.lat_conn);
 		}
+		if (o->proxy)
+			printf("  %-11s %llu requests answered over %llu TCP connections (at most %llu open "
+			       "at once)\n", "backend", (unsigned long long)M_bcounts.requests,
+			       (unsigned long long)M_bcounts.accepted, (unsigned long long)M_bcounts.max_open);
 		if (s->have) {
 			printf("  %-11s pid %d, %d process%s (master + %d workers): CPU %.2f s in the window "
 			       "(%.0f%% of one core)", "rotord", (int)server_pid, s->end.n,
 			       s->end.n == 1 ? "" : "es", workers, srv_cpu, srv_cpu / w * 100);
 			double count = t.deliveries_win ? (double)t.deliveries_win : t.reqs_win ? (double)t.reqs_win :
 				       bench_storm(o->scen) ? (double)t.storm_win :
-				       o->scen == SC_EMULATION ? (double)t.cmds_win : 0;
+				       bench_commands(o->scen) ? (double)t.cmds_win : 0;
 			const char *per = t.deliveries_win ? "delivery" : t.reqs_win ? "request" :
-					  o->scen == SC_EMULATION ? "command" : "connect";
+					  bench_commands(o->scen) ? "command" : "connect";
 			if (count > 0)
 				printf(", %.2f us per %s", srv_cpu / count * 1e6, per);
 			if (cores) {
@@ -570,6 +602,10 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 	printf(",\"commands\":%llu,\"commands_per_s\":%.1f,\"commands_all\":%llu",
 	       (unsigned long long)t.cmds_win, (double)t.cmds_win / w, (unsigned long long)t.cmds_all);
 	json_lat("command_us", &t.lat_cmd);
+	if (o->proxy)
+		printf(",\"backend\":{\"requests\":%llu,\"connections\":%llu,\"max_open\":%llu}",
+		       (unsigned long long)M_bcounts.requests, (unsigned long long)M_bcounts.accepted,
+		       (unsigned long long)M_bcounts.max_open);
 	printf(",\"errors\":{\"total\":%llu,\"connect\":%llu,\"handshake\":%llu,\"reply\":%llu,"
 	       "\"closed\":%llu,\"unsubscribed\":%llu,\"protocol\":%llu,\"send\":%llu,\"api\":%llu,"
 	       "\"lost\":%llu,\"generators\":%d,\"codes\":{",
@@ -625,7 +661,8 @@ enum {
 	O_ROTORD = 256, O_WORKERS, O_CPU_SERVER, O_URL, O_API_URL, O_API_KEY, O_PID, O_SECRET, O_FORMAT,
 	O_RATE, O_BURST, O_WINDOW, O_SIZE, O_PUB_CONNS, O_PIPELINE, O_CONCURRENCY, O_CHURN,
 	O_PREFIX, O_PROCS, O_CPU, O_SRC, O_URING, O_URING_EVENTFD, O_URING_NOCHECK, O_WARMUP, O_DRAIN,
-	O_SETUP, O_TRANSPORT, O_POST_CONNS, O_POST_PIPELINE, O_DEFLATE, O_TLS,
+	O_SETUP, O_TRANSPORT, O_POST_CONNS, O_POST_PIPELINE, O_DEFLATE, O_TLS, O_PROXY, O_CPU_BACKEND,
+	O_HISTORY, O_DELTA,
 };
 
 static const struct option longopts[] = {
@@ -644,6 +681,8 @@ static const struct option longopts[] = {
 	{ "setup-timeout", 1, 0, O_SETUP }, { "quiet", 0, 0, 'q' }, { "help", 0, 0, 'h' },
 	{ "transport", 1, 0, O_TRANSPORT }, { "post-conns", 1, 0, O_POST_CONNS },
 	{ "post-pipeline", 1, 0, O_POST_PIPELINE }, { "deflate", 0, 0, O_DEFLATE }, { "tls", 0, 0, O_TLS },
+	{ "proxy", 0, 0, O_PROXY }, { "cpu-backend", 1, 0, O_CPU_BACKEND },
+	{ "history", 0, 0, O_HISTORY }, { "delta", 0, 0, O_DELTA },
 	{ 0, 0, 0, 0 },
 };
 
@@ -677,6 +716,7 @@ int main(int argc, char **argv)
 	memset(&o, 0, sizeof(o));
 	const char *rotord = NULL, *url = NULL, *api_url = NULL;
 	int workers = 1, cpu_server[BENCH_MAX_PROCS], ncpu_server = 0;
+	int cpu_backend[BENCH_MAX_PROCS], ncpu_backend = 0;
 	pid_t server_pid = 0;
 	long conns = -1, channels = -1, burst = -1, window = -1, pub_conns = -1, concurrency = -1, procs = 0;
 	long post_conns = -1;
@@ -721,6 +761,13 @@ int main(int argc, char **argv)
 		case O_API_KEY: o.api_key = optarg; break;
 		case O_PID: server_pid = (pid_t)num(optarg, 1, 1 << 30, "bad --pid"); break;
 		case O_SECRET: o.token_secret = optarg; break;
+		case O_PROXY: o.proxy = true; break;
+		case O_HISTORY: o.history = true; break;
+		case O_DELTA: o.delta = o.history = true; break;
+		case O_CPU_BACKEND:
+			if ((ncpu_backend = parse_cpus(optarg, cpu_backend, BENCH_MAX_PROCS)) <= 0)
+				die("bad --cpu-backend", optarg);
+			break;
 		case 'n': conns = num(optarg, 0, 10000000, "bad --conns"); break;
 		case 'm': channels = num(optarg, 1, 10000000, "bad --channels"); break;
 		case O_FORMAT:
@@ -776,6 +823,10 @@ int main(int argc, char **argv)
 		die("give exactly one of --rotord PATH and --url URL", NULL);
 	if (url && strncmp(url, "https://", 8) == 0)
 		o.tls = true;
+	if ((o.history || o.delta) && !rotord)
+		die("--history and --delta need --rotord", NULL);
+	if (o.proxy && (!rotord || o.token_secret))
+		die("--proxy needs --rotord and no --token-secret", NULL);
 	if (o.token_secret && (strpbrk(o.token_secret, "\"\\") || strlen(o.token_secret) > 200))
 		die("bad --token-secret", NULL);
 
@@ -791,6 +842,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "rotor-bench: --deflate is for --transport websocket, not %s\n", o.tp->name);
 		return 2;
 	}
+	if (o.scen == SC_RPC && !o.proxy) {
+		fprintf(stderr, "rotor-bench: the rpc scenario needs --proxy (rotord has no RPC handler of "
+			"its own)\n");
+		return 2;
+	}
 	if (o.scen == SC_EMULATION && !o.tp->emulation) {
 		fprintf(stderr, "rotor-bench: the emulation scenario needs --transport http_stream or sse, "
 			"not %s\n", o.tp->name);
@@ -798,11 +854,11 @@ int main(int argc, char **argv)
 	}
 
 	/* Scenario defaults. */
-	static const long def_conns[NSCEN] = { 10000, 10000, 1000, 10000, 10000, 0, 100, 10000 };
+	static const long def_conns[NSCEN] = { 10000, 10000, 1000, 10000, 10000, 0, 100, 10000, 100 };
 	o.conns = conns >= 0 ? conns : def_conns[o.scen];
 	o.channels = channels > 0 ? channels :
 		     o.scen == SC_CHANNELS ? (o.conns >= 10 ? o.conns / 10 : 1) :
-		     (o.scen == SC_IDLE || bench_storm(o.scen) || o.scen == SC_EMULATION) && o.conns > 0 ?
+		     (o.scen == SC_IDLE || bench_storm(o.scen) || bench_commands(o.scen)) && o.conns > 0 ?
 		     o.conns : 1;
 	o.burst = burst > 0 ? (int)burst : o.scen == SC_BURST || o.scen == SC_CHANNELS ? 10 : 1;
 	o.window = window >= 0 ? (int)window : (o.burst * 4 > 8 ? o.burst * 4 : 8);
@@ -814,7 +870,7 @@ int main(int argc, char **argv)
 		die("a connect storm needs --conns > 0", NULL);
 	if (o.scen == SC_HANDSHAKE)
 		o.churn = true;         /* nothing to keep a bare connection for */
-	if ((o.scen == SC_FANOUT || o.scen == SC_BURST || o.scen == SC_CHANNELS || o.scen == SC_EMULATION) &&
+	if ((o.scen == SC_FANOUT || o.scen == SC_BURST || o.scen == SC_CHANNELS || bench_commands(o.scen)) &&
 	    o.conns == 0)
 		die("this scenario needs subscribers (--conns > 0)", NULL);
 
@@ -849,11 +905,16 @@ int main(int argc, char **argv)
 
 	/* The server. */
 	struct rd rd = { 0 };
+	if (o.proxy && backend_start(&M_backend, cpu_backend, ncpu_backend) < 0)
+		return 1;
 	if (rotord) {
 		if (rd_start(&rd, rotord, workers, cpu_server, ncpu_server, o.api_key, o.token_secret,
+			     o.proxy ? M_backend.port : 0,
 			     o.deflate ? "\"websocket\": {\"compression\": true}" : o.tp->rotord_conf,
-			     o.scen == SC_EMULATION, o.tls) < 0)
+			     chan_opts(&o), o.tls) < 0) {
+			backend_stop(&M_backend, &M_bcounts);
 			return 1;
+		}
 		server_pid = rd.pid;
 		char u[64];
 		snprintf(u, sizeof(u), "127.0.0.1:%d", rd.port);
@@ -994,6 +1055,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "rotor-bench: rotord died during the run\n");
 		rc = 1;
 	}
+	if (o.proxy)
+		backend_stop(&M_backend, &M_bcounts);
 	if (report(&o, ch, sh, &smp, server_pid, setup_s, window_s, workers, cpu_server,
 		   ncpu_server) > 0 || missing)
 		rc = 1;

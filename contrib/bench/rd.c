@@ -109,7 +109,7 @@ static void remove_dir(const char *dir)
 }
 
 static int write_config(const struct rd *r, int workers, const char *api_key, const char *secret,
-			const char *extra, bool presence)
+			int proxy_port, const char *extra, const char *chan_opts)
 {
 	char path[192];
 	snprintf(path, sizeof(path), "%s/config.json", r->dir);
@@ -131,18 +131,24 @@ static int write_config(const struct rd *r, int workers, const char *api_key, co
 		workers, r->port, tls, r->dir, r->shm, r->dir, api_key);
 	if (extra && *extra)
 		fprintf(f, "  %s,\n", extra);
-	if (secret)
+	if (proxy_port > 0)
+		fprintf(f, "  \"client\": {\"proxy\": {\"connect\": {\"enabled\": true, \"timeout\": \"5s\", "
+			"\"endpoint\": \"http://127.0.0.1:%d/connect\"}}},\n"
+			"  \"rpc\": {\"proxy\": {\"timeout\": \"5s\", \"endpoint\": \"http://127.0.0.1:%d/rpc\"}, "
+			"\"without_namespace\": {\"proxy_enabled\": true}},\n", proxy_port, proxy_port);
+	else if (secret)
 		fprintf(f, "  \"client\": {\"token\": {\"hmac_secret_key\": \"%s\"}},\n", secret);
 	else
 		fprintf(f, "  \"client\": {\"insecure\": true},\n");
-	fprintf(f, "  \"channel\": {\"without_namespace\": {\"allow_subscribe_for_client\": %s%s}}\n}\n",
-		secret ? "true" : "false",
-		presence ? ", \"presence\": true, \"allow_presence_for_subscriber\": true" : "");
+	fprintf(f, "  \"channel\": {\"without_namespace\": {\"allow_subscribe_for_client\": %s%s%s}}\n}\n",
+		secret || proxy_port > 0 ? "true" : "false", chan_opts && *chan_opts ? ", " : "",
+		chan_opts ? chan_opts : "");
 	return fclose(f) == 0 ? 0 : -1;
 }
 
 int rd_start(struct rd *r, const char *path, int workers, const int *cpus, int ncpus,
-	     const char *api_key, const char *token_secret, const char *extra, bool presence, bool tls)
+	     const char *api_key, const char *token_secret, int proxy_port, const char *extra,
+	     const char *chan_opts, bool tls)
 {
 	memset(r, 0, sizeof(*r));
 	r->tls = tls;
@@ -168,7 +174,7 @@ int rd_start(struct rd *r, const char *path, int workers, const int *cpus, int n
 	snprintf(cert, sizeof(cert), "%s/cert.pem", r->dir);
 	snprintf(key, sizeof(key), "%s/key.pem", r->dir);
 	if (r->port < 0 || (tls && tlsc_make_cert(cert, key) < 0) ||
-	    write_config(r, workers, api_key, token_secret, extra, presence) < 0) {
+	    write_config(r, workers, api_key, token_secret, proxy_port, extra, chan_opts) < 0) {
 		rd_stop(r);
 		return -1;
 	}

@@ -23,15 +23,18 @@ struct rd {
 /* Starts `path` with `workers` workers pinned to cpus[0..ncpus) (none:
  * unpinned) and waits until /health answers and every worker runs. With
  * token_secret the config holds client.token.hmac_secret_key and lets
- * clients subscribe without namespaces; without, client.insecure. `extra`
+ * clients subscribe without namespaces; with proxy_port > 0, the connect
+ * and RPC proxies go to http://127.0.0.1:proxy_port/connect and /rpc and
+ * clients subscribe without namespaces; without either, client.insecure. `extra`
  * is more top-level members of the config (a transport's keys: "" for
- * none); with `presence`, channels outside namespaces keep presence and
- * their subscribers may ask for it. With tls, a self-signed ECDSA P-256
+ * none); `chan_opts` more members of channel.without_namespace (NULL or
+ * "" for none). With tls, a self-signed ECDSA P-256
  * certificate (tlsc.h) in the directory and http_server.tls on, and the
  * health check over TLS. Returns 0 or -1 with a message on stderr (the
  * daemon stopped again). */
 int rd_start(struct rd *r, const char *path, int workers, const int *cpus, int ncpus,
-	     const char *api_key, const char *token_secret, const char *extra, bool presence, bool tls);
+	     const char *api_key, const char *token_secret, int proxy_port, const char *extra,
+	     const char *chan_opts, bool tls);
 
 /* 0 while the daemon runs; -1 once it has exited by itself (then reaped,
  * its log's end printed, r->pid 0). */
