@@ -579,6 +579,7 @@ static int publish_to(struct api_job *j, struct pstr ch, struct pstr data, const
 	p.idempotency_key = r->idempotency_key;
 	p.version = r->version;
 	p.version_epoch = r->version_epoch;
+	p.delta |= r->delta;
 	j->pub_channel = ch;
 	j->waiting = true;
 	node_publish(j->x.w, &p, published, j);

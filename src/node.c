@@ -11,7 +11,8 @@
  * little-endian, each variable field prefixed by its length:
  *
  *   PUB      str16 channel | str32 data | info | u16 ntags (str16 k, str16 v)*
- *            | u64 offset | str8 epoch | i64 time
+ *            | u64 offset | str8 epoch | i64 time | u8 flags (PUB_DELTA;
+ *            absent in records of rotord before it: 0)
  *            (a publish with an idempotency key seen before, or with a
  *            version its stream has passed, appends no record: that is
  *            decided under the bus lock, see publish_locked)
@@ -68,6 +69,9 @@ enum {
 	REC_LOST = 9,
 	REC_SURVEY = 10,
 };
+
+/* PUB flags. */
+#define PUB_DELTA 0x01  /* the publisher asked for delta delivery */
 
 enum {
 	OP_DISCONNECT = 1,
@@ -379,6 +383,7 @@ int node_bus_publish(struct worker *w, const struct node_pub *p, struct node_pub
 	f.epoch_pos = rec.len + 2;
 	put_str16(history ? (struct pstr){ "\0\0\0\0\0\0\0\0", HIST_EPOCH_LEN } : (struct pstr){ NULL, 0 });
 	put_u64(0);           /* time */
+	put_u8(p->delta ? PUB_DELTA : 0);
 	if (!history && p->idempotency_key.n == 0)
 		return append(w, REC_PUB);
 
@@ -556,8 +561,9 @@ static void apply_pub(struct rd *r)
 	p.offset = GET(r, uint64_t);
 	struct pstr epoch = get_str(r, 2);
 	p.time = GET(r, int64_t);
+	uint8_t flags = r->p < r->end ? GET(r, uint8_t) : 0;
 	if (!r->bad)
-		hub_publication(channel, &p, epoch);
+		hub_publication(channel, &p, epoch, (flags & PUB_DELTA) != 0);
 }
 
 static void apply_join_leave(struct rd *r, bool join)
@@ -762,7 +768,8 @@ int node_bus_survey(struct worker *w, unsigned slot, uint64_t id, uint32_t code,
 	return append(w, REC_SURVEY);
 }
 
-int node_bus_deliver(struct worker *w, struct pstr channel, const struct publication *p, struct pstr epoch)
+int node_bus_deliver(struct worker *w, struct pstr channel, const struct publication *p, struct pstr epoch,
+		     bool delta)
 {
 	rec.len = 0;
 	put_str16(channel);
@@ -776,6 +783,7 @@ int node_bus_deliver(struct worker *w, struct pstr channel, const struct publica
 	put_u64(p->offset);
 	put_str16(epoch);
 	put_u64((uint64_t)p->time);
+	put_u8(delta ? PUB_DELTA : 0);
 	return append(w, REC_PUB);
 }
 

@@ -45,6 +45,8 @@ struct node_pub {
 	struct pstr idempotency_key;
 	uint64_t version;
 	struct pstr version_epoch;
+	bool delta;                      /* fossil deltas to the subscribers that negotiated
+					  * them (API `delta`, namespace delta_publish) */
 	/* The channel's history options (the caller resolved the namespace):
 	 * history is kept when size and ttl are both set and not skip_history. */
 	uint32_t history_size;

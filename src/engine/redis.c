@@ -294,7 +294,8 @@ static void redis_publish(struct worker *w, const struct node_pub *p, node_pub_f
 	char epoch[9];
 
 	r->arg.len = 0;
-	rw_pub_encode_v(&r->arg, &pub, false, p->version);
+	/* Without history the delta flag travels in the Publication (§3.1). */
+	rw_pub_encode_v(&r->arg, &pub, !history && p->delta, p->version);
 	struct pstr body = { r->arg.buf, r->arg.len };
 	struct rside *b = r->bro;
 	struct pstr client = name(r, b, 0, RW_CLIENT, p->channel, (struct pstr){ NULL, 0 });
@@ -315,7 +316,7 @@ static void redis_publish(struct worker *w, const struct node_pub *p, node_pub_f
 		put_s(&a, epoch);
 		put_s(&a, "publish");
 		put_s(&a, p->idempotency_key.n ? "300" : "");
-		put_s(&a, "");
+		put_s(&a, p->delta ? "1" : "");
 		/* ARGV 10-11 as Centrifugo writes them: strconv.Itoa(int(v)),
 		 * so a version above 2^63 - 1 goes as a negative number. */
 		if (p->version == 0)
