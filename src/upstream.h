@@ -20,7 +20,8 @@
  *
  * Nothing blocks the loop: host names are resolved when the upstream is made
  * (numeric addresses and "localhost" need no lookup; other names are looked
- * up once then, and again after every failed connect).
+ * up once then, a blocking getaddrinfo; a failed connect moves on to the
+ * name's next address, but the name is not looked up again).
  *
  * Upstreams live for the worker's lifetime and are shared: asking twice for
  * the same origin gives the same pool. Make them after fork.
