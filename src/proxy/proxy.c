@@ -23,7 +23,7 @@
 #include <string.h>
 #include <strings.h>
 
-static const struct proxy_kind *const kinds[PROXY_KINDS] = {
+static const struct proxy_kind_ops *const kinds[PROXY_KINDS] = {
 	[PROXY_CONNECT] = &proxy_kind_connect,     [PROXY_REFRESH] = &proxy_kind_refresh,
 	[PROXY_SUBSCRIBE] = &proxy_kind_subscribe, [PROXY_PUBLISH] = &proxy_kind_publish,
 	[PROXY_SUB_REFRESH] = &proxy_kind_sub_refresh, [PROXY_RPC] = &proxy_kind_rpc,
@@ -90,7 +90,7 @@ struct proxy_headers {
 
 struct proxy_call {
 	struct proxy *p;
-	const struct proxy_kind *kind;
+	const struct proxy_kind_ops *kind;
 	struct upstream_req *ur;
 	ev_timer fail_w;                   /* a proxy without upstream fails from here */
 	proxy_done_fn *done;
@@ -311,6 +311,14 @@ const struct proxy *proxy_for_rpc(const struct proxy_set *s, struct pstr method)
 			return NULL; /* an unknown namespace: no handler (104) */
 	}
 	return r->enabled ? proxy_find(s, PROXY_RPC, r->proxy) : NULL;
+}
+
+bool proxy_rpc_configured(const struct proxy_set *s)
+{
+	bool any = s->rpc_none.enabled;
+	for (size_t i = 0; i < s->nrpc; i++)
+		any |= s->rpc[i].enabled;
+	return any;
 }
 
 /* ---- headers ------------------------------------------------------------ */

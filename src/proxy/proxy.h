@@ -124,6 +124,9 @@ bool proxy_enabled(const struct proxy_set *set, enum proxy_kind kind);
  * proxy_enabled false (the caller answers 104). */
 const struct proxy *proxy_for_rpc(const struct proxy_set *set, struct pstr method);
 
+/* Whether any RPC proxy is enabled (rpc.without_namespace or a namespace). */
+bool proxy_rpc_configured(const struct proxy_set *set);
+
 typedef void proxy_done_fn(void *arg, struct proxy_answer *a);
 
 /* Asks proxy P (of KIND) with request Q. DONE(ARG, answer) is called
@@ -150,7 +153,7 @@ const json_t *proxy_json_at(const json_t *root, const char *path);
 
 /* One kind's request writer: the members beyond the common fields, each
  * written as ,"name":value (the object is open). */
-struct proxy_kind {
+struct proxy_kind_ops {
 	const char *name;          /* "connect"... (logs, metrics) */
 	void (*write)(struct jw *w, const struct proxy_req *q, bool b64);
 };
@@ -158,7 +161,7 @@ struct proxy_kind {
 /* Writes DATA as "data" (raw JSON) or, with B64 or when not JSON, "b64data". */
 void proxy_write_data(struct jw *w, struct pstr data, bool b64);
 
-extern const struct proxy_kind proxy_kind_connect, proxy_kind_refresh, proxy_kind_subscribe,
+extern const struct proxy_kind_ops proxy_kind_connect, proxy_kind_refresh, proxy_kind_subscribe,
 	proxy_kind_publish, proxy_kind_sub_refresh, proxy_kind_rpc;
 
 #endif

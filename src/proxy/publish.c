@@ -16,4 +16,4 @@ static void write_publish(struct jw *w, const struct proxy_req *q, bool b64)
 	proxy_write_data(w, q->data, b64);
 }
 
-const struct proxy_kind proxy_kind_publish = { "publish", write_publish };
+const struct proxy_kind_ops proxy_kind_publish = { "publish", write_publish };
