@@ -71,6 +71,7 @@ struct client {
 	struct proxy_headers *hdrs;   /* the HTTP headers proxies pass on; owned */
 	struct pstr meta;             /* connection meta from the connect proxy; owned */
 	struct proxy_call *refreshing; /* the refresh proxy call in flight */
+	struct subref *subrefs;       /* sub_refresh proxy calls in flight */
 };
 
 static struct {
@@ -239,20 +240,123 @@ static bool end_sub(struct client *c, struct csub *s, uint32_t unsub_code, uint3
 	return true;
 }
 
+static struct proxy_req px_req(struct client *c);
+static void presence_add(struct client *c, struct csub *s);
+
+/* A sub_refresh proxy call in flight for subscription S of C. */
+struct subref {
+	struct subref *next;
+	struct client *c;
+	struct csub *s;
+	struct proxy_call *call;
+};
+
+static void subref_unlink(struct subref *r)
+{
+	for (struct subref **p = &r->c->subrefs; *p; p = &(*p)->next)
+		if (*p == r) {
+			*p = r->next;
+			return;
+		}
+}
+
+/* Cancels the sub_refresh call of S (every one of C's when S is NULL). */
+static void subref_cancel(struct client *c, const struct csub *s)
+{
+	for (struct subref **p = &c->subrefs; *p;) {
+		struct subref *r = *p;
+		if (s != NULL && r->s != s) {
+			p = &r->next;
+			continue;
+		}
+		*p = r->next;
+		proxy_cancel(r->call);
+		free(r);
+	}
+}
+
+/* When a subscription refreshed by the sub_refresh proxy is refreshed
+ * again: at EXPIRE_AT itself (no client-side refresh, so no delay). */
+static int64_t sub_refresh_at(int64_t expire_at)
+{
+	if (expire_at <= 0)
+		return 0;
+	int64_t left_ms = (expire_at - now_s()) * 1000;
+	int64_t at = S.w->now_ms + (left_ms > 0 ? left_ms : 0);
+	return at > 0 ? at : 1;
+}
+
+/* The sub_refresh proxy answered (Centrifugo's rules): a failed call gives
+ * the subscription another minute; a result not expired extends it (0:
+ * for ever) with its info; anything else ends it (2501). */
+static void on_sub_refreshed(void *arg, struct proxy_answer *a)
+{
+	struct subref *r = arg;
+	struct client *c = r->c;
+	struct csub *s = r->s;
+	int64_t now = now_s();
+
+	subref_unlink(r);
+	free(r);
+	if (c->state != CS_CONNECTED) {
+		proxy_answer_free(a);
+		return;
+	}
+	if (a->outcome == PROXY_FAILED) {
+		s->expire_at = now + 60;
+	} else if (a->outcome == PROXY_RESULT && !a->expired && (a->expire_at <= 0 || a->expire_at >= now)) {
+		if (a->has_info) {
+			pstr_free(&s->chan_info);
+			s->chan_info = pstr_dup(a->info);
+			if (s->flags & CSUB_PRESENCE)
+				presence_add(c, s);
+		}
+		s->expire_at = a->expire_at > 0 ? a->expire_at : 0;
+	} else {
+		proxy_answer_free(a);
+		end_sub(c, s, 2501, 3006, "subscription expired");
+		return;
+	}
+	proxy_answer_free(a);
+	s->close_at = sub_refresh_at(s->expire_at);
+	arm(c);
+}
+
+/* The sub_refresh proxy for subscription S, or NULL when its namespace
+ * does not refresh through one. */
+static const struct proxy *sub_refresh_proxy(const struct csub *s)
+{
+	const struct chan_opts *o = chan_lookup(S.chans, (struct pstr){ s->ch->name, s->ch->len }, NULL);
+	return o && o->sub_refresh_proxy ? proxy_find(S.proxies, PROXY_SUB_REFRESH, o->sub_refresh_proxy_name) : NULL;
+}
+
 /* Ends the subscriptions whose expiry passed without a refresh (2501, or
- * 3006 for a server-side one). */
+ * 3006 for a server-side one), or asks the sub_refresh proxy about them. */
 static void expire_subs(struct client *c, int64_t now)
 {
 	for (uint16_t i = c->nsubs; i-- > 0;) {
 		struct csub *s = c->subs[i];
-		if (s->close_at && now >= s->close_at && !end_sub(c, s, 2501, 3006, "subscription expired"))
+		if (!s->close_at || now < s->close_at)
+			continue;
+		const struct proxy *p = sub_refresh_proxy(s);
+		if (p != NULL) {
+			struct subref *r = xcalloc(1, sizeof(*r));
+			struct proxy_req q = px_req(c);
+			q.channel = (struct pstr){ s->ch->name, s->ch->len };
+			r->c = c;
+			r->s = s;
+			r->next = c->subrefs;
+			c->subrefs = r;
+			s->close_at = 0;
+			r->call = proxy_call(p, PROXY_SUB_REFRESH, &q, on_sub_refreshed, r);
+			continue;
+		}
+		if (!end_sub(c, s, 2501, 3006, "subscription expired"))
 			return;
 	}
 }
 
 static void set_expiry(struct client *c, int64_t expire_at);
-static struct proxy_req px_req(struct client *c);
-static void presence_add(struct client *c, struct csub *s);
 
 /* The refresh proxy answered for C (server-side refresh, Centrifugo's
  * rules): a failed call gives the connection another minute; a result that
@@ -977,6 +1081,7 @@ static struct csub *add_sub(struct client *c, struct pstr ch, uint8_t flags, int
 
 static void drop_sub(struct client *c, struct csub *s)
 {
+	subref_cancel(c, s);
 	for (uint16_t i = 0; i < c->nsubs; i++) {
 		if (c->subs[i] == s) {
 			c->subs[i] = c->subs[--c->nsubs];
@@ -1842,7 +1947,7 @@ static void cmd_subscribe(struct client *c, const struct cmd *cmd)
 	res.positioned = (flags & CSUB_POSITIONED) != 0;
 	res.recoverable = (flags & CSUB_RECOVERABLE) != 0;
 	res.data = data;
-	if (expire_at > 0) {
+	if (expire_at > 0 && !o->sub_refresh_proxy) {
 		int64_t ttl = expire_at - now_s();
 		res.expires = true;
 		res.ttl = ttl > 0 ? (uint32_t)ttl : 0;
@@ -1865,6 +1970,8 @@ static void cmd_subscribe(struct client *c, const struct cmd *cmd)
 	}
 	send_out(c);
 	struct csub *s = add_sub(c, r->channel, flags, expire_at, info);
+	if (o->sub_refresh_proxy)
+		s->close_at = sub_refresh_at(expire_at); /* the server refreshes it */
 	s->offset = pos.top;
 	memcpy(s->epoch, pos.epoch, sizeof(s->epoch));
 	if (expire_at > 0)

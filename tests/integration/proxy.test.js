@@ -465,6 +465,39 @@ describe('proxies', () => {
         { client: 'c', transport: 'websocket', protocol: 'json', encoding: 'json', user: 'ref' });
     });
   });
+
+  test('sub_refresh proxy: the server refreshes an expiring subscription through the backend, then ends it', async () => {
+    b.reqs = [];
+    let n = 0;
+    b.reply((rec) => {
+      const now = Math.floor(Date.now() / 1000);
+      if (rec.path === '/connect') return { result: { user: 'sr' } };
+      if (rec.path === '/subscribe') return { result: { expire_at: now + 1 } };
+      if (rec.path === '/sub_refresh') {
+        n++;
+        return n === 1 ? { result: { expire_at: now + 1, info: { again: true } } } : { result: { expired: true } };
+      }
+      return {};
+    });
+    const extra = {
+      channel: {
+        proxy: { sub_refresh: { endpoint: `${b.url}/sub_refresh` } },
+        namespaces: [{ name: 'sr', subscribe_proxy_enabled: true, sub_refresh_proxy_enabled: true }],
+      },
+    };
+    await withRotor(b, extra, async (x) => {
+      const c = await RawClient.open(x.rd.port, 'websocket', {});
+      const sub = await c.call(2, { subscribe: { channel: 'sr:a' } });
+      assert.deepStrictEqual(sub.subscribe, {}, 'no expires/ttl: no client-side refresh');
+      const push = await c.next((m) => m.push && m.push.unsubscribe, 10000);
+      assert.deepStrictEqual(push.push, { channel: 'sr:a', unsubscribe: { code: 2501, reason: 'subscription expired' } });
+      assert.strictEqual(n, 2);
+      const r = b.on('/sub_refresh')[0];
+      assert.deepStrictEqual({ ...r.body, client: 'c' },
+        { client: 'c', transport: 'websocket', protocol: 'json', encoding: 'json', user: 'sr', channel: 'sr:a' });
+      c.close();
+    });
+  });
 });
 
 describe('rotord -t refuses what rotor does not implement', () => {
