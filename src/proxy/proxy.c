@@ -186,9 +186,11 @@ static struct proxy *proxy_new(struct ev_loop *loop, const char *name, const jso
 		p->ntr++;
 	}
 	struct upstream_opts uo = { 0 };
-	uo.tls_insecure = json_is_true(proxy_json_at(o, "http.tls.insecure_skip_verify"));
-	const char *ca = str_at(o, "http.tls.server_ca_pem_file");
-	uo.ca_file = *ca ? ca : NULL;
+	if (json_is_true(proxy_json_at(o, "http.tls.enabled"))) { /* else https with the system's roots */
+		const char *ca = str_at(o, "http.tls.server_ca_pem_file");
+		uo.tls_insecure = json_is_true(proxy_json_at(o, "http.tls.insecure_skip_verify"));
+		uo.ca_file = *ca ? ca : NULL;
+	}
 	char err[256];
 	p->up = upstream_get(loop, endpoint, &uo, err, sizeof err);
 	if (p->up == NULL)
