@@ -159,6 +159,29 @@ describe('proxies', () => {
     });
   }
 
+  test('connect proxy on SockJS (xhr-streaming), across 2 workers', async () => {
+    b.reqs = [];
+    b.reply({ result: { user: 'sj', data: { via: 'sockjs' } } });
+    await withRotor(b, { sockjs: { enabled: true } }, async (x) => {
+      const SockJS = require('sockjs-client');
+      const { Centrifuge } = require('centrifuge');
+      const c = new Centrifuge([{ transport: 'sockjs', endpoint: `http://127.0.0.1:${x.rd.port}/connection/sockjs` }], {
+        sockjs: SockJS, sockjsOptions: { transports: ['xhr-streaming'] }, minReconnectDelay: 100, maxReconnectDelay: 400, timeout: 5000,
+      });
+      c.on('error', () => {});
+      try {
+        const connected = once(c, 'connected');
+        c.connect();
+        const ctx = await connected;
+        assert.deepStrictEqual(ctx.data, { via: 'sockjs' });
+        assert.strictEqual(b.on('/connect')[0].body.transport, 'sockjs');
+        assert.strictEqual(b.on('/connect')[0].body.client, ctx.client);
+      } finally {
+        c.disconnect();
+      }
+    }, 2);
+  });
+
   test('connect proxy: http_headers pass Cookie and Authorization, over a static header of the same name', async () => {
     b.reqs = [];
     b.reply({ result: { user: 'u1' } });
