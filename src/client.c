@@ -153,13 +153,21 @@ static void send_out(struct client *c)
 }
 
 /* Answers command ID of type METHOD (CMD_*) with error CODE, and counts it. */
-static void reply_error(struct client *c, enum cmd_type method, uint32_t id, uint32_t code)
+/* Replies to command METHOD/ID with error CODE, MESSAGE and TEMPORARY
+ * (a backend's own error), counted in the stats. */
+static void reply_error_as(struct client *c, enum cmd_type method, uint32_t id, uint32_t code,
+			   const char *message, bool temporary)
 {
 	unsigned k = code >= 100 && code < 100 + STATS_CODE_OTHER ? code - 100 : STATS_CODE_OTHER;
 	STATS_BUMP(ctr(), n.reply_err[method - CMD_CONNECT][k], 1);
 	S.out.len = 0;
-	proto_reply_error(&S.out, c->fmt, id, code, proto_error_text(code), proto_error_temporary(code));
+	proto_reply_error(&S.out, c->fmt, id, code, message, temporary);
 	send_out(c);
+}
+
+static void reply_error(struct client *c, enum cmd_type method, uint32_t id, uint32_t code)
+{
+	reply_error_as(c, method, id, code, proto_error_text(code), proto_error_temporary(code));
 }
 
 /* Fan-out counts, by transport: kept here and added to the worker's block
@@ -1010,13 +1018,11 @@ static void px_refuse(struct client *c, enum cmd_type type, uint32_t id, const s
 		client_disconnect(c, a->code, reason);
 		return;
 	}
-	uint32_t code = a->outcome == PROXY_ERROR ? a->code : 100;
-	const char *msg = a->outcome == PROXY_ERROR && *a->message ? a->message : proto_error_text(code);
-	bool temp = a->outcome == PROXY_ERROR ? a->temporary : proto_error_temporary(code);
-	S.out.len = 0;
-	proto_reply_error(&S.out, c->fmt, id, code, msg, temp);
-	send_out(c);
-	(void)type;
+	if (a->outcome != PROXY_ERROR) {
+		reply_error(c, type, id, 100);
+		return;
+	}
+	reply_error_as(c, type, id, a->code, a->message, a->temporary); /* as the backend said */
 }
 
 /* ---- subscriptions ----------------------------------------------------- */
