@@ -489,6 +489,43 @@ describe('proxies', () => {
     });
   });
 
+  test('protobuf clients: protocol "protobuf", payloads as JSON bytes both ways', async () => {
+    b.reqs = [];
+    b.reply((rec, body) => {
+      if (rec.path === '/connect') return { result: { user: 'pb', data: { hello: 'pb' } } };
+      if (rec.path === '/rpc') return { result: { data: { got: body.data } } };
+      return {};
+    });
+    await withRotor(b, {}, async (x) => {
+      const c = x.sdk({ name: 'websocket', fmt: 'protobuf' }, { data: new TextEncoder().encode('{"p":1}') });
+      const connected = once(c, 'connected');
+      c.connect();
+      const ctx = await connected;
+      assert.deepStrictEqual(JSON.parse(new TextDecoder().decode(ctx.data)), { hello: 'pb' });
+      const r = b.on('/connect')[0];
+      assert.strictEqual(r.body.protocol, 'protobuf');
+      assert.deepStrictEqual(r.body.data, { p: 1 });
+      const res = await c.rpc('m', new TextEncoder().encode('{"q":2}'));
+      assert.deepStrictEqual(JSON.parse(new TextDecoder().decode(res.data)), { got: { q: 2 } });
+    });
+  });
+
+  test('HUP: a changed endpoint is used by the next calls, connected clients stay', async () => {
+    b.reqs = [];
+    b.reply((rec) => (rec.path === '/connect' ? { result: { user: 'h' } } : { result: { data: { path: rec.path } } }));
+    await withRotor(b, {}, async (x) => {
+      const c = x.sdk(WS);
+      c.connect();
+      await once(c, 'connected');
+      assert.deepStrictEqual((await c.rpc('m', {})).data, { path: '/rpc' });
+      const cfg = deepMerge(x.rd.fullConfig, { rpc: { proxy: { endpoint: `${b.url}/rpc2` } } });
+      x.rd.writeConfig(cfg);
+      x.rd.signal('SIGHUP');
+      await waitFor(async () => (await c.rpc('m', {})).data.path === '/rpc2', 5000, 100, 'the new endpoint');
+      assert.strictEqual(c.state, 'connected');
+    });
+  });
+
   test('sub_refresh proxy: the server refreshes an expiring subscription through the backend, then ends it', async () => {
     b.reqs = [];
     let n = 0;
