@@ -28,6 +28,7 @@
 #include "conn.h"
 #include "hub.h"
 #include "json.h"
+#include "jwks.h"
 #include "log.h"
 #include "node.h"
 #include "proxy.h"
@@ -1025,6 +1026,21 @@ static void px_refuse(struct client *c, enum cmd_type type, uint32_t id, const s
 	reply_error_as(c, type, id, a->code, a->message, a->temporary); /* as the backend said */
 }
 
+/* A token's JWKS key is being fetched (TOK_PENDING): the command is
+ * replayed once the fetch is over, and verifies the token again. */
+static void on_jwks(void *arg)
+{
+	stall_answered(arg);
+}
+
+static void jwks_stall(struct client *c)
+{
+	struct stall *st = stall_of(c);
+	st->pending++;
+	st->replay = true;
+	tok_jwks_wait(on_jwks, st);
+}
+
 /* ---- subscriptions ----------------------------------------------------- */
 
 /* When a subscription expiring at EXPIRE_AT (unix seconds) ends unless
@@ -1592,6 +1608,10 @@ static void cmd_connect(struct client *c, const struct cmd *cmd)
 	} else if (r->token.n > 0) {
 		const char *why;
 		int rc = tok_verify_connect(&S.conn_keys, r->token.p, r->token.n, now_s(), &claims, &why);
+		if (rc == TOK_PENDING) {
+			jwks_stall(c);
+			return;
+		}
 		if (rc == TOK_EXPIRED) {
 			connect_error(c, cmd->id, 109);
 			return;
@@ -1785,6 +1805,10 @@ static void cmd_refresh(struct client *c, const struct cmd *cmd)
 	}
 	int rc = tok_verify_connect(&S.conn_keys, cmd->refresh.token.p, cmd->refresh.token.n, now_s(),
 				    &claims, &why);
+	if (rc == TOK_PENDING) {
+		jwks_stall(c);
+		return;
+	}
 	if (rc == TOK_EXPIRED) {
 		client_disconnect(c, 3005, "connection expired");
 		return;
@@ -1827,7 +1851,8 @@ static void cmd_refresh(struct client *c, const struct cmd *cmd)
 
 /* Verifies a subscription token for channel CH; on success fills the
  * subscription's info, data for the result, expiry and override. Returns
- * 0, an error code to reply with, or -1 after a disconnect. */
+ * 0, an error code to reply with, or -1 after a disconnect or when the
+ * command waits for a JWKS key (it is replayed). */
 static int sub_token(struct client *c, struct pstr ch, struct pstr token, struct pstr *info,
 		     struct pstr *data, int64_t *expire_at, struct chan_override *ov, bool refresh)
 {
@@ -1836,6 +1861,10 @@ static int sub_token(struct client *c, struct pstr ch, struct pstr token, struct
 	const char *why;
 	int rc = tok_verify_subscribe(keys, token.p, token.n, now_s(), &claims, &why);
 
+	if (rc == TOK_PENDING) {
+		jwks_stall(c);
+		return -1;
+	}
 	if (rc == TOK_EXPIRED)
 		return refresh ? 110 : 109;
 	if (rc != TOK_OK) {
@@ -2576,6 +2605,7 @@ static void build_uni(struct worker *w)
 void client_init(struct worker *w)
 {
 	S.w = w;
+	jwks_init(w->loop); /* the JWKS keys of build_keys' verifiers */
 	build_keys(w);
 	build_uni(w);
 	S.chans = chan_cfg_new(w->conf);

@@ -475,7 +475,10 @@ static int check_http_response(const struct conf_key *k, const json_t *v, struct
 	    "unix time until which the previous HMAC secret is accepted"), \
 	STR(p ".rsa_public_key", "", RLD, NF, NULL, "RSA public key (PEM): enables RS256, RS384, RS512"), \
 	STR(p ".ecdsa_public_key", "", RLD, NF, NULL, "ECDSA public key (PEM): enables ES256, ES384, ES512"), \
-	STR(p ".jwks_public_endpoint", "", RLD, NF, NULL, "JWKS URL; when set, only JWKS keys verify tokens"), \
+	STR(p ".jwks_public_endpoint", "", RLD, NF, NULL, \
+	    "JWKS URL (http or https; {{name}} filled from issuer_regex/audience_regex groups); when set, only JWKS keys verify tokens"), \
+	BOOL(p ".insecure_skip_jwks_endpoint_safety_check", "false", RLD, NF, \
+	     "allow JWKS URL placeholders from regex groups that are not explicit lists of values (insecure)"), \
 	STR(p ".audience", "", RLD, NF, NULL, "required aud claim"), \
 	STR(p ".audience_regex", "", RLD, NF, NULL, "regular expression the aud claim must match"), \
 	STR(p ".issuer", "", RLD, NF, NULL, "required iss claim"), \

@@ -34,6 +34,7 @@
 #include "token.h"
 #include "b64.h"
 #include "conf.h"
+#include "jwks.h"
 #include "util.h"
 
 #include <jwt.h>
@@ -53,7 +54,7 @@
 #include <string.h>
 #include <strings.h>
 
-enum family { FAM_HS, FAM_RS, FAM_ES };
+enum family { FAM_HS, FAM_RS, FAM_ES, FAM_ED };
 
 struct alg {
 	const char *name;
@@ -74,6 +75,9 @@ static const struct alg algs[] = {
 	{ "ES256", FAM_ES, JWT_ALG_ES256, "SHA256", 32, "prime256v1" },
 	{ "ES384", FAM_ES, JWT_ALG_ES384, "SHA384", 48, "secp384r1" },
 	{ "ES512", FAM_ES, JWT_ALG_ES512, "SHA512", 66, "secp521r1" },
+	/* Ed25519, with JWKS keys only (libjwt 1.10 knows no EdDSA): no
+	 * configured key enables it, so check_signature never sees it. */
+	{ "EdDSA", FAM_ED, JWT_ALG_NONE, NULL, 0, NULL },
 };
 
 #define ALG_BIT(i) (1u << (i))
@@ -96,6 +100,7 @@ static const struct alg *alg_find(const char *name, size_t *index)
 static const char *const setting_names[] = {
 	"hmac_secret_key", "hmac_previous_secret_key", "rsa_public_key", "ecdsa_public_key",
 	"audience", "audience_regex", "issuer", "issuer_regex", "user_id_claim",
+	"jwks_public_endpoint",
 };
 
 static char **setting_field(struct tok_keys *k, size_t i)
@@ -103,7 +108,7 @@ static char **setting_field(struct tok_keys *k, size_t i)
 	char **f[] = {
 		&k->hmac_secret_key, &k->hmac_previous_secret_key, &k->rsa_public_key,
 		&k->ecdsa_public_key, &k->audience, &k->audience_regex, &k->issuer,
-		&k->issuer_regex, &k->user_id_claim,
+		&k->issuer_regex, &k->user_id_claim, &k->jwks_public_endpoint,
 	};
 	_Static_assert(ROTOR_ARRAY_LEN(f) == ROTOR_ARRAY_LEN(setting_names), "one field per setting");
 	return f[i];
@@ -244,6 +249,201 @@ static bool valid_user_id_claim(const char *s)
 	return true;
 }
 
+/* ---- JWKS endpoint templates ---------------------------------------------- */
+
+/* Steps over the character RE[I] of a Go regex (an escape, or a bracket
+ * expression's opening, as a whole): the index of the next one. *PAREN is
+ * '(' or ')' when RE[I] is a group's parenthesis, else 0; *IN_CLASS
+ * follows bracket expressions. */
+static size_t re_step(const char *re, size_t i, bool *in_class, char *paren)
+{
+	*paren = 0;
+	if (re[i] == '\\' && re[i + 1])
+		return i + 2;
+	if (*in_class) {
+		*in_class = re[i] != ']';
+		return i + 1;
+	}
+	if (re[i] == '[') {
+		*in_class = true;
+		i++;
+		if (re[i] == '^')
+			i++;
+		if (re[i] == ']') /* a leading ] is literal */
+			i++;
+		return i;
+	}
+	if (re[i] == '(' || re[i] == ')')
+		*paren = re[i];
+	return i + 1;
+}
+
+/* Index just past the group that opens at RE[I] ('('), or strlen(RE). */
+static size_t group_end(const char *re, size_t i)
+{
+	int depth = 0;
+	bool in_class = false;
+	char paren;
+
+	while (re[i]) {
+		size_t next = re_step(re, i, &in_class, &paren);
+		if (paren == '(')
+			depth++;
+		else if (paren == ')' && --depth == 0)
+			return next;
+		i = next;
+	}
+	return i;
+}
+
+/* The names of the capturing groups of the Go regex RE by number (index 0
+ * is the whole match and unnamed groups are NULL), counted the way
+ * tok_regex_from_go leaves them for regcomp. Returns how many entries
+ * *NAMES has. */
+static size_t group_names(const char *re, char ***names)
+{
+	size_t n = 1, i = 0;
+	bool in_class = false;
+	char paren;
+
+	*names = xcalloc(strlen(re) + 1, sizeof(**names));
+	while (re[i]) {
+		size_t next = re_step(re, i, &in_class, &paren);
+		if (paren == '(') {
+			const char *name = NULL;
+			if (re[i + 1] != '?')
+				n++;
+			else if (re[i + 2] == 'P' && re[i + 3] == '<')
+				name = re + i + 4;
+			else if (re[i + 2] == '<')
+				name = re + i + 3;
+			if (name != NULL && strchr(name, '>') != NULL)
+				(*names)[n++] = xstrndup(name, (size_t)(strchr(name, '>') - name));
+		}
+		i = next;
+	}
+	return n;
+}
+
+static void free_names(char **names, size_t n)
+{
+	for (size_t i = 0; names != NULL && i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
+/* Centrifugo's safety check of a regex whose named group NAME fills a
+ * placeholder of the JWKS endpoint: no character class anywhere, and the
+ * group only an explicit list of fixed values (literals, '|', groups).
+ * NULL, or the problem. */
+static const char *unsafe_group(const char *re, const char *name)
+{
+	size_t i, end, nl = strlen(name);
+
+	for (i = 0; re[i]; i++) {
+		if (re[i] == '[')
+			return "contains a character class ([...])";
+		if (re[i] == '\\' && re[i + 1]) {
+			if (strchr("dDwWsSpP", re[i + 1]))
+				return "contains a character class shorthand (\\d, \\w, \\s, \\p ...)";
+			i++;
+		}
+	}
+	for (i = 0; re[i]; i++) {
+		if (re[i] == '\\' && re[i + 1]) {
+			i++;
+			continue;
+		}
+		if (re[i] != '(' || re[i + 1] != '?')
+			continue;
+		const char *p = re + i + 2;
+		if (*p == 'P')
+			p++;
+		if (*p != '<' || strncmp(p + 1, name, nl) != 0 || p[1 + nl] != '>')
+			continue;
+		end = group_end(re, i);
+		for (const char *q = p + 2 + nl; q < re + end - 1; q++) {
+			if (*q == '\\' && q[1]) {
+				if ((q[1] >= 'a' && q[1] <= 'z') || (q[1] >= 'A' && q[1] <= 'Z') ||
+				    (q[1] >= '0' && q[1] <= '9'))
+					return "uses an escape that is not a literal character";
+				q++;
+			} else if (strchr(".*+?{}^$", *q)) {
+				return "is not an explicit list of allowed values (value1|value2|value3)";
+			} else if (*q == '(' && q[1] == '?') {
+				if (q[2] != ':')
+					return "is not an explicit list of allowed values (value1|value2|value3)";
+				q += 2; /* (?: groups only */
+			}
+		}
+		return NULL;
+	}
+	return NULL;
+}
+
+/* Does Go regex RE (with group names NAMES, N entries) name group NAME? */
+static bool has_group(char **names, size_t n, const char *name)
+{
+	for (size_t i = 1; i < n; i++)
+		if (names[i] != NULL && strcmp(names[i], name) == 0)
+			return true;
+	return false;
+}
+
+/* Checks K's jwks_public_endpoint: an http(s) URL with a host, whose
+ * placeholders name groups of the issuer or audience regex. */
+static int check_jwks(struct tok_keys *k, const char *section, struct conf_report *rep)
+{
+	const char *url = k->jwks_public_endpoint, *p, *host, *e;
+	int rc = RT_OK;
+
+	if (strncmp(url, "http://", 7) == 0)
+		host = url + 7;
+	else if (strncmp(url, "https://", 8) == 0)
+		host = url + 8;
+	else {
+		conf_report_error(rep, "%s.jwks_public_endpoint: must be an http:// or https:// URL, got \"%s\"",
+				  section, url);
+		return RT_INVAL;
+	}
+	if (*host == '\0' || *host == '/' || *host == ':' || strpbrk(url, " \t\r\n\"<>\\^`|") != NULL ||
+	    memchr(host, '@', strcspn(host, "/?#")) != NULL) {
+		conf_report_error(rep, "%s.jwks_public_endpoint: not a URL rotor can fetch (a host, no user "
+				  "information, no spaces): \"%s\"", section, url);
+		return RT_INVAL;
+	}
+	for (p = url; (p = strstr(p, "{{")) != NULL; p = e + 2) {
+		char name[64];
+		const char *why = NULL, *which = NULL;
+
+		if ((e = strstr(p + 2, "}}")) == NULL) {
+			conf_report_error(rep, "%s.jwks_public_endpoint: unclosed {{ in \"%s\"", section, url);
+			return RT_INVAL;
+		}
+		snprintf(name, sizeof(name), "%.*s", (int)(e - p - 2), p + 2);
+		if (k->issuer_re && has_group(k->issuer_groups, k->nissuer_groups, name)) {
+			which = "issuer_regex";
+			why = unsafe_group(k->issuer_regex, name);
+		}
+		if (why == NULL && k->audience_re && has_group(k->audience_groups, k->naudience_groups, name)) {
+			which = "audience_regex";
+			why = unsafe_group(k->audience_regex, name);
+		}
+		if (which == NULL) {
+			conf_report_error(rep, "%s.jwks_public_endpoint: placeholder {{%s}} is not a named group "
+					  "of %s.issuer_regex or %s.audience_regex", section, name, section, section);
+			rc = RT_INVAL;
+		} else if (why != NULL && !k->insecure_skip_jwks_endpoint_safety_check) {
+			conf_report_error(rep, "%s.%s: named group \"%s\" is used in the JWKS endpoint URL template "
+					  "and %s: only an explicit list of allowed values is permitted "
+					  "(or set %s.insecure_skip_jwks_endpoint_safety_check)",
+					  section, which, name, why, section);
+			rc = RT_INVAL;
+		}
+	}
+	return rc;
+}
+
 /* Loads K's RSA and ECDSA keys and enables their algorithms. */
 static int load_keys(struct tok_keys *k, const char *section, struct conf_report *rep)
 {
@@ -314,6 +514,17 @@ int tok_keys_init(struct tok_keys *k, const json_t *settings, const char *sectio
 			rc = RT_INVAL;
 		}
 	}
+	{
+		const json_t *skip = settings ? json_object_get(settings,
+							"insecure_skip_jwks_endpoint_safety_check") : NULL;
+		if (json_is_boolean(skip)) {
+			k->insecure_skip_jwks_endpoint_safety_check = json_is_true(skip);
+		} else if (skip != NULL && !json_is_null(skip)) {
+			conf_report_error(rep, "%s.insecure_skip_jwks_endpoint_safety_check: must be a boolean",
+					  section);
+			rc = RT_INVAL;
+		}
+	}
 	if (rc != RT_OK)
 		goto fail;
 	if (*k->hmac_previous_secret_key && !*k->hmac_secret_key) {
@@ -339,6 +550,12 @@ int tok_keys_init(struct tok_keys *k, const json_t *settings, const char *sectio
 		rc = RT_INVAL;
 	if (*k->issuer_regex &&
 	    (k->issuer_re = compile_regex(section, "issuer_regex", k->issuer_regex, rep)) == NULL)
+		rc = RT_INVAL;
+	if (k->audience_re)
+		k->naudience_groups = group_names(k->audience_regex, &k->audience_groups);
+	if (k->issuer_re)
+		k->nissuer_groups = group_names(k->issuer_regex, &k->issuer_groups);
+	if (*k->jwks_public_endpoint && check_jwks(k, section, rep) != RT_OK)
 		rc = RT_INVAL;
 	if (*k->user_id_claim && !valid_user_id_claim(k->user_id_claim)) {
 		conf_report_error(rep, "%s.user_id_claim: must match ^[a-zA-Z_]+$ (a top-level claim name)",
@@ -375,24 +592,12 @@ int tok_keys_from_conf(struct tok_keys *k, const struct conf *c, const char *sec
 		snprintf(name, sizeof(name), "%s.hmac_previous_secret_key_valid_until", section);
 		if ((v = conf_get(c, name)) != NULL)
 			json_object_set(settings, "hmac_previous_secret_key_valid_until", (json_t *)v);
+		snprintf(name, sizeof(name), "%s.insecure_skip_jwks_endpoint_safety_check", section);
+		if ((v = conf_get(c, name)) != NULL)
+			json_object_set(settings, "insecure_skip_jwks_endpoint_safety_check", (json_t *)v);
 	}
 	rc = tok_keys_init(k, settings, section, rep);
 	json_decref(settings);
-	{
-		/* Refused rather than ignored: with a JWKS endpoint Centrifugo uses
-		 * no other key, so carrying on would verify with the wrong keys. */
-		char name[128];
-		const char *jwks;
-
-		snprintf(name, sizeof(name), "%s.jwks_public_endpoint", section);
-		jwks = json_string_value(conf_get(c, name));
-		if (jwks != NULL && *jwks != '\0') {
-			conf_report_error(rep, "%s: JWKS is not supported by rotor yet", name);
-			if (rc == RT_OK)
-				tok_keys_free(k);
-			rc = RT_INVAL;
-		}
-	}
 	skip = conf_get(c, "client.insecure_skip_token_signature_verify");
 	if (rc == RT_OK && json_is_true(skip))
 		k->insecure_skip_verify = true;
@@ -415,6 +620,8 @@ void tok_keys_free(struct tok_keys *k)
 		regfree(k->issuer_re);
 		free(k->issuer_re);
 	}
+	free_names(k->audience_groups, k->naudience_groups);
+	free_names(k->issuer_groups, k->nissuer_groups);
 	memset(k, 0, sizeof(*k));
 }
 
@@ -634,20 +841,19 @@ static bool verify_libjwt(const struct alg *a, const char *tok, const char *key)
 }
 
 /* OpenSSL's check of SIG over DATA ("header.payload") for A, with SECRET
- * for HS* and K's public keys otherwise. */
-static bool verify_openssl(const struct tok_keys *k, const struct alg *a, const char *secret,
+ * for HS* and the public key PKEY otherwise. */
+static bool verify_openssl(EVP_PKEY *pkey, const struct alg *a, const char *secret,
 			   const char *data, size_t dlen, const unsigned char *sig, size_t slen)
 {
-	const EVP_MD *md = EVP_get_digestbyname(a->md);
+	const EVP_MD *md = a->md ? EVP_get_digestbyname(a->md) : NULL;
 	unsigned char buf[EVP_MAX_MD_SIZE];
 	unsigned char *der = NULL;
 	const unsigned char *vsig = sig;
 	size_t vlen = slen;
 	EVP_MD_CTX *ctx = NULL;
-	EVP_PKEY *pkey;
 	bool ok = false;
 
-	if (md == NULL)
+	if (md == NULL && a->fam != FAM_ED)
 		return false;
 	if (a->fam == FAM_HS) {
 		unsigned int blen = 0;
@@ -682,7 +888,6 @@ static bool verify_openssl(const struct tok_keys *k, const struct alg *a, const 
 		vsig = der;
 		vlen = (size_t)n;
 	}
-	pkey = a->fam == FAM_RS ? k->rsa : k->ec;
 	assert(pkey != NULL);
 	ctx = EVP_MD_CTX_new();
 	ok = ctx != NULL && EVP_DigestVerifyInit(ctx, NULL, md, NULL, pkey) == 1 &&
@@ -695,17 +900,42 @@ out:
 	return ok;
 }
 
-/* The size in bytes of a signature by A with K's key. */
-static size_t sig_size(const struct tok_keys *k, const struct alg *a)
+/* The size in bytes of a signature by A with RSA key RSA (for RS*). */
+static size_t sig_size(EVP_PKEY *rsa, const struct alg *a)
 {
 	switch (a->fam) {
 	case FAM_HS:
 		return (size_t)EVP_MD_get_size(EVP_get_digestbyname(a->md));
 	case FAM_RS:
-		return (size_t)EVP_PKEY_get_size(k->rsa);
+		return (size_t)EVP_PKEY_get_size(rsa);
 	default:
 		return 2 * (size_t)a->ec_bytes;
 	}
+}
+
+/* The signature of TOK (LEN bytes, the signature at SIG_OFF), decoded
+ * into a new buffer of *SLEN bytes, which must be WANT. Its encoding must be
+ * canonical, so that both verification paths accept exactly the same
+ * texts. Sets *WHY when it is malformed or of the wrong size. */
+static unsigned char *decode_sig(const char *tok, size_t len, size_t sig_off, size_t want, size_t *slen,
+				 const char **why)
+{
+	unsigned char *sig = xmalloc(b64_decoded_max(len - sig_off) + 1);
+	char *canon;
+
+	*why = NULL;
+	if (b64_decode(sig, slen, tok + sig_off, len - sig_off, B64_URL | B64_NOPAD) != RT_OK) {
+		*slen = 0;
+		*why = "invalid token: malformed signature";
+		return sig;
+	}
+	canon = b64_encode_alloc(sig, *slen, B64_URL | B64_NOPAD);
+	if (strlen(canon) != len - sig_off || memcmp(canon, tok + sig_off, len - sig_off) != 0)
+		*why = "invalid token: malformed signature";
+	free(canon);
+	if (*why == NULL && *slen != want)
+		*why = "invalid token: bad signature";
+	return sig;
 }
 
 /* Checks algorithm and signature of TOK (NUL-terminated, LEN bytes, the
@@ -717,35 +947,22 @@ static const char *check_signature(const struct tok_keys *k, const json_t *hdr, 
 	const char *alg_name = json_string_value(json_object_get(hdr, "alg"));
 	const json_t *typ = json_object_get(hdr, "typ");
 	const struct alg *a;
-	size_t idx, slen = len - sig_off;
+	size_t idx, slen;
 	unsigned char *sig;
-	char *canon;
 	const char *why = NULL;
 	const char *keys[2] = { NULL, NULL };
 	bool ok = false, libjwt;
 
 	a = alg_find(alg_name ? alg_name : "", &idx);
-	if (a == NULL)
+	if (a == NULL || a->fam == FAM_ED)
 		return "invalid token: unsupported JWT algorithm";
 	if (!(k->algs & ALG_BIT(idx)))
 		return "invalid token: disabled JWT algorithm";
 
-	/* Decode the signature and insist on its canonical encoding, so that
-	 * both verification paths below accept exactly the same texts. */
-	sig = xmalloc(b64_decoded_max(slen) + 1);
-	if (b64_decode(sig, &slen, tok + sig_off, len - sig_off, B64_URL | B64_NOPAD) != RT_OK) {
-		free(sig);
-		return "invalid token: malformed signature";
-	}
-	canon = b64_encode_alloc(sig, slen, B64_URL | B64_NOPAD);
-	if (strlen(canon) != len - sig_off || memcmp(canon, tok + sig_off, len - sig_off) != 0)
-		why = "invalid token: malformed signature";
-	free(canon);
 	/* A signature of the wrong size can only fail; refusing it here also
 	 * keeps an empty one away from libjwt 1.10.2, whose jwt_b64_decode
 	 * writes past a zero-byte buffer for RS and ES (seen with valgrind). */
-	if (why == NULL && slen != sig_size(k, a))
-		why = "invalid token: bad signature";
+	sig = decode_sig(tok, len, sig_off, sig_size(k->rsa, a), &slen, &why);
 
 	if (why == NULL) {
 		keys[0] = a->fam == FAM_HS ? k->hmac_secret_key : a->fam == FAM_RS ? k->rsa_pem : k->ec_pem;
@@ -756,13 +973,178 @@ static const char *check_signature(const struct tok_keys *k, const json_t *hdr, 
 		libjwt = typ == NULL || json_is_null(typ) || strcasecmp(json_string_value(typ), "JWT") == 0;
 		for (size_t i = 0; i < 2 && keys[i] != NULL && !ok; i++) {
 			ok = libjwt ? verify_libjwt(a, tok, keys[i])
-				    : verify_openssl(k, a, keys[i], tok, sig_off - 1, sig, slen);
+				    : verify_openssl(a->fam == FAM_RS ? k->rsa : k->ec, a, keys[i], tok,
+						     sig_off - 1, sig, slen);
 		}
 		if (!ok)
 			why = "invalid token: bad signature";
 	}
 	free(sig);
 	return why;
+}
+
+/* ---- JWKS ------------------------------------------------------------------- */
+
+/* The URL of the fetch the last TOK_PENDING waits for. */
+static char *pending_url;
+
+#define TOK_VARS_MAX 16
+
+struct tok_var {
+	const char *name;
+	char value[128];
+};
+
+/* The named groups of RE (NAMES, N) matched in S, appended to V (*NV). */
+static void add_vars(const regex_t *re, char **names, size_t n, const char *s, struct tok_var *v, size_t *nv)
+{
+	regmatch_t m[32];
+	size_t i, len;
+
+	if (n > ROTOR_ARRAY_LEN(m) || regexec(re, s, n, m, 0) != 0)
+		return;
+	for (i = 1; i < n && *nv < TOK_VARS_MAX; i++) {
+		if (names[i] == NULL || m[i].rm_so < 0)
+			continue;
+		len = (size_t)(m[i].rm_eo - m[i].rm_so);
+		if (len >= sizeof(v->value))
+			len = sizeof(v->value) - 1;
+		v[*nv].name = names[i];
+		memcpy(v[*nv].value, s + m[i].rm_so, len);
+		v[*nv].value[len] = '\0';
+		(*nv)++;
+	}
+}
+
+/* K's JWKS endpoint for claims C: the template with each {{name}} replaced
+ * by that named group of issuer_regex or audience_regex (the audience's
+ * when both have it, as Centrifugo), "" when it matched nothing. NULL with
+ * *WHY when a value has a character other than [A-Za-z0-9._~-] or the path
+ * has "." or ".." segments or "//" (Centrifugo's traversal check). */
+static char *jwks_url(const struct tok_keys *k, const json_t *c, const char **why)
+{
+	struct tok_var v[TOK_VARS_MAX];
+	size_t nv = 0, i, n;
+	const json_t *aud = json_object_get(c, "aud"), *e;
+	const char *iss = json_string_value(json_object_get(c, "iss")), *t = k->jwks_public_endpoint, *end;
+	char *out, *o, *path;
+
+	if (strstr(t, "{{") == NULL)
+		return xstrdup(t);
+	if (k->issuer_re && iss != NULL)
+		add_vars(k->issuer_re, k->issuer_groups, k->nissuer_groups, iss, v, &nv);
+	if (k->audience_re) {
+		json_t *one = json_is_string(aud) ? json_pack("[O]", aud) : json_incref((json_t *)aud);
+		json_array_foreach(one, i, e) {
+			if (regexec(k->audience_re, json_string_value(e), 0, NULL, 0) == 0) {
+				add_vars(k->audience_re, k->audience_groups, k->naudience_groups,
+					 json_string_value(e), v, &nv);
+				break;
+			}
+		}
+		json_decref(one);
+	}
+	n = strlen(t);
+	for (i = 0; i < nv; i++)
+		n += strlen(v[i].value);
+	o = out = xmalloc(n + 1);
+	while (*t) {
+		if (t[0] == '{' && t[1] == '{' && (end = strstr(t + 2, "}}")) != NULL) {
+			size_t nl = (size_t)(end - t - 2);
+			for (i = nv; i-- > 0;) {
+				if (strlen(v[i].name) == nl && memcmp(v[i].name, t + 2, nl) == 0) {
+					const char *val = v[i].value;
+					if (strspn(val, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+						   "0123456789._~-") != strlen(val)) {
+						*why = "invalid token: a JWKS endpoint variable has characters not allowed in a URL";
+						free(out);
+						return NULL;
+					}
+					o = stpcpy(o, val);
+					break;
+				}
+			}
+			t = end + 2;
+			continue;
+		}
+		*o++ = *t++;
+	}
+	*o = '\0';
+	path = strstr(out, "://");
+	path = path ? strchr(path + 3, '/') : NULL;
+	if (path != NULL) {
+		size_t plen = strcspn(path, "?#");
+		for (const char *seg = path; seg < path + plen; seg++) {
+			if (*seg != '/')
+				continue;
+			size_t sl = strcspn(seg + 1, "/?#");
+			if ((sl == 0 && seg + 1 < path + plen) || (sl == 1 && seg[1] == '.') ||
+			    (sl == 2 && seg[1] == '.' && seg[2] == '.')) {
+				*why = "invalid token: the JWKS endpoint path has traversal sequences";
+				free(out);
+				return NULL;
+			}
+		}
+	}
+	return out;
+}
+
+/* Checks the signature of TOK with the JWKS key its header names (kid),
+ * from the endpoint filled in for claims C. NULL if verified; with
+ * *PENDING set the key is being fetched (pending_url says from where). */
+static const char *check_jwks_signature(const struct tok_keys *k, const json_t *hdr, const json_t *c,
+					const char *tok, size_t len, size_t sig_off, int64_t now_s, bool *pending)
+{
+	const char *alg_name = json_string_value(json_object_get(hdr, "alg"));
+	const char *kid = json_string_value(json_object_get(hdr, "kid"));
+	const struct alg *a = alg_find(alg_name ? alg_name : "", NULL);
+	const struct jwk *key;
+	const char *why = NULL;
+	unsigned char *sig;
+	size_t slen;
+	char *url;
+	int r;
+
+	*pending = false;
+	if (a == NULL)
+		return "invalid token: unsupported JWT algorithm";
+	if (a->fam == FAM_HS)
+		return "invalid token: disabled JWT algorithm"; /* a JWKS holds no HMAC secret */
+	static const enum family fam_of[] = { [JWK_RSA] = FAM_RS, [JWK_EC] = FAM_ES, [JWK_OKP] = FAM_ED };
+	if (kid == NULL || *kid == '\0')
+		return "invalid token: kid is not provided";
+	if ((url = jwks_url(k, c, &why)) == NULL)
+		return why;
+	r = jwks_find(url, kid, now_s, &key);
+	if (r == JWKS_PENDING) {
+		free(pending_url);
+		pending_url = url;
+		*pending = true;
+		return "JWKS key being fetched";
+	}
+	free(url);
+	if (r != JWKS_FOUND)
+		return "invalid token: public key not found";
+	/* The JWK's alg when it has one, else any of its family and curve
+	 * (Centrifugo). */
+	if (*key->alg ? strcmp(key->alg, a->name) != 0
+		      : fam_of[key->kty] != a->fam || (key->kty == JWK_EC && strcmp(key->curve, a->curve) != 0))
+		return "invalid token: algorithm does not match the key";
+	sig = decode_sig(tok, len, sig_off,
+			 a->fam == FAM_RS ? (size_t)EVP_PKEY_get_size(key->pkey)
+			 : a->fam == FAM_ED ? 64 : 2 * (size_t)a->ec_bytes,
+			 &slen, &why);
+	if (why == NULL && !verify_openssl(key->pkey, a, NULL, tok, sig_off - 1, sig, slen))
+		why = "invalid token: bad signature";
+	free(sig);
+	return why;
+}
+
+void tok_jwks_wait(void (*done)(void *arg), void *arg)
+{
+	jwks_wait(pending_url ? pending_url : "", done, arg);
+	free(pending_url);
+	pending_url = NULL;
 }
 
 /* ---- verification -------------------------------------------------------- */
@@ -828,7 +1210,14 @@ static int verify(const struct tok_keys *k, enum kind kind, const char *token, s
 		goto out;
 	if ((*why = check_aud_iss(k, c)) != NULL)
 		goto out;
-	if (!k->insecure_skip_verify) {
+	if (!k->insecure_skip_verify && *k->jwks_public_endpoint) {
+		bool pending;
+		*why = check_jwks_signature(k, hdr, c, token, len, (size_t)(dot2 + 1 - token), now_s, &pending);
+		if (pending)
+			rc = TOK_PENDING;
+		if (*why != NULL)
+			goto out;
+	} else if (!k->insecure_skip_verify) {
 		tok = xstrndup(token, len);
 		if ((*why = check_signature(k, hdr, tok, len, (size_t)(dot2 + 1 - token), now_s)) != NULL)
 			goto out;

@@ -25,6 +25,7 @@ enum {
 	TOK_OK = 0,
 	TOK_EXPIRED = 1, /* exp passed or nbf in the future; a fresh token will do */
 	TOK_INVALID = 2, /* anything else: format, algorithm, signature, claims */
+	TOK_PENDING = 3, /* JWKS: the token's key is being fetched; see tok_jwks_wait */
 };
 
 /* Verifier state for one token configuration (client.token.*, or
@@ -45,6 +46,9 @@ struct tok_keys {
 	char *issuer;
 	char *issuer_regex;
 	char *user_id_claim;
+	/* JWKS URL template; when set, only JWKS keys verify signatures. */
+	char *jwks_public_endpoint;
+	bool insecure_skip_jwks_endpoint_safety_check;
 	/* client.insecure_skip_token_signature_verify: the caller sets it after
 	 * init; when true no signature and no algorithm is checked at all. */
 	bool insecure_skip_verify;
@@ -54,27 +58,32 @@ struct tok_keys {
 	char *rsa_pem, *ec_pem;     /* keys re-encoded as SPKI PEM for libjwt */
 	struct evp_pkey_st *rsa, *ec;
 	regex_t *audience_re, *issuer_re;
+	char **audience_groups, **issuer_groups; /* group names by number (NULL: unnamed) */
+	size_t naudience_groups, nissuer_groups;
 };
 
 /* Builds K from SETTINGS, a JSON object whose members are named like the
  * keys of client.token (hmac_secret_key, hmac_previous_secret_key,
  * hmac_previous_secret_key_valid_until, rsa_public_key, ecdsa_public_key,
+ * jwks_public_endpoint, insecure_skip_jwks_endpoint_safety_check,
  * audience, audience_regex, issuer, issuer_regex, user_id_claim; others are
  * ignored, missing or null means unset). SECTION ("client.token") prefixes
  * the key names in problems added to REP: a PEM that is not a public key of
  * the right type, an ECDSA curve other than P-256/384/521, audience together
  * with audience_regex (likewise issuer), a regex that does not compile, a
  * user_id_claim not matching ^[a-zA-Z_]+$, a previous HMAC secret without a
- * current one. Returns RT_OK, or RT_INVAL with
+ * current one, a JWKS endpoint that is not an http(s) URL, whose {{name}}
+ * placeholders are not named groups of issuer_regex or audience_regex, or
+ * (unless insecure_skip_jwks_endpoint_safety_check) whose groups are not
+ * explicit lists of values (Centrifugo's safety check: the values come from
+ * unverified claims). Returns RT_OK, or RT_INVAL with
  * every problem reported and K left empty (tok_keys_free is still safe). A
  * configuration without any key is valid: every token is then invalid. */
 int tok_keys_init(struct tok_keys *k, const json_t *settings, const char *section,
 		  struct conf_report *rep);
 
 /* Same, reading SECTION.* from C ("client.token" or
- * "client.subscription_token"), plus client.insecure_skip_token_signature_verify.
- * A non-empty SECTION.jwks_public_endpoint is a problem: JWKS is not
- * supported, and verifying with the other keys instead would be wrong. */
+ * "client.subscription_token"), plus client.insecure_skip_token_signature_verify. */
 int tok_keys_from_conf(struct tok_keys *k, const struct conf *c, const char *section,
 		       struct conf_report *rep);
 
@@ -85,7 +94,14 @@ void tok_keys_free(struct tok_keys *k);
  * algorithm and signature, then exp/nbf. On TOK_OK, *CLAIMS is the payload
  * object (the caller owns a reference). Otherwise *CLAIMS is NULL and *WHY
  * a static text for logs and rotorctl ("token expired", "invalid token:
- * bad signature", ...). On TOK_OK *WHY is "ok". */
+ * bad signature", ...). On TOK_OK *WHY is "ok".
+ *
+ * With a JWKS endpoint, the key is the token's kid in jwks.c's cache; when
+ * it is not there, a fetch may be under way: TOK_PENDING, and the caller
+ * calls tok_jwks_wait at once, then verifies the same token again when
+ * told (that second verification never gives TOK_PENDING for the same
+ * reason: a kid still missing after the fetch is TOK_INVALID). Without a
+ * worker loop (rotorctl) a JWKS key is never found. */
 int tok_verify(const struct tok_keys *k, const char *token, size_t len, int64_t now_s,
 	       json_t **claims, const char **why);
 /* As tok_verify, plus the connection-token rule: a non-empty `channel`
@@ -97,6 +113,11 @@ int tok_verify_connect(const struct tok_keys *k, const char *token, size_t len,
  * the channel asked for, and `sub` with the connection's user. */
 int tok_verify_subscribe(const struct tok_keys *k, const char *token, size_t len,
 			 int64_t now_s, json_t **claims, const char **why);
+
+/* After a tok_verify* that returned TOK_PENDING (and before any other):
+ * DONE(ARG) when the fetch it waits for is over, never from within this
+ * call. */
+void tok_jwks_wait(void (*done)(void *arg), void *arg);
 
 /* The user ID of verified CLAIMS: the user_id_claim of K when set (a number
  * or boolean turned into its JSON text, as Centrifugo's gjson does), else

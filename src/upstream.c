@@ -384,21 +384,22 @@ fail:
 	return false;
 }
 
-/* Reads up to N bytes from C: > 0 bytes, 0 at EOF, -1 with errno EAGAIN
- * (nothing now) or another errno (the connection is broken). */
-static ssize_t conn_read(struct uconn *c, char *buf, size_t n)
+/* Reads (WRITE false) or writes up to N bytes on C: > 0 bytes, 0 at EOF,
+ * -1 with errno EAGAIN (not now) or another errno (the connection is
+ * broken). */
+static ssize_t conn_io(struct uconn *c, char *buf, size_t n, bool write)
 {
 	ssize_t k;
 	int rc, e;
 
 	if (c->ssl == NULL) {
 		do
-			k = read(c->fd, buf, n);
+			k = write ? send(c->fd, buf, n, MSG_NOSIGNAL) : read(c->fd, buf, n);
 		while (k < 0 && errno == EINTR);
 		return k;
 	}
 	ERR_clear_error();
-	rc = SSL_read(c->ssl, buf, (int)n);
+	rc = write ? SSL_write(c->ssl, buf, (int)n) : SSL_read(c->ssl, buf, (int)n);
 	if (rc > 0)
 		return rc;
 	e = SSL_get_error(c->ssl, rc);
@@ -407,34 +408,9 @@ static ssize_t conn_read(struct uconn *c, char *buf, size_t n)
 		return -1;
 	}
 	ERR_clear_error();
-	if (e == SSL_ERROR_ZERO_RETURN)
+	if (!write && e == SSL_ERROR_ZERO_RETURN)
 		return 0;
-	errno = ECONNRESET; /* unclean EOF, or a TLS error: broken */
-	return -1;
-}
-
-static ssize_t conn_write(struct uconn *c, const char *buf, size_t n)
-{
-	ssize_t k;
-	int rc, e;
-
-	if (c->ssl == NULL) {
-		do
-			k = send(c->fd, buf, n, MSG_NOSIGNAL);
-		while (k < 0 && errno == EINTR);
-		return k;
-	}
-	ERR_clear_error();
-	rc = SSL_write(c->ssl, buf, (int)n);
-	if (rc > 0)
-		return rc;
-	e = SSL_get_error(c->ssl, rc);
-	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-		errno = EAGAIN;
-		return -1;
-	}
-	ERR_clear_error();
-	errno = EPIPE;
+	errno = write ? EPIPE : ECONNRESET; /* unclean EOF, or a TLS error: broken */
 	return -1;
 }
 
@@ -565,7 +541,7 @@ static void conn_busy(struct uconn *c, int revents)
 
 	if (r->outoff < r->outlen && (revents & EV_WRITE)) {
 		while (r->outoff < r->outlen) {
-			k = conn_write(c, r->out + r->outoff, r->outlen - r->outoff);
+			k = conn_io(c, r->out + r->outoff, r->outlen - r->outoff, true);
 			if (k < 0 && errno == EAGAIN)
 				break;
 			if (k < 0) {
@@ -580,7 +556,7 @@ static void conn_busy(struct uconn *c, int revents)
 	if (!(revents & EV_READ) && !(c->ssl && SSL_pending(c->ssl) > 0))
 		return;
 	for (;;) {
-		k = conn_read(c, buf, sizeof(buf));
+		k = conn_io(c, buf, sizeof(buf), false);
 		if (k > 0) {
 			if (!conn_parse(c, buf, (size_t)k))
 				return;
@@ -632,7 +608,7 @@ static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 		 * (a TLS record that carries no data, e.g. a session ticket,
 		 * reads as EAGAIN). */
 		if (c->ssl == NULL ? recv(c->fd, &b, 1, MSG_PEEK) < 0 && errno == EAGAIN
-				   : conn_read(c, &b, 1) < 0 && errno == EAGAIN)
+				   : conn_io(c, &b, 1, false) < 0 && errno == EAGAIN)
 			return;
 		conn_close(c);
 		return;
@@ -753,47 +729,18 @@ static int parse_url(const char *url, bool *tls, char *host, size_t hostsize, in
 	return 0;
 }
 
-/* Fills U's addresses: numeric, "localhost", or a lookup. -1 with ERR. */
-static int resolve(struct upstream *u, char *err, size_t n)
+/* Fills U's addresses from getaddrinfo of NAME with FLAGS: 0, or its
+ * error code. */
+static int lookup(struct upstream *u, const char *name, int flags)
 {
-	struct sockaddr_in *s4 = (struct sockaddr_in *)&u->addr[0];
-	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&u->addr[0];
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res, *ai;
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = flags | AI_NUMERICSERV }, *res, *ai;
 	char portstr[8];
 	int rc;
 
-	memset(&u->addr, 0, sizeof(u->addr));
-	if (inet_pton(AF_INET, u->host, &s4->sin_addr) == 1) {
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons((uint16_t)u->port);
-		u->addrlen[0] = sizeof(*s4);
-		u->naddr = 1;
-		u->host_is_ip = true;
-		return 0;
-	}
-	if (inet_pton(AF_INET6, u->host, &s6->sin6_addr) == 1) {
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons((uint16_t)u->port);
-		u->addrlen[0] = sizeof(*s6);
-		u->naddr = 1;
-		u->host_is_ip = true;
-		return 0;
-	}
-	if (strcasecmp(u->host, "localhost") == 0) {
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons((uint16_t)u->port);
-		s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		u->addrlen[0] = sizeof(*s4);
-		u->naddr = 1;
-		return 0;
-	}
-	/* The one blocking lookup, when the upstream is made. */
 	snprintf(portstr, sizeof(portstr), "%d", u->port);
-	rc = getaddrinfo(u->host, portstr, &hints, &res);
-	if (rc != 0) {
-		snprintf(err, n, "cannot resolve %s: %s", u->host, gai_strerror(rc));
-		return -1;
-	}
+	if ((rc = getaddrinfo(name, portstr, &hints, &res)) != 0)
+		return rc;
+	memset(&u->addr, 0, sizeof(u->addr));
 	u->naddr = 0;
 	for (ai = res; ai != NULL && u->naddr < UP_ADDRS_MAX; ai = ai->ai_next) {
 		if (ai->ai_addrlen > sizeof(u->addr[0]))
@@ -802,8 +749,23 @@ static int resolve(struct upstream *u, char *err, size_t n)
 		u->addrlen[u->naddr++] = ai->ai_addrlen;
 	}
 	freeaddrinfo(res);
-	if (u->naddr == 0) {
-		snprintf(err, n, "cannot resolve %s: no address", u->host);
+	return u->naddr > 0 ? 0 : EAI_NONAME;
+}
+
+/* Fills U's addresses: a numeric address and "localhost" (127.0.0.1) need
+ * no lookup; other names get the one blocking lookup, now. -1 with ERR. */
+static int resolve(struct upstream *u, char *err, size_t n)
+{
+	int rc;
+
+	if (lookup(u, u->host, AI_NUMERICHOST) == 0) {
+		u->host_is_ip = true;
+		return 0;
+	}
+	if (strcasecmp(u->host, "localhost") == 0 && lookup(u, "127.0.0.1", AI_NUMERICHOST) == 0)
+		return 0;
+	if ((rc = lookup(u, u->host, 0)) != 0) {
+		snprintf(err, n, "cannot resolve %s: %s", u->host, gai_strerror(rc));
 		return -1;
 	}
 	return 0;

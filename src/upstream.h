@@ -16,7 +16,11 @@
  * response), unless the caller cancels it first, after which the callback is
  * never called. The deadline covers queueing, connecting, the TLS handshake,
  * sending and the whole response. A connection whose request timed out or
- * was cancelled mid-response is closed, never reused.
+ * was cancelled mid-response is closed, never reused. A request sent on a
+ * pooled connection that the server had closed (EOF, reset or EPIPE before
+ * any byte of the response) is sent once more on a fresh connection: the
+ * server may have read it, so a non-idempotent request may be processed
+ * twice (as with Go's net/http).
  *
  * Nothing blocks the loop: host names are resolved when the upstream is made
  * (numeric addresses and "localhost" need no lookup; other names are looked
