@@ -1530,14 +1530,12 @@ static int connect_proxy(struct client *c, const struct cmd *cmd, char **user, s
 	q.has_data = r->data.n > 0;
 	q.name = r->name;
 	q.version = r->version;
-	struct pstr *chans = NULL;
-	if (c->flags & CLIENT_UNI) {
-		chans = xcalloc(r->nsubs + 1, sizeof(*chans));
-		for (size_t i = 0; i < r->nsubs; i++)
-			chans[i] = r->subs[i].channel;
-		q.channels = chans;
-		q.nchannels = r->nsubs;
-	}
+	/* The channels of the request's subs (centrifuge's ConnectEvent.Channels). */
+	struct pstr *chans = xcalloc(r->nsubs + 1, sizeof(*chans));
+	for (size_t i = 0; i < r->nsubs; i++)
+		chans[i] = r->subs[i].channel;
+	q.channels = chans;
+	q.nchannels = r->nsubs;
 	struct proxy_answer *a = px_replayed(c, proxy_find(S.proxies, PROXY_CONNECT, NULL), PROXY_CONNECT,
 					     PSTR("connect"), &q);
 	free(chans);

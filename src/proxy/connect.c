@@ -1,8 +1,9 @@
 /*
  * connect.c - the connect proxy's request (server-api.md §7): asked when a
  * client connects without a token; beyond the common fields, the connect
- * payload, the SDK's name and version, and the channels a unidirectional
- * client asks for.
+ * payload, the SDK's name and version, and the channels of the request's
+ * subs (those a unidirectional client asks for, or a bidirectional one
+ * recovers).
  */
 #include "config.h"
 #include "proxy.h"

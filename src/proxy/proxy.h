@@ -63,7 +63,7 @@ struct proxy_req {
 	struct pstr token;         /* subscribe: the client's token, if any */
 	struct pstr method;        /* rpc */
 	struct pstr name, version; /* connect: SDK name and version */
-	const struct pstr *channels; /* connect: channels asked for (uni transports) */
+	const struct pstr *channels; /* connect: the channels of the request's subs */
 	size_t nchannels;
 };
 

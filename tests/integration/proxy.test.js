@@ -148,6 +148,7 @@ describe('proxies', () => {
         assert.deepStrictEqual(r.body.data, { hello: 'world' });
         assert.strictEqual(r.body.name, 'js-test');
         assert.ok(!('user' in r.body));
+        assert.ok(!('channels' in r.body), 'no subs, no channels');
         // The server-side subscription the result asked for.
         await waitFor(async () => {
           const res = await apiPost(x.rd.port, '/api/publish', { channel: 'news', data: { v: 1 } });
@@ -218,7 +219,7 @@ describe('proxies', () => {
           });
         });
         req.on('error', () => {});
-        req.end(JSON.stringify({ data: { from: 'uni' }, name: 'uni-client' }));
+        req.end(JSON.stringify({ data: { from: 'uni' }, name: 'uni-client', subs: { 'px:one': {} } }));
         setTimeout(() => reject(new Error('no push')), 5000);
       });
       assert.deepStrictEqual(first.connect.data, { hi: 'uni' });
@@ -226,6 +227,7 @@ describe('proxies', () => {
       assert.strictEqual(r.body.transport, 'uni_http_stream');
       assert.deepStrictEqual(r.body.data, { from: 'uni' });
       assert.strictEqual(r.body.name, 'uni-client');
+      assert.deepStrictEqual(r.body.channels, ['px:one'], 'the channels of subs');
       assert.strictEqual(r.headers.cookie, 'k=v');
     });
   });
