@@ -2114,7 +2114,12 @@ static void publish_answered(struct client *c, struct pxwait *w, struct proxy_an
 		ci.chan_info = s->chan_info;
 	struct node_pub p = { .channel = w->channel, .data = a->has_data ? a->data : w->data, .info = &ci };
 	chan_pub_history(o, &p);
-	p.skip_history = a->outcome == PROXY_RESULT && a->skip_history;
+	if (a->outcome == PROXY_RESULT) {
+		p.skip_history = a->skip_history;
+		p.tags = a->tags;
+		p.ntags = a->ntags;
+		p.idempotency_key = a->idempotency_key;
+	}
 	node_publish(S.w, &p, on_published, op_new(c, w->id));
 }
 

@@ -33,4 +33,4 @@ static void write_connect(struct jw *w, const struct proxy_req *q, bool b64)
 	}
 }
 
-const struct proxy_kind_ops proxy_kind_connect = { "connect", write_connect };
+const struct proxy_kind_ops proxy_kind_connect = { "connect", write_connect, false };

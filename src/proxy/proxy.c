@@ -374,19 +374,29 @@ void proxy_answer_free(struct proxy_answer *a)
 		pstr_free(&a->subs[i].data);
 	}
 	free(a->subs);
+	for (size_t i = 0; i < a->ntags; i++) {
+		pstr_free(&a->tags[i].key);
+		pstr_free(&a->tags[i].value);
+	}
+	free(a->tags);
+	pstr_free(&a->idempotency_key);
 	free(a);
 }
 
 /* `NAME` or `b64NAME` of object OBJ into *OUT (owned): the base64 form
- * wins when non-empty. Returns false for bad base64; *HAS tells whether
- * either was there (null counts as absent). */
-static bool bytes_field(const struct js_doc *d, uint32_t obj, const char *name, struct pstr *out, bool *has)
+ * wins when non-empty, unless RAW_FIRST and NAME is there. Returns false
+ * for bad base64; *HAS tells whether either was there (null counts as
+ * absent). */
+static bool bytes_field(const struct js_doc *d, uint32_t obj, const char *name, struct pstr *out, bool *has,
+			bool raw_first)
 {
 	char b64name[32];
 	snprintf(b64name, sizeof b64name, "b64%s", name);
 	int64_t b = js_get(d, obj, b64name, false);
 	int64_t r = js_get(d, obj, name, false);
 
+	if (raw_first && r >= 0 && js_type(d, (uint32_t)r) != JS_NULL)
+		b = -1;
 	if (b >= 0 && js_type(d, (uint32_t)b) == JS_STRING && js_rawlen(d, (uint32_t)b) > 2) {
 		char *s = js_strdup(d, (uint32_t)b);
 		size_t n = strlen(s), len;
@@ -433,7 +443,7 @@ static void sub_add(struct proxy_answer *a, char *channel)
 }
 
 /* The fields of result object RES. False when one is malformed. */
-static bool parse_result(struct proxy_answer *a, const struct js_doc *d, uint32_t res)
+static bool parse_result(struct proxy_answer *a, const struct js_doc *d, uint32_t res, bool data_first)
 {
 	int64_t v;
 	uint32_t it = 0, key, val;
@@ -447,9 +457,25 @@ static bool parse_result(struct proxy_answer *a, const struct js_doc *d, uint32_
 		js_bool(d, (uint32_t)v, &a->expired);
 	if ((v = js_get(d, res, "skip_history", false)) >= 0)
 		js_bool(d, (uint32_t)v, &a->skip_history);
-	if (!bytes_field(d, res, "info", &a->info, &a->has_info) ||
-	    !bytes_field(d, res, "data", &a->data, &a->has_data))
+	if (!bytes_field(d, res, "info", &a->info, &a->has_info, false) ||
+	    !bytes_field(d, res, "data", &a->data, &a->has_data, data_first))
 		return false;
+	if ((v = js_get(d, res, "idempotency_key", false)) >= 0 && js_type(d, (uint32_t)v) == JS_STRING) {
+		char *k = js_strdup(d, (uint32_t)v);
+		a->idempotency_key = (struct pstr){ k, strlen(k) };
+	}
+	if ((v = js_get(d, res, "tags", false)) >= 0 && js_type(d, (uint32_t)v) == JS_OBJECT) {
+		a->tags = xcalloc(d->t[v].size + 1, sizeof(*a->tags));
+		while (js_next_member(d, (uint32_t)v, &it, &key, &val)) {
+			if (js_type(d, val) != JS_STRING)
+				return false;
+			char *k = js_strdup(d, key), *s = js_strdup(d, val);
+			a->tags[a->ntags].key = (struct pstr){ k, strlen(k) };
+			a->tags[a->ntags].value = (struct pstr){ s, strlen(s) };
+			a->ntags++;
+		}
+		it = 0;
+	}
 	if ((v = js_get(d, res, "meta", false)) >= 0 && js_type(d, (uint32_t)v) != JS_NULL) {
 		a->meta = pstr_dup((struct pstr){ js_raw(d, (uint32_t)v), js_rawlen(d, (uint32_t)v) });
 		a->has_meta = true;
@@ -473,8 +499,8 @@ static bool parse_result(struct proxy_answer *a, const struct js_doc *d, uint32_
 			sub_add(a, js_strdup(d, key));
 			struct proxy_sub *s = &a->subs[a->nsubs - 1];
 			bool has;
-			if (!bytes_field(d, val, "info", &s->info, &has) ||
-			    !bytes_field(d, val, "data", &s->data, &has))
+			if (!bytes_field(d, val, "info", &s->info, &has, false) ||
+			    !bytes_field(d, val, "data", &s->data, &has, false))
 				return false;
 			s->ov = override_of(d, js_get(d, val, "override", false));
 		}
@@ -483,8 +509,9 @@ static bool parse_result(struct proxy_answer *a, const struct js_doc *d, uint32_
 }
 
 /* Reads BODY into A: disconnect, then error, then result (Centrifugo's
- * order). False when it is not a JSON object or a field is malformed. */
-static bool parse_answer(struct proxy_answer *a, const char *body, size_t len)
+ * order; DATA_FIRST as proxy_kind_ops). False when it is not a JSON object
+ * or a field is malformed. */
+static bool parse_answer(struct proxy_answer *a, const char *body, size_t len, bool data_first)
 {
 	struct js_doc d = { 0 };
 	int64_t v;
@@ -513,7 +540,7 @@ static bool parse_answer(struct proxy_answer *a, const char *body, size_t len)
 			js_bool(&d, (uint32_t)t, &a->temporary);
 	} else if ((v = js_get(&d, 0, "result", false)) >= 0 && js_type(&d, (uint32_t)v) == JS_OBJECT) {
 		a->outcome = PROXY_RESULT;
-		ok = parse_result(a, &d, (uint32_t)v);
+		ok = parse_result(a, &d, (uint32_t)v, data_first);
 	} else {
 		a->outcome = PROXY_NO_RESULT;
 	}
@@ -576,7 +603,7 @@ static void on_response(void *arg, const struct upstream_resp *r)
 		fail(call, a, "unexpected HTTP status", r->status);
 		return;
 	}
-	if (!parse_answer(a, r->body, r->len)) {
+	if (!parse_answer(a, r->body, r->len, call->kind->data_first)) {
 		fail(call, a, "the response is not a valid proxy answer", 0);
 		return;
 	}

@@ -97,6 +97,9 @@ struct proxy_answer {
 	struct chan_override ov;   /* subscribe: result override */
 	struct proxy_sub *subs;    /* connect: channels then subs */
 	size_t nsubs;
+	struct tag *tags;          /* publish: tags of the publication (owned) */
+	size_t ntags;
+	struct pstr idempotency_key; /* publish (owned) */
 };
 
 void proxy_answer_free(struct proxy_answer *a);
@@ -156,6 +159,7 @@ const json_t *proxy_json_at(const json_t *root, const char *path);
 struct proxy_kind_ops {
 	const char *name;          /* "connect"... (logs, metrics) */
 	void (*write)(struct jw *w, const struct proxy_req *q, bool b64);
+	bool data_first;           /* a result's data wins over its b64data (publish) */
 };
 
 /* Writes DATA as "data" (raw JSON) or, with B64 or when not JSON, "b64data". */

@@ -1,6 +1,8 @@
 /*
  * publish.c - the publish proxy's request: the user, the channel and the
- * data the client publishes (the result may replace it).
+ * data the client publishes. Its result may replace the data (`data`
+ * winning over `b64data`, as in Centrifugo), and add tags, an idempotency
+ * key, skip_history.
  */
 #include "config.h"
 #include "proxy.h"
@@ -16,4 +18,4 @@ static void write_publish(struct jw *w, const struct proxy_req *q, bool b64)
 	proxy_write_data(w, q->data, b64);
 }
 
-const struct proxy_kind_ops proxy_kind_publish = { "publish", write_publish };
+const struct proxy_kind_ops proxy_kind_publish = { "publish", write_publish, true };

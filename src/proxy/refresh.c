@@ -15,4 +15,4 @@ static void write_refresh(struct jw *w, const struct proxy_req *q, bool b64)
 	jw_str(w, q->user, strlen(q->user));
 }
 
-const struct proxy_kind_ops proxy_kind_refresh = { "refresh", write_refresh };
+const struct proxy_kind_ops proxy_kind_refresh = { "refresh", write_refresh, false };

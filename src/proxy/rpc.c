@@ -17,4 +17,4 @@ static void write_rpc(struct jw *w, const struct proxy_req *q, bool b64)
 		proxy_write_data(w, q->data, b64);
 }
 
-const struct proxy_kind_ops proxy_kind_rpc = { "rpc", write_rpc };
+const struct proxy_kind_ops proxy_kind_rpc = { "rpc", write_rpc, false };

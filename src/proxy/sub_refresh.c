@@ -17,4 +17,4 @@ static void write_sub_refresh(struct jw *w, const struct proxy_req *q, bool b64)
 	jw_str(w, q->channel.p, q->channel.n);
 }
 
-const struct proxy_kind_ops proxy_kind_sub_refresh = { "sub_refresh", write_sub_refresh };
+const struct proxy_kind_ops proxy_kind_sub_refresh = { "sub_refresh", write_sub_refresh, false };

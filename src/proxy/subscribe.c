@@ -21,4 +21,4 @@ static void write_subscribe(struct jw *w, const struct proxy_req *q, bool b64)
 		proxy_write_data(w, q->data, b64);
 }
 
-const struct proxy_kind_ops proxy_kind_subscribe = { "subscribe", write_subscribe };
+const struct proxy_kind_ops proxy_kind_subscribe = { "subscribe", write_subscribe, false };

@@ -399,7 +399,7 @@ describe('proxies', () => {
     });
   });
 
-  test('publish proxy: the result replaces data, skip_history, errors', async () => {
+  test('publish proxy: the result replaces data, adds tags, skip_history, errors', async () => {
     b.reqs = [];
     b.reply((rec, body) => {
       if (rec.path === '/connect') return { result: { user: 'pat' } };
@@ -407,7 +407,7 @@ describe('proxies', () => {
       if (rec.path === '/publish') {
         if (body.data.bad) return { error: { code: 1500, message: 'rejected' } };
         if (body.data.skip) return { result: { skip_history: true } };
-        return { result: { data: { replaced: body.data.n } } };
+        return { result: { data: { replaced: body.data.n }, b64data: Buffer.from('{"b64":1}').toString('base64'), tags: { k: 'v' } } };
       }
       return {};
     });
@@ -417,14 +417,16 @@ describe('proxies', () => {
       await once(c, 'connected');
       const s = c.newSubscription('px:pub');
       const pubs = [];
-      s.on('publication', (ctx) => pubs.push(ctx.data));
+      const tags = [];
+      s.on('publication', (ctx) => { pubs.push(ctx.data); tags.push(ctx.tags); });
       s.subscribe();
       await once(s, 'subscribed');
       await s.publish({ n: 1 });
       await s.publish({ skip: true });
       await assert.rejects(s.publish({ bad: true }), (e) => e.code === 1500 && e.message === 'rejected');
       await waitFor(() => pubs.length === 2, 5000);
-      assert.deepStrictEqual(pubs, [{ replaced: 1 }, { skip: true }]);
+      assert.deepStrictEqual(pubs, [{ replaced: 1 }, { skip: true }], 'data wins over b64data in a publish result');
+      assert.deepStrictEqual(tags[0], { k: 'v' }, 'the result\'s tags');
       const r = b.on('/publish')[0];
       assert.deepStrictEqual({ ...r.body, client: 'c' },
         { client: 'c', transport: 'websocket', protocol: 'json', encoding: 'json', user: 'pat', channel: 'px:pub', data: { n: 1 } });
