@@ -55,6 +55,13 @@ static bool opt_bool(const json_t *o, const char *key)
 	return json_is_true(json_object_get(o, key));
 }
 
+/* The proxy name option KEY of O into OUT (64 bytes); "default" when unset. */
+static void proxy_name(char out[64], const json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+	snprintf(out, 64, "%s", s && *s ? s : "default");
+}
+
 static int64_t opt_ms(const json_t *o, const char *key)
 {
 	const char *s = json_string_value(json_object_get(o, key));
@@ -136,6 +143,9 @@ static void opts_fill(struct chan_opts *o, const json_t *j, const char *name, in
 	o->allow_user_limited_channels = opt_bool(j, "allow_user_limited_channels");
 	o->channel_regex = xstrdup(re ? re : "");
 	o->subscribe_proxy = opt_bool(j, "subscribe_proxy_enabled");
+	proxy_name(o->subscribe_proxy_name, j, "subscribe_proxy_name");
+	proxy_name(o->publish_proxy_name, j, "publish_proxy_name");
+	proxy_name(o->sub_refresh_proxy_name, j, "sub_refresh_proxy_name");
 	o->publish_proxy = opt_bool(j, "publish_proxy_enabled");
 	o->sub_refresh_proxy = opt_bool(j, "sub_refresh_proxy_enabled");
 	o->subscribe_stream_proxy = opt_bool(j, "subscribe_stream_proxy_enabled");
@@ -390,7 +400,9 @@ int chan_check_subscribe(const struct chan_cfg *cfg, struct pstr ch, const struc
 		return CHAN_NEED_TOKEN;
 	if (limited && chan_user_allowed(cfg, ch, q->user))
 		return CHAN_OK;
-	if ((o->subscribe_proxy || o->subscribe_stream_proxy) && !limited)
+	if (o->subscribe_proxy && !limited)
+		return CHAN_PROXY;
+	if (o->subscribe_stream_proxy && !limited)
 		return CHAN_ERR_NOT_AVAILABLE;
 	if (o->allow_subscribe_for_client && (q->user.n > 0 || o->allow_subscribe_for_anonymous) && !limited)
 		return CHAN_OK;
@@ -420,7 +432,9 @@ int chan_check_publish(const struct chan_cfg *cfg, struct pstr ch, struct pstr u
 
 	if (rc != CHAN_OK)
 		return rc;
-	if (o->publish_proxy || o->subscribe_stream_proxy)
+	if (o->publish_proxy)
+		return CHAN_PROXY;
+	if (o->subscribe_stream_proxy)
 		return CHAN_ERR_NOT_AVAILABLE;
 	if (allowed(cfg, o->allow_publish_for_client, o->allow_publish_for_subscriber,
 		    o->allow_publish_for_anonymous, subscribed, user))

@@ -30,6 +30,7 @@ struct conf;
 enum {
 	CHAN_OK = 0,
 	CHAN_NEED_TOKEN = 1,             /* not an error: see chan_check_subscribe */
+	CHAN_PROXY = 2,                  /* not an error: the namespace's proxy decides */
 	CHAN_ERR_UNKNOWN_CHANNEL = 102,
 	CHAN_ERR_PERMISSION_DENIED = 103,
 	CHAN_ERR_ALREADY_SUBSCRIBED = 105,
@@ -66,8 +67,10 @@ struct chan_opts {
 	const char *channel_regex;       /* as configured (Go syntax); "" for none */
 	regex_t *regex;                  /* compiled; NULL without channel_regex */
 	bool regex_broken;               /* channel_regex did not compile: every name is refused */
-	/* Proxies: rotor has none yet, so an enabled proxy means "not available". */
+	/* Proxies (src/proxy/): *_proxy_enabled and *_proxy_name. A subscribe
+	 * stream proxy (not implemented; refused by the config) means 108. */
 	bool subscribe_proxy, publish_proxy, sub_refresh_proxy;
+	char subscribe_proxy_name[64], publish_proxy_name[64], sub_refresh_proxy_name[64];
 	bool subscribe_stream_proxy, subscribe_stream_bidirectional;
 };
 
@@ -132,7 +135,8 @@ struct chan_sub_req {
  *   private ($) without token                                103
  *   token present                                  CHAN_NEED_TOKEN
  *   user-limited channel listing USER                       CHAN_OK
- *   subscribe proxy / stream proxy (not user-limited)        108
+ *   subscribe proxy (not user-limited)                CHAN_PROXY
+ *   subscribe stream proxy (not user-limited)                108
  *   allow_subscribe_for_client && (user || _anonymous),
  *     not user-limited                                      CHAN_OK
  *   client.insecure                                         CHAN_OK
@@ -144,7 +148,8 @@ struct chan_sub_req {
 int chan_check_subscribe(const struct chan_cfg *cfg, struct pstr ch, const struct chan_sub_req *q,
 			 const struct chan_opts **opts);
 
-/* Client publish: name rules (chan_check_name), then publish proxy 108,
+/* Client publish: name rules (chan_check_name), then publish proxy
+ * CHAN_PROXY (the caller asks it), subscribe stream proxy 108,
  * subscribe stream proxy 108, then allowed by allow_publish_for_client &&
  * (user || _anonymous), or allow_publish_for_subscriber && SUBSCRIBED &&
  * (user || _anonymous), or client.insecure; otherwise 103. */

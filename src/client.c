@@ -31,6 +31,7 @@
 #include "jwks.h"
 #include "log.h"
 #include "node.h"
+#include "proxy.h"
 #include "smap.h"
 #include "stats.h"
 #include "token.h"
@@ -68,6 +69,10 @@ struct client {
 	struct csub **subs;
 	uint16_t nsubs, capsubs;
 	struct stall *stall;          /* waiting for the engine, see below */
+	struct proxy_headers *hdrs;   /* the HTTP headers proxies pass on; owned */
+	struct pstr meta;             /* connection meta from the connect proxy; owned */
+	struct proxy_call *refreshing; /* the refresh proxy call in flight */
+	struct subref *subrefs;       /* sub_refresh proxy calls in flight */
 };
 
 static struct {
@@ -81,6 +86,7 @@ static struct {
 	struct tok_keys sub_keys;
 	bool sub_keys_own;            /* client.subscription_token.enabled */
 	struct chan_cfg *chans;
+	struct proxy_set *proxies;
 	struct uni_code {             /* client.connect_code_to_unidirectional_disconnect */
 		uint32_t code, to;
 		char reason[128];
@@ -148,13 +154,21 @@ static void send_out(struct client *c)
 }
 
 /* Answers command ID of type METHOD (CMD_*) with error CODE, and counts it. */
-static void reply_error(struct client *c, enum cmd_type method, uint32_t id, uint32_t code)
+/* Replies to command METHOD/ID with error CODE, MESSAGE and TEMPORARY
+ * (a backend's own error), counted in the stats. */
+static void reply_error_as(struct client *c, enum cmd_type method, uint32_t id, uint32_t code,
+			   const char *message, bool temporary)
 {
 	unsigned k = code >= 100 && code < 100 + STATS_CODE_OTHER ? code - 100 : STATS_CODE_OTHER;
 	STATS_BUMP(ctr(), n.reply_err[method - CMD_CONNECT][k], 1);
 	S.out.len = 0;
-	proto_reply_error(&S.out, c->fmt, id, code, proto_error_text(code), proto_error_temporary(code));
+	proto_reply_error(&S.out, c->fmt, id, code, message, temporary);
 	send_out(c);
+}
+
+static void reply_error(struct client *c, enum cmd_type method, uint32_t id, uint32_t code)
+{
+	reply_error_as(c, method, id, code, proto_error_text(code), proto_error_temporary(code));
 }
 
 /* Fan-out counts, by transport: kept here and added to the worker's block
@@ -235,15 +249,170 @@ static bool end_sub(struct client *c, struct csub *s, uint32_t unsub_code, uint3
 	return true;
 }
 
+static struct proxy_req px_req(struct client *c);
+static void presence_add(struct client *c, struct csub *s);
+
+/* A sub_refresh proxy call in flight for subscription S of C. */
+struct subref {
+	struct subref *next;
+	struct client *c;
+	struct csub *s;
+	struct proxy_call *call;
+};
+
+static void subref_unlink(struct subref *r)
+{
+	for (struct subref **p = &r->c->subrefs; *p; p = &(*p)->next)
+		if (*p == r) {
+			*p = r->next;
+			return;
+		}
+}
+
+/* Cancels the sub_refresh call of S (every one of C's when S is NULL). */
+static void subref_cancel(struct client *c, const struct csub *s)
+{
+	for (struct subref **p = &c->subrefs; *p;) {
+		struct subref *r = *p;
+		if (s != NULL && r->s != s) {
+			p = &r->next;
+			continue;
+		}
+		*p = r->next;
+		proxy_cancel(r->call);
+		free(r);
+	}
+}
+
+/* When a subscription refreshed by the sub_refresh proxy is refreshed
+ * again: at EXPIRE_AT itself (no client-side refresh, so no delay). */
+static int64_t sub_refresh_at(int64_t expire_at)
+{
+	if (expire_at <= 0)
+		return 0;
+	int64_t left_ms = (expire_at - now_s()) * 1000;
+	int64_t at = S.w->now_ms + (left_ms > 0 ? left_ms : 0);
+	return at > 0 ? at : 1;
+}
+
+/* The sub_refresh proxy answered (Centrifugo's rules): a failed call gives
+ * the subscription another minute; a result not expired extends it (0:
+ * for ever) with its info; anything else ends it (2501). */
+static void on_sub_refreshed(void *arg, struct proxy_answer *a)
+{
+	struct subref *r = arg;
+	struct client *c = r->c;
+	struct csub *s = r->s;
+	int64_t now = now_s();
+
+	subref_unlink(r);
+	free(r);
+	if (c->state != CS_CONNECTED) {
+		proxy_answer_free(a);
+		return;
+	}
+	if (a->outcome == PROXY_FAILED) {
+		s->expire_at = now + 60;
+	} else if (a->outcome == PROXY_RESULT && !a->expired && (a->expire_at <= 0 || a->expire_at >= now)) {
+		if (a->has_info) {
+			pstr_free(&s->chan_info);
+			s->chan_info = pstr_dup(a->info);
+			if (s->flags & CSUB_PRESENCE)
+				presence_add(c, s);
+		}
+		s->expire_at = a->expire_at > 0 ? a->expire_at : 0;
+	} else {
+		proxy_answer_free(a);
+		end_sub(c, s, 2501, 3006, "subscription expired");
+		return;
+	}
+	proxy_answer_free(a);
+	s->close_at = sub_refresh_at(s->expire_at);
+	arm(c);
+}
+
+/* The sub_refresh proxy for subscription S, or NULL when its namespace
+ * does not refresh through one. */
+static const struct proxy *sub_refresh_proxy(const struct csub *s)
+{
+	const struct chan_opts *o = chan_lookup(S.chans, (struct pstr){ s->ch->name, s->ch->len }, NULL);
+	return o && o->sub_refresh_proxy ? proxy_find(S.proxies, PROXY_SUB_REFRESH, o->sub_refresh_proxy_name) : NULL;
+}
+
 /* Ends the subscriptions whose expiry passed without a refresh (2501, or
- * 3006 for a server-side one). */
+ * 3006 for a server-side one), or asks the sub_refresh proxy about them. */
 static void expire_subs(struct client *c, int64_t now)
 {
 	for (uint16_t i = c->nsubs; i-- > 0;) {
 		struct csub *s = c->subs[i];
-		if (s->close_at && now >= s->close_at && !end_sub(c, s, 2501, 3006, "subscription expired"))
+		if (!s->close_at || now < s->close_at)
+			continue;
+		const struct proxy *p = sub_refresh_proxy(s);
+		if (p != NULL) {
+			struct subref *r = xcalloc(1, sizeof(*r));
+			struct proxy_req q = px_req(c);
+			q.channel = (struct pstr){ s->ch->name, s->ch->len };
+			r->c = c;
+			r->s = s;
+			r->next = c->subrefs;
+			c->subrefs = r;
+			s->close_at = 0;
+			r->call = proxy_call(p, PROXY_SUB_REFRESH, &q, on_sub_refreshed, r);
+			continue;
+		}
+		if (!end_sub(c, s, 2501, 3006, "subscription expired"))
 			return;
 	}
+}
+
+static void set_expiry(struct client *c, int64_t expire_at);
+
+/* The refresh proxy answered for C (server-side refresh, Centrifugo's
+ * rules): a failed call gives the connection another minute; a result that
+ * is not expired and moves expire_at into the future extends it (with its
+ * info and meta); anything else ends it with 3005. */
+static void on_refreshed(void *arg, struct proxy_answer *a)
+{
+	struct client *c = arg;
+	int64_t now = now_s();
+
+	c->refreshing = NULL;
+	if (c->state != CS_CONNECTED) {
+		proxy_answer_free(a);
+		return;
+	}
+	if (a->outcome == PROXY_FAILED) {
+		set_expiry(c, now + 60);
+	} else if (a->outcome == PROXY_RESULT && !a->expired && a->expire_at > now) {
+		if (a->has_info) {
+			pstr_free(&c->info);
+			c->info = pstr_dup(a->info);
+			for (uint16_t i = 0; i < c->nsubs; i++)
+				if (c->subs[i]->flags & CSUB_PRESENCE)
+					presence_add(c, c->subs[i]);
+		}
+		if (a->has_meta) {
+			pstr_free(&c->meta);
+			c->meta = pstr_dup(a->meta);
+		}
+		set_expiry(c, a->expire_at);
+	} else {
+		proxy_answer_free(a);
+		client_disconnect(c, 3005, "connection expired");
+		return;
+	}
+	proxy_answer_free(a);
+	arm(c);
+}
+
+/* C's connection expired and the refresh proxy decides (no client-side
+ * refresh): asks it, unless a call is in flight. */
+static void refresh_proxy(struct client *c)
+{
+	if (c->refreshing)
+		return;
+	struct proxy_req q = px_req(c);
+	c->refreshing = proxy_call(proxy_find(S.proxies, PROXY_REFRESH, NULL), PROXY_REFRESH, &q, on_refreshed, c);
 }
 
 static void on_timer(struct wheel_timer *t)
@@ -262,8 +431,12 @@ static void on_timer(struct wheel_timer *t)
 		return;
 	}
 	if (c->expire_close_at && now >= c->expire_close_at) {
-		client_disconnect(c, 3005, "connection expired");
-		return;
+		if (!proxy_enabled(S.proxies, PROXY_REFRESH)) {
+			client_disconnect(c, 3005, "connection expired");
+			return;
+		}
+		c->expire_close_at = 0;
+		refresh_proxy(c);
 	}
 	if (c->ping_at && now >= c->ping_at)
 		send_ping(c);
@@ -292,7 +465,11 @@ static void set_expiry(struct client *c, int64_t expire_at)
 	c->expire_close_at = 0;
 	if (expire_at > 0) {
 		int64_t left_ms = (expire_at - now_s()) * 1000;
-		c->expire_close_at = S.w->now_ms + (left_ms > 0 ? left_ms : 0) + S.w->conf->expired_close_delay_ms;
+		/* With the refresh proxy, the server refreshes at expiry itself. */
+		int64_t delay = proxy_enabled(S.proxies, PROXY_REFRESH) ? 0 : S.w->conf->expired_close_delay_ms;
+		c->expire_close_at = S.w->now_ms + (left_ms > 0 ? left_ms : 0) + delay;
+		if (c->expire_close_at == 0)
+			c->expire_close_at = 1;
 	}
 }
 
@@ -313,7 +490,7 @@ static void set_expiry(struct client *c, int64_t expire_at)
  * A session that ends while it waits detaches its stall (st->c = NULL);
  * the engine's callbacks then only free what is theirs. */
 
-enum { ER_LISTEN, ER_TOP, ER_HISTORY };
+enum { ER_LISTEN, ER_TOP, ER_HISTORY, ER_PROXY };
 
 /* A position read for the command being handled, and its answer. */
 struct eng_res {
@@ -326,6 +503,7 @@ struct eng_res {
 	uint64_t top;
 	char epoch[NODE_EPOCH_MAX + 1];
 	struct node_history h;        /* ER_HISTORY: owned copies */
+	struct proxy_answer *px;      /* ER_PROXY: owned */
 };
 
 /* What came for a stalled session: a frame, or a server-side subscribe. */
@@ -349,6 +527,7 @@ struct stall {
 	struct node_sub *ssub;        /* RP_SERVER_SUB: a deep copy */
 	struct eng_res *cache;        /* the reads of the command to replay */
 	struct backlog *backlog, **tail;
+	struct pxwait *px;            /* proxy calls in flight, cancelled if the session ends */
 };
 
 static void client_run(struct client *c, const char *data, size_t len, size_t from);
@@ -364,6 +543,7 @@ static void eng_res_free(struct eng_res *e)
 	while (e) {
 		struct eng_res *next = e->next;
 		pstr_free(&e->channel);
+		proxy_answer_free(e->px);
 		for (size_t i = 0; i < e->h.n; i++)
 			free(e->h.blocks[i]);
 		free(e->h.blocks);
@@ -710,6 +890,142 @@ static void op_done(struct op *o)
 	stall_answered(st);
 }
 
+/* ---- waiting for a proxy --------------------------------------------------
+ *
+ * A command that asks the backend (src/proxy/) stalls its session like an
+ * engine call. connect and subscribe are replayed with the answer at hand
+ * (an ER_PROXY entry of the cache, keyed by kind and channel); publish and
+ * rpc are answered from the callback (an op). The stall lists its calls in
+ * flight so that a session that ends cancels them (client_transport_closed). */
+
+struct pxwait {
+	struct pxwait *next;
+	struct stall *st;
+	struct proxy_call *call;
+	struct eng_res *e;            /* replayed: the answer goes here */
+	void (*answer)(struct client *c, struct pxwait *w, struct proxy_answer *a); /* else this */
+	uint32_t id;
+	struct pstr channel;          /* publish: owned */
+	struct pstr data;             /* publish: owned */
+};
+
+static void pxwait_unlink(struct pxwait *w)
+{
+	for (struct pxwait **p = &w->st->px; *p; p = &(*p)->next)
+		if (*p == w) {
+			*p = w->next;
+			break;
+		}
+}
+
+static void on_proxy(void *arg, struct proxy_answer *a)
+{
+	struct pxwait *w = arg;
+	struct stall *st = w->st;
+
+	pxwait_unlink(w);
+	if (w->e) {
+		struct eng_res *e = w->e;
+		e->px = a;
+		free(w);
+		cache_done(e);
+		return;
+	}
+	struct client *c = st->c;
+	if (c != NULL && c->state != CS_CLOSED) {
+		if (c->tops->answering)
+			c->tops->answering(c->t);
+		w->answer(c, w, a);
+	}
+	proxy_answer_free(a);
+	pstr_free(&w->channel);
+	pstr_free(&w->data);
+	free(w);
+	stall_answered(st);
+}
+
+/* The common request fields of C. */
+static struct proxy_req px_req(struct client *c)
+{
+	struct proxy_req q = { 0 };
+	q.client = c->id;
+	q.transport = c->tops->name;
+	q.fmt = (enum proto_fmt)c->fmt;
+	q.user = c->user ? c->user : "";
+	q.meta = c->meta;
+	q.headers = c->hdrs;
+	return q;
+}
+
+/* Starts call Q to P for C's stalled command; W is filled by the caller
+ * (e or answer). */
+static struct pxwait *px_start(struct client *c, const struct proxy *p, enum proxy_kind kind,
+			       const struct proxy_req *q, struct eng_res *e)
+{
+	struct pxwait *w = xcalloc(1, sizeof(*w));
+	struct stall *st = stall_of(c);
+	w->st = st;
+	w->e = e;
+	if (e == NULL)
+		st->pending++; /* cache_add counted a replayed one */
+	w->next = st->px;
+	st->px = w;
+	w->call = proxy_call(p, kind, q, on_proxy, w);
+	return w;
+}
+
+/* The answer of proxy call KIND for KEY of the command being handled: NULL
+ * after starting it (the command gives up; it is replayed once answered). */
+static struct proxy_answer *px_replayed(struct client *c, const struct proxy *p, enum proxy_kind kind,
+					struct pstr key, const struct proxy_req *q)
+{
+	struct eng_res *e = cache_find(ER_PROXY, key);
+	if (e == NULL) {
+		e = cache_add(c, ER_PROXY, key);
+		px_start(c, p, kind, q, e);
+	}
+	if (!e->done) {
+		stall_of(c)->replay = true;
+		return NULL;
+	}
+	return e->px;
+}
+
+/* The session ends: its proxy calls are forgotten. */
+static void px_cancel_all(struct stall *st)
+{
+	while (st->px) {
+		struct pxwait *w = st->px;
+		st->px = w->next;
+		proxy_cancel(w->call);
+		if (w->e) {
+			w->e->done = true;
+			w->e->st = NULL;
+		}
+		pstr_free(&w->channel);
+		pstr_free(&w->data);
+		free(w);
+		st->pending--;
+	}
+}
+
+/* An error or disconnect answer A of a proxy for command TYPE/ID: replies
+ * (or disconnects) as Centrifugo does; a failed call is error 100. */
+static void px_refuse(struct client *c, enum cmd_type type, uint32_t id, const struct proxy_answer *a)
+{
+	static char reason[128];
+	if (a->outcome == PROXY_DISCONNECT) {
+		snprintf(reason, sizeof reason, "%s", a->message);
+		client_disconnect(c, a->code, reason);
+		return;
+	}
+	if (a->outcome != PROXY_ERROR) {
+		reply_error(c, type, id, 100);
+		return;
+	}
+	reply_error_as(c, type, id, a->code, a->message, a->temporary); /* as the backend said */
+}
+
 /* A token's JWKS key is being fetched (TOK_PENDING): the command is
  * replayed once the fetch is over, and verifies the token again. */
 static void on_jwks(void *arg)
@@ -787,6 +1103,7 @@ static struct csub *add_sub(struct client *c, struct pstr ch, uint8_t flags, int
 
 static void drop_sub(struct client *c, struct csub *s)
 {
+	subref_cancel(c, s);
 	for (uint16_t i = 0; i < c->nsubs; i++) {
 		if (c->subs[i] == s) {
 			c->subs[i] = c->subs[--c->nsubs];
@@ -1201,6 +1518,74 @@ static void connect_error(struct client *c, uint32_t id, uint32_t code)
 	c->state = CS_FAILED;
 }
 
+/* Asks the connect proxy about C's connect R (no token): 0 with what it
+ * grants in the out-parameters (*USER NULL: no credentials), ENG_PENDING
+ * while it is asked, -1 after an error reply or a disconnect. */
+static int connect_proxy(struct client *c, const struct cmd *cmd, char **user, struct pstr *info,
+			 struct pstr *data, int64_t *expire_at, struct pending_sub **ps, size_t *nps)
+{
+	const struct connect_req *r = &cmd->connect;
+	struct proxy_req q = px_req(c);
+	q.data = r->data;
+	q.has_data = r->data.n > 0;
+	q.name = r->name;
+	q.version = r->version;
+	/* The channels of the request's subs (centrifuge's ConnectEvent.Channels). */
+	struct pstr *chans = xcalloc(r->nsubs + 1, sizeof(*chans));
+	for (size_t i = 0; i < r->nsubs; i++)
+		chans[i] = r->subs[i].channel;
+	q.channels = chans;
+	q.nchannels = r->nsubs;
+	struct proxy_answer *a = px_replayed(c, proxy_find(S.proxies, PROXY_CONNECT, NULL), PROXY_CONNECT,
+					     PSTR("connect"), &q);
+	free(chans);
+	if (a == NULL)
+		return ENG_PENDING;
+	if (a->outcome == PROXY_DISCONNECT) {
+		static char reason[128];
+		snprintf(reason, sizeof reason, "%s", a->message);
+		connect_refused(c, a->code, reason);
+		return -1;
+	}
+	if (a->outcome == PROXY_ERROR || a->outcome == PROXY_FAILED) {
+		uint32_t code = a->outcome == PROXY_ERROR ? a->code : 100;
+		c->fail_code = code;
+		c->fail_reason = proto_error_text(code);
+		if (c->flags & CLIENT_UNI) {
+			uni_disconnect(c, code);
+		} else {
+			px_refuse(c, CMD_CONNECT, cmd->id, a);
+			c->state = CS_FAILED;
+		}
+		return -1;
+	}
+	if (a->outcome == PROXY_NO_RESULT)
+		return 0;
+	*user = xstrdup(a->user ? a->user : "");
+	*info = pstr_dup(a->info);
+	*data = pstr_dup(a->data);
+	*expire_at = a->expire_at > 0 ? a->expire_at : 0;
+	if (a->has_meta) {
+		pstr_free(&c->meta);
+		c->meta = pstr_dup(a->meta);
+	}
+	*ps = xcalloc(a->nsubs + 1, sizeof(**ps));
+	*nps = 0;
+	for (size_t i = 0; i < a->nsubs; i++) {
+		size_t j;
+		for (j = 0; j < *nps && strcmp((*ps)[j].channel, a->subs[i].channel) != 0; j++)
+			;
+		if (j == *nps)
+			(*nps)++;
+		else
+			free((*ps)[j].channel), pstr_free(&(*ps)[j].info);
+		(*ps)[j].channel = xstrdup(a->subs[i].channel);
+		(*ps)[j].info = pstr_dup(a->subs[i].info);
+		(*ps)[j].ov = a->subs[i].ov;
+	}
+	return 0;
+}
+
 static void cmd_connect(struct client *c, const struct cmd *cmd)
 {
 	const struct connect_req *r = &cmd->connect;
@@ -1210,9 +1595,15 @@ static void cmd_connect(struct client *c, const struct cmd *cmd)
 	size_t nps = 0;
 	int64_t expire_at = 0;
 	char *user = NULL;
-	struct pstr info = { NULL, 0 };
+	struct pstr info = { NULL, 0 }, pdata = { NULL, 0 };
 
-	if (r->token.n > 0) {
+	if (r->token.n == 0 && proxy_enabled(S.proxies, PROXY_CONNECT)) {
+		if (connect_proxy(c, cmd, &user, &info, &pdata, &expire_at, &ps, &nps) != 0)
+			return;
+	}
+	if (user != NULL) {
+		; /* the connect proxy gave credentials */
+	} else if (r->token.n > 0) {
 		const char *why;
 		int rc = tok_verify_connect(&S.conn_keys, r->token.p, r->token.n, now_s(), &claims, &why);
 		if (rc == TOK_PENDING) {
@@ -1249,6 +1640,7 @@ static void cmd_connect(struct client *c, const struct cmd *cmd)
 	if (expire_at > 0 && expire_at <= now_s()) {
 		free(user);
 		pstr_free(&info);
+		pstr_free(&pdata);
 		free_pending(ps, nps);
 		connect_error(c, cmd->id, 110);
 		return;
@@ -1259,6 +1651,7 @@ static void cmd_connect(struct client *c, const struct cmd *cmd)
 		if (n >= (uint64_t)k->user_connection_limit) {
 			free(user);
 			pstr_free(&info);
+			pstr_free(&pdata);
 			free_pending(ps, nps);
 			connect_refused(c, 3504, "connection limit");
 			return;
@@ -1361,7 +1754,8 @@ static void cmd_connect(struct client *c, const struct cmd *cmd)
 	struct connect_result res = { 0 };
 	res.client = (struct pstr){ c->id, 36 };
 	res.version = PSTR(PACKAGE_VERSION);
-	if (expire_at > 0) {
+	res.data = pdata;
+	if (expire_at > 0 && !proxy_enabled(S.proxies, PROXY_REFRESH)) {
 		int64_t ttl = expire_at - now_s();
 		res.expires = true;
 		res.ttl = ttl > 0 ? (uint32_t)ttl : 0;
@@ -1392,6 +1786,7 @@ done:
 	free(opts);
 	free(user);
 	pstr_free(&info);
+	pstr_free(&pdata);
 	free_pending(ps, nps);
 }
 
@@ -1506,6 +1901,38 @@ static int sub_token(struct client *c, struct pstr ch, struct pstr token, struct
 	return 0;
 }
 
+/* Asks the subscribe proxy of namespace O about subscribe CMD: CHAN_OK
+ * with the result's info, data, expiry and override, an error code to
+ * reply with, or -1 (asked: the command is replayed; or disconnected,
+ * or answered with the backend's own error). */
+static int subscribe_proxy(struct client *c, const struct cmd *cmd, const struct chan_opts *o,
+			   struct pstr *info, struct pstr *data, int64_t *expire_at, struct chan_override *ov)
+{
+	const struct sub_req *r = &cmd->subscribe;
+	const struct proxy *p = proxy_find(S.proxies, PROXY_SUBSCRIBE, o->subscribe_proxy_name);
+	if (p == NULL)
+		return CHAN_ERR_NOT_AVAILABLE;
+	struct proxy_req q = px_req(c);
+	q.channel = r->channel;
+	q.token = r->token;
+	q.data = r->data;
+	q.has_data = r->data.n > 0;
+	struct proxy_answer *a = px_replayed(c, p, PROXY_SUBSCRIBE, r->channel, &q);
+	if (a == NULL)
+		return -1;
+	if (a->outcome == PROXY_ERROR || a->outcome == PROXY_FAILED || a->outcome == PROXY_DISCONNECT) {
+		px_refuse(c, CMD_SUBSCRIBE, cmd->id, a);
+		return -1;
+	}
+	if (a->outcome == PROXY_RESULT) {
+		*info = pstr_dup(a->info);
+		*data = pstr_dup(a->data);
+		*expire_at = a->expire_at > 0 ? a->expire_at : 0;
+		*ov = a->ov;
+	}
+	return CHAN_OK;
+}
+
 static void cmd_subscribe(struct client *c, const struct cmd *cmd)
 {
 	const struct sub_req *r = &cmd->subscribe;
@@ -1530,6 +1957,11 @@ static void cmd_subscribe(struct client *c, const struct cmd *cmd)
 	}
 	struct chan_sub_req q = { pstr_c(c->user), r->token.n > 0, find_sub(c, r->channel) != NULL, c->nsubs };
 	int rc = chan_check_subscribe(S.chans, r->channel, &q, &o);
+	if (rc == CHAN_PROXY) {
+		rc = subscribe_proxy(c, cmd, o, &info, &data, &expire_at, &ov);
+		if (rc < 0)
+			return;
+	}
 	if (rc == CHAN_NEED_TOKEN) {
 		rc = sub_token(c, r->channel, r->token, &info, &data, &expire_at, &ov, false);
 		if (rc < 0)
@@ -1556,7 +1988,7 @@ static void cmd_subscribe(struct client *c, const struct cmd *cmd)
 	res.recoverable = (flags & CSUB_RECOVERABLE) != 0;
 	res.delta = (flags & CSUB_DELTA) != 0;
 	res.data = data;
-	if (expire_at > 0) {
+	if (expire_at > 0 && !o->sub_refresh_proxy) {
 		int64_t ttl = expire_at - now_s();
 		res.expires = true;
 		res.ttl = ttl > 0 ? (uint32_t)ttl : 0;
@@ -1587,6 +2019,8 @@ static void cmd_subscribe(struct client *c, const struct cmd *cmd)
 	}
 	send_out(c);
 	struct csub *s = add_sub(c, r->channel, flags, expire_at, info);
+	if (o->sub_refresh_proxy)
+		s->close_at = sub_refresh_at(expire_at); /* the server refreshes it */
 	s->offset = pos.top;
 	memcpy(s->epoch, pos.epoch, sizeof(s->epoch));
 	if ((flags & CSUB_DELTA) && (flags & CSUB_POSITIONED) && last && last->offset == pos.top) {
@@ -1683,6 +2117,68 @@ static void on_published(void *arg, int rc, const struct node_pub_result *r)
 	op_done(o);
 }
 
+/* The publish proxy answered publish W: a result publishes (its data, if
+ * any, replacing the client's; skip_history honoured), as does no result. */
+static void publish_answered(struct client *c, struct pxwait *w, struct proxy_answer *a)
+{
+	const struct chan_opts *o = chan_lookup(S.chans, w->channel, NULL);
+	if (a->outcome == PROXY_ERROR || a->outcome == PROXY_FAILED || a->outcome == PROXY_DISCONNECT) {
+		px_refuse(c, CMD_PUBLISH, w->id, a);
+		return;
+	}
+	if (o == NULL) { /* the namespace went away in a reload */
+		reply_error(c, CMD_PUBLISH, w->id, 102);
+		return;
+	}
+	struct client_info ci = my_info(c);
+	struct csub *s = find_sub(c, w->channel);
+	if (s)
+		ci.chan_info = s->chan_info;
+	struct node_pub p = { .channel = w->channel, .data = a->has_data ? a->data : w->data, .info = &ci };
+	chan_pub_history(o, &p);
+	if (a->outcome == PROXY_RESULT) {
+		p.skip_history = a->skip_history;
+		p.tags = a->tags;
+		p.ntags = a->ntags;
+		p.idempotency_key = a->idempotency_key;
+	}
+	node_publish(S.w, &p, on_published, op_new(c, w->id));
+}
+
+/* The RPC proxy answered: its result's data is the reply. */
+static void rpc_answered(struct client *c, struct pxwait *w, struct proxy_answer *a)
+{
+	if (a->outcome == PROXY_ERROR || a->outcome == PROXY_FAILED || a->outcome == PROXY_DISCONNECT) {
+		px_refuse(c, CMD_RPC, w->id, a);
+		return;
+	}
+	S.out.len = 0;
+	if (proto_reply_rpc(&S.out, c->fmt, w->id, a->data) != RT_OK) {
+		client_disconnect(c, 3506, "inappropriate protocol");
+		return;
+	}
+	send_out(c);
+}
+
+/* RPC: to the proxy of the method's namespace (rpc.namespaces, else
+ * rpc.without_namespace). With no RPC proxy configured at all there is no
+ * handler (108); with one, a method no proxy takes is not found (104). */
+static void cmd_rpc(struct client *c, const struct cmd *cmd)
+{
+	const struct proxy *p = proxy_for_rpc(S.proxies, cmd->rpc.method);
+	if (p == NULL) {
+		reply_error(c, CMD_RPC, cmd->id, proxy_rpc_configured(S.proxies) ? 104 : 108);
+		return;
+	}
+	struct proxy_req q = px_req(c);
+	q.method = cmd->rpc.method;
+	q.data = cmd->rpc.data;
+	q.has_data = cmd->rpc.data.n > 0;
+	struct pxwait *w = px_start(c, p, PROXY_RPC, &q, NULL);
+	w->answer = rpc_answered;
+	w->id = cmd->id;
+}
+
 static void cmd_publish(struct client *c, const struct cmd *cmd)
 {
 	const struct chan_opts *o;
@@ -1697,6 +2193,23 @@ static void cmd_publish(struct client *c, const struct cmd *cmd)
 		return;
 	}
 	int rc = chan_check_publish(S.chans, ch, pstr_c(c->user), find_sub(c, ch) != NULL, &o);
+	if (rc == CHAN_PROXY) {
+		const struct proxy *p = proxy_find(S.proxies, PROXY_PUBLISH, o->publish_proxy_name);
+		if (p == NULL) {
+			reply_error(c, CMD_PUBLISH, cmd->id, 108);
+			return;
+		}
+		struct proxy_req q = px_req(c);
+		q.channel = ch;
+		q.data = cmd->publish.data;
+		q.has_data = true;
+		struct pxwait *w = px_start(c, p, PROXY_PUBLISH, &q, NULL);
+		w->answer = publish_answered;
+		w->id = cmd->id;
+		w->channel = pstr_dup(ch);
+		w->data = pstr_dup(cmd->publish.data);
+		return;
+	}
 	if (rc != CHAN_OK) {
 		reply_error(c, CMD_PUBLISH, cmd->id, (uint32_t)rc);
 		return;
@@ -1854,7 +2367,7 @@ static void handle(struct client *c, const struct cmd *cmd)
 	case CMD_PRESENCE: cmd_presence(c, cmd, cmd->presence.channel, false); break;
 	case CMD_PRESENCE_STATS: cmd_presence(c, cmd, cmd->presence_stats.channel, true); break;
 	case CMD_HISTORY: cmd_history(c, cmd); break;
-	case CMD_RPC: reply_error(c, CMD_RPC, cmd->id, 108); break;  /* no RPC handler */
+	case CMD_RPC: cmd_rpc(c, cmd); break;
 	case CMD_SEND: client_disconnect(c, 3508, "not available"); break; /* no message handler */
 	case CMD_REFRESH: cmd_refresh(c, cmd); break;
 	case CMD_SUB_REFRESH: cmd_sub_refresh(c, cmd); break;
@@ -1929,6 +2442,7 @@ struct client *client_new(struct worker *w, const struct transport_ops *ops, voi
 	c->fmt = (uint8_t)o->fmt;
 	c->flags = (uint8_t)o->flags;
 	c->session = pstr_dup(o->session);
+	c->hdrs = proxy_headers_keep(S.proxies, o->req);
 	c->state = CS_NEW;
 	c->tidx = (uint8_t)client_transport_index(ops->name);
 	STATS_BUMP(ctr(), n.sessions[c->tidx], 1);
@@ -1995,7 +2509,12 @@ void client_transport_closed(struct client *c)
 	c->closed_by_transport = true;
 	STATS_SUB(ctr(), inflight[c->tidx], 1);
 	deafen(c);
+	if (c->refreshing) {
+		proxy_cancel(c->refreshing);
+		c->refreshing = NULL;
+	}
 	if (c->stall != NULL) {
+		px_cancel_all(c->stall);
 		/* The answers still awaited free it (a stall not saved yet
 		 * belongs to a command on the stack: stall_save frees it). */
 		c->stall->c = NULL;
@@ -2012,6 +2531,8 @@ void client_transport_closed(struct client *c)
 	free(c->user);
 	pstr_free(&c->info);
 	pstr_free(&c->session);
+	pstr_free(&c->meta);
+	proxy_headers_free(c->hdrs);
 	free(c);
 }
 
@@ -2113,6 +2634,7 @@ void client_init(struct worker *w)
 	build_keys(w);
 	build_uni(w);
 	S.chans = chan_cfg_new(w->conf);
+	S.proxies = proxy_set_new(w->loop, w->conf);
 }
 
 void client_reconfigure(struct worker *w)
@@ -2121,6 +2643,8 @@ void client_reconfigure(struct worker *w)
 	build_uni(w);
 	chan_cfg_free(S.chans);
 	S.chans = chan_cfg_new(w->conf);
+	proxy_set_free(S.proxies);
+	S.proxies = proxy_set_new(w->loop, w->conf);
 }
 
 /* ---- server-side actions ------------------------------------------------------ */

@@ -14,6 +14,7 @@
 struct worker;
 struct rbuf;
 struct client;
+struct http_req;
 
 /* What the session needs from its transport. */
 struct transport_ops {
@@ -49,6 +50,8 @@ struct client_opts {
 	struct pstr session;       /* emulation transports: ConnectResult.session
 	                            * (with .node), matched by the API's session
 	                            * filters; copied */
+	const struct http_req *req; /* the HTTP request that opened the session, for the
+	                            * headers proxies pass on (read in client_new); may be NULL */
 };
 
 /* Starts a session on a transport that completed its handshake. */

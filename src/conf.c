@@ -25,6 +25,7 @@
  */
 #include "config.h"
 #include "conf.h"
+#include "proxy.h"
 #include "admin.h"
 #include "engine.h"
 #include "token.h"
@@ -1303,6 +1304,7 @@ int conf_check(struct conf *c, struct conf_report *rep)
 		check_tokens(c, "client.subscription_token", rep);
 	check_channels(c, rep);
 	admin_conf_check(c, rep);
+	proxy_conf_check(c, rep);
 	if (json_integer_value(w) == 0) {
 		const struct conf_key *k = conf_key_find("workers");
 		long n = sysconf(_SC_NPROCESSORS_ONLN);

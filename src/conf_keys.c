@@ -452,19 +452,20 @@ static int check_http_response(const struct conf_key *k, const json_t *v, struct
 	BOOL(p ".presence_hash_field_ttl", "false", fl, NF, "expire presence hash fields one by one (Redis 7.4+)"), \
 	BOOL(p ".presence_user_mapping", "false", fl, NF, "keep a user-to-clients map for faster presence_stats")
 
-/* A proxy object (Centrifugo's Proxy); rotor does not proxy yet. The http and
- * grpc sub-objects are kept whole. */
+/* A proxy object (Centrifugo's Proxy). rotor proxies over HTTP only:
+ * proxy_conf_check (src/proxy/proxy_conf.c) refuses grpc:// endpoints and
+ * the gRPC options, and checks the http sub-object, kept whole. */
 #define PROXY_KEYS(p) \
-	STR(p ".endpoint", "", RLD | IGN, NF, NULL, "proxy endpoint: http(s):// URL or grpc://host:port"), \
-	DUR(p ".timeout", "1s", 0, INF, RLD | IGN, NF, NULL, "proxy request timeout"), \
-	LIST(p ".http_headers", "[]", RLD | IGN, NULL, "client HTTP headers passed on to the proxy"), \
-	LIST(p ".grpc_metadata", "[]", RLD | IGN, NULL, "client gRPC metadata passed on to the proxy"), \
-	BOOL(p ".binary_encoding", "false", RLD | IGN, NF, "send data base64-encoded"), \
-	BOOL(p ".include_connection_meta", "false", RLD | IGN, NF, "include the connection's meta"), \
-	JSON(p ".http", "{}", RLD | IGN, check_object, \
-	     "HTTP options: tls, static_headers, status_to_code_transforms"), \
-	JSON(p ".grpc", "{}", RLD | IGN | SEC, check_object, \
-	     "gRPC options: tls, credentials_key, credentials_value, compression")
+	STR(p ".endpoint", "", RLD, NF, NULL, "proxy endpoint: http:// or https:// URL (grpc:// is refused)"), \
+	DUR(p ".timeout", "1s", 1, INF, RLD, NF, NULL, "proxy request timeout"), \
+	LIST(p ".http_headers", "[]", RLD, NULL, "client HTTP headers passed on to the proxy"), \
+	LIST(p ".grpc_metadata", "[]", RLD, NULL, "gRPC metadata (gRPC proxies only: refused when set)"), \
+	BOOL(p ".binary_encoding", "false", RLD, NF, "send data base64-encoded (b64data)"), \
+	BOOL(p ".include_connection_meta", "false", RLD, NF, "include the connection's meta"), \
+	JSON(p ".http", "{}", RLD, check_object, \
+	     "HTTP options: static_headers, status_to_code_transforms, tls"), \
+	JSON(p ".grpc", "{}", RLD | SEC, check_object, \
+	     "gRPC options (gRPC proxies only: refused when set)")
 
 /* A token verification block (client.token, client.subscription_token). */
 #define TOKEN_KEYS(p, secret_field) \
@@ -647,9 +648,9 @@ const struct conf_key conf_keys[] = {
 	    "namespace of personal channels"),
 	BOOL("client.subscribe_to_user_personal_channel.single_connection", "false", RLD, NF,
 	     "keep one connection per user (needs presence in that namespace)"),
-	BOOL("client.proxy.connect.enabled", "false", RLD | REF, NF, "proxy connect requests without a token"),
+	BOOL("client.proxy.connect.enabled", "false", RLD, NF, "proxy connect requests without a token"),
 	PROXY_KEYS("client.proxy.connect"),
-	BOOL("client.proxy.refresh.enabled", "false", RLD | REF, NF, "proxy connection refreshes"),
+	BOOL("client.proxy.refresh.enabled", "false", RLD, NF, "proxy connection refreshes"),
 	PROXY_KEYS("client.proxy.refresh"),
 	BOOL("client.connect_code_to_unidirectional_disconnect.enabled", "false", RLD, NF,
 	     "map connect error codes to disconnects on unidirectional transports"),
@@ -705,17 +706,17 @@ const struct conf_key conf_keys[] = {
 	     "enable user-limited channels (name#user1,user2)"),
 	STR("channel.without_namespace.channel_regex", "", RLD, NF, NULL,
 	    "regular expression (RE2) channel names must match"),
-	BOOL("channel.without_namespace.subscribe_proxy_enabled", "false", RLD | REF, NF,
+	BOOL("channel.without_namespace.subscribe_proxy_enabled", "false", RLD, NF,
 	     "ask the subscribe proxy whether to allow subscriptions"),
-	STR("channel.without_namespace.subscribe_proxy_name", "default", RLD | IGN, NF, NULL,
+	STR("channel.without_namespace.subscribe_proxy_name", "default", RLD, NF, NULL,
 	    "subscribe proxy to use"),
-	BOOL("channel.without_namespace.publish_proxy_enabled", "false", RLD | REF, NF,
+	BOOL("channel.without_namespace.publish_proxy_enabled", "false", RLD, NF,
 	     "pass client publications through the publish proxy"),
-	STR("channel.without_namespace.publish_proxy_name", "default", RLD | IGN, NF, NULL,
+	STR("channel.without_namespace.publish_proxy_name", "default", RLD, NF, NULL,
 	    "publish proxy to use"),
-	BOOL("channel.without_namespace.sub_refresh_proxy_enabled", "false", RLD | REF, NF,
+	BOOL("channel.without_namespace.sub_refresh_proxy_enabled", "false", RLD, NF,
 	     "refresh subscriptions through the sub_refresh proxy"),
-	STR("channel.without_namespace.sub_refresh_proxy_name", "default", RLD | IGN, NF, NULL,
+	STR("channel.without_namespace.sub_refresh_proxy_name", "default", RLD, NF, NULL,
 	    "sub_refresh proxy to use"),
 	BOOL("channel.without_namespace.subscribe_stream_proxy_enabled", "false", RLD | REF, NF,
 	     "feed subscriptions from the subscribe stream proxy"),
@@ -740,16 +741,16 @@ const struct conf_key conf_keys[] = {
 
 	/* rpc */
 	PROXY_KEYS("rpc.proxy"),
-	BOOL("rpc.without_namespace.proxy_enabled", "false", RLD | REF, NF,
+	BOOL("rpc.without_namespace.proxy_enabled", "false", RLD, NF,
 	     "send RPC calls without namespace to the RPC proxy"),
-	STR("rpc.without_namespace.proxy_name", "default", RLD | IGN, NF, NULL, "RPC proxy to use"),
+	STR("rpc.without_namespace.proxy_name", "default", RLD, NF, NULL, "RPC proxy to use"),
 	JSON("rpc.namespaces", "[]", RLD, check_named,
 	     "list of RPC namespaces: {\"name\": ..., plus any rpc.without_namespace option}"),
 	STR("rpc.namespace_boundary", ":", RLD, NF, NULL, "separator between RPC namespace and method"),
 	BOOL("rpc.ping.enabled", "false", RLD, NF, "answer the RPC method rpc.ping.method with an empty result"),
 	STR("rpc.ping.method", "ping", RLD, NF, NULL, "name of the ping RPC method"),
 
-	JSON("proxies", "[]", RLD | IGN | SEC, check_proxies,
+	JSON("proxies", "[]", RLD | SEC, check_proxies,
 	     "named proxies: {\"name\": ..., endpoint, timeout, ...}"),
 
 	/* http_api, grpc_api */

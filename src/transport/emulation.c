@@ -216,7 +216,7 @@ static void open_session(struct http_req *req, enum emu_kind kind, enum proto_fm
 {
 	struct emu *e = xcalloc(1, sizeof(*e));
 	const struct hs_ops *ho = kind == EMU_SSE ? &stream_sse : fmt == PROTO_PB ? &stream_pb : &stream_json;
-	struct client_opts o = { .fmt = fmt };
+	struct client_opts o = { .fmt = fmt, .req = req };
 	const char *ctype = kind == EMU_SSE ? "text/event-stream; charset=utf-8" :
 			    fmt == PROTO_PB ? "application/octet-stream" : "text/plain; charset=utf-8";
 

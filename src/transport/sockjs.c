@@ -104,7 +104,7 @@ static const struct transport_ops client_ops = { "sockjs", c_send, c_send_copy, 
 
 static void *c_open(struct sjs *s, const struct http_req *req)
 {
-	struct client_opts o = { .fmt = PROTO_JSON };
+	struct client_opts o = { .fmt = PROTO_JSON, .req = req };
 
 	return client_new(req->conn->w, &client_ops, s, &o);
 }

@@ -147,10 +147,10 @@ static const struct transport_ops ops[UNI_KINDS] = {
 	{ "uni_http_stream", t_send, t_send_copy, t_close, NULL },
 };
 
-static struct uni *uni_new(struct worker *w, enum uni_kind kind)
+static struct uni *uni_new(struct worker *w, enum uni_kind kind, const struct http_req *req)
 {
 	struct uni *u = xcalloc(1, sizeof(*u));
-	struct client_opts o = { .fmt = PROTO_JSON, .flags = CLIENT_UNI };
+	struct client_opts o = { .fmt = PROTO_JSON, .flags = CLIENT_UNI, .req = req };
 
 	u->kind = (uint8_t)kind;
 	u->c = client_new(w, &ops[kind], u, &o);
@@ -258,7 +258,7 @@ static void ws_open(struct http_req *req, void *arg)
 		jw_free(&connect);
 		return;
 	}
-	u = uni_new(req->conn->w, UNI_WS);
+	u = uni_new(req->conn->w, UNI_WS, req);
 	u->ws = ws;
 	ws_set_handler(ws, &ws_handler, u);
 	if (connect.len > 0) {
@@ -377,7 +377,7 @@ static void stream_open(struct http_req *req, void *arg)
 		return;
 	}
 
-	u = uni_new(w, kind);
+	u = uni_new(w, kind, req);
 	code = client_uni_connect(u->c, data, len, &reason);
 	jw_free(&query);
 	if (code && json_is_true(conf_of(k, section, "connect_code_to_http_response.enabled"))) {

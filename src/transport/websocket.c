@@ -73,7 +73,8 @@ static void upgrade(struct http_req *req, void *arg)
 
 	if (!ws)
 		return;
-	struct client_opts o = { .fmt = info.fmt, .flags = info.frame_ping_pong ? CLIENT_NATIVE_PING : 0 };
+	struct client_opts o = { .fmt = info.fmt, .flags = info.frame_ping_pong ? CLIENT_NATIVE_PING : 0,
+				 .req = req };
 	ws_set_handler(ws, &handler, client_new(req->conn->w, &ops, ws, &o));
 }
 

@@ -55,25 +55,26 @@ test('rotord -t: a missing file given with -c is an error', () => {
   assert.match(r.stderr, /\/nonexistent\/rotor\.json/);
 });
 
-// A user who asks for ACME certificates, a Redis engine or a proxy and
-// got plain HTTP, memory or no check at all would be worse off than told:
+// A user who asks for ACME certificates, TLS to Redis, a gRPC or a subscribe
+// stream proxy and got plain HTTP, no TLS or no check at all would be worse
+// off than told (HTTP proxies work: proxy.test.js):
 // rotor refuses to check or start, naming each key, and serves nothing
 // meanwhile. (TLS with certificate files: tls.test.js.)
 test('TLS, engine and proxy keys rotor does not implement stop -t and the start, each named', () => {
   const conf = {
     http_server: { tls_autocert: { enabled: true, host_whitelist: ['example.com'] } },
     engine: { type: 'redis', redis: { cluster_address: ['127.0.0.1:7000'], tls: { enabled: true } } },
-    client: { proxy: { connect: { enabled: true } } },
-    channel: { namespaces: [{ name: 'chat', publish_proxy_enabled: true }] },
+    client: { proxy: { connect: { enabled: true, endpoint: 'grpc://127.0.0.1:9000' } } },
+    channel: { namespaces: [{ name: 'chat', subscribe_stream_proxy_enabled: true }] },
   };
   withFile(conf, (p) => {
     for (const args of [['-t', '-c', p], ['-c', p]]) {
       const r = run(ROTORD, args);
       assert.strictEqual(r.status, 1, `rotord ${args.join(' ')}: ${r.stderr}`);
       for (const key of ['http_server.tls_autocert.enabled',
-        'engine.redis.tls.enabled', 'client.proxy.connect.enabled',
-        'channel.namespaces[chat].publish_proxy_enabled']) {
-        assert.match(r.stderr, new RegExp(`(error|config): ${key.replace(/[.[\]]/g, '\\$&')}: .*not supported by rotor yet; refused`),
+        'engine.redis.tls.enabled', 'client.proxy.connect.endpoint',
+        'channel.namespaces[chat].subscribe_stream_proxy_enabled']) {
+        assert.match(r.stderr, new RegExp(`(error|config): ${key.replace(/[.[\]]/g, '\\$&')}: .*not supported by rotor.*; refused`),
           `${key} named: ${r.stderr}`);
       }
       assert.doesNotMatch(r.stdout, /valid/);

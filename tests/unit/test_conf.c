@@ -402,9 +402,11 @@ static void test_warnings(void)
 	has_warning(&rep, "totally_unknown: unknown key");
 	has_warning(&rep, "channel.namespaces[chat].colour: unknown key");
 	has_warning(&rep, "grpc_api.enabled: not supported by rotor yet; ignored");
-	has_warning(&rep, "channel.namespaces[chat].subscribe_proxy_name: not supported by rotor yet; ignored");
-	has_warning(&rep, "proxies: not supported by rotor yet; ignored");
-	is_int(rep.nwarnings, 6, "an ignored key left at its default is not warned about");
+	/* Proxies are implemented (src/proxy/): their keys are not warned about. */
+	for (size_t i = 0; i < rep.nwarnings; i++)
+		ok(strstr(rep.warnings[i], "proxies") == NULL && strstr(rep.warnings[i], "proxy_name") == NULL,
+		   "no proxy warning: %s", rep.warnings[i]);
+	is_int(rep.nwarnings, 4, "an ignored key left at its default is not warned about");
 	ok(conf_get(&c, "client.pingg_interval") == NULL, "unknown keys are dropped");
 	ok(json_object_get(json_array_get(conf_get(&c, "channel.namespaces"), 0), "colour") == NULL,
 	   "unknown namespace options are dropped");
@@ -419,9 +421,15 @@ static void test_warnings(void)
 static void test_refused(void)
 {
 	static const char *const refused[] = {
-		"http_server.tls_autocert.enabled", "client.proxy.connect.enabled", "client.proxy.refresh.enabled",
-		"channel.without_namespace.publish_proxy_enabled", "rpc.without_namespace.proxy_enabled",
-		"channel.namespaces[chat].subscribe_proxy_enabled",
+		"http_server.tls_autocert.enabled", "channel.namespaces[st].subscribe_stream_proxy_enabled",
+	};
+	/* Proxies rotor has, enabled without an endpoint. */
+	static const char *const no_endpoint[] = {
+		"client.proxy.connect.enabled: needs client.proxy.connect.endpoint",
+		"client.proxy.refresh.enabled: needs client.proxy.refresh.endpoint",
+		"channel.without_namespace.publish_proxy_enabled: needs channel.proxy.publish.endpoint",
+		"channel.namespaces[chat].subscribe_proxy_enabled: needs channel.proxy.subscribe.endpoint",
+		"rpc.without_namespace.proxy_enabled: needs rpc.proxy.endpoint",
 	};
 	struct conf c;
 	struct conf_report rep = { 0 };
@@ -432,7 +440,8 @@ static void test_refused(void)
 		     " \"tls\": {\"enabled\": true}, \"address\": [\"rediss://127.0.0.1:6380\", \"redis.example:6379\"]}},"
 		     " \"client\": {\"proxy\": {\"connect\": {\"enabled\": true}, \"refresh\": {\"enabled\": true}}},"
 		     " \"channel\": {\"without_namespace\": {\"publish_proxy_enabled\": true},"
-		     " \"namespaces\": [{\"name\": \"chat\", \"subscribe_proxy_enabled\": true}]},"
+		     " \"namespaces\": [{\"name\": \"chat\", \"subscribe_proxy_enabled\": true},"
+		     " {\"name\": \"st\", \"subscribe_stream_proxy_enabled\": true}]},"
 		     " \"rpc\": {\"without_namespace\": {\"proxy_enabled\": true}}}", NULL, &rep),
 	       RT_INVAL, "a file that sets them is refused");
 	for (size_t i = 0; i < ROTOR_ARRAY_LEN(refused); i++) {
@@ -440,10 +449,12 @@ static void test_refused(void)
 			 "never ignored)", refused[i]);
 		has_error(&rep, want);
 	}
+	for (size_t i = 0; i < ROTOR_ARRAY_LEN(no_endpoint); i++)
+		has_error(&rep, no_endpoint[i]);
 	/* The Redis engine is implemented; what it does not serve is named. */
 	has_error(&rep, "engine.redis.tls.enabled: not supported by rotor yet; refused (rotor serves Redis "
 		  "shards without TLS, and no list-mode history or hash field TTL)");
-	is_int(rep.nerrors, ROTOR_ARRAY_LEN(refused) + 3, "nothing else");
+	is_int(rep.nerrors, ROTOR_ARRAY_LEN(refused) + ROTOR_ARRAY_LEN(no_endpoint) + 3, "nothing else");
 	bool addr0 = false, addr1 = false;
 	for (size_t i = 0; i < rep.nerrors; i++) {
 		addr0 |= strncmp(rep.errors[i], "engine.redis.address[0]: ", 25) == 0 && strstr(rep.errors[i], "TLS");
