@@ -67,6 +67,7 @@
 
 #define UP_IDLE_DEF_MS 60000
 #define UP_DNS_TTL_S 30.0          /* a name's addresses are looked up again after this */
+#define UP_DNS_RETRY_S 5.0         /* after a failed lookup, the previous addresses serve this long */
 #define UP_DNS_TIMEOUT_MS 5000
 #define UP_DNS_LOG_S 10.0          /* a failing lookup is logged at most this often */
 #define UP_READ_CHUNK 16384
@@ -651,9 +652,11 @@ static bool addrs_ready(struct upstream *u)
 	return false;
 }
 
-/* The host's lookup answered: new connections use the addresses; or the
- * requests waiting for a new connection fail with UPSTREAM_ECONNECT (the
- * next request looks the name up again). */
+/* The host's lookup answered: new connections use the addresses. A
+ * failed lookup keeps the previous addresses, if any, UP_DNS_RETRY_S more
+ * (a resolver that is down does not take a working backend away); with
+ * none, the requests waiting for a new connection fail with
+ * UPSTREAM_ECONNECT and the next request looks the name up again. */
 static void lookup_done(void *arg, const struct dns_result *res)
 {
 	struct upstream *u = arg;
@@ -668,8 +671,14 @@ static void lookup_done(void *arg, const struct dns_result *res)
 		return;
 	}
 	if (ev_now(u->loop) - u->dns_logged >= UP_DNS_LOG_S) {
-		log_warn("upstream %s: cannot resolve %s: %s", u->key, u->host, dns_strerror(res->err));
+		log_warn("upstream %s: cannot resolve %s: %s%s", u->key, u->host, dns_strerror(res->err),
+			 u->addrs.n > 0 ? " (the previous addresses are used meanwhile)" : "");
 		u->dns_logged = ev_now(u->loop);
+	}
+	if (u->addrs.n > 0) {
+		u->addrs_until = ev_now(u->loop) + UP_DNS_RETRY_S;
+		pump(u);
+		return;
 	}
 	while ((r = TAILQ_FIRST(&u->queue)) != NULL)
 		req_answer_later(r, UPSTREAM_ECONNECT);

@@ -26,7 +26,8 @@
  * new connection needs its addresses, and the answer is kept 30 s, or until
  * each of its addresses failed to connect; one lookup per upstream at a
  * time, the requests that need it wait in the queue (under their
- * deadline), and a failed lookup fails them with UPSTREAM_ECONNECT.
+ * deadline); a failed lookup fails them with UPSTREAM_ECONNECT, unless an
+ * earlier answer is at hand: that one is used a few seconds more.
  * Numeric addresses and "localhost" (127.0.0.1) are never looked up. A
  * failed connect moves on to the next address.
  *
