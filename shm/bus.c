@@ -216,8 +216,9 @@ int bus_create(struct bus *b, const char *path, size_t ring, unsigned nslots)
 /* Whether the header H of a segment of SIZE bytes describes a bus. Positions
  * are loaded lo, head, tail, resv: each only grows, so the order keeps the
  * checks true under live writers. */
-static bool hdr_ok(const struct bus_hdr *h, size_t size)
+static bool hdr_ok(const void *payload, size_t size)
 {
+	const struct bus_hdr *h = payload;
 	if (LOAD_ACQ(&h->magic) != BUS_MAGIC || h->version != BUS_VERSION ||
 	    h->hdr_size != sizeof(struct bus_hdr) || h->slot_size != sizeof(struct bus_slot) ||
 	    h->rec_size != sizeof(struct bus_rec) || !ring_ok(h->ring_bytes) || h->nslots < 1 ||
@@ -233,13 +234,8 @@ static bool hdr_ok(const struct bus_hdr *h, size_t size)
 int bus_attach(struct bus *b, const char *path, bool readonly)
 {
 	memset(b, 0, sizeof(*b));
-	if (seg_attach(&b->seg, path, SEG_KIND_BUS, BUS_VERSION, readonly) < 0)
+	if (seg_attach_checked(&b->seg, path, SEG_KIND_BUS, BUS_VERSION, readonly, hdr_ok) < 0)
 		return -1;
-	if (!hdr_ok(seg_payload(&b->seg), b->seg.size)) {
-		seg_detach(&b->seg);
-		errno = EPROTO;
-		return -1;
-	}
 	map(b);
 	return 0;
 }

@@ -1183,6 +1183,28 @@ static int allocate_existing(const char *path)
 }
 
 /* The cold open: nobody else has the file. */
+/* A cold open found PATH with a header it cannot attach. Another layout
+ * version of the channel table is never discarded silently: it is renamed
+ * to PATH.v<version> (replacing an older copy aside) for a migration or a
+ * downgrade (*MOVED says whether it was). Returns why the segment is made
+ * anew, or NULL with errno when the rename failed. */
+static const char *set_aside(const char *path, bool *moved)
+{
+	static char why[PATH_MAX + 128];
+	char aside[PATH_MAX];
+	struct seg_hdr h;
+
+	if (seg_peek(path, &h) < 0 || h.kind != SEG_KIND_CTAB || h.version == CTAB_VERSION)
+		return "its segment header does not validate";
+	snprintf(aside, sizeof(aside), "%s.v%u", path, h.version);
+	if (rename(path, aside) < 0)
+		return NULL;
+	*moved = true;
+	snprintf(why, sizeof(why), "it has layout version %u, this binary %u: moved aside to %s", h.version,
+		 CTAB_VERSION, aside);
+	return why;
+}
+
 static int open_cold(struct ctab *t, const struct ctab_config *cfg, const struct geo *g, const char *path,
 		     struct ctab_report *rep)
 {
@@ -1208,6 +1230,8 @@ static int open_cold(struct ctab *t, const struct ctab_config *cfg, const struct
 	} else if (errno == EPROTO) {
 		why = "its segment header does not validate";
 		missing = EPROTO;
+		if (!cfg->attach_only && (why = set_aside(path, &rep->set_aside)) == NULL)
+			return -1;
 	} else if (errno != ENOENT) {
 		return -1;
 	}
@@ -1614,6 +1638,24 @@ static void pos_of(const struct hist_meta *m, struct hist_pos *pos)
 	pos->epoch[HIST_EPOCH_LEN] = '\0';
 }
 
+/* The keyed hash of O's version_epoch, as the meta keeps it. */
+static uint64_t version_epoch_hash(const struct ctab *t, const struct hist_opts *o)
+{
+	uint64_t key[2] = { t->h->key[0] ^ UINT64_C(0x7665706f6368), t->h->key[1] };
+	return siphash24(key, o->version_epoch_len ? o->version_epoch : "", o->version_epoch_len);
+}
+
+/* Whether a publication with O's version must be dropped from stream M:
+ * Centrifugo's memory broker compares when the publication has a version,
+ * with an empty version_epoch or the stream's last one. A stream just
+ * created has version 0, under which no version is. */
+static bool version_stale(const struct ctab *t, const struct hist_meta *m, const struct hist_opts *o)
+{
+	if (o->version == 0 || o->version > m->version)
+		return false;
+	return o->version_epoch_len == 0 || version_epoch_hash(t, o) == m->version_epoch;
+}
+
 int hist_append_check(const struct ctab *t, size_t name_len, const struct hist_opts *o,
 		      const struct hist_rec *rec)
 {
@@ -1657,6 +1699,8 @@ static int append_locked(struct ctab *t, uint32_t si, const struct hist_opts *o,
 
 	struct hist_meta m = ent(t, si)->m, nm = m;
 	uint64_t off = m.top + 1;
+	nm.version = o->version;
+	nm.version_epoch = version_epoch_hash(t, o);
 	write_record_locked(t, first, si, m.gen, off, now, rec, m.tail);
 	step(t, CTAB_STEP_WRITTEN);
 	nm.top = off;
@@ -1702,13 +1746,39 @@ int hist_append(struct ctab *t, const char *name, size_t name_len, const struct 
 	if (lock(t) < 0)
 		return -1;
 	uint32_t si = get_stream_locked(t, name, name_len, hash, now, true);
-	if (si == NONE)
+	if (si == NONE) {
 		errno = ENOSPC;
-	else
+	} else if (version_stale(t, &ent(t, si)->m, o)) {
+		pos_of(&ent(t, si)->m, pos);
+		rc = 1;
+	} else {
 		rc = append_locked(t, si, o, rec, now, pos);
+	}
 	err = errno;
 	unlock(t);
 	errno = err;
+	return rc;
+}
+
+int hist_version_check(struct ctab *t, const char *name, size_t name_len, const struct hist_opts *o, int64_t now,
+		       struct hist_pos *pos)
+{
+	int err = name_check(t, name_len), rc = 0;
+	if (err != 0) {
+		errno = err;
+		return -1;
+	}
+	if (o->version == 0)
+		return 0;
+	uint64_t hash = siphash24(t->h->key, name, name_len);
+	if (lock(t) < 0)
+		return -1;
+	uint32_t si = get_stream_locked(t, name, name_len, hash, now, false);
+	if (si != NONE && version_stale(t, &ent(t, si)->m, o)) {
+		pos_of(&ent(t, si)->m, pos);
+		rc = 1;
+	}
+	unlock(t);
 	return rc;
 }
 

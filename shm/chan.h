@@ -27,7 +27,7 @@
  *         | buckets: uint32_t[nbuckets], entry + 1 heading each chain  |
  *         +------------------------------------------------------------+
  *         | streams: nstreams entries of `stride` bytes:               |
- *         |   struct ctab_stream (96 B: chain link, name hash, meta)   |
+ *         |   struct ctab_stream (112 B: chain link, name hash, meta)   |
  *         |   then the name (name_max bytes), padded to 64             |
  *         +------------------------------------------------------------+
  *         | emap: one bit per entry in use          (derived)          |
@@ -67,7 +67,7 @@
 #include <stdint.h>
 
 #define SEG_KIND_CTAB 0x42415443u                /* "CTAB" */
-#define CTAB_VERSION 1
+#define CTAB_VERSION 2                           /* 2: versions in hist_meta */
 #define CTAB_MAGIC UINT64_C(0x425443524f544f52)  /* "ROTORCTB" little-endian */
 #define CTAB_SEG_NAME "channels.seg"             /* in the data directory */
 #define CTAB_LOCK_NAME "channels.lock"           /* flock: who else has it open */
@@ -98,10 +98,12 @@ struct hist_meta {
 	int64_t meta_expire_ms;    /* stream forgotten from then; 0 never */
 	int64_t head_ms;           /* append time of the oldest record: space eviction order */
 	char epoch[HIST_EPOCH_LEN];/* [a-zA-Z], not NUL-terminated */
+	uint64_t version;          /* the last append's publish version, 0 none */
+	uint64_t version_epoch;    /* keyed hash of its version_epoch */
 	uint32_t size;             /* history_size of the last append */
 	uint32_t check;
 };
-_Static_assert(sizeof(struct hist_meta) == 80, "hist_meta is 80 bytes");
+_Static_assert(sizeof(struct hist_meta) == 96, "hist_meta is 96 bytes");
 
 /* A table entry; the channel name follows it. */
 struct ctab_stream {
@@ -110,7 +112,7 @@ struct ctab_stream {
 	uint64_t hash;             /* keyed hash (SipHash-2-4) of the name */
 	struct hist_meta m;
 };
-_Static_assert(sizeof(struct ctab_stream) == 96, "ctab_stream is 96 bytes");
+_Static_assert(sizeof(struct ctab_stream) == 112, "ctab_stream is 112 bytes");
 
 /* The first block of a record. */
 struct hist_blk {
@@ -141,7 +143,7 @@ struct ctab_journal {
 	uint32_t free_count;       /*   ... and how many records, following newer links */
 	struct hist_meta meta;     /* COMMIT: the stream's new meta */
 };
-_Static_assert(sizeof(struct ctab_journal) == 112, "ctab_journal is 112 bytes");
+_Static_assert(sizeof(struct ctab_journal) == 128, "ctab_journal is 128 bytes");
 
 struct ctab_hdr {
 	/* lines 0-1: identity, written once by create */
@@ -166,7 +168,6 @@ struct ctab_hdr {
 
 	/* lines 3-4: the journal */
 	struct ctab_journal j;
-	uint8_t pad2[16];
 
 	/* line 5: state, the lock holder's */
 	uint32_t clean;            /* CTAB_CLEAN: shut down, nothing changed since */
@@ -288,6 +289,8 @@ struct ctab_report {
 	bool cold;                 /* this process had the file to itself */
 	bool created;              /* a new segment: every epoch is new */
 	bool sizes_differ;         /* warm open of a segment made with other sizes */
+	bool set_aside;            /* a segment of another layout version was renamed
+	                            * to <name>.v<version> (why says where) */
 	const char *why;           /* why it was created, or why streams were reset */
 	uint32_t streams_kept;     /* cold open: streams validated, epochs kept */
 	uint32_t streams_reset;    /* cold open: streams given a new epoch */
@@ -307,7 +310,8 @@ size_t ctab_seg_size(const struct ctab_config *cfg);
  *     here, never SIGBUS later), the header validated (magic, version,
  *     geometry = CFG, file size); a segment that does not validate or has
  *     other sizes is recreated (every epoch new), unless CFG->attach_only
- *     (then ENOENT or EPROTO, and other sizes are taken as they are).
+ *     (then ENOENT or EPROTO, and other sizes are taken as they are); one
+ *     of another layout version is first renamed to CTAB_SEG_NAME.v<N>.
  *     Otherwise the lock is re-initialised, the operation a dead holder was
  *     in ended, and every stream validated (meta check, links, offsets,
  *     record checks and CRCs): a stream that fails gets a new epoch and
@@ -342,11 +346,16 @@ struct hist_pos {
 };
 
 /* A channel's history options (namespace history_size, history_ttl,
- * history_meta_ttl resolved by the caller, 0 meta ttl = never forgotten). */
+ * history_meta_ttl resolved by the caller, 0 meta ttl = never forgotten),
+ * and the publication's version (the publish API's version and
+ * version_epoch). */
 struct hist_opts {
 	uint32_t size;             /* >= 1 */
 	uint64_t ttl_ms;           /* >= 1 */
 	uint64_t meta_ttl_ms;      /* 0: the stream's meta does not expire */
+	uint64_t version;          /* 0: none */
+	const char *version_epoch; /* may be empty (NULL with length 0) */
+	size_t version_epoch_len;
 };
 
 void hist_rec_init(struct hist_rec *r);
@@ -380,16 +389,33 @@ int hist_append_check(const struct ctab *t, size_t name_len, const struct hist_o
  * full the least recently touched of a sampled set of streams is evicted.
  * Never fails for lack of room.
  *
+ * Versions, as Centrifugo's memory broker: with O->version set and the
+ * stream existing, a publication whose version is not above the stream's
+ * last (and whose version_epoch is empty or the same as the last's) is
+ * dropped: nothing changes and *POS is the stream's top. Otherwise the
+ * append stores O->version and its epoch (0 and empty included) as the
+ * stream's last.
+ *
  * Designed to run inside a bus fill (bus_append_fn), so that the offset is
- * assigned and the bus record written under the bus lock. Lock order: bus
- * lock, then this table's; nothing here takes the bus lock. It holds the
- * table lock for a copy of the record and a few cache lines. A dead holder
- * found here is repaired first: its operation finished or undone from the
- * journal, the counts recounted (microseconds; ctab_stats repairs).
- * Returns 0, or -1 with errno: hist_append_check's, or the mutex's
- * (ENOTRECOVERABLE). */
+ * assigned and the bus record written under the bus lock, and a writer
+ * killed after the append leaves a void record that tells readers. Lock
+ * order: bus lock, then this table's; nothing here takes
+ * the bus lock. It holds the table lock for a copy of the record and a few
+ * cache lines. A dead holder found here is repaired first: its operation
+ * finished or undone from the journal, the counts recounted (microseconds;
+ * ctab_stats repairs). Returns 0 (appended), 1 (dropped by its version),
+ * or -1 with errno: hist_append_check's, or the mutex's (ENOTRECOVERABLE). */
 int hist_append(struct ctab *t, const char *name, size_t name_len, const struct hist_opts *o,
 		const struct hist_rec *rec, int64_t now_ms, struct hist_pos *pos);
+
+/* Whether hist_append would drop a publication with O's version on
+ * channel NAME now (without appending, creating nothing): 1 with *POS the
+ * stream's top, 0 when it would append, -1 with errno (EINVAL,
+ * ENAMETOOLONG, the mutex's). Under the bus lock, where every append runs,
+ * hist_append then answers the same: a caller checks this before it takes
+ * a bus record for the append. */
+int hist_version_check(struct ctab *t, const char *name, size_t name_len, const struct hist_opts *o, int64_t now,
+		       struct hist_pos *pos);
 
 /* A history query (client history, server API history, recovery). */
 struct hist_query {

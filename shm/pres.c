@@ -37,7 +37,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -67,29 +66,6 @@ unsigned long pres_crash_countdown;
 	} while (0)
 
 /* ---- small helpers ------------------------------------------------------ */
-
-static void random_key(uint64_t key[2])
-{
-	unsigned char *p = (unsigned char *)key;
-	size_t n = 2 * sizeof(uint64_t);
-
-	while (n > 0) {
-		ssize_t k = getrandom(p, n, GRND_NONBLOCK);
-		if (k > 0) {
-			p += k;
-			n -= (size_t)k;
-		} else if (k < 0 && errno != EINTR) {
-			break;
-		}
-	}
-	if (n > 0) {
-		/* No entropy to be had: the clock and the pid, mixed. */
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		key[0] ^= ((uint64_t)ts.tv_sec << 32 ^ (uint64_t)ts.tv_nsec) * UINT64_C(0x9e3779b97f4a7c15);
-		key[1] ^= ((uint64_t)getpid() << 17 ^ (uint64_t)ts.tv_nsec) * UINT64_C(0xbf58476d1ce4e5b9);
-	}
-}
 
 static uint64_t chan_hash(const struct pres *t, const char *name, size_t len)
 {
@@ -243,7 +219,7 @@ int pres_create(struct pres *t, const char *path, uint32_t nodes, uint64_t arena
 	h->nmap_off = L.nmap_off;
 	h->bmap_off = L.bmap_off;
 	h->block_off = L.block_off;
-	random_key(h->key);
+	seg_random_key(h->key);
 
 	if ((err = rlock_init(&h->lock)) != 0) {
 		seg_unlink(&t->seg);
@@ -267,8 +243,9 @@ int pres_create(struct pres *t, const char *path, uint32_t nodes, uint64_t arena
 }
 
 /* Whether H, in a segment of SIZE bytes, describes a presence table. */
-static bool hdr_ok(const struct pres_hdr *h, size_t size)
+static bool hdr_ok(const void *payload, size_t size)
 {
+	const struct pres_hdr *h = payload;
 	struct layout L;
 
 	if (LOAD_ACQ(&h->magic) != PRES_MAGIC || h->version != PRES_VERSION ||
@@ -287,13 +264,8 @@ static bool hdr_ok(const struct pres_hdr *h, size_t size)
 int pres_attach(struct pres *t, const char *path, bool readonly)
 {
 	memset(t, 0, sizeof(*t));
-	if (seg_attach(&t->seg, path, SEG_KIND_PRES, PRES_VERSION, readonly) < 0)
+	if (seg_attach_checked(&t->seg, path, SEG_KIND_PRES, PRES_VERSION, readonly, hdr_ok) < 0)
 		return -1;
-	if (!hdr_ok(seg_payload(&t->seg), t->seg.size)) {
-		seg_detach(&t->seg);
-		errno = EPROTO;
-		return -1;
-	}
 	map(t);
 	return 0;
 }

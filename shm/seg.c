@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -176,7 +177,43 @@ void seg_detach(struct seg *s)
 	s->size = 0;
 }
 
+int seg_attach_checked(struct seg *s, const char *path, uint32_t kind, uint32_t version, bool readonly,
+		       bool (*check)(const void *payload, size_t size))
+{
+	if (seg_attach(s, path, kind, version, readonly) < 0)
+		return -1;
+	if (!check(seg_payload(s), s->size)) {
+		seg_detach(s);
+		errno = EPROTO;
+		return -1;
+	}
+	return 0;
+}
+
 int seg_unlink(struct seg *s)
 {
 	return unlink(s->path);
+}
+
+void seg_random_key(uint64_t key[2])
+{
+	unsigned char *p = (unsigned char *)key;
+	size_t n = 2 * sizeof(uint64_t);
+
+	while (n > 0) {
+		ssize_t k = getrandom(p, n, GRND_NONBLOCK);
+		if (k > 0) {
+			p += k;
+			n -= (size_t)k;
+		} else if (k < 0 && errno != EINTR) {
+			break;
+		}
+	}
+	if (n > 0) {
+		/* No entropy to be had: the clock and the pid, mixed. */
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		key[0] ^= ((uint64_t)ts.tv_sec << 32 ^ (uint64_t)ts.tv_nsec) * UINT64_C(0x9e3779b97f4a7c15);
+		key[1] ^= ((uint64_t)getpid() << 17 ^ (uint64_t)ts.tv_nsec) * UINT64_C(0xbf58476d1ce4e5b9);
+	}
 }

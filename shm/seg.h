@@ -64,6 +64,12 @@ int seg_create(struct seg *s, const char *path, uint32_t kind, uint32_t version,
  * the failing call's errno. With READONLY the mapping is PROT_READ. */
 int seg_attach(struct seg *s, const char *path, uint32_t kind, uint32_t version, bool readonly);
 
+/* seg_attach, then CHECK on the payload and the mapped size: the kind's
+ * own header. When CHECK says false the segment is detached and the call
+ * fails with EPROTO. */
+int seg_attach_checked(struct seg *s, const char *path, uint32_t kind, uint32_t version, bool readonly,
+		       bool (*check)(const void *payload, size_t size));
+
 /* Attaches to PATH if it validates with SIZE, else creates it anew. Sets
  * *created accordingly. Same returns as seg_create. */
 int seg_open(struct seg *s, const char *path, uint32_t kind, uint32_t version, size_t size,
@@ -78,6 +84,10 @@ int seg_peek(const char *path, struct seg_hdr *h);
 
 /* Unmaps S (the file stays). */
 void seg_detach(struct seg *s);
+
+/* Fills KEY with random bits for a table's SipHash key (getrandom; the
+ * clock and the pid when there is no entropy to be had). */
+void seg_random_key(uint64_t key[2]);
 
 /* Removes the file of S (the mapping stays valid until seg_detach). */
 int seg_unlink(struct seg *s);

@@ -577,6 +577,9 @@ static int publish_to(struct api_job *j, struct pstr ch, struct pstr data, const
 	p.ntags = r->tags.n;
 	p.skip_history = r->skip_history;
 	p.idempotency_key = r->idempotency_key;
+	p.version = r->version;
+	p.version_epoch = r->version_epoch;
+	p.delta |= r->delta;
 	j->pub_channel = ch;
 	j->waiting = true;
 	node_publish(j->x.w, &p, published, j);

@@ -79,9 +79,11 @@ static inline bool chan_has_history(const struct chan_opts *o)
 
 struct chan_cfg;
 
-/* Puts the history options of a channel with options O into a publication. */
+/* Puts the history options of a channel with options O into a
+ * publication, and delta_publish. */
 static inline void chan_pub_history(const struct chan_opts *o, struct node_pub *p)
 {
+	p->delta = o->delta_publish;
 	p->history_size = chan_has_history(o) ? (uint32_t)o->history_size : 0;
 	p->history_ttl_ms = chan_has_history(o) ? (uint64_t)o->history_ttl_ms : 0;
 	p->history_meta_ttl_ms = (uint64_t)o->history_meta_ttl_ms;

@@ -1513,6 +1513,8 @@ static void cmd_subscribe(struct client *c, const struct cmd *cmd)
 	struct pstr info = { NULL, 0 }, data = { NULL, 0 };
 	struct chan_override ov = CHAN_OVERRIDE_NONE;
 	int64_t expire_at = 0;
+	struct publication *chain = NULL;  /* recovered publications as deltas */
+	struct jw chain_buf = { 0 };
 
 	if (r->channel.n == 0 || (r->delta.n > 0 && !pstr_eq(r->delta, "fossil"))) {
 		client_disconnect(c, 3501, "bad request");
@@ -1542,11 +1544,17 @@ static void cmd_subscribe(struct client *c, const struct cmd *cmd)
 	struct chan_ask ask = { r->positioned, r->recoverable, r->join_leave };
 	chan_grant(S.chans, o, &ov, &ask, pstr_c(c->user), &so);
 	uint8_t flags = csub_flags(&so);
+	/* As Centrifugo: a channel that does not allow delta leaves it out
+	 * of the result, no error. Granted, deltas go to the subscription
+	 * only when it is positioned (hub.c); else whole payloads. */
+	if (r->delta.n > 0 && so.delta_fossil)
+		flags |= CSUB_DELTA;
 
 	struct sub_result res = { 0 };
 	struct sub_pos pos;
 	res.positioned = (flags & CSUB_POSITIONED) != 0;
 	res.recoverable = (flags & CSUB_RECOVERABLE) != 0;
+	res.delta = (flags & CSUB_DELTA) != 0;
 	res.data = data;
 	if (expire_at > 0) {
 		int64_t ttl = expire_at - now_s();
@@ -1559,6 +1567,14 @@ static void cmd_subscribe(struct client *c, const struct cmd *cmd)
 	if (rc != 0) {
 		reply_error(c, CMD_SUBSCRIBE, cmd->id, (uint32_t)rc);
 		goto out;
+	}
+	/* Recovered publications go as a chain of deltas, the last of them
+	 * the base of the next live one. */
+	const struct publication *last = res.npubs ? &res.pubs[res.npubs - 1] : NULL;
+	if ((flags & CSUB_DELTA) && res.npubs > 0) {
+		chain = xcalloc(res.npubs, sizeof(*chain));
+		hub_delta_chain(res.pubs, res.npubs, c->fmt == PROTO_JSON, chain, &chain_buf);
+		res.pubs = chain;
 	}
 	/* The reply (recovered publications inside) goes out before the
 	 * subscription joins the hub, so no publication can overtake it; those
@@ -1573,9 +1589,15 @@ static void cmd_subscribe(struct client *c, const struct cmd *cmd)
 	struct csub *s = add_sub(c, r->channel, flags, expire_at, info);
 	s->offset = pos.top;
 	memcpy(s->epoch, pos.epoch, sizeof(s->epoch));
+	if ((flags & CSUB_DELTA) && (flags & CSUB_POSITIONED) && last && last->offset == pos.top) {
+		s->flags |= CSUB_DELTA_BASE;
+		hub_delta_base(s->ch, last, pstr_c(pos.epoch));
+	}
 	if (expire_at > 0)
 		arm(c);
 out:
+	free(chain);
+	jw_free(&chain_buf);
 	pstr_free(&info);
 	pstr_free(&data);
 }

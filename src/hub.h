@@ -26,6 +26,9 @@ struct hub_chan;
 #define CSUB_JOIN_LEAVE  0x08  /* join/leave pushes go to this subscriber */
 #define CSUB_PRESENCE    0x10  /* the channel keeps presence for it */
 #define CSUB_EMIT_JOIN   0x20  /* its coming and going is published as join/leave */
+#define CSUB_DELTA       0x40  /* negotiated fossil deltas (client-protocol.md 6.6) */
+#define CSUB_DELTA_BASE  0x80  /* CSUB_DELTA, positioned: the client holds the
+				* publication at `offset` as its delta base */
 
 /* One client's subscription to one channel. Owned by the client (its subs
  * array), linked into the channel's list while subscribed. */
@@ -48,6 +51,12 @@ struct hub_chan {
 	uint32_t nsubs;
 	uint32_t nfmt[2];          /* subscribers per enum proto_fmt */
 	uint32_t njoin;            /* subscribers with CSUB_JOIN_LEAVE */
+	uint32_t ndelta;           /* subscribers with CSUB_DELTA */
+	/* While ndelta > 0: the payload of the last publication delivered
+	 * (or recovered) with an offset, the base of the next one's delta. */
+	struct pstr prev;          /* owned */
+	uint64_t prev_offset;      /* 0: none */
+	char prev_epoch[NODE_EPOCH_MAX + 1];
 	uint16_t len;
 	char name[];               /* NUL-terminated */
 };
@@ -66,8 +75,25 @@ void hub_unlink(struct csub *s, enum proto_fmt f);
  * the payload (not valid JSON) is disconnected with 3506. A positioned
  * subscriber gets a publication only when it is the next offset of its
  * epoch; an older one is skipped (it had it already), a gap or another
- * epoch ends the subscription (client_position). */
-void hub_publication(struct pstr channel, const struct publication *p, struct pstr epoch);
+ * epoch ends the subscription (client_position).
+ *
+ * Subscribers with CSUB_DELTA get one of two more frames: the payload
+ * whole (in JSON as a string), or, when the publisher asked for it
+ * (DELTA), the subscriber holds the previous offset as its base and so
+ * does the channel's record, a fossil delta of it, computed once. */
+void hub_publication(struct pstr channel, const struct publication *p, struct pstr epoch, bool delta);
+
+/* Makes P (offset and EPOCH, a recovered publication) the delta base of
+ * CH unless CH already holds a later one. */
+void hub_delta_base(struct hub_chan *ch, const struct publication *p, struct pstr epoch);
+
+/* The recovered publications V[0..N) as a subscriber with CSUB_DELTA
+ * gets them in its subscribe result: the first whole, each next one a
+ * fossil delta of the one before when that is shorter; in JSON (JSON)
+ * every payload as a string. OUT (N entries) points into BUF (the
+ * caller's, reset here) and V. */
+void hub_delta_chain(const struct publication *v, size_t n, bool json, struct publication *out,
+		     struct jw *buf);
 void hub_join_leave(struct pstr channel, const struct client_info *ci, bool join);
 
 /* Number of channels with local subscribers, and of local subscriptions. */

@@ -41,6 +41,7 @@
 #include "bus.h"
 #include "chan.h"
 #include "pres.h"
+#include "idem.h"
 #include "seg.h"
 #include "stats.h"
 #include "util.h"
@@ -117,6 +118,7 @@ static struct {
 	struct bus bus;
 	struct ctab ctab;
 	struct pres pres;
+	struct idem idem;
 	int64_t pres_swept_ms;
 	char *pid_path;
 	char *oldbin_path;     /* <pid_path>.oldbin: ours while a successor starts */
@@ -703,6 +705,8 @@ static int open_history(const struct conf *c)
 	}
 	if (M.upgrade_from != 0 && !rep.cold)
 		log_info("history: attached the running master's segment in %s", dir);
+	else if (rep.set_aside)
+		log_warn("history: new segment in %s, every stream a new epoch: %s", dir, rep.why);
 	else if (rep.created)
 		log_info("history: new segment in %s%s%s", dir, rep.why ? ": " : "", rep.why ? rep.why : "");
 	else
@@ -736,6 +740,30 @@ static int open_presence(const struct conf *c)
 	}
 	free(path);
 	return RT_OK;
+}
+
+/* The table of idempotent publish results (shm/idem.h): made anew at
+ * start, shared with the running master's during an upgrade. */
+static int open_idem(const struct conf *c)
+{
+	char *path = xasprintf("%s/rotor-%lld.idem", c->shm_dir, c->port);
+	int rc = RT_ERR;
+
+	if (M.upgrade_from != 0) {
+		if (!segment_fits("idempotency results", path, SEG_KIND_IDEM, IDEM_VERSION,
+				  idem_seg_size(IDEM_ENTRIES_DEFAULT), "the binary's table size"))
+			rc = RT_INVAL;
+		else if (idem_attach(&M.idem, path, false) < 0)
+			log_syscall("idem_attach(%s)", path);
+		else
+			rc = RT_OK;
+	} else if (idem_create(&M.idem, path, IDEM_ENTRIES_DEFAULT) < 0) {
+		log_syscall("creating the idempotency segment %s", path);
+	} else {
+		rc = RT_OK;
+	}
+	free(path);
+	return rc;
 }
 
 /* Sends a control message of TYPE with PAYLOAD, and FD (unless -1) as
@@ -919,7 +947,7 @@ static int spawn(int slot)
 			.slot = slot, .gen = M.gen, .listen_fds = lfds, .internal = linternal, .nlisten = nl,
 			.split = M.slots[0].fd[L_INTERNAL] >= 0, .ctl_fd = sv[1],
 			.conf = M.conf, .ctr = ctr, .stats_seg = &M.stats, .bus = &M.bus, .bus_slot = bus_slot,
-			.ctab = &M.ctab, .pres = &M.pres,
+			.ctab = &M.ctab, .pres = &M.pres, .idem = &M.idem,
 			.wake_fd = wake_fd, .wake_fds = wake_fds, .secret = M.secret,
 			.handoff_fd = hv[1], .handoff_fds = handoff_fds, .broker = slot == BROKER_SLOT,
 		};
@@ -1560,9 +1588,13 @@ int master_run(const struct master_args *args, struct conf *conf)
 	if (ok && open_bus(conf) == RT_OK) {
 		if (open_history(conf) == RT_OK) {
 			if (open_presence(conf) == RT_OK) {
-				if (open_stats(conf) == RT_OK)
-					status = 0;
-				else
+				if (open_idem(conf) == RT_OK) {
+					if (open_stats(conf) == RT_OK)
+						status = 0;
+					else
+						idem_detach(&M.idem);
+				}
+				if (status != 0)
 					pres_detach(&M.pres);
 			}
 			if (status != 0)
@@ -1684,6 +1716,7 @@ int master_run(const struct master_args *args, struct conf *conf)
 		seg_unlink(&M.stats);
 		bus_unlink(&M.bus);
 		pres_unlink(&M.pres);
+		idem_unlink(&M.idem);
 		/* Every worker is gone: mark the history clean, so the next
 		 * start keeps every stream that validates, even after a
 		 * reboot. */
@@ -1693,6 +1726,7 @@ int master_run(const struct master_args *args, struct conf *conf)
 	seg_detach(&M.stats);
 	bus_detach(&M.bus);
 	pres_detach(&M.pres);
+	idem_detach(&M.idem);
 	ctab_close(&M.ctab);
 	pidfile_remove();
 	conf_free(M.conf);

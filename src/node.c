@@ -11,7 +11,11 @@
  * little-endian, each variable field prefixed by its length:
  *
  *   PUB      str16 channel | str32 data | info | u16 ntags (str16 k, str16 v)*
- *            | u64 offset | str8 epoch | i64 time
+ *            | u64 offset | str8 epoch | i64 time | u8 flags (PUB_DELTA;
+ *            absent in records of rotord before it: 0)
+ *            (a publish with an idempotency key seen before, or with a
+ *            version its stream has passed, appends no record: that is
+ *            decided under the bus lock, see publish_locked)
  *   JOIN/LEAVE  str16 channel | info
  *   CONTROL  u8 op | target (str16 user, str16 client, str16 session) | op fields
  *   EMU      u32 bus slot of the owner | str16 session | str32 commands
@@ -42,6 +46,7 @@
 #include "worker.h"
 #include "bus.h"
 #include "chan.h"
+#include "idem.h"
 #include "pres.h"
 #include "snap.h"
 #include "stats.h"
@@ -64,6 +69,9 @@ enum {
 	REC_LOST = 9,
 	REC_SURVEY = 10,
 };
+
+/* PUB flags. */
+#define PUB_DELTA 0x01  /* the publisher asked for delta delivery */
 
 enum {
 	OP_DISCONNECT = 1,
@@ -139,17 +147,23 @@ static unsigned msg_type(unsigned type)
 	}
 }
 
+/* Logs why appending the record built in REC as TYPE failed (errno). */
+static void log_append_failed(struct worker *w, unsigned type)
+{
+	if (errno == EMSGSIZE)
+		log_warn("bus: a %zu-byte record is over the bus's limit of %zu bytes (shm.bus_size)", rec.len,
+			 bus_max_record(w->bus));
+	else
+		log_syscall("bus_append(type %u, %zu bytes)", type, rec.len);
+}
+
 /* Appends the record built in REC as TYPE. */
 static int append(struct worker *w, unsigned type)
 {
 	if (msg_type(type) < STATS_MSGS)
 		count_msg(w, msg_type(type), false);
 	if (bus_append(w->bus, type, rec.buf, rec.len, NULL) < 0) {
-		if (errno == EMSGSIZE)
-			log_warn("bus: a %zu-byte record is over the bus's limit of %zu bytes (shm.bus_size)",
-				 rec.len, bus_max_record(w->bus));
-		else
-			log_syscall("bus_append(type %u, %zu bytes)", type, rec.len);
+		log_append_failed(w, type);
 		return RT_ERR;
 	}
 	return RT_OK;
@@ -207,7 +221,7 @@ static void get_target(struct rd *r, struct node_target *t)
 
 /* What the bus fill needs to put a publication into history as its record
  * is appended: the record's bytes (built outside the lock), where its
- * offset and epoch go, and the history record. */
+ * offset and epoch go, and the history record (NULL: none). */
 struct pub_fill {
 	struct worker *w;
 	const struct node_pub *p;
@@ -217,17 +231,59 @@ struct pub_fill {
 	int err;                    /* errno of a failed hist_append */
 };
 
+/* P's history options and version, as hist_append takes them. */
+static struct hist_opts hist_opts_of(const struct node_pub *p)
+{
+	return (struct hist_opts){ p->history_size, p->history_ttl_ms, p->history_meta_ttl_ms, p->version,
+				   p->version_epoch.p, p->version_epoch.n };
+}
+
+/* Encodes P's history record into HREC, outside any lock. RT_OK, RT_INVAL
+ * (the caller's bad request: !node_history_fits) or RT_ERR (logged). */
+static int encode_history(struct worker *w, const struct node_pub *p, struct hist_rec *hrec)
+{
+	struct hist_info hi;
+	struct hist_tag tags[64];
+	struct hist_pub hp = { .time_ms = util_wall_ms(), .data = p->data.p, .data_len = p->data.n };
+	if (p->info) {
+		hi = (struct hist_info){ p->info->user.p, p->info->user.n, p->info->client.p, p->info->client.n,
+					 p->info->conn_info.p, p->info->conn_info.n, p->info->chan_info.p,
+					 p->info->chan_info.n };
+		hp.info = &hi;
+	}
+	for (size_t i = 0; i < p->ntags && i < ROTOR_ARRAY_LEN(tags); i++)
+		tags[hp.ntags++] = (struct hist_tag){ p->tags[i].key.p, p->tags[i].key.n, p->tags[i].value.p,
+						      p->tags[i].value.n };
+	hp.tags = tags;
+	struct hist_opts o = hist_opts_of(p);
+	int err = hist_encode(hrec, &hp) < 0 ? ENOMEM : hist_append_check(w->ctab, p->channel.n, &o, hrec);
+	if (err == ENAMETOOLONG)
+		return RT_INVAL; /* the caller's bad request: !node_history_fits */
+	if (err != 0) {
+		log_warn("history: cannot keep a %zu-byte publication to a %zu-byte channel name: %s",
+			 p->data.n, p->channel.n, strerror(err));
+		return RT_ERR;
+	}
+	return RT_OK;
+}
+
 /* Runs under the bus lock: assigns the offset (taking the history lock,
  * after the bus one) and writes the record with it. */
 static void fill_pub(void *dst, size_t len, uint64_t seq, void *arg)
 {
 	struct pub_fill *f = arg;
-	struct hist_opts o = { f->p->history_size, f->p->history_ttl_ms, f->p->history_meta_ttl_ms };
+	const struct node_pub *p = f->p;
+	struct hist_opts o = hist_opts_of(p);
 
+	(void)seq;
 	memcpy(dst, rec.buf, len);
-	if (hist_append(f->w->ctab, f->p->channel.p, f->p->channel.n, &o, f->hrec, util_wall_ms(),
-			&f->pos) < 0) {
-		f->err = errno;
+	if (f->hrec == NULL)
+		return;
+	int rc = hist_append(f->w->ctab, p->channel.p, p->channel.n, &o, f->hrec, util_wall_ms(), &f->pos);
+	if (rc != 0) {
+		/* 1 cannot be: hist_version_check said it would append, and
+		 * nothing else appends outside the bus lock. */
+		f->err = rc < 0 ? errno : EALREADY;
 		memset(&f->pos, 0, sizeof(f->pos));
 		return; /* offset 0: subscribers tracking positions resynchronise */
 	}
@@ -235,11 +291,82 @@ static void fill_pub(void *dst, size_t len, uint64_t seq, void *arg)
 	memcpy((char *)dst + f->epoch_pos, f->pos.epoch, HIST_EPOCH_LEN);
 }
 
+static void result_of(struct node_pub_result *res, uint64_t offset, const char *epoch, bool suppressed)
+{
+	res->offset = offset;
+	snprintf(res->epoch, sizeof(res->epoch), "%s", epoch);
+	res->suppressed = suppressed;
+}
+
+_Static_assert(HIST_EPOCH_LEN <= IDEM_EPOCH_MAX, "a stream's epoch fits an idempotency result");
+
+/* The steps of a publication that must be one across every process, with
+ * the bus lock held: an idempotency key seen within IDEM_TTL_MS answers
+ * its first result; a version the stream has passed answers the stream's
+ * top; else the bus record with the history append in its fill, and the
+ * key's result remembered. A process killed between the record and the
+ * result being remembered leaves the key unknown: a retry publishes again
+ * (at least once, as when Centrifugo's memory engine restarts). */
+static int publish_locked(struct pub_fill *f, struct node_pub_result *res)
+{
+	struct worker *w = f->w;
+	const struct node_pub *p = f->p;
+	int64_t now = util_wall_ms();
+	struct idem_result ir;
+	struct hist_pos top;
+	int found = 0;
+
+	if (p->idempotency_key.n > 0 &&
+	    (found = idem_get(w->idem, p->channel.p, p->channel.n, p->idempotency_key.p, p->idempotency_key.n,
+			      now, &ir)) < 0) {
+		/* Not knowing whether it was published: an error, not a risk of twice. */
+		log_syscall("idem_get(%.*s)", (int)p->channel.n, p->channel.p);
+		return RT_ERR;
+	}
+	if (found > 0) {
+		result_of(res, ir.offset, ir.epoch, true);
+		return RT_OK;
+	}
+	if (f->hrec != NULL && p->version != 0) {
+		struct hist_opts o = hist_opts_of(p);
+		int rc = hist_version_check(w->ctab, p->channel.p, p->channel.n, &o, now, &top);
+		if (rc < 0) {
+			log_syscall("hist_version_check(%.*s)", (int)p->channel.n, p->channel.p);
+			return RT_ERR;
+		}
+		if (rc == 1) {
+			result_of(res, top.offset, top.epoch, true);
+			return RT_OK;
+		}
+	}
+	count_msg(w, STATS_MSG_PUBLICATION, false);
+	if (bus_append_locked(w->bus, REC_PUB, rec.len, fill_pub, f, NULL) < 0) {
+		log_append_failed(w, REC_PUB);
+		return RT_ERR;
+	}
+	if (f->err) {
+		errno = f->err;
+		log_syscall("hist_append(%.*s)", (int)p->channel.n, p->channel.p);
+		return RT_ERR;
+	}
+	result_of(res, f->pos.offset, f->pos.offset ? f->pos.epoch : "", false);
+	if (p->idempotency_key.n > 0) {
+		ir.offset = res->offset;
+		memcpy(ir.epoch, res->epoch, sizeof(ir.epoch)); /* "" or HIST_EPOCH_LEN letters */
+		ir.epoch[IDEM_EPOCH_MAX] = '\0';
+		if (idem_put(w->idem, p->channel.p, p->channel.n, p->idempotency_key.p, p->idempotency_key.n, &ir,
+			     now, IDEM_TTL_MS) < 0)
+			log_syscall("idem_put(%.*s)", (int)p->channel.n, p->channel.p);
+	}
+	return RT_OK;
+}
+
 int node_bus_publish(struct worker *w, const struct node_pub *p, struct node_pub_result *res)
 {
 	static struct hist_rec hrec;
 	bool history = p->history_size > 0 && p->history_ttl_ms > 0 && !p->skip_history;
-	struct pub_fill f = { .w = w, .p = p, .hrec = &hrec };
+	struct pub_fill f = { .w = w, .p = p, .hrec = history ? &hrec : NULL };
+	int rc;
 
 	memset(res, 0, sizeof(*res));
 	rec.len = 0;
@@ -256,46 +383,19 @@ int node_bus_publish(struct worker *w, const struct node_pub *p, struct node_pub
 	f.epoch_pos = rec.len + 2;
 	put_str16(history ? (struct pstr){ "\0\0\0\0\0\0\0\0", HIST_EPOCH_LEN } : (struct pstr){ NULL, 0 });
 	put_u64(0);           /* time */
-	if (!history)
+	put_u8(p->delta ? PUB_DELTA : 0);
+	if (!history && p->idempotency_key.n == 0)
 		return append(w, REC_PUB);
 
-	/* The history record is encoded outside any lock. */
-	struct hist_info hi;
-	struct hist_tag tags[64];
-	struct hist_pub hp = { .time_ms = util_wall_ms(), .data = p->data.p, .data_len = p->data.n };
-	if (p->info) {
-		hi = (struct hist_info){ p->info->user.p, p->info->user.n, p->info->client.p, p->info->client.n,
-					 p->info->conn_info.p, p->info->conn_info.n, p->info->chan_info.p,
-					 p->info->chan_info.n };
-		hp.info = &hi;
-	}
-	for (size_t i = 0; i < p->ntags && i < ROTOR_ARRAY_LEN(tags); i++)
-		tags[hp.ntags++] = (struct hist_tag){ p->tags[i].key.p, p->tags[i].key.n, p->tags[i].value.p,
-						      p->tags[i].value.n };
-	hp.tags = tags;
-	struct hist_opts o = { p->history_size, p->history_ttl_ms, p->history_meta_ttl_ms };
-	int err = hist_encode(&hrec, &hp) < 0 ? ENOMEM : hist_append_check(w->ctab, p->channel.n, &o, &hrec);
-	if (err == ENAMETOOLONG)
-		return RT_INVAL; /* the caller's bad request: !node_history_fits */
-	if (err != 0) {
-		log_warn("history: cannot keep a %zu-byte publication to a %zu-byte channel name: %s",
-			 p->data.n, p->channel.n, strerror(err));
+	if (history && (rc = encode_history(w, p, &hrec)) != RT_OK)
+		return rc;
+	if (bus_lock(w->bus) < 0) {
+		log_syscall("bus_lock(publication to %.*s)", (int)p->channel.n, p->channel.p);
 		return RT_ERR;
 	}
-	count_msg(w, STATS_MSG_PUBLICATION, false);
-	if (bus_append_fn(w->bus, REC_PUB, rec.len, fill_pub, &f, NULL) < 0) {
-		log_syscall("bus_append_fn(publication, %zu bytes)", rec.len);
-		return RT_ERR;
-	}
-	if (f.err) {
-		errno = f.err;
-		log_syscall("hist_append(%.*s)", (int)p->channel.n, p->channel.p);
-		return RT_ERR;
-	}
-	res->offset = f.pos.offset;
-	memcpy(res->epoch, f.pos.epoch, HIST_EPOCH_LEN);
-	res->epoch[HIST_EPOCH_LEN] = '\0';
-	return RT_OK;
+	rc = publish_locked(&f, res);
+	bus_unlock(w->bus);
+	return rc;
 }
 
 /* ---- the engine's operations ---------------------------------------------- */
@@ -461,8 +561,9 @@ static void apply_pub(struct rd *r)
 	p.offset = GET(r, uint64_t);
 	struct pstr epoch = get_str(r, 2);
 	p.time = GET(r, int64_t);
+	uint8_t flags = r->p < r->end ? GET(r, uint8_t) : 0;
 	if (!r->bad)
-		hub_publication(channel, &p, epoch);
+		hub_publication(channel, &p, epoch, (flags & PUB_DELTA) != 0);
 }
 
 static void apply_join_leave(struct rd *r, bool join)
@@ -667,7 +768,8 @@ int node_bus_survey(struct worker *w, unsigned slot, uint64_t id, uint32_t code,
 	return append(w, REC_SURVEY);
 }
 
-int node_bus_deliver(struct worker *w, struct pstr channel, const struct publication *p, struct pstr epoch)
+int node_bus_deliver(struct worker *w, struct pstr channel, const struct publication *p, struct pstr epoch,
+		     bool delta)
 {
 	rec.len = 0;
 	put_str16(channel);
@@ -681,6 +783,7 @@ int node_bus_deliver(struct worker *w, struct pstr channel, const struct publica
 	put_u64(p->offset);
 	put_str16(epoch);
 	put_u64((uint64_t)p->time);
+	put_u8(delta ? PUB_DELTA : 0);
 	return append(w, REC_PUB);
 }
 

@@ -38,7 +38,15 @@ struct node_pub {
 	const struct tag *tags;
 	size_t ntags;
 	bool skip_history;
+	/* The publish API's idempotency_key (empty: none): a repeat within
+	 * Centrifugo's 300 s answers the first result and publishes nothing.
+	 * Its version (0: none) and version_epoch: with history, a version
+	 * the stream has passed is dropped and answers the stream's top. */
 	struct pstr idempotency_key;
+	uint64_t version;
+	struct pstr version_epoch;
+	bool delta;                      /* fossil deltas to the subscribers that negotiated
+					  * them (API `delta`, namespace delta_publish) */
 	/* The channel's history options (the caller resolved the namespace):
 	 * history is kept when size and ttl are both set and not skip_history. */
 	uint32_t history_size;
@@ -53,7 +61,8 @@ struct node_pub {
 struct node_pub_result {
 	uint64_t offset;   /* 0 when the channel keeps no history */
 	char epoch[NODE_EPOCH_MAX + 1];  /* "" when the channel keeps no history */
-	bool suppressed;   /* an idempotency key seen before: nothing new was published */
+	bool suppressed;   /* an idempotency key seen before, or a version passed:
+	                    * nothing new was published */
 };
 
 /* The operations that the engine serves (the shared-memory one, or Redis

@@ -33,6 +33,7 @@
 #include "config.h"
 #include "proto.h"
 #include "pb.h"
+#include "utf8.h"
 #include "util.h"
 
 #include <assert.h>
@@ -909,6 +910,26 @@ static void enc_bytes(struct enc *e, unsigned num, const char *name, struct pstr
 	}
 }
 
+/* Publication.data to a subscriber that negotiated delta: in JSON a JSON
+ * string of the bytes (client-protocol.md 6.6), refused unless they are
+ * UTF-8 and, when they are a whole payload (not DELTA), valid JSON for the
+ * client to parse; in protobuf the bytes. */
+static void enc_bytes_str(struct enc *e, unsigned num, const char *name, struct pstr s, bool delta)
+{
+	if (s.n == 0)
+		return;
+	if (e->json) {
+		if (delta ? !utf8_valid((const unsigned char *)s.p, s.n) : !js_valid(s.p, s.n)) {
+			e->err = RT_INVAL;
+			return;
+		}
+		jkey(e, name);
+		jw_str(e->w, s.p, s.n);
+	} else {
+		pb_lenfield(e->w, num, s.p, s.n);
+	}
+}
+
 static void enc_u64(struct enc *e, unsigned num, const char *name, uint64_t v, bool always)
 {
 	if (e->json) {
@@ -976,7 +997,10 @@ static void enc_client_info(struct enc *e, unsigned num, const char *name, const
 
 static void publication_body(struct enc *e, const struct publication *p)
 {
-	enc_bytes(e, 4, "data", p->data);
+	if (p->data_string)
+		enc_bytes_str(e, 4, "data", p->data, p->delta);
+	else
+		enc_bytes(e, 4, "data", p->data);
 	if (p->info)
 		enc_client_info(e, 5, "info", p->info);
 	enc_u64(e, 6, "offset", p->offset, false);
@@ -986,6 +1010,7 @@ static void publication_body(struct enc *e, const struct publication *p)
 			enc_entry_str(e, 7, p->tags[i].key, p->tags[i].value);
 		enc_close(e);
 	}
+	enc_bool(e, 8, "delta", p->delta);
 	enc_i64(e, 9, "time", p->time);
 }
 
@@ -1016,6 +1041,7 @@ static void sub_result_body(struct enc *e, const struct sub_result *r)
 	enc_bool(e, 10, "positioned", r->positioned);
 	enc_bytes(e, 11, "data", r->data);
 	enc_bool(e, 12, "was_recovering", r->was_recovering);
+	enc_bool(e, 13, "delta", r->delta);
 }
 
 /* Reply's result fields, by the command they answer. */

@@ -149,10 +149,13 @@ struct publication {
 	const struct tag *tags;
 	size_t ntags;
 	int64_t time;                    /* 0: omitted */
+	bool delta;                      /* data is a fossil delta of the previous one */
+	bool data_string;                /* JSON: data goes as a JSON string of its bytes
+					  * (a subscriber that negotiated delta) */
 };
 
 struct sub_result {
-	bool expires, recoverable, recovered, positioned, was_recovering;
+	bool expires, recoverable, recovered, positioned, was_recovering, delta;
 	uint32_t ttl;
 	struct pstr epoch, data;
 	uint64_t offset;

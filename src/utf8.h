@@ -5,6 +5,7 @@
 #ifndef ROTOR_UTF8_H
 #define ROTOR_UTF8_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -37,6 +38,19 @@ static inline size_t utf8_seq(const unsigned char *p, const unsigned char *end)
 		       (p[3] & 0xC0) == 0x80 ? 4 : 0;
 	}
 	return 0;
+}
+
+/* Whether P[0..N) is all valid UTF-8 (utf8_seq's verdicts). */
+static inline bool utf8_valid(const unsigned char *p, size_t n)
+{
+	const unsigned char *end = p + n;
+	while (p < end) {
+		size_t l = *p < 0x80 ? 1 : utf8_seq(p, end);
+		if (l == 0)
+			return false;
+		p += l;
+	}
+	return true;
 }
 
 /* The code point of the valid L-byte sequence at P (L as utf8_seq gave it,

@@ -481,6 +481,7 @@ void worker_main(const struct worker_boot *b)
 	w->bus = b->bus;
 	w->ctab = b->ctab;
 	w->pres = b->pres;
+	w->idem = b->idem;
 	w->stats_seg = b->stats_seg;
 	w->bus_slot = b->bus_slot;
 	if (b->secret)

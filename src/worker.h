@@ -67,6 +67,7 @@ struct worker {
 	struct bus *bus;
 	struct ctab *ctab;    /* channel table and history streams (shm/chan.h) */
 	struct pres *pres;    /* presence table (shm/pres.h) */
+	struct idem *idem;    /* idempotent publish results (shm/idem.h) */
 	const struct engine *engine; /* where publications, history, presence live (engine.h) */
 	bool broker;          /* the Redis engine's broker (broker.c): no listener, no clients */
 	void *engine_state;   /* the engine's own, per worker */
@@ -109,6 +110,7 @@ struct worker_boot {
 	struct bus *bus;      /* mapped by the master before fork */
 	struct ctab *ctab;    /* the channel table and history, likewise */
 	struct pres *pres;    /* the presence table, likewise */
+	struct idem *idem;    /* the idempotent publish results, likewise */
 	unsigned bus_slot;
 	int wake_fd;          /* this worker's eventfd */
 	const int *wake_fds;  /* BUS_SLOTS_MAX entries: the other workers' eventfds */

@@ -118,6 +118,7 @@ struct bench_result {
 	/* trouble */
 	uint64_t err_connect, err_handshake, err_reply, err_closed, err_unsub, err_proto, err_send;
 	uint64_t pings;
+	uint64_t deltas;                /* --delta: publications that came as deltas */
 	struct { uint32_t code, n; } codes[BENCH_NCODES]; /* close codes seen */
 	double cpu_s;                   /* this process, inside the window */
 	struct {                        /* its reads: struct sock_reads (sock.h) */

@@ -342,7 +342,7 @@ static void json_msg(const uint8_t *p, size_t n, struct cfp_msg *m)
 				m->data = d + 7;
 				m->dlen = (size_t)(p + n - m->data);
 			}
-			m->delta = memmem(pub, (size_t)(p + n - pub), "\"delta\":true", 13) != NULL;
+			m->delta = memmem(pub, (size_t)(p + n - pub), "\"delta\":true", 12) != NULL;
 			return;
 		}
 		if (memmem(p, n, "\"unsubscribe\":{", 15)) {

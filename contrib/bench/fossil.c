@@ -97,7 +97,7 @@ long fossil_apply(const char *src, size_t slen, const char *delta, size_t dlen, 
 			p += n;
 			break;
 		case ';':
-			if (have != (size_t)limit || (uint32_t)n != checksum((const unsigned char *)out, have))
+			if (p != e || have != (size_t)limit || (uint32_t)n != checksum((const unsigned char *)out, have))
 				return -1;
 			return (long)have;
 		default:

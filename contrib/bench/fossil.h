@@ -13,7 +13,8 @@
 /* Rebuilds into out (cap bytes) the target of delta (dlen bytes) applied
  * to src (slen bytes). Returns its length, or -1 when the delta is
  * malformed, copies from outside src, does not produce the length it
- * announced, or fails its checksum. */
+ * announced, fails its checksum, or goes on after it. tests/unit/
+ * test_fossil.c checks rotord's encoder with it. */
 long fossil_apply(const char *src, size_t slen, const char *delta, size_t dlen, char *out, size_t cap);
 
 #endif

@@ -390,9 +390,10 @@ static long delta_payload(struct sub *s, const struct cfp_msg *m, char *out, siz
 			return -1;
 		d = (const uint8_t *)raw;
 	}
-	if (m->delta)
+	if (m->delta) {
+		R.deltas++;
 		n = fossil_apply(s->prev, s->prev_len, (const char *)d, (size_t)n, out, cap);
-	else if ((size_t)n <= cap)
+	} else if ((size_t)n <= cap)
 		memcpy(out, d, (size_t)n);
 	else
 		n = -1;

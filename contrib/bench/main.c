@@ -413,6 +413,7 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 		t.err_unsub += r->err_unsub;
 		t.err_proto += r->err_proto;
 		t.pings += r->pings;
+		t.deltas += r->deltas;
 		gen_cpu += r->cpu_s;
 		gen_uring += r->reads.uring != 0;
 		gen_recvmsg += r->reads.recvmsg != 0;
@@ -487,9 +488,13 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 		}
 		if (t.deliveries_all) {
 			fmt_count(a, sizeof(a), deliv_rate);
-			printf("  %-11s %llu in the window: %s/s; lost %llu, out of order %llu\n", "deliveries",
+			printf("  %-11s %llu in the window: %s/s; lost %llu, out of order %llu", "deliveries",
 			       (unsigned long long)t.deliveries_win, a, (unsigned long long)lost,
 			       (unsigned long long)t.out_of_order);
+			if (o->delta)
+				printf("; %llu of %llu as deltas, each applied", (unsigned long long)t.deltas,
+				       (unsigned long long)t.deliveries_all);
+			printf("\n");
 		}
 		print_lat("latency", &t.lat_deliv);
 		print_lat("arrival", &t.lat_arrive);
@@ -602,6 +607,8 @@ static uint64_t report(const struct bench_opts *o, const struct child *ch, const
 	printf(",\"commands\":%llu,\"commands_per_s\":%.1f,\"commands_all\":%llu",
 	       (unsigned long long)t.cmds_win, (double)t.cmds_win / w, (unsigned long long)t.cmds_all);
 	json_lat("command_us", &t.lat_cmd);
+	if (o->delta)
+		printf(",\"deltas\":%llu", (unsigned long long)t.deltas);
 	if (o->proxy)
 		printf(",\"backend\":{\"requests\":%llu,\"connections\":%llu,\"max_open\":%llu}",
 		       (unsigned long long)M_bcounts.requests, (unsigned long long)M_bcounts.accepted,

@@ -409,6 +409,95 @@ static void test_remove(void)
 	ctab_close(&t);
 }
 
+/* Appends DATA to CH with VERSION and version epoch VE: hist_append's
+ * result, the position in *POS. */
+static int put_v(struct ctab *t, const char *ch, uint64_t version, const char *ve, int64_t now,
+		 struct hist_pos *pos)
+{
+	struct hist_opts o = OPTS;
+	struct hist_pub p = { .data = "v", .data_len = 1, .time_ms = now };
+	o.version = version;
+	o.version_epoch = ve;
+	o.version_epoch_len = strlen(ve);
+	if (hist_encode(&rec, &p) < 0)
+		return -1;
+	return hist_append(t, ch, strlen(ch), &o, &rec, now, pos);
+}
+
+/* The publish API's version and version_epoch, as Centrifugo's memory
+ * broker: older or equal versions dropped, a new version epoch resets. */
+static void test_versions(void)
+{
+	struct ctab t;
+	struct ctab_config c = config(64, 256 << 10);
+	struct hist_pos pos;
+	uint64_t n;
+
+	ok(ctab_open(&t, &c, NULL) == 0, "open for versions");
+	ok(put_v(&t, "v", 5, "", 1000, &pos) == 0 && pos.offset == 1, "version 5 on a new stream: offset 1");
+	ok(put_v(&t, "v", 6, "", 1000, &pos) == 0 && pos.offset == 2, "version 6: offset 2");
+	struct hist_opts six = OPTS, seven = OPTS;
+	six.version = 6;
+	seven.version = 7;
+	memset(&pos, 0, sizeof(pos));
+	ok(hist_version_check(&t, "v", 1, &six, 1000, &pos) == 1 && pos.offset == 2,
+	   "hist_version_check: version 6 would be dropped, the top (2)");
+	ok(hist_version_check(&t, "v", 1, &seven, 1000, &pos) == 0, "hist_version_check: version 7 would not");
+	ok(hist_version_check(&t, "nothing", 7, &six, 1000, &pos) == 0, "nor any on a stream not there");
+	ok(put_v(&t, "v", 6, "", 1000, &pos) == 1 && pos.offset == 2, "version 6 again: dropped, the top (2)");
+	ok(put_v(&t, "v", 3, "", 1000, &pos) == 1 && pos.offset == 2, "version 3: dropped");
+	ok(put_v(&t, "v", 7, "a", 1000, &pos) == 0 && pos.offset == 3, "version 7 epoch a: offset 3");
+	ok(put_v(&t, "v", 2, "a", 1000, &pos) == 1 && pos.offset == 3, "version 2 epoch a: dropped");
+	ok(put_v(&t, "v", 2, "", 1000, &pos) == 1, "version 2 without an epoch: compared, dropped");
+	ok(put_v(&t, "v", 2, "b", 1000, &pos) == 0 && pos.offset == 4, "version 2 epoch b: a new epoch resets");
+	ok(put_v(&t, "v", 1, "b", 1000, &pos) == 1, "version 1 epoch b: dropped");
+	ok(put_v(&t, "v", 0, "", 1000, &pos) == 0 && pos.offset == 5, "no version: always appended");
+	ok(put_v(&t, "v", 1, "b", 1000, &pos) == 0 && pos.offset == 6,
+	   "and it is the stream's last (version 0): version 1 passes");
+	struct hist_result res;
+	char out[128];
+	ok(rd(&t, "v", Q(.limit = -1), 1000, &res, out, sizeof(out)) == 0 && strcmp(out, "1,2,3,4,5,6") == 0,
+	   "six records kept, the dropped ones nowhere");
+	ok(ctab_verify(&t, true, &n) == 0, "the table verifies");
+	ok(hist_remove(&t, "v", 1, 1000) == 0 && put_v(&t, "v", 1, "b", 1000, &pos) == 1,
+	   "history_remove keeps the version (1 still dropped)");
+	ok(put_v(&t, "w", 9, "", 1000, &pos) == 0 && put_v(&t, "w", 9, "", 1000 + 2000000, &pos) == 1,
+	   "records expired by history_ttl: the version is kept with the meta");
+	ok(hist_encode(&rec, &(struct hist_pub){ .data = "m", .data_len = 1 }) == 0 &&
+	   hist_append(&t, "m", 1, &(struct hist_opts){ .size = 10, .ttl_ms = 5, .meta_ttl_ms = 10,
+							  .version = 4 }, &rec, 1000, &pos) == 0,
+	   "version 4 on a stream whose meta lives 10 ms");
+	ok(put_v(&t, "m", 4, "", 1011, &pos) == 0 && pos.offset == 1,
+	   "after the meta expired, version 4 passes on a new epoch");
+	ok(ctab_verify(&t, true, NULL) == 0, "the table verifies");
+	ctab_close(&t);
+}
+
+/* A segment of another layout version is moved aside, not discarded. */
+static void test_other_layout(void)
+{
+	struct ctab t;
+	struct ctab_config c = config(64, 256 << 10);
+	struct ctab_report rep = { 0 };
+	char aside[400], ep[16];
+	uint32_t old = CTAB_VERSION - 1;
+
+	snprintf(aside, sizeof(aside), "%s.v%u", seg_path, old);
+	unlink(aside);
+	ok(ctab_open(&t, &c, NULL) == 0 && put(&t, "keep", &OPTS, "d", 1000, ep) != 0, "a table with a stream");
+	ctab_close(&t);
+	poke(seg_path, offsetof(struct seg_hdr, version), &old, sizeof(old));
+	ok(ctab_open(&t, &c, &rep) == 0 && rep.created && rep.set_aside, "a cold open of layout %u makes a new table",
+	   old);
+	ok(rep.why != NULL && strstr(rep.why, "layout version") != NULL && strstr(rep.why, aside) != NULL,
+	   "saying why and where the old one went (%s)", rep.why ? rep.why : "");
+	struct seg_hdr h;
+	ok(seg_peek(aside, &h) == 0 && h.kind == SEG_KIND_CTAB && h.version == old, "the old segment is kept aside");
+	ok(put(&t, "keep", &OPTS, "d", 1000, ep) == 1, "the new table starts the stream anew");
+	ctab_close(&t);
+	unlink(aside);
+}
+
 /* ---- room --------------------------------------------------------------- */
 
 static void test_table_full(void)
@@ -978,6 +1067,8 @@ int main(void)
 	test_trim_and_read();
 	test_expiry();
 	test_remove();
+	test_versions();
+	test_other_layout();
 	test_table_full();
 	test_data_full();
 	test_reopen();

@@ -26,7 +26,10 @@
  *     incarnation's last attempt) or left no trace (its offset was never
  *     given): no record exists that no writer attempted, and each
  *     incarnation's retained records on a channel have consecutive
- *     counters (trims only take the oldest).
+ *     counters (trims only take the oldest);
+ *   - on the versioned channels (appended to with publish versions, some
+ *     late or stale, so that the table drops them), the records kept have
+ *     strictly increasing versions in offset order.
  *
  * Half the channels are appended to as the daemon will: hist_append inside
  * the fill of a bus record (bus lock, then table lock), the offset written
@@ -60,6 +63,8 @@
 #define DATA ((uint64_t)256 << 10)
 #define MAGIC 0x70ab1e5u
 #define BUS_CH (NCH / 2)       /* channels 0 .. BUS_CH-1 go through the bus */
+/* Channels appended to with publish versions (outside the bus). */
+#define VERSIONED(c) ((c) >= BUS_CH && (c) % 4 == 1)
 
 struct payload {
 	uint32_t magic;
@@ -67,6 +72,7 @@ struct payload {
 	uint16_t ch;
 	uint16_t len;          /* whole payload, checksum included */
 	uint32_t counter;
+	uint64_t version;      /* versioned channels: the publish version, else 0 */
 	/* filler, then a uint64_t checksum of everything before it */
 };
 
@@ -93,6 +99,8 @@ struct busrec {
 struct shared {
 	char epoch[NCH][HIST_EPOCH_LEN + 1];
 	uint64_t bus_delivered, bus_gaps, bus_voids, bus_lost;
+	uint64_t vnext[NCH];               /* versioned channels: the last version handed out */
+	uint64_t dropped, versioned;       /* appends dropped by their version; records read with one */
 	uint32_t attempted[MAX_INC][NCH];  /* last counter each incarnation attempted */
 	uint64_t log_n;
 	uint64_t reads, read_records;
@@ -193,9 +201,16 @@ static void writer(uint32_t inc)
 	hist_rec_init(&rec);
 	for (;;) {
 		unsigned c = (unsigned)(xs(&rs) % NCH);
-		size_t len = 24 + 8 * (xs(&rs) % (xs(&rs) % 16 == 0 ? 120 : 40));
+		size_t len = 32 + 8 * (xs(&rs) % (xs(&rs) % 16 == 0 ? 120 : 40));
 		struct payload p = { .magic = MAGIC, .inc = inc, .ch = (uint16_t)c, .len = (uint16_t)len,
 				     .counter = ++counter[c] };
+		/* Versions: the next one of the channel, handed to racing
+		 * writers (so some arrive late), or now and then a stale one. */
+		if (VERSIONED(c)) {
+			p.version = __atomic_add_fetch(&sh->vnext[c], 1, __ATOMIC_RELAXED);
+			if (xs(&rs) % 8 == 0 && p.version > 5)
+				p.version -= 5;
+		}
 		uint64_t s = p.counter * UINT64_C(0x9e3779b97f4a7c15) ^ inc;
 		memcpy(buf, &p, sizeof(p));
 		for (size_t i = sizeof(p); i + 8 < len; i += 8) {
@@ -217,6 +232,8 @@ static void writer(uint32_t inc)
 		channel_name(c, name, sizeof(name));
 		struct hist_opts o = opts_of(c);
 		struct hist_pos pos;
+		int rc = 0;
+		o.version = p.version;
 		uint64_t slot = __atomic_load_n(&sh->log_n, __ATOMIC_RELAXED);
 		if (slot >= LOG_MAX) { /* the log is full: stop appending */
 			pause();
@@ -228,8 +245,13 @@ static void writer(uint32_t inc)
 			if (bus_append_fn(&bus, 1, sizeof(struct busrec), bus_fill, &f, NULL) < 0 || f.rc < 0)
 				_exit(12);
 			pos = f.pos;
-		} else if (hist_append(&tab, name, strlen(name), &o, &rec, wall_ms(), &pos) < 0) {
+		} else if ((rc = hist_append(&tab, name, strlen(name), &o, &rec, wall_ms(), &pos)) < 0) {
 			_exit(11);
+		}
+		if (rc == 1) { /* dropped: its counter is used again */
+			counter[c]--;
+			__atomic_fetch_add(&sh->dropped, 1, __ATOMIC_RELAXED);
+			continue;
 		}
 		if (strcmp(pos.epoch, sh->epoch[c]) != 0)
 			violation("ch %u: append got epoch %s, not %s", c, pos.epoch, sh->epoch[c]);
@@ -252,6 +274,7 @@ struct rctx {
 	bool reverse;
 	uint64_t prev_off;
 	unsigned n;
+	uint64_t prev_version;     /* versioned channels: of the record before */
 	uint32_t last_inc[8];      /* a few incarnations' last counters seen in this read */
 	uint32_t last_cnt[8];
 };
@@ -268,6 +291,17 @@ static int check(void *arg, const struct hist_pub *p)
 	r->n++;
 	if (!payload_ok(p->data, p->data_len, r->ch, &pl))
 		return 1;
+	if (VERSIONED(r->ch)) {
+		/* A version is kept only above the one before it. */
+		if (pl.version == 0 || (r->n > 1 && (r->reverse ? pl.version >= r->prev_version
+							      : pl.version <= r->prev_version)))
+			violation("ch %u: versions %llu then %llu", r->ch, (unsigned long long)r->prev_version,
+				  (unsigned long long)pl.version);
+		r->prev_version = pl.version;
+		__atomic_fetch_add(&sh->versioned, 1, __ATOMIC_RELAXED);
+	} else if (pl.version != 0) {
+		violation("ch %u: a version on an unversioned channel", r->ch);
+	}
 	for (int i = 0; i < 8; i++) {
 		if (r->last_inc[i] == pl.inc && r->last_cnt[i] != 0) {
 			uint32_t want = r->reverse ? r->last_cnt[i] - 1 : r->last_cnt[i] + 1;
@@ -683,6 +717,9 @@ int main(int argc, char **argv)
 	       "(writer killed between commit and ack)\n",
 	       (unsigned long long)cs.trims_size, (unsigned long long)cs.trims_space, (unsigned long long)unacked);
 	ok(kills >= 100, "writers were killed %llu times", (unsigned long long)kills);
+	ok(sh->dropped > 0 && sh->versioned > 100,
+	   "versioned channels: %llu appends dropped by their version, %llu records read in version order",
+	   (unsigned long long)sh->dropped, (unsigned long long)sh->versioned);
 	ok(cs.repairs > 0, "kills landed inside the lock: %llu repairs (%llu writers seen holding it when reaped)",
 	   (unsigned long long)cs.repairs, (unsigned long long)kills_in_lock);
 	ok(restarts >= 2 && restart_bad == 0, "%llu cold reopens after killing everything: every epoch kept, "

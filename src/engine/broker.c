@@ -488,7 +488,9 @@ static void on_message(void *arg, const char *channel, size_t chlen, const char 
 	}
 	if (p.offset == 0)
 		p.offset = f.offset;
-	node_bus_deliver(B.w, ch, &p, f.epoch);
+	/* A d1 frame's previous publication is not needed: every worker
+	 * keeps the last one it delivered (hub.c). */
+	node_bus_deliver(B.w, ch, &p, f.epoch, delta || f.delta_frame);
 }
 
 static void on_sub_state(void *arg, bool up)

@@ -83,12 +83,15 @@ int node_bus_join_leave(struct worker *w, struct pstr channel, const struct clie
 
 /* The Redis engine's records (node.c writes and reads every record):
  * a publication received from Redis, with the offset and epoch of its
- * frame; a worker asking the broker to have the node listen to CHANNEL
- * (TAG comes back in the acknowledgement, to the asking slot); the
+ * frame (DELTA: a d1 frame, or a raw Publication with its delta flag:
+ * delivered as deltas where negotiated); a worker asking the broker to
+ * have the node listen to CHANNEL (TAG comes back in the
+ * acknowledgement, to the asking slot); the
  * broker's acknowledgement; and "lost": the broker's link was down, every
  * positioned subscription may have missed publications (client_lost_state
  * in every worker). RT_OK or RT_ERR (logged). */
-int node_bus_deliver(struct worker *w, struct pstr channel, const struct publication *p, struct pstr epoch);
+int node_bus_deliver(struct worker *w, struct pstr channel, const struct publication *p, struct pstr epoch,
+		     bool delta);
 int node_bus_listen(struct worker *w, uint64_t tag, struct pstr channel);
 int node_bus_listen_ack(struct worker *w, unsigned slot, uint64_t tag, bool ok);
 int node_bus_lost(struct worker *w);

@@ -3,9 +3,10 @@
  * "memory"): everything on this machine, in shm/. A publication's offset is
  * assigned under the bus lock as its record is appended (node.c's
  * node_bus_publish), so every worker sees a channel's publications in
- * offset order; history is read from the channel table's streams and
- * presence from the presence table, both of which outlive any worker. Every
- * operation answers before it returns.
+ * offset order; an idempotency key's result (the idempotency table) and a
+ * version's fate are decided under the same lock. History is read from the
+ * channel table's streams and presence from the presence table, both of
+ * which outlive any worker. Every operation answers before it returns.
  */
 #include "config.h"
 #include "engine.h"

@@ -247,16 +247,20 @@ static void on_publish(void *arg, redisReply *r, const char *err)
 	struct node_pub_result res = { 0 };
 	int rc = RT_ERR;
 	struct pstr epoch;
-	uint64_t suppressed = 0;
+	uint64_t cached = 0, dropped = 0;
 
 	if (!failed(q, "publish", r, err)) {
 		if (r->type == REDIS_REPLY_INTEGER) {
 			rc = RT_OK; /* PUBLISH: the number of receivers; no history */
 		} else if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2 && reply_u64(r->element[0], &res.offset) &&
 			   reply_str(r->element[1], &epoch) && pstr_copy(res.epoch, sizeof(res.epoch), epoch)) {
+			/* {offset, epoch, from the idempotency cache, dropped by
+			 * its version}: older scripts answer 2 or 3 of them. */
 			if (r->elements >= 3)
-				reply_u64(r->element[2], &suppressed);
-			res.suppressed = suppressed == 1;
+				reply_u64(r->element[2], &cached);
+			if (r->elements >= 4)
+				reply_u64(r->element[3], &dropped);
+			res.suppressed = cached == 1 || dropped == 1;
 			rc = RT_OK;
 			if (q->replicas > 0 && !res.suppressed) {
 				struct reng *e = R(q->w);
@@ -290,7 +294,8 @@ static void redis_publish(struct worker *w, const struct node_pub *p, node_pub_f
 	char epoch[9];
 
 	r->arg.len = 0;
-	rw_pub_encode(&r->arg, &pub, false);
+	/* Without history the delta flag travels in the Publication (§3.1). */
+	rw_pub_encode_v(&r->arg, &pub, !history && p->delta, p->version);
 	struct pstr body = { r->arg.buf, r->arg.len };
 	struct rside *b = r->bro;
 	struct pstr client = name(r, b, 0, RW_CLIENT, p->channel, (struct pstr){ NULL, 0 });
@@ -311,9 +316,14 @@ static void redis_publish(struct worker *w, const struct node_pub *p, node_pub_f
 		put_s(&a, epoch);
 		put_s(&a, "publish");
 		put_s(&a, p->idempotency_key.n ? "300" : "");
-		put_s(&a, "");
-		put_s(&a, "0");
-		put_s(&a, "");
+		put_s(&a, p->delta ? "1" : "");
+		/* ARGV 10-11 as Centrifugo writes them: strconv.Itoa(int(v)),
+		 * so a version above 2^63 - 1 goes as a negative number. */
+		if (p->version == 0)
+			put_s(&a, "0");
+		else
+			put_i(&a, (int64_t)p->version);
+		put(&a, p->version_epoch);
 		/* WAIT goes after the script's reply: a NOSCRIPT retry of
 		 * EVALSHA would otherwise come after it. */
 		if (b->cf.wait_replicas && b->cf.shard[rw_shard_of(p->channel, b->cf.nshards)].master_name[0])

@@ -41,19 +41,6 @@ static struct sjf_msgs M, M2;
 static struct js_doc D;
 static struct jw W, Q, F, T;
 
-static bool utf8_ok(const char *s, size_t n)
-{
-	const unsigned char *p = (const unsigned char *)s, *end = p + n;
-
-	while (p < end) {
-		size_t l = *p < 0x80 ? 1 : utf8_seq(p, end);
-		if (l == 0)
-			return false;
-		p += l;
-	}
-	return true;
-}
-
 /* S with every byte that does not begin a valid UTF-8 sequence replaced by
  * U+FFFD, into OUT (reset): what quoting then decoding must give. */
 static void fffd(const char *s, size_t n, struct jw *out)
@@ -268,7 +255,7 @@ static void fuzz_decode(const char *s, size_t n, unsigned flags)
 		const char *mp = sjf_msg(&M, i, &ml);
 
 		CHECK(mp[ml] == '\0');
-		CHECK(utf8_ok(mp, ml));
+		CHECK(utf8_valid((const unsigned char *)mp, ml));
 		W.len = 0;
 		sjf_quote(&W, mp, ml);
 		CHECK(js_valid(W.buf, W.len));
@@ -371,7 +358,7 @@ static void fuzz_iframe(const char *s, size_t n)
 
 	if (!sjf_script_url_ok(s, n))
 		return;
-	CHECK(!memchr(s, '"', n) && !memchr(s, '<', n) && !memchr(s, '>', n) && utf8_ok(s, n));
+	CHECK(!memchr(s, '"', n) && !memchr(s, '<', n) && !memchr(s, '>', n) && utf8_valid((const unsigned char *)s, n));
 	W.len = 0;
 	sjf_iframe_page(&W, s, n);
 	CHECK(has_prefix(&W, 0, "<!DOCTYPE html>\n") && has_suffix(&W, "</html>\n") && memmem(W.buf, W.len, s, n));

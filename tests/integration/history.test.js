@@ -28,7 +28,9 @@ const { spawn, spawnSync } = require('node:child_process');
 const WebSocket = require('ws');
 const { Centrifuge: CentrifugeJson } = require('centrifuge');
 const { Centrifuge: CentrifugePb } = require('centrifuge/build/protobuf');
-const { Rotord, waitFor, sleep, holderOf, deepMerge, alive, hs256, connOwners, bounded, apiPost } = require('./lib/rotord.js');
+const {
+  Rotord, waitFor, sleep, holderOf, deepMerge, alive, hs256, connOwners, bounded, apiPost, rawJsonSession,
+} = require('./lib/rotord.js');
 
 const SECRET = 'test-secret';
 const PATH = '/connection/websocket';
@@ -193,28 +195,7 @@ function publisher(rd, channel, from, pause = 3) {
 // ---- raw JSON sessions ----------------------------------------------------------
 
 // A raw JSON client: connected with a token, collecting every reply.
-async function rawJson(rd) {
-  const ws = new WebSocket(`ws://127.0.0.1:${rd.port}${PATH}`);
-  ws.msgs = [];
-  ws.on('message', (d) => {
-    for (const line of d.toString().split('\n')) {
-      if (!line) continue;
-      const m = JSON.parse(line);
-      if (Object.keys(m).length === 0) ws.send('{}'); // pong
-      else ws.msgs.push(m);
-    }
-  });
-  await new Promise((resolve, reject) => { ws.on('open', resolve); ws.on('error', reject); });
-  ws.nextId = 1;
-  ws.call = async (cmd) => {
-    const id = ++ws.nextId;
-    ws.send(JSON.stringify({ id, ...cmd }));
-    return waitFor(() => ws.msgs.find((m) => m.id === id), 3000, 10, `reply ${id}`);
-  };
-  ws.send(JSON.stringify({ id: 1, connect: { token: token('raw') } }));
-  await waitFor(() => ws.msgs.find((m) => m.id === 1 && m.connect), 3000, 10, 'connect');
-  return ws;
-}
+const rawJson = (rd) => rawJsonSession(rd.port, token('raw'));
 
 // ==== 1. recovery after a disconnect ===========================================
 

@@ -428,6 +428,25 @@ static void test_vectors_pb(void)
 	JSON_IS("{\"push\":{\"channel\":\"c\",\"pub\":{\"data\":{\"x\":1},\"info\":{\"user\":\"u\",\"client\":\"c\"},"
 		"\"offset\":300,\"tags\":{\"k\":\"v\"},\"time\":1700000000000}}}",
 		proto_push_pub(&out, PROTO_JSON, PSTR("c"), &pf));
+
+	/* Delta (client-protocol.md 6.6): to a subscriber that negotiated it,
+	 * data is a JSON string in JSON, whole (newlines kept) or a delta. */
+	struct publication dw = { .data = PSTR("{\"x\":\n\"\u00e9\"}"), .offset = 2, .data_string = true };
+	JSON_IS("{\"push\":{\"channel\":\"c\",\"pub\":{\"data\":\"{\\\"x\\\":\\n\\\"\u00e9\\\"}\",\"offset\":2}}}",
+		proto_push_pub(&out, PROTO_JSON, PSTR("c"), &dw));
+	struct publication dd = { .data = PSTR("9\n2@0,2:ab7;"), .offset = 3, .delta = true, .data_string = true };
+	JSON_IS("{\"push\":{\"channel\":\"c\",\"pub\":{\"data\":\"9\\n2@0,2:ab7;\",\"offset\":3,\"delta\":true}}}",
+		proto_push_pub(&out, PROTO_JSON, PSTR("c"), &dd));
+	struct publication dbad = { .data = PSTR("not json"), .offset = 2, .data_string = true };
+	out.len = 0;
+	ok(proto_push_pub(&out, PROTO_JSON, PSTR("c"), &dbad) == RT_INVAL && out.len == 0,
+	   "a whole payload that is not JSON cannot go as a string either");
+	struct publication dpb = { .data = PSTR("ab"), .offset = 2, .delta = true, .data_string = true };
+	PB_IS("delta publication: field 8", "0f220d1201632208220261623002" "4001",
+	      proto_push_pub(&out, PROTO_PB, PSTR("c"), &dpb));
+	struct sub_result sdelta = { .delta = true };
+	JSON_IS("{\"id\":2,\"subscribe\":{\"delta\":true}}", proto_reply_subscribe(&out, PROTO_JSON, 2, &sdelta));
+	PB_IS("subscribe result delta: field 13", "0608023202" "6801", proto_reply_subscribe(&out, PROTO_PB, 2, &sdelta));
 	JSON_IS("{\"push\":{\"channel\":\"chat\",\"leave\":{\"info\":{\"user\":\"7\",\"client\":\"d\",\"chan_info\":[1]}}}}",
 		proto_push_leave(&out, PROTO_JSON, PSTR("chat"), &d7c));
 	JSON_IS("{\"push\":{\"refresh\":{\"expires\":true,\"ttl\":10}}}", proto_push_refresh(&out, PROTO_JSON, true, 10));

@@ -287,6 +287,60 @@ static void test_idempotency(void)
 	ok(ttl > 290 && ttl <= 300, "the result key lives 300 s (%lld)", ttl);
 }
 
+/* A publish with VERSION and version epoch VE to CH (history kept). */
+static int publish_v(const char *ch, uint64_t version, const char *ve)
+{
+	struct node_pub p = {
+		.channel = pstr_c(ch), .data = pstr_c("{}"), .history_size = 3, .history_ttl_ms = 60000,
+		.history_meta_ttl_ms = 3600000, .version = version, .version_epoch = pstr_c(ve),
+	};
+	int before = answers;
+	engine_redis.publish(&w, &p, on_pub, NULL);
+	return wait_answers(before + 1, 6000) ? A.rc : -100;
+}
+
+static void meta_field(const char *ch, const char *field, char *out, size_t n)
+{
+	redisReply *r = cmd("HGET centrifugo.stream.meta.%s %s", ch, field);
+	snprintf(out, n, "%s", r && r->type == REDIS_REPLY_STRING ? r->str : "(nil)");
+	freeReplyObject(r);
+}
+
+/* ARGV 10-11 (redis-engine.md §4.1): versions as Centrifugo 6.7+ passes
+ * them, the meta fields v and ve, and the Publication's field 16. */
+static void test_versions(void)
+{
+	char v[32], ve[32];
+
+	ok(publish_v("ver", 5, "") == RT_OK && A.pub.offset == 1 && !A.pub.suppressed, "version 5: published");
+	meta_field("ver", "v", v, sizeof(v));
+	meta_field("ver", "ve", ve, sizeof(ve));
+	ok(strcmp(v, "5") == 0 && strcmp(ve, "") == 0, "meta v = 5, ve = \"\" (%s, %s)", v, ve);
+	ok(publish_v("ver", 5, "") == RT_OK && A.pub.offset == 1 && A.pub.suppressed,
+	   "version 5 again: suppressed, answered with the top");
+	ok(publish_v("ver", 4, "") == RT_OK && A.pub.offset == 1 && A.pub.suppressed, "version 4: suppressed");
+	ok(publish_v("ver", 4, "e2") == RT_OK && A.pub.offset == 2 && !A.pub.suppressed,
+	   "version 4 with another version epoch: published");
+	meta_field("ver", "ve", ve, sizeof(ve));
+	is_str(ve, "e2", "meta ve = e2");
+	is_int(cmd_int("XLEN %s", "centrifugo.stream.ver"), 2, "two stream entries");
+
+	redisReply *r = cmd("XRANGE centrifugo.stream.ver - +");
+	uint64_t got = 0;
+	struct publication pub;
+	if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+		const redisReply *kv = r->element[1]->element[1];
+		rw_pub_decode_v(kv->element[1]->str, kv->element[1]->len, &pub, NULL, NULL, 0, NULL, &got);
+	}
+	freeReplyObject(r);
+	is_int(got, 4, "the stored Publication carries version 4 (field 16)");
+
+	/* Go's strconv.Itoa(int(v)): above 2^63 - 1 the version goes negative. */
+	ok(publish_v("ver2", UINT64_C(18446744073709551615), "") == RT_OK && A.pub.offset == 1, "version 2^64 - 1");
+	meta_field("ver2", "v", v, sizeof(v));
+	is_str(v, "-1", "passed as Centrifugo passes it: -1");
+}
+
 static void test_old_epoch(void)
 {
 	/* A stream Centrifugo <= 6.7 started: epoch in unix seconds. */
@@ -467,6 +521,7 @@ int main(void)
 	ok(wait_up(5000), "its link is up");
 	test_publish_history();
 	test_idempotency();
+	test_versions();
 	test_old_epoch();
 	test_frames();
 	test_presence();

@@ -217,6 +217,37 @@ function hs256(claims, secret = 'test-secret') {
   return `${body}.${crypto.createHmac('sha256', secret).update(body).digest('base64url')}`;
 }
 
+// A raw JSON WebSocket session on PORT, connected with TOKEN: every reply
+// and push in ws.msgs (pings answered), the bytes of every WebSocket
+// message received in ws.bytes, the close code in ws.closed (a promise);
+// ws.call(cmd) sends a command and resolves with its reply.
+async function rawJsonSession(port, token) {
+  const WebSocket = require('ws');
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/connection/websocket`);
+  ws.msgs = [];
+  ws.bytes = 0;
+  ws.on('message', (d) => {
+    ws.bytes += d.length;
+    for (const line of d.toString().split('\n')) {
+      if (!line) continue;
+      const m = JSON.parse(line);
+      if (Object.keys(m).length === 0) ws.send('{}'); // pong
+      else ws.msgs.push(m);
+    }
+  });
+  ws.closed = new Promise((resolve) => ws.on('close', (code) => resolve(code)));
+  await new Promise((resolve, reject) => { ws.on('open', resolve); ws.on('error', reject); });
+  ws.nextId = 1;
+  ws.call = async (cmd) => {
+    const id = ++ws.nextId;
+    ws.send(JSON.stringify({ id, ...cmd }));
+    return waitFor(() => ws.msgs.find((m) => m.id === id), 3000, 10, `reply ${id}`);
+  };
+  ws.send(JSON.stringify({ id: 1, connect: { token } }));
+  await waitFor(() => ws.msgs.find((m) => m.id === 1 && m.connect), 3000, 10, 'connect');
+  return ws;
+}
+
 class Rotord {
   // config: object merged over a small test config; opts.workers sets
   // `workers`; opts.env adds environment variables; opts.args adds options;
@@ -362,6 +393,7 @@ function deepMerge(a, b) {
 }
 
 module.exports = {
+  rawJsonSession,
   ROTORD, ROTORCTL, Rotord, freePort, waitFor, sleep, rawExchange, request, API_KEY, apiPost,
   childrenOf, alive, mkTmp, run, oneRequest, workerOfSlot, deepMerge, holderOf, connOwners, bounded, hs256, sanitizerReport,
 };
