@@ -11,10 +11,6 @@
  * fetch changes no key: an outage of the identity provider keeps the
  * cached keys working.
  *
- * A host name is looked up (blocking, by upstream_get) when its URL is
- * first fetched; a failed lookup is tried again only JWKS_LOOKUP_RETRY_MS
- * later, so that a resolver that is down stalls the loop rarely.
- *
  * Rate limit. A miss starts a fetch only when none is in flight for the
  * URL and the previous one ended at least JWKS_REFETCH_MIN_MS ago; any
  * other miss is JWKS_MISSING at once, the answer an invalid token gets.
@@ -67,7 +63,6 @@ struct jep {
 	int attempt;
 	bool fetched;                  /* a fetch was ever started */
 	ev_tstamp ended;               /* when the last one ended */
-	bool unresolved;               /* it ended because the host has no address */
 	uint64_t fetches;
 	struct jwaiter *waiters;
 };
@@ -372,9 +367,8 @@ static bool attempt(struct jep *ep)
 	char err[256];
 	struct upstream *u = upstream_get(J.loop, ep->url, NULL, err, sizeof(err));
 
-	ep->unresolved = u == NULL;
 	if (u == NULL) {
-		log_warn("jwks %s: %s (next try in %d s)", ep->url, err, JWKS_LOOKUP_RETRY_MS / 1000);
+		log_warn("jwks %s: %s", ep->url, err);
 		return false;
 	}
 	ep->attempt++;
@@ -455,8 +449,7 @@ int jwks_find(const char *url, const char *kid, int64_t now_s, const struct jwk 
 		}
 		if (ep->req != NULL)
 			return JWKS_PENDING;
-		if (ep->fetched && (ev_now(J.loop) - ep->ended) * 1000 <
-					   (ep->unresolved ? JWKS_LOOKUP_RETRY_MS : JWKS_REFETCH_MIN_MS))
+		if (ep->fetched && (ev_now(J.loop) - ep->ended) * 1000 < JWKS_REFETCH_MIN_MS)
 			return JWKS_MISSING;
 	} else {
 		if (J.neps >= JWKS_URLS_MAX) {

@@ -20,7 +20,6 @@ struct ev_loop;
 struct evp_pkey_st; /* OpenSSL's EVP_PKEY */
 
 #define JWKS_REFETCH_MIN_MS 2000   /* from the end of a fetch of a URL to the next */
-#define JWKS_LOOKUP_RETRY_MS 30000 /* after the endpoint's host name did not resolve */
 #define JWKS_TIMEOUT_MS 1000       /* one attempt (Centrifugo: 1 s, 2 attempts) */
 #define JWKS_ATTEMPTS 2
 #define JWKS_TTL_S 3600            /* a key unused this long is forgotten */

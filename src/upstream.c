@@ -27,6 +27,11 @@
  * may be processed twice; rotor's callers (proxies, JWKS) accept that, as
  * Go's net/http does for requests it retries.
  *
+ * Addresses. A host name's addresses come from dns.c when pump needs a
+ * new connection and they are missing or stale (UP_DNS_TTL_S, or every
+ * address failed to connect since the lookup): requests stay queued until
+ * the answer; idle pooled connections are used meanwhile.
+ *
  * Bodies are kept up to the request's max_body and no further: an
  * announced Content-Length over it fails at the headers, a chunked or
  * read-to-EOF body as soon as it passes it.
@@ -38,6 +43,7 @@
  */
 #include "config.h"
 #include "upstream.h"
+#include "dns.h"
 #include "log.h"
 #include "util.h"
 
@@ -59,8 +65,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define UP_ADDRS_MAX 4
 #define UP_IDLE_DEF_MS 60000
+#define UP_DNS_TTL_S 30.0          /* a name's addresses are looked up again after this */
+#define UP_DNS_RETRY_S 5.0         /* after a failed lookup, the previous addresses serve this long */
+#define UP_DNS_TIMEOUT_MS 5000
+#define UP_DNS_LOG_S 10.0          /* a failing lookup is logged at most this often */
 #define UP_READ_CHUNK 16384
 
 enum uconn_state { C_CONNECTING, C_HANDSHAKE, C_BUSY, C_IDLE };
@@ -109,9 +118,12 @@ struct upstream {
 	char host[256];                /* without brackets */
 	char hosthdr[300];             /* the Host header's value */
 	int port;
-	struct sockaddr_storage addr[UP_ADDRS_MAX];
-	socklen_t addrlen[UP_ADDRS_MAX];
-	unsigned naddr, next_addr;
+	struct dns_result addrs;       /* the host's addresses (addrs.n 0: none yet) */
+	ev_tstamp addrs_until;         /* they are looked up again after this; 0: never (numeric) */
+	unsigned next_addr;            /* the address the next new connection takes */
+	unsigned addr_fails;           /* connects failed since the lookup */
+	struct dns_req *dns;           /* the lookup in flight, if any */
+	ev_tstamp dns_logged;          /* when a failed lookup was last logged */
 	bool host_is_ip;
 	SSL_CTX *ctx;
 	bool tls_insecure;
@@ -259,13 +271,23 @@ static void conn_attach(struct uconn *c, struct upstream_req *r)
 		conn_want(c, EV_READ | EV_WRITE);
 }
 
+/* A connect to the current address failed: the next connection takes the
+ * next one; once each of a name's addresses failed, the name is looked up
+ * again before the next connection. */
+static void addr_failed(struct upstream *u)
+{
+	u->next_addr++;
+	if (u->addrs_until > 0 && ++u->addr_fails >= u->addrs.n)
+		u->addrs_until = ev_now(u->loop);
+}
+
 /* Opens a new connection for R (already counted against the bound by the
- * caller's check). A failure is answered later. */
+ * caller's check) to U's addresses (known). A failure is answered later. */
 static void conn_open(struct upstream *u, struct upstream_req *r)
 {
 	struct uconn *c;
-	unsigned i = u->next_addr % u->naddr;
-	const struct sockaddr *sa = (const struct sockaddr *)&u->addr[i];
+	unsigned i = u->next_addr % u->addrs.n;
+	const struct sockaddr *sa = (const struct sockaddr *)&u->addrs.addr[i].sa;
 	int fd, one = 1;
 
 	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -275,10 +297,10 @@ static void conn_open(struct upstream *u, struct upstream_req *r)
 		return;
 	}
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (connect(fd, sa, u->addrlen[i]) < 0 && errno != EINPROGRESS) {
+	if (connect(fd, sa, u->addrs.addr[i].len) < 0 && errno != EINPROGRESS) {
 		log_debug("upstream %s: connect() failed: %s", u->key, strerror(errno));
 		close(fd);
-		u->next_addr++;
+		addr_failed(u);
 		req_answer_later(r, UPSTREAM_ECONNECT);
 		return;
 	}
@@ -306,7 +328,7 @@ static void conn_fail(struct uconn *c, enum upstream_err err)
 	bool retry = r != NULL && err == UPSTREAM_ECLOSED && c->served > 0 && c->rx == 0 && !r->retried;
 
 	if (c->state == C_CONNECTING)
-		u->next_addr++;
+		addr_failed(u);
 	conn_close(c);
 	if (r != NULL && retry) {
 		r->retried = true;
@@ -617,15 +639,61 @@ static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 /* ---- the queue ------------------------------------------------------------ */
 
+static void lookup_done(void *arg, const struct dns_result *res);
+
+/* Whether U's addresses are known and fresh; if not, starts their lookup
+ * (one at a time). */
+static bool addrs_ready(struct upstream *u)
+{
+	if (u->addrs.n > 0 && (u->addrs_until == 0 || ev_now(u->loop) < u->addrs_until))
+		return true;
+	if (u->dns == NULL)
+		u->dns = dns_lookup(u->loop, u->host, u->port, UP_DNS_TIMEOUT_MS, lookup_done, u);
+	return false;
+}
+
+/* The host's lookup answered: new connections use the addresses. A
+ * failed lookup keeps the previous addresses, if any, UP_DNS_RETRY_S more
+ * (a resolver that is down does not take a working backend away); with
+ * none, the requests waiting for a new connection fail with
+ * UPSTREAM_ECONNECT and the next request looks the name up again. */
+static void lookup_done(void *arg, const struct dns_result *res)
+{
+	struct upstream *u = arg;
+	struct upstream_req *r;
+
+	u->dns = NULL;
+	if (res->err == 0) {
+		u->addrs = *res;
+		u->addrs_until = ev_now(u->loop) + UP_DNS_TTL_S;
+		u->next_addr = u->addr_fails = 0;
+		pump(u);
+		return;
+	}
+	if (ev_now(u->loop) - u->dns_logged >= UP_DNS_LOG_S) {
+		log_warn("upstream %s: cannot resolve %s: %s%s", u->key, u->host, dns_strerror(res->err),
+			 u->addrs.n > 0 ? " (the previous addresses are used meanwhile)" : "");
+		u->dns_logged = ev_now(u->loop);
+	}
+	if (u->addrs.n > 0) {
+		u->addrs_until = ev_now(u->loop) + UP_DNS_RETRY_S;
+		pump(u);
+		return;
+	}
+	while ((r = TAILQ_FIRST(&u->queue)) != NULL)
+		req_answer_later(r, UPSTREAM_ECONNECT);
+}
+
 /* Gives queued requests connections: idle ones first, then new ones while
- * the pool is below its bound. */
+ * the pool is below its bound and the host's addresses are known (else
+ * they wait for its lookup). */
 static void pump(struct upstream *u)
 {
 	struct upstream_req *r;
 	struct uconn *c;
 
 	while ((r = TAILQ_FIRST(&u->queue)) != NULL) {
-		if ((c = TAILQ_FIRST(&u->idle)) == NULL && u->nconns >= UPSTREAM_CONNS_MAX)
+		if ((c = TAILQ_FIRST(&u->idle)) == NULL && (u->nconns >= UPSTREAM_CONNS_MAX || !addrs_ready(u)))
 			return;
 		TAILQ_REMOVE(&u->queue, r, q);
 		u->nqueued--;
@@ -729,48 +797,6 @@ static int parse_url(const char *url, bool *tls, char *host, size_t hostsize, in
 	return 0;
 }
 
-/* Fills U's addresses from getaddrinfo of NAME with FLAGS: 0, or its
- * error code. */
-static int lookup(struct upstream *u, const char *name, int flags)
-{
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = flags | AI_NUMERICSERV }, *res, *ai;
-	char portstr[8];
-	int rc;
-
-	snprintf(portstr, sizeof(portstr), "%d", u->port);
-	if ((rc = getaddrinfo(name, portstr, &hints, &res)) != 0)
-		return rc;
-	memset(&u->addr, 0, sizeof(u->addr));
-	u->naddr = 0;
-	for (ai = res; ai != NULL && u->naddr < UP_ADDRS_MAX; ai = ai->ai_next) {
-		if (ai->ai_addrlen > sizeof(u->addr[0]))
-			continue;
-		memcpy(&u->addr[u->naddr], ai->ai_addr, ai->ai_addrlen);
-		u->addrlen[u->naddr++] = ai->ai_addrlen;
-	}
-	freeaddrinfo(res);
-	return u->naddr > 0 ? 0 : EAI_NONAME;
-}
-
-/* Fills U's addresses: a numeric address and "localhost" (127.0.0.1) need
- * no lookup; other names get the one blocking lookup, now. -1 with ERR. */
-static int resolve(struct upstream *u, char *err, size_t n)
-{
-	int rc;
-
-	if (lookup(u, u->host, AI_NUMERICHOST) == 0) {
-		u->host_is_ip = true;
-		return 0;
-	}
-	if (strcasecmp(u->host, "localhost") == 0 && lookup(u, "127.0.0.1", AI_NUMERICHOST) == 0)
-		return 0;
-	if ((rc = lookup(u, u->host, 0)) != 0) {
-		snprintf(err, n, "cannot resolve %s: %s", u->host, gai_strerror(rc));
-		return -1;
-	}
-	return 0;
-}
-
 static SSL_CTX *client_ctx(const struct upstream_opts *o, char *err, size_t n)
 {
 	static const unsigned char alpn[] = "\x08http/1.1";
@@ -852,7 +878,9 @@ struct upstream *upstream_get(struct ev_loop *loop, const char *url, const struc
 	TAILQ_INIT(&u->idle);
 	TAILQ_INIT(&u->queue);
 	TAILQ_INIT(&u->later);
-	if (resolve(u, err, n) < 0 || (tls && (u->ctx = client_ctx(o, err, n)) == NULL)) {
+	if (dns_numeric(host, port, &u->addrs) == 0) /* never looked up, never stale */
+		u->host_is_ip = strcasecmp(host, "localhost") != 0;
+	if (tls && (u->ctx = client_ctx(o, err, n)) == NULL) {
 		free(u->key);
 		free(u);
 		return NULL;
@@ -981,6 +1009,7 @@ void upstream_shutdown(void)
 		}
 		while ((r = TAILQ_FIRST(&u->later)) != NULL)
 			req_answer(r, r->err);
+		dns_cancel(u->dns);
 		SSL_CTX_free(u->ctx);
 		free(u->key);
 		free(u);

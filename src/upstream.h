@@ -22,10 +22,14 @@
  * server may have read it, so a non-idempotent request may be processed
  * twice (as with Go's net/http).
  *
- * Nothing blocks the loop: host names are resolved when the upstream is made
- * (numeric addresses and "localhost" need no lookup; other names are looked
- * up once then, a blocking getaddrinfo; a failed connect moves on to the
- * name's next address, but the name is not looked up again).
+ * Nothing blocks the loop: a host name is looked up through dns.c when a
+ * new connection needs its addresses, and the answer is kept 30 s, or until
+ * each of its addresses failed to connect; one lookup per upstream at a
+ * time, the requests that need it wait in the queue (under their
+ * deadline); a failed lookup fails them with UPSTREAM_ECONNECT, unless an
+ * earlier answer is at hand: that one is used a few seconds more.
+ * Numeric addresses and "localhost" (127.0.0.1) are never looked up. A
+ * failed connect moves on to the next address.
  *
  * Upstreams live for the worker's lifetime and are shared: asking twice for
  * the same origin gives the same pool. Make them after fork.
@@ -80,9 +84,9 @@ struct upstream_opts {
 	uint32_t idle_ms;      /* close a pooled connection idle this long; 0: 60 s */
 };
 
-/* Make (or find) the upstream for URL's origin on LOOP. Returns NULL and a
- * message in ERR (N bytes) when the URL is not http(s)://host[:port]/... or
- * the host cannot be resolved. */
+/* Make (or find) the upstream for URL's origin on LOOP; nothing is looked
+ * up here. Returns NULL and a message in ERR (N bytes) when the URL is not
+ * http(s)://host[:port]/... or the TLS context cannot be made. */
 struct upstream *upstream_get(struct ev_loop *loop, const char *url, const struct upstream_opts *o,
 			      char *err, size_t n);
 

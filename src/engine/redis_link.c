@@ -17,9 +17,12 @@
  * a context that never connected (then hiredis calls nothing). rconn->gen is
  * the link's connection generation, for logs and asserts.
  *
- * States: DOWN (the back-off timer runs) -> CONNECTING (TCP, under
- * connect_timeout) -> HANDSHAKE (AUTH, SELECT, CLIENT SETNAME, or a PING
- * when there is nothing to say; still under connect_timeout) -> UP. Any
+ * States: DOWN (the back-off timer runs) -> LOOKUP (a host name's lookup,
+ * dns.c, under connect_timeout; numeric addresses and "localhost" skip it;
+ * hiredis is always given a numeric address, so it never resolves, which
+ * would block) -> CONNECTING (TCP, under connect_timeout) -> HANDSHAKE
+ * (AUTH, SELECT, CLIENT SETNAME, or a PING when there is nothing to say;
+ * still under connect_timeout) -> UP. Any
  * error, timeout or lost connection goes back to DOWN and fails everything
  * in flight. Requests are accepted in UP only.
  *
@@ -44,6 +47,7 @@
 #include "config.h"
 #include "redis_link.h"
 #include "conf.h"
+#include "dns.h"
 #include "log.h"
 #include "smap.h"
 #include "util.h"
@@ -91,8 +95,35 @@ static int pct_decode(const char *s, size_t n, char *out, size_t size)
 	return 0;
 }
 
+/* Whether NAME can be a host name (or a numeric IPv4 address): labels of
+ * letters, digits, '-' and '_' (as in Docker service names) separated by
+ * dots, a final dot allowed. Syntax only: names are looked up at connect
+ * time (dns.c), never here. */
+static bool host_name_ok(const char *name)
+{
+	size_t n = strlen(name), label = 0;
+
+	if (n == 0 || n > 253)
+		return false;
+	for (const char *p = name; *p; p++) {
+		if (*p == '.') {
+			if (label == 0)
+				return false;
+			label = 0;
+		} else if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+			   *p == '-' || *p == '_') {
+			if (++label > 63 || (label == 1 && *p == '-'))
+				return false;
+		} else {
+			return false;
+		}
+	}
+	return true;
+}
+
 /* "host[:port]" or "[v6][:port]", N bytes at S, into HOST (HOSTSIZE
- * bytes) and PORT (DFLT_PORT when left out). */
+ * bytes) and PORT (DFLT_PORT when left out); HOST is a numeric address
+ * or a name (checked for syntax, not looked up). */
 static int parse_hostport(const char *s, size_t n, char *hostbuf, size_t hostsize, int *portp, int dflt_port,
 			  char *err, size_t errlen)
 {
@@ -137,12 +168,12 @@ static int parse_hostport(const char *s, size_t n, char *hostbuf, size_t hostsiz
 	hostbuf[hlen] = '\0';
 
 	unsigned char bin[16];
-	if (strcmp(hostbuf, "localhost") != 0 && inet_pton(AF_INET, hostbuf, bin) != 1 &&
-	    inet_pton(AF_INET6, hostbuf, bin) != 1) {
-		snprintf(err, errlen,
-			 "host \"%s\" is not a numeric IP address or localhost (rotor does not resolve names: "
-			 "a lookup would block the event loop)",
-			 hostbuf);
+	if (host != s && inet_pton(AF_INET6, hostbuf, bin) != 1) {
+		snprintf(err, errlen, "\"%s\" in brackets is not an IPv6 address", hostbuf);
+		return -1;
+	}
+	if (host == s && !host_name_ok(hostbuf)) {
+		snprintf(err, errlen, "host \"%s\" is neither an IP address nor a host name", hostbuf);
 		return -1;
 	}
 	*portp = dflt_port;
@@ -564,7 +595,7 @@ const char *redis_addr_str(const struct redis_addr *a)
 
 /* ---- links ---------------------------------------------------------------- */
 
-enum rlink_state { ST_DOWN, ST_RESOLVING, ST_CONNECTING, ST_HANDSHAKE, ST_UP };
+enum rlink_state { ST_DOWN, ST_RESOLVING, ST_LOOKUP, ST_CONNECTING, ST_HANDSHAKE, ST_UP };
 
 struct rreq {
 	TAILQ_ENTRY(rreq) q;
@@ -600,6 +631,8 @@ struct rlink {
 
 	enum rlink_state st;
 	struct rconn *conn;
+	struct dns_req *dns;     /* ST_LOOKUP: the host name's lookup */
+	unsigned addr_turn;      /* which of a name's addresses the next attempt takes */
 	uint64_t gen;
 	unsigned backoff_ms;
 	int hs_left, hs_total;
@@ -1004,24 +1037,16 @@ static void on_disconnect(const redisAsyncContext *cac, int status)
 
 static void resolve_start(struct rlink *l);
 
-/* Opens a connection to the server (for a Sentinel link: to where the
- * sentinel said the master is). */
-static void connect_server(struct rlink *l)
+/* Opens hiredis's connection to HOST (numeric: hiredis never looks a name
+ * up, which would block) at PORT, or to A's socket path. */
+static void connect_hiredis(struct rlink *l, const struct redis_addr *a, const char *host, int port)
 {
-	const struct redis_addr *a = SENTINEL(l) ? &l->master : &l->addr;
-	const char *host = a->host;
-	int port = a->port;
 	redisAsyncContext *ac;
 
-	if (CLUSTER(l)) { /* a SUB link: any node hears every PUBLISH */
-		const struct redis_sentinel *x = &a->seed[l->seed_idx++ % a->nseeds];
-		host = x->host;
-		port = x->port;
-	}
 	if (a->path[0])
 		ac = redisAsyncConnectUnix(a->path);
-	else /* "localhost" is not looked up: hiredis would call getaddrinfo */
-		ac = redisAsyncConnect(strcmp(host, "localhost") == 0 ? "127.0.0.1" : host, port);
+	else
+		ac = redisAsyncConnect(host, port);
 	if (ac == NULL) {
 		note_error(l, "out of memory");
 		schedule_retry(l);
@@ -1048,6 +1073,85 @@ static void connect_server(struct rlink *l)
 	ev_timer_start(l->loop, &l->conn_w);
 }
 
+/* The server's host and port (for a Sentinel link: where the sentinel
+ * said the master is; for a cluster SUB link: the next seed). */
+static const struct redis_addr *server_of(struct rlink *l, const char **host, int *port)
+{
+	const struct redis_addr *a = SENTINEL(l) ? &l->master : &l->addr;
+
+	*host = a->host;
+	*port = a->port;
+	if (CLUSTER(l)) { /* a SUB link: any node hears every PUBLISH */
+		const struct redis_sentinel *x = &a->seed[l->seed_idx % a->nseeds];
+		*host = x->host;
+		*port = x->port;
+	}
+	return a;
+}
+
+/* Connects to the numeric address R gave for the server: a name's
+ * addresses are taken in turn, one per attempt. */
+static void connect_resolved(struct rlink *l, const struct dns_result *r)
+{
+	const char *host;
+	int port;
+	const struct redis_addr *a = server_of(l, &host, &port);
+	const struct sockaddr *sa = (const struct sockaddr *)&r->addr[l->addr_turn++ % r->n].sa;
+	char ip[INET6_ADDRSTRLEN];
+
+	if (CLUSTER(l))
+		l->seed_idx++;
+	if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, ip, sizeof(ip));
+	else
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, ip, sizeof(ip));
+	connect_hiredis(l, a, ip, port);
+}
+
+static void on_lookup(void *arg, const struct dns_result *r)
+{
+	struct rlink *l = arg;
+	const char *host;
+	int port;
+	char why[sizeof(l->err)];
+
+	l->dns = NULL;
+	assert(l->st == ST_LOOKUP);
+	l->st = ST_DOWN;
+	if (r->err != 0) {
+		server_of(l, &host, &port);
+		if (CLUSTER(l))
+			l->seed_idx++;
+		snprintf(why, sizeof(why), "cannot resolve %.200s: %s", host, dns_strerror(r->err));
+		note_error(l, why);
+		schedule_retry(l);
+		return;
+	}
+	link_enter(l);
+	connect_resolved(l, r);
+	link_leave(l);
+}
+
+/* Opens a connection to the server: at once to a numeric address (or
+ * "localhost"), after a lookup (under connect_timeout) to a name. */
+static void connect_server(struct rlink *l)
+{
+	const char *host;
+	int port;
+	const struct redis_addr *a = server_of(l, &host, &port);
+	struct dns_result r;
+
+	if (a->path[0]) {
+		connect_hiredis(l, a, NULL, 0);
+	} else if (dns_numeric(host, port, &r) == 0) {
+		connect_resolved(l, &r);
+	} else {
+		l->st = ST_LOOKUP;
+		ev_timer_stop(l->loop, &l->conn_w);
+		l->dns = dns_lookup(l->loop, host, port, a->connect_timeout_ms, on_lookup, l);
+	}
+}
+
 /* The next connection attempt: a Sentinel link asks where the master is
  * first. */
 static void connect_start(struct rlink *l)
@@ -1068,6 +1172,8 @@ static void detach(struct rlink *l, const char *reqerr, bool ac_dying)
 	l->st = ST_DOWN;
 	ev_timer_stop(l->loop, &l->io_w);
 	ev_timer_stop(l->loop, &l->conn_w);
+	dns_cancel(l->dns);
+	l->dns = NULL;
 	if (c) {
 		c->l = NULL;
 		l->conn = NULL;
@@ -1315,9 +1421,10 @@ static void link_up(struct rlink *l)
  * before every connection attempt (ST_RESOLVING, under connect_timeout +
  * io_timeout for each sentinel) and every RLINK_SENTINEL_CHECK_S while up:
  * a failover announced by +switch-master can be missed (centrifugo#1201).
- * A sentinel that cannot be reached, times out, answers an error or a host
- * name (never resolved: it would block the loop), or does not know the
- * master, is replaced by the next one at once; when the whole round
+ * A sentinel that cannot be reached, times out, answers an error or
+ * something that is not an address, or does not know the master, is
+ * replaced by the next one at once (a host name it answers, with
+ * announce-hostnames, is looked up as the link connects); when the whole round
  * failed, the link waits its back-off and starts again. The master's
  * handshake ends with ROLE, which must say "master". A master that moved
  * ends the connection; so do READONLY, LOADING and MASTERDOWN (on_reply).
@@ -1501,7 +1608,7 @@ static int sen_answer(struct rlink *l, redisReply *r, const char *err, struct re
 	m->master_name[0] = '\0';
 	m->nsentinels = 0;
 	if (parse_hostport(hp, strlen(hp), m->host, sizeof(m->host), &m->port, 6379, why, whylen) != 0)
-		return -1; /* a host name (announce-hostnames): never resolved in the loop */
+		return -1;
 	return 0;
 }
 
@@ -1594,9 +1701,9 @@ static void check_cb(struct ev_loop *loop, ev_timer *w, int revents)
  * cluster link is UP while it has a map that covers every slot and the
  * links to all its masters are up. Requests are accepted once a map is
  * known: those for a slot whose master is unreachable fail as any request
- * on a link that is down. Host names in the map are not resolved (that
- * would block the loop): their slots stay without a master, said once in
- * the log. */
+ * on a link that is down. Host names in the map are looked up by the
+ * node links as they connect (dns.c); an entry that does not parse leaves
+ * its slots without a master, said once in the log. */
 
 #define CLU_SLOTS 16384
 #define CLU_NODES_MAX 64
@@ -1867,7 +1974,7 @@ static void clu_send(struct creq *c, int i, bool ask)
 }
 
 /* "MOVED 3999 127.0.0.1:6381" (or ASK): the slot and the node, made if
- * new. False when it does not parse or names a host name. */
+ * new. False when it does not parse. */
 static bool parse_redirect(struct rlink *l, const char *s, unsigned *slot, int *node)
 {
 	const char *sp = strchr(s, ' '), *sp2;

@@ -7,9 +7,10 @@
  * jittered back-off (250 ms doubling up to 5 s, each wait up to a fifth
  * longer at random).
  *
- * A link never blocks its loop: the address is resolved when the link is
- * made (redis_addr_parse takes numeric addresses and "localhost" only, so
- * nothing resolves at all), and every request is answered through its
+ * A link never blocks its loop: a host name is looked up at every
+ * connection attempt through dns.c (a failed lookup is a failed attempt,
+ * with the same back-off; numeric addresses and "localhost" need none),
+ * and every request is answered through its
  * callback, exactly once: with the reply, or with an error text when the
  * link is down, the request timed out, or the link was freed.
  *
@@ -38,7 +39,7 @@ struct redisReply;
  * and client_name are every node's, db is 0). A plain server found to be a
  * cluster node is served as a cluster with itself as the seed. */
 struct redis_addr {
-	char host[256];            /* numeric IPv4/IPv6, or "localhost"; "" with a socket path */
+	char host[256];            /* numeric IPv4/IPv6 or a host name; "" with a socket path */
 	int port;
 	char path[108];            /* unix://… socket path, else "" */
 	char user[128], password[256];
@@ -49,7 +50,7 @@ struct redis_addr {
 	char master_name[128];     /* "" for a plain server */
 	int nsentinels;
 	struct redis_sentinel {
-		char host[64];     /* numeric, or "localhost" */
+		char host[64];     /* numeric or a host name */
 		int port;
 	} sentinel[REDIS_SENTINELS_MAX];
 	char sentinel_user[128], sentinel_password[256], sentinel_client_name[128];
@@ -74,23 +75,24 @@ struct redis_addr {
  * (its host and every addr option) and takes no db but 0. Without a port,
  * 6379. Forms rotor does not serve (rediss:// and every TLS form, tls_enabled,
  * sentinel_tls_enabled, replica_client_enabled, unknown options), sentinel
- * options outside redis+sentinel://, and host names other than localhost
- * (connected to as 127.0.0.1) are refused. 0, or -1 with a message in ERR
+ * options outside redis+sentinel://, and hosts that are neither an IP
+ * address nor a well-formed host name are refused. Names are checked for
+ * syntax only, never looked up here. 0, or -1 with a message in ERR
  * naming the problem (never the password). */
 int redis_addr_parse(const char *s, const struct redis_addr *defaults, struct redis_addr *out,
 		     char *err, size_t errlen);
 
 /* Parses one entry of sentinel_address: "host:port[,host:port…]", the
- * sentinels of one shard (port 26379 when left out; numeric addresses or
- * localhost only). DEFAULTS must carry the master name (the config's
+ * sentinels of one shard (port 26379 when left out; addresses or host
+ * names). DEFAULTS must carry the master name (the config's
  * sentinel_master_name) and the rest of the connection block, copied as by
  * redis_addr_parse. 0, or -1 with a message in ERR. */
 int redis_addr_parse_sentinels(const char *s, const struct redis_addr *defaults, struct redis_addr *out,
 			       char *err, size_t errlen);
 
 /* Parses one entry of cluster_address: "host:port[,host:port…]", the seed
- * nodes of one Redis Cluster (port 6379 when left out; numeric addresses or
- * localhost only), with DEFAULTS as redis_addr_parse. 0, or -1 with a
+ * nodes of one Redis Cluster (port 6379 when left out; addresses or host
+ * names), with DEFAULTS as redis_addr_parse. 0, or -1 with a
  * message in ERR. */
 int redis_addr_parse_cluster(const char *s, const struct redis_addr *defaults, struct redis_addr *out,
 			     char *err, size_t errlen);

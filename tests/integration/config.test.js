@@ -82,17 +82,26 @@ test('TLS, engine and proxy keys rotor does not implement stop -t and the start,
   });
 });
 
-test('rotord -t: cluster_address is accepted; a node it cannot reach without a lookup is named', () => {
+test('rotord -t: cluster_address is accepted, host names too (checked, not looked up); a malformed node is named', () => {
   withFile({ engine: { type: 'redis', redis: { cluster_address: ['127.0.0.1:7000,127.0.0.1:7001'] } } }, (p) => {
     const r = run(ROTORD, ['-t', '-c', p]);
     assert.strictEqual(r.status, 0, r.stderr);
   });
   withFile({ engine: { type: 'redis', redis: { address: ['redis+cluster://127.0.0.1:7000?addr=127.0.0.1:7001'] } } },
     (p) => assert.strictEqual(run(ROTORD, ['-t', '-c', p]).status, 0));
-  withFile({ engine: { type: 'redis', redis: { cluster_address: ['127.0.0.1:7000,node.example:7001'] } } }, (p) => {
+  withFile({ engine: { type: 'redis', redis: { cluster_address: ['127.0.0.1:7000,node.nonexistent.invalid:7001'] } } },
+    (p) => {
+      const r = run(ROTORD, ['-t', '-c', p]);
+      assert.strictEqual(r.status, 0, r.stderr);
+    });
+  withFile({ engine: { type: 'redis', redis: { address: ['redis:6379'] } } }, (p) => {
+    const r = run(ROTORD, ['-t', '-c', p]);
+    assert.strictEqual(r.status, 0, `docker-compose's redis:6379: ${r.stderr}`);
+  });
+  withFile({ engine: { type: 'redis', redis: { cluster_address: ['127.0.0.1:7000,node!example:7001'] } } }, (p) => {
     const r = run(ROTORD, ['-t', '-c', p]);
     assert.strictEqual(r.status, 1, r.stderr);
-    assert.match(r.stderr, /engine\.redis\.cluster_address\[0\]: .*node\.example/);
+    assert.match(r.stderr, /engine\.redis\.cluster_address\[0\]: host "node!example" is neither an IP address nor a host name/);
   });
   withFile({ engine: { type: 'redis', redis: { address: ['rediss+cluster://127.0.0.1:7000'] } } }, (p) => {
     const r = run(ROTORD, ['-t', '-c', p]);

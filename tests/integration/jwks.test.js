@@ -17,7 +17,7 @@ const http = require('node:http');
 const path = require('node:path');
 const WebSocket = require('ws');
 const { Centrifuge } = require('centrifuge');
-const { Rotord, ROTORD, run, sleep, mkTmp } = require('./lib/rotord.js');
+const { Rotord, ROTORD, run, sleep, mkTmp, waitFor } = require('./lib/rotord.js');
 
 const REFETCH_MS = 2000; /* JWKS_REFETCH_MIN_MS */
 const now = () => Math.floor(Date.now() / 1000);
@@ -343,6 +343,50 @@ test('JWKS endpoint down from the start: every token is invalid, the worker serv
     await expectRefused(rd, jwt({ sub: 'u' }, k1), 'nothing cached, endpoint refused');
     const r = await rawConnect(rd, '');
     assert.deepStrictEqual(r.close, { code: 3501, reason: 'bad request' }, 'the worker still answers');
+  });
+});
+
+// The machine's own name, which /etc/hosts maps to 127.0.0.1, or null.
+async function ownNameIsLoopback() {
+  const name = require('node:os').hostname();
+  try {
+    const all = await require('node:dns').promises.lookup(name, { all: true });
+    return all.length > 0 && all.every((a) => a.address === '127.0.0.1') ? name : null;
+  } catch {
+    return null;
+  }
+}
+
+test('a JWKS endpoint by host name: looked up without blocking the worker, keys fetched', async (t) => {
+  const name = await ownNameIsLoopback();
+  if (!name) return t.skip('the machine\'s host name does not resolve to 127.0.0.1 only');
+  const k1 = makeKey('ec', 'k1', 'ES256');
+  const js = await new JwksServer({ '/jwks': [k1.jwk] }).start();
+  try {
+    await withDaemon({ client: { token: { jwks_public_endpoint: `http://${name}:${js.port}/jwks` } } }, async (rd) => {
+      await expectConnected(rd, jwt({ sub: 'u' }, k1), 'u', `a key from http://${name}:${js.port}/jwks`);
+      assert.strictEqual(js.count('/jwks'), 1);
+    });
+  } finally {
+    await js.stop();
+  }
+});
+
+test('a JWKS host name that does not resolve: tokens are invalid, the name is tried again after 2 s, not 30', async () => {
+  const k1 = makeKey('ec', 'k1', 'ES256');
+  await withDaemon({ client: { token: { jwks_public_endpoint: 'http://jwks.nonexistent.invalid/jwks' } } }, async (rd) => {
+    await expectRefused(rd, jwt({ sub: 'u' }, k1), 'nothing cached, the name does not resolve');
+    const failed = () => (rd.log().match(/jwks http:\/\/jwks\.nonexistent\.invalid\/jwks: cannot connect/g) || []).length;
+    await waitFor(() => failed() === 2, 3000, 25, 'one fetch: two attempts, each failed');
+    assert.match(rd.log(), /cannot resolve jwks\.nonexistent\.invalid: \S/, 'the log names the host and the error');
+    const r = await rawConnect(rd, '');
+    assert.deepStrictEqual(r.close, { code: 3501, reason: 'bad request' }, 'the worker still answers');
+    await expectRefused(rd, jwt({ sub: 'u' }, k1), 'within 2 s: invalid without a fetch');
+    await sleep(REFETCH_MS + 300);
+    await expectRefused(rd, jwt({ sub: 'u' }, k1), 'still invalid');
+    await waitFor(() => failed() === 4, 3000, 25, 'one more fetch after the 2 s rate limit');
+    await sleep(300);
+    assert.strictEqual(failed(), 4, 'and no more');
   });
 });
 

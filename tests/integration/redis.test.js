@@ -481,3 +481,61 @@ test('a wrong Redis password: the daemon runs, says why, and keeps trying', { sk
     await redis.stop();
   }
 });
+
+// Docker-compose writes "redis:6379": a host name, looked up when each link
+// connects (without blocking the loop), never at config time. Here the
+// machine's own name, which /etc/hosts maps to 127.0.0.1.
+async function ownNameIsLoopback() {
+  const name = require('node:os').hostname();
+  try {
+    const all = await require('node:dns').promises.lookup(name, { all: true });
+    return all.length > 0 && all.every((a) => a.address === '127.0.0.1') ? name : null;
+  } catch {
+    return null;
+  }
+}
+
+test('a Redis address by host name (as docker-compose\'s "redis:6379"): looked up at connect, served', { skip, timeout: 60000 }, async (t) => {
+  const name = await ownNameIsLoopback();
+  if (!name) return t.skip('the machine\'s host name does not resolve to 127.0.0.1 only');
+  const redis = await new Redis().start();
+  let a, b;
+  try {
+    a = await new Rotord({ ...NS, engine: { type: 'redis', redis: { address: [`${name}:${redis.port}`] } },
+      node: { name: 'by-name-a' } }, { workers: 2, expectWorkers: 3 }).start();
+    b = await new Rotord({ ...NS, engine: { type: 'redis', redis: { address: [`redis://${name}:${redis.port}/0`] } },
+      node: { name: 'by-name-b' } }, { workers: 2, expectWorkers: 3 }).start();
+    const c = await client(a, 'nina');
+    await c.call({ subscribe: { channel: 'named' } });
+    const p = await api(b, 'publish', { channel: 'named', data: { v: 1 } });
+    assert.strictEqual(p.result.offset, 1, JSON.stringify(p));
+    await waitFor(() => c.pubs('named').length === 1, 5000, 20, 'delivered across nodes through Redis');
+    assert.deepStrictEqual(c.pubs('named')[0].data, { v: 1 });
+    c.ws.close();
+  } finally {
+    if (a) await a.stop();
+    if (b) await b.stop();
+    await redis.stop();
+  }
+});
+
+test('a Redis host name that does not resolve: the daemon runs, names the host and the error, keeps trying', { skip, timeout: 60000 }, async () => {
+  const n = await new Rotord({ ...NS, engine: { type: 'redis', redis: { address: ['nonexistent.invalid:6379'] } },
+    node: { name: 'unresolved' } }, { workers: 2, expectWorkers: 3, healthStatus: 503 }).start();
+  try {
+    const h = await waitFor(async () => {
+      const r = await request(n.port, { path: '/health' });
+      return /cannot resolve/.test(r.body) && r;
+    }, 5000, 50, 'health says why');
+    assert.strictEqual(h.status, 503);
+    assert.match(h.body, /redis shard nonexistent\.invalid:6379: cannot resolve nonexistent\.invalid: \S/, h.body);
+    await waitFor(() => /redis nonexistent\.invalid:6379: cannot resolve nonexistent\.invalid: \S/.test(n.log()),
+      5000, 50, 'a log line naming the host and the error');
+    const p = await api(n, 'publish', { channel: 'x', data: {} });
+    assert.deepStrictEqual(p.error, { code: 100, message: 'internal server error' });
+    const h2 = await request(n.port, { path: '/health' });
+    assert.strictEqual(h2.status, 503, 'still down, still trying');
+  } finally {
+    await n.stop();
+  }
+});

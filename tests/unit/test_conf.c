@@ -437,7 +437,7 @@ static void test_refused(void)
 
 	is_int(build(&c, "{\"http_server\": {\"tls_autocert\": {\"enabled\": true}},"
 		     " \"engine\": {\"type\": \"redis\", \"redis\": {"
-		     " \"tls\": {\"enabled\": true}, \"address\": [\"rediss://127.0.0.1:6380\", \"redis.example:6379\"]}},"
+		     " \"tls\": {\"enabled\": true}, \"address\": [\"rediss://127.0.0.1:6380\", \"redis!example:6379\"]}},"
 		     " \"client\": {\"proxy\": {\"connect\": {\"enabled\": true}, \"refresh\": {\"enabled\": true}}},"
 		     " \"channel\": {\"without_namespace\": {\"publish_proxy_enabled\": true},"
 		     " \"namespaces\": [{\"name\": \"chat\", \"subscribe_proxy_enabled\": true},"
@@ -459,10 +459,10 @@ static void test_refused(void)
 	for (size_t i = 0; i < rep.nerrors; i++) {
 		addr0 |= strncmp(rep.errors[i], "engine.redis.address[0]: ", 25) == 0 && strstr(rep.errors[i], "TLS");
 		addr1 |= strncmp(rep.errors[i], "engine.redis.address[1]: ", 25) == 0 &&
-			 strstr(rep.errors[i], "redis.example") != NULL;
+			 strstr(rep.errors[i], "\"redis!example\" is neither an IP address nor a host name") != NULL;
 	}
 	ok(addr0, "rediss:// is an error naming the address (no TLS to Redis yet)");
-	ok(addr1, "a host name is an error naming it (resolving would block a worker)");
+	ok(addr1, "a malformed host is an error naming it");
 	ok(!(conf_key_find("http_server.tls.key_pem")->flags & (CONF_REFUSED | CONF_IGNORED)) &&
 	   !(conf_key_find("http_server.internal_tls.key_pem")->flags & (CONF_REFUSED | CONF_IGNORED)),
 	   "TLS of both listeners is implemented (http_server.tls, internal_tls)");
@@ -522,7 +522,7 @@ static void test_engine_plan(void)
 	conf_free(&c);
 
 	/* Both enabled: engine.* is ignored, however wrong. */
-	is_int(build(&c, "{\"engine\": {\"type\": \"redis\", \"redis\": {\"address\": [\"redis.example:6379\"],"
+	is_int(build(&c, "{\"engine\": {\"type\": \"redis\", \"redis\": {\"address\": [\"redis!example:6379\"],"
 		     " \"tls\": {\"enabled\": true}}},"
 		     " \"broker\": {\"enabled\": true, \"type\": \"redis\", \"redis\": {\"address\": [\"127.0.0.1:6380\"]}},"
 		     " \"presence_manager\": {\"enabled\": true, \"type\": \"redis\","
@@ -538,7 +538,7 @@ static void test_engine_plan(void)
 
 	/* Errors name the key under the section that is read. */
 	rep = (struct conf_report){ 0 };
-	is_int(build(&c, "{\"broker\": {\"enabled\": true, \"type\": \"redis\", \"redis\": {\"address\": [\"h.example:1\"],"
+	is_int(build(&c, "{\"broker\": {\"enabled\": true, \"type\": \"redis\", \"redis\": {\"address\": [\"h!example:1\"],"
 		     " \"tls\": {\"enabled\": true}, \"prefix\": \"{x}\"}},"
 		     " \"presence_manager\": {\"enabled\": true, \"type\": \"redis\", \"redis\": {"
 		     " \"sentinel_address\": [\"127.0.0.1:26379\"]}}}", NULL, &rep), RT_INVAL,
@@ -579,7 +579,7 @@ static void test_sentinel(void)
 
 	is_int(build(&c, "{\"engine\": {\"type\": \"redis\", \"redis\": {"
 		     "\"sentinel_address\": [\"127.0.0.1:26381,127.0.0.1:26382\", \"[::1]:26390\"],"
-		     " \"address\": [\"redis.example:6379\"], \"sentinel_master_name\": \"m1\","
+		     " \"address\": [\"redis!example:6379\"], \"sentinel_master_name\": \"m1\","
 		     " \"sentinel_user\": \"su\", \"sentinel_password\": \"sp\", \"sentinel_client_name\": \"sc\","
 		     " \"password\": \"mp\", \"db\": 2}}}", NULL, &rep), RT_OK,
 	       "sentinel_address with sentinel_master_name is accepted (address ignored)");
@@ -611,7 +611,7 @@ static void test_sentinel(void)
 
 	rep = (struct conf_report){ 0 };
 	is_int(build(&c, "{\"engine\": {\"type\": \"redis\", \"redis\": {\"sentinel_master_name\": \"m1\","
-		     " \"sentinel_address\": [\"127.0.0.1:26381,sentinel.example:26379\", \"127.0.0.1:1,\"],"
+		     " \"sentinel_address\": [\"127.0.0.1:26381,sentinel!example:26379\", \"127.0.0.1:1,\"],"
 		     " \"sentinel_tls\": {\"enabled\": true}}}}", NULL, &rep), RT_INVAL,
 	       "bad sentinel addresses and sentinel_tls are refused");
 	has_error(&rep, "engine.redis.sentinel_tls.enabled: not supported by rotor yet; refused (rotor "
@@ -619,11 +619,11 @@ static void test_sentinel(void)
 	bool name = false, empty = false;
 	for (size_t i = 0; i < rep.nerrors; i++) {
 		name |= strncmp(rep.errors[i], "engine.redis.sentinel_address[0]: ", 34) == 0 &&
-			strstr(rep.errors[i], "sentinel.example") != NULL;
+			strstr(rep.errors[i], "sentinel!example") != NULL;
 		empty |= strncmp(rep.errors[i], "engine.redis.sentinel_address[1]: ", 34) == 0 &&
 			 strstr(rep.errors[i], "empty") != NULL;
 	}
-	ok(name, "a sentinel host name is an error naming the entry");
+	ok(name, "a malformed sentinel host is an error naming the entry");
 	ok(empty, "an empty sentinel address is an error naming the entry");
 	is_int(rep.nerrors, 3, "all three in one pass");
 	conf_report_free(&rep);
@@ -643,7 +643,7 @@ static void test_sentinel(void)
 
 	/* Redis Cluster: cluster_address wins over address (§7.3). */
 	rep = (struct conf_report){ 0 };
-	is_int(build(&c, "{\"engine\": {\"type\": \"redis\", \"redis\": {\"address\": [\"redis.example:1\"],"
+	is_int(build(&c, "{\"engine\": {\"type\": \"redis\", \"redis\": {\"address\": [\"redis!example:1\"],"
 		     " \"cluster_address\": [\"127.0.0.1:7000, 127.0.0.1:7001\", \"127.0.0.1:7100\"]}}}", NULL, &rep),
 	       RT_OK, "cluster_address is accepted, and address then ignored");
 	clean(&rep, "cluster_address");
@@ -656,16 +656,50 @@ static void test_sentinel(void)
 
 	rep = (struct conf_report){ 0 };
 	is_int(build(&c, "{\"engine\": {\"type\": \"redis\", \"redis\": {\"cluster_address\": "
-		     "[\"127.0.0.1:7000,node.example:7001\"], \"tls\": {\"enabled\": true}}}}", NULL, &rep), RT_INVAL,
-	       "a cluster with TLS or a host name is refused");
+		     "[\"127.0.0.1:7000,node!example:7001\"], \"tls\": {\"enabled\": true}}}}", NULL, &rep), RT_INVAL,
+	       "a cluster with TLS or a malformed host is refused");
 	has_error(&rep, "engine.redis.tls.enabled: not supported by rotor yet; refused (rotor serves Redis "
 		  "shards without TLS, and no list-mode history or hash field TTL)");
 	bool host = false;
 	for (size_t i = 0; i < rep.nerrors; i++)
 		host |= strncmp(rep.errors[i], "engine.redis.cluster_address[0]: ", 33) == 0 &&
-			strstr(rep.errors[i], "node.example") != NULL;
-	ok(host, "a cluster node's host name is an error naming the entry");
+			strstr(rep.errors[i], "node!example") != NULL;
+	ok(host, "a cluster node's malformed host is an error naming the entry");
 	is_int(rep.nerrors, 2, "both in one pass");
+	conf_report_free(&rep);
+	conf_free(&c);
+
+	/* Host names (Docker's "redis:6379") in every address form: checked
+	 * for syntax only, so rotord -t needs no DNS (nonexistent.invalid). */
+	rep = (struct conf_report){ 0 };
+	is_int(build(&c, "{\"engine\": {\"type\": \"redis\", \"redis\": {\"address\": [\"redis:6379\","
+		     " \"redis://u:p@cache-1.nonexistent.invalid:6380/1\", \"redis_2\","
+		     " \"redis+cluster://seed-a:7000?addr=seed-b.nonexistent.invalid:7001\"]}}}", NULL, &rep),
+	       RT_OK, "host names in address are accepted without a lookup");
+	clean(&rep, "host names in address");
+	is_int(redis_conf_load(&c, "engine.redis", &rc, NULL), RT_OK, "redis_conf_load of host names");
+	ok(rc.nshards == 4 && strcmp(rc.shard[0].host, "redis") == 0 && rc.shard[0].port == 6379 &&
+	   strcmp(rc.shard[1].host, "cache-1.nonexistent.invalid") == 0 && rc.shard[1].db == 1 &&
+	   strcmp(rc.shard[2].host, "redis_2") == 0 && rc.shard[2].port == 6379 && rc.shard[3].cluster &&
+	   strcmp(rc.shard[3].seed[1].host, "seed-b.nonexistent.invalid") == 0,
+	   "the names are kept for connect time");
+	conf_report_free(&rep);
+	conf_free(&c);
+	rep = (struct conf_report){ 0 };
+	is_int(build(&c, "{\"engine\": {\"type\": \"redis\", \"redis\": {\"sentinel_master_name\": \"m\","
+		     " \"sentinel_address\": [\"sentinel-1:26379,sentinel-2.nonexistent.invalid\"]}}}", NULL, &rep),
+	       RT_OK, "host names in sentinel_address are accepted");
+	clean(&rep, "host names in sentinel_address");
+	is_int(redis_conf_load(&c, "engine.redis", &rc, NULL), RT_OK, "redis_conf_load of sentinel names");
+	ok(rc.nshards == 1 && rc.shard[0].nsentinels == 2 && strcmp(rc.shard[0].sentinel[0].host, "sentinel-1") == 0 &&
+	   rc.shard[0].sentinel[1].port == 26379, "the sentinels' names are kept");
+	conf_report_free(&rep);
+	conf_free(&c);
+	rep = (struct conf_report){ 0 };
+	is_int(build(&c, "{\"engine\": {\"type\": \"redis\", \"redis\": {\"cluster_address\":"
+		     " [\"node-1:7000,node-2.nonexistent.invalid:7001\"]}}}", NULL, &rep),
+	       RT_OK, "host names in cluster_address are accepted");
+	clean(&rep, "host names in cluster_address");
 	conf_report_free(&rep);
 	conf_free(&c);
 

@@ -6,12 +6,14 @@
  * killed server (requests fail, both links come back, the subscriber
  * resubscribes), a stopped server (requests time out, the loop never
  * blocks), rlink_free with requests in flight (also from inside a
- * callback), and 2000 subscriptions sent in batches.
+ * callback), 2000 subscriptions sent in batches, and host names looked up
+ * at connect time (one that does not resolve is a failed attempt).
  */
 #include "config.h"
 #include "redis_link.h"
 #include "redis_server.h"
 #include "log.h"
+#include "dns.h"
 #include "../tap.h"
 
 #include <ev.h>
@@ -213,6 +215,11 @@ static void test_addr_good(void)
 
 	ok(redis_addr_parse("localhost:7000", NULL, &a, err, sizeof(err)) == 0, "localhost:port");
 	is_str(a.host, "localhost", "localhost kept");
+	ok(redis_addr_parse("redis:6379", NULL, &a, err, sizeof(err)) == 0, "a host name (docker-compose's redis)");
+	is_str(a.host, "redis", "the name kept, not looked up");
+	ok(redis_addr_parse("redis://cache-1.nonexistent.invalid.:6390/2", NULL, &a, err, sizeof(err)) == 0 &&
+	   strcmp(a.host, "cache-1.nonexistent.invalid.") == 0 && a.port == 6390 && a.db == 2,
+	   "a fully qualified name in a URL");
 
 	ok(redis_addr_parse("[::1]:6381", NULL, &a, err, sizeof(err)) == 0, "[::1]:port");
 	is_str(a.host, "::1", "IPv6 host without brackets");
@@ -297,7 +304,7 @@ static void test_addr_refused(void)
 		{ "rediss+cluster://127.0.0.1:7000", "TLS" },
 		{ "redis+cluster://127.0.0.1:7000/2", "database 0 only" },
 		{ "redis+cluster://127.0.0.1:7000?sentinel_master_name=m", "only in a redis+sentinel:// URL" },
-		{ "redis+cluster://127.0.0.1:7000?addr=node.example:7001", "not a numeric IP address" },
+		{ "redis+cluster://127.0.0.1:7000?addr=node/example:7001", "neither an IP address nor a host name" },
 		{ "redis://127.0.0.1:6379?tls_enabled=true", "TLS" },
 		{ "redis://127.0.0.1:6379?sentinel_master_name=m", "only in a redis+sentinel:// URL" },
 		{ "redis://127.0.0.1:6379?sentinel_password=x", "sentinel_password" },
@@ -307,8 +314,10 @@ static void test_addr_refused(void)
 		{ "redis://127.0.0.1:6379?connect_timeout=5", "bad connect_timeout" },
 		{ "redis://127.0.0.1:6379?io_timeout=0s", "bad io_timeout" },
 		{ "redis://127.0.0.1:6379?io_timeout=fast", "bad io_timeout" },
-		{ "redis.example.com:6379", "not a numeric IP address" },
-		{ "redis://cache.internal:6379", "does not resolve" },
+		{ "redis example:6379", "neither an IP address nor a host name" },
+		{ "redis://cache..internal:6379", "neither an IP address nor a host name" },
+		{ "redis://-cache:6379", "neither an IP address nor a host name" },
+		{ "[redis]:6379", "in brackets is not an IPv6 address" },
 		{ "127.0.0.1:0", "bad port" },
 		{ "127.0.0.1:65536", "bad port" },
 		{ "127.0.0.1:http", "bad port" },
@@ -402,6 +411,55 @@ static void test_commands(int port)
 	spin(2.3);
 	ok(rlink_up(l) && s.downs == 0, "an idle link stays up across its PINGs");
 	rlink_free(l);
+}
+
+/* Host names: the machine's own name (127.0.0.1 through /etc/hosts) is
+ * looked up at connect time without blocking the loop, and hiredis
+ * connects to the address; a name that does not resolve is a failed
+ * attempt, retried with the back-off, with an error naming the host and
+ * the lookup's error; a link freed during its lookup calls nothing back. */
+static void test_names(int port)
+{
+	char host[200], addr[300];
+	struct st s, s2, s3;
+	struct got g;
+	struct rlink *l;
+
+	if (gethostname(host, sizeof(host)) != 0) {
+		ok(0, "gethostname");
+		return;
+	}
+	snprintf(addr, sizeof(addr), "redis://%s:%d", host, port);
+	gap_reset();
+	l = link_to(addr, RLINK_CMD, &s, NULL);
+	ok(WAIT(s.up, 5.0), "a link to %s comes up", addr);
+	CMD_WAIT(l, &g, "SET", "by-name", "yes");
+	CMD_WAIT(l, &g, "GET", "by-name");
+	is_str(g.str, "yes", "commands over a link made by name");
+	ok(max_gap < 0.2, "the loop never blocked (longest gap %.3f s)", max_gap);
+	rlink_free(l);
+
+	struct rlink *sub = link_to(addr, RLINK_SUB, &s3, NULL);
+	ok(WAIT(s3.up, 5.0), "a subscriber link by name comes up");
+	rlink_free(sub);
+
+	l = link_to("redis://nonexistent.invalid:6379", RLINK_CMD, &s, NULL);
+	ok(WAIT(strstr(rlink_error(l), "cannot resolve") != NULL, 5.0), "a name that does not resolve: %s",
+	   rlink_error(l));
+	ok(strstr(rlink_error(l), "cannot resolve nonexistent.invalid: ") != NULL &&
+	   strlen(rlink_error(l)) > strlen("cannot resolve nonexistent.invalid: "),
+	   "the error names the host and the lookup's error");
+	spin(1.2);
+	ok(!s.up && s.ups == 0, "never up; retried with the back-off");
+	cmd(l, &g, "PING", (const char *)NULL);
+	ok(WAIT(g.calls == 1, 1.0) && strcmp(g.err, "not connected") == 0, "requests fail as on any link down");
+	rlink_free(l);
+
+	l = link_to(addr, RLINK_CMD, &s2, NULL);
+	rlink_free(l); /* its lookup in flight */
+	spin(0.3);
+	ok(s2.ups == 0 && s2.downs == 0, "a link freed during its lookup calls nothing back");
+	ok(WAIT(dns_inflight() == 0, 5.0), "and its lookup is let go");
 }
 
 static void test_eval(int port)
@@ -824,6 +882,7 @@ int main(void)
 		return tap_done();
 	}
 	test_commands(srv.port);
+	test_names(srv.port);
 	test_eval(srv.port);
 	test_free(srv.port);
 	test_many(srv.port);

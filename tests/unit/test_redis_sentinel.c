@@ -218,7 +218,8 @@ static void test_parse(void)
 		{ "redis+sentinel://127.0.0.1:26379", "needs a master name" },
 		{ "rediss+sentinel://127.0.0.1:26379?sentinel_master_name=m", "TLS" },
 		{ "redis+sentinel://127.0.0.1?sentinel_master_name=m&sentinel_tls_enabled=true", "TLS" },
-		{ "redis+sentinel://127.0.0.1?sentinel_master_name=m&addr=sentinel.example:1", "not a numeric" },
+		{ "redis+sentinel://127.0.0.1?sentinel_master_name=m&addr=sentinel!example:1",
+		  "neither an IP address nor a host name" },
 		{ "redis+sentinel://127.0.0.1?sentinel_master_name=m&addr=[::1]:1&addr=[::1]:2&addr=[::1]:3&addr=[::1]:4"
 		  "&addr=[::1]:5&addr=[::1]:6&addr=[::1]:7&addr=[::1]:8", "more than 8 sentinels" },
 		{ "redis://127.0.0.1?addr=127.0.0.1:2", "only in a redis+sentinel:// or redis+cluster:// URL" },
@@ -228,7 +229,7 @@ static void test_parse(void)
 		ok(redis_addr_parse(bad[i].s, NULL, &a, err, sizeof(err)) == -1 && strstr(err, bad[i].why),
 		   "refused %s: %s", bad[i].s, err);
 	}
-	static const char *const bad_lists[] = { "", "127.0.0.1:1,", "redis://127.0.0.1:1", "host.example:1",
+	static const char *const bad_lists[] = { "", "127.0.0.1:1,", "redis://127.0.0.1:1", "host!example:1",
 						 "127.0.0.1:99999" };
 	for (size_t i = 0; i < ROTOR_ARRAY_LEN(bad_lists); i++) {
 		err[0] = '\0';
@@ -328,6 +329,28 @@ static void test_find_master(void)
 	spin(6.0); /* one periodic check: the master did not move */
 	ok(rlink_up(l) && s.downs == 0 && ss.downs == 0, "the periodic sentinel check leaves an unmoved link alone");
 	rlink_free(sub);
+	rlink_free(l);
+}
+
+/* Sentinels named by host name: one that does not resolve is skipped like
+ * a dead one; the machine's own name (127.0.0.1) is looked up at connect
+ * time. */
+static void test_sentinel_names(void)
+{
+	struct redis_addr d = { .connect_timeout_ms = 500, .io_timeout_ms = 1000 }, a;
+	char host[128], list[300], err[256];
+	struct st s;
+	struct got g;
+
+	gethostname(host, sizeof(host));
+	snprintf(d.master_name, sizeof(d.master_name), "m1");
+	snprintf(list, sizeof(list), "nonexistent.invalid:26379,%s:%d", host, sport[0]);
+	ok(redis_addr_parse_sentinels(list, &d, &a, err, sizeof(err)) == 0, "sentinels by name: %s", list);
+	struct rlink *l = link_to(&a, RLINK_CMD, &s);
+	ok(WAIT(s.up, 8.0), "it comes up through the sentinel named %s (the first does not resolve)", host);
+	is_int(link_port(l), proc[P_MASTER].port, "connected to the master");
+	CMD_WAIT(l, &g, "PING");
+	is_str(g.str, "PONG", "and it answers");
 	rlink_free(l);
 }
 
@@ -517,6 +540,7 @@ int main(void)
 		return tap_done();
 	}
 	test_find_master();
+	test_sentinel_names();
 	test_unknown_master();
 	test_auth();
 	test_role_readonly();

@@ -6,11 +6,14 @@
  * read-to-EOF bodies, max_body, Connection: close and HTTP/1.0, the
  * one retry of a pooled connection the server closed, a hanging server,
  * one that closes mid-response, garbage, a refused port, bad headers,
- * cancel in flight, and https with a self-signed certificate made here.
+ * cancel in flight, https with a self-signed certificate made here, and
+ * host names (the machine's own, one that does not resolve) looked up
+ * without blocking when a connection is needed.
  * No callback ever runs inside upstream_request.
  */
 #include "config.h"
 #include "upstream.h"
+#include "dns.h"
 #include "log.h"
 #include "../tap.h"
 
@@ -525,13 +528,52 @@ static void test_urls(void)
 	ok(upstream_get(loop, "http://:80/", NULL, err, sizeof(err)) == NULL, "no host refused: %s", err);
 	ok(upstream_get(loop, "http://127.0.0.1:99999/", NULL, err, sizeof(err)) == NULL, "bad port refused: %s", err);
 	ok(upstream_get(loop, "http://u:p@127.0.0.1/", NULL, err, sizeof(err)) == NULL, "userinfo refused: %s", err);
-	ok(upstream_get(loop, "http://no-such-host.invalid/", NULL, err, sizeof(err)) == NULL &&
-	   strstr(err, "no-such-host.invalid"), "unresolvable host refused: %s", err);
 	ok(upstream_get(loop, "https://localhost/", &o, err, sizeof(err)) == NULL && strstr(err, "/nonexistent.pem"),
 	   "missing CA file refused: %s", err);
 	ok(upstream_get(loop, "http://[::1]:8080/x", NULL, err, sizeof(err)) != NULL, "IPv6 literal accepted");
 	is_str(upstream_url_target("http://a:1"), "/", "target of a URL without a path");
 	is_str(upstream_url_target("https://a/b/c?d#e"), "/b/c?d#e", "target with a query");
+}
+
+/* ---- host names ------------------------------------------------------------- */
+
+static void test_names(void)
+{
+	struct server sv;
+	struct upstream *u;
+	struct got g, g2, g3;
+	char host[128], url[256], err[256];
+	int okc = 0;
+
+	server_tls = NULL;
+	server_start(&sv);
+	gethostname(host, sizeof(host));
+	snprintf(url, sizeof(url), "http://%s:%d/", host, sv.port);
+	u = upstream_get(loop, url, NULL, err, sizeof(err));
+	ok(u != NULL, "upstream_get %s", url);
+	is_int(dns_inflight(), 0, "upstream_get looks nothing up");
+	get(u, "/cl", &g, 1024, 3000);
+	ok(g.err == UPSTREAM_OK && g.status == 200 && strcmp(g.body, "hello") == 0 && !g.sync,
+	   "a request to a host name is answered (%s)", ename(g.err));
+	for (int i = 0; i < 3; i++) {
+		get(u, "/cl", &g, 1024, 3000);
+		okc += g.err == UPSTREAM_OK && g.status == 200;
+	}
+	is_int(okc, 3, "more requests by name");
+	is_int(atomic_load(&sv.st->accepts), 1, "on the one pooled connection");
+
+	/* a request cancelled while the name is looked up: nothing called back */
+	struct upstream *u3 = upstream_get(loop, "http://localhost.nonexistent.invalid:1/", NULL, err, sizeof(err));
+	ok(u3 != NULL, "upstream_get of a name that does not resolve succeeds (nothing looked up yet)");
+	upstream_cancel(req(u3, "/", &g3, 1024, 3000));
+	get(u3, "/", &g2, 1024, 3000);
+	is_err(&g2, UPSTREAM_ECONNECT, "a name that does not resolve");
+	is_int(g3.calls, 0, "a request cancelled during the lookup is not answered");
+	is_int(conns_of(u3), 0, "no connection");
+	get(u3, "/", &g2, 1024, 3000);
+	is_err(&g2, UPSTREAM_ECONNECT, "looked up again: still ECONNECT");
+	ok(WAIT(dns_inflight() == 0, 5), "no lookup left in flight");
+	server_stop(&sv);
 }
 
 /* ---- https ------------------------------------------------------------------ */
@@ -644,7 +686,7 @@ static void test_shutdown(void)
 {
 	struct server sv;
 	struct upstream *u;
-	struct got g1, g2;
+	struct got g1, g2, g3;
 	char url[128], err[256];
 
 	server_start(&sv);
@@ -653,11 +695,14 @@ static void test_shutdown(void)
 	req(u, "/hang", &g1, 1024, 5000);
 	spin(0.05);
 	req(u, "/cl", &g2, 1024, 5000);
+	req(upstream_get(loop, "http://shutdown.nonexistent.invalid/", NULL, err, sizeof(err)), "/", &g3, 1024, 5000);
 	upstream_shutdown();
 	ok(g1.calls == 1 && g1.err == UPSTREAM_ESHUTDOWN, "shutdown: the request in flight gets ESHUTDOWN");
 	ok(g2.calls == 1 && g2.err == UPSTREAM_ESHUTDOWN, "shutdown: the new request gets ESHUTDOWN");
+	ok(g3.calls == 1 && g3.err == UPSTREAM_ESHUTDOWN, "shutdown: a request waiting for a lookup gets ESHUTDOWN");
 	spin(0.05);
-	ok(g1.calls == 1 && g2.calls == 1, "shutdown: answered once");
+	ok(g1.calls == 1 && g2.calls == 1 && g3.calls == 1, "shutdown: answered once");
+	ok(WAIT(dns_inflight() == 0, 5), "shutdown: the lookup is let go");
 	server_stop(&sv);
 }
 
@@ -671,6 +716,7 @@ int main(void)
 	test_urls();
 	test_http();
 	test_https();
+	test_names();
 	test_shutdown();
 	return tap_done();
 }
