@@ -125,6 +125,15 @@ static void proxy_unref(struct proxy *p)
 	free(p);
 }
 
+/* One static header of P (proxy_static_headers' callback). */
+static void add_static(void *arg, const char *name, const char *value)
+{
+	struct proxy *p = arg;
+	p->statics[p->nstatics].name = xstrdup(name);
+	p->statics[p->nstatics].value = xstrdup(value);
+	p->nstatics++;
+}
+
 /* A proxy from object O (a section or an item of `proxies`), validated by
  * proxy_conf_check. NULL when it has no endpoint. */
 static struct proxy *proxy_new(struct ev_loop *loop, const char *name, const json_t *o)
@@ -158,13 +167,10 @@ static struct proxy *proxy_new(struct ev_loop *loop, const char *name, const jso
 		p->pass[p->npass++] = h;
 	}
 	const json_t *st = proxy_json_at(o, "http.static_headers");
-	const char *k;
-	p->statics = xcalloc(json_object_size(st) + 1, sizeof(*p->statics));
-	json_object_foreach((json_t *)st, k, v) {
-		p->statics[p->nstatics].name = xstrdup(k);
-		p->statics[p->nstatics].value = xstrdup(json_string_value(v) ? json_string_value(v) : "");
-		p->nstatics++;
-	}
+	char err[256];          /* the config was checked: no error here */
+	p->statics = xcalloc((json_is_array(st) ? json_array_size(st) : json_object_size(st)) + 1,
+			     sizeof(*p->statics));
+	proxy_static_headers(st, add_static, p, err, sizeof(err));
 	const json_t *tr = proxy_json_at(o, "http.status_to_code_transforms");
 	p->tr = xcalloc(json_array_size(tr) + 1, sizeof(*p->tr));
 	json_array_foreach(tr, i, v) {
@@ -191,7 +197,6 @@ static struct proxy *proxy_new(struct ev_loop *loop, const char *name, const jso
 		uo.tls_insecure = json_is_true(proxy_json_at(o, "http.tls.insecure_skip_verify"));
 		uo.ca_file = *ca ? ca : NULL;
 	}
-	char err[256];
 	p->up = upstream_get(loop, endpoint, &uo, err, sizeof err);
 	if (p->up == NULL)
 		log_error("proxy %s (%s): %s; its calls fail until a reload", name, endpoint, err);

@@ -151,6 +151,15 @@ void proxy_headers_free(struct proxy_headers *h);
  * an endpoint, gRPC-only options and subscribe stream proxies are refused,
  * http.static_headers and http.status_to_code_transforms are well formed. */
 void proxy_conf_check(const struct conf *c, struct conf_report *rep);
+/* Calls FN(ARG, name, value) for each header of a proxy's
+ * http.static_headers ST (NULL: none), in either of Centrifugo's forms: an
+ * object of strings, or an array of {"key", "value"} objects (its
+ * recommended form); ${CENTRIFUGO_VAR_NAME} in a value is replaced by that
+ * environment variable. Returns NULL, or what is wrong, written into ERR
+ * (N bytes): a caller that checked the config first gets NULL. */
+typedef void proxy_header_fn(void *arg, const char *name, const char *value);
+const char *proxy_static_headers(const json_t *st, proxy_header_fn *fn, void *arg, char *err, size_t n);
+
 /* The value at dotted PATH (object keys) under ROOT, or NULL. */
 const json_t *proxy_json_at(const json_t *root, const char *path);
 

@@ -13,6 +13,7 @@
 #include "util.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 const json_t *proxy_json_at(const json_t *root, const char *path)
@@ -28,6 +29,93 @@ const json_t *proxy_json_at(const json_t *root, const char *path)
 		path += n + (path[n] == '.');
 	}
 	return root;
+}
+
+/* VALUE with every ${CENTRIFUGO_VAR_NAME} replaced by that environment
+ * variable, as Centrifugo's map-of-strings options do, into a new string;
+ * NULL (and the variable's name in ERR) when one is not set. */
+static char *expand_vars(const char *value, char *err, size_t n)
+{
+	struct jw w = { 0 };
+	const char *p = value, *q;
+	while ((q = strstr(p, "${CENTRIFUGO_VAR_")) != NULL) {
+		const char *end = strchr(q, '}');
+		if (end == NULL)
+			break;
+		char name[128];
+		size_t len = (size_t)(end - q - 2);
+		if (len >= sizeof(name)) {
+			snprintf(err, n, "an environment variable name over %zu bytes", sizeof(name) - 1);
+			jw_free(&w);
+			return NULL;
+		}
+		memcpy(name, q + 2, len);
+		name[len] = '\0';
+		const char *v = getenv(name);
+		if (v == NULL) {
+			snprintf(err, n, "environment variable %s is not set", name);
+			jw_free(&w);
+			return NULL;
+		}
+		jw_raw(&w, p, (size_t)(q - p));
+		jw_raw(&w, v, strlen(v));
+		p = end + 1;
+	}
+	jw_raw(&w, p, strlen(p));
+	char *out = xstrndup(w.buf ? w.buf : "", w.len);
+	jw_free(&w);
+	return out;
+}
+
+const char *proxy_static_headers(const json_t *st, proxy_header_fn *fn, void *arg, char *err, size_t n)
+{
+	size_t i;
+	const char *k;
+	const json_t *v;
+	if (st == NULL || json_is_null(st))
+		return NULL;
+	if (json_is_object(st)) {
+		json_object_foreach((json_t *)st, k, v) {
+			if (!json_is_string(v))
+				return snprintf(err, n, "%s: must be a string", k), err;
+			char *x = expand_vars(json_string_value(v), err, n);
+			if (x == NULL)
+				return err;
+			fn(arg, k, x);
+			free(x);
+		}
+		return NULL;
+	}
+	if (!json_is_array(st))
+		return snprintf(err, n, "must be an object of strings or an array of {\"key\", \"value\"}"), err;
+	json_array_foreach(st, i, v) {
+		const json_t *key = json_object_get(v, "key"), *val = json_object_get(v, "value");
+		if (!json_is_string(key) || !json_is_string(val))
+			return snprintf(err, n, "[%zu]: must be {\"key\": string, \"value\": string}", i), err;
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(json_string_value(json_object_get(json_array_get(st, j), "key")),
+				   json_string_value(key)) == 0)
+				return snprintf(err, n, "[%zu]: key \"%s\" given twice", i, json_string_value(key)), err;
+		char *x = expand_vars(json_string_value(val), err, n);
+		if (x == NULL)
+			return err;
+		fn(arg, json_string_value(key), x);
+		free(x);
+	}
+	return NULL;
+}
+
+struct hdr_check {
+	const char *label;
+	struct conf_report *rep;
+};
+
+static void check_header(void *arg, const char *name, const char *value)
+{
+	struct hdr_check *c = arg;
+	if (*name == '\0' || strpbrk(value, "\r\n") || strpbrk(name, "\r\n: "))
+		conf_report_error(c->rep, "%s.http.static_headers.%s: must be a header name and value "
+				  "(without CR or LF)", c->label, name);
 }
 
 static bool set_nonempty(const json_t *v)
@@ -91,15 +179,10 @@ static void check_one(const char *label, const json_t *o, struct conf_report *re
 	}
 	json_object_foreach((json_t *)http, key, v) {
 		if (strcmp(key, "static_headers") == 0) {
-			const char *hk;
-			const json_t *hv;
-			if (!json_is_object(v))
-				conf_report_error(rep, "%s.http.static_headers: must be an object of strings", label);
-			json_object_foreach((json_t *)v, hk, hv)
-				if (!json_is_string(hv) || strpbrk(json_string_value(hv), "\r\n") ||
-				    strpbrk(hk, "\r\n: "))
-					conf_report_error(rep, "%s.http.static_headers.%s: must be a header value "
-							  "(a string without CR or LF)", label, hk);
+			struct hdr_check hc = { label, rep };
+			char err[256];
+			if (proxy_static_headers(v, check_header, &hc, err, sizeof(err)))
+				conf_report_error(rep, "%s.http.static_headers%s%s", label, *err == '[' ? "" : ": ", err);
 		} else if (strcmp(key, "status_to_code_transforms") == 0) {
 			check_transforms(label, v, rep);
 		} else if (strcmp(key, "tls") == 0) {

@@ -204,6 +204,25 @@ describe('proxies', () => {
     });
   });
 
+  test('static_headers as Centrifugo\'s list of {key, value}, with ${CENTRIFUGO_VAR_*} from the environment', async () => {
+    b.reqs = [];
+    b.reply({ result: { user: 'u2' } });
+    const cfg = proxyConfig(b.url, { client: { proxy: { connect: { http: { static_headers: [
+      { key: 'X-Listed', value: 'plain' }, { key: 'X-Secret', value: 'Bearer ${CENTRIFUGO_VAR_PROXY_TOKEN}!' }] } } } } });
+    const rd = new Rotord(cfg, { workers: 1, env: { CENTRIFUGO_VAR_PROXY_TOKEN: 's3cr3t' } });
+    await rd.start();
+    try {
+      const c = await RawClient.open(rd.port, 'websocket', {});
+      assert.ok(c.result, JSON.stringify(c.reply));
+      const r = b.on('/connect')[0];
+      assert.strictEqual(r.headers['x-listed'], 'plain');
+      assert.strictEqual(r.headers['x-secret'], 'Bearer s3cr3t!');
+      c.close();
+    } finally {
+      await rd.stop();
+    }
+  });
+
   test('connect proxy on uni_http_stream: the connect request comes in the body', async () => {
     b.reqs = [];
     b.reply({ result: { user: 'uni', data: { hi: 'uni' } } });
@@ -575,6 +594,10 @@ describe('rotord -t refuses what rotor does not implement', () => {
     [{ channel: { namespaces: [{ name: 'n1', publish_proxy_enabled: true }] } }, /channel\.namespaces\[n1\]\.publish_proxy_enabled: needs channel\.proxy\.publish\.endpoint/],
     [{ client: { proxy: { connect: { endpoint: 'ftp://h' } } } }, /client\.proxy\.connect\.endpoint: must be an http:\/\/ or https:\/\/ URL/],
     [{ rpc: { proxy: { endpoint: 'http://h', http: { status_to_code_transforms: [{ status_code: 500 }] } } } }, /status_to_code_transforms\[0\]: needs exactly one of/],
+    [{ rpc: { proxy: { endpoint: 'http://h', http: { static_headers: { A: '${CENTRIFUGO_VAR_ROTOR_TEST_UNSET}' } } } } }, /rpc\.proxy\.http\.static_headers: environment variable CENTRIFUGO_VAR_ROTOR_TEST_UNSET is not set/],
+    [{ rpc: { proxy: { endpoint: 'http://h', http: { static_headers: [{ key: 'A', value: '1' }, { key: 'A', value: '2' }] } } } }, /rpc\.proxy\.http\.static_headers\[1\]: key "A" given twice/],
+    [{ rpc: { proxy: { endpoint: 'http://h', http: { static_headers: [{ key: 'A' }] } } } }, /rpc\.proxy\.http\.static_headers\[0\]: must be \{"key": string, "value": string\}/],
+    [{ rpc: { proxy: { endpoint: 'http://h', http: { static_headers: { 'Bad Name': 'v' } } } } }, /rpc\.proxy\.http\.static_headers\.Bad Name: must be a header name/],
   ];
   for (const [cfg, re] of cases) {
     test(`refused: ${re.source.slice(0, 60)}`, () => {
