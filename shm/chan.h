@@ -296,6 +296,16 @@ struct ctab_report {
 	uint32_t streams_reset;    /* cold open: streams given a new epoch */
 	uint32_t entries_dropped;  /* cold open: entries unreadable, forgotten */
 	uint64_t records_kept;
+	bool migrated;             /* a segment of layout migrated_from was migrated
+	                            * to CTAB_VERSION (then the counts above are of
+	                            * the migrated table, resets and drops included) */
+	uint32_t migrated_from;
+	uint32_t streams_dropped;  /* migration: valid streams the configured table
+	                            * had no room for (least recently touched) or
+	                            * whose name is longer than allowed */
+	uint64_t records_dropped;  /* migration: records of kept streams the data
+	                            * had no room for (oldest first), and those of
+	                            * dropped streams */
 };
 
 /* Segment size for CFG's geometry. */
