@@ -372,21 +372,31 @@ size_t ctab_seg_size(const struct ctab_config *cfg)
 	return geometry(cfg->streams, cfg->data_bytes, cfg->name_max, sizeof(struct ctab_stream), &g) < 0 ? 0 : (size_t)g.size;
 }
 
-/* Whether H, of a segment of SIZE bytes, describes a channel table. */
-static bool hdr_ok(const struct ctab_hdr *h, size_t size)
+/* Whether H, of a segment of SIZE bytes, describes a channel table of
+ * layout VERSION whose entry, meta and journal have those sizes (the
+ * header's identity lines are the same in every layout). */
+static bool hdr_ok_as(const struct ctab_hdr *h, size_t size, uint32_t version, size_t entry, size_t meta,
+		      size_t journal)
 {
 	struct geo g;
 
-	if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != CTAB_MAGIC || h->version != CTAB_VERSION ||
-	    h->hdr_size != sizeof(struct ctab_hdr) || h->block_size != HIST_BLOCK ||
-	    h->entry_size != sizeof(struct ctab_stream) || h->meta_size != sizeof(struct hist_meta) ||
-	    h->journal_size != sizeof(struct ctab_journal) ||
-	    geometry(h->nstreams, (uint64_t)h->nblocks * HIST_BLOCK, h->name_max, sizeof(struct ctab_stream), &g) < 0)
+	if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != CTAB_MAGIC || h->version != version ||
+	    h->hdr_size != sizeof(struct ctab_hdr) || h->block_size != HIST_BLOCK || h->entry_size != entry ||
+	    h->meta_size != meta || h->journal_size != journal ||
+	    geometry(h->nstreams, (uint64_t)h->nblocks * HIST_BLOCK, h->name_max, entry, &g) < 0)
 		return false;
 	return h->nbuckets == g.nbuckets && h->nblocks == g.nblocks && h->stride == g.stride &&
 	       h->max_record == g.max_record && h->buckets_off == g.buckets_off &&
 	       h->streams_off == g.streams_off && h->emap_off == g.emap_off && h->bmap_off == g.bmap_off &&
 	       h->blocks_off == g.blocks_off && size == g.size;
+}
+
+/* Whether H, of a segment of SIZE bytes, describes a channel table of this
+ * layout. */
+static bool hdr_ok(const struct ctab_hdr *h, size_t size)
+{
+	return hdr_ok_as(h, size, CTAB_VERSION, sizeof(struct ctab_stream), sizeof(struct hist_meta),
+			 sizeof(struct ctab_journal));
 }
 
 static void map(struct ctab *t)
@@ -1281,21 +1291,12 @@ static struct hist_meta meta_from_v1(const struct hist_meta_v1 *m1)
  * 1 (not one: unusable), or -1 with errno. */
 static int v1_attach(struct v1_view *v, const char *path)
 {
-	struct geo g;
-
 	memset(v, 0, sizeof(*v));
 	if (seg_attach(&v->seg, path, SEG_KIND_CTAB, CTAB_V1_VERSION, true) < 0)
 		return errno == EPROTO ? 1 : -1;
 	const struct ctab_hdr_v1 *h = seg_payload(&v->seg);
-	if (LOAD(&h->magic) != CTAB_MAGIC || h->version != CTAB_V1_VERSION || h->hdr_size != sizeof(*h) ||
-	    h->block_size != HIST_BLOCK || h->entry_size != sizeof(struct ctab_stream_v1) ||
-	    h->meta_size != sizeof(struct hist_meta_v1) || h->journal_size != sizeof(struct ctab_journal_v1) ||
-	    geometry(h->nstreams, (uint64_t)h->nblocks * HIST_BLOCK, h->name_max, sizeof(struct ctab_stream_v1),
-		     &g) < 0 ||
-	    h->nbuckets != g.nbuckets || h->nblocks != g.nblocks || h->stride != g.stride ||
-	    h->max_record != g.max_record || h->buckets_off != g.buckets_off || h->streams_off != g.streams_off ||
-	    h->emap_off != g.emap_off || h->bmap_off != g.bmap_off || h->blocks_off != g.blocks_off ||
-	    v->seg.size != g.size) {
+	if (!hdr_ok_as(seg_payload(&v->seg), v->seg.size, CTAB_V1_VERSION, sizeof(struct ctab_stream_v1),
+		       sizeof(struct hist_meta_v1), sizeof(struct ctab_journal_v1))) {
 		seg_detach(&v->seg);
 		return 1;
 	}

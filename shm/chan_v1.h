@@ -87,7 +87,9 @@ struct ctab_hdr_v1 {
 	uint64_t pad4[4];
 };
 _Static_assert(sizeof(struct ctab_hdr_v1) == 512, "layout 1: ctab_hdr is 512 bytes");
-_Static_assert(offsetof(struct ctab_hdr_v1, clean) == offsetof(struct ctab_hdr, clean),
-	       "layout 1 and 2 headers differ only in the journal");
+_Static_assert(offsetof(struct ctab_hdr_v1, key) == offsetof(struct ctab_hdr, key) &&
+		       offsetof(struct ctab_hdr_v1, j) == offsetof(struct ctab_hdr, j) &&
+		       offsetof(struct ctab_hdr_v1, clean) == offsetof(struct ctab_hdr, clean),
+	       "layout 1 and 2 headers differ only in the journal: the identity lines are read as one");
 
 #endif
