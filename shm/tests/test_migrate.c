@@ -9,7 +9,8 @@
  * say how many were dropped; a stream that fails validation gets a new
  * epoch; a commit or a delete a dead holder left in the journal is ended in
  * the migrated table; an unclean stop under another boot keeps nothing; a
- * file that does not validate as layout 1 is set aside. The torture part
+ * file that does not validate as layout 1 is set aside; no room for the new
+ * file fails the open and leaves the old one as it was. The torture part
  * kills the migrating process (SIGKILL) at random points a few hundred
  * times: every time the directory holds either the untouched layout-1 file
  * or a complete migrated table, and the next open gives the same history.
@@ -24,6 +25,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -593,6 +595,39 @@ static void test_migrate_damaged(void)
 	unlink(aside);
 }
 
+/* ---- no room for the new file ------------------------------------------- */
+
+static uint64_t file_sum(const char *path);
+
+static void test_migrate_no_room(void)
+{
+	int st;
+
+	make_specs(6);
+	write_v1(seg_path, 64, (256 << 10) / 64, 0, 10);
+	uint64_t want = file_sum(seg_path);
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct rlimit rl = { .rlim_cur = 1 << 20, .rlim_max = 1 << 20 };
+		struct ctab t;
+		struct ctab_config c = config(64, 4 << 20);
+		signal(SIGXFSZ, SIG_IGN);
+		setrlimit(RLIMIT_FSIZE, &rl);
+		if (ctab_open(&t, &c, NULL) == 0)
+			_exit(1);
+		_exit(errno == EFBIG || errno == ENOSPC ? 0 : 2);
+	}
+	waitpid(pid, &st, 0);
+	ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "no room for the migrated file: ctab_open fails (status %d)", st);
+	ok(file_sum(seg_path) == want && no_leftovers(), "the layout-1 file is untouched, nothing left beside it");
+	struct ctab t;
+	struct ctab_report rep;
+	struct ctab_config c = config(64, 4 << 20);
+	ok(ctab_open(&t, &c, &rep) == 0 && rep.migrated && rep.streams_kept == 10 && stream_is(&t, &specs[1], 0, 300000),
+	   "with room, the next start migrates it");
+	ctab_close(&t);
+}
+
 /* ---- torture: kill the migration anywhere -------------------------------- */
 
 #define TNS 32
@@ -721,6 +756,7 @@ int main(void)
 	test_migrate_all();
 	test_migrate_smaller();
 	test_migrate_damaged();
+	test_migrate_no_room();
 	test_torture();
 	char p[400];
 	snprintf(p, sizeof(p), "%s/%s", dir, CTAB_LOCK_NAME);
