@@ -50,6 +50,11 @@
  * its last append (Centrifugo's memory and Redis engines do the same); the
  * meta ttl forgets the stream ttl after its last append or read. Both are
  * applied lazily on access and by ctab_sweep.
+ *
+ * Migration. A cold open that finds a layout-1 table (chan_v1.h, before
+ * hist_meta had versions) validates it read-only by layout 1's rules and
+ * writes what validates into a new file renamed over it (migrate_v1), so a
+ * package upgrade's restart keeps every epoch and record.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* F_OFD_SETLK */
@@ -83,6 +88,7 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "segment files are lit
 #define FIRST_DATA 16u                /* payload bytes in a record's first block */
 #define CONT_DATA (HIST_BLOCK - 4u)   /* ... and in each further block */
 #define SAMPLE 16                     /* streams an eviction compares */
+#define META_SEED 0x6d657461u         /* "meta": where a meta's check starts, in every layout */
 
 /* A record as hist_read copies it out; the payload follows, padded to 8. */
 struct copied {
@@ -454,7 +460,7 @@ static void step(struct ctab *t, int s)
 
 static uint32_t meta_check(const struct hist_meta *m)
 {
-	return crc32c(0x6d657461u, m, offsetof(struct hist_meta, check));
+	return crc32c(META_SEED, m, offsetof(struct hist_meta, check));
 }
 
 static uint32_t rec_check(const struct hist_blk *r)
@@ -1227,7 +1233,8 @@ static const char *set_aside(const char *path, bool *moved)
 
 /* ---- migration from layout 1 -------------------------------------------- */
 
-/* A layout-1 segment, mapped read-only, and what the migration made of it. */
+/* A layout-1 segment, mapped read-only; t sees its blocks, for meta_ok and
+ * records_ok. */
 struct v1_view {
 	struct seg seg;
 	const struct ctab_hdr_v1 *h;
@@ -1261,7 +1268,7 @@ static const struct ctab_stream_v1 *ent_v1(const struct v1_view *v, uint32_t i)
 
 static uint32_t meta_check_v1(const struct hist_meta_v1 *m)
 {
-	return crc32c(0x6d657461u, m, offsetof(struct hist_meta_v1, check));
+	return crc32c(META_SEED, m, offsetof(struct hist_meta_v1, check));
 }
 
 /* M1 as a layout-2 meta (no version yet), checked anew. */
