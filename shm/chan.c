@@ -50,14 +50,21 @@
  * its last append (Centrifugo's memory and Redis engines do the same); the
  * meta ttl forgets the stream ttl after its last append or read. Both are
  * applied lazily on access and by ctab_sweep.
+ *
+ * Migration. A cold open that finds a layout-1 table (chan_v1.h, before
+ * hist_meta had versions) validates it read-only by layout 1's rules and
+ * writes what validates into a new file renamed over it (migrate_v1), so a
+ * package upgrade's restart keeps every epoch and record.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* F_OFD_SETLK */
 #endif
 #include "chan.h"
+#include "chan_v1.h"
 #include "rlock.h"
 #include "siphash.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -81,6 +88,7 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "segment files are lit
 #define FIRST_DATA 16u                /* payload bytes in a record's first block */
 #define CONT_DATA (HIST_BLOCK - 4u)   /* ... and in each further block */
 #define SAMPLE 16                     /* streams an eviction compares */
+#define META_SEED 0x6d657461u         /* "meta": where a meta's check starts, in every layout */
 
 /* A record as hist_read copies it out; the payload follows, padded to 8. */
 struct copied {
@@ -335,9 +343,10 @@ static uint32_t blocks_for(uint32_t len)
 	return len <= FIRST_DATA ? 1 : 1 + (len - FIRST_DATA + CONT_DATA - 1) / CONT_DATA;
 }
 
-/* The geometry for NSTREAMS entries, DATA bytes of blocks and names up to
+/* The geometry for NSTREAMS entries of ENTRY bytes (a struct ctab_stream
+ * of this layout or another), DATA bytes of blocks and names up to
  * NAME_MAX. Returns 0, or -1 if out of range. */
-static int geometry(uint64_t nstreams, uint64_t data, uint32_t name_max, struct geo *g)
+static int geometry(uint64_t nstreams, uint64_t data, uint32_t name_max, size_t entry, struct geo *g)
 {
 	if (name_max == 0)
 		name_max = CTAB_NAME_MAX_DEFAULT;
@@ -351,7 +360,7 @@ static int geometry(uint64_t nstreams, uint64_t data, uint32_t name_max, struct 
 		g->nbuckets <<= 1;
 	g->nblocks = (uint32_t)(data / HIST_BLOCK);
 	g->name_max = name_max;
-	g->stride = (uint32_t)round_up(sizeof(struct ctab_stream) + name_max, 64);
+	g->stride = (uint32_t)round_up(entry + name_max, 64);
 	uint64_t most = FIRST_DATA + (uint64_t)(g->nblocks / 8 - 1) * CONT_DATA;
 	g->max_record = most < HIST_RECORD_MAX ? (uint32_t)most : HIST_RECORD_MAX;
 	g->buckets_off = sizeof(struct ctab_hdr);
@@ -366,24 +375,34 @@ static int geometry(uint64_t nstreams, uint64_t data, uint32_t name_max, struct 
 size_t ctab_seg_size(const struct ctab_config *cfg)
 {
 	struct geo g;
-	return geometry(cfg->streams, cfg->data_bytes, cfg->name_max, &g) < 0 ? 0 : (size_t)g.size;
+	return geometry(cfg->streams, cfg->data_bytes, cfg->name_max, sizeof(struct ctab_stream), &g) < 0 ? 0 : (size_t)g.size;
 }
 
-/* Whether H, of a segment of SIZE bytes, describes a channel table. */
-static bool hdr_ok(const struct ctab_hdr *h, size_t size)
+/* Whether H, of a segment of SIZE bytes, describes a channel table of
+ * layout VERSION whose entry, meta and journal have those sizes (the
+ * header's identity lines are the same in every layout). */
+static bool hdr_ok_as(const struct ctab_hdr *h, size_t size, uint32_t version, size_t entry, size_t meta,
+		      size_t journal)
 {
 	struct geo g;
 
-	if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != CTAB_MAGIC || h->version != CTAB_VERSION ||
-	    h->hdr_size != sizeof(struct ctab_hdr) || h->block_size != HIST_BLOCK ||
-	    h->entry_size != sizeof(struct ctab_stream) || h->meta_size != sizeof(struct hist_meta) ||
-	    h->journal_size != sizeof(struct ctab_journal) ||
-	    geometry(h->nstreams, (uint64_t)h->nblocks * HIST_BLOCK, h->name_max, &g) < 0)
+	if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != CTAB_MAGIC || h->version != version ||
+	    h->hdr_size != sizeof(struct ctab_hdr) || h->block_size != HIST_BLOCK || h->entry_size != entry ||
+	    h->meta_size != meta || h->journal_size != journal ||
+	    geometry(h->nstreams, (uint64_t)h->nblocks * HIST_BLOCK, h->name_max, entry, &g) < 0)
 		return false;
 	return h->nbuckets == g.nbuckets && h->nblocks == g.nblocks && h->stride == g.stride &&
 	       h->max_record == g.max_record && h->buckets_off == g.buckets_off &&
 	       h->streams_off == g.streams_off && h->emap_off == g.emap_off && h->bmap_off == g.bmap_off &&
 	       h->blocks_off == g.blocks_off && size == g.size;
+}
+
+/* Whether H, of a segment of SIZE bytes, describes a channel table of this
+ * layout. */
+static bool hdr_ok(const struct ctab_hdr *h, size_t size)
+{
+	return hdr_ok_as(h, size, CTAB_VERSION, sizeof(struct ctab_stream), sizeof(struct hist_meta),
+			 sizeof(struct ctab_journal));
 }
 
 static void map(struct ctab *t)
@@ -441,7 +460,7 @@ static void step(struct ctab *t, int s)
 
 static uint32_t meta_check(const struct hist_meta *m)
 {
-	return crc32c(0x6d657461u, m, offsetof(struct hist_meta, check));
+	return crc32c(META_SEED, m, offsetof(struct hist_meta, check));
 }
 
 static uint32_t rec_check(const struct hist_blk *r)
@@ -890,7 +909,14 @@ struct walk {
 	uint64_t *emap, *bmap;  /* where to mark: T's own, or private copies */
 	uint32_t entries, kept, reset, dropped, problems;
 	uint64_t records, blocks, max_gen;
+	uint32_t link_blk, link_val;  /* a layout-1 commit not applied: block + 1 whose newer is link_val */
 };
+
+/* The record after record B (R) as W sees the table. */
+static uint32_t newer_of(const struct walk *w, uint32_t b, const struct hist_blk *r)
+{
+	return w->link_blk != 0 && b == w->link_blk ? w->link_val : r->newer;
+}
 
 /* Clears the first MARKED blocks the walk marked along stream M's records. */
 static void unmark(const struct ctab *t, struct walk *w, const struct hist_meta *m, uint64_t marked)
@@ -902,17 +928,17 @@ static void unmark(const struct ctab *t, struct walk *w, const struct hist_meta 
 			bit_clear(w->bmap, c - 1);
 			c = blk(t, c)->next;
 		}
-		b = r->newer;
+		b = newer_of(w, b, r);
 	}
 }
 
-/* Validates stream SI's records and marks their blocks: every link in range
- * and unshared, offsets top - count + 1 .. top in order, each record's
- * owner, generation and check (and CRC with W->crc), count and blocks as
- * the meta says. On failure nothing stays marked. */
-static bool records_ok(const struct ctab *t, struct walk *w, uint32_t si)
+/* Validates the records of stream SI whose meta is M and marks their
+ * blocks: every link in range and unshared, offsets top - count + 1 .. top
+ * in order, each record's owner, generation and check (and CRC with
+ * W->crc), count and blocks as the meta says. On failure nothing stays
+ * marked. */
+static bool records_ok(const struct ctab *t, struct walk *w, uint32_t si, const struct hist_meta *m)
 {
-	const struct hist_meta *m = &ent(t, si)->m;
 	uint64_t marked = 0, nblk = 0, off = m->top - m->count + 1;
 	uint32_t b = m->head, prev = 0;
 	bool ok = true;
@@ -951,7 +977,7 @@ static bool records_ok(const struct ctab *t, struct walk *w, uint32_t si)
 			ok = false;
 		nblk += k;
 		prev = b;
-		b = r->newer;
+		b = newer_of(w, b, r);
 	}
 	if (ok && nblk != m->blocks)
 		ok = false;
@@ -1016,7 +1042,7 @@ static void walk_locked(struct ctab *t, struct walk *w)
 			w->entries++;
 			if (w->mode == WALK_RESET_ALL) {
 				walk_reset(t, w, si);
-			} else if (!meta_ok(t, &s->m) || !records_ok(t, w, si)) {
+			} else if (!meta_ok(t, &s->m) || !records_ok(t, w, si, &s->m)) {
 				w->problems++;
 				if (fix)
 					walk_reset(t, w, si);
@@ -1205,14 +1231,440 @@ static const char *set_aside(const char *path, bool *moved)
 	return why;
 }
 
+/* ---- migration from layout 1 -------------------------------------------- */
+
+/* A layout-1 segment, mapped read-only; t sees its blocks, for meta_ok and
+ * records_ok. */
+struct v1_view {
+	struct seg seg;
+	const struct ctab_hdr_v1 *h;
+	struct ctab t;             /* blocks, nblocks, max_record: for records_ok */
+	const unsigned char *streams;
+	const uint32_t *buckets;
+	uint32_t stride, name_max;
+};
+
+/* A stream of the layout-1 file that validated. */
+struct v1_stream {
+	uint32_t entry;
+	uint32_t cut;              /* records dropped from its head */
+	struct hist_meta m;        /* its meta in layout 2 (version 0) */
+	uint32_t first;            /* its records in the migration's array */
+};
+
+/* A record of a stream kept. */
+struct v1_rec {
+	uint32_t blk;              /* first block + 1 */
+	uint32_t stream;           /* index in the kept streams */
+	uint32_t idx;              /* position in its stream, 0 the oldest */
+	uint32_t nblk;
+	int64_t order_ms;          /* append time, never below an older record's */
+};
+
+static const struct ctab_stream_v1 *ent_v1(const struct v1_view *v, uint32_t i)
+{
+	return (const struct ctab_stream_v1 *)(v->streams + (size_t)i * v->stride);
+}
+
+static uint32_t meta_check_v1(const struct hist_meta_v1 *m)
+{
+	return crc32c(META_SEED, m, offsetof(struct hist_meta_v1, check));
+}
+
+/* M1 as a layout-2 meta (no version yet), checked anew. */
+static struct hist_meta meta_from_v1(const struct hist_meta_v1 *m1)
+{
+	struct hist_meta m;
+
+	memset(&m, 0, sizeof(m));
+	m.top = m1->top;
+	m.gen = m1->gen;
+	m.head = m1->head;
+	m.tail = m1->tail;
+	m.count = m1->count;
+	m.blocks = m1->blocks;
+	m.touch_ms = m1->touch_ms;
+	m.expire_ms = m1->expire_ms;
+	m.meta_expire_ms = m1->meta_expire_ms;
+	m.head_ms = m1->head_ms;
+	memcpy(m.epoch, m1->epoch, HIST_EPOCH_LEN);
+	m.size = m1->size;
+	m.check = meta_check(&m);
+	return m;
+}
+
+/* Maps PATH read-only if it is a layout-1 channel table whose header
+ * validates (the rules of layout 1: identity, sizes, geometry). Returns 0,
+ * 1 (not one: unusable), or -1 with errno. */
+static int v1_attach(struct v1_view *v, const char *path)
+{
+	memset(v, 0, sizeof(*v));
+	if (seg_attach(&v->seg, path, SEG_KIND_CTAB, CTAB_V1_VERSION, true) < 0)
+		return errno == EPROTO ? 1 : -1;
+	const struct ctab_hdr_v1 *h = seg_payload(&v->seg);
+	if (!hdr_ok_as(seg_payload(&v->seg), v->seg.size, CTAB_V1_VERSION, sizeof(struct ctab_stream_v1),
+		       sizeof(struct hist_meta_v1), sizeof(struct ctab_journal_v1))) {
+		seg_detach(&v->seg);
+		return 1;
+	}
+	const unsigned char *base = (const unsigned char *)h;
+	v->h = h;
+	v->buckets = (const uint32_t *)(base + h->buckets_off);
+	v->streams = base + h->streams_off;
+	v->stride = h->stride;
+	v->name_max = h->name_max;
+	v->t.blocks = (unsigned char *)(base + h->blocks_off);
+	v->t.nblocks = h->nblocks;
+	v->t.nstreams = h->nstreams;
+	v->t.max_record = h->max_record;
+	return 0;
+}
+
+/* The layout-1 walk, changing nothing in the file: every chain and every
+ * stream's meta and records, as a cold open of layout 1 checks them, with
+ * the operation a dead holder left in the journal ended in the view only
+ * (a commit's meta and link taken as applied, a deleted entry skipped).
+ * Streams that validate go to *OUT (*NOUT), the others count in REP. After
+ * an unclean stop under another boot none is kept, as layout 1 would have
+ * kept none. Returns 0 or -1 with errno ENOMEM. */
+static int v1_walk(struct v1_view *v, const struct ctab_config *cfg, struct walk *w, struct v1_stream **out,
+		   uint32_t *nout, struct ctab_report *rep)
+{
+	const struct ctab_hdr_v1 *h = v->h;
+	const struct ctab_journal_v1 *j = &h->j;
+	uint32_t commit_si = NONE, deleted = NONE, n = 0, cap = 0;
+	struct hist_meta commit_m = { 0 };
+	char boot[24];
+	bool trust;
+
+	read_boot_id(cfg, boot);
+	trust = LOAD(&h->clean) == CTAB_CLEAN || memcmp(boot, h->boot_id, 24) == 0;
+	if (j->state == CTAB_J_COMMIT && j->stream < h->nstreams && j->link_blk <= h->nblocks &&
+	    j->meta.check == meta_check_v1(&j->meta)) {
+		commit_si = j->stream;
+		commit_m = meta_from_v1(&j->meta);
+		w->link_blk = j->link_blk;
+		w->link_val = j->link_val;
+	} else if (j->state == CTAB_J_DELETE) {
+		deleted = j->stream;
+	}
+	*out = NULL;
+	w->emap = calloc(map_words(h->nstreams), 8);
+	w->bmap = calloc(map_words(h->nblocks), 8);
+	if (w->emap == NULL || w->bmap == NULL)
+		return -1;
+	for (uint32_t b = 0; b < h->nbuckets; b++) {
+		uint32_t e = LOAD(&v->buckets[b]);
+		for (uint32_t hops = 0; e != 0 && hops < h->nstreams; hops++) {
+			const struct ctab_stream_v1 *s = e <= h->nstreams ? ent_v1(v, e - 1) : NULL;
+			if (s == NULL || bit_test(w->emap, e - 1) || s->name_len < 1 || s->name_len > v->name_max ||
+			    siphash24(h->key, s + 1, s->name_len) != s->hash ||
+			    ((uint32_t)s->hash & (h->nbuckets - 1)) != b) {
+				rep->entries_dropped++;
+				break;
+			}
+			uint32_t si = e - 1;
+			bit_set(w->emap, si);
+			e = s->next;
+			if (si == deleted)
+				continue;
+			struct hist_meta m = si == commit_si ? commit_m : meta_from_v1(&s->m);
+			bool ok = (si == commit_si || s->m.check == meta_check_v1(&s->m)) && meta_ok(&v->t, &m) &&
+				  records_ok(&v->t, w, si, &m);
+			if (!trust || !ok) {
+				rep->streams_reset++;
+				continue;
+			}
+			if (n == cap) {
+				cap = cap ? 2 * cap : 1024;
+				struct v1_stream *more = realloc(*out, cap * sizeof(**out));
+				if (more == NULL)
+					return -1;
+				*out = more;
+			}
+			memset(&(*out)[n], 0, sizeof(**out));
+			(*out)[n].entry = si;
+			(*out)[n].m = m;
+			n++;
+		}
+	}
+	*nout = n;
+	return 0;
+}
+
+static int by_touch_desc(const void *a, const void *b)
+{
+	const struct v1_stream *x = a, *y = b;
+	return x->m.touch_ms > y->m.touch_ms ? -1 : x->m.touch_ms < y->m.touch_ms ? 1 : 0;
+}
+
+static int by_age(const void *a, const void *b)
+{
+	const struct v1_rec *x = a, *y = b;
+	if (x->order_ms != y->order_ms)
+		return x->order_ms < y->order_ms ? -1 : 1;
+	if (x->stream != y->stream)
+		return x->stream < y->stream ? -1 : 1;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* Chooses what fits geometry G from the NS streams at S: the most recently
+ * touched streams whose names fit, then in them the newest records that
+ * fit (a record longer than G allows drops it and those before it; when
+ * the blocks are short, the oldest records go first, as space eviction
+ * does). Sets *NS to the streams kept, each one's cut, and *RECS (*NRECS)
+ * to their records. Returns 0 or -1 with errno ENOMEM. */
+static int v1_select(const struct v1_view *v, const struct walk *w, const struct geo *g, struct v1_stream *s,
+		     uint32_t *ns, struct v1_rec **recs, uint64_t *nrecs, struct ctab_report *rep)
+{
+	uint32_t k = 0;
+	uint64_t total = 0, blocks = 0;
+
+	for (uint32_t i = 0; i < *ns; i++) {
+		if (ent_v1(v, s[i].entry)->name_len > g->name_max) {
+			rep->streams_dropped++;
+			rep->records_dropped += s[i].m.count;
+		} else {
+			s[k++] = s[i];
+		}
+	}
+	qsort(s, k, sizeof(*s), by_touch_desc);
+	for (uint32_t i = g->nstreams; i < k; i++) {
+		rep->streams_dropped++;
+		rep->records_dropped += s[i].m.count;
+	}
+	*ns = k < g->nstreams ? k : g->nstreams;
+	for (uint32_t i = 0; i < *ns; i++)
+		total += s[i].m.count;
+	*recs = calloc(total ? total : 1, sizeof(**recs));
+	if (*recs == NULL)
+		return -1;
+	*nrecs = total;
+	for (uint32_t i = 0, r = 0; i < *ns; i++) {
+		s[i].first = r;
+		int64_t order = INT64_MIN;
+		for (uint32_t b = s[i].m.head, x = 0; x < s[i].m.count; x++, r++) {
+			const struct hist_blk *hb = blk(&v->t, b);
+			struct v1_rec *rc = &(*recs)[r];
+			order = hb->time_ms > order ? hb->time_ms : order;
+			*rc = (struct v1_rec){ .blk = b, .stream = i, .idx = x, .nblk = blocks_for(hb->len),
+					       .order_ms = order };
+			if (hb->len > g->max_record)
+				s[i].cut = x + 1;
+			b = newer_of(w, b, hb);
+		}
+		for (uint32_t x = 0; x < s[i].m.count; x++)
+			if (x >= s[i].cut)
+				blocks += (*recs)[s[i].first + x].nblk;
+	}
+	if (blocks > g->nblocks) {
+		struct v1_rec *sorted = malloc((total ? total : 1) * sizeof(*sorted));
+		if (sorted == NULL)
+			return -1;
+		memcpy(sorted, *recs, total * sizeof(*sorted));
+		qsort(sorted, total, sizeof(*sorted), by_age);
+		for (uint64_t r = 0; r < total && blocks > g->nblocks; r++) {
+			struct v1_stream *st = &s[sorted[r].stream];
+			if (sorted[r].idx < st->cut)
+				continue;
+			st->cut = sorted[r].idx + 1; /* its head: older ones are cut already */
+			blocks -= sorted[r].nblk;
+		}
+		free(sorted);
+	}
+	for (uint32_t i = 0; i < *ns; i++)
+		rep->records_dropped += s[i].cut;
+	return 0;
+}
+
+/* Writes stream S of V, with its records past the cut, as entry SI of the
+ * new table T (not yet shared with anyone: no journal). */
+static int v1_copy_stream(struct ctab *t, uint32_t si, const struct v1_view *v, const struct v1_stream *s,
+			  const struct v1_rec *recs, struct hist_rec *buf)
+{
+	const struct ctab_stream_v1 *s1 = ent_v1(v, s->entry);
+	struct ctab_stream *e = ent(t, si);
+	struct hist_meta m = s->m;
+	uint32_t prev = 0;
+
+	m.head = m.tail = m.count = m.blocks = 0;
+	m.head_ms = 0;
+	for (uint32_t x = s->cut; x < s->m.count; x++) {
+		const struct v1_rec *rc = &recs[s->first + x];
+		const struct hist_blk *hb = blk(&v->t, rc->blk);
+		if (buf->cap < hb->len) {
+			unsigned char *nb = realloc(buf->buf, hb->len);
+			if (nb == NULL)
+				return -1;
+			buf->buf = nb;
+			buf->cap = hb->len;
+		}
+		size_t left = hb->len, n = left < FIRST_DATA ? left : FIRST_DATA;
+		memcpy(buf->buf, hb->data, n);
+		for (uint32_t c = hb->next; left > n; c = blk(&v->t, c)->next) {
+			size_t k = left - n < CONT_DATA ? left - n : CONT_DATA;
+			memcpy(buf->buf + n, (const unsigned char *)blk(&v->t, c) + 4, k);
+			n += k;
+		}
+		buf->len = hb->len;
+		buf->crc = hb->crc;
+		uint32_t first = chain_free_locked(t, rc->nblk);
+		if (first == 0) {
+			errno = EPROTO; /* counted wrong: never */
+			return -1;
+		}
+		for (uint32_t c = first, k = 0; k < rc->nblk; c = blk(t, c)->next, k++)
+			bit_set(t->bmap, c - 1);
+		t->h->nfree -= rc->nblk;
+		write_record_locked(t, first, si, m.gen, hb->offset, hb->time_ms, buf, prev);
+		if (prev != 0)
+			blk(t, prev)->newer = first;
+		else
+			m.head = first, m.head_ms = hb->time_ms;
+		m.tail = first;
+		m.count++;
+		m.blocks += rc->nblk;
+		prev = first;
+	}
+	m.check = meta_check(&m);
+	e->name_len = s1->name_len;
+	memcpy(name_of(e), s1 + 1, s1->name_len);
+	e->hash = siphash24(t->h->key, name_of(e), e->name_len);
+	e->m = m;
+	uint32_t b = bucket_of(t, e->hash);
+	e->next = t->buckets[b];
+	t->buckets[b] = si + 1;
+	bit_set(t->emap, si);
+	t->h->nused++;
+	if (t->h->next_gen <= m.gen)
+		t->h->next_gen = m.gen + 1;
+	return 0;
+}
+
+/* Removes what a migration killed before its end left in DIR: the new
+ * file and seg_create's temporary files (CTAB_SEG_NAME ".migrating*"). */
+static void v1_clean_tmp(const char *dir)
+{
+	static const char prefix[] = CTAB_SEG_NAME ".migrating";
+	DIR *d = opendir(dir);
+	struct dirent *de;
+
+	if (d == NULL)
+		return;
+	while ((de = readdir(d)) != NULL)
+		if (strncmp(de->d_name, prefix, sizeof(prefix) - 1) == 0)
+			unlinkat(dirfd(d), de->d_name, 0);
+	closedir(d);
+}
+
+/* fsync of PATH (a file or a directory). */
+static int fsync_path(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC), err = 0;
+	if (fd < 0)
+		return -1;
+	if (fsync(fd) < 0)
+		err = errno;
+	close(fd);
+	errno = err;
+	return err == 0 ? 0 : -1;
+}
+
+/* Migrates the layout-1 table at PATH to layout 2 with geometry G (the
+ * configured one), crash-safe: the new table is built in PATH.migrating,
+ * checked by a walk, flushed, marked clean and renamed over PATH, then the
+ * directory flushed. The layout-1 file is only read; a process killed at
+ * any instruction leaves it intact (the next cold open migrates again,
+ * removing what was left) or the complete new table. Every stream that
+ * validates keeps its name, epoch, top, records, ttls and times (version
+ * 0); one that does not is left out (its next use gives it a new epoch);
+ * what G has no room for is dropped, oldest first. Fills REP's migration
+ * fields. Needs room for both files and memory for the streams and
+ * records kept (some 24 bytes each). Returns 0, 1 (not a layout-1 table
+ * that validates, or the table made from it did not verify: nothing done,
+ * the caller sets it aside), or -1 with errno (ENOSPC, ENOMEM, ...:
+ * nothing changed, the next cold open tries again). */
+static int migrate_v1(const char *path, const struct ctab_config *cfg, const struct geo *g,
+		      struct ctab_report *rep)
+{
+	char tmp[PATH_MAX];
+	struct v1_view v;
+	struct walk w = { .mode = WALK_CHECK, .crc = true };
+	struct v1_stream *s = NULL;
+	struct v1_rec *recs = NULL;
+	struct hist_rec buf;
+	struct ctab t;
+	uint32_t ns = 0;
+	uint64_t nrecs = 0;
+	int rc, err = 0;
+
+	if ((rc = v1_attach(&v, path)) != 0)
+		return rc;
+	hist_rec_init(&buf);
+	memset(&t, 0, sizeof(t));
+	struct ctab_report r = *rep;
+	snprintf(tmp, sizeof(tmp), "%s.migrating", path);
+	v1_clean_tmp(cfg->dir);
+	if (v1_walk(&v, cfg, &w, &s, &ns, &r) < 0 || v1_select(&v, &w, g, s, &ns, &recs, &nrecs, &r) < 0 ||
+	    create(&t, tmp, g, cfg) < 0) {
+		err = errno;
+		goto out;
+	}
+	t.h->next_gen = v.h->next_gen > 1 ? v.h->next_gen : 1;
+	for (uint32_t i = 0; i < ns && err == 0; i++)
+		if (v1_copy_stream(&t, i, &v, &s[i], recs, &buf) < 0)
+			err = errno;
+	if (err == 0) {
+		struct walk chk = { .mode = WALK_CHECK, .crc = true };
+		chk.emap = calloc(map_words(t.nstreams), 8);
+		chk.bmap = calloc(map_words(t.nblocks), 8);
+		if (chk.emap == NULL || chk.bmap == NULL)
+			err = ENOMEM;
+		else
+			walk_locked(&t, &chk);
+		if (err == 0 && chk.problems != 0)
+			err = EPROTO; /* a bug of ours: set aside as unusable */
+		free(chk.emap);
+		free(chk.bmap);
+	}
+	if (err == 0) {
+		STORE(&t.h->clean, CTAB_CLEAN);
+		if (msync(t.seg.hdr, t.seg.size, MS_SYNC) < 0 || fsync_path(tmp) < 0 || rename(tmp, path) < 0 ||
+		    fsync_path(cfg->dir) < 0)
+			err = errno;
+	}
+	if (t.seg.hdr != NULL)
+		seg_detach(&t.seg);
+	if (err != 0)
+		unlink(tmp);
+out:
+	free(s);
+	free(recs);
+	free(w.emap);
+	free(w.bmap);
+	hist_rec_free(&buf);
+	seg_detach(&v.seg);
+	if (err == EPROTO)
+		return 1;
+	if (err != 0) {
+		errno = err;
+		return -1;
+	}
+	*rep = r;
+	rep->migrated = true;
+	rep->migrated_from = CTAB_V1_VERSION;
+	return 0;
+}
+
 static int open_cold(struct ctab *t, const struct ctab_config *cfg, const struct geo *g, const char *path,
 		     struct ctab_report *rep)
 {
 	const char *why = "no segment yet";
-	int err, missing = ENOENT;
+	int err, missing = ENOENT, rc;
 
 	if (allocate_existing(path) < 0)
 		return -1;
+again:
 	if (seg_attach(&t->seg, path, SEG_KIND_CTAB, CTAB_VERSION, false) == 0) {
 		struct ctab_hdr *h = seg_payload(&t->seg);
 		bool other = h->nstreams != g->nstreams || h->nblocks != g->nblocks || h->name_max != g->name_max;
@@ -1230,8 +1682,14 @@ static int open_cold(struct ctab *t, const struct ctab_config *cfg, const struct
 	} else if (errno == EPROTO) {
 		why = "its segment header does not validate";
 		missing = EPROTO;
-		if (!cfg->attach_only && (why = set_aside(path, &rep->set_aside)) == NULL)
-			return -1;
+		if (!cfg->attach_only && !rep->migrated) {
+			if ((rc = migrate_v1(path, cfg, g, rep)) < 0)
+				return -1;
+			if (rc == 0)
+				goto again;
+			if ((why = set_aside(path, &rep->set_aside)) == NULL)
+				return -1;
+		}
 	} else if (errno != ENOENT) {
 		return -1;
 	}
@@ -1277,10 +1735,10 @@ static int open_cold(struct ctab *t, const struct ctab_config *cfg, const struct
 	COUNT(&h->cold_opens, 1);
 	unlock(t);
 	rep->streams_kept = w.kept;
-	rep->streams_reset = w.reset;
-	rep->entries_dropped = w.dropped;
+	rep->streams_reset += w.reset;   /* a migration's come first */
+	rep->entries_dropped += w.dropped;
 	rep->records_kept = w.records;
-	if (rep->why == NULL && (w.reset > 0 || w.dropped > 0))
+	if (rep->why == NULL && (rep->streams_reset > 0 || rep->entries_dropped > 0))
 		rep->why = "streams failed validation";
 	return 0;
 }
@@ -1325,7 +1783,7 @@ int ctab_open(struct ctab *t, const struct ctab_config *cfg, struct ctab_report 
 	memset(rep, 0, sizeof(*rep));
 	memset(t, 0, sizeof(*t));
 	t->lock_fd = -1;
-	if (cfg->dir == NULL || geometry(cfg->streams, cfg->data_bytes, cfg->name_max, &g) < 0) {
+	if (cfg->dir == NULL || geometry(cfg->streams, cfg->data_bytes, cfg->name_max, sizeof(struct ctab_stream), &g) < 0) {
 		errno = EINVAL;
 		return -1;
 	}

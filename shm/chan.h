@@ -296,6 +296,16 @@ struct ctab_report {
 	uint32_t streams_reset;    /* cold open: streams given a new epoch */
 	uint32_t entries_dropped;  /* cold open: entries unreadable, forgotten */
 	uint64_t records_kept;
+	bool migrated;             /* a segment of layout migrated_from was migrated
+	                            * to CTAB_VERSION (then the counts above are of
+	                            * the migrated table, resets and drops included) */
+	uint32_t migrated_from;
+	uint32_t streams_dropped;  /* migration: valid streams the configured table
+	                            * had no room for (least recently touched) or
+	                            * whose name is longer than allowed */
+	uint64_t records_dropped;  /* migration: records of kept streams the data
+	                            * had no room for (oldest first), and those of
+	                            * dropped streams */
 };
 
 /* Segment size for CFG's geometry. */
@@ -310,8 +320,12 @@ size_t ctab_seg_size(const struct ctab_config *cfg);
  *     here, never SIGBUS later), the header validated (magic, version,
  *     geometry = CFG, file size); a segment that does not validate or has
  *     other sizes is recreated (every epoch new), unless CFG->attach_only
- *     (then ENOENT or EPROTO, and other sizes are taken as they are); one
- *     of another layout version is first renamed to CTAB_SEG_NAME.v<N>.
+ *     (then ENOENT or EPROTO, and other sizes are taken as they are). One
+ *     of layout 1 that validates as such is migrated to this layout with
+ *     CFG's geometry (REP->migrated; see migrate_v1 in chan.c): streams
+ *     and records kept, what does not fit dropped and counted, crash-safe
+ *     (a new file renamed over the old one); one of another layout version
+ *     is first renamed to CTAB_SEG_NAME.v<N>.
  *     Otherwise the lock is re-initialised, the operation a dead holder was
  *     in ended, and every stream validated (meta check, links, offsets,
  *     record checks and CRCs): a stream that fails gets a new epoch and
@@ -323,7 +337,8 @@ size_t ctab_seg_size(const struct ctab_config *cfg);
  *     waits for a cold open in progress, validates the header and maps the
  *     segment as it is, whatever its sizes (REP->sizes_differ).
  * Returns 0, or -1 with errno: EINVAL (CFG out of range), ENOENT (no
- * directory; attach_only: no segment), ENOSPC/EFBIG (no room for the file),
+ * directory; attach_only: no segment), ENOSPC/EFBIG (no room for the file;
+ * a migration needs room for the old and the new file at once),
  * EPROTO (warm or attach_only: the header does not validate), or the
  * failing call's. REP may be NULL. */
 int ctab_open(struct ctab *t, const struct ctab_config *cfg, struct ctab_report *rep);

@@ -705,6 +705,15 @@ static int open_history(const struct conf *c)
 	}
 	if (M.upgrade_from != 0 && !rep.cold)
 		log_info("history: attached the running master's segment in %s", dir);
+	else if (rep.migrated)
+		log_msg(rep.streams_dropped || rep.records_dropped || rep.streams_reset ? LOG_WARN : LOG_INFO,
+			"history: %s/%s migrated from layout %u to %u: %u stream(s) kept with %llu publication(s); "
+			"%u stream(s) and %llu publication(s) dropped for the configured sizes; %u given a new "
+			"epoch%s%s",
+			dir, CTAB_SEG_NAME, rep.migrated_from, CTAB_VERSION, rep.streams_kept,
+			(unsigned long long)rep.records_kept, rep.streams_dropped,
+			(unsigned long long)rep.records_dropped, rep.streams_reset, rep.why ? ": " : "",
+			rep.why ? rep.why : "");
 	else if (rep.set_aside)
 		log_warn("history: new segment in %s, every stream a new epoch: %s", dir, rep.why);
 	else if (rep.created)

@@ -5,7 +5,8 @@
 // kill -9 of the worker holding it, across HUP (in place, and restarting the
 // workers), across a whole-daemon restart after QUIT or TERM and after kill -9
 // of every process, idle or publishing (the shm channel table keeps the
-// epoch); a damaged record or other history sizes give a new epoch and
+// epoch); a layout-1 table left by the previous release is migrated at start
+// and every subscriber recovers; a damaged record or other history sizes give a new epoch and
 // recovered false; unrecoverable positions (recovered false, 112 with the
 // reject flag, another epoch); history_ttl and meta expiry; server-side
 // subscriptions; history through the SDK and the server API (limit, since,
@@ -588,6 +589,102 @@ test('a stored publication damaged while rotord is down: its stream gets a new e
     for (const st of clients) {
       assert.deepStrictEqual(st.seqs, range(1, 11), label(st));
       assert.deepStrictEqual(st.offsets, [...range(1, 10), 1], `${label(st)}: on in the new epoch`);
+    }
+  } finally {
+    closeAll(clients);
+    await rd.stop();
+  }
+});
+
+// CRC32C (Castagnoli) continuing from CRC, as shm/chan.c computes it.
+function crc32c(crc, bytes) {
+  crc = ~crc >>> 0;
+  for (const x of bytes) {
+    crc ^= x;
+    for (let k = 0; k < 8; k++) crc = crc & 1 ? (crc >>> 1) ^ 0x82f63b78 : crc >>> 1;
+  }
+  return ~crc >>> 0;
+}
+
+// Rewrites the layout-2 channel table SEG, left by a clean stop, as the
+// previous release (layout 1, shm/chan_v1.h) laid it out: hist_meta
+// without version and version_epoch (80 bytes, its check over the first
+// 76), so each entry's name 16 bytes earlier, the journal 112 bytes, both
+// version fields 1. With the default name_max the entry stride is the same.
+function toLayout1(seg) {
+  const b = fs.readFileSync(seg);
+  const H = 64;                                   // struct seg_hdr
+  assert.strictEqual(b.readUInt32LE(12), 2, 'the daemon wrote layout 2');
+  assert.strictEqual(b.readUInt32LE(H + 8), 2);
+  b.writeUInt32LE(1, 12);                         // seg_hdr.version
+  b.writeUInt32LE(1, H + 8);                      // ctab_hdr.version
+  b.writeUInt32LE(96, H + 44);                    // entry_size
+  b.writeUInt32LE(80, H + 48);                    // meta_size
+  b.writeUInt32LE(112, H + 52);                   // journal_size
+  const nstreams = b.readUInt32LE(H + 16), stride = b.readUInt32LE(H + 28), nameMax = b.readUInt32LE(H + 32);
+  assert.strictEqual(stride, Math.ceil((96 + nameMax) / 64) * 64, 'the same stride in both layouts');
+  assert.strictEqual(b.readUInt32LE(H + 192), 0, 'no operation in the journal');
+  b.fill(0, H + 192, H + 320);
+  const streams = H + Number(b.readBigUInt64LE(H + 64)), emap = H + Number(b.readBigUInt64LE(H + 72));
+  let n = 0;
+  for (let i = 0; i < nstreams; i++) {
+    if (!((b[emap + (i >> 3)] >> (i & 7)) & 1)) continue;
+    const e = streams + i * stride, m = e + 16, nameLen = b.readUInt32LE(e + 4);
+    const name = Buffer.from(b.subarray(e + 112, e + 112 + nameLen));
+    b.writeUInt32LE(b.readUInt32LE(m + 88), m + 72);                 // size
+    b.writeUInt32LE(crc32c(0x6d657461, b.subarray(m, m + 76)), m + 76); // check
+    b.fill(0, e + 96, e + stride);
+    name.copy(b, e + 96);
+    n++;
+  }
+  fs.writeFileSync(seg, b);
+  return n;
+}
+
+test('a layout-1 history segment from the previous release is migrated at start: subscribers recover, nothing lost', { timeout: 25000 }, async () => {
+  const rd = new Rotord({
+    shm: { history_size: 1048576, history_streams: 64 },
+    channel: { namespaces: [NS] },
+  }, { workers: 4 });
+  const clients = [];
+  try {
+    await rd.start();
+    for (const pb of [false, true]) clients.push(sdkSub(rd, { pb, channel: 'hi:migrate' }));
+    await waitFor(() => clients.every(isSubscribed), 5000, 10, 'subscribed');
+    // Publications of one block and of several.
+    for (let seq = 1; seq <= 10; seq++) {
+      await apiOk(rd, 'publish', { channel: 'hi:migrate', data: { seq, pad: 'p'.repeat(seq * 25) } });
+    }
+    await publish(rd, 'hi:other', 1);
+    await waitFor(() => clients.every((st) => st.seqs.length === 10), 3000, 10, 'live publications');
+    const before = await stream(rd, 'hi:migrate'), other = await stream(rd, 'hi:other');
+    rd.signal('SIGQUIT');
+    await rd.waitExit(8000);
+
+    const seg = `${rd.dir}/rotor-${rd.port}.data/channels.seg`;
+    assert.strictEqual(toLayout1(seg), 2, 'two streams written as layout 1');
+    const logLen = rd.log().length;
+    await rd.restart();
+    await waitFor(() => /history: /.test(rd.log().slice(logLen)), 3000, 20, 'the history report');
+    assert.match(rd.log().slice(logLen), new RegExp(`history: ${seg.replace(/[.]/g, '\\.')} migrated from layout 1 to 2: ` +
+      '2 stream\\(s\\) kept with 11 publication\\(s\\); 0 stream\\(s\\) and 0 publication\\(s\\) dropped'));
+    assert.ok(!fs.existsSync(`${seg}.v1`) && !fs.existsSync(`${seg}.migrating`), 'nothing set aside or left over');
+    assert.deepStrictEqual(await stream(rd, 'hi:migrate'), before, 'the stream is the same: epoch, offsets, data');
+    assert.deepStrictEqual(await stream(rd, 'hi:other'), other);
+    const r0 = await apiOk(rd, 'history', { channel: 'hi:migrate', limit: -1 });
+    assert.deepStrictEqual(r0.publications.map((p) => p.data.pad.length), range(1, 10).map((s) => s * 25),
+      'the payloads of several blocks are whole');
+    await waitFor(() => clients.every((st) => st.subscribed.length >= 2 && isSubscribed(st)), 10000, 10,
+      'every client to resubscribe');
+    for (const st of clients) {
+      const r = last(st.subscribed);
+      assert.deepStrictEqual([r.wasRecovering, r.recovered, r.epoch], [true, true, before.epoch], label(st));
+    }
+    await publish(rd, 'hi:migrate', 11);
+    await waitFor(() => clients.every((st) => st.seqs.length === 11), 3000, 10, 'the next publication');
+    for (const st of clients) {
+      assert.deepStrictEqual(st.seqs, range(1, 11), label(st));
+      assert.deepStrictEqual(st.offsets, range(1, 11), `${label(st)}: on in the same epoch`);
     }
   } finally {
     closeAll(clients);
