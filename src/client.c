@@ -57,7 +57,6 @@ struct client {
 	bool ping_sent;               /* a ping went out and no pong came back yet */
 	bool closed_by_transport;
 	uint8_t tidx;                 /* enum stats_transport */
-	uint32_t fail_code;           /* a failed connect's own error or disconnect code */
 	const char *fail_reason;
 	char id[37];
 	struct pstr session;          /* emulation transports; owned */
@@ -68,12 +67,28 @@ struct client {
 	int64_t stale_at, ping_at, pong_at, expire_close_at; /* monotonic ms; 0: none */
 	struct csub **subs;
 	uint16_t nsubs, capsubs;
+	uint32_t fail_code;           /* a failed connect's own error or disconnect code;
+				       * beside nsubs, where it fills what would be padding */
 	struct stall *stall;          /* waiting for the engine, see below */
+	struct client_backend *be;    /* what the proxies keep; NULL until one needs it */
+};
+
+/* A session's state that only the proxies need, apart so that a session
+ * that never meets one pays a pointer. Owned by its client. */
+struct client_backend {
 	struct proxy_headers *hdrs;   /* the HTTP headers proxies pass on; owned */
 	struct pstr meta;             /* connection meta from the connect proxy; owned */
 	struct proxy_call *refreshing; /* the refresh proxy call in flight */
 	struct subref *subrefs;       /* sub_refresh proxy calls in flight */
 };
+
+/* C's proxy state, made on first use. */
+static struct client_backend *backend_of(struct client *c)
+{
+	if (c->be == NULL)
+		c->be = xcalloc(1, sizeof(*c->be));
+	return c->be;
+}
 
 static struct {
 	struct worker *w;
@@ -262,7 +277,7 @@ struct subref {
 
 static void subref_unlink(struct subref *r)
 {
-	for (struct subref **p = &r->c->subrefs; *p; p = &(*p)->next)
+	for (struct subref **p = &r->c->be->subrefs; *p; p = &(*p)->next)
 		if (*p == r) {
 			*p = r->next;
 			return;
@@ -272,7 +287,9 @@ static void subref_unlink(struct subref *r)
 /* Cancels the sub_refresh call of S (every one of C's when S is NULL). */
 static void subref_cancel(struct client *c, const struct csub *s)
 {
-	for (struct subref **p = &c->subrefs; *p;) {
+	if (c->be == NULL)
+		return;
+	for (struct subref **p = &c->be->subrefs; *p;) {
 		struct subref *r = *p;
 		if (s != NULL && r->s != s) {
 			p = &r->next;
@@ -354,8 +371,8 @@ static void expire_subs(struct client *c, int64_t now)
 			q.channel = (struct pstr){ s->ch->name, s->ch->len };
 			r->c = c;
 			r->s = s;
-			r->next = c->subrefs;
-			c->subrefs = r;
+			r->next = backend_of(c)->subrefs;
+			c->be->subrefs = r;
 			s->close_at = 0;
 			r->call = proxy_call(p, PROXY_SUB_REFRESH, &q, on_sub_refreshed, r);
 			continue;
@@ -376,7 +393,7 @@ static void on_refreshed(void *arg, struct proxy_answer *a)
 	struct client *c = arg;
 	int64_t now = now_s();
 
-	c->refreshing = NULL;
+	c->be->refreshing = NULL;
 	if (c->state != CS_CONNECTED) {
 		proxy_answer_free(a);
 		return;
@@ -392,8 +409,8 @@ static void on_refreshed(void *arg, struct proxy_answer *a)
 					presence_add(c, c->subs[i]);
 		}
 		if (a->has_meta) {
-			pstr_free(&c->meta);
-			c->meta = pstr_dup(a->meta);
+			pstr_free(&c->be->meta);
+			c->be->meta = pstr_dup(a->meta);
 		}
 		set_expiry(c, a->expire_at);
 	} else {
@@ -409,10 +426,10 @@ static void on_refreshed(void *arg, struct proxy_answer *a)
  * refresh): asks it, unless a call is in flight. */
 static void refresh_proxy(struct client *c)
 {
-	if (c->refreshing)
+	if (c->be && c->be->refreshing)
 		return;
 	struct proxy_req q = px_req(c);
-	c->refreshing = proxy_call(proxy_find(S.proxies, PROXY_REFRESH, NULL), PROXY_REFRESH, &q, on_refreshed, c);
+	backend_of(c)->refreshing = proxy_call(proxy_find(S.proxies, PROXY_REFRESH, NULL), PROXY_REFRESH, &q, on_refreshed, c);
 }
 
 static void on_timer(struct wheel_timer *t)
@@ -952,8 +969,8 @@ static struct proxy_req px_req(struct client *c)
 	q.transport = c->tops->name;
 	q.fmt = (enum proto_fmt)c->fmt;
 	q.user = c->user ? c->user : "";
-	q.meta = c->meta;
-	q.headers = c->hdrs;
+	q.meta = c->be ? c->be->meta : (struct pstr){ 0 };
+	q.headers = c->be ? c->be->hdrs : NULL;
 	return q;
 }
 
@@ -1566,8 +1583,8 @@ static int connect_proxy(struct client *c, const struct cmd *cmd, char **user, s
 	*data = pstr_dup(a->data);
 	*expire_at = a->expire_at > 0 ? a->expire_at : 0;
 	if (a->has_meta) {
-		pstr_free(&c->meta);
-		c->meta = pstr_dup(a->meta);
+		pstr_free(&backend_of(c)->meta);
+		c->be->meta = pstr_dup(a->meta);
 	}
 	*ps = xcalloc(a->nsubs + 1, sizeof(**ps));
 	*nps = 0;
@@ -2442,7 +2459,9 @@ struct client *client_new(struct worker *w, const struct transport_ops *ops, voi
 	c->fmt = (uint8_t)o->fmt;
 	c->flags = (uint8_t)o->flags;
 	c->session = pstr_dup(o->session);
-	c->hdrs = proxy_headers_keep(S.proxies, o->req);
+	struct proxy_headers *kept = proxy_headers_keep(S.proxies, o->req);
+	if (kept)
+		backend_of(c)->hdrs = kept;
 	c->state = CS_NEW;
 	c->tidx = (uint8_t)client_transport_index(ops->name);
 	STATS_BUMP(ctr(), n.sessions[c->tidx], 1);
@@ -2509,9 +2528,9 @@ void client_transport_closed(struct client *c)
 	c->closed_by_transport = true;
 	STATS_SUB(ctr(), inflight[c->tidx], 1);
 	deafen(c);
-	if (c->refreshing) {
-		proxy_cancel(c->refreshing);
-		c->refreshing = NULL;
+	if (c->be && c->be->refreshing) {
+		proxy_cancel(c->be->refreshing);
+		c->be->refreshing = NULL;
 	}
 	if (c->stall != NULL) {
 		px_cancel_all(c->stall);
@@ -2531,8 +2550,11 @@ void client_transport_closed(struct client *c)
 	free(c->user);
 	pstr_free(&c->info);
 	pstr_free(&c->session);
-	pstr_free(&c->meta);
-	proxy_headers_free(c->hdrs);
+	if (c->be) {
+		pstr_free(&c->be->meta);
+		proxy_headers_free(c->be->hdrs);
+		free(c->be);
+	}
 	free(c);
 }
 

@@ -86,7 +86,7 @@ void hub_link(struct csub *s, const char *name, size_t len, enum proto_fmt f)
 	if (ch == NULL) {
 		if (H.nchan + 1 > H.cap)
 			grow();
-		ch = xcalloc(1, sizeof(*ch) + len + 1);
+		ch = xcalloc(1, offsetof(struct hub_chan, name) + len + 1);
 		memcpy(ch->name, name, len);
 		ch->len = (uint16_t)len;
 		ch->hash = hash_name(name, len);
@@ -100,13 +100,14 @@ void hub_link(struct csub *s, const char *name, size_t len, enum proto_fmt f)
 	if (ch->subs)
 		ch->subs->prev = s;
 	ch->subs = s;
-	ch->nsubs++;
 	ch->nfmt[f]++;
 	H.version++;
 	if (s->flags & CSUB_JOIN_LEAVE)
 		ch->njoin++;
+	if ((s->flags & CSUB_DELTA) && ch->delta == NULL)
+		ch->delta = xcalloc(1, sizeof(*ch->delta));
 	if (s->flags & CSUB_DELTA)
-		ch->ndelta++;
+		ch->delta->n++;
 	H.nsubs++;
 }
 
@@ -123,25 +124,24 @@ void hub_unlink(struct csub *s, enum proto_fmt f)
 		s->next->prev = s->prev;
 	s->next = s->prev = NULL;
 	s->ch = NULL;
-	ch->nsubs--;
 	ch->nfmt[f]--;
 	H.version++;
 	if (s->flags & CSUB_JOIN_LEAVE)
 		ch->njoin--;
-	if ((s->flags & CSUB_DELTA) && --ch->ndelta == 0) {
-		pstr_free(&ch->prev);
-		ch->prev_offset = 0;
+	if ((s->flags & CSUB_DELTA) && --ch->delta->n == 0) {
+		pstr_free(&ch->delta->prev);
+		free(ch->delta);
+		ch->delta = NULL;
 	}
 	H.nsubs--;
-	if (ch->nsubs > 0)
+	if (hub_chan_nsubs(ch) > 0)
 		return;
 	struct hub_chan **pp = &H.tab[ch->hash & (H.cap - 1)];
 	while (*pp != ch)
 		pp = &(*pp)->hnext;
 	*pp = ch->hnext;
 	H.nchan--;
-	pstr_free(&ch->prev);
-	free(ch);
+	free(ch);               /* its delta went with its last CSUB_DELTA subscriber */
 }
 
 /* Encodes with ENC into a shared buffer; NULL when the payload cannot be
@@ -281,25 +281,25 @@ static bool epoch_is(const char *e, struct pstr epoch)
 	return strlen(e) == epoch.n && memcmp(e, epoch.p, epoch.n) == 0;
 }
 
-/* Whether P (offset, EPOCH) is later than CH's delta base. */
-static bool after_base(const struct hub_chan *ch, const struct publication *p, struct pstr epoch)
+/* Whether P (offset, EPOCH) is later than delta base D. */
+static bool after_base(const struct hub_delta *d, const struct publication *p, struct pstr epoch)
 {
 	return p->offset > 0 && epoch.n <= NODE_EPOCH_MAX &&
-	       (ch->prev_offset == 0 || !epoch_is(ch->prev_epoch, epoch) || p->offset > ch->prev_offset);
+	       (d->prev_offset == 0 || !epoch_is(d->prev_epoch, epoch) || p->offset > d->prev_offset);
 }
 
-/* Makes P's payload CH's delta base; the old one goes to *OLD (owned)
- * when OLD is not NULL, else is freed. */
-static void set_base(struct hub_chan *ch, const struct publication *p, struct pstr epoch, struct pstr *old)
+/* Makes P's payload delta base D; the old one goes to *OLD (owned) when
+ * OLD is not NULL, else is freed. */
+static void set_base(struct hub_delta *d, const struct publication *p, struct pstr epoch, struct pstr *old)
 {
 	if (old)
-		*old = ch->prev;
+		*old = d->prev;
 	else
-		pstr_free(&ch->prev);
-	ch->prev = pstr_dup(p->data);
-	ch->prev_offset = p->offset;
-	memcpy(ch->prev_epoch, epoch.p, epoch.n);
-	ch->prev_epoch[epoch.n] = '\0';
+		pstr_free(&d->prev);
+	d->prev = pstr_dup(p->data);
+	d->prev_offset = p->offset;
+	memcpy(d->prev_epoch, epoch.p, epoch.n);
+	d->prev_epoch[epoch.n] = '\0';
 }
 
 void hub_publication(struct pstr channel, const struct publication *p, struct pstr epoch, bool delta)
@@ -307,14 +307,15 @@ void hub_publication(struct pstr channel, const struct publication *p, struct ps
 	struct hub_chan *ch = hub_find(channel.p, channel.n);
 	if (ch == NULL)
 		return;
-	if (ch->ndelta == 0) {
+	struct hub_delta *hd = ch->delta;
+	if (hd == NULL) {
 		fan_out(ch, false, enc_pub, p, p, epoch, NULL);
 		return;
 	}
 	struct dframes d = { .name = { ch->name, ch->len }, .p = p };
-	if (after_base(ch, p, epoch)) {
-		d.can_delta = delta && ch->prev_offset + 1 == p->offset && epoch_is(ch->prev_epoch, epoch);
-		set_base(ch, p, epoch, &d.base);  /* before the loop: CH may go in it */
+	if (after_base(hd, p, epoch)) {
+		d.can_delta = delta && hd->prev_offset + 1 == p->offset && epoch_is(hd->prev_epoch, epoch);
+		set_base(hd, p, epoch, &d.base);  /* before the loop: CH may go in it */
 	}
 	fan_out(ch, false, enc_pub, p, p, epoch, &d);
 	pstr_free(&d.base);
@@ -326,8 +327,8 @@ void hub_publication(struct pstr channel, const struct publication *p, struct ps
 
 void hub_delta_base(struct hub_chan *ch, const struct publication *p, struct pstr epoch)
 {
-	if (ch->ndelta > 0 && after_base(ch, p, epoch))
-		set_base(ch, p, epoch, NULL);
+	if (ch->delta && after_base(ch->delta, p, epoch))
+		set_base(ch->delta, p, epoch, NULL);
 }
 
 void hub_delta_chain(const struct publication *v, size_t n, bool json, struct publication *out,

@@ -44,22 +44,33 @@ struct csub {
 	struct pstr chan_info;     /* owned copy; may be empty */
 };
 
-struct hub_chan {
-	struct hub_chan *hnext;    /* hash chain */
-	struct csub *subs;
-	uint32_t hash;
-	uint32_t nsubs;
-	uint32_t nfmt[2];          /* subscribers per enum proto_fmt */
-	uint32_t njoin;            /* subscribers with CSUB_JOIN_LEAVE */
-	uint32_t ndelta;           /* subscribers with CSUB_DELTA */
-	/* While ndelta > 0: the payload of the last publication delivered
-	 * (or recovered) with an offset, the base of the next one's delta. */
+/* A channel's delta state, only while it has subscribers with CSUB_DELTA
+ * (most channels never have one: they pay a pointer, not this). */
+struct hub_delta {
+	uint32_t n;                /* subscribers with CSUB_DELTA */
+	/* The payload of the last publication delivered (or recovered) with
+	 * an offset, the base of the next one's delta. */
 	struct pstr prev;          /* owned */
 	uint64_t prev_offset;      /* 0: none */
 	char prev_epoch[NODE_EPOCH_MAX + 1];
+};
+
+struct hub_chan {
+	struct hub_chan *hnext;    /* hash chain */
+	struct csub *subs;
+	struct hub_delta *delta;   /* NULL: no subscriber with CSUB_DELTA; owned */
+	uint32_t hash;
+	uint32_t nfmt[2];          /* subscribers per enum proto_fmt (hub_chan_nsubs: both) */
+	uint32_t njoin;            /* subscribers with CSUB_JOIN_LEAVE */
 	uint16_t len;
 	char name[];               /* NUL-terminated */
 };
+
+/* CH's subscribers. */
+static inline uint32_t hub_chan_nsubs(const struct hub_chan *ch)
+{
+	return ch->nfmt[0] + ch->nfmt[1];
+}
 
 /* The channel's record, or NULL when no local client is subscribed. */
 struct hub_chan *hub_find(const char *name, size_t len);

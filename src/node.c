@@ -891,7 +891,7 @@ static void put_snap_chan(void *arg, const struct hub_chan *ch)
 {
 	(void)arg;
 	put_str16((struct pstr){ ch->name, ch->len });
-	put_u32(ch->nsubs);
+	put_u32(hub_chan_nsubs(ch));
 }
 
 static void put_snap_user(void *arg, const char *user, size_t len, uint64_t count)
