@@ -23,7 +23,7 @@
  *       tests/fuzz/fuzz_endpoints.c <SOURCES below> <LIBS below> -o /tmp/fuzz_endpoints
  *   /tmp/fuzz_endpoints -max_total_time=1800 -max_len=4096 tests/fuzz/corpus/fuzz_endpoints
  *
- * SOURCES: src/http.c src/conn.c src/transport/tls.c src/transport/tls13.c src/conf.c src/admin_conf.c src/conf_keys.c src/json.c src/proto.c src/util.c src/log.c src/wheel.c src/smap.c src/b64.c src/token.c src/transport/transport.c src/transport/query.c src/transport/websocket.c src/transport/emulation.c src/transport/uni.c src/transport/stream.c src/transport/fcache.c src/transport/ws.c src/transport/ws_deflate.c src/transport/sockjs_frame.c shm/siphash.c src/pb.c src/engine/engine.c src/engine/redis_conf.c src/engine/redis_link.c src/engine/redis_wire.c
+ * SOURCES: src/http.c src/conn.c src/transport/tls.c src/transport/tls13.c src/conf.c src/admin_conf.c src/conf_keys.c src/json.c src/proto.c src/util.c src/log.c src/wheel.c src/smap.c src/b64.c src/token.c src/transport/transport.c src/transport/query.c src/transport/websocket.c src/transport/emulation.c src/transport/uni.c src/transport/stream.c src/transport/fcache.c src/transport/ws.c src/transport/ws_deflate.c src/transport/sockjs_frame.c shm/siphash.c src/pb.c src/engine/engine.c src/engine/redis_conf.c src/engine/redis_link.c src/engine/redis_wire.c src/proxy/proxy_conf.c src/jwks.c src/upstream.c src/dns.c
  * LIBS: @BUILD@/src/libllhttp.a @LLHTTP_LIBS@ -lhiredis -lev -ljwt -ljansson -lssl -lcrypto -luring -lz -lm
  *
  * The first input byte says how the rest is cut into writes (1 byte at a

@@ -14,7 +14,7 @@
  *       tests/fuzz/fuzz_handoff.c <SOURCES below> <LIBS below> -o /tmp/fuzz_handoff
  *   /tmp/fuzz_handoff -max_total_time=1800 -max_len=4096 tests/fuzz/corpus/fuzz_handoff
  *
- * SOURCES: src/handoff.c src/http.c src/conn.c src/transport/tls.c src/transport/tls13.c src/conf.c src/admin_conf.c src/conf_keys.c src/json.c src/util.c src/log.c src/wheel.c src/smap.c src/b64.c src/token.c src/transport/transport.c src/transport/query.c src/transport/sockjs.c src/transport/sockjs_session.c src/transport/sockjs_frame.c src/transport/stream.c src/transport/fcache.c src/transport/ws.c src/transport/ws_deflate.c shm/siphash.c src/engine/engine.c src/engine/redis_conf.c src/engine/redis_link.c src/engine/redis_wire.c src/pb.c
+ * SOURCES: src/handoff.c src/http.c src/conn.c src/transport/tls.c src/transport/tls13.c src/conf.c src/admin_conf.c src/conf_keys.c src/json.c src/util.c src/log.c src/wheel.c src/smap.c src/b64.c src/token.c src/transport/transport.c src/transport/query.c src/transport/sockjs.c src/transport/sockjs_session.c src/transport/sockjs_frame.c src/transport/stream.c src/transport/fcache.c src/transport/ws.c src/transport/ws_deflate.c shm/siphash.c src/engine/engine.c src/engine/redis_conf.c src/engine/redis_link.c src/engine/redis_wire.c src/pb.c src/proxy/proxy_conf.c src/jwks.c src/upstream.c src/dns.c
  * LIBS: @BUILD@/src/libllhttp.a @LLHTTP_LIBS@ -lhiredis -lev -ljwt -ljansson -lssl -lcrypto -luring -lz -lm
  *
  * The first input byte picks the mode (low bit) and how the bytes are cut

@@ -27,7 +27,7 @@
  *       tests/fuzz/fuzz_http.c <SOURCES below> <LIBS below> -o /tmp/fuzz_http
  *   /tmp/fuzz_http -max_total_time=1800 -max_len=4096 tests/fuzz/corpus/fuzz_http
  *
- * SOURCES: src/http.c src/conn.c src/transport/tls.c src/transport/tls13.c src/conf.c src/admin_conf.c src/conf_keys.c src/json.c src/util.c src/log.c src/wheel.c src/token.c src/b64.c src/transport/sockjs_frame.c src/engine/engine.c src/engine/redis_conf.c src/engine/redis_link.c src/engine/redis_wire.c src/pb.c src/smap.c shm/siphash.c
+ * SOURCES: src/http.c src/conn.c src/transport/tls.c src/transport/tls13.c src/conf.c src/admin_conf.c src/conf_keys.c src/json.c src/util.c src/log.c src/wheel.c src/token.c src/b64.c src/transport/sockjs_frame.c src/engine/engine.c src/engine/redis_conf.c src/engine/redis_link.c src/engine/redis_wire.c src/pb.c src/smap.c shm/siphash.c src/proxy/proxy_conf.c src/jwks.c src/upstream.c src/dns.c
  * LIBS: @BUILD@/src/libllhttp.a @LLHTTP_LIBS@ -lhiredis -lev -ljwt -ljansson -lssl -lcrypto -luring -lm
  *
  * The first input byte seeds the random pieces; the rest is what the

@@ -13,7 +13,7 @@
  *       tests/fuzz/fuzz_ws.c <SOURCES below> <LIBS below> -o /tmp/fuzz_ws
  *   /tmp/fuzz_ws -max_total_time=1200 -max_len=4096 /tmp/corpus_ws tests/fuzz/corpus/fuzz_ws
  *
- * SOURCES: src/http.c src/conn.c src/transport/tls.c src/transport/tls13.c src/conf.c src/admin_conf.c src/conf_keys.c src/json.c src/util.c src/log.c src/wheel.c src/smap.c src/b64.c src/token.c src/transport/transport.c src/transport/query.c src/transport/fcache.c src/transport/ws.c src/transport/ws_deflate.c src/transport/sockjs_frame.c shm/siphash.c src/engine/engine.c src/engine/redis_conf.c src/engine/redis_link.c src/engine/redis_wire.c src/pb.c
+ * SOURCES: src/http.c src/conn.c src/transport/tls.c src/transport/tls13.c src/conf.c src/admin_conf.c src/conf_keys.c src/json.c src/util.c src/log.c src/wheel.c src/smap.c src/b64.c src/token.c src/transport/transport.c src/transport/query.c src/transport/fcache.c src/transport/ws.c src/transport/ws_deflate.c src/transport/sockjs_frame.c shm/siphash.c src/engine/engine.c src/engine/redis_conf.c src/engine/redis_link.c src/engine/redis_wire.c src/pb.c src/proxy/proxy_conf.c src/jwks.c src/upstream.c src/dns.c
  * LIBS: @BUILD@/src/libllhttp.a @LLHTTP_LIBS@ -lhiredis -lev -ljwt -ljansson -lssl -lcrypto -luring -lz -lm
  *
  * The first input byte chooses: bit 0, whether the upgrade offers

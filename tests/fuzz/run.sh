@@ -25,7 +25,7 @@ build=${ROTOR_BUILDDIR:-$src}
 secs=${FUZZ_SECONDS:-5}
 cc=${FUZZ_CC:-clang}
 cflags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all"
-cppflags="-D_GNU_SOURCE -I$build -I$src/src -I$src/src/transport -I$src/src/engine -I$src/shm ${ROTOR_FUZZ_CPPFLAGS:--I/usr/share/include/llhttp}"
+cppflags="-D_GNU_SOURCE -I$build -I$src/src -I$src/src/transport -I$src/src/engine -I$src/src/proxy -I$src/shm ${ROTOR_FUZZ_CPPFLAGS:--I/usr/share/include/llhttp}"
 
 if ! command -v "$cc" >/dev/null 2>&1; then
 	echo "1..0 # SKIP $cc is not installed"

@@ -320,8 +320,9 @@ static void test_subscribe(void)
 	       "'#' in a namespace without allow_user_limited_channels is an ordinary name");
 	is_int(sub(cfg, "$ul:d#42", "42", false), CHAN_ERR_PERMISSION_DENIED, "private beats user-limited");
 
-	/* Proxies: rotor has none. */
-	is_int(sub(cfg, "px:x", "42", false), CHAN_ERR_NOT_AVAILABLE, "subscribe proxy: 108");
+	/* Proxies: the subscribe proxy decides (the caller asks it); a
+	 * subscribe stream proxy is refused by rotord -t, and 108 here. */
+	is_int(sub(cfg, "px:x", "42", false), CHAN_PROXY, "subscribe proxy: the proxy decides");
 	is_int(sub(cfg, "px:d#42", "42", false), CHAN_OK, "user-limited listed wins over the proxy");
 	is_int(sub(cfg, "px:d#43", "42", false), CHAN_ERR_PERMISSION_DENIED,
 	       "user-limited not listed skips the proxy");
@@ -343,7 +344,7 @@ static void test_subscribe(void)
 	is_int(sub(cfg, "x", "", false), CHAN_OK, "insecure: anonymous anywhere");
 	is_int(sub(cfg, "ul:d#43", "42", false), CHAN_OK, "insecure: user-limited not listed");
 	is_int(sub(cfg, "$x", "", false), CHAN_ERR_PERMISSION_DENIED, "insecure: $ still needs a token");
-	is_int(sub(cfg, "px:x", "", false), CHAN_ERR_NOT_AVAILABLE, "insecure: the proxy still decides");
+	is_int(sub(cfg, "px:x", "", false), CHAN_PROXY, "insecure: the proxy still decides");
 	is_int(sub(cfg, "nope:x", "", false), CHAN_ERR_UNKNOWN_CHANNEL, "insecure: unknown namespace 102");
 	is_int(sub(cfg, "\xc3\xa9", "", false), CHAN_ERR_BAD_REQUEST, "insecure: names still checked");
 	chan_cfg_free(cfg);
@@ -383,7 +384,7 @@ static void test_publish(void)
 	is_int(chan_check_publish(cfg, S("ss:x"), NOUSER, true, NULL), CHAN_ERR_PERMISSION_DENIED,
 	       "... subscribed anonymous: 103");
 	is_int(chan_check_publish(cfg, S("ssa:x"), NOUSER, true, NULL), CHAN_OK, "... with _anonymous");
-	is_int(chan_check_publish(cfg, S("px:x"), S("1"), true, NULL), CHAN_ERR_NOT_AVAILABLE, "publish proxy 108");
+	is_int(chan_check_publish(cfg, S("px:x"), S("1"), true, NULL), CHAN_PROXY, "publish proxy: the proxy decides");
 	is_int(chan_check_publish(cfg, S("spx:x"), S("1"), true, NULL), CHAN_ERR_NOT_AVAILABLE,
 	       "subscribe stream proxy: publish 108");
 	is_int(chan_check_publish(cfg, S("x"), S("1"), true, NULL), CHAN_ERR_PERMISSION_DENIED, "default 103");
