@@ -1430,6 +1430,7 @@ static const struct sub_req *connect_sub_req(const struct connect_req *r, struct
 struct pending_sub {
 	char *channel;
 	struct pstr info;            /* owned */
+	struct pstr data;            /* owned: the connect proxy's subs[ch].data, sent in its result */
 	struct chan_override ov;
 };
 
@@ -1438,6 +1439,7 @@ static void free_pending(struct pending_sub *v, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		free(v[i].channel);
 		pstr_free(&v[i].info);
+		pstr_free(&v[i].data);
 	}
 	free(v);
 }
@@ -1595,9 +1597,10 @@ static int connect_proxy(struct client *c, const struct cmd *cmd, char **user, s
 		if (j == *nps)
 			(*nps)++;
 		else
-			free((*ps)[j].channel), pstr_free(&(*ps)[j].info);
+			free((*ps)[j].channel), pstr_free(&(*ps)[j].info), pstr_free(&(*ps)[j].data);
 		(*ps)[j].channel = xstrdup(a->subs[i].channel);
 		(*ps)[j].info = pstr_dup(a->subs[i].info);
+		(*ps)[j].data = pstr_dup(a->subs[i].data);
 		(*ps)[j].ov = a->subs[i].ov;
 	}
 	return 0;
@@ -1748,6 +1751,7 @@ static void cmd_connect(struct client *c, const struct cmd *cmd)
 		subres[nsub].channel = pstr_dup(ch);
 		subscribe_server_side(c, ch, opts[i], &ps[i].ov, ps[i].info, 0, connect_sub_req(r, ch),
 				      &subres[nsub].res);
+		subres[nsub].res.data = ps[i].data; /* centrifuge: SubscribeOptions.Data into the result */
 		nsub++;
 	}
 	for (size_t i = 0; i < r->nsubs; i++) {

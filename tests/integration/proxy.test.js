@@ -160,6 +160,30 @@ describe('proxies', () => {
     });
   }
 
+  // centrifuge's subscribeCmd puts SubscribeOptions.Data in the server-side
+  // subscription's SubscribeResult within the connect reply.
+  for (const fmt of ['json', 'protobuf']) {
+    test(`connect proxy subs: each one's data reaches the client in its subscribed event (${fmt})`, async () => {
+      b.reqs = [];
+      b.reply((rec) => (rec.path === '/connect'
+        ? { result: { user: 'sd', channels: ['plain'], subs: { news: { data: { hi: 'news' }, info: { i: 1 } }, 'px:b': { b64data: Buffer.from('{"b":2}').toString('base64') } } } }
+        : { result: {} }));
+      await withRotor(b, {}, async (x) => {
+        const c = x.sdk({ name: 'websocket', fmt });
+        const subscribed = {};
+        c.on('subscribed', (ctx) => { subscribed[ctx.channel] = ctx; });
+        const connected = once(c, 'connected');
+        c.connect();
+        await connected;
+        await waitFor(() => Object.keys(subscribed).length === 3, 3000, 20);
+        const dec = (d) => (fmt === 'protobuf' ? JSON.parse(Buffer.from(d).toString()) : d);
+        assert.deepStrictEqual(dec(subscribed.news.data), { hi: 'news' });
+        assert.deepStrictEqual(dec(subscribed['px:b'].data), { b: 2 });
+        assert.ok(subscribed.plain.data === undefined || subscribed.plain.data.length === 0, 'no data for a channel without it');
+      });
+    });
+  }
+
   test('connect proxy on SockJS (xhr-streaming), across 2 workers', async () => {
     b.reqs = [];
     b.reply({ result: { user: 'sj', data: { via: 'sockjs' } } });
