@@ -1617,6 +1617,10 @@ static void cmd_connect(struct client *c, const struct cmd *cmd)
 	char *user = NULL;
 	struct pstr info = { NULL, 0 }, pdata = { NULL, 0 };
 
+	/* Headers emulation: what the proxies may pass on joins the kept
+	 * HTTP headers, for the connect proxy and every later call. */
+	if (r->nhdrs > 0 && proxy_headers_emulate(S.proxies, &backend_of(c)->hdrs, r->hdrs, r->nhdrs) > 0)
+		log_debug("client %s: connect: emulated headers that cannot be sent dropped", c->id);
 	if (r->token.n == 0 && proxy_enabled(S.proxies, PROXY_CONNECT)) {
 		if (connect_proxy(c, cmd, &user, &info, &pdata, &expire_at, &ps, &nps) != 0)
 			return;

@@ -144,6 +144,16 @@ void proxy_cancel(struct proxy_call *call);
 /* The headers of REQ that any proxy of SET passes on (http_headers), kept
  * for the connection's lifetime; NULL when none. */
 struct proxy_headers *proxy_headers_keep(const struct proxy_set *set, const struct http_req *req);
+/* Headers emulation (ConnectRequest.headers, V, N): the entries whose name
+ * some proxy of SET lists in emulated_headers join *H (made when NULL),
+ * replacing the emulated ones a previous call added; a proxy sends one
+ * only when no real header of that name passes (Centrifugo v6.9's
+ * emulated_headers: http_headers never takes client-supplied values). An
+ * entry that cannot be written into a request (a name that is not an HTTP
+ * token, a value with CR, LF, NUL or another control character) is
+ * dropped; returns how many were. */
+int proxy_headers_emulate(const struct proxy_set *set, struct proxy_headers **h, const struct connect_hdr *v,
+			  size_t n);
 void proxy_headers_free(struct proxy_headers *h);
 
 /* Cross-key checks at config load (rotord -t): endpoints are http(s)://
