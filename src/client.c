@@ -2664,7 +2664,7 @@ void client_init(struct worker *w)
 	build_keys(w);
 	build_uni(w);
 	S.chans = chan_cfg_new(w->conf);
-	S.proxies = proxy_set_new(w->loop, w->conf);
+	S.proxies = proxy_set_new(w->loop, w->conf, w->ctr);
 }
 
 void client_reconfigure(struct worker *w)
@@ -2674,7 +2674,7 @@ void client_reconfigure(struct worker *w)
 	chan_cfg_free(S.chans);
 	S.chans = chan_cfg_new(w->conf);
 	proxy_set_free(S.proxies);
-	S.proxies = proxy_set_new(w->loop, w->conf);
+	S.proxies = proxy_set_new(w->loop, w->conf, w->ctr);
 }
 
 /* ---- server-side actions ------------------------------------------------------ */

@@ -16,6 +16,7 @@
 #include "http.h"
 #include "log.h"
 #include "upstream.h"
+#include "stats.h"
 #include "util.h"
 
 #include <ev.h>
@@ -28,6 +29,8 @@ static const struct proxy_kind_ops *const kinds[PROXY_KINDS] = {
 	[PROXY_SUBSCRIBE] = &proxy_kind_subscribe, [PROXY_PUBLISH] = &proxy_kind_publish,
 	[PROXY_SUB_REFRESH] = &proxy_kind_sub_refresh, [PROXY_RPC] = &proxy_kind_rpc,
 };
+
+_Static_assert(PROXY_KINDS == STATS_PROXY_KINDS, "the proxy table of shm/stats.h has a column per kind");
 
 /* The config section of each kind's default proxy. */
 static const char *const sections[PROXY_KINDS] = {
@@ -54,6 +57,8 @@ struct proxy {
 	char *name;                    /* "default" or the named proxy's */
 	char *endpoint;
 	struct ev_loop *loop;
+	struct stats_block *ctr;       /* the worker's counters; NULL: not counted */
+	int stat;                      /* its entry in ctr->px, -1: not counted */
 	struct upstream *up;           /* NULL: could not be made (calls fail) */
 	uint64_t timeout_ms;
 	bool b64, include_meta;
@@ -96,6 +101,8 @@ struct proxy_headers {
 struct proxy_call {
 	struct proxy *p;
 	const struct proxy_kind_ops *kind;
+	enum proxy_kind k;
+	int64_t start_ns;
 	struct upstream_req *ur;
 	ev_timer fail_w;                   /* a proxy without upstream fails from here */
 	proxy_done_fn *done;
@@ -162,7 +169,7 @@ static void lower_list(const json_t *l, char ***v, size_t *n)
 
 /* A proxy from object O (a section or an item of `proxies`), validated by
  * proxy_conf_check. NULL when it has no endpoint. */
-static struct proxy *proxy_new(struct ev_loop *loop, const char *name, const json_t *o)
+static struct proxy *proxy_new(struct ev_loop *loop, struct stats_block *ctr, const char *name, const json_t *o)
 {
 	const char *endpoint = str_at(o, "endpoint");
 	const char *timeout = str_at(o, "timeout");
@@ -177,6 +184,11 @@ static struct proxy *proxy_new(struct ev_loop *loop, const char *name, const jso
 	p->name = xstrdup(name);
 	p->endpoint = xstrdup(endpoint);
 	p->loop = loop;
+	p->ctr = ctr;
+	p->stat = ctr ? stats_proxy_slot(ctr, name, strlen(name)) : -1;
+	if (ctr && p->stat < 0)
+		log_warn("proxy %s: not counted in the metrics (more than %d proxy names, or a name over %d bytes)",
+			 name, STATS_PROXY_NAMES, STATS_PROXY_NAME_LEN - 1);
 	if (*timeout && conf_duration_ms(timeout, &ms) != RT_OK)
 		ms = 1000;
 	p->timeout_ms = ms > 0 ? (uint64_t)ms : 1000;
@@ -251,7 +263,7 @@ static void rpc_ns_read(struct rpc_ns *r, const char *name, const json_t *o)
 	r->proxy = xstrdup(*pn ? pn : "default");
 }
 
-struct proxy_set *proxy_set_new(struct ev_loop *loop, const struct conf *c)
+struct proxy_set *proxy_set_new(struct ev_loop *loop, const struct conf *c, struct stats_block *ctr)
 {
 	struct proxy_set *s = xcalloc(1, sizeof(*s));
 	size_t i;
@@ -259,7 +271,7 @@ struct proxy_set *proxy_set_new(struct ev_loop *loop, const struct conf *c)
 
 	for (int k = 0; k < PROXY_KINDS; k++) {
 		const json_t *o = proxy_json_at(c->doc, sections[k]);
-		s->def[k] = proxy_new(loop, "default", o);
+		s->def[k] = proxy_new(loop, ctr, "default", o);
 		s->enabled[k] = s->def[k] != NULL &&
 				(k == PROXY_CONNECT || k == PROXY_REFRESH ? json_is_true(proxy_json_at(o, "enabled")) : true);
 		keep_add(s, s->def[k]);
@@ -267,7 +279,7 @@ struct proxy_set *proxy_set_new(struct ev_loop *loop, const struct conf *c)
 	const json_t *named = proxy_json_at(c->doc, "proxies");
 	s->named = xcalloc(json_array_size(named) + 1, sizeof(*s->named));
 	json_array_foreach(named, i, v) {
-		struct proxy *p = proxy_new(loop, str_at(v, "name"), v);
+		struct proxy *p = proxy_new(loop, ctr, str_at(v, "name"), v);
 		if (p) {
 			s->named[s->nnamed++] = p;
 			keep_add(s, p);
@@ -661,10 +673,36 @@ static const char *const upstream_errs[] = {
 	[UPSTREAM_ESHUTDOWN] = "shutdown",
 };
 
+/* The call's metrics: in flight while it waits; when it ends (ANSWERED
+ * false: cancelled, the client left), its duration, and an error when it
+ * got no usable answer (PROXY_FAILED). */
+static void count_start(struct proxy_call *call)
+{
+	struct proxy *p = call->p;
+	call->start_ns = util_mono_ns();
+	if (p->stat >= 0)
+		STATS_BUMP(p->ctr, px[p->stat].inflight[call->k], 1);
+}
+
+static void count_end(struct proxy_call *call, const struct proxy_answer *a)
+{
+	struct proxy *p = call->p;
+	if (p->stat < 0)
+		return;
+	STATS_BUMP(p->ctr, px[p->stat].inflight[call->k], (uint64_t)-1);
+	if (a == NULL)
+		return;
+	int64_t ns = util_mono_ns() - call->start_ns;
+	stats_observe(&p->ctr->px[p->stat].dur[call->k], ns > 0 ? (uint64_t)ns : 0);
+	if (a->outcome == PROXY_FAILED)
+		STATS_BUMP(p->ctr, px[p->stat].errors[call->k], 1);
+}
+
 static void finish(struct proxy_call *call, struct proxy_answer *a)
 {
 	if (a->message == NULL)
 		a->message = xstrdup("");
+	count_end(call, a);
 	proxy_unref(call->p);
 	proxy_done_fn *done = call->done;
 	void *arg = call->arg;
@@ -787,8 +825,10 @@ struct proxy_call *proxy_call(const struct proxy *cp, enum proxy_kind kind, cons
 	call->p = p;
 	p->refs++;
 	call->kind = kinds[kind];
+	call->k = kind;
 	call->done = done;
 	call->arg = arg;
+	count_start(call);
 	if (p->up == NULL) {
 		ev_timer_init(&call->fail_w, on_no_upstream, 0., 0.);
 		call->fail_w.data = call;
@@ -826,6 +866,7 @@ void proxy_cancel(struct proxy_call *call)
 		upstream_cancel(call->ur);
 	else
 		ev_timer_stop(call->p->loop, &call->fail_w);
+	count_end(call, NULL);
 	proxy_unref(call->p);
 	free(call);
 }

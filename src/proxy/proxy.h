@@ -33,6 +33,7 @@ struct conf;
 struct conf_report;
 struct ev_loop;
 struct http_req;
+struct stats_block;
 
 enum proxy_kind {
 	PROXY_CONNECT,
@@ -111,8 +112,10 @@ struct proxy_headers;
 
 /* Builds the proxies of config C for a worker on LOOP. C was validated
  * (proxy_conf_check); an upstream that cannot be made (a name that does
- * not resolve) is logged and its calls fail until the next reload. */
-struct proxy_set *proxy_set_new(struct ev_loop *loop, const struct conf *c);
+ * not resolve) is logged and its calls fail until the next reload. Calls
+ * are counted in CTR's proxy table (shm/stats.h; NULL: not counted): in
+ * flight, their durations, and the ones that ended PROXY_FAILED. */
+struct proxy_set *proxy_set_new(struct ev_loop *loop, const struct conf *c, struct stats_block *ctr);
 /* Frees SET. Calls in flight keep what they need and still answer. */
 void proxy_set_free(struct proxy_set *set);
 
