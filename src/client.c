@@ -1430,7 +1430,7 @@ static const struct sub_req *connect_sub_req(const struct connect_req *r, struct
 struct pending_sub {
 	char *channel;
 	struct pstr info;            /* owned */
-	struct pstr data;            /* owned: the connect proxy's subs[ch].data, sent in its result */
+	struct pstr data;            /* owned: subs[ch].data of the token or the connect proxy, sent in its result */
 	struct chan_override ov;
 };
 
@@ -1444,8 +1444,36 @@ static void free_pending(struct pending_sub *v, size_t n)
 	free(v);
 }
 
+/* Member RAW_NAME (raw, byte for byte, like the connection's info) or
+ * B64_NAME (base64, which wins) of the token's subs[NAME] object ITEM;
+ * empty when neither is there or the base64 is bad. */
+static struct pstr sub_claim_bytes(const json_t *item, struct pstr token, const char *name, const char *raw_name,
+				   const char *b64_name)
+{
+	struct pstr r = { NULL, 0 };
+	const char *b64 = json_string_value(json_object_get(item, b64_name));
+	const json_t *raw = json_object_get(item, raw_name);
+
+	if (b64 && *b64) {
+		size_t len = strlen(b64), outlen;
+		char *p = xmalloc(b64_decoded_max(len) + 1);
+		if (b64_decode(p, &outlen, b64, len, B64_STD) == RT_OK) {
+			r.p = p;
+			r.n = outlen;
+		} else {
+			free(p);
+		}
+	} else if (raw != NULL && !json_is_null(raw)) {
+		const char *path[] = { "subs", name, raw_name };
+		char *buf;
+		r = pstr_dup(claim_raw(token, path, 3, &buf));
+		free(buf);
+	}
+	return r;
+}
+
 /* Collects the server-side channels of a connection token: `subs` (with
- * per-channel info and override) wins over `channels`. A channel named ""
+ * per-channel info, data and override) wins over `channels`. A channel named ""
  * in either is left out, as Centrifugo does. */
 static size_t token_channels(const json_t *claims, struct pstr token, struct pending_sub **out)
 {
@@ -1463,24 +1491,8 @@ static size_t token_channels(const json_t *claims, struct pstr token, struct pen
 				continue; /* as Centrifugo: no channel "", like in channels */
 			v[n].channel = xstrdup(name);
 			v[n].ov = parse_override(json_object_get(item, "override"));
-			const char *b64 = json_string_value(json_object_get(item, "b64info"));
-			const json_t *info = json_object_get(item, "info");
-			if (b64 && *b64) {
-				size_t len = strlen(b64), outlen;
-				char *p = xmalloc(b64_decoded_max(len) + 1);
-				if (b64_decode(p, &outlen, b64, len, B64_STD) == RT_OK) {
-					v[n].info.p = p;
-					v[n].info.n = outlen;
-				} else {
-					free(p);
-				}
-			} else if (info != NULL && !json_is_null(info)) {
-				/* Raw, byte for byte, like the connection's info. */
-				const char *path[] = { "subs", name, "info" };
-				char *buf;
-				v[n].info = pstr_dup(claim_raw(token, path, 3, &buf));
-				free(buf);
-			}
+			v[n].info = sub_claim_bytes(item, token, name, "info", "b64info");
+			v[n].data = sub_claim_bytes(item, token, name, "data", "b64data");
 			n++;
 		}
 	} else if (json_is_array(chans)) {
