@@ -28,9 +28,10 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define SEG_KIND_STATS 0x53544154u /* "STAT" */
-#define STATS_VERSION 3
+#define STATS_VERSION 4            /* 4: the proxy table (stats_proxy) */
 #define STATS_SLOTS 512            /* 256 workers, twice over during a rolling restart */
 
 struct stats_hdr {
@@ -120,6 +121,30 @@ struct stats_counts {
 	uint64_t sessions[STATS_TRANSPORTS];        /* sessions opened, by transport */
 };
 
+/* The HTTP proxies' calls (server-api.md §6.3's centrifugo_proxy_*),
+ * by proxy name and kind (proxy.h's enum proxy_kind: connect, refresh,
+ * subscribe, publish, sub_refresh, rpc). Proxies are named in the config,
+ * so a block holds a small table keyed by name: its owner writes a name
+ * into a free entry the first time it builds a proxy of that name (at
+ * start or at a reload) and never changes it while the block is its, so a
+ * reload that adds or renames proxies takes new entries and never counts
+ * one proxy's calls under another's name. The name is written before its
+ * first byte, which readers load with acquire: an entry with name[0] == 0
+ * is free. A name that does not fit (STATS_PROXY_NAMES in use, or longer
+ * than STATS_PROXY_NAME_LEN - 1 bytes) is not counted. The fold and a
+ * scrape merge tables by name. */
+#define STATS_PROXY_NAMES 8
+#define STATS_PROXY_NAME_LEN 64
+#define STATS_PROXY_KINDS 6
+
+struct stats_proxy {
+	char name[STATS_PROXY_NAME_LEN];       /* "default" or a named proxy's; "" free */
+	struct stats_hist dur[STATS_PROXY_KINDS]; /* calls answered, by how long they took */
+	uint64_t errors[STATS_PROXY_KINDS];    /* calls without a usable answer */
+	uint64_t inflight[STATS_PROXY_KINDS];  /* gauge: calls waiting (not folded) */
+};
+_Static_assert(sizeof(struct stats_proxy) == 1024, "stats_proxy is 16 cache lines");
+
 /* One worker's counters. pid == 0 means the block is free. */
 struct stats_block {
 	int32_t pid;
@@ -143,11 +168,12 @@ struct stats_block {
 	uint64_t inflight[STATS_TRANSPORTS]; /* gauge: open sessions by transport */
 	uint8_t pad2[64];
 	struct stats_counts n;
+	struct stats_proxy px[STATS_PROXY_NAMES];
 };
 _Static_assert(sizeof(struct stats_counts) % 64 == 0, "stats_counts is whole cache lines");
-_Static_assert(sizeof(struct stats_block) == 256 + sizeof(struct stats_counts),
-	       "stats_block: four cache lines of identity and gauges, then the counters");
-_Static_assert(sizeof(struct stats_block) == 5760, "a change of stats_block's size is a new STATS_VERSION");
+_Static_assert(sizeof(struct stats_block) == 256 + sizeof(struct stats_counts) + sizeof(struct stats_proxy) * STATS_PROXY_NAMES,
+	       "stats_block: four cache lines of identity and gauges, then the counters, then the proxies'");
+_Static_assert(sizeof(struct stats_block) == 13952, "a change of stats_block's size is a new STATS_VERSION");
 
 
 /* The broker of the Redis engine holds the block whose slot is this (one
@@ -198,6 +224,54 @@ static inline void stats_observe(struct stats_hist *h, uint64_t ns)
 	STATS_BUMP(h, sum_ns, ns);
 }
 
+/* The entry of B's proxy table named NAME (N bytes), written into a free
+ * one when it is not there; B's only writer is the caller. -1 when it is
+ * full or NAME does not fit. */
+static inline int stats_proxy_slot(struct stats_block *b, const char *name, size_t n)
+{
+	int free_at = -1;
+	if (n == 0 || n >= STATS_PROXY_NAME_LEN)
+		return -1;
+	for (int i = 0; i < STATS_PROXY_NAMES; i++) {
+		struct stats_proxy *e = &b->px[i];
+		if (__atomic_load_n(&e->name[0], __ATOMIC_ACQUIRE) == 0) {
+			if (free_at < 0)
+				free_at = i;
+		} else if (strncmp(e->name, name, STATS_PROXY_NAME_LEN) == 0 && e->name[n] == 0) {
+			return i;
+		}
+	}
+	if (free_at >= 0) {
+		struct stats_proxy *e = &b->px[free_at];
+		memcpy(e->name + 1, name + 1, n - 1);
+		e->name[n] = 0;
+		__atomic_store_n(&e->name[0], name[0], __ATOMIC_RELEASE);
+	}
+	return free_at;
+}
+
+/* Adds FROM's proxy table into INTO's, by name (stats_fold's rules); with
+ * GAUGES, the inflight gauges too (a scrape summing live blocks). */
+static inline void stats_fold_proxies(struct stats_block *into, const struct stats_block *from, int gauges)
+{
+	for (int i = 0; i < STATS_PROXY_NAMES; i++) {
+		const struct stats_proxy *f = &from->px[i];
+		char name[STATS_PROXY_NAME_LEN];
+		if (__atomic_load_n(&f->name[0], __ATOMIC_ACQUIRE) == 0)
+			continue;
+		memcpy(name, f->name, sizeof name);
+		name[sizeof name - 1] = 0;
+		int j = stats_proxy_slot(into, name, strlen(name));
+		if (j < 0)
+			continue;
+		const uint64_t *src = (const uint64_t *)(const void *)f->dur;
+		uint64_t *dst = (uint64_t *)(void *)into->px[j].dur;
+		size_t words = (sizeof(f->dur) + sizeof(f->errors) + (gauges ? sizeof(f->inflight) : 0)) / 8;
+		for (size_t k = 0; k < words; k++)
+			__atomic_store_n(&dst[k], dst[k] + __atomic_load_n(&src[k], __ATOMIC_RELAXED), __ATOMIC_RELAXED);
+	}
+}
+
 /* Adds FROM's monotonic counters into INTO, whose only writer the caller
  * is: the master into the retired block, with FROM's worker reaped (it
  * brackets the fold with fold_seq), or a reader summing the node into a
@@ -215,6 +289,7 @@ static inline void stats_fold(struct stats_block *into, const struct stats_block
 	STATS_BUMP(into, bytes_out, STATS_GET(from, bytes_out));
 	STATS_BUMP(into, accept_errors, STATS_GET(from, accept_errors));
 	STATS_BUMP(into, bus_lost, STATS_GET(from, bus_lost));
+	stats_fold_proxies(into, from, 0);
 }
 
 #endif

@@ -1430,6 +1430,7 @@ static const struct sub_req *connect_sub_req(const struct connect_req *r, struct
 struct pending_sub {
 	char *channel;
 	struct pstr info;            /* owned */
+	struct pstr data;            /* owned: subs[ch].data of the token or the connect proxy, sent in its result */
 	struct chan_override ov;
 };
 
@@ -1438,12 +1439,41 @@ static void free_pending(struct pending_sub *v, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		free(v[i].channel);
 		pstr_free(&v[i].info);
+		pstr_free(&v[i].data);
 	}
 	free(v);
 }
 
+/* Member RAW_NAME (raw, byte for byte, like the connection's info) or
+ * B64_NAME (base64, which wins) of the token's subs[NAME] object ITEM;
+ * empty when neither is there or the base64 is bad. */
+static struct pstr sub_claim_bytes(const json_t *item, struct pstr token, const char *name, const char *raw_name,
+				   const char *b64_name)
+{
+	struct pstr r = { NULL, 0 };
+	const char *b64 = json_string_value(json_object_get(item, b64_name));
+	const json_t *raw = json_object_get(item, raw_name);
+
+	if (b64 && *b64) {
+		size_t len = strlen(b64), outlen;
+		char *p = xmalloc(b64_decoded_max(len) + 1);
+		if (b64_decode(p, &outlen, b64, len, B64_STD) == RT_OK) {
+			r.p = p;
+			r.n = outlen;
+		} else {
+			free(p);
+		}
+	} else if (raw != NULL && !json_is_null(raw)) {
+		const char *path[] = { "subs", name, raw_name };
+		char *buf;
+		r = pstr_dup(claim_raw(token, path, 3, &buf));
+		free(buf);
+	}
+	return r;
+}
+
 /* Collects the server-side channels of a connection token: `subs` (with
- * per-channel info and override) wins over `channels`. A channel named ""
+ * per-channel info, data and override) wins over `channels`. A channel named ""
  * in either is left out, as Centrifugo does. */
 static size_t token_channels(const json_t *claims, struct pstr token, struct pending_sub **out)
 {
@@ -1461,24 +1491,8 @@ static size_t token_channels(const json_t *claims, struct pstr token, struct pen
 				continue; /* as Centrifugo: no channel "", like in channels */
 			v[n].channel = xstrdup(name);
 			v[n].ov = parse_override(json_object_get(item, "override"));
-			const char *b64 = json_string_value(json_object_get(item, "b64info"));
-			const json_t *info = json_object_get(item, "info");
-			if (b64 && *b64) {
-				size_t len = strlen(b64), outlen;
-				char *p = xmalloc(b64_decoded_max(len) + 1);
-				if (b64_decode(p, &outlen, b64, len, B64_STD) == RT_OK) {
-					v[n].info.p = p;
-					v[n].info.n = outlen;
-				} else {
-					free(p);
-				}
-			} else if (info != NULL && !json_is_null(info)) {
-				/* Raw, byte for byte, like the connection's info. */
-				const char *path[] = { "subs", name, "info" };
-				char *buf;
-				v[n].info = pstr_dup(claim_raw(token, path, 3, &buf));
-				free(buf);
-			}
+			v[n].info = sub_claim_bytes(item, token, name, "info", "b64info");
+			v[n].data = sub_claim_bytes(item, token, name, "data", "b64data");
 			n++;
 		}
 	} else if (json_is_array(chans)) {
@@ -1595,9 +1609,10 @@ static int connect_proxy(struct client *c, const struct cmd *cmd, char **user, s
 		if (j == *nps)
 			(*nps)++;
 		else
-			free((*ps)[j].channel), pstr_free(&(*ps)[j].info);
+			free((*ps)[j].channel), pstr_free(&(*ps)[j].info), pstr_free(&(*ps)[j].data);
 		(*ps)[j].channel = xstrdup(a->subs[i].channel);
 		(*ps)[j].info = pstr_dup(a->subs[i].info);
+		(*ps)[j].data = pstr_dup(a->subs[i].data);
 		(*ps)[j].ov = a->subs[i].ov;
 	}
 	return 0;
@@ -1614,6 +1629,10 @@ static void cmd_connect(struct client *c, const struct cmd *cmd)
 	char *user = NULL;
 	struct pstr info = { NULL, 0 }, pdata = { NULL, 0 };
 
+	/* Headers emulation: what the proxies may pass on joins the kept
+	 * HTTP headers, for the connect proxy and every later call. */
+	if (r->nhdrs > 0 && proxy_headers_emulate(S.proxies, &backend_of(c)->hdrs, r->hdrs, r->nhdrs) > 0)
+		log_debug("client %s: connect: emulated headers that cannot be sent dropped", c->id);
 	if (r->token.n == 0 && proxy_enabled(S.proxies, PROXY_CONNECT)) {
 		if (connect_proxy(c, cmd, &user, &info, &pdata, &expire_at, &ps, &nps) != 0)
 			return;
@@ -1748,6 +1767,7 @@ static void cmd_connect(struct client *c, const struct cmd *cmd)
 		subres[nsub].channel = pstr_dup(ch);
 		subscribe_server_side(c, ch, opts[i], &ps[i].ov, ps[i].info, 0, connect_sub_req(r, ch),
 				      &subres[nsub].res);
+		subres[nsub].res.data = ps[i].data; /* centrifuge: SubscribeOptions.Data into the result */
 		nsub++;
 	}
 	for (size_t i = 0; i < r->nsubs; i++) {
@@ -2656,7 +2676,7 @@ void client_init(struct worker *w)
 	build_keys(w);
 	build_uni(w);
 	S.chans = chan_cfg_new(w->conf);
-	S.proxies = proxy_set_new(w->loop, w->conf);
+	S.proxies = proxy_set_new(w->loop, w->conf, w->ctr);
 }
 
 void client_reconfigure(struct worker *w)
@@ -2666,7 +2686,7 @@ void client_reconfigure(struct worker *w)
 	chan_cfg_free(S.chans);
 	S.chans = chan_cfg_new(w->conf);
 	proxy_set_free(S.proxies);
-	S.proxies = proxy_set_new(w->loop, w->conf);
+	S.proxies = proxy_set_new(w->loop, w->conf, w->ctr);
 }
 
 /* ---- server-side actions ------------------------------------------------------ */

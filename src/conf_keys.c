@@ -459,6 +459,7 @@ static int check_http_response(const struct conf_key *k, const json_t *v, struct
 	STR(p ".endpoint", "", RLD, NF, NULL, "proxy endpoint: http:// or https:// URL (grpc:// is refused)"), \
 	DUR(p ".timeout", "1s", 1, INF, RLD, NF, NULL, "proxy request timeout"), \
 	LIST(p ".http_headers", "[]", RLD, NULL, "client HTTP headers passed on to the proxy"), \
+	LIST(p ".emulated_headers", "[]", RLD, NULL, "headers of the client's connect request (headers emulation) passed on to the proxy"), \
 	LIST(p ".grpc_metadata", "[]", RLD, NULL, "gRPC metadata (gRPC proxies only: refused when set)"), \
 	BOOL(p ".binary_encoding", "false", RLD, NF, "send data base64-encoded (b64data)"), \
 	BOOL(p ".include_connection_meta", "false", RLD, NF, "include the connection's meta"), \

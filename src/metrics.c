@@ -59,6 +59,23 @@ struct totals {
 	uint64_t inflight[STATS_TRANSPORTS];
 };
 
+/* Adds the proxy calls in flight of FROM, a live block, into INTO's
+ * table, by name (the counters came with stats_fold). */
+static void sum_proxy_inflight(struct stats_block *into, const struct stats_block *from)
+{
+	for (int i = 0; i < STATS_PROXY_NAMES; i++) {
+		const struct stats_proxy *f = &from->px[i];
+		char name[STATS_PROXY_NAME_LEN];
+		if (__atomic_load_n(&f->name[0], __ATOMIC_ACQUIRE) == 0)
+			continue;
+		memcpy(name, f->name, sizeof name);
+		name[sizeof name - 1] = '\0';
+		int j = stats_proxy_slot(into, name, strlen(name));
+		for (int k = 0; j >= 0 && k < STATS_PROXY_KINDS; k++)
+			into->px[j].inflight[k] += STATS_GET(f, inflight[k]);
+	}
+}
+
 /* Sums the stats segment of W into T; false when a fold kept overlapping. */
 static bool sum_blocks(struct worker *w, struct totals *t)
 {
@@ -75,6 +92,7 @@ static bool sum_blocks(struct worker *w, struct totals *t)
 			if (__atomic_load_n(&b[i].pid, __ATOMIC_RELAXED) == 0)
 				continue;
 			stats_fold(&t->sum, &b[i]);
+			sum_proxy_inflight(&t->sum, &b[i]);
 			t->conns += STATS_GET(&b[i], conns_current);
 			t->clients += STATS_GET(&b[i], clients);
 			t->subs += STATS_GET(&b[i], subs);
@@ -318,6 +336,43 @@ static void api_families(const struct totals *t)
 			       t->sum.n.api_err[m]);
 }
 
+/* The HTTP proxies' calls by kind (proxy.h's enum proxy_kind order; the
+ * type label) and proxy name. A series appears once its proxy was called. */
+static const char *const proxy_kinds[STATS_PROXY_KINDS] = {
+	"connect", "refresh", "subscribe", "publish", "sub_refresh", "rpc",
+};
+
+static void proxy_families(const struct totals *t)
+{
+	static const char *const names[] = { "centrifugo_proxy_duration_seconds", "centrifugo_proxy_errors",
+					     "centrifugo_proxy_inflight_requests" };
+	static const char *const types[] = { "histogram", "counter", "gauge" };
+	static const char *const help[] = {
+		"Duration of proxy calls that were answered or failed (not the ones cancelled when their client left).",
+		"Proxy calls without a usable answer: transport error, timeout, an HTTP status not in "
+		"status_to_code_transforms, a body that is not a proxy answer or is too large.",
+		"Proxy calls waiting for their answer.",
+	};
+	for (unsigned f = 0; f < ROTOR_ARRAY_LEN(names); f++) {
+		family(names[f], types[f], help[f]);
+		for (int i = 0; i < STATS_PROXY_NAMES; i++) {
+			const struct stats_proxy *e = &t->sum.px[i];
+			if (e->name[0] == '\0')
+				continue;
+			for (int k = 0; k < STATS_PROXY_KINDS; k++) {
+				uint64_t calls = hist_count(&e->dur[k]);
+				const char *const labels[] = { "protocol", "http", "type", proxy_kinds[k], "name", e->name, NULL };
+				if (f == 0 && calls > 0)
+					histogram(names[f], labels, &e->dur[k]);
+				else if (f == 1 && calls > 0)
+					sample(names[f], labels, e->errors[k]);
+				else if (f == 2 && (calls > 0 || e->inflight[k] > 0))
+					sample(names[f], labels, e->inflight[k]);
+			}
+		}
+	}
+}
+
 /* rotor's own: the bus, history, every worker. */
 static void rotor_families(struct worker *w, const struct totals *t)
 {
@@ -391,6 +446,7 @@ static void metrics_handler(struct http_req *req, void *arg)
 	node_families(w, &t);
 	client_families(&t);
 	api_families(&t);
+	proxy_families(&t);
 	rotor_families(w, &t);
 	http_respond(req, 200, METRICS_CTYPE, X.out.buf, X.out.len);
 }

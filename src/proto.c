@@ -95,6 +95,7 @@ enum fkind {
 	FK_MSG,         /* nested message: OFF is its `present` flag; SUB are its
 			 * fields, stored relative to the same base */
 	FK_SUBS,        /* ConnectRequest.subs: the base is a struct connect_req */
+	FK_HDRS,        /* ConnectRequest.headers: the base is a struct connect_req */
 };
 
 struct fdesc {
@@ -135,6 +136,7 @@ static const struct fdesc connect_fields[] = {
 	  .sub = sub_fields, .nsub = ROTOR_ARRAY_LEN(sub_fields) },
 	FLD(4, FK_STR, struct connect_req, name, "name"),
 	FLD(5, FK_STR, struct connect_req, version, "version"),
+	{ .num = 6, .kind = FK_HDRS, .nlen = 7, .name = "headers" },
 };
 
 /* unsubscribe, presence and presence_stats share one anonymous struct. */
@@ -258,6 +260,20 @@ static void subs_push(struct cmd_batch *b, struct connect_req *r, const struct c
 	r->subs[r->nsubs++] = *e;
 }
 
+/* Appends header NAME: VALUE to R->hdrs (capacity as subs_push). */
+static void hdrs_push(struct cmd_batch *b, struct connect_req *r, struct pstr name, struct pstr value)
+{
+	size_t n = r->nhdrs;
+
+	if (n == 0 || (n >= 4 && (n & (n - 1)) == 0)) {
+		struct connect_hdr *v = arena_alloc(b, (n < 4 ? 4 : n * 2) * sizeof(*v));
+		if (n)
+			memcpy(v, r->hdrs, n * sizeof(*v));
+		r->hdrs = v;
+	}
+	r->hdrs[r->nhdrs++] = (struct connect_hdr){ name, value };
+}
+
 static int cmp_sub(const void *a, const void *b)
 {
 	const struct connect_sub *x = *(const struct connect_sub *const *)a;
@@ -356,6 +372,22 @@ static int jd_subs(struct cmd_batch *b, const struct js_doc *d, uint32_t obj, st
 	return RT_OK;
 }
 
+/* ConnectRequest.headers: an object of strings (map<string,string>). */
+static int jd_hdrs(struct cmd_batch *b, const struct js_doc *d, uint32_t obj, struct connect_req *r)
+{
+	uint32_t it = 0, k, v;
+
+	if (js_type(d, obj) != JS_OBJECT)
+		return RT_INVAL;
+	while (js_next_member(d, obj, &it, &k, &v)) {
+		struct pstr name, value;
+		if (jd_string(b, d, k, &name) != RT_OK || jd_string(b, d, v, &value) != RT_OK)
+			return RT_INVAL;
+		hdrs_push(b, r, name, value);
+	}
+	return RT_OK;
+}
+
 static int jd_field(struct cmd_batch *b, const struct js_doc *d, uint32_t v,
 		    const struct fdesc *fd, void *base)
 {
@@ -384,6 +416,8 @@ static int jd_field(struct cmd_batch *b, const struct js_doc *d, uint32_t v,
 		return jd_fields(b, d, v, fd->sub, fd->nsub, base);
 	case FK_SUBS:
 		return jd_subs(b, d, v, base);
+	case FK_HDRS:
+		return jd_hdrs(b, d, v, base);
 	}
 	return RT_INVAL;
 }
@@ -496,6 +530,31 @@ static int pd_sub_entry(struct cmd_batch *b, struct pstr msg, struct connect_req
 	return RT_OK;
 }
 
+/* One ConnectRequest.headers entry: {key = 1; value = 2}, both strings. */
+static int pd_hdr_entry(struct cmd_batch *b, struct pstr msg, struct connect_req *r)
+{
+	struct pbr rd = { (const uint8_t *)msg.p, (const uint8_t *)msg.p + msg.n };
+	struct pstr kv[2] = { { "", 0 }, { "", 0 } };
+	uint64_t num;
+	unsigned wt;
+	struct pstr s;
+
+	while (rd.p < rd.end) {
+		if (pbr_tag(&rd, &num, &wt) != RT_OK)
+			return RT_INVAL;
+		if (num != 1 && num != 2) {
+			if (pbr_skip(&rd, wt) != RT_OK)
+				return RT_INVAL;
+			continue;
+		}
+		if (wt != 2 || pbr_span(&rd, &s) != RT_OK)
+			return RT_INVAL;
+		kv[num - 1] = s;
+	}
+	hdrs_push(b, r, kv[0], kv[1]);
+	return RT_OK;
+}
+
 /* Decodes message MSG through table F into BASE. */
 static int pd_fields(struct cmd_batch *b, struct pstr msg, const struct fdesc *f, size_t nf, void *base)
 {
@@ -535,6 +594,9 @@ static int pd_fields(struct cmd_batch *b, struct pstr msg, const struct fdesc *f
 			} else if (fd->kind == FK_MSG) {
 				*AT(base, fd->off, bool) = true;
 				if (pd_fields(b, s, fd->sub, fd->nsub, base) != RT_OK)
+					return RT_INVAL;
+			} else if (fd->kind == FK_HDRS) {
+				if (pd_hdr_entry(b, s, base) != RT_OK)
 					return RT_INVAL;
 			} else if (pd_sub_entry(b, s, base) != RT_OK) {
 				return RT_INVAL;

@@ -72,10 +72,16 @@ struct connect_sub {      /* one entry of ConnectRequest.subs */
 	struct sub_req req;
 };
 
+struct connect_hdr {      /* one entry of ConnectRequest.headers (headers emulation) */
+	struct pstr name, value;
+};
+
 struct connect_req {
 	struct pstr token, data, name, version;
 	struct connect_sub *subs;  /* in the batch's arena */
 	size_t nsubs;
+	struct connect_hdr *hdrs;  /* in the batch's arena, in the order sent (a repeat: the last wins) */
+	size_t nhdrs;
 };
 
 struct cmd {

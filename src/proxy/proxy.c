@@ -16,6 +16,7 @@
 #include "http.h"
 #include "log.h"
 #include "upstream.h"
+#include "stats.h"
 #include "util.h"
 
 #include <ev.h>
@@ -28,6 +29,8 @@ static const struct proxy_kind_ops *const kinds[PROXY_KINDS] = {
 	[PROXY_SUBSCRIBE] = &proxy_kind_subscribe, [PROXY_PUBLISH] = &proxy_kind_publish,
 	[PROXY_SUB_REFRESH] = &proxy_kind_sub_refresh, [PROXY_RPC] = &proxy_kind_rpc,
 };
+
+_Static_assert(PROXY_KINDS == STATS_PROXY_KINDS, "the proxy table of shm/stats.h has a column per kind");
 
 /* The config section of each kind's default proxy. */
 static const char *const sections[PROXY_KINDS] = {
@@ -46,6 +49,7 @@ struct transform {
 
 struct hdr {
 	char *name, *value;
+	bool emulated;                 /* from the connect request's headers, not HTTP */
 };
 
 struct proxy {
@@ -53,11 +57,15 @@ struct proxy {
 	char *name;                    /* "default" or the named proxy's */
 	char *endpoint;
 	struct ev_loop *loop;
+	struct stats_block *ctr;       /* the worker's counters; NULL: not counted */
+	int stat;                      /* its entry in ctr->px, -1: not counted */
 	struct upstream *up;           /* NULL: could not be made (calls fail) */
 	uint64_t timeout_ms;
 	bool b64, include_meta;
 	char **pass;                   /* http_headers, lower case */
 	size_t npass;
+	char **emul;                   /* emulated_headers, lower case */
+	size_t nemul;
 	struct hdr *statics;           /* http.static_headers */
 	size_t nstatics;
 	struct transform *tr;
@@ -81,6 +89,8 @@ struct proxy_set {
 	char *rpc_boundary;
 	char **keep;                       /* union of every proxy's http_headers */
 	size_t nkeep;
+	char **ekeep;                      /* union of every proxy's emulated_headers */
+	size_t nekeep;
 };
 
 struct proxy_headers {
@@ -91,6 +101,8 @@ struct proxy_headers {
 struct proxy_call {
 	struct proxy *p;
 	const struct proxy_kind_ops *kind;
+	enum proxy_kind k;
+	int64_t start_ns;
 	struct upstream_req *ur;
 	ev_timer fail_w;                   /* a proxy without upstream fails from here */
 	proxy_done_fn *done;
@@ -114,6 +126,9 @@ static void proxy_unref(struct proxy *p)
 	for (size_t i = 0; i < p->npass; i++)
 		free(p->pass[i]);
 	free(p->pass);
+	for (size_t i = 0; i < p->nemul; i++)
+		free(p->emul[i]);
+	free(p->emul);
 	for (size_t i = 0; i < p->nstatics; i++) {
 		free(p->statics[i].name);
 		free(p->statics[i].value);
@@ -134,9 +149,27 @@ static void add_static(void *arg, const char *name, const char *value)
 	p->nstatics++;
 }
 
+/* The strings of list L, lower-cased, into *V (owned), their count into *N. */
+static void lower_list(const json_t *l, char ***v, size_t *n)
+{
+	size_t i;
+	const json_t *e;
+
+	*v = xcalloc(json_array_size(l) + 1, sizeof(**v));
+	*n = 0;
+	json_array_foreach(l, i, e) {
+		if (!json_is_string(e))
+			continue;
+		char *h = xstrdup(json_string_value(e));
+		for (char *c = h; *c; c++)
+			*c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
+		(*v)[(*n)++] = h;
+	}
+}
+
 /* A proxy from object O (a section or an item of `proxies`), validated by
  * proxy_conf_check. NULL when it has no endpoint. */
-static struct proxy *proxy_new(struct ev_loop *loop, const char *name, const json_t *o)
+static struct proxy *proxy_new(struct ev_loop *loop, struct stats_block *ctr, const char *name, const json_t *o)
 {
 	const char *endpoint = str_at(o, "endpoint");
 	const char *timeout = str_at(o, "timeout");
@@ -151,21 +184,18 @@ static struct proxy *proxy_new(struct ev_loop *loop, const char *name, const jso
 	p->name = xstrdup(name);
 	p->endpoint = xstrdup(endpoint);
 	p->loop = loop;
+	p->ctr = ctr;
+	p->stat = ctr ? stats_proxy_slot(ctr, name, strlen(name)) : -1;
+	if (ctr && p->stat < 0)
+		log_warn("proxy %s: not counted in the metrics (more than %d proxy names, or a name over %d bytes)",
+			 name, STATS_PROXY_NAMES, STATS_PROXY_NAME_LEN - 1);
 	if (*timeout && conf_duration_ms(timeout, &ms) != RT_OK)
 		ms = 1000;
 	p->timeout_ms = ms > 0 ? (uint64_t)ms : 1000;
 	p->b64 = json_is_true(proxy_json_at(o, "binary_encoding"));
 	p->include_meta = json_is_true(proxy_json_at(o, "include_connection_meta"));
-	const json_t *pass = proxy_json_at(o, "http_headers");
-	p->pass = xcalloc(json_array_size(pass) + 1, sizeof(*p->pass));
-	json_array_foreach(pass, i, v) {
-		if (!json_is_string(v))
-			continue;
-		char *h = xstrdup(json_string_value(v));
-		for (char *s = h; *s; s++)
-			*s = (char)(*s >= 'A' && *s <= 'Z' ? *s + 32 : *s);
-		p->pass[p->npass++] = h;
-	}
+	lower_list(proxy_json_at(o, "http_headers"), &p->pass, &p->npass);
+	lower_list(proxy_json_at(o, "emulated_headers"), &p->emul, &p->nemul);
 	const json_t *st = proxy_json_at(o, "http.static_headers");
 	char err[256];          /* the config was checked: no error here */
 	p->statics = xcalloc((json_is_array(st) ? json_array_size(st) : json_object_size(st)) + 1,
@@ -203,19 +233,26 @@ static struct proxy *proxy_new(struct ev_loop *loop, const char *name, const jso
 	return p;
 }
 
+/* Adds the names of FROM (N) missing from *V (*NV). */
+static void union_add(char ***v, size_t *nv, char *const *from, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		size_t j;
+		for (j = 0; j < *nv && strcmp((*v)[j], from[i]) != 0; j++)
+			;
+		if (j < *nv)
+			continue;
+		*v = xrealloc(*v, (*nv + 1) * sizeof(**v));
+		(*v)[(*nv)++] = xstrdup(from[i]);
+	}
+}
+
 static void keep_add(struct proxy_set *s, const struct proxy *p)
 {
 	if (p == NULL)
 		return;
-	for (size_t i = 0; i < p->npass; i++) {
-		size_t j;
-		for (j = 0; j < s->nkeep && strcmp(s->keep[j], p->pass[i]) != 0; j++)
-			;
-		if (j < s->nkeep)
-			continue;
-		s->keep = xrealloc(s->keep, (s->nkeep + 1) * sizeof(*s->keep));
-		s->keep[s->nkeep++] = xstrdup(p->pass[i]);
-	}
+	union_add(&s->keep, &s->nkeep, p->pass, p->npass);
+	union_add(&s->ekeep, &s->nekeep, p->emul, p->nemul);
 }
 
 static void rpc_ns_read(struct rpc_ns *r, const char *name, const json_t *o)
@@ -226,7 +263,7 @@ static void rpc_ns_read(struct rpc_ns *r, const char *name, const json_t *o)
 	r->proxy = xstrdup(*pn ? pn : "default");
 }
 
-struct proxy_set *proxy_set_new(struct ev_loop *loop, const struct conf *c)
+struct proxy_set *proxy_set_new(struct ev_loop *loop, const struct conf *c, struct stats_block *ctr)
 {
 	struct proxy_set *s = xcalloc(1, sizeof(*s));
 	size_t i;
@@ -234,7 +271,7 @@ struct proxy_set *proxy_set_new(struct ev_loop *loop, const struct conf *c)
 
 	for (int k = 0; k < PROXY_KINDS; k++) {
 		const json_t *o = proxy_json_at(c->doc, sections[k]);
-		s->def[k] = proxy_new(loop, "default", o);
+		s->def[k] = proxy_new(loop, ctr, "default", o);
 		s->enabled[k] = s->def[k] != NULL &&
 				(k == PROXY_CONNECT || k == PROXY_REFRESH ? json_is_true(proxy_json_at(o, "enabled")) : true);
 		keep_add(s, s->def[k]);
@@ -242,7 +279,7 @@ struct proxy_set *proxy_set_new(struct ev_loop *loop, const struct conf *c)
 	const json_t *named = proxy_json_at(c->doc, "proxies");
 	s->named = xcalloc(json_array_size(named) + 1, sizeof(*s->named));
 	json_array_foreach(named, i, v) {
-		struct proxy *p = proxy_new(loop, str_at(v, "name"), v);
+		struct proxy *p = proxy_new(loop, ctr, str_at(v, "name"), v);
 		if (p) {
 			s->named[s->nnamed++] = p;
 			keep_add(s, p);
@@ -280,6 +317,9 @@ void proxy_set_free(struct proxy_set *s)
 	for (size_t i = 0; i < s->nkeep; i++)
 		free(s->keep[i]);
 	free(s->keep);
+	for (size_t i = 0; i < s->nekeep; i++)
+		free(s->ekeep[i]);
+	free(s->ekeep);
 	free(s);
 }
 
@@ -347,8 +387,79 @@ struct proxy_headers *proxy_headers_keep(const struct proxy_set *s, const struct
 		h->n = n + 1;
 		h->v[n].name = xstrdup(req->headers[i].name);
 		h->v[n].value = xstrdup(req->headers[i].value);
+		h->v[n].emulated = false;
 	}
 	return h;
+}
+
+/* Whether NAME is an HTTP token (RFC 9110 tchar) and VALUE has no control
+ * character but HTAB: what may be written into a request's header line. */
+static bool header_ok(struct pstr name, struct pstr value)
+{
+	static const char tchar[] = "!#$%&'*+-.^_`|~";
+	if (name.n == 0)
+		return false;
+	for (size_t i = 0; i < name.n; i++) {
+		unsigned char c = (unsigned char)name.p[i];
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c != 0 && strchr(tchar, c))))
+			return false;
+	}
+	for (size_t i = 0; i < value.n; i++) {
+		unsigned char c = (unsigned char)value.p[i];
+		if ((c < 0x20 && c != '\t') || c == 0x7f)
+			return false;
+	}
+	return true;
+}
+
+int proxy_headers_emulate(const struct proxy_set *s, struct proxy_headers **hp, const struct connect_hdr *v,
+			  size_t n)
+{
+	struct proxy_headers *h = *hp;
+	int dropped = 0;
+
+	if (s == NULL || s->nekeep == 0)
+		return 0;
+	/* A replayed connect comes here again: what it added before goes. */
+	for (size_t i = 0; h && i < h->n;) {
+		if (h->v[i].emulated) {
+			free(h->v[i].name);
+			free(h->v[i].value);
+			h->v[i] = h->v[--h->n];
+		} else {
+			i++;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		size_t j;
+		for (j = 0; j < s->nekeep && (strlen(s->ekeep[j]) != v[i].name.n ||
+					      strncasecmp(s->ekeep[j], v[i].name.p, v[i].name.n) != 0); j++)
+			;
+		if (j == s->nekeep)
+			continue;
+		if (!header_ok(v[i].name, v[i].value)) {
+			dropped++;
+			continue;
+		}
+		size_t k;   /* a repeated name: the last one wins (map semantics) */
+		for (k = 0; h && k < h->n && !(h->v[k].emulated && strlen(h->v[k].name) == v[i].name.n &&
+						strncasecmp(h->v[k].name, v[i].name.p, v[i].name.n) == 0); k++)
+			;
+		if (h && k < h->n) {
+			free(h->v[k].value);
+			h->v[k].value = xstrndup(v[i].value.p, v[i].value.n);
+			continue;
+		}
+		size_t m = h ? h->n : 0;
+		h = xrealloc(h, sizeof(*h) + (m + 1) * sizeof(h->v[0]));
+		h->n = m + 1;
+		h->v[m].name = xstrndup(v[i].name.p, v[i].name.n);
+		h->v[m].value = xstrndup(v[i].value.p, v[i].value.n);
+		h->v[m].emulated = true;
+	}
+	*hp = h;
+	return dropped;
 }
 
 void proxy_headers_free(struct proxy_headers *h)
@@ -562,10 +673,36 @@ static const char *const upstream_errs[] = {
 	[UPSTREAM_ESHUTDOWN] = "shutdown",
 };
 
+/* The call's metrics: in flight while it waits; when it ends (ANSWERED
+ * false: cancelled, the client left), its duration, and an error when it
+ * got no usable answer (PROXY_FAILED). */
+static void count_start(struct proxy_call *call)
+{
+	struct proxy *p = call->p;
+	call->start_ns = util_mono_ns();
+	if (p->stat >= 0)
+		STATS_BUMP(p->ctr, px[p->stat].inflight[call->k], 1);
+}
+
+static void count_end(struct proxy_call *call, const struct proxy_answer *a)
+{
+	struct proxy *p = call->p;
+	if (p->stat < 0)
+		return;
+	STATS_BUMP(p->ctr, px[p->stat].inflight[call->k], (uint64_t)-1);
+	if (a == NULL)
+		return;
+	int64_t ns = util_mono_ns() - call->start_ns;
+	stats_observe(&p->ctr->px[p->stat].dur[call->k], ns > 0 ? (uint64_t)ns : 0);
+	if (a->outcome == PROXY_FAILED)
+		STATS_BUMP(p->ctr, px[p->stat].errors[call->k], 1);
+}
+
 static void finish(struct proxy_call *call, struct proxy_answer *a)
 {
 	if (a->message == NULL)
 		a->message = xstrdup("");
+	count_end(call, a);
 	proxy_unref(call->p);
 	proxy_done_fn *done = call->done;
 	void *arg = call->arg;
@@ -638,32 +775,42 @@ void proxy_write_data(struct jw *w, struct pstr data, bool b64)
 	free(s);
 }
 
-/* Whether P passes on a header NAME that the client sent (CH). */
-static bool passes(const struct proxy *p, const struct proxy_headers *ch, const char *name)
+static bool listed(char *const *v, size_t n, const char *name)
 {
-	bool listed = false;
-	for (size_t i = 0; i < p->npass && !listed; i++)
-		listed = strcasecmp(p->pass[i], name) == 0;
-	for (size_t j = 0; listed && ch && j < ch->n; j++)
-		if (strcasecmp(ch->v[j].name, name) == 0)
+	for (size_t i = 0; i < n; i++)
+		if (strcasecmp(v[i], name) == 0)
 			return true;
 	return false;
 }
 
+/* Whether P passes on a header NAME that the client sent (CH), as a real
+ * HTTP header (EMULATED false: listed in http_headers) or as an emulated
+ * one (listed in emulated_headers, and no real one of that name passes). */
+static bool passes(const struct proxy *p, const struct proxy_headers *ch, const char *name, bool emulated)
+{
+	if (!listed(emulated ? p->emul : p->pass, emulated ? p->nemul : p->npass, name))
+		return false;
+	for (size_t j = 0; ch && j < ch->n; j++)
+		if (ch->v[j].emulated == emulated && strcasecmp(ch->v[j].name, name) == 0)
+			return !emulated || !passes(p, ch, name, false);
+	return false;
+}
+
 /* The request headers into H (CAP entries): Content-Type, the static ones,
- * then the client's listed in http_headers (which win over a static one of
- * the same name, as in Centrifugo). */
+ * then the client's: an emulated one listed in emulated_headers, a real one
+ * listed in http_headers. Centrifugo's precedence: real over emulated over
+ * static, for one name. */
 static size_t build_headers(const struct proxy *p, const struct proxy_headers *ch, struct upstream_header *h,
 			    size_t cap)
 {
 	size_t n = 0;
 	h[n++] = (struct upstream_header){ "Content-Type", "application/json", 16 };
 	for (size_t i = 0; i < p->nstatics && n < cap; i++)
-		if (!passes(p, ch, p->statics[i].name))
+		if (!passes(p, ch, p->statics[i].name, false) && !passes(p, ch, p->statics[i].name, true))
 			h[n++] = (struct upstream_header){ p->statics[i].name, p->statics[i].value,
 							   strlen(p->statics[i].value) };
 	for (size_t j = 0; ch && j < ch->n && n < cap; j++)
-		if (passes(p, ch, ch->v[j].name))
+		if (passes(p, ch, ch->v[j].name, ch->v[j].emulated))
 			h[n++] = (struct upstream_header){ ch->v[j].name, ch->v[j].value, strlen(ch->v[j].value) };
 	return n;
 }
@@ -678,8 +825,10 @@ struct proxy_call *proxy_call(const struct proxy *cp, enum proxy_kind kind, cons
 	call->p = p;
 	p->refs++;
 	call->kind = kinds[kind];
+	call->k = kind;
 	call->done = done;
 	call->arg = arg;
+	count_start(call);
 	if (p->up == NULL) {
 		ev_timer_init(&call->fail_w, on_no_upstream, 0., 0.);
 		call->fail_w.data = call;
@@ -717,6 +866,7 @@ void proxy_cancel(struct proxy_call *call)
 		upstream_cancel(call->ur);
 	else
 		ev_timer_stop(call->p->loop, &call->fail_w);
+	count_end(call, NULL);
 	proxy_unref(call->p);
 	free(call);
 }

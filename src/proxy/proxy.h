@@ -33,6 +33,7 @@ struct conf;
 struct conf_report;
 struct ev_loop;
 struct http_req;
+struct stats_block;
 
 enum proxy_kind {
 	PROXY_CONNECT,
@@ -111,8 +112,10 @@ struct proxy_headers;
 
 /* Builds the proxies of config C for a worker on LOOP. C was validated
  * (proxy_conf_check); an upstream that cannot be made (a name that does
- * not resolve) is logged and its calls fail until the next reload. */
-struct proxy_set *proxy_set_new(struct ev_loop *loop, const struct conf *c);
+ * not resolve) is logged and its calls fail until the next reload. Calls
+ * are counted in CTR's proxy table (shm/stats.h; NULL: not counted): in
+ * flight, their durations, and the ones that ended PROXY_FAILED. */
+struct proxy_set *proxy_set_new(struct ev_loop *loop, const struct conf *c, struct stats_block *ctr);
 /* Frees SET. Calls in flight keep what they need and still answer. */
 void proxy_set_free(struct proxy_set *set);
 
@@ -144,6 +147,16 @@ void proxy_cancel(struct proxy_call *call);
 /* The headers of REQ that any proxy of SET passes on (http_headers), kept
  * for the connection's lifetime; NULL when none. */
 struct proxy_headers *proxy_headers_keep(const struct proxy_set *set, const struct http_req *req);
+/* Headers emulation (ConnectRequest.headers, V, N): the entries whose name
+ * some proxy of SET lists in emulated_headers join *H (made when NULL),
+ * replacing the emulated ones a previous call added; a proxy sends one
+ * only when no real header of that name passes (Centrifugo v6.9's
+ * emulated_headers: http_headers never takes client-supplied values). An
+ * entry that cannot be written into a request (a name that is not an HTTP
+ * token, a value with CR, LF, NUL or another control character) is
+ * dropped; returns how many were. */
+int proxy_headers_emulate(const struct proxy_set *set, struct proxy_headers **h, const struct connect_hdr *v,
+			  size_t n);
 void proxy_headers_free(struct proxy_headers *h);
 
 /* Cross-key checks at config load (rotord -t): endpoints are http(s)://

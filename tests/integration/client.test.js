@@ -535,6 +535,16 @@ test('a channel "" in a token\'s subs or channels is left out, as Centrifugo doe
     assert.deepStrictEqual(errorLines(x.rd), [], 'nothing logged as an error');
   }));
 
+// centrifuge's SubscribeOptions.Data: a token's subs[ch].data (or b64data)
+// goes into that channel's result within the connect reply.
+test('a token\'s subs[ch].data and b64data reach the client in the connect result', { timeout: 20000 },
+  () => withDaemon({}, async (x) => {
+    const s = await x.connected(jwt({ sub: 'd', subs: {
+      a: { data: { x: 1 }, info: { i: 1 } }, b: { b64data: Buffer.from('{"b":2}').toString('base64') }, c: {},
+    } }));
+    assert.deepStrictEqual(s.result.subs, { a: { data: { x: 1 } }, b: { data: { b: 2 } }, c: {} });
+  }));
+
 // ---- 4. subscription tokens -------------------------------------------------------------
 
 test('subscription tokens: $ needs one; valid, expired 109, invalid 103, mismatches 3500; sub_refresh',

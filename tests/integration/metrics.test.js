@@ -404,3 +404,103 @@ test('with an internal port, served there only', async () => {
     await d.stop();
   }
 });
+
+// The HTTP proxies' families (server-api.md §6.3): calls by type and proxy
+// name, the ones without a usable answer, the ones in flight; a reload that
+// renames a proxy keeps the old name's counts and counts the new name apart.
+test('proxy calls: duration, errors and inflight by type and name, across a rename', async () => {
+  const http = require('node:http');
+  let hung = null;
+  const backend = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => { body += d; });
+    req.on('end', () => {
+      const b = JSON.parse(body);
+      if (req.url === '/connect') return res.end(JSON.stringify({ result: { user: 'pm' } }));
+      const m = b.method;
+      if (m.endsWith('fail500')) { res.statusCode = 500; return res.end('no'); }
+      if (m.endsWith('badjson')) return res.end('{not json');
+      if (m.endsWith('refuse')) return res.end(JSON.stringify({ error: { code: 1000, message: 'no' } }));
+      if (m.endsWith('hang')) { hung = res; return undefined; }
+      return res.end(JSON.stringify({ result: { data: { ok: true } } }));
+    });
+  });
+  await new Promise((r) => backend.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${backend.address().port}`;
+  const cfg = {
+    prometheus: { enabled: true },
+    client: { proxy: { connect: { enabled: true, endpoint: `${url}/connect` } } },
+    rpc: {
+      proxy: { endpoint: `${url}/rpc` },
+      without_namespace: { proxy_enabled: true },
+      namespaces: [{ name: 'ext', proxy_enabled: true, proxy_name: 'other' }],
+    },
+    proxies: [{ name: 'other', endpoint: `${url}/other`, timeout: '5s' }],
+  };
+  const d = await new Rotord(cfg, { workers: 2 }).start();
+  const clients = [];
+  try {
+    for (let i = 0; i < 2; i++) {
+      const c = new Centrifuge(`ws://127.0.0.1:${d.port}${PATH}`, { websocket: WebSocket, minReconnectDelay: 50, timeout: 8000 });
+      clients.push(c);
+      const on = new Promise((r) => c.once('connected', r));
+      c.connect();
+      await on;
+    }
+    const [c] = clients;
+    for (let i = 0; i < 3; i++) await c.rpc('ok', {});
+    for (const m of ['fail500', 'badjson']) await assert.rejects(c.rpc(m, {}), (e) => e.code === 100);
+    await c.rpc('ext:ok', {});
+    await assert.rejects(c.rpc('ext:refuse', {}), (e) => e.code === 1000);
+    const hang = c.rpc('ext:hang', {});
+    hang.catch(() => {});
+    await waitFor(() => hung !== null, 5000, 10, 'the backend holds the call');
+    const L = (type, name) => ({ protocol: 'http', type, name });
+    let m = await scrape(d.port);
+    assert.strictEqual(value(m, 'centrifugo_proxy_inflight_requests', L('rpc', 'other')), 1, 'one call in flight');
+    assert.strictEqual(m.fams.get('centrifugo_proxy_duration_seconds').metrics.length >= 3, true);
+    hung.statusCode = 502;
+    hung.end('bad gateway');
+    await assert.rejects(hang, (e) => e.code === 100);
+    m = await scrape(d.port);
+    assert.strictEqual(value(m, 'centrifugo_proxy_duration_seconds', L('connect', 'default')), 2);
+    assert.strictEqual(value(m, 'centrifugo_proxy_errors', L('connect', 'default')), 0);
+    assert.strictEqual(value(m, 'centrifugo_proxy_duration_seconds', L('rpc', 'default')), 5);
+    assert.strictEqual(value(m, 'centrifugo_proxy_errors', L('rpc', 'default')), 2);
+    assert.strictEqual(value(m, 'centrifugo_proxy_duration_seconds', L('rpc', 'other')), 3);
+    assert.strictEqual(value(m, 'centrifugo_proxy_errors', L('rpc', 'other')), 1, 'the 502; an error answer is an answer');
+    for (const s of m.fams.get('centrifugo_proxy_inflight_requests').metrics) {
+      assert.strictEqual(Number(s.value), 0, `inflight back to 0: ${JSON.stringify(s.labels)}`);
+    }
+    assert.strictEqual(m.fams.get('centrifugo_proxy_duration_seconds').metrics.length, 3, 'no series for what was not called');
+    assert.strictEqual(value(m, 'centrifugo_proxy_duration_seconds', L('subscribe', 'default')), undefined);
+
+    // Rename "other" to "third": the old name keeps its counts.
+    d.writeConfig(deepMerge(d.fullConfig, {
+      rpc: { namespaces: [{ name: 'ext', proxy_enabled: true, proxy_name: 'third' }] },
+      proxies: [{ name: 'third', endpoint: `${url}/other`, timeout: '5s' }],
+    }));
+    d.signal('SIGHUP');
+    // Calls until one is counted under the new name (the ones before the
+    // reload took effect still count under the old one).
+    await waitFor(async () => {
+      await c.rpc('ext:ok', {});
+      const x = await scrape(d.port);
+      return value(x, 'centrifugo_proxy_duration_seconds', L('rpc', 'third')) === 1;
+    }, 10000, 100, 'calls counted under the new name');
+    m = await scrape(d.port);
+    const other = value(m, 'centrifugo_proxy_duration_seconds', L('rpc', 'other'));
+    assert.ok(other >= 3, `the old name keeps its counts: ${other}`);
+    for (let i = 0; i < 2; i++) await c.rpc('ext:ok', {});
+    m = await scrape(d.port);
+    assert.strictEqual(value(m, 'centrifugo_proxy_duration_seconds', L('rpc', 'third')), 3);
+    assert.strictEqual(value(m, 'centrifugo_proxy_duration_seconds', L('rpc', 'other')), other, 'the old name unchanged');
+    assert.strictEqual(value(m, 'centrifugo_proxy_errors', L('rpc', 'other')), 1);
+    assert.strictEqual(value(m, 'centrifugo_proxy_errors', L('rpc', 'third')), 0);
+  } finally {
+    for (const c of clients) c.disconnect();
+    await d.stop();
+    backend.closeAllConnections();
+    await new Promise((r) => backend.close(r));
+  }
+});

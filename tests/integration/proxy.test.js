@@ -160,6 +160,30 @@ describe('proxies', () => {
     });
   }
 
+  // centrifuge's subscribeCmd puts SubscribeOptions.Data in the server-side
+  // subscription's SubscribeResult within the connect reply.
+  for (const fmt of ['json', 'protobuf']) {
+    test(`connect proxy subs: each one's data reaches the client in its subscribed event (${fmt})`, async () => {
+      b.reqs = [];
+      b.reply((rec) => (rec.path === '/connect'
+        ? { result: { user: 'sd', channels: ['plain'], subs: { news: { data: { hi: 'news' }, info: { i: 1 } }, 'px:b': { b64data: Buffer.from('{"b":2}').toString('base64') } } } }
+        : { result: {} }));
+      await withRotor(b, {}, async (x) => {
+        const c = x.sdk({ name: 'websocket', fmt });
+        const subscribed = {};
+        c.on('subscribed', (ctx) => { subscribed[ctx.channel] = ctx; });
+        const connected = once(c, 'connected');
+        c.connect();
+        await connected;
+        await waitFor(() => Object.keys(subscribed).length === 3, 3000, 20);
+        const dec = (d) => (fmt === 'protobuf' ? JSON.parse(Buffer.from(d).toString()) : d);
+        assert.deepStrictEqual(dec(subscribed.news.data), { hi: 'news' });
+        assert.deepStrictEqual(dec(subscribed['px:b'].data), { b: 2 });
+        assert.ok(subscribed.plain.data === undefined || subscribed.plain.data.length === 0, 'no data for a channel without it');
+      });
+    });
+  }
+
   test('connect proxy on SockJS (xhr-streaming), across 2 workers', async () => {
     b.reqs = [];
     b.reply({ result: { user: 'sj', data: { via: 'sockjs' } } });
@@ -201,6 +225,56 @@ describe('proxies', () => {
         assert.strictEqual(r.body.transport, transport);
         c.close();
       }
+    });
+  });
+
+  // Headers emulation (ConnectRequest.headers, centrifuge-js's `headers`):
+  // passed as HTTP headers to every proxy that lists them in
+  // emulated_headers (Centrifugo 6.9: never through http_headers), under a
+  // real header of the same name, over a static one; values that cannot
+  // be written into a request are dropped.
+  for (const fmt of ['json', 'protobuf']) {
+    test(`headers emulation: centrifuge-js's headers reach the connect and RPC proxies by emulated_headers (${fmt})`, async () => {
+      b.reqs = [];
+      b.reply((rec) => (rec.path === '/connect' ? { result: { user: 'em' } } : { result: { data: { ok: true } } }));
+      const extra = {
+        client: { proxy: { connect: { emulated_headers: ['X-Emu', 'authorization', 'x-static', 'x-bad', 'cookie'], http_headers: ['cookie'], http: { static_headers: { 'X-Static': 'static' } } } } },
+        rpc: { proxy: { emulated_headers: ['x-emu'] } },
+      };
+      await withRotor(b, extra, async (x) => {
+        const c = x.sdk({ name: 'websocket', fmt }, {
+          headers: { 'x-emu': 'e1', Authorization: 'Bearer emu', 'X-Static': 'from-emulation', 'X-Not-Listed': 'no', 'x-bad': 'a\r\nInjected: yes', cookie: 'emulated=1' },
+        });
+        const connected = once(c, 'connected');
+        c.connect();
+        await connected;
+        const h = b.on('/connect')[0].headers;
+        assert.strictEqual(h['x-emu'], 'e1');
+        assert.strictEqual(h.authorization, 'Bearer emu');
+        assert.strictEqual(h['x-static'], 'from-emulation');
+        assert.strictEqual(h['x-not-listed'], undefined);
+        assert.strictEqual(h['x-bad'], undefined);
+        assert.strictEqual(h.injected, undefined);
+        assert.strictEqual(h.cookie, 'emulated=1', 'no real Cookie: the emulated one');
+        const rd = (await c.rpc('m', fmt === 'protobuf' ? new TextEncoder().encode('{}') : {})).data;
+        assert.deepStrictEqual(fmt === 'protobuf' ? JSON.parse(Buffer.from(rd).toString()) : rd, { ok: true });
+        const r = b.on('/rpc')[0].headers;
+        assert.strictEqual(r['x-emu'], 'e1');
+        assert.strictEqual(r.authorization, undefined, 'not in the RPC proxy\'s emulated_headers');
+      });
+    });
+  }
+
+  test('headers emulation: a real header of the same name wins; http_headers alone never takes an emulated value', async () => {
+    b.reqs = [];
+    b.reply({ result: { user: 'em2' } });
+    await withRotor(b, { client: { proxy: { connect: { emulated_headers: ['cookie'], http_headers: ['cookie', 'authorization'] } } } }, async (x) => {
+      const c = await RawClient.open(x.rd.port, 'websocket', { headers: { cookie: 'emulated=1', authorization: 'Bearer emu' } }, { headers: { Cookie: 'real=1' } });
+      assert.ok(c.result, JSON.stringify(c.reply));
+      const h = b.on('/connect')[0].headers;
+      assert.strictEqual(h.cookie, 'real=1');
+      assert.strictEqual(h.authorization, undefined);
+      c.close();
     });
   });
 

@@ -12,6 +12,7 @@
 #include "../tap.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 static char *escaped(const char *s, bool label)
 {
@@ -89,10 +90,46 @@ static void test_fold(void)
 	free(from);
 }
 
+/* The proxy table: entries by name, taken on first use and kept; the fold
+ * merges by name, whatever the entry's index, and leaves the gauges. */
+static void test_fold_proxies(void)
+{
+	struct stats_block *into = calloc(1, sizeof(*into)), *from = calloc(1, sizeof(*from));
+	char longname[STATS_PROXY_NAME_LEN + 1];
+
+	is_int(stats_proxy_slot(from, "default", 7), 0, "the first name takes entry 0");
+	is_int(stats_proxy_slot(from, "other", 5), 1, "a second name entry 1");
+	is_int(stats_proxy_slot(from, "default", 7), 0, "a known name keeps its entry");
+	is_int(stats_proxy_slot(from, "defaul", 6), 2, "a prefix of a name is another name");
+	memset(longname, 'x', sizeof longname - 1);
+	longname[sizeof longname - 1] = '\0';
+	is_int(stats_proxy_slot(from, longname, strlen(longname)), -1, "a name too long is not counted");
+	is_int(stats_proxy_slot(from, "", 0), -1, "nor an empty one");
+	from->px[1].dur[5].bucket[3] = 4;
+	from->px[1].dur[5].sum_ns = 40;
+	from->px[1].errors[5] = 2;
+	from->px[1].inflight[5] = 1;
+	is_int(stats_proxy_slot(into, "other", 5), 0, "in INTO, \"other\" is entry 0");
+	into->px[0].errors[5] = 10;
+	stats_fold(into, from);
+	is_int(into->px[0].dur[5].bucket[3], 4, "merged by name: buckets");
+	is_int(into->px[0].dur[5].sum_ns, 40, "sum");
+	is_int(into->px[0].errors[5], 12, "errors added");
+	is_int(into->px[0].inflight[5], 0, "the gauge is not folded");
+	ok(strcmp(into->px[1].name, "default") == 0 && strcmp(into->px[2].name, "defaul") == 0,
+	   "the other names are taken in INTO");
+	for (int i = 3; i < STATS_PROXY_NAMES; i++)
+		stats_proxy_slot(into, (char[]){ (char)('a' + i), (char)('a' + i), 0 }, 2);
+	is_int(stats_proxy_slot(into, "more", 4), -1, "a full table counts no new name");
+	free(into);
+	free(from);
+}
+
 int main(void)
 {
 	test_escape();
 	test_buckets();
 	test_fold();
+	test_fold_proxies();
 	return tap_done();
 }

@@ -293,6 +293,31 @@ static void test_vectors_pb(void)
 	   c->connect.subs[0].req.offset == 5 && span_eq(c->connect.subs[0].req.epoch, "ep"), "connect subs");
 	proto_batch_free(&b);
 
+	/* ConnectRequest.headers (field 6, map<string,string>): entries in
+	 * the order sent, an empty value kept. */
+	ok(decode_pb("14080122103207" "0a0161120262633205" "0a01781200", &b) == RT_OK, "connect headers (pb)");
+	c = &b.v[0];
+	ok(c->type == CMD_CONNECT && c->connect.nhdrs == 2, "two headers");
+	if (c->connect.nhdrs == 2) {
+		SPAN_IS(c->connect.hdrs[0].name, "a", "header name");
+		SPAN_IS(c->connect.hdrs[0].value, "bc", "header value");
+		SPAN_IS(c->connect.hdrs[1].name, "x", "second header name");
+		SPAN_IS(c->connect.hdrs[1].value, "", "empty value");
+	}
+	proto_batch_free(&b);
+	ok(decode_json("{\"id\":1,\"connect\":{\"headers\":{\"X-A\":\"v\\r\\n\",\"b\":\"\"}}}", &b) == RT_OK,
+	   "connect headers (JSON)");
+	c = &b.v[0];
+	ok(c->connect.nhdrs == 2, "two JSON headers");
+	if (c->connect.nhdrs == 2) {
+		SPAN_IS(c->connect.hdrs[0].name, "X-A", "JSON header name");
+		SPAN_IS(c->connect.hdrs[0].value, "v\r\n", "JSON header value, unescaped (checked when kept)");
+	}
+	proto_batch_free(&b);
+	ok(decode_json("{\"id\":1,\"connect\":{\"headers\":{\"a\":1}}}", &b) == RT_INVAL,
+	   "a header value that is not a string is refused");
+	proto_batch_free(&b);
+
 	ok(decode_pb("2808022a240a04636861741201741801320145380b42027b7d4801500158016206666f7373696c7003", &b) == RT_OK,
 	   "SDK subscribe");
 	c = &b.v[0];

@@ -231,7 +231,7 @@ int main(void)
 	ok(conf_check(&c, &rep) == RT_OK, "the config is valid");
 	for (size_t i = 0; i < rep.nerrors; i++)
 		printf("# %s\n", rep.errors[i]);
-	struct proxy_set *set = proxy_set_new(loop, &c);
+	struct proxy_set *set = proxy_set_new(loop, &c, NULL);
 	ok(proxy_find(set, PROXY_RPC, "nope") == NULL, "an unknown name finds nothing");
 	ok(proxy_find(set, PROXY_RPC, "default") == NULL, "no rpc.proxy: no default");
 
