@@ -502,39 +502,11 @@ static int jd_command(struct cmd_batch *b, const struct js_doc *d, struct cmd *c
 
 static int pd_fields(struct cmd_batch *b, struct pstr msg, const struct fdesc *f, size_t nf, void *base);
 
-/* One ConnectRequest.subs entry: {key = 1; value = 2}. */
-static int pd_sub_entry(struct cmd_batch *b, struct pstr msg, struct connect_req *r)
+/* A protobuf map entry MSG, {key = 1; value = 2} with both length-delimited:
+ * their spans into KV[0] and KV[1] (left as they were when absent). */
+static int pd_map_entry(struct pstr msg, struct pstr kv[2])
 {
 	struct pbr rd = { (const uint8_t *)msg.p, (const uint8_t *)msg.p + msg.n };
-	struct connect_sub e = { 0 };
-	uint64_t num;
-	unsigned wt;
-	struct pstr s;
-
-	while (rd.p < rd.end) {
-		if (pbr_tag(&rd, &num, &wt) != RT_OK)
-			return RT_INVAL;
-		if (num != 1 && num != 2) {
-			if (pbr_skip(&rd, wt) != RT_OK)
-				return RT_INVAL;
-			continue;
-		}
-		if (wt != 2 || pbr_span(&rd, &s) != RT_OK)
-			return RT_INVAL;
-		if (num == 1)
-			e.channel = s;
-		else if (pd_fields(b, s, sub_fields, ROTOR_ARRAY_LEN(sub_fields), &e.req) != RT_OK)
-			return RT_INVAL;
-	}
-	subs_push(b, r, &e);
-	return RT_OK;
-}
-
-/* One ConnectRequest.headers entry: {key = 1; value = 2}, both strings. */
-static int pd_hdr_entry(struct cmd_batch *b, struct pstr msg, struct connect_req *r)
-{
-	struct pbr rd = { (const uint8_t *)msg.p, (const uint8_t *)msg.p + msg.n };
-	struct pstr kv[2] = { { "", 0 }, { "", 0 } };
 	uint64_t num;
 	unsigned wt;
 	struct pstr s;
@@ -551,6 +523,31 @@ static int pd_hdr_entry(struct cmd_batch *b, struct pstr msg, struct connect_req
 			return RT_INVAL;
 		kv[num - 1] = s;
 	}
+	return RT_OK;
+}
+
+/* One ConnectRequest.subs entry: channel => SubscribeRequest. */
+static int pd_sub_entry(struct cmd_batch *b, struct pstr msg, struct connect_req *r)
+{
+	struct connect_sub e = { 0 };
+	struct pstr kv[2] = { { NULL, 0 }, { NULL, 0 } };
+
+	if (pd_map_entry(msg, kv) != RT_OK)
+		return RT_INVAL;
+	e.channel = kv[0];
+	if (kv[1].p != NULL && pd_fields(b, kv[1], sub_fields, ROTOR_ARRAY_LEN(sub_fields), &e.req) != RT_OK)
+		return RT_INVAL;
+	subs_push(b, r, &e);
+	return RT_OK;
+}
+
+/* One ConnectRequest.headers entry: name => value, both strings. */
+static int pd_hdr_entry(struct cmd_batch *b, struct pstr msg, struct connect_req *r)
+{
+	struct pstr kv[2] = { { "", 0 }, { "", 0 } };
+
+	if (pd_map_entry(msg, kv) != RT_OK)
+		return RT_INVAL;
 	hdrs_push(b, r, kv[0], kv[1]);
 	return RT_OK;
 }
