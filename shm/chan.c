@@ -1428,7 +1428,8 @@ static int v1_select(const struct v1_view *v, const struct walk *w, const struct
 			s[k++] = s[i];
 		}
 	}
-	qsort(s, k, sizeof(*s), by_touch_desc);
+	if (k > 1)          /* s may be NULL when there are none (qsort wants a pointer) */
+		qsort(s, k, sizeof(*s), by_touch_desc);
 	for (uint32_t i = g->nstreams; i < k; i++) {
 		rep->streams_dropped++;
 		rep->records_dropped += s[i].m.count;
