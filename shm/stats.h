@@ -250,8 +250,9 @@ static inline int stats_proxy_slot(struct stats_block *b, const char *name, size
 	return free_at;
 }
 
-/* Adds FROM's proxy table into INTO's, by name (stats_fold's rules); with
- * GAUGES, the inflight gauges too (a scrape summing live blocks). */
+/* Adds FROM's proxy table into INTO's, by name (stats_fold's rules): the
+ * counters and durations, or with GAUGES only the inflight gauges (a
+ * scrape summing live blocks, whose counters came with stats_fold). */
 static inline void stats_fold_proxies(struct stats_block *into, const struct stats_block *from, int gauges)
 {
 	for (int i = 0; i < STATS_PROXY_NAMES; i++) {
@@ -264,9 +265,9 @@ static inline void stats_fold_proxies(struct stats_block *into, const struct sta
 		int j = stats_proxy_slot(into, name, strlen(name));
 		if (j < 0)
 			continue;
-		const uint64_t *src = (const uint64_t *)(const void *)f->dur;
-		uint64_t *dst = (uint64_t *)(void *)into->px[j].dur;
-		size_t words = (sizeof(f->dur) + sizeof(f->errors) + (gauges ? sizeof(f->inflight) : 0)) / 8;
+		const uint64_t *src = gauges ? f->inflight : (const uint64_t *)(const void *)f->dur;
+		uint64_t *dst = gauges ? into->px[j].inflight : (uint64_t *)(void *)into->px[j].dur;
+		size_t words = (gauges ? sizeof(f->inflight) : sizeof(f->dur) + sizeof(f->errors)) / 8;
 		for (size_t k = 0; k < words; k++)
 			__atomic_store_n(&dst[k], dst[k] + __atomic_load_n(&src[k], __ATOMIC_RELAXED), __ATOMIC_RELAXED);
 	}

@@ -59,23 +59,6 @@ struct totals {
 	uint64_t inflight[STATS_TRANSPORTS];
 };
 
-/* Adds the proxy calls in flight of FROM, a live block, into INTO's
- * table, by name (the counters came with stats_fold). */
-static void sum_proxy_inflight(struct stats_block *into, const struct stats_block *from)
-{
-	for (int i = 0; i < STATS_PROXY_NAMES; i++) {
-		const struct stats_proxy *f = &from->px[i];
-		char name[STATS_PROXY_NAME_LEN];
-		if (__atomic_load_n(&f->name[0], __ATOMIC_ACQUIRE) == 0)
-			continue;
-		memcpy(name, f->name, sizeof name);
-		name[sizeof name - 1] = '\0';
-		int j = stats_proxy_slot(into, name, strlen(name));
-		for (int k = 0; j >= 0 && k < STATS_PROXY_KINDS; k++)
-			into->px[j].inflight[k] += STATS_GET(f, inflight[k]);
-	}
-}
-
 /* Sums the stats segment of W into T; false when a fold kept overlapping. */
 static bool sum_blocks(struct worker *w, struct totals *t)
 {
@@ -92,7 +75,7 @@ static bool sum_blocks(struct worker *w, struct totals *t)
 			if (__atomic_load_n(&b[i].pid, __ATOMIC_RELAXED) == 0)
 				continue;
 			stats_fold(&t->sum, &b[i]);
-			sum_proxy_inflight(&t->sum, &b[i]);
+			stats_fold_proxies(&t->sum, &b[i], 1);
 			t->conns += STATS_GET(&b[i], conns_current);
 			t->clients += STATS_GET(&b[i], clients);
 			t->subs += STATS_GET(&b[i], subs);
