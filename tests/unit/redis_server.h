@@ -46,13 +46,6 @@ int redis_sentinel_start(struct redis_server *s, int port, const char *master_na
  * stderr, everything started stopped again). */
 int redis_cluster_start(struct redis_server *s, int n);
 
-/* Runs the libev loop LP until COND holds or SECS pass; the value of COND. */
-#define REDIS_LOOP_WAIT(lp, cond, secs) __extension__({ \
-	double t0_ = ev_time(); \
-	while (!(cond) && ev_time() - t0_ < (secs)) \
-		ev_run((lp), EVRUN_ONCE); \
-	(cond); })
-
 struct ev_loop;
 /* Runs LP for SECS. */
 void redis_loop_spin(struct ev_loop *lp, double secs);

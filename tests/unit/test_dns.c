@@ -10,6 +10,7 @@
 #include "config.h"
 #include "dns.h"
 #include "../tap.h"
+#include "loop_wait.h"
 
 #include <arpa/inet.h>
 #include <ev.h>
@@ -22,17 +23,7 @@
 
 static struct ev_loop *loop;
 
-#define WAIT(cond, secs) __extension__({ \
-	double t0_ = ev_time(); \
-	while (!(cond) && ev_time() - t0_ < (secs)) \
-		ev_run(loop, EVRUN_ONCE); \
-	(cond); })
-
-static ev_timer tick_w; /* bounds every ev_run(EVRUN_ONCE) */
-static void tick_cb(struct ev_loop *lp, ev_timer *w, int revents)
-{
-	(void)lp, (void)w, (void)revents;
-}
+#define WAIT(cond, secs) LOOP_WAIT(loop, cond, secs)
 
 struct answer {
 	int calls;
@@ -224,8 +215,7 @@ static void test_deadline(void)
 int main(void)
 {
 	loop = ev_default_loop(0);
-	ev_timer_init(&tick_w, tick_cb, 0.05, 0.05);
-	ev_timer_start(loop, &tick_w);
+	loop_tick(loop, 0.05);
 	test_numeric();
 	test_lookup_numeric();
 	test_lookup_name();

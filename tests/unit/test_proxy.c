@@ -16,6 +16,7 @@
 #include "upstream.h"
 #include "util.h"
 #include "../tap.h"
+#include "loop_wait.h"
 
 #include <arpa/inet.h>
 #include <ev.h>
@@ -30,18 +31,7 @@
 #include <unistd.h>
 
 static struct ev_loop *loop;
-static ev_timer tick_w;
-
-static void tick_cb(struct ev_loop *lp, ev_timer *w, int revents)
-{
-	(void)lp, (void)w, (void)revents;
-}
-
-#define WAIT(cond, secs) __extension__({ \
-	double t0_ = ev_time(); \
-	while (!(cond) && ev_time() - t0_ < (secs)) \
-		ev_run(loop, EVRUN_ONCE); \
-	(cond); })
+#define WAIT(cond, secs) LOOP_WAIT(loop, cond, secs)
 
 /* ---- the server ------------------------------------------------------------- */
 
@@ -206,8 +196,7 @@ int main(void)
 	FILE *f = fdopen(fd, "w");
 
 	loop = ev_default_loop(0);
-	ev_timer_init(&tick_w, tick_cb, 0.05, 0.05);
-	ev_timer_start(loop, &tick_w);
+	loop_tick(loop, 0.05);
 	fprintf(f, "{\"proxies\": ["
 		"{\"name\": \"echo\", \"endpoint\": \"http://127.0.0.1:%d/echo\", \"http_headers\": [\"X-Pass\", \"x-static\"],"
 		"  \"http\": {\"static_headers\": {\"X-Static\": \"st\"}}},"

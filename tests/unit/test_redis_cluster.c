@@ -13,6 +13,7 @@
 #include "redis_server.h"
 #include "log.h"
 #include "../tap.h"
+#include "loop_wait.h"
 
 #include <ev.h>
 #include <hiredis/hiredis.h>
@@ -27,12 +28,7 @@
 static struct ev_loop *loop;
 static struct redis_server srv[NSRV];
 
-#define WAIT(cond, secs) REDIS_LOOP_WAIT(loop, cond, secs)
-
-static ev_timer tick_w;
-static void tick_cb(struct ev_loop *lp, ev_timer *w, int revents)
-{
-}
+#define WAIT(cond, secs) LOOP_WAIT(loop, cond, secs)
 
 struct got {
 	int calls;
@@ -358,8 +354,7 @@ int main(void)
 		return 0;
 	}
 	loop = ev_default_loop(0);
-	ev_timer_init(&tick_w, tick_cb, 0.01, 0.01);
-	ev_timer_start(loop, &tick_w);
+	loop_tick(loop, 0.01);
 	if (redis_cluster_start(srv, NSRV) != 0) {
 		ok(0, "start a three-master Redis Cluster");
 		return tap_done();

@@ -17,6 +17,7 @@
 #include "chan.h"
 #include "redis_server.h"
 #include "../tap.h"
+#include "loop_wait.h"
 
 #include <ev.h>
 #include <hiredis/hiredis.h>
@@ -474,7 +475,7 @@ static void test_split(void)
 	       "0", "... and neither is on the broker's");
 	redis_server_stop(&srv2, true);
 	char why[256];
-	ok(REDIS_LOOP_WAIT(w.loop, !engine_redis.health(&w, why, sizeof(why)), 6.0) &&
+	ok(LOOP_WAIT(w.loop, !engine_redis.health(&w, why, sizeof(why)), 6.0) &&
 	   strstr(why, "redis presence shard") != NULL, "presence's Redis gone: unhealthy, and why: %s", why);
 	engine_redis.stop(&w);
 

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "dns.h"
 #include "../tap.h"
+#include "loop_wait.h"
 
 #include <ev.h>
 #include <hiredis/hiredis.h>
@@ -49,7 +50,7 @@ static void gap_reset(void)
 }
 
 /* Runs the loop until COND holds or SECS pass; the value of COND. */
-#define WAIT(cond, secs) REDIS_LOOP_WAIT(loop, cond, secs)
+#define WAIT(cond, secs) LOOP_WAIT(loop, cond, secs)
 
 static void spin(double secs)
 {
@@ -875,7 +876,7 @@ int main(void)
 	test_addr_refused();
 
 	loop = ev_default_loop(0);
-	ev_timer_init(&tick_w, tick_cb, 0.01, 0.01);
+	ev_timer_init(&tick_w, tick_cb, 0.01, 0.01); /* its own tick: it measures the gaps */
 	ev_timer_start(loop, &tick_w);
 	if (redis_server_start(&srv, 0, NULL) != 0) {
 		ok(0, "start redis-server");

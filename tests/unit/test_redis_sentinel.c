@@ -15,6 +15,7 @@
 #include "redis_server.h"
 #include "log.h"
 #include "../tap.h"
+#include "loop_wait.h"
 
 #include <ev.h>
 #include <hiredis/hiredis.h>
@@ -50,13 +51,7 @@ static void on_fatal(int sig)
 
 /* ---- the loop ------------------------------------------------------------- */
 
-static ev_timer tick_w;
-
-static void tick_cb(struct ev_loop *lp, ev_timer *w, int revents)
-{
-}
-
-#define WAIT(cond, secs) REDIS_LOOP_WAIT(loop, cond, secs)
+#define WAIT(cond, secs) LOOP_WAIT(loop, cond, secs)
 
 static void spin(double secs)
 {
@@ -533,8 +528,7 @@ int main(void)
 	}
 	alarm(240);
 	loop = ev_default_loop(0);
-	ev_timer_init(&tick_w, tick_cb, 0.01, 0.01);
-	ev_timer_start(loop, &tick_w);
+	loop_tick(loop, 0.01);
 	if (!ok(topology_start(), "a master, two replicas and three sentinels")) {
 		stop_all();
 		return tap_done();

@@ -16,6 +16,7 @@
 #include "dns.h"
 #include "log.h"
 #include "../tap.h"
+#include "loop_wait.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -38,17 +39,7 @@
 
 static struct ev_loop *loop;
 
-#define WAIT(cond, secs) __extension__({ \
-	double t0_ = ev_time(); \
-	while (!(cond) && ev_time() - t0_ < (secs)) \
-		ev_run(loop, EVRUN_ONCE); \
-	(cond); })
-
-static ev_timer tick_w; /* bounds every ev_run(EVRUN_ONCE) */
-static void tick_cb(struct ev_loop *lp, ev_timer *w, int revents)
-{
-	(void)lp, (void)w, (void)revents;
-}
+#define WAIT(cond, secs) LOOP_WAIT(loop, cond, secs)
 
 static void spin(double secs)
 {
@@ -711,8 +702,7 @@ int main(void)
 	signal(SIGPIPE, SIG_IGN);
 	log_set_level(getenv("UPSTREAM_LOG") ? LOG_DEBUG : LOG_ERROR);
 	loop = ev_default_loop(0);
-	ev_timer_init(&tick_w, tick_cb, 0.01, 0.01);
-	ev_timer_start(loop, &tick_w);
+	loop_tick(loop, 0.01);
 	test_urls();
 	test_http();
 	test_https();
